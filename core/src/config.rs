@@ -1,0 +1,486 @@
+//! Checkpoint and restart options with Flink's defaults and validation rules (reference §A–B, §N.78).
+//!
+//! Every rule is checked when the job is built ([`CheckpointConfig::validate`]); a violation is a
+//! [`ConfigError`] that names the option and the rule, never a panic.
+
+use crate::ids::Tick;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Flink's lower bound for the interval and the timeout (`MINIMAL_CHECKPOINT_TIME`, 10 ms).
+pub const CHECKPOINT_TIME_MIN_TICKS: u64 = 10;
+/// Flink caps the min pause at one year.
+pub const MIN_PAUSE_MAX_TICKS: u64 = 365 * 24 * 3600 * 1000;
+/// A bound on concurrent checkpoints so the coordinator's tables stay small (STYLE §5).
+pub const CONCURRENT_CHECKPOINTS_MAX: u32 = 64;
+/// A bound on retained checkpoints for the same reason.
+pub const RETAINED_CHECKPOINTS_MAX: u32 = 1024;
+/// A bound on restart attempts: every attempt is a new `Attempt` number.
+pub const RESTART_ATTEMPTS_MAX: u32 = 1_000_000;
+
+/// How barriers are handled at tasks with several input channels (reference §D–E).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CheckpointingMode {
+    /// Aligned barriers: a channel blocks once its barrier arrived (the default).
+    #[default]
+    ExactlyOnce,
+    /// Barrier tracking: channels never block; records may be replayed twice after restore.
+    AtLeastOnce,
+}
+
+/// The checkpoint options of a job.
+///
+/// Invariant (after [`validate`](Self::validate)): every field is within Flink's rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointConfig {
+    /// The periodic trigger interval. `None`: periodic checkpointing is off (the Flink default).
+    pub interval_ticks: Option<u64>,
+    /// EXACTLY_ONCE (default) or AT_LEAST_ONCE.
+    pub mode: CheckpointingMode,
+    /// The minimum pause from the last successful completion to the next periodic trigger.
+    pub min_pause_ticks: u64,
+    /// The maximum number of pending checkpoints.
+    pub max_concurrent: u32,
+    /// A pending checkpoint older than this is aborted as expired.
+    pub timeout_ticks: u64,
+    /// Consecutive counted failures tolerated before the job fails (reference §H).
+    pub tolerable_failed: u32,
+    /// How many completed checkpoints the store keeps.
+    pub retained: u32,
+}
+
+impl Default for CheckpointConfig {
+    /// Flink's defaults (reference §A.2).
+    fn default() -> Self {
+        CheckpointConfig {
+            interval_ticks: None,
+            mode: CheckpointingMode::ExactlyOnce,
+            min_pause_ticks: 0,
+            max_concurrent: 1,
+            timeout_ticks: 600_000,
+            tolerable_failed: 0,
+            retained: 1,
+        }
+    }
+}
+
+/// A checkpoint or restart option that breaks a rule. The message names the option and the rule.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// Flink rejects intervals under 10 ms.
+    #[error("checkpoint interval must be at least {min} ms, got {value} ms")]
+    IntervalTooShort {
+        /// The configured value.
+        value: u64,
+        /// The lower bound.
+        min: u64,
+    },
+    /// Flink rejects timeouts under 10 ms.
+    #[error("checkpoint timeout must be at least {min} ms, got {value} ms")]
+    TimeoutTooShort {
+        /// The configured value.
+        value: u64,
+        /// The lower bound.
+        min: u64,
+    },
+    /// At least one checkpoint must be allowed to be pending.
+    #[error("max concurrent checkpoints must be between 1 and {max}, got {value}")]
+    MaxConcurrentOutOfRange {
+        /// The configured value.
+        value: u32,
+        /// The upper bound.
+        max: u32,
+    },
+    /// Flink caps the minimum pause at one year.
+    #[error("min pause between checkpoints must be at most one year ({max} ms), got {value} ms")]
+    MinPauseTooLong {
+        /// The configured value.
+        value: u64,
+        /// The upper bound.
+        max: u64,
+    },
+    /// The store must keep at least the latest completed checkpoint.
+    #[error("number of retained checkpoints must be between 1 and {max}, got {value}")]
+    RetainedOutOfRange {
+        /// The configured value.
+        value: u32,
+        /// The upper bound.
+        max: u32,
+    },
+    /// A restart strategy option is out of range.
+    #[error("restart strategy {strategy}: {option} {rule}")]
+    RestartStrategy {
+        /// `fixed-delay` or `exponential-delay`.
+        strategy: &'static str,
+        /// The option's Flink name.
+        option: &'static str,
+        /// The rule it breaks, with the value.
+        rule: String,
+    },
+}
+
+impl CheckpointConfig {
+    /// Checks every rule of reference §A. Call before building a job.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(value) = self.interval_ticks {
+            if value < CHECKPOINT_TIME_MIN_TICKS {
+                return Err(ConfigError::IntervalTooShort { value, min: CHECKPOINT_TIME_MIN_TICKS });
+            }
+        }
+        if self.timeout_ticks < CHECKPOINT_TIME_MIN_TICKS {
+            let value = self.timeout_ticks;
+            return Err(ConfigError::TimeoutTooShort { value, min: CHECKPOINT_TIME_MIN_TICKS });
+        }
+        if self.max_concurrent == 0 || self.max_concurrent > CONCURRENT_CHECKPOINTS_MAX {
+            let (value, max) = (self.max_concurrent, CONCURRENT_CHECKPOINTS_MAX);
+            return Err(ConfigError::MaxConcurrentOutOfRange { value, max });
+        }
+        if self.min_pause_ticks > MIN_PAUSE_MAX_TICKS {
+            let value = self.min_pause_ticks;
+            return Err(ConfigError::MinPauseTooLong { value, max: MIN_PAUSE_MAX_TICKS });
+        }
+        if self.retained == 0 || self.retained > RETAINED_CHECKPOINTS_MAX {
+            let (value, max) = (self.retained, RETAINED_CHECKPOINTS_MAX);
+            return Err(ConfigError::RetainedOutOfRange { value, max });
+        }
+        Ok(())
+    }
+
+    /// The effective periodic interval: Flink raises it to the min pause when that is larger
+    /// (reference §A.3).
+    pub fn effective_interval_ticks(&self) -> Option<u64> {
+        self.interval_ticks.map(|interval| interval.max(self.min_pause_ticks))
+    }
+}
+
+/// An integer ratio, so that no probability or factor is an `f64` (STYLE §3.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ratio {
+    /// The numerator.
+    pub numerator: u64,
+    /// The denominator, never zero.
+    pub denominator: u64,
+}
+
+impl Ratio {
+    /// `numerator / denominator`.
+    pub const fn new(numerator: u64, denominator: u64) -> Ratio {
+        assert!(denominator > 0, "a ratio's denominator is never zero");
+        Ratio { numerator, denominator }
+    }
+
+    /// `value × self`, rounded down, saturating.
+    pub fn apply(self, value: u64) -> u64 {
+        let product = u128::from(value) * u128::from(self.numerator) / u128::from(self.denominator);
+        u64::try_from(product).unwrap_or(u64::MAX)
+    }
+}
+
+/// How the JobManager restarts the job after a failure (reference §N.78).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartStrategyConfig {
+    /// Never restart: the first failure fails the job (Flink's default without checkpointing).
+    NoRestart,
+    /// Restart after a fixed delay, at most `attempts` times.
+    FixedDelay {
+        /// Restarts allowed before the job fails.
+        attempts: u32,
+        /// Delay before each restart.
+        delay_ticks: u64,
+    },
+    /// Restart after a delay that grows by `multiplier` per failure up to `max_backoff_ticks`,
+    /// reset to the initial backoff after `reset_threshold_ticks` without failure.
+    ExponentialDelay {
+        /// The first delay.
+        initial_backoff_ticks: u64,
+        /// The largest delay.
+        max_backoff_ticks: u64,
+        /// Growth per failure, at least 1.
+        multiplier: Ratio,
+        /// Quiet time after which the backoff starts over.
+        reset_threshold_ticks: u64,
+        /// Spread of each delay, between 0 and 1 (Flink's default is 0.1).
+        jitter: Ratio,
+        /// Restarts allowed before the job fails.
+        attempts: u32,
+    },
+}
+
+impl Default for RestartStrategyConfig {
+    /// Flink's default with checkpointing on: exponential delay with the 1.20 defaults
+    /// (1 s initial, 1 min max, ×1.5, reset after 1 h, jitter 0.1). Flink's attempt bound is
+    /// unlimited; ours is [`RESTART_ATTEMPTS_MAX`] so that every run ends.
+    fn default() -> Self {
+        RestartStrategyConfig::ExponentialDelay {
+            initial_backoff_ticks: 1_000,
+            max_backoff_ticks: 60_000,
+            multiplier: Ratio::new(3, 2),
+            reset_threshold_ticks: 3_600_000,
+            jitter: Ratio::new(1, 10),
+            attempts: RESTART_ATTEMPTS_MAX,
+        }
+    }
+}
+
+impl RestartStrategyConfig {
+    /// Checks the strategy's options.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let error = |strategy, option, rule: String| ConfigError::RestartStrategy {
+            strategy,
+            option,
+            rule,
+        };
+        match *self {
+            RestartStrategyConfig::NoRestart => Ok(()),
+            RestartStrategyConfig::FixedDelay { attempts, .. } => {
+                if attempts > RESTART_ATTEMPTS_MAX {
+                    let rule = format!("must be at most {RESTART_ATTEMPTS_MAX}, got {attempts}");
+                    return Err(error("fixed-delay", "attempts", rule));
+                }
+                Ok(())
+            }
+            RestartStrategyConfig::ExponentialDelay {
+                initial_backoff_ticks,
+                max_backoff_ticks,
+                multiplier,
+                jitter,
+                attempts,
+                ..
+            } => {
+                let name = "exponential-delay";
+                if initial_backoff_ticks == 0 {
+                    return Err(error(name, "initial-backoff", "must be positive, got 0".into()));
+                }
+                if max_backoff_ticks < initial_backoff_ticks {
+                    let rule = format!(
+                        "must be at least initial-backoff ({initial_backoff_ticks} ms), got {max_backoff_ticks} ms"
+                    );
+                    return Err(error(name, "max-backoff", rule));
+                }
+                if multiplier.numerator < multiplier.denominator {
+                    let rule = format!(
+                        "must be at least 1, got {}/{}",
+                        multiplier.numerator, multiplier.denominator
+                    );
+                    return Err(error(name, "backoff-multiplier", rule));
+                }
+                if jitter.numerator > jitter.denominator {
+                    let rule =
+                        format!("must be between 0 and 1, got {}/{}", jitter.numerator, jitter.denominator);
+                    return Err(error(name, "jitter-factor", rule));
+                }
+                if attempts > RESTART_ATTEMPTS_MAX {
+                    let rule = format!("must be at most {RESTART_ATTEMPTS_MAX}, got {attempts}");
+                    return Err(error(name, "attempts", rule));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Decides whether and when to restart after each failure. Pure: time is an input.
+///
+/// Invariant: `restarts <= ` the strategy's attempt bound.
+#[derive(Clone, Debug)]
+pub struct RestartStrategy {
+    config: RestartStrategyConfig,
+    restarts: u32,
+    backoff_ticks: u64,
+    last_failure: Option<Tick>,
+}
+
+/// What the strategy decided for one failure.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartDecision {
+    /// Restart the job at this time.
+    RestartAt(Tick),
+    /// The attempts are used up (or restarts are off): the job fails for good.
+    GiveUp,
+}
+
+impl RestartStrategy {
+    /// A strategy in its initial state. The config must be valid.
+    pub fn new(config: RestartStrategyConfig) -> RestartStrategy {
+        assert!(config.validate().is_ok(), "restart strategy validated at job build");
+        let backoff_ticks = match config {
+            RestartStrategyConfig::ExponentialDelay { initial_backoff_ticks, .. } => {
+                initial_backoff_ticks
+            }
+            _ => 0,
+        };
+        RestartStrategy { config, restarts: 0, backoff_ticks, last_failure: None }
+    }
+
+    /// Restarts granted so far.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Records a failure at `now` and decides.
+    pub fn on_failure(&mut self, now: Tick) -> RestartDecision {
+        let decision = match self.config {
+            RestartStrategyConfig::NoRestart => RestartDecision::GiveUp,
+            RestartStrategyConfig::FixedDelay { attempts, delay_ticks } => {
+                if self.restarts >= attempts {
+                    RestartDecision::GiveUp
+                } else {
+                    RestartDecision::RestartAt(now.after(delay_ticks))
+                }
+            }
+            RestartStrategyConfig::ExponentialDelay {
+                initial_backoff_ticks,
+                max_backoff_ticks,
+                multiplier,
+                reset_threshold_ticks,
+                jitter,
+                attempts,
+            } => {
+                if let Some(last) = self.last_failure {
+                    if now.since(last) >= reset_threshold_ticks {
+                        self.backoff_ticks = initial_backoff_ticks;
+                    } else {
+                        self.backoff_ticks = multiplier.apply(self.backoff_ticks).min(max_backoff_ticks);
+                    }
+                }
+                if self.restarts >= attempts {
+                    RestartDecision::GiveUp
+                } else {
+                    let delay = jittered(self.backoff_ticks, jitter, self.restarts);
+                    RestartDecision::RestartAt(now.after(delay))
+                }
+            }
+        };
+        self.last_failure = Some(now);
+        if let RestartDecision::RestartAt(at) = decision {
+            self.restarts += 1;
+            assert!(at >= now, "a restart is never scheduled in the past");
+        }
+        decision
+    }
+}
+
+/// Spreads `delay` by up to ±`jitter`. The engine takes no randomness (STYLE §3.5), so the
+/// spread is a fixed mix of the restart count: deterministic, yet not the same every time.
+fn jittered(delay: u64, jitter: Ratio, restarts: u32) -> u64 {
+    let spread = jitter.apply(delay);
+    if spread == 0 {
+        return delay;
+    }
+    let mut mix = u64::from(restarts).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    mix = (mix ^ (mix >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mix = (mix ^ (mix >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mix ^= mix >> 31;
+    let offset = mix % (2 * spread + 1);
+    (delay - spread) + offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(config: CheckpointConfig, expected: Result<(), &str>) {
+        let actual = config.validate().map_err(|error| error.to_string());
+        assert_eq!(actual, expected.map_err(str::to_string));
+    }
+
+    #[test]
+    fn defaults_are_flinks_and_valid() {
+        let config = CheckpointConfig::default();
+        assert_eq!(config.interval_ticks, None, "no interval means periodic checkpointing is off");
+        assert_eq!(config.mode, CheckpointingMode::ExactlyOnce);
+        assert_eq!(config.timeout_ticks, 600_000);
+        assert_eq!(config.max_concurrent, 1);
+        assert_eq!((config.min_pause_ticks, config.tolerable_failed, config.retained), (0, 0, 1));
+        check(config, Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_its_option() {
+        let base = CheckpointConfig { interval_ticks: Some(100), ..CheckpointConfig::default() };
+        check(
+            CheckpointConfig { interval_ticks: Some(9), ..base.clone() },
+            Err("checkpoint interval must be at least 10 ms, got 9 ms"),
+        );
+        check(
+            CheckpointConfig { timeout_ticks: 5, ..base.clone() },
+            Err("checkpoint timeout must be at least 10 ms, got 5 ms"),
+        );
+        check(
+            CheckpointConfig { max_concurrent: 0, ..base.clone() },
+            Err("max concurrent checkpoints must be between 1 and 64, got 0"),
+        );
+        check(
+            CheckpointConfig { retained: 0, ..base.clone() },
+            Err("number of retained checkpoints must be between 1 and 1024, got 0"),
+        );
+        check(
+            CheckpointConfig { min_pause_ticks: MIN_PAUSE_MAX_TICKS + 1, ..base },
+            Err("min pause between checkpoints must be at most one year (31536000000 ms), got 31536000001 ms"),
+        );
+    }
+
+    #[test]
+    fn min_pause_above_interval_becomes_the_interval() {
+        let config = CheckpointConfig {
+            interval_ticks: Some(100),
+            min_pause_ticks: 250,
+            ..CheckpointConfig::default()
+        };
+        assert_eq!(config.effective_interval_ticks(), Some(250));
+    }
+
+    #[test]
+    fn restart_options_are_validated() {
+        let bad = RestartStrategyConfig::ExponentialDelay {
+            initial_backoff_ticks: 100,
+            max_backoff_ticks: 50,
+            multiplier: Ratio::new(3, 2),
+            reset_threshold_ticks: 1000,
+            jitter: Ratio::new(0, 1),
+            attempts: 3,
+        };
+        assert_eq!(
+            bad.validate().map_err(|e| e.to_string()),
+            Err("restart strategy exponential-delay: max-backoff must be at least initial-backoff (100 ms), got 50 ms".into())
+        );
+    }
+
+    #[test]
+    fn fixed_delay_gives_up_after_its_attempts() {
+        let mut strategy =
+            RestartStrategy::new(RestartStrategyConfig::FixedDelay { attempts: 2, delay_ticks: 10 });
+        assert_eq!(strategy.on_failure(Tick(100)), RestartDecision::RestartAt(Tick(110)));
+        assert_eq!(strategy.on_failure(Tick(200)), RestartDecision::RestartAt(Tick(210)));
+        assert_eq!(strategy.on_failure(Tick(300)), RestartDecision::GiveUp);
+    }
+
+    #[test]
+    fn exponential_delay_grows_caps_and_resets() {
+        let mut strategy = RestartStrategy::new(RestartStrategyConfig::ExponentialDelay {
+            initial_backoff_ticks: 100,
+            max_backoff_ticks: 300,
+            multiplier: Ratio::new(2, 1),
+            reset_threshold_ticks: 10_000,
+            jitter: Ratio::new(0, 1),
+            attempts: 10,
+        });
+        let delays: Vec<u64> = [0, 1_000, 2_000, 3_000, 20_000]
+            .into_iter()
+            .map(|now| match strategy.on_failure(Tick(now)) {
+                RestartDecision::RestartAt(at) => at.since(Tick(now)),
+                RestartDecision::GiveUp => panic!("attempts left"),
+            })
+            .collect();
+        assert_eq!(delays, vec![100, 200, 300, 300, 100]);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_spread() {
+        for restarts in 0..100 {
+            let delay = jittered(1_000, Ratio::new(1, 10), restarts);
+            assert!((900..=1_100).contains(&delay), "{delay} outside 1000 ± 10%");
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The `CheckpointCoordinator`: triggers, tracks, completes and aborts checkpoints.
+//!
+//! It lives in the JobManager and is pure: time comes in as `now`, and every action goes out as
+//! a [`CoordinatorEffect`]. Persisting the id counter, writing `_metadata` and persisting the
+//! completed store are asynchronous: the JobManager carries them out and reports back through
+//! `on_counter_persisted`, `on_metadata_written` and `on_completion_persisted`. Completion
+//! follows reference §I.50: metadata durable, then the store, then notifications.
+
+use crate::config::CheckpointConfig;
+use crate::ids::{CheckpointId, TaskId, Tick};
+use crate::messages::CheckpointFailureReason;
+use crate::storage::{StateHandle, StoragePath};
+use crate::store::{CheckpointMetadata, CompletedCheckpoint, CompletedCheckpointStore};
+use crate::trace::EngineEvent;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Flink's bound on queued trigger requests (reference §B.8).
+pub const QUEUED_REQUESTS_MAX: u32 = 1000;
+
+/// What the coordinator asks the JobManager to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoordinatorEffect {
+    /// Persist the id counter (the HA record), then call `on_counter_persisted`.
+    PersistCounter,
+    /// Send the barrier of `checkpoint` to these source tasks.
+    Trigger {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The source tasks.
+        sources: Vec<TaskId>,
+    },
+    /// Write `_metadata`, then call `on_metadata_written`.
+    WriteMetadata {
+        /// Where.
+        path: StoragePath,
+        /// What.
+        metadata: CheckpointMetadata,
+    },
+    /// Persist the completed store with this checkpoint added (the HA record), then call
+    /// `on_completion_persisted`.
+    PersistCompletion(CompletedCheckpoint),
+    /// Tell every task the checkpoint completed.
+    NotifyComplete(CheckpointId),
+    /// Tell every task the checkpoint was aborted.
+    NotifyAborted {
+        /// The aborted checkpoint.
+        checkpoint: CheckpointId,
+        /// The latest completed checkpoint.
+        latest_completed: Option<CheckpointId>,
+    },
+    /// Delete the exclusive state of this checkpoint (aborted or subsumed).
+    Discard(CheckpointId),
+    /// Too many counted failures in a row: fail the job (reference §H.47).
+    FailJob {
+        /// The checkpoint whose failure crossed the threshold.
+        checkpoint: CheckpointId,
+        /// Its failure reason.
+        reason: CheckpointFailureReason,
+    },
+    /// Record a trace event.
+    Trace(EngineEvent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for acknowledgements.
+    Collecting,
+    /// Every task acknowledged; waiting for its turn to finalize.
+    Acknowledged,
+    /// `_metadata` is being written.
+    WritingMetadata,
+    /// The completed store is being persisted.
+    PersistingStore,
+}
+
+#[derive(Clone, Debug)]
+struct PendingCheckpoint {
+    expires_at: Tick,
+    acks: BTreeMap<TaskId, StateHandle>,
+    phase: Phase,
+}
+
+/// Counts checkpoint failures and decides when the job must fail (reference §H).
+///
+/// Invariant: `counted` holds only ids above `last_succeeded`, and
+/// `continuous <= tolerable` between calls.
+#[derive(Clone, Debug)]
+pub struct CheckpointFailureManager {
+    tolerable: u32,
+    continuous: u32,
+    counted: BTreeSet<CheckpointId>,
+    last_succeeded: CheckpointId,
+}
+
+impl CheckpointFailureManager {
+    /// A manager that tolerates `tolerable` consecutive counted failures.
+    pub fn new(tolerable: u32) -> CheckpointFailureManager {
+        CheckpointFailureManager { tolerable, continuous: 0, counted: BTreeSet::new(), last_succeeded: CheckpointId(0) }
+    }
+
+    /// Records a failure; returns true when the job must fail. Counts only the reasons of §H.46,
+    /// once per id, and only for ids after the last success (FLINK-18336).
+    #[must_use]
+    pub fn on_failure(&mut self, checkpoint: CheckpointId, reason: CheckpointFailureReason) -> bool {
+        if !reason.is_counted() || checkpoint <= self.last_succeeded || !self.counted.insert(checkpoint) {
+            return false;
+        }
+        self.continuous += 1;
+        if self.continuous > self.tolerable {
+            self.continuous = 0;
+            self.counted.clear();
+            return true;
+        }
+        false
+    }
+
+    /// Records a success: a newer one resets the count.
+    pub fn on_success(&mut self, checkpoint: CheckpointId) {
+        if checkpoint > self.last_succeeded {
+            self.last_succeeded = checkpoint;
+            self.continuous = 0;
+            self.counted.retain(|&id| id > checkpoint);
+        }
+    }
+
+    /// Counted failures since the last success.
+    pub fn continuous_failures(&self) -> u32 {
+        self.continuous
+    }
+}
+
+/// The checkpoint coordinator of one job.
+///
+/// Invariants: pending ids are below `next_id`; at most one checkpoint is past `Acknowledged`
+/// (finalization is serial, in id order); at most `max_concurrent` are pending.
+#[derive(Clone, Debug)]
+pub struct CheckpointCoordinator {
+    job: String,
+    config: CheckpointConfig,
+    tasks: Vec<TaskId>,
+    sources: Vec<TaskId>,
+    next_id: CheckpointId,
+    pending: BTreeMap<CheckpointId, PendingCheckpoint>,
+    store: CompletedCheckpointStore,
+    failures: CheckpointFailureManager,
+    /// Whether the job runs (the scheduler is started).
+    running: bool,
+    /// When the periodic trigger fires next; `None` when periodic checkpointing is off/stopped.
+    next_periodic: Option<Tick>,
+    queued_periodic: u32,
+    queued_requested: u32,
+    /// The id whose counter write is in flight (Flink's `isTriggering`).
+    triggering: Option<CheckpointId>,
+    last_completion: Option<Tick>,
+    /// All input is consumed since this id: keep a checkpoint coming until one with this id
+    /// or later completes (the final checkpoint).
+    finishing_since: Option<CheckpointId>,
+}
+
+impl CheckpointCoordinator {
+    /// A coordinator for the tasks of a job, resuming from a persisted counter and store.
+    pub fn new(
+        job: &str,
+        config: CheckpointConfig,
+        tasks: Vec<TaskId>,
+        sources: Vec<TaskId>,
+        next_id: CheckpointId,
+        store: CompletedCheckpointStore,
+    ) -> CheckpointCoordinator {
+        assert!(config.validate().is_ok(), "checkpoint config validated at job build");
+        assert!(next_id >= CheckpointId::INITIAL, "checkpoint ids start at 1");
+        if let Some(latest) = store.latest() {
+            assert!(next_id > latest.id, "the counter is ahead of every completed checkpoint");
+        }
+        let mut failures = CheckpointFailureManager::new(config.tolerable_failed);
+        if let Some(latest) = store.latest() {
+            failures.on_success(latest.id);
+        }
+        CheckpointCoordinator {
+            job: job.to_string(),
+            config,
+            tasks,
+            sources,
+            next_id,
+            pending: BTreeMap::new(),
+            store,
+            failures,
+            running: false,
+            next_periodic: None,
+            queued_periodic: 0,
+            queued_requested: 0,
+            triggering: None,
+            last_completion: None,
+            finishing_since: None,
+        }
+    }
+
+    /// The next id the counter hands out (what the HA record persists).
+    pub fn next_id(&self) -> CheckpointId {
+        self.next_id
+    }
+
+    /// The completed store.
+    pub fn store(&self) -> &CompletedCheckpointStore {
+        &self.store
+    }
+
+    /// Checkpoints not yet completed or aborted.
+    pub fn pending_ids(&self) -> Vec<CheckpointId> {
+        self.pending.keys().copied().collect()
+    }
+
+    /// Whether a completion is being persisted (a failover waits for it to settle).
+    pub fn is_finalizing(&self) -> bool {
+        self.pending.values().any(|p| matches!(p.phase, Phase::WritingMetadata | Phase::PersistingStore))
+    }
+
+    /// The job runs: start periodic triggering after `first_delay` (reference §B.6–7; Flink draws
+    /// the delay at random in `[min pause, interval]`, the driver draws it from the seed).
+    pub fn start(&mut self, now: Tick, first_delay: u64) {
+        assert!(!self.running, "the scheduler starts once per attempt");
+        self.running = true;
+        self.next_periodic = self.config.effective_interval_ticks().map(|_| now.after(first_delay));
+    }
+
+    /// The job stops running (failover or end): stop the scheduler, drop queued requests and
+    /// abort every checkpoint still collecting acknowledgements. A completion already being
+    /// persisted settles on its own.
+    pub fn stop(&mut self, reason: CheckpointFailureReason, out: &mut Vec<CoordinatorEffect>) {
+        self.running = false;
+        self.next_periodic = None;
+        self.queued_periodic = 0;
+        self.queued_requested = 0;
+        self.finishing_since = None;
+        let collecting: Vec<CheckpointId> =
+            self.pending.iter().filter(|(_, p)| matches!(p.phase, Phase::Collecting | Phase::Acknowledged)).map(|(&id, _)| id).collect();
+        for id in collecting {
+            self.abort(id, reason, out);
+        }
+    }
+
+    /// All sources consumed their input: a checkpoint must follow and complete (the final one).
+    pub fn request_final_checkpoint(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
+        if self.finishing_since.is_none() {
+            self.finishing_since = Some(self.next_id);
+        }
+        self.try_trigger(now, out);
+    }
+
+    /// The earliest time the coordinator needs `on_tick`.
+    pub fn next_deadline(&self) -> Option<Tick> {
+        let expiry = self.pending.values().filter(|p| p.phase == Phase::Collecting).map(|p| p.expires_at).min();
+        [expiry, self.next_periodic].into_iter().flatten().min()
+    }
+
+    /// Fires expirations and the periodic trigger due by `now`.
+    pub fn on_tick(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
+        let expired: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::Collecting && p.expires_at <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.abort(id, CheckpointFailureReason::Expired, out);
+        }
+        if let (Some(at), Some(interval)) = (self.next_periodic, self.config.effective_interval_ticks()) {
+            if at <= now {
+                // Fixed rate: the schedule does not drift with completions (reference §B.7).
+                let missed = now.since(at) / interval;
+                self.next_periodic = Some(at.after((missed + 1) * interval));
+                self.queue_request(true, out);
+            }
+        }
+        self.try_trigger(now, out);
+    }
+
+    /// A task acknowledged `checkpoint` with its state.
+    pub fn on_acknowledge(&mut self, now: Tick, task: TaskId, checkpoint: CheckpointId, state: StateHandle, out: &mut Vec<CoordinatorEffect>) {
+        assert!(self.tasks.contains(&task), "ack from unknown task {task}");
+        assert!(checkpoint < self.next_id, "ack for {checkpoint} which was never triggered");
+        let Some(pending) = self.pending.get_mut(&checkpoint) else {
+            return; // Late ack for an aborted or completed checkpoint (reference §G.40).
+        };
+        if pending.phase != Phase::Collecting || pending.acks.contains_key(&task) {
+            return; // Duplicate.
+        }
+        pending.acks.insert(task, state);
+        if pending.acks.len() == self.tasks.len() {
+            pending.phase = Phase::Acknowledged;
+            self.try_finalize(now, out);
+        }
+    }
+
+    /// A task declined `checkpoint`: abort it with the task's reason (reference §G.41).
+    pub fn on_decline(&mut self, now: Tick, task: TaskId, checkpoint: CheckpointId, reason: CheckpointFailureReason, out: &mut Vec<CoordinatorEffect>) {
+        assert!(self.tasks.contains(&task), "decline from unknown task {task}");
+        if self.pending.get(&checkpoint).is_some_and(|p| p.phase == Phase::Collecting) {
+            self.abort(checkpoint, reason, out);
+            self.try_trigger(now, out);
+        }
+    }
+
+    /// The id counter was persisted (or not): trigger the checkpoint at the sources.
+    pub fn on_counter_persisted(&mut self, now: Tick, persisted: bool, out: &mut Vec<CoordinatorEffect>) {
+        let id = self.triggering.take().expect("a counter write is in flight");
+        if !persisted {
+            let reason = CheckpointFailureReason::TriggerFailure;
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint: id, reason }));
+        } else if self.running {
+            let expires_at = now.after(self.config.timeout_ticks);
+            self.pending.insert(id, PendingCheckpoint { expires_at, acks: BTreeMap::new(), phase: Phase::Collecting });
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointTriggered { checkpoint: id }));
+            out.push(CoordinatorEffect::Trigger { checkpoint: id, sources: self.sources.clone() });
+        }
+        self.try_trigger(now, out);
+    }
+
+    /// `_metadata` of `checkpoint` was written (or not).
+    pub fn on_metadata_written(&mut self, now: Tick, checkpoint: CheckpointId, written: bool, out: &mut Vec<CoordinatorEffect>) {
+        let pending = self.pending.get_mut(&checkpoint).expect("metadata written for a pending checkpoint");
+        assert_eq!(pending.phase, Phase::WritingMetadata, "metadata of {checkpoint} written twice");
+        if !written {
+            self.abort(checkpoint, CheckpointFailureReason::FinalizeFailure, out);
+            self.try_finalize(now, out);
+            return;
+        }
+        pending.phase = Phase::PersistingStore;
+        let completed = CompletedCheckpoint {
+            id: checkpoint,
+            task_states: pending.acks.clone(),
+            metadata: StoragePath::metadata(&self.job, checkpoint),
+            completed_at: now,
+        };
+        out.push(CoordinatorEffect::PersistCompletion(completed));
+    }
+
+    /// The completed store with `checkpoint` was persisted (or not). On success the checkpoint
+    /// is complete: older pending ones are subsumed, then tasks are notified (reference §I.50).
+    pub fn on_completion_persisted(&mut self, now: Tick, completed: CompletedCheckpoint, persisted: bool, out: &mut Vec<CoordinatorEffect>) {
+        let checkpoint = completed.id;
+        let phase = self.pending.get(&checkpoint).map(|p| p.phase);
+        assert_eq!(phase, Some(Phase::PersistingStore), "completion of {checkpoint} persisted out of order");
+        if !persisted {
+            self.abort(checkpoint, CheckpointFailureReason::FinalizeFailure, out);
+            self.try_finalize(now, out);
+            self.try_trigger(now, out);
+            return;
+        }
+        self.pending.remove(&checkpoint);
+        for subsumed in self.store.add(completed) {
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointSubsumed { checkpoint: subsumed.id }));
+            out.push(CoordinatorEffect::Discard(subsumed.id));
+        }
+        self.failures.on_success(checkpoint);
+        self.last_completion = Some(now);
+        let older: Vec<CheckpointId> = self.pending.range(..checkpoint).map(|(&id, _)| id).collect();
+        for id in older {
+            self.abort(id, CheckpointFailureReason::Subsumed, out);
+        }
+        out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointCompleted { checkpoint }));
+        out.push(CoordinatorEffect::NotifyComplete(checkpoint));
+        self.try_finalize(now, out);
+        self.try_trigger(now, out);
+    }
+
+    fn queue_request(&mut self, periodic: bool, out: &mut Vec<CoordinatorEffect>) {
+        if self.queued_periodic + self.queued_requested >= QUEUED_REQUESTS_MAX {
+            // The lowest-priority entry (a periodic one) is evicted, or the new one refused.
+            let reason = CheckpointFailureReason::TooManyRequests;
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint: self.next_id, reason }));
+            if !periodic && self.queued_periodic > 0 {
+                self.queued_periodic -= 1;
+            } else {
+                return;
+            }
+        }
+        if periodic {
+            self.queued_periodic += 1;
+        } else {
+            self.queued_requested += 1;
+        }
+    }
+
+    /// Takes the next queued request if the rules allow (reference §B.9–12).
+    fn try_trigger(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
+        if !self.running || self.triggering.is_some() {
+            return;
+        }
+        let final_done = self.finishing_since.is_some_and(|first| self.store.latest().is_some_and(|c| c.id >= first));
+        if final_done {
+            // The final checkpoint completed: tasks are finishing, nothing more to snapshot.
+            self.next_periodic = None;
+            self.queued_periodic = 0;
+            self.queued_requested = 0;
+            return;
+        }
+        if self.finishing_since.is_some() && self.pending.is_empty() && self.queued_periodic + self.queued_requested == 0 {
+            self.queue_request(false, out);
+        }
+        let periodic = match (self.queued_requested, self.queued_periodic) {
+            (0, 0) => return,
+            (0, _) => true,
+            _ => false,
+        };
+        // Every pending checkpoint counts, also one being finalized (Flink completes under
+        // its lock, so there a finalizing checkpoint is still pending).
+        if self.pending.len() >= self.config.max_concurrent as usize {
+            return; // Stays queued until a slot frees (§B.11).
+        }
+        if periodic {
+            if let Some(last) = self.last_completion {
+                let earliest = last.after(self.config.min_pause_ticks);
+                if now < earliest {
+                    // Fails, and the periodic trigger fires again exactly when allowed (§B.12).
+                    self.queued_periodic -= 1;
+                    let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
+                    out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint: self.next_id, reason }));
+                    self.next_periodic = Some(earliest);
+                    return;
+                }
+            }
+            self.queued_periodic -= 1;
+        } else {
+            self.queued_requested -= 1;
+        }
+        let id = self.next_id;
+        self.next_id = id.next();
+        self.triggering = Some(id);
+        out.push(CoordinatorEffect::PersistCounter);
+    }
+
+    /// Starts finalizing the oldest fully acknowledged checkpoint, if none is finalizing.
+    fn try_finalize(&mut self, _now: Tick, out: &mut Vec<CoordinatorEffect>) {
+        if self.is_finalizing() {
+            return;
+        }
+        let Some((&id, pending)) = self.pending.iter_mut().find(|(_, p)| p.phase == Phase::Acknowledged) else {
+            return;
+        };
+        pending.phase = Phase::WritingMetadata;
+        let metadata = CheckpointMetadata { job: self.job.clone(), checkpoint: id, task_states: pending.acks.clone() };
+        out.push(CoordinatorEffect::WriteMetadata { path: StoragePath::metadata(&self.job, id), metadata });
+    }
+
+    fn abort(&mut self, checkpoint: CheckpointId, reason: CheckpointFailureReason, out: &mut Vec<CoordinatorEffect>) {
+        let removed = self.pending.remove(&checkpoint);
+        assert!(removed.is_some(), "abort of {checkpoint} which is not pending");
+        out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint, reason }));
+        out.push(CoordinatorEffect::Discard(checkpoint));
+        let latest_completed = self.store.latest().map(|c| c.id);
+        out.push(CoordinatorEffect::NotifyAborted { checkpoint, latest_completed });
+        if self.failures.on_failure(checkpoint, reason) {
+            out.push(CoordinatorEffect::FailJob { checkpoint, reason });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! The JobManager: job status, deployment, failover with a restart strategy, heartbeats, the
+//! checkpoint coordinator, and the HA record that lets a restarted JobManager resume.
+//!
+//! The HA record (completed checkpoints, checkpoint id counter, attempt counter) is written to
+//! checkpoint storage, one write at a time, each composed from the state at the moment it is
+//! sent; a completion counts only once a record holding it is durable.
+
+use crate::cluster::ClusterConfig;
+use crate::codec::{self, Kind};
+use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
+use crate::config::{RestartDecision, RestartStrategy};
+use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
+use crate::job::ExecutionPlan;
+use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
+use crate::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse};
+use crate::store::{CompletedCheckpoint, CompletedCheckpointStore};
+use crate::trace::{EngineEvent, JobStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// What the JobManager persists so that a restarted JobManager resumes the job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaRecord {
+    /// The job.
+    pub job: String,
+    /// The next checkpoint id to hand out.
+    pub next_checkpoint_id: CheckpointId,
+    /// The newest attempt deployed.
+    pub attempt: Attempt,
+    /// The completed checkpoints, oldest first.
+    pub completed: Vec<CompletedCheckpoint>,
+}
+
+#[derive(Clone, Debug)]
+enum HaWrite {
+    Counter,
+    Completion(CompletedCheckpoint),
+    Attempt,
+}
+
+#[derive(Clone, Debug)]
+enum Request {
+    ReadHa,
+    WriteHa(HaWrite),
+    Metadata(CheckpointId),
+    Discard,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TaskState {
+    Deploying,
+    Running,
+    DataFinished,
+    Finished,
+}
+
+/// The JobManager node.
+#[derive(Debug)]
+pub struct JobManager {
+    plan: Arc<ExecutionPlan>,
+    cluster: ClusterConfig,
+    status: JobStatus,
+    /// The newest attempt (persisted or being persisted).
+    attempt: Attempt,
+    /// The attempt whose tasks were sent out; task messages of other attempts are ignored.
+    deployed: Option<Attempt>,
+    coordinator: Option<CheckpointCoordinator>,
+    restart: RestartStrategy,
+    restart_at: Option<Tick>,
+    task_managers: BTreeMap<TaskManagerId, Tick>,
+    tasks: BTreeMap<TaskId, TaskState>,
+    ha_queue: VecDeque<HaWrite>,
+    ha_in_flight: bool,
+    requests: BTreeMap<u64, Request>,
+    next_request: u64,
+}
+
+impl JobManager {
+    /// A JobManager for `plan`. It does nothing until [`Node::on_start`].
+    pub fn new(plan: Arc<ExecutionPlan>, cluster: ClusterConfig) -> JobManager {
+        JobManager {
+            restart: RestartStrategy::new(plan.restart.clone()),
+            plan,
+            cluster,
+            status: JobStatus::Initializing,
+            attempt: Attempt(0),
+            deployed: None,
+            coordinator: None,
+            restart_at: None,
+            task_managers: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            ha_queue: VecDeque::new(),
+            ha_in_flight: false,
+            requests: BTreeMap::new(),
+            next_request: 0,
+        }
+    }
+
+    /// The job's status.
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    /// The coordinator, once the HA record was read.
+    pub fn coordinator(&self) -> Option<&CheckpointCoordinator> {
+        self.coordinator.as_ref()
+    }
+
+    /// Restarts granted by the restart strategy.
+    pub fn restarts(&self) -> u32 {
+        self.restart.restarts()
+    }
+
+    fn request(&mut self, purpose: Request, op: StorageOp, out: &mut Outbox) {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.requests.insert(request, purpose);
+        out.send(Address::Storage, Message::Storage(StorageRequest { request, op }));
+    }
+
+    fn set_status(&mut self, status: JobStatus, out: &mut Outbox) {
+        if self.status != status {
+            self.status = status;
+            out.trace(EngineEvent::JobStatus { status, attempt: self.attempt });
+        }
+    }
+
+    fn on_ha_read(&mut self, now: Tick, result: Result<StorageReply, StorageError>, out: &mut Outbox) {
+        let config = &self.plan.checkpoint;
+        let record = match result {
+            Ok(StorageReply::Data(bytes)) => match codec::decode::<HaRecord>(Kind::HaRecord, &bytes) {
+                Ok(record) => record,
+                Err(error) => {
+                    // Without its HA record the job cannot resume safely: fail, do not guess.
+                    out.trace(EngineEvent::Failover { cause: format!("HA record unreadable: {error}") });
+                    self.set_status(JobStatus::Failed, out);
+                    return;
+                }
+            },
+            Err(StorageError::NotFound { .. }) => HaRecord {
+                job: self.plan.job.clone(),
+                next_checkpoint_id: CheckpointId::INITIAL,
+                attempt: Attempt(0),
+                completed: Vec::new(),
+            },
+            other => {
+                // A transient storage failure: ask again.
+                let _ = other;
+                let path = StoragePath::ha_record(&self.plan.job);
+                self.request(Request::ReadHa, StorageOp::Read { path }, out);
+                return;
+            }
+        };
+        assert_eq!(record.job, self.plan.job, "HA record of another job");
+        self.attempt = record.attempt;
+        let store = CompletedCheckpointStore::from_checkpoints(config.retained, record.completed);
+        let tasks = self.plan.tasks.iter().map(|t| t.id).collect();
+        let sources = self.plan.source_tasks().collect();
+        self.coordinator = Some(CheckpointCoordinator::new(
+            &self.plan.job,
+            config.clone(),
+            tasks,
+            sources,
+            record.next_checkpoint_id,
+            store,
+        ));
+        self.set_status(JobStatus::Created, out);
+        self.restart_at = Some(now);
+        self.try_deploy(now, out);
+    }
+
+    fn try_deploy(&mut self, now: Tick, out: &mut Outbox) {
+        let due = self.restart_at.is_some_and(|at| at <= now);
+        let all_registered = self.cluster.task_manager_ids().all(|tm| self.task_managers.contains_key(&tm));
+        let coordinator = self.coordinator.as_ref().expect("deploy after the HA record was read");
+        if !due || !all_registered || coordinator.is_finalizing() || self.ha_in_flight {
+            return;
+        }
+        self.restart_at = None;
+        self.attempt = self.attempt.next();
+        self.write_ha(HaWrite::Attempt, out);
+    }
+
+    fn deploy(&mut self, out: &mut Outbox) {
+        let coordinator = self.coordinator.as_ref().expect("deploy after the HA record was read");
+        let latest = coordinator.store().latest().cloned();
+        self.deployed = Some(self.attempt);
+        self.tasks = self.plan.tasks.iter().map(|t| (t.id, TaskState::Deploying)).collect();
+        for tm in self.cluster.task_manager_ids() {
+            let restore = match &latest {
+                Some(checkpoint) => checkpoint
+                    .task_states
+                    .iter()
+                    .filter(|(&task, _)| self.cluster.placement(task) == tm)
+                    .map(|(&task, handle)| (task, handle.clone()))
+                    .collect(),
+                None => BTreeMap::new(),
+            };
+            let restored_checkpoint = latest.as_ref().map(|c| c.id);
+            let message = Message::DeployTasks { attempt: self.attempt, restore, restored_checkpoint };
+            out.send(Address::TaskManager(tm), message);
+        }
+        out.trace(EngineEvent::Deployed { attempt: self.attempt, restored: latest.map(|c| c.id) });
+        self.set_status(JobStatus::Created, out);
+    }
+
+    fn write_ha(&mut self, write: HaWrite, out: &mut Outbox) {
+        self.ha_queue.push_back(write);
+        self.send_next_ha(out);
+    }
+
+    fn send_next_ha(&mut self, out: &mut Outbox) {
+        if self.ha_in_flight {
+            return;
+        }
+        let Some(write) = self.ha_queue.pop_front() else { return };
+        let coordinator = self.coordinator.as_ref().expect("HA writes after the HA record was read");
+        let mut completed: Vec<CompletedCheckpoint> = coordinator.store().checkpoints().cloned().collect();
+        if let HaWrite::Completion(checkpoint) = &write {
+            completed.push(checkpoint.clone());
+            let excess = completed.len().saturating_sub(self.plan.checkpoint.retained as usize);
+            completed.drain(..excess);
+        }
+        let record = HaRecord {
+            job: self.plan.job.clone(),
+            next_checkpoint_id: coordinator.next_id(),
+            attempt: self.attempt,
+            completed,
+        };
+        let bytes = codec::encode(Kind::HaRecord, &record);
+        let path = StoragePath::ha_record(&self.plan.job);
+        self.ha_in_flight = true;
+        self.request(Request::WriteHa(write), StorageOp::Write { path, bytes }, out);
+    }
+
+    fn on_ha_written(&mut self, now: Tick, write: HaWrite, written: bool, out: &mut Outbox) {
+        self.ha_in_flight = false;
+        let mut effects = Vec::new();
+        let coordinator = self.coordinator.as_mut().expect("HA writes after the HA record was read");
+        match write {
+            HaWrite::Counter => coordinator.on_counter_persisted(now, written, &mut effects),
+            HaWrite::Completion(checkpoint) => coordinator.on_completion_persisted(now, checkpoint, written, &mut effects),
+            HaWrite::Attempt if written => self.deploy(out),
+            HaWrite::Attempt => self.restart_at = Some(now.after(self.cluster.heartbeat_interval_ticks)),
+        }
+        self.apply(now, effects, out);
+        self.send_next_ha(out);
+        self.try_deploy(now, out);
+    }
+
+    fn apply(&mut self, now: Tick, effects: Vec<CoordinatorEffect>, out: &mut Outbox) {
+        for effect in effects {
+            match effect {
+                CoordinatorEffect::PersistCounter => self.write_ha(HaWrite::Counter, out),
+                CoordinatorEffect::Trigger { checkpoint, sources } => {
+                    let attempt = self.deployed.expect("triggers only while deployed");
+                    for task in sources {
+                        let barrier = crate::record::CheckpointBarrier { id: checkpoint };
+                        let message = Message::TriggerCheckpoint { attempt, task, barrier };
+                        out.send(Address::TaskManager(self.cluster.placement(task)), message);
+                    }
+                }
+                CoordinatorEffect::WriteMetadata { path, metadata } => {
+                    let bytes = codec::encode(Kind::CheckpointMetadata, &metadata);
+                    self.request(Request::Metadata(metadata.checkpoint), StorageOp::Write { path, bytes }, out);
+                }
+                CoordinatorEffect::PersistCompletion(checkpoint) => self.write_ha(HaWrite::Completion(checkpoint), out),
+                CoordinatorEffect::NotifyComplete(checkpoint) => {
+                    if let Some(attempt) = self.deployed {
+                        self.broadcast(Message::NotifyCheckpointComplete { attempt, checkpoint }, out);
+                    }
+                }
+                CoordinatorEffect::NotifyAborted { checkpoint, latest_completed } => {
+                    if let Some(attempt) = self.deployed {
+                        let message = Message::NotifyCheckpointAborted { attempt, checkpoint, latest_completed };
+                        self.broadcast(message, out);
+                    }
+                }
+                CoordinatorEffect::Discard(checkpoint) => {
+                    let prefix = StoragePath::checkpoint_dir(&self.plan.job, checkpoint);
+                    self.request(Request::Discard, StorageOp::DeleteAll { prefix }, out);
+                }
+                CoordinatorEffect::FailJob { checkpoint, reason } => {
+                    let cause = format!("exceeded checkpoint tolerable failure threshold at {checkpoint} ({reason:?})");
+                    self.failover(now, cause, out);
+                }
+                CoordinatorEffect::Trace(event) => out.trace(event),
+            }
+        }
+    }
+
+    fn broadcast(&self, message: Message, out: &mut Outbox) {
+        for tm in self.cluster.task_manager_ids() {
+            out.send(Address::TaskManager(tm), message.clone());
+        }
+    }
+
+    fn failover(&mut self, now: Tick, cause: String, out: &mut Outbox) {
+        if matches!(self.status, JobStatus::Finished | JobStatus::Failed | JobStatus::Initializing | JobStatus::Restarting) {
+            return;
+        }
+        out.trace(EngineEvent::Failover { cause });
+        let mut effects = Vec::new();
+        if let Some(coordinator) = self.coordinator.as_mut() {
+            coordinator.stop(CheckpointFailureReason::JobFailover, &mut effects);
+        }
+        self.apply(now, effects, out);
+        if let Some(attempt) = self.deployed.take() {
+            self.broadcast(Message::CancelTasks { attempt }, out);
+        }
+        self.tasks.clear();
+        match self.restart.on_failure(now) {
+            RestartDecision::RestartAt(at) => {
+                self.restart_at = Some(at);
+                self.set_status(JobStatus::Restarting, out);
+            }
+            RestartDecision::GiveUp => self.set_status(JobStatus::Failed, out),
+        }
+    }
+
+    fn on_task_message(&mut self, now: Tick, message: Message, out: &mut Outbox) {
+        let mut effects = Vec::new();
+        match message {
+            Message::TaskRunning { task, .. } => {
+                self.set_task(task, TaskState::Running);
+                if self.status == JobStatus::Created && self.tasks.values().all(|&s| s != TaskState::Deploying) {
+                    self.set_status(JobStatus::Running, out);
+                    let delay = self.cluster.first_trigger_delay_ticks;
+                    self.coordinator_mut().start(now, delay);
+                }
+            }
+            Message::TaskDataFinished { task, .. } => {
+                self.set_task(task, TaskState::DataFinished);
+                let sources_done = self.plan.source_tasks().all(|s| matches!(self.tasks[&s], TaskState::DataFinished | TaskState::Finished));
+                if sources_done && self.status == JobStatus::Running {
+                    self.coordinator_mut().request_final_checkpoint(now, &mut effects);
+                }
+            }
+            Message::TaskFinished { task, .. } => {
+                self.set_task(task, TaskState::Finished);
+                if self.tasks.values().all(|&s| s == TaskState::Finished) {
+                    self.coordinator_mut().stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
+                    self.set_status(JobStatus::Finished, out);
+                }
+            }
+            Message::TaskFailed { task, reason, .. } => {
+                self.failover(now, format!("task {task} failed: {reason}"), out);
+            }
+            Message::Acknowledge { task, checkpoint, state, .. } => {
+                self.coordinator_mut().on_acknowledge(now, task, checkpoint, state, &mut effects);
+            }
+            Message::Decline { task, checkpoint, reason, .. } => {
+                self.coordinator_mut().on_decline(now, task, checkpoint, reason, &mut effects);
+            }
+            other => unreachable!("not a task message: {other:?}"),
+        }
+        self.apply(now, effects, out);
+    }
+
+    fn set_task(&mut self, task: TaskId, state: TaskState) {
+        let entry = self.tasks.get_mut(&task).expect("messages of the deployed attempt name its tasks");
+        *entry = state;
+    }
+
+    fn coordinator_mut(&mut self) -> &mut CheckpointCoordinator {
+        self.coordinator.as_mut().expect("the coordinator exists once the HA record was read")
+    }
+
+    fn hosts_tasks(&self, tm: TaskManagerId) -> bool {
+        self.deployed.is_some() && self.tasks.keys().any(|&task| self.cluster.placement(task) == tm)
+    }
+}
+
+impl Node for JobManager {
+    fn on_start(&mut self, now: Tick, out: &mut Outbox) {
+        *self = JobManager::new(self.plan.clone(), self.cluster.clone());
+        out.trace(EngineEvent::JobStatus { status: JobStatus::Initializing, attempt: self.attempt });
+        let path = StoragePath::ha_record(&self.plan.job);
+        let _ = now;
+        self.request(Request::ReadHa, StorageOp::Read { path }, out);
+    }
+
+    fn on_message(&mut self, now: Tick, _from: Address, message: Message, out: &mut Outbox) {
+        match message {
+            Message::RegisterTaskManager { task_manager } => {
+                let lost_tasks = self.hosts_tasks(task_manager);
+                self.task_managers.insert(task_manager, now);
+                if lost_tasks {
+                    self.failover(now, format!("{task_manager} restarted and lost its tasks"), out);
+                }
+                if self.coordinator.is_some() {
+                    self.try_deploy(now, out);
+                }
+            }
+            Message::Heartbeat { task_manager } => {
+                self.task_managers.insert(task_manager, now);
+                if self.coordinator.is_some() {
+                    self.try_deploy(now, out);
+                }
+            }
+            Message::StorageResult(StorageResponse { request, result }) => {
+                let purpose = self.requests.remove(&request).expect("storage answers only our requests");
+                match purpose {
+                    Request::ReadHa => self.on_ha_read(now, result, out),
+                    Request::WriteHa(write) => self.on_ha_written(now, write, result.is_ok(), out),
+                    Request::Metadata(checkpoint) => {
+                        let mut effects = Vec::new();
+                        self.coordinator_mut().on_metadata_written(now, checkpoint, result.is_ok(), &mut effects);
+                        self.apply(now, effects, out);
+                        self.try_deploy(now, out);
+                    }
+                    Request::Discard => {}
+                }
+            }
+            Message::TaskRunning { attempt, .. }
+            | Message::TaskDataFinished { attempt, .. }
+            | Message::TaskFinished { attempt, .. }
+            | Message::TaskFailed { attempt, .. }
+            | Message::Acknowledge { attempt, .. }
+            | Message::Decline { attempt, .. } => {
+                if self.deployed == Some(attempt) {
+                    self.on_task_message(now, message, out);
+                }
+            }
+            other => unreachable!("the JobManager does not handle {other:?}"),
+        }
+    }
+
+    fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+        let timeout = self.cluster.heartbeat_timeout_ticks;
+        let lost: Vec<TaskManagerId> =
+            self.task_managers.iter().filter(|(_, &seen)| now.since(seen) > timeout).map(|(&tm, _)| tm).collect();
+        for tm in lost {
+            self.task_managers.remove(&tm);
+            if self.hosts_tasks(tm) {
+                self.failover(now, format!("heartbeat of {tm} timed out"), out);
+            }
+        }
+        if let Some(coordinator) = self.coordinator.as_mut() {
+            let mut effects = Vec::new();
+            coordinator.on_tick(now, &mut effects);
+            self.apply(now, effects, out);
+            self.try_deploy(now, out);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Tick> {
+        let timeout = self.cluster.heartbeat_timeout_ticks;
+        let heartbeat = self.task_managers.values().map(|&seen| seen.after(timeout + 1)).min();
+        let coordinator = self.coordinator.as_ref().and_then(|c| c.next_deadline());
+        [heartbeat, coordinator, self.restart_at].into_iter().flatten().min()
+    }
+}
+
+/// Which TaskManagers the JobManager currently considers alive (for tests and traces).
+impl JobManager {
+    /// TaskManagers registered and not timed out.
+    pub fn live_task_managers(&self) -> BTreeSet<TaskManagerId> {
+        self.task_managers.keys().copied().collect()
+    }
+}

@@ -1,0 +1,241 @@
+//! Everything that travels between nodes, and the `Node` shape every role has.
+
+use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
+use crate::record::{CheckpointBarrier, StreamEvent};
+use crate::sink::{SinkReply, SinkRequest};
+use crate::storage::{StateHandle, StorageRequest, StorageResponse};
+use crate::trace::EngineEvent;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A node of the cluster. The simulation maps each address to a simulated host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Address {
+    /// The JobManager.
+    JobManager,
+    /// A TaskManager.
+    TaskManager(TaskManagerId),
+    /// The checkpoint storage node (a distributed filesystem).
+    Storage,
+    /// The external transactional system the sinks write to.
+    SinkSystem,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::JobManager => f.write_str("jm"),
+            Address::TaskManager(id) => write!(f, "{id}"),
+            Address::Storage => f.write_str("storage"),
+            Address::SinkSystem => f.write_str("sink-system"),
+        }
+    }
+}
+
+/// Why a checkpoint failed, with Flink's names (reference §H.46 says which ones count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CheckpointFailureReason {
+    /// The timeout expired before all acks arrived (`CHECKPOINT_EXPIRED`, counted).
+    Expired,
+    /// A task declined for a reason of its own (`CHECKPOINT_DECLINED`, counted).
+    Declined,
+    /// The task's asynchronous part failed, e.g. a storage write (`CHECKPOINT_ASYNC_EXCEPTION`, counted).
+    AsyncException,
+    /// Writing metadata or the completed store failed (`FINALIZE_CHECKPOINT_FAILURE`, counted).
+    FinalizeFailure,
+    /// A newer barrier arrived while aligning (`CHECKPOINT_DECLINED_SUBSUMED`, not counted).
+    DeclinedSubsumed,
+    /// A cancellation marker arrived (`CHECKPOINT_DECLINED_ON_CANCELLATION_BARRIER`, not counted).
+    DeclinedOnCancellationBarrier,
+    /// The task was not running when triggered (`CHECKPOINT_DECLINED_TASK_NOT_READY`, not counted).
+    DeclinedTaskNotReady,
+    /// A newer checkpoint completed first (`CHECKPOINT_SUBSUMED`, not counted).
+    Subsumed,
+    /// The job failed over (`JOB_FAILOVER_REGION`, not counted).
+    JobFailover,
+    /// Persisting the id counter failed (`TRIGGER_CHECKPOINT_FAILURE`, not counted).
+    TriggerFailure,
+    /// The periodic scheduler stopped (`CHECKPOINT_COORDINATOR_SUSPEND`, not counted).
+    CoordinatorSuspend,
+    /// The request queue was full (`TOO_MANY_CHECKPOINT_REQUESTS`, not counted).
+    TooManyRequests,
+    /// A periodic request came too soon after the last completion
+    /// (`MINIMUM_TIME_BETWEEN_CHECKPOINTS`, not counted).
+    MinimumTimeBetweenCheckpoints,
+}
+
+impl CheckpointFailureReason {
+    /// Whether this reason counts toward the tolerable-failure limit (reference §H.46).
+    pub fn is_counted(self) -> bool {
+        matches!(
+            self,
+            CheckpointFailureReason::Expired
+                | CheckpointFailureReason::Declined
+                | CheckpointFailureReason::AsyncException
+                | CheckpointFailureReason::FinalizeFailure
+        )
+    }
+}
+
+/// A message between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// TaskManager → JobManager, at TaskManager start: it holds no tasks.
+    RegisterTaskManager {
+        /// The sender.
+        task_manager: TaskManagerId,
+    },
+    /// TaskManager → JobManager, periodically.
+    Heartbeat {
+        /// The sender.
+        task_manager: TaskManagerId,
+    },
+    /// JobManager → TaskManager: run the tasks placed on it for this attempt, replacing any
+    /// tasks of older attempts.
+    DeployTasks {
+        /// The attempt.
+        attempt: Attempt,
+        /// The state to restore each task from (absent: start empty).
+        restore: BTreeMap<TaskId, StateHandle>,
+        /// The checkpoint restored, if any.
+        restored_checkpoint: Option<CheckpointId>,
+    },
+    /// JobManager → TaskManager: stop every task of this attempt or older.
+    CancelTasks {
+        /// The attempt.
+        attempt: Attempt,
+    },
+    /// TaskManager → JobManager: a task restored its state and runs.
+    TaskRunning {
+        /// The attempt.
+        attempt: Attempt,
+        /// The task.
+        task: TaskId,
+    },
+    /// TaskManager → JobManager: a task consumed all its input (a source: read all its log).
+    TaskDataFinished {
+        /// The attempt.
+        attempt: Attempt,
+        /// The task.
+        task: TaskId,
+    },
+    /// TaskManager → JobManager: a task finished after its final checkpoint completed.
+    TaskFinished {
+        /// The attempt.
+        attempt: Attempt,
+        /// The task.
+        task: TaskId,
+    },
+    /// TaskManager → JobManager: a task failed.
+    TaskFailed {
+        /// The attempt.
+        attempt: Attempt,
+        /// The task.
+        task: TaskId,
+        /// What happened.
+        reason: String,
+    },
+    /// JobManager → TaskManager: a source task injects this barrier.
+    TriggerCheckpoint {
+        /// The attempt.
+        attempt: Attempt,
+        /// The source task.
+        task: TaskId,
+        /// The barrier.
+        barrier: CheckpointBarrier,
+    },
+    /// TaskManager → JobManager: the task's snapshot is durable.
+    Acknowledge {
+        /// The attempt.
+        attempt: Attempt,
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Where the snapshot is.
+        state: StateHandle,
+    },
+    /// TaskManager → JobManager: the task cannot complete this checkpoint.
+    Decline {
+        /// The attempt.
+        attempt: Attempt,
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: CheckpointFailureReason,
+    },
+    /// JobManager → TaskManager: a checkpoint completed.
+    NotifyCheckpointComplete {
+        /// The attempt.
+        attempt: Attempt,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// JobManager → TaskManager: a checkpoint was aborted; carries the latest completed id so
+    /// a lost completion notification is made up for (FLINK-21080).
+    NotifyCheckpointAborted {
+        /// The attempt.
+        attempt: Attempt,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The latest completed checkpoint, if any.
+        latest_completed: Option<CheckpointId>,
+    },
+    /// TaskManager → TaskManager: events for one input channel of one task, in order.
+    Data {
+        /// The attempt.
+        attempt: Attempt,
+        /// The receiving task.
+        target: TaskId,
+        /// The receiving channel.
+        channel: ChannelIndex,
+        /// The events.
+        events: Vec<StreamEvent>,
+    },
+    /// Any node → storage.
+    Storage(StorageRequest),
+    /// Storage → the requesting node.
+    StorageResult(StorageResponse),
+    /// TaskManager → sink system.
+    Sink(SinkRequest),
+    /// Sink system → TaskManager.
+    SinkResult(SinkReply),
+}
+
+/// What a node wants done after handling one input: messages to send, events to trace.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Messages, in send order. Messages to one address arrive in this order (FIFO links).
+    pub messages: Vec<(Address, Message)>,
+    /// Trace events, in the order they happened.
+    pub events: Vec<EngineEvent>,
+}
+
+impl Outbox {
+    /// Queues a message.
+    pub fn send(&mut self, target: Address, message: Message) {
+        self.messages.push((target, message));
+    }
+
+    /// Records a trace event.
+    pub fn trace(&mut self, event: EngineEvent) {
+        self.events.push(event);
+    }
+}
+
+/// A role of the cluster as a sans-I/O state machine. A driver delivers inputs, carries out the
+/// outbox, and calls [`on_tick`](Node::on_tick) once virtual time reaches
+/// [`next_deadline`](Node::next_deadline).
+pub trait Node {
+    /// The node (re)starts with empty volatile state.
+    fn on_start(&mut self, now: Tick, out: &mut Outbox);
+    /// A message arrived.
+    fn on_message(&mut self, now: Tick, from: Address, message: Message, out: &mut Outbox);
+    /// Virtual time reached the deadline (or later).
+    fn on_tick(&mut self, now: Tick, out: &mut Outbox);
+    /// The next time the node wants `on_tick`, if any.
+    fn next_deadline(&self) -> Option<Tick>;
+}

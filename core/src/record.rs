@@ -1,0 +1,73 @@
+//! Records and the events that flow on data channels.
+
+use crate::ids::{CheckpointId, EventTime, Key, Offset, PartitionId};
+use serde::{Deserialize, Serialize};
+
+/// One record as it sits in a source log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The grouping key.
+    pub key: Key,
+    /// The payload.
+    pub value: i64,
+    /// Event time; non-decreasing within a partition, so watermarks never make a record late.
+    pub event_time: EventTime,
+}
+
+/// The position of an input record in the source logs: its identity for provenance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InputRef {
+    /// The partition it was read from.
+    pub partition: PartitionId,
+    /// Its offset in that partition.
+    pub offset: Offset,
+}
+
+/// What caused a record: the checkers use it to prove each input's effect is committed once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    /// The record derives from this input record.
+    Input(InputRef),
+    /// The record is the result of the window `[start, start + size)` of `key`.
+    Window {
+        /// The key of the window.
+        key: Key,
+        /// The window's first event time.
+        start: EventTime,
+    },
+}
+
+/// A record in flight between operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The grouping key.
+    pub key: Key,
+    /// The payload (an aggregate, after a stateful operator).
+    pub value: i64,
+    /// Event time.
+    pub event_time: EventTime,
+    /// Provenance.
+    pub origin: Origin,
+}
+
+/// A checkpoint barrier. It carries the id only: never a timestamp (STYLE §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CheckpointBarrier {
+    /// The checkpoint this barrier belongs to.
+    pub id: CheckpointId,
+}
+
+/// Everything that travels on a data channel, in FIFO order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamEvent {
+    /// A data record.
+    Record(Record),
+    /// No record with a smaller event time follows on this channel.
+    Watermark(EventTime),
+    /// A checkpoint barrier.
+    Barrier(CheckpointBarrier),
+    /// The upstream task declined this checkpoint: abort it here too (reference §D.27).
+    CancelMarker(CheckpointId),
+    /// No more records follow on this channel; barriers still do, until the final checkpoint.
+    EndOfData,
+}

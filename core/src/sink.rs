@@ -1,0 +1,337 @@
+//! The external transactional sink system and the two-phase-commit protocol sinks speak to it.
+//!
+//! The sink system is outside the failure domain (like a Kafka cluster): its committed output
+//! is what the checkers read. Transactions move Open → PreCommitted → Committed, or to Aborted;
+//! commit is idempotent, so a sink may re-commit after a restore (reference §O.84).
+
+use crate::ids::{Attempt, CheckpointId, TaskId, Tick};
+use crate::messages::{Address, Message, Node, Outbox};
+use crate::record::Record;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The identity of one transaction. Unique over the job's whole life: a new one per checkpoint
+/// and per attempt (reusing one is FLINK-8132).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TransactionId {
+    /// The sink subtask that owns it.
+    pub sink: TaskId,
+    /// The attempt that began it.
+    pub attempt: Attempt,
+    /// Its number within the sink's life, continued across restores.
+    pub sequence: u64,
+}
+
+/// A request from a sink task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SinkRequest {
+    /// Appends records to an open transaction (beginning it if new).
+    Write {
+        /// The transaction.
+        transaction: TransactionId,
+        /// The records.
+        records: Vec<Record>,
+    },
+    /// Flushes a transaction; the sink system answers [`SinkReply::PreCommitted`].
+    PreCommit {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+    /// Makes a transaction's records visible. Idempotent.
+    Commit {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+    /// Drops a transaction's records.
+    Abort {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+    /// A plain (at-least-once) sink's records, visible at once.
+    WriteCommitted {
+        /// The sink task.
+        sink: TaskId,
+        /// The records.
+        records: Vec<Record>,
+    },
+}
+
+/// An answer from the sink system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SinkReply {
+    /// The transaction is flushed and can be committed later.
+    PreCommitted {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+}
+
+/// One record in the committed output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedRecord {
+    /// The sink subtask that wrote it.
+    pub sink: TaskId,
+    /// The transaction it was committed in (none for a plain sink).
+    pub transaction: Option<TransactionId>,
+    /// The record.
+    pub record: Record,
+}
+
+/// Something the sink system was asked to do that a correct sink never asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SinkAnomaly {
+    /// A write into a transaction that was already committed or aborted: the records are lost.
+    WriteAfterEnd {
+        /// The transaction.
+        transaction: TransactionId,
+        /// Records dropped.
+        records: u64,
+    },
+    /// A commit of a transaction that was aborted: its records are lost.
+    CommitAfterAbort {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+    /// A commit of a transaction the system never saw.
+    CommitUnknown {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Transaction {
+    Open(Vec<Record>),
+    PreCommitted(Vec<Record>),
+    Committed,
+    Aborted,
+}
+
+/// The external sink system as a node.
+#[derive(Clone, Debug, Default)]
+pub struct SinkSystem {
+    transactions: BTreeMap<TransactionId, Transaction>,
+    committed: Vec<CommittedRecord>,
+    anomalies: Vec<SinkAnomaly>,
+}
+
+impl SinkSystem {
+    /// The committed output, in commit order.
+    pub fn committed(&self) -> &[CommittedRecord] {
+        &self.committed
+    }
+
+    /// Requests a correct sink never makes.
+    pub fn anomalies(&self) -> &[SinkAnomaly] {
+        &self.anomalies
+    }
+
+    /// Transactions holding records that were neither committed nor aborted (left behind by
+    /// failed attempts, or lost).
+    pub fn dangling_transactions(&self) -> usize {
+        self.transactions
+            .values()
+            .filter(|t| matches!(t, Transaction::Open(r) | Transaction::PreCommitted(r) if !r.is_empty()))
+            .count()
+    }
+
+    /// Applies one request; returns the reply to send, if any.
+    pub fn apply(&mut self, request: SinkRequest) -> Option<SinkReply> {
+        match request {
+            SinkRequest::Write { transaction, records } => {
+                let entry = self.transactions.entry(transaction).or_insert(Transaction::Open(Vec::new()));
+                match entry {
+                    Transaction::Open(buffer) | Transaction::PreCommitted(buffer) => buffer.extend(records),
+                    Transaction::Committed | Transaction::Aborted => {
+                        let records = records.len() as u64;
+                        self.anomalies.push(SinkAnomaly::WriteAfterEnd { transaction, records });
+                    }
+                }
+                None
+            }
+            SinkRequest::PreCommit { transaction } => {
+                let entry = self.transactions.entry(transaction).or_insert(Transaction::Open(Vec::new()));
+                if let Transaction::Open(buffer) = entry {
+                    *entry = Transaction::PreCommitted(std::mem::take(buffer));
+                }
+                Some(SinkReply::PreCommitted { transaction })
+            }
+            SinkRequest::Commit { transaction } => {
+                self.commit(transaction);
+                None
+            }
+            SinkRequest::Abort { transaction } => {
+                match self.transactions.get(&transaction) {
+                    Some(Transaction::Committed) => {}
+                    _ => {
+                        self.transactions.insert(transaction, Transaction::Aborted);
+                    }
+                }
+                None
+            }
+            SinkRequest::WriteCommitted { sink, records } => {
+                let records = records.into_iter().map(|record| CommittedRecord { sink, transaction: None, record });
+                self.committed.extend(records);
+                None
+            }
+        }
+    }
+
+    fn commit(&mut self, transaction: TransactionId) {
+        let Some(state) = self.transactions.get_mut(&transaction) else {
+            self.anomalies.push(SinkAnomaly::CommitUnknown { transaction });
+            return;
+        };
+        match std::mem::replace(state, Transaction::Committed) {
+            Transaction::Open(records) | Transaction::PreCommitted(records) => {
+                let sink = transaction.sink;
+                let records = records.into_iter().map(|record| CommittedRecord {
+                    sink,
+                    transaction: Some(transaction),
+                    record,
+                });
+                self.committed.extend(records);
+            }
+            Transaction::Committed => {}
+            Transaction::Aborted => {
+                *state = Transaction::Aborted;
+                self.anomalies.push(SinkAnomaly::CommitAfterAbort { transaction });
+            }
+        }
+    }
+}
+
+impl Node for SinkSystem {
+    /// The sink system is durable: a restart keeps every transaction.
+    fn on_start(&mut self, _now: Tick, _out: &mut Outbox) {}
+
+    fn on_message(&mut self, _now: Tick, from: Address, message: Message, out: &mut Outbox) {
+        if let Message::Sink(request) = message {
+            if let Some(reply) = self.apply(request) {
+                out.send(from, Message::SinkResult(reply));
+            }
+        }
+    }
+
+    fn on_tick(&mut self, _now: Tick, _out: &mut Outbox) {}
+
+    fn next_deadline(&self) -> Option<Tick> {
+        None
+    }
+}
+
+/// The state of a two-phase-commit sink subtask (reference §O.81–85).
+///
+/// Invariant: `pending` is ordered by checkpoint id, and no transaction appears twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoPhaseCommitState {
+    /// The transaction records are written into now.
+    pub current: TransactionId,
+    /// Pre-committed transactions waiting for their checkpoint to complete.
+    pub pending: Vec<(CheckpointId, TransactionId)>,
+    /// The sequence number the next transaction gets.
+    pub next_sequence: u64,
+}
+
+impl TwoPhaseCommitState {
+    /// A fresh sink: transaction 0 of this attempt is open.
+    pub fn new(sink: TaskId, attempt: Attempt) -> TwoPhaseCommitState {
+        TwoPhaseCommitState { current: TransactionId { sink, attempt, sequence: 0 }, pending: Vec::new(), next_sequence: 1 }
+    }
+
+    /// `snapshotState`: pre-commits the current transaction under `checkpoint` and begins the
+    /// next one. Returns the transaction to pre-commit.
+    pub fn snapshot(&mut self, checkpoint: CheckpointId) -> TransactionId {
+        if let Some(&(last, _)) = self.pending.last() {
+            assert!(checkpoint > last, "sink snapshots in checkpoint order: {checkpoint} after {last}");
+        }
+        let pre_committed = self.current;
+        self.pending.push((checkpoint, pre_committed));
+        self.current = TransactionId { sequence: self.next_sequence, ..pre_committed };
+        self.next_sequence += 1;
+        pre_committed
+    }
+
+    /// `notifyCheckpointComplete`: every pending transaction with a checkpoint id up to
+    /// `checkpoint`, in order, leaves `pending` and is returned to be committed.
+    pub fn complete(&mut self, checkpoint: CheckpointId) -> Vec<TransactionId> {
+        let split = self.pending.partition_point(|&(id, _)| id <= checkpoint);
+        self.pending.drain(..split).map(|(_, transaction)| transaction).collect()
+    }
+
+    /// `initializeState` on restore: returns (transactions to re-commit, the open transaction to
+    /// abort) and begins a new transaction in `attempt`.
+    pub fn recover(&mut self, attempt: Attempt) -> (Vec<TransactionId>, TransactionId) {
+        let commit: Vec<TransactionId> = self.pending.drain(..).map(|(_, transaction)| transaction).collect();
+        let abort = self.current;
+        self.current = TransactionId { sink: abort.sink, attempt, sequence: self.next_sequence };
+        self.next_sequence += 1;
+        (commit, abort)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{EventTime, Key, Offset, PartitionId};
+    use crate::record::{InputRef, Origin};
+
+    fn record(offset: u64) -> Record {
+        let origin = Origin::Input(InputRef { partition: PartitionId(0), offset: Offset(offset) });
+        Record { key: Key(1), value: 1, event_time: EventTime(0), origin }
+    }
+
+    #[test]
+    fn two_phase_commit_recovers_pending_and_aborts_open() {
+        let mut system = SinkSystem::default();
+        let mut sink = TwoPhaseCommitState::new(TaskId(7), Attempt(1));
+        let first = sink.current;
+        system.apply(SinkRequest::Write { transaction: first, records: vec![record(0)] });
+        assert_eq!(sink.snapshot(CheckpointId(1)), first);
+        system.apply(SinkRequest::PreCommit { transaction: first });
+        let second = sink.current;
+        system.apply(SinkRequest::Write { transaction: second, records: vec![record(1)] });
+        assert_ne!(first, second, "a new transaction per checkpoint");
+        assert!(system.committed().is_empty(), "nothing is visible before completion");
+
+        // The snapshot of checkpoint 1 is restored after a crash before the notification.
+        let mut restored = sink.clone();
+        let (commit, abort) = restored.recover(Attempt(2));
+        assert_eq!((commit.clone(), abort), (vec![first], second));
+        for transaction in commit {
+            system.apply(SinkRequest::Commit { transaction });
+        }
+        system.apply(SinkRequest::Abort { transaction: abort });
+        assert_eq!(system.committed().len(), 1, "the pre-committed record is committed once");
+        assert_eq!(system.committed()[0].record, record(0));
+        assert_eq!(restored.current.attempt, Attempt(2));
+        assert_eq!(restored.current.sequence, 2, "sequences continue across restores");
+
+        // A late re-commit of the same transaction is a no-op (idempotent).
+        system.apply(SinkRequest::Commit { transaction: first });
+        assert_eq!(system.committed().len(), 1);
+        assert!(system.anomalies().is_empty());
+    }
+
+    #[test]
+    fn completion_commits_everything_up_to_the_id_in_order() {
+        let mut sink = TwoPhaseCommitState::new(TaskId(0), Attempt(1));
+        let a = sink.snapshot(CheckpointId(2));
+        let b = sink.snapshot(CheckpointId(3));
+        let c = sink.snapshot(CheckpointId(5));
+        assert_eq!(sink.complete(CheckpointId(4)), vec![a, b], "an aborted 2 is covered by 4");
+        assert_eq!(sink.complete(CheckpointId(4)), vec![], "a repeated notification commits nothing");
+        assert_eq!(sink.complete(CheckpointId(9)), vec![c]);
+    }
+
+    #[test]
+    fn commit_after_abort_is_an_anomaly() {
+        let mut system = SinkSystem::default();
+        let transaction = TransactionId { sink: TaskId(0), attempt: Attempt(1), sequence: 0 };
+        system.apply(SinkRequest::Write { transaction, records: vec![record(0)] });
+        system.apply(SinkRequest::Abort { transaction });
+        system.apply(SinkRequest::Commit { transaction });
+        assert_eq!(system.anomalies(), &[SinkAnomaly::CommitAfterAbort { transaction }]);
+        assert!(system.committed().is_empty());
+    }
+}

@@ -1,0 +1,235 @@
+//! The checkpoint-storage seam: a durable key-value store of byte objects addressed by path.
+//!
+//! The engine never calls storage directly. Tasks and the JobManager send
+//! [`StorageRequest`]s to the storage node and get [`StorageResponse`]s back as inputs, so the
+//! simulation can delay, fail or lose any operation. The storage node executes requests
+//! against a [`CheckpointStorage`] implementation.
+
+use crate::ids::{CheckpointId, TaskId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use thiserror::Error;
+
+/// A path in checkpoint storage, `/`-separated, relative to the storage root.
+///
+/// Invariant: not empty, no empty segment, no `.` or `..` segment.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StoragePath(String);
+
+impl StoragePath {
+    /// A validated path.
+    pub fn new(path: impl Into<String>) -> Result<StoragePath, StorageError> {
+        let path = path.into();
+        let valid = !path.is_empty()
+            && path.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+        if valid {
+            Ok(StoragePath(path))
+        } else {
+            Err(StorageError::InvalidPath { path })
+        }
+    }
+
+    /// `{job}/chk-{id}/`: the exclusive directory of one checkpoint (reference §K.62).
+    pub fn checkpoint_dir(job: &str, id: CheckpointId) -> StoragePath {
+        StoragePath::new(format!("{job}/chk-{}", id.0)).expect("job names are valid path segments")
+    }
+
+    /// `{job}/chk-{id}/_metadata`.
+    pub fn metadata(job: &str, id: CheckpointId) -> StoragePath {
+        StoragePath::checkpoint_dir(job, id).join("_metadata")
+    }
+
+    /// `{job}/chk-{id}/task-{task}`: one task's exclusive snapshot.
+    pub fn task_snapshot(job: &str, id: CheckpointId, task: TaskId) -> StoragePath {
+        StoragePath::checkpoint_dir(job, id).join(&format!("task-{}", task.0))
+    }
+
+    /// `ha/{job}`: the JobManager's HA record (completed checkpoints, id counter, attempt).
+    pub fn ha_record(job: &str) -> StoragePath {
+        StoragePath::new(format!("ha/{job}")).expect("job names are valid path segments")
+    }
+
+    /// This path with one more segment.
+    pub fn join(&self, segment: &str) -> StoragePath {
+        StoragePath::new(format!("{}/{segment}", self.0)).expect("joined segments are valid")
+    }
+
+    /// Whether `self` is `prefix` or lies below it.
+    pub fn starts_with(&self, prefix: &StoragePath) -> bool {
+        self.0 == prefix.0 || (self.0.starts_with(&prefix.0) && self.0.as_bytes()[prefix.0.len()] == b'/')
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoragePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A reference to durable state: where it is, how big, and its checksum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateHandle {
+    /// Where the bytes are.
+    pub path: StoragePath,
+    /// How many bytes.
+    pub size: u64,
+    /// CRC-32 of the bytes, checked again after reading them back (a paired assertion).
+    pub checksum: u32,
+}
+
+/// One storage operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageOp {
+    /// Writes (or replaces) an object; durable once it succeeds.
+    Write {
+        /// Where.
+        path: StoragePath,
+        /// What.
+        bytes: Vec<u8>,
+    },
+    /// Reads a whole object.
+    Read {
+        /// What.
+        path: StoragePath,
+    },
+    /// Deletes every object at or below `prefix`; deleting nothing is not an error.
+    DeleteAll {
+        /// What.
+        prefix: StoragePath,
+    },
+}
+
+/// What a successful operation returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageReply {
+    /// The write is durable.
+    Written,
+    /// The object's bytes.
+    Data(Vec<u8>),
+    /// How many objects were deleted.
+    Deleted(u64),
+}
+
+/// A storage operation that failed. These are environment faults the engine must survive.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum StorageError {
+    /// No object at this path.
+    #[error("no object at {path}")]
+    NotFound {
+        /// The path.
+        path: StoragePath,
+    },
+    /// An I/O error (EIO).
+    #[error("i/o error at {path}: {detail}")]
+    Io {
+        /// The path.
+        path: StoragePath,
+        /// What failed.
+        detail: String,
+    },
+    /// The storage is full (ENOSPC).
+    #[error("no space left writing {path}")]
+    NoSpace {
+        /// The path.
+        path: StoragePath,
+    },
+    /// A path that breaks the path rules.
+    #[error("invalid storage path '{path}'")]
+    InvalidPath {
+        /// The rejected text.
+        path: String,
+    },
+}
+
+/// The storage contract. Implementations: [`MemStorage`] here, the simulated disk in `sim`.
+pub trait CheckpointStorage {
+    /// Executes one operation. Contract: a `Write` that returns `Ok` is durable and visible to
+    /// every later `Read`; a `Write` that fails leaves either the old object or none, never a
+    /// torn one that reads back without error; operations complete in the order they are given.
+    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError>;
+}
+
+/// A request to the storage node. `request` is chosen by the sender to match the response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageRequest {
+    /// The sender's id for this operation.
+    pub request: u64,
+    /// The operation.
+    pub op: StorageOp,
+}
+
+/// The storage node's answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageResponse {
+    /// The id from the request.
+    pub request: u64,
+    /// The outcome.
+    pub result: Result<StorageReply, StorageError>,
+}
+
+/// Durable storage in memory: objects in a sorted map, every operation immediately durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemStorage {
+    objects: BTreeMap<StoragePath, Vec<u8>>,
+}
+
+impl MemStorage {
+    /// Every object, in path order.
+    pub fn objects(&self) -> &BTreeMap<StoragePath, Vec<u8>> {
+        &self.objects
+    }
+}
+
+impl CheckpointStorage for MemStorage {
+    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
+        match op {
+            StorageOp::Write { path, bytes } => {
+                self.objects.insert(path, bytes);
+                Ok(StorageReply::Written)
+            }
+            StorageOp::Read { path } => match self.objects.get(&path) {
+                Some(bytes) => Ok(StorageReply::Data(bytes.clone())),
+                None => Err(StorageError::NotFound { path }),
+            },
+            StorageOp::DeleteAll { prefix } => {
+                let doomed: Vec<StoragePath> =
+                    self.objects.keys().filter(|path| path.starts_with(&prefix)).cloned().collect();
+                for path in &doomed {
+                    self.objects.remove(path);
+                }
+                Ok(StorageReply::Deleted(doomed.len() as u64))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_reject_escapes_and_empty_segments() {
+        for bad in ["", "a//b", "../x", "a/./b", "a/"] {
+            assert!(StoragePath::new(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert_eq!(StoragePath::task_snapshot("job", CheckpointId(3), TaskId(2)).as_str(), "job/chk-3/task-2");
+    }
+
+    #[test]
+    fn delete_all_takes_the_prefix_not_its_siblings() {
+        let mut storage = MemStorage::default();
+        for path in ["job/chk-1/a", "job/chk-1/b", "job/chk-10/a"] {
+            let path = StoragePath::new(path).expect("valid");
+            storage.execute(StorageOp::Write { path, bytes: vec![1] }).expect("write");
+        }
+        let prefix = StoragePath::checkpoint_dir("job", CheckpointId(1));
+        assert_eq!(storage.execute(StorageOp::DeleteAll { prefix }), Ok(StorageReply::Deleted(2)));
+        assert_eq!(storage.objects().len(), 1, "chk-10 is not below chk-1");
+    }
+}

@@ -1,0 +1,548 @@
+//! One subtask at work: input channels, the barrier handler, the operator, and its snapshots.
+//!
+//! A [`Task`] takes inputs (data on a channel, a trigger, a storage completion, a notification)
+//! and appends [`TaskEffect`]s. Taking the snapshot and forwarding the barrier happen in one call,
+//! so no record can slip between them (reference §C.18); the acknowledgement waits until the
+//! snapshot is durable and, for a two-phase-commit sink, the pre-commit is confirmed (§C.20).
+
+use crate::barrier::{handler_for, BarrierHandler};
+use crate::codec::{self, DecodeError, Kind};
+use crate::config::CheckpointingMode;
+use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId};
+use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
+use crate::messages::CheckpointFailureReason;
+use crate::operator::{Emitted, Operator, OperatorState, StateMismatch};
+use crate::record::{CheckpointBarrier, Record, StreamEvent};
+use crate::sink::{SinkRequest, TransactionId};
+use crate::storage::StateHandle;
+use crate::trace::EngineEvent;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use thiserror::Error;
+
+/// Events one input channel may hold; past this the run is broken (no flow control yet).
+pub const INPUT_QUEUE_EVENTS_MAX: usize = 1 << 22;
+/// Events taken from one channel before the task looks at the next (fairness).
+const CHANNEL_BATCH_EVENTS: usize = 64;
+/// Checkpoints remembered as aborted before their barrier arrived.
+const ABORTED_EARLY_MAX: usize = 64;
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Processing input.
+    Running,
+    /// All input consumed; waiting for a checkpoint taken from here on to complete.
+    DataFinished,
+    /// The final checkpoint completed; the task is done.
+    Finished,
+}
+
+/// What a task asks its TaskManager to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskEffect {
+    /// Send an event on a data channel.
+    Emit {
+        /// The receiving task.
+        target: TaskId,
+        /// The receiving channel.
+        channel: ChannelIndex,
+        /// The event.
+        event: StreamEvent,
+    },
+    /// Write this snapshot to checkpoint storage, then call
+    /// [`Task::on_snapshot_durable`] or [`Task::on_snapshot_failed`].
+    Store {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The encoded snapshot.
+        bytes: Vec<u8>,
+    },
+    /// Tell the JobManager the snapshot is durable.
+    Acknowledge {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Where the state is.
+        state: StateHandle,
+    },
+    /// Tell the JobManager this task cannot complete the checkpoint.
+    Decline {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: CheckpointFailureReason,
+    },
+    /// Send a request to the sink system.
+    Sink(SinkRequest),
+    /// Tell the JobManager all input is consumed.
+    DataFinished,
+    /// Tell the JobManager the task finished.
+    Finished,
+    /// Record a trace event.
+    Trace(EngineEvent),
+}
+
+/// One task's snapshot as it is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSnapshot {
+    /// The task.
+    pub task: TaskId,
+    /// The checkpoint.
+    pub checkpoint: CheckpointId,
+    /// The operator's state.
+    pub state: OperatorState,
+}
+
+/// Why a task could not restore.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RestoreError {
+    /// The bytes read do not match the handle's checksum or size.
+    #[error("snapshot {path} of task {task}: read {size} bytes with checksum {checksum:#010x}, the handle says {expected_size} bytes with {expected_checksum:#010x}")]
+    HandleMismatch {
+        /// The task.
+        task: TaskId,
+        /// The file.
+        path: String,
+        /// Bytes read.
+        size: u64,
+        /// Their checksum.
+        checksum: u32,
+        /// The handle's size.
+        expected_size: u64,
+        /// The handle's checksum.
+        expected_checksum: u32,
+    },
+    /// The snapshot does not decode.
+    #[error("snapshot of task {task} does not decode: {source}")]
+    Decode {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        source: DecodeError,
+    },
+    /// The snapshot belongs to another task or checkpoint.
+    #[error("snapshot of task {found_task} for {found_checkpoint} given to task {task} restoring {checkpoint}")]
+    WrongSnapshot {
+        /// The task restoring.
+        task: TaskId,
+        /// The checkpoint it restores.
+        checkpoint: CheckpointId,
+        /// The task in the snapshot.
+        found_task: TaskId,
+        /// The checkpoint in the snapshot.
+        found_checkpoint: CheckpointId,
+    },
+    /// The state is of another operator kind.
+    #[error(transparent)]
+    State(#[from] StateMismatch),
+}
+
+#[derive(Debug)]
+struct InputChannel {
+    side: InputSide,
+    queue: VecDeque<StreamEvent>,
+    watermark: EventTime,
+    data_finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct PendingSnapshot {
+    stored: Option<StateHandle>,
+    awaiting_pre_commit: Option<TransactionId>,
+}
+
+/// A running subtask.
+///
+/// Invariants: every pending snapshot id is at most `last_checkpoint`; a finished task holds no
+/// queued input it has not seen; `latest_notified` never decreases.
+#[derive(Debug)]
+pub struct Task {
+    spec: TaskSpec,
+    operator: Operator,
+    handler: Option<Box<dyn BarrierHandler>>,
+    inputs: Vec<InputChannel>,
+    status: TaskStatus,
+    /// The combined watermark forwarded downstream.
+    watermark: EventTime,
+    /// The newest checkpoint this task snapshotted (or skipped as aborted).
+    last_checkpoint: CheckpointId,
+    pending: BTreeMap<CheckpointId, PendingSnapshot>,
+    aborted_early: BTreeSet<CheckpointId>,
+    latest_notified: CheckpointId,
+    /// The first checkpoint snapshotted after all input was consumed; its completion ends the task.
+    final_checkpoint: Option<CheckpointId>,
+    rebalance_cursor: Vec<usize>,
+}
+
+impl Task {
+    /// A fresh task.
+    pub fn new(spec: &TaskSpec, attempt: Attempt, mode: CheckpointingMode) -> Task {
+        let handler = match spec.inputs.len() {
+            0 => None,
+            channels => Some(handler_for(mode, u16::try_from(channels).expect("channels fit u16"))),
+        };
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|input| InputChannel { side: input.side, queue: VecDeque::new(), watermark: EventTime(0), data_finished: false })
+            .collect();
+        Task {
+            operator: Operator::new(spec, attempt),
+            spec: spec.clone(),
+            handler,
+            inputs,
+            status: TaskStatus::Running,
+            watermark: EventTime(0),
+            last_checkpoint: CheckpointId(0),
+            pending: BTreeMap::new(),
+            aborted_early: BTreeSet::new(),
+            latest_notified: CheckpointId(0),
+            final_checkpoint: None,
+            rebalance_cursor: vec![0; spec.outputs.len()],
+        }
+    }
+
+    /// A task restored from the snapshot of `checkpoint` read from `state`. A sink re-commits
+    /// its pre-committed transactions and aborts the open one (reference §O.84).
+    pub fn restore(
+        spec: &TaskSpec,
+        attempt: Attempt,
+        mode: CheckpointingMode,
+        checkpoint: CheckpointId,
+        state: &StateHandle,
+        bytes: &[u8],
+        out: &mut Vec<TaskEffect>,
+    ) -> Result<Task, RestoreError> {
+        let checksum = codec::checksum(bytes);
+        if checksum != state.checksum || bytes.len() as u64 != state.size {
+            return Err(RestoreError::HandleMismatch {
+                task: spec.id,
+                path: state.path.to_string(),
+                size: bytes.len() as u64,
+                checksum,
+                expected_size: state.size,
+                expected_checksum: state.checksum,
+            });
+        }
+        let snapshot: TaskSnapshot =
+            codec::decode(Kind::TaskSnapshot, bytes).map_err(|source| RestoreError::Decode { task: spec.id, source })?;
+        if snapshot.task != spec.id || snapshot.checkpoint != checkpoint {
+            return Err(RestoreError::WrongSnapshot {
+                task: spec.id,
+                checkpoint,
+                found_task: snapshot.task,
+                found_checkpoint: snapshot.checkpoint,
+            });
+        }
+        let (operator, recovered) = Operator::restore(spec, attempt, snapshot.state)?;
+        let mut task = Task::new(spec, attempt, mode);
+        task.operator = operator;
+        task.last_checkpoint = checkpoint;
+        // Notifications for checkpoints up to the restored one are stale (FLINK-24096).
+        task.latest_notified = checkpoint;
+        for transaction in recovered.commit {
+            out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
+            out.push(TaskEffect::Trace(EngineEvent::Committed { task: spec.id, transaction }));
+        }
+        if let Some(transaction) = recovered.abort {
+            out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
+        }
+        out.push(TaskEffect::Trace(EngineEvent::Restored { task: spec.id, checkpoint }));
+        Ok(task)
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.spec.id
+    }
+
+    /// Its status.
+    pub fn status(&self) -> TaskStatus {
+        self.status
+    }
+
+    /// Whether this is a source task.
+    pub fn is_source(&self) -> bool {
+        matches!(self.spec.kind, OperatorKind::Source { .. })
+    }
+
+    /// Events waiting in input channels (blocked or not yet processed).
+    pub fn queued_events(&self) -> usize {
+        self.inputs.iter().map(|input| input.queue.len()).sum()
+    }
+
+    /// Events arrived on `channel`: queue them, then process whatever is not blocked.
+    pub fn on_data(&mut self, channel: ChannelIndex, events: Vec<StreamEvent>, out: &mut Vec<TaskEffect>) {
+        let input = &mut self.inputs[channel.index()];
+        input.queue.extend(events);
+        assert!(input.queue.len() <= INPUT_QUEUE_EVENTS_MAX, "input queue of {} {channel} over its bound", self.spec.id);
+        self.drain(out);
+    }
+
+    /// A source reads up to its per-tick budget and emits; at the end of its log it sends
+    /// end-of-data and waits for the final checkpoint.
+    pub fn on_source_tick(&mut self, out: &mut Vec<TaskEffect>) {
+        let OperatorKind::Source { records_per_tick, .. } = self.spec.kind else {
+            unreachable!("only sources are ticked")
+        };
+        if self.status != TaskStatus::Running {
+            return;
+        }
+        let mut events = Vec::new();
+        let exhausted = self.operator.read_source(records_per_tick, &mut events, &mut self.watermark);
+        for event in events {
+            match event {
+                StreamEvent::Record(record) => self.route(record, out),
+                other => self.broadcast(&other, out),
+            }
+        }
+        if exhausted {
+            self.end_of_data(out);
+        }
+    }
+
+    /// The JobManager triggers a checkpoint at this source.
+    pub fn on_trigger(&mut self, barrier: CheckpointBarrier, out: &mut Vec<TaskEffect>) {
+        assert!(self.is_source(), "only sources are triggered");
+        if barrier.id <= self.last_checkpoint || self.status == TaskStatus::Finished {
+            // A stale trigger after a restore, or after the task ended: ignore it.
+            return;
+        }
+        self.perform_checkpoint(barrier, out);
+    }
+
+    /// The snapshot of `checkpoint` is durable at `state`.
+    pub fn on_snapshot_durable(&mut self, checkpoint: CheckpointId, state: StateHandle, out: &mut Vec<TaskEffect>) {
+        if let Some(pending) = self.pending.get_mut(&checkpoint) {
+            assert!(pending.stored.is_none(), "snapshot {checkpoint} of {} stored twice", self.spec.id);
+            pending.stored = Some(state);
+            self.acknowledge_if_ready(checkpoint, out);
+        }
+    }
+
+    /// Writing the snapshot of `checkpoint` failed: decline it (a counted failure, §H.46).
+    pub fn on_snapshot_failed(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        if self.pending.remove(&checkpoint).is_some() {
+            self.decline(checkpoint, CheckpointFailureReason::AsyncException, out);
+        }
+    }
+
+    /// The sink system confirmed a pre-commit.
+    pub fn on_pre_committed(&mut self, transaction: TransactionId, out: &mut Vec<TaskEffect>) {
+        let found = self.pending.iter().find(|(_, p)| p.awaiting_pre_commit == Some(transaction)).map(|(&id, _)| id);
+        if let Some(checkpoint) = found {
+            self.pending.get_mut(&checkpoint).expect("found above").awaiting_pre_commit = None;
+            self.acknowledge_if_ready(checkpoint, out);
+        }
+    }
+
+    /// The JobManager says `checkpoint` completed: commit side effects up to it (reference §O.82).
+    pub fn on_notify_complete(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        if checkpoint <= self.latest_notified || self.status == TaskStatus::Finished {
+            return; // Notifications are monotone; older ones are ignored (§I.55).
+        }
+        self.latest_notified = checkpoint;
+        let mut emitted = Emitted::default();
+        for transaction in self.operator.notify_complete(checkpoint, &mut emitted) {
+            out.push(TaskEffect::Trace(EngineEvent::Committed { task: self.spec.id, transaction }));
+        }
+        self.emit(emitted, out);
+        // Older snapshots still in flight are subsumed by this completion.
+        self.pending.retain(|&id, _| id > checkpoint);
+        if self.final_checkpoint.is_some_and(|last| checkpoint >= last) {
+            self.status = TaskStatus::Finished;
+            out.push(TaskEffect::Finished);
+        }
+    }
+
+    /// The JobManager aborted `checkpoint`. A newer completed checkpoint is made up for first,
+    /// in case its notification was lost (FLINK-21080); a barrier still to come is skipped.
+    pub fn on_notify_aborted(
+        &mut self,
+        checkpoint: CheckpointId,
+        latest_completed: Option<CheckpointId>,
+        out: &mut Vec<TaskEffect>,
+    ) {
+        if let Some(completed) = latest_completed {
+            self.on_notify_complete(completed, out);
+        }
+        self.pending.remove(&checkpoint);
+        if checkpoint > self.last_checkpoint && self.status != TaskStatus::Finished {
+            self.aborted_early.insert(checkpoint);
+            if self.aborted_early.len() > ABORTED_EARLY_MAX {
+                self.aborted_early.pop_first();
+            }
+        }
+    }
+
+    /// Processes queued input round-robin over the channels that are not blocked.
+    fn drain(&mut self, out: &mut Vec<TaskEffect>) {
+        loop {
+            let mut progressed = false;
+            for channel in 0..self.inputs.len() {
+                let channel = ChannelIndex(channel as u16);
+                for _ in 0..CHANNEL_BATCH_EVENTS {
+                    if self.is_blocked(channel) {
+                        break;
+                    }
+                    let Some(event) = self.inputs[channel.index()].queue.pop_front() else { break };
+                    self.process(channel, event, out);
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let mut emitted = Emitted::default();
+        self.operator.flush_sink(&mut emitted);
+        self.emit(emitted, out);
+    }
+
+    fn is_blocked(&self, channel: ChannelIndex) -> bool {
+        self.handler.as_ref().is_some_and(|handler| handler.is_blocked(channel))
+    }
+
+    fn process(&mut self, channel: ChannelIndex, event: StreamEvent, out: &mut Vec<TaskEffect>) {
+        match event {
+            StreamEvent::Record(record) => {
+                assert_eq!(self.status, TaskStatus::Running, "{} got a record after end of data", self.spec.id);
+                let mut emitted = Emitted::default();
+                self.operator.process(self.inputs[channel.index()].side, record, &mut emitted);
+                self.emit(emitted, out);
+            }
+            StreamEvent::Watermark(watermark) => {
+                let input = &mut self.inputs[channel.index()];
+                input.watermark = input.watermark.max(watermark);
+                self.advance_watermark(out);
+            }
+            StreamEvent::Barrier(barrier) => {
+                let trace = EngineEvent::BarrierReceived { task: self.spec.id, checkpoint: barrier.id };
+                out.push(TaskEffect::Trace(trace));
+                let actions = self.handler_mut().on_barrier(channel, barrier);
+                self.apply(actions, out);
+            }
+            StreamEvent::CancelMarker(checkpoint) => {
+                let actions = self.handler_mut().on_cancel_marker(channel, checkpoint);
+                self.apply(actions, out);
+            }
+            StreamEvent::EndOfData => {
+                self.inputs[channel.index()].data_finished = true;
+                self.advance_watermark(out);
+                if self.inputs.iter().all(|input| input.data_finished) {
+                    self.end_of_data(out);
+                }
+            }
+        }
+    }
+
+    fn handler_mut(&mut self) -> &mut dyn BarrierHandler {
+        self.handler.as_deref_mut().expect("tasks with inputs have a barrier handler")
+    }
+
+    fn apply(&mut self, actions: crate::barrier::BarrierActions, out: &mut Vec<TaskEffect>) {
+        for (checkpoint, reason) in actions.aborted {
+            self.decline(checkpoint, reason, out);
+            self.broadcast(&StreamEvent::CancelMarker(checkpoint), out);
+        }
+        if let Some(barrier) = actions.triggered {
+            self.perform_checkpoint(barrier, out);
+        }
+    }
+
+    /// Snapshot and barrier forwarding as one atomic step (reference §C.18).
+    fn perform_checkpoint(&mut self, barrier: CheckpointBarrier, out: &mut Vec<TaskEffect>) {
+        assert!(barrier.id > self.last_checkpoint, "{} snapshots {} after {}", self.spec.id, barrier.id, self.last_checkpoint);
+        self.last_checkpoint = barrier.id;
+        if self.aborted_early.remove(&barrier.id) {
+            // The JobManager already aborted it: skip it and tell downstream (§C.18 step 0b).
+            self.broadcast(&StreamEvent::CancelMarker(barrier.id), out);
+            return;
+        }
+        self.broadcast(&StreamEvent::Barrier(barrier), out);
+        let mut emitted = Emitted::default();
+        let awaiting_pre_commit = self.operator.snapshot_sink(barrier.id, &mut emitted);
+        self.emit(emitted, out);
+        let snapshot = TaskSnapshot { task: self.spec.id, checkpoint: barrier.id, state: self.operator.state().clone() };
+        out.push(TaskEffect::Store { checkpoint: barrier.id, bytes: codec::encode(Kind::TaskSnapshot, &snapshot) });
+        out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken { task: self.spec.id, checkpoint: barrier.id }));
+        self.pending.insert(barrier.id, PendingSnapshot { stored: None, awaiting_pre_commit });
+        if self.status == TaskStatus::DataFinished && self.final_checkpoint.is_none() {
+            self.final_checkpoint = Some(barrier.id);
+        }
+    }
+
+    fn acknowledge_if_ready(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        let pending = &self.pending[&checkpoint];
+        if pending.awaiting_pre_commit.is_some() {
+            return;
+        }
+        let Some(state) = pending.stored.clone() else { return };
+        self.pending.remove(&checkpoint);
+        out.push(TaskEffect::Acknowledge { checkpoint, state });
+        out.push(TaskEffect::Trace(EngineEvent::Acknowledged { task: self.spec.id, checkpoint }));
+    }
+
+    fn decline(&mut self, checkpoint: CheckpointId, reason: CheckpointFailureReason, out: &mut Vec<TaskEffect>) {
+        out.push(TaskEffect::Decline { checkpoint, reason });
+        out.push(TaskEffect::Trace(EngineEvent::Declined { task: self.spec.id, checkpoint, reason }));
+    }
+
+    fn advance_watermark(&mut self, out: &mut Vec<TaskEffect>) {
+        let combined = self
+            .inputs
+            .iter()
+            .map(|input| if input.data_finished { EventTime::MAX } else { input.watermark })
+            .min()
+            .expect("only tasks with inputs combine watermarks");
+        if combined <= self.watermark {
+            return;
+        }
+        self.watermark = combined;
+        let mut emitted = Emitted::default();
+        self.operator.on_watermark(combined, &mut emitted);
+        self.emit(emitted, out);
+        self.broadcast(&StreamEvent::Watermark(combined), out);
+    }
+
+    fn end_of_data(&mut self, out: &mut Vec<TaskEffect>) {
+        assert_eq!(self.status, TaskStatus::Running, "end of data reached twice at {}", self.spec.id);
+        self.status = TaskStatus::DataFinished;
+        let mut emitted = Emitted::default();
+        self.operator.flush_sink(&mut emitted);
+        self.emit(emitted, out);
+        self.broadcast(&StreamEvent::EndOfData, out);
+        out.push(TaskEffect::DataFinished);
+    }
+
+    fn emit(&mut self, emitted: Emitted, out: &mut Vec<TaskEffect>) {
+        for record in emitted.records {
+            self.route(record, out);
+        }
+        out.extend(emitted.sink.into_iter().map(TaskEffect::Sink));
+    }
+
+    fn route(&mut self, record: Record, out: &mut Vec<TaskEffect>) {
+        for (index, output) in self.spec.outputs.iter().enumerate() {
+            let position = match output.partitioning {
+                Partitioning::Forward => 0,
+                Partitioning::KeyBy => usize::from(key_owner(record.key, output.targets.len() as u16)),
+                Partitioning::Rebalance => {
+                    let cursor = &mut self.rebalance_cursor[index];
+                    *cursor = (*cursor + 1) % output.targets.len();
+                    *cursor
+                }
+            };
+            let (target, channel) = output.targets[position];
+            out.push(TaskEffect::Emit { target, channel, event: StreamEvent::Record(record) });
+        }
+    }
+
+    fn broadcast(&self, event: &StreamEvent, out: &mut Vec<TaskEffect>) {
+        for output in &self.spec.outputs {
+            for &(target, channel) in &output.targets {
+                out.push(TaskEffect::Emit { target, channel, event: event.clone() });
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Engine events for the trace: what happened, from the engine's point of view. The driver adds
+//! the virtual time and node.
+
+use crate::ids::{Attempt, CheckpointId, TaskId};
+use crate::messages::CheckpointFailureReason;
+use crate::sink::TransactionId;
+use serde::{Deserialize, Serialize};
+
+/// The job's status as the JobManager sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// The JobManager is reading its HA record.
+    Initializing,
+    /// Waiting for TaskManagers, or for deployed tasks to report running.
+    Created,
+    /// Every task runs.
+    Running,
+    /// A failure was handled; the job restarts after the strategy's delay.
+    Restarting,
+    /// Every task finished after the final checkpoint.
+    Finished,
+    /// The restart strategy gave up.
+    Failed,
+}
+
+/// One meaningful event inside the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EngineEvent {
+    /// The job changed status.
+    JobStatus {
+        /// The new status.
+        status: JobStatus,
+        /// The attempt.
+        attempt: Attempt,
+    },
+    /// The coordinator triggered a checkpoint at the sources.
+    CheckpointTriggered {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A task received a barrier on one channel.
+    BarrierReceived {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A task took its snapshot and forwarded the barrier (one atomic step).
+    SnapshotTaken {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A task's snapshot is durable and acknowledged.
+    Acknowledged {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A task declined a checkpoint.
+    Declined {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: CheckpointFailureReason,
+    },
+    /// A checkpoint completed: metadata durable and in the completed store.
+    CheckpointCompleted {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A pending checkpoint was aborted.
+    CheckpointAborted {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: CheckpointFailureReason,
+    },
+    /// A completed checkpoint left the store (retention).
+    CheckpointSubsumed {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// The job failed over: a task or TaskManager failed, or too many checkpoints failed.
+    Failover {
+        /// What failed.
+        cause: String,
+    },
+    /// A new attempt was deployed, restoring this checkpoint (or none).
+    Deployed {
+        /// The new attempt.
+        attempt: Attempt,
+        /// The checkpoint restored.
+        restored: Option<CheckpointId>,
+    },
+    /// A task restored its state.
+    Restored {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A sink committed a transaction.
+    Committed {
+        /// The sink task.
+        task: TaskId,
+        /// The transaction.
+        transaction: TransactionId,
+    },
+}
