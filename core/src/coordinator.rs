@@ -40,7 +40,13 @@ pub enum CoordinatorEffect {
     /// `on_completion_persisted`.
     PersistCompletion(CompletedCheckpoint),
     /// Tell every task the checkpoint completed.
-    NotifyComplete(CheckpointId),
+    NotifyComplete {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// It is the final checkpoint: triggered after every source consumed its input, so
+        /// every task snapshotted after its end of data and may finish.
+        final_checkpoint: bool,
+    },
     /// Tell every task the checkpoint was aborted.
     NotifyAborted {
         /// The aborted checkpoint.
@@ -359,7 +365,8 @@ impl CheckpointCoordinator {
             self.abort(id, CheckpointFailureReason::Subsumed, out);
         }
         out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointCompleted { checkpoint }));
-        out.push(CoordinatorEffect::NotifyComplete(checkpoint));
+        let final_checkpoint = self.finishing_since.is_some_and(|first| checkpoint >= first);
+        out.push(CoordinatorEffect::NotifyComplete { checkpoint, final_checkpoint });
         self.try_finalize(now, out);
         self.try_trigger(now, out);
     }

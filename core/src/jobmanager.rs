@@ -266,9 +266,10 @@ impl JobManager {
                     self.request(Request::Metadata(metadata.checkpoint), StorageOp::Write { path, bytes }, out);
                 }
                 CoordinatorEffect::PersistCompletion(checkpoint) => self.write_ha(HaWrite::Completion(checkpoint), out),
-                CoordinatorEffect::NotifyComplete(checkpoint) => {
+                CoordinatorEffect::NotifyComplete { checkpoint, final_checkpoint } => {
                     if let Some(attempt) = self.deployed {
-                        self.broadcast(Message::NotifyCheckpointComplete { attempt, checkpoint }, out);
+                        let message = Message::NotifyCheckpointComplete { attempt, checkpoint, final_checkpoint };
+                        self.broadcast(message, out);
                     }
                 }
                 CoordinatorEffect::NotifyAborted { checkpoint, latest_completed } => {

@@ -173,6 +173,8 @@ pub enum Message {
         attempt: Attempt,
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// It is the job's final checkpoint: tasks finish.
+        final_checkpoint: bool,
     },
     /// JobManager → TaskManager: a checkpoint was aborted; carries the latest completed id so
     /// a lost completion notification is made up for (FLINK-21080).

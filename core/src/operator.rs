@@ -4,7 +4,7 @@
 //! and watermarks and routes what it emits. Sources read their log; sinks turn records into
 //! requests to the sink system.
 
-use crate::ids::{Attempt, CheckpointId, EventTime, Key, Offset, PartitionId, TaskId};
+use crate::ids::{Attempt, CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId, TaskId};
 use crate::job::{AggregateFn, FilterFn, InputSide, MapFn, OperatorKind, SourceLog, TaskSpec};
 use crate::record::{InputRef, Origin, Record, StreamEvent};
 use crate::sink::{SinkRequest, TransactionId, TwoPhaseCommitState};
@@ -69,6 +69,7 @@ pub struct Operator {
     /// Records a 2PC sink received since its last write to the sink system.
     sink_buffer: Vec<Record>,
     task: TaskId,
+    operator: OperatorId,
 }
 
 /// A state that does not belong to this operator.
@@ -99,7 +100,7 @@ impl Operator {
             }
             OperatorKind::PlainSink => OperatorState::PlainSink,
         };
-        Operator { kind: spec.kind.clone(), state, sink_buffer: Vec::new(), task: spec.id }
+        Operator { kind: spec.kind.clone(), state, sink_buffer: Vec::new(), task: spec.id, operator: spec.operator }
     }
 
     /// An operator restored from `state` in a new `attempt`; a sink also says which
@@ -237,7 +238,7 @@ impl Operator {
                     break;
                 }
                 let Some(entry) = log.partitions[usize::from(partition.0)].get(offset.0 as usize) else { continue };
-                let origin = Origin::Input(InputRef { partition, offset: *offset });
+                let origin = Origin::Input(InputRef { source: self.operator, partition, offset: *offset });
                 events.push(StreamEvent::Record(Record { key: entry.key, value: entry.value, event_time: entry.event_time, origin }));
                 *offset = offset.next();
                 read += 1;

@@ -1,6 +1,6 @@
 //! Records and the events that flow on data channels.
 
-use crate::ids::{CheckpointId, EventTime, Key, Offset, PartitionId};
+use crate::ids::{CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId};
 use serde::{Deserialize, Serialize};
 
 /// One record as it sits in a source log.
@@ -17,6 +17,8 @@ pub struct SourceRecord {
 /// The position of an input record in the source logs: its identity for provenance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InputRef {
+    /// The source operator that read it (each source reads its own log).
+    pub source: OperatorId,
     /// The partition it was read from.
     pub partition: PartitionId,
     /// Its offset in that partition.

@@ -273,11 +273,11 @@ impl TwoPhaseCommitState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{EventTime, Key, Offset, PartitionId};
+    use crate::ids::{EventTime, Key, Offset, OperatorId, PartitionId};
     use crate::record::{InputRef, Origin};
 
     fn record(offset: u64) -> Record {
-        let origin = Origin::Input(InputRef { partition: PartitionId(0), offset: Offset(offset) });
+        let origin = Origin::Input(InputRef { source: OperatorId(0), partition: PartitionId(0), offset: Offset(offset) });
         Record { key: Key(1), value: 1, event_time: EventTime(0), origin }
     }
 

@@ -169,8 +169,6 @@ pub struct Task {
     pending: BTreeMap<CheckpointId, PendingSnapshot>,
     aborted_early: BTreeSet<CheckpointId>,
     latest_notified: CheckpointId,
-    /// The first checkpoint snapshotted after all input was consumed; its completion ends the task.
-    final_checkpoint: Option<CheckpointId>,
     rebalance_cursor: Vec<usize>,
 }
 
@@ -197,7 +195,6 @@ impl Task {
             pending: BTreeMap::new(),
             aborted_early: BTreeSet::new(),
             latest_notified: CheckpointId(0),
-            final_checkpoint: None,
             rebalance_cursor: vec![0; spec.outputs.len()],
         }
     }
@@ -337,7 +334,8 @@ impl Task {
     }
 
     /// The JobManager says `checkpoint` completed: commit side effects up to it (reference §O.82).
-    pub fn on_notify_complete(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+    /// After the job's final checkpoint the task finishes.
+    pub fn on_notify_complete(&mut self, checkpoint: CheckpointId, final_checkpoint: bool, out: &mut Vec<TaskEffect>) {
         if checkpoint <= self.latest_notified || self.status == TaskStatus::Finished {
             return; // Notifications are monotone; older ones are ignored (§I.55).
         }
@@ -349,7 +347,10 @@ impl Task {
         self.emit(emitted, out);
         // Older snapshots still in flight are subsumed by this completion.
         self.pending.retain(|&id, _| id > checkpoint);
-        if self.final_checkpoint.is_some_and(|last| checkpoint >= last) {
+        if final_checkpoint {
+            // The final checkpoint was triggered after every source ended, so every task took
+            // its snapshot after its own end of data.
+            assert_eq!(self.status, TaskStatus::DataFinished, "{} finishes before its input ended", self.spec.id);
             self.status = TaskStatus::Finished;
             out.push(TaskEffect::Finished);
         }
@@ -364,7 +365,7 @@ impl Task {
         out: &mut Vec<TaskEffect>,
     ) {
         if let Some(completed) = latest_completed {
-            self.on_notify_complete(completed, out);
+            self.on_notify_complete(completed, false, out);
         }
         self.pending.remove(&checkpoint);
         if checkpoint > self.last_checkpoint && self.status != TaskStatus::Finished {
@@ -467,9 +468,6 @@ impl Task {
         out.push(TaskEffect::Store { checkpoint: barrier.id, bytes: codec::encode(Kind::TaskSnapshot, &snapshot) });
         out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken { task: self.spec.id, checkpoint: barrier.id }));
         self.pending.insert(barrier.id, PendingSnapshot { stored: None, awaiting_pre_commit });
-        if self.status == TaskStatus::DataFinished && self.final_checkpoint.is_none() {
-            self.final_checkpoint = Some(barrier.id);
-        }
     }
 
     fn acknowledge_if_ready(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {

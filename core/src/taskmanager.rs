@@ -237,9 +237,9 @@ impl Node for TaskManager {
             Message::TriggerCheckpoint { attempt, task, barrier } if current(attempt) => {
                 self.with_task(task, out, |task, effects| task.on_trigger(barrier, effects));
             }
-            Message::NotifyCheckpointComplete { attempt, checkpoint } if current(attempt) => {
+            Message::NotifyCheckpointComplete { attempt, checkpoint, final_checkpoint } if current(attempt) => {
                 for task in self.running_ids() {
-                    self.with_task(task, out, |task, effects| task.on_notify_complete(checkpoint, effects));
+                    self.with_task(task, out, |task, effects| task.on_notify_complete(checkpoint, final_checkpoint, effects));
                 }
                 self.schedule_sources(now);
             }

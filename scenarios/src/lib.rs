@@ -1,1 +1,287 @@
-//! placeholder
+//! snapsim-scenarios: named jobs with their fault schedules, and running them with a verdict.
+//!
+//! The one design decision to know: a scenario is plain data drawn from a seed (job shape,
+//! input logs, cluster, faults), so (scenario, seed, build) fixes the run. The verdict compares
+//! the run with the same scenario's failure-free oracle, run by the in-process driver.
+
+#![deny(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::config::RestartStrategyConfig;
+use snapsim_core::ids::{EventTime, Key, TaskManagerId, Tick};
+use snapsim_core::job::{AggregateFn, ExecutionPlan, InputSide, JobGraph, OperatorKind, Partitioning, SourceLog};
+use snapsim_core::messages::Address;
+use snapsim_core::record::SourceRecord;
+use snapsim_core::testing::LocalCluster;
+use snapsim_core::trace::{EngineEvent, JobStatus};
+use snapsim_sim::check::{self, Property, Violation};
+use snapsim_sim::harness::{self, Fault, FaultEvent, RunConfig, RunEnd, RunResult};
+use snapsim_sim::rng::{SimRng, Stream};
+use snapsim_sim::trace::TraceEvent;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A named scenario.
+pub struct Scenario {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// One line for `snapsim list`.
+    pub description: &'static str,
+    setup: fn(u64) -> Setup,
+}
+
+/// What a scenario draws from a seed.
+pub struct Setup {
+    /// The job.
+    pub job: JobGraph,
+    /// The cluster.
+    pub cluster: ClusterConfig,
+    /// The faults.
+    pub faults: Vec<FaultEvent>,
+    /// The bound on virtual time.
+    pub ticks_max: u64,
+}
+
+/// Every scenario, in listing order.
+pub fn scenarios() -> &'static [Scenario] {
+    &[
+        Scenario {
+            name: "keyed-sum",
+            description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink; one TaskManager crash and restart",
+            setup: keyed_sum_with_crash,
+        },
+        Scenario {
+            name: "keyed-sum-calm",
+            description: "the keyed-sum job without faults (the engine against its own oracle)",
+            setup: keyed_sum_calm,
+        },
+        Scenario {
+            name: "co-window",
+            description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink; a TaskManager crash",
+            setup: co_window_with_crash,
+        },
+    ]
+}
+
+/// A scenario name that does not exist.
+#[derive(Debug, Error)]
+#[error("unknown scenario '{name}'; known: {known}")]
+pub struct UnknownScenario {
+    /// The name given.
+    pub name: String,
+    /// The names that exist.
+    pub known: String,
+}
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Result<&'static Scenario, UnknownScenario> {
+    scenarios().iter().find(|s| s.name == name).ok_or_else(|| UnknownScenario {
+        name: name.to_string(),
+        known: scenarios().iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// The verdict of one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Every property held.
+    Passed,
+    /// The engine panicked (an assertion failed).
+    Crash,
+    /// The job did not finish (time ran out, or the restart strategy gave up).
+    Liveness,
+    /// A correctness property was violated.
+    Correctness,
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Checkpoints completed.
+    pub checkpoints_completed: u64,
+    /// Checkpoints aborted.
+    pub checkpoints_aborted: u64,
+    /// Failovers (restarts of the job).
+    pub restarts: u64,
+    /// Records in the committed output.
+    pub records_committed: u64,
+    /// Virtual time at the end, in ms.
+    pub virtual_ticks: u64,
+    /// Trace entries.
+    pub trace_events: u64,
+}
+
+/// The outcome of one run of a scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The scenario.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Violated properties (empty when passed).
+    pub violations: Vec<Violation>,
+    /// Figures.
+    pub stats: Stats,
+    /// The trace hash (equal for equal (scenario, seed, build)).
+    pub trace_hash: u64,
+}
+
+impl Outcome {
+    /// The command that replays this run.
+    pub fn replay_line(&self) -> String {
+        format!("cargo run --release -- run --scenario {} --seed {}", self.scenario, self.seed)
+    }
+}
+
+/// Draws the scenario's setup for `seed` and builds the job.
+pub fn setup(scenario: &Scenario, seed: u64) -> (Arc<ExecutionPlan>, Setup) {
+    let setup = (scenario.setup)(seed);
+    let plan = setup.job.clone().build().expect("built-in scenarios are valid jobs");
+    (Arc::new(plan), setup)
+}
+
+/// Runs `scenario` with `seed` and judges it against the failure-free oracle.
+pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
+    let (plan, setup) = setup(scenario, seed);
+    let oracle = oracle(&plan, &setup);
+    let result = harness::run(RunConfig {
+        seed,
+        plan,
+        cluster: setup.cluster,
+        faults: setup.faults,
+        ticks_max: setup.ticks_max,
+    });
+    let mut violations = Vec::new();
+    let verdict = match &result.end {
+        RunEnd::Panicked(message) => {
+            violations.push(Violation { property: Property::NoCrash, message: message.clone() });
+            Verdict::Crash
+        }
+        RunEnd::TimedOut => {
+            let message = format!("the job did not finish within {} ms of virtual time", setup.ticks_max);
+            violations.push(Violation { property: Property::Liveness, message });
+            Verdict::Liveness
+        }
+        RunEnd::Terminated(JobStatus::Finished) => {
+            violations.extend(check::exactly_once(&result.committed, &oracle));
+            violations.extend(check::final_state(&result.committed, &oracle));
+            if violations.is_empty() { Verdict::Passed } else { Verdict::Correctness }
+        }
+        RunEnd::Terminated(status) => {
+            let message = format!("the job ended {status:?} instead of finishing");
+            violations.push(Violation { property: Property::Liveness, message });
+            Verdict::Liveness
+        }
+    };
+    let stats = stats(&result);
+    let outcome = Outcome { scenario: scenario.name.to_string(), seed, verdict, violations, stats, trace_hash: result.trace_hash };
+    (outcome, result)
+}
+
+/// The failure-free run of the same job, in the in-process driver.
+fn oracle(plan: &Arc<ExecutionPlan>, setup: &Setup) -> Vec<snapsim_core::sink::CommittedRecord> {
+    let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
+    let status = local.run_to_end(Tick(setup.ticks_max));
+    assert_eq!(status, JobStatus::Finished, "the failure-free oracle of a built-in scenario finishes");
+    local.sink.committed().to_vec()
+}
+
+fn stats(result: &RunResult) -> Stats {
+    let mut stats = Stats { virtual_ticks: result.virtual_ticks, trace_events: result.trace.len() as u64, ..Stats::default() };
+    stats.records_committed = result.committed.len() as u64;
+    for entry in &result.trace {
+        match &entry.event {
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { .. }) => stats.checkpoints_completed += 1,
+            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => stats.checkpoints_aborted += 1,
+            TraceEvent::Engine(EngineEvent::Failover { .. }) => stats.restarts += 1,
+            _ => {}
+        }
+    }
+    stats
+}
+
+fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<SourceLog> {
+    let per_partition = records / u64::from(partitions);
+    let partitions = (0..partitions)
+        .map(|_| {
+            let mut event_time = 0;
+            (0..per_partition)
+                .map(|_| {
+                    event_time += rng.between(0, 3);
+                    let value = rng.between(1, 100) as i64;
+                    SourceRecord { key: Key(rng.below(keys)), value, event_time: EventTime(event_time) }
+                })
+                .collect()
+        })
+        .collect();
+    Arc::new(SourceLog { partitions })
+}
+
+fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig {
+    ClusterConfig { task_managers, first_trigger_delay_ticks: rng.between(0, interval), ..ClusterConfig::default() }
+}
+
+fn keyed_sum_job(rng: &mut SimRng) -> JobGraph {
+    let mut job = JobGraph::new("keyed-sum");
+    let source = job.add("source", OperatorKind::Source { log: log(rng, 4, 4_000, 64), records_per_tick: 4 }, 2);
+    let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 2);
+    let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 2);
+    job.connect(source, sum, Partitioning::KeyBy);
+    job.connect(sum, sink, Partitioning::Forward);
+    job.checkpoint.interval_ticks = Some(50);
+    job.restart = RestartStrategyConfig::FixedDelay { attempts: 10, delay_ticks: 100 };
+    job
+}
+
+fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<FaultEvent> {
+    let victim = Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16));
+    let at = rng.between(window.0, window.1);
+    let down = rng.between(50, 400);
+    vec![
+        FaultEvent { at: Tick(at), fault: Fault::Crash(victim) },
+        FaultEvent { at: Tick(at + down), fault: Fault::Restart(victim) },
+    ]
+}
+
+fn keyed_sum_with_crash(seed: u64) -> Setup {
+    let mut workload = SimRng::new(seed, Stream::Workload);
+    let mut faults = SimRng::new(seed, Stream::Faults);
+    let mut timing = SimRng::new(seed, Stream::Cluster);
+    Setup {
+        job: keyed_sum_job(&mut workload),
+        cluster: cluster(&mut timing, 2, 50),
+        faults: tm_crash(&mut faults, 2, (100, 800)),
+        ticks_max: 60_000,
+    }
+}
+
+fn keyed_sum_calm(seed: u64) -> Setup {
+    let mut workload = SimRng::new(seed, Stream::Workload);
+    let mut timing = SimRng::new(seed, Stream::Cluster);
+    Setup { job: keyed_sum_job(&mut workload), cluster: cluster(&mut timing, 2, 50), faults: Vec::new(), ticks_max: 60_000 }
+}
+
+fn co_window_with_crash(seed: u64) -> Setup {
+    let mut workload = SimRng::new(seed, Stream::Workload);
+    let mut faults = SimRng::new(seed, Stream::Faults);
+    let mut timing = SimRng::new(seed, Stream::Cluster);
+    let mut job = JobGraph::new("co-window");
+    let left = job.add("left", OperatorKind::Source { log: log(&mut workload, 2, 2_000, 16), records_per_tick: 3 }, 2);
+    let right = job.add("right", OperatorKind::Source { log: log(&mut workload, 3, 1_500, 16), records_per_tick: 2 }, 3);
+    let co = job.add("co-sum", OperatorKind::KeyedCoSum, 3);
+    let totals = job.add("totals", OperatorKind::TwoPhaseCommitSink, 3);
+    let window = job.add("window", OperatorKind::TumblingWindow { size: 100, aggregate: AggregateFn::Sum }, 2);
+    let windows = job.add("windows", OperatorKind::TwoPhaseCommitSink, 2);
+    job.connect_side(left, co, Partitioning::KeyBy, InputSide::First);
+    job.connect_side(right, co, Partitioning::KeyBy, InputSide::Second);
+    job.connect(co, totals, Partitioning::Forward);
+    // Window results must not depend on how two inputs interleave: window one input only.
+    job.connect(left, window, Partitioning::KeyBy);
+    job.connect(window, windows, Partitioning::Forward);
+    job.checkpoint.interval_ticks = Some(40);
+    job.restart = RestartStrategyConfig::FixedDelay { attempts: 10, delay_ticks: 100 };
+    Setup { job, cluster: cluster(&mut timing, 3, 40), faults: tm_crash(&mut faults, 3, (100, 600)), ticks_max: 60_000 }
+}

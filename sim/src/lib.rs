@@ -1,1 +1,13 @@
-//! placeholder
+//! snapsim-sim: the simulated world the engine runs in.
+//!
+//! The one design decision to know: the engine's nodes are sans-I/O state machines from
+//! `snapsim-core`; this crate only drives them on madsim nodes (virtual time, FIFO streams,
+//! kill and restart), injects faults, records the trace and checks the result. A run is a pure
+//! function of (run config, seed, build).
+
+#![deny(missing_docs)]
+
+pub mod check;
+pub mod harness;
+pub mod rng;
+pub mod trace;

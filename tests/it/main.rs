@@ -1,1 +1,4 @@
+//! The integration suite `cargo test` runs: end-to-end runs on madsim.
+#![cfg(madsim)]
 
+mod scenarios;

@@ -1,0 +1,43 @@
+//! The ordered trace of a run and its hash.
+
+use serde::{Deserialize, Serialize};
+use snapsim_core::ids::Tick;
+use snapsim_core::messages::Address;
+use snapsim_core::trace::EngineEvent;
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TraceEvent {
+    /// An event inside the engine.
+    Engine(EngineEvent),
+    /// The simulation killed a node.
+    Crash,
+    /// The simulation restarted a node.
+    Restart,
+}
+
+/// One trace entry: when, where, what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEntry {
+    /// Virtual time.
+    pub at: Tick,
+    /// The node.
+    pub node: Address,
+    /// The event.
+    pub event: TraceEvent,
+}
+
+/// The hash that proves determinism: FNV-1a (64 bit) over the bincode encoding of every entry,
+/// in order. Equal traces give equal hashes on every platform.
+pub fn trace_hash(trace: &[TraceEntry]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for entry in trace {
+        let bytes = bincode::serde::encode_to_vec(entry, bincode::config::standard())
+            .expect("trace entries always encode");
+        for byte in bytes {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
