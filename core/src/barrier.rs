@@ -33,7 +33,10 @@ impl BarrierActions {
     }
 
     fn trigger(barrier: CheckpointBarrier) -> BarrierActions {
-        BarrierActions { aborted: Vec::new(), triggered: Some(barrier) }
+        BarrierActions {
+            aborted: Vec::new(),
+            triggered: Some(barrier),
+        }
     }
 }
 
@@ -45,7 +48,11 @@ pub trait BarrierHandler: fmt::Debug + Send {
     /// A barrier arrived on `channel`.
     fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier) -> BarrierActions;
     /// A cancellation marker arrived on `channel`.
-    fn on_cancel_marker(&mut self, channel: ChannelIndex, checkpoint: CheckpointId) -> BarrierActions;
+    fn on_cancel_marker(
+        &mut self,
+        channel: ChannelIndex,
+        checkpoint: CheckpointId,
+    ) -> BarrierActions;
     /// Whether events from `channel` must wait.
     fn is_blocked(&self, channel: ChannelIndex) -> bool;
 }
@@ -76,7 +83,12 @@ impl BarrierAligner {
     /// An aligner over `channels` inputs.
     pub fn new(channels: u16) -> BarrierAligner {
         assert!(channels > 0, "only tasks with inputs align");
-        BarrierAligner { channels, current: CheckpointId(0), aligning: None, blocked: BTreeSet::new() }
+        BarrierAligner {
+            channels,
+            current: CheckpointId(0),
+            aligning: None,
+            blocked: BTreeSet::new(),
+        }
     }
 
     fn unblock_all(&mut self) {
@@ -85,10 +97,19 @@ impl BarrierAligner {
     }
 
     fn assert_invariants(&self) {
-        assert!(self.aligning.is_some() || self.blocked.is_empty(), "blocked channels without alignment");
+        assert!(
+            self.aligning.is_some() || self.blocked.is_empty(),
+            "blocked channels without alignment"
+        );
         if let Some(barrier) = self.aligning {
-            assert_eq!(barrier.id, self.current, "the aligned checkpoint is the newest seen");
-            assert!(self.blocked.len() < usize::from(self.channels), "a complete alignment was not released");
+            assert_eq!(
+                barrier.id, self.current,
+                "the aligned checkpoint is the newest seen"
+            );
+            assert!(
+                self.blocked.len() < usize::from(self.channels),
+                "a complete alignment was not released"
+            );
         }
     }
 }
@@ -96,7 +117,11 @@ impl BarrierAligner {
 impl BarrierHandler for BarrierAligner {
     fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier) -> BarrierActions {
         assert!(channel.0 < self.channels, "barrier on unknown {channel}");
-        assert!(!self.blocked.contains(&channel), "barrier {} on {channel} which is blocked", barrier.id);
+        assert!(
+            !self.blocked.contains(&channel),
+            "barrier {} on {channel} which is blocked",
+            barrier.id
+        );
         let is_current_alignment = self.aligning.map(|b| b.id) == Some(barrier.id);
         // Older barriers, or the current id after it completed or was cancelled: ignore (§D.25).
         if barrier.id < self.current || (barrier.id == self.current && !is_current_alignment) {
@@ -106,7 +131,9 @@ impl BarrierHandler for BarrierAligner {
         if barrier.id > self.current {
             // A newer barrier while aligning aborts the older checkpoint (§D.26).
             if let Some(older) = self.aligning {
-                actions.aborted.push((older.id, CheckpointFailureReason::DeclinedSubsumed));
+                actions
+                    .aborted
+                    .push((older.id, CheckpointFailureReason::DeclinedSubsumed));
                 self.unblock_all();
             }
             self.current = barrier.id;
@@ -122,15 +149,24 @@ impl BarrierHandler for BarrierAligner {
         actions
     }
 
-    fn on_cancel_marker(&mut self, channel: ChannelIndex, checkpoint: CheckpointId) -> BarrierActions {
+    fn on_cancel_marker(
+        &mut self,
+        channel: ChannelIndex,
+        checkpoint: CheckpointId,
+    ) -> BarrierActions {
         assert!(channel.0 < self.channels, "marker on unknown {channel}");
         let aligning = self.aligning.map(|b| b.id);
         let mut actions = BarrierActions::none();
         if checkpoint > self.current || aligning == Some(checkpoint) {
             if let Some(older) = aligning.filter(|&id| id < checkpoint) {
-                actions.aborted.push((older, CheckpointFailureReason::DeclinedSubsumed));
+                actions
+                    .aborted
+                    .push((older, CheckpointFailureReason::DeclinedSubsumed));
             }
-            actions.aborted.push((checkpoint, CheckpointFailureReason::DeclinedOnCancellationBarrier));
+            actions.aborted.push((
+                checkpoint,
+                CheckpointFailureReason::DeclinedOnCancellationBarrier,
+            ));
             self.current = checkpoint;
             self.unblock_all();
         }
@@ -160,7 +196,11 @@ impl BarrierTracker {
     /// A tracker over `channels` inputs.
     pub fn new(channels: u16) -> BarrierTracker {
         assert!(channels > 0, "only tasks with inputs track barriers");
-        BarrierTracker { channels, latest: CheckpointId(0), seen: BTreeMap::new() }
+        BarrierTracker {
+            channels,
+            latest: CheckpointId(0),
+            seen: BTreeMap::new(),
+        }
     }
 }
 
@@ -171,12 +211,17 @@ impl BarrierHandler for BarrierTracker {
             return BarrierActions::none();
         }
         let newest_partial = self.seen.keys().next_back().copied();
-        if !self.seen.contains_key(&barrier.id) && newest_partial.is_some_and(|id| barrier.id < id) {
+        if !self.seen.contains_key(&barrier.id) && newest_partial.is_some_and(|id| barrier.id < id)
+        {
             // "There cannot be a successful checkpoint for that id anyway" (§E.30).
             return BarrierActions::none();
         }
         let channels = self.seen.entry(barrier.id).or_default();
-        assert!(channels.insert(channel), "barrier {} twice on {channel}", barrier.id);
+        assert!(
+            channels.insert(channel),
+            "barrier {} twice on {channel}",
+            barrier.id
+        );
         if channels.len() < usize::from(self.channels) {
             if self.seen.len() > TRACKED_CHECKPOINTS_MAX {
                 self.seen.pop_first();
@@ -189,7 +234,11 @@ impl BarrierHandler for BarrierTracker {
         BarrierActions::trigger(barrier)
     }
 
-    fn on_cancel_marker(&mut self, channel: ChannelIndex, checkpoint: CheckpointId) -> BarrierActions {
+    fn on_cancel_marker(
+        &mut self,
+        channel: ChannelIndex,
+        checkpoint: CheckpointId,
+    ) -> BarrierActions {
         assert!(channel.0 < self.channels, "marker on unknown {channel}");
         if checkpoint <= self.latest {
             return BarrierActions::none();
@@ -202,10 +251,16 @@ impl BarrierHandler for BarrierTracker {
             .filter(|&&id| id < checkpoint)
             .map(|&id| (id, CheckpointFailureReason::DeclinedSubsumed))
             .collect();
-        aborted.push((checkpoint, CheckpointFailureReason::DeclinedOnCancellationBarrier));
+        aborted.push((
+            checkpoint,
+            CheckpointFailureReason::DeclinedOnCancellationBarrier,
+        ));
         self.seen = newer;
         self.latest = checkpoint;
-        BarrierActions { aborted, triggered: None }
+        BarrierActions {
+            aborted,
+            triggered: None,
+        }
     }
 
     fn is_blocked(&self, _channel: ChannelIndex) -> bool {
@@ -234,16 +289,28 @@ mod tests {
         let mut actual = Vec::new();
         for input in inputs {
             let actions = match *input {
-                Input::Barrier(ch, id) => handler.on_barrier(ChannelIndex(ch), CheckpointBarrier { id: CheckpointId(id) }),
-                Input::Marker(ch, id) => handler.on_cancel_marker(ChannelIndex(ch), CheckpointId(id)),
+                Input::Barrier(ch, id) => handler.on_barrier(
+                    ChannelIndex(ch),
+                    CheckpointBarrier {
+                        id: CheckpointId(id),
+                    },
+                ),
+                Input::Marker(ch, id) => {
+                    handler.on_cancel_marker(ChannelIndex(ch), CheckpointId(id))
+                }
             };
-            let mut text: Vec<String> =
-                actions.aborted.iter().map(|(id, reason)| format!("abort {} {reason:?}", id.0)).collect();
+            let mut text: Vec<String> = actions
+                .aborted
+                .iter()
+                .map(|(id, reason)| format!("abort {} {reason:?}", id.0))
+                .collect();
             if let Some(barrier) = actions.triggered {
                 text.push(format!("snapshot {}", barrier.id.0));
             }
-            let blocked: Vec<String> =
-                (0..channels).filter(|&c| handler.is_blocked(ChannelIndex(c))).map(|c| c.to_string()).collect();
+            let blocked: Vec<String> = (0..channels)
+                .filter(|&c| handler.is_blocked(ChannelIndex(c)))
+                .map(|c| c.to_string())
+                .collect();
             actual.push(format!("{} | {}", text.join(", "), blocked.join(",")));
         }
         assert_eq!(actual, expected);
@@ -252,12 +319,22 @@ mod tests {
     #[test]
     fn aligner_blocks_until_all_channels_then_snapshots_and_unblocks() {
         let mut aligner = BarrierAligner::new(3);
-        check(&mut aligner, 3, &[b(1, 1), b(0, 1), b(2, 1)], &[" | 1", " | 0,1", "snapshot 1 | "]);
+        check(
+            &mut aligner,
+            3,
+            &[b(1, 1), b(0, 1), b(2, 1)],
+            &[" | 1", " | 0,1", "snapshot 1 | "],
+        );
     }
 
     #[test]
     fn aligner_single_channel_snapshots_at_once() {
-        check(&mut BarrierAligner::new(1), 1, &[b(0, 1), b(0, 2)], &["snapshot 1 | ", "snapshot 2 | "]);
+        check(
+            &mut BarrierAligner::new(1),
+            1,
+            &[b(0, 1), b(0, 2)],
+            &["snapshot 1 | ", "snapshot 2 | "],
+        );
     }
 
     #[test]
@@ -269,7 +346,12 @@ mod tests {
             // 2 overtakes 1 on channel 1 (1 was lost upstream with a cancellation), then 1's
             // late barrier on channel 1 is ignored.
             &[b(0, 1), b(1, 2), b(0, 2), b(1, 1)],
-            &[" | 0", "abort 1 DeclinedSubsumed | 1", "snapshot 2 | ", " | "],
+            &[
+                " | 0",
+                "abort 1 DeclinedSubsumed | 1",
+                "snapshot 2 | ",
+                " | ",
+            ],
         );
     }
 
@@ -280,7 +362,13 @@ mod tests {
             &mut aligner,
             2,
             &[b(0, 1), m(1, 1), b(1, 1), m(0, 3), b(0, 3)],
-            &[" | 0", "abort 1 DeclinedOnCancellationBarrier | ", " | ", "abort 3 DeclinedOnCancellationBarrier | ", " | "],
+            &[
+                " | 0",
+                "abort 1 DeclinedOnCancellationBarrier | ",
+                " | ",
+                "abort 3 DeclinedOnCancellationBarrier | ",
+                " | ",
+            ],
         );
     }
 
@@ -291,21 +379,38 @@ mod tests {
             &mut tracker,
             2,
             &[b(0, 1), b(0, 2), b(1, 2), b(1, 1), b(0, 3), m(1, 4)],
-            &[" | ", " | ", "snapshot 2 | ", " | ", " | ", "abort 3 DeclinedSubsumed, abort 4 DeclinedOnCancellationBarrier | "],
+            &[
+                " | ",
+                " | ",
+                "snapshot 2 | ",
+                " | ",
+                " | ",
+                "abort 3 DeclinedSubsumed, abort 4 DeclinedOnCancellationBarrier | ",
+            ],
         );
     }
 
     #[test]
     fn tracker_ignores_first_barrier_older_than_a_partial_one() {
         let mut tracker = BarrierTracker::new(2);
-        check(&mut tracker, 2, &[b(0, 5), b(1, 4), b(1, 5)], &[" | ", " | ", "snapshot 5 | "]);
+        check(
+            &mut tracker,
+            2,
+            &[b(0, 5), b(1, 4), b(1, 5)],
+            &[" | ", " | ", "snapshot 5 | "],
+        );
     }
 
     #[test]
     fn tracker_bounds_partial_checkpoints() {
         let mut tracker = BarrierTracker::new(2);
         for id in 1..=(TRACKED_CHECKPOINTS_MAX as u64 + 10) {
-            let _ = tracker.on_barrier(ChannelIndex(0), CheckpointBarrier { id: CheckpointId(id) });
+            let _ = tracker.on_barrier(
+                ChannelIndex(0),
+                CheckpointBarrier {
+                    id: CheckpointId(id),
+                },
+            );
         }
         assert!(tracker.seen.len() <= TRACKED_CHECKPOINTS_MAX + 1);
     }

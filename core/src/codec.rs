@@ -101,7 +101,10 @@ pub fn encode<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
     let payload = bincode::serde::encode_to_vec(value, config())
         .expect("engine types always encode (no maps with non-string keys, no unsized data)");
     let length = u32::try_from(payload.len()).expect("payload fits u32");
-    assert!(length <= PAYLOAD_BYTES_MAX, "encoded {kind:?} of {length} bytes exceeds the bound");
+    assert!(
+        length <= PAYLOAD_BYTES_MAX,
+        "encoded {kind:?} of {length} bytes exceeds the bound"
+    );
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(&kind.magic().to_be_bytes());
     bytes.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
@@ -114,34 +117,63 @@ pub fn encode<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
 /// Decodes an envelope of `kind`, checking magic, version, length and checksum first.
 pub fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() < HEADER_BYTES {
-        return Err(DecodeError::Truncated { kind, actual: bytes.len(), expected: HEADER_BYTES });
+        return Err(DecodeError::Truncated {
+            kind,
+            actual: bytes.len(),
+            expected: HEADER_BYTES,
+        });
     }
     let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let magic = word(0);
     if magic != kind.magic() {
-        return Err(DecodeError::WrongMagic { kind, found: magic, expected: kind.magic() });
+        return Err(DecodeError::WrongMagic {
+            kind,
+            found: magic,
+            expected: kind.magic(),
+        });
     }
     let version = u16::from_be_bytes([bytes[4], bytes[5]]);
     if version != FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion { kind, found: version });
+        return Err(DecodeError::UnknownVersion {
+            kind,
+            found: version,
+        });
     }
     let length = word(6);
     let expected = HEADER_BYTES + length as usize;
     if length > PAYLOAD_BYTES_MAX || bytes.len() < expected {
-        return Err(DecodeError::Truncated { kind, actual: bytes.len(), expected });
+        return Err(DecodeError::Truncated {
+            kind,
+            actual: bytes.len(),
+            expected,
+        });
     }
     if bytes.len() > expected {
-        return Err(DecodeError::TrailingBytes { kind, extra: bytes.len() - expected });
+        return Err(DecodeError::TrailingBytes {
+            kind,
+            extra: bytes.len() - expected,
+        });
     }
     let payload = &bytes[HEADER_BYTES..];
     let checksum = crc32fast::hash(payload);
     if checksum != word(10) {
-        return Err(DecodeError::Checksum { kind, found: checksum, expected: word(10) });
+        return Err(DecodeError::Checksum {
+            kind,
+            found: checksum,
+            expected: word(10),
+        });
     }
-    let (value, used) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|error| DecodeError::Payload { kind, detail: error.to_string() })?;
+    let (value, used) = bincode::serde::decode_from_slice(payload, config()).map_err(|error| {
+        DecodeError::Payload {
+            kind,
+            detail: error.to_string(),
+        }
+    })?;
     if used != payload.len() {
-        return Err(DecodeError::TrailingBytes { kind, extra: payload.len() - used });
+        return Err(DecodeError::TrailingBytes {
+            kind,
+            extra: payload.len() - used,
+        });
     }
     Ok(value)
 }
@@ -168,7 +200,10 @@ mod tests {
         let bytes = encode(Kind::TaskSnapshot, &vec![1u64, 2, 3]);
         check(&bytes, "ok [1, 2, 3]");
         check(&bytes[..5], "truncated TaskSnapshot: 5 bytes, expected 14");
-        check(&bytes[..bytes.len() - 1], "truncated TaskSnapshot: 17 bytes, expected 18");
+        check(
+            &bytes[..bytes.len() - 1],
+            "truncated TaskSnapshot: 17 bytes, expected 18",
+        );
         let mut flipped = bytes.clone();
         *flipped.last_mut().expect("payload") ^= 0x01;
         assert!(decode::<Vec<u64>>(Kind::TaskSnapshot, &flipped)
@@ -177,7 +212,10 @@ mod tests {
             .starts_with("corrupted TaskSnapshot: checksum"));
         let mut version = bytes.clone();
         version[5] = 9;
-        check(&version, "unknown TaskSnapshot format version 9, this build reads version 1");
+        check(
+            &version,
+            "unknown TaskSnapshot format version 9, this build reads version 1",
+        );
         assert!(decode::<Vec<u64>>(Kind::HaRecord, &bytes)
             .unwrap_err()
             .to_string()
@@ -189,6 +227,9 @@ mod tests {
 
     #[test]
     fn encoding_is_byte_deterministic() {
-        assert_eq!(encode(Kind::HaRecord, &(7u64, "x")), encode(Kind::HaRecord, &(7u64, "x")));
+        assert_eq!(
+            encode(Kind::HaRecord, &(7u64, "x")),
+            encode(Kind::HaRecord, &(7u64, "x"))
+        );
     }
 }

@@ -124,12 +124,18 @@ impl CheckpointConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(value) = self.interval_ticks {
             if value < CHECKPOINT_TIME_MIN_TICKS {
-                return Err(ConfigError::IntervalTooShort { value, min: CHECKPOINT_TIME_MIN_TICKS });
+                return Err(ConfigError::IntervalTooShort {
+                    value,
+                    min: CHECKPOINT_TIME_MIN_TICKS,
+                });
             }
         }
         if self.timeout_ticks < CHECKPOINT_TIME_MIN_TICKS {
             let value = self.timeout_ticks;
-            return Err(ConfigError::TimeoutTooShort { value, min: CHECKPOINT_TIME_MIN_TICKS });
+            return Err(ConfigError::TimeoutTooShort {
+                value,
+                min: CHECKPOINT_TIME_MIN_TICKS,
+            });
         }
         if self.max_concurrent == 0 || self.max_concurrent > CONCURRENT_CHECKPOINTS_MAX {
             let (value, max) = (self.max_concurrent, CONCURRENT_CHECKPOINTS_MAX);
@@ -137,7 +143,10 @@ impl CheckpointConfig {
         }
         if self.min_pause_ticks > MIN_PAUSE_MAX_TICKS {
             let value = self.min_pause_ticks;
-            return Err(ConfigError::MinPauseTooLong { value, max: MIN_PAUSE_MAX_TICKS });
+            return Err(ConfigError::MinPauseTooLong {
+                value,
+                max: MIN_PAUSE_MAX_TICKS,
+            });
         }
         if self.retained == 0 || self.retained > RETAINED_CHECKPOINTS_MAX {
             let (value, max) = (self.retained, RETAINED_CHECKPOINTS_MAX);
@@ -149,7 +158,8 @@ impl CheckpointConfig {
     /// The effective periodic interval: Flink raises it to the min pause when that is larger
     /// (reference §A.3).
     pub fn effective_interval_ticks(&self) -> Option<u64> {
-        self.interval_ticks.map(|interval| interval.max(self.min_pause_ticks))
+        self.interval_ticks
+            .map(|interval| interval.max(self.min_pause_ticks))
     }
 }
 
@@ -166,7 +176,10 @@ impl Ratio {
     /// `numerator / denominator`.
     pub const fn new(numerator: u64, denominator: u64) -> Ratio {
         assert!(denominator > 0, "a ratio's denominator is never zero");
-        Ratio { numerator, denominator }
+        Ratio {
+            numerator,
+            denominator,
+        }
     }
 
     /// `value × self`, rounded down, saturating.
@@ -249,7 +262,11 @@ impl RestartStrategyConfig {
             } => {
                 let name = "exponential-delay";
                 if initial_backoff_ticks == 0 {
-                    return Err(error(name, "initial-backoff", "must be positive, got 0".into()));
+                    return Err(error(
+                        name,
+                        "initial-backoff",
+                        "must be positive, got 0".into(),
+                    ));
                 }
                 if max_backoff_ticks < initial_backoff_ticks {
                     let rule = format!(
@@ -265,8 +282,10 @@ impl RestartStrategyConfig {
                     return Err(error(name, "backoff-multiplier", rule));
                 }
                 if jitter.numerator > jitter.denominator {
-                    let rule =
-                        format!("must be between 0 and 1, got {}/{}", jitter.numerator, jitter.denominator);
+                    let rule = format!(
+                        "must be between 0 and 1, got {}/{}",
+                        jitter.numerator, jitter.denominator
+                    );
                     return Err(error(name, "jitter-factor", rule));
                 }
                 if attempts > RESTART_ATTEMPTS_MAX {
@@ -303,14 +322,23 @@ pub enum RestartDecision {
 impl RestartStrategy {
     /// A strategy in its initial state. The config must be valid.
     pub fn new(config: RestartStrategyConfig) -> RestartStrategy {
-        assert!(config.validate().is_ok(), "restart strategy validated at job build");
+        assert!(
+            config.validate().is_ok(),
+            "restart strategy validated at job build"
+        );
         let backoff_ticks = match config {
-            RestartStrategyConfig::ExponentialDelay { initial_backoff_ticks, .. } => {
-                initial_backoff_ticks
-            }
+            RestartStrategyConfig::ExponentialDelay {
+                initial_backoff_ticks,
+                ..
+            } => initial_backoff_ticks,
             _ => 0,
         };
-        RestartStrategy { config, restarts: 0, backoff_ticks, last_failure: None }
+        RestartStrategy {
+            config,
+            restarts: 0,
+            backoff_ticks,
+            last_failure: None,
+        }
     }
 
     /// Restarts granted so far.
@@ -322,7 +350,10 @@ impl RestartStrategy {
     pub fn on_failure(&mut self, now: Tick) -> RestartDecision {
         let decision = match self.config {
             RestartStrategyConfig::NoRestart => RestartDecision::GiveUp,
-            RestartStrategyConfig::FixedDelay { attempts, delay_ticks } => {
+            RestartStrategyConfig::FixedDelay {
+                attempts,
+                delay_ticks,
+            } => {
                 if self.restarts >= attempts {
                     RestartDecision::GiveUp
                 } else {
@@ -341,7 +372,8 @@ impl RestartStrategy {
                     if now.since(last) >= reset_threshold_ticks {
                         self.backoff_ticks = initial_backoff_ticks;
                     } else {
-                        self.backoff_ticks = multiplier.apply(self.backoff_ticks).min(max_backoff_ticks);
+                        self.backoff_ticks =
+                            multiplier.apply(self.backoff_ticks).min(max_backoff_ticks);
                     }
                 }
                 if self.restarts >= attempts {
@@ -388,31 +420,56 @@ mod tests {
     #[test]
     fn defaults_are_flinks_and_valid() {
         let config = CheckpointConfig::default();
-        assert_eq!(config.interval_ticks, None, "no interval means periodic checkpointing is off");
+        assert_eq!(
+            config.interval_ticks, None,
+            "no interval means periodic checkpointing is off"
+        );
         assert_eq!(config.mode, CheckpointingMode::ExactlyOnce);
         assert_eq!(config.timeout_ticks, 600_000);
         assert_eq!(config.max_concurrent, 1);
-        assert_eq!((config.min_pause_ticks, config.tolerable_failed, config.retained), (0, 0, 1));
+        assert_eq!(
+            (
+                config.min_pause_ticks,
+                config.tolerable_failed,
+                config.retained
+            ),
+            (0, 0, 1)
+        );
         check(config, Ok(()));
     }
 
     #[test]
     fn each_rule_names_its_option() {
-        let base = CheckpointConfig { interval_ticks: Some(100), ..CheckpointConfig::default() };
+        let base = CheckpointConfig {
+            interval_ticks: Some(100),
+            ..CheckpointConfig::default()
+        };
         check(
-            CheckpointConfig { interval_ticks: Some(9), ..base.clone() },
+            CheckpointConfig {
+                interval_ticks: Some(9),
+                ..base.clone()
+            },
             Err("checkpoint interval must be at least 10 ms, got 9 ms"),
         );
         check(
-            CheckpointConfig { timeout_ticks: 5, ..base.clone() },
+            CheckpointConfig {
+                timeout_ticks: 5,
+                ..base.clone()
+            },
             Err("checkpoint timeout must be at least 10 ms, got 5 ms"),
         );
         check(
-            CheckpointConfig { max_concurrent: 0, ..base.clone() },
+            CheckpointConfig {
+                max_concurrent: 0,
+                ..base.clone()
+            },
             Err("max concurrent checkpoints must be between 1 and 64, got 0"),
         );
         check(
-            CheckpointConfig { retained: 0, ..base.clone() },
+            CheckpointConfig {
+                retained: 0,
+                ..base.clone()
+            },
             Err("number of retained checkpoints must be between 1 and 1024, got 0"),
         );
         check(
@@ -449,10 +506,18 @@ mod tests {
 
     #[test]
     fn fixed_delay_gives_up_after_its_attempts() {
-        let mut strategy =
-            RestartStrategy::new(RestartStrategyConfig::FixedDelay { attempts: 2, delay_ticks: 10 });
-        assert_eq!(strategy.on_failure(Tick(100)), RestartDecision::RestartAt(Tick(110)));
-        assert_eq!(strategy.on_failure(Tick(200)), RestartDecision::RestartAt(Tick(210)));
+        let mut strategy = RestartStrategy::new(RestartStrategyConfig::FixedDelay {
+            attempts: 2,
+            delay_ticks: 10,
+        });
+        assert_eq!(
+            strategy.on_failure(Tick(100)),
+            RestartDecision::RestartAt(Tick(110))
+        );
+        assert_eq!(
+            strategy.on_failure(Tick(200)),
+            RestartDecision::RestartAt(Tick(210))
+        );
         assert_eq!(strategy.on_failure(Tick(300)), RestartDecision::GiveUp);
     }
 

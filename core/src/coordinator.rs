@@ -101,14 +101,26 @@ pub struct CheckpointFailureManager {
 impl CheckpointFailureManager {
     /// A manager that tolerates `tolerable` consecutive counted failures.
     pub fn new(tolerable: u32) -> CheckpointFailureManager {
-        CheckpointFailureManager { tolerable, continuous: 0, counted: BTreeSet::new(), last_succeeded: CheckpointId(0) }
+        CheckpointFailureManager {
+            tolerable,
+            continuous: 0,
+            counted: BTreeSet::new(),
+            last_succeeded: CheckpointId(0),
+        }
     }
 
     /// Records a failure; returns true when the job must fail. Counts only the reasons of §H.46,
     /// once per id, and only for ids after the last success (FLINK-18336).
     #[must_use]
-    pub fn on_failure(&mut self, checkpoint: CheckpointId, reason: CheckpointFailureReason) -> bool {
-        if !reason.is_counted() || checkpoint <= self.last_succeeded || !self.counted.insert(checkpoint) {
+    pub fn on_failure(
+        &mut self,
+        checkpoint: CheckpointId,
+        reason: CheckpointFailureReason,
+    ) -> bool {
+        if !reason.is_counted()
+            || checkpoint <= self.last_succeeded
+            || !self.counted.insert(checkpoint)
+        {
             return false;
         }
         self.continuous += 1;
@@ -173,10 +185,19 @@ impl CheckpointCoordinator {
         next_id: CheckpointId,
         store: CompletedCheckpointStore,
     ) -> CheckpointCoordinator {
-        assert!(config.validate().is_ok(), "checkpoint config validated at job build");
-        assert!(next_id >= CheckpointId::INITIAL, "checkpoint ids start at 1");
+        assert!(
+            config.validate().is_ok(),
+            "checkpoint config validated at job build"
+        );
+        assert!(
+            next_id >= CheckpointId::INITIAL,
+            "checkpoint ids start at 1"
+        );
         if let Some(latest) = store.latest() {
-            assert!(next_id > latest.id, "the counter is ahead of every completed checkpoint");
+            assert!(
+                next_id > latest.id,
+                "the counter is ahead of every completed checkpoint"
+            );
         }
         let mut failures = CheckpointFailureManager::new(config.tolerable_failed);
         if let Some(latest) = store.latest() {
@@ -218,7 +239,9 @@ impl CheckpointCoordinator {
 
     /// Whether a completion is being persisted (a failover waits for it to settle).
     pub fn is_finalizing(&self) -> bool {
-        self.pending.values().any(|p| matches!(p.phase, Phase::WritingMetadata | Phase::PersistingStore))
+        self.pending
+            .values()
+            .any(|p| matches!(p.phase, Phase::WritingMetadata | Phase::PersistingStore))
     }
 
     /// The job runs: start periodic triggering after `first_delay` (reference §B.6–7; Flink draws
@@ -226,7 +249,10 @@ impl CheckpointCoordinator {
     pub fn start(&mut self, now: Tick, first_delay: u64) {
         assert!(!self.running, "the scheduler starts once per attempt");
         self.running = true;
-        self.next_periodic = self.config.effective_interval_ticks().map(|_| now.after(first_delay));
+        self.next_periodic = self
+            .config
+            .effective_interval_ticks()
+            .map(|_| now.after(first_delay));
     }
 
     /// The job stops running (failover or end): stop the scheduler, drop queued requests and
@@ -238,8 +264,12 @@ impl CheckpointCoordinator {
         self.queued_periodic = 0;
         self.queued_requested = 0;
         self.finishing_since = None;
-        let collecting: Vec<CheckpointId> =
-            self.pending.iter().filter(|(_, p)| matches!(p.phase, Phase::Collecting | Phase::Acknowledged)).map(|(&id, _)| id).collect();
+        let collecting: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.phase, Phase::Collecting | Phase::Acknowledged))
+            .map(|(&id, _)| id)
+            .collect();
         for id in collecting {
             self.abort(id, reason, out);
         }
@@ -255,7 +285,12 @@ impl CheckpointCoordinator {
 
     /// The earliest time the coordinator needs `on_tick`.
     pub fn next_deadline(&self) -> Option<Tick> {
-        let expiry = self.pending.values().filter(|p| p.phase == Phase::Collecting).map(|p| p.expires_at).min();
+        let expiry = self
+            .pending
+            .values()
+            .filter(|p| p.phase == Phase::Collecting)
+            .map(|p| p.expires_at)
+            .min();
         [expiry, self.next_periodic].into_iter().flatten().min()
     }
 
@@ -270,7 +305,9 @@ impl CheckpointCoordinator {
         for id in expired {
             self.abort(id, CheckpointFailureReason::Expired, out);
         }
-        if let (Some(at), Some(interval)) = (self.next_periodic, self.config.effective_interval_ticks()) {
+        if let (Some(at), Some(interval)) =
+            (self.next_periodic, self.config.effective_interval_ticks())
+        {
             if at <= now {
                 // Fixed rate: the schedule does not drift with completions (reference §B.7).
                 let missed = now.since(at) / interval;
@@ -282,9 +319,19 @@ impl CheckpointCoordinator {
     }
 
     /// A task acknowledged `checkpoint` with its state.
-    pub fn on_acknowledge(&mut self, now: Tick, task: TaskId, checkpoint: CheckpointId, state: StateHandle, out: &mut Vec<CoordinatorEffect>) {
+    pub fn on_acknowledge(
+        &mut self,
+        now: Tick,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        state: StateHandle,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
         assert!(self.tasks.contains(&task), "ack from unknown task {task}");
-        assert!(checkpoint < self.next_id, "ack for {checkpoint} which was never triggered");
+        assert!(
+            checkpoint < self.next_id,
+            "ack for {checkpoint} which was never triggered"
+        );
         let Some(pending) = self.pending.get_mut(&checkpoint) else {
             return; // Late ack for an aborted or completed checkpoint (reference §G.40).
         };
@@ -299,36 +346,87 @@ impl CheckpointCoordinator {
     }
 
     /// A task declined `checkpoint`: abort it with the task's reason (reference §G.41).
-    pub fn on_decline(&mut self, now: Tick, task: TaskId, checkpoint: CheckpointId, reason: CheckpointFailureReason, out: &mut Vec<CoordinatorEffect>) {
-        assert!(self.tasks.contains(&task), "decline from unknown task {task}");
-        if self.pending.get(&checkpoint).is_some_and(|p| p.phase == Phase::Collecting) {
+    pub fn on_decline(
+        &mut self,
+        now: Tick,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        reason: CheckpointFailureReason,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
+        assert!(
+            self.tasks.contains(&task),
+            "decline from unknown task {task}"
+        );
+        if self
+            .pending
+            .get(&checkpoint)
+            .is_some_and(|p| p.phase == Phase::Collecting)
+        {
             self.abort(checkpoint, reason, out);
             self.try_trigger(now, out);
         }
     }
 
     /// The id counter was persisted (or not): trigger the checkpoint at the sources.
-    pub fn on_counter_persisted(&mut self, now: Tick, persisted: bool, out: &mut Vec<CoordinatorEffect>) {
-        let id = self.triggering.take().expect("a counter write is in flight");
+    pub fn on_counter_persisted(
+        &mut self,
+        now: Tick,
+        persisted: bool,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
+        let id = self
+            .triggering
+            .take()
+            .expect("a counter write is in flight");
         if !persisted {
             let reason = CheckpointFailureReason::TriggerFailure;
-            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint: id, reason }));
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
+                checkpoint: id,
+                reason,
+            }));
         } else if self.running {
             let expires_at = now.after(self.config.timeout_ticks);
-            self.pending.insert(id, PendingCheckpoint { expires_at, acks: BTreeMap::new(), phase: Phase::Collecting });
-            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointTriggered { checkpoint: id }));
-            out.push(CoordinatorEffect::Trigger { checkpoint: id, sources: self.sources.clone() });
+            self.pending.insert(
+                id,
+                PendingCheckpoint {
+                    expires_at,
+                    acks: BTreeMap::new(),
+                    phase: Phase::Collecting,
+                },
+            );
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointTriggered {
+                checkpoint: id,
+            }));
+            out.push(CoordinatorEffect::Trigger {
+                checkpoint: id,
+                sources: self.sources.clone(),
+            });
         }
         self.try_trigger(now, out);
     }
 
     /// `_metadata` of `checkpoint` was written (or not).
-    pub fn on_metadata_written(&mut self, now: Tick, checkpoint: CheckpointId, written: bool, out: &mut Vec<CoordinatorEffect>) {
-        let pending = self.pending.get_mut(&checkpoint).expect("metadata written for a pending checkpoint");
-        assert_eq!(pending.phase, Phase::WritingMetadata, "metadata of {checkpoint} written twice");
+    pub fn on_metadata_written(
+        &mut self,
+        now: Tick,
+        checkpoint: CheckpointId,
+        written: bool,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
+        let pending = self
+            .pending
+            .get_mut(&checkpoint)
+            .expect("metadata written for a pending checkpoint");
+        assert_eq!(
+            pending.phase,
+            Phase::WritingMetadata,
+            "metadata of {checkpoint} written twice"
+        );
         if !written {
             self.abort(checkpoint, CheckpointFailureReason::FinalizeFailure, out);
             self.try_finalize(now, out);
+            self.try_trigger(now, out);
             return;
         }
         pending.phase = Phase::PersistingStore;
@@ -343,10 +441,20 @@ impl CheckpointCoordinator {
 
     /// The completed store with `checkpoint` was persisted (or not). On success the checkpoint
     /// is complete: older pending ones are subsumed, then tasks are notified (reference §I.50).
-    pub fn on_completion_persisted(&mut self, now: Tick, completed: CompletedCheckpoint, persisted: bool, out: &mut Vec<CoordinatorEffect>) {
+    pub fn on_completion_persisted(
+        &mut self,
+        now: Tick,
+        completed: CompletedCheckpoint,
+        persisted: bool,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
         let checkpoint = completed.id;
         let phase = self.pending.get(&checkpoint).map(|p| p.phase);
-        assert_eq!(phase, Some(Phase::PersistingStore), "completion of {checkpoint} persisted out of order");
+        assert_eq!(
+            phase,
+            Some(Phase::PersistingStore),
+            "completion of {checkpoint} persisted out of order"
+        );
         if !persisted {
             self.abort(checkpoint, CheckpointFailureReason::FinalizeFailure, out);
             self.try_finalize(now, out);
@@ -355,18 +463,31 @@ impl CheckpointCoordinator {
         }
         self.pending.remove(&checkpoint);
         for subsumed in self.store.add(completed) {
-            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointSubsumed { checkpoint: subsumed.id }));
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointSubsumed {
+                checkpoint: subsumed.id,
+            }));
             out.push(CoordinatorEffect::Discard(subsumed.id));
         }
         self.failures.on_success(checkpoint);
         self.last_completion = Some(now);
-        let older: Vec<CheckpointId> = self.pending.range(..checkpoint).map(|(&id, _)| id).collect();
+        let older: Vec<CheckpointId> = self
+            .pending
+            .range(..checkpoint)
+            .map(|(&id, _)| id)
+            .collect();
         for id in older {
             self.abort(id, CheckpointFailureReason::Subsumed, out);
         }
-        out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointCompleted { checkpoint }));
-        let final_checkpoint = self.finishing_since.is_some_and(|first| checkpoint >= first);
-        out.push(CoordinatorEffect::NotifyComplete { checkpoint, final_checkpoint });
+        out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointCompleted {
+            checkpoint,
+        }));
+        let final_checkpoint = self
+            .finishing_since
+            .is_some_and(|first| checkpoint >= first);
+        out.push(CoordinatorEffect::NotifyComplete {
+            checkpoint,
+            final_checkpoint,
+        });
         self.try_finalize(now, out);
         self.try_trigger(now, out);
     }
@@ -375,7 +496,10 @@ impl CheckpointCoordinator {
         if self.queued_periodic + self.queued_requested >= QUEUED_REQUESTS_MAX {
             // The lowest-priority entry (a periodic one) is evicted, or the new one refused.
             let reason = CheckpointFailureReason::TooManyRequests;
-            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint: self.next_id, reason }));
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
+                checkpoint: self.next_id,
+                reason,
+            }));
             if !periodic && self.queued_periodic > 0 {
                 self.queued_periodic -= 1;
             } else {
@@ -394,7 +518,9 @@ impl CheckpointCoordinator {
         if !self.running || self.triggering.is_some() {
             return;
         }
-        let final_done = self.finishing_since.is_some_and(|first| self.store.latest().is_some_and(|c| c.id >= first));
+        let final_done = self
+            .finishing_since
+            .is_some_and(|first| self.store.latest().is_some_and(|c| c.id >= first));
         if final_done {
             // The final checkpoint completed: tasks are finishing, nothing more to snapshot.
             self.next_periodic = None;
@@ -402,7 +528,10 @@ impl CheckpointCoordinator {
             self.queued_requested = 0;
             return;
         }
-        if self.finishing_since.is_some() && self.pending.is_empty() && self.queued_periodic + self.queued_requested == 0 {
+        if self.finishing_since.is_some()
+            && self.pending.is_empty()
+            && self.queued_periodic + self.queued_requested == 0
+        {
             self.queue_request(false, out);
         }
         let periodic = match (self.queued_requested, self.queued_periodic) {
@@ -422,7 +551,10 @@ impl CheckpointCoordinator {
                     // Fails, and the periodic trigger fires again exactly when allowed (§B.12).
                     self.queued_periodic -= 1;
                     let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
-                    out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint: self.next_id, reason }));
+                    out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
+                        checkpoint: self.next_id,
+                        reason,
+                    }));
                     self.next_periodic = Some(earliest);
                     return;
                 }
@@ -442,21 +574,46 @@ impl CheckpointCoordinator {
         if self.is_finalizing() {
             return;
         }
-        let Some((&id, pending)) = self.pending.iter_mut().find(|(_, p)| p.phase == Phase::Acknowledged) else {
+        let Some((&id, pending)) = self
+            .pending
+            .iter_mut()
+            .find(|(_, p)| p.phase == Phase::Acknowledged)
+        else {
             return;
         };
         pending.phase = Phase::WritingMetadata;
-        let metadata = CheckpointMetadata { job: self.job.clone(), checkpoint: id, task_states: pending.acks.clone() };
-        out.push(CoordinatorEffect::WriteMetadata { path: StoragePath::metadata(&self.job, id), metadata });
+        let metadata = CheckpointMetadata {
+            job: self.job.clone(),
+            checkpoint: id,
+            task_states: pending.acks.clone(),
+        };
+        out.push(CoordinatorEffect::WriteMetadata {
+            path: StoragePath::metadata(&self.job, id),
+            metadata,
+        });
     }
 
-    fn abort(&mut self, checkpoint: CheckpointId, reason: CheckpointFailureReason, out: &mut Vec<CoordinatorEffect>) {
+    fn abort(
+        &mut self,
+        checkpoint: CheckpointId,
+        reason: CheckpointFailureReason,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
         let removed = self.pending.remove(&checkpoint);
-        assert!(removed.is_some(), "abort of {checkpoint} which is not pending");
-        out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted { checkpoint, reason }));
+        assert!(
+            removed.is_some(),
+            "abort of {checkpoint} which is not pending"
+        );
+        out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
+            checkpoint,
+            reason,
+        }));
         out.push(CoordinatorEffect::Discard(checkpoint));
         let latest_completed = self.store.latest().map(|c| c.id);
-        out.push(CoordinatorEffect::NotifyAborted { checkpoint, latest_completed });
+        out.push(CoordinatorEffect::NotifyAborted {
+            checkpoint,
+            latest_completed,
+        });
         if self.failures.on_failure(checkpoint, reason) {
             out.push(CoordinatorEffect::FailJob { checkpoint, reason });
         }

@@ -72,7 +72,11 @@ impl CheckpointId {
 
     /// The id after this one.
     pub fn next(self) -> CheckpointId {
-        CheckpointId(self.0.checked_add(1).expect("checkpoint ids never overflow u64"))
+        CheckpointId(
+            self.0
+                .checked_add(1)
+                .expect("checkpoint ids never overflow u64"),
+        )
     }
 }
 
@@ -98,7 +102,11 @@ impl Offset {
 impl Attempt {
     /// The attempt after this one.
     pub fn next(self) -> Attempt {
-        Attempt(self.0.checked_add(1).expect("attempts are bounded by the restart strategy"))
+        Attempt(
+            self.0
+                .checked_add(1)
+                .expect("attempts are bounded by the restart strategy"),
+        )
     }
 }
 

@@ -29,7 +29,10 @@ pub struct SourceLog {
 impl SourceLog {
     /// The number of records over all partitions.
     pub fn records(&self) -> u64 {
-        self.partitions.iter().map(|partition| partition.len() as u64).sum()
+        self.partitions
+            .iter()
+            .map(|partition| partition.len() as u64)
+            .sum()
     }
 }
 
@@ -115,7 +118,10 @@ impl OperatorKind {
 
     /// Whether the operator is a sink (no outputs allowed).
     pub fn is_sink(&self) -> bool {
-        matches!(self, OperatorKind::TwoPhaseCommitSink | OperatorKind::PlainSink)
+        matches!(
+            self,
+            OperatorKind::TwoPhaseCommitSink | OperatorKind::PlainSink
+        )
     }
 
     fn name(&self) -> &'static str {
@@ -253,7 +259,9 @@ pub enum JobError {
         operator: String,
     },
     /// An operator has the wrong number of inputs on one side.
-    #[error("operator '{operator}' ({kind}) needs exactly one input on side {side:?}, got {count}")]
+    #[error(
+        "operator '{operator}' ({kind}) needs exactly one input on side {side:?}, got {count}"
+    )]
     InputCount {
         /// The operator.
         operator: String,
@@ -337,9 +345,19 @@ impl JobGraph {
     }
 
     /// Adds an operator and returns its id.
-    pub fn add(&mut self, name: impl Into<String>, kind: OperatorKind, parallelism: u16) -> OperatorId {
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        kind: OperatorKind,
+        parallelism: u16,
+    ) -> OperatorId {
         let id = OperatorId(u32::try_from(self.operators.len()).expect("operator count fits u32"));
-        self.operators.push(OperatorSpec { id, name: name.into(), kind, parallelism });
+        self.operators.push(OperatorSpec {
+            id,
+            name: name.into(),
+            kind,
+            parallelism,
+        });
         id
     }
 
@@ -356,7 +374,12 @@ impl JobGraph {
         partitioning: Partitioning,
         side: InputSide,
     ) {
-        self.edges.push(Edge { source, target, partitioning, side });
+        self.edges.push(Edge {
+            source,
+            target,
+            partitioning,
+            side,
+        });
     }
 
     /// Validates the graph and its options and expands it into an execution plan.
@@ -371,24 +394,45 @@ impl JobGraph {
 
     fn validate_operators(&self) -> Result<(), JobError> {
         if self.operators.len() > OPERATORS_MAX {
-            return Err(JobError::TooManyOperators { count: self.operators.len(), max: OPERATORS_MAX });
+            return Err(JobError::TooManyOperators {
+                count: self.operators.len(),
+                max: OPERATORS_MAX,
+            });
         }
-        let tasks: usize = self.operators.iter().map(|op| usize::from(op.parallelism)).sum();
+        let tasks: usize = self
+            .operators
+            .iter()
+            .map(|op| usize::from(op.parallelism))
+            .sum();
         if tasks > TASKS_MAX {
-            return Err(JobError::TooManyTasks { count: tasks, max: TASKS_MAX });
+            return Err(JobError::TooManyTasks {
+                count: tasks,
+                max: TASKS_MAX,
+            });
         }
         for op in &self.operators {
             let operator = op.name.clone();
             if op.parallelism == 0 || op.parallelism > PARALLELISM_MAX {
                 let (value, max) = (op.parallelism, PARALLELISM_MAX);
-                return Err(JobError::Parallelism { operator, value, max });
+                return Err(JobError::Parallelism {
+                    operator,
+                    value,
+                    max,
+                });
             }
             match &op.kind {
-                OperatorKind::Source { log, records_per_tick } => {
+                OperatorKind::Source {
+                    log,
+                    records_per_tick,
+                } => {
                     let partitions = log.partitions.len();
                     if partitions == 0 || partitions < usize::from(op.parallelism) {
                         let parallelism = op.parallelism;
-                        return Err(JobError::SourcePartitions { operator, partitions, parallelism });
+                        return Err(JobError::SourcePartitions {
+                            operator,
+                            partitions,
+                            parallelism,
+                        });
                     }
                     if *records_per_tick == 0 {
                         return Err(JobError::SourceRate { operator });
@@ -406,7 +450,11 @@ impl JobGraph {
             }
         }
         let job = self.name.clone();
-        if !self.operators.iter().any(|op| matches!(op.kind, OperatorKind::Source { .. })) {
+        if !self
+            .operators
+            .iter()
+            .any(|op| matches!(op.kind, OperatorKind::Source { .. }))
+        {
             return Err(JobError::NoSource { job });
         }
         if !self.operators.iter().any(|op| op.kind.is_sink()) {
@@ -419,7 +467,10 @@ impl JobGraph {
         let count = self.operators.len();
         for edge in &self.edges {
             if edge.source.0 as usize >= count || edge.target.0 as usize >= count {
-                return Err(JobError::UnknownOperator { upstream: edge.source, target: edge.target });
+                return Err(JobError::UnknownOperator {
+                    upstream: edge.source,
+                    target: edge.target,
+                });
             }
         }
         for op in &self.operators {
@@ -434,7 +485,12 @@ impl JobGraph {
                 let expected = usize::from(sides.contains(&side));
                 if found != expected {
                     let (operator, kind) = (op.name.clone(), op.kind.name());
-                    return Err(JobError::InputCount { operator, kind, side, count: found });
+                    return Err(JobError::InputCount {
+                        operator,
+                        kind,
+                        side,
+                        count: found,
+                    });
                 }
             }
             for edge in incoming() {
@@ -446,7 +502,9 @@ impl JobGraph {
                         partitioning: edge.partitioning,
                     });
                 }
-                if edge.partitioning == Partitioning::Forward && upstream.parallelism != op.parallelism {
+                if edge.partitioning == Partitioning::Forward
+                    && upstream.parallelism != op.parallelism
+                {
                     return Err(JobError::ForwardParallelism {
                         upstream: upstream.name.clone(),
                         operator: op.name.clone(),
@@ -455,12 +513,20 @@ impl JobGraph {
                     });
                 }
             }
-            let outgoing = self.edges.iter().filter(|edge| edge.source == op.id).count();
+            let outgoing = self
+                .edges
+                .iter()
+                .filter(|edge| edge.source == op.id)
+                .count();
             if op.kind.is_sink() && outgoing > 0 {
-                return Err(JobError::SinkWithOutput { operator: op.name.clone() });
+                return Err(JobError::SinkWithOutput {
+                    operator: op.name.clone(),
+                });
             }
             if !op.kind.is_sink() && outgoing == 0 {
-                return Err(JobError::DanglingOutput { operator: op.name.clone() });
+                return Err(JobError::DanglingOutput {
+                    operator: op.name.clone(),
+                });
             }
         }
         Ok(())
@@ -472,8 +538,9 @@ impl JobGraph {
         for edge in &self.edges {
             indegree[edge.target.0 as usize] += 1;
         }
-        let mut ready: std::collections::BTreeSet<u32> =
-            (0..self.operators.len() as u32).filter(|&i| indegree[i as usize] == 0).collect();
+        let mut ready: std::collections::BTreeSet<u32> = (0..self.operators.len() as u32)
+            .filter(|&i| indegree[i as usize] == 0)
+            .collect();
         let mut order = Vec::with_capacity(self.operators.len());
         while let Some(next) = ready.pop_first() {
             order.push(OperatorId(next));
@@ -486,8 +553,13 @@ impl JobGraph {
             }
         }
         if order.len() != self.operators.len() {
-            let stuck = indegree.iter().position(|&d| d > 0).expect("a cycle leaves an indegree");
-            return Err(JobError::Cycle { operator: self.operators[stuck].name.clone() });
+            let stuck = indegree
+                .iter()
+                .position(|&d| d > 0)
+                .expect("a cycle leaves an indegree");
+            return Err(JobError::Cycle {
+                operator: self.operators[stuck].name.clone(),
+            });
         }
         Ok(order)
     }
@@ -588,18 +660,27 @@ impl ExecutionPlan {
                 let up_task = TaskId(up_first + u32::from(up));
                 let downs: Vec<u16> = match edge.partitioning {
                     Partitioning::Forward => vec![up],
-                    Partitioning::KeyBy | Partitioning::Rebalance => (0..downstream.parallelism).collect(),
+                    Partitioning::KeyBy | Partitioning::Rebalance => {
+                        (0..downstream.parallelism).collect()
+                    }
                 };
                 let mut targets = Vec::with_capacity(downs.len());
                 for down in downs {
                     let down_task = TaskId(down_first + u32::from(down));
                     let inputs = &mut tasks[down_task.index()].inputs;
-                    let channel = ChannelIndex(u16::try_from(inputs.len()).expect("channels fit u16"));
-                    inputs.push(InputChannelSpec { upstream: up_task, side: edge.side });
+                    let channel =
+                        ChannelIndex(u16::try_from(inputs.len()).expect("channels fit u16"));
+                    inputs.push(InputChannelSpec {
+                        upstream: up_task,
+                        side: edge.side,
+                    });
                     targets.push((down_task, channel));
                 }
                 let partitioning = edge.partitioning;
-                tasks[up_task.index()].outputs.push(OutputSpec { partitioning, targets });
+                tasks[up_task.index()].outputs.push(OutputSpec {
+                    partitioning,
+                    targets,
+                });
             }
         }
         let plan = ExecutionPlan {
@@ -617,7 +698,11 @@ impl ExecutionPlan {
             for output in &task.outputs {
                 for &(target, channel) in &output.targets {
                     let input = self.tasks[target.index()].inputs[channel.index()];
-                    assert_eq!(input.upstream, task.id, "channel {channel} of {target} is wired to {}", task.id);
+                    assert_eq!(
+                        input.upstream, task.id,
+                        "channel {channel} of {target} is wired to {}",
+                        task.id
+                    );
                 }
             }
         }
@@ -625,7 +710,10 @@ impl ExecutionPlan {
 
     /// The source tasks: the ones that receive trigger messages.
     pub fn source_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.tasks.iter().filter(|t| matches!(t.kind, OperatorKind::Source { .. })).map(|t| t.id)
+        self.tasks
+            .iter()
+            .filter(|t| matches!(t.kind, OperatorKind::Source { .. }))
+            .map(|t| t.id)
     }
 
     /// The task with this id.
@@ -649,12 +737,25 @@ mod tests {
     use crate::ids::{EventTime, Key};
 
     fn log(partitions: usize) -> Arc<SourceLog> {
-        let record = SourceRecord { key: Key(1), value: 1, event_time: EventTime(0) };
-        Arc::new(SourceLog { partitions: vec![vec![record]; partitions] })
+        let record = SourceRecord {
+            key: Key(1),
+            value: 1,
+            event_time: EventTime(0),
+        };
+        Arc::new(SourceLog {
+            partitions: vec![vec![record]; partitions],
+        })
     }
 
     fn source(graph: &mut JobGraph, parallelism: u16) -> OperatorId {
-        graph.add("src", OperatorKind::Source { log: log(4), records_per_tick: 1 }, parallelism)
+        graph.add(
+            "src",
+            OperatorKind::Source {
+                log: log(4),
+                records_per_tick: 1,
+            },
+            parallelism,
+        )
     }
 
     fn check(graph: JobGraph, expected: &str) {
@@ -676,10 +777,21 @@ mod tests {
         let plan = graph.build().expect("valid");
         assert_eq!(plan.tasks.len(), 8);
         let agg_task = &plan.tasks[2];
-        assert_eq!(agg_task.inputs.len(), 2, "each aggregate subtask hears from both sources");
+        assert_eq!(
+            agg_task.inputs.len(),
+            2,
+            "each aggregate subtask hears from both sources"
+        );
         assert_eq!(plan.tasks[0].outputs[0].targets.len(), 3);
-        assert_eq!(plan.tasks[5].inputs.len(), 1, "forward edges are one-to-one");
-        assert_eq!(plan.tasks[0].partitions, vec![PartitionId(0), PartitionId(2)]);
+        assert_eq!(
+            plan.tasks[5].inputs.len(),
+            1,
+            "forward edges are one-to-one"
+        );
+        assert_eq!(
+            plan.tasks[0].partitions,
+            vec![PartitionId(0), PartitionId(2)]
+        );
     }
 
     #[test]
@@ -699,14 +811,20 @@ mod tests {
         let src = source(&mut graph, 2);
         let sink = graph.add("sink", OperatorKind::PlainSink, 3);
         graph.connect(src, sink, Partitioning::Forward);
-        check(graph, "forward edge 'src' -> 'sink' needs equal parallelism, got 2 and 3");
+        check(
+            graph,
+            "forward edge 'src' -> 'sink' needs equal parallelism, got 2 and 3",
+        );
 
         let mut graph = JobGraph::new("job");
         let src = source(&mut graph, 1);
         let map = graph.add("map", OperatorKind::Map(MapFn::AddConstant(1)), 1);
         graph.add("sink", OperatorKind::PlainSink, 1);
         graph.connect(src, map, Partitioning::Forward);
-        check(graph, "operator 'map' has no output; only sinks may end a pipeline");
+        check(
+            graph,
+            "operator 'map' has no output; only sinks may end a pipeline",
+        );
 
         let mut graph = JobGraph::new("job");
         let src = source(&mut graph, 1);
@@ -714,7 +832,10 @@ mod tests {
         let sink = graph.add("sink", OperatorKind::PlainSink, 1);
         graph.connect(src, co, Partitioning::KeyBy);
         graph.connect(co, sink, Partitioning::Forward);
-        check(graph, "operator 'co' (keyed co-sum) needs exactly one input on side Second, got 0");
+        check(
+            graph,
+            "operator 'co' (keyed co-sum) needs exactly one input on side Second, got 0",
+        );
 
         let mut graph = JobGraph::new("job");
         source(&mut graph, 8);
@@ -725,7 +846,10 @@ mod tests {
         let sink = graph.add("sink", OperatorKind::PlainSink, 1);
         graph.connect(src, sink, Partitioning::Forward);
         graph.checkpoint.interval_ticks = Some(1);
-        check(graph, "invalid configuration: checkpoint interval must be at least 10 ms, got 1 ms");
+        check(
+            graph,
+            "invalid configuration: checkpoint interval must be at least 10 ms, got 1 ms",
+        );
     }
 
     #[test]
@@ -748,6 +872,9 @@ mod tests {
         for key in 0..400 {
             counts[usize::from(key_owner(Key(key), 4))] += 1;
         }
-        assert!(counts.iter().all(|&c| c > 50), "keys spread over subtasks: {counts:?}");
+        assert!(
+            counts.iter().all(|&c| c > 50),
+            "keys spread over subtasks: {counts:?}"
+        );
     }
 }

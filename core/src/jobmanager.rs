@@ -7,12 +7,14 @@
 
 use crate::cluster::ClusterConfig;
 use crate::codec::{self, Kind};
-use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::config::{RestartDecision, RestartStrategy};
+use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
-use crate::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse};
+use crate::storage::{
+    StorageError, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse,
+};
 use crate::store::{CompletedCheckpoint, CompletedCheckpointStore};
 use crate::trace::{EngineEvent, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -116,28 +118,43 @@ impl JobManager {
         let request = self.next_request;
         self.next_request += 1;
         self.requests.insert(request, purpose);
-        out.send(Address::Storage, Message::Storage(StorageRequest { request, op }));
+        out.send(
+            Address::Storage,
+            Message::Storage(StorageRequest { request, op }),
+        );
     }
 
     fn set_status(&mut self, status: JobStatus, out: &mut Outbox) {
         if self.status != status {
             self.status = status;
-            out.trace(EngineEvent::JobStatus { status, attempt: self.attempt });
+            out.trace(EngineEvent::JobStatus {
+                status,
+                attempt: self.attempt,
+            });
         }
     }
 
-    fn on_ha_read(&mut self, now: Tick, result: Result<StorageReply, StorageError>, out: &mut Outbox) {
+    fn on_ha_read(
+        &mut self,
+        now: Tick,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
         let config = &self.plan.checkpoint;
         let record = match result {
-            Ok(StorageReply::Data(bytes)) => match codec::decode::<HaRecord>(Kind::HaRecord, &bytes) {
-                Ok(record) => record,
-                Err(error) => {
-                    // Without its HA record the job cannot resume safely: fail, do not guess.
-                    out.trace(EngineEvent::Failover { cause: format!("HA record unreadable: {error}") });
-                    self.set_status(JobStatus::Failed, out);
-                    return;
+            Ok(StorageReply::Data(bytes)) => {
+                match codec::decode::<HaRecord>(Kind::HaRecord, &bytes) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        // Without its HA record the job cannot resume safely: fail, do not guess.
+                        out.trace(EngineEvent::Failover {
+                            cause: format!("HA record unreadable: {error}"),
+                        });
+                        self.set_status(JobStatus::Failed, out);
+                        return;
+                    }
                 }
-            },
+            }
             Err(StorageError::NotFound { .. }) => HaRecord {
                 job: self.plan.job.clone(),
                 next_checkpoint_id: CheckpointId::INITIAL,
@@ -172,8 +189,14 @@ impl JobManager {
 
     fn try_deploy(&mut self, now: Tick, out: &mut Outbox) {
         let due = self.restart_at.is_some_and(|at| at <= now);
-        let all_registered = self.cluster.task_manager_ids().all(|tm| self.task_managers.contains_key(&tm));
-        let coordinator = self.coordinator.as_ref().expect("deploy after the HA record was read");
+        let all_registered = self
+            .cluster
+            .task_manager_ids()
+            .all(|tm| self.task_managers.contains_key(&tm));
+        let coordinator = self
+            .coordinator
+            .as_ref()
+            .expect("deploy after the HA record was read");
         if !due || !all_registered || coordinator.is_finalizing() || self.ha_in_flight {
             return;
         }
@@ -183,10 +206,18 @@ impl JobManager {
     }
 
     fn deploy(&mut self, out: &mut Outbox) {
-        let coordinator = self.coordinator.as_ref().expect("deploy after the HA record was read");
+        let coordinator = self
+            .coordinator
+            .as_ref()
+            .expect("deploy after the HA record was read");
         let latest = coordinator.store().latest().cloned();
         self.deployed = Some(self.attempt);
-        self.tasks = self.plan.tasks.iter().map(|t| (t.id, TaskState::Deploying)).collect();
+        self.tasks = self
+            .plan
+            .tasks
+            .iter()
+            .map(|t| (t.id, TaskState::Deploying))
+            .collect();
         for tm in self.cluster.task_manager_ids() {
             let restore = match &latest {
                 Some(checkpoint) => checkpoint
@@ -198,10 +229,17 @@ impl JobManager {
                 None => BTreeMap::new(),
             };
             let restored_checkpoint = latest.as_ref().map(|c| c.id);
-            let message = Message::DeployTasks { attempt: self.attempt, restore, restored_checkpoint };
+            let message = Message::DeployTasks {
+                attempt: self.attempt,
+                restore,
+                restored_checkpoint,
+            };
             out.send(Address::TaskManager(tm), message);
         }
-        out.trace(EngineEvent::Deployed { attempt: self.attempt, restored: latest.map(|c| c.id) });
+        out.trace(EngineEvent::Deployed {
+            attempt: self.attempt,
+            restored: latest.map(|c| c.id),
+        });
         self.set_status(JobStatus::Created, out);
     }
 
@@ -214,12 +252,20 @@ impl JobManager {
         if self.ha_in_flight {
             return;
         }
-        let Some(write) = self.ha_queue.pop_front() else { return };
-        let coordinator = self.coordinator.as_ref().expect("HA writes after the HA record was read");
-        let mut completed: Vec<CompletedCheckpoint> = coordinator.store().checkpoints().cloned().collect();
+        let Some(write) = self.ha_queue.pop_front() else {
+            return;
+        };
+        let coordinator = self
+            .coordinator
+            .as_ref()
+            .expect("HA writes after the HA record was read");
+        let mut completed: Vec<CompletedCheckpoint> =
+            coordinator.store().checkpoints().cloned().collect();
         if let HaWrite::Completion(checkpoint) = &write {
             completed.push(checkpoint.clone());
-            let excess = completed.len().saturating_sub(self.plan.checkpoint.retained as usize);
+            let excess = completed
+                .len()
+                .saturating_sub(self.plan.checkpoint.retained as usize);
             completed.drain(..excess);
         }
         let record = HaRecord {
@@ -231,18 +277,29 @@ impl JobManager {
         let bytes = codec::encode(Kind::HaRecord, &record);
         let path = StoragePath::ha_record(&self.plan.job);
         self.ha_in_flight = true;
-        self.request(Request::WriteHa(write), StorageOp::Write { path, bytes }, out);
+        self.request(
+            Request::WriteHa(write),
+            StorageOp::Write { path, bytes },
+            out,
+        );
     }
 
     fn on_ha_written(&mut self, now: Tick, write: HaWrite, written: bool, out: &mut Outbox) {
         self.ha_in_flight = false;
         let mut effects = Vec::new();
-        let coordinator = self.coordinator.as_mut().expect("HA writes after the HA record was read");
+        let coordinator = self
+            .coordinator
+            .as_mut()
+            .expect("HA writes after the HA record was read");
         match write {
             HaWrite::Counter => coordinator.on_counter_persisted(now, written, &mut effects),
-            HaWrite::Completion(checkpoint) => coordinator.on_completion_persisted(now, checkpoint, written, &mut effects),
+            HaWrite::Completion(checkpoint) => {
+                coordinator.on_completion_persisted(now, checkpoint, written, &mut effects)
+            }
             HaWrite::Attempt if written => self.deploy(out),
-            HaWrite::Attempt => self.restart_at = Some(now.after(self.cluster.heartbeat_interval_ticks)),
+            HaWrite::Attempt => {
+                self.restart_at = Some(now.after(self.cluster.heartbeat_interval_ticks))
+            }
         }
         self.apply(now, effects, out);
         self.send_next_ha(out);
@@ -253,28 +310,55 @@ impl JobManager {
         for effect in effects {
             match effect {
                 CoordinatorEffect::PersistCounter => self.write_ha(HaWrite::Counter, out),
-                CoordinatorEffect::Trigger { checkpoint, sources } => {
+                CoordinatorEffect::Trigger {
+                    checkpoint,
+                    sources,
+                } => {
                     let attempt = self.deployed.expect("triggers only while deployed");
                     for task in sources {
                         let barrier = crate::record::CheckpointBarrier { id: checkpoint };
-                        let message = Message::TriggerCheckpoint { attempt, task, barrier };
+                        let message = Message::TriggerCheckpoint {
+                            attempt,
+                            task,
+                            barrier,
+                        };
                         out.send(Address::TaskManager(self.cluster.placement(task)), message);
                     }
                 }
                 CoordinatorEffect::WriteMetadata { path, metadata } => {
                     let bytes = codec::encode(Kind::CheckpointMetadata, &metadata);
-                    self.request(Request::Metadata(metadata.checkpoint), StorageOp::Write { path, bytes }, out);
+                    self.request(
+                        Request::Metadata(metadata.checkpoint),
+                        StorageOp::Write { path, bytes },
+                        out,
+                    );
                 }
-                CoordinatorEffect::PersistCompletion(checkpoint) => self.write_ha(HaWrite::Completion(checkpoint), out),
-                CoordinatorEffect::NotifyComplete { checkpoint, final_checkpoint } => {
+                CoordinatorEffect::PersistCompletion(checkpoint) => {
+                    self.write_ha(HaWrite::Completion(checkpoint), out)
+                }
+                CoordinatorEffect::NotifyComplete {
+                    checkpoint,
+                    final_checkpoint,
+                } => {
                     if let Some(attempt) = self.deployed {
-                        let message = Message::NotifyCheckpointComplete { attempt, checkpoint, final_checkpoint };
+                        let message = Message::NotifyCheckpointComplete {
+                            attempt,
+                            checkpoint,
+                            final_checkpoint,
+                        };
                         self.broadcast(message, out);
                     }
                 }
-                CoordinatorEffect::NotifyAborted { checkpoint, latest_completed } => {
+                CoordinatorEffect::NotifyAborted {
+                    checkpoint,
+                    latest_completed,
+                } => {
                     if let Some(attempt) = self.deployed {
-                        let message = Message::NotifyCheckpointAborted { attempt, checkpoint, latest_completed };
+                        let message = Message::NotifyCheckpointAborted {
+                            attempt,
+                            checkpoint,
+                            latest_completed,
+                        };
                         self.broadcast(message, out);
                     }
                 }
@@ -298,7 +382,13 @@ impl JobManager {
     }
 
     fn failover(&mut self, now: Tick, cause: String, out: &mut Outbox) {
-        if matches!(self.status, JobStatus::Finished | JobStatus::Failed | JobStatus::Initializing | JobStatus::Restarting) {
+        if matches!(
+            self.status,
+            JobStatus::Finished
+                | JobStatus::Failed
+                | JobStatus::Initializing
+                | JobStatus::Restarting
+        ) {
             return;
         }
         out.trace(EngineEvent::Failover { cause });
@@ -325,7 +415,9 @@ impl JobManager {
         match message {
             Message::TaskRunning { task, .. } => {
                 self.set_task(task, TaskState::Running);
-                if self.status == JobStatus::Created && self.tasks.values().all(|&s| s != TaskState::Deploying) {
+                if self.status == JobStatus::Created
+                    && self.tasks.values().all(|&s| s != TaskState::Deploying)
+                {
                     self.set_status(JobStatus::Running, out);
                     let delay = self.cluster.first_trigger_delay_ticks;
                     self.coordinator_mut().start(now, delay);
@@ -333,26 +425,45 @@ impl JobManager {
             }
             Message::TaskDataFinished { task, .. } => {
                 self.set_task(task, TaskState::DataFinished);
-                let sources_done = self.plan.source_tasks().all(|s| matches!(self.tasks[&s], TaskState::DataFinished | TaskState::Finished));
+                let sources_done = self.plan.source_tasks().all(|s| {
+                    matches!(
+                        self.tasks[&s],
+                        TaskState::DataFinished | TaskState::Finished
+                    )
+                });
                 if sources_done && self.status == JobStatus::Running {
-                    self.coordinator_mut().request_final_checkpoint(now, &mut effects);
+                    self.coordinator_mut()
+                        .request_final_checkpoint(now, &mut effects);
                 }
             }
             Message::TaskFinished { task, .. } => {
                 self.set_task(task, TaskState::Finished);
                 if self.tasks.values().all(|&s| s == TaskState::Finished) {
-                    self.coordinator_mut().stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
+                    self.coordinator_mut()
+                        .stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
                     self.set_status(JobStatus::Finished, out);
                 }
             }
             Message::TaskFailed { task, reason, .. } => {
                 self.failover(now, format!("task {task} failed: {reason}"), out);
             }
-            Message::Acknowledge { task, checkpoint, state, .. } => {
-                self.coordinator_mut().on_acknowledge(now, task, checkpoint, state, &mut effects);
+            Message::Acknowledge {
+                task,
+                checkpoint,
+                state,
+                ..
+            } => {
+                self.coordinator_mut()
+                    .on_acknowledge(now, task, checkpoint, state, &mut effects);
             }
-            Message::Decline { task, checkpoint, reason, .. } => {
-                self.coordinator_mut().on_decline(now, task, checkpoint, reason, &mut effects);
+            Message::Decline {
+                task,
+                checkpoint,
+                reason,
+                ..
+            } => {
+                self.coordinator_mut()
+                    .on_decline(now, task, checkpoint, reason, &mut effects);
             }
             other => unreachable!("not a task message: {other:?}"),
         }
@@ -360,23 +471,35 @@ impl JobManager {
     }
 
     fn set_task(&mut self, task: TaskId, state: TaskState) {
-        let entry = self.tasks.get_mut(&task).expect("messages of the deployed attempt name its tasks");
+        let entry = self
+            .tasks
+            .get_mut(&task)
+            .expect("messages of the deployed attempt name its tasks");
         *entry = state;
     }
 
     fn coordinator_mut(&mut self) -> &mut CheckpointCoordinator {
-        self.coordinator.as_mut().expect("the coordinator exists once the HA record was read")
+        self.coordinator
+            .as_mut()
+            .expect("the coordinator exists once the HA record was read")
     }
 
     fn hosts_tasks(&self, tm: TaskManagerId) -> bool {
-        self.deployed.is_some() && self.tasks.keys().any(|&task| self.cluster.placement(task) == tm)
+        self.deployed.is_some()
+            && self
+                .tasks
+                .keys()
+                .any(|&task| self.cluster.placement(task) == tm)
     }
 }
 
 impl Node for JobManager {
     fn on_start(&mut self, now: Tick, out: &mut Outbox) {
         *self = JobManager::new(self.plan.clone(), self.cluster.clone());
-        out.trace(EngineEvent::JobStatus { status: JobStatus::Initializing, attempt: self.attempt });
+        out.trace(EngineEvent::JobStatus {
+            status: JobStatus::Initializing,
+            attempt: self.attempt,
+        });
         let path = StoragePath::ha_record(&self.plan.job);
         let _ = now;
         self.request(Request::ReadHa, StorageOp::Read { path }, out);
@@ -388,7 +511,11 @@ impl Node for JobManager {
                 let lost_tasks = self.hosts_tasks(task_manager);
                 self.task_managers.insert(task_manager, now);
                 if lost_tasks {
-                    self.failover(now, format!("{task_manager} restarted and lost its tasks"), out);
+                    self.failover(
+                        now,
+                        format!("{task_manager} restarted and lost its tasks"),
+                        out,
+                    );
                 }
                 if self.coordinator.is_some() {
                     self.try_deploy(now, out);
@@ -401,13 +528,21 @@ impl Node for JobManager {
                 }
             }
             Message::StorageResult(StorageResponse { request, result }) => {
-                let purpose = self.requests.remove(&request).expect("storage answers only our requests");
+                let purpose = self
+                    .requests
+                    .remove(&request)
+                    .expect("storage answers only our requests");
                 match purpose {
                     Request::ReadHa => self.on_ha_read(now, result, out),
                     Request::WriteHa(write) => self.on_ha_written(now, write, result.is_ok(), out),
                     Request::Metadata(checkpoint) => {
                         let mut effects = Vec::new();
-                        self.coordinator_mut().on_metadata_written(now, checkpoint, result.is_ok(), &mut effects);
+                        self.coordinator_mut().on_metadata_written(
+                            now,
+                            checkpoint,
+                            result.is_ok(),
+                            &mut effects,
+                        );
                         self.apply(now, effects, out);
                         self.try_deploy(now, out);
                     }
@@ -430,8 +565,12 @@ impl Node for JobManager {
 
     fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
         let timeout = self.cluster.heartbeat_timeout_ticks;
-        let lost: Vec<TaskManagerId> =
-            self.task_managers.iter().filter(|(_, &seen)| now.since(seen) > timeout).map(|(&tm, _)| tm).collect();
+        let lost: Vec<TaskManagerId> = self
+            .task_managers
+            .iter()
+            .filter(|(_, &seen)| now.since(seen) > timeout)
+            .map(|(&tm, _)| tm)
+            .collect();
         for tm in lost {
             self.task_managers.remove(&tm);
             if self.hosts_tasks(tm) {
@@ -448,9 +587,16 @@ impl Node for JobManager {
 
     fn next_deadline(&self) -> Option<Tick> {
         let timeout = self.cluster.heartbeat_timeout_ticks;
-        let heartbeat = self.task_managers.values().map(|&seen| seen.after(timeout + 1)).min();
+        let heartbeat = self
+            .task_managers
+            .values()
+            .map(|&seen| seen.after(timeout + 1))
+            .min();
         let coordinator = self.coordinator.as_ref().and_then(|c| c.next_deadline());
-        [heartbeat, coordinator, self.restart_at].into_iter().flatten().min()
+        [heartbeat, coordinator, self.restart_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

@@ -88,19 +88,31 @@ impl Operator {
     /// A fresh operator for `spec` in `attempt`.
     pub fn new(spec: &TaskSpec, attempt: Attempt) -> Operator {
         let state = match &spec.kind {
-            OperatorKind::Source { .. } => {
-                OperatorState::Source { offsets: spec.partitions.iter().map(|&p| (p, Offset(0))).collect() }
-            }
+            OperatorKind::Source { .. } => OperatorState::Source {
+                offsets: spec.partitions.iter().map(|&p| (p, Offset(0))).collect(),
+            },
             OperatorKind::Map(_) | OperatorKind::Filter(_) => OperatorState::Stateless,
-            OperatorKind::KeyedAggregate(_) => OperatorState::Keyed { values: BTreeMap::new() },
-            OperatorKind::TumblingWindow { .. } => OperatorState::Windows { windows: BTreeMap::new() },
-            OperatorKind::KeyedCoSum => OperatorState::CoSum { sums: BTreeMap::new() },
+            OperatorKind::KeyedAggregate(_) => OperatorState::Keyed {
+                values: BTreeMap::new(),
+            },
+            OperatorKind::TumblingWindow { .. } => OperatorState::Windows {
+                windows: BTreeMap::new(),
+            },
+            OperatorKind::KeyedCoSum => OperatorState::CoSum {
+                sums: BTreeMap::new(),
+            },
             OperatorKind::TwoPhaseCommitSink => {
                 OperatorState::TwoPhaseCommitSink(TwoPhaseCommitState::new(spec.id, attempt))
             }
             OperatorKind::PlainSink => OperatorState::PlainSink,
         };
-        Operator { kind: spec.kind.clone(), state, sink_buffer: Vec::new(), task: spec.id, operator: spec.operator }
+        Operator {
+            kind: spec.kind.clone(),
+            state,
+            sink_buffer: Vec::new(),
+            task: spec.id,
+            operator: spec.operator,
+        }
     }
 
     /// An operator restored from `state` in a new `attempt`; a sink also says which
@@ -113,19 +125,30 @@ impl Operator {
         let mut operator = Operator::new(spec, attempt);
         if std::mem::discriminant(&operator.state) != std::mem::discriminant(&state) {
             let (found, expected) = (state_name(&state), state_name(&operator.state));
-            return Err(StateMismatch { task: spec.id, found, expected });
+            return Err(StateMismatch {
+                task: spec.id,
+                found,
+                expected,
+            });
         }
         if let OperatorState::Source { offsets } = &state {
             let restored: Vec<PartitionId> = offsets.keys().copied().collect();
             if restored != spec.partitions {
-                return Err(StateMismatch { task: spec.id, found: "other partitions'", expected: "source" });
+                return Err(StateMismatch {
+                    task: spec.id,
+                    found: "other partitions'",
+                    expected: "source",
+                });
             }
         }
         operator.state = state;
         let mut recovered = RecoveredTransactions::default();
         if let OperatorState::TwoPhaseCommitSink(sink) = &mut operator.state {
             let (commit, abort) = sink.recover(attempt);
-            recovered = RecoveredTransactions { commit, abort: Some(abort) };
+            recovered = RecoveredTransactions {
+                commit,
+                abort: Some(abort),
+            };
         }
         Ok((operator, recovered))
     }
@@ -139,7 +162,10 @@ impl Operator {
     /// Handles a record on `side` (not for sources).
     pub fn process(&mut self, side: InputSide, record: Record, out: &mut Emitted) {
         match (&self.kind, &mut self.state) {
-            (OperatorKind::Map(function), _) => out.records.push(Record { value: map(*function, record.value), ..record }),
+            (OperatorKind::Map(function), _) => out.records.push(Record {
+                value: map(*function, record.value),
+                ..record
+            }),
             (OperatorKind::Filter(FilterFn::DropValueMultiplesOf(n)), _) => {
                 if record.value % n != 0 {
                     out.records.push(record);
@@ -150,10 +176,19 @@ impl Operator {
                 values.insert(record.key, value);
                 out.records.push(Record { value, ..record });
             }
-            (OperatorKind::TumblingWindow { size, aggregate: function }, OperatorState::Windows { windows }) => {
+            (
+                OperatorKind::TumblingWindow {
+                    size,
+                    aggregate: function,
+                },
+                OperatorState::Windows { windows },
+            ) => {
                 let start = EventTime(record.event_time.0 - record.event_time.0 % size);
                 let slot = windows.get(&(start, record.key)).copied();
-                windows.insert((start, record.key), aggregate(*function, slot, record.value));
+                windows.insert(
+                    (start, record.key),
+                    aggregate(*function, slot, record.value),
+                );
             }
             (OperatorKind::KeyedCoSum, OperatorState::CoSum { sums }) => {
                 let sum = sums.entry(record.key).or_insert((0, 0));
@@ -161,17 +196,26 @@ impl Operator {
                     InputSide::First => sum.0 = sum.0.wrapping_add(record.value),
                     InputSide::Second => sum.1 = sum.1.wrapping_add(record.value),
                 }
-                out.records.push(Record { value: sum.0.wrapping_add(sum.1), ..record });
+                out.records.push(Record {
+                    value: sum.0.wrapping_add(sum.1),
+                    ..record
+                });
             }
             (OperatorKind::TwoPhaseCommitSink, _) => self.sink_buffer.push(record),
-            (OperatorKind::PlainSink, _) => out.sink.push(SinkRequest::WriteCommitted { sink: self.task, records: vec![record] }),
-            (kind, state) => unreachable!("operator {kind:?} with state {state:?} cannot process records"),
+            (OperatorKind::PlainSink, _) => out.sink.push(SinkRequest::WriteCommitted {
+                sink: self.task,
+                records: vec![record],
+            }),
+            (kind, state) => {
+                unreachable!("operator {kind:?} with state {state:?} cannot process records")
+            }
         }
     }
 
     /// The combined input watermark advanced to `watermark`: fire the windows it closes.
     pub fn on_watermark(&mut self, watermark: EventTime, out: &mut Emitted) {
-        let (OperatorKind::TumblingWindow { size, .. }, OperatorState::Windows { windows }) = (&self.kind, &mut self.state)
+        let (OperatorKind::TumblingWindow { size, .. }, OperatorState::Windows { windows }) =
+            (&self.kind, &mut self.state)
         else {
             return;
         };
@@ -182,7 +226,12 @@ impl Operator {
                 break;
             }
             windows.pop_first();
-            out.records.push(Record { key, value, event_time: last, origin: Origin::Window { key, start } });
+            out.records.push(Record {
+                key,
+                value,
+                event_time: last,
+                origin: Origin::Window { key, start },
+            });
         }
     }
 
@@ -196,36 +245,60 @@ impl Operator {
             unreachable!("only 2PC sinks buffer records")
         };
         let records = std::mem::take(&mut self.sink_buffer);
-        out.sink.push(SinkRequest::Write { transaction: sink.current, records });
+        out.sink.push(SinkRequest::Write {
+            transaction: sink.current,
+            records,
+        });
     }
 
     /// For a 2PC sink: flush, pre-commit the current transaction under `checkpoint`, begin the
     /// next. Returns the transaction whose pre-commit the snapshot waits for.
-    pub fn snapshot_sink(&mut self, checkpoint: CheckpointId, out: &mut Emitted) -> Option<TransactionId> {
+    pub fn snapshot_sink(
+        &mut self,
+        checkpoint: CheckpointId,
+        out: &mut Emitted,
+    ) -> Option<TransactionId> {
         if !matches!(self.state, OperatorState::TwoPhaseCommitSink(_)) {
             return None;
         }
         self.flush_sink(out);
-        let OperatorState::TwoPhaseCommitSink(sink) = &mut self.state else { unreachable!() };
+        let OperatorState::TwoPhaseCommitSink(sink) = &mut self.state else {
+            unreachable!()
+        };
         let transaction = sink.snapshot(checkpoint);
         out.sink.push(SinkRequest::PreCommit { transaction });
         Some(transaction)
     }
 
     /// For a 2PC sink: commit every transaction pre-committed up to `checkpoint`.
-    pub fn notify_complete(&mut self, checkpoint: CheckpointId, out: &mut Emitted) -> Vec<TransactionId> {
+    pub fn notify_complete(
+        &mut self,
+        checkpoint: CheckpointId,
+        out: &mut Emitted,
+    ) -> Vec<TransactionId> {
         let OperatorState::TwoPhaseCommitSink(sink) = &mut self.state else {
             return Vec::new();
         };
         let committed = sink.complete(checkpoint);
-        out.sink.extend(committed.iter().map(|&transaction| SinkRequest::Commit { transaction }));
+        out.sink.extend(
+            committed
+                .iter()
+                .map(|&transaction| SinkRequest::Commit { transaction }),
+        );
         committed
     }
 
     /// For a source: reads up to `budget` records round-robin over its partitions and appends
     /// them, followed by the new watermark if it advanced. Returns whether the log is exhausted.
-    pub fn read_source(&mut self, budget: u32, events: &mut Vec<StreamEvent>, watermark: &mut EventTime) -> bool {
-        let (OperatorKind::Source { log, .. }, OperatorState::Source { offsets }) = (&self.kind, &mut self.state) else {
+    pub fn read_source(
+        &mut self,
+        budget: u32,
+        events: &mut Vec<StreamEvent>,
+        watermark: &mut EventTime,
+    ) -> bool {
+        let (OperatorKind::Source { log, .. }, OperatorState::Source { offsets }) =
+            (&self.kind, &mut self.state)
+        else {
             unreachable!("only sources read")
         };
         let log: &Arc<SourceLog> = log;
@@ -237,18 +310,35 @@ impl Operator {
                 if read == budget {
                     break;
                 }
-                let Some(entry) = log.partitions[usize::from(partition.0)].get(offset.0 as usize) else { continue };
-                let origin = Origin::Input(InputRef { source: self.operator, partition, offset: *offset });
-                events.push(StreamEvent::Record(Record { key: entry.key, value: entry.value, event_time: entry.event_time, origin }));
+                let Some(entry) = log.partitions[usize::from(partition.0)].get(offset.0 as usize)
+                else {
+                    continue;
+                };
+                let origin = Origin::Input(InputRef {
+                    source: self.operator,
+                    partition,
+                    offset: *offset,
+                });
+                events.push(StreamEvent::Record(Record {
+                    key: entry.key,
+                    value: entry.value,
+                    event_time: entry.event_time,
+                    origin,
+                }));
                 *offset = offset.next();
                 read += 1;
                 progressed = true;
             }
         }
         // No record with an event time below the next unread one follows (logs are ordered).
-        let next_times = offsets.iter().filter_map(|(p, o)| log.partitions[usize::from(p.0)].get(o.0 as usize));
+        let next_times = offsets
+            .iter()
+            .filter_map(|(p, o)| log.partitions[usize::from(p.0)].get(o.0 as usize));
         let exhausted = next_times.clone().next().is_none();
-        let new_watermark = next_times.map(|r| EventTime(r.event_time.0.saturating_sub(1))).min().unwrap_or(EventTime::MAX);
+        let new_watermark = next_times
+            .map(|r| EventTime(r.event_time.0.saturating_sub(1)))
+            .min()
+            .unwrap_or(EventTime::MAX);
         if new_watermark > *watermark {
             *watermark = new_watermark;
             events.push(StreamEvent::Watermark(new_watermark));

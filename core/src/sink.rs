@@ -138,19 +138,33 @@ impl SinkSystem {
     /// Applies one request; returns the reply to send, if any.
     pub fn apply(&mut self, request: SinkRequest) -> Option<SinkReply> {
         match request {
-            SinkRequest::Write { transaction, records } => {
-                let entry = self.transactions.entry(transaction).or_insert(Transaction::Open(Vec::new()));
+            SinkRequest::Write {
+                transaction,
+                records,
+            } => {
+                let entry = self
+                    .transactions
+                    .entry(transaction)
+                    .or_insert(Transaction::Open(Vec::new()));
                 match entry {
-                    Transaction::Open(buffer) | Transaction::PreCommitted(buffer) => buffer.extend(records),
+                    Transaction::Open(buffer) | Transaction::PreCommitted(buffer) => {
+                        buffer.extend(records)
+                    }
                     Transaction::Committed | Transaction::Aborted => {
                         let records = records.len() as u64;
-                        self.anomalies.push(SinkAnomaly::WriteAfterEnd { transaction, records });
+                        self.anomalies.push(SinkAnomaly::WriteAfterEnd {
+                            transaction,
+                            records,
+                        });
                     }
                 }
                 None
             }
             SinkRequest::PreCommit { transaction } => {
-                let entry = self.transactions.entry(transaction).or_insert(Transaction::Open(Vec::new()));
+                let entry = self
+                    .transactions
+                    .entry(transaction)
+                    .or_insert(Transaction::Open(Vec::new()));
                 if let Transaction::Open(buffer) = entry {
                     *entry = Transaction::PreCommitted(std::mem::take(buffer));
                 }
@@ -170,7 +184,11 @@ impl SinkSystem {
                 None
             }
             SinkRequest::WriteCommitted { sink, records } => {
-                let records = records.into_iter().map(|record| CommittedRecord { sink, transaction: None, record });
+                let records = records.into_iter().map(|record| CommittedRecord {
+                    sink,
+                    transaction: None,
+                    record,
+                });
                 self.committed.extend(records);
                 None
             }
@@ -179,7 +197,8 @@ impl SinkSystem {
 
     fn commit(&mut self, transaction: TransactionId) {
         let Some(state) = self.transactions.get_mut(&transaction) else {
-            self.anomalies.push(SinkAnomaly::CommitUnknown { transaction });
+            self.anomalies
+                .push(SinkAnomaly::CommitUnknown { transaction });
             return;
         };
         match std::mem::replace(state, Transaction::Committed) {
@@ -195,7 +214,8 @@ impl SinkSystem {
             Transaction::Committed => {}
             Transaction::Aborted => {
                 *state = Transaction::Aborted;
-                self.anomalies.push(SinkAnomaly::CommitAfterAbort { transaction });
+                self.anomalies
+                    .push(SinkAnomaly::CommitAfterAbort { transaction });
             }
         }
     }
@@ -236,18 +256,32 @@ pub struct TwoPhaseCommitState {
 impl TwoPhaseCommitState {
     /// A fresh sink: transaction 0 of this attempt is open.
     pub fn new(sink: TaskId, attempt: Attempt) -> TwoPhaseCommitState {
-        TwoPhaseCommitState { current: TransactionId { sink, attempt, sequence: 0 }, pending: Vec::new(), next_sequence: 1 }
+        TwoPhaseCommitState {
+            current: TransactionId {
+                sink,
+                attempt,
+                sequence: 0,
+            },
+            pending: Vec::new(),
+            next_sequence: 1,
+        }
     }
 
     /// `snapshotState`: pre-commits the current transaction under `checkpoint` and begins the
     /// next one. Returns the transaction to pre-commit.
     pub fn snapshot(&mut self, checkpoint: CheckpointId) -> TransactionId {
         if let Some(&(last, _)) = self.pending.last() {
-            assert!(checkpoint > last, "sink snapshots in checkpoint order: {checkpoint} after {last}");
+            assert!(
+                checkpoint > last,
+                "sink snapshots in checkpoint order: {checkpoint} after {last}"
+            );
         }
         let pre_committed = self.current;
         self.pending.push((checkpoint, pre_committed));
-        self.current = TransactionId { sequence: self.next_sequence, ..pre_committed };
+        self.current = TransactionId {
+            sequence: self.next_sequence,
+            ..pre_committed
+        };
         self.next_sequence += 1;
         pre_committed
     }
@@ -256,15 +290,26 @@ impl TwoPhaseCommitState {
     /// `checkpoint`, in order, leaves `pending` and is returned to be committed.
     pub fn complete(&mut self, checkpoint: CheckpointId) -> Vec<TransactionId> {
         let split = self.pending.partition_point(|&(id, _)| id <= checkpoint);
-        self.pending.drain(..split).map(|(_, transaction)| transaction).collect()
+        self.pending
+            .drain(..split)
+            .map(|(_, transaction)| transaction)
+            .collect()
     }
 
     /// `initializeState` on restore: returns (transactions to re-commit, the open transaction to
     /// abort) and begins a new transaction in `attempt`.
     pub fn recover(&mut self, attempt: Attempt) -> (Vec<TransactionId>, TransactionId) {
-        let commit: Vec<TransactionId> = self.pending.drain(..).map(|(_, transaction)| transaction).collect();
+        let commit: Vec<TransactionId> = self
+            .pending
+            .drain(..)
+            .map(|(_, transaction)| transaction)
+            .collect();
         let abort = self.current;
-        self.current = TransactionId { sink: abort.sink, attempt, sequence: self.next_sequence };
+        self.current = TransactionId {
+            sink: abort.sink,
+            attempt,
+            sequence: self.next_sequence,
+        };
         self.next_sequence += 1;
         (commit, abort)
     }
@@ -277,8 +322,17 @@ mod tests {
     use crate::record::{InputRef, Origin};
 
     fn record(offset: u64) -> Record {
-        let origin = Origin::Input(InputRef { source: OperatorId(0), partition: PartitionId(0), offset: Offset(offset) });
-        Record { key: Key(1), value: 1, event_time: EventTime(0), origin }
+        let origin = Origin::Input(InputRef {
+            source: OperatorId(0),
+            partition: PartitionId(0),
+            offset: Offset(offset),
+        });
+        Record {
+            key: Key(1),
+            value: 1,
+            event_time: EventTime(0),
+            origin,
+        }
     }
 
     #[test]
@@ -286,13 +340,22 @@ mod tests {
         let mut system = SinkSystem::default();
         let mut sink = TwoPhaseCommitState::new(TaskId(7), Attempt(1));
         let first = sink.current;
-        system.apply(SinkRequest::Write { transaction: first, records: vec![record(0)] });
+        system.apply(SinkRequest::Write {
+            transaction: first,
+            records: vec![record(0)],
+        });
         assert_eq!(sink.snapshot(CheckpointId(1)), first);
         system.apply(SinkRequest::PreCommit { transaction: first });
         let second = sink.current;
-        system.apply(SinkRequest::Write { transaction: second, records: vec![record(1)] });
+        system.apply(SinkRequest::Write {
+            transaction: second,
+            records: vec![record(1)],
+        });
         assert_ne!(first, second, "a new transaction per checkpoint");
-        assert!(system.committed().is_empty(), "nothing is visible before completion");
+        assert!(
+            system.committed().is_empty(),
+            "nothing is visible before completion"
+        );
 
         // The snapshot of checkpoint 1 is restored after a crash before the notification.
         let mut restored = sink.clone();
@@ -302,10 +365,17 @@ mod tests {
             system.apply(SinkRequest::Commit { transaction });
         }
         system.apply(SinkRequest::Abort { transaction: abort });
-        assert_eq!(system.committed().len(), 1, "the pre-committed record is committed once");
+        assert_eq!(
+            system.committed().len(),
+            1,
+            "the pre-committed record is committed once"
+        );
         assert_eq!(system.committed()[0].record, record(0));
         assert_eq!(restored.current.attempt, Attempt(2));
-        assert_eq!(restored.current.sequence, 2, "sequences continue across restores");
+        assert_eq!(
+            restored.current.sequence, 2,
+            "sequences continue across restores"
+        );
 
         // A late re-commit of the same transaction is a no-op (idempotent).
         system.apply(SinkRequest::Commit { transaction: first });
@@ -319,19 +389,37 @@ mod tests {
         let a = sink.snapshot(CheckpointId(2));
         let b = sink.snapshot(CheckpointId(3));
         let c = sink.snapshot(CheckpointId(5));
-        assert_eq!(sink.complete(CheckpointId(4)), vec![a, b], "an aborted 2 is covered by 4");
-        assert_eq!(sink.complete(CheckpointId(4)), vec![], "a repeated notification commits nothing");
+        assert_eq!(
+            sink.complete(CheckpointId(4)),
+            vec![a, b],
+            "an aborted 2 is covered by 4"
+        );
+        assert_eq!(
+            sink.complete(CheckpointId(4)),
+            vec![],
+            "a repeated notification commits nothing"
+        );
         assert_eq!(sink.complete(CheckpointId(9)), vec![c]);
     }
 
     #[test]
     fn commit_after_abort_is_an_anomaly() {
         let mut system = SinkSystem::default();
-        let transaction = TransactionId { sink: TaskId(0), attempt: Attempt(1), sequence: 0 };
-        system.apply(SinkRequest::Write { transaction, records: vec![record(0)] });
+        let transaction = TransactionId {
+            sink: TaskId(0),
+            attempt: Attempt(1),
+            sequence: 0,
+        };
+        system.apply(SinkRequest::Write {
+            transaction,
+            records: vec![record(0)],
+        });
         system.apply(SinkRequest::Abort { transaction });
         system.apply(SinkRequest::Commit { transaction });
-        assert_eq!(system.anomalies(), &[SinkAnomaly::CommitAfterAbort { transaction }]);
+        assert_eq!(
+            system.anomalies(),
+            &[SinkAnomaly::CommitAfterAbort { transaction }]
+        );
         assert!(system.committed().is_empty());
     }
 }

@@ -22,7 +22,9 @@ impl StoragePath {
     pub fn new(path: impl Into<String>) -> Result<StoragePath, StorageError> {
         let path = path.into();
         let valid = !path.is_empty()
-            && path.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+            && path
+                .split('/')
+                .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
         if valid {
             Ok(StoragePath(path))
         } else {
@@ -57,7 +59,8 @@ impl StoragePath {
 
     /// Whether `self` is `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &StoragePath) -> bool {
-        self.0 == prefix.0 || (self.0.starts_with(&prefix.0) && self.0.as_bytes()[prefix.0.len()] == b'/')
+        self.0 == prefix.0
+            || (self.0.starts_with(&prefix.0) && self.0.as_bytes()[prefix.0.len()] == b'/')
     }
 
     /// The path as text.
@@ -198,8 +201,12 @@ impl CheckpointStorage for MemStorage {
                 None => Err(StorageError::NotFound { path }),
             },
             StorageOp::DeleteAll { prefix } => {
-                let doomed: Vec<StoragePath> =
-                    self.objects.keys().filter(|path| path.starts_with(&prefix)).cloned().collect();
+                let doomed: Vec<StoragePath> = self
+                    .objects
+                    .keys()
+                    .filter(|path| path.starts_with(&prefix))
+                    .cloned()
+                    .collect();
                 for path in &doomed {
                     self.objects.remove(path);
                 }
@@ -218,7 +225,10 @@ mod tests {
         for bad in ["", "a//b", "../x", "a/./b", "a/"] {
             assert!(StoragePath::new(bad).is_err(), "{bad:?} must be rejected");
         }
-        assert_eq!(StoragePath::task_snapshot("job", CheckpointId(3), TaskId(2)).as_str(), "job/chk-3/task-2");
+        assert_eq!(
+            StoragePath::task_snapshot("job", CheckpointId(3), TaskId(2)).as_str(),
+            "job/chk-3/task-2"
+        );
     }
 
     #[test]
@@ -226,10 +236,18 @@ mod tests {
         let mut storage = MemStorage::default();
         for path in ["job/chk-1/a", "job/chk-1/b", "job/chk-10/a"] {
             let path = StoragePath::new(path).expect("valid");
-            storage.execute(StorageOp::Write { path, bytes: vec![1] }).expect("write");
+            storage
+                .execute(StorageOp::Write {
+                    path,
+                    bytes: vec![1],
+                })
+                .expect("write");
         }
         let prefix = StoragePath::checkpoint_dir("job", CheckpointId(1));
-        assert_eq!(storage.execute(StorageOp::DeleteAll { prefix }), Ok(StorageReply::Deleted(2)));
+        assert_eq!(
+            storage.execute(StorageOp::DeleteAll { prefix }),
+            Ok(StorageReply::Deleted(2))
+        );
         assert_eq!(storage.objects().len(), 1, "chk-10 is not below chk-1");
     }
 }

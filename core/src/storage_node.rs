@@ -19,7 +19,13 @@ impl<S: CheckpointStorage> Node for StorageNode<S> {
             unreachable!("the storage node only serves storage requests, got {message:?}")
         };
         let result = self.storage.execute(request.op);
-        out.send(from, Message::StorageResult(StorageResponse { request: request.request, result }));
+        out.send(
+            from,
+            Message::StorageResult(StorageResponse {
+                request: request.request,
+                result,
+            }),
+        );
     }
 
     fn on_tick(&mut self, _now: Tick, _out: &mut Outbox) {}

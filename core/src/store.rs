@@ -42,12 +42,21 @@ pub struct CompletedCheckpointStore {
 impl CompletedCheckpointStore {
     /// An empty store keeping `retained` checkpoints.
     pub fn new(retained: u32) -> CompletedCheckpointStore {
-        assert!(retained >= 1, "the store keeps at least the latest checkpoint");
-        CompletedCheckpointStore { retained, checkpoints: VecDeque::new() }
+        assert!(
+            retained >= 1,
+            "the store keeps at least the latest checkpoint"
+        );
+        CompletedCheckpointStore {
+            retained,
+            checkpoints: VecDeque::new(),
+        }
     }
 
     /// A store holding `checkpoints` (from the HA record), checked for the invariants.
-    pub fn from_checkpoints(retained: u32, checkpoints: Vec<CompletedCheckpoint>) -> CompletedCheckpointStore {
+    pub fn from_checkpoints(
+        retained: u32,
+        checkpoints: Vec<CompletedCheckpoint>,
+    ) -> CompletedCheckpointStore {
         let mut store = CompletedCheckpointStore::new(retained);
         for checkpoint in checkpoints {
             let _subsumed = store.add(checkpoint);
@@ -59,12 +68,23 @@ impl CompletedCheckpointStore {
     #[must_use]
     pub fn add(&mut self, checkpoint: CompletedCheckpoint) -> Vec<CompletedCheckpoint> {
         if let Some(latest) = self.latest() {
-            assert!(checkpoint.id > latest.id, "completed ids must increase: {} <= {}", checkpoint.id, latest.id);
+            assert!(
+                checkpoint.id > latest.id,
+                "completed ids must increase: {} <= {}",
+                checkpoint.id,
+                latest.id
+            );
         }
         self.checkpoints.push_back(checkpoint);
-        let excess = self.checkpoints.len().saturating_sub(self.retained as usize);
+        let excess = self
+            .checkpoints
+            .len()
+            .saturating_sub(self.retained as usize);
         let subsumed: Vec<CompletedCheckpoint> = self.checkpoints.drain(..excess).collect();
-        assert!(!self.checkpoints.is_empty(), "the newest checkpoint is never subsumed");
+        assert!(
+            !self.checkpoints.is_empty(),
+            "the newest checkpoint is never subsumed"
+        );
         subsumed
     }
 
@@ -100,6 +120,9 @@ mod tests {
         let subsumed: Vec<u64> = store.add(completed(4)).iter().map(|c| c.id.0).collect();
         assert_eq!(subsumed, vec![1]);
         assert_eq!(store.latest().map(|c| c.id), Some(CheckpointId(4)));
-        assert_eq!(store.checkpoints().map(|c| c.id.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            store.checkpoints().map(|c| c.id.0).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
     }
 }

@@ -177,12 +177,20 @@ impl Task {
     pub fn new(spec: &TaskSpec, attempt: Attempt, mode: CheckpointingMode) -> Task {
         let handler = match spec.inputs.len() {
             0 => None,
-            channels => Some(handler_for(mode, u16::try_from(channels).expect("channels fit u16"))),
+            channels => Some(handler_for(
+                mode,
+                u16::try_from(channels).expect("channels fit u16"),
+            )),
         };
         let inputs = spec
             .inputs
             .iter()
-            .map(|input| InputChannel { side: input.side, queue: VecDeque::new(), watermark: EventTime(0), data_finished: false })
+            .map(|input| InputChannel {
+                side: input.side,
+                queue: VecDeque::new(),
+                watermark: EventTime(0),
+                data_finished: false,
+            })
             .collect();
         Task {
             operator: Operator::new(spec, attempt),
@@ -222,7 +230,10 @@ impl Task {
             });
         }
         let snapshot: TaskSnapshot =
-            codec::decode(Kind::TaskSnapshot, bytes).map_err(|source| RestoreError::Decode { task: spec.id, source })?;
+            codec::decode(Kind::TaskSnapshot, bytes).map_err(|source| RestoreError::Decode {
+                task: spec.id,
+                source,
+            })?;
         if snapshot.task != spec.id || snapshot.checkpoint != checkpoint {
             return Err(RestoreError::WrongSnapshot {
                 task: spec.id,
@@ -239,12 +250,18 @@ impl Task {
         task.latest_notified = checkpoint;
         for transaction in recovered.commit {
             out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
-            out.push(TaskEffect::Trace(EngineEvent::Committed { task: spec.id, transaction }));
+            out.push(TaskEffect::Trace(EngineEvent::Committed {
+                task: spec.id,
+                transaction,
+            }));
         }
         if let Some(transaction) = recovered.abort {
             out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
         }
-        out.push(TaskEffect::Trace(EngineEvent::Restored { task: spec.id, checkpoint }));
+        out.push(TaskEffect::Trace(EngineEvent::Restored {
+            task: spec.id,
+            checkpoint,
+        }));
         Ok(task)
     }
 
@@ -269,24 +286,38 @@ impl Task {
     }
 
     /// Events arrived on `channel`: queue them, then process whatever is not blocked.
-    pub fn on_data(&mut self, channel: ChannelIndex, events: Vec<StreamEvent>, out: &mut Vec<TaskEffect>) {
+    pub fn on_data(
+        &mut self,
+        channel: ChannelIndex,
+        events: Vec<StreamEvent>,
+        out: &mut Vec<TaskEffect>,
+    ) {
         let input = &mut self.inputs[channel.index()];
         input.queue.extend(events);
-        assert!(input.queue.len() <= INPUT_QUEUE_EVENTS_MAX, "input queue of {} {channel} over its bound", self.spec.id);
+        assert!(
+            input.queue.len() <= INPUT_QUEUE_EVENTS_MAX,
+            "input queue of {} {channel} over its bound",
+            self.spec.id
+        );
         self.drain(out);
     }
 
     /// A source reads up to its per-tick budget and emits; at the end of its log it sends
     /// end-of-data and waits for the final checkpoint.
     pub fn on_source_tick(&mut self, out: &mut Vec<TaskEffect>) {
-        let OperatorKind::Source { records_per_tick, .. } = self.spec.kind else {
+        let OperatorKind::Source {
+            records_per_tick, ..
+        } = self.spec.kind
+        else {
             unreachable!("only sources are ticked")
         };
         if self.status != TaskStatus::Running {
             return;
         }
         let mut events = Vec::new();
-        let exhausted = self.operator.read_source(records_per_tick, &mut events, &mut self.watermark);
+        let exhausted =
+            self.operator
+                .read_source(records_per_tick, &mut events, &mut self.watermark);
         for event in events {
             match event {
                 StreamEvent::Record(record) => self.route(record, out),
@@ -309,9 +340,18 @@ impl Task {
     }
 
     /// The snapshot of `checkpoint` is durable at `state`.
-    pub fn on_snapshot_durable(&mut self, checkpoint: CheckpointId, state: StateHandle, out: &mut Vec<TaskEffect>) {
+    pub fn on_snapshot_durable(
+        &mut self,
+        checkpoint: CheckpointId,
+        state: StateHandle,
+        out: &mut Vec<TaskEffect>,
+    ) {
         if let Some(pending) = self.pending.get_mut(&checkpoint) {
-            assert!(pending.stored.is_none(), "snapshot {checkpoint} of {} stored twice", self.spec.id);
+            assert!(
+                pending.stored.is_none(),
+                "snapshot {checkpoint} of {} stored twice",
+                self.spec.id
+            );
             pending.stored = Some(state);
             self.acknowledge_if_ready(checkpoint, out);
         }
@@ -326,23 +366,38 @@ impl Task {
 
     /// The sink system confirmed a pre-commit.
     pub fn on_pre_committed(&mut self, transaction: TransactionId, out: &mut Vec<TaskEffect>) {
-        let found = self.pending.iter().find(|(_, p)| p.awaiting_pre_commit == Some(transaction)).map(|(&id, _)| id);
+        let found = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.awaiting_pre_commit == Some(transaction))
+            .map(|(&id, _)| id);
         if let Some(checkpoint) = found {
-            self.pending.get_mut(&checkpoint).expect("found above").awaiting_pre_commit = None;
+            self.pending
+                .get_mut(&checkpoint)
+                .expect("found above")
+                .awaiting_pre_commit = None;
             self.acknowledge_if_ready(checkpoint, out);
         }
     }
 
     /// The JobManager says `checkpoint` completed: commit side effects up to it (reference §O.82).
     /// After the job's final checkpoint the task finishes.
-    pub fn on_notify_complete(&mut self, checkpoint: CheckpointId, final_checkpoint: bool, out: &mut Vec<TaskEffect>) {
+    pub fn on_notify_complete(
+        &mut self,
+        checkpoint: CheckpointId,
+        final_checkpoint: bool,
+        out: &mut Vec<TaskEffect>,
+    ) {
         if checkpoint <= self.latest_notified || self.status == TaskStatus::Finished {
             return; // Notifications are monotone; older ones are ignored (§I.55).
         }
         self.latest_notified = checkpoint;
         let mut emitted = Emitted::default();
         for transaction in self.operator.notify_complete(checkpoint, &mut emitted) {
-            out.push(TaskEffect::Trace(EngineEvent::Committed { task: self.spec.id, transaction }));
+            out.push(TaskEffect::Trace(EngineEvent::Committed {
+                task: self.spec.id,
+                transaction,
+            }));
         }
         self.emit(emitted, out);
         // Older snapshots still in flight are subsumed by this completion.
@@ -350,7 +405,12 @@ impl Task {
         if final_checkpoint {
             // The final checkpoint was triggered after every source ended, so every task took
             // its snapshot after its own end of data.
-            assert_eq!(self.status, TaskStatus::DataFinished, "{} finishes before its input ended", self.spec.id);
+            assert_eq!(
+                self.status,
+                TaskStatus::DataFinished,
+                "{} finishes before its input ended",
+                self.spec.id
+            );
             self.status = TaskStatus::Finished;
             out.push(TaskEffect::Finished);
         }
@@ -386,7 +446,9 @@ impl Task {
                     if self.is_blocked(channel) {
                         break;
                     }
-                    let Some(event) = self.inputs[channel.index()].queue.pop_front() else { break };
+                    let Some(event) = self.inputs[channel.index()].queue.pop_front() else {
+                        break;
+                    };
                     self.process(channel, event, out);
                     progressed = true;
                 }
@@ -401,15 +463,23 @@ impl Task {
     }
 
     fn is_blocked(&self, channel: ChannelIndex) -> bool {
-        self.handler.as_ref().is_some_and(|handler| handler.is_blocked(channel))
+        self.handler
+            .as_ref()
+            .is_some_and(|handler| handler.is_blocked(channel))
     }
 
     fn process(&mut self, channel: ChannelIndex, event: StreamEvent, out: &mut Vec<TaskEffect>) {
         match event {
             StreamEvent::Record(record) => {
-                assert_eq!(self.status, TaskStatus::Running, "{} got a record after end of data", self.spec.id);
+                assert_eq!(
+                    self.status,
+                    TaskStatus::Running,
+                    "{} got a record after end of data",
+                    self.spec.id
+                );
                 let mut emitted = Emitted::default();
-                self.operator.process(self.inputs[channel.index()].side, record, &mut emitted);
+                self.operator
+                    .process(self.inputs[channel.index()].side, record, &mut emitted);
                 self.emit(emitted, out);
             }
             StreamEvent::Watermark(watermark) => {
@@ -418,7 +488,10 @@ impl Task {
                 self.advance_watermark(out);
             }
             StreamEvent::Barrier(barrier) => {
-                let trace = EngineEvent::BarrierReceived { task: self.spec.id, checkpoint: barrier.id };
+                let trace = EngineEvent::BarrierReceived {
+                    task: self.spec.id,
+                    checkpoint: barrier.id,
+                };
                 out.push(TaskEffect::Trace(trace));
                 let actions = self.handler_mut().on_barrier(channel, barrier);
                 self.apply(actions, out);
@@ -438,7 +511,9 @@ impl Task {
     }
 
     fn handler_mut(&mut self) -> &mut dyn BarrierHandler {
-        self.handler.as_deref_mut().expect("tasks with inputs have a barrier handler")
+        self.handler
+            .as_deref_mut()
+            .expect("tasks with inputs have a barrier handler")
     }
 
     fn apply(&mut self, actions: crate::barrier::BarrierActions, out: &mut Vec<TaskEffect>) {
@@ -453,7 +528,13 @@ impl Task {
 
     /// Snapshot and barrier forwarding as one atomic step (reference §C.18).
     fn perform_checkpoint(&mut self, barrier: CheckpointBarrier, out: &mut Vec<TaskEffect>) {
-        assert!(barrier.id > self.last_checkpoint, "{} snapshots {} after {}", self.spec.id, barrier.id, self.last_checkpoint);
+        assert!(
+            barrier.id > self.last_checkpoint,
+            "{} snapshots {} after {}",
+            self.spec.id,
+            barrier.id,
+            self.last_checkpoint
+        );
         self.last_checkpoint = barrier.id;
         if self.aborted_early.remove(&barrier.id) {
             // The JobManager already aborted it: skip it and tell downstream (§C.18 step 0b).
@@ -464,10 +545,26 @@ impl Task {
         let mut emitted = Emitted::default();
         let awaiting_pre_commit = self.operator.snapshot_sink(barrier.id, &mut emitted);
         self.emit(emitted, out);
-        let snapshot = TaskSnapshot { task: self.spec.id, checkpoint: barrier.id, state: self.operator.state().clone() };
-        out.push(TaskEffect::Store { checkpoint: barrier.id, bytes: codec::encode(Kind::TaskSnapshot, &snapshot) });
-        out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken { task: self.spec.id, checkpoint: barrier.id }));
-        self.pending.insert(barrier.id, PendingSnapshot { stored: None, awaiting_pre_commit });
+        let snapshot = TaskSnapshot {
+            task: self.spec.id,
+            checkpoint: barrier.id,
+            state: self.operator.state().clone(),
+        };
+        out.push(TaskEffect::Store {
+            checkpoint: barrier.id,
+            bytes: codec::encode(Kind::TaskSnapshot, &snapshot),
+        });
+        out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken {
+            task: self.spec.id,
+            checkpoint: barrier.id,
+        }));
+        self.pending.insert(
+            barrier.id,
+            PendingSnapshot {
+                stored: None,
+                awaiting_pre_commit,
+            },
+        );
     }
 
     fn acknowledge_if_ready(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
@@ -475,22 +572,42 @@ impl Task {
         if pending.awaiting_pre_commit.is_some() {
             return;
         }
-        let Some(state) = pending.stored.clone() else { return };
+        let Some(state) = pending.stored.clone() else {
+            return;
+        };
         self.pending.remove(&checkpoint);
         out.push(TaskEffect::Acknowledge { checkpoint, state });
-        out.push(TaskEffect::Trace(EngineEvent::Acknowledged { task: self.spec.id, checkpoint }));
+        out.push(TaskEffect::Trace(EngineEvent::Acknowledged {
+            task: self.spec.id,
+            checkpoint,
+        }));
     }
 
-    fn decline(&mut self, checkpoint: CheckpointId, reason: CheckpointFailureReason, out: &mut Vec<TaskEffect>) {
+    fn decline(
+        &mut self,
+        checkpoint: CheckpointId,
+        reason: CheckpointFailureReason,
+        out: &mut Vec<TaskEffect>,
+    ) {
         out.push(TaskEffect::Decline { checkpoint, reason });
-        out.push(TaskEffect::Trace(EngineEvent::Declined { task: self.spec.id, checkpoint, reason }));
+        out.push(TaskEffect::Trace(EngineEvent::Declined {
+            task: self.spec.id,
+            checkpoint,
+            reason,
+        }));
     }
 
     fn advance_watermark(&mut self, out: &mut Vec<TaskEffect>) {
         let combined = self
             .inputs
             .iter()
-            .map(|input| if input.data_finished { EventTime::MAX } else { input.watermark })
+            .map(|input| {
+                if input.data_finished {
+                    EventTime::MAX
+                } else {
+                    input.watermark
+                }
+            })
             .min()
             .expect("only tasks with inputs combine watermarks");
         if combined <= self.watermark {
@@ -504,7 +621,12 @@ impl Task {
     }
 
     fn end_of_data(&mut self, out: &mut Vec<TaskEffect>) {
-        assert_eq!(self.status, TaskStatus::Running, "end of data reached twice at {}", self.spec.id);
+        assert_eq!(
+            self.status,
+            TaskStatus::Running,
+            "end of data reached twice at {}",
+            self.spec.id
+        );
         self.status = TaskStatus::DataFinished;
         let mut emitted = Emitted::default();
         self.operator.flush_sink(&mut emitted);
@@ -524,7 +646,9 @@ impl Task {
         for (index, output) in self.spec.outputs.iter().enumerate() {
             let position = match output.partitioning {
                 Partitioning::Forward => 0,
-                Partitioning::KeyBy => usize::from(key_owner(record.key, output.targets.len() as u16)),
+                Partitioning::KeyBy => {
+                    usize::from(key_owner(record.key, output.targets.len() as u16))
+                }
                 Partitioning::Rebalance => {
                     let cursor = &mut self.rebalance_cursor[index];
                     *cursor = (*cursor + 1) % output.targets.len();
@@ -532,14 +656,22 @@ impl Task {
                 }
             };
             let (target, channel) = output.targets[position];
-            out.push(TaskEffect::Emit { target, channel, event: StreamEvent::Record(record) });
+            out.push(TaskEffect::Emit {
+                target,
+                channel,
+                event: StreamEvent::Record(record),
+            });
         }
     }
 
     fn broadcast(&self, event: &StreamEvent, out: &mut Vec<TaskEffect>) {
         for output in &self.spec.outputs {
             for &(target, channel) in &output.targets {
-                out.push(TaskEffect::Emit { target, channel, event: event.clone() });
+                out.push(TaskEffect::Emit {
+                    target,
+                    channel,
+                    event: event.clone(),
+                });
             }
         }
     }

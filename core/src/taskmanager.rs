@@ -6,31 +6,43 @@
 //! held until it runs.
 
 use crate::cluster::ClusterConfig;
+use crate::codec;
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, Message, Node, Outbox};
 use crate::record::StreamEvent;
 use crate::sink::SinkReply;
-use crate::storage::{StateHandle, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse};
+use crate::storage::{
+    StateHandle, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse,
+};
 use crate::task::{Task, TaskEffect};
-use crate::codec;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Ticks between two reads of a source.
 const SOURCE_TICK_INTERVAL: u64 = 1;
+/// Batches held for an attempt not deployed here yet (its deployment is on its way).
+const EARLY_BATCHES_MAX: usize = 1 << 20;
 
 #[derive(Debug)]
 enum Request {
-    Restore { task: TaskId, checkpoint: CheckpointId, handle: StateHandle },
-    Snapshot { task: TaskId, checkpoint: CheckpointId, handle: StateHandle },
+    Restore {
+        task: TaskId,
+        checkpoint: CheckpointId,
+        handle: StateHandle,
+    },
+    Snapshot {
+        task: TaskId,
+        checkpoint: CheckpointId,
+        handle: StateHandle,
+    },
 }
 
 #[derive(Debug)]
 enum Slot {
     /// Reading its snapshot; data that arrives meanwhile waits here.
     Restoring(Vec<(ChannelIndex, Vec<StreamEvent>)>),
-    Running(Task),
+    Running(Box<Task>),
 }
 
 /// The TaskManager node.
@@ -45,6 +57,9 @@ pub struct TaskManager {
     next_request: u64,
     next_heartbeat: Tick,
     next_source_read: Option<Tick>,
+    /// Data of a newer attempt that arrived before its deployment (another TaskManager got its
+    /// deployment first and its tasks already send).
+    early: Vec<(Attempt, TaskId, ChannelIndex, Vec<StreamEvent>)>,
 }
 
 impl TaskManager {
@@ -60,13 +75,14 @@ impl TaskManager {
             next_request: 0,
             next_heartbeat: Tick(0),
             next_source_read: None,
+            early: Vec::new(),
         }
     }
 
     /// The running tasks hosted here.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.tasks.values().filter_map(|slot| match slot {
-            Slot::Running(task) => Some(task),
+            Slot::Running(task) => Some(task.as_ref()),
             Slot::Restoring(_) => None,
         })
     }
@@ -75,55 +91,117 @@ impl TaskManager {
         let request = self.next_request;
         self.next_request += 1;
         self.requests.insert(request, purpose);
-        out.send(Address::Storage, Message::Storage(StorageRequest { request, op }));
+        out.send(
+            Address::Storage,
+            Message::Storage(StorageRequest { request, op }),
+        );
     }
 
-    fn deploy(&mut self, now: Tick, attempt: Attempt, restore: BTreeMap<TaskId, StateHandle>, restored: Option<CheckpointId>, out: &mut Outbox) {
+    fn deploy(
+        &mut self,
+        now: Tick,
+        attempt: Attempt,
+        restore: BTreeMap<TaskId, StateHandle>,
+        restored: Option<CheckpointId>,
+        out: &mut Outbox,
+    ) {
         self.attempt = Some(attempt);
         self.tasks.clear();
-        self.requests.retain(|_, request| matches!(request, Request::Snapshot { .. }));
+        self.requests
+            .retain(|_, request| matches!(request, Request::Snapshot { .. }));
         let mode = self.plan.checkpoint.mode;
-        let mine: Vec<TaskId> =
-            self.plan.tasks.iter().map(|t| t.id).filter(|&t| self.cluster.placement(t) == self.id).collect();
+        let mine: Vec<TaskId> = self
+            .plan
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .filter(|&t| self.cluster.placement(t) == self.id)
+            .collect();
         for task in mine {
             match (restore.get(&task), restored) {
                 (Some(handle), Some(checkpoint)) => {
                     self.tasks.insert(task, Slot::Restoring(Vec::new()));
-                    let op = StorageOp::Read { path: handle.path.clone() };
-                    self.request(Request::Restore { task, checkpoint, handle: handle.clone() }, op, out);
+                    let op = StorageOp::Read {
+                        path: handle.path.clone(),
+                    };
+                    self.request(
+                        Request::Restore {
+                            task,
+                            checkpoint,
+                            handle: handle.clone(),
+                        },
+                        op,
+                        out,
+                    );
                 }
                 _ => {
                     let spec = self.plan.task(task);
-                    self.tasks.insert(task, Slot::Running(Task::new(spec, attempt, mode)));
+                    self.tasks.insert(
+                        task,
+                        Slot::Running(Box::new(Task::new(spec, attempt, mode))),
+                    );
                     out.send(Address::JobManager, Message::TaskRunning { attempt, task });
                 }
             }
+        }
+        let early = std::mem::take(&mut self.early);
+        for (_, target, channel, events) in early.into_iter().filter(|(a, ..)| *a == attempt) {
+            self.deliver(target, channel, events, out);
         }
         self.schedule_sources(now);
     }
 
     fn schedule_sources(&mut self, now: Tick) {
-        let reading = self.tasks().any(|task| task.is_source() && task.status() == crate::task::TaskStatus::Running);
+        let reading = self
+            .tasks()
+            .any(|task| task.is_source() && task.status() == crate::task::TaskStatus::Running);
         self.next_source_read = reading.then(|| now.after(SOURCE_TICK_INTERVAL));
     }
 
-    fn on_restore_read(&mut self, now: Tick, task: TaskId, checkpoint: CheckpointId, handle: StateHandle, result: Result<StorageReply, crate::storage::StorageError>, out: &mut Outbox) {
+    fn on_restore_read(
+        &mut self,
+        now: Tick,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        handle: StateHandle,
+        result: Result<StorageReply, crate::storage::StorageError>,
+        out: &mut Outbox,
+    ) {
         let attempt = self.attempt.expect("restores belong to a deployed attempt");
-        let Some(Slot::Restoring(_)) = self.tasks.get(&task) else { return };
+        let Some(Slot::Restoring(_)) = self.tasks.get(&task) else {
+            return;
+        };
         let bytes = match result {
             Ok(StorageReply::Data(bytes)) => bytes,
             Ok(other) => unreachable!("a read answers data, not {other:?}"),
             Err(error) => {
                 let reason = format!("cannot read snapshot {}: {error}", handle.path);
-                out.send(Address::JobManager, Message::TaskFailed { attempt, task, reason });
+                out.send(
+                    Address::JobManager,
+                    Message::TaskFailed {
+                        attempt,
+                        task,
+                        reason,
+                    },
+                );
                 return;
             }
         };
         let spec = self.plan.task(task);
         let mut effects = Vec::new();
-        match Task::restore(spec, attempt, self.plan.checkpoint.mode, checkpoint, &handle, &bytes, &mut effects) {
+        match Task::restore(
+            spec,
+            attempt,
+            self.plan.checkpoint.mode,
+            checkpoint,
+            &handle,
+            &bytes,
+            &mut effects,
+        ) {
             Ok(restored) => {
-                let Some(Slot::Restoring(held)) = self.tasks.insert(task, Slot::Running(restored)) else {
+                let Some(Slot::Restoring(held)) =
+                    self.tasks.insert(task, Slot::Running(Box::new(restored)))
+                else {
                     unreachable!("checked above")
                 };
                 out.send(Address::JobManager, Message::TaskRunning { attempt, task });
@@ -135,14 +213,27 @@ impl TaskManager {
             }
             Err(error) => {
                 let reason = error.to_string();
-                out.send(Address::JobManager, Message::TaskFailed { attempt, task, reason });
+                out.send(
+                    Address::JobManager,
+                    Message::TaskFailed {
+                        attempt,
+                        task,
+                        reason,
+                    },
+                );
             }
         }
     }
 
     /// Hands events to a local task and carries out what follows, including data for other
     /// local tasks (a work queue, so local delivery never recurses).
-    fn deliver(&mut self, task: TaskId, channel: ChannelIndex, events: Vec<StreamEvent>, out: &mut Outbox) {
+    fn deliver(
+        &mut self,
+        task: TaskId,
+        channel: ChannelIndex,
+        events: Vec<StreamEvent>,
+        out: &mut Outbox,
+    ) {
         let mut work = VecDeque::from([(task, channel, events)]);
         while let Some((task, channel, events)) = work.pop_front() {
             let effects = match self.tasks.get_mut(&task) {
@@ -162,45 +253,110 @@ impl TaskManager {
     }
 
     /// Turns a task's effects into messages; returns data for local tasks.
-    fn apply(&mut self, task: TaskId, effects: Vec<TaskEffect>, out: &mut Outbox) -> Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> {
+    fn apply(
+        &mut self,
+        task: TaskId,
+        effects: Vec<TaskEffect>,
+        out: &mut Outbox,
+    ) -> Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> {
         let attempt = self.attempt.expect("tasks run in a deployed attempt");
         let mut local: Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> = Vec::new();
         let mut remote: Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> = Vec::new();
         for effect in effects {
             match effect {
-                TaskEffect::Emit { target, channel, event } => {
-                    let batches = if self.cluster.placement(target) == self.id { &mut local } else { &mut remote };
-                    match batches.iter_mut().rev().find(|(t, c, _)| (*t, *c) == (target, channel)) {
+                TaskEffect::Emit {
+                    target,
+                    channel,
+                    event,
+                } => {
+                    let batches = if self.cluster.placement(target) == self.id {
+                        &mut local
+                    } else {
+                        &mut remote
+                    };
+                    match batches
+                        .iter_mut()
+                        .rev()
+                        .find(|(t, c, _)| (*t, *c) == (target, channel))
+                    {
                         Some((_, _, events)) => events.push(event),
                         None => batches.push((target, channel, vec![event])),
                     }
                 }
                 TaskEffect::Store { checkpoint, bytes } => {
                     let path = StoragePath::task_snapshot(&self.plan.job, checkpoint, task);
-                    let handle = StateHandle { path: path.clone(), size: bytes.len() as u64, checksum: codec::checksum(&bytes) };
-                    self.request(Request::Snapshot { task, checkpoint, handle }, StorageOp::Write { path, bytes }, out);
+                    let handle = StateHandle {
+                        path: path.clone(),
+                        size: bytes.len() as u64,
+                        checksum: codec::checksum(&bytes),
+                    };
+                    self.request(
+                        Request::Snapshot {
+                            task,
+                            checkpoint,
+                            handle,
+                        },
+                        StorageOp::Write { path, bytes },
+                        out,
+                    );
                 }
                 TaskEffect::Acknowledge { checkpoint, state } => {
-                    out.send(Address::JobManager, Message::Acknowledge { attempt, task, checkpoint, state });
+                    out.send(
+                        Address::JobManager,
+                        Message::Acknowledge {
+                            attempt,
+                            task,
+                            checkpoint,
+                            state,
+                        },
+                    );
                 }
                 TaskEffect::Decline { checkpoint, reason } => {
-                    out.send(Address::JobManager, Message::Decline { attempt, task, checkpoint, reason });
+                    out.send(
+                        Address::JobManager,
+                        Message::Decline {
+                            attempt,
+                            task,
+                            checkpoint,
+                            reason,
+                        },
+                    );
                 }
                 TaskEffect::Sink(request) => out.send(Address::SinkSystem, Message::Sink(request)),
-                TaskEffect::DataFinished => out.send(Address::JobManager, Message::TaskDataFinished { attempt, task }),
-                TaskEffect::Finished => out.send(Address::JobManager, Message::TaskFinished { attempt, task }),
+                TaskEffect::DataFinished => out.send(
+                    Address::JobManager,
+                    Message::TaskDataFinished { attempt, task },
+                ),
+                TaskEffect::Finished => {
+                    out.send(Address::JobManager, Message::TaskFinished { attempt, task })
+                }
                 TaskEffect::Trace(event) => out.trace(event),
             }
         }
         for (target, channel, events) in remote {
             let tm = self.cluster.placement(target);
-            out.send(Address::TaskManager(tm), Message::Data { attempt, target, channel, events });
+            out.send(
+                Address::TaskManager(tm),
+                Message::Data {
+                    attempt,
+                    target,
+                    channel,
+                    events,
+                },
+            );
         }
         local
     }
 
-    fn with_task(&mut self, task: TaskId, out: &mut Outbox, step: impl FnOnce(&mut Task, &mut Vec<TaskEffect>)) {
-        let Some(Slot::Running(running)) = self.tasks.get_mut(&task) else { return };
+    fn with_task(
+        &mut self,
+        task: TaskId,
+        out: &mut Outbox,
+        step: impl FnOnce(&mut Task, &mut Vec<TaskEffect>),
+    ) {
+        let Some(Slot::Running(running)) = self.tasks.get_mut(&task) else {
+            return;
+        };
         let mut effects = Vec::new();
         step(running, &mut effects);
         for (target, channel, events) in self.apply(task, effects, out) {
@@ -217,13 +373,22 @@ impl Node for TaskManager {
     fn on_start(&mut self, now: Tick, out: &mut Outbox) {
         *self = TaskManager::new(self.id, self.plan.clone(), self.cluster.clone());
         self.next_heartbeat = now.after(self.cluster.heartbeat_interval_ticks);
-        out.send(Address::JobManager, Message::RegisterTaskManager { task_manager: self.id });
+        out.send(
+            Address::JobManager,
+            Message::RegisterTaskManager {
+                task_manager: self.id,
+            },
+        );
     }
 
     fn on_message(&mut self, now: Tick, _from: Address, message: Message, out: &mut Outbox) {
         let current = |attempt: Attempt| Some(attempt) == self.attempt;
         match message {
-            Message::DeployTasks { attempt, restore, restored_checkpoint } => {
+            Message::DeployTasks {
+                attempt,
+                restore,
+                restored_checkpoint,
+            } => {
                 if self.attempt.is_none_or(|a| attempt > a) {
                     self.deploy(now, attempt, restore, restored_checkpoint, out);
                 }
@@ -234,38 +399,88 @@ impl Node for TaskManager {
                     self.next_source_read = None;
                 }
             }
-            Message::TriggerCheckpoint { attempt, task, barrier } if current(attempt) => {
+            Message::TriggerCheckpoint {
+                attempt,
+                task,
+                barrier,
+            } if current(attempt) => {
                 self.with_task(task, out, |task, effects| task.on_trigger(barrier, effects));
             }
-            Message::NotifyCheckpointComplete { attempt, checkpoint, final_checkpoint } if current(attempt) => {
+            Message::NotifyCheckpointComplete {
+                attempt,
+                checkpoint,
+                final_checkpoint,
+            } if current(attempt) => {
                 for task in self.running_ids() {
-                    self.with_task(task, out, |task, effects| task.on_notify_complete(checkpoint, final_checkpoint, effects));
+                    self.with_task(task, out, |task, effects| {
+                        task.on_notify_complete(checkpoint, final_checkpoint, effects)
+                    });
                 }
                 self.schedule_sources(now);
             }
-            Message::NotifyCheckpointAborted { attempt, checkpoint, latest_completed } if current(attempt) => {
+            Message::NotifyCheckpointAborted {
+                attempt,
+                checkpoint,
+                latest_completed,
+            } if current(attempt) => {
                 for task in self.running_ids() {
-                    self.with_task(task, out, |task, effects| task.on_notify_aborted(checkpoint, latest_completed, effects));
+                    self.with_task(task, out, |task, effects| {
+                        task.on_notify_aborted(checkpoint, latest_completed, effects)
+                    });
                 }
             }
-            Message::Data { attempt, target, channel, events } if current(attempt) => {
+            Message::Data {
+                attempt,
+                target,
+                channel,
+                events,
+            } if current(attempt) => {
                 self.deliver(target, channel, events, out);
             }
+            Message::Data {
+                attempt,
+                target,
+                channel,
+                events,
+            } if self.attempt.is_none_or(|a| attempt > a) => {
+                self.early.push((attempt, target, channel, events));
+                assert!(
+                    self.early.len() <= EARLY_BATCHES_MAX,
+                    "{} holds too much data of an undeployed attempt",
+                    self.id
+                );
+            }
             Message::StorageResult(StorageResponse { request, result }) => {
-                let Some(purpose) = self.requests.remove(&request) else { return };
+                let Some(purpose) = self.requests.remove(&request) else {
+                    return;
+                };
                 match purpose {
-                    Request::Restore { task, checkpoint, handle } => {
+                    Request::Restore {
+                        task,
+                        checkpoint,
+                        handle,
+                    } => {
                         self.on_restore_read(now, task, checkpoint, handle, result, out);
                     }
-                    Request::Snapshot { task, checkpoint, handle } => match result {
-                        Ok(_) => self.with_task(task, out, |task, effects| task.on_snapshot_durable(checkpoint, handle, effects)),
-                        Err(_) => self.with_task(task, out, |task, effects| task.on_snapshot_failed(checkpoint, effects)),
+                    Request::Snapshot {
+                        task,
+                        checkpoint,
+                        handle,
+                    } => match result {
+                        Ok(_) => self.with_task(task, out, |task, effects| {
+                            task.on_snapshot_durable(checkpoint, handle, effects)
+                        }),
+                        Err(_) => self.with_task(task, out, |task, effects| {
+                            task.on_snapshot_failed(checkpoint, effects)
+                        }),
                     },
                 }
             }
             Message::SinkResult(SinkReply::PreCommitted { transaction }) => {
                 if current(transaction.attempt) {
-                    self.with_task(transaction.sink, out, |task, effects| task.on_pre_committed(transaction, effects));
+                    self.with_task(transaction.sink, out, |task, effects| {
+                        task.on_pre_committed(transaction, effects)
+                    });
                 }
             }
             // Messages of an older attempt.
@@ -279,11 +494,20 @@ impl Node for TaskManager {
 
     fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
         if now >= self.next_heartbeat {
-            out.send(Address::JobManager, Message::Heartbeat { task_manager: self.id });
+            out.send(
+                Address::JobManager,
+                Message::Heartbeat {
+                    task_manager: self.id,
+                },
+            );
             self.next_heartbeat = now.after(self.cluster.heartbeat_interval_ticks);
         }
         if self.next_source_read.is_some_and(|at| at <= now) {
-            let sources: Vec<TaskId> = self.tasks().filter(|t| t.is_source()).map(|t| t.id()).collect();
+            let sources: Vec<TaskId> = self
+                .tasks()
+                .filter(|t| t.is_source())
+                .map(|t| t.id())
+                .collect();
             for task in sources {
                 self.with_task(task, out, |task, effects| task.on_source_tick(effects));
             }
@@ -292,6 +516,9 @@ impl Node for TaskManager {
     }
 
     fn next_deadline(&self) -> Option<Tick> {
-        [Some(self.next_heartbeat), self.next_source_read].into_iter().flatten().min()
+        [Some(self.next_heartbeat), self.next_source_read]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

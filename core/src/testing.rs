@@ -39,8 +39,10 @@ impl LocalCluster {
     /// Starts every node at time 0.
     pub fn start(plan: ExecutionPlan, cluster: ClusterConfig) -> LocalCluster {
         let plan = Arc::new(plan);
-        let task_managers =
-            cluster.task_manager_ids().map(|id| TaskManager::new(id, plan.clone(), cluster.clone())).collect();
+        let task_managers = cluster
+            .task_manager_ids()
+            .map(|id| TaskManager::new(id, plan.clone(), cluster.clone()))
+            .collect();
         let mut local = LocalCluster {
             job_manager: JobManager::new(plan, cluster),
             task_managers,
@@ -91,7 +93,10 @@ impl LocalCluster {
 
     /// Runs until the job reaches a terminal status or `limit` passes; returns the status.
     pub fn run_to_end(&mut self, limit: Tick) -> JobStatus {
-        while !matches!(self.job_manager.status(), JobStatus::Finished | JobStatus::Failed) {
+        while !matches!(
+            self.job_manager.status(),
+            JobStatus::Finished | JobStatus::Failed
+        ) {
             match self.next_event_time() {
                 Some(next) if next <= limit => self.step(next),
                 _ => break,
@@ -107,7 +112,9 @@ impl LocalCluster {
 
     fn addresses(&self) -> Vec<Address> {
         let mut addresses = vec![Address::Storage, Address::SinkSystem, Address::JobManager];
-        addresses.extend((0..self.task_managers.len() as u16).map(|i| Address::TaskManager(TaskManagerId(i))));
+        addresses.extend(
+            (0..self.task_managers.len() as u16).map(|i| Address::TaskManager(TaskManagerId(i))),
+        );
         addresses
     }
 
@@ -131,7 +138,11 @@ impl LocalCluster {
                 deadline = Some(deadline.map_or(at, |d| d.min(at)));
             }
         }
-        [message, deadline].into_iter().flatten().min().map(|at| at.max(self.now))
+        [message, deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.max(self.now))
     }
 
     fn step(&mut self, at: Tick) {
@@ -165,7 +176,8 @@ impl LocalCluster {
         }
         let at = self.now.after(self.latency_ticks);
         for (to, message) in out.messages {
-            self.in_flight.insert((at, self.sequence), (from, to, message));
+            self.in_flight
+                .insert((at, self.sequence), (from, to, message));
             self.sequence += 1;
         }
     }
@@ -173,7 +185,9 @@ impl LocalCluster {
 
 /// Whether the job's trace shows it reached `status`.
 pub fn reached(cluster: &LocalCluster, status: JobStatus) -> bool {
-    cluster.events().any(|event| matches!(event, EngineEvent::JobStatus { status: s, .. } if *s == status))
+    cluster
+        .events()
+        .any(|event| matches!(event, EngineEvent::JobStatus { status: s, .. } if *s == status))
 }
 
 /// A small job for tests: `sources` sources of parallelism 2 over `records` records (keys
@@ -185,19 +199,33 @@ pub fn keyed_sum_job(records: u64, interval_ticks: Option<u64>) -> crate::job::J
     let partitions = (0..4u64)
         .map(|p| {
             (0..records / 4)
-                .map(|i| SourceRecord { key: Key((i * 7 + p) % 8), value: (i % 13) as i64 + 1, event_time: EventTime(i) })
+                .map(|i| SourceRecord {
+                    key: Key((i * 7 + p) % 8),
+                    value: (i % 13) as i64 + 1,
+                    event_time: EventTime(i),
+                })
                 .collect()
         })
         .collect();
     let log = Arc::new(SourceLog { partitions });
     let mut graph = JobGraph::new("keyed-sum");
-    let source = graph.add("source", OperatorKind::Source { log, records_per_tick: 4 }, 2);
+    let source = graph.add(
+        "source",
+        OperatorKind::Source {
+            log,
+            records_per_tick: 4,
+        },
+        2,
+    );
     let sum = graph.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 2);
     let sink = graph.add("sink", OperatorKind::TwoPhaseCommitSink, 2);
     graph.connect(source, sum, Partitioning::KeyBy);
     graph.connect(sum, sink, Partitioning::Forward);
     graph.checkpoint.interval_ticks = interval_ticks;
-    graph.restart = crate::config::RestartStrategyConfig::FixedDelay { attempts: 5, delay_ticks: 20 };
+    graph.restart = crate::config::RestartStrategyConfig::FixedDelay {
+        attempts: 5,
+        delay_ticks: 20,
+    };
     graph
 }
 
@@ -218,7 +246,12 @@ mod tests {
 
     fn final_sums(cluster: &LocalCluster) -> BTreeMap<Key, i64> {
         // The last committed value per key, in commit order, is the key's final running sum.
-        cluster.sink.committed().iter().map(|c| (c.record.key, c.record.value)).collect()
+        cluster
+            .sink
+            .committed()
+            .iter()
+            .map(|c| (c.record.key, c.record.value))
+            .collect()
     }
 
     fn completed(cluster: &LocalCluster) -> Vec<CheckpointId> {
@@ -237,9 +270,17 @@ mod tests {
         let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
         assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
         let origins = committed_origins(&cluster);
-        assert_eq!(origins.len(), 400, "every input record's effect is committed");
+        assert_eq!(
+            origins.len(),
+            400,
+            "every input record's effect is committed"
+        );
         assert!(origins.values().all(|&n| n == 1), "and exactly once");
-        assert!(completed(&cluster).len() >= 2, "periodic checkpoints completed: {:?}", completed(&cluster));
+        assert!(
+            completed(&cluster).len() >= 2,
+            "periodic checkpoints completed: {:?}",
+            completed(&cluster)
+        );
         assert_eq!(cluster.sink.dangling_transactions(), 0);
     }
 
@@ -248,7 +289,11 @@ mod tests {
         let plan = keyed_sum_job(100, None).build().expect("valid job");
         let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
         assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
-        assert_eq!(completed(&cluster), vec![CheckpointId(1)], "one final checkpoint commits the sinks");
+        assert_eq!(
+            completed(&cluster),
+            vec![CheckpointId(1)],
+            "one final checkpoint commits the sinks"
+        );
         assert_eq!(committed_origins(&cluster).len(), 100);
     }
 
@@ -264,7 +309,10 @@ mod tests {
         let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
         cluster.run_until(Tick(90));
         let before = completed(&cluster);
-        assert!(!before.is_empty(), "a checkpoint completed before the crash");
+        assert!(
+            !before.is_empty(),
+            "a checkpoint completed before the crash"
+        );
         let tm = Address::TaskManager(TaskManagerId(1));
         cluster.crash(tm);
         cluster.run_until(Tick(120));
@@ -288,10 +336,20 @@ mod tests {
                 _ => None,
             })
             .last();
-        assert_eq!(restored[1], latest_before_failover, "restore uses the latest completed checkpoint");
+        assert_eq!(
+            restored[1], latest_before_failover,
+            "restore uses the latest completed checkpoint"
+        );
         let origins = committed_origins(&cluster);
         assert_eq!(origins.len(), 800);
-        assert!(origins.values().all(|&n| n == 1), "exactly once after the crash");
-        assert_eq!(final_sums(&cluster), reference, "final sums equal the failure-free run");
+        assert!(
+            origins.values().all(|&n| n == 1),
+            "exactly once after the crash"
+        );
+        assert_eq!(
+            final_sums(&cluster),
+            reference,
+            "final sums equal the failure-free run"
+        );
     }
 }

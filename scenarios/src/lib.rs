@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::RestartStrategyConfig;
 use snapsim_core::ids::{EventTime, Key, TaskManagerId, Tick};
-use snapsim_core::job::{AggregateFn, ExecutionPlan, InputSide, JobGraph, OperatorKind, Partitioning, SourceLog};
+use snapsim_core::job::{
+    AggregateFn, ExecutionPlan, InputSide, JobGraph, OperatorKind, Partitioning, SourceLog,
+};
 use snapsim_core::messages::Address;
 use snapsim_core::record::SourceRecord;
 use snapsim_core::testing::LocalCluster;
@@ -76,10 +78,17 @@ pub struct UnknownScenario {
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Result<&'static Scenario, UnknownScenario> {
-    scenarios().iter().find(|s| s.name == name).ok_or_else(|| UnknownScenario {
-        name: name.to_string(),
-        known: scenarios().iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-    })
+    scenarios()
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| UnknownScenario {
+            name: name.to_string(),
+            known: scenarios()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// The verdict of one run.
@@ -132,14 +141,21 @@ pub struct Outcome {
 impl Outcome {
     /// The command that replays this run.
     pub fn replay_line(&self) -> String {
-        format!("cargo run --release -- run --scenario {} --seed {}", self.scenario, self.seed)
+        format!(
+            "cargo run --release -- run --scenario {} --seed {}",
+            self.scenario, self.seed
+        )
     }
 }
 
 /// Draws the scenario's setup for `seed` and builds the job.
 pub fn setup(scenario: &Scenario, seed: u64) -> (Arc<ExecutionPlan>, Setup) {
     let setup = (scenario.setup)(seed);
-    let plan = setup.job.clone().build().expect("built-in scenarios are valid jobs");
+    let plan = setup
+        .job
+        .clone()
+        .build()
+        .expect("built-in scenarios are valid jobs");
     (Arc::new(plan), setup)
 }
 
@@ -157,27 +173,50 @@ pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
     let mut violations = Vec::new();
     let verdict = match &result.end {
         RunEnd::Panicked(message) => {
-            violations.push(Violation { property: Property::NoCrash, message: message.clone() });
+            violations.push(Violation {
+                property: Property::NoCrash,
+                message: message.clone(),
+            });
             Verdict::Crash
         }
         RunEnd::TimedOut => {
-            let message = format!("the job did not finish within {} ms of virtual time", setup.ticks_max);
-            violations.push(Violation { property: Property::Liveness, message });
+            let message = format!(
+                "the job did not finish within {} ms of virtual time",
+                setup.ticks_max
+            );
+            violations.push(Violation {
+                property: Property::Liveness,
+                message,
+            });
             Verdict::Liveness
         }
         RunEnd::Terminated(JobStatus::Finished) => {
             violations.extend(check::exactly_once(&result.committed, &oracle));
             violations.extend(check::final_state(&result.committed, &oracle));
-            if violations.is_empty() { Verdict::Passed } else { Verdict::Correctness }
+            if violations.is_empty() {
+                Verdict::Passed
+            } else {
+                Verdict::Correctness
+            }
         }
         RunEnd::Terminated(status) => {
             let message = format!("the job ended {status:?} instead of finishing");
-            violations.push(Violation { property: Property::Liveness, message });
+            violations.push(Violation {
+                property: Property::Liveness,
+                message,
+            });
             Verdict::Liveness
         }
     };
     let stats = stats(&result);
-    let outcome = Outcome { scenario: scenario.name.to_string(), seed, verdict, violations, stats, trace_hash: result.trace_hash };
+    let outcome = Outcome {
+        scenario: scenario.name.to_string(),
+        seed,
+        verdict,
+        violations,
+        stats,
+        trace_hash: result.trace_hash,
+    };
     (outcome, result)
 }
 
@@ -185,17 +224,29 @@ pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
 fn oracle(plan: &Arc<ExecutionPlan>, setup: &Setup) -> Vec<snapsim_core::sink::CommittedRecord> {
     let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
     let status = local.run_to_end(Tick(setup.ticks_max));
-    assert_eq!(status, JobStatus::Finished, "the failure-free oracle of a built-in scenario finishes");
+    assert_eq!(
+        status,
+        JobStatus::Finished,
+        "the failure-free oracle of a built-in scenario finishes"
+    );
     local.sink.committed().to_vec()
 }
 
 fn stats(result: &RunResult) -> Stats {
-    let mut stats = Stats { virtual_ticks: result.virtual_ticks, trace_events: result.trace.len() as u64, ..Stats::default() };
+    let mut stats = Stats {
+        virtual_ticks: result.virtual_ticks,
+        trace_events: result.trace.len() as u64,
+        ..Stats::default()
+    };
     stats.records_committed = result.committed.len() as u64;
     for entry in &result.trace {
         match &entry.event {
-            TraceEvent::Engine(EngineEvent::CheckpointCompleted { .. }) => stats.checkpoints_completed += 1,
-            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => stats.checkpoints_aborted += 1,
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { .. }) => {
+                stats.checkpoints_completed += 1
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => {
+                stats.checkpoints_aborted += 1
+            }
             TraceEvent::Engine(EngineEvent::Failover { .. }) => stats.restarts += 1,
             _ => {}
         }
@@ -212,7 +263,11 @@ fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<Source
                 .map(|_| {
                     event_time += rng.between(0, 3);
                     let value = rng.between(1, 100) as i64;
-                    SourceRecord { key: Key(rng.below(keys)), value, event_time: EventTime(event_time) }
+                    SourceRecord {
+                        key: Key(rng.below(keys)),
+                        value,
+                        event_time: EventTime(event_time),
+                    }
                 })
                 .collect()
         })
@@ -221,18 +276,32 @@ fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<Source
 }
 
 fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig {
-    ClusterConfig { task_managers, first_trigger_delay_ticks: rng.between(0, interval), ..ClusterConfig::default() }
+    ClusterConfig {
+        task_managers,
+        first_trigger_delay_ticks: rng.between(0, interval),
+        ..ClusterConfig::default()
+    }
 }
 
 fn keyed_sum_job(rng: &mut SimRng) -> JobGraph {
     let mut job = JobGraph::new("keyed-sum");
-    let source = job.add("source", OperatorKind::Source { log: log(rng, 4, 4_000, 64), records_per_tick: 4 }, 2);
+    let source = job.add(
+        "source",
+        OperatorKind::Source {
+            log: log(rng, 4, 4_000, 64),
+            records_per_tick: 4,
+        },
+        2,
+    );
     let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 2);
     let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 2);
     job.connect(source, sum, Partitioning::KeyBy);
     job.connect(sum, sink, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(50);
-    job.restart = RestartStrategyConfig::FixedDelay { attempts: 10, delay_ticks: 100 };
+    job.restart = RestartStrategyConfig::FixedDelay {
+        attempts: 10,
+        delay_ticks: 100,
+    };
     job
 }
 
@@ -241,8 +310,14 @@ fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<Fau
     let at = rng.between(window.0, window.1);
     let down = rng.between(50, 400);
     vec![
-        FaultEvent { at: Tick(at), fault: Fault::Crash(victim) },
-        FaultEvent { at: Tick(at + down), fault: Fault::Restart(victim) },
+        FaultEvent {
+            at: Tick(at),
+            fault: Fault::Crash(victim),
+        },
+        FaultEvent {
+            at: Tick(at + down),
+            fault: Fault::Restart(victim),
+        },
     ]
 }
 
@@ -261,7 +336,12 @@ fn keyed_sum_with_crash(seed: u64) -> Setup {
 fn keyed_sum_calm(seed: u64) -> Setup {
     let mut workload = SimRng::new(seed, Stream::Workload);
     let mut timing = SimRng::new(seed, Stream::Cluster);
-    Setup { job: keyed_sum_job(&mut workload), cluster: cluster(&mut timing, 2, 50), faults: Vec::new(), ticks_max: 60_000 }
+    Setup {
+        job: keyed_sum_job(&mut workload),
+        cluster: cluster(&mut timing, 2, 50),
+        faults: Vec::new(),
+        ticks_max: 60_000,
+    }
 }
 
 fn co_window_with_crash(seed: u64) -> Setup {
@@ -269,11 +349,32 @@ fn co_window_with_crash(seed: u64) -> Setup {
     let mut faults = SimRng::new(seed, Stream::Faults);
     let mut timing = SimRng::new(seed, Stream::Cluster);
     let mut job = JobGraph::new("co-window");
-    let left = job.add("left", OperatorKind::Source { log: log(&mut workload, 2, 2_000, 16), records_per_tick: 3 }, 2);
-    let right = job.add("right", OperatorKind::Source { log: log(&mut workload, 3, 1_500, 16), records_per_tick: 2 }, 3);
+    let left = job.add(
+        "left",
+        OperatorKind::Source {
+            log: log(&mut workload, 2, 2_000, 16),
+            records_per_tick: 3,
+        },
+        2,
+    );
+    let right = job.add(
+        "right",
+        OperatorKind::Source {
+            log: log(&mut workload, 3, 1_500, 16),
+            records_per_tick: 2,
+        },
+        3,
+    );
     let co = job.add("co-sum", OperatorKind::KeyedCoSum, 3);
     let totals = job.add("totals", OperatorKind::TwoPhaseCommitSink, 3);
-    let window = job.add("window", OperatorKind::TumblingWindow { size: 100, aggregate: AggregateFn::Sum }, 2);
+    let window = job.add(
+        "window",
+        OperatorKind::TumblingWindow {
+            size: 100,
+            aggregate: AggregateFn::Sum,
+        },
+        2,
+    );
     let windows = job.add("windows", OperatorKind::TwoPhaseCommitSink, 2);
     job.connect_side(left, co, Partitioning::KeyBy, InputSide::First);
     job.connect_side(right, co, Partitioning::KeyBy, InputSide::Second);
@@ -282,6 +383,14 @@ fn co_window_with_crash(seed: u64) -> Setup {
     job.connect(left, window, Partitioning::KeyBy);
     job.connect(window, windows, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(40);
-    job.restart = RestartStrategyConfig::FixedDelay { attempts: 10, delay_ticks: 100 };
-    Setup { job, cluster: cluster(&mut timing, 3, 40), faults: tm_crash(&mut faults, 3, (100, 600)), ticks_max: 60_000 }
+    job.restart = RestartStrategyConfig::FixedDelay {
+        attempts: 10,
+        delay_ticks: 100,
+    };
+    Setup {
+        job,
+        cluster: cluster(&mut timing, 3, 40),
+        faults: tm_crash(&mut faults, 3, (100, 600)),
+        ticks_max: 60_000,
+    }
 }

@@ -1,1 +1,258 @@
-fn main() {}
+//! `snapsim`: run scenarios on the simulated cluster, one seed or a sweep.
+//!
+//! Exit codes: 0 every property held, 1 a property was violated, 2 bad input.
+
+use clap::{Parser, Subcommand};
+use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
+use snapsim_scenarios::{find, run, scenarios, Outcome, Scenario, Verdict};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+#[derive(Parser)]
+#[command(
+    name = "snapsim",
+    version,
+    about = "Deterministic simulation testing of Flink-style checkpointing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lists the scenarios.
+    List {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs one scenario with one seed and prints its verdict.
+    Run {
+        /// The scenario (see `snapsim list`).
+        #[arg(long)]
+        scenario: String,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs scenarios over a range of seeds, prints a verdict and writes a report.
+    Sweep {
+        /// Scenarios to run (repeatable); all by default.
+        #[arg(long)]
+        scenario: Vec<String>,
+        /// Seeds as A..B (B excluded).
+        #[arg(long, default_value = "0..32")]
+        seeds: String,
+        /// Where results.jsonl and report.md go.
+        #[arg(long, default_value = "snapsim-out")]
+        out: PathBuf,
+        /// Runs at once (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Sweep {
+        scenario: Vec::new(),
+        seeds: "0..32".into(),
+        out: PathBuf::from("snapsim-out"),
+        jobs: None,
+    }) {
+        Command::List { json } => list(json),
+        Command::Run {
+            scenario,
+            seed,
+            json,
+        } => run_one(&scenario, seed, json),
+        Command::Sweep {
+            scenario,
+            seeds,
+            out,
+            jobs,
+        } => sweep(&scenario, &seeds, &out, jobs),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn list(json: bool) -> Result<bool, String> {
+    if json {
+        let list: Vec<_> = scenarios()
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "description": s.description}))
+            .collect();
+        println!("{}", serde_json::json!({ "scenarios": list }));
+    } else {
+        for s in scenarios() {
+            println!("{:<16} {}", s.name, s.description);
+        }
+    }
+    Ok(true)
+}
+
+fn run_one(name: &str, seed: u64, json: bool) -> Result<bool, String> {
+    let scenario = find(name).map_err(|e| e.to_string())?;
+    let (outcome, _) = run(scenario, seed);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&outcome).expect("outcomes serialize")
+        );
+    } else {
+        print_outcome(&outcome);
+    }
+    Ok(outcome.verdict == Verdict::Passed)
+}
+
+fn print_outcome(outcome: &Outcome) {
+    let s = &outcome.stats;
+    println!(
+        "scenario {} seed {}: {:?}",
+        outcome.scenario, outcome.seed, outcome.verdict
+    );
+    println!(
+        "  checkpoints completed {} aborted {}, failovers {}, records committed {}, virtual time {} ms, trace hash {:016x}",
+        s.checkpoints_completed, s.checkpoints_aborted, s.restarts, s.records_committed, s.virtual_ticks, outcome.trace_hash
+    );
+    for violation in &outcome.violations {
+        println!("  violated {}: {}", violation.property, violation.message);
+    }
+    println!("  replay: {}", outcome.replay_line());
+}
+
+fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let bad =
+        || format!("invalid seed range '{text}': expected A..B with A < B, for example 0..100");
+    let (low, high) = text.split_once("..").ok_or_else(bad)?;
+    let low: u64 = low.trim().parse().map_err(|_| bad())?;
+    let high: u64 = high.trim().parse().map_err(|_| bad())?;
+    if low >= high {
+        return Err(bad());
+    }
+    Ok(low..high)
+}
+
+fn sweep(
+    names: &[String],
+    seeds: &str,
+    out: &PathBuf,
+    jobs: Option<usize>,
+) -> Result<bool, String> {
+    let seeds = parse_seeds(seeds)?;
+    let chosen: Vec<&Scenario> = if names.is_empty() {
+        scenarios().iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| find(n).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?
+    };
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let work: Vec<(&Scenario, u64)> = chosen
+        .iter()
+        .flat_map(|&s| seeds.clone().map(move |seed| (s, seed)))
+        .collect();
+    println!(
+        "sweep: {} scenarios × seeds {}..{} = {} runs on {jobs} threads",
+        chosen.len(),
+        seeds.start,
+        seeds.end,
+        work.len()
+    );
+    let next = Mutex::new(0usize);
+    let outcomes = Mutex::new(Vec::with_capacity(work.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let index = {
+                    let mut next = next.lock().expect("no panics while holding");
+                    let index = *next;
+                    *next += 1;
+                    index
+                };
+                let Some(&(scenario, seed)) = work.get(index) else {
+                    break;
+                };
+                let (outcome, _) = run(scenario, seed);
+                outcomes
+                    .lock()
+                    .expect("no panics while holding")
+                    .push((index, outcome));
+            });
+        }
+    });
+    let mut outcomes = outcomes.into_inner().expect("threads joined");
+    outcomes.sort_by_key(|(index, _)| *index);
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let lines: String = outcomes
+        .iter()
+        .map(|o| serde_json::to_string(o).expect("outcomes serialize") + "\n")
+        .collect();
+    let results = out.join("results.jsonl");
+    std::fs::write(&results, lines)
+        .map_err(|e| format!("cannot write {}: {e}", results.display()))?;
+    let summaries: Vec<ScenarioSummary> = chosen
+        .iter()
+        .map(|s| summarize(s.name, &outcomes))
+        .collect();
+    let report = out.join("report.md");
+    let markdown = sweep_markdown("snapsim sweep", &summaries);
+    std::fs::write(&report, &markdown)
+        .map_err(|e| format!("cannot write {}: {e}", report.display()))?;
+    print!("{markdown}");
+    println!(
+        "\nresults: {}\nreport:  {}",
+        results.display(),
+        report.display()
+    );
+    Ok(outcomes.iter().all(|o| o.verdict == Verdict::Passed))
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
+    let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.scenario == scenario).collect();
+    let failures = mine
+        .iter()
+        .filter(|o| o.verdict != Verdict::Passed)
+        .map(|o| FailedRun {
+            seed: o.seed,
+            verdict: format!("{:?}", o.verdict),
+            first_violation: o
+                .violations
+                .first()
+                .map(|v| format!("{}: {}", v.property, v.message))
+                .unwrap_or_default(),
+            replay: o.replay_line(),
+        })
+        .collect();
+    ScenarioSummary {
+        scenario: scenario.to_string(),
+        seeds: mine.len() as u64,
+        passed: mine.iter().filter(|o| o.verdict == Verdict::Passed).count() as u64,
+        checkpoints_completed_median: median(
+            mine.iter().map(|o| o.stats.checkpoints_completed).collect(),
+        ),
+        restarts_median: median(mine.iter().map(|o| o.stats.restarts).collect()),
+        failures,
+    }
+}

@@ -65,7 +65,10 @@ pub fn exactly_once(committed: &[CommittedRecord], oracle: &[CommittedRecord]) -
     let actual = origin_counts(committed);
     let mut violations = Vec::new();
     for (origin, &count) in &expected {
-        assert_eq!(count, 1, "the failure-free oracle commits each effect once: {origin:?}");
+        assert_eq!(
+            count, 1,
+            "the failure-free oracle commits each effect once: {origin:?}"
+        );
         match actual.get(origin).copied().unwrap_or(0) {
             1 => {}
             0 => violations.push(format!("effect of {origin:?} was never committed")),
@@ -74,7 +77,9 @@ pub fn exactly_once(committed: &[CommittedRecord], oracle: &[CommittedRecord]) -
     }
     for (origin, count) in &actual {
         if !expected.contains_key(origin) {
-            violations.push(format!("effect of {origin:?} committed {count} times but the oracle has none"));
+            violations.push(format!(
+                "effect of {origin:?} committed {count} times but the oracle has none"
+            ));
         }
     }
     summarize(Property::ExactlyOnce, violations)
@@ -83,24 +88,36 @@ pub fn exactly_once(committed: &[CommittedRecord], oracle: &[CommittedRecord]) -
 /// Each key's last committed value and every window result equal the oracle's.
 pub fn final_state(committed: &[CommittedRecord], oracle: &[CommittedRecord]) -> Vec<Violation> {
     let last = |records: &[CommittedRecord]| -> BTreeMap<Key, i64> {
-        records.iter().filter(|r| matches!(r.record.origin, Origin::Input(_))).map(|r| (r.record.key, r.record.value)).collect()
+        records
+            .iter()
+            .filter(|r| matches!(r.record.origin, Origin::Input(_)))
+            .map(|r| (r.record.key, r.record.value))
+            .collect()
     };
     let windows = |records: &[CommittedRecord]| -> BTreeMap<Origin, i64> {
-        records.iter().filter(|r| matches!(r.record.origin, Origin::Window { .. })).map(|r| (r.record.origin, r.record.value)).collect()
+        records
+            .iter()
+            .filter(|r| matches!(r.record.origin, Origin::Window { .. }))
+            .map(|r| (r.record.origin, r.record.value))
+            .collect()
     };
     let mut violations = Vec::new();
     let (expected, actual) = (last(oracle), last(committed));
     for (key, value) in &expected {
         match actual.get(key) {
             Some(found) if found == value => {}
-            found => violations.push(format!("key {key}: final value {found:?}, the oracle has {value}")),
+            found => violations.push(format!(
+                "key {key}: final value {found:?}, the oracle has {value}"
+            )),
         }
     }
     let (expected, actual) = (windows(oracle), windows(committed));
     for (window, value) in &expected {
         match actual.get(window) {
             Some(found) if found == value => {}
-            found => violations.push(format!("{window:?}: result {found:?}, the oracle has {value}")),
+            found => violations.push(format!(
+                "{window:?}: result {found:?}, the oracle has {value}"
+            )),
         }
     }
     summarize(Property::FinalState, violations)
@@ -127,8 +144,21 @@ mod tests {
     use snapsim_core::record::{InputRef, Record};
 
     fn committed(offset: u64, key: u64, value: i64) -> CommittedRecord {
-        let origin = Origin::Input(InputRef { source: OperatorId(0), partition: PartitionId(0), offset: Offset(offset) });
-        CommittedRecord { sink: TaskId(0), transaction: None, record: Record { key: Key(key), value, event_time: EventTime(0), origin } }
+        let origin = Origin::Input(InputRef {
+            source: OperatorId(0),
+            partition: PartitionId(0),
+            offset: Offset(offset),
+        });
+        CommittedRecord {
+            sink: TaskId(0),
+            transaction: None,
+            record: Record {
+                key: Key(key),
+                value,
+                event_time: EventTime(0),
+                origin,
+            },
+        }
     }
 
     #[test]
@@ -140,7 +170,9 @@ mod tests {
         assert_eq!(lost.len(), 1);
         assert!(lost[0].message.contains("never committed"), "{lost:?}");
         let twice = vec![committed(0, 1, 1), committed(0, 1, 1), committed(1, 1, 2)];
-        assert!(exactly_once(&twice, &oracle)[0].message.contains("committed 2 times"));
+        assert!(exactly_once(&twice, &oracle)[0]
+            .message
+            .contains("committed 2 times"));
     }
 
     #[test]
@@ -149,6 +181,9 @@ mod tests {
         let wrong = vec![committed(0, 1, 1), committed(1, 1, 3)];
         let violations = final_state(&wrong, &oracle);
         assert_eq!(violations.len(), 1);
-        assert_eq!(violations[0].message, "key k1: final value Some(3), the oracle has 2");
+        assert_eq!(
+            violations[0].message,
+            "key k1: final value Some(3), the oracle has 2"
+        );
     }
 }

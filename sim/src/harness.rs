@@ -111,7 +111,9 @@ struct World {
 type SharedWorld = Arc<Mutex<World>>;
 
 fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {
-    world.lock().expect("the simulation is single-threaded; the lock is never poisoned")
+    world
+        .lock()
+        .expect("the simulation is single-threaded; the lock is never poisoned")
 }
 
 /// Storage whose objects live in the world, so a storage-node crash keeps them.
@@ -170,14 +172,23 @@ pub fn run(config: RunConfig) -> RunResult {
 fn run_on_this_thread(config: RunConfig) -> RunResult {
     let mut runtime = Runtime::with_seed_and_config(config.seed, madsim::Config::default());
     // A generous wall of virtual time beyond ticks_max: the supervisor stops first.
-    runtime.set_time_limit(Duration::from_millis(config.ticks_max.saturating_mul(2).max(1_000)));
+    runtime.set_time_limit(Duration::from_millis(
+        config.ticks_max.saturating_mul(2).max(1_000),
+    ));
     let world: SharedWorld = Arc::new(Mutex::new(World::default()));
     let (end, virtual_ticks) = runtime.block_on(supervise(config.clone(), world.clone()));
-    let world = Arc::try_unwrap(world).map(|m| m.into_inner().expect("not poisoned")).unwrap_or_else(|shared| {
-        // Node tasks may still hold the world; copy what the result needs.
-        let guard = lock(&shared);
-        World { trace: guard.trace.clone(), storage: guard.storage.clone(), sink: guard.sink.clone(), status: guard.status }
-    });
+    let world = Arc::try_unwrap(world)
+        .map(|m| m.into_inner().expect("not poisoned"))
+        .unwrap_or_else(|shared| {
+            // Node tasks may still hold the world; copy what the result needs.
+            let guard = lock(&shared);
+            World {
+                trace: guard.trace.clone(),
+                storage: guard.storage.clone(),
+                sink: guard.sink.clone(),
+                status: guard.status,
+            }
+        });
     RunResult {
         seed: config.seed,
         end,
@@ -205,6 +216,13 @@ fn name(address: Address) -> String {
     address.to_string()
 }
 
+/// madsim's virtual time. Inside a madsim runtime `Instant::now` reads the simulated clock,
+/// never the wall clock; this is the one place the harness reads it.
+#[allow(clippy::disallowed_methods)]
+fn virtual_now() -> Instant {
+    Instant::now()
+}
+
 /// The clock every node shares: ticks are milliseconds since the run began.
 #[derive(Clone, Copy)]
 struct Clock(Instant);
@@ -221,7 +239,7 @@ impl Clock {
 
 async fn supervise(config: RunConfig, world: SharedWorld) -> (RunEnd, u64) {
     let handle = Handle::current();
-    let clock = Clock(Instant::now());
+    let clock = Clock(virtual_now());
     let mut addresses = vec![Address::Storage, Address::SinkSystem, Address::JobManager];
     addresses.extend(config.cluster.task_manager_ids().map(Address::TaskManager));
     let mut nodes = BTreeMap::new();
@@ -267,18 +285,29 @@ async fn supervise(config: RunConfig, world: SharedWorld) -> (RunEnd, u64) {
                         (address, TraceEvent::Restart)
                     }
                 };
-                lock(&world).trace.push(TraceEntry { at: clock.now(), node: address, event: traced });
+                lock(&world).trace.push(TraceEntry {
+                    at: clock.now(),
+                    node: address,
+                    event: traced,
+                });
             }
             _ => sleep_until(clock.instant(next_poll)).await,
         }
     }
 }
 
-fn make_node(address: Address, plan: Arc<ExecutionPlan>, cluster: ClusterConfig, world: SharedWorld) -> Box<dyn Node + Send> {
+fn make_node(
+    address: Address,
+    plan: Arc<ExecutionPlan>,
+    cluster: ClusterConfig,
+    world: SharedWorld,
+) -> Box<dyn Node + Send> {
     match address {
         Address::JobManager => Box::new(JobManager::new(plan, cluster)),
         Address::TaskManager(id) => Box::new(TaskManager::new(id, plan, cluster)),
-        Address::Storage => Box::new(StorageNode { storage: WorldStorage(world) }),
+        Address::Storage => Box::new(StorageNode {
+            storage: WorldStorage(world),
+        }),
         Address::SinkSystem => Box::new(WorldSink(world)),
     }
 }
@@ -286,8 +315,15 @@ fn make_node(address: Address, plan: Arc<ExecutionPlan>, cluster: ClusterConfig,
 type Envelope = (Address, Message);
 
 /// A node's life: deliver messages and deadlines to its state machine, send its outbox.
-async fn node_main(address: Address, mut node: Box<dyn Node + Send>, clock: Clock, world: SharedWorld) {
-    let endpoint = Endpoint::bind(SocketAddr::new(ip(address), PORT)).await.expect("each node binds its own address once");
+async fn node_main(
+    address: Address,
+    mut node: Box<dyn Node + Send>,
+    clock: Clock,
+    world: SharedWorld,
+) {
+    let endpoint = Endpoint::bind(SocketAddr::new(ip(address), PORT))
+        .await
+        .expect("each node binds its own address once");
     let endpoint = Arc::new(endpoint);
     let (inbox, mut incoming) = mpsc::unbounded::<Envelope>();
     let acceptor = endpoint.clone();
@@ -296,7 +332,9 @@ async fn node_main(address: Address, mut node: Box<dyn Node + Send>, clock: Cloc
             let inbox = inbox.clone();
             madsim::task::spawn(async move {
                 while let Ok(payload) = receiver.recv().await {
-                    let envelope = *payload.downcast::<Envelope>().expect("nodes send only envelopes");
+                    let envelope = *payload
+                        .downcast::<Envelope>()
+                        .expect("nodes send only envelopes");
                     if inbox.unbounded_send(envelope).is_err() {
                         break;
                     }
@@ -304,20 +342,37 @@ async fn node_main(address: Address, mut node: Box<dyn Node + Send>, clock: Cloc
             });
         }
     });
-    let mut links = Links { endpoint, senders: BTreeMap::new(), address };
+    let mut links = Links {
+        endpoint,
+        senders: BTreeMap::new(),
+        address,
+    };
     let mut out = Outbox::default();
     node.on_start(clock.now(), &mut out);
     links.carry_out(out, clock, &world).await;
+    let mut last_tick: Option<Tick> = None;
     loop {
+        // A due deadline goes first, so a stream of messages never starves the node's timers;
+        // but a node is ticked at most once per millisecond, so a deadline it cannot act on yet
+        // (a restart waiting for TaskManagers) does not spin without virtual time advancing.
+        let now = clock.now();
         let next = match node.next_deadline() {
-            Some(deadline) => timeout(clock.instant(deadline).saturating_duration_since(Instant::now()), incoming.next()).await.ok(),
+            Some(deadline) if deadline <= now && last_tick != Some(now) => None,
+            Some(deadline) => {
+                let due = clock.instant(deadline.max(now.after(1)));
+                let wait = due.saturating_duration_since(virtual_now());
+                timeout(wait, incoming.next()).await.ok()
+            }
             None => Some(incoming.next().await),
         };
         let mut out = Outbox::default();
         match next {
             Some(Some((from, message))) => node.on_message(clock.now(), from, message, &mut out),
             Some(None) => return, // The inbox closed: the node is going away.
-            None => node.on_tick(clock.now(), &mut out),
+            None => {
+                last_tick = Some(clock.now());
+                node.on_tick(clock.now(), &mut out);
+            }
         }
         links.carry_out(out, clock, &world).await;
     }
@@ -341,7 +396,11 @@ impl Links {
                         world.status = Some(*status);
                     }
                 }
-                world.trace.push(TraceEntry { at: now, node: self.address, event: TraceEvent::Engine(event) });
+                world.trace.push(TraceEntry {
+                    at: now,
+                    node: self.address,
+                    event: TraceEvent::Engine(event),
+                });
             }
         }
         for (target, message) in out.messages {
@@ -353,7 +412,11 @@ impl Links {
     async fn send(&mut self, target: Address, message: Message) {
         for _attempt in 0..2 {
             if !self.senders.contains_key(&target) {
-                match self.endpoint.connect1(SocketAddr::new(ip(target), PORT)).await {
+                match self
+                    .endpoint
+                    .connect1(SocketAddr::new(ip(target), PORT))
+                    .await
+                {
                     Ok((sender, _receiver)) => {
                         self.senders.insert(target, sender);
                     }
@@ -361,7 +424,8 @@ impl Links {
                 }
             }
             let sender = self.senders.get(&target).expect("inserted above");
-            let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.address, message.clone()));
+            let payload: Box<dyn std::any::Any + Send + Sync> =
+                Box::new((self.address, message.clone()));
             if sender.send(payload).await.is_ok() {
                 return;
             }

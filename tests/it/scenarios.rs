@@ -1,8 +1,8 @@
 //! End-to-end runs of the engine on madsim nodes, judged against the failure-free oracle.
 
+use snapsim_core::trace::EngineEvent;
 use snapsim_scenarios::{find, run, Verdict};
 use snapsim_sim::trace::TraceEvent;
-use snapsim_core::trace::EngineEvent;
 
 /// Why: the first slice of the mission — one job end to end on madsim (JobManager, two
 /// TaskManagers, storage and sink-system nodes, data and barriers on madsim streams, virtual
@@ -13,10 +13,26 @@ fn keyed_sum_survives_a_task_manager_crash_exactly_once() {
     let scenario = find("keyed-sum").expect("built-in");
     for seed in 0..4 {
         let (outcome, result) = run(scenario, seed);
-        assert_eq!(outcome.verdict, Verdict::Passed, "seed {seed}: {:?}\nreplay: {}", outcome.violations, outcome.replay_line());
-        assert!(result.trace.iter().any(|e| e.event == TraceEvent::Crash), "seed {seed}: the crash happened");
-        assert!(outcome.stats.checkpoints_completed >= 2, "seed {seed}: checkpoints completed: {:?}", outcome.stats);
-        assert_eq!(outcome.stats.records_committed, 4_000, "seed {seed}: every record committed once");
+        assert_eq!(
+            outcome.verdict,
+            Verdict::Passed,
+            "seed {seed}: {:?}\nreplay: {}",
+            outcome.violations,
+            outcome.replay_line()
+        );
+        assert!(
+            result.trace.iter().any(|e| e.event == TraceEvent::Crash),
+            "seed {seed}: the crash happened"
+        );
+        assert!(
+            outcome.stats.checkpoints_completed >= 2,
+            "seed {seed}: checkpoints completed: {:?}",
+            outcome.stats
+        );
+        assert_eq!(
+            outcome.stats.records_committed, 4_000,
+            "seed {seed}: every record committed once"
+        );
     }
 }
 
@@ -37,7 +53,10 @@ fn a_failover_restores_a_completed_checkpoint() {
             .collect();
         deployments.len() >= 2 && deployments[1..].iter().any(Option::is_some)
     });
-    assert!(restored_some, "some seed fails over after a completed checkpoint and restores it");
+    assert!(
+        restored_some,
+        "some seed fails over after a completed checkpoint and restores it"
+    );
 }
 
 /// Why: the two-input operator and event-time windows recover exactly once too.
@@ -46,7 +65,13 @@ fn co_window_survives_a_task_manager_crash() {
     let scenario = find("co-window").expect("built-in");
     for seed in 0..3 {
         let (outcome, _) = run(scenario, seed);
-        assert_eq!(outcome.verdict, Verdict::Passed, "seed {seed}: {:?}\nreplay: {}", outcome.violations, outcome.replay_line());
+        assert_eq!(
+            outcome.verdict,
+            Verdict::Passed,
+            "seed {seed}: {:?}\nreplay: {}",
+            outcome.violations,
+            outcome.replay_line()
+        );
     }
 }
 
@@ -60,4 +85,21 @@ fn the_same_seed_gives_the_same_trace_hash() {
     let (other, _) = run(scenario, 8);
     assert_eq!(first.trace_hash, again.trace_hash);
     assert_ne!(first.trace_hash, other.trace_hash);
+}
+
+/// Why: the default sweep found that some seeds of the failure-free scenario lose records: a
+/// transaction holding records is left neither committed nor aborted (a dangling transaction)
+/// at job end. This pins the current behaviour so the fix shows up as a change here.
+// FIXME: expected Verdict::Passed once the engine bug is fixed (see the issue notes).
+#[test]
+fn r_calm_seed_80_loses_records_known_bug() {
+    let scenario = find("keyed-sum-calm").expect("built-in");
+    let (outcome, result) = run(scenario, 80);
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Correctness,
+        "{:?}",
+        outcome.violations
+    );
+    assert_eq!(result.dangling_transactions, 1);
 }
