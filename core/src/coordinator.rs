@@ -496,10 +496,9 @@ impl CheckpointCoordinator {
         if self.queued_periodic + self.queued_requested >= QUEUED_REQUESTS_MAX {
             // The lowest-priority entry (a periodic one) is evicted, or the new one refused.
             let reason = CheckpointFailureReason::TooManyRequests;
-            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
-                checkpoint: self.next_id,
-                reason,
-            }));
+            out.push(CoordinatorEffect::Trace(
+                EngineEvent::TriggerRequestRefused { reason },
+            ));
             if !periodic && self.queued_periodic > 0 {
                 self.queued_periodic -= 1;
             } else {
@@ -551,10 +550,9 @@ impl CheckpointCoordinator {
                     // Fails, and the periodic trigger fires again exactly when allowed (§B.12).
                     self.queued_periodic -= 1;
                     let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
-                    out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
-                        checkpoint: self.next_id,
-                        reason,
-                    }));
+                    out.push(CoordinatorEffect::Trace(
+                        EngineEvent::TriggerRequestRefused { reason },
+                    ));
                     self.next_periodic = Some(earliest);
                     return;
                 }

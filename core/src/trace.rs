@@ -38,6 +38,11 @@ pub enum EngineEvent {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
+    /// A trigger request was refused before it got a checkpoint id (min pause, full queue).
+    TriggerRequestRefused {
+        /// Why.
+        reason: CheckpointFailureReason,
+    },
     /// A task received a barrier on one channel.
     BarrierReceived {
         /// The task.

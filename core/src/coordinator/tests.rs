@@ -7,7 +7,8 @@
 //! `succeed ID` (to the failure manager), `state`. Effects: `t=<tick> token, ..`, ` | ` between
 //! deadlines or steps. `trigger N` is trace and Trigger at the sources, `complete N [final]`
 //! trace and NotifyComplete, `abort N REASON` trace, Discard and NotifyAborted (naming the
-//! latest completed), `skip N REASON` a refused request (trace only), `retire N` trace and
+//! latest completed), `skip N REASON` an id given up before triggering (trace only), `refuse REASON` a
+//! request refused before it got an id, `retire N` trace and
 //! Discard of a checkpoint leaving the store; `counter`, `metadata N`, `store N` the persists.
 
 use super::*;
@@ -119,6 +120,9 @@ impl Driver {
                     checkpoint: a,
                     reason,
                 }), ..] => (format!("skip {} {reason:?}", a.0), 1),
+                [E::Trace(V::TriggerRequestRefused { reason }), ..] => {
+                    (format!("refuse {reason:?}"), 1)
+                }
                 [E::Trace(V::CheckpointTriggered { checkpoint: a }), E::Trigger {
                     checkpoint: b,
                     sources,
@@ -334,7 +338,7 @@ fn min_pause_counts_from_the_last_completion_not_from_an_abort() {
         CheckpointConfig { min_pause_ticks: 90, ..config(Some(100)) },
         "start 0; to 0                => t=0 counter, trigger 1
          to 50; ack-all 1             => t=50 metadata 1, store 1, complete 1
-         to 140                       => t=100 skip 2 MinimumTimeBetweenCheckpoints | t=140 counter, trigger 2
+         to 140                       => t=100 refuse MinimumTimeBetweenCheckpoints | t=140 counter, trigger 2
          state                        => pending=[2] next=3 store=[1] failures=0 due=240
          to 200; decline 1 2 Declined => t=200 abort 2 Declined
          to 240                       => t=240 counter, trigger 3",
