@@ -18,7 +18,7 @@ use crate::storage::{
 use crate::store::{CompletedCheckpoint, CompletedCheckpointStore};
 use crate::trace::{EngineEvent, JobStatus};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// What the JobManager persists so that a restarted JobManager resumes the job.
@@ -161,9 +161,9 @@ impl JobManager {
                 attempt: Attempt(0),
                 completed: Vec::new(),
             },
-            other => {
-                // A transient storage failure: ask again.
-                let _ = other;
+            Ok(reply) => unreachable!("a read answers data, not {reply:?}"),
+            Err(_transient) => {
+                // An I/O failure reading the HA record: ask again.
                 let path = StoragePath::ha_record(&self.plan.job);
                 self.request(Request::ReadHa, StorageOp::Read { path }, out);
                 return;
@@ -494,14 +494,13 @@ impl JobManager {
 }
 
 impl Node for JobManager {
-    fn on_start(&mut self, now: Tick, out: &mut Outbox) {
+    fn on_start(&mut self, _now: Tick, out: &mut Outbox) {
         *self = JobManager::new(self.plan.clone(), self.cluster.clone());
         out.trace(EngineEvent::JobStatus {
             status: JobStatus::Initializing,
             attempt: self.attempt,
         });
         let path = StoragePath::ha_record(&self.plan.job);
-        let _ = now;
         self.request(Request::ReadHa, StorageOp::Read { path }, out);
     }
 
@@ -597,13 +596,5 @@ impl Node for JobManager {
             .into_iter()
             .flatten()
             .min()
-    }
-}
-
-/// Which TaskManagers the JobManager currently considers alive (for tests and traces).
-impl JobManager {
-    /// TaskManagers registered and not timed out.
-    pub fn live_task_managers(&self) -> BTreeSet<TaskManagerId> {
-        self.task_managers.keys().copied().collect()
     }
 }

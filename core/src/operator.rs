@@ -153,8 +153,8 @@ impl Operator {
         Ok((operator, recovered))
     }
 
-    /// The state to snapshot. For a 2PC sink this pre-commits: call
-    /// [`snapshot_sink`](Self::snapshot_sink) first.
+    /// The state to snapshot. A 2PC sink's state is complete only after
+    /// [`snapshot_sink`](Self::snapshot_sink) pre-committed and began the next transaction.
     pub fn state(&self) -> &OperatorState {
         &self.state
     }

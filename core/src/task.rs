@@ -280,11 +280,6 @@ impl Task {
         matches!(self.spec.kind, OperatorKind::Source { .. })
     }
 
-    /// Events waiting in input channels (blocked or not yet processed).
-    pub fn queued_events(&self) -> usize {
-        self.inputs.iter().map(|input| input.queue.len()).sum()
-    }
-
     /// Events arrived on `channel`: queue them, then process whatever is not blocked.
     pub fn on_data(
         &mut self,

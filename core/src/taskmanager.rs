@@ -107,8 +107,8 @@ impl TaskManager {
     ) {
         self.attempt = Some(attempt);
         self.tasks.clear();
-        self.requests
-            .retain(|_, request| matches!(request, Request::Snapshot { .. }));
+        // Answers to requests of the old attempt are ignored (unknown request ids).
+        self.requests.clear();
         let mode = self.plan.checkpoint.mode;
         let mine: Vec<TaskId> = self
             .plan

@@ -14,8 +14,6 @@ use crate::trace::{EngineEvent, JobStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-pub use crate::storage::MemStorage as TestStorage;
-
 /// Every node of a small cluster, driven in virtual time.
 pub struct LocalCluster {
     /// The JobManager.
@@ -181,13 +179,6 @@ impl LocalCluster {
             self.sequence += 1;
         }
     }
-}
-
-/// Whether the job's trace shows it reached `status`.
-pub fn reached(cluster: &LocalCluster, status: JobStatus) -> bool {
-    cluster
-        .events()
-        .any(|event| matches!(event, EngineEvent::JobStatus { status: s, .. } if *s == status))
 }
 
 /// A small job for tests: `sources` sources of parallelism 2 over `records` records (keys

@@ -275,6 +275,32 @@ fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<Source
     Arc::new(SourceLog { partitions })
 }
 
+/// Every built-in scenario restarts after 100 ms, at most 10 times.
+const SCENARIO_RESTART: RestartStrategyConfig = RestartStrategyConfig::FixedDelay {
+    attempts: 10,
+    delay_ticks: 100,
+};
+/// Every built-in scenario must end within this much virtual time.
+const SCENARIO_TICKS_MAX: u64 = 60_000;
+
+/// The seed's independent streams, one per subsystem, so that drawing more faults never
+/// changes the workload (STYLE §3.5).
+struct Draws {
+    workload: SimRng,
+    faults: SimRng,
+    timing: SimRng,
+}
+
+impl Draws {
+    fn new(seed: u64) -> Draws {
+        Draws {
+            workload: SimRng::new(seed, Stream::Workload),
+            faults: SimRng::new(seed, Stream::Faults),
+            timing: SimRng::new(seed, Stream::Cluster),
+        }
+    }
+}
+
 fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig {
     ClusterConfig {
         task_managers,
@@ -298,10 +324,7 @@ fn keyed_sum_job(rng: &mut SimRng) -> JobGraph {
     job.connect(source, sum, Partitioning::KeyBy);
     job.connect(sum, sink, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(50);
-    job.restart = RestartStrategyConfig::FixedDelay {
-        attempts: 10,
-        delay_ticks: 100,
-    };
+    job.restart = SCENARIO_RESTART;
     job
 }
 
@@ -322,32 +345,31 @@ fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<Fau
 }
 
 fn keyed_sum_with_crash(seed: u64) -> Setup {
-    let mut workload = SimRng::new(seed, Stream::Workload);
-    let mut faults = SimRng::new(seed, Stream::Faults);
-    let mut timing = SimRng::new(seed, Stream::Cluster);
+    let mut draws = Draws::new(seed);
     Setup {
-        job: keyed_sum_job(&mut workload),
-        cluster: cluster(&mut timing, 2, 50),
-        faults: tm_crash(&mut faults, 2, (100, 800)),
-        ticks_max: 60_000,
+        job: keyed_sum_job(&mut draws.workload),
+        cluster: cluster(&mut draws.timing, 2, 50),
+        faults: tm_crash(&mut draws.faults, 2, (100, 800)),
+        ticks_max: SCENARIO_TICKS_MAX,
     }
 }
 
 fn keyed_sum_calm(seed: u64) -> Setup {
-    let mut workload = SimRng::new(seed, Stream::Workload);
-    let mut timing = SimRng::new(seed, Stream::Cluster);
+    let mut draws = Draws::new(seed);
     Setup {
-        job: keyed_sum_job(&mut workload),
-        cluster: cluster(&mut timing, 2, 50),
+        job: keyed_sum_job(&mut draws.workload),
+        cluster: cluster(&mut draws.timing, 2, 50),
         faults: Vec::new(),
-        ticks_max: 60_000,
+        ticks_max: SCENARIO_TICKS_MAX,
     }
 }
 
 fn co_window_with_crash(seed: u64) -> Setup {
-    let mut workload = SimRng::new(seed, Stream::Workload);
-    let mut faults = SimRng::new(seed, Stream::Faults);
-    let mut timing = SimRng::new(seed, Stream::Cluster);
+    let Draws {
+        mut workload,
+        mut faults,
+        mut timing,
+    } = Draws::new(seed);
     let mut job = JobGraph::new("co-window");
     let left = job.add(
         "left",
@@ -383,14 +405,11 @@ fn co_window_with_crash(seed: u64) -> Setup {
     job.connect(left, window, Partitioning::KeyBy);
     job.connect(window, windows, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(40);
-    job.restart = RestartStrategyConfig::FixedDelay {
-        attempts: 10,
-        delay_ticks: 100,
-    };
+    job.restart = SCENARIO_RESTART;
     Setup {
         job,
         cluster: cluster(&mut timing, 3, 40),
         faults: tm_crash(&mut faults, 3, (100, 600)),
-        ticks_max: 60_000,
+        ticks_max: SCENARIO_TICKS_MAX,
     }
 }

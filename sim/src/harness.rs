@@ -212,10 +212,6 @@ fn ip(address: Address) -> IpAddr {
     }
 }
 
-fn name(address: Address) -> String {
-    address.to_string()
-}
-
 /// madsim's virtual time. Inside a madsim runtime `Instant::now` reads the simulated clock,
 /// never the wall clock; this is the one place the harness reads it.
 #[allow(clippy::disallowed_methods)]
@@ -247,7 +243,7 @@ async fn supervise(config: RunConfig, world: SharedWorld) -> (RunEnd, u64) {
         let (plan, cluster, world) = (config.plan.clone(), config.cluster.clone(), world.clone());
         let node = handle
             .create_node()
-            .name(name(address))
+            .name(address.to_string())
             .ip(ip(address))
             .init(move || {
                 let role = make_node(address, plan.clone(), cluster.clone(), world.clone());
@@ -408,27 +404,33 @@ impl Links {
         }
     }
 
-    /// Sends in order; a message to a dead peer is lost, as on a real network.
+    /// Sends in order; a message to a dead peer is lost, as on a real network. A link whose
+    /// peer died is replaced by a fresh connection before sending, so the message (often a
+    /// large data batch) is built once and never copied.
     async fn send(&mut self, target: Address, message: Message) {
-        for _attempt in 0..2 {
-            if !self.senders.contains_key(&target) {
-                match self
-                    .endpoint
-                    .connect1(SocketAddr::new(ip(target), PORT))
-                    .await
-                {
-                    Ok((sender, _receiver)) => {
-                        self.senders.insert(target, sender);
-                    }
-                    Err(_) => return,
+        if self
+            .senders
+            .get(&target)
+            .is_some_and(|sender| sender.is_closed())
+        {
+            self.senders.remove(&target);
+        }
+        if !self.senders.contains_key(&target) {
+            match self
+                .endpoint
+                .connect1(SocketAddr::new(ip(target), PORT))
+                .await
+            {
+                Ok((sender, _receiver)) => {
+                    self.senders.insert(target, sender);
                 }
+                Err(_refused) => return,
             }
-            let sender = self.senders.get(&target).expect("inserted above");
-            let payload: Box<dyn std::any::Any + Send + Sync> =
-                Box::new((self.address, message.clone()));
-            if sender.send(payload).await.is_ok() {
-                return;
-            }
+        }
+        let sender = self.senders.get(&target).expect("inserted above");
+        let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.address, message));
+        if sender.send(payload).await.is_err() {
+            // The peer died after the check: the message is lost with it.
             self.senders.remove(&target);
         }
     }

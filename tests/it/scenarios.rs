@@ -1,7 +1,7 @@
 //! End-to-end runs of the engine on madsim nodes, judged against the failure-free oracle.
 
 use snapsim_core::trace::EngineEvent;
-use snapsim_scenarios::{find, run, Verdict};
+use snapsim_scenarios::{find, run, Outcome, Verdict};
 use snapsim_sim::trace::TraceEvent;
 
 /// Why: the first slice of the mission — one job end to end on madsim (JobManager, two
@@ -13,13 +13,7 @@ fn keyed_sum_survives_a_task_manager_crash_exactly_once() {
     let scenario = find("keyed-sum").expect("built-in");
     for seed in 0..4 {
         let (outcome, result) = run(scenario, seed);
-        assert_eq!(
-            outcome.verdict,
-            Verdict::Passed,
-            "seed {seed}: {:?}\nreplay: {}",
-            outcome.violations,
-            outcome.replay_line()
-        );
+        assert_passed(&outcome);
         assert!(
             result.trace.iter().any(|e| e.event == TraceEvent::Crash),
             "seed {seed}: the crash happened"
@@ -65,13 +59,7 @@ fn co_window_survives_a_task_manager_crash() {
     let scenario = find("co-window").expect("built-in");
     for seed in 0..3 {
         let (outcome, _) = run(scenario, seed);
-        assert_eq!(
-            outcome.verdict,
-            Verdict::Passed,
-            "seed {seed}: {:?}\nreplay: {}",
-            outcome.violations,
-            outcome.replay_line()
-        );
+        assert_passed(&outcome);
     }
 }
 
@@ -102,4 +90,16 @@ fn r_calm_seed_80_loses_records_known_bug() {
         outcome.violations
     );
     assert_eq!(result.dangling_transactions, 1);
+}
+
+/// Fails with the violations and the replay line unless every property held.
+fn assert_passed(outcome: &Outcome) {
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Passed,
+        "seed {}: {:?}\nreplay: {}",
+        outcome.seed,
+        outcome.violations,
+        outcome.replay_line()
+    );
 }
