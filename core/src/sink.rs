@@ -64,6 +64,13 @@ pub enum SinkReply {
         /// The transaction.
         transaction: TransactionId,
     },
+    /// The commit request was applied: the transaction's records are visible (or the request
+    /// was an anomaly, recorded as such). A sink's commit is a synchronous call in Flink, so a
+    /// task counts its commits done only on this answer.
+    Committed {
+        /// The transaction.
+        transaction: TransactionId,
+    },
 }
 
 /// One record in the committed output.
@@ -128,11 +135,12 @@ impl SinkSystem {
 
     /// Transactions holding records that were neither committed nor aborted (left behind by
     /// failed attempts, or lost).
-    pub fn dangling_transactions(&self) -> usize {
+    pub fn dangling_transactions(&self) -> Vec<TransactionId> {
         self.transactions
-            .values()
-            .filter(|t| matches!(t, Transaction::Open(r) | Transaction::PreCommitted(r) if !r.is_empty()))
-            .count()
+            .iter()
+            .filter(|(_, t)| matches!(t, Transaction::Open(r) | Transaction::PreCommitted(r) if !r.is_empty()))
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Applies one request; returns the reply to send, if any.
@@ -172,7 +180,7 @@ impl SinkSystem {
             }
             SinkRequest::Commit { transaction } => {
                 self.commit(transaction);
-                None
+                Some(SinkReply::Committed { transaction })
             }
             SinkRequest::Abort { transaction } => {
                 match self.transactions.get(&transaction) {

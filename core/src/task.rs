@@ -34,7 +34,9 @@ pub enum TaskStatus {
     Running,
     /// All input consumed; waiting for a checkpoint taken from here on to complete.
     DataFinished,
-    /// The final checkpoint completed; the task is done.
+    /// The final checkpoint completed; waiting for the sink system to confirm its commits.
+    Committing,
+    /// The final checkpoint completed and its side effects are committed; the task is done.
     Finished,
 }
 
@@ -170,6 +172,9 @@ pub struct Task {
     aborted_early: BTreeSet<CheckpointId>,
     latest_notified: CheckpointId,
     rebalance_cursor: Vec<usize>,
+    /// Commits sent to the sink system and not yet confirmed; the task finishes only when
+    /// none is left, or a job could end with its last output still in flight.
+    commits_in_flight: BTreeSet<TransactionId>,
 }
 
 impl Task {
@@ -204,6 +209,7 @@ impl Task {
             aborted_early: BTreeSet::new(),
             latest_notified: CheckpointId(0),
             rebalance_cursor: vec![0; spec.outputs.len()],
+            commits_in_flight: BTreeSet::new(),
         }
     }
 
@@ -249,6 +255,7 @@ impl Task {
         // Notifications for checkpoints up to the restored one are stale (FLINK-24096).
         task.latest_notified = checkpoint;
         for transaction in recovered.commit {
+            task.commits_in_flight.insert(transaction);
             out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
             out.push(TaskEffect::Trace(EngineEvent::Committed {
                 task: spec.id,
@@ -327,7 +334,7 @@ impl Task {
     /// The JobManager triggers a checkpoint at this source.
     pub fn on_trigger(&mut self, barrier: CheckpointBarrier, out: &mut Vec<TaskEffect>) {
         assert!(self.is_source(), "only sources are triggered");
-        if barrier.id <= self.last_checkpoint || self.status == TaskStatus::Finished {
+        if barrier.id <= self.last_checkpoint || self.status >= TaskStatus::Committing {
             // A stale trigger after a restore, or after the task ended: ignore it.
             return;
         }
@@ -383,12 +390,13 @@ impl Task {
         final_checkpoint: bool,
         out: &mut Vec<TaskEffect>,
     ) {
-        if checkpoint <= self.latest_notified || self.status == TaskStatus::Finished {
+        if checkpoint <= self.latest_notified || self.status >= TaskStatus::Committing {
             return; // Notifications are monotone; older ones are ignored (§I.55).
         }
         self.latest_notified = checkpoint;
         let mut emitted = Emitted::default();
         for transaction in self.operator.notify_complete(checkpoint, &mut emitted) {
+            self.commits_in_flight.insert(transaction);
             out.push(TaskEffect::Trace(EngineEvent::Committed {
                 task: self.spec.id,
                 transaction,
@@ -406,6 +414,20 @@ impl Task {
                 "{} finishes before its input ended",
                 self.spec.id
             );
+            self.status = TaskStatus::Committing;
+            self.finish_if_committed(out);
+        }
+    }
+
+    /// The sink system confirmed a commit. The confirmation may answer a request of an earlier
+    /// attempt: commits are idempotent, so it still means the transaction is committed.
+    pub fn on_committed(&mut self, transaction: TransactionId, out: &mut Vec<TaskEffect>) {
+        self.commits_in_flight.remove(&transaction);
+        self.finish_if_committed(out);
+    }
+
+    fn finish_if_committed(&mut self, out: &mut Vec<TaskEffect>) {
+        if self.status == TaskStatus::Committing && self.commits_in_flight.is_empty() {
             self.status = TaskStatus::Finished;
             out.push(TaskEffect::Finished);
         }
@@ -423,7 +445,7 @@ impl Task {
             self.on_notify_complete(completed, false, out);
         }
         self.pending.remove(&checkpoint);
-        if checkpoint > self.last_checkpoint && self.status != TaskStatus::Finished {
+        if checkpoint > self.last_checkpoint && self.status < TaskStatus::Committing {
             self.aborted_early.insert(checkpoint);
             if self.aborted_early.len() > ABORTED_EARLY_MAX {
                 self.aborted_early.pop_first();
@@ -669,5 +691,105 @@ impl Task {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Key, Offset, OperatorId, PartitionId};
+    use crate::record::{InputRef, Origin};
+    use crate::storage::StoragePath;
+    use crate::testing::keyed_sum_job;
+
+    fn sink_task() -> Task {
+        let plan = keyed_sum_job(8, None).build().expect("valid job");
+        let spec = plan
+            .tasks
+            .iter()
+            .find(|spec| matches!(spec.kind, OperatorKind::TwoPhaseCommitSink))
+            .expect("the job has a sink");
+        Task::new(spec, Attempt(1), CheckpointingMode::ExactlyOnce)
+    }
+
+    fn record() -> Record {
+        Record {
+            key: Key(1),
+            value: 1,
+            event_time: EventTime(0),
+            origin: Origin::Input(InputRef {
+                source: OperatorId(0),
+                partition: PartitionId(0),
+                offset: Offset(0),
+            }),
+        }
+    }
+
+    fn sink_requests(effects: &[TaskEffect]) -> Vec<SinkRequest> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                TaskEffect::Sink(request) => Some(request.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Why: a job was reported finished while the final commit was still on its way to the sink
+    /// system, so a run could end with the last transaction neither committed nor aborted.
+    #[test]
+    fn a_sink_finishes_only_after_the_final_commit_is_confirmed() {
+        let mut task = sink_task();
+        let channel = ChannelIndex(0);
+        let mut out = Vec::new();
+        task.on_data(
+            channel,
+            vec![StreamEvent::Record(record()), StreamEvent::EndOfData],
+            &mut out,
+        );
+        assert!(out.contains(&TaskEffect::DataFinished));
+        assert!(
+            matches!(&sink_requests(&out)[..], [SinkRequest::Write { records, .. }] if records.len() == 1),
+            "the record is written into the open transaction: {out:?}"
+        );
+
+        out.clear();
+        let final_checkpoint = CheckpointId(1);
+        task.on_data(
+            channel,
+            vec![StreamEvent::Barrier(CheckpointBarrier {
+                id: final_checkpoint,
+            })],
+            &mut out,
+        );
+        let requests = sink_requests(&out);
+        let [SinkRequest::PreCommit { transaction }] = requests[..] else {
+            panic!("the snapshot pre-commits: {requests:?}")
+        };
+
+        out.clear();
+        let handle = StateHandle {
+            path: StoragePath::new("job/chk-1/sink").expect("valid"),
+            size: 1,
+            checksum: 0,
+        };
+        task.on_snapshot_durable(final_checkpoint, handle, &mut out);
+        assert!(out.is_empty(), "no ack before the pre-commit is confirmed");
+        task.on_pre_committed(transaction, &mut out);
+        assert!(matches!(out[0], TaskEffect::Acknowledge { .. }));
+
+        out.clear();
+        task.on_notify_complete(final_checkpoint, true, &mut out);
+        assert_eq!(
+            sink_requests(&out),
+            vec![SinkRequest::Commit { transaction }]
+        );
+        assert!(!out.contains(&TaskEffect::Finished));
+        assert_eq!(task.status(), TaskStatus::Committing);
+
+        out.clear();
+        task.on_committed(transaction, &mut out);
+        assert_eq!(out, vec![TaskEffect::Finished]);
+        assert_eq!(task.status(), TaskStatus::Finished);
     }
 }

@@ -483,6 +483,13 @@ impl Node for TaskManager {
                     });
                 }
             }
+            Message::SinkResult(SinkReply::Committed { transaction }) => {
+                // Routed by sink, not attempt: a restored sink re-commits older attempts'
+                // transactions.
+                self.with_task(transaction.sink, out, |task, effects| {
+                    task.on_committed(transaction, effects)
+                });
+            }
             // Messages of an older attempt.
             Message::TriggerCheckpoint { .. }
             | Message::NotifyCheckpointComplete { .. }

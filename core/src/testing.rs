@@ -272,7 +272,7 @@ mod tests {
             "periodic checkpoints completed: {:?}",
             completed(&cluster)
         );
-        assert_eq!(cluster.sink.dangling_transactions(), 0);
+        assert!(cluster.sink.dangling_transactions().is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use snapsim_core::ids::{TaskManagerId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::jobmanager::JobManager;
 use snapsim_core::messages::{Address, Message, Node, Outbox};
-use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkSystem};
+use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkSystem, TransactionId};
 use snapsim_core::storage::{CheckpointStorage, MemStorage, StorageError, StorageOp, StorageReply};
 use snapsim_core::storage_node::StorageNode;
 use snapsim_core::taskmanager::TaskManager;
@@ -92,7 +92,7 @@ pub struct RunResult {
     /// Requests the sink system saw that a correct sink never makes.
     pub anomalies: Vec<SinkAnomaly>,
     /// Transactions holding records that were neither committed nor aborted.
-    pub dangling_transactions: usize,
+    pub dangling_transactions: Vec<TransactionId>,
     /// The ordered trace.
     pub trace: Vec<TraceEntry>,
     /// Its hash.
@@ -161,7 +161,7 @@ pub fn run(config: RunConfig) -> RunResult {
                 virtual_ticks: 0,
                 committed: Vec::new(),
                 anomalies: Vec::new(),
-                dangling_transactions: 0,
+                dangling_transactions: Vec::new(),
                 trace: Vec::new(),
                 trace_hash: 0,
             }

@@ -75,21 +75,16 @@ fn the_same_seed_gives_the_same_trace_hash() {
     assert_ne!(first.trace_hash, other.trace_hash);
 }
 
-/// Why: the default sweep found that some seeds of the failure-free scenario lose records: a
-/// transaction holding records is left neither committed nor aborted (a dangling transaction)
-/// at job end. This pins the current behaviour so the fix shows up as a change here.
-// FIXME: expected Verdict::Passed once the engine bug is fixed (see the issue notes).
+/// Why: a sweep found seeds of the failure-free scenario that lost records: the job was
+/// reported finished while the final commit was still on its way to the sink system, so the
+/// run ended with that transaction neither committed nor aborted. Tasks now finish only when
+/// the sink system confirmed their commits.
 #[test]
-fn r_calm_seed_80_loses_records_known_bug() {
+fn r_calm_seed_80_commits_the_final_transaction_before_finishing() {
     let scenario = find("keyed-sum-calm").expect("built-in");
     let (outcome, result) = run(scenario, 80);
-    assert_eq!(
-        outcome.verdict,
-        Verdict::Correctness,
-        "{:?}",
-        outcome.violations
-    );
-    assert_eq!(result.dangling_transactions, 1);
+    assert_passed(&outcome);
+    assert!(result.dangling_transactions.is_empty());
 }
 
 /// Fails with the violations and the replay line unless every property held.
