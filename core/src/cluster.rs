@@ -15,6 +15,14 @@ pub struct ClusterConfig {
     /// The delay of the first periodic trigger after the job runs. Flink draws it at random in
     /// `[min pause, interval]`; the engine takes no randomness, so the driver draws it.
     pub first_trigger_delay_ticks: u64,
+    /// A storage request unanswered for this long counts as failed (the storage node may have
+    /// crashed with it); a late answer is ignored.
+    #[serde(default = "default_storage_timeout_ticks")]
+    pub storage_timeout_ticks: u64,
+}
+
+fn default_storage_timeout_ticks() -> u64 {
+    1_000
 }
 
 impl Default for ClusterConfig {
@@ -24,6 +32,7 @@ impl Default for ClusterConfig {
             heartbeat_interval_ticks: 50,
             heartbeat_timeout_ticks: 500,
             first_trigger_delay_ticks: 0,
+            storage_timeout_ticks: default_storage_timeout_ticks(),
         }
     }
 }

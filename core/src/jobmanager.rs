@@ -3,7 +3,11 @@
 //!
 //! The HA record (completed checkpoints, checkpoint id counter, attempt counter) is written to
 //! checkpoint storage, one write at a time, each composed from the state at the moment it is
-//! sent; a completion counts only once a record holding it is durable.
+//! sent; a completion counts only once a record holding it is durable. Each write is a new
+//! version (`ha/{job}/record-{n}`) and the two newest are kept, so a version torn by a storage
+//! crash is rejected on reading and the one before it used. An HA write that gets no answer has
+//! an unknown outcome: the JobManager then starts over from what storage holds, as a JobManager
+//! that lost leadership does.
 
 use crate::cluster::ClusterConfig;
 use crate::codec::{self, Kind};
@@ -12,9 +16,8 @@ use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
-use crate::storage::{
-    StorageError, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse,
-};
+use crate::storage::{StorageError, StorageOp, StoragePath, StorageReply};
+use crate::storage_client::StorageClient;
 use crate::store::{CompletedCheckpoint, CompletedCheckpointStore};
 use crate::trace::{EngineEvent, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -43,10 +46,26 @@ enum HaWrite {
 
 #[derive(Clone, Debug)]
 enum Request {
-    ReadHa,
-    WriteHa(HaWrite),
+    ListHa,
+    ReadHa(StoragePath),
+    WriteHa { write: HaWrite, version: u64 },
     Metadata(CheckpointId),
     Discard,
+}
+
+/// Where the JobManager stands with its HA record versions.
+#[derive(Clone, Debug, Default)]
+struct HaVersions {
+    /// Versions still to try when reading, newest last.
+    to_read: Vec<StoragePath>,
+    /// Versions rejected while reading.
+    rejected: u32,
+    /// The version the next write takes; never reused, even after a failed write.
+    next: u64,
+    /// The newest version known durable.
+    durable: Option<u64>,
+    /// Versions below this one are gone (deleted, or never existed).
+    oldest: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,8 +93,8 @@ pub struct JobManager {
     tasks: BTreeMap<TaskId, TaskState>,
     ha_queue: VecDeque<HaWrite>,
     ha_in_flight: bool,
-    requests: BTreeMap<u64, Request>,
-    next_request: u64,
+    ha_versions: HaVersions,
+    storage: StorageClient<Request>,
 }
 
 impl JobManager {
@@ -83,8 +102,6 @@ impl JobManager {
     pub fn new(plan: Arc<ExecutionPlan>, cluster: ClusterConfig) -> JobManager {
         JobManager {
             restart: RestartStrategy::new(plan.restart.clone()),
-            plan,
-            cluster,
             status: JobStatus::Initializing,
             attempt: Attempt(0),
             deployed: None,
@@ -94,8 +111,10 @@ impl JobManager {
             tasks: BTreeMap::new(),
             ha_queue: VecDeque::new(),
             ha_in_flight: false,
-            requests: BTreeMap::new(),
-            next_request: 0,
+            ha_versions: HaVersions::default(),
+            storage: StorageClient::new(cluster.storage_timeout_ticks),
+            plan,
+            cluster,
         }
     }
 
@@ -114,14 +133,91 @@ impl JobManager {
         self.restart.restarts()
     }
 
-    fn request(&mut self, purpose: Request, op: StorageOp, out: &mut Outbox) {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.requests.insert(request, purpose);
-        out.send(
-            Address::Storage,
-            Message::Storage(StorageRequest { request, op }),
-        );
+    fn request(&mut self, now: Tick, purpose: Request, op: StorageOp, out: &mut Outbox) {
+        self.storage.send(now, purpose, op, out);
+    }
+
+    /// Starts (or starts over): read the newest readable HA record version.
+    fn begin(&mut self, now: Tick, out: &mut Outbox) {
+        out.trace(EngineEvent::JobStatus {
+            status: JobStatus::Initializing,
+            attempt: self.attempt,
+        });
+        self.storage.start(now);
+        self.list_ha(now, out);
+    }
+
+    fn list_ha(&mut self, now: Tick, out: &mut Outbox) {
+        let prefix = StoragePath::ha_dir(&self.plan.job);
+        self.request(now, Request::ListHa, StorageOp::List { prefix }, out);
+    }
+
+    /// An HA write got no answer: it may or may not be durable. Start over from storage, which
+    /// holds the truth, as a JobManager that lost leadership and regained it would.
+    fn start_over(&mut self, now: Tick, cause: String, out: &mut Outbox) {
+        out.trace(EngineEvent::Failover { cause });
+        if let Some(attempt) = self.deployed {
+            self.broadcast(Message::CancelTasks { attempt }, out);
+        }
+        let storage = std::mem::replace(&mut self.storage, StorageClient::new(1));
+        let task_managers = std::mem::take(&mut self.task_managers);
+        *self = JobManager::new(self.plan.clone(), self.cluster.clone());
+        self.storage = storage;
+        self.task_managers = task_managers;
+        self.begin(now, out);
+    }
+
+    fn on_ha_listed(
+        &mut self,
+        now: Tick,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        let paths = match result {
+            Ok(StorageReply::Listed(paths)) => paths,
+            Ok(reply) => unreachable!("a list answers paths, not {reply:?}"),
+            Err(_transient) => return self.list_ha(now, out),
+        };
+        let mut versions: Vec<(u64, StoragePath)> = paths
+            .into_iter()
+            .filter_map(|path| path.ha_record_version().map(|v| (v, path)))
+            .collect();
+        versions.sort();
+        self.ha_versions = HaVersions {
+            next: versions.last().map_or(0, |(v, _)| v + 1),
+            oldest: versions.first().map_or(0, |(v, _)| *v),
+            to_read: versions.into_iter().map(|(_, path)| path).collect(),
+            rejected: 0,
+            durable: None,
+        };
+        self.read_next_ha(now, out);
+    }
+
+    fn read_next_ha(&mut self, now: Tick, out: &mut Outbox) {
+        match self.ha_versions.to_read.last().cloned() {
+            Some(path) => {
+                let op = StorageOp::Read { path: path.clone() };
+                self.request(now, Request::ReadHa(path), op, out);
+            }
+            None if self.ha_versions.rejected > 0 => {
+                // Records exist but none is readable: resuming from nothing would replay
+                // committed output. Fail, do not guess.
+                let rejected = self.ha_versions.rejected;
+                out.trace(EngineEvent::Failover {
+                    cause: format!("no readable HA record ({rejected} rejected)"),
+                });
+                self.set_status(JobStatus::Failed, out);
+            }
+            None => {
+                let fresh = HaRecord {
+                    job: self.plan.job.clone(),
+                    next_checkpoint_id: CheckpointId::INITIAL,
+                    attempt: Attempt(0),
+                    completed: Vec::new(),
+                };
+                self.adopt(now, fresh, out);
+            }
+        }
     }
 
     fn set_status(&mut self, status: JobStatus, out: &mut Outbox) {
@@ -137,38 +233,36 @@ impl JobManager {
     fn on_ha_read(
         &mut self,
         now: Tick,
+        path: StoragePath,
         result: Result<StorageReply, StorageError>,
         out: &mut Outbox,
     ) {
-        let config = &self.plan.checkpoint;
-        let record = match result {
+        let error = match result {
             Ok(StorageReply::Data(bytes)) => {
                 match codec::decode::<HaRecord>(Kind::HaRecord, &bytes) {
-                    Ok(record) => record,
-                    Err(error) => {
-                        // Without its HA record the job cannot resume safely: fail, do not guess.
-                        out.trace(EngineEvent::Failover {
-                            cause: format!("HA record unreadable: {error}"),
-                        });
-                        self.set_status(JobStatus::Failed, out);
-                        return;
+                    Ok(record) => {
+                        self.ha_versions.durable = path.ha_record_version();
+                        return self.adopt(now, record, out);
                     }
+                    Err(error) => error.to_string(),
                 }
             }
-            Err(StorageError::NotFound { .. }) => HaRecord {
-                job: self.plan.job.clone(),
-                next_checkpoint_id: CheckpointId::INITIAL,
-                attempt: Attempt(0),
-                completed: Vec::new(),
-            },
             Ok(reply) => unreachable!("a read answers data, not {reply:?}"),
-            Err(_transient) => {
-                // An I/O failure reading the HA record: ask again.
-                let path = StoragePath::ha_record(&self.plan.job);
-                self.request(Request::ReadHa, StorageOp::Read { path }, out);
-                return;
-            }
+            Err(error @ StorageError::NotFound { .. }) => error.to_string(),
+            // An I/O failure or no answer: ask again.
+            Err(_transient) => return self.read_next_ha(now, out),
         };
+        out.trace(EngineEvent::HaRecordRejected {
+            path: path.to_string(),
+            error,
+        });
+        self.ha_versions.to_read.pop();
+        self.ha_versions.rejected += 1;
+        self.read_next_ha(now, out);
+    }
+
+    fn adopt(&mut self, now: Tick, record: HaRecord, out: &mut Outbox) {
+        let config = &self.plan.checkpoint;
         assert_eq!(record.job, self.plan.job, "HA record of another job");
         self.attempt = record.attempt;
         let store = CompletedCheckpointStore::from_checkpoints(config.retained, record.completed);
@@ -202,7 +296,7 @@ impl JobManager {
         }
         self.restart_at = None;
         self.attempt = self.attempt.next();
-        self.write_ha(HaWrite::Attempt, out);
+        self.write_ha(now, HaWrite::Attempt, out);
     }
 
     fn deploy(&mut self, out: &mut Outbox) {
@@ -243,12 +337,12 @@ impl JobManager {
         self.set_status(JobStatus::Created, out);
     }
 
-    fn write_ha(&mut self, write: HaWrite, out: &mut Outbox) {
+    fn write_ha(&mut self, now: Tick, write: HaWrite, out: &mut Outbox) {
         self.ha_queue.push_back(write);
-        self.send_next_ha(out);
+        self.send_next_ha(now, out);
     }
 
-    fn send_next_ha(&mut self, out: &mut Outbox) {
+    fn send_next_ha(&mut self, now: Tick, out: &mut Outbox) {
         if self.ha_in_flight {
             return;
         }
@@ -275,16 +369,49 @@ impl JobManager {
             completed,
         };
         let bytes = codec::encode(Kind::HaRecord, &record);
-        let path = StoragePath::ha_record(&self.plan.job);
+        let version = self.ha_versions.next;
+        self.ha_versions.next += 1;
+        let path = StoragePath::ha_record(&self.plan.job, version);
         self.ha_in_flight = true;
         self.request(
-            Request::WriteHa(write),
+            now,
+            Request::WriteHa { write, version },
             StorageOp::Write { path, bytes },
             out,
         );
     }
 
-    fn on_ha_written(&mut self, now: Tick, write: HaWrite, written: bool, out: &mut Outbox) {
+    /// Keeps the newest two durable versions: the newest, and the one before in case the
+    /// newest is damaged later.
+    fn delete_old_ha_versions(&mut self, now: Tick, version: u64, out: &mut Outbox) {
+        if let Some(previous) = self.ha_versions.durable.replace(version) {
+            for old in self.ha_versions.oldest..previous {
+                let prefix = StoragePath::ha_record(&self.plan.job, old);
+                self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+            }
+            self.ha_versions.oldest = self.ha_versions.oldest.max(previous);
+        }
+    }
+
+    fn on_ha_written(
+        &mut self,
+        now: Tick,
+        write: HaWrite,
+        version: u64,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        if let Err(error @ StorageError::TimedOut { .. }) = result {
+            return self.start_over(
+                now,
+                format!("HA record write outcome unknown: {error}"),
+                out,
+            );
+        }
+        let written = result.is_ok();
+        if written {
+            self.delete_old_ha_versions(now, version, out);
+        }
         self.ha_in_flight = false;
         let mut effects = Vec::new();
         let coordinator = self
@@ -302,14 +429,14 @@ impl JobManager {
             }
         }
         self.apply(now, effects, out);
-        self.send_next_ha(out);
+        self.send_next_ha(now, out);
         self.try_deploy(now, out);
     }
 
     fn apply(&mut self, now: Tick, effects: Vec<CoordinatorEffect>, out: &mut Outbox) {
         for effect in effects {
             match effect {
-                CoordinatorEffect::PersistCounter => self.write_ha(HaWrite::Counter, out),
+                CoordinatorEffect::PersistCounter => self.write_ha(now, HaWrite::Counter, out),
                 CoordinatorEffect::Trigger {
                     checkpoint,
                     sources,
@@ -328,13 +455,14 @@ impl JobManager {
                 CoordinatorEffect::WriteMetadata { path, metadata } => {
                     let bytes = codec::encode(Kind::CheckpointMetadata, &metadata);
                     self.request(
+                        now,
                         Request::Metadata(metadata.checkpoint),
                         StorageOp::Write { path, bytes },
                         out,
                     );
                 }
                 CoordinatorEffect::PersistCompletion(checkpoint) => {
-                    self.write_ha(HaWrite::Completion(checkpoint), out)
+                    self.write_ha(now, HaWrite::Completion(checkpoint), out)
                 }
                 CoordinatorEffect::NotifyComplete {
                     checkpoint,
@@ -364,7 +492,7 @@ impl JobManager {
                 }
                 CoordinatorEffect::Discard(checkpoint) => {
                     let prefix = StoragePath::checkpoint_dir(&self.plan.job, checkpoint);
-                    self.request(Request::Discard, StorageOp::DeleteAll { prefix }, out);
+                    self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
                 }
                 CoordinatorEffect::FailJob { checkpoint, reason } => {
                     let cause = format!("exceeded checkpoint tolerable failure threshold at {checkpoint} ({reason:?})");
@@ -478,6 +606,34 @@ impl JobManager {
         *entry = state;
     }
 
+    fn on_storage_result(
+        &mut self,
+        now: Tick,
+        purpose: Request,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        match purpose {
+            Request::ListHa => self.on_ha_listed(now, result, out),
+            Request::ReadHa(path) => self.on_ha_read(now, path, result, out),
+            Request::WriteHa { write, version } => {
+                self.on_ha_written(now, write, version, result, out)
+            }
+            Request::Metadata(checkpoint) => {
+                let mut effects = Vec::new();
+                self.coordinator_mut().on_metadata_written(
+                    now,
+                    checkpoint,
+                    result.is_ok(),
+                    &mut effects,
+                );
+                self.apply(now, effects, out);
+                self.try_deploy(now, out);
+            }
+            Request::Discard => {}
+        }
+    }
+
     fn coordinator_mut(&mut self) -> &mut CheckpointCoordinator {
         self.coordinator
             .as_mut()
@@ -494,14 +650,9 @@ impl JobManager {
 }
 
 impl Node for JobManager {
-    fn on_start(&mut self, _now: Tick, out: &mut Outbox) {
+    fn on_start(&mut self, now: Tick, out: &mut Outbox) {
         *self = JobManager::new(self.plan.clone(), self.cluster.clone());
-        out.trace(EngineEvent::JobStatus {
-            status: JobStatus::Initializing,
-            attempt: self.attempt,
-        });
-        let path = StoragePath::ha_record(&self.plan.job);
-        self.request(Request::ReadHa, StorageOp::Read { path }, out);
+        self.begin(now, out);
     }
 
     fn on_message(&mut self, now: Tick, _from: Address, message: Message, out: &mut Outbox) {
@@ -526,26 +677,11 @@ impl Node for JobManager {
                     self.try_deploy(now, out);
                 }
             }
-            Message::StorageResult(StorageResponse { request, result }) => {
-                let purpose = self
-                    .requests
-                    .remove(&request)
-                    .expect("storage answers only our requests");
-                match purpose {
-                    Request::ReadHa => self.on_ha_read(now, result, out),
-                    Request::WriteHa(write) => self.on_ha_written(now, write, result.is_ok(), out),
-                    Request::Metadata(checkpoint) => {
-                        let mut effects = Vec::new();
-                        self.coordinator_mut().on_metadata_written(
-                            now,
-                            checkpoint,
-                            result.is_ok(),
-                            &mut effects,
-                        );
-                        self.apply(now, effects, out);
-                        self.try_deploy(now, out);
-                    }
-                    Request::Discard => {}
+            Message::StorageResult(response) => {
+                // No answer is expected for a request that timed out or belongs to an
+                // earlier life of this JobManager.
+                if let Some((purpose, result)) = self.storage.answer(response) {
+                    self.on_storage_result(now, purpose, result, out);
                 }
             }
             Message::TaskRunning { attempt, .. }
@@ -563,6 +699,9 @@ impl Node for JobManager {
     }
 
     fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+        for (purpose, error) in self.storage.expire(now, out) {
+            self.on_storage_result(now, purpose, Err(error), out);
+        }
         let timeout = self.cluster.heartbeat_timeout_ticks;
         let lost: Vec<TaskManagerId> = self
             .task_managers
@@ -592,7 +731,8 @@ impl Node for JobManager {
             .map(|&seen| seen.after(timeout + 1))
             .min();
         let coordinator = self.coordinator.as_ref().and_then(|c| c.next_deadline());
-        [heartbeat, coordinator, self.restart_at]
+        let storage = self.storage.next_deadline();
+        [heartbeat, coordinator, self.restart_at, storage]
             .into_iter()
             .flatten()
             .min()

@@ -24,6 +24,7 @@ pub mod operator;
 pub mod record;
 pub mod sink;
 pub mod storage;
+pub mod storage_client;
 pub mod storage_node;
 pub mod store;
 pub mod task;

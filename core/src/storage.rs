@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use thiserror::Error;
 
+const HA_RECORD_PREFIX: &str = "record-";
+
 /// A path in checkpoint storage, `/`-separated, relative to the storage root.
 ///
 /// Invariant: not empty, no empty segment, no `.` or `..` segment.
@@ -47,9 +49,22 @@ impl StoragePath {
         StoragePath::checkpoint_dir(job, id).join(&format!("task-{}", task.0))
     }
 
-    /// `ha/{job}`: the JobManager's HA record (completed checkpoints, id counter, attempt).
-    pub fn ha_record(job: &str) -> StoragePath {
+    /// `ha/{job}/`: the JobManager's HA records, one file per version.
+    pub fn ha_dir(job: &str) -> StoragePath {
         StoragePath::new(format!("ha/{job}")).expect("job names are valid path segments")
+    }
+
+    /// `ha/{job}/record-{version}`: one version of the JobManager's HA record (completed
+    /// checkpoints, id counter, attempt). Versions are zero-padded so that path order is
+    /// version order.
+    pub fn ha_record(job: &str, version: u64) -> StoragePath {
+        StoragePath::ha_dir(job).join(&format!("{HA_RECORD_PREFIX}{version:020}"))
+    }
+
+    /// The version of an HA record path, if it is one.
+    pub fn ha_record_version(&self) -> Option<u64> {
+        let name = self.0.rsplit('/').next()?;
+        name.strip_prefix(HA_RECORD_PREFIX)?.parse().ok()
     }
 
     /// This path with one more segment.
@@ -106,6 +121,22 @@ pub enum StorageOp {
         /// What.
         prefix: StoragePath,
     },
+    /// Lists the objects at or below `prefix`, in path order.
+    List {
+        /// Where.
+        prefix: StoragePath,
+    },
+}
+
+impl fmt::Display for StorageOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageOp::Write { path, bytes } => write!(f, "write {path} ({} bytes)", bytes.len()),
+            StorageOp::Read { path } => write!(f, "read {path}"),
+            StorageOp::DeleteAll { prefix } => write!(f, "delete {prefix}"),
+            StorageOp::List { prefix } => write!(f, "list {prefix}"),
+        }
+    }
 }
 
 /// What a successful operation returns.
@@ -117,6 +148,8 @@ pub enum StorageReply {
     Data(Vec<u8>),
     /// How many objects were deleted.
     Deleted(u64),
+    /// The objects found, in path order.
+    Listed(Vec<StoragePath>),
 }
 
 /// A storage operation that failed. These are environment faults the engine must survive.
@@ -142,6 +175,14 @@ pub enum StorageError {
         /// The path.
         path: StoragePath,
     },
+    /// No answer came in time (the storage node may have crashed with the request).
+    #[error("no answer to '{operation}' within {ticks} ms")]
+    TimedOut {
+        /// The operation.
+        operation: String,
+        /// How long the caller waited.
+        ticks: u64,
+    },
     /// A path that breaks the path rules.
     #[error("invalid storage path '{path}'")]
     InvalidPath {
@@ -153,8 +194,10 @@ pub enum StorageError {
 /// The storage contract. Implementations: [`MemStorage`] here, the simulated disk in `sim`.
 pub trait CheckpointStorage {
     /// Executes one operation. Contract: a `Write` that returns `Ok` is durable and visible to
-    /// every later `Read`; a `Write` that fails leaves either the old object or none, never a
-    /// torn one that reads back without error; operations complete in the order they are given.
+    /// every later `Read`; a `Write` that fails leaves either the old object or none;
+    /// operations complete in the order they are given. A crash of the storage in the middle
+    /// of a `Write` may leave a torn object that the caller never saw succeed: readers detect
+    /// it with the envelope's checksum and length (`codec`).
     fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError>;
 }
 
@@ -212,6 +255,13 @@ impl CheckpointStorage for MemStorage {
                 }
                 Ok(StorageReply::Deleted(doomed.len() as u64))
             }
+            StorageOp::List { prefix } => Ok(StorageReply::Listed(
+                self.objects
+                    .keys()
+                    .filter(|path| path.starts_with(&prefix))
+                    .cloned()
+                    .collect(),
+            )),
         }
     }
 }

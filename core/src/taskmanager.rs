@@ -12,9 +12,8 @@ use crate::job::ExecutionPlan;
 use crate::messages::{Address, Message, Node, Outbox};
 use crate::record::StreamEvent;
 use crate::sink::SinkReply;
-use crate::storage::{
-    StateHandle, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse,
-};
+use crate::storage::{StateHandle, StorageError, StorageOp, StoragePath, StorageReply};
+use crate::storage_client::StorageClient;
 use crate::task::{Task, TaskEffect};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -53,8 +52,9 @@ pub struct TaskManager {
     cluster: ClusterConfig,
     attempt: Option<Attempt>,
     tasks: BTreeMap<TaskId, Slot>,
-    requests: BTreeMap<u64, Request>,
-    next_request: u64,
+    storage: StorageClient<Request>,
+    /// The time of the input being handled (storage requests take their deadline from it).
+    now: Tick,
     next_heartbeat: Tick,
     next_source_read: Option<Tick>,
     /// Data of a newer attempt that arrived before its deployment (another TaskManager got its
@@ -68,14 +68,14 @@ impl TaskManager {
         TaskManager {
             id,
             plan,
-            cluster,
             attempt: None,
             tasks: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            next_request: 0,
+            storage: StorageClient::new(cluster.storage_timeout_ticks),
+            now: Tick(0),
             next_heartbeat: Tick(0),
             next_source_read: None,
             early: Vec::new(),
+            cluster,
         }
     }
 
@@ -88,13 +88,7 @@ impl TaskManager {
     }
 
     fn request(&mut self, purpose: Request, op: StorageOp, out: &mut Outbox) {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.requests.insert(request, purpose);
-        out.send(
-            Address::Storage,
-            Message::Storage(StorageRequest { request, op }),
-        );
+        self.storage.send(self.now, purpose, op, out);
     }
 
     fn deploy(
@@ -108,7 +102,7 @@ impl TaskManager {
         self.attempt = Some(attempt);
         self.tasks.clear();
         // Answers to requests of the old attempt are ignored (unknown request ids).
-        self.requests.clear();
+        self.storage.forget_all();
         let mode = self.plan.checkpoint.mode;
         let mine: Vec<TaskId> = self
             .plan
@@ -164,7 +158,7 @@ impl TaskManager {
         task: TaskId,
         checkpoint: CheckpointId,
         handle: StateHandle,
-        result: Result<StorageReply, crate::storage::StorageError>,
+        result: Result<StorageReply, StorageError>,
         out: &mut Outbox,
     ) {
         let attempt = self.attempt.expect("restores belong to a deployed attempt");
@@ -364,6 +358,34 @@ impl TaskManager {
         }
     }
 
+    fn on_storage_result(
+        &mut self,
+        now: Tick,
+        purpose: Request,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        match purpose {
+            Request::Restore {
+                task,
+                checkpoint,
+                handle,
+            } => self.on_restore_read(now, task, checkpoint, handle, result, out),
+            Request::Snapshot {
+                task,
+                checkpoint,
+                handle,
+            } => match result {
+                Ok(_) => self.with_task(task, out, |task, effects| {
+                    task.on_snapshot_durable(checkpoint, handle, effects)
+                }),
+                Err(_) => self.with_task(task, out, |task, effects| {
+                    task.on_snapshot_failed(checkpoint, effects)
+                }),
+            },
+        }
+    }
+
     fn running_ids(&self) -> Vec<TaskId> {
         self.tasks().map(|task| task.id()).collect()
     }
@@ -372,6 +394,8 @@ impl TaskManager {
 impl Node for TaskManager {
     fn on_start(&mut self, now: Tick, out: &mut Outbox) {
         *self = TaskManager::new(self.id, self.plan.clone(), self.cluster.clone());
+        self.now = now;
+        self.storage.start(now);
         self.next_heartbeat = now.after(self.cluster.heartbeat_interval_ticks);
         out.send(
             Address::JobManager,
@@ -382,6 +406,7 @@ impl Node for TaskManager {
     }
 
     fn on_message(&mut self, now: Tick, _from: Address, message: Message, out: &mut Outbox) {
+        self.now = now;
         let current = |attempt: Attempt| Some(attempt) == self.attempt;
         match message {
             Message::DeployTasks {
@@ -450,30 +475,10 @@ impl Node for TaskManager {
                     self.id
                 );
             }
-            Message::StorageResult(StorageResponse { request, result }) => {
-                let Some(purpose) = self.requests.remove(&request) else {
-                    return;
-                };
-                match purpose {
-                    Request::Restore {
-                        task,
-                        checkpoint,
-                        handle,
-                    } => {
-                        self.on_restore_read(now, task, checkpoint, handle, result, out);
-                    }
-                    Request::Snapshot {
-                        task,
-                        checkpoint,
-                        handle,
-                    } => match result {
-                        Ok(_) => self.with_task(task, out, |task, effects| {
-                            task.on_snapshot_durable(checkpoint, handle, effects)
-                        }),
-                        Err(_) => self.with_task(task, out, |task, effects| {
-                            task.on_snapshot_failed(checkpoint, effects)
-                        }),
-                    },
+            Message::StorageResult(response) => {
+                // Answers to requests that timed out or belong to an old attempt are ignored.
+                if let Some((purpose, result)) = self.storage.answer(response) {
+                    self.on_storage_result(now, purpose, result, out);
                 }
             }
             Message::SinkResult(SinkReply::PreCommitted { transaction }) => {
@@ -500,6 +505,10 @@ impl Node for TaskManager {
     }
 
     fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+        self.now = now;
+        for (purpose, error) in self.storage.expire(now, out) {
+            self.on_storage_result(now, purpose, Err(error), out);
+        }
         if now >= self.next_heartbeat {
             out.send(
                 Address::JobManager,
@@ -523,9 +532,13 @@ impl Node for TaskManager {
     }
 
     fn next_deadline(&self) -> Option<Tick> {
-        [Some(self.next_heartbeat), self.next_source_read]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            Some(self.next_heartbeat),
+            self.next_source_read,
+            self.storage.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

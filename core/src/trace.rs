@@ -109,6 +109,18 @@ pub enum EngineEvent {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
+    /// A storage request got no answer in time and counts as failed.
+    StorageTimedOut {
+        /// The operation, e.g. `write job/chk-3/task-1`.
+        operation: String,
+    },
+    /// The JobManager skipped an HA record it could not read (torn by a crash, corrupted).
+    HaRecordRejected {
+        /// The record.
+        path: String,
+        /// Why.
+        error: String,
+    },
     /// A sink committed a transaction.
     Committed {
         /// The sink task.
