@@ -18,7 +18,8 @@ use snapsim_core::record::SourceRecord;
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::check::{self, Property, Violation};
-use snapsim_sim::harness::{self, Fault, FaultEvent, RunConfig, RunEnd, RunResult};
+use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule};
+use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::rng::{SimRng, Stream};
 use snapsim_sim::trace::TraceEvent;
 use std::sync::Arc;
@@ -39,10 +40,8 @@ pub struct Setup {
     pub job: JobGraph,
     /// The cluster.
     pub cluster: ClusterConfig,
-    /// The faults.
-    pub faults: Vec<FaultEvent>,
-    /// The bound on virtual time.
-    pub ticks_max: u64,
+    /// The adversary.
+    pub schedule: FaultSchedule,
 }
 
 /// Every scenario, in listing order.
@@ -163,12 +162,13 @@ pub fn setup(scenario: &Scenario, seed: u64) -> (Arc<ExecutionPlan>, Setup) {
 pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
     let (plan, setup) = setup(scenario, seed);
     let oracle = oracle(&plan, &setup);
+    let deadline = setup.schedule.deadline();
     let result = harness::run(RunConfig {
         seed,
         plan,
         cluster: setup.cluster,
-        faults: setup.faults,
-        ticks_max: setup.ticks_max,
+        schedule: setup.schedule,
+        inputs_max: INPUTS_MAX_DEFAULT,
     });
     let mut violations = Vec::new();
     let verdict = match &result.end {
@@ -182,8 +182,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
         RunEnd::TimedOut => {
             let message = format!(
                 "the job did not finish within {} ms of virtual time",
-                setup.ticks_max
+                deadline.0
             );
+            violations.push(Violation {
+                property: Property::Liveness,
+                message,
+            });
+            Verdict::Liveness
+        }
+        RunEnd::InputLimit(limit) => {
+            let message = format!("the nodes handled more than {limit} inputs (a livelock?)");
             violations.push(Violation {
                 property: Property::Liveness,
                 message,
@@ -223,7 +231,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
 /// The failure-free run of the same job, in the in-process driver.
 fn oracle(plan: &Arc<ExecutionPlan>, setup: &Setup) -> Vec<snapsim_core::sink::CommittedRecord> {
     let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
-    let status = local.run_to_end(Tick(setup.ticks_max));
+    let status = local.run_to_end(setup.schedule.deadline());
     assert_eq!(
         status,
         JobStatus::Finished,
@@ -280,8 +288,19 @@ const SCENARIO_RESTART: RestartStrategyConfig = RestartStrategyConfig::FixedDela
     attempts: 10,
     delay_ticks: 100,
 };
-/// Every built-in scenario must end within this much virtual time.
-const SCENARIO_TICKS_MAX: u64 = 60_000;
+/// Every built-in scenario's faults stop by this time.
+const SCENARIO_HEAL_AT: Tick = Tick(2_000);
+/// And its job must finish within this much virtual time after.
+const SCENARIO_LIVENESS_TICKS: u64 = 58_000;
+
+fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
+    FaultSchedule {
+        events,
+        heal_at: SCENARIO_HEAL_AT,
+        liveness_ticks: SCENARIO_LIVENESS_TICKS,
+        ..FaultSchedule::calm(SCENARIO_LIVENESS_TICKS)
+    }
+}
 
 /// The seed's independent streams, one per subsystem, so that drawing more faults never
 /// changes the workload (STYLE §3.5).
@@ -349,8 +368,7 @@ fn keyed_sum_with_crash(seed: u64) -> Setup {
     Setup {
         job: keyed_sum_job(&mut draws.workload),
         cluster: cluster(&mut draws.timing, 2, 50),
-        faults: tm_crash(&mut draws.faults, 2, (100, 800)),
-        ticks_max: SCENARIO_TICKS_MAX,
+        schedule: schedule(tm_crash(&mut draws.faults, 2, (100, 800))),
     }
 }
 
@@ -359,8 +377,7 @@ fn keyed_sum_calm(seed: u64) -> Setup {
     Setup {
         job: keyed_sum_job(&mut draws.workload),
         cluster: cluster(&mut draws.timing, 2, 50),
-        faults: Vec::new(),
-        ticks_max: SCENARIO_TICKS_MAX,
+        schedule: schedule(Vec::new()),
     }
 }
 
@@ -409,7 +426,6 @@ fn co_window_with_crash(seed: u64) -> Setup {
     Setup {
         job,
         cluster: cluster(&mut timing, 3, 40),
-        faults: tm_crash(&mut faults, 3, (100, 600)),
-        ticks_max: SCENARIO_TICKS_MAX,
+        schedule: schedule(tm_crash(&mut faults, 3, (100, 600))),
     }
 }

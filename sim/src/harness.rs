@@ -1,70 +1,55 @@
-//! One run: the engine's nodes on a madsim runtime, a fault schedule, and the result.
+//! One run: the engine's nodes on a madsim runtime, an adversary, and the result.
 //!
 //! Each run gets its own OS thread and its own `Runtime::with_seed_and_config`, because madsim
 //! seeds std's hash order only for the first runtime on a thread (reference: dst-anchors §0.4).
-//! Nodes are madsim nodes; each runs [`node_main`], a loop that feeds messages and deadlines to
-//! a sans-I/O [`Node`] and sends its outbox over madsim streams (FIFO per pair of nodes, broken
-//! when a node dies). The checkpoint storage and the sink system keep their state outside the
-//! nodes (durable), so killing them loses nothing but in-flight work.
+//! The supervisor (madsim's main task) creates the nodes (see [`crate::nodes`]), applies the
+//! [`FaultSchedule`] in virtual time, heals everything at `heal_at`, and ends the run when the
+//! job terminates, the deadline passes, or the input bound is hit. The sink system keeps its
+//! state in the world (it is the external system, and the oracle's evidence); checkpoint
+//! storage keeps its files on the storage node's [`SimDisk`], with real durability rules.
 
-use crate::trace::{trace_hash, TraceEntry, TraceEvent};
+use crate::disk::SimDisk;
+use crate::faults::{Fault, FaultSchedule};
+use crate::nodes::{self, CrashTrigger};
+use crate::rng::{SimRng, Stream};
+use crate::trace::{trace_hash, StorageEvent, TraceEntry, TraceEvent};
 use futures::channel::mpsc;
 use futures::StreamExt;
-use madsim::net::Endpoint;
+use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
-use madsim::time::{sleep_until, timeout, Instant};
+use madsim::task::NodeId;
+use madsim::time::{timeout, Instant};
 use serde::{Deserialize, Serialize};
 use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::ids::{TaskManagerId, Tick};
+use snapsim_core::ids::Tick;
 use snapsim_core::job::ExecutionPlan;
-use snapsim_core::jobmanager::JobManager;
-use snapsim_core::messages::{Address, Message, Node, Outbox};
+use snapsim_core::messages::Address;
 use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkSystem, TransactionId};
-use snapsim_core::storage::{CheckpointStorage, MemStorage, StorageError, StorageOp, StorageReply};
-use snapsim_core::storage_node::StorageNode;
-use snapsim_core::taskmanager::TaskManager;
-use snapsim_core::trace::{EngineEvent, JobStatus};
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use snapsim_core::trace::JobStatus;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The port every node listens on.
-const PORT: u16 = 7000;
-/// How often the supervisor looks at the job's status.
+/// How often the supervisor looks at the job's status when no fault is due.
 const SUPERVISOR_POLL_TICKS: u64 = 10;
-
-/// A fault the simulation injects at a virtual time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Fault {
-    /// Kill a node (it loses volatile state; its connections break).
-    Crash(Address),
-    /// Start a killed node again.
-    Restart(Address),
-}
-
-/// A fault at a virtual time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultEvent {
-    /// When.
-    pub at: Tick,
-    /// What.
-    pub fault: Fault,
-}
+/// The default bound on inputs per run: far above what any built-in scenario needs.
+pub const INPUTS_MAX_DEFAULT: u64 = 20_000_000;
 
 /// Everything a run needs: a pure function of this and the build gives the result.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// The seed of madsim's runtime (network latencies, task scheduling).
+    /// The seed of madsim's runtime (network latencies, task scheduling) and of the disk's and
+    /// network's own draws.
     pub seed: u64,
     /// The job.
     pub plan: Arc<ExecutionPlan>,
     /// The cluster.
     pub cluster: ClusterConfig,
-    /// The faults, in time order.
-    pub faults: Vec<FaultEvent>,
-    /// A run that has not ended by then ends with a liveness verdict.
-    pub ticks_max: u64,
+    /// The adversary: faults in the safety phase, then the liveness bound.
+    pub schedule: FaultSchedule,
+    /// A run whose nodes handle more inputs than this ends with a liveness verdict (a livelock
+    /// that keeps virtual time nearly still would otherwise never end).
+    pub inputs_max: u64,
 }
 
 /// How a run ended, from the harness's point of view (checkers judge correctness after).
@@ -72,8 +57,10 @@ pub struct RunConfig {
 pub enum RunEnd {
     /// The job reached a terminal status.
     Terminated(JobStatus),
-    /// Virtual time ran out first.
+    /// The job did not finish by the schedule's deadline.
     TimedOut,
+    /// The nodes handled more inputs than the bound allows.
+    InputLimit(u64),
     /// The engine panicked (an assertion failed): a bug.
     Panicked(String),
 }
@@ -87,6 +74,8 @@ pub struct RunResult {
     pub end: RunEnd,
     /// Virtual time at the end.
     pub virtual_ticks: u64,
+    /// Inputs (messages and timer wake-ups) the nodes handled.
+    pub inputs: u64,
     /// The committed output of the sink system.
     pub committed: Vec<CommittedRecord>,
     /// Requests the sink system saw that a correct sink never makes.
@@ -99,48 +88,72 @@ pub struct RunResult {
     pub trace_hash: u64,
 }
 
-/// State that outlives node crashes: the trace, the storage's objects and the sink system.
-#[derive(Debug, Default)]
-struct World {
-    trace: Vec<TraceEntry>,
-    storage: MemStorage,
-    sink: SinkSystem,
-    status: Option<JobStatus>,
+/// A slow link or node: until when, and by how much.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slowness {
+    pub(crate) until: Tick,
+    pub(crate) extra_ticks: (u64, u64),
 }
 
-type SharedWorld = Arc<Mutex<World>>;
+/// State shared by the supervisor and the nodes, outliving node crashes.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) trace: Vec<TraceEntry>,
+    pub(crate) sink: SinkSystem,
+    pub(crate) status: Option<JobStatus>,
+    /// Nodes killed and not restarted: messages to them are lost.
+    pub(crate) down: BTreeSet<Address>,
+    pub(crate) slow_links: BTreeMap<(Address, Address), Slowness>,
+    pub(crate) slow_nodes: BTreeMap<Address, Slowness>,
+    pub(crate) crash_triggers: Vec<CrashTrigger>,
+    /// Crashes the storage node asks for (a trigger fired): node and ticks down.
+    pub(crate) crash_requests: mpsc::UnboundedSender<(Address, u64)>,
+    pub(crate) network_rng: SimRng,
+    pub(crate) inputs: u64,
+    pub(crate) inputs_max: u64,
+}
 
-fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {
+impl World {
+    pub(crate) fn record(&mut self, at: Tick, node: Address, event: TraceEvent) {
+        self.trace.push(TraceEntry { at, node, event });
+    }
+
+    /// The extra delay of the next message on a link, drawn when the link is slow.
+    pub(crate) fn link_delay(&mut self, from: Address, to: Address, now: Tick) -> u64 {
+        match self.slow_links.get(&(from, to)) {
+            Some(slow) if now < slow.until => {
+                let (low, high) = slow.extra_ticks;
+                self.network_rng.between(low, high.max(low))
+            }
+            _ => 0,
+        }
+    }
+
+    /// How long a node takes per input now.
+    pub(crate) fn node_delay(&self, node: Address, now: Tick) -> u64 {
+        match self.slow_nodes.get(&node) {
+            Some(slow) if now < slow.until => slow.extra_ticks.0,
+            _ => 0,
+        }
+    }
+}
+
+pub(crate) type SharedWorld = Arc<Mutex<World>>;
+
+pub(crate) fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {
     world
         .lock()
         .expect("the simulation is single-threaded; the lock is never poisoned")
 }
 
-/// Storage whose objects live in the world, so a storage-node crash keeps them.
-struct WorldStorage(SharedWorld);
-
-impl CheckpointStorage for WorldStorage {
-    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
-        lock(&self.0).storage.execute(op)
-    }
-}
-
-/// The sink system as a node whose state lives in the world.
-struct WorldSink(SharedWorld);
-
-impl Node for WorldSink {
-    fn on_start(&mut self, _now: Tick, _out: &mut Outbox) {}
-    fn on_message(&mut self, now: Tick, from: Address, message: Message, out: &mut Outbox) {
-        lock(&self.0).sink.on_message(now, from, message, out);
-    }
-    fn on_tick(&mut self, _now: Tick, _out: &mut Outbox) {}
-    fn next_deadline(&self) -> Option<Tick> {
-        None
-    }
-}
-
 /// Runs one simulation on a fresh OS thread and returns its result.
+///
+/// Panics if the schedule does not fit the cluster: validate it first
+/// ([`FaultSchedule::validate`]).
 pub fn run(config: RunConfig) -> RunResult {
+    if let Err(error) = config.schedule.validate(&config.cluster) {
+        panic!("invalid fault schedule: {error}");
+    }
     let seed = config.seed;
     let thread = std::thread::Builder::new()
         .name(format!("snapsim-seed-{seed}"))
@@ -159,6 +172,7 @@ pub fn run(config: RunConfig) -> RunResult {
                 seed,
                 end: RunEnd::Panicked(message),
                 virtual_ticks: 0,
+                inputs: 0,
                 committed: Vec::new(),
                 anomalies: Vec::new(),
                 dangling_transactions: Vec::new(),
@@ -171,267 +185,294 @@ pub fn run(config: RunConfig) -> RunResult {
 
 fn run_on_this_thread(config: RunConfig) -> RunResult {
     let mut runtime = Runtime::with_seed_and_config(config.seed, madsim::Config::default());
-    // A generous wall of virtual time beyond ticks_max: the supervisor stops first.
+    runtime.add_simulator::<SimDisk>();
+    // A wall of virtual time beyond the deadline: the supervisor stops first.
     runtime.set_time_limit(Duration::from_millis(
-        config.ticks_max.saturating_mul(2).max(1_000),
+        config.schedule.deadline().0.saturating_mul(2).max(1_000),
     ));
-    let world: SharedWorld = Arc::new(Mutex::new(World::default()));
-    let (end, virtual_ticks) = runtime.block_on(supervise(config.clone(), world.clone()));
-    let world = Arc::try_unwrap(world)
-        .map(|m| m.into_inner().expect("not poisoned"))
-        .unwrap_or_else(|shared| {
-            // Node tasks may still hold the world; copy what the result needs.
-            let guard = lock(&shared);
-            World {
-                trace: guard.trace.clone(),
-                storage: guard.storage.clone(),
-                sink: guard.sink.clone(),
-                status: guard.status,
-            }
-        });
+    let (crash_requests, crash_requested) = mpsc::unbounded();
+    let world: SharedWorld = Arc::new(Mutex::new(World {
+        trace: Vec::new(),
+        sink: SinkSystem::default(),
+        status: None,
+        down: BTreeSet::new(),
+        slow_links: BTreeMap::new(),
+        slow_nodes: BTreeMap::new(),
+        crash_triggers: Vec::new(),
+        crash_requests,
+        network_rng: SimRng::new(config.seed, Stream::Network),
+        inputs: 0,
+        inputs_max: config.inputs_max,
+    }));
+    let (end, virtual_ticks) =
+        runtime.block_on(supervise(config.clone(), world.clone(), crash_requested));
+    let world = lock(&world);
     RunResult {
         seed: config.seed,
         end,
         virtual_ticks,
+        inputs: world.inputs,
         committed: world.sink.committed().to_vec(),
         anomalies: world.sink.anomalies().to_vec(),
         dangling_transactions: world.sink.dangling_transactions(),
         trace_hash: trace_hash(&world.trace),
-        trace: world.trace,
-    }
-}
-
-fn ip(address: Address) -> IpAddr {
-    match address {
-        Address::JobManager => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        Address::Storage => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-        Address::SinkSystem => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
-        Address::TaskManager(TaskManagerId(id)) => {
-            IpAddr::V4(Ipv4Addr::new(10, 0, 1 + (id >> 8) as u8, (id & 0xff) as u8))
-        }
+        trace: world.trace.clone(),
     }
 }
 
 /// madsim's virtual time. Inside a madsim runtime `Instant::now` reads the simulated clock,
 /// never the wall clock; this is the one place the harness reads it.
 #[allow(clippy::disallowed_methods)]
-fn virtual_now() -> Instant {
+pub(crate) fn virtual_now() -> Instant {
     Instant::now()
 }
 
 /// The clock every node shares: ticks are milliseconds since the run began.
-#[derive(Clone, Copy)]
-struct Clock(Instant);
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock(Instant);
 
 impl Clock {
-    fn now(self) -> Tick {
+    pub(crate) fn now(self) -> Tick {
         Tick(u64::try_from(self.0.elapsed().as_millis()).expect("virtual time fits u64"))
     }
 
-    fn instant(self, at: Tick) -> Instant {
+    pub(crate) fn instant(self, at: Tick) -> Instant {
         self.0 + Duration::from_millis(at.0)
     }
 }
 
-async fn supervise(config: RunConfig, world: SharedWorld) -> (RunEnd, u64) {
+/// The supervisor's view of the cluster: node ids and what it must undo at heal time.
+struct Adversary {
+    handle: Handle,
+    disk: Arc<SimDisk>,
+    nodes: BTreeMap<Address, NodeId>,
+    addresses: BTreeMap<NodeId, Address>,
+    clogged_links: BTreeSet<(Address, Address)>,
+    clogged_nodes: BTreeSet<Address>,
+    world: SharedWorld,
+    clock: Clock,
+}
+
+impl Adversary {
+    fn trace(&self, node: Address, event: TraceEvent) {
+        lock(&self.world).record(self.clock.now(), node, event);
+    }
+
+    /// Moves what the disk did (crash outcomes, losses) into the trace.
+    fn trace_disk(&self) {
+        for (node, event) in self.disk.take_events() {
+            let address = self.addresses[&node];
+            self.trace(address, TraceEvent::Storage(StorageEvent::Disk(event)));
+        }
+    }
+
+    fn crash(&self, address: Address) {
+        if !lock(&self.world).down.insert(address) {
+            return;
+        }
+        // kill (not restart) resets the node's network and disk state (dst-anchors §0.3).
+        self.handle.kill(self.nodes[&address]);
+        self.trace(address, TraceEvent::Crash);
+        self.trace_disk();
+    }
+
+    fn restart(&self, address: Address) {
+        if !lock(&self.world).down.remove(&address) {
+            return;
+        }
+        self.handle.restart(self.nodes[&address]);
+        self.trace(address, TraceEvent::Restart);
+    }
+
+    fn clog_link(&mut self, from: Address, to: Address, clogged: bool) {
+        let (src, dst) = (self.nodes[&from], self.nodes[&to]);
+        if clogged {
+            NetSim::current().clog_link(src, dst);
+            self.clogged_links.insert((from, to));
+        } else {
+            NetSim::current().unclog_link(src, dst);
+            self.clogged_links.remove(&(from, to));
+        }
+    }
+
+    fn apply(&mut self, fault: Fault) {
+        let now = self.clock.now();
+        let storage = self.nodes[&Address::Storage];
+        match &fault {
+            Fault::Crash(address) => return self.crash(*address),
+            Fault::Restart(address) => return self.restart(*address),
+            &Fault::ClogLink { from, to } => self.clog_link(from, to, true),
+            &Fault::UnclogLink { from, to } => self.clog_link(from, to, false),
+            &Fault::Partition { a, b } => {
+                self.clog_link(a, b, true);
+                self.clog_link(b, a, true);
+            }
+            &Fault::HealPartition { a, b } => {
+                self.clog_link(a, b, false);
+                self.clog_link(b, a, false);
+            }
+            Fault::ClogNode(address) => {
+                NetSim::current().clog_node(self.nodes[address]);
+                self.clogged_nodes.insert(*address);
+            }
+            Fault::UnclogNode(address) => {
+                NetSim::current().unclog_node(self.nodes[address]);
+                self.clogged_nodes.remove(address);
+            }
+            &Fault::SlowLink {
+                from,
+                to,
+                extra_ticks,
+                for_ticks,
+            } => {
+                let slow = Slowness {
+                    until: now.after(for_ticks),
+                    extra_ticks,
+                };
+                lock(&self.world).slow_links.insert((from, to), slow);
+            }
+            &Fault::SlowNode {
+                node,
+                per_input_ticks,
+                for_ticks,
+            } => {
+                let slow = Slowness {
+                    until: now.after(for_ticks),
+                    extra_ticks: (per_input_ticks, per_input_ticks),
+                };
+                lock(&self.world).slow_nodes.insert(node, slow);
+            }
+            Fault::DiskFaults(faults) => self.disk.set_faults(storage, faults.clone()),
+            Fault::FailNextDiskOp { op, path_prefix } => {
+                self.disk.fail_next(storage, *op, path_prefix.clone())
+            }
+            Fault::CorruptNextRead { path_prefix } => {
+                self.disk.corrupt_next_read(storage, path_prefix.clone())
+            }
+            Fault::LoseFiles { path_prefix } => self.disk.lose(storage, path_prefix),
+            Fault::CrashOnWrite {
+                path_prefix,
+                moment,
+                node,
+                down_ticks,
+            } => lock(&self.world).crash_triggers.push(CrashTrigger {
+                path_prefix: path_prefix.clone(),
+                moment: *moment,
+                node: *node,
+                down_ticks: *down_ticks,
+            }),
+        }
+        let node = fault.addresses()[0];
+        self.trace(node, TraceEvent::Fault(fault));
+        self.trace_disk();
+    }
+
+    /// The end of the safety phase: undo every fault and bring every node back.
+    fn heal(&mut self) {
+        let net = NetSim::current();
+        for (from, to) in std::mem::take(&mut self.clogged_links) {
+            net.unclog_link(self.nodes[&from], self.nodes[&to]);
+        }
+        for address in std::mem::take(&mut self.clogged_nodes) {
+            net.unclog_node(self.nodes[&address]);
+        }
+        {
+            let mut world = lock(&self.world);
+            world.slow_links.clear();
+            world.slow_nodes.clear();
+            world.crash_triggers.clear();
+        }
+        self.disk.heal(self.nodes[&Address::Storage]);
+        self.trace(Address::JobManager, TraceEvent::Healed);
+        let down: Vec<Address> = lock(&self.world).down.iter().copied().collect();
+        for address in down {
+            self.restart(address);
+        }
+    }
+}
+
+async fn supervise(
+    config: RunConfig,
+    world: SharedWorld,
+    mut crash_requested: mpsc::UnboundedReceiver<(Address, u64)>,
+) -> (RunEnd, u64) {
     let handle = Handle::current();
     let clock = Clock(virtual_now());
+    let disk = SimDisk::current();
+    disk.seed(config.seed);
     let mut addresses = vec![Address::Storage, Address::SinkSystem, Address::JobManager];
     addresses.extend(config.cluster.task_manager_ids().map(Address::TaskManager));
-    let mut nodes = BTreeMap::new();
+    let mut adversary = Adversary {
+        handle: handle.clone(),
+        disk: disk.clone(),
+        nodes: BTreeMap::new(),
+        addresses: BTreeMap::new(),
+        clogged_links: BTreeSet::new(),
+        clogged_nodes: BTreeSet::new(),
+        world: world.clone(),
+        clock,
+    };
     for &address in &addresses {
-        let (plan, cluster, world) = (config.plan.clone(), config.cluster.clone(), world.clone());
-        let node = handle
-            .create_node()
-            .name(address.to_string())
-            .ip(ip(address))
-            .init(move || {
-                let role = make_node(address, plan.clone(), cluster.clone(), world.clone());
-                node_main(address, role, clock, world.clone())
-            })
-            .build();
-        nodes.insert(address, node.id());
+        let id = nodes::create(&handle, address, &config, clock, world.clone());
+        adversary.nodes.insert(address, id);
+        adversary.addresses.insert(id, address);
     }
-    let mut faults = config.faults.iter().peekable();
+    let storage = adversary.nodes[&Address::Storage];
+    disk.set_faults(storage, config.schedule.disk.clone());
+    // Faults due, by time then by order of arrival (scheduled first, then triggered restarts).
+    let mut due: BTreeMap<(Tick, u64), Fault> = BTreeMap::new();
+    for (order, event) in config.schedule.events.iter().enumerate() {
+        due.insert((event.at, order as u64), event.fault.clone());
+    }
+    let mut order = due.len() as u64;
+    let heal_at = config.schedule.heal_at;
+    let deadline = config.schedule.deadline();
+    let mut healed = false;
     loop {
         let now = clock.now();
-        let status = lock(&world).status;
+        let (status, inputs) = {
+            let world = lock(&world);
+            (world.status, world.inputs)
+        };
         if matches!(status, Some(JobStatus::Finished | JobStatus::Failed)) {
             return (RunEnd::Terminated(status.expect("matched")), now.0);
         }
-        if now.0 >= config.ticks_max {
+        if now >= deadline {
             return (RunEnd::TimedOut, now.0);
         }
-        let next_poll = now.after(SUPERVISOR_POLL_TICKS);
-        match faults.peek() {
-            Some(event) if event.at <= next_poll => {
-                sleep_until(clock.instant(event.at)).await;
-                let event = faults.next().expect("peeked");
-                let node = nodes[match &event.fault {
-                    Fault::Crash(address) | Fault::Restart(address) => address,
-                }];
-                let (address, traced) = match event.fault {
-                    Fault::Crash(address) => {
-                        // kill (not restart) resets the node's network state (dst-anchors §0.3).
-                        handle.kill(node);
-                        (address, TraceEvent::Crash)
-                    }
-                    Fault::Restart(address) => {
-                        handle.restart(node);
-                        (address, TraceEvent::Restart)
-                    }
-                };
-                lock(&world).trace.push(TraceEntry {
-                    at: clock.now(),
-                    node: address,
-                    event: traced,
-                });
+        if inputs > config.inputs_max {
+            return (RunEnd::InputLimit(config.inputs_max), now.0);
+        }
+        if !healed && now >= heal_at {
+            healed = true;
+            due.clear();
+            adversary.heal();
+        }
+        while let Some(entry) = due.first_entry() {
+            if entry.key().0 > now {
+                break;
             }
-            _ => sleep_until(clock.instant(next_poll)).await,
+            let fault = entry.remove();
+            adversary.apply(fault);
         }
-    }
-}
-
-fn make_node(
-    address: Address,
-    plan: Arc<ExecutionPlan>,
-    cluster: ClusterConfig,
-    world: SharedWorld,
-) -> Box<dyn Node + Send> {
-    match address {
-        Address::JobManager => Box::new(JobManager::new(plan, cluster)),
-        Address::TaskManager(id) => Box::new(TaskManager::new(id, plan, cluster)),
-        Address::Storage => Box::new(StorageNode {
-            storage: WorldStorage(world),
-        }),
-        Address::SinkSystem => Box::new(WorldSink(world)),
-    }
-}
-
-type Envelope = (Address, Message);
-
-/// A node's life: deliver messages and deadlines to its state machine, send its outbox.
-async fn node_main(
-    address: Address,
-    mut node: Box<dyn Node + Send>,
-    clock: Clock,
-    world: SharedWorld,
-) {
-    let endpoint = Endpoint::bind(SocketAddr::new(ip(address), PORT))
-        .await
-        .expect("each node binds its own address once");
-    let endpoint = Arc::new(endpoint);
-    let (inbox, mut incoming) = mpsc::unbounded::<Envelope>();
-    let acceptor = endpoint.clone();
-    madsim::task::spawn(async move {
-        while let Ok((_sender, mut receiver, _peer)) = acceptor.accept1().await {
-            let inbox = inbox.clone();
-            madsim::task::spawn(async move {
-                while let Ok(payload) = receiver.recv().await {
-                    let envelope = *payload
-                        .downcast::<Envelope>()
-                        .expect("nodes send only envelopes");
-                    if inbox.unbounded_send(envelope).is_err() {
-                        break;
-                    }
-                }
-            });
+        let mut wake = now.after(SUPERVISOR_POLL_TICKS).min(deadline);
+        if let Some(((at, _), _)) = due.first_key_value() {
+            wake = wake.min(*at);
         }
-    });
-    let mut links = Links {
-        endpoint,
-        senders: BTreeMap::new(),
-        address,
-    };
-    let mut out = Outbox::default();
-    node.on_start(clock.now(), &mut out);
-    links.carry_out(out, clock, &world).await;
-    let mut last_tick: Option<Tick> = None;
-    loop {
-        // A due deadline goes first, so a stream of messages never starves the node's timers;
-        // but a node is ticked at most once per millisecond, so a deadline it cannot act on yet
-        // (a restart waiting for TaskManagers) does not spin without virtual time advancing.
-        let now = clock.now();
-        let next = match node.next_deadline() {
-            Some(deadline) if deadline <= now && last_tick != Some(now) => None,
-            Some(deadline) => {
-                let due = clock.instant(deadline.max(now.after(1)));
-                let wait = due.saturating_duration_since(virtual_now());
-                timeout(wait, incoming.next()).await.ok()
+        if !healed {
+            wake = wake.min(heal_at);
+        }
+        let wait = clock.instant(wake).saturating_duration_since(virtual_now());
+        if let Ok(Some((address, down_ticks))) = timeout(wait, crash_requested.next()).await {
+            // Triggers are cleared at heal time; a request already on its way is dropped too.
+            if !healed {
+                adversary.crash(address);
+                due.insert(
+                    (clock.now().after(down_ticks), order),
+                    Fault::Restart(address),
+                );
+                order += 1;
             }
-            None => Some(incoming.next().await),
-        };
-        let mut out = Outbox::default();
-        match next {
-            Some(Some((from, message))) => node.on_message(clock.now(), from, message, &mut out),
-            Some(None) => return, // The inbox closed: the node is going away.
-            None => {
-                last_tick = Some(clock.now());
-                node.on_tick(clock.now(), &mut out);
-            }
-        }
-        links.carry_out(out, clock, &world).await;
-    }
-}
-
-/// A node's outgoing connections, one FIFO stream per peer, opened on first use.
-struct Links {
-    endpoint: Arc<Endpoint>,
-    senders: BTreeMap<Address, madsim::net::Sender>,
-    address: Address,
-}
-
-impl Links {
-    async fn carry_out(&mut self, out: Outbox, clock: Clock, world: &SharedWorld) {
-        if !out.events.is_empty() {
-            let now = clock.now();
-            let mut world = lock(world);
-            for event in out.events {
-                if let EngineEvent::JobStatus { status, .. } = &event {
-                    if self.address == Address::JobManager {
-                        world.status = Some(*status);
-                    }
-                }
-                world.trace.push(TraceEntry {
-                    at: now,
-                    node: self.address,
-                    event: TraceEvent::Engine(event),
-                });
-            }
-        }
-        for (target, message) in out.messages {
-            self.send(target, message).await;
-        }
-    }
-
-    /// Sends in order; a message to a dead peer is lost, as on a real network. A link whose
-    /// peer died is replaced by a fresh connection before sending, so the message (often a
-    /// large data batch) is built once and never copied.
-    async fn send(&mut self, target: Address, message: Message) {
-        if self
-            .senders
-            .get(&target)
-            .is_some_and(|sender| sender.is_closed())
-        {
-            self.senders.remove(&target);
-        }
-        if !self.senders.contains_key(&target) {
-            match self
-                .endpoint
-                .connect1(SocketAddr::new(ip(target), PORT))
-                .await
-            {
-                Ok((sender, _receiver)) => {
-                    self.senders.insert(target, sender);
-                }
-                Err(_refused) => return,
-            }
-        }
-        let sender = self.senders.get(&target).expect("inserted above");
-        let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.address, message));
-        if sender.send(payload).await.is_err() {
-            // The peer died after the check: the message is lost with it.
-            self.senders.remove(&target);
         }
     }
 }

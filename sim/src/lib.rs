@@ -8,6 +8,9 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod disk;
+pub mod faults;
 pub mod harness;
+mod nodes;
 pub mod rng;
 pub mod trace;

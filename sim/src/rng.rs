@@ -13,6 +13,10 @@ pub enum Stream {
     Faults = 2,
     /// Cluster timing choices (first trigger delay).
     Cluster = 3,
+    /// The simulated disk (latencies, error and corruption draws, torn lengths).
+    Disk = 4,
+    /// Extra link latencies.
+    Network = 5,
 }
 
 /// A seeded, portable random stream.

@@ -1,5 +1,7 @@
 //! The ordered trace of a run and its hash.
 
+use crate::disk::DiskEvent;
+use crate::faults::Fault;
 use serde::{Deserialize, Serialize};
 use snapsim_core::ids::Tick;
 use snapsim_core::messages::Address;
@@ -14,6 +16,38 @@ pub enum TraceEvent {
     Crash,
     /// The simulation restarted a node.
     Restart,
+    /// The adversary injected a fault other than a crash or restart.
+    Fault(Fault),
+    /// The safety phase ended: network healed, disk faults off, every node up.
+    Healed,
+    /// The storage node's disk did something worth seeing.
+    Storage(StorageEvent),
+}
+
+/// What the storage node's disk did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageEvent {
+    /// A file's bytes were appended (pending, not yet durable).
+    Written {
+        /// The file.
+        path: String,
+        /// How many bytes.
+        bytes: u64,
+    },
+    /// A file became durable.
+    Synced {
+        /// The file.
+        path: String,
+    },
+    /// An operation failed.
+    Failed {
+        /// The operation.
+        operation: String,
+        /// The error.
+        error: String,
+    },
+    /// A crash or a loss changed the disk.
+    Disk(DiskEvent),
 }
 
 /// One trace entry: when, where, what.

@@ -1,0 +1,445 @@
+//! The nodes of a run: the engine's sans-I/O roles on madsim nodes, the checkpoint storage
+//! service on the simulated disk, and the links between them.
+//!
+//! Every node listens on one endpoint and sends through [`Links`]: one sender task per peer, so
+//! each link is FIFO, may be slowed on its own (slow-link faults delay every message on the
+//! link, so barriers queue behind data), and retries connecting while the link is clogged. A
+//! message to a node that is down is lost, as it would be on a real network.
+
+use crate::disk::{DiskError, SimDisk};
+use crate::faults::WriteMoment;
+use crate::harness::{lock, virtual_now, Clock, RunConfig, SharedWorld};
+use crate::trace::{StorageEvent, TraceEvent};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use madsim::net::Endpoint;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use madsim::time::{sleep, sleep_until, timeout};
+use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::ids::{TaskManagerId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::jobmanager::JobManager;
+use snapsim_core::messages::{Address, Message, Node, Outbox};
+use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageResponse};
+use snapsim_core::taskmanager::TaskManager;
+use snapsim_core::trace::EngineEvent;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The port every node listens on.
+const PORT: u16 = 7000;
+/// How long a sender waits before connecting again over a clogged link.
+const CONNECT_RETRY_TICKS: u64 = 5;
+
+/// A crash the storage node causes when it writes a matching path.
+#[derive(Clone, Debug)]
+pub(crate) struct CrashTrigger {
+    pub(crate) path_prefix: String,
+    pub(crate) moment: WriteMoment,
+    pub(crate) node: Address,
+    pub(crate) down_ticks: u64,
+}
+
+fn ip(address: Address) -> IpAddr {
+    match address {
+        Address::JobManager => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        Address::Storage => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        Address::SinkSystem => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
+        Address::TaskManager(TaskManagerId(id)) => {
+            IpAddr::V4(Ipv4Addr::new(10, 0, 1 + (id >> 8) as u8, (id & 0xff) as u8))
+        }
+    }
+}
+
+/// Creates the madsim node for `address`; restarting it runs its main function again.
+pub(crate) fn create(
+    handle: &Handle,
+    address: Address,
+    config: &RunConfig,
+    clock: Clock,
+    world: SharedWorld,
+) -> NodeId {
+    let (plan, cluster) = (config.plan.clone(), config.cluster.clone());
+    handle
+        .create_node()
+        .name(address.to_string())
+        .ip(ip(address))
+        .init(move || {
+            let (plan, cluster, world) = (plan.clone(), cluster.clone(), world.clone());
+            async move {
+                match address {
+                    Address::Storage => storage_main(clock, world).await,
+                    _ => {
+                        let role = role(address, plan, cluster, world.clone());
+                        node_main(address, role, clock, world).await
+                    }
+                }
+            }
+        })
+        .build()
+        .id()
+}
+
+fn role(
+    address: Address,
+    plan: Arc<ExecutionPlan>,
+    cluster: ClusterConfig,
+    world: SharedWorld,
+) -> Box<dyn Node + Send> {
+    match address {
+        Address::JobManager => Box::new(JobManager::new(plan, cluster)),
+        Address::TaskManager(id) => Box::new(TaskManager::new(id, plan, cluster)),
+        Address::SinkSystem => Box::new(WorldSink(world)),
+        Address::Storage => unreachable!("the storage node runs storage_main"),
+    }
+}
+
+/// The sink system as a node whose state lives in the world.
+struct WorldSink(SharedWorld);
+
+impl Node for WorldSink {
+    fn on_start(&mut self, _now: Tick, _out: &mut Outbox) {}
+    fn on_message(&mut self, now: Tick, from: Address, message: Message, out: &mut Outbox) {
+        lock(&self.0).sink.on_message(now, from, message, out);
+    }
+    fn on_tick(&mut self, _now: Tick, _out: &mut Outbox) {}
+    fn next_deadline(&self) -> Option<Tick> {
+        None
+    }
+}
+
+type Envelope = (Address, Message);
+
+/// Binds the node's endpoint and forwards every message it receives to one inbox.
+async fn listen(address: Address) -> (Arc<Endpoint>, mpsc::UnboundedReceiver<Envelope>) {
+    let endpoint = Endpoint::bind(SocketAddr::new(ip(address), PORT))
+        .await
+        .expect("each node binds its own address once");
+    let endpoint = Arc::new(endpoint);
+    let (inbox, incoming) = mpsc::unbounded::<Envelope>();
+    let acceptor = endpoint.clone();
+    madsim::task::spawn(async move {
+        while let Ok((_sender, mut receiver, _peer)) = acceptor.accept1().await {
+            let inbox = inbox.clone();
+            madsim::task::spawn(async move {
+                while let Ok(payload) = receiver.recv().await {
+                    let envelope = *payload
+                        .downcast::<Envelope>()
+                        .expect("nodes send only envelopes");
+                    if inbox.unbounded_send(envelope).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, incoming)
+}
+
+/// Counts one input; false once the run's input bound is passed (the node then stops, and
+/// the supervisor ends the run).
+fn count_input(world: &SharedWorld) -> bool {
+    let mut world = lock(world);
+    world.inputs += 1;
+    world.inputs <= world.inputs_max
+}
+
+/// Waits as long as a slow-node fault says this node takes per input.
+async fn slow_down(address: Address, clock: Clock, world: &SharedWorld) {
+    let delay = lock(world).node_delay(address, clock.now());
+    if delay > 0 {
+        sleep(Duration::from_millis(delay)).await;
+    }
+}
+
+/// A node's life: deliver messages and deadlines to its state machine, send its outbox.
+async fn node_main(
+    address: Address,
+    mut node: Box<dyn Node + Send>,
+    clock: Clock,
+    world: SharedWorld,
+) {
+    let (endpoint, mut incoming) = listen(address).await;
+    let mut links = Links::new(address, endpoint, clock, world.clone());
+    let mut out = Outbox::default();
+    node.on_start(clock.now(), &mut out);
+    links.carry_out(out);
+    let mut last_tick: Option<Tick> = None;
+    loop {
+        // A due deadline goes first, so a stream of messages never starves the node's timers;
+        // but a node is ticked at most once per millisecond, so a deadline it cannot act on yet
+        // (a restart waiting for TaskManagers) does not spin without virtual time advancing.
+        let now = clock.now();
+        let next = match node.next_deadline() {
+            Some(deadline) if deadline <= now && last_tick != Some(now) => None,
+            Some(deadline) => {
+                let due = clock.instant(deadline.max(now.after(1)));
+                let wait = due.saturating_duration_since(virtual_now());
+                timeout(wait, incoming.next()).await.ok()
+            }
+            None => Some(incoming.next().await),
+        };
+        if !count_input(&world) {
+            return futures::future::pending().await;
+        }
+        let mut out = Outbox::default();
+        match next {
+            Some(Some((from, message))) => node.on_message(clock.now(), from, message, &mut out),
+            Some(None) => return, // The inbox closed: the node is going away.
+            None => {
+                last_tick = Some(clock.now());
+                node.on_tick(clock.now(), &mut out);
+            }
+        }
+        slow_down(address, clock, &world).await;
+        links.carry_out(out);
+    }
+}
+
+/// The checkpoint storage node: a distributed file system reduced to one node whose files
+/// live on the [`SimDisk`]. Requests are served one at a time, in arrival order.
+async fn storage_main(clock: Clock, world: SharedWorld) {
+    let address = Address::Storage;
+    let (endpoint, mut incoming) = listen(address).await;
+    let mut links = Links::new(address, endpoint, clock, world.clone());
+    let service = StorageService {
+        disk: SimDisk::current(),
+        clock,
+        world: world.clone(),
+    };
+    while let Some((from, message)) = incoming.next().await {
+        if !count_input(&world) {
+            return futures::future::pending().await;
+        }
+        let Message::Storage(request) = message else {
+            unreachable!("the storage node only serves storage requests, got {message:?}")
+        };
+        let result = service.execute(request.op).await;
+        slow_down(address, clock, &world).await;
+        let response = StorageResponse {
+            request: request.request,
+            result,
+        };
+        links.send(from, Message::StorageResult(response));
+    }
+}
+
+struct StorageService {
+    disk: Arc<SimDisk>,
+    clock: Clock,
+    world: SharedWorld,
+}
+
+impl StorageService {
+    fn trace(&self, event: StorageEvent) {
+        let now = self.clock.now();
+        lock(&self.world).record(now, Address::Storage, TraceEvent::Storage(event));
+    }
+
+    async fn execute(&self, op: StorageOp) -> Result<StorageReply, StorageError> {
+        let operation = op.to_string();
+        let result = match op {
+            StorageOp::Write { path, bytes } => self.write(&path, &bytes).await,
+            StorageOp::Read { path } => match self.disk.read(path.as_str()).await {
+                Ok(bytes) => Ok(StorageReply::Data(bytes)),
+                Err(error) => Err(storage_error(&path, error)),
+            },
+            StorageOp::DeleteAll { prefix } => {
+                let doomed = self.below(&prefix).await;
+                for path in &doomed {
+                    self.disk.delete(path.as_str()).await;
+                }
+                Ok(StorageReply::Deleted(doomed.len() as u64))
+            }
+            StorageOp::List { prefix } => Ok(StorageReply::Listed(self.below(&prefix).await)),
+        };
+        if let Err(error) = &result {
+            self.trace(StorageEvent::Failed {
+                operation,
+                error: error.to_string(),
+            });
+        }
+        result
+    }
+
+    /// The files at or below `prefix`, as storage paths, in order.
+    async fn below(&self, prefix: &StoragePath) -> Vec<StoragePath> {
+        self.disk
+            .list(prefix.as_str())
+            .await
+            .into_iter()
+            .map(|path| StoragePath::new(path).expect("files are written at valid paths"))
+            .filter(|path| path.starts_with(prefix))
+            .collect()
+    }
+
+    /// Create, append, sync: the file is at its final path from the start, so a crash before
+    /// the sync leaves it torn there. A failed write removes the file, so it never reads back.
+    async fn write(&self, path: &StoragePath, bytes: &[u8]) -> Result<StorageReply, StorageError> {
+        let name = path.as_str();
+        self.disk.create(name).await;
+        if let Err(error) = self.disk.append(name, bytes).await {
+            self.disk.delete(name).await;
+            return Err(storage_error(path, error));
+        }
+        self.trace(StorageEvent::Written {
+            path: name.to_string(),
+            bytes: bytes.len() as u64,
+        });
+        self.fire_triggers(name, WriteMoment::BeforeSync).await;
+        if let Err(error) = self.disk.sync(name).await {
+            self.disk.delete(name).await;
+            return Err(storage_error(path, error));
+        }
+        self.trace(StorageEvent::Synced {
+            path: name.to_string(),
+        });
+        self.fire_triggers(name, WriteMoment::AfterSync).await;
+        Ok(StorageReply::Written)
+    }
+
+    /// Asks the supervisor for the crash a matching trigger names (each fires once). When the
+    /// storage node itself is to crash, it waits for the kill here, in the middle of the write.
+    async fn fire_triggers(&self, path: &str, moment: WriteMoment) {
+        let fired = {
+            let mut world = lock(&self.world);
+            let hit = world
+                .crash_triggers
+                .iter()
+                .position(|t| t.moment == moment && path.starts_with(t.path_prefix.as_str()));
+            hit.map(|i| world.crash_triggers.remove(i))
+        };
+        let Some(trigger) = fired else {
+            return;
+        };
+        let request = (trigger.node, trigger.down_ticks);
+        let sent = lock(&self.world).crash_requests.unbounded_send(request);
+        sent.expect("the supervisor outlives every node");
+        if trigger.node == Address::Storage {
+            // The supervisor kills this node at this instant; the sleep never ends unless the
+            // supervisor declined (the run is healing), and then the write goes on.
+            sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+fn storage_error(path: &StoragePath, error: DiskError) -> StorageError {
+    match error {
+        DiskError::NotFound { .. } => StorageError::NotFound { path: path.clone() },
+        DiskError::Io { .. } => StorageError::Io {
+            path: path.clone(),
+            detail: error.to_string(),
+        },
+        DiskError::NoSpace { .. } => StorageError::NoSpace { path: path.clone() },
+    }
+}
+
+/// A node's outgoing links: one FIFO sender task per peer, started on first use.
+struct Links {
+    address: Address,
+    endpoint: Arc<Endpoint>,
+    queues: BTreeMap<Address, mpsc::UnboundedSender<(Tick, Message)>>,
+    /// When the last message queued on each link may leave (slow links keep FIFO order).
+    last_ready: BTreeMap<Address, Tick>,
+    clock: Clock,
+    world: SharedWorld,
+}
+
+impl Links {
+    fn new(address: Address, endpoint: Arc<Endpoint>, clock: Clock, world: SharedWorld) -> Links {
+        Links {
+            address,
+            endpoint,
+            queues: BTreeMap::new(),
+            last_ready: BTreeMap::new(),
+            clock,
+            world,
+        }
+    }
+
+    /// Records the outbox's events and queues its messages.
+    fn carry_out(&mut self, out: Outbox) {
+        if !out.events.is_empty() {
+            let now = self.clock.now();
+            let mut world = lock(&self.world);
+            for event in out.events {
+                if let EngineEvent::JobStatus { status, .. } = &event {
+                    if self.address == Address::JobManager {
+                        world.status = Some(*status);
+                    }
+                }
+                world.record(now, self.address, TraceEvent::Engine(event));
+            }
+        }
+        for (target, message) in out.messages {
+            self.send(target, message);
+        }
+    }
+
+    fn send(&mut self, target: Address, message: Message) {
+        let now = self.clock.now();
+        let delay = lock(&self.world).link_delay(self.address, target, now);
+        let last = self.last_ready.get(&target).copied().unwrap_or(Tick(0));
+        let ready = now.after(delay).max(last);
+        self.last_ready.insert(target, ready);
+        let queue = self.queues.entry(target).or_insert_with(|| {
+            let (queue, messages) = mpsc::unbounded();
+            let link = Link {
+                from: self.address,
+                to: target,
+                endpoint: self.endpoint.clone(),
+                clock: self.clock,
+                world: self.world.clone(),
+            };
+            madsim::task::spawn(link.run(messages));
+            queue
+        });
+        queue
+            .unbounded_send((ready, message))
+            .expect("a link's task lives as long as its node");
+    }
+}
+
+/// One direction between two nodes.
+struct Link {
+    from: Address,
+    to: Address,
+    endpoint: Arc<Endpoint>,
+    clock: Clock,
+    world: SharedWorld,
+}
+
+impl Link {
+    async fn run(self, mut messages: mpsc::UnboundedReceiver<(Tick, Message)>) {
+        let mut connection: Option<madsim::net::Sender> = None;
+        while let Some((ready, message)) = messages.next().await {
+            sleep_until(self.clock.instant(ready)).await;
+            loop {
+                if lock(&self.world).down.contains(&self.to) {
+                    connection = None; // The message is lost with its receiver.
+                    break;
+                }
+                if connection.as_ref().is_some_and(|s| !s.is_closed()) {
+                    break;
+                }
+                let peer = SocketAddr::new(ip(self.to), PORT);
+                match self.endpoint.connect1(peer).await {
+                    Ok((sender, _receiver)) => connection = Some(sender),
+                    // Clogged, or the peer is between restart and bind: try again.
+                    Err(_refused) => sleep(Duration::from_millis(CONNECT_RETRY_TICKS)).await,
+                }
+            }
+            let Some(sender) = connection.as_ref() else {
+                continue;
+            };
+            let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.from, message));
+            if sender.send(payload).await.is_err() {
+                // The peer died after the check: the message is lost with it.
+                connection = None;
+            }
+        }
+    }
+}
