@@ -161,6 +161,17 @@ pub fn setup(scenario: &Scenario, seed: u64) -> (Arc<ExecutionPlan>, Setup) {
 /// Runs `scenario` with `seed` and judges it against the failure-free oracle.
 pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
     let (plan, setup) = setup(scenario, seed);
+    judge(scenario.name, seed, plan, setup)
+}
+
+/// Runs a setup (a scenario's, perhaps changed: another schedule, another job option) and
+/// judges it against the failure-free oracle of its job.
+pub fn judge(
+    name: &str,
+    seed: u64,
+    plan: Arc<ExecutionPlan>,
+    setup: Setup,
+) -> (Outcome, RunResult) {
     let oracle = oracle(&plan, &setup);
     let deadline = setup.schedule.deadline();
     let result = harness::run(RunConfig {
@@ -218,7 +229,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
     };
     let stats = stats(&result);
     let outcome = Outcome {
-        scenario: scenario.name.to_string(),
+        scenario: name.to_string(),
         seed,
         verdict,
         violations,

@@ -127,9 +127,9 @@ struct File {
 struct NodeDisk {
     files: BTreeMap<String, File>,
     faults: DiskFaults,
-    /// One-shot failures: the next `op` on a path under the prefix fails with EIO.
+    /// One-shot failures: the next `op` on a path containing the text fails with EIO.
     fail_next: Vec<(DiskOp, String)>,
-    /// One-shot corruption: the next read of a path under the prefix flips a bit.
+    /// One-shot corruption: the next read of a path containing the text flips a bit.
     corrupt_next_read: Vec<String>,
 }
 
@@ -142,7 +142,7 @@ impl NodeDisk {
         let hit = self
             .fail_next
             .iter()
-            .position(|(o, prefix)| *o == op && path.starts_with(prefix.as_str()));
+            .position(|(o, text)| *o == op && path.contains(text.as_str()));
         hit.map(|i| self.fail_next.remove(i)).is_some()
     }
 }
@@ -411,7 +411,7 @@ impl SimDisk {
             let targeted = disk
                 .corrupt_next_read
                 .iter()
-                .position(|prefix| path.starts_with(prefix.as_str()))
+                .position(|text| path.contains(text.as_str()))
                 .map(|i| disk.corrupt_next_read.remove(i))
                 .is_some();
             let mut bytes = disk

@@ -86,28 +86,29 @@ pub enum Fault {
     },
     /// From now on, the storage node's disk has these background faults.
     DiskFaults(DiskFaults),
-    /// The storage node's next `op` on a path under the prefix fails with EIO.
+    /// The storage node's next `op` on a path that contains the text fails with EIO.
     FailNextDiskOp {
         /// The operation.
         op: DiskOp,
-        /// The path prefix, e.g. `keyed-sum/chk-`.
-        path_prefix: String,
+        /// Text the path contains, e.g. `/task-` for task snapshots.
+        path_contains: String,
     },
-    /// The storage node's next read of a path under the prefix returns a flipped bit.
+    /// The storage node's next read of a path that contains the text returns a flipped bit.
     CorruptNextRead {
-        /// The path prefix.
-        path_prefix: String,
+        /// Text the path contains.
+        path_contains: String,
     },
     /// The storage node loses every file under the prefix.
     LoseFiles {
         /// The path prefix.
         path_prefix: String,
     },
-    /// When the storage node next writes a path under the prefix, `node` crashes at `moment`
-    /// and restarts `down_ticks` later: a crash placed exactly where it hurts.
+    /// When the storage node next writes a path that contains `path_contains` (e.g.
+    /// `_metadata`, `ha/`), `node` crashes at `moment` and restarts `down_ticks` later: a crash
+    /// placed exactly where it hurts.
     CrashOnWrite {
-        /// The path prefix.
-        path_prefix: String,
+        /// Text the path contains.
+        path_contains: String,
         /// Where in the write.
         moment: WriteMoment,
         /// The node that crashes (the storage node itself, or e.g. the JobManager).
@@ -346,7 +347,7 @@ mod tests {
         let original = schedule(vec![(
             10,
             Fault::CrashOnWrite {
-                path_prefix: "ha/".to_string(),
+                path_contains: "ha/".to_string(),
                 moment: WriteMoment::BeforeSync,
                 node: Address::Storage,
                 down_ticks: 100,

@@ -343,20 +343,20 @@ impl Adversary {
                 lock(&self.world).slow_nodes.insert(node, slow);
             }
             Fault::DiskFaults(faults) => self.disk.set_faults(storage, faults.clone()),
-            Fault::FailNextDiskOp { op, path_prefix } => {
-                self.disk.fail_next(storage, *op, path_prefix.clone())
+            Fault::FailNextDiskOp { op, path_contains } => {
+                self.disk.fail_next(storage, *op, path_contains.clone())
             }
-            Fault::CorruptNextRead { path_prefix } => {
-                self.disk.corrupt_next_read(storage, path_prefix.clone())
+            Fault::CorruptNextRead { path_contains } => {
+                self.disk.corrupt_next_read(storage, path_contains.clone())
             }
             Fault::LoseFiles { path_prefix } => self.disk.lose(storage, path_prefix),
             Fault::CrashOnWrite {
-                path_prefix,
+                path_contains,
                 moment,
                 node,
                 down_ticks,
             } => lock(&self.world).crash_triggers.push(CrashTrigger {
-                path_prefix: path_prefix.clone(),
+                path_contains: path_contains.clone(),
                 moment: *moment,
                 node: *node,
                 down_ticks: *down_ticks,

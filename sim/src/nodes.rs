@@ -37,7 +37,7 @@ const CONNECT_RETRY_TICKS: u64 = 5;
 /// A crash the storage node causes when it writes a matching path.
 #[derive(Clone, Debug)]
 pub(crate) struct CrashTrigger {
-    pub(crate) path_prefix: String,
+    pub(crate) path_contains: String,
     pub(crate) moment: WriteMoment,
     pub(crate) node: Address,
     pub(crate) down_ticks: u64,
@@ -309,7 +309,7 @@ impl StorageService {
             let hit = world
                 .crash_triggers
                 .iter()
-                .position(|t| t.moment == moment && path.starts_with(t.path_prefix.as_str()));
+                .position(|t| t.moment == moment && path.contains(t.path_contains.as_str()));
             hit.map(|i| world.crash_triggers.remove(i))
         };
         let Some(trigger) = fired else {

@@ -1,4 +1,5 @@
 //! The integration suite `cargo test` runs: end-to-end runs on madsim.
 #![cfg(madsim)]
 
+mod faults;
 mod scenarios;

@@ -1,0 +1,368 @@
+//! Each fault kind of the simulated world, firing, and the engine surviving it with a correct
+//! result. Every test checks in the trace that the fault did what it is named for, so a fault
+//! that silently stopped firing fails the test instead of passing it vacuously.
+
+use snapsim_core::ids::{CheckpointId, TaskId, TaskManagerId, Tick};
+use snapsim_core::messages::{Address, CheckpointFailureReason};
+use snapsim_core::trace::EngineEvent;
+use snapsim_scenarios::{find, judge, setup, Outcome, Setup, Verdict};
+use snapsim_sim::disk::{CrashMode, DiskEvent, DiskFaults, DiskOp};
+use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
+use snapsim_sim::harness::RunResult;
+use snapsim_sim::trace::{StorageEvent, TraceEntry, TraceEvent};
+use std::sync::Arc;
+
+const TM0: Address = Address::TaskManager(TaskManagerId(0));
+const TM1: Address = Address::TaskManager(TaskManagerId(1));
+
+/// The keyed-sum job of `seed` under `events` (healed at 3 s), with `change` applied to the
+/// setup first (job options, disk faults).
+fn keyed_sum(seed: u64, events: Vec<(u64, Fault)>, change: impl FnOnce(&mut Setup)) -> RunResult {
+    let (_, mut setup) = setup(find("keyed-sum").expect("built-in"), seed);
+    setup.schedule = FaultSchedule {
+        disk: DiskFaults::default(),
+        events: events
+            .into_iter()
+            .map(|(at, fault)| FaultEvent {
+                at: Tick(at),
+                fault,
+            })
+            .collect(),
+        heal_at: Tick(3_000),
+        liveness_ticks: 60_000,
+    };
+    change(&mut setup);
+    let plan = Arc::new(setup.job.clone().build().expect("a valid job"));
+    let (outcome, result) = judge("keyed-sum", seed, plan, setup);
+    assert_passed(&outcome);
+    result
+}
+
+fn engine_events(result: &RunResult) -> impl Iterator<Item = (&TraceEntry, &EngineEvent)> {
+    result.trace.iter().filter_map(|entry| match &entry.event {
+        TraceEvent::Engine(event) => Some((entry, event)),
+        _ => None,
+    })
+}
+
+fn failover_causes(result: &RunResult) -> Vec<String> {
+    engine_events(result)
+        .filter_map(|(_, event)| match event {
+            EngineEvent::Failover { cause } => Some(cause.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn aborted_for(result: &RunResult, reason: CheckpointFailureReason) -> usize {
+    engine_events(result)
+        .filter(|(_, event)| {
+            matches!(event, EngineEvent::CheckpointAborted { reason: r, .. } if *r == reason)
+        })
+        .count()
+}
+
+/// Why: a TaskManager that dies while one of its tasks is aligning (barrier in on one channel,
+/// still waiting on the other) must not leave a half-aligned checkpoint behind. A slow link
+/// TM0→TM1 keeps task 3's (sum, on TM1) alignment open long; the crash lands inside it.
+#[test]
+fn a_task_manager_crash_during_alignment_recovers_exactly_once() {
+    let slow = Fault::SlowLink {
+        from: TM0,
+        to: TM1,
+        extra_ticks: (20, 40),
+        for_ticks: 2_500,
+    };
+    let seed = 3;
+    let calm = keyed_sum(seed, vec![(0, slow.clone())], |_| {});
+    let aligning = TaskId(3);
+    // The first alignment of task 3 that stays open for a while, in the run without the crash.
+    let (opened, checkpoint) = first_open_alignment(&calm, aligning, Tick(100))
+        .expect("task 3 aligns behind the slow link");
+    let crash_at = opened.0 + 2;
+    let crashed = keyed_sum(
+        seed,
+        vec![
+            (0, slow),
+            (crash_at, Fault::Crash(TM1)),
+            (crash_at + 200, Fault::Restart(TM1)),
+        ],
+        |_| {},
+    );
+    let crash = crashed
+        .trace
+        .iter()
+        .position(|e| e.node == TM1 && e.event == TraceEvent::Crash)
+        .expect("TM1 crashed");
+    let before_crash = &crashed.trace[..crash];
+    let received = before_crash.iter().any(|e| {
+        e.event
+            == TraceEvent::Engine(EngineEvent::BarrierReceived {
+                task: aligning,
+                checkpoint,
+            })
+    });
+    let snapshotted = before_crash.iter().any(|e| {
+        e.event
+            == TraceEvent::Engine(EngineEvent::SnapshotTaken {
+                task: aligning,
+                checkpoint,
+            })
+    });
+    assert!(
+        received && !snapshotted,
+        "the crash at {crash_at} ms landed inside task 3's alignment of {checkpoint}"
+    );
+}
+
+/// When `task` got a barrier for a checkpoint after `after` and took its snapshot more than
+/// 2 ms later: (time of the first barrier, checkpoint).
+fn first_open_alignment(
+    result: &RunResult,
+    task: TaskId,
+    after: Tick,
+) -> Option<(Tick, CheckpointId)> {
+    let events: Vec<_> = engine_events(result).collect();
+    events.iter().find_map(|(entry, event)| match event {
+        EngineEvent::BarrierReceived {
+            task: t,
+            checkpoint,
+        } if *t == task && entry.at > after => {
+            let snapshot = events.iter().find(|(_, e)| {
+                *e == &EngineEvent::SnapshotTaken {
+                    task,
+                    checkpoint: *checkpoint,
+                }
+            })?;
+            (snapshot.0.at.0 > entry.at.0 + 2).then_some((entry.at, *checkpoint))
+        }
+        _ => None,
+    })
+}
+
+/// Why: the JobManager can die after `_metadata` is durable but before it stored the
+/// completion and notified the tasks; the checkpoint then never counts, and the restarted
+/// JobManager resumes from the one before. Also the narrower window: the HA record holding the
+/// completion is durable but nobody was notified; the restarted JobManager restores it and the
+/// sinks commit its transactions on restore.
+#[test]
+fn a_job_manager_crash_between_metadata_and_notification_recovers_exactly_once() {
+    for (contains, seed) in [("_metadata", 1), ("ha/", 2)] {
+        let crash = Fault::CrashOnWrite {
+            path_contains: contains.to_string(),
+            moment: WriteMoment::AfterSync,
+            node: Address::JobManager,
+            down_ticks: 150,
+        };
+        // At 400 ms the job runs and checkpoints, so the next such write is a completion's.
+        let result = keyed_sum(seed, vec![(400, crash)], |_| {});
+        let crash = result
+            .trace
+            .iter()
+            .position(|e| e.node == Address::JobManager && e.event == TraceEvent::Crash)
+            .expect("the JobManager crashed");
+        let synced = match &result.trace[crash - 1].event {
+            TraceEvent::Storage(StorageEvent::Synced { path }) => path.clone(),
+            other => panic!("the crash follows a durable write, not {other:?}"),
+        };
+        assert!(synced.contains(contains), "{synced}");
+        let notified_after = result.trace[crash..].iter().any(|e| {
+            e.node == Address::JobManager
+                && matches!(
+                    e.event,
+                    TraceEvent::Engine(EngineEvent::CheckpointCompleted { .. })
+                )
+        });
+        assert!(notified_after, "checkpoints complete after the restart");
+    }
+}
+
+/// Why: a failed sync of a task snapshot fails that checkpoint (asynchronous part failed), and
+/// that failure counts toward the tolerable-failure limit: with 0 tolerated the job fails over,
+/// with 1 tolerated it does not.
+#[test]
+fn a_storage_sync_error_fails_one_checkpoint_which_counts_toward_tolerable_failures() {
+    let sync_fails = || Fault::FailNextDiskOp {
+        op: DiskOp::Sync,
+        path_contains: "/task-".to_string(),
+    };
+    let strict = keyed_sum(5, vec![(300, sync_fails())], |_| {});
+    assert_eq!(
+        aborted_for(&strict, CheckpointFailureReason::AsyncException),
+        1
+    );
+    let causes = failover_causes(&strict);
+    assert!(
+        causes.iter().any(|c| c.contains("tolerable failure")),
+        "{causes:?}"
+    );
+    let lenient = keyed_sum(5, vec![(300, sync_fails())], |setup| {
+        setup.job.checkpoint.tolerable_failed = 1;
+    });
+    assert_eq!(
+        aborted_for(&lenient, CheckpointFailureReason::AsyncException),
+        1
+    );
+    assert!(failover_causes(&lenient).is_empty());
+}
+
+/// Why: the storage node crashing in the middle of an HA record write leaves a torn file (some
+/// of its unsynced bytes survive). The JobManager's write gets no answer, so it starts over
+/// from storage, rejects the torn version and resumes from the one before.
+#[test]
+fn a_crash_with_pending_writes_leaves_a_torn_file_that_restore_rejects_and_skips() {
+    let crash = Fault::CrashOnWrite {
+        path_contains: "ha/".to_string(),
+        moment: WriteMoment::BeforeSync,
+        node: Address::Storage,
+        down_ticks: 100,
+    };
+    let result = keyed_sum(4, vec![(400, crash)], |setup| {
+        setup.schedule.disk.crash = CrashMode::TornPrefix;
+    });
+    let torn = result.trace.iter().find_map(|e| match &e.event {
+        TraceEvent::Storage(StorageEvent::Disk(DiskEvent::CrashResolved {
+            path,
+            pending,
+            kept,
+        })) if path.contains("ha/") => Some((path.clone(), *pending, *kept)),
+        _ => None,
+    });
+    let (path, pending, kept) = torn.expect("the crash resolved the HA record's pending bytes");
+    assert!(kept < pending, "{path}: {kept} of {pending} bytes kept");
+    let rejected = engine_events(&result).any(
+        |(_, event)| matches!(event, EngineEvent::HaRecordRejected { path: p, .. } if *p == path),
+    );
+    assert!(rejected, "the JobManager rejected {path}");
+}
+
+/// Why: a clogged data link holds barriers back (FIFO, nothing lost), so checkpoints expire by
+/// their timeout; once unclogged, the job completes checkpoints again and finishes.
+#[test]
+fn a_clogged_link_makes_checkpoints_expire_by_timeout() {
+    let result = keyed_sum(
+        6,
+        vec![
+            (300, Fault::ClogLink { from: TM0, to: TM1 }),
+            (1_500, Fault::UnclogLink { from: TM0, to: TM1 }),
+        ],
+        |setup| {
+            setup.job.checkpoint.timeout_ticks = 300;
+            setup.job.checkpoint.tolerable_failed = 100;
+        },
+    );
+    assert!(aborted_for(&result, CheckpointFailureReason::Expired) >= 1);
+    assert!(failover_causes(&result).is_empty());
+}
+
+/// Why: a JobManager ↔ TaskManager partition longer than the heartbeat timeout makes the
+/// JobManager declare the TaskManager lost and fail over; after the partition heals the job
+/// recovers exactly once.
+#[test]
+fn a_job_manager_task_manager_partition_fails_over_and_recovers() {
+    let result = keyed_sum(
+        7,
+        vec![
+            (
+                300,
+                Fault::Partition {
+                    a: Address::JobManager,
+                    b: TM1,
+                },
+            ),
+            (
+                1_200,
+                Fault::HealPartition {
+                    a: Address::JobManager,
+                    b: TM1,
+                },
+            ),
+        ],
+        |_| {},
+    );
+    let causes = failover_causes(&result);
+    assert!(
+        causes.iter().any(|c| c.contains("heartbeat of tm-1")),
+        "{causes:?}"
+    );
+}
+
+/// Why: slow operators and slow disks stretch checkpoints but must not change the output.
+#[test]
+fn slow_operators_and_a_slow_disk_change_timing_not_output() {
+    let result = keyed_sum(
+        8,
+        vec![
+            (
+                200,
+                Fault::SlowNode {
+                    node: TM1,
+                    per_input_ticks: 1,
+                    for_ticks: 1_500,
+                },
+            ),
+            (
+                200,
+                Fault::DiskFaults(DiskFaults {
+                    latency_ticks: (5, 30),
+                    ..DiskFaults::default()
+                }),
+            ),
+        ],
+        |_| {},
+    );
+    let faults = result
+        .trace
+        .iter()
+        .filter(|e| matches!(e.event, TraceEvent::Fault(_)))
+        .count();
+    assert_eq!(faults, 2);
+}
+
+/// Why: EIO on reads, ENOSPC and silent bit flips on read are survived: a corrupted snapshot is
+/// caught by its checksum on restore (the task fails, the next attempt reads it clean), and a
+/// full disk fails checkpoints until it has room again.
+#[test]
+fn corruption_read_errors_and_a_full_disk_are_detected_and_survived() {
+    let result = keyed_sum(
+        9,
+        vec![
+            (
+                300,
+                Fault::CorruptNextRead {
+                    path_contains: "/task-".to_string(),
+                },
+            ),
+            (400, Fault::Crash(TM0)),
+            (500, Fault::Restart(TM0)),
+            (
+                1_500,
+                Fault::DiskFaults(DiskFaults {
+                    capacity_bytes: Some(1),
+                    ..DiskFaults::default()
+                }),
+            ),
+        ],
+        |setup| setup.job.checkpoint.tolerable_failed = 100,
+    );
+    let causes = failover_causes(&result);
+    assert!(
+        causes.iter().any(|c| c.contains("checksum")),
+        "the corrupted snapshot was rejected: {causes:?}"
+    );
+    let no_space = result.trace.iter().any(|e| {
+        matches!(&e.event, TraceEvent::Storage(StorageEvent::Failed { error, .. }) if error.contains("no space"))
+    });
+    assert!(no_space, "the full disk refused a write");
+}
+
+/// Fails with the violations and the replay line unless every property held.
+fn assert_passed(outcome: &Outcome) {
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Passed,
+        "seed {}: {:?}",
+        outcome.seed,
+        outcome.violations,
+    );
+}
