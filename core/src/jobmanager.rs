@@ -10,7 +10,7 @@
 //! that lost leadership does.
 
 use crate::cluster::ClusterConfig;
-use crate::codec::{self, Kind};
+use crate::codec::{self, DecodeError, Kind};
 use crate::config::{RestartDecision, RestartStrategy};
 use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
@@ -23,6 +23,11 @@ use crate::trace::{EngineEvent, JobStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+/// How often an HA record version that does not decode is read before it is judged: torn
+/// (skipped) or corrupted (the job fails). Silent corruption on the read path goes away on
+/// reading again; damage in the file does not.
+const HA_READS_BEFORE_JUDGING: u32 = 5;
 
 /// What the JobManager persists so that a restarted JobManager resumes the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +65,10 @@ struct HaVersions {
     to_read: Vec<StoragePath>,
     /// Versions rejected while reading.
     rejected: u32,
+    /// Failed reads of the newest version still to try.
+    failed_reads: u32,
+    /// Of them, reads that found the version truncated.
+    truncated_reads: u32,
     /// The version the next write takes; never reused, even after a failed write.
     next: u64,
     /// The newest version known durable.
@@ -188,6 +197,8 @@ impl JobManager {
             oldest: versions.first().map_or(0, |(v, _)| *v),
             to_read: versions.into_iter().map(|(_, path)| path).collect(),
             rejected: 0,
+            failed_reads: 0,
+            truncated_reads: 0,
             durable: None,
         };
         self.read_next_ha(now, out);
@@ -237,27 +248,52 @@ impl JobManager {
         result: Result<StorageReply, StorageError>,
         out: &mut Outbox,
     ) {
-        let error = match result {
-            Ok(StorageReply::Data(bytes)) => {
-                match codec::decode::<HaRecord>(Kind::HaRecord, &bytes) {
-                    Ok(record) => {
-                        self.ha_versions.durable = path.ha_record_version();
-                        return self.adopt(now, record, out);
-                    }
-                    Err(error) => error.to_string(),
-                }
-            }
+        let bytes = match result {
+            Ok(StorageReply::Data(bytes)) => bytes,
             Ok(reply) => unreachable!("a read answers data, not {reply:?}"),
-            Err(error @ StorageError::NotFound { .. }) => error.to_string(),
+            Err(error @ StorageError::NotFound { .. }) => {
+                return self.reject_ha(now, path, error.to_string(), out)
+            }
             // An I/O failure or no answer: ask again.
             Err(_transient) => return self.read_next_ha(now, out),
         };
+        let error = match codec::decode::<HaRecord>(Kind::HaRecord, &bytes) {
+            Ok(record) => {
+                self.ha_versions.durable = path.ha_record_version();
+                return self.adopt(now, record, out);
+            }
+            Err(error) => error,
+        };
+        // A bit flipped on the way is not the file's fault: read again before judging it.
+        self.ha_versions.failed_reads += 1;
+        if matches!(error, DecodeError::Truncated { .. }) {
+            self.ha_versions.truncated_reads += 1;
+        }
+        if self.ha_versions.failed_reads < HA_READS_BEFORE_JUDGING {
+            return self.read_next_ha(now, out);
+        }
+        // Judged by most reads: one of them may have had a bit flipped on the way.
+        if 2 * self.ha_versions.truncated_reads > self.ha_versions.failed_reads {
+            // Torn: the write never completed, so no JobManager acted on it.
+            return self.reject_ha(now, path, error.to_string(), out);
+        }
+        // Complete but damaged: it may hold a completion that tasks committed, so resuming
+        // from an older version could replay committed output. Fail, do not guess.
+        out.trace(EngineEvent::Failover {
+            cause: format!("HA record {path} is corrupted: {error}"),
+        });
+        self.set_status(JobStatus::Failed, out);
+    }
+
+    fn reject_ha(&mut self, now: Tick, path: StoragePath, error: String, out: &mut Outbox) {
         out.trace(EngineEvent::HaRecordRejected {
             path: path.to_string(),
             error,
         });
         self.ha_versions.to_read.pop();
         self.ha_versions.rejected += 1;
+        self.ha_versions.failed_reads = 0;
+        self.ha_versions.truncated_reads = 0;
         self.read_next_ha(now, out);
     }
 

@@ -138,8 +138,16 @@ impl TaskManager {
                 }
             }
         }
+        // Data of this attempt is delivered; data of a newer attempt waits for its own
+        // deployment (a late deployment of an attempt the JobManager already replaced arrives
+        // after the newer attempt's data); data of older attempts is dropped.
         let early = std::mem::take(&mut self.early);
-        for (_, target, channel, events) in early.into_iter().filter(|(a, ..)| *a == attempt) {
+        let (mine, newer): (Vec<_>, Vec<_>) = early
+            .into_iter()
+            .filter(|(a, ..)| *a >= attempt)
+            .partition(|(a, ..)| *a == attempt);
+        self.early = newer;
+        for (_, target, channel, events) in mine {
             self.deliver(target, channel, events, out);
         }
         self.schedule_sources(now);

@@ -18,10 +18,12 @@ use snapsim_core::record::SourceRecord;
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::check::{self, Property, Violation};
-use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule};
+use snapsim_sim::disk::{CrashMode, DiskFaults, DiskOp};
+use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::rng::{SimRng, Stream};
 use snapsim_sim::trace::TraceEvent;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -56,6 +58,11 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "keyed-sum-calm",
             description: "the keyed-sum job without faults (the engine against its own oracle)",
             setup: keyed_sum_calm,
+        },
+        Scenario {
+            name: "swarm",
+            description: "the keyed-sum job under swarm faults: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes) and draws their rates",
+            setup: keyed_sum_swarm,
         },
         Scenario {
             name: "co-window",
@@ -438,5 +445,184 @@ fn co_window_with_crash(seed: u64) -> Setup {
         job,
         cluster: cluster(&mut timing, 3, 40),
         schedule: schedule(tm_crash(&mut faults, 3, (100, 600))),
+    }
+}
+
+/// The fault kinds swarm testing switches on and off per seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SwarmKind {
+    TaskManagerCrash,
+    JobManagerCrash,
+    StorageCrash,
+    TornWrite,
+    JobManagerCrashOnWrite,
+    Partition,
+    ClogLink,
+    SlowLink,
+    SlowOperator,
+    DiskErrors,
+    DiskFull,
+    Corruption,
+    TargetedDiskFailure,
+}
+
+const SWARM_KINDS: [SwarmKind; 13] = [
+    SwarmKind::TaskManagerCrash,
+    SwarmKind::JobManagerCrash,
+    SwarmKind::StorageCrash,
+    SwarmKind::TornWrite,
+    SwarmKind::JobManagerCrashOnWrite,
+    SwarmKind::Partition,
+    SwarmKind::ClogLink,
+    SwarmKind::SlowLink,
+    SwarmKind::SlowOperator,
+    SwarmKind::DiskErrors,
+    SwarmKind::DiskFull,
+    SwarmKind::Corruption,
+    SwarmKind::TargetedDiskFailure,
+];
+/// The swarm's safety phase.
+const SWARM_HEAL_AT: u64 = 3_000;
+
+/// Swarm testing (Groce et al.; FoundationDB, VOPR): each seed enables a random subset of fault
+/// kinds, so that rare combinations get runs of their own instead of drowning in the average.
+fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
+    let enabled: BTreeSet<SwarmKind> = SWARM_KINDS
+        .into_iter()
+        .filter(|_| rng.below(2) == 1)
+        .collect();
+    let tm = |rng: &mut SimRng| {
+        Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16))
+    };
+    let mut events: Vec<(u64, Fault)> = Vec::new();
+    let mut disk = DiskFaults {
+        crash: CrashMode::Seeded,
+        ..DiskFaults::default()
+    };
+    let at = |rng: &mut SimRng| rng.between(100, SWARM_HEAL_AT - 500);
+    for kind in enabled {
+        match kind {
+            SwarmKind::TaskManagerCrash | SwarmKind::JobManagerCrash | SwarmKind::StorageCrash => {
+                let node = match kind {
+                    SwarmKind::TaskManagerCrash => tm(rng),
+                    SwarmKind::JobManagerCrash => Address::JobManager,
+                    _ => Address::Storage,
+                };
+                let t = at(rng);
+                events.push((t, Fault::Crash(node)));
+                events.push((t + rng.between(20, 400), Fault::Restart(node)));
+            }
+            SwarmKind::TornWrite | SwarmKind::JobManagerCrashOnWrite => {
+                let targets = ["ha/", "_metadata", "/task-"];
+                let path_contains = targets[rng.below(3) as usize].to_string();
+                let (moment, node) = match kind {
+                    SwarmKind::TornWrite => (WriteMoment::BeforeSync, Address::Storage),
+                    _ => (WriteMoment::AfterSync, Address::JobManager),
+                };
+                let fault = Fault::CrashOnWrite {
+                    path_contains,
+                    moment,
+                    node,
+                    down_ticks: rng.between(20, 300),
+                };
+                events.push((at(rng), fault));
+            }
+            SwarmKind::Partition => {
+                let (a, b) = (Address::JobManager, tm(rng));
+                let t = at(rng);
+                events.push((t, Fault::Partition { a, b }));
+                events.push((t + rng.between(50, 900), Fault::HealPartition { a, b }));
+            }
+            SwarmKind::ClogLink => {
+                let (from, to) = (tm(rng), tm(rng));
+                let (from, to) = if from == to {
+                    (from, Address::Storage)
+                } else {
+                    (from, to)
+                };
+                let t = at(rng);
+                events.push((t, Fault::ClogLink { from, to }));
+                events.push((t + rng.between(50, 1_500), Fault::UnclogLink { from, to }));
+            }
+            SwarmKind::SlowLink => {
+                let fault = Fault::SlowLink {
+                    from: tm(rng),
+                    to: tm(rng),
+                    extra_ticks: (rng.between(0, 10), rng.between(10, 60)),
+                    for_ticks: rng.between(100, 2_000),
+                };
+                events.push((at(rng), fault));
+            }
+            SwarmKind::SlowOperator => {
+                let fault = Fault::SlowNode {
+                    node: tm(rng),
+                    per_input_ticks: rng.between(1, 3),
+                    for_ticks: rng.between(100, 1_500),
+                };
+                events.push((at(rng), fault));
+            }
+            SwarmKind::DiskErrors => {
+                disk.read_error_per_mille = rng.between(0, 50) as u16;
+                disk.append_error_per_mille = rng.between(0, 50) as u16;
+                disk.sync_error_per_mille = rng.between(0, 50) as u16;
+                disk.latency_ticks = (0, rng.between(0, 20));
+            }
+            SwarmKind::Corruption => disk.corruption_per_mille = rng.between(1, 100) as u16,
+            SwarmKind::DiskFull => {
+                // Full for a while, then back to the background faults drawn so far (kinds
+                // drawn after this one, corruption, hold only until the disk fills).
+                let t = at(rng);
+                let full = DiskFaults {
+                    capacity_bytes: Some(rng.between(0, 4_000)),
+                    ..disk.clone()
+                };
+                events.push((t, Fault::DiskFaults(full)));
+                let healed = Fault::DiskFaults(disk.clone());
+                events.push((t + rng.between(50, 1_000), healed));
+            }
+            SwarmKind::TargetedDiskFailure => {
+                let ops = [DiskOp::Read, DiskOp::Append, DiskOp::Sync];
+                let targets = ["ha/", "_metadata", "/task-"];
+                let fault = Fault::FailNextDiskOp {
+                    op: ops[rng.below(3) as usize],
+                    path_contains: targets[rng.below(3) as usize].to_string(),
+                };
+                events.push((at(rng), fault));
+            }
+        }
+    }
+    // Stable: events at the same time keep the order they were drawn in. Undoing events that
+    // fall after the safety phase are left to the heal, which undoes everything.
+    events.sort_by_key(|(at, _)| *at);
+    events.retain(|(at, _)| *at < SWARM_HEAL_AT);
+    FaultSchedule {
+        disk,
+        events: events
+            .into_iter()
+            .map(|(at, fault)| FaultEvent {
+                at: Tick(at),
+                fault,
+            })
+            .collect(),
+        heal_at: Tick(SWARM_HEAL_AT),
+        liveness_ticks: SCENARIO_LIVENESS_TICKS,
+    }
+}
+
+fn keyed_sum_swarm(seed: u64) -> Setup {
+    let mut draws = Draws::new(seed);
+    let mut job = keyed_sum_job(&mut draws.workload);
+    // Faults come in bursts: restart for as long as it takes, tolerate a few failures, and
+    // expire checkpoints that a clog holds up.
+    job.restart = RestartStrategyConfig::FixedDelay {
+        attempts: 1_000,
+        delay_ticks: 100,
+    };
+    job.checkpoint.tolerable_failed = draws.faults.between(0, 3) as u32;
+    job.checkpoint.timeout_ticks = 1_000;
+    Setup {
+        job,
+        cluster: cluster(&mut draws.timing, 2, 50),
+        schedule: swarm_schedule(&mut draws.faults, 2),
     }
 }
