@@ -4,7 +4,8 @@
 
 use clap::{Parser, Subcommand};
 use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
-use snapsim_scenarios::{find, run, scenarios, Outcome, Scenario, Verdict};
+use snapsim_scenarios::{find, judge, run, scenarios, setup, Outcome, Scenario, Verdict};
+use snapsim_sim::faults::FaultSchedule;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -39,6 +40,22 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Replay this fault schedule (JSON) instead of the one the seed draws.
+        #[arg(long, value_name = "FILE")]
+        schedule: Option<PathBuf>,
+        /// Write the fault schedule of the run (JSON) here, to edit and replay it.
+        #[arg(long, value_name = "FILE")]
+        save_schedule: Option<PathBuf>,
+    },
+    /// Measures a scenario: per-seed wall time and inputs handled per second (build with
+    /// --release; the machine's noise shows in the spread, so read the median).
+    Bench {
+        /// The scenario.
+        #[arg(long, default_value = "keyed-sum")]
+        scenario: String,
+        /// Seeds as A..B (B excluded), run one after another.
+        #[arg(long, default_value = "0..20")]
+        seeds: String,
     },
     /// Runs scenarios over a range of seeds, prints a verdict and writes a report.
     Sweep {
@@ -70,7 +87,10 @@ fn main() -> ExitCode {
             scenario,
             seed,
             json,
-        } => run_one(&scenario, seed, json),
+            schedule,
+            save_schedule,
+        } => run_one(&scenario, seed, json, schedule, save_schedule),
+        Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
         Command::Sweep {
             scenario,
             seeds,
@@ -103,9 +123,26 @@ fn list(json: bool) -> Result<bool, String> {
     Ok(true)
 }
 
-fn run_one(name: &str, seed: u64, json: bool) -> Result<bool, String> {
+fn run_one(
+    name: &str,
+    seed: u64,
+    json: bool,
+    schedule: Option<PathBuf>,
+    save_schedule: Option<PathBuf>,
+) -> Result<bool, String> {
     let scenario = find(name).map_err(|e| e.to_string())?;
-    let (outcome, _) = run(scenario, seed);
+    let (plan, mut setup) = setup(scenario, seed);
+    if let Some(path) = schedule {
+        let replayed = FaultSchedule::load(&path).map_err(|e| e.to_string())?;
+        replayed
+            .validate(&setup.cluster)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        setup.schedule = replayed;
+    }
+    if let Some(path) = save_schedule {
+        setup.schedule.save(&path).map_err(|e| e.to_string())?;
+    }
+    let (outcome, _) = judge(scenario.name, seed, plan, setup);
     if json {
         println!(
             "{}",
@@ -255,4 +292,49 @@ fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
         restarts_median: median(mine.iter().map(|o| o.stats.restarts).collect()),
         failures,
     }
+}
+
+fn bench(name: &str, seeds: &str) -> Result<bool, String> {
+    let scenario = find(name).map_err(|e| e.to_string())?;
+    let seeds = parse_seeds(seeds)?;
+    println!("bench: scenario {name}, seeds {seeds:?}, one run at a time");
+    println!(
+        "{:>6} {:>9} {:>11} {:>9} {:>13} {:>8}",
+        "seed", "wall ms", "virtual ms", "inputs", "inputs/s", "verdict"
+    );
+    let mut walls = Vec::new();
+    let mut rates = Vec::new();
+    for seed in seeds {
+        let (wall, (outcome, result)) = wall_time(|| run(scenario, seed));
+        let rate = result.inputs as f64 / wall.as_secs_f64();
+        println!(
+            "{seed:>6} {:>9.2} {:>11} {:>9} {:>13.0} {:>8?}",
+            wall.as_secs_f64() * 1e3,
+            result.virtual_ticks,
+            result.inputs,
+            rate,
+            outcome.verdict
+        );
+        walls.push(wall.as_secs_f64() * 1e3);
+        rates.push(rate);
+    }
+    println!(
+        "median: {:.2} ms wall per seed, {:.0} inputs/s (run includes the oracle)",
+        median_of(&mut walls),
+        median_of(&mut rates)
+    );
+    Ok(true)
+}
+
+/// The one place the program reads the wall clock: benchmarks measure, runs never do.
+#[allow(clippy::disallowed_methods)]
+fn wall_time<T>(work: impl FnOnce() -> T) -> (std::time::Duration, T) {
+    let start = std::time::Instant::now();
+    let value = work();
+    (start.elapsed(), value)
+}
+
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
