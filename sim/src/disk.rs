@@ -562,8 +562,12 @@ mod tests {
             disk.corrupt_next_read(node, "a/".to_string());
             let corrupted = disk.read("a/x").await.expect("read");
             let clean = disk.read("a/x").await.expect("read");
+            disk.rename("a/x", "b/y").await.expect("rename");
+            let listed = (disk.list("a/").await, disk.list("b/").await);
+            disk.rename("b/y", "a/x").await.expect("rename back");
             disk.lose(node, "a/");
             let lost = disk.read("a/x").await;
+            assert_eq!(listed, (Vec::<String>::new(), vec!["b/y".to_string()]));
             (full, failed_sync, second_sync, corrupted, clean, lost)
         });
         let (full, failed_sync, second_sync, corrupted, clean, lost) = results;
