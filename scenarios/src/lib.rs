@@ -597,15 +597,7 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
     events.retain(|(at, _)| *at < SWARM_HEAL_AT);
     FaultSchedule {
         disk,
-        events: events
-            .into_iter()
-            .map(|(at, fault)| FaultEvent {
-                at: Tick(at),
-                fault,
-            })
-            .collect(),
-        heal_at: Tick(SWARM_HEAL_AT),
-        liveness_ticks: SCENARIO_LIVENESS_TICKS,
+        ..FaultSchedule::at_times(events, Tick(SWARM_HEAL_AT), SCENARIO_LIVENESS_TICKS)
     }
 }
 

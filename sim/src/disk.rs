@@ -158,6 +158,26 @@ impl DiskState {
     fn chance(&mut self, per_mille: u16) -> bool {
         per_mille > 0 && self.rng.below(1000) < u64::from(per_mille)
     }
+
+    /// EIO for `op` on `path` if the node's rate draws it or a targeted fault names it; else
+    /// the node's disk.
+    fn inject(&mut self, node: NodeId, op: DiskOp, path: &str) -> Result<&mut NodeDisk, DiskError> {
+        let faults = &self.nodes.entry(node).or_default().faults;
+        let rate = match op {
+            DiskOp::Read => faults.read_error_per_mille,
+            DiskOp::Append => faults.append_error_per_mille,
+            DiskOp::Sync => faults.sync_error_per_mille,
+        };
+        let drawn = self.chance(rate);
+        let disk = self.nodes.get_mut(&node).expect("entered above");
+        if drawn || disk.take_targeted(op, path) {
+            return Err(DiskError::Io {
+                op,
+                path: path.to_string(),
+            });
+        }
+        Ok(disk)
+    }
 }
 
 /// The plugin. Get it with [`SimDisk::current`] inside a runtime that registered it.
@@ -329,20 +349,7 @@ impl SimDisk {
     /// Appends `bytes` to `path` as pending bytes.
     pub async fn append(&self, path: &str, bytes: &[u8]) -> Result<(), DiskError> {
         self.operate(|state, node| {
-            let rate = state
-                .nodes
-                .entry(node)
-                .or_default()
-                .faults
-                .append_error_per_mille;
-            let fails = state.chance(rate);
-            let disk = state.nodes.get_mut(&node).expect("entered above");
-            if fails || disk.take_targeted(DiskOp::Append, path) {
-                return Err(DiskError::Io {
-                    op: DiskOp::Append,
-                    path: path.to_string(),
-                });
-            }
+            let disk = state.inject(node, DiskOp::Append, path)?;
             let used = disk.used();
             if let Some(capacity) = disk.faults.capacity_bytes {
                 if used + bytes.len() as u64 > capacity {
@@ -369,20 +376,7 @@ impl SimDisk {
     /// Makes every byte of `path` durable.
     pub async fn sync(&self, path: &str) -> Result<(), DiskError> {
         self.operate(|state, node| {
-            let rate = state
-                .nodes
-                .entry(node)
-                .or_default()
-                .faults
-                .sync_error_per_mille;
-            let fails = state.chance(rate);
-            let disk = state.nodes.get_mut(&node).expect("entered above");
-            if fails || disk.take_targeted(DiskOp::Sync, path) {
-                return Err(DiskError::Io {
-                    op: DiskOp::Sync,
-                    path: path.to_string(),
-                });
-            }
+            let disk = state.inject(node, DiskOp::Sync, path)?;
             let file = disk
                 .files
                 .get_mut(path)

@@ -152,6 +152,26 @@ impl FaultSchedule {
         }
     }
 
+    /// A schedule of `(ms, fault)` events, without background disk faults.
+    pub fn at_times(
+        events: impl IntoIterator<Item = (u64, Fault)>,
+        heal_at: Tick,
+        liveness_ticks: u64,
+    ) -> FaultSchedule {
+        FaultSchedule {
+            disk: DiskFaults::default(),
+            events: events
+                .into_iter()
+                .map(|(at, fault)| FaultEvent {
+                    at: Tick(at),
+                    fault,
+                })
+                .collect(),
+            heal_at,
+            liveness_ticks,
+        }
+    }
+
     /// The end of the run: a job not finished by then fails the liveness check.
     pub fn deadline(&self) -> Tick {
         self.heal_at.after(self.liveness_ticks)
@@ -290,18 +310,7 @@ mod tests {
     use snapsim_core::ids::TaskManagerId;
 
     fn schedule(events: Vec<(u64, Fault)>) -> FaultSchedule {
-        FaultSchedule {
-            disk: DiskFaults::default(),
-            events: events
-                .into_iter()
-                .map(|(at, fault)| FaultEvent {
-                    at: Tick(at),
-                    fault,
-                })
-                .collect(),
-            heal_at: Tick(1_000),
-            liveness_ticks: 5_000,
-        }
+        FaultSchedule::at_times(events, Tick(1_000), 5_000)
     }
 
     #[test]

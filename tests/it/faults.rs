@@ -7,7 +7,7 @@ use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::trace::EngineEvent;
 use snapsim_scenarios::{find, judge, setup, Outcome, Setup, Verdict};
 use snapsim_sim::disk::{CrashMode, DiskEvent, DiskFaults, DiskOp};
-use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
+use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
 use snapsim_sim::harness::RunResult;
 use snapsim_sim::trace::{StorageEvent, TraceEntry, TraceEvent};
 use std::sync::Arc;
@@ -19,18 +19,7 @@ const TM1: Address = Address::TaskManager(TaskManagerId(1));
 /// setup first (job options, disk faults).
 fn keyed_sum(seed: u64, events: Vec<(u64, Fault)>, change: impl FnOnce(&mut Setup)) -> RunResult {
     let (_, mut setup) = setup(find("keyed-sum").expect("built-in"), seed);
-    setup.schedule = FaultSchedule {
-        disk: DiskFaults::default(),
-        events: events
-            .into_iter()
-            .map(|(at, fault)| FaultEvent {
-                at: Tick(at),
-                fault,
-            })
-            .collect(),
-        heal_at: Tick(3_000),
-        liveness_ticks: 60_000,
-    };
+    setup.schedule = FaultSchedule::at_times(events, Tick(3_000), 60_000);
     change(&mut setup);
     let plan = Arc::new(setup.job.clone().build().expect("a valid job"));
     let (outcome, result) = judge("keyed-sum", seed, plan, setup);
