@@ -394,6 +394,10 @@ impl Task {
             return; // Notifications are monotone; older ones are ignored (§I.55).
         }
         self.latest_notified = checkpoint;
+        out.push(TaskEffect::Trace(EngineEvent::CheckpointNotified {
+            task: self.spec.id,
+            checkpoint,
+        }));
         let mut emitted = Emitted::default();
         for transaction in self.operator.notify_complete(checkpoint, &mut emitted) {
             self.commits_in_flight.insert(transaction);

@@ -343,4 +343,65 @@ mod tests {
             "final sums equal the failure-free run"
         );
     }
+
+    /// Crashes the JobManager after checkpoints completed and writes a new HA record version
+    /// made from the newest one by `damage`; returns the cluster run to its end and the path.
+    fn restart_job_manager_over(damage: fn(&mut Vec<u8>)) -> (LocalCluster, String) {
+        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+        let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        assert!(!completed(&cluster).is_empty());
+        cluster.crash(Address::JobManager);
+        let (newest, bytes) = cluster
+            .storage
+            .storage
+            .objects()
+            .iter()
+            .filter(|(path, _)| path.ha_record_version().is_some())
+            .last()
+            .map(|(path, bytes)| (path.clone(), bytes.clone()))
+            .expect("an HA record exists");
+        let version = newest.ha_record_version().expect("filtered") + 1;
+        let path = StoragePath::ha_record("keyed-sum", version);
+        let mut damaged = bytes;
+        damage(&mut damaged);
+        let write = StorageOp::Write {
+            path: path.clone(),
+            bytes: damaged,
+        };
+        cluster.storage.storage.execute(write).expect("written");
+        cluster.restart(Address::JobManager);
+        cluster.run_to_end(Tick(100_000));
+        (cluster, path.to_string())
+    }
+
+    #[test]
+    fn a_torn_ha_record_is_rejected_and_the_version_before_it_used() {
+        let (cluster, torn) = restart_job_manager_over(|bytes| bytes.truncate(bytes.len() / 2));
+        assert_eq!(cluster.job_manager.status(), JobStatus::Finished);
+        let rejected = cluster
+            .events()
+            .any(|e| matches!(e, EngineEvent::HaRecordRejected { path, .. } if *path == torn));
+        assert!(rejected, "{torn} was rejected");
+        let origins = committed_origins(&cluster);
+        assert!(origins.len() == 800 && origins.values().all(|&n| n == 1));
+    }
+
+    #[test]
+    fn a_complete_but_corrupted_ha_record_fails_the_job_instead_of_resuming_older_state() {
+        let (cluster, _) = restart_job_manager_over(|bytes| {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x10;
+        });
+        assert_eq!(cluster.job_manager.status(), JobStatus::Failed);
+        let cause = cluster.events().find_map(|e| match e {
+            EngineEvent::Failover { cause } => Some(cause.clone()),
+            _ => None,
+        });
+        assert!(
+            cause.as_deref().is_some_and(|c| c.contains("is corrupted")),
+            "{cause:?}"
+        );
+    }
 }

@@ -85,6 +85,13 @@ pub enum EngineEvent {
         /// Why.
         reason: CheckpointFailureReason,
     },
+    /// A task learned that a checkpoint completed (the notification; older ones are ignored).
+    CheckpointNotified {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
     /// A completed checkpoint left the store (retention).
     CheckpointSubsumed {
         /// The checkpoint.
