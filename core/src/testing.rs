@@ -358,8 +358,7 @@ mod tests {
             .storage
             .objects()
             .iter()
-            .filter(|(path, _)| path.ha_record_version().is_some())
-            .last()
+            .rfind(|(path, _)| path.ha_record_version().is_some())
             .map(|(path, bytes)| (path.clone(), bytes.clone()))
             .expect("an HA record exists");
         let version = newest.ha_record_version().expect("filtered") + 1;
