@@ -22,6 +22,7 @@ pub mod jobmanager;
 pub mod messages;
 pub mod operator;
 pub mod record;
+pub mod retention;
 pub mod sink;
 pub mod storage;
 pub mod storage_client;
