@@ -92,8 +92,19 @@ pub enum DecodeError {
     },
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// A bound on the memory one decoded object may claim. A corrupted length prefix inside a payload
+/// (whose checksum was forged or collided) must fail decoding, not ask the allocator for
+/// exabytes: the fuzz test of the `_metadata` reader found that abort.
+const DECODED_BYTES_MAX: usize = 4 * PAYLOAD_BYTES_MAX as usize;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODED_BYTES_MAX>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<DECODED_BYTES_MAX>()
 }
 
 /// Encodes `value` in an envelope of `kind`. The same value always gives the same bytes.

@@ -181,7 +181,10 @@ mod tests {
         let none: Vec<StoragePath> = Vec::new();
         assert_eq!(deleted[0], none);
         assert_eq!(deleted[1], none);
-        assert_eq!(deleted[2], none, "sst1 and sst2 are still used by checkpoint 2");
+        assert_eq!(
+            deleted[2], none,
+            "sst1 and sst2 are still used by checkpoint 2"
+        );
         assert_eq!(deleted[3], files(&["sst1", "sst2", "sst3"]));
         let kept: Vec<&StoragePath> = registry.files().collect();
         let expected = files(&["sst123", "sst4", "sst456", "sst5"]);
@@ -198,7 +201,11 @@ mod tests {
             registry.register_restored(CheckpointId(7), files(&["old"]), claim);
             registry.register(CheckpointId(8), files(&["new"]));
             registry.register(CheckpointId(9), files(&["new"]));
-            assert_eq!(registry.unregister_unused(CheckpointId(9)), expected, "{claim:?}");
+            assert_eq!(
+                registry.unregister_unused(CheckpointId(9)),
+                expected,
+                "{claim:?}"
+            );
         }
     }
 

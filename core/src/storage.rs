@@ -16,8 +16,25 @@ const HA_RECORD_PREFIX: &str = "record-";
 /// A path in checkpoint storage, `/`-separated, relative to the storage root.
 ///
 /// Invariant: not empty, no empty segment, no `.` or `..` segment.
+/// Deserializing validates too, so a path read from a file (a `_metadata` that references
+/// `../elsewhere`) is refused like one built in code.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct StoragePath(String);
+
+impl TryFrom<String> for StoragePath {
+    type Error = StorageError;
+
+    fn try_from(path: String) -> Result<StoragePath, StorageError> {
+        StoragePath::new(path)
+    }
+}
+
+impl From<StoragePath> for String {
+    fn from(path: StoragePath) -> String {
+        path.0
+    }
+}
 
 impl StoragePath {
     /// A validated path.

@@ -1,9 +1,11 @@
 //! Completed checkpoints: the store that failover restores from, with retention (reference §I.53).
 
+use crate::codec::{self, DecodeError, Kind};
 use crate::ids::{CheckpointId, TaskId, Tick};
 use crate::storage::{StateHandle, StoragePath};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use thiserror::Error;
 
 /// A checkpoint whose metadata is durable and which is in the completed store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +29,67 @@ pub struct CheckpointMetadata {
     pub checkpoint: CheckpointId,
     /// Every task's state.
     pub task_states: BTreeMap<TaskId, StateHandle>,
+}
+
+/// Why a `_metadata` file was refused: which file, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MetadataError {
+    /// The bytes are not a checkpoint's metadata (truncated, corrupted, unknown version, a
+    /// path that escapes the storage root).
+    #[error("cannot read checkpoint metadata {path}: {error}")]
+    Undecodable {
+        /// The file.
+        path: StoragePath,
+        /// What the envelope said.
+        error: DecodeError,
+    },
+    /// The metadata decodes but does not describe a checkpoint at this place.
+    #[error("checkpoint metadata {path} is inconsistent: {problem}")]
+    Inconsistent {
+        /// The file.
+        path: StoragePath,
+        /// What does not fit.
+        problem: String,
+    },
+}
+
+/// Reads the `_metadata` file at `path`: the envelope (magic, version, length, checksum), then
+/// every state handle, which must lie in checkpoint storage (paths are validated on decoding)
+/// and carry a plausible size.
+pub fn read_metadata(
+    path: &StoragePath,
+    bytes: &[u8],
+) -> Result<CheckpointMetadata, MetadataError> {
+    let metadata: CheckpointMetadata =
+        codec::decode(Kind::CheckpointMetadata, bytes).map_err(|error| {
+            MetadataError::Undecodable {
+                path: path.clone(),
+                error,
+            }
+        })?;
+    if metadata.checkpoint < CheckpointId::INITIAL {
+        return Err(MetadataError::Inconsistent {
+            path: path.clone(),
+            problem: format!(
+                "checkpoint id {} is below the first id",
+                metadata.checkpoint
+            ),
+        });
+    }
+    if let Some((task, handle)) = metadata
+        .task_states
+        .iter()
+        .find(|(_, handle)| handle.size > u64::from(codec::PAYLOAD_BYTES_MAX) + 64)
+    {
+        return Err(MetadataError::Inconsistent {
+            path: path.clone(),
+            problem: format!(
+                "{task}'s state {} claims {} bytes",
+                handle.path, handle.size
+            ),
+        });
+    }
+    Ok(metadata)
 }
 
 /// The newest `retained` completed checkpoints, oldest first.
@@ -102,6 +165,119 @@ impl CompletedCheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn metadata_bytes(tasks: u32) -> Vec<u8> {
+        let task_states = (0..tasks)
+            .map(|t| {
+                let handle = StateHandle {
+                    path: StoragePath::task_snapshot("job", CheckpointId(4), TaskId(t)),
+                    size: 100 + u64::from(t),
+                    checksum: 0xfeed_0000 + t,
+                };
+                (TaskId(t), handle)
+            })
+            .collect();
+        let metadata = CheckpointMetadata {
+            job: "job".to_string(),
+            checkpoint: CheckpointId(4),
+            task_states,
+        };
+        codec::encode(Kind::CheckpointMetadata, &metadata)
+    }
+
+    fn metadata_path() -> StoragePath {
+        StoragePath::metadata("job", CheckpointId(4))
+    }
+
+    /// A change to a valid file: flip bits, cut it short, or add bytes.
+    #[derive(Clone, Debug)]
+    enum Damage {
+        Flip(Vec<(usize, u8)>),
+        Truncate(usize),
+        Append(Vec<u8>),
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            prop::collection::vec((any::<usize>(), 1..=255u8), 1..8).prop_map(Damage::Flip),
+            any::<usize>().prop_map(Damage::Truncate),
+            prop::collection::vec(any::<u8>(), 1..16).prop_map(Damage::Append),
+        ]
+    }
+
+    proptest! {
+        // A fixed seed keeps `cargo test` reproducible.
+        #![proptest_config(ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed),
+            failure_persistence: None,
+            // Enough cases that a huge length prefix (1 payload in 256 starts with one) shows up.
+            cases: 4096,
+            ..ProptestConfig::default()
+        })]
+
+        /// Arbitrary bytes never make the reader panic or allocate without bound.
+        #[test]
+        fn the_metadata_reader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = read_metadata(&metadata_path(), &bytes);
+        }
+
+        /// Arbitrary bytes behind a valid header still never panic the payload decoder.
+        #[test]
+        fn the_payload_decoder_never_panics(payload in prop::collection::vec(any::<u8>(), 0..512)) {
+            let mut bytes = metadata_bytes(0)[..6].to_vec();
+            bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+            bytes.extend_from_slice(&payload);
+            let _ = read_metadata(&metadata_path(), &bytes);
+        }
+
+        /// A valid file with any damage is refused, with an error naming the file.
+        #[test]
+        fn a_damaged_metadata_file_is_never_accepted(tasks in 0..6u32, damage in damage()) {
+            let original = metadata_bytes(tasks);
+            let mut bytes = original.clone();
+            match damage {
+                Damage::Flip(flips) => {
+                    for (at, mask) in flips {
+                        let index = at % bytes.len();
+                        bytes[index] ^= mask;
+                    }
+                }
+                Damage::Truncate(at) => bytes.truncate(at % bytes.len()),
+                Damage::Append(extra) => bytes.extend(extra),
+            }
+            prop_assume!(bytes != original, "flips that cancel out are no damage");
+            let error = read_metadata(&metadata_path(), &bytes).expect_err("damage is detected");
+            prop_assert!(error.to_string().contains("job/chk-4/_metadata"), "{}", error);
+        }
+    }
+
+    #[test]
+    fn a_metadata_file_that_references_a_path_outside_storage_is_refused() {
+        let good = String::from_utf8_lossy(&metadata_bytes(1)).contains("job/chk-4/task-0");
+        assert!(good, "the path is stored as text");
+        // Rewrite the payload with an escaping path of the same length, with a valid checksum.
+        let bytes = metadata_bytes(1);
+        let payload = &bytes[14..];
+        let text = b"job/chk-4/task-0";
+        let at = payload
+            .windows(text.len())
+            .position(|w| w == text)
+            .expect("found");
+        let mut evil = payload.to_vec();
+        evil[at..at + text.len()].copy_from_slice(b"../../etc/passwd");
+        let mut forged = bytes[..10].to_vec();
+        forged.extend_from_slice(&crc32fast::hash(&evil).to_be_bytes());
+        forged.extend_from_slice(&evil);
+        let error = read_metadata(&metadata_path(), &forged).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("invalid storage path '../../etc/passwd'"),
+            "{error}"
+        );
+    }
 
     fn completed(id: u64) -> CompletedCheckpoint {
         CompletedCheckpoint {
