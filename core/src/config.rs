@@ -4,6 +4,8 @@
 //! [`ConfigError`] that names the option and the rule, never a panic.
 
 use crate::ids::Tick;
+use crate::retention::ExternalizedRetention;
+use crate::storage::{StoragePath, HA_DIRECTORY};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -47,6 +49,47 @@ pub struct CheckpointConfig {
     pub tolerable_failed: u32,
     /// How many completed checkpoints the store keeps.
     pub retained: u32,
+    /// `state.checkpoints.dir`: set, checkpoints are files under `{directory}/{job}/`
+    /// (FileSystemCheckpointStorage); unset, snapshots live in the JobManager's memory
+    /// (JobManagerCheckpointStorage), within `memory_storage`'s limits (reference §K–§L).
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// The limits of JobManagerCheckpointStorage.
+    #[serde(default)]
+    pub memory_storage: MemoryStorageLimits,
+    /// What happens to checkpoints when the job ends (reference §M).
+    #[serde(default)]
+    pub retention: ExternalizedRetention,
+}
+
+/// The limits of JobManagerCheckpointStorage (reference §L.68–§L.69).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStorageLimits {
+    /// One task's state for one checkpoint (Flink's `maxStateSize`, 5 MiB).
+    pub max_state_bytes: u64,
+    /// One acknowledgement message (Flink's RPC frame size, 10 MiB).
+    pub frame_bytes: u64,
+    /// All state of all retained and pending checkpoints together (the JobManager's heap).
+    pub budget_bytes: u64,
+}
+
+impl Default for MemoryStorageLimits {
+    fn default() -> Self {
+        MemoryStorageLimits {
+            max_state_bytes: 5 * 1024 * 1024,
+            frame_bytes: 10 * 1024 * 1024,
+            budget_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where a job's checkpoints live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointStorageKind {
+    /// In the JobManager's memory: nothing to restore from by path.
+    JobManager(MemoryStorageLimits),
+    /// Files under this root (`{directory}/{job}`).
+    FileSystem(StoragePath),
 }
 
 impl Default for CheckpointConfig {
@@ -60,6 +103,9 @@ impl Default for CheckpointConfig {
             timeout_ticks: 600_000,
             tolerable_failed: 0,
             retained: 1,
+            directory: None,
+            memory_storage: MemoryStorageLimits::default(),
+            retention: ExternalizedRetention::NoExternalized,
         }
     }
 }
@@ -107,6 +153,20 @@ pub enum ConfigError {
         /// The upper bound.
         max: u32,
     },
+    /// The checkpoint directory is not a valid storage path, or is the HA store's.
+    #[error("checkpoint directory '{value}' {rule}")]
+    Directory {
+        /// The configured value.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A JobManagerCheckpointStorage limit is zero.
+    #[error("JobManager checkpoint storage: {option} must be positive")]
+    MemoryLimit {
+        /// The option.
+        option: &'static str,
+    },
     /// A restart strategy option is out of range.
     #[error("restart strategy {strategy}: {option} {rule}")]
     RestartStrategy {
@@ -152,7 +212,42 @@ impl CheckpointConfig {
             let (value, max) = (self.retained, RETAINED_CHECKPOINTS_MAX);
             return Err(ConfigError::RetainedOutOfRange { value, max });
         }
+        if let Some(directory) = &self.directory {
+            let error = |rule| ConfigError::Directory {
+                value: directory.clone(),
+                rule,
+            };
+            if StoragePath::new(directory.clone()).is_err() {
+                return Err(error(
+                    "is not a storage path (segments separated by '/', none empty, '.' or '..')",
+                ));
+            }
+            if directory.split('/').next() == Some(HA_DIRECTORY) {
+                return Err(error("lies in 'ha/', where the HA records are"));
+            }
+        }
+        let limits = &self.memory_storage;
+        for (option, value) in [
+            ("max state size", limits.max_state_bytes),
+            ("frame size", limits.frame_bytes),
+            ("memory budget", limits.budget_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::MemoryLimit { option });
+            }
+        }
         Ok(())
+    }
+
+    /// Where the job `job`'s checkpoints live: files under `{directory}/{job}` when a directory
+    /// is set (Flink chooses FileSystemCheckpointStorage then), else the JobManager's memory.
+    pub fn storage(&self, job: &str) -> CheckpointStorageKind {
+        match &self.directory {
+            Some(directory) => CheckpointStorageKind::FileSystem(
+                StoragePath::new(format!("{directory}/{job}")).expect("validated at job build"),
+            ),
+            None => CheckpointStorageKind::JobManager(self.memory_storage),
+        }
     }
 
     /// The effective periodic interval: Flink raises it to the min pause when that is larger
@@ -471,6 +566,30 @@ mod tests {
                 ..base.clone()
             },
             Err("number of retained checkpoints must be between 1 and 1024, got 0"),
+        );
+        check(
+            CheckpointConfig {
+                directory: Some("ckpt/../x".to_string()),
+                ..base.clone()
+            },
+            Err("checkpoint directory 'ckpt/../x' is not a storage path (segments separated by '/', none empty, '.' or '..')"),
+        );
+        check(
+            CheckpointConfig {
+                directory: Some("ha/mine".to_string()),
+                ..base.clone()
+            },
+            Err("checkpoint directory 'ha/mine' lies in 'ha/', where the HA records are"),
+        );
+        check(
+            CheckpointConfig {
+                memory_storage: MemoryStorageLimits {
+                    frame_bytes: 0,
+                    ..MemoryStorageLimits::default()
+                },
+                ..base.clone()
+            },
+            Err("JobManager checkpoint storage: frame size must be positive"),
         );
         check(
             CheckpointConfig { min_pause_ticks: MIN_PAUSE_MAX_TICKS + 1, ..base },

@@ -6,7 +6,7 @@
 //! `on_counter_persisted`, `on_metadata_written` and `on_completion_persisted`. Completion
 //! follows reference §I.50: metadata durable, then the store, then notifications.
 
-use crate::config::CheckpointConfig;
+use crate::config::{CheckpointConfig, CheckpointStorageKind};
 use crate::ids::{CheckpointId, TaskId, Tick};
 use crate::messages::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
@@ -29,10 +29,10 @@ pub enum CoordinatorEffect {
         /// The source tasks.
         sources: Vec<TaskId>,
     },
-    /// Write `_metadata`, then call `on_metadata_written`.
+    /// Write `_metadata` (unless it stays in memory: no path), then call `on_metadata_written`.
     WriteMetadata {
-        /// Where.
-        path: StoragePath,
+        /// Where; `None` with JobManagerCheckpointStorage.
+        path: Option<StoragePath>,
         /// What.
         metadata: CheckpointMetadata,
     },
@@ -230,6 +230,20 @@ impl CheckpointCoordinator {
     /// The completed store.
     pub fn store(&self) -> &CompletedCheckpointStore {
         &self.store
+    }
+
+    /// State bytes the JobManager holds in memory: every retained and pending checkpoint's
+    /// (JobManagerCheckpointStorage; 0 with files).
+    pub fn in_memory_bytes(&self) -> u64 {
+        let retained = self
+            .store
+            .checkpoints()
+            .flat_map(|c| c.task_states.values());
+        let pending = self.pending.values().flat_map(|p| p.acks.values());
+        retained
+            .chain(pending)
+            .map(StateHandle::in_memory_bytes)
+            .sum()
     }
 
     /// Checkpoints not yet completed or aborted.
@@ -433,7 +447,7 @@ impl CheckpointCoordinator {
         let completed = CompletedCheckpoint {
             id: checkpoint,
             task_states: pending.acks.clone(),
-            metadata: StoragePath::metadata(&self.job, checkpoint),
+            metadata: self.metadata_path(checkpoint),
             completed_at: now,
         };
         out.push(CoordinatorEffect::PersistCompletion(completed));
@@ -586,9 +600,20 @@ impl CheckpointCoordinator {
             task_states: pending.acks.clone(),
         };
         out.push(CoordinatorEffect::WriteMetadata {
-            path: StoragePath::metadata(&self.job, id),
+            path: self.metadata_path(id),
             metadata,
         });
+    }
+
+    /// Where `_metadata` goes: a file with FileSystemCheckpointStorage, nowhere (the
+    /// JobManager's memory) with JobManagerCheckpointStorage (reference §L.70).
+    fn metadata_path(&self, checkpoint: CheckpointId) -> Option<StoragePath> {
+        match self.config.storage(&self.job) {
+            CheckpointStorageKind::FileSystem(root) => {
+                Some(StoragePath::metadata(root.as_str(), checkpoint))
+            }
+            CheckpointStorageKind::JobManager(_) => None,
+        }
     }
 
     fn abort(

@@ -11,7 +11,7 @@
 
 use crate::cluster::ClusterConfig;
 use crate::codec::{self, DecodeError, Kind};
-use crate::config::{RestartDecision, RestartStrategy};
+use crate::config::{CheckpointStorageKind, RestartDecision, RestartStrategy};
 use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
@@ -488,7 +488,10 @@ impl JobManager {
                         out.send(Address::TaskManager(self.cluster.placement(task)), message);
                     }
                 }
-                CoordinatorEffect::WriteMetadata { path, metadata } => {
+                CoordinatorEffect::WriteMetadata {
+                    path: Some(path),
+                    metadata,
+                } => {
                     let bytes = codec::encode(Kind::CheckpointMetadata, &metadata);
                     self.request(
                         now,
@@ -496,6 +499,20 @@ impl JobManager {
                         StorageOp::Write { path, bytes },
                         out,
                     );
+                }
+                CoordinatorEffect::WriteMetadata {
+                    path: None,
+                    metadata,
+                } => {
+                    // JobManagerCheckpointStorage: the metadata stays in memory, "written" at once.
+                    let mut effects = Vec::new();
+                    self.coordinator_mut().on_metadata_written(
+                        now,
+                        metadata.checkpoint,
+                        true,
+                        &mut effects,
+                    );
+                    self.apply(now, effects, out);
                 }
                 CoordinatorEffect::PersistCompletion(checkpoint) => {
                     self.write_ha(now, HaWrite::Completion(checkpoint), out)
@@ -527,8 +544,12 @@ impl JobManager {
                     }
                 }
                 CoordinatorEffect::Discard(checkpoint) => {
-                    let prefix = StoragePath::checkpoint_dir(&self.plan.job, checkpoint);
-                    self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+                    // State in the JobManager's memory goes with the checkpoint's handles.
+                    let storage = self.plan.checkpoint.storage(&self.plan.job);
+                    if let CheckpointStorageKind::FileSystem(root) = storage {
+                        let prefix = StoragePath::checkpoint_dir(root.as_str(), checkpoint);
+                        self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+                    }
                 }
                 CoordinatorEffect::FailJob { checkpoint, reason } => {
                     let cause = format!("exceeded checkpoint tolerable failure threshold at {checkpoint} ({reason:?})");
@@ -617,8 +638,32 @@ impl JobManager {
                 state,
                 ..
             } => {
-                self.coordinator_mut()
-                    .on_acknowledge(now, task, checkpoint, state, &mut effects);
+                let budget = self.plan.checkpoint.memory_storage.budget_bytes;
+                let held = self.coordinator_mut().in_memory_bytes();
+                let size = state.in_memory_bytes();
+                if size > 0 && held + size > budget {
+                    // All state of all retained checkpoints must fit the JobManager's memory
+                    // (reference §L.69): refuse this one rather than run out.
+                    out.trace(EngineEvent::SnapshotRefused {
+                        task,
+                        checkpoint,
+                        reason: format!(
+                            "{size} more bytes of state would exceed the JobManager's memory \
+                             budget of {budget} bytes ({held} held)"
+                        ),
+                    });
+                    let reason = CheckpointFailureReason::Declined;
+                    self.coordinator_mut()
+                        .on_decline(now, task, checkpoint, reason, &mut effects);
+                } else {
+                    self.coordinator_mut().on_acknowledge(
+                        now,
+                        task,
+                        checkpoint,
+                        state,
+                        &mut effects,
+                    );
+                }
             }
             Message::Decline {
                 task,

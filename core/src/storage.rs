@@ -12,6 +12,8 @@ use std::fmt;
 use thiserror::Error;
 
 const HA_RECORD_PREFIX: &str = "record-";
+/// The top directory of the HA records; checkpoint directories may not lie in it.
+pub const HA_DIRECTORY: &str = "ha";
 
 /// A path in checkpoint storage, `/`-separated, relative to the storage root.
 ///
@@ -51,24 +53,36 @@ impl StoragePath {
         }
     }
 
-    /// `{job}/chk-{id}/`: the exclusive directory of one checkpoint (reference §K.62).
-    pub fn checkpoint_dir(job: &str, id: CheckpointId) -> StoragePath {
-        StoragePath::new(format!("{job}/chk-{}", id.0)).expect("job names are valid path segments")
+    /// `{root}/chk-{id}/`: the exclusive directory of one checkpoint (reference §K.62); `root`
+    /// is the job's checkpoint directory, `{state.checkpoints.dir}/{job}`.
+    pub fn checkpoint_dir(root: &str, id: CheckpointId) -> StoragePath {
+        StoragePath::new(format!("{root}/chk-{}", id.0)).expect("roots are valid paths")
     }
 
-    /// `{job}/chk-{id}/_metadata`.
-    pub fn metadata(job: &str, id: CheckpointId) -> StoragePath {
-        StoragePath::checkpoint_dir(job, id).join("_metadata")
+    /// `{root}/chk-{id}/_metadata`.
+    pub fn metadata(root: &str, id: CheckpointId) -> StoragePath {
+        StoragePath::checkpoint_dir(root, id).join("_metadata")
     }
 
-    /// `{job}/chk-{id}/task-{task}`: one task's exclusive snapshot.
-    pub fn task_snapshot(job: &str, id: CheckpointId, task: TaskId) -> StoragePath {
-        StoragePath::checkpoint_dir(job, id).join(&format!("task-{}", task.0))
+    /// `{root}/chk-{id}/task-{task}`: one task's exclusive snapshot.
+    pub fn task_snapshot(root: &str, id: CheckpointId, task: TaskId) -> StoragePath {
+        StoragePath::checkpoint_dir(root, id).join(&format!("task-{}", task.0))
+    }
+
+    /// `{root}/shared/`: files several checkpoints may use (incremental state).
+    pub fn shared_dir(root: &str) -> StoragePath {
+        StoragePath::new(format!("{root}/shared")).expect("roots are valid paths")
+    }
+
+    /// `{root}/taskowned/`: files the JobManager must never delete.
+    pub fn taskowned_dir(root: &str) -> StoragePath {
+        StoragePath::new(format!("{root}/taskowned")).expect("roots are valid paths")
     }
 
     /// `ha/{job}/`: the JobManager's HA records, one file per version.
     pub fn ha_dir(job: &str) -> StoragePath {
-        StoragePath::new(format!("ha/{job}")).expect("job names are valid path segments")
+        StoragePath::new(format!("{HA_DIRECTORY}/{job}"))
+            .expect("job names are valid path segments")
     }
 
     /// `ha/{job}/record-{version}`: one version of the JobManager's HA record (completed
@@ -111,11 +125,56 @@ impl fmt::Display for StoragePath {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateHandle {
     /// Where the bytes are.
-    pub path: StoragePath,
+    pub location: StateLocation,
     /// How many bytes.
     pub size: u64,
     /// CRC-32 of the bytes, checked again after reading them back (a paired assertion).
     pub checksum: u32,
+}
+
+/// Where a snapshot's bytes are.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateLocation {
+    /// A file in checkpoint storage (FileSystemCheckpointStorage).
+    File(StoragePath),
+    /// The bytes themselves, held by the JobManager (JobManagerCheckpointStorage).
+    InMemory(Vec<u8>),
+}
+
+impl fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateLocation::File(path) => write!(f, "{path}"),
+            StateLocation::InMemory(bytes) => {
+                write!(f, "<in JobManager memory, {} bytes>", bytes.len())
+            }
+        }
+    }
+}
+
+impl StateHandle {
+    /// A handle for `bytes` at `location`.
+    pub fn new(location: StateLocation, bytes: &[u8]) -> StateHandle {
+        StateHandle {
+            location,
+            size: bytes.len() as u64,
+            checksum: crc32fast::hash(bytes),
+        }
+    }
+
+    /// The bytes it holds in memory (JobManagerCheckpointStorage), 0 for a file.
+    pub fn in_memory_bytes(&self) -> u64 {
+        match &self.location {
+            StateLocation::InMemory(bytes) => bytes.len() as u64,
+            StateLocation::File(_) => 0,
+        }
+    }
 }
 
 /// One storage operation.

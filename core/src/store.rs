@@ -14,8 +14,8 @@ pub struct CompletedCheckpoint {
     pub id: CheckpointId,
     /// Every task's state.
     pub task_states: BTreeMap<TaskId, StateHandle>,
-    /// Where its `_metadata` is.
-    pub metadata: StoragePath,
+    /// Where its `_metadata` is; `None` when it stays in the JobManager's memory.
+    pub metadata: Option<StoragePath>,
     /// When it completed.
     pub completed_at: Tick,
 }
@@ -85,7 +85,7 @@ pub fn read_metadata(
             path: path.clone(),
             problem: format!(
                 "{task}'s state {} claims {} bytes",
-                handle.path, handle.size
+                handle.location, handle.size
             ),
         });
     }
@@ -165,13 +165,18 @@ impl CompletedCheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::StateLocation;
     use proptest::prelude::*;
 
     fn metadata_bytes(tasks: u32) -> Vec<u8> {
         let task_states = (0..tasks)
             .map(|t| {
                 let handle = StateHandle {
-                    path: StoragePath::task_snapshot("job", CheckpointId(4), TaskId(t)),
+                    location: StateLocation::File(StoragePath::task_snapshot(
+                        "job",
+                        CheckpointId(4),
+                        TaskId(t),
+                    )),
                     size: 100 + u64::from(t),
                     checksum: 0xfeed_0000 + t,
                 };
@@ -283,7 +288,7 @@ mod tests {
         CompletedCheckpoint {
             id: CheckpointId(id),
             task_states: BTreeMap::new(),
-            metadata: StoragePath::metadata("job", CheckpointId(id)),
+            metadata: Some(StoragePath::metadata("job", CheckpointId(id))),
             completed_at: Tick(id),
         }
     }

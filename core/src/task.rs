@@ -228,7 +228,7 @@ impl Task {
         if checksum != state.checksum || bytes.len() as u64 != state.size {
             return Err(RestoreError::HandleMismatch {
                 task: spec.id,
-                path: state.path.to_string(),
+                path: state.location.to_string(),
                 size: bytes.len() as u64,
                 checksum,
                 expected_size: state.size,
@@ -703,7 +703,7 @@ mod tests {
     use super::*;
     use crate::ids::{Key, Offset, OperatorId, PartitionId};
     use crate::record::{InputRef, Origin};
-    use crate::storage::StoragePath;
+    use crate::storage::{StateLocation, StoragePath};
     use crate::testing::keyed_sum_job;
 
     fn sink_task() -> Task {
@@ -773,7 +773,7 @@ mod tests {
 
         out.clear();
         let handle = StateHandle {
-            path: StoragePath::new("job/chk-1/sink").expect("valid"),
+            location: StateLocation::File(StoragePath::new("job/chk-1/sink").expect("valid")),
             size: 1,
             checksum: 0,
         };

@@ -7,16 +7,46 @@
 
 use crate::cluster::ClusterConfig;
 use crate::codec;
+use crate::config::{CheckpointStorageKind, MemoryStorageLimits};
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, Message, Node, Outbox};
 use crate::record::StreamEvent;
 use crate::sink::SinkReply;
-use crate::storage::{StateHandle, StorageError, StorageOp, StoragePath, StorageReply};
+use crate::storage::{
+    StateHandle, StateLocation, StorageError, StorageOp, StoragePath, StorageReply,
+};
 use crate::storage_client::StorageClient;
 use crate::task::{Task, TaskEffect};
+use crate::trace::EngineEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+/// A snapshot kept in the JobManager's memory, or why it may not be (reference §L.68–§L.69:
+/// Flink's messages, so that the user sees what to change).
+fn in_memory_state(limits: &MemoryStorageLimits, bytes: Vec<u8>) -> Result<StateHandle, String> {
+    let size = bytes.len() as u64;
+    if size > limits.max_state_bytes {
+        return Err(format!(
+            "Size of the state is larger than the maximum permitted memory-backed state. \
+             Size={size}, maxSize={}. Consider using a different checkpoint storage, like the \
+             FileSystemCheckpointStorage.",
+            limits.max_state_bytes
+        ));
+    }
+    if size > limits.frame_bytes {
+        return Err(format!(
+            "the acknowledgement carries {size} bytes of state, more than the message frame \
+             size of {} bytes",
+            limits.frame_bytes
+        ));
+    }
+    Ok(StateHandle {
+        size,
+        checksum: codec::checksum(&bytes),
+        location: StateLocation::InMemory(bytes),
+    })
+}
 
 /// Ticks between two reads of a source.
 const SOURCE_TICK_INTERVAL: u64 = 1;
@@ -57,6 +87,8 @@ pub struct TaskManager {
     now: Tick,
     next_heartbeat: Tick,
     next_source_read: Option<Tick>,
+    /// Snapshots kept in memory this input, to hand back to their tasks (or refuse).
+    stored_in_memory: Vec<(TaskId, CheckpointId, Result<StateHandle, String>)>,
     /// Data of a newer attempt that arrived before its deployment (another TaskManager got its
     /// deployment first and its tasks already send).
     early: Vec<(Attempt, TaskId, ChannelIndex, Vec<StreamEvent>)>,
@@ -75,6 +107,7 @@ impl TaskManager {
             next_heartbeat: Tick(0),
             next_source_read: None,
             early: Vec::new(),
+            stored_in_memory: Vec::new(),
             cluster,
         }
     }
@@ -115,18 +148,21 @@ impl TaskManager {
             match (restore.get(&task), restored) {
                 (Some(handle), Some(checkpoint)) => {
                     self.tasks.insert(task, Slot::Restoring(Vec::new()));
-                    let op = StorageOp::Read {
-                        path: handle.path.clone(),
-                    };
-                    self.request(
-                        Request::Restore {
-                            task,
-                            checkpoint,
-                            handle: handle.clone(),
-                        },
-                        op,
-                        out,
-                    );
+                    match &handle.location {
+                        StateLocation::File(path) => {
+                            let op = StorageOp::Read { path: path.clone() };
+                            let purpose = Request::Restore {
+                                task,
+                                checkpoint,
+                                handle: handle.clone(),
+                            };
+                            self.request(purpose, op, out);
+                        }
+                        StateLocation::InMemory(bytes) => {
+                            let read = Ok(StorageReply::Data(bytes.clone()));
+                            self.on_restore_read(now, task, checkpoint, handle.clone(), read, out);
+                        }
+                    }
                 }
                 _ => {
                     let spec = self.plan.task(task);
@@ -177,7 +213,7 @@ impl TaskManager {
             Ok(StorageReply::Data(bytes)) => bytes,
             Ok(other) => unreachable!("a read answers data, not {other:?}"),
             Err(error) => {
-                let reason = format!("cannot read snapshot {}: {error}", handle.path);
+                let reason = format!("cannot read snapshot {}: {error}", handle.location);
                 out.send(
                     Address::JobManager,
                     Message::TaskFailed {
@@ -286,21 +322,23 @@ impl TaskManager {
                     }
                 }
                 TaskEffect::Store { checkpoint, bytes } => {
-                    let path = StoragePath::task_snapshot(&self.plan.job, checkpoint, task);
-                    let handle = StateHandle {
-                        path: path.clone(),
-                        size: bytes.len() as u64,
-                        checksum: codec::checksum(&bytes),
-                    };
-                    self.request(
-                        Request::Snapshot {
-                            task,
-                            checkpoint,
-                            handle,
-                        },
-                        StorageOp::Write { path, bytes },
-                        out,
-                    );
+                    match self.plan.checkpoint.storage(&self.plan.job) {
+                        CheckpointStorageKind::FileSystem(root) => {
+                            let path = StoragePath::task_snapshot(root.as_str(), checkpoint, task);
+                            let handle =
+                                StateHandle::new(StateLocation::File(path.clone()), &bytes);
+                            let purpose = Request::Snapshot {
+                                task,
+                                checkpoint,
+                                handle,
+                            };
+                            self.request(purpose, StorageOp::Write { path, bytes }, out);
+                        }
+                        CheckpointStorageKind::JobManager(limits) => {
+                            let stored = in_memory_state(&limits, bytes);
+                            self.stored_in_memory.push((task, checkpoint, stored));
+                        }
+                    }
                 }
                 TaskEffect::Acknowledge { checkpoint, state } => {
                     out.send(
@@ -394,6 +432,30 @@ impl TaskManager {
         }
     }
 
+    /// Hands the snapshots kept in memory (JobManagerCheckpointStorage) to their tasks, as a
+    /// storage answer would; called once per input, after everything else.
+    fn settle_in_memory(&mut self, out: &mut Outbox) {
+        while !self.stored_in_memory.is_empty() {
+            for (task, checkpoint, stored) in std::mem::take(&mut self.stored_in_memory) {
+                match stored {
+                    Ok(handle) => self.with_task(task, out, |task, effects| {
+                        task.on_snapshot_durable(checkpoint, handle, effects)
+                    }),
+                    Err(reason) => {
+                        out.trace(EngineEvent::SnapshotRefused {
+                            task,
+                            checkpoint,
+                            reason,
+                        });
+                        self.with_task(task, out, |task, effects| {
+                            task.on_snapshot_failed(checkpoint, effects)
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     fn running_ids(&self) -> Vec<TaskId> {
         self.tasks().map(|task| task.id()).collect()
     }
@@ -414,6 +476,29 @@ impl Node for TaskManager {
     }
 
     fn on_message(&mut self, now: Tick, _from: Address, message: Message, out: &mut Outbox) {
+        self.handle_message(now, message, out);
+        self.settle_in_memory(out);
+    }
+
+    fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+        self.handle_tick(now, out);
+        self.settle_in_memory(out);
+    }
+
+    fn next_deadline(&self) -> Option<Tick> {
+        [
+            Some(self.next_heartbeat),
+            self.next_source_read,
+            self.storage.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl TaskManager {
+    fn handle_message(&mut self, now: Tick, message: Message, out: &mut Outbox) {
         self.now = now;
         let current = |attempt: Attempt| Some(attempt) == self.attempt;
         match message {
@@ -512,7 +597,7 @@ impl Node for TaskManager {
         }
     }
 
-    fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+    fn handle_tick(&mut self, now: Tick, out: &mut Outbox) {
         self.now = now;
         for (purpose, error) in self.storage.expire(now, out) {
             self.on_storage_result(now, purpose, Err(error), out);
@@ -537,16 +622,5 @@ impl Node for TaskManager {
             }
             self.schedule_sources(now);
         }
-    }
-
-    fn next_deadline(&self) -> Option<Tick> {
-        [
-            Some(self.next_heartbeat),
-            self.next_source_read,
-            self.storage.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 }

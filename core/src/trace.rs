@@ -57,6 +57,16 @@ pub enum EngineEvent {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
+    /// A task's snapshot could not be kept (a JobManagerCheckpointStorage limit); the task
+    /// declines the checkpoint.
+    SnapshotRefused {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why, in Flink's words where Flink has them.
+        reason: String,
+    },
     /// A task's snapshot is durable and acknowledged.
     Acknowledged {
         /// The task.

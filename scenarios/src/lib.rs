@@ -51,12 +51,12 @@ pub fn scenarios() -> &'static [Scenario] {
     &[
         Scenario {
             name: "keyed-sum",
-            description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink; one TaskManager crash and restart",
+            description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, checkpoints on files; one TaskManager crash and restart",
             setup: keyed_sum_with_crash,
         },
         Scenario {
             name: "keyed-sum-calm",
-            description: "the keyed-sum job without faults (the engine against its own oracle)",
+            description: "the keyed-sum job without faults, state in the JobManager's memory (the engine against its own oracle)",
             setup: keyed_sum_calm,
         },
         Scenario {
@@ -381,10 +381,18 @@ fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<Fau
     ]
 }
 
+/// Where the scenarios' FileSystemCheckpointStorage puts checkpoints (`state.checkpoints.dir`).
+pub const CHECKPOINT_DIRECTORY: &str = "checkpoints";
+
+fn on_files(mut job: JobGraph) -> JobGraph {
+    job.checkpoint.directory = Some(CHECKPOINT_DIRECTORY.to_string());
+    job
+}
+
 fn keyed_sum_with_crash(seed: u64) -> Setup {
     let mut draws = Draws::new(seed);
     Setup {
-        job: keyed_sum_job(&mut draws.workload),
+        job: on_files(keyed_sum_job(&mut draws.workload)),
         cluster: cluster(&mut draws.timing, 2, 50),
         schedule: schedule(tm_crash(&mut draws.faults, 2, (100, 800))),
     }
@@ -440,6 +448,7 @@ fn co_window_with_crash(seed: u64) -> Setup {
     job.connect(left, window, Partitioning::KeyBy);
     job.connect(window, windows, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(40);
+    job.checkpoint.directory = Some(CHECKPOINT_DIRECTORY.to_string());
     job.restart = SCENARIO_RESTART;
     Setup {
         job,
@@ -603,7 +612,7 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
 
 fn keyed_sum_swarm(seed: u64) -> Setup {
     let mut draws = Draws::new(seed);
-    let mut job = keyed_sum_job(&mut draws.workload);
+    let mut job = on_files(keyed_sum_job(&mut draws.workload));
     // Faults come in bursts: restart for as long as it takes, tolerate a few failures, and
     // expire checkpoints that a clog holds up.
     job.restart = RestartStrategyConfig::FixedDelay {

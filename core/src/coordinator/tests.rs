@@ -13,9 +13,12 @@
 
 use super::*;
 use crate::messages::CheckpointFailureReason as R;
+use crate::storage::StateLocation;
 use std::collections::VecDeque;
 
 const JOB: &str = "job";
+/// The job's checkpoint directory: `{state.checkpoints.dir}/{job}`.
+const ROOT: &str = "ckpt/job";
 /// Tasks `0..TASKS`; task 0 is the only source.
 const TASKS: u32 = 3;
 /// The reasons the scripts name.
@@ -34,7 +37,10 @@ const REASONS: [R; 9] = [
 /// Periodic every `interval` (None: off), timeout 500, one pending at a time, and failures
 /// tolerated generously so that only the tests about them see `fail-job`.
 fn config(interval: Option<u64>) -> CheckpointConfig {
-    let mut config = CheckpointConfig::default();
+    let mut config = CheckpointConfig {
+        directory: Some("ckpt".to_string()),
+        ..CheckpointConfig::default()
+    };
     (
         config.interval_ticks,
         config.timeout_ticks,
@@ -44,9 +50,9 @@ fn config(interval: Option<u64>) -> CheckpointConfig {
 }
 
 fn state(checkpoint: u64, task: u32) -> StateHandle {
-    let path = StoragePath::task_snapshot(JOB, CheckpointId(checkpoint), TaskId(task));
+    let path = StoragePath::task_snapshot(ROOT, CheckpointId(checkpoint), TaskId(task));
     StateHandle {
-        path,
+        location: StateLocation::File(path),
         size: 1,
         checksum: task,
     }
@@ -154,7 +160,7 @@ impl Driver {
                 }, ..] => (format!("fail-job {} {reason:?}", a.0), 1),
                 [E::PersistCounter, ..] => ("counter".to_string(), 1),
                 [E::WriteMetadata { path, metadata: m }, ..] => {
-                    assert_eq!(path, &StoragePath::metadata(JOB, m.checkpoint));
+                    assert_eq!(path, &Some(StoragePath::metadata(ROOT, m.checkpoint)));
                     assert_eq!(
                         (m.job.as_str(), &m.task_states),
                         (JOB, &states(m.checkpoint))
@@ -162,7 +168,7 @@ impl Driver {
                     (format!("metadata {}", m.checkpoint.0), 1)
                 }
                 [E::PersistCompletion(c), ..] => {
-                    assert_eq!(c.metadata, StoragePath::metadata(JOB, c.id));
+                    assert_eq!(c.metadata, Some(StoragePath::metadata(ROOT, c.id)));
                     assert_eq!((c.completed_at, &c.task_states), (self.now, &states(c.id)));
                     (format!("store {}", c.id.0), 1)
                 }
@@ -264,7 +270,7 @@ fn check_from(config: CheckpointConfig, restored: &[u64], next_id: u64, script: 
     let completed = restored.iter().map(|&id| CompletedCheckpoint {
         id: CheckpointId(id),
         task_states: states(CheckpointId(id)),
-        metadata: StoragePath::metadata(JOB, CheckpointId(id)),
+        metadata: Some(StoragePath::metadata(ROOT, CheckpointId(id))),
         completed_at: Tick(0),
     });
     let store = CompletedCheckpointStore::from_checkpoints(config.retained, completed.collect());
