@@ -403,4 +403,127 @@ mod tests {
             "{cause:?}"
         );
     }
+
+    /// Runs the keyed-sum job on JobManagerCheckpointStorage with `limits` and `tolerable`
+    /// counted failures until `until`; returns the cluster.
+    fn in_memory_run(
+        limits: crate::config::MemoryStorageLimits,
+        tolerable: u32,
+        until: Tick,
+    ) -> LocalCluster {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.memory_storage = limits;
+        job.checkpoint.tolerable_failed = tolerable;
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(until);
+        cluster
+    }
+
+    fn refusals(cluster: &LocalCluster) -> Vec<String> {
+        cluster
+            .events()
+            .filter_map(|e| match e {
+                EngineEvent::SnapshotRefused { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failovers(cluster: &LocalCluster) -> usize {
+        cluster
+            .events()
+            .filter(|e| matches!(e, EngineEvent::Failover { .. }))
+            .count()
+    }
+
+    #[test]
+    fn in_memory_state_within_the_limits_completes_and_restores_without_storage() {
+        let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
+        assert!(matches!(
+            plan.checkpoint.storage(&plan.job),
+            crate::config::CheckpointStorageKind::JobManager(_)
+        ));
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        let tm = Address::TaskManager(TaskManagerId(0));
+        cluster.crash(tm);
+        cluster.run_until(Tick(120));
+        cluster.restart(tm);
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        let files: Vec<String> = cluster
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .map(|p| p.to_string())
+            .filter(|p| !p.starts_with("ha/"))
+            .collect();
+        assert!(files.is_empty(), "no checkpoint files: {files:?}");
+        let origins = committed_origins(&cluster);
+        assert!(origins.len() == 800 && origins.values().all(|&n| n == 1));
+    }
+
+    /// Reference §L.68: a state over the maximum is refused with Flink's message, the checkpoint
+    /// fails as an asynchronous failure (counted), and the job fails over only when the
+    /// tolerable-failure limit says so.
+    #[test]
+    fn a_state_over_the_maximum_size_declines_the_checkpoint_and_counts() {
+        let tiny = crate::config::MemoryStorageLimits {
+            max_state_bytes: 10,
+            ..Default::default()
+        };
+        let strict = in_memory_run(tiny, 0, Tick(200));
+        let reasons = refusals(&strict);
+        assert!(
+            reasons.iter().any(|r| r.starts_with(
+                "Size of the state is larger than the maximum permitted memory-backed state. Size="
+            ) && r.contains("maxSize=10")),
+            "{reasons:?}"
+        );
+        let aborted_async = strict.events().any(|e| {
+            matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::messages::CheckpointFailureReason::AsyncException)
+        });
+        assert!(aborted_async);
+        assert!(failovers(&strict) >= 1, "tolerable 0: the job fails over");
+        let lenient = in_memory_run(tiny, 1_000, Tick(200));
+        assert!(!refusals(&lenient).is_empty());
+        assert_eq!(failovers(&lenient), 0, "the job keeps running");
+    }
+
+    #[test]
+    fn an_acknowledgement_over_the_frame_size_declines_the_checkpoint() {
+        let small_frame = crate::config::MemoryStorageLimits {
+            frame_bytes: 10,
+            ..Default::default()
+        };
+        let cluster = in_memory_run(small_frame, 1_000, Tick(200));
+        let reasons = refusals(&cluster);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("more than the message frame size of 10 bytes")),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn state_beyond_the_job_managers_memory_budget_declines_the_checkpoint() {
+        let small_budget = crate::config::MemoryStorageLimits {
+            budget_bytes: 100,
+            ..Default::default()
+        };
+        let cluster = in_memory_run(small_budget, 1_000, Tick(300));
+        let reasons = refusals(&cluster);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("memory budget of 100 bytes")),
+            "{reasons:?}"
+        );
+        let declined = cluster.events().any(|e| {
+            matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::messages::CheckpointFailureReason::Declined)
+        });
+        assert!(declined, "counted as a declined checkpoint");
+    }
 }
