@@ -16,6 +16,7 @@ use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
+use crate::retention::{Leaving, SnapshotKind};
 use crate::storage::{StorageError, StorageOp, StoragePath, StorageReply};
 use crate::storage_client::StorageClient;
 use crate::store::{CompletedCheckpoint, CompletedCheckpointStore};
@@ -591,7 +592,10 @@ impl JobManager {
                 self.restart_at = Some(at);
                 self.set_status(JobStatus::Restarting, out);
             }
-            RestartDecision::GiveUp => self.set_status(JobStatus::Failed, out),
+            RestartDecision::GiveUp => {
+                self.set_status(JobStatus::Failed, out);
+                self.discard_on_termination(now, Leaving::Failed, out);
+            }
         }
     }
 
@@ -627,6 +631,7 @@ impl JobManager {
                     self.coordinator_mut()
                         .stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
                     self.set_status(JobStatus::Finished, out);
+                    self.discard_on_termination(now, Leaving::Finished, out);
                 }
             }
             Message::TaskFailed { task, reason, .. } => {
@@ -712,6 +717,28 @@ impl JobManager {
                 self.try_deploy(now, out);
             }
             Request::Discard => {}
+        }
+    }
+
+    /// The job ended for good: delete the retained checkpoints the retention policy does not
+    /// keep (reference §M.72–§M.75). The job's directory stays; so do the HA records, which
+    /// say which checkpoints exist.
+    fn discard_on_termination(&mut self, now: Tick, reason: Leaving, out: &mut Outbox) {
+        let CheckpointStorageKind::FileSystem(root) = self.plan.checkpoint.storage(&self.plan.job)
+        else {
+            return; // State in memory goes with the JobManager.
+        };
+        let kind = SnapshotKind::Checkpoint(self.plan.checkpoint.retention);
+        if !kind.discarded_when(reason) {
+            return;
+        }
+        let Some(coordinator) = self.coordinator.as_ref() else {
+            return;
+        };
+        let retained: Vec<CheckpointId> = coordinator.store().checkpoints().map(|c| c.id).collect();
+        for checkpoint in retained {
+            let prefix = StoragePath::checkpoint_dir(root.as_str(), checkpoint);
+            self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
         }
     }
 

@@ -526,4 +526,61 @@ mod tests {
         });
         assert!(declined, "counted as a declined checkpoint");
     }
+
+    fn tree(cluster: &LocalCluster) -> String {
+        cluster
+            .storage
+            .storage
+            .objects()
+            .iter()
+            .map(|(path, bytes)| format!("{path}  ({} bytes)\n", bytes.len()))
+            .collect()
+    }
+
+    /// Reference §K.62: FileSystemCheckpointStorage lays a job's checkpoints out under
+    /// `{dir}/{job}/chk-N/` with `_metadata`; with the default retention (NO_EXTERNALIZED) the
+    /// checkpoints are deleted when the job finishes, the HA records stay.
+    #[test]
+    fn the_file_layout_of_a_known_run() {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        job.checkpoint.retained = 2;
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        insta::assert_snapshot!("layout_while_running", tree(&cluster));
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        cluster.run_until(cluster.now().after(10));
+        insta::assert_snapshot!("layout_after_finishing", tree(&cluster));
+    }
+
+    #[test]
+    fn retained_checkpoints_survive_a_failure_only_when_the_policy_says_so() {
+        use crate::retention::ExternalizedRetention::*;
+        for (retention, kept) in [
+            (NoExternalized, false),
+            (DeleteOnCancellation, true),
+            (RetainOnCancellation, true),
+        ] {
+            let mut job = keyed_sum_job(800, Some(20));
+            job.checkpoint.directory = Some("ckpt".to_string());
+            job.checkpoint.retention = retention;
+            job.restart = crate::config::RestartStrategyConfig::NoRestart;
+            let plan = job.build().expect("valid job");
+            let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+            cluster.run_until(Tick(90));
+            // A TaskManager loss with no restarts left fails the job for good.
+            cluster.crash(Address::TaskManager(TaskManagerId(1)));
+            assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Failed);
+            cluster.run_until(cluster.now().after(10));
+            let checkpoints = cluster
+                .storage
+                .storage
+                .objects()
+                .keys()
+                .filter(|p| p.as_str().starts_with("ckpt/"))
+                .count();
+            assert_eq!(checkpoints > 0, kept, "{retention:?}: {}", tree(&cluster));
+        }
+    }
 }
