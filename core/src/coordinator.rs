@@ -54,8 +54,10 @@ pub enum CoordinatorEffect {
         /// The latest completed checkpoint.
         latest_completed: Option<CheckpointId>,
     },
-    /// Delete the exclusive state of this checkpoint (aborted or subsumed).
+    /// Delete the exclusive state of this aborted checkpoint.
     Discard(CheckpointId),
+    /// This completed checkpoint left the store: delete its exclusive state if the job owns it.
+    DiscardCompleted(CompletedCheckpoint),
     /// Too many counted failures in a row: fail the job (reference §H.47).
     FailJob {
         /// The checkpoint whose failure crossed the threshold.
@@ -449,6 +451,7 @@ impl CheckpointCoordinator {
             task_states: pending.acks.clone(),
             metadata: self.metadata_path(checkpoint),
             completed_at: now,
+            owned: true,
         };
         out.push(CoordinatorEffect::PersistCompletion(completed));
     }
@@ -480,7 +483,7 @@ impl CheckpointCoordinator {
             out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointSubsumed {
                 checkpoint: subsumed.id,
             }));
-            out.push(CoordinatorEffect::Discard(subsumed.id));
+            out.push(CoordinatorEffect::DiscardCompleted(subsumed));
         }
         self.failures.on_success(checkpoint);
         self.last_completion = Some(now);

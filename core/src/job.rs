@@ -8,6 +8,7 @@
 use crate::config::{CheckpointConfig, ConfigError, RestartStrategyConfig};
 use crate::ids::{ChannelIndex, Key, OperatorId, PartitionId, TaskId};
 use crate::record::SourceRecord;
+use crate::retention::ClaimMode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use thiserror::Error;
@@ -198,6 +199,19 @@ pub struct JobGraph {
     pub checkpoint: CheckpointConfig,
     /// Restart strategy.
     pub restart: RestartStrategyConfig,
+    /// Start from a retained checkpoint or a savepoint (`flink run -s`), if set.
+    pub restore: Option<RestoreSettings>,
+}
+
+/// Where a new job starts from, and on what terms (reference §N.79–§N.80).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSettings {
+    /// The snapshot: its directory (`…/chk-7`) or its `_metadata` file.
+    pub path: String,
+    /// Whether the job takes ownership of the snapshot's files.
+    pub claim: ClaimMode,
+    /// Whether state of operators the job no longer has may be dropped.
+    pub allow_non_restored_state: bool,
 }
 
 /// A job graph that breaks a rule. The message names the operator and the rule.
@@ -251,6 +265,15 @@ pub enum JobError {
         upstream: OperatorId,
         /// The edge's target.
         target: OperatorId,
+    },
+    /// Two operators share a name; the name identifies an operator's state in checkpoints
+    /// (Flink's uid), so it must be unique.
+    #[error(
+        "two operators are named '{operator}'; operator names identify state and must be unique"
+    )]
+    DuplicateOperatorName {
+        /// The name.
+        operator: String,
     },
     /// The graph has a cycle (iterations are not supported).
     #[error("job graph has a cycle through operator '{operator}'")]
@@ -341,6 +364,7 @@ impl JobGraph {
             edges: Vec::new(),
             checkpoint: CheckpointConfig::default(),
             restart: RestartStrategyConfig::default(),
+            restore: None,
         }
     }
 
@@ -409,6 +433,14 @@ impl JobGraph {
                 count: tasks,
                 max: TASKS_MAX,
             });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for op in &self.operators {
+            if !names.insert(op.name.as_str()) {
+                return Err(JobError::DuplicateOperatorName {
+                    operator: op.name.clone(),
+                });
+            }
         }
         for op in &self.operators {
             let operator = op.name.clone();
@@ -620,6 +652,8 @@ pub struct ExecutionPlan {
     pub checkpoint: CheckpointConfig,
     /// Restart strategy (validated).
     pub restart: RestartStrategyConfig,
+    /// Where the job starts from when it has no HA record yet.
+    pub restore: Option<RestoreSettings>,
 }
 
 impl ExecutionPlan {
@@ -688,6 +722,7 @@ impl ExecutionPlan {
             tasks,
             checkpoint: graph.checkpoint,
             restart: graph.restart,
+            restore: graph.restore,
         };
         plan.assert_wiring();
         plan

@@ -16,13 +16,17 @@ use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
+use crate::retention::ClaimMode;
 use crate::retention::{Leaving, SnapshotKind};
-use crate::storage::{StorageError, StorageOp, StoragePath, StorageReply};
+use crate::storage::{StateLocation, StorageError, StorageOp, StoragePath, StorageReply};
 use crate::storage_client::StorageClient;
-use crate::store::{CompletedCheckpoint, CompletedCheckpointStore};
+use crate::store::{
+    read_metadata, CheckpointProperties, CompletedCheckpoint, CompletedCheckpointStore,
+    MetadataFile, RestoreError,
+};
 use crate::trace::{EngineEvent, JobStatus};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// How often an HA record version that does not decode is read before it is judged: torn
@@ -54,9 +58,28 @@ enum HaWrite {
 enum Request {
     ListHa,
     ReadHa(StoragePath),
-    WriteHa { write: HaWrite, version: u64 },
+    WriteHa {
+        write: HaWrite,
+        version: u64,
+    },
     Metadata(CheckpointId),
     Discard,
+    /// Restoring from a path: the `_metadata` file.
+    RestoreMetadata(StoragePath),
+    /// Restoring from a path: what lies at it (the `_metadata` was not found).
+    RestoreProbe,
+    /// Restoring from a path: the files of one directory the metadata references.
+    RestoreVerify,
+}
+
+/// A restore from a path in progress: the metadata read, directories still to list.
+#[derive(Clone, Debug)]
+struct PathRestore {
+    metadata_path: StoragePath,
+    file: MetadataFile,
+    task_states: BTreeMap<TaskId, crate::storage::StateHandle>,
+    directories_left: usize,
+    found: BTreeSet<StoragePath>,
 }
 
 /// Where the JobManager stands with its HA record versions.
@@ -105,6 +128,7 @@ pub struct JobManager {
     ha_in_flight: bool,
     ha_versions: HaVersions,
     storage: StorageClient<Request>,
+    path_restore: Option<PathRestore>,
 }
 
 impl JobManager {
@@ -122,6 +146,7 @@ impl JobManager {
             ha_queue: VecDeque::new(),
             ha_in_flight: false,
             ha_versions: HaVersions::default(),
+            path_restore: None,
             storage: StorageClient::new(cluster.storage_timeout_ticks),
             plan,
             cluster,
@@ -220,6 +245,7 @@ impl JobManager {
                 });
                 self.set_status(JobStatus::Failed, out);
             }
+            None if self.plan.restore.is_some() => self.read_restore_metadata(now, out),
             None => {
                 let fresh = HaRecord {
                     job: self.plan.job.clone(),
@@ -240,6 +266,185 @@ impl JobManager {
                 attempt: self.attempt,
             });
         }
+    }
+
+    /// The path to restore from, as given: the directory and its `_metadata`.
+    fn restore_paths(&self) -> Result<(StoragePath, StoragePath), RestoreError> {
+        let given = &self.plan.restore.as_ref().expect("restoring").path;
+        let not_found = || RestoreError::NotFound {
+            path: given.clone(),
+        };
+        let path = StoragePath::new(given.clone()).map_err(|_| not_found())?;
+        if path.as_str().rsplit('/').next() == Some("_metadata") {
+            let directory = path.parent().ok_or_else(not_found)?;
+            Ok((directory, path))
+        } else {
+            let metadata = path.join("_metadata");
+            Ok((path, metadata))
+        }
+    }
+
+    /// A job without an HA record that is told to start from a snapshot path (`flink run -s`)
+    /// reads its `_metadata` (reference §N.79).
+    fn read_restore_metadata(&mut self, now: Tick, out: &mut Outbox) {
+        match self.restore_paths() {
+            Ok((_, metadata)) => {
+                let op = StorageOp::Read {
+                    path: metadata.clone(),
+                };
+                self.request(now, Request::RestoreMetadata(metadata), op, out);
+            }
+            Err(error) => self.fail_restore(error, out),
+        }
+    }
+
+    fn fail_restore(&mut self, error: RestoreError, out: &mut Outbox) {
+        out.trace(EngineEvent::Failover {
+            cause: error.to_string(),
+        });
+        self.set_status(JobStatus::Failed, out);
+    }
+
+    fn on_restore_metadata(
+        &mut self,
+        now: Tick,
+        path: StoragePath,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        let bytes = match result {
+            Ok(StorageReply::Data(bytes)) => bytes,
+            Ok(reply) => unreachable!("a read answers data, not {reply:?}"),
+            Err(StorageError::NotFound { .. }) => {
+                // Nothing there, or something that is not a snapshot? Look.
+                let (prefix, _) = self.restore_paths().expect("resolved before");
+                let op = StorageOp::List { prefix };
+                return self.request(now, Request::RestoreProbe, op, out);
+            }
+            Err(_transient) => return self.read_restore_metadata(now, out),
+        };
+        let settings = self.plan.restore.clone().expect("restoring");
+        let restored = read_metadata(&path, &bytes)
+            .map_err(RestoreError::from)
+            .and_then(|file| {
+                let states =
+                    file.task_states_for(&path, &self.plan, settings.allow_non_restored_state)?;
+                Ok((file, states))
+            });
+        let (file, task_states) = match restored {
+            Ok(restored) => restored,
+            Err(error) => return self.fail_restore(error, out),
+        };
+        // Checkpoints are not self-contained: check every file the metadata references exists,
+        // so a moved checkpoint fails here, naming the file, not in every task.
+        let directories: BTreeSet<StoragePath> = file
+            .handles()
+            .filter_map(|handle| match &handle.location {
+                StateLocation::File(file) => file.parent(),
+                StateLocation::InMemory(_) => None,
+            })
+            .collect();
+        self.path_restore = Some(PathRestore {
+            metadata_path: path,
+            file,
+            task_states,
+            directories_left: directories.len(),
+            found: BTreeSet::new(),
+        });
+        for prefix in directories {
+            self.request(now, Request::RestoreVerify, StorageOp::List { prefix }, out);
+        }
+        self.finish_path_restore(now, out);
+    }
+
+    fn on_restore_probe(
+        &mut self,
+        now: Tick,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        let given = self.plan.restore.as_ref().expect("restoring").path.clone();
+        match result {
+            Ok(StorageReply::Listed(paths)) if paths.is_empty() => {
+                self.fail_restore(RestoreError::NotFound { path: given }, out)
+            }
+            Ok(StorageReply::Listed(_)) => {
+                self.fail_restore(RestoreError::NotASnapshot { path: given }, out)
+            }
+            Ok(reply) => unreachable!("a list answers paths, not {reply:?}"),
+            Err(_transient) => self.read_restore_metadata(now, out),
+        }
+    }
+
+    fn on_restore_verify(
+        &mut self,
+        now: Tick,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        match result {
+            Ok(StorageReply::Listed(paths)) => {
+                // An answer of a round that a failed list started over is not waited for.
+                let Some(restore) = self.path_restore.as_mut() else {
+                    return;
+                };
+                restore.found.extend(paths);
+                restore.directories_left -= 1;
+                self.finish_path_restore(now, out);
+            }
+            Ok(reply) => unreachable!("a list answers paths, not {reply:?}"),
+            // Start the restore over: simpler than remembering which list failed.
+            Err(_transient) => {
+                self.path_restore = None;
+                self.read_restore_metadata(now, out);
+            }
+        }
+    }
+
+    /// Once every referenced directory is listed: fail naming a missing file, or adopt the
+    /// snapshot as the only completed checkpoint and continue with the id after it.
+    fn finish_path_restore(&mut self, now: Tick, out: &mut Outbox) {
+        let Some(restore) = &self.path_restore else {
+            return;
+        };
+        if restore.directories_left > 0 {
+            return;
+        }
+        let restore = self.path_restore.take().expect("checked");
+        let missing = restore
+            .file
+            .handles()
+            .find_map(|handle| match &handle.location {
+                StateLocation::File(file) if !restore.found.contains(file) => {
+                    Some(file.to_string())
+                }
+                _ => None,
+            });
+        if let Some(file) = missing {
+            let path = restore.metadata_path;
+            return self.fail_restore(RestoreError::MissingFile { path, file }, out);
+        }
+        let claim = self.plan.restore.as_ref().expect("restoring").claim;
+        let checkpoint = restore.file.checkpoint;
+        out.trace(EngineEvent::RestoredFromPath {
+            path: restore.metadata_path.to_string(),
+            checkpoint,
+            claimed: claim == ClaimMode::Claim,
+        });
+        let record = HaRecord {
+            job: self.plan.job.clone(),
+            next_checkpoint_id: checkpoint.next(),
+            attempt: Attempt(0),
+            completed: vec![CompletedCheckpoint {
+                id: checkpoint,
+                task_states: restore.task_states,
+                metadata: Some(restore.metadata_path),
+                completed_at: now,
+                // Savepoints are never the job's to delete; checkpoints only when claimed.
+                owned: claim == ClaimMode::Claim && !restore.file.properties.savepoint,
+            }],
+        };
+        self.adopt(now, record, out);
     }
 
     fn on_ha_read(
@@ -493,7 +698,12 @@ impl JobManager {
                     path: Some(path),
                     metadata,
                 } => {
-                    let bytes = codec::encode(Kind::CheckpointMetadata, &metadata);
+                    let properties = CheckpointProperties {
+                        savepoint: false,
+                        retention: self.plan.checkpoint.retention,
+                    };
+                    let file = MetadataFile::new(&self.plan, &metadata, properties);
+                    let bytes = codec::encode(Kind::CheckpointMetadata, &file);
                     self.request(
                         now,
                         Request::Metadata(metadata.checkpoint),
@@ -549,6 +759,13 @@ impl JobManager {
                     let storage = self.plan.checkpoint.storage(&self.plan.job);
                     if let CheckpointStorageKind::FileSystem(root) = storage {
                         let prefix = StoragePath::checkpoint_dir(root.as_str(), checkpoint);
+                        self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+                    }
+                }
+                CoordinatorEffect::DiscardCompleted(checkpoint) => {
+                    // Not owned: restored without claim; no path: state in memory.
+                    let directory = checkpoint.metadata.as_ref().and_then(StoragePath::parent);
+                    if let (true, Some(prefix)) = (checkpoint.owned, directory) {
                         self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
                     }
                 }
@@ -717,6 +934,9 @@ impl JobManager {
                 self.try_deploy(now, out);
             }
             Request::Discard => {}
+            Request::RestoreMetadata(path) => self.on_restore_metadata(now, path, result, out),
+            Request::RestoreProbe => self.on_restore_probe(now, result, out),
+            Request::RestoreVerify => self.on_restore_verify(now, result, out),
         }
     }
 

@@ -103,6 +103,13 @@ impl StoragePath {
         StoragePath::new(format!("{}/{segment}", self.0)).expect("joined segments are valid")
     }
 
+    /// The path without its last segment, if it has more than one.
+    pub fn parent(&self) -> Option<StoragePath> {
+        self.0
+            .rsplit_once('/')
+            .map(|(parent, _)| StoragePath(parent.to_string()))
+    }
+
     /// Whether `self` is `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &StoragePath) -> bool {
         self.0 == prefix.0

@@ -2,7 +2,9 @@
 
 use crate::codec::{self, DecodeError, Kind};
 use crate::ids::{CheckpointId, TaskId, Tick};
-use crate::storage::{StateHandle, StoragePath};
+use crate::job::{ExecutionPlan, TaskSpec};
+use crate::retention::ExternalizedRetention;
+use crate::storage::{StateHandle, StateLocation, StoragePath, HA_DIRECTORY};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use thiserror::Error;
@@ -18,6 +20,205 @@ pub struct CompletedCheckpoint {
     pub metadata: Option<StoragePath>,
     /// When it completed.
     pub completed_at: Tick,
+    /// Whether the job owns its files and deletes them when it leaves the store: false for a
+    /// snapshot the job was restored from without claim (reference §N.80).
+    #[serde(default = "owned_by_default")]
+    pub owned: bool,
+}
+
+fn owned_by_default() -> bool {
+    true
+}
+
+impl CompletedCheckpoint {
+    /// The path to restore it from (`flink run -s`), or why it has none.
+    pub fn external_pointer(&self) -> Result<&StoragePath, RestoreError> {
+        self.metadata.as_ref().ok_or(RestoreError::NotAddressable {
+            checkpoint: self.id,
+        })
+    }
+}
+
+/// What a checkpoint's `_metadata` says of itself (a subset of Flink's `CheckpointProperties`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointProperties {
+    /// A savepoint (self-contained, never deleted by the job) rather than a checkpoint.
+    pub savepoint: bool,
+    /// The retention policy it was taken under.
+    pub retention: ExternalizedRetention,
+}
+
+/// One operator's state in `_metadata`: its name (the uid that matches it on restore), its
+/// parallelism, and one state handle per subtask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// The operator's name.
+    pub operator: String,
+    /// Its parallelism when the snapshot was taken.
+    pub parallelism: u16,
+    /// The state of subtask `i` at index `i`.
+    pub subtasks: Vec<StateHandle>,
+}
+
+/// The content of a `_metadata` file (format version in the envelope, magic 0x4960672d as
+/// Flink's, reference §K.65): the job, the checkpoint id, its properties, and every operator's
+/// state handles with their file references and checksums.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataFile {
+    /// The job.
+    pub job: String,
+    /// The checkpoint.
+    pub checkpoint: CheckpointId,
+    /// Its properties.
+    pub properties: CheckpointProperties,
+    /// Every operator's state, in the job's topological order.
+    pub operators: Vec<OperatorState>,
+}
+
+impl MetadataFile {
+    /// The file content for `metadata` of a checkpoint of `plan`.
+    pub fn new(
+        plan: &ExecutionPlan,
+        metadata: &CheckpointMetadata,
+        properties: CheckpointProperties,
+    ) -> MetadataFile {
+        let mut operators: Vec<OperatorState> = Vec::new();
+        for task in &plan.tasks {
+            let handle = metadata
+                .task_states
+                .get(&task.id)
+                .cloned()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a complete checkpoint has every task's state; {} is missing",
+                        task.id
+                    )
+                });
+            let name = operator_name(task);
+            match operators.last_mut() {
+                Some(last) if last.operator == name => last.subtasks.push(handle),
+                _ => operators.push(OperatorState {
+                    operator: name.to_string(),
+                    parallelism: task.parallelism,
+                    subtasks: vec![handle],
+                }),
+            }
+        }
+        MetadataFile {
+            job: metadata.job.clone(),
+            checkpoint: metadata.checkpoint,
+            properties,
+            operators,
+        }
+    }
+
+    /// Every state handle, in order.
+    pub fn handles(&self) -> impl Iterator<Item = &StateHandle> {
+        self.operators.iter().flat_map(|op| op.subtasks.iter())
+    }
+
+    /// The state of each task of `plan`, matched by operator name and subtask index. State of
+    /// an operator `plan` does not have is an error unless `allow_non_restored_state`; an
+    /// operator of `plan` without state starts empty.
+    pub fn task_states_for(
+        &self,
+        path: &StoragePath,
+        plan: &ExecutionPlan,
+        allow_non_restored_state: bool,
+    ) -> Result<BTreeMap<TaskId, StateHandle>, RestoreError> {
+        let mut states = BTreeMap::new();
+        for operator in &self.operators {
+            let tasks: Vec<&TaskSpec> = plan
+                .tasks
+                .iter()
+                .filter(|t| operator_name(t) == operator.operator)
+                .collect();
+            if tasks.is_empty() {
+                if allow_non_restored_state {
+                    continue;
+                }
+                return Err(RestoreError::NonRestoredState {
+                    path: path.clone(),
+                    operator: operator.operator.clone(),
+                });
+            }
+            if tasks.len() != operator.subtasks.len() {
+                return Err(RestoreError::ParallelismChanged {
+                    path: path.clone(),
+                    operator: operator.operator.clone(),
+                    snapshot: operator.subtasks.len(),
+                    job: tasks.len(),
+                });
+            }
+            for (task, handle) in tasks.into_iter().zip(&operator.subtasks) {
+                states.insert(task.id, handle.clone());
+            }
+        }
+        Ok(states)
+    }
+}
+
+/// The operator part of a task's name (`sum[1]` → `sum`).
+fn operator_name(task: &TaskSpec) -> &str {
+    task.name
+        .rsplit_once('[')
+        .map_or(task.name.as_str(), |(name, _)| name)
+}
+
+/// Why a job cannot start from a snapshot path; each names the path and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RestoreError {
+    /// Nothing at the path.
+    #[error("cannot restore from '{path}': there is no checkpoint or savepoint there")]
+    NotFound {
+        /// The path given.
+        path: String,
+    },
+    /// Files at the path, but no `_metadata`.
+    #[error(
+        "cannot restore from '{path}': it is not a checkpoint or savepoint (no _metadata in it)"
+    )]
+    NotASnapshot {
+        /// The path given.
+        path: String,
+    },
+    /// The `_metadata` file is unreadable.
+    #[error("cannot restore: {0}")]
+    Metadata(#[from] MetadataError),
+    /// A file the metadata references is not there.
+    #[error("cannot restore from {path}: it references {file}, which does not exist (checkpoints are not self-contained; was it moved?)")]
+    MissingFile {
+        /// The `_metadata` file.
+        path: StoragePath,
+        /// The missing file.
+        file: String,
+    },
+    /// State of an operator the job does not have.
+    #[error("cannot restore from {path}: it has state for operator '{operator}', which the job does not have (allow non-restored state to drop it)")]
+    NonRestoredState {
+        /// The `_metadata` file.
+        path: StoragePath,
+        /// The operator.
+        operator: String,
+    },
+    /// An operator's parallelism differs (the engine does not rescale keyed state).
+    #[error("cannot restore from {path}: operator '{operator}' had {snapshot} subtasks, the job has {job} (rescaling is not supported)")]
+    ParallelismChanged {
+        /// The `_metadata` file.
+        path: StoragePath,
+        /// The operator.
+        operator: String,
+        /// Subtasks in the snapshot.
+        snapshot: usize,
+        /// Subtasks in the job.
+        job: usize,
+    },
+    /// The checkpoint lives in the JobManager's memory.
+    #[error("{checkpoint} lives in the JobManager's memory (JobManagerCheckpointStorage): it has no path to restore from ('<checkpoint-not-externally-addressable>'); configure a checkpoint directory")]
+    NotAddressable {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
 }
 
 /// A checkpoint's `_metadata` content.
@@ -54,40 +255,50 @@ pub enum MetadataError {
 }
 
 /// Reads the `_metadata` file at `path`: the envelope (magic, version, length, checksum), then
-/// every state handle, which must lie in checkpoint storage (paths are validated on decoding)
-/// and carry a plausible size.
-pub fn read_metadata(
-    path: &StoragePath,
-    bytes: &[u8],
-) -> Result<CheckpointMetadata, MetadataError> {
-    let metadata: CheckpointMetadata =
+/// every state handle, which must lie in checkpoint storage outside the HA records (paths are
+/// validated on decoding) and carry a plausible size.
+pub fn read_metadata(path: &StoragePath, bytes: &[u8]) -> Result<MetadataFile, MetadataError> {
+    let metadata: MetadataFile =
         codec::decode(Kind::CheckpointMetadata, bytes).map_err(|error| {
             MetadataError::Undecodable {
                 path: path.clone(),
                 error,
             }
         })?;
+    let inconsistent = |problem: String| MetadataError::Inconsistent {
+        path: path.clone(),
+        problem,
+    };
     if metadata.checkpoint < CheckpointId::INITIAL {
-        return Err(MetadataError::Inconsistent {
-            path: path.clone(),
-            problem: format!(
-                "checkpoint id {} is below the first id",
-                metadata.checkpoint
-            ),
-        });
+        let id = metadata.checkpoint;
+        return Err(inconsistent(format!(
+            "checkpoint id {id} is below the first id"
+        )));
     }
-    if let Some((task, handle)) = metadata
-        .task_states
-        .iter()
-        .find(|(_, handle)| handle.size > u64::from(codec::PAYLOAD_BYTES_MAX) + 64)
-    {
-        return Err(MetadataError::Inconsistent {
-            path: path.clone(),
-            problem: format!(
-                "{task}'s state {} claims {} bytes",
-                handle.location, handle.size
-            ),
-        });
+    for operator in &metadata.operators {
+        if operator.subtasks.len() != usize::from(operator.parallelism) {
+            return Err(inconsistent(format!(
+                "operator '{}' has parallelism {} but {} subtask states",
+                operator.operator,
+                operator.parallelism,
+                operator.subtasks.len()
+            )));
+        }
+    }
+    for handle in metadata.handles() {
+        if handle.size > u64::from(codec::PAYLOAD_BYTES_MAX) + 64 {
+            let (location, size) = (&handle.location, handle.size);
+            return Err(inconsistent(format!(
+                "state {location} claims {size} bytes"
+            )));
+        }
+        if let StateLocation::File(file) = &handle.location {
+            if file.as_str().split('/').next() == Some(HA_DIRECTORY) {
+                return Err(inconsistent(format!(
+                    "state {file} lies among the HA records"
+                )));
+            }
+        }
     }
     Ok(metadata)
 }
@@ -169,24 +380,29 @@ mod tests {
     use proptest::prelude::*;
 
     fn metadata_bytes(tasks: u32) -> Vec<u8> {
-        let task_states = (0..tasks)
-            .map(|t| {
-                let handle = StateHandle {
-                    location: StateLocation::File(StoragePath::task_snapshot(
-                        "job",
-                        CheckpointId(4),
-                        TaskId(t),
-                    )),
-                    size: 100 + u64::from(t),
-                    checksum: 0xfeed_0000 + t,
-                };
-                (TaskId(t), handle)
+        let subtasks = (0..tasks)
+            .map(|t| StateHandle {
+                location: StateLocation::File(StoragePath::task_snapshot(
+                    "job",
+                    CheckpointId(4),
+                    TaskId(t),
+                )),
+                size: 100 + u64::from(t),
+                checksum: 0xfeed_0000 + t,
             })
             .collect();
-        let metadata = CheckpointMetadata {
+        let metadata = MetadataFile {
             job: "job".to_string(),
             checkpoint: CheckpointId(4),
-            task_states,
+            properties: CheckpointProperties {
+                savepoint: false,
+                retention: ExternalizedRetention::NoExternalized,
+            },
+            operators: vec![OperatorState {
+                operator: "sum".to_string(),
+                parallelism: tasks as u16,
+                subtasks,
+            }],
         };
         codec::encode(Kind::CheckpointMetadata, &metadata)
     }
@@ -290,6 +506,7 @@ mod tests {
             task_states: BTreeMap::new(),
             metadata: Some(StoragePath::metadata("job", CheckpointId(id))),
             completed_at: Tick(id),
+            owned: true,
         }
     }
 

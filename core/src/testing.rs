@@ -583,4 +583,223 @@ mod tests {
             assert_eq!(checkpoints > 0, kept, "{retention:?}: {}", tree(&cluster));
         }
     }
+
+    /// A job that failed for good with its checkpoints retained; returns the cluster and the
+    /// newest retained checkpoint's directory.
+    fn failed_with_a_retained_checkpoint() -> (LocalCluster, String) {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
+        job.restart = crate::config::RestartStrategyConfig::NoRestart;
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        cluster.crash(Address::TaskManager(TaskManagerId(1)));
+        assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Failed);
+        let newest = cluster
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .filter(|p| p.as_str().ends_with("/_metadata"))
+            .filter_map(|p| p.parent())
+            .max_by_key(|dir| {
+                let id = dir.as_str().rsplit("chk-").next().expect("chk-N");
+                id.parse::<u64>().expect("a number")
+            })
+            .expect("a retained checkpoint");
+        (cluster, newest.to_string())
+    }
+
+    /// A new job (no HA record) on a copy of `previous`'s checkpoint storage, started from
+    /// `path`, run to its end.
+    fn started_from(
+        previous: &LocalCluster,
+        path: &str,
+        change: impl FnOnce(&mut crate::job::JobGraph),
+    ) -> LocalCluster {
+        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        job.restore = Some(crate::job::RestoreSettings {
+            path: path.to_string(),
+            claim: crate::retention::ClaimMode::NoClaim,
+            allow_non_restored_state: false,
+        });
+        change(&mut job);
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.storage.storage = previous.storage.storage.clone();
+        // A new job: its HA records start empty (Flink gives it a new job id).
+        let ha = StoragePath::new("ha").expect("valid");
+        cluster
+            .storage
+            .storage
+            .execute(StorageOp::DeleteAll { prefix: ha })
+            .expect("deleted");
+        cluster.run_to_end(Tick(100_000));
+        cluster
+    }
+
+    fn failure_cause(cluster: &LocalCluster) -> String {
+        cluster
+            .events()
+            .find_map(|e| match e {
+                EngineEvent::Failover { cause } => Some(cause.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Reference §N.79: a new job started from a retained checkpoint's path restores every
+    /// operator (its final sums equal the failure-free run's) and continues with id N+1.
+    #[test]
+    fn a_new_job_resumes_from_a_retained_checkpoint_path() {
+        let reference = {
+            let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
+            let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+            assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+            final_sums(&cluster)
+        };
+        let (failed, directory) = failed_with_a_retained_checkpoint();
+        let restored_id: u64 = directory.rsplit("chk-").next().unwrap().parse().unwrap();
+        for path in [directory.clone(), format!("{directory}/_metadata")] {
+            let resumed = started_from(&failed, &path, |_| {});
+            assert_eq!(resumed.job_manager.status(), JobStatus::Finished, "{path}");
+            let restored = resumed.events().find_map(|e| match e {
+                EngineEvent::RestoredFromPath { checkpoint, .. } => Some(checkpoint.0),
+                _ => None,
+            });
+            assert_eq!(restored, Some(restored_id));
+            let first = resumed.events().find_map(|e| match e {
+                EngineEvent::CheckpointTriggered { checkpoint } => Some(checkpoint.0),
+                _ => None,
+            });
+            assert_eq!(
+                first,
+                Some(restored_id + 1),
+                "ids continue after the restored one"
+            );
+            let origins = committed_origins(&resumed);
+            assert!(origins.values().all(|&n| n == 1), "no duplicates");
+            assert!(
+                !origins.is_empty() && origins.len() < 800,
+                "only input after the restored offsets is read again: {}",
+                origins.len()
+            );
+            assert_eq!(
+                final_sums(&resumed),
+                reference,
+                "the sums continued from the restored state"
+            );
+            // Restored without claim: the job never deletes the snapshot.
+            let kept = resumed
+                .storage
+                .storage
+                .objects()
+                .keys()
+                .any(|p| p.as_str().starts_with(&directory));
+            assert!(kept, "{directory} is still there");
+        }
+    }
+
+    #[test]
+    fn restoring_from_a_bad_path_fails_with_a_clear_reason() {
+        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+        let (failed, directory) = failed_with_a_retained_checkpoint();
+        let missing = started_from(&failed, "ckpt/keyed-sum/chk-999", |_| {});
+        assert_eq!(missing.job_manager.status(), JobStatus::Failed);
+        assert_eq!(
+            failure_cause(&missing),
+            "cannot restore from 'ckpt/keyed-sum/chk-999': there is no checkpoint or savepoint there"
+        );
+        let not_a_snapshot = started_from(&failed, "ckpt/keyed-sum", |_| {});
+        assert_eq!(
+            failure_cause(&not_a_snapshot),
+            "cannot restore from 'ckpt/keyed-sum': it is not a checkpoint or savepoint (no _metadata in it)"
+        );
+        let mismatch = started_from(&failed, &directory, |job| {
+            job.operators[1].name = "total".to_string()
+        });
+        assert!(
+            failure_cause(&mismatch).ends_with("it has state for operator 'sum', which the job does not have (allow non-restored state to drop it)"),
+            "{}",
+            failure_cause(&mismatch)
+        );
+        let allowed = started_from(&failed, &directory, |job| {
+            job.operators[1].name = "total".to_string();
+            job.restore.as_mut().expect("set").allow_non_restored_state = true;
+        });
+        assert_eq!(allowed.job_manager.status(), JobStatus::Finished);
+
+        // Corrupted: one flipped bit in the payload.
+        let mut corrupted = failed_with_a_retained_checkpoint().0;
+        let metadata = StoragePath::new(format!("{directory}/_metadata")).expect("valid");
+        let mut bytes = corrupted.storage.storage.objects()[&metadata].clone();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        corrupted
+            .storage
+            .storage
+            .execute(StorageOp::Write {
+                path: metadata.clone(),
+                bytes,
+            })
+            .expect("written");
+        let cause = failure_cause(&started_from(&corrupted, &directory, |_| {}));
+        assert!(
+            cause.starts_with(&format!("cannot restore: cannot read checkpoint metadata {metadata}: corrupted CheckpointMetadata")),
+            "{cause}"
+        );
+    }
+
+    /// Reference §K.66: a checkpoint references its files by absolute path, so a moved one
+    /// cannot be restored, and the error names the missing file.
+    #[test]
+    fn a_moved_checkpoint_fails_to_restore_naming_the_missing_file() {
+        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+        let (mut failed, directory) = failed_with_a_retained_checkpoint();
+        let files: Vec<(StoragePath, Vec<u8>)> = failed
+            .storage
+            .storage
+            .objects()
+            .iter()
+            .filter(|(p, _)| p.as_str().starts_with(&directory))
+            .map(|(p, b)| (p.clone(), b.clone()))
+            .collect();
+        for (path, bytes) in files {
+            let moved =
+                StoragePath::new(path.as_str().replacen("ckpt/", "moved/", 1)).expect("valid");
+            let storage = &mut failed.storage.storage;
+            storage
+                .execute(StorageOp::Write { path: moved, bytes })
+                .expect("copied");
+            storage
+                .execute(StorageOp::DeleteAll { prefix: path })
+                .expect("deleted");
+        }
+        let moved = directory.replacen("ckpt/", "moved/", 1);
+        let cause = failure_cause(&started_from(&failed, &moved, |_| {}));
+        assert_eq!(
+            cause,
+            format!("cannot restore from {moved}/_metadata: it references {directory}/task-0, which does not exist (checkpoints are not self-contained; was it moved?)")
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_in_job_manager_memory_has_no_path_and_says_so() {
+        let plan = keyed_sum_job(400, Some(20)).build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        let coordinator = cluster.job_manager.coordinator().expect("running");
+        let latest = coordinator
+            .store()
+            .latest()
+            .expect("a checkpoint completed");
+        let error = latest.external_pointer().expect_err("no path");
+        assert!(
+            error.to_string().contains("lives in the JobManager's memory (JobManagerCheckpointStorage): it has no path to restore from"),
+            "{error}"
+        );
+    }
 }

@@ -119,6 +119,15 @@ pub enum EngineEvent {
         /// The checkpoint restored.
         restored: Option<CheckpointId>,
     },
+    /// A job without an HA record started from a snapshot path (`flink run -s`).
+    RestoredFromPath {
+        /// The `_metadata` file.
+        path: String,
+        /// The checkpoint restored; new checkpoints continue after it.
+        checkpoint: CheckpointId,
+        /// Whether the job took ownership of the snapshot's files.
+        claimed: bool,
+    },
     /// A task restored its state.
     Restored {
         /// The task.

@@ -149,8 +149,8 @@ impl Driver {
                         2,
                     )
                 }
-                [E::Trace(V::CheckpointSubsumed { checkpoint: a }), E::Discard(b), ..]
-                    if a == b =>
+                [E::Trace(V::CheckpointSubsumed { checkpoint: a }), E::DiscardCompleted(b), ..]
+                    if *a == b.id =>
                 {
                     (format!("retire {}", a.0), 2)
                 }
@@ -272,6 +272,7 @@ fn check_from(config: CheckpointConfig, restored: &[u64], next_id: u64, script: 
         task_states: states(CheckpointId(id)),
         metadata: Some(StoragePath::metadata(ROOT, CheckpointId(id))),
         completed_at: Tick(0),
+        owned: true,
     });
     let store = CompletedCheckpointStore::from_checkpoints(config.retained, completed.collect());
     let (tasks, sources) = ((0..TASKS).map(TaskId).collect(), vec![TaskId(0)]);
