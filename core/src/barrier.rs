@@ -291,9 +291,7 @@ mod tests {
             let actions = match *input {
                 Input::Barrier(ch, id) => handler.on_barrier(
                     ChannelIndex(ch),
-                    CheckpointBarrier {
-                        id: CheckpointId(id),
-                    },
+                    CheckpointBarrier::checkpoint(CheckpointId(id)),
                 ),
                 Input::Marker(ch, id) => {
                     handler.on_cancel_marker(ChannelIndex(ch), CheckpointId(id))
@@ -407,9 +405,7 @@ mod tests {
         for id in 1..=(TRACKED_CHECKPOINTS_MAX as u64 + 10) {
             let _ = tracker.on_barrier(
                 ChannelIndex(0),
-                CheckpointBarrier {
-                    id: CheckpointId(id),
-                },
+                CheckpointBarrier::checkpoint(CheckpointId(id)),
             );
         }
         assert!(tracker.seen.len() <= TRACKED_CHECKPOINTS_MAX + 1);

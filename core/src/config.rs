@@ -54,6 +54,10 @@ pub struct CheckpointConfig {
     /// (JobManagerCheckpointStorage), within `memory_storage`'s limits (reference §K–§L).
     #[serde(default)]
     pub directory: Option<String>,
+    /// `state.savepoints.dir`: where savepoints go, `{savepoint_directory}/savepoint-{job}-{id}/`.
+    /// Savepoints always need files, whatever the checkpoint storage (reference §L.70).
+    #[serde(default)]
+    pub savepoint_directory: Option<String>,
     /// The limits of JobManagerCheckpointStorage.
     #[serde(default)]
     pub memory_storage: MemoryStorageLimits,
@@ -104,6 +108,7 @@ impl Default for CheckpointConfig {
             tolerable_failed: 0,
             retained: 1,
             directory: None,
+            savepoint_directory: None,
             memory_storage: MemoryStorageLimits::default(),
             retention: ExternalizedRetention::NoExternalized,
         }
@@ -212,7 +217,10 @@ impl CheckpointConfig {
             let (value, max) = (self.retained, RETAINED_CHECKPOINTS_MAX);
             return Err(ConfigError::RetainedOutOfRange { value, max });
         }
-        if let Some(directory) = &self.directory {
+        for directory in [&self.directory, &self.savepoint_directory]
+            .into_iter()
+            .flatten()
+        {
             let error = |rule| ConfigError::Directory {
                 value: directory.clone(),
                 rule,
@@ -237,6 +245,15 @@ impl CheckpointConfig {
             }
         }
         Ok(())
+    }
+
+    /// The directory of savepoint `id` of job `job`, if savepoints are configured.
+    pub fn savepoint_dir(&self, job: &str, id: crate::ids::CheckpointId) -> Option<StoragePath> {
+        let directory = self.savepoint_directory.as_ref()?;
+        Some(
+            StoragePath::new(format!("{directory}/savepoint-{job}-{}", id.0))
+                .expect("validated at job build"),
+        )
     }
 
     /// Where the job `job`'s checkpoints live: files under `{directory}/{job}` when a directory

@@ -14,6 +14,17 @@ use crate::store::{CheckpointMetadata, CompletedCheckpoint, CompletedCheckpointS
 use crate::trace::EngineEvent;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Why a savepoint was not started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SavepointRefused {
+    /// No `state.savepoints.dir`.
+    #[error("no savepoint directory is configured (state.savepoints.dir)")]
+    NoDirectory,
+    /// The job is not running (deploying, restarting, finishing or ended).
+    #[error("the job is not running")]
+    NotRunning,
+}
+
 /// Flink's bound on queued trigger requests (reference §B.8).
 pub const QUEUED_REQUESTS_MAX: u32 = 1000;
 
@@ -26,11 +37,15 @@ pub enum CoordinatorEffect {
     Trigger {
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// It is a savepoint.
+        savepoint: bool,
         /// The source tasks.
         sources: Vec<TaskId>,
     },
     /// Write `_metadata` (unless it stays in memory: no path), then call `on_metadata_written`.
     WriteMetadata {
+        /// It is a savepoint's: self-contained, with references relative to its directory.
+        savepoint: bool,
         /// Where; `None` with JobManagerCheckpointStorage.
         path: Option<StoragePath>,
         /// What.
@@ -54,8 +69,13 @@ pub enum CoordinatorEffect {
         /// The latest completed checkpoint.
         latest_completed: Option<CheckpointId>,
     },
-    /// Delete the exclusive state of this aborted checkpoint.
-    Discard(CheckpointId),
+    /// Delete the exclusive state of this aborted checkpoint (or savepoint).
+    Discard {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// It is a savepoint: its directory goes.
+        savepoint: bool,
+    },
     /// This completed checkpoint left the store: delete its exclusive state if the job owns it.
     DiscardCompleted(CompletedCheckpoint),
     /// Too many counted failures in a row: fail the job (reference §H.47).
@@ -83,6 +103,7 @@ enum Phase {
 
 #[derive(Clone, Debug)]
 struct PendingCheckpoint {
+    savepoint: bool,
     expires_at: Tick,
     acks: BTreeMap<TaskId, StateHandle>,
     phase: Phase,
@@ -169,6 +190,10 @@ pub struct CheckpointCoordinator {
     next_periodic: Option<Tick>,
     queued_periodic: u32,
     queued_requested: u32,
+    /// Savepoints requested and not yet triggered; they go first and are forced.
+    queued_savepoints: u32,
+    /// The checkpoint being triggered is a savepoint.
+    triggering_savepoint: bool,
     /// The id whose counter write is in flight (Flink's `isTriggering`).
     triggering: Option<CheckpointId>,
     last_completion: Option<Tick>,
@@ -218,6 +243,8 @@ impl CheckpointCoordinator {
             next_periodic: None,
             queued_periodic: 0,
             queued_requested: 0,
+            queued_savepoints: 0,
+            triggering_savepoint: false,
             triggering: None,
             last_completion: None,
             finishing_since: None,
@@ -279,6 +306,7 @@ impl CheckpointCoordinator {
         self.next_periodic = None;
         self.queued_periodic = 0;
         self.queued_requested = 0;
+        self.queued_savepoints = 0;
         self.finishing_since = None;
         let collecting: Vec<CheckpointId> = self
             .pending
@@ -289,6 +317,25 @@ impl CheckpointCoordinator {
         for id in collecting {
             self.abort(id, reason, out);
         }
+    }
+
+    /// A savepoint is asked for (reference §I.52): triggered before queued checkpoints, ignoring
+    /// the min pause and the concurrency limit, written to the savepoint directory, never added
+    /// to the store and never notified, so nothing is committed from it.
+    pub fn request_savepoint(
+        &mut self,
+        now: Tick,
+        out: &mut Vec<CoordinatorEffect>,
+    ) -> Result<(), SavepointRefused> {
+        if self.config.savepoint_directory.is_none() {
+            return Err(SavepointRefused::NoDirectory);
+        }
+        if !self.running || self.finishing_since.is_some() {
+            return Err(SavepointRefused::NotRunning);
+        }
+        self.queued_savepoints += 1;
+        self.try_trigger(now, out);
+        Ok(())
     }
 
     /// All sources consumed their input: a checkpoint must follow and complete (the final one).
@@ -395,6 +442,7 @@ impl CheckpointCoordinator {
             .triggering
             .take()
             .expect("a counter write is in flight");
+        let savepoint = std::mem::take(&mut self.triggering_savepoint);
         if !persisted {
             let reason = CheckpointFailureReason::TriggerFailure;
             out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
@@ -406,16 +454,21 @@ impl CheckpointCoordinator {
             self.pending.insert(
                 id,
                 PendingCheckpoint {
+                    savepoint,
                     expires_at,
                     acks: BTreeMap::new(),
                     phase: Phase::Collecting,
                 },
             );
-            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointTriggered {
-                checkpoint: id,
-            }));
+            let triggered = if savepoint {
+                EngineEvent::SavepointTriggered { checkpoint: id }
+            } else {
+                EngineEvent::CheckpointTriggered { checkpoint: id }
+            };
+            out.push(CoordinatorEffect::Trace(triggered));
             out.push(CoordinatorEffect::Trigger {
                 checkpoint: id,
+                savepoint,
                 sources: self.sources.clone(),
             });
         }
@@ -441,6 +494,19 @@ impl CheckpointCoordinator {
         );
         if !written {
             self.abort(checkpoint, CheckpointFailureReason::FinalizeFailure, out);
+            self.try_finalize(now, out);
+            self.try_trigger(now, out);
+            return;
+        }
+        if pending.savepoint {
+            // Done: not in the store, no notification (FLINK-25191).
+            self.pending.remove(&checkpoint);
+            let directory = self.config.savepoint_dir(&self.job, checkpoint);
+            let path = directory.expect("savepoints need a directory").to_string();
+            out.push(CoordinatorEffect::Trace(EngineEvent::SavepointCompleted {
+                checkpoint,
+                path,
+            }));
             self.try_finalize(now, out);
             self.try_trigger(now, out);
             return;
@@ -487,9 +553,11 @@ impl CheckpointCoordinator {
         }
         self.failures.on_success(checkpoint);
         self.last_completion = Some(now);
+        // Older pending checkpoints are subsumed; savepoints are not (reference §I.50 step 7).
         let older: Vec<CheckpointId> = self
             .pending
             .range(..checkpoint)
+            .filter(|(_, p)| !p.savepoint)
             .map(|(&id, _)| id)
             .collect();
         for id in older {
@@ -542,6 +610,16 @@ impl CheckpointCoordinator {
             self.next_periodic = None;
             self.queued_periodic = 0;
             self.queued_requested = 0;
+            return;
+        }
+        if self.queued_savepoints > 0 {
+            // Forced: neither the min pause nor the concurrency limit holds a savepoint back.
+            self.queued_savepoints -= 1;
+            self.triggering_savepoint = true;
+            let id = self.next_id;
+            self.next_id = id.next();
+            self.triggering = Some(id);
+            out.push(CoordinatorEffect::PersistCounter);
             return;
         }
         if self.finishing_since.is_some()
@@ -597,13 +675,25 @@ impl CheckpointCoordinator {
             return;
         };
         pending.phase = Phase::WritingMetadata;
+        let savepoint = pending.savepoint;
         let metadata = CheckpointMetadata {
             job: self.job.clone(),
             checkpoint: id,
             task_states: pending.acks.clone(),
         };
+        let path = if savepoint {
+            let directory = self.config.savepoint_dir(&self.job, id);
+            Some(
+                directory
+                    .expect("savepoints need a directory")
+                    .join("_metadata"),
+            )
+        } else {
+            self.metadata_path(id)
+        };
         out.push(CoordinatorEffect::WriteMetadata {
-            path: self.metadata_path(id),
+            savepoint,
+            path,
             metadata,
         });
     }
@@ -626,21 +716,24 @@ impl CheckpointCoordinator {
         out: &mut Vec<CoordinatorEffect>,
     ) {
         let removed = self.pending.remove(&checkpoint);
-        assert!(
-            removed.is_some(),
-            "abort of {checkpoint} which is not pending"
-        );
+        let savepoint = removed
+            .unwrap_or_else(|| panic!("abort of {checkpoint} which is not pending"))
+            .savepoint;
         out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
             checkpoint,
             reason,
         }));
-        out.push(CoordinatorEffect::Discard(checkpoint));
+        out.push(CoordinatorEffect::Discard {
+            checkpoint,
+            savepoint,
+        });
         let latest_completed = self.store.latest().map(|c| c.id);
         out.push(CoordinatorEffect::NotifyAborted {
             checkpoint,
             latest_completed,
         });
-        if self.failures.on_failure(checkpoint, reason) {
+        // A failed savepoint does not count toward the tolerable checkpoint failures.
+        if !savepoint && self.failures.on_failure(checkpoint, reason) {
             out.push(CoordinatorEffect::FailJob { checkpoint, reason });
         }
     }

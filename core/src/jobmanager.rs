@@ -12,7 +12,7 @@
 use crate::cluster::ClusterConfig;
 use crate::codec::{self, DecodeError, Kind};
 use crate::config::{CheckpointStorageKind, RestartDecision, RestartStrategy};
-use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect};
+use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect, SavepointRefused};
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
@@ -324,8 +324,10 @@ impl JobManager {
             Err(_transient) => return self.read_restore_metadata(now, out),
         };
         let settings = self.plan.restore.clone().expect("restoring");
+        let directory = path.parent().expect("a _metadata file has a directory");
         let restored = read_metadata(&path, &bytes)
             .map_err(RestoreError::from)
+            .map(|file| file.resolved(&directory))
             .and_then(|file| {
                 let states =
                     file.task_states_for(&path, &self.plan, settings.allow_non_restored_state)?;
@@ -341,7 +343,7 @@ impl JobManager {
             .handles()
             .filter_map(|handle| match &handle.location {
                 StateLocation::File(file) => file.parent(),
-                StateLocation::InMemory(_) => None,
+                StateLocation::InMemory(_) | StateLocation::Relative(_) => None,
             })
             .collect();
         self.path_restore = Some(PathRestore {
@@ -681,11 +683,15 @@ impl JobManager {
                 CoordinatorEffect::PersistCounter => self.write_ha(now, HaWrite::Counter, out),
                 CoordinatorEffect::Trigger {
                     checkpoint,
+                    savepoint,
                     sources,
                 } => {
                     let attempt = self.deployed.expect("triggers only while deployed");
                     for task in sources {
-                        let barrier = crate::record::CheckpointBarrier { id: checkpoint };
+                        let barrier = crate::record::CheckpointBarrier {
+                            id: checkpoint,
+                            savepoint,
+                        };
                         let message = Message::TriggerCheckpoint {
                             attempt,
                             task,
@@ -695,14 +701,22 @@ impl JobManager {
                     }
                 }
                 CoordinatorEffect::WriteMetadata {
+                    savepoint,
                     path: Some(path),
                     metadata,
                 } => {
                     let properties = CheckpointProperties {
-                        savepoint: false,
+                        savepoint,
                         retention: self.plan.checkpoint.retention,
                     };
-                    let file = MetadataFile::new(&self.plan, &metadata, properties);
+                    let mut file = MetadataFile::new(&self.plan, &metadata, properties);
+                    if savepoint {
+                        // Self-contained and relocatable: files named relative to `_metadata`.
+                        let directory = path
+                            .parent()
+                            .expect("a savepoint's _metadata has a directory");
+                        file.relativize(&directory);
+                    }
                     let bytes = codec::encode(Kind::CheckpointMetadata, &file);
                     self.request(
                         now,
@@ -714,6 +728,7 @@ impl JobManager {
                 CoordinatorEffect::WriteMetadata {
                     path: None,
                     metadata,
+                    ..
                 } => {
                     // JobManagerCheckpointStorage: the metadata stays in memory, "written" at once.
                     let mut effects = Vec::new();
@@ -754,11 +769,20 @@ impl JobManager {
                         self.broadcast(message, out);
                     }
                 }
-                CoordinatorEffect::Discard(checkpoint) => {
+                CoordinatorEffect::Discard {
+                    checkpoint,
+                    savepoint,
+                } => {
                     // State in the JobManager's memory goes with the checkpoint's handles.
-                    let storage = self.plan.checkpoint.storage(&self.plan.job);
-                    if let CheckpointStorageKind::FileSystem(root) = storage {
-                        let prefix = StoragePath::checkpoint_dir(root.as_str(), checkpoint);
+                    let config = &self.plan.checkpoint;
+                    let directory = match config.storage(&self.plan.job) {
+                        _ if savepoint => config.savepoint_dir(&self.plan.job, checkpoint),
+                        CheckpointStorageKind::FileSystem(root) => {
+                            Some(StoragePath::checkpoint_dir(root.as_str(), checkpoint))
+                        }
+                        CheckpointStorageKind::JobManager(_) => None,
+                    };
+                    if let Some(prefix) = directory {
                         self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
                     }
                 }
@@ -1004,6 +1028,20 @@ impl Node for JobManager {
                 if self.coordinator.is_some() {
                     self.try_deploy(now, out);
                 }
+            }
+            Message::TriggerSavepoint => {
+                let mut effects = Vec::new();
+                let refused = match self.coordinator.as_mut() {
+                    Some(coordinator) if self.status == JobStatus::Running => {
+                        coordinator.request_savepoint(now, &mut effects).err()
+                    }
+                    _ => Some(SavepointRefused::NotRunning),
+                };
+                if let Some(reason) = refused {
+                    let reason = reason.to_string();
+                    out.trace(EngineEvent::SavepointRefused { reason });
+                }
+                self.apply(now, effects, out);
             }
             Message::StorageResult(response) => {
                 // No answer is expected for a request that timed out or belongs to an

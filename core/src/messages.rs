@@ -197,6 +197,8 @@ pub enum Message {
         /// The events.
         events: Vec<StreamEvent>,
     },
+    /// A client → JobManager: take a savepoint now (`flink savepoint`).
+    TriggerSavepoint,
     /// Any node → storage.
     Storage(StorageRequest),
     /// Storage → the requesting node.

@@ -52,11 +52,24 @@ pub struct Record {
     pub origin: Origin,
 }
 
-/// A checkpoint barrier. It carries the id only: never a timestamp (STYLE §3.1).
+/// A checkpoint barrier. It carries the id and whether it is a savepoint's, never a timestamp
+/// (STYLE §3.1); a savepoint's files go to the savepoint's own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CheckpointBarrier {
     /// The checkpoint this barrier belongs to.
     pub id: CheckpointId,
+    /// A savepoint (self-contained, taken on demand) rather than a checkpoint.
+    pub savepoint: bool,
+}
+
+impl CheckpointBarrier {
+    /// The barrier of an ordinary checkpoint.
+    pub fn checkpoint(id: CheckpointId) -> CheckpointBarrier {
+        CheckpointBarrier {
+            id,
+            savepoint: false,
+        }
+    }
 }
 
 /// Everything that travels on a data channel, in FIFO order.

@@ -146,6 +146,9 @@ pub enum StateLocation {
     File(StoragePath),
     /// The bytes themselves, held by the JobManager (JobManagerCheckpointStorage).
     InMemory(Vec<u8>),
+    /// A file in the same directory as the `_metadata` that names it: how a savepoint refers
+    /// to its files, so that it can be moved (reference §K.66). Only inside `_metadata`.
+    Relative(String),
 }
 
 impl fmt::Debug for StateLocation {
@@ -161,6 +164,7 @@ impl fmt::Display for StateLocation {
             StateLocation::InMemory(bytes) => {
                 write!(f, "<in JobManager memory, {} bytes>", bytes.len())
             }
+            StateLocation::Relative(name) => write!(f, "./{name}"),
         }
     }
 }
@@ -179,7 +183,7 @@ impl StateHandle {
     pub fn in_memory_bytes(&self) -> u64 {
         match &self.location {
             StateLocation::InMemory(bytes) => bytes.len() as u64,
-            StateLocation::File(_) => 0,
+            StateLocation::File(_) | StateLocation::Relative(_) => 0,
         }
     }
 }

@@ -112,6 +112,36 @@ impl MetadataFile {
         }
     }
 
+    /// Refers to files in `directory` by their names (a savepoint's references).
+    pub fn relativize(&mut self, directory: &StoragePath) {
+        for handle in self
+            .operators
+            .iter_mut()
+            .flat_map(|op| op.subtasks.iter_mut())
+        {
+            if let StateLocation::File(file) = &handle.location {
+                if file.parent().as_ref() == Some(directory) {
+                    let name = file.as_str().rsplit('/').next().expect("a file name");
+                    handle.location = StateLocation::Relative(name.to_string());
+                }
+            }
+        }
+    }
+
+    /// Refers to relative files by their paths in `directory`, where the `_metadata` is now.
+    pub fn resolved(mut self, directory: &StoragePath) -> MetadataFile {
+        for handle in self
+            .operators
+            .iter_mut()
+            .flat_map(|op| op.subtasks.iter_mut())
+        {
+            if let StateLocation::Relative(name) = &handle.location {
+                handle.location = StateLocation::File(directory.join(name));
+            }
+        }
+        self
+    }
+
     /// Every state handle, in order.
     pub fn handles(&self) -> impl Iterator<Item = &StateHandle> {
         self.operators.iter().flat_map(|op| op.subtasks.iter())
@@ -292,12 +322,20 @@ pub fn read_metadata(path: &StoragePath, bytes: &[u8]) -> Result<MetadataFile, M
                 "state {location} claims {size} bytes"
             )));
         }
-        if let StateLocation::File(file) = &handle.location {
-            if file.as_str().split('/').next() == Some(HA_DIRECTORY) {
+        match &handle.location {
+            StateLocation::File(file) if file.as_str().split('/').next() == Some(HA_DIRECTORY) => {
                 return Err(inconsistent(format!(
                     "state {file} lies among the HA records"
                 )));
             }
+            StateLocation::Relative(name)
+                if name.contains('/') || StoragePath::new(name.clone()).is_err() =>
+            {
+                return Err(inconsistent(format!(
+                    "relative state '{name}' leaves its directory"
+                )));
+            }
+            _ => {}
         }
     }
     Ok(metadata)

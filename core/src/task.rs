@@ -57,6 +57,8 @@ pub enum TaskEffect {
     Store {
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// It is a savepoint's: the file goes to the savepoint's directory.
+        savepoint: bool,
         /// The encoded snapshot.
         bytes: Vec<u8>,
     },
@@ -573,6 +575,7 @@ impl Task {
         };
         out.push(TaskEffect::Store {
             checkpoint: barrier.id,
+            savepoint: barrier.savepoint,
             bytes: codec::encode(Kind::TaskSnapshot, &snapshot),
         });
         out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken {
@@ -761,9 +764,9 @@ mod tests {
         let final_checkpoint = CheckpointId(1);
         task.on_data(
             channel,
-            vec![StreamEvent::Barrier(CheckpointBarrier {
-                id: final_checkpoint,
-            })],
+            vec![StreamEvent::Barrier(CheckpointBarrier::checkpoint(
+                final_checkpoint,
+            ))],
             &mut out,
         );
         let requests = sink_requests(&out);

@@ -162,6 +162,11 @@ impl TaskManager {
                             let read = Ok(StorageReply::Data(bytes.clone()));
                             self.on_restore_read(now, task, checkpoint, handle.clone(), read, out);
                         }
+                        StateLocation::Relative(name) => {
+                            unreachable!(
+                                "the JobManager resolves relative state '{name}' before deploying"
+                            )
+                        }
                     }
                 }
                 _ => {
@@ -321,8 +326,33 @@ impl TaskManager {
                         None => batches.push((target, channel, vec![event])),
                     }
                 }
-                TaskEffect::Store { checkpoint, bytes } => {
-                    match self.plan.checkpoint.storage(&self.plan.job) {
+                TaskEffect::Store {
+                    checkpoint,
+                    savepoint,
+                    bytes,
+                } => {
+                    let config = &self.plan.checkpoint;
+                    let storage = if savepoint {
+                        // Savepoints always go to files, in their own directory.
+                        let directory = config.savepoint_dir(&self.plan.job, checkpoint);
+                        CheckpointStorageKind::FileSystem(
+                            directory.expect("savepoints are triggered only when configured"),
+                        )
+                    } else {
+                        config.storage(&self.plan.job)
+                    };
+                    match storage {
+                        CheckpointStorageKind::FileSystem(directory) if savepoint => {
+                            let path = directory.join(&format!("task-{}", task.0));
+                            let handle =
+                                StateHandle::new(StateLocation::File(path.clone()), &bytes);
+                            let purpose = Request::Snapshot {
+                                task,
+                                checkpoint,
+                                handle,
+                            };
+                            self.request(purpose, StorageOp::Write { path, bytes }, out);
+                        }
                         CheckpointStorageKind::FileSystem(root) => {
                             let path = StoragePath::task_snapshot(root.as_str(), checkpoint, task);
                             let handle =

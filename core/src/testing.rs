@@ -59,6 +59,13 @@ impl LocalCluster {
         local
     }
 
+    /// Sends `message` from `from` to `to`, as a client would (e.g. a savepoint request).
+    pub fn send(&mut self, from: Address, to: Address, message: Message) {
+        let mut out = Outbox::default();
+        out.send(to, message);
+        self.carry_out(from, out);
+    }
+
     /// Virtual time now.
     pub fn now(&self) -> Tick {
         self.now
@@ -801,5 +808,152 @@ mod tests {
             error.to_string().contains("lives in the JobManager's memory (JobManagerCheckpointStorage): it has no path to restore from"),
             "{error}"
         );
+    }
+
+    fn reference_sums() -> BTreeMap<Key, i64> {
+        let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        final_sums(&cluster)
+    }
+
+    /// A job on files that takes a savepoint at 50 ms and runs to its end.
+    fn with_a_savepoint() -> (LocalCluster, u64) {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        job.checkpoint.savepoint_directory = Some("savepoints".to_string());
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(50));
+        cluster.send(
+            Address::JobManager,
+            Address::JobManager,
+            Message::TriggerSavepoint,
+        );
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        cluster.run_until(cluster.now().after(10));
+        let id = cluster
+            .events()
+            .find_map(|e| match e {
+                EngineEvent::SavepointCompleted { checkpoint, .. } => Some(checkpoint.0),
+                _ => None,
+            })
+            .expect("the savepoint completed");
+        (cluster, id)
+    }
+
+    /// Reference §I.52, §K.66: a savepoint goes to its own directory with all its files, is
+    /// never added to the store (so never subsumed or deleted), and is never notified, so no
+    /// side effect is committed from it; the job's output stays exactly once.
+    #[test]
+    fn a_savepoint_is_self_contained_never_subsumed_and_commits_nothing() {
+        let (cluster, id) = with_a_savepoint();
+        let directory = format!("savepoints/savepoint-keyed-sum-{id}");
+        let files: Vec<String> = cluster
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .map(|p| p.to_string())
+            .filter(|p| p.starts_with(&directory))
+            .collect();
+        let expected: Vec<String> = std::iter::once(format!("{directory}/_metadata"))
+            .chain((0..6).map(|t| format!("{directory}/task-{t}")))
+            .collect();
+        assert_eq!(
+            files, expected,
+            "all of it in one directory, kept after the job finished"
+        );
+        let notified_or_completed = cluster.events().any(|e| {
+            matches!(e, EngineEvent::CheckpointNotified { checkpoint, .. } | EngineEvent::CheckpointCompleted { checkpoint } if checkpoint.0 == id)
+        });
+        assert!(
+            !notified_or_completed,
+            "a savepoint is neither completed into the store nor notified"
+        );
+        let origins = committed_origins(&cluster);
+        assert!(origins.len() == 800 && origins.values().all(|&n| n == 1));
+        assert_eq!(final_sums(&cluster), reference_sums());
+    }
+
+    /// Reference §K.66: unlike a checkpoint, a savepoint refers to its files relative to its
+    /// `_metadata`, so a moved savepoint restores.
+    #[test]
+    fn a_moved_savepoint_restores() {
+        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+        let (mut cluster, id) = with_a_savepoint();
+        let directory = format!("savepoints/savepoint-keyed-sum-{id}");
+        let files: Vec<(StoragePath, Vec<u8>)> = cluster
+            .storage
+            .storage
+            .objects()
+            .iter()
+            .filter(|(p, _)| p.as_str().starts_with(&directory))
+            .map(|(p, b)| (p.clone(), b.clone()))
+            .collect();
+        for (path, bytes) in files {
+            let moved = StoragePath::new(path.as_str().replacen(&directory, "elsewhere/sp", 1))
+                .expect("valid");
+            let storage = &mut cluster.storage.storage;
+            storage
+                .execute(StorageOp::Write { path: moved, bytes })
+                .expect("copied");
+            storage
+                .execute(StorageOp::DeleteAll { prefix: path })
+                .expect("deleted");
+        }
+        let resumed = started_from(&cluster, "elsewhere/sp", |_| {});
+        assert_eq!(
+            resumed.job_manager.status(),
+            JobStatus::Finished,
+            "{}",
+            failure_cause(&resumed)
+        );
+        let restored = resumed.events().any(
+            |e| matches!(e, EngineEvent::RestoredFromPath { checkpoint, .. } if checkpoint.0 == id),
+        );
+        assert!(restored);
+        assert_eq!(final_sums(&resumed), reference_sums());
+    }
+
+    #[test]
+    fn a_savepoint_without_a_savepoint_directory_is_refused() {
+        let plan = keyed_sum_job(400, Some(20)).build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(50));
+        cluster.send(
+            Address::JobManager,
+            Address::JobManager,
+            Message::TriggerSavepoint,
+        );
+        cluster.run_until(Tick(60));
+        let refused = cluster.events().find_map(|e| match e {
+            EngineEvent::SavepointRefused { reason } => Some(reason.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            refused.as_deref(),
+            Some("no savepoint directory is configured (state.savepoints.dir)")
+        );
+    }
+
+    /// Reference §N.80: restored with CLAIM, the job owns the checkpoint and deletes it once a
+    /// newer one subsumes it; with NO_CLAIM (tested above) it never does.
+    #[test]
+    fn a_claimed_checkpoint_is_deleted_once_subsumed() {
+        let (failed, directory) = failed_with_a_retained_checkpoint();
+        let resumed = started_from(&failed, &directory, |job| {
+            job.restore.as_mut().expect("set").claim = crate::retention::ClaimMode::Claim;
+        });
+        assert_eq!(resumed.job_manager.status(), JobStatus::Finished);
+        let left: Vec<String> = resumed
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .map(|p| p.to_string())
+            .filter(|p| p.starts_with(&format!("{directory}/")))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

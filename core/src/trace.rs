@@ -38,6 +38,23 @@ pub enum EngineEvent {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
+    /// The coordinator triggered a savepoint at the sources.
+    SavepointTriggered {
+        /// The checkpoint id it uses.
+        checkpoint: CheckpointId,
+    },
+    /// A savepoint is complete: its `_metadata` is durable in its own directory.
+    SavepointCompleted {
+        /// The checkpoint id it used.
+        checkpoint: CheckpointId,
+        /// Its directory.
+        path: String,
+    },
+    /// A savepoint request was refused.
+    SavepointRefused {
+        /// Why.
+        reason: String,
+    },
     /// A trigger request was refused before it got a checkpoint id (min pause, full queue).
     TriggerRequestRefused {
         /// Why.

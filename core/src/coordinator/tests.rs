@@ -113,7 +113,10 @@ impl Driver {
                 [E::Trace(V::CheckpointAborted {
                     checkpoint: a,
                     reason,
-                }), E::Discard(b), E::NotifyAborted {
+                }), E::Discard {
+                    checkpoint: b,
+                    savepoint: false,
+                }, E::NotifyAborted {
                     checkpoint: c,
                     latest_completed: l,
                 }, ..]
@@ -131,6 +134,7 @@ impl Driver {
                 }
                 [E::Trace(V::CheckpointTriggered { checkpoint: a }), E::Trigger {
                     checkpoint: b,
+                    savepoint: false,
                     sources,
                 }, ..]
                     if a == b =>
@@ -159,7 +163,11 @@ impl Driver {
                     reason,
                 }, ..] => (format!("fail-job {} {reason:?}", a.0), 1),
                 [E::PersistCounter, ..] => ("counter".to_string(), 1),
-                [E::WriteMetadata { path, metadata: m }, ..] => {
+                [E::WriteMetadata {
+                    path,
+                    metadata: m,
+                    savepoint: false,
+                }, ..] => {
                     assert_eq!(path, &Some(StoragePath::metadata(ROOT, m.checkpoint)));
                     assert_eq!(
                         (m.job.as_str(), &m.task_states),
