@@ -758,6 +758,25 @@ mod tests {
             cause.starts_with(&format!("cannot restore: cannot read checkpoint metadata {metadata}: corrupted CheckpointMetadata")),
             "{cause}"
         );
+
+        // Torn (a crash before its sync kept a prefix): never picked up as complete.
+        let mut torn = failed_with_a_retained_checkpoint().0;
+        let mut bytes = torn.storage.storage.objects()[&metadata].clone();
+        bytes.truncate(bytes.len() / 3);
+        torn.storage
+            .storage
+            .execute(StorageOp::Write {
+                path: metadata.clone(),
+                bytes,
+            })
+            .expect("written");
+        let cause = failure_cause(&started_from(&torn, &directory, |_| {}));
+        assert!(
+            cause.starts_with(&format!(
+                "cannot restore: cannot read checkpoint metadata {metadata}: truncated CheckpointMetadata"
+            )),
+            "{cause}"
+        );
     }
 
     /// Reference §K.66: a checkpoint references its files by absolute path, so a moved one
