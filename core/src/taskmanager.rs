@@ -332,43 +332,28 @@ impl TaskManager {
                     bytes,
                 } => {
                     let config = &self.plan.checkpoint;
-                    let storage = if savepoint {
+                    let path = match config.storage(&self.plan.job) {
                         // Savepoints always go to files, in their own directory.
-                        let directory = config.savepoint_dir(&self.plan.job, checkpoint);
-                        CheckpointStorageKind::FileSystem(
-                            directory.expect("savepoints are triggered only when configured"),
-                        )
-                    } else {
-                        config.storage(&self.plan.job)
-                    };
-                    match storage {
-                        CheckpointStorageKind::FileSystem(directory) if savepoint => {
-                            let path = directory.join(&format!("task-{}", task.0));
-                            let handle =
-                                StateHandle::new(StateLocation::File(path.clone()), &bytes);
-                            let purpose = Request::Snapshot {
-                                task,
-                                checkpoint,
-                                handle,
-                            };
-                            self.request(purpose, StorageOp::Write { path, bytes }, out);
-                        }
+                        _ if savepoint => config
+                            .savepoint_dir(&self.plan.job, checkpoint)
+                            .expect("savepoints are triggered only when configured")
+                            .join(&format!("task-{}", task.0)),
                         CheckpointStorageKind::FileSystem(root) => {
-                            let path = StoragePath::task_snapshot(root.as_str(), checkpoint, task);
-                            let handle =
-                                StateHandle::new(StateLocation::File(path.clone()), &bytes);
-                            let purpose = Request::Snapshot {
-                                task,
-                                checkpoint,
-                                handle,
-                            };
-                            self.request(purpose, StorageOp::Write { path, bytes }, out);
+                            StoragePath::task_snapshot(root.as_str(), checkpoint, task)
                         }
                         CheckpointStorageKind::JobManager(limits) => {
                             let stored = in_memory_state(&limits, bytes);
                             self.stored_in_memory.push((task, checkpoint, stored));
+                            continue;
                         }
-                    }
+                    };
+                    let handle = StateHandle::new(StateLocation::File(path.clone()), &bytes);
+                    let purpose = Request::Snapshot {
+                        task,
+                        checkpoint,
+                        handle,
+                    };
+                    self.request(purpose, StorageOp::Write { path, bytes }, out);
                 }
                 TaskEffect::Acknowledge { checkpoint, state } => {
                     out.send(
