@@ -21,6 +21,8 @@ pub enum Kind {
     CheckpointMetadata,
     /// The JobManager's HA record (completed checkpoints, id counter, attempt).
     HaRecord,
+    /// A sorted run of the incremental backend, in `shared/`.
+    SharedState,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::TaskSnapshot => 0x534e_4150,       // "SNAP"
             Kind::CheckpointMetadata => 0x4960_672d, // Flink's _metadata magic (reference §K.65)
             Kind::HaRecord => 0x4841_5245,           // "HARE"
+            Kind::SharedState => 0x5353_5431,        // "SST1"
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct CheckpointConfig {
     /// The limits of JobManagerCheckpointStorage.
     #[serde(default)]
     pub memory_storage: MemoryStorageLimits,
+    /// `state.backend.incremental`: keyed state in the incremental (LSM-like) backend, whose
+    /// snapshots upload only what changed into `shared/`. Needs a checkpoint directory.
+    #[serde(default)]
+    pub incremental: bool,
     /// What happens to checkpoints when the job ends (reference §M).
     #[serde(default)]
     pub retention: ExternalizedRetention,
@@ -110,6 +114,7 @@ impl Default for CheckpointConfig {
             directory: None,
             savepoint_directory: None,
             memory_storage: MemoryStorageLimits::default(),
+            incremental: false,
             retention: ExternalizedRetention::NoExternalized,
         }
     }
@@ -166,6 +171,9 @@ pub enum ConfigError {
         /// The rule it breaks.
         rule: &'static str,
     },
+    /// The incremental backend uploads files, so it needs FileSystemCheckpointStorage.
+    #[error("incremental checkpoints need a checkpoint directory (state.checkpoints.dir)")]
+    IncrementalWithoutDirectory,
     /// A JobManagerCheckpointStorage limit is zero.
     #[error("JobManager checkpoint storage: {option} must be positive")]
     MemoryLimit {
@@ -233,6 +241,9 @@ impl CheckpointConfig {
             if directory.split('/').next() == Some(HA_DIRECTORY) {
                 return Err(error("lies in 'ha/', where the HA records are"));
             }
+        }
+        if self.incremental && self.directory.is_none() {
+            return Err(ConfigError::IncrementalWithoutDirectory);
         }
         let limits = &self.memory_storage;
         for (option, value) in [

@@ -17,7 +17,7 @@ use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
 use crate::retention::ClaimMode;
-use crate::retention::{Leaving, SnapshotKind};
+use crate::retention::{Leaving, SharedStateRegistry, SnapshotKind};
 use crate::storage::{StateLocation, StorageError, StorageOp, StoragePath, StorageReply};
 use crate::storage_client::StorageClient;
 use crate::store::{
@@ -129,6 +129,21 @@ pub struct JobManager {
     ha_versions: HaVersions,
     storage: StorageClient<Request>,
     path_restore: Option<PathRestore>,
+    /// Which shared files (incremental state) retained checkpoints still use.
+    shared: SharedStateRegistry,
+}
+
+/// The shared files a completed checkpoint's state consists of.
+fn shared_files(checkpoint: &CompletedCheckpoint) -> Vec<StoragePath> {
+    checkpoint
+        .task_states
+        .values()
+        .flat_map(|state| &state.shared)
+        .filter_map(|file| match &file.location {
+            StateLocation::File(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl JobManager {
@@ -147,6 +162,7 @@ impl JobManager {
             ha_in_flight: false,
             ha_versions: HaVersions::default(),
             path_restore: None,
+            shared: SharedStateRegistry::default(),
             storage: StorageClient::new(cluster.storage_timeout_ticks),
             plan,
             cluster,
@@ -340,7 +356,7 @@ impl JobManager {
         // Checkpoints are not self-contained: check every file the metadata references exists,
         // so a moved checkpoint fails here, naming the file, not in every task.
         let directories: BTreeSet<StoragePath> = file
-            .handles()
+            .files()
             .filter_map(|handle| match &handle.location {
                 StateLocation::File(file) => file.parent(),
                 StateLocation::InMemory(_) | StateLocation::Relative(_) => None,
@@ -415,7 +431,7 @@ impl JobManager {
         let restore = self.path_restore.take().expect("checked");
         let missing = restore
             .file
-            .handles()
+            .files()
             .find_map(|handle| match &handle.location {
                 StateLocation::File(file) if !restore.found.contains(file) => {
                     Some(file.to_string())
@@ -509,6 +525,17 @@ impl JobManager {
         let config = &self.plan.checkpoint;
         assert_eq!(record.job, self.plan.job, "HA record of another job");
         self.attempt = record.attempt;
+        // The registry is rebuilt from the store, as Flink's is on recovery.
+        self.shared = SharedStateRegistry::default();
+        for checkpoint in &record.completed {
+            let files = shared_files(checkpoint);
+            if checkpoint.owned {
+                self.shared.register(checkpoint.id, files);
+            } else {
+                self.shared
+                    .register_restored(checkpoint.id, files, ClaimMode::NoClaim);
+            }
+        }
         let store = CompletedCheckpointStore::from_checkpoints(config.retained, record.completed);
         let tasks = self.plan.tasks.iter().map(|t| t.id).collect();
         let sources = self.plan.source_tasks().collect();
@@ -571,6 +598,7 @@ impl JobManager {
                 attempt: self.attempt,
                 restore,
                 restored_checkpoint,
+                force_full_snapshot: latest.as_ref().is_some_and(|c| !c.owned),
             };
             out.send(Address::TaskManager(tm), message);
         }
@@ -665,6 +693,11 @@ impl JobManager {
         match write {
             HaWrite::Counter => coordinator.on_counter_persisted(now, written, &mut effects),
             HaWrite::Completion(checkpoint) => {
+                if written {
+                    // Registered before the store subsumes, so nothing it uses is deleted.
+                    self.shared
+                        .register(checkpoint.id, shared_files(&checkpoint));
+                }
                 coordinator.on_completion_persisted(now, checkpoint, written, &mut effects)
             }
             HaWrite::Attempt if written => self.deploy(out),
@@ -673,6 +706,7 @@ impl JobManager {
             }
         }
         self.apply(now, effects, out);
+        self.delete_unused_shared(now, out);
         self.send_next_ha(now, out);
         self.try_deploy(now, out);
     }
@@ -968,10 +1002,6 @@ impl JobManager {
     /// keep (reference §M.72–§M.75). The job's directory stays; so do the HA records, which
     /// say which checkpoints exist.
     fn discard_on_termination(&mut self, now: Tick, reason: Leaving, out: &mut Outbox) {
-        let CheckpointStorageKind::FileSystem(root) = self.plan.checkpoint.storage(&self.plan.job)
-        else {
-            return; // State in memory goes with the JobManager.
-        };
         let kind = SnapshotKind::Checkpoint(self.plan.checkpoint.retention);
         if !kind.discarded_when(reason) {
             return;
@@ -979,9 +1009,30 @@ impl JobManager {
         let Some(coordinator) = self.coordinator.as_ref() else {
             return;
         };
-        let retained: Vec<CheckpointId> = coordinator.store().checkpoints().map(|c| c.id).collect();
-        for checkpoint in retained {
-            let prefix = StoragePath::checkpoint_dir(root.as_str(), checkpoint);
+        // Only what the job owns (not a snapshot restored without claim), and only files
+        // (state in memory goes with the JobManager).
+        let doomed: Vec<StoragePath> = coordinator
+            .store()
+            .checkpoints()
+            .filter(|c| c.owned)
+            .filter_map(|c| c.metadata.as_ref().and_then(StoragePath::parent))
+            .collect();
+        let unused = self.shared.unregister_unused(CheckpointId(u64::MAX));
+        for prefix in doomed.into_iter().chain(unused) {
+            self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+        }
+    }
+
+    /// Deletes the shared files no retained checkpoint uses any more (reference §J.57).
+    fn delete_unused_shared(&mut self, now: Tick, out: &mut Outbox) {
+        let Some(lowest) = self
+            .coordinator
+            .as_ref()
+            .and_then(|c| c.store().checkpoints().next().map(|c| c.id))
+        else {
+            return;
+        };
+        for prefix in self.shared.unregister_unused(lowest) {
             self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
         }
     }

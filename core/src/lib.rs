@@ -19,6 +19,7 @@ pub mod coordinator;
 pub mod ids;
 pub mod job;
 pub mod jobmanager;
+pub mod lsm;
 pub mod messages;
 pub mod operator;
 pub mod record;

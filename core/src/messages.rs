@@ -100,6 +100,9 @@ pub enum Message {
         restore: BTreeMap<TaskId, StateHandle>,
         /// The checkpoint restored, if any.
         restored_checkpoint: Option<CheckpointId>,
+        /// The restored snapshot is not the job's (restored without claim): the first
+        /// incremental snapshot of each task uploads everything, referencing none of its files.
+        force_full_snapshot: bool,
     },
     /// JobManager → TaskManager: stop every task of this attempt or older.
     CancelTasks {

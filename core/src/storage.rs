@@ -137,6 +137,10 @@ pub struct StateHandle {
     pub size: u64,
     /// CRC-32 of the bytes, checked again after reading them back (a paired assertion).
     pub checksum: u32,
+    /// Files in `shared/` the state also consists of (the incremental backend's runs), in
+    /// order; the JobManager's shared-state registry decides when they may go.
+    #[serde(default)]
+    pub shared: Vec<StateHandle>,
 }
 
 /// Where a snapshot's bytes are.
@@ -176,6 +180,7 @@ impl StateHandle {
             location,
             size: bytes.len() as u64,
             checksum: crc32fast::hash(bytes),
+            shared: Vec::new(),
         }
     }
 

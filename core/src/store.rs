@@ -142,6 +142,12 @@ impl MetadataFile {
         self
     }
 
+    /// Every file the state consists of: each subtask's own and its shared runs.
+    pub fn files(&self) -> impl Iterator<Item = &StateHandle> {
+        self.handles()
+            .flat_map(|handle| std::iter::once(handle).chain(&handle.shared))
+    }
+
     /// Every state handle, in order.
     pub fn handles(&self) -> impl Iterator<Item = &StateHandle> {
         self.operators.iter().flat_map(|op| op.subtasks.iter())
@@ -427,6 +433,7 @@ mod tests {
                 )),
                 size: 100 + u64::from(t),
                 checksum: 0xfeed_0000 + t,
+                shared: Vec::new(),
             })
             .collect();
         let metadata = MetadataFile {

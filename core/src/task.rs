@@ -10,11 +10,12 @@ use crate::codec::{self, DecodeError, Kind};
 use crate::config::CheckpointingMode;
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId};
 use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
+use crate::lsm::{self, IncrementalSnapshot, LsmBackend};
 use crate::messages::CheckpointFailureReason;
 use crate::operator::{Emitted, Operator, OperatorState, StateMismatch};
 use crate::record::{CheckpointBarrier, Record, StreamEvent};
 use crate::sink::{SinkRequest, TransactionId};
-use crate::storage::StateHandle;
+use crate::storage::{StateHandle, StoragePath};
 use crate::trace::EngineEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -61,6 +62,10 @@ pub enum TaskEffect {
         savepoint: bool,
         /// The encoded snapshot.
         bytes: Vec<u8>,
+        /// New runs of the incremental backend to upload first (path, bytes).
+        uploads: Vec<(StoragePath, Vec<u8>)>,
+        /// Every run the snapshot consists of (the uploads included).
+        shared: Vec<StateHandle>,
     },
     /// Tell the JobManager the snapshot is durable.
     Acknowledge {
@@ -93,8 +98,11 @@ pub struct TaskSnapshot {
     pub task: TaskId,
     /// The checkpoint.
     pub checkpoint: CheckpointId,
-    /// The operator's state.
+    /// The operator's state (its keyed part is in `shared` with the incremental backend).
     pub state: OperatorState,
+    /// The incremental backend's runs the keyed state consists of, oldest first.
+    #[serde(default)]
+    pub shared: Vec<StateHandle>,
 }
 
 /// Why a task could not restore.
@@ -139,6 +147,45 @@ pub enum RestoreError {
     /// The state is of another operator kind.
     #[error(transparent)]
     State(#[from] StateMismatch),
+    /// The snapshot's list of shared runs is not the one its handle promised.
+    #[error("snapshot of task {task} lists {listed} shared runs, its handle {promised}")]
+    SharedMismatch {
+        /// The task.
+        task: TaskId,
+        /// Runs in the snapshot file.
+        listed: usize,
+        /// Runs in the handle.
+        promised: usize,
+    },
+}
+
+/// A snapshot read back for a restore: the task's own file and its shared runs.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotRead<'a> {
+    /// The checkpoint it belongs to.
+    pub checkpoint: CheckpointId,
+    /// The handle the JobManager has for it.
+    pub handle: &'a StateHandle,
+    /// The task's own file.
+    pub bytes: &'a [u8],
+    /// The shared runs, in the handle's order.
+    pub shared: &'a [Vec<u8>],
+}
+
+/// Checks bytes read back against the handle that promised them.
+fn check_read(task: TaskId, handle: &StateHandle, bytes: &[u8]) -> Result<(), RestoreError> {
+    let checksum = codec::checksum(bytes);
+    if checksum != handle.checksum || bytes.len() as u64 != handle.size {
+        return Err(RestoreError::HandleMismatch {
+            task,
+            path: handle.location.to_string(),
+            size: bytes.len() as u64,
+            checksum,
+            expected_size: handle.size,
+            expected_checksum: handle.checksum,
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -177,9 +224,23 @@ pub struct Task {
     /// Commits sent to the sink system and not yet confirmed; the task finishes only when
     /// none is left, or a job could end with its last output still in flight.
     commits_in_flight: BTreeSet<TransactionId>,
+    /// The incremental backend, when the job uses it.
+    lsm: Option<LsmBackend>,
 }
 
 impl Task {
+    /// Keeps keyed state in the incremental backend, uploading runs into `shared_dir`.
+    pub fn enable_incremental(&mut self, shared_dir: StoragePath) {
+        self.lsm = Some(LsmBackend::new(shared_dir, self.spec.id));
+    }
+
+    /// Uploads the whole keyed state with the next snapshot, referencing nothing older.
+    pub fn force_full_snapshot(&mut self) {
+        if let Some(lsm) = self.lsm.as_mut() {
+            lsm.force_full();
+        }
+    }
+
     /// A fresh task.
     pub fn new(spec: &TaskSpec, attempt: Attempt, mode: CheckpointingMode) -> Task {
         let handler = match spec.inputs.len() {
@@ -212,31 +273,28 @@ impl Task {
             latest_notified: CheckpointId(0),
             rebalance_cursor: vec![0; spec.outputs.len()],
             commits_in_flight: BTreeSet::new(),
+            lsm: None,
         }
     }
 
-    /// A task restored from the snapshot of `checkpoint` read from `state`. A sink re-commits
-    /// its pre-committed transactions and aborts the open one (reference §O.84).
+    /// A task restored from `read`, the snapshot of a checkpoint. A sink re-commits its
+    /// pre-committed transactions and aborts the open one (reference §O.84). With
+    /// `shared_dir`, keyed state goes on in the incremental backend.
     pub fn restore(
         spec: &TaskSpec,
         attempt: Attempt,
         mode: CheckpointingMode,
-        checkpoint: CheckpointId,
-        state: &StateHandle,
-        bytes: &[u8],
+        read: SnapshotRead<'_>,
+        shared_dir: Option<StoragePath>,
         out: &mut Vec<TaskEffect>,
     ) -> Result<Task, RestoreError> {
-        let checksum = codec::checksum(bytes);
-        if checksum != state.checksum || bytes.len() as u64 != state.size {
-            return Err(RestoreError::HandleMismatch {
-                task: spec.id,
-                path: state.location.to_string(),
-                size: bytes.len() as u64,
-                checksum,
-                expected_size: state.size,
-                expected_checksum: state.checksum,
-            });
-        }
+        let SnapshotRead {
+            checkpoint,
+            handle: state,
+            bytes,
+            shared,
+        } = read;
+        check_read(spec.id, state, bytes)?;
         let snapshot: TaskSnapshot =
             codec::decode(Kind::TaskSnapshot, bytes).map_err(|source| RestoreError::Decode {
                 task: spec.id,
@@ -250,8 +308,35 @@ impl Task {
                 found_checkpoint: snapshot.checkpoint,
             });
         }
-        let (operator, recovered) = Operator::restore(spec, attempt, snapshot.state)?;
+        if snapshot.shared != state.shared || shared.len() != state.shared.len() {
+            return Err(RestoreError::SharedMismatch {
+                task: spec.id,
+                listed: snapshot.shared.len(),
+                promised: state.shared.len(),
+            });
+        }
+        let mut runs = Vec::new();
+        for (handle, bytes) in state.shared.iter().zip(shared) {
+            check_read(spec.id, handle, bytes)?;
+            let run = lsm::read_run(bytes).map_err(|source| RestoreError::Decode {
+                task: spec.id,
+                source,
+            })?;
+            runs.push(run);
+        }
+        let entries = lsm::replay(&runs);
+        let operator_state = if runs.is_empty() {
+            snapshot.state
+        } else {
+            lsm::join(snapshot.state, &entries)
+        };
+        let (operator, recovered) = Operator::restore(spec, attempt, operator_state)?;
         let mut task = Task::new(spec, attempt, mode);
+        if let Some(shared_dir) = shared_dir {
+            task.enable_incremental(shared_dir);
+            let lsm = task.lsm.as_mut().expect("enabled");
+            lsm.restored(state.shared.clone(), entries);
+        }
         task.operator = operator;
         task.last_checkpoint = checkpoint;
         // Notifications for checkpoints up to the restored one are stale (FLINK-24096).
@@ -350,6 +435,9 @@ impl Task {
         state: StateHandle,
         out: &mut Vec<TaskEffect>,
     ) {
+        if let Some(lsm) = self.lsm.as_mut() {
+            lsm.on_durable(checkpoint);
+        }
         if let Some(pending) = self.pending.get_mut(&checkpoint) {
             assert!(
                 pending.stored.is_none(),
@@ -363,6 +451,9 @@ impl Task {
 
     /// Writing the snapshot of `checkpoint` failed: decline it (a counted failure, §H.46).
     pub fn on_snapshot_failed(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        if let Some(lsm) = self.lsm.as_mut() {
+            lsm.on_failed(checkpoint);
+        }
         if self.pending.remove(&checkpoint).is_some() {
             self.decline(checkpoint, CheckpointFailureReason::AsyncException, out);
         }
@@ -568,15 +659,31 @@ impl Task {
         let mut emitted = Emitted::default();
         let awaiting_pre_commit = self.operator.snapshot_sink(barrier.id, &mut emitted);
         self.emit(emitted, out);
+        let state = self.operator.state().clone();
+        // Savepoints are always full and self-contained.
+        let keyed = match (&mut self.lsm, barrier.savepoint) {
+            (Some(lsm), false) => lsm::split(&state).map(|(skeleton, entries)| {
+                let incremental = lsm.snapshot(barrier.id, &entries);
+                (skeleton, incremental)
+            }),
+            _ => None,
+        };
+        let (state, incremental) = match keyed {
+            Some((skeleton, incremental)) => (skeleton, incremental),
+            None => (state, IncrementalSnapshot::default()),
+        };
         let snapshot = TaskSnapshot {
             task: self.spec.id,
             checkpoint: barrier.id,
-            state: self.operator.state().clone(),
+            state,
+            shared: incremental.runs.clone(),
         };
         out.push(TaskEffect::Store {
             checkpoint: barrier.id,
             savepoint: barrier.savepoint,
             bytes: codec::encode(Kind::TaskSnapshot, &snapshot),
+            uploads: incremental.uploads,
+            shared: incremental.runs,
         });
         out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken {
             task: self.spec.id,
@@ -779,6 +886,7 @@ mod tests {
             location: StateLocation::File(StoragePath::new("job/chk-1/sink").expect("valid")),
             size: 1,
             checksum: 0,
+            shared: Vec::new(),
         };
         task.on_snapshot_durable(final_checkpoint, handle, &mut out);
         assert!(out.is_empty(), "no ack before the pre-commit is confirmed");

@@ -17,7 +17,7 @@ use crate::storage::{
     StateHandle, StateLocation, StorageError, StorageOp, StoragePath, StorageReply,
 };
 use crate::storage_client::StorageClient;
-use crate::task::{Task, TaskEffect};
+use crate::task::{SnapshotRead, Task, TaskEffect};
 use crate::trace::EngineEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -42,6 +42,7 @@ fn in_memory_state(limits: &MemoryStorageLimits, bytes: Vec<u8>) -> Result<State
         ));
     }
     Ok(StateHandle {
+        shared: Vec::new(),
         size,
         checksum: codec::checksum(&bytes),
         location: StateLocation::InMemory(bytes),
@@ -55,16 +56,32 @@ const EARLY_BATCHES_MAX: usize = 1 << 20;
 
 #[derive(Debug)]
 enum Request {
+    /// One file of a snapshot to restore: the task's own (part 0) or shared run `part - 1`.
     Restore {
         task: TaskId,
         checkpoint: CheckpointId,
-        handle: StateHandle,
+        part: usize,
     },
-    Snapshot {
+    /// One file of a snapshot being written (its shared runs and its own file).
+    SnapshotPart {
         task: TaskId,
         checkpoint: CheckpointId,
-        handle: StateHandle,
     },
+}
+
+/// A snapshot's writes still outstanding.
+#[derive(Debug)]
+struct SnapshotWrites {
+    left: usize,
+    failed: bool,
+    handle: StateHandle,
+}
+
+/// A restore's reads: the handle and the parts read so far.
+#[derive(Debug)]
+struct RestoreReads {
+    handle: StateHandle,
+    parts: Vec<Option<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -87,6 +104,12 @@ pub struct TaskManager {
     now: Tick,
     next_heartbeat: Tick,
     next_source_read: Option<Tick>,
+    /// Snapshot writes in flight, by task and checkpoint.
+    snapshot_writes: BTreeMap<(TaskId, CheckpointId), SnapshotWrites>,
+    /// Restore reads in flight, by task.
+    restore_reads: BTreeMap<TaskId, RestoreReads>,
+    /// The attempt restored a snapshot the job does not own: first snapshots are full.
+    force_full_snapshot: bool,
     /// Snapshots kept in memory this input, to hand back to their tasks (or refuse).
     stored_in_memory: Vec<(TaskId, CheckpointId, Result<StateHandle, String>)>,
     /// Data of a newer attempt that arrived before its deployment (another TaskManager got its
@@ -108,6 +131,9 @@ impl TaskManager {
             next_source_read: None,
             early: Vec::new(),
             stored_in_memory: Vec::new(),
+            snapshot_writes: BTreeMap::new(),
+            restore_reads: BTreeMap::new(),
+            force_full_snapshot: false,
             cluster,
         }
     }
@@ -136,6 +162,8 @@ impl TaskManager {
         self.tasks.clear();
         // Answers to requests of the old attempt are ignored (unknown request ids).
         self.storage.forget_all();
+        self.snapshot_writes.clear();
+        self.restore_reads.clear();
         let mode = self.plan.checkpoint.mode;
         let mine: Vec<TaskId> = self
             .plan
@@ -148,19 +176,30 @@ impl TaskManager {
             match (restore.get(&task), restored) {
                 (Some(handle), Some(checkpoint)) => {
                     self.tasks.insert(task, Slot::Restoring(Vec::new()));
+                    let reads = RestoreReads {
+                        handle: handle.clone(),
+                        parts: vec![None; 1 + handle.shared.len()],
+                    };
+                    self.restore_reads.insert(task, reads);
                     match &handle.location {
-                        StateLocation::File(path) => {
-                            let op = StorageOp::Read { path: path.clone() };
-                            let purpose = Request::Restore {
-                                task,
-                                checkpoint,
-                                handle: handle.clone(),
-                            };
-                            self.request(purpose, op, out);
+                        StateLocation::File(_) => {
+                            let files = std::iter::once(handle).chain(&handle.shared);
+                            for (part, file) in files.enumerate() {
+                                let StateLocation::File(path) = &file.location else {
+                                    unreachable!("shared runs are files")
+                                };
+                                let op = StorageOp::Read { path: path.clone() };
+                                let purpose = Request::Restore {
+                                    task,
+                                    checkpoint,
+                                    part,
+                                };
+                                self.request(purpose, op, out);
+                            }
                         }
                         StateLocation::InMemory(bytes) => {
                             let read = Ok(StorageReply::Data(bytes.clone()));
-                            self.on_restore_read(now, task, checkpoint, handle.clone(), read, out);
+                            self.on_restore_read(now, task, checkpoint, 0, read, out);
                         }
                         StateLocation::Relative(name) => {
                             unreachable!(
@@ -171,10 +210,11 @@ impl TaskManager {
                 }
                 _ => {
                     let spec = self.plan.task(task);
-                    self.tasks.insert(
-                        task,
-                        Slot::Running(Box::new(Task::new(spec, attempt, mode))),
-                    );
+                    let mut fresh = Task::new(spec, attempt, mode);
+                    if let Some(shared_dir) = self.shared_dir() {
+                        fresh.enable_incremental(shared_dir);
+                    }
+                    self.tasks.insert(task, Slot::Running(Box::new(fresh)));
                     out.send(Address::JobManager, Message::TaskRunning { attempt, task });
                 }
             }
@@ -194,6 +234,17 @@ impl TaskManager {
         self.schedule_sources(now);
     }
 
+    /// Where the incremental backend uploads, when the job uses it.
+    fn shared_dir(&self) -> Option<StoragePath> {
+        let config = &self.plan.checkpoint;
+        match config.storage(&self.plan.job) {
+            CheckpointStorageKind::FileSystem(root) if config.incremental => {
+                Some(StoragePath::shared_dir(root.as_str()))
+            }
+            _ => None,
+        }
+    }
+
     fn schedule_sources(&mut self, now: Tick) {
         let reading = self
             .tasks()
@@ -206,7 +257,7 @@ impl TaskManager {
         now: Tick,
         task: TaskId,
         checkpoint: CheckpointId,
-        handle: StateHandle,
+        part: usize,
         result: Result<StorageReply, StorageError>,
         out: &mut Outbox,
     ) {
@@ -214,11 +265,19 @@ impl TaskManager {
         let Some(Slot::Restoring(_)) = self.tasks.get(&task) else {
             return;
         };
+        let Some(reads) = self.restore_reads.get_mut(&task) else {
+            return; // An earlier part failed; the task already failed.
+        };
         let bytes = match result {
             Ok(StorageReply::Data(bytes)) => bytes,
             Ok(other) => unreachable!("a read answers data, not {other:?}"),
             Err(error) => {
-                let reason = format!("cannot read snapshot {}: {error}", handle.location);
+                let file = match part {
+                    0 => &reads.handle,
+                    run => &reads.handle.shared[run - 1],
+                };
+                let reason = format!("cannot read snapshot {}: {error}", file.location);
+                self.restore_reads.remove(&task);
                 out.send(
                     Address::JobManager,
                     Message::TaskFailed {
@@ -230,18 +289,36 @@ impl TaskManager {
                 return;
             }
         };
+        reads.parts[part] = Some(bytes);
+        if reads.parts.iter().any(Option::is_none) {
+            return;
+        }
+        let reads = self.restore_reads.remove(&task).expect("present");
+        let handle = reads.handle;
+        let mut parts = reads.parts.into_iter().map(|p| p.expect("all read"));
+        let bytes = parts.next().expect("the task's own file");
+        let shared: Vec<Vec<u8>> = parts.collect();
+        let shared_dir = self.shared_dir();
         let spec = self.plan.task(task);
         let mut effects = Vec::new();
+        let read = SnapshotRead {
+            checkpoint,
+            handle: &handle,
+            bytes: &bytes,
+            shared: &shared,
+        };
         match Task::restore(
             spec,
             attempt,
             self.plan.checkpoint.mode,
-            checkpoint,
-            &handle,
-            &bytes,
+            read,
+            shared_dir,
             &mut effects,
         ) {
-            Ok(restored) => {
+            Ok(mut restored) => {
+                if self.force_full_snapshot {
+                    restored.force_full_snapshot();
+                }
                 let Some(Slot::Restoring(held)) =
                     self.tasks.insert(task, Slot::Running(Box::new(restored)))
                 else {
@@ -330,6 +407,8 @@ impl TaskManager {
                     checkpoint,
                     savepoint,
                     bytes,
+                    uploads,
+                    shared,
                 } => {
                     let config = &self.plan.checkpoint;
                     let path = match config.storage(&self.plan.job) {
@@ -347,13 +426,22 @@ impl TaskManager {
                             continue;
                         }
                     };
-                    let handle = StateHandle::new(StateLocation::File(path.clone()), &bytes);
-                    let purpose = Request::Snapshot {
-                        task,
-                        checkpoint,
+                    let handle = StateHandle {
+                        shared,
+                        ..StateHandle::new(StateLocation::File(path.clone()), &bytes)
+                    };
+                    // Shared runs first: storage serves requests in order, so the task's own
+                    // file is durable last; the snapshot counts only when all are.
+                    let writes = SnapshotWrites {
+                        left: uploads.len() + 1,
+                        failed: false,
                         handle,
                     };
-                    self.request(purpose, StorageOp::Write { path, bytes }, out);
+                    self.snapshot_writes.insert((task, checkpoint), writes);
+                    for (path, bytes) in uploads.into_iter().chain([(path, bytes)]) {
+                        let purpose = Request::SnapshotPart { task, checkpoint };
+                        self.request(purpose, StorageOp::Write { path, bytes }, out);
+                    }
                 }
                 TaskEffect::Acknowledge { checkpoint, state } => {
                     out.send(
@@ -430,20 +518,31 @@ impl TaskManager {
             Request::Restore {
                 task,
                 checkpoint,
-                handle,
-            } => self.on_restore_read(now, task, checkpoint, handle, result, out),
-            Request::Snapshot {
-                task,
-                checkpoint,
-                handle,
-            } => match result {
-                Ok(_) => self.with_task(task, out, |task, effects| {
-                    task.on_snapshot_durable(checkpoint, handle, effects)
-                }),
-                Err(_) => self.with_task(task, out, |task, effects| {
-                    task.on_snapshot_failed(checkpoint, effects)
-                }),
-            },
+                part,
+            } => self.on_restore_read(now, task, checkpoint, part, result, out),
+            Request::SnapshotPart { task, checkpoint } => {
+                let Some(writes) = self.snapshot_writes.get_mut(&(task, checkpoint)) else {
+                    return;
+                };
+                writes.left -= 1;
+                writes.failed |= result.is_err();
+                if writes.left > 0 {
+                    return;
+                }
+                let writes = self
+                    .snapshot_writes
+                    .remove(&(task, checkpoint))
+                    .expect("present");
+                if writes.failed {
+                    self.with_task(task, out, |task, effects| {
+                        task.on_snapshot_failed(checkpoint, effects)
+                    });
+                } else {
+                    self.with_task(task, out, |task, effects| {
+                        task.on_snapshot_durable(checkpoint, writes.handle, effects)
+                    });
+                }
+            }
         }
     }
 
@@ -521,8 +620,10 @@ impl TaskManager {
                 attempt,
                 restore,
                 restored_checkpoint,
+                force_full_snapshot,
             } => {
                 if self.attempt.is_none_or(|a| attempt > a) {
+                    self.force_full_snapshot = force_full_snapshot;
                     self.deploy(now, attempt, restore, restored_checkpoint, out);
                 }
             }

@@ -232,7 +232,7 @@ mod tests {
     use super::*;
     use crate::ids::{CheckpointId, Key};
     use crate::record::Origin;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn committed_origins(cluster: &LocalCluster) -> BTreeMap<Origin, usize> {
         let mut counts = BTreeMap::new();
@@ -625,8 +625,9 @@ mod tests {
         path: &str,
         change: impl FnOnce(&mut crate::job::JobGraph),
     ) -> LocalCluster {
-        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
         let mut job = keyed_sum_job(800, Some(20));
+        // A new job, as Flink gives it a new job id: its own directory and HA records.
+        job.name = "keyed-sum-resumed".to_string();
         job.checkpoint.directory = Some("ckpt".to_string());
         job.restore = Some(crate::job::RestoreSettings {
             path: path.to_string(),
@@ -637,13 +638,6 @@ mod tests {
         let plan = job.build().expect("valid job");
         let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
         cluster.storage.storage = previous.storage.storage.clone();
-        // A new job: its HA records start empty (Flink gives it a new job id).
-        let ha = StoragePath::new("ha").expect("valid");
-        cluster
-            .storage
-            .storage
-            .execute(StorageOp::DeleteAll { prefix: ha })
-            .expect("deleted");
         cluster.run_to_end(Tick(100_000));
         cluster
     }
@@ -974,5 +968,159 @@ mod tests {
             .filter(|p| p.starts_with(&format!("{directory}/")))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    fn incremental_job(retained: u32) -> crate::job::JobGraph {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        job.checkpoint.incremental = true;
+        job.checkpoint.retained = retained;
+        job
+    }
+
+    /// Every file a retained checkpoint consists of exists (reference §J.61: never delete a
+    /// file a retained checkpoint references); returns the shared files in storage.
+    fn assert_retained_checkpoints_are_whole(cluster: &LocalCluster) -> usize {
+        let objects = cluster.storage.storage.objects();
+        if let Some(coordinator) = cluster.job_manager.coordinator() {
+            for checkpoint in coordinator.store().checkpoints() {
+                for state in checkpoint.task_states.values() {
+                    for file in std::iter::once(state).chain(&state.shared) {
+                        let crate::storage::StateLocation::File(path) = &file.location else {
+                            continue;
+                        };
+                        assert!(
+                            objects.contains_key(path),
+                            "{} of retained {} is gone at {}",
+                            path,
+                            checkpoint.id,
+                            cluster.now()
+                        );
+                    }
+                }
+            }
+        }
+        objects
+            .keys()
+            .filter(|p| p.as_str().starts_with("ckpt/keyed-sum/shared/"))
+            .count()
+    }
+
+    /// The incremental backend end to end: keyed state goes to `shared/` as runs uploaded
+    /// once, retained checkpoints stay whole at every step while old runs are deleted, a crash
+    /// restores exactly once from runs, and the finished job leaves no shared file behind.
+    #[test]
+    fn incremental_checkpoints_keep_retained_state_whole_delete_the_rest_and_restore() {
+        let plan = incremental_job(2).build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        let mut most_shared = 0;
+        let tm = Address::TaskManager(TaskManagerId(1));
+        for tick in 1..=400 {
+            if tick == 70 {
+                cluster.crash(tm);
+            }
+            if tick == 90 {
+                cluster.restart(tm);
+            }
+            cluster.run_until(Tick(tick));
+            if cluster.job_manager.status() == JobStatus::Finished {
+                break; // Its checkpoints are being deleted now, as the retention says.
+            }
+            most_shared = most_shared.max(assert_retained_checkpoints_are_whole(&cluster));
+        }
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        cluster.run_until(cluster.now().after(10));
+        assert!(most_shared > 0, "runs were uploaded to shared/");
+        // The run is deterministic: it peaks at 11 shared files; with no deletions while
+        // running it peaks at 15 (checked by removing them).
+        assert!(
+            most_shared <= 12,
+            "old runs are deleted, not leaked: {most_shared} at once"
+        );
+        // What is left in shared/ are only uploads of checkpoints that never completed (a
+        // TaskManager crashed with them): like Flink, the registry knows only what completed
+        // checkpoints used, and the job's directory is never wiped.
+        let completed: BTreeSet<u64> = cluster
+            .events()
+            .filter_map(|e| match e {
+                EngineEvent::CheckpointCompleted { checkpoint } => Some(checkpoint.0),
+                _ => None,
+            })
+            .collect();
+        for left in cluster.storage.storage.objects().keys() {
+            let Some(name) = left.as_str().strip_prefix("ckpt/keyed-sum/shared/") else {
+                continue;
+            };
+            let id: u64 = name
+                .rsplit("-chk-")
+                .next()
+                .and_then(|n| n.strip_suffix(".sst"))
+                .and_then(|n| n.parse().ok())
+                .expect("task-K-chk-N.sst");
+            assert!(
+                !completed.contains(&id),
+                "{left} of completed chk-{id} was left behind"
+            );
+        }
+        let restored_from_runs = cluster
+            .events()
+            .any(|e| matches!(e, EngineEvent::Restored { .. }));
+        assert!(restored_from_runs);
+        let origins = committed_origins(&cluster);
+        assert!(origins.len() == 800 && origins.values().all(|&n| n == 1));
+        assert_eq!(final_sums(&cluster), reference_sums());
+    }
+
+    /// Reference §N.80: after a restore without claim, the first incremental snapshot uploads
+    /// everything and references none of the restored snapshot's runs.
+    #[test]
+    fn the_first_snapshot_after_a_no_claim_restore_is_full() {
+        let mut job = incremental_job(1);
+        job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
+        job.restart = crate::config::RestartStrategyConfig::NoRestart;
+        let plan = job.build().expect("valid job");
+        let mut failed = LocalCluster::start(plan, ClusterConfig::default());
+        failed.run_until(Tick(90));
+        failed.crash(Address::TaskManager(TaskManagerId(1)));
+        assert_eq!(failed.run_to_end(Tick(5_000)), JobStatus::Failed);
+        let old_runs: BTreeSet<String> = failed
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .map(|p| p.to_string())
+            .filter(|p| p.contains("/shared/"))
+            .collect();
+        assert!(!old_runs.is_empty());
+        let directory = failed
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .filter(|p| p.as_str().ends_with("/_metadata"))
+            .filter_map(|p| p.parent())
+            .next_back()
+            .expect("retained")
+            .to_string();
+        let resumed = started_from(&failed, &directory, |job| job.checkpoint.incremental = true);
+        assert_eq!(resumed.job_manager.status(), JobStatus::Finished);
+        let coordinator = resumed.job_manager.coordinator().expect("ran");
+        let referenced: Vec<String> = coordinator
+            .store()
+            .checkpoints()
+            .flat_map(|c| c.task_states.values())
+            .flat_map(|s| s.shared.iter())
+            .map(|f| f.location.to_string())
+            .collect();
+        assert!(!referenced.is_empty());
+        assert!(
+            referenced.iter().all(|f| !old_runs.contains(f)),
+            "{referenced:?} reuses {old_runs:?}"
+        );
+        // And the job never deleted the restored snapshot's runs.
+        let objects = resumed.storage.storage.objects();
+        assert!(old_runs
+            .iter()
+            .all(|f| objects.keys().any(|p| p.as_str() == f)));
     }
 }

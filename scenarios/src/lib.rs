@@ -61,7 +61,7 @@ pub fn scenarios() -> &'static [Scenario] {
         },
         Scenario {
             name: "swarm",
-            description: "the keyed-sum job under swarm faults: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes) and draws their rates",
+            description: "the keyed-sum job (heap or incremental backend) under swarm faults: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes) and draws their rates",
             setup: keyed_sum_swarm,
         },
         Scenario {
@@ -613,6 +613,9 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
 fn keyed_sum_swarm(seed: u64) -> Setup {
     let mut draws = Draws::new(seed);
     let mut job = on_files(keyed_sum_job(&mut draws.workload));
+    // Half the seeds keep keyed state in the incremental backend (runs in shared/). Drawn
+    // after the job's input, so the other draws of a seed stay what they were.
+    job.checkpoint.incremental = draws.workload.below(2) == 1;
     // Faults come in bursts: restart for as long as it takes, tolerate a few failures, and
     // expire checkpoints that a clog holds up.
     job.restart = RestartStrategyConfig::FixedDelay {

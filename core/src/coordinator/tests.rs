@@ -55,6 +55,7 @@ fn state(checkpoint: u64, task: u32) -> StateHandle {
         location: StateLocation::File(path),
         size: 1,
         checksum: task,
+        shared: Vec::new(),
     }
 }
 
