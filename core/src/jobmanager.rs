@@ -185,6 +185,15 @@ impl JobManager {
     }
 
     fn request(&mut self, now: Tick, purpose: Request, op: StorageOp, out: &mut Outbox) {
+        if let (StorageOp::DeleteAll { prefix }, CheckpointStorageKind::FileSystem(root)) =
+            (&op, self.plan.checkpoint.storage(&self.plan.job))
+        {
+            let taskowned = StoragePath::taskowned_dir(root.as_str());
+            assert!(
+                !prefix.starts_with(&taskowned) && !taskowned.starts_with(prefix),
+                "the JobManager never deletes task-owned state, asked to delete {prefix}"
+            );
+        }
         self.storage.send(now, purpose, op, out);
     }
 
@@ -843,13 +852,9 @@ impl JobManager {
     }
 
     fn failover(&mut self, now: Tick, cause: String, out: &mut Outbox) {
-        if matches!(
-            self.status,
-            JobStatus::Finished
-                | JobStatus::Failed
-                | JobStatus::Initializing
-                | JobStatus::Restarting
-        ) {
+        if self.status.is_terminal()
+            || matches!(self.status, JobStatus::Initializing | JobStatus::Restarting)
+        {
             return;
         }
         out.trace(EngineEvent::Failover { cause });
@@ -1023,6 +1028,25 @@ impl JobManager {
         }
     }
 
+    /// A client cancels the job: tasks stop, pending checkpoints are aborted, and retained
+    /// checkpoints are deleted unless the retention policy keeps them on cancellation.
+    fn cancel(&mut self, now: Tick, out: &mut Outbox) {
+        if self.status.is_terminal() || self.coordinator.is_none() {
+            return;
+        }
+        let mut effects = Vec::new();
+        self.coordinator_mut()
+            .stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
+        self.apply(now, effects, out);
+        if let Some(attempt) = self.deployed.take() {
+            self.broadcast(Message::CancelTasks { attempt }, out);
+        }
+        self.tasks.clear();
+        self.restart_at = None;
+        self.set_status(JobStatus::Canceled, out);
+        self.discard_on_termination(now, Leaving::Canceled, out);
+    }
+
     /// Deletes the shared files no retained checkpoint uses any more (reference §J.57).
     fn delete_unused_shared(&mut self, now: Tick, out: &mut Outbox) {
         let Some(lowest) = self
@@ -1080,6 +1104,7 @@ impl Node for JobManager {
                     self.try_deploy(now, out);
                 }
             }
+            Message::CancelJob => self.cancel(now, out),
             Message::TriggerSavepoint => {
                 let mut effects = Vec::new();
                 let refused = match self.coordinator.as_mut() {

@@ -202,6 +202,8 @@ pub enum Message {
     },
     /// A client → JobManager: take a savepoint now (`flink savepoint`).
     TriggerSavepoint,
+    /// A client → JobManager: cancel the job (`flink cancel`).
+    CancelJob,
     /// Any node → storage.
     Storage(StorageRequest),
     /// Storage → the requesting node.

@@ -98,10 +98,7 @@ impl LocalCluster {
 
     /// Runs until the job reaches a terminal status or `limit` passes; returns the status.
     pub fn run_to_end(&mut self, limit: Tick) -> JobStatus {
-        while !matches!(
-            self.job_manager.status(),
-            JobStatus::Finished | JobStatus::Failed
-        ) {
+        while !self.job_manager.status().is_terminal() {
             match self.next_event_time() {
                 Some(next) if next <= limit => self.step(next),
                 _ => break,
@@ -1122,5 +1119,58 @@ mod tests {
         assert!(old_runs
             .iter()
             .all(|f| objects.keys().any(|p| p.as_str() == f)));
+    }
+
+    /// Reference §M.72, the CANCELED column: a cancelled job keeps its checkpoints only under
+    /// RETAIN_ON_CANCELLATION.
+    #[test]
+    fn a_cancelled_job_keeps_its_checkpoints_only_when_retained_on_cancellation() {
+        use crate::retention::ExternalizedRetention::*;
+        for (retention, kept) in [
+            (NoExternalized, false),
+            (DeleteOnCancellation, false),
+            (RetainOnCancellation, true),
+        ] {
+            let mut job = keyed_sum_job(800, Some(20));
+            job.checkpoint.directory = Some("ckpt".to_string());
+            job.checkpoint.retention = retention;
+            let plan = job.build().expect("valid job");
+            let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+            cluster.run_until(Tick(90));
+            cluster.send(Address::JobManager, Address::JobManager, Message::CancelJob);
+            assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Canceled);
+            cluster.run_until(cluster.now().after(10));
+            let checkpoints = cluster
+                .storage
+                .storage
+                .objects()
+                .keys()
+                .filter(|p| p.as_str().starts_with("ckpt/"))
+                .count();
+            assert_eq!(checkpoints > 0, kept, "{retention:?}: {}", tree(&cluster));
+        }
+    }
+
+    /// Reference §M.74: a JobManager that goes away without the job ending (suspended, here
+    /// crashed) deletes nothing: its successor resumes from the same checkpoints.
+    #[test]
+    fn a_suspended_job_manager_deletes_nothing() {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        let before = tree(&cluster);
+        cluster.crash(Address::JobManager);
+        cluster.run_until(Tick(200));
+        let kept: Vec<&str> = before.lines().filter(|l| l.starts_with("ckpt/")).collect();
+        let after = tree(&cluster);
+        assert!(!kept.is_empty());
+        for line in kept {
+            let path = line.split("  ").next().expect("a path");
+            assert!(after.contains(path), "{path} is gone");
+        }
+        cluster.restart(Address::JobManager);
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     }
 }

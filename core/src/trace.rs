@@ -21,6 +21,18 @@ pub enum JobStatus {
     Finished,
     /// The restart strategy gave up.
     Failed,
+    /// A client cancelled the job.
+    Canceled,
+}
+
+impl JobStatus {
+    /// The job ended for good: finished, failed or cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
+    }
 }
 
 /// One meaningful event inside the engine.

@@ -434,8 +434,8 @@ async fn supervise(
             let world = lock(&world);
             (world.status, world.inputs)
         };
-        if matches!(status, Some(JobStatus::Finished | JobStatus::Failed)) {
-            return (RunEnd::Terminated(status.expect("matched")), now.0);
+        if let Some(status) = status.filter(|s| s.is_terminal()) {
+            return (RunEnd::Terminated(status), now.0);
         }
         if now >= deadline {
             return (RunEnd::TimedOut, now.0);
