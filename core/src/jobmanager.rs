@@ -753,13 +753,12 @@ impl JobManager {
                         retention: self.plan.checkpoint.retention,
                     };
                     let mut file = MetadataFile::new(&self.plan, &metadata, properties);
-                    if savepoint {
-                        // Self-contained and relocatable: files named relative to `_metadata`.
-                        let directory = path
-                            .parent()
-                            .expect("a savepoint's _metadata has a directory");
-                        file.relativize(&directory);
-                    }
+                    // Exclusive files are named relative to `_metadata` (Flink's
+                    // RelativeFileStateHandle); shared runs keep their absolute paths, so a
+                    // savepoint (all exclusive) can be moved and an incremental checkpoint
+                    // cannot (reference §K.64, §K.66).
+                    let directory = path.parent().expect("a _metadata file has a directory");
+                    file.relativize(&directory);
                     let bytes = codec::encode(Kind::CheckpointMetadata, &file);
                     self.request(
                         now,

@@ -770,24 +770,20 @@ mod tests {
         );
     }
 
-    /// Reference §K.66: a checkpoint references its files by absolute path, so a moved one
-    /// cannot be restored, and the error names the missing file.
-    #[test]
-    fn a_moved_checkpoint_fails_to_restore_naming_the_missing_file() {
+    /// Moves every file under `from` to the same name under `to`.
+    fn move_files(cluster: &mut LocalCluster, from: &str, to: &str) {
         use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
-        let (mut failed, directory) = failed_with_a_retained_checkpoint();
-        let files: Vec<(StoragePath, Vec<u8>)> = failed
+        let files: Vec<(StoragePath, Vec<u8>)> = cluster
             .storage
             .storage
             .objects()
             .iter()
-            .filter(|(p, _)| p.as_str().starts_with(&directory))
+            .filter(|(p, _)| p.as_str().starts_with(from))
             .map(|(p, b)| (p.clone(), b.clone()))
             .collect();
         for (path, bytes) in files {
-            let moved =
-                StoragePath::new(path.as_str().replacen("ckpt/", "moved/", 1)).expect("valid");
-            let storage = &mut failed.storage.storage;
+            let moved = StoragePath::new(path.as_str().replacen(from, to, 1)).expect("valid");
+            let storage = &mut cluster.storage.storage;
             storage
                 .execute(StorageOp::Write { path: moved, bytes })
                 .expect("copied");
@@ -795,11 +791,58 @@ mod tests {
                 .execute(StorageOp::DeleteAll { prefix: path })
                 .expect("deleted");
         }
+    }
+
+    /// Reference §K.64, §K.66: a checkpoint names its exclusive files relative to its
+    /// `_metadata` but its shared (incremental) files by absolute path, so a moved incremental
+    /// checkpoint cannot be restored, and the error names the missing file; one with only
+    /// exclusive state (heap backend) can.
+    #[test]
+    fn a_moved_incremental_checkpoint_fails_to_restore_naming_the_missing_file() {
+        let (mut heap, directory) = failed_with_a_retained_checkpoint();
         let moved = directory.replacen("ckpt/", "moved/", 1);
-        let cause = failure_cause(&started_from(&failed, &moved, |_| {}));
+        move_files(&mut heap, &directory, &moved);
+        let resumed = started_from(&heap, &moved, |_| {});
         assert_eq!(
-            cause,
-            format!("cannot restore from {moved}/_metadata: it references {directory}/task-0, which does not exist (checkpoints are not self-contained; was it moved?)")
+            resumed.job_manager.status(),
+            JobStatus::Finished,
+            "{}",
+            failure_cause(&resumed)
+        );
+
+        let mut job = incremental_job(1);
+        job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
+        job.restart = crate::config::RestartStrategyConfig::NoRestart;
+        let plan = job.build().expect("valid job");
+        let mut incremental = LocalCluster::start(plan, ClusterConfig::default());
+        incremental.run_until(Tick(90));
+        incremental.crash(Address::TaskManager(TaskManagerId(1)));
+        assert_eq!(incremental.run_to_end(Tick(5_000)), JobStatus::Failed);
+        let directory = incremental
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .filter(|p| p.as_str().ends_with("/_metadata"))
+            .filter_map(|p| p.parent())
+            .next_back()
+            .expect("retained")
+            .to_string();
+        // Move the whole job directory, shared runs included.
+        move_files(&mut incremental, "ckpt/keyed-sum/", "moved/keyed-sum/");
+        let moved = directory.replacen("ckpt/", "moved/", 1);
+        let cause = failure_cause(&started_from(&incremental, &moved, |_| {}));
+        assert!(
+            cause.starts_with(&format!(
+                "cannot restore from {moved}/_metadata: it references ckpt/keyed-sum/shared/task-"
+            )),
+            "{cause}"
+        );
+        assert!(
+            cause.ends_with(
+                "which does not exist (checkpoints are not self-contained; was it moved?)"
+            ),
+            "{cause}"
         );
     }
 
