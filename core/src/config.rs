@@ -61,6 +61,11 @@ pub struct CheckpointConfig {
     /// The limits of JobManagerCheckpointStorage.
     #[serde(default)]
     pub memory_storage: MemoryStorageLimits,
+    /// `state.storage.fs.memory-threshold`: with files, a task state smaller than this is kept
+    /// inline in `_metadata` instead of a file of its own. Flink's default is 20 KiB; here it is
+    /// 0 (off) by default, so that every snapshot goes through the simulated disk.
+    #[serde(default)]
+    pub inline_threshold_bytes: u64,
     /// `state.backend.incremental`: keyed state in the incremental (LSM-like) backend, whose
     /// snapshots upload only what changed into `shared/`. Needs a checkpoint directory.
     #[serde(default)]
@@ -115,6 +120,7 @@ impl Default for CheckpointConfig {
             savepoint_directory: None,
             memory_storage: MemoryStorageLimits::default(),
             incremental: false,
+            inline_threshold_bytes: 0,
             retention: ExternalizedRetention::NoExternalized,
         }
     }

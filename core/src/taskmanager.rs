@@ -411,6 +411,18 @@ impl TaskManager {
                     shared,
                 } => {
                     let config = &self.plan.checkpoint;
+                    let small = (bytes.len() as u64) < config.inline_threshold_bytes;
+                    if small && uploads.is_empty() && !savepoint {
+                        // Inline in `_metadata` (reference §K.64): no file of its own.
+                        let handle = StateHandle {
+                            size: bytes.len() as u64,
+                            checksum: codec::checksum(&bytes),
+                            location: StateLocation::InMemory(bytes),
+                            shared,
+                        };
+                        self.stored_in_memory.push((task, checkpoint, Ok(handle)));
+                        continue;
+                    }
                     let path = match config.storage(&self.plan.job) {
                         // Savepoints always go to files, in their own directory.
                         _ if savepoint => config

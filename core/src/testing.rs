@@ -1216,4 +1216,36 @@ mod tests {
         cluster.restart(Address::JobManager);
         assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     }
+
+    /// Reference §K.64: states under the inline threshold live in `_metadata`, not in files of
+    /// their own, and restore from it like any other.
+    #[test]
+    fn small_states_are_inlined_in_the_metadata_and_restore() {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        job.checkpoint.inline_threshold_bytes = 1024;
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(90));
+        let files: Vec<String> = cluster
+            .storage
+            .storage
+            .objects()
+            .keys()
+            .map(|p| p.to_string())
+            .filter(|p| p.starts_with("ckpt/"))
+            .collect();
+        assert!(
+            !files.is_empty() && files.iter().all(|f| f.ends_with("/_metadata")),
+            "{files:?}"
+        );
+        let tm = Address::TaskManager(TaskManagerId(0));
+        cluster.crash(tm);
+        cluster.run_until(Tick(120));
+        cluster.restart(tm);
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        let origins = committed_origins(&cluster);
+        assert!(origins.len() == 800 && origins.values().all(|&n| n == 1));
+        assert_eq!(final_sums(&cluster), reference_sums());
+    }
 }
