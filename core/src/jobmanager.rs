@@ -45,6 +45,10 @@ pub struct HaRecord {
     pub attempt: Attempt,
     /// The completed checkpoints, oldest first.
     pub completed: Vec<CompletedCheckpoint>,
+    /// How the job ended, once it did: a JobManager that starts later does not run it again
+    /// (Flink's job result store).
+    #[serde(default)]
+    pub ended: Option<JobStatus>,
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +56,8 @@ enum HaWrite {
     Counter,
     Completion(CompletedCheckpoint),
     Attempt,
+    /// The job ended: persist that.
+    Ended,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +135,10 @@ pub struct JobManager {
     ha_versions: HaVersions,
     storage: StorageClient<Request>,
     path_restore: Option<PathRestore>,
+    /// The job ended; what to delete once no completion is settling.
+    pending_discard: Option<Leaving>,
+    /// A cancellation that arrived before the HA record was read.
+    cancel_requested: bool,
     /// Which shared files (incremental state) retained checkpoints still use.
     shared: SharedStateRegistry,
 }
@@ -162,6 +172,8 @@ impl JobManager {
             ha_in_flight: false,
             ha_versions: HaVersions::default(),
             path_restore: None,
+            pending_discard: None,
+            cancel_requested: false,
             shared: SharedStateRegistry::default(),
             storage: StorageClient::new(cluster.storage_timeout_ticks),
             plan,
@@ -277,6 +289,7 @@ impl JobManager {
                     next_checkpoint_id: CheckpointId::INITIAL,
                     attempt: Attempt(0),
                     completed: Vec::new(),
+                    ended: None,
                 };
                 self.adopt(now, fresh, out);
             }
@@ -470,6 +483,7 @@ impl JobManager {
                 // Savepoints are never the job's to delete; checkpoints only when claimed.
                 owned: claim == ClaimMode::Claim && !restore.file.properties.savepoint,
             }],
+            ended: None,
         };
         self.adopt(now, record, out);
     }
@@ -556,12 +570,23 @@ impl JobManager {
             record.next_checkpoint_id,
             store,
         ));
+        if let Some(ended) = record.ended {
+            // The job ended before this JobManager started: it stays ended.
+            self.set_status(ended, out);
+            return;
+        }
         self.set_status(JobStatus::Created, out);
         self.restart_at = Some(now);
+        if std::mem::take(&mut self.cancel_requested) {
+            return self.cancel(now, out);
+        }
         self.try_deploy(now, out);
     }
 
     fn try_deploy(&mut self, now: Tick, out: &mut Outbox) {
+        if self.status.is_terminal() {
+            return;
+        }
         let due = self.restart_at.is_some_and(|at| at <= now);
         let all_registered = self
             .cluster
@@ -648,6 +673,7 @@ impl JobManager {
             next_checkpoint_id: coordinator.next_id(),
             attempt: self.attempt,
             completed,
+            ended: self.status.is_terminal().then_some(self.status),
         };
         let bytes = codec::encode(Kind::HaRecord, &record);
         let version = self.ha_versions.next;
@@ -682,12 +708,11 @@ impl JobManager {
         result: Result<StorageReply, StorageError>,
         out: &mut Outbox,
     ) {
-        if let Err(error @ StorageError::TimedOut { .. }) = result {
-            return self.start_over(
-                now,
-                format!("HA record write outcome unknown: {error}"),
-                out,
-            );
+        if let Err(error @ StorageError::TimedOut { .. }) = &result {
+            if !self.status.is_terminal() {
+                let cause = format!("HA record write outcome unknown: {error}");
+                return self.start_over(now, cause, out);
+            }
         }
         let written = result.is_ok();
         if written {
@@ -709,15 +734,19 @@ impl JobManager {
                 }
                 coordinator.on_completion_persisted(now, checkpoint, written, &mut effects)
             }
+            // An ended job is not deployed again.
+            HaWrite::Attempt if self.status.is_terminal() => {}
             HaWrite::Attempt if written => self.deploy(out),
             HaWrite::Attempt => {
                 self.restart_at = Some(now.after(self.cluster.heartbeat_interval_ticks))
             }
+            HaWrite::Ended => {}
         }
         self.apply(now, effects, out);
         self.delete_unused_shared(now, out);
         self.send_next_ha(now, out);
         self.try_deploy(now, out);
+        self.try_discard(now, out);
     }
 
     fn apply(&mut self, now: Tick, effects: Vec<CoordinatorEffect>, out: &mut Outbox) {
@@ -829,8 +858,20 @@ impl JobManager {
                     }
                 }
                 CoordinatorEffect::DiscardCompleted(checkpoint) => {
-                    // Not owned: restored without claim; no path: state in memory.
+                    // Not owned: restored without claim; no path: state in memory. A claimed
+                    // snapshot whose directory holds this job's task-owned state keeps it.
                     let directory = checkpoint.metadata.as_ref().and_then(StoragePath::parent);
+                    let taskowned = match self.plan.checkpoint.storage(&self.plan.job) {
+                        CheckpointStorageKind::FileSystem(root) => {
+                            Some(StoragePath::taskowned_dir(root.as_str()))
+                        }
+                        CheckpointStorageKind::JobManager(_) => None,
+                    };
+                    let directory = directory.filter(|d| {
+                        taskowned
+                            .as_ref()
+                            .is_none_or(|t| !t.starts_with(d) && !d.starts_with(t))
+                    });
                     if let (true, Some(prefix)) = (checkpoint.owned, directory) {
                         self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
                     }
@@ -872,8 +913,7 @@ impl JobManager {
                 self.set_status(JobStatus::Restarting, out);
             }
             RestartDecision::GiveUp => {
-                self.set_status(JobStatus::Failed, out);
-                self.discard_on_termination(now, Leaving::Failed, out);
+                self.terminate(now, JobStatus::Failed, Leaving::Failed, out);
             }
         }
     }
@@ -909,8 +949,7 @@ impl JobManager {
                 if self.tasks.values().all(|&s| s == TaskState::Finished) {
                     self.coordinator_mut()
                         .stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
-                    self.set_status(JobStatus::Finished, out);
-                    self.discard_on_termination(now, Leaving::Finished, out);
+                    self.terminate(now, JobStatus::Finished, Leaving::Finished, out);
                 }
             }
             Message::TaskFailed { task, reason, .. } => {
@@ -1030,7 +1069,12 @@ impl JobManager {
     /// A client cancels the job: tasks stop, pending checkpoints are aborted, and retained
     /// checkpoints are deleted unless the retention policy keeps them on cancellation.
     fn cancel(&mut self, now: Tick, out: &mut Outbox) {
-        if self.status.is_terminal() || self.coordinator.is_none() {
+        if self.status.is_terminal() {
+            return;
+        }
+        if self.coordinator.is_none() {
+            // Still reading the HA record: cancel once it is read.
+            self.cancel_requested = true;
             return;
         }
         let mut effects = Vec::new();
@@ -1042,17 +1086,43 @@ impl JobManager {
         }
         self.tasks.clear();
         self.restart_at = None;
-        self.set_status(JobStatus::Canceled, out);
-        self.discard_on_termination(now, Leaving::Canceled, out);
+        self.terminate(now, JobStatus::Canceled, Leaving::Canceled, out);
     }
 
-    /// Deletes the shared files no retained checkpoint uses any more (reference §J.57).
-    fn delete_unused_shared(&mut self, now: Tick, out: &mut Outbox) {
-        let Some(lowest) = self
+    /// The job ended for good: record it durably, and delete what the retention policy does
+    /// not keep once no completion is still settling (it would add a checkpoint after the
+    /// deletion otherwise).
+    fn terminate(&mut self, now: Tick, status: JobStatus, reason: Leaving, out: &mut Outbox) {
+        assert!(status.is_terminal(), "{status:?} does not end a job");
+        self.set_status(status, out);
+        self.pending_discard = Some(reason);
+        self.write_ha(now, HaWrite::Ended, out);
+        self.try_discard(now, out);
+    }
+
+    fn try_discard(&mut self, now: Tick, out: &mut Outbox) {
+        let settled = self
             .coordinator
             .as_ref()
-            .and_then(|c| c.store().checkpoints().next().map(|c| c.id))
-        else {
+            .is_some_and(|c| !c.is_finalizing());
+        if settled && !self.ha_in_flight && self.ha_queue.is_empty() {
+            if let Some(reason) = self.pending_discard.take() {
+                self.discard_on_termination(now, reason, out);
+            }
+        }
+    }
+
+    /// Deletes the shared files no retained checkpoint uses any more (reference §J.57), but
+    /// only while no checkpoint is pending: a pending snapshot may have been taken on top of a
+    /// checkpoint that a newer completion just subsumed, and use its runs.
+    fn delete_unused_shared(&mut self, now: Tick, out: &mut Outbox) {
+        let Some(coordinator) = self.coordinator.as_ref() else {
+            return;
+        };
+        if !coordinator.pending_ids().is_empty() || self.status.is_terminal() {
+            return;
+        }
+        let Some(lowest) = coordinator.store().checkpoints().next().map(|c| c.id) else {
             return;
         };
         for prefix in self.shared.unregister_unused(lowest) {
@@ -1082,6 +1152,23 @@ impl Node for JobManager {
     }
 
     fn on_message(&mut self, now: Tick, _from: Address, message: Message, out: &mut Outbox) {
+        self.handle_message(now, message, out);
+        // An abort or a completion may have left no checkpoint pending.
+        self.delete_unused_shared(now, out);
+    }
+
+    fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+        self.handle_tick(now, out);
+        self.delete_unused_shared(now, out);
+    }
+
+    fn next_deadline(&self) -> Option<Tick> {
+        self.deadline()
+    }
+}
+
+impl JobManager {
+    fn handle_message(&mut self, now: Tick, message: Message, out: &mut Outbox) {
         match message {
             Message::RegisterTaskManager { task_manager } => {
                 let lost_tasks = self.hosts_tasks(task_manager);
@@ -1139,7 +1226,7 @@ impl Node for JobManager {
         }
     }
 
-    fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+    fn handle_tick(&mut self, now: Tick, out: &mut Outbox) {
         for (purpose, error) in self.storage.expire(now, out) {
             self.on_storage_result(now, purpose, Err(error), out);
         }
@@ -1164,7 +1251,7 @@ impl Node for JobManager {
         }
     }
 
-    fn next_deadline(&self) -> Option<Tick> {
+    fn deadline(&self) -> Option<Tick> {
         let timeout = self.cluster.heartbeat_timeout_ticks;
         let heartbeat = self
             .task_managers

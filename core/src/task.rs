@@ -198,6 +198,8 @@ struct InputChannel {
 
 #[derive(Debug, Default)]
 struct PendingSnapshot {
+    /// A savepoint's: a completed checkpoint does not subsume it.
+    savepoint: bool,
     stored: Option<StateHandle>,
     awaiting_pre_commit: Option<TransactionId>,
 }
@@ -501,7 +503,8 @@ impl Task {
         }
         self.emit(emitted, out);
         // Older snapshots still in flight are subsumed by this completion.
-        self.pending.retain(|&id, _| id > checkpoint);
+        self.pending
+            .retain(|&id, pending| id > checkpoint || pending.savepoint);
         if final_checkpoint {
             // The final checkpoint was triggered after every source ended, so every task took
             // its snapshot after its own end of data.
@@ -692,6 +695,7 @@ impl Task {
         self.pending.insert(
             barrier.id,
             PendingSnapshot {
+                savepoint: barrier.savepoint,
                 stored: None,
                 awaiting_pre_commit,
             },
@@ -824,6 +828,42 @@ mod tests {
             .find(|spec| matches!(spec.kind, OperatorKind::TwoPhaseCommitSink))
             .expect("the job has a sink");
         Task::new(spec, Attempt(1), CheckpointingMode::ExactlyOnce)
+    }
+
+    /// Review finding: a savepoint's snapshot still being written must survive the completion
+    /// of a later checkpoint whose snapshot was stored first (kept in memory), or the savepoint
+    /// is never acknowledged and expires.
+    #[test]
+    fn a_pending_savepoint_snapshot_survives_a_later_checkpoints_notification() {
+        let plan = keyed_sum_job(8, None).build().expect("valid job");
+        let spec = plan
+            .tasks
+            .iter()
+            .find(|spec| matches!(spec.kind, OperatorKind::Source { .. }))
+            .expect("the job has a source");
+        let mut task = Task::new(spec, Attempt(1), CheckpointingMode::ExactlyOnce);
+        let (savepoint, checkpoint) = (CheckpointId(1), CheckpointId(2));
+        let mut out = Vec::new();
+        let barrier = CheckpointBarrier {
+            id: savepoint,
+            savepoint: true,
+        };
+        task.on_trigger(barrier, &mut out);
+        task.on_trigger(CheckpointBarrier::checkpoint(checkpoint), &mut out);
+        let handle = |name: &str| StateHandle {
+            location: StateLocation::File(StoragePath::new(name).expect("valid")),
+            size: 1,
+            checksum: 0,
+            shared: Vec::new(),
+        };
+        task.on_snapshot_durable(checkpoint, handle("c"), &mut out);
+        task.on_notify_complete(checkpoint, false, &mut out);
+        out.clear();
+        task.on_snapshot_durable(savepoint, handle("s"), &mut out);
+        let acked = out.iter().any(|effect| {
+            matches!(effect, TaskEffect::Acknowledge { checkpoint, .. } if *checkpoint == savepoint)
+        });
+        assert!(acked, "the savepoint is acknowledged: {out:?}");
     }
 
     fn record() -> Record {

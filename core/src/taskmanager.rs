@@ -412,7 +412,9 @@ impl TaskManager {
                 } => {
                     let config = &self.plan.checkpoint;
                     let small = (bytes.len() as u64) < config.inline_threshold_bytes;
-                    if small && uploads.is_empty() && !savepoint {
+                    // Only a state without shared runs: a restore of an inlined state reads no
+                    // files.
+                    if small && shared.is_empty() && !savepoint {
                         // Inline in `_metadata` (reference §K.64): no file of its own.
                         let handle = StateHandle {
                             size: bytes.len() as u64,
