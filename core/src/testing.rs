@@ -31,6 +31,8 @@ pub struct LocalCluster {
     in_flight: BTreeMap<(Tick, u64), (Address, Address, Message)>,
     sequence: u64,
     down: BTreeSet<Address>,
+    /// When each node was last ticked.
+    ticked: BTreeMap<Address, Tick>,
 }
 
 impl LocalCluster {
@@ -52,6 +54,7 @@ impl LocalCluster {
             in_flight: BTreeMap::new(),
             sequence: 0,
             down: BTreeSet::new(),
+            ticked: BTreeMap::new(),
         };
         for address in local.addresses() {
             local.restart(address);
@@ -137,6 +140,13 @@ impl LocalCluster {
                 continue;
             }
             if let Some(at) = self.node(address).next_deadline() {
+                // A node is ticked at most once per tick, as the simulation does, so a deadline
+                // it cannot act on yet never spins the driver at one instant.
+                let at = if self.ticked.get(&address) == Some(&self.now) {
+                    at.max(self.now.after(1))
+                } else {
+                    at
+                };
                 deadline = Some(deadline.map_or(at, |d| d.min(at)));
             }
         }
@@ -164,7 +174,9 @@ impl LocalCluster {
             if self.down.contains(&address) {
                 continue;
             }
-            if self.node(address).next_deadline().is_some_and(|d| d <= at) {
+            let due = self.node(address).next_deadline().is_some_and(|d| d <= at);
+            if due && self.ticked.get(&address) != Some(&at) {
+                self.ticked.insert(address, at);
                 let mut out = Outbox::default();
                 self.node(address).on_tick(at, &mut out);
                 self.carry_out(address, out);
