@@ -605,6 +605,13 @@ mod tests {
     fn failed_with_a_retained_checkpoint() -> (LocalCluster, String) {
         let mut job = keyed_sum_job(800, Some(20));
         job.checkpoint.directory = Some("ckpt".to_string());
+        failed_with_a_retained_checkpoint_of(job)
+    }
+
+    /// The same for `job` (on files).
+    fn failed_with_a_retained_checkpoint_of(
+        mut job: crate::job::JobGraph,
+    ) -> (LocalCluster, String) {
         job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
         job.restart = crate::config::RestartStrategyConfig::NoRestart;
         let plan = job.build().expect("valid job");
@@ -822,24 +829,7 @@ mod tests {
             failure_cause(&resumed)
         );
 
-        let mut job = incremental_job(1);
-        job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
-        job.restart = crate::config::RestartStrategyConfig::NoRestart;
-        let plan = job.build().expect("valid job");
-        let mut incremental = LocalCluster::start(plan, ClusterConfig::default());
-        incremental.run_until(Tick(90));
-        incremental.crash(Address::TaskManager(TaskManagerId(1)));
-        assert_eq!(incremental.run_to_end(Tick(5_000)), JobStatus::Failed);
-        let directory = incremental
-            .storage
-            .storage
-            .objects()
-            .keys()
-            .filter(|p| p.as_str().ends_with("/_metadata"))
-            .filter_map(|p| p.parent())
-            .next_back()
-            .expect("retained")
-            .to_string();
+        let (mut incremental, directory) = failed_with_a_retained_checkpoint_of(incremental_job(1));
         // Move the whole job directory, shared runs included.
         move_files(&mut incremental, "ckpt/keyed-sum/", "moved/keyed-sum/");
         let moved = directory.replacen("ckpt/", "moved/", 1);
@@ -1127,14 +1117,7 @@ mod tests {
     /// everything and references none of the restored snapshot's runs.
     #[test]
     fn the_first_snapshot_after_a_no_claim_restore_is_full() {
-        let mut job = incremental_job(1);
-        job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
-        job.restart = crate::config::RestartStrategyConfig::NoRestart;
-        let plan = job.build().expect("valid job");
-        let mut failed = LocalCluster::start(plan, ClusterConfig::default());
-        failed.run_until(Tick(90));
-        failed.crash(Address::TaskManager(TaskManagerId(1)));
-        assert_eq!(failed.run_to_end(Tick(5_000)), JobStatus::Failed);
+        let (failed, directory) = failed_with_a_retained_checkpoint_of(incremental_job(1));
         let old_runs: BTreeSet<String> = failed
             .storage
             .storage
@@ -1144,16 +1127,6 @@ mod tests {
             .filter(|p| p.contains("/shared/"))
             .collect();
         assert!(!old_runs.is_empty());
-        let directory = failed
-            .storage
-            .storage
-            .objects()
-            .keys()
-            .filter(|p| p.as_str().ends_with("/_metadata"))
-            .filter_map(|p| p.parent())
-            .next_back()
-            .expect("retained")
-            .to_string();
         let resumed = started_from(&failed, &directory, |job| job.checkpoint.incremental = true);
         assert_eq!(resumed.job_manager.status(), JobStatus::Finished);
         let coordinator = resumed.job_manager.coordinator().expect("ran");
