@@ -49,6 +49,16 @@ fn in_memory_state(limits: &MemoryStorageLimits, bytes: Vec<u8>) -> Result<State
     })
 }
 
+/// A task could not restore: the JobManager fails the job over.
+fn restore_failed(attempt: Attempt, task: TaskId, reason: String, out: &mut Outbox) {
+    let failed = Message::TaskFailed {
+        attempt,
+        task,
+        reason,
+    };
+    out.send(Address::JobManager, failed);
+}
+
 /// Ticks between two reads of a source.
 const SOURCE_TICK_INTERVAL: u64 = 1;
 /// Batches held for an attempt not deployed here yet (its deployment is on its way).
@@ -278,15 +288,7 @@ impl TaskManager {
                 };
                 let reason = format!("cannot read snapshot {}: {error}", file.location);
                 self.restore_reads.remove(&task);
-                out.send(
-                    Address::JobManager,
-                    Message::TaskFailed {
-                        attempt,
-                        task,
-                        reason,
-                    },
-                );
-                return;
+                return restore_failed(attempt, task, reason, out);
             }
         };
         reads.parts[part] = Some(bytes);
@@ -331,17 +333,7 @@ impl TaskManager {
                 }
                 self.schedule_sources(now);
             }
-            Err(error) => {
-                let reason = error.to_string();
-                out.send(
-                    Address::JobManager,
-                    Message::TaskFailed {
-                        attempt,
-                        task,
-                        reason,
-                    },
-                );
-            }
+            Err(error) => restore_failed(attempt, task, error.to_string(), out),
         }
     }
 
