@@ -95,6 +95,8 @@ struct HaVersions {
     to_read: Vec<StoragePath>,
     /// Versions rejected while reading.
     rejected: u32,
+    /// Of them, versions listed but gone when read.
+    lost: u32,
     /// Failed reads of the newest version still to try.
     failed_reads: u32,
     /// Of them, reads that found the version truncated.
@@ -260,6 +262,7 @@ impl JobManager {
             oldest: versions.first().map_or(0, |(v, _)| *v),
             to_read: versions.into_iter().map(|(_, path)| path).collect(),
             rejected: 0,
+            lost: 0,
             failed_reads: 0,
             truncated_reads: 0,
             durable: None,
@@ -273,15 +276,17 @@ impl JobManager {
                 let op = StorageOp::Read { path: path.clone() };
                 self.request(now, Request::ReadHa(path), op, out);
             }
-            None if self.ha_versions.rejected > 0 => {
-                // Records exist but none is readable: resuming from nothing would replay
+            None if self.ha_versions.lost > 0 => {
+                // A record vanished and none is readable: resuming from nothing could replay
                 // committed output. Fail, do not guess.
-                let rejected = self.ha_versions.rejected;
+                let (rejected, lost) = (self.ha_versions.rejected, self.ha_versions.lost);
                 out.trace(EngineEvent::Failover {
-                    cause: format!("no readable HA record ({rejected} rejected)"),
+                    cause: format!("no readable HA record ({rejected} rejected, {lost} lost)"),
                 });
                 self.set_status(JobStatus::Failed, out);
             }
+            // Every record is torn: none was ever durable, so no JobManager acted on one, and
+            // the job starts as if there were none (a swarm found a job failed for this).
             None if self.plan.restore.is_some() => self.read_restore_metadata(now, out),
             None => {
                 let fresh = HaRecord {
@@ -499,7 +504,8 @@ impl JobManager {
             Ok(StorageReply::Data(bytes)) => bytes,
             Ok(reply) => unreachable!("a read answers data, not {reply:?}"),
             Err(error @ StorageError::NotFound { .. }) => {
-                return self.reject_ha(now, path, error.to_string(), out)
+                self.ha_versions.lost += 1;
+                return self.reject_ha(now, path, error.to_string(), out);
             }
             // An I/O failure or no answer: ask again.
             Err(_transient) => return self.read_next_ha(now, out),

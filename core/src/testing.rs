@@ -1323,4 +1323,33 @@ mod tests {
             .any(|e| matches!(e, EngineEvent::SavepointCompleted { .. }));
         assert!(completed, "the savepoint completed");
     }
+
+    /// A swarm found a job failed because its only HA record was torn (the first write of a
+    /// record version failed, the next was torn by a storage crash). A torn record was never
+    /// durable, so no JobManager acted on it: the job starts as if there were none.
+    #[test]
+    fn a_job_whose_only_ha_record_is_torn_starts_fresh() {
+        use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+        let plan = keyed_sum_job(400, Some(20)).build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.crash(Address::JobManager);
+        let torn = StoragePath::ha_record("keyed-sum", 1);
+        let write = StorageOp::Write {
+            path: torn.clone(),
+            bytes: vec![0x48, 0x41, 0x52],
+        };
+        let storage = &mut cluster.storage.storage;
+        let ha = StoragePath::ha_dir("keyed-sum");
+        storage
+            .execute(StorageOp::DeleteAll { prefix: ha })
+            .expect("deleted");
+        storage.execute(write).expect("written");
+        cluster.restart(Address::JobManager);
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        let rejected = cluster.events().any(
+            |e| matches!(e, EngineEvent::HaRecordRejected { path, .. } if *path == torn.to_string()),
+        );
+        assert!(rejected);
+        assert_eq!(committed_origins(&cluster).len(), 400);
+    }
 }

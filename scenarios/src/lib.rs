@@ -600,6 +600,13 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
             }
         }
     }
+    // A client asks for savepoints in half the seeds; drawn after everything else, so that the
+    // other draws of a seed stay what they were.
+    if rng.below(2) == 1 {
+        for _ in 0..rng.between(1, 3) {
+            events.push((at(rng), Fault::TriggerSavepoint));
+        }
+    }
     // Stable: events at the same time keep the order they were drawn in. Undoing events that
     // fall after the safety phase are left to the heal, which undoes everything.
     events.sort_by_key(|(at, _)| *at);
@@ -616,6 +623,7 @@ fn keyed_sum_swarm(seed: u64) -> Setup {
     // Half the seeds keep keyed state in the incremental backend (runs in shared/). Drawn
     // after the job's input, so the other draws of a seed stay what they were.
     job.checkpoint.incremental = draws.workload.below(2) == 1;
+    job.checkpoint.savepoint_directory = Some("savepoints".to_string());
     // Faults come in bursts: restart for as long as it takes, tolerate a few failures, and
     // expire checkpoints that a clog holds up.
     job.restart = RestartStrategyConfig::FixedDelay {

@@ -103,6 +103,10 @@ pub enum Fault {
         /// The path prefix.
         path_prefix: String,
     },
+    /// A client asks the JobManager for a savepoint (lost if the JobManager is down).
+    TriggerSavepoint,
+    /// A client cancels the job (lost if the JobManager is down).
+    CancelJob,
     /// When the storage node next writes a path that contains `path_contains` (e.g.
     /// `_metadata`, `ha/`), `node` crashes at `moment` and restarts `down_ticks` later: a crash
     /// placed exactly where it hurts.
@@ -262,6 +266,7 @@ impl Fault {
             | Fault::SlowLink { from, to, .. } => vec![*from, *to],
             Fault::Partition { a, b } | Fault::HealPartition { a, b } => vec![*a, *b],
             Fault::SlowNode { node, .. } | Fault::CrashOnWrite { node, .. } => vec![*node],
+            Fault::TriggerSavepoint | Fault::CancelJob => vec![Address::JobManager],
             Fault::DiskFaults(_)
             | Fault::FailNextDiskOp { .. }
             | Fault::CorruptNextRead { .. }

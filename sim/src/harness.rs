@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::ids::Tick;
 use snapsim_core::job::ExecutionPlan;
-use snapsim_core::messages::Address;
+use snapsim_core::messages::{Address, Message};
 use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkSystem, TransactionId};
 use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,6 +111,8 @@ pub(crate) struct World {
     pub(crate) network_rng: SimRng,
     pub(crate) inputs: u64,
     pub(crate) inputs_max: u64,
+    /// Each running node's inbox, for a client's commands.
+    pub(crate) inboxes: BTreeMap<Address, mpsc::UnboundedSender<(Address, Message)>>,
 }
 
 impl World {
@@ -203,6 +205,7 @@ fn run_on_this_thread(config: RunConfig) -> RunResult {
         network_rng: SimRng::new(config.seed, Stream::Network),
         inputs: 0,
         inputs_max: config.inputs_max,
+        inboxes: BTreeMap::new(),
     }));
     let (end, virtual_ticks) =
         runtime.block_on(supervise(config.clone(), world.clone(), crash_requested));
@@ -350,6 +353,19 @@ impl Adversary {
                 self.disk.corrupt_next_read(storage, path_contains.clone())
             }
             Fault::LoseFiles { path_prefix } => self.disk.lose(storage, path_prefix),
+            Fault::TriggerSavepoint | Fault::CancelJob => {
+                let command = match fault {
+                    Fault::TriggerSavepoint => Message::TriggerSavepoint,
+                    _ => Message::CancelJob,
+                };
+                let world = lock(&self.world);
+                if !world.down.contains(&Address::JobManager) {
+                    if let Some(inbox) = world.inboxes.get(&Address::JobManager) {
+                        // A JobManager that is going away drops it, as a real one would.
+                        let _ = inbox.unbounded_send((Address::JobManager, command));
+                    }
+                }
+            }
             Fault::CrashOnWrite {
                 path_contains,
                 moment,

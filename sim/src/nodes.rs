@@ -114,12 +114,17 @@ impl Node for WorldSink {
 type Envelope = (Address, Message);
 
 /// Binds the node's endpoint and forwards every message it receives to one inbox.
-async fn listen(address: Address) -> (Arc<Endpoint>, mpsc::UnboundedReceiver<Envelope>) {
+async fn listen(
+    address: Address,
+    world: &SharedWorld,
+) -> (Arc<Endpoint>, mpsc::UnboundedReceiver<Envelope>) {
     let endpoint = Endpoint::bind(SocketAddr::new(ip(address), PORT))
         .await
         .expect("each node binds its own address once");
     let endpoint = Arc::new(endpoint);
     let (inbox, incoming) = mpsc::unbounded::<Envelope>();
+    // A client's commands (savepoint, cancel) enter the inbox directly.
+    lock(world).inboxes.insert(address, inbox.clone());
     let acceptor = endpoint.clone();
     madsim::task::spawn(async move {
         while let Ok((_sender, mut receiver, _peer)) = acceptor.accept1().await {
@@ -162,7 +167,7 @@ async fn node_main(
     clock: Clock,
     world: SharedWorld,
 ) {
-    let (endpoint, mut incoming) = listen(address).await;
+    let (endpoint, mut incoming) = listen(address, &world).await;
     let mut links = Links::new(address, endpoint, clock, world.clone());
     let mut out = Outbox::default();
     node.on_start(clock.now(), &mut out);
@@ -203,7 +208,7 @@ async fn node_main(
 /// live on the [`SimDisk`]. Requests are served one at a time, in arrival order.
 async fn storage_main(clock: Clock, world: SharedWorld) {
     let address = Address::Storage;
-    let (endpoint, mut incoming) = listen(address).await;
+    let (endpoint, mut incoming) = listen(address, &world).await;
     let mut links = Links::new(address, endpoint, clock, world.clone());
     let service = StorageService {
         disk: SimDisk::current(),
