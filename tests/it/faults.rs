@@ -355,3 +355,22 @@ fn assert_passed(outcome: &Outcome) {
         outcome.violations,
     );
 }
+
+/// Why: a client's savepoint request reaches the JobManager in the simulation too; the
+/// savepoint completes on the simulated disk while checkpoints go on, and the output stays
+/// exactly once (a savepoint commits nothing).
+#[test]
+fn a_savepoint_requested_by_a_client_completes_in_the_simulation() {
+    let result = keyed_sum(10, vec![(400, Fault::TriggerSavepoint)], |setup| {
+        setup.job.checkpoint.savepoint_directory = Some("savepoints".to_string());
+    });
+    let path = engine_events(&result).find_map(|(_, event)| match event {
+        EngineEvent::SavepointCompleted { path, .. } => Some(path.clone()),
+        _ => None,
+    });
+    let path = path.expect("the savepoint completed");
+    let synced = result.trace.iter().any(|e| {
+        matches!(&e.event, TraceEvent::Storage(StorageEvent::Synced { path: p }) if *p == format!("{path}/_metadata"))
+    });
+    assert!(synced, "its _metadata is durable on the simulated disk");
+}
