@@ -5,11 +5,13 @@
 //! subtask, with numbered input channels and output routes. Every rule violation is a
 //! [`JobError`] that names the operator and the rule.
 
+use crate::bugs::SeededBug;
 use crate::config::{CheckpointConfig, ConfigError, RestartStrategyConfig};
 use crate::ids::{ChannelIndex, Key, OperatorId, PartitionId, TaskId};
 use crate::record::SourceRecord;
 use crate::retention::ClaimMode;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -201,6 +203,8 @@ pub struct JobGraph {
     pub restart: RestartStrategyConfig,
     /// Start from a retained checkpoint or a savepoint (`flink run -s`), if set.
     pub restore: Option<RestoreSettings>,
+    /// Seeded bugs switched on (none in a normal run): see [`SeededBug`].
+    pub bugs: BTreeSet<SeededBug>,
 }
 
 /// Where a new job starts from, and on what terms (reference §N.79–§N.80).
@@ -365,6 +369,7 @@ impl JobGraph {
             checkpoint: CheckpointConfig::default(),
             restart: RestartStrategyConfig::default(),
             restore: None,
+            bugs: BTreeSet::new(),
         }
     }
 
@@ -636,6 +641,15 @@ pub struct TaskSpec {
     pub outputs: Vec<OutputSpec>,
     /// The source partitions this subtask reads (sources only).
     pub partitions: Vec<PartitionId>,
+    /// Seeded bugs switched on (none in a normal run).
+    pub bugs: BTreeSet<SeededBug>,
+}
+
+impl TaskSpec {
+    /// Whether `bug` is switched on.
+    pub fn has_bug(&self, bug: SeededBug) -> bool {
+        self.bugs.contains(&bug)
+    }
 }
 
 /// A validated job expanded into tasks and channels.
@@ -682,6 +696,7 @@ impl ExecutionPlan {
                     inputs: Vec::new(),
                     outputs: Vec::new(),
                     partitions,
+                    bugs: graph.bugs.clone(),
                 });
             }
         }

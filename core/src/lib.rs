@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod barrier;
+pub mod bugs;
 pub mod cluster;
 pub mod codec;
 pub mod config;

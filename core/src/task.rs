@@ -6,6 +6,7 @@
 //! snapshot is durable and, for a two-phase-commit sink, the pre-commit is confirmed (§C.20).
 
 use crate::barrier::{handler_for, BarrierHandler};
+use crate::bugs::SeededBug;
 use crate::codec::{self, DecodeError, Kind};
 use crate::config::CheckpointingMode;
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId};
@@ -344,6 +345,11 @@ impl Task {
         // Notifications for checkpoints up to the restored one are stale (FLINK-24096).
         task.latest_notified = checkpoint;
         for transaction in recovered.commit {
+            if spec.has_bug(SeededBug::AbortPreCommittedOnRestore) {
+                // Seeded bug: the pre-committed output is thrown away.
+                out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
+                continue;
+            }
             task.commits_in_flight.insert(transaction);
             out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
             out.push(TaskEffect::Trace(EngineEvent::Committed {
@@ -662,7 +668,29 @@ impl Task {
         let mut emitted = Emitted::default();
         let awaiting_pre_commit = self.operator.snapshot_sink(barrier.id, &mut emitted);
         self.emit(emitted, out);
-        let state = self.operator.state().clone();
+        if let (Some(transaction), true) = (
+            awaiting_pre_commit,
+            self.spec.has_bug(SeededBug::CommitAtSnapshot),
+        ) {
+            // Seeded bug: commit now, before the checkpoint completes.
+            self.commits_in_flight.insert(transaction);
+            out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
+        }
+        let mut state = self.operator.state().clone();
+        if let (
+            OperatorState::Source { offsets },
+            OperatorKind::Source {
+                records_per_tick, ..
+            },
+        ) = (&mut state, &self.spec.kind)
+        {
+            if self.spec.has_bug(SeededBug::SourceOffsetAtRead) {
+                // Seeded bug: the offset read ahead (the next batch), not the one at the barrier.
+                for offset in offsets.values_mut() {
+                    offset.0 += u64::from(*records_per_tick);
+                }
+            }
+        }
         // Savepoints are always full and self-contained.
         let keyed = match (&mut self.lsm, barrier.savepoint) {
             (Some(lsm), false) => lsm::split(&state).map(|(skeleton, entries)| {

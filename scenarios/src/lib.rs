@@ -179,7 +179,11 @@ pub fn judge(
     plan: Arc<ExecutionPlan>,
     setup: Setup,
 ) -> (Outcome, RunResult) {
-    let oracle = oracle(&plan, &setup);
+    // The oracle never has the seeded bugs the run has.
+    let mut clean = setup.job.clone();
+    clean.bugs.clear();
+    let clean = Arc::new(clean.build().expect("the job built once already"));
+    let oracle = oracle(&clean, &setup);
     let deadline = setup.schedule.deadline();
     let result = harness::run(RunConfig {
         seed,

@@ -3,3 +3,4 @@
 
 mod faults;
 mod scenarios;
+mod seeded_bugs;

@@ -1,0 +1,89 @@
+//! The catalog of seeded bugs: switchable mistakes in the engine, each a known way checkpointing
+//! goes wrong, so that the checkers can be shown to catch them. Every bug is off by default and
+//! unreachable unless a job names it in [`JobGraph::bugs`](crate::job::JobGraph::bugs).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One seeded bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SeededBug {
+    /// A two-phase-commit sink commits its transaction when it snapshots, not when the
+    /// checkpoint completes.
+    CommitAtSnapshot,
+    /// A restored sink aborts the pre-committed transactions it finds instead of committing
+    /// them.
+    AbortPreCommittedOnRestore,
+    /// A source snapshots the offset it has read up to (its next batch included) instead of the
+    /// offset at the barrier.
+    SourceOffsetAtRead,
+}
+
+impl SeededBug {
+    /// Every bug, in catalog order.
+    pub const ALL: [SeededBug; 3] = [
+        SeededBug::CommitAtSnapshot,
+        SeededBug::AbortPreCommittedOnRestore,
+        SeededBug::SourceOffsetAtRead,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeededBug::CommitAtSnapshot => "commit-at-snapshot",
+            SeededBug::AbortPreCommittedOnRestore => "abort-pre-committed-on-restore",
+            SeededBug::SourceOffsetAtRead => "source-offset-at-read",
+        }
+    }
+
+    /// What goes wrong, in one line.
+    pub fn description(self) -> &'static str {
+        match self {
+            SeededBug::CommitAtSnapshot => {
+                "the 2PC sink commits at snapshot time instead of on checkpoint completion"
+            }
+            SeededBug::AbortPreCommittedOnRestore => {
+                "a restored 2PC sink aborts, instead of re-committing, its pre-committed transactions"
+            }
+            SeededBug::SourceOffsetAtRead => {
+                "sources snapshot the offset read, not the offset at the barrier"
+            }
+        }
+    }
+
+    /// The property a checker reports when the bug bites (`check::Property`'s name).
+    pub fn violates(self) -> &'static str {
+        match self {
+            // Replayed records committed again, or records never committed.
+            SeededBug::CommitAtSnapshot
+            | SeededBug::AbortPreCommittedOnRestore
+            | SeededBug::SourceOffsetAtRead => "exactly-once",
+        }
+    }
+
+    /// Where Flink says how it should be.
+    pub fn reference(self) -> &'static str {
+        match self {
+            SeededBug::CommitAtSnapshot => {
+                "flink-semantics §O.81–82 (commit only in notifyCheckpointComplete)"
+            }
+            SeededBug::AbortPreCommittedOnRestore => {
+                "flink-semantics §O.84 (recoverAndCommit on restore)"
+            }
+            SeededBug::SourceOffsetAtRead => {
+                "flink-semantics §N.77 (sources re-read from the offset in the checkpoint)"
+            }
+        }
+    }
+
+    /// The bug called `name`.
+    pub fn named(name: &str) -> Option<SeededBug> {
+        SeededBug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+}
+
+impl fmt::Display for SeededBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
