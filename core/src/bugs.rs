@@ -8,6 +8,8 @@ use std::fmt;
 /// One seeded bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SeededBug {
+    /// EXACTLY_ONCE alignment that never blocks a channel: silently the AT_LEAST_ONCE tracker.
+    AlignmentWithoutBlocking,
     /// A two-phase-commit sink commits its transaction when it snapshots, not when the
     /// checkpoint completes.
     CommitAtSnapshot,
@@ -21,7 +23,8 @@ pub enum SeededBug {
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 3] = [
+    pub const ALL: [SeededBug; 4] = [
+        SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
         SeededBug::SourceOffsetAtRead,
@@ -30,6 +33,7 @@ impl SeededBug {
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            SeededBug::AlignmentWithoutBlocking => "alignment-without-blocking",
             SeededBug::CommitAtSnapshot => "commit-at-snapshot",
             SeededBug::AbortPreCommittedOnRestore => "abort-pre-committed-on-restore",
             SeededBug::SourceOffsetAtRead => "source-offset-at-read",
@@ -39,6 +43,9 @@ impl SeededBug {
     /// What goes wrong, in one line.
     pub fn description(self) -> &'static str {
         match self {
+            SeededBug::AlignmentWithoutBlocking => {
+                "exactly-once alignment does not block channels (it is the at-least-once tracker)"
+            }
             SeededBug::CommitAtSnapshot => {
                 "the 2PC sink commits at snapshot time instead of on checkpoint completion"
             }
@@ -55,7 +62,8 @@ impl SeededBug {
     pub fn violates(self) -> &'static str {
         match self {
             // Replayed records committed again, or records never committed.
-            SeededBug::CommitAtSnapshot
+            SeededBug::AlignmentWithoutBlocking
+            | SeededBug::CommitAtSnapshot
             | SeededBug::AbortPreCommittedOnRestore
             | SeededBug::SourceOffsetAtRead => "exactly-once",
         }
@@ -64,6 +72,9 @@ impl SeededBug {
     /// Where Flink says how it should be.
     pub fn reference(self) -> &'static str {
         match self {
+            SeededBug::AlignmentWithoutBlocking => {
+                "flink-semantics §D.21–23 (a channel blocks once its barrier arrived)"
+            }
             SeededBug::CommitAtSnapshot => {
                 "flink-semantics §O.81–82 (commit only in notifyCheckpointComplete)"
             }

@@ -249,7 +249,11 @@ impl Task {
         let handler = match spec.inputs.len() {
             0 => None,
             channels => Some(handler_for(
-                mode,
+                if spec.has_bug(SeededBug::AlignmentWithoutBlocking) {
+                    CheckpointingMode::AtLeastOnce // Seeded bug: nothing blocks.
+                } else {
+                    mode
+                },
                 u16::try_from(channels).expect("channels fit u16"),
             )),
         };
