@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 use serde::{Deserialize, Serialize};
+use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::RestartStrategyConfig;
 use snapsim_core::ids::{EventTime, Key, TaskManagerId, Tick};
@@ -142,13 +143,17 @@ pub struct Outcome {
     pub stats: Stats,
     /// The trace hash (equal for equal (scenario, seed, build)).
     pub trace_hash: u64,
+    /// Seeded bugs switched on (none in a normal run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<String>,
 }
 
 impl Outcome {
     /// The command that replays this run.
     pub fn replay_line(&self) -> String {
+        let bugs: String = self.bugs.iter().map(|b| format!(" --bug {b}")).collect();
         format!(
-            "cargo run --release -- run --scenario {} --seed {}",
+            "cargo run --release -- run --scenario {} --seed {}{bugs}",
             self.scenario, self.seed
         )
     }
@@ -167,7 +172,27 @@ pub fn setup(scenario: &Scenario, seed: u64) -> (Arc<ExecutionPlan>, Setup) {
 
 /// Runs `scenario` with `seed` and judges it against the failure-free oracle.
 pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
-    let (plan, setup) = setup(scenario, seed);
+    run_with_bugs(scenario, seed, &BTreeSet::new())
+}
+
+/// Runs `scenario` with `seed` and the seeded `bugs` switched on, judged against the bug-free
+/// oracle.
+pub fn run_with_bugs(
+    scenario: &Scenario,
+    seed: u64,
+    bugs: &BTreeSet<SeededBug>,
+) -> (Outcome, RunResult) {
+    let (mut plan, mut setup) = setup(scenario, seed);
+    if !bugs.is_empty() {
+        setup.job.bugs.extend(bugs);
+        plan = Arc::new(
+            setup
+                .job
+                .clone()
+                .build()
+                .expect("built-in scenarios are valid jobs"),
+        );
+    }
     judge(scenario.name, seed, plan, setup)
 }
 
@@ -179,6 +204,7 @@ pub fn judge(
     plan: Arc<ExecutionPlan>,
     setup: Setup,
 ) -> (Outcome, RunResult) {
+    let setup_bugs: Vec<String> = setup.job.bugs.iter().map(|b| b.to_string()).collect();
     // The oracle never has the seeded bugs the run has.
     let mut clean = setup.job.clone();
     clean.bugs.clear();
@@ -246,6 +272,7 @@ pub fn judge(
         violations,
         stats,
         trace_hash: result.trace_hash,
+        bugs: setup_bugs,
     };
     (outcome, result)
 }

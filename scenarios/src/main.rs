@@ -3,9 +3,13 @@
 //! Exit codes: 0 every property held, 1 a property was violated, 2 bad input.
 
 use clap::{Parser, Subcommand};
+use snapsim_core::bugs::SeededBug;
 use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
-use snapsim_scenarios::{find, judge, run, scenarios, setup, Outcome, Scenario, Verdict};
+use snapsim_scenarios::{
+    find, judge, run, run_with_bugs, scenarios, setup, Outcome, Scenario, Verdict,
+};
 use snapsim_sim::faults::FaultSchedule;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -46,6 +50,9 @@ enum Command {
         /// Write the fault schedule of the run (JSON) here, to edit and replay it.
         #[arg(long, value_name = "FILE")]
         save_schedule: Option<PathBuf>,
+        /// Switch a seeded bug on (repeatable; see `snapsim list`).
+        #[arg(long, value_name = "NAME")]
+        bug: Vec<String>,
     },
     /// Measures a scenario: per-seed wall time and inputs handled per second (build with
     /// --release; the machine's noise shows in the spread, so read the median).
@@ -71,6 +78,9 @@ enum Command {
         /// Runs at once (default: the number of cores).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Switch a seeded bug on (repeatable; see `snapsim list`).
+        #[arg(long, value_name = "NAME")]
+        bug: Vec<String>,
     },
 }
 
@@ -81,6 +91,7 @@ fn main() -> ExitCode {
         seeds: "0..32".into(),
         out: PathBuf::from("snapsim-out"),
         jobs: None,
+        bug: Vec::new(),
     }) {
         Command::List { json } => list(json),
         Command::Run {
@@ -89,14 +100,17 @@ fn main() -> ExitCode {
             json,
             schedule,
             save_schedule,
-        } => run_one(&scenario, seed, json, schedule, save_schedule),
+            bug,
+        } => parse_bugs(&bug)
+            .and_then(|bugs| run_one(&scenario, seed, json, schedule, save_schedule, &bugs)),
         Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
         Command::Sweep {
             scenario,
             seeds,
             out,
             jobs,
-        } => sweep(&scenario, &seeds, &out, jobs),
+            bug,
+        } => parse_bugs(&bug).and_then(|bugs| sweep(&scenario, &seeds, &out, jobs, &bugs)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -114,10 +128,29 @@ fn list(json: bool) -> Result<bool, String> {
             .iter()
             .map(|s| serde_json::json!({"name": s.name, "description": s.description}))
             .collect();
-        println!("{}", serde_json::json!({ "scenarios": list }));
+        let bugs: Vec<_> = SeededBug::ALL
+            .iter()
+            .map(|b| {
+                serde_json::json!({"name": b.name(), "description": b.description(),
+                    "violates": b.violates(), "reference": b.reference()})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "scenarios": list, "seeded_bugs": bugs })
+        );
     } else {
         for s in scenarios() {
             println!("{:<16} {}", s.name, s.description);
+        }
+        println!("\nseeded bugs (--bug NAME; off unless named):");
+        for b in SeededBug::ALL {
+            println!(
+                "{:<32} {} (violates {})",
+                b.name(),
+                b.description(),
+                b.violates()
+            );
         }
     }
     Ok(true)
@@ -129,9 +162,14 @@ fn run_one(
     json: bool,
     schedule: Option<PathBuf>,
     save_schedule: Option<PathBuf>,
+    bugs: &BTreeSet<SeededBug>,
 ) -> Result<bool, String> {
     let scenario = find(name).map_err(|e| e.to_string())?;
-    let (plan, mut setup) = setup(scenario, seed);
+    let (mut plan, mut setup) = setup(scenario, seed);
+    if !bugs.is_empty() {
+        setup.job.bugs.extend(bugs);
+        plan = std::sync::Arc::new(setup.job.clone().build().map_err(|e| e.to_string())?);
+    }
     if let Some(path) = schedule {
         let replayed = FaultSchedule::load(&path).map_err(|e| e.to_string())?;
         replayed
@@ -170,6 +208,18 @@ fn print_outcome(outcome: &Outcome) {
     println!("  replay: {}", outcome.replay_line());
 }
 
+fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {
+    names
+        .iter()
+        .map(|name| {
+            SeededBug::named(name).ok_or_else(|| {
+                let known: Vec<&str> = SeededBug::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown seeded bug '{name}'; known: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
 fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
     let bad =
         || format!("invalid seed range '{text}': expected A..B with A < B, for example 0..100");
@@ -187,6 +237,7 @@ fn sweep(
     seeds: &str,
     out: &PathBuf,
     jobs: Option<usize>,
+    bugs: &BTreeSet<SeededBug>,
 ) -> Result<bool, String> {
     let seeds = parse_seeds(seeds)?;
     let chosen: Vec<&Scenario> = if names.is_empty() {
@@ -225,7 +276,7 @@ fn sweep(
                 let Some(&(scenario, seed)) = work.get(index) else {
                     break;
                 };
-                let (outcome, _) = run(scenario, seed);
+                let (outcome, _) = run_with_bugs(scenario, seed, bugs);
                 outcomes
                     .lock()
                     .expect("no panics while holding")
