@@ -275,6 +275,11 @@ impl CheckpointCoordinator {
             .sum()
     }
 
+    /// Whether a checkpoint is triggered and not yet completed or aborted.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Checkpoints not yet completed or aborted.
     pub fn pending_ids(&self) -> Vec<CheckpointId> {
         self.pending.keys().copied().collect()

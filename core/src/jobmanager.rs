@@ -199,16 +199,24 @@ impl JobManager {
     }
 
     fn request(&mut self, now: Tick, purpose: Request, op: StorageOp, out: &mut Outbox) {
-        if let (StorageOp::DeleteAll { prefix }, CheckpointStorageKind::FileSystem(root)) =
-            (&op, self.plan.checkpoint.storage(&self.plan.job))
-        {
-            let taskowned = StoragePath::taskowned_dir(root.as_str());
+        if let StorageOp::DeleteAll { prefix } = &op {
             assert!(
-                !prefix.starts_with(&taskowned) && !taskowned.starts_with(prefix),
+                !self.holds_task_owned_state(prefix),
                 "the JobManager never deletes task-owned state, asked to delete {prefix}"
             );
         }
         self.storage.send(now, purpose, op, out);
+    }
+
+    /// Whether deleting `prefix` would delete the job's task-owned state (`taskowned/`).
+    fn holds_task_owned_state(&self, prefix: &StoragePath) -> bool {
+        match self.plan.checkpoint.storage(&self.plan.job) {
+            CheckpointStorageKind::FileSystem(root) => {
+                let taskowned = StoragePath::taskowned_dir(root.as_str());
+                prefix.starts_with(&taskowned) || taskowned.starts_with(prefix)
+            }
+            CheckpointStorageKind::JobManager(_) => false,
+        }
     }
 
     /// Starts (or starts over): read the newest readable HA record version.
@@ -261,11 +269,7 @@ impl JobManager {
             next: versions.last().map_or(0, |(v, _)| v + 1),
             oldest: versions.first().map_or(0, |(v, _)| *v),
             to_read: versions.into_iter().map(|(_, path)| path).collect(),
-            rejected: 0,
-            lost: 0,
-            failed_reads: 0,
-            truncated_reads: 0,
-            durable: None,
+            ..HaVersions::default()
         };
         self.read_next_ha(now, out);
     }
@@ -280,10 +284,8 @@ impl JobManager {
                 // A record vanished and none is readable: resuming from nothing could replay
                 // committed output. Fail, do not guess.
                 let (rejected, lost) = (self.ha_versions.rejected, self.ha_versions.lost);
-                out.trace(EngineEvent::Failover {
-                    cause: format!("no readable HA record ({rejected} rejected, {lost} lost)"),
-                });
-                self.set_status(JobStatus::Failed, out);
+                let cause = format!("no readable HA record ({rejected} rejected, {lost} lost)");
+                self.fail_before_running(cause, out);
             }
             // Every record is torn: none was ever durable, so no JobManager acted on one, and
             // the job starts as if there were none (a swarm found a job failed for this).
@@ -342,9 +344,13 @@ impl JobManager {
     }
 
     fn fail_restore(&mut self, error: RestoreError, out: &mut Outbox) {
-        out.trace(EngineEvent::Failover {
-            cause: error.to_string(),
-        });
+        self.fail_before_running(error.to_string(), out);
+    }
+
+    /// The job cannot start (no trustworthy HA record, no usable snapshot): it fails for good.
+    /// Nothing ran, so there is nothing to discard and no HA record to mark.
+    fn fail_before_running(&mut self, cause: String, out: &mut Outbox) {
+        out.trace(EngineEvent::Failover { cause });
         self.set_status(JobStatus::Failed, out);
     }
 
@@ -532,10 +538,7 @@ impl JobManager {
         }
         // Complete but damaged: it may hold a completion that tasks committed, so resuming
         // from an older version could replay committed output. Fail, do not guess.
-        out.trace(EngineEvent::Failover {
-            cause: format!("HA record {path} is corrupted: {error}"),
-        });
-        self.set_status(JobStatus::Failed, out);
+        self.fail_before_running(format!("HA record {path} is corrupted: {error}"), out);
     }
 
     fn reject_ha(&mut self, now: Tick, path: StoragePath, error: String, out: &mut Outbox) {
@@ -866,18 +869,11 @@ impl JobManager {
                 CoordinatorEffect::DiscardCompleted(checkpoint) => {
                     // Not owned: restored without claim; no path: state in memory. A claimed
                     // snapshot whose directory holds this job's task-owned state keeps it.
-                    let directory = checkpoint.metadata.as_ref().and_then(StoragePath::parent);
-                    let taskowned = match self.plan.checkpoint.storage(&self.plan.job) {
-                        CheckpointStorageKind::FileSystem(root) => {
-                            Some(StoragePath::taskowned_dir(root.as_str()))
-                        }
-                        CheckpointStorageKind::JobManager(_) => None,
-                    };
-                    let directory = directory.filter(|d| {
-                        taskowned
-                            .as_ref()
-                            .is_none_or(|t| !t.starts_with(d) && !d.starts_with(t))
-                    });
+                    let directory = checkpoint
+                        .metadata
+                        .as_ref()
+                        .and_then(StoragePath::parent)
+                        .filter(|d| !self.holds_task_owned_state(d));
                     if let (true, Some(prefix)) = (checkpoint.owned, directory) {
                         self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
                     }
@@ -1125,7 +1121,7 @@ impl JobManager {
         let Some(coordinator) = self.coordinator.as_ref() else {
             return;
         };
-        if !coordinator.pending_ids().is_empty() || self.status.is_terminal() {
+        if coordinator.has_pending() || self.status.is_terminal() {
             return;
         }
         let Some(lowest) = coordinator.store().checkpoints().next().map(|c| c.id) else {

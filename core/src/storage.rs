@@ -179,7 +179,17 @@ impl StateHandle {
         StateHandle {
             location,
             size: bytes.len() as u64,
-            checksum: crc32fast::hash(bytes),
+            checksum: crate::codec::checksum(bytes),
+            shared: Vec::new(),
+        }
+    }
+
+    /// A handle that holds `bytes` themselves (JobManagerCheckpointStorage, inline state).
+    pub fn in_memory(bytes: Vec<u8>) -> StateHandle {
+        StateHandle {
+            size: bytes.len() as u64,
+            checksum: crate::codec::checksum(&bytes),
+            location: StateLocation::InMemory(bytes),
             shared: Vec::new(),
         }
     }

@@ -109,11 +109,6 @@ impl<P> StorageClient<P> {
     pub fn next_deadline(&self) -> Option<Tick> {
         self.pending.values().map(|pending| pending.deadline).min()
     }
-
-    /// Whether a request for which `is` holds is pending.
-    pub fn any(&self, is: impl Fn(&P) -> bool) -> bool {
-        self.pending.values().any(|pending| is(&pending.purpose))
-    }
 }
 
 #[cfg(test)]

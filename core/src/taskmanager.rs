@@ -6,7 +6,6 @@
 //! held until it runs.
 
 use crate::cluster::ClusterConfig;
-use crate::codec;
 use crate::config::{CheckpointStorageKind, MemoryStorageLimits};
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
@@ -41,12 +40,7 @@ fn in_memory_state(limits: &MemoryStorageLimits, bytes: Vec<u8>) -> Result<State
             limits.frame_bytes
         ));
     }
-    Ok(StateHandle {
-        shared: Vec::new(),
-        size,
-        checksum: codec::checksum(&bytes),
-        location: StateLocation::InMemory(bytes),
-    })
+    Ok(StateHandle::in_memory(bytes))
 }
 
 /// A task could not restore: the JobManager fails the job over.
@@ -182,6 +176,7 @@ impl TaskManager {
             .map(|t| t.id)
             .filter(|&t| self.cluster.placement(t) == self.id)
             .collect();
+        let shared_dir = self.shared_dir();
         for task in mine {
             match (restore.get(&task), restored) {
                 (Some(handle), Some(checkpoint)) => {
@@ -221,8 +216,8 @@ impl TaskManager {
                 _ => {
                     let spec = self.plan.task(task);
                     let mut fresh = Task::new(spec, attempt, mode);
-                    if let Some(shared_dir) = self.shared_dir() {
-                        fresh.enable_incremental(shared_dir);
+                    if let Some(shared_dir) = &shared_dir {
+                        fresh.enable_incremental(shared_dir.clone());
                     }
                     self.tasks.insert(task, Slot::Running(Box::new(fresh)));
                     out.send(Address::JobManager, Message::TaskRunning { attempt, task });
@@ -408,12 +403,7 @@ impl TaskManager {
                     // files.
                     if small && shared.is_empty() && !savepoint {
                         // Inline in `_metadata` (reference §K.64): no file of its own.
-                        let handle = StateHandle {
-                            size: bytes.len() as u64,
-                            checksum: codec::checksum(&bytes),
-                            location: StateLocation::InMemory(bytes),
-                            shared,
-                        };
+                        let handle = StateHandle::in_memory(bytes);
                         self.stored_in_memory.push((task, checkpoint, Ok(handle)));
                         continue;
                     }

@@ -227,25 +227,6 @@ pub fn judge(
             });
             Verdict::Crash
         }
-        RunEnd::TimedOut => {
-            let message = format!(
-                "the job did not finish within {} ms of virtual time",
-                deadline.0
-            );
-            violations.push(Violation {
-                property: Property::Liveness,
-                message,
-            });
-            Verdict::Liveness
-        }
-        RunEnd::InputLimit(limit) => {
-            let message = format!("the nodes handled more than {limit} inputs (a livelock?)");
-            violations.push(Violation {
-                property: Property::Liveness,
-                message,
-            });
-            Verdict::Liveness
-        }
         RunEnd::Terminated(JobStatus::Finished) => {
             violations.extend(check::exactly_once(&result.committed, &oracle));
             violations.extend(check::final_state(&result.committed, &oracle));
@@ -255,8 +236,20 @@ pub fn judge(
                 Verdict::Correctness
             }
         }
-        RunEnd::Terminated(status) => {
-            let message = format!("the job ended {status:?} instead of finishing");
+        unfinished => {
+            let message = match unfinished {
+                RunEnd::TimedOut => format!(
+                    "the job did not finish within {} ms of virtual time",
+                    deadline.0
+                ),
+                RunEnd::InputLimit(limit) => {
+                    format!("the nodes handled more than {limit} inputs (a livelock?)")
+                }
+                RunEnd::Terminated(status) => {
+                    format!("the job ended {status:?} instead of finishing")
+                }
+                RunEnd::Panicked(_) => unreachable!("matched above"),
+            };
             violations.push(Violation {
                 property: Property::Liveness,
                 message,
@@ -344,10 +337,10 @@ const SCENARIO_LIVENESS_TICKS: u64 = 58_000;
 
 fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
     FaultSchedule {
+        disk: DiskFaults::default(),
         events,
         heal_at: SCENARIO_HEAL_AT,
         liveness_ticks: SCENARIO_LIVENESS_TICKS,
-        ..FaultSchedule::calm(SCENARIO_LIVENESS_TICKS)
     }
 }
 

@@ -138,6 +138,12 @@ impl NodeDisk {
         self.files.values().map(|f| f.bytes.len() as u64).sum()
     }
 
+    fn file_mut(&mut self, path: &str) -> Result<&mut File, DiskError> {
+        self.files.get_mut(path).ok_or_else(|| DiskError::NotFound {
+            path: path.to_string(),
+        })
+    }
+
     fn take_targeted(&mut self, op: DiskOp, path: &str) -> bool {
         let hit = self
             .fail_next
@@ -361,13 +367,7 @@ impl SimDisk {
                     });
                 }
             }
-            let file = disk
-                .files
-                .get_mut(path)
-                .ok_or_else(|| DiskError::NotFound {
-                    path: path.to_string(),
-                })?;
-            file.bytes.extend_from_slice(bytes);
+            disk.file_mut(path)?.bytes.extend_from_slice(bytes);
             Ok(())
         })
         .await
@@ -377,12 +377,7 @@ impl SimDisk {
     pub async fn sync(&self, path: &str) -> Result<(), DiskError> {
         self.operate(|state, node| {
             let disk = state.inject(node, DiskOp::Sync, path)?;
-            let file = disk
-                .files
-                .get_mut(path)
-                .ok_or_else(|| DiskError::NotFound {
-                    path: path.to_string(),
-                })?;
+            let file = disk.file_mut(path)?;
             file.durable = file.bytes.len();
             Ok(())
         })

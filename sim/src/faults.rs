@@ -146,16 +146,6 @@ pub struct FaultSchedule {
 }
 
 impl FaultSchedule {
-    /// No faults at all; the job must finish within `liveness_ticks`.
-    pub fn calm(liveness_ticks: u64) -> FaultSchedule {
-        FaultSchedule {
-            disk: DiskFaults::default(),
-            events: Vec::new(),
-            heal_at: Tick(0),
-            liveness_ticks,
-        }
-    }
-
     /// A schedule of `(ms, fault)` events, without background disk faults.
     pub fn at_times(
         events: impl IntoIterator<Item = (u64, Fault)>,

@@ -88,11 +88,18 @@ pub struct RunResult {
     pub trace_hash: u64,
 }
 
-/// A slow link or node: until when, and by how much.
+/// A slow link: until when, and the range each message's extra delay is drawn from.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Slowness {
+pub(crate) struct SlowLink {
     pub(crate) until: Tick,
     pub(crate) extra_ticks: (u64, u64),
+}
+
+/// A slow node: until when, and how long it takes per input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlowNode {
+    pub(crate) until: Tick,
+    pub(crate) per_input_ticks: u64,
 }
 
 /// State shared by the supervisor and the nodes, outliving node crashes.
@@ -103,8 +110,8 @@ pub(crate) struct World {
     pub(crate) status: Option<JobStatus>,
     /// Nodes killed and not restarted: messages to them are lost.
     pub(crate) down: BTreeSet<Address>,
-    pub(crate) slow_links: BTreeMap<(Address, Address), Slowness>,
-    pub(crate) slow_nodes: BTreeMap<Address, Slowness>,
+    pub(crate) slow_links: BTreeMap<(Address, Address), SlowLink>,
+    pub(crate) slow_nodes: BTreeMap<Address, SlowNode>,
     pub(crate) crash_triggers: Vec<CrashTrigger>,
     /// Crashes the storage node asks for (a trigger fired): node and ticks down.
     pub(crate) crash_requests: mpsc::UnboundedSender<(Address, u64)>,
@@ -134,7 +141,7 @@ impl World {
     /// How long a node takes per input now.
     pub(crate) fn node_delay(&self, node: Address, now: Tick) -> u64 {
         match self.slow_nodes.get(&node) {
-            Some(slow) if now < slow.until => slow.extra_ticks.0,
+            Some(slow) if now < slow.until => slow.per_input_ticks,
             _ => 0,
         }
     }
@@ -328,7 +335,7 @@ impl Adversary {
                 extra_ticks,
                 for_ticks,
             } => {
-                let slow = Slowness {
+                let slow = SlowLink {
                     until: now.after(for_ticks),
                     extra_ticks,
                 };
@@ -339,9 +346,9 @@ impl Adversary {
                 per_input_ticks,
                 for_ticks,
             } => {
-                let slow = Slowness {
+                let slow = SlowNode {
                     until: now.after(for_ticks),
-                    extra_ticks: (per_input_ticks, per_input_ticks),
+                    per_input_ticks,
                 };
                 lock(&self.world).slow_nodes.insert(node, slow);
             }
@@ -353,19 +360,8 @@ impl Adversary {
                 self.disk.corrupt_next_read(storage, path_contains.clone())
             }
             Fault::LoseFiles { path_prefix } => self.disk.lose(storage, path_prefix),
-            Fault::TriggerSavepoint | Fault::CancelJob => {
-                let command = match fault {
-                    Fault::TriggerSavepoint => Message::TriggerSavepoint,
-                    _ => Message::CancelJob,
-                };
-                let world = lock(&self.world);
-                if !world.down.contains(&Address::JobManager) {
-                    if let Some(inbox) = world.inboxes.get(&Address::JobManager) {
-                        // A JobManager that is going away drops it, as a real one would.
-                        let _ = inbox.unbounded_send((Address::JobManager, command));
-                    }
-                }
-            }
+            Fault::TriggerSavepoint => self.client_command(Message::TriggerSavepoint),
+            Fault::CancelJob => self.client_command(Message::CancelJob),
             Fault::CrashOnWrite {
                 path_contains,
                 moment,
@@ -381,6 +377,18 @@ impl Adversary {
         let node = fault.addresses()[0];
         self.trace(node, TraceEvent::Fault(fault));
         self.trace_disk();
+    }
+
+    /// A client's command to the JobManager; lost while it is down.
+    fn client_command(&self, command: Message) {
+        let world = lock(&self.world);
+        if world.down.contains(&Address::JobManager) {
+            return;
+        }
+        if let Some(inbox) = world.inboxes.get(&Address::JobManager) {
+            // A JobManager that is going away drops it, as a real one would.
+            let _ = inbox.unbounded_send((Address::JobManager, command));
+        }
     }
 
     /// The end of the safety phase: undo every fault and bring every node back.
