@@ -409,6 +409,9 @@ impl CheckpointCoordinator {
         pending.acks.insert(task, state);
         if pending.acks.len() == self.tasks.len() {
             pending.phase = Phase::Acknowledged;
+            out.push(CoordinatorEffect::Trace(EngineEvent::AllAcknowledged {
+                checkpoint,
+            }));
             self.try_finalize(now, out);
         }
     }
@@ -524,6 +527,9 @@ impl CheckpointCoordinator {
             completed_at: now,
             owned: true,
         };
+        out.push(CoordinatorEffect::Trace(EngineEvent::CompletionPersisting {
+            checkpoint,
+        }));
         out.push(CoordinatorEffect::PersistCompletion(completed));
     }
 

@@ -22,6 +22,12 @@ pub struct TransactionId {
     pub sequence: u64,
 }
 
+impl std::fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "txn {}/{}/#{}", self.sink, self.attempt, self.sequence)
+    }
+}
+
 /// A request from a sink task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SinkRequest {

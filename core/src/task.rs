@@ -337,6 +337,7 @@ impl Task {
         } else {
             lsm::join(snapshot.state, &entries)
         };
+        let restored_state = operator_state.clone();
         let (operator, recovered) = Operator::restore(spec, attempt, operator_state)?;
         let mut task = Task::new(spec, attempt, mode);
         if let Some(shared_dir) = shared_dir {
@@ -367,6 +368,7 @@ impl Task {
         out.push(TaskEffect::Trace(EngineEvent::Restored {
             task: spec.id,
             checkpoint,
+            state: restored_state,
         }));
         Ok(task)
     }
@@ -695,6 +697,7 @@ impl Task {
                 }
             }
         }
+        let snapshotted = state.clone();
         // Savepoints are always full and self-contained.
         let keyed = match (&mut self.lsm, barrier.savepoint) {
             (Some(lsm), false) => lsm::split(&state).map(|(skeleton, entries)| {
@@ -723,6 +726,7 @@ impl Task {
         out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken {
             task: self.spec.id,
             checkpoint: barrier.id,
+            state: snapshotted,
         }));
         self.pending.insert(
             barrier.id,

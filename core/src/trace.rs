@@ -3,6 +3,7 @@
 
 use crate::ids::{Attempt, CheckpointId, TaskId};
 use crate::messages::CheckpointFailureReason;
+use crate::operator::OperatorState;
 use crate::sink::TransactionId;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,9 @@ pub enum EngineEvent {
         task: TaskId,
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// The state it snapshotted (whole, even when an incremental backend uploads only
+        /// changes): the consistent-cut checker compares it with the reference model.
+        state: OperatorState,
     },
     /// A task's snapshot could not be kept (a JobManagerCheckpointStorage limit); the task
     /// declines the checkpoint.
@@ -111,6 +115,19 @@ pub enum EngineEvent {
         checkpoint: CheckpointId,
         /// Why.
         reason: CheckpointFailureReason,
+    },
+    /// The JobManager holds every task's acknowledgement: the timeout no longer applies
+    /// (finalization has storage timeouts of its own).
+    AllAcknowledged {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// Every task acknowledged and the metadata is written: the JobManager now persists the
+    /// completed store (the HA record). From here a restore may find the checkpoint even if
+    /// the JobManager never learns that the write succeeded.
+    CompletionPersisting {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
     },
     /// A checkpoint completed: metadata durable and in the completed store.
     CheckpointCompleted {
@@ -163,6 +180,8 @@ pub enum EngineEvent {
         task: TaskId,
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// The state it restored: the recovery checker compares it with the state snapshotted.
+        state: OperatorState,
     },
     /// A storage request got no answer in time and counts as failed.
     StorageTimedOut {

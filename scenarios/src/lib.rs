@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::config::RestartStrategyConfig;
+use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
 use snapsim_core::ids::{EventTime, Key, TaskManagerId, Tick};
 use snapsim_core::job::{
     AggregateFn, ExecutionPlan, InputSide, JobGraph, OperatorKind, Partitioning, SourceLog,
@@ -21,6 +21,7 @@ use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::check::{self, Property, Violation};
 use snapsim_sim::disk::{CrashMode, DiskFaults, DiskOp};
 use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
+use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::rng::{SimRng, Stream};
 use snapsim_sim::trace::TraceEvent;
@@ -126,6 +127,9 @@ pub struct Stats {
     pub virtual_ticks: u64,
     /// Trace entries.
     pub trace_events: u64,
+    /// At-least-once mode: effects committed more than once (allowed, counted).
+    #[serde(default)]
+    pub duplicates: u64,
 }
 
 /// The outcome of one run of a scenario.
@@ -208,32 +212,47 @@ pub fn judge(
     // The oracle never has the seeded bugs the run has.
     let mut clean = setup.job.clone();
     clean.bugs.clear();
+    let model = ReferenceModel::new(&clean);
     let clean = Arc::new(clean.build().expect("the job built once already"));
     let oracle = oracle(&clean, &setup);
     let deadline = setup.schedule.deadline();
     let result = harness::run(RunConfig {
         seed,
-        plan,
+        plan: plan.clone(),
         cluster: setup.cluster,
         schedule: setup.schedule,
         inputs_max: INPUTS_MAX_DEFAULT,
     });
-    let mut violations = Vec::new();
-    let verdict = match &result.end {
-        RunEnd::Panicked(message) => {
-            violations.push(Violation {
-                property: Property::NoCrash,
-                message: message.clone(),
-            });
-            Verdict::Crash
-        }
+    // Properties of the run so far hold whether or not the job finished.
+    let mut violations = check::oracle_agrees_with_model(&oracle, &clean, &model);
+    violations.extend(check::consistent_cut(&result.trace, &plan, &model));
+    violations.extend(check::recovery(&result.trace, &plan));
+    let mut duplicates = 0;
+    match &result.end {
+        RunEnd::Panicked(message) => violations.push(Violation {
+            property: Property::NoCrash,
+            message: message.clone(),
+            at: Some(Tick(result.virtual_ticks)),
+        }),
         RunEnd::Terminated(JobStatus::Finished) => {
-            violations.extend(check::exactly_once(&result.committed, &oracle));
-            violations.extend(check::final_state(&result.committed, &oracle));
-            if violations.is_empty() {
-                Verdict::Passed
-            } else {
-                Verdict::Correctness
+            let expected = check::outputs(&oracle, &clean);
+            let actual = check::outputs(&result.committed, &plan);
+            match plan.checkpoint.mode {
+                CheckpointingMode::ExactlyOnce => {
+                    violations.extend(check::exactly_once(&actual, &expected));
+                    violations.extend(check::state_consistency(
+                        &result.committed,
+                        &plan,
+                        &model,
+                        &result.trace,
+                    ));
+                    violations.extend(check::final_state(&actual, &expected));
+                }
+                CheckpointingMode::AtLeastOnce => {
+                    let (found, counted) = check::at_least_once(&actual, &expected);
+                    violations.extend(found);
+                    duplicates = counted;
+                }
             }
         }
         unfinished => {
@@ -253,11 +272,16 @@ pub fn judge(
             violations.push(Violation {
                 property: Property::Liveness,
                 message,
+                at: Some(Tick(result.virtual_ticks)),
             });
-            Verdict::Liveness
         }
     };
-    let stats = stats(&result);
+    violations.sort_by_key(|v| v.property.rank());
+    let verdict = verdict(&violations);
+    let stats = Stats {
+        duplicates,
+        ..stats(&result)
+    };
     let outcome = Outcome {
         scenario: name.to_string(),
         seed,
@@ -268,6 +292,21 @@ pub fn judge(
         bugs: setup_bugs,
     };
     (outcome, result)
+}
+
+/// A run's verdict from its violations: a crash first, then correctness, then liveness (a
+/// job that broke a safety property and then also hung is reported for the safety property).
+fn verdict(violations: &[Violation]) -> Verdict {
+    let has = |wanted: &[Property]| violations.iter().any(|v| wanted.contains(&v.property));
+    if has(&[Property::NoCrash]) {
+        Verdict::Crash
+    } else if violations.iter().any(|v| v.property != Property::Liveness) {
+        Verdict::Correctness
+    } else if has(&[Property::Liveness]) {
+        Verdict::Liveness
+    } else {
+        Verdict::Passed
+    }
 }
 
 /// The failure-free run of the same job, in the in-process driver.

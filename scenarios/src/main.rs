@@ -9,6 +9,7 @@ use snapsim_scenarios::{
     find, judge, run, run_with_bugs, scenarios, setup, Outcome, Scenario, Verdict,
 };
 use snapsim_sim::faults::FaultSchedule;
+use snapsim_sim::trace::TraceEntry;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ enum Command {
         /// Switch a seeded bug on (repeatable; see `snapsim list`).
         #[arg(long, value_name = "NAME")]
         bug: Vec<String>,
+        /// Write the run's trace here, one JSON object per line.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
     /// Measures a scenario: per-seed wall time and inputs handled per second (build with
     /// --release; the machine's noise shows in the spread, so read the median).
@@ -101,8 +105,15 @@ fn main() -> ExitCode {
             schedule,
             save_schedule,
             bug,
-        } => parse_bugs(&bug)
-            .and_then(|bugs| run_one(&scenario, seed, json, schedule, save_schedule, &bugs)),
+            trace,
+        } => parse_bugs(&bug).and_then(|bugs| {
+            let files = RunFiles {
+                schedule,
+                save_schedule,
+                trace,
+            };
+            run_one(&scenario, seed, json, files, &bugs)
+        }),
         Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
         Command::Sweep {
             scenario,
@@ -156,14 +167,25 @@ fn list(json: bool) -> Result<bool, String> {
     Ok(true)
 }
 
+/// The files `snapsim run` reads and writes.
+struct RunFiles {
+    schedule: Option<PathBuf>,
+    save_schedule: Option<PathBuf>,
+    trace: Option<PathBuf>,
+}
+
 fn run_one(
     name: &str,
     seed: u64,
     json: bool,
-    schedule: Option<PathBuf>,
-    save_schedule: Option<PathBuf>,
+    files: RunFiles,
     bugs: &BTreeSet<SeededBug>,
 ) -> Result<bool, String> {
+    let RunFiles {
+        schedule,
+        save_schedule,
+        trace,
+    } = files;
     let scenario = find(name).map_err(|e| e.to_string())?;
     let (mut plan, mut setup) = setup(scenario, seed);
     if !bugs.is_empty() {
@@ -180,7 +202,15 @@ fn run_one(
     if let Some(path) = save_schedule {
         setup.schedule.save(&path).map_err(|e| e.to_string())?;
     }
-    let (outcome, _) = judge(scenario.name, seed, plan, setup);
+    let (outcome, result) = judge(scenario.name, seed, plan, setup);
+    if let Some(path) = trace {
+        let lines: String = result
+            .trace
+            .iter()
+            .map(|entry| serde_json::to_string(entry).expect("trace entries serialize") + "\n")
+            .collect();
+        std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if json {
         println!(
             "{}",
@@ -188,6 +218,7 @@ fn run_one(
         );
     } else {
         print_outcome(&outcome);
+        print_trace_before_first_violation(&outcome, &result.trace);
     }
     Ok(outcome.verdict == Verdict::Passed)
 }
@@ -206,6 +237,19 @@ fn print_outcome(outcome: &Outcome) {
         println!("  violated {}: {}", violation.property, violation.message);
     }
     println!("  replay: {}", outcome.replay_line());
+}
+
+/// The trace entries just before the first violation with a time: what led to it.
+fn print_trace_before_first_violation(outcome: &Outcome, trace: &[TraceEntry]) {
+    const ENTRIES: usize = 12;
+    let Some(at) = outcome.violations.iter().find_map(|v| v.at) else {
+        return;
+    };
+    let end = trace.partition_point(|entry| entry.at <= at);
+    println!("  the trace up to {at}:");
+    for entry in &trace[end.saturating_sub(ENTRIES)..end] {
+        println!("    {} {:?} {:?}", entry.at, entry.node, entry.event);
+    }
 }
 
 fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {

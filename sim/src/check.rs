@@ -1,17 +1,23 @@
-//! Checkers: properties every correct run has, judged against the failure-free oracle.
+//! Checkers: the properties every correct run has, each a separate function with precise
+//! failure messages (which property, which key, record or checkpoint, and when).
 //!
-//! A naive comparison of output lists is wrong (two correct runs may interleave channels
-//! differently). This first slice checks what must hold regardless of interleaving:
-//! `ExactlyOnceChecker` — every input's effect is committed exactly once (by provenance); and
-//! `FinalStateChecker` — each key's last committed value and each window result equal the
-//! oracle's. The full catalog (state consistency per output, consistent cut, recovery,
-//! storage, liveness) grows from here.
+//! A naive comparison of output lists is wrong: two correct runs may interleave channels
+//! differently and print other intermediate values. The checkers instead judge what holds
+//! regardless of interleaving, against the failure-free oracle (the same job run without
+//! faults) and the sequential [`ReferenceModel`], which in turn cross-checks the oracle.
 
+use crate::model::{emitted_value, fold, Cut, ModelState, ReferenceModel};
+use crate::trace::{TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
-use snapsim_core::ids::Key;
-use snapsim_core::record::Origin;
-use snapsim_core::sink::CommittedRecord;
-use std::collections::BTreeMap;
+use snapsim_core::config::{CheckpointConfig, CheckpointingMode};
+use snapsim_core::ids::{CheckpointId, Key, OperatorId, TaskId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::messages::{Address, CheckpointFailureReason};
+use snapsim_core::operator::{map, OperatorState};
+use snapsim_core::record::{Origin, Record};
+use snapsim_core::sink::{CommittedRecord, TransactionId};
+use snapsim_core::trace::{EngineEvent, JobStatus};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A property a run must have.
@@ -19,120 +25,665 @@ use std::fmt;
 pub enum Property {
     /// Every input record's effect is committed exactly once.
     ExactlyOnce,
+    /// At-least-once mode: every input record's effect is committed at least once.
+    AtLeastOnce,
+    /// Each committed value equals the reference model's for exactly the inputs committed
+    /// before it in its key's order.
+    StateConsistency,
     /// Final per-key values and window results equal the failure-free oracle's.
     FinalState,
+    /// Each completed checkpoint's state equals the reference model's at its source offsets.
+    ConsistentCut,
+    /// Restores use the latest completed checkpoint and restore what was snapshotted; ids
+    /// increase; min pause, max concurrent and timeout hold.
+    Recovery,
+    /// The failure-free oracle agrees with the sequential reference model.
+    Oracle,
     /// The job finishes once faults stop.
     Liveness,
     /// No assertion inside the engine fails.
     NoCrash,
 }
 
-impl fmt::Display for Property {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
+impl Property {
+    /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
+    /// wrong restore explain the lost or duplicated output they cause.
+    pub const ALL: [Property; 9] = [
+        Property::NoCrash,
+        Property::Oracle,
+        Property::ConsistentCut,
+        Property::Recovery,
+        Property::StateConsistency,
+        Property::ExactlyOnce,
+        Property::AtLeastOnce,
+        Property::FinalState,
+        Property::Liveness,
+    ];
+
+    /// Its position in [`Property::ALL`]: violations are reported in this order.
+    pub fn rank(self) -> usize {
+        Property::ALL
+            .iter()
+            .position(|p| *p == self)
+            .expect("ALL lists every property")
+    }
+
+    /// Its name in messages and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
             Property::ExactlyOnce => "exactly-once",
+            Property::AtLeastOnce => "at-least-once",
+            Property::StateConsistency => "state-consistency",
             Property::FinalState => "final-state",
+            Property::ConsistentCut => "consistent-cut",
+            Property::Recovery => "recovery",
+            Property::Oracle => "oracle",
             Property::Liveness => "liveness",
             Property::NoCrash => "no-crash",
-        };
-        f.write_str(name)
+        }
     }
 }
 
-/// One violated property, with a message that names the record or key involved.
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One violated property, with a message that names the record, key or checkpoint involved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// The property.
     pub property: Property,
     /// What exactly is wrong.
     pub message: String,
+    /// The virtual time it became visible, when there is one: the trace around it explains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Tick>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some(at) => write!(f, "[{}] {} ({at} ms)", self.property, self.message),
+            None => write!(f, "[{}] {}", self.property, self.message),
+        }
+    }
 }
 
 /// Violations listed at most per property, so a broken run stays readable.
 const VIOLATIONS_PER_PROPERTY_MAX: usize = 5;
 
-fn origin_counts(committed: &[CommittedRecord]) -> BTreeMap<Origin, u32> {
+/// One record of a job's output: the sink operator that wrote it, and the record.
+pub type Output = (OperatorId, Record);
+
+/// The committed records as outputs of their sink operators.
+pub fn outputs(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec<Output> {
+    committed
+        .iter()
+        .map(|c| (plan.tasks[c.sink.index()].operator, c.record))
+        .collect()
+}
+
+fn origin_counts(outputs: &[Output]) -> BTreeMap<(OperatorId, Origin), u32> {
     let mut counts = BTreeMap::new();
-    for record in committed {
-        *counts.entry(record.record.origin).or_insert(0) += 1;
+    for (sink, record) in outputs {
+        *counts.entry((*sink, record.origin)).or_insert(0) += 1;
     }
     counts
 }
 
-/// Every origin the oracle committed is committed exactly once, and nothing else is.
-pub fn exactly_once(committed: &[CommittedRecord], oracle: &[CommittedRecord]) -> Vec<Violation> {
-    let expected = origin_counts(oracle);
-    let actual = origin_counts(committed);
-    let mut violations = Vec::new();
-    for (origin, &count) in &expected {
-        assert_eq!(
-            count, 1,
-            "the failure-free oracle commits each effect once: {origin:?}"
-        );
-        match actual.get(origin).copied().unwrap_or(0) {
-            1 => {}
-            0 => violations.push(format!("effect of {origin:?} was never committed")),
-            n => violations.push(format!("effect of {origin:?} was committed {n} times")),
+/// How a record's provenance reads in a message.
+pub fn describe(origin: &Origin) -> String {
+    match origin {
+        Origin::Input(input) => format!(
+            "input {}/{}{}",
+            input.source, input.partition, input.offset
+        ),
+        Origin::Window { key, start } => format!("window {key} from {start}"),
+    }
+}
+
+/// Every (sink, origin) is committed as often as `expected` has it (once), and nothing else.
+pub fn exactly_once(actual: &[Output], expected: &[Output]) -> Vec<Violation> {
+    let expected = origin_counts(expected);
+    let actual = origin_counts(actual);
+    let mut messages = Vec::new();
+    for ((sink, origin), &want) in &expected {
+        let found = actual.get(&(*sink, *origin)).copied().unwrap_or(0);
+        if found != want {
+            let what = describe(origin);
+            messages.push(match found {
+                0 => format!("{sink}: effect of {what} was never committed"),
+                n => format!("{sink}: effect of {what} was committed {n} times, not {want}"),
+            });
         }
     }
-    for (origin, count) in &actual {
-        if !expected.contains_key(origin) {
-            violations.push(format!(
-                "effect of {origin:?} committed {count} times but the oracle has none"
+    for ((sink, origin), count) in &actual {
+        if !expected.contains_key(&(*sink, *origin)) {
+            let what = describe(origin);
+            messages.push(format!(
+                "{sink}: effect of {what} committed {count} times but the oracle has none"
             ));
         }
     }
-    summarize(Property::ExactlyOnce, violations)
+    summarize(Property::ExactlyOnce, messages, None)
 }
 
-/// Each key's last committed value and every window result equal the oracle's.
-pub fn final_state(committed: &[CommittedRecord], oracle: &[CommittedRecord]) -> Vec<Violation> {
-    let last = |records: &[CommittedRecord]| -> BTreeMap<Key, i64> {
-        records
+/// At-least-once mode: every expected (sink, origin) is committed at least once and nothing
+/// unexpected is. Returns the violations and the number of duplicate commits (allowed).
+pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>, u64) {
+    let expected = origin_counts(expected);
+    let actual = origin_counts(actual);
+    let mut messages = Vec::new();
+    let mut duplicates = 0;
+    for ((sink, origin), want) in &expected {
+        match actual.get(&(*sink, *origin)).copied().unwrap_or(0) {
+            0 => messages.push(format!(
+                "{sink}: effect of {} was never committed",
+                describe(origin)
+            )),
+            n => duplicates += u64::from(n.saturating_sub(*want)),
+        }
+    }
+    for (sink, origin) in actual.keys() {
+        if !expected.contains_key(&(*sink, *origin)) {
+            messages.push(format!(
+                "{sink}: effect of {} committed but the oracle has none",
+                describe(origin)
+            ));
+        }
+    }
+    (summarize(Property::AtLeastOnce, messages, None), duplicates)
+}
+
+/// Each sink's last committed value per key and every window result equal `expected`'s.
+pub fn final_state(actual: &[Output], expected: &[Output]) -> Vec<Violation> {
+    let last = |outputs: &[Output]| -> BTreeMap<(OperatorId, Key), i64> {
+        outputs
             .iter()
-            .filter(|r| matches!(r.record.origin, Origin::Input(_)))
-            .map(|r| (r.record.key, r.record.value))
+            .filter(|(_, r)| matches!(r.origin, Origin::Input(_)))
+            .map(|(sink, r)| ((*sink, r.key), r.value))
             .collect()
     };
-    let windows = |records: &[CommittedRecord]| -> BTreeMap<Origin, i64> {
-        records
+    let windows = |outputs: &[Output]| -> BTreeMap<(OperatorId, Origin), i64> {
+        outputs
             .iter()
-            .filter(|r| matches!(r.record.origin, Origin::Window { .. }))
-            .map(|r| (r.record.origin, r.record.value))
+            .filter(|(_, r)| matches!(r.origin, Origin::Window { .. }))
+            .map(|(sink, r)| ((*sink, r.origin), r.value))
             .collect()
     };
-    let mut violations = Vec::new();
-    let (expected, actual) = (last(oracle), last(committed));
-    for (key, value) in &expected {
-        match actual.get(key) {
+    let mut messages = Vec::new();
+    let (want, found) = (last(expected), last(actual));
+    for ((sink, key), value) in &want {
+        match found.get(&(*sink, *key)) {
             Some(found) if found == value => {}
-            found => violations.push(format!(
-                "key {key}: final value {found:?}, the oracle has {value}"
+            found => messages.push(format!(
+                "{sink}: key {key}: final value {found:?}, the oracle has {value}"
             )),
         }
     }
-    let (expected, actual) = (windows(oracle), windows(committed));
-    for (window, value) in &expected {
-        match actual.get(window) {
+    let (want, found) = (windows(expected), windows(actual));
+    for ((sink, window), value) in &want {
+        match found.get(&(*sink, *window)) {
             Some(found) if found == value => {}
-            found => violations.push(format!(
-                "{window:?}: result {found:?}, the oracle has {value}"
+            found => messages.push(format!(
+                "{sink}: {}: result {found:?}, the oracle has {value}",
+                describe(window)
             )),
         }
     }
-    summarize(Property::FinalState, violations)
+    summarize(Property::FinalState, messages, None)
 }
 
-fn summarize(property: Property, messages: Vec<String>) -> Vec<Violation> {
+/// The failure-free oracle against the sequential reference model: the same effects, the same
+/// final values, and each of its values consistent. A violation here is a bug in the engine
+/// that needs no fault at all, or in the model.
+pub fn oracle_agrees_with_model(
+    oracle: &[CommittedRecord],
+    plan: &ExecutionPlan,
+    model: &ReferenceModel,
+) -> Vec<Violation> {
+    let outputs = outputs(oracle, plan);
+    let mut violations = exactly_once(&outputs, model.outputs());
+    violations.extend(final_state(&outputs, model.outputs()));
+    violations.extend(state_consistency(oracle, plan, model, &[]));
+    for violation in &mut violations {
+        violation.message = format!(
+            "the failure-free run disagrees with the reference model ({}): {}",
+            violation.property, violation.message
+        );
+        violation.property = Property::Oracle;
+    }
+    violations
+}
+
+/// When each transaction's commit was requested (the first time), from the trace.
+fn commit_times(trace: &[TraceEntry]) -> BTreeMap<TransactionId, Tick> {
+    let mut times = BTreeMap::new();
+    for entry in trace {
+        if let TraceEvent::Engine(EngineEvent::Committed { transaction, .. }) = &entry.event {
+            times.entry(*transaction).or_insert(entry.at);
+        }
+    }
+    times
+}
+
+/// State consistency: in each sink fed by an order-free keyed operator (through maps, on
+/// forward edges), a key's committed records arrive in the order that operator processed
+/// them, so each committed value must equal the reference model's fold of exactly the inputs
+/// committed before it for that key, and its own. (Exactly-once mode; sinks of other shapes
+/// are covered by the exactly-once and final-state checks.)
+pub fn state_consistency(
+    committed: &[CommittedRecord],
+    plan: &ExecutionPlan,
+    model: &ReferenceModel,
+    trace: &[TraceEntry],
+) -> Vec<Violation> {
+    let times = commit_times(trace);
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    let mut folds: BTreeMap<(OperatorId, Key), (ModelState, u64)> = BTreeMap::new();
+    let mut chains = BTreeMap::new();
+    for record in committed {
+        let sink = plan.tasks[record.sink.index()].operator;
+        let chain = chains
+            .entry(sink)
+            .or_insert_with(|| model.output_chain(sink));
+        let (Some(chain), Origin::Input(input)) = (chain.as_ref(), record.record.origin) else {
+            continue;
+        };
+        let Some((side, arrived)) = model.arrival(chain.keyed, &input) else {
+            continue;
+        };
+        let key = record.record.key;
+        let kind = model.operator_kind(chain.keyed);
+        let (state, count) = folds.entry((sink, key)).or_default();
+        fold(kind, state, side, &arrived);
+        *count += 1;
+        let want = chain
+            .maps
+            .iter()
+            .fold(emitted_value(kind, state, key), |v, f| map(*f, v));
+        if record.record.value != want {
+            let at = record.transaction.and_then(|t| times.get(&t).copied());
+            first_at = first_at.or(at);
+            let when = match (record.transaction, at) {
+                (Some(t), Some(at)) => format!(" ({t}, commit requested at {at})"),
+                (Some(t), None) => format!(" ({t})"),
+                (None, _) => String::new(),
+            };
+            messages.push(format!(
+                "{} ({sink}) key {key}: committed {} for {}, but the reference model has {want} \
+                 after the {count} inputs of {key} committed up to it{when}",
+                model.operator_name(sink),
+                record.record.value,
+                describe(&record.record.origin),
+            ));
+        }
+    }
+    summarize(Property::StateConsistency, messages, first_at)
+}
+
+/// The snapshots of one checkpoint id: per task, the last taken before `until` (an index).
+fn snapshots_of(
+    trace: &[TraceEntry],
+    checkpoint: CheckpointId,
+    until: usize,
+) -> BTreeMap<TaskId, &OperatorState> {
+    let mut states = BTreeMap::new();
+    for entry in &trace[..until] {
+        if let TraceEvent::Engine(EngineEvent::SnapshotTaken {
+            task,
+            checkpoint: c,
+            state,
+        }) = &entry.event
+        {
+            if *c == checkpoint {
+                states.insert(*task, state);
+            }
+        }
+    }
+    states
+}
+
+/// Consistent cut (exactly-once mode): every completed checkpoint and savepoint holds, for each
+/// order-free keyed operator, exactly the state the reference model reaches from the inputs
+/// below the checkpoint's source offsets.
+pub fn consistent_cut(
+    trace: &[TraceEntry],
+    plan: &ExecutionPlan,
+    model: &ReferenceModel,
+) -> Vec<Violation> {
+    if plan.checkpoint.mode != CheckpointingMode::ExactlyOnce {
+        return Vec::new();
+    }
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    for (index, entry) in trace.iter().enumerate() {
+        let checkpoint = match &entry.event {
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
+            | TraceEvent::Engine(EngineEvent::SavepointCompleted { checkpoint, .. }) => {
+                *checkpoint
+            }
+            _ => continue,
+        };
+        let snapshots = snapshots_of(trace, checkpoint, index);
+        let before = messages.len();
+        let mut cut = Cut::new();
+        for (task, state) in &snapshots {
+            if let OperatorState::Source { offsets } = state {
+                let source = plan.tasks[task.index()].operator;
+                cut.extend(offsets.iter().map(|(p, o)| ((source, *p), *o)));
+            }
+        }
+        let by_operator = group_by_operator(plan, &snapshots);
+        for (operator, states) in by_operator {
+            let Some(want) = model.state_at(operator, &cut) else {
+                continue;
+            };
+            let name = model.operator_name(operator);
+            let context = format!("{checkpoint} {name} ({operator})");
+            compare_cut(&context, &states, &want, &mut messages);
+        }
+        if messages.len() > before {
+            first_at = first_at.or(Some(entry.at));
+        }
+    }
+    summarize(Property::ConsistentCut, messages, first_at)
+}
+
+fn group_by_operator<'a>(
+    plan: &ExecutionPlan,
+    snapshots: &BTreeMap<TaskId, &'a OperatorState>,
+) -> BTreeMap<OperatorId, Vec<&'a OperatorState>> {
+    let mut grouped: BTreeMap<OperatorId, Vec<&OperatorState>> = BTreeMap::new();
+    for (task, state) in snapshots {
+        grouped
+            .entry(plan.tasks[task.index()].operator)
+            .or_default()
+            .push(state);
+    }
+    grouped
+}
+
+/// Compares the union of one operator's task states with the model's state at the cut.
+fn compare_cut(
+    context: &str,
+    states: &[&OperatorState],
+    want: &ModelState,
+    messages: &mut Vec<String>,
+) {
+    let mut values = BTreeMap::new();
+    let mut co_sums = BTreeMap::new();
+    let mut windows = BTreeMap::new();
+    for state in states {
+        match state {
+            OperatorState::Keyed { values: v } => values.extend(v),
+            OperatorState::CoSum { sums } => co_sums.extend(sums),
+            OperatorState::Windows { windows: w } => windows.extend(w),
+            _ => {}
+        }
+    }
+    let mut report = |key: String, found: String, model: String| {
+        messages.push(format!(
+            "{context}: {key} holds {found}, the reference model has {model} after the inputs below the checkpoint's source offsets"
+        ));
+    };
+    if !want.values.is_empty() || !values.is_empty() {
+        let keys: BTreeSet<&Key> = want.values.keys().chain(values.keys()).collect();
+        for key in keys {
+            let (found, model) = (values.get(key).copied(), want.values.get(key));
+            if found.as_ref() != model {
+                report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
+            }
+        }
+    }
+    if !want.co_sums.is_empty() || !co_sums.is_empty() {
+        let keys: BTreeSet<&Key> = want.co_sums.keys().chain(co_sums.keys()).collect();
+        for key in keys {
+            let (found, model) = (co_sums.get(key).copied(), want.co_sums.get(key));
+            if found.as_ref() != model {
+                report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
+            }
+        }
+    }
+    // Fired windows left the state, and which have fired depends on watermarks: check only
+    // that each open window holds exactly the inputs below the cut.
+    for (window, found) in windows {
+        let model = want.windows.get(window);
+        if Some(found) != model {
+            let (start, key) = window;
+            report(
+                format!("window {key} from {start}"),
+                found.to_string(),
+                fmt_opt(model),
+            );
+        }
+    }
+}
+
+fn fmt_opt<T: fmt::Debug>(value: Option<T>) -> String {
+    match value {
+        Some(value) => format!("{value:?}"),
+        None => "nothing".to_string(),
+    }
+}
+
+/// What the recovery checker tracks about one JobManager life.
+#[derive(Default)]
+struct Coordination {
+    /// Pending checkpoints (not savepoints): id → trigger time.
+    pending: BTreeMap<CheckpointId, Tick>,
+    last_completion: Option<Tick>,
+}
+
+/// Recovery and the checkpoint config rules:
+/// - every deployment restores the latest completed checkpoint, or a later one whose
+///   completion was being persisted (the JobManager cannot know it failed);
+/// - every task restores exactly the state it snapshotted for that checkpoint;
+/// - checkpoint ids strictly increase, across JobManager restarts too;
+/// - periodic triggers keep `min_pause_ticks` after the last completion and never exceed
+///   `max_concurrent` pending checkpoints; a checkpoint expires at its timeout, not before,
+///   unless all acknowledgements are in (finalization has its own storage timeouts).
+pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
+    let config: &CheckpointConfig = &plan.checkpoint;
+    let mut messages = Vec::new();
+    let mut first_at: Option<Tick> = None;
+    let mut flag = |messages: &mut Vec<String>, at: Tick, message: String| {
+        messages.push(format!("{message} (at {at})"));
+        first_at = first_at.or(Some(at));
+    };
+    let mut latest_completed: Option<CheckpointId> = None;
+    let mut persisting: BTreeSet<CheckpointId> = BTreeSet::new();
+    let mut highest_triggered: Option<CheckpointId> = None;
+    let mut triggered_at: BTreeMap<CheckpointId, Tick> = BTreeMap::new();
+    let mut life = Coordination::default();
+    let mut snapshots: BTreeMap<(TaskId, CheckpointId), &OperatorState> = BTreeMap::new();
+    for entry in trace {
+        let at = entry.at;
+        let event = match &entry.event {
+            TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
+                life = Coordination::default();
+                continue;
+            }
+            TraceEvent::Engine(event) => event,
+            _ => continue,
+        };
+        match event {
+            // A JobManager that starts over from its HA record has a new coordinator.
+            EngineEvent::JobStatus {
+                status: JobStatus::Initializing,
+                ..
+            } => life = Coordination::default(),
+            EngineEvent::CheckpointTriggered { checkpoint }
+            | EngineEvent::SavepointTriggered { checkpoint } => {
+                if let Some(highest) = highest_triggered.filter(|h| checkpoint <= h) {
+                    flag(
+                        &mut messages,
+                        at,
+                        format!("{checkpoint} triggered after {highest}: ids must increase"),
+                    );
+                }
+                highest_triggered = highest_triggered.max(Some(*checkpoint));
+                triggered_at.insert(*checkpoint, at);
+                if matches!(event, EngineEvent::CheckpointTriggered { .. }) {
+                    if life.pending.len() >= config.max_concurrent as usize {
+                        flag(
+                            &mut messages,
+                            at,
+                            format!(
+                                "{checkpoint} triggered with {} pending (max concurrent {})",
+                                life.pending.len(),
+                                config.max_concurrent
+                            ),
+                        );
+                    }
+                    if let Some(last) = life.last_completion {
+                        if at.since(last) < config.min_pause_ticks {
+                            flag(
+                                &mut messages,
+                                at,
+                                format!(
+                                    "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
+                                    at.since(last),
+                                    config.min_pause_ticks
+                                ),
+                            );
+                        }
+                    }
+                    life.pending.insert(*checkpoint, at);
+                }
+            }
+            EngineEvent::CompletionPersisting { checkpoint } => {
+                persisting.insert(*checkpoint);
+            }
+            EngineEvent::AllAcknowledged { checkpoint } => {
+                if let Some(&triggered) = triggered_at.get(checkpoint) {
+                    if at.since(triggered) > config.timeout_ticks {
+                        flag(
+                            &mut messages,
+                            at,
+                            format!(
+                                "{checkpoint} collected its last acknowledgement {} ms after its trigger (timeout {} ms)",
+                                at.since(triggered),
+                                config.timeout_ticks
+                            ),
+                        );
+                    }
+                }
+            }
+            EngineEvent::CheckpointCompleted { checkpoint } => {
+                life.pending.remove(checkpoint);
+                life.last_completion = Some(at);
+                latest_completed = latest_completed.max(Some(*checkpoint));
+            }
+            EngineEvent::CheckpointAborted { checkpoint, reason } => {
+                life.pending.remove(checkpoint);
+                if *reason == CheckpointFailureReason::Expired {
+                    if let Some(&triggered) = triggered_at.get(checkpoint) {
+                        if at.since(triggered) < config.timeout_ticks {
+                            flag(
+                                &mut messages,
+                                at,
+                                format!(
+                                    "{checkpoint} expired {} ms after its trigger (timeout {} ms)",
+                                    at.since(triggered),
+                                    config.timeout_ticks
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            EngineEvent::Deployed { attempt, restored } => {
+                let wrong = match (restored, latest_completed) {
+                    (None, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(r), latest) => {
+                        Some(*r) < latest || (Some(*r) > latest && !persisting.contains(r))
+                    }
+                };
+                if wrong {
+                    let restored = fmt_opt(restored.as_ref());
+                    let latest = fmt_opt(latest_completed.as_ref());
+                    flag(
+                        &mut messages,
+                        at,
+                        format!("{attempt} restores {restored}, but the latest completed checkpoint is {latest}"),
+                    );
+                }
+            }
+            EngineEvent::SnapshotTaken {
+                task,
+                checkpoint,
+                state,
+            } => {
+                snapshots.insert((*task, *checkpoint), state);
+            }
+            EngineEvent::Restored {
+                task,
+                checkpoint,
+                state,
+            } => {
+                // Restores from a path read snapshots of another run: nothing to compare.
+                if let Some(snapshotted) = snapshots.get(&(*task, *checkpoint)) {
+                    if *snapshotted != state {
+                        flag(
+                            &mut messages,
+                            at,
+                            format!("{task} restored {checkpoint} with another state than it snapshotted: {}", state_difference(snapshotted, state)),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    summarize(Property::Recovery, messages, first_at)
+}
+
+/// A short description of how two states differ.
+fn state_difference(snapshotted: &OperatorState, restored: &OperatorState) -> String {
+    match (snapshotted, restored) {
+        (OperatorState::Keyed { values: a }, OperatorState::Keyed { values: b }) => {
+            let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
+            let differing: Vec<String> = keys
+                .into_iter()
+                .filter(|k| a.get(k) != b.get(k))
+                .take(3)
+                .map(|k| {
+                    format!(
+                        "key {k} snapshotted {}, restored {}",
+                        fmt_opt(a.get(k)),
+                        fmt_opt(b.get(k))
+                    )
+                })
+                .collect();
+            differing.join("; ")
+        }
+        _ => format!("snapshotted {snapshotted:?}, restored {restored:?}"),
+    }
+}
+
+fn summarize(property: Property, messages: Vec<String>, at: Option<Tick>) -> Vec<Violation> {
     let total = messages.len();
     let mut violations: Vec<Violation> = messages
         .into_iter()
         .take(VIOLATIONS_PER_PROPERTY_MAX)
-        .map(|message| Violation { property, message })
+        .map(|message| Violation {
+            property,
+            message,
+            at,
+        })
         .collect();
     if total > VIOLATIONS_PER_PROPERTY_MAX {
         let message = format!("… and {} more", total - VIOLATIONS_PER_PROPERTY_MAX);
-        violations.push(Violation { property, message });
+        violations.push(Violation {
+            property,
+            message,
+            at,
+        });
     }
     violations
 }
@@ -140,50 +691,51 @@ fn summarize(property: Property, messages: Vec<String>) -> Vec<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snapsim_core::ids::{EventTime, Offset, OperatorId, PartitionId, TaskId};
-    use snapsim_core::record::{InputRef, Record};
+    use snapsim_core::ids::{EventTime, Offset, PartitionId};
+    use snapsim_core::record::InputRef;
 
-    fn committed(offset: u64, key: u64, value: i64) -> CommittedRecord {
+    fn output(offset: u64, key: u64, value: i64) -> Output {
         let origin = Origin::Input(InputRef {
             source: OperatorId(0),
             partition: PartitionId(0),
             offset: Offset(offset),
         });
-        CommittedRecord {
-            sink: TaskId(0),
-            transaction: None,
-            record: Record {
-                key: Key(key),
-                value,
-                event_time: EventTime(0),
-                origin,
-            },
-        }
+        let record = Record {
+            key: Key(key),
+            value,
+            event_time: EventTime(0),
+            origin,
+        };
+        (OperatorId(2), record)
     }
 
     #[test]
     fn exactly_once_fails_on_loss_and_on_duplicates() {
         // The checker must be able to fail: a lost and a duplicated effect are both reported.
-        let oracle = vec![committed(0, 1, 1), committed(1, 1, 2)];
+        let oracle = vec![output(0, 1, 1), output(1, 1, 2)];
         assert!(exactly_once(&oracle, &oracle).is_empty());
         let lost = exactly_once(&oracle[..1], &oracle);
         assert_eq!(lost.len(), 1);
         assert!(lost[0].message.contains("never committed"), "{lost:?}");
-        let twice = vec![committed(0, 1, 1), committed(0, 1, 1), committed(1, 1, 2)];
+        let twice = vec![output(0, 1, 1), output(0, 1, 1), output(1, 1, 2)];
         assert!(exactly_once(&twice, &oracle)[0]
             .message
             .contains("committed 2 times"));
+        let (violations, duplicates) = at_least_once(&twice, &oracle);
+        assert!(violations.is_empty());
+        assert_eq!(duplicates, 1);
+        assert_eq!(at_least_once(&oracle[..1], &oracle).0.len(), 1);
     }
 
     #[test]
     fn final_state_fails_on_a_wrong_last_value() {
-        let oracle = vec![committed(0, 1, 1), committed(1, 1, 2)];
-        let wrong = vec![committed(0, 1, 1), committed(1, 1, 3)];
+        let oracle = vec![output(0, 1, 1), output(1, 1, 2)];
+        let wrong = vec![output(0, 1, 1), output(1, 1, 3)];
         let violations = final_state(&wrong, &oracle);
         assert_eq!(violations.len(), 1);
         assert_eq!(
             violations[0].message,
-            "key k1: final value Some(3), the oracle has 2"
+            "op-2: key k1: final value Some(3), the oracle has 2"
         );
     }
 }

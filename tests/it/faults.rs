@@ -92,11 +92,8 @@ fn a_task_manager_crash_during_alignment_recovers_exactly_once() {
             })
     });
     let snapshotted = before_crash.iter().any(|e| {
-        e.event
-            == TraceEvent::Engine(EngineEvent::SnapshotTaken {
-                task: aligning,
-                checkpoint,
-            })
+        matches!(&e.event, TraceEvent::Engine(EngineEvent::SnapshotTaken { task, checkpoint: c, .. })
+            if *task == aligning && *c == checkpoint)
     });
     assert!(
         received && !snapshotted,
@@ -118,10 +115,8 @@ fn first_open_alignment(
             checkpoint,
         } if *t == task && entry.at > after => {
             let snapshot = events.iter().find(|(_, e)| {
-                *e == &EngineEvent::SnapshotTaken {
-                    task,
-                    checkpoint: *checkpoint,
-                }
+                matches!(e, EngineEvent::SnapshotTaken { task: t, checkpoint: c, .. }
+                    if *t == task && c == checkpoint)
             })?;
             (snapshot.0.at.0 > entry.at.0 + 2).then_some((entry.at, *checkpoint))
         }

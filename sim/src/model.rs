@@ -1,0 +1,412 @@
+//! The sequential reference model of a job: every source record pushed through the job graph
+//! one at a time, in log order, with no concurrency, no checkpoints and no failures.
+//!
+//! It is the yardstick the checkers measure a run against. Besides the job's output it knows
+//! what reaches each operator, by provenance, so a checker can ask what a key's state must be
+//! after exactly a given set of inputs: after the inputs committed before an output (state
+//! consistency), or after the inputs below a checkpoint's source offsets (consistent cut).
+//! That question has an answer only for keyed operators fed from sources through stateless
+//! operators ("order-free": their state does not depend on how channels interleave).
+
+use snapsim_core::ids::{EventTime, Key, Offset, OperatorId, PartitionId};
+use snapsim_core::job::{
+    Edge, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning,
+};
+use snapsim_core::operator::{aggregate, map};
+use snapsim_core::record::{InputRef, Origin, Record};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where each source partition's consumed prefix ends: offsets below are consumed.
+pub type Cut = BTreeMap<(OperatorId, PartitionId), Offset>;
+
+/// A keyed operator's state as the model computes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelState {
+    /// KeyedAggregate: the aggregate per key.
+    pub values: BTreeMap<Key, i64>,
+    /// KeyedCoSum: (first input's sum, second input's sum) per key.
+    pub co_sums: BTreeMap<Key, (i64, i64)>,
+    /// TumblingWindow: the aggregate per (window start, key) with an input below the cut.
+    pub windows: BTreeMap<(EventTime, Key), i64>,
+}
+
+/// How a sink's records derive from one keyed operator through maps only, on forward edges:
+/// then a key's records reach the sink in the order that operator processed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChain {
+    /// The keyed operator (KeyedAggregate or KeyedCoSum) that computes each output value.
+    pub keyed: OperatorId,
+    /// The maps applied to its output, in order.
+    pub maps: Vec<MapFn>,
+}
+
+/// The reference model of one job.
+#[derive(Clone, Debug)]
+pub struct ReferenceModel {
+    graph: JobGraph,
+    /// What reaches each order-free keyed operator and each sink fed straight from sources,
+    /// by the input record it derives from.
+    arrivals: BTreeMap<OperatorId, BTreeMap<InputRef, (InputSide, Record)>>,
+    /// The job's output, in the model's order: (sink operator, record).
+    outputs: Vec<(OperatorId, Record)>,
+}
+
+impl ReferenceModel {
+    /// Runs `graph` sequentially over its whole input.
+    pub fn new(graph: &JobGraph) -> ReferenceModel {
+        let mut run = SequentialRun {
+            graph,
+            direct: direct_operators(graph),
+            states: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
+            outputs: Vec::new(),
+        };
+        for spec in &graph.operators {
+            let OperatorKind::Source { log, .. } = &spec.kind else {
+                continue;
+            };
+            for (partition, records) in log.partitions.iter().enumerate() {
+                for (offset, entry) in records.iter().enumerate() {
+                    let origin = Origin::Input(InputRef {
+                        source: spec.id,
+                        partition: PartitionId(partition as u16),
+                        offset: Offset(offset as u64),
+                    });
+                    let record = Record {
+                        key: entry.key,
+                        value: entry.value,
+                        event_time: entry.event_time,
+                        origin,
+                    };
+                    run.emit(spec.id, record);
+                }
+            }
+        }
+        run.fire_all_windows();
+        ReferenceModel {
+            graph: graph.clone(),
+            arrivals: run.arrivals,
+            outputs: run.outputs,
+        }
+    }
+
+    /// The job's output in the model's order: (sink operator, record).
+    pub fn outputs(&self) -> &[(OperatorId, Record)] {
+        &self.outputs
+    }
+
+    /// The record input `input` makes arrive at `operator`, and on which side, if `operator`
+    /// is fed from sources through stateless operators and the input is not filtered out.
+    pub fn arrival(&self, operator: OperatorId, input: &InputRef) -> Option<(InputSide, Record)> {
+        self.arrivals.get(&operator)?.get(input).copied()
+    }
+
+    /// Whether `operator`'s state is determined by the set of inputs it consumed.
+    pub fn is_order_free(&self, operator: OperatorId) -> bool {
+        let spec = &self.graph.operators[operator.0 as usize];
+        spec.kind.is_keyed() && self.arrivals.contains_key(&operator)
+    }
+
+    /// The state of order-free keyed `operator` after exactly the inputs below `cut`.
+    pub fn state_at(&self, operator: OperatorId, cut: &Cut) -> Option<ModelState> {
+        if !self.is_order_free(operator) {
+            return None;
+        }
+        let below = |input: &InputRef| {
+            cut.get(&(input.source, input.partition))
+                .is_some_and(|end| input.offset < *end)
+        };
+        let mut state = ModelState::default();
+        let kind = &self.graph.operators[operator.0 as usize].kind;
+        for (input, (side, record)) in &self.arrivals[&operator] {
+            if below(input) {
+                fold(kind, &mut state, *side, record);
+            }
+        }
+        Some(state)
+    }
+
+    /// How `sink`'s output values derive from one order-free keyed operator, if they do.
+    pub fn output_chain(&self, sink: OperatorId) -> Option<OutputChain> {
+        let mut maps = Vec::new();
+        let mut operator = sink;
+        loop {
+            let [edge] = self.incoming(operator)[..] else {
+                return None;
+            };
+            if edge.partitioning != Partitioning::Forward {
+                return None;
+            }
+            let upstream = &self.graph.operators[edge.source.0 as usize];
+            match upstream.kind {
+                OperatorKind::Map(function) => maps.push(function),
+                OperatorKind::KeyedAggregate(_) | OperatorKind::KeyedCoSum
+                    if self.is_order_free(upstream.id) =>
+                {
+                    maps.reverse();
+                    return Some(OutputChain {
+                        keyed: upstream.id,
+                        maps,
+                    });
+                }
+                _ => return None,
+            }
+            operator = upstream.id;
+        }
+    }
+
+    /// The name of `operator`.
+    pub fn operator_name(&self, operator: OperatorId) -> &str {
+        &self.graph.operators[operator.0 as usize].name
+    }
+
+    /// The kind of `operator`.
+    pub fn operator_kind(&self, operator: OperatorId) -> &OperatorKind {
+        &self.graph.operators[operator.0 as usize].kind
+    }
+
+    fn incoming(&self, operator: OperatorId) -> Vec<Edge> {
+        self.graph
+            .edges
+            .iter()
+            .filter(|e| e.target == operator)
+            .copied()
+            .collect()
+    }
+}
+
+/// Folds one arriving record into a keyed operator's model state.
+pub fn fold(kind: &OperatorKind, state: &mut ModelState, side: InputSide, record: &Record) {
+    match kind {
+        OperatorKind::KeyedAggregate(function) => {
+            let value = aggregate(
+                *function,
+                state.values.get(&record.key).copied(),
+                record.value,
+            );
+            state.values.insert(record.key, value);
+        }
+        OperatorKind::KeyedCoSum => {
+            let sums = state.co_sums.entry(record.key).or_insert((0, 0));
+            match side {
+                InputSide::First => sums.0 = sums.0.wrapping_add(record.value),
+                InputSide::Second => sums.1 = sums.1.wrapping_add(record.value),
+            }
+        }
+        OperatorKind::TumblingWindow {
+            size,
+            aggregate: function,
+        } => {
+            let start = window_start(record.event_time, *size);
+            let slot = state.windows.get(&(start, record.key)).copied();
+            state.windows.insert(
+                (start, record.key),
+                aggregate(*function, slot, record.value),
+            );
+        }
+        other => unreachable!("{other:?} keeps no keyed state"),
+    }
+}
+
+/// The value a keyed operator emits for a record folded into `state`: its new aggregate.
+pub fn emitted_value(kind: &OperatorKind, state: &ModelState, key: Key) -> i64 {
+    match kind {
+        OperatorKind::KeyedAggregate(_) => state.values[&key],
+        OperatorKind::KeyedCoSum => {
+            let (first, second) = state.co_sums[&key];
+            first.wrapping_add(second)
+        }
+        other => unreachable!("{other:?} emits no value per input"),
+    }
+}
+
+fn window_start(event_time: EventTime, size: u64) -> EventTime {
+    EventTime(event_time.0 - event_time.0 % size)
+}
+
+/// Operators whose input comes from sources through stateless operators only.
+fn direct_operators(graph: &JobGraph) -> BTreeSet<OperatorId> {
+    let mut direct = BTreeSet::new();
+    // Iterate to a fixpoint; graphs are acyclic and small (≤ 64 operators).
+    loop {
+        let before = direct.len();
+        for spec in &graph.operators {
+            let inputs: Vec<&Edge> = graph.edges.iter().filter(|e| e.target == spec.id).collect();
+            let upstream_direct = |e: &&Edge| {
+                let upstream = &graph.operators[e.source.0 as usize];
+                direct.contains(&e.source)
+                    && matches!(
+                        upstream.kind,
+                        OperatorKind::Source { .. } | OperatorKind::Map(_) | OperatorKind::Filter(_)
+                    )
+            };
+            let is_direct = matches!(spec.kind, OperatorKind::Source { .. })
+                || (!inputs.is_empty() && inputs.iter().all(upstream_direct));
+            if is_direct {
+                direct.insert(spec.id);
+            }
+        }
+        if direct.len() == before {
+            return direct;
+        }
+    }
+}
+
+/// The state of the sequential run while it builds the model.
+struct SequentialRun<'g> {
+    graph: &'g JobGraph,
+    direct: BTreeSet<OperatorId>,
+    states: BTreeMap<OperatorId, ModelState>,
+    arrivals: BTreeMap<OperatorId, BTreeMap<InputRef, (InputSide, Record)>>,
+    outputs: Vec<(OperatorId, Record)>,
+}
+
+impl SequentialRun<'_> {
+    /// `operator` emits `record` to every downstream operator.
+    fn emit(&mut self, operator: OperatorId, record: Record) {
+        let edges: Vec<Edge> = self
+            .graph
+            .edges
+            .iter()
+            .filter(|e| e.source == operator)
+            .copied()
+            .collect();
+        for edge in edges {
+            self.receive(edge.target, edge.side, record);
+        }
+    }
+
+    fn receive(&mut self, operator: OperatorId, side: InputSide, record: Record) {
+        let kind = &self.graph.operators[operator.0 as usize].kind;
+        if let (true, Origin::Input(input)) = (self.direct.contains(&operator), record.origin) {
+            if kind.is_keyed() || kind.is_sink() {
+                let previous = self
+                    .arrivals
+                    .entry(operator)
+                    .or_default()
+                    .insert(input, (side, record));
+                assert!(previous.is_none(), "{input:?} reaches {operator} once");
+            }
+        }
+        match kind {
+            OperatorKind::Source { .. } => unreachable!("sources have no inputs"),
+            OperatorKind::Map(function) => {
+                let value = map(*function, record.value);
+                self.emit(operator, Record { value, ..record });
+            }
+            OperatorKind::Filter(FilterFn::DropValueMultiplesOf(n)) => {
+                if record.value % n != 0 {
+                    self.emit(operator, record);
+                }
+            }
+            OperatorKind::KeyedAggregate(_) | OperatorKind::KeyedCoSum => {
+                let state = self.states.entry(operator).or_default();
+                fold(kind, state, side, &record);
+                let value = emitted_value(kind, state, record.key);
+                self.emit(operator, Record { value, ..record });
+            }
+            OperatorKind::TumblingWindow { .. } => {
+                let state = self.states.entry(operator).or_default();
+                fold(kind, state, side, &record);
+            }
+            OperatorKind::TwoPhaseCommitSink | OperatorKind::PlainSink => {
+                self.outputs.push((operator, record))
+            }
+        }
+    }
+
+    /// The end of input: every window fires, in (operator, start, key) order.
+    fn fire_all_windows(&mut self) {
+        for spec in &self.graph.operators {
+            let OperatorKind::TumblingWindow { size, .. } = spec.kind else {
+                continue;
+            };
+            let windows = std::mem::take(&mut self.states.entry(spec.id).or_default().windows);
+            for ((start, key), value) in windows {
+                let record = Record {
+                    key,
+                    value,
+                    event_time: EventTime(start.0 + size - 1),
+                    origin: Origin::Window { key, start },
+                };
+                self.emit(spec.id, record);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapsim_core::job::{AggregateFn, SourceLog};
+    use snapsim_core::record::SourceRecord;
+    use std::sync::Arc;
+
+    fn log(values: &[(u64, i64)]) -> Arc<SourceLog> {
+        let partition = values
+            .iter()
+            .enumerate()
+            .map(|(t, &(key, value))| SourceRecord {
+                key: Key(key),
+                value,
+                event_time: EventTime(t as u64),
+            })
+            .collect();
+        Arc::new(SourceLog {
+            partitions: vec![partition],
+        })
+    }
+
+    #[test]
+    fn the_model_sums_per_key_and_answers_for_a_cut() {
+        let mut job = JobGraph::new("model");
+        let source = job.add(
+            "source",
+            OperatorKind::Source {
+                log: log(&[(1, 5), (2, 7), (1, 10)]),
+                records_per_tick: 1,
+            },
+            1,
+        );
+        let doubled = job.add("double", OperatorKind::Map(MapFn::MultiplyBy(2)), 1);
+        let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 1);
+        let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 1);
+        job.connect(source, doubled, Partitioning::Forward);
+        job.connect(doubled, sum, Partitioning::KeyBy);
+        job.connect(sum, sink, Partitioning::Forward);
+        let model = ReferenceModel::new(&job);
+        let values: Vec<i64> = model.outputs().iter().map(|(_, r)| r.value).collect();
+        assert_eq!(values, [10, 14, 30]);
+        let cut = Cut::from([((source, PartitionId(0)), Offset(2))]);
+        let state = model.state_at(sum, &cut).expect("sum is order-free");
+        assert_eq!(state.values, BTreeMap::from([(Key(1), 10), (Key(2), 14)]));
+        let chain = model.output_chain(sink).expect("sum feeds the sink directly");
+        assert_eq!((chain.keyed, chain.maps), (sum, vec![]));
+        // The sink is fed by a keyed operator, not from sources: no arrivals there.
+        assert!(!model.is_order_free(sink));
+    }
+
+    #[test]
+    fn a_keyed_operator_behind_another_is_not_order_free() {
+        let mut job = JobGraph::new("chain");
+        let source = job.add(
+            "source",
+            OperatorKind::Source {
+                log: log(&[(1, 5)]),
+                records_per_tick: 1,
+            },
+            1,
+        );
+        let first = job.add("first", OperatorKind::KeyedAggregate(AggregateFn::Sum), 1);
+        let second = job.add("second", OperatorKind::KeyedAggregate(AggregateFn::Max), 1);
+        let sink = job.add("sink", OperatorKind::PlainSink, 1);
+        job.connect(source, first, Partitioning::KeyBy);
+        job.connect(first, second, Partitioning::KeyBy);
+        job.connect(second, sink, Partitioning::Forward);
+        let model = ReferenceModel::new(&job);
+        assert!(model.is_order_free(first));
+        assert!(!model.is_order_free(second));
+        assert!(model.output_chain(sink).is_none());
+        assert_eq!(model.outputs().len(), 1);
+    }
+}
