@@ -19,15 +19,29 @@ pub enum SeededBug {
     /// A source snapshots the offset it has read up to (its next batch included) instead of the
     /// offset at the barrier.
     SourceOffsetAtRead,
+    /// A task acknowledges its snapshot as soon as it is taken, before its file is durable.
+    AckBeforeDurable,
+    /// A failover restores the newest triggered (pending) checkpoint, with whatever
+    /// acknowledgements it has, instead of the latest completed one.
+    RestoreFromPending,
+    /// A 2PC sink keeps one transaction identity across checkpoints (FLINK-8132): records
+    /// written after a pre-commit join the pre-committed transaction.
+    ReusedTransactionId,
+    /// After a failover the coordinator no longer triggers periodic checkpoints (FLINK-13256).
+    PeriodicNotResumed,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 4] = [
+    pub const ALL: [SeededBug; 8] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
         SeededBug::SourceOffsetAtRead,
+        SeededBug::AckBeforeDurable,
+        SeededBug::RestoreFromPending,
+        SeededBug::ReusedTransactionId,
+        SeededBug::PeriodicNotResumed,
     ];
 
     /// Its name on the command line.
@@ -37,6 +51,10 @@ impl SeededBug {
             SeededBug::CommitAtSnapshot => "commit-at-snapshot",
             SeededBug::AbortPreCommittedOnRestore => "abort-pre-committed-on-restore",
             SeededBug::SourceOffsetAtRead => "source-offset-at-read",
+            SeededBug::AckBeforeDurable => "ack-before-durable",
+            SeededBug::RestoreFromPending => "restore-from-pending",
+            SeededBug::ReusedTransactionId => "reused-transaction-id",
+            SeededBug::PeriodicNotResumed => "periodic-not-resumed",
         }
     }
 
@@ -55,17 +73,33 @@ impl SeededBug {
             SeededBug::SourceOffsetAtRead => {
                 "sources snapshot the offset read, not the offset at the barrier"
             }
+            SeededBug::AckBeforeDurable => {
+                "tasks acknowledge a snapshot before its file is durable"
+            }
+            SeededBug::RestoreFromPending => {
+                "a failover restores the newest pending checkpoint, not the latest completed"
+            }
+            SeededBug::ReusedTransactionId => {
+                "the 2PC sink reuses one transaction identity across checkpoints (FLINK-8132)"
+            }
+            SeededBug::PeriodicNotResumed => {
+                "periodic checkpoints are not triggered again after a failover (FLINK-13256)"
+            }
         }
     }
 
     /// The property a checker reports when the bug bites (`check::Property`'s name).
     pub fn violates(self) -> &'static str {
         match self {
+            // The snapshot holds records after the barrier, or misses records before it.
+            SeededBug::AlignmentWithoutBlocking | SeededBug::SourceOffsetAtRead => "consistent-cut",
             // Replayed records committed again, or records never committed.
-            SeededBug::AlignmentWithoutBlocking
-            | SeededBug::CommitAtSnapshot
+            SeededBug::CommitAtSnapshot
             | SeededBug::AbortPreCommittedOnRestore
-            | SeededBug::SourceOffsetAtRead => "exactly-once",
+            | SeededBug::ReusedTransactionId => "exactly-once",
+            SeededBug::AckBeforeDurable => "storage",
+            SeededBug::RestoreFromPending => "recovery",
+            SeededBug::PeriodicNotResumed => "liveness",
         }
     }
 
@@ -84,6 +118,14 @@ impl SeededBug {
             SeededBug::SourceOffsetAtRead => {
                 "flink-semantics §N.77 (sources re-read from the offset in the checkpoint)"
             }
+            SeededBug::AckBeforeDurable => {
+                "flink-semantics §C.20 (acknowledge after the asynchronous part completed)"
+            }
+            SeededBug::RestoreFromPending => {
+                "flink-semantics §N.76 (restore the latest completed checkpoint)"
+            }
+            SeededBug::ReusedTransactionId => "FLINK-8132; flink-semantics §O.81",
+            SeededBug::PeriodicNotResumed => "FLINK-13256; flink-semantics §B.7",
         }
     }
 

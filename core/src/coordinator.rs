@@ -200,6 +200,10 @@ pub struct CheckpointCoordinator {
     /// All input is consumed since this id: keep a checkpoint coming until one with this id
     /// or later completes (the final checkpoint).
     finishing_since: Option<CheckpointId>,
+    /// The scheduler ran before (this is a restart after a failover).
+    started_before: bool,
+    /// Seeded bug [`PeriodicNotResumed`](crate::bugs::SeededBug::PeriodicNotResumed).
+    periodic_not_resumed: bool,
 }
 
 impl CheckpointCoordinator {
@@ -248,6 +252,8 @@ impl CheckpointCoordinator {
             triggering: None,
             last_completion: None,
             finishing_since: None,
+            started_before: false,
+            periodic_not_resumed: false,
         }
     }
 
@@ -301,6 +307,15 @@ impl CheckpointCoordinator {
             .config
             .effective_interval_ticks()
             .map(|_| now.after(first_delay));
+        if std::mem::replace(&mut self.started_before, true) && self.periodic_not_resumed {
+            // Seeded bug: the periodic scheduler stays off after a failover.
+            self.next_periodic = None;
+        }
+    }
+
+    /// Switches seeded bug [`PeriodicNotResumed`](crate::bugs::SeededBug::PeriodicNotResumed) on.
+    pub fn seed_periodic_not_resumed(&mut self) {
+        self.periodic_not_resumed = true;
     }
 
     /// The job stops running (failover or end): stop the scheduler, drop queued requests and
@@ -322,6 +337,16 @@ impl CheckpointCoordinator {
         for id in collecting {
             self.abort(id, reason, out);
         }
+    }
+
+    /// The newest pending checkpoint (not a savepoint) and the states acknowledged so far: only
+    /// seeded bug [`RestoreFromPending`](crate::bugs::SeededBug::RestoreFromPending) looks.
+    pub fn newest_pending(&self) -> Option<(CheckpointId, BTreeMap<TaskId, StateHandle>)> {
+        self.pending
+            .iter()
+            .rev()
+            .find(|(_, p)| !p.savepoint)
+            .map(|(&id, p)| (id, p.acks.clone()))
     }
 
     /// A savepoint is asked for (reference §I.52): triggered before queued checkpoints, ignoring
@@ -347,6 +372,9 @@ impl CheckpointCoordinator {
     pub fn request_final_checkpoint(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
         if self.finishing_since.is_none() {
             self.finishing_since = Some(self.next_id);
+            out.push(CoordinatorEffect::Trace(EngineEvent::InputConsumed {
+                final_from: self.next_id,
+            }));
         }
         self.try_trigger(now, out);
     }
@@ -527,9 +555,12 @@ impl CheckpointCoordinator {
             completed_at: now,
             owned: true,
         };
-        out.push(CoordinatorEffect::Trace(EngineEvent::CompletionPersisting {
-            checkpoint,
-        }));
+        out.push(CoordinatorEffect::Trace(
+            EngineEvent::CompletionPersisting {
+                checkpoint,
+                files: completed.files(),
+            },
+        ));
         out.push(CoordinatorEffect::PersistCompletion(completed));
     }
 
@@ -630,6 +661,12 @@ impl CheckpointCoordinator {
             let id = self.next_id;
             self.next_id = id.next();
             self.triggering = Some(id);
+            out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
+                checkpoint: id,
+            }));
+            out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
+                checkpoint: id,
+            }));
             out.push(CoordinatorEffect::PersistCounter);
             return;
         }
@@ -670,6 +707,9 @@ impl CheckpointCoordinator {
         let id = self.next_id;
         self.next_id = id.next();
         self.triggering = Some(id);
+        out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
+            checkpoint: id,
+        }));
         out.push(CoordinatorEffect::PersistCounter);
     }
 

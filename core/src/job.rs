@@ -758,6 +758,11 @@ impl ExecutionPlan {
         }
     }
 
+    /// Whether seeded `bug` is switched on (for every task of the job).
+    pub fn has_bug(&self, bug: SeededBug) -> bool {
+        self.tasks.iter().any(|t| t.has_bug(bug))
+    }
+
     /// The source tasks: the ones that receive trigger messages.
     pub fn source_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
         self.tasks

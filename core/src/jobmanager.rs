@@ -9,6 +9,7 @@
 //! an unknown outcome: the JobManager then starts over from what storage holds, as a JobManager
 //! that lost leadership does.
 
+use crate::bugs::SeededBug;
 use crate::cluster::ClusterConfig;
 use crate::codec::{self, DecodeError, Kind};
 use crate::config::{CheckpointStorageKind, RestartDecision, RestartStrategy};
@@ -128,6 +129,8 @@ pub struct JobManager {
     /// The attempt whose tasks were sent out; task messages of other attempts are ignored.
     deployed: Option<Attempt>,
     coordinator: Option<CheckpointCoordinator>,
+    /// Seeded bug [`SeededBug::RestoreFromPending`]: the pending checkpoint to restore next.
+    pending_to_restore: Option<CompletedCheckpoint>,
     restart: RestartStrategy,
     restart_at: Option<Tick>,
     task_managers: BTreeMap<TaskManagerId, Tick>,
@@ -167,6 +170,7 @@ impl JobManager {
             attempt: Attempt(0),
             deployed: None,
             coordinator: None,
+            pending_to_restore: None,
             restart_at: None,
             task_managers: BTreeMap::new(),
             tasks: BTreeMap::new(),
@@ -571,14 +575,18 @@ impl JobManager {
         let store = CompletedCheckpointStore::from_checkpoints(config.retained, record.completed);
         let tasks = self.plan.tasks.iter().map(|t| t.id).collect();
         let sources = self.plan.source_tasks().collect();
-        self.coordinator = Some(CheckpointCoordinator::new(
+        let mut coordinator = CheckpointCoordinator::new(
             &self.plan.job,
             config.clone(),
             tasks,
             sources,
             record.next_checkpoint_id,
             store,
-        ));
+        );
+        if self.plan.has_bug(SeededBug::PeriodicNotResumed) {
+            coordinator.seed_periodic_not_resumed();
+        }
+        self.coordinator = Some(coordinator);
         if let Some(ended) = record.ended {
             // The job ended before this JobManager started: it stays ended.
             self.set_status(ended, out);
@@ -618,7 +626,12 @@ impl JobManager {
             .coordinator
             .as_ref()
             .expect("deploy after the HA record was read");
-        let latest = coordinator.store().latest().cloned();
+        let mut latest = coordinator.store().latest().cloned();
+        if let Some(pending) = self.pending_to_restore.take() {
+            if latest.as_ref().is_none_or(|c| c.id < pending.id) {
+                latest = Some(pending);
+            }
+        }
         self.deployed = Some(self.attempt);
         self.tasks = self
             .plan
@@ -901,6 +914,20 @@ impl JobManager {
         }
         out.trace(EngineEvent::Failover { cause });
         let mut effects = Vec::new();
+        if self.plan.has_bug(SeededBug::RestoreFromPending) {
+            // Seeded bug: remember the newest pending checkpoint to restore it.
+            self.pending_to_restore = self
+                .coordinator
+                .as_ref()
+                .and_then(|c| c.newest_pending())
+                .map(|(id, task_states)| CompletedCheckpoint {
+                    id,
+                    task_states,
+                    metadata: None,
+                    completed_at: now,
+                    owned: true,
+                });
+        }
         if let Some(coordinator) = self.coordinator.as_mut() {
             coordinator.stop(CheckpointFailureReason::JobFailover, &mut effects);
         }

@@ -4,6 +4,7 @@
 //! and watermarks and routes what it emits. Sources read their log; sinks turn records into
 //! requests to the sink system.
 
+use crate::bugs::SeededBug;
 use crate::ids::{Attempt, CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId, TaskId};
 use crate::job::{AggregateFn, FilterFn, InputSide, MapFn, OperatorKind, SourceLog, TaskSpec};
 use crate::record::{InputRef, Origin, Record, StreamEvent};
@@ -70,6 +71,8 @@ pub struct Operator {
     sink_buffer: Vec<Record>,
     task: TaskId,
     operator: OperatorId,
+    /// Seeded bug [`ReusedTransactionId`](SeededBug::ReusedTransactionId).
+    reuses_transaction_id: bool,
 }
 
 /// A state that does not belong to this operator.
@@ -112,6 +115,7 @@ impl Operator {
             sink_buffer: Vec::new(),
             task: spec.id,
             operator: spec.operator,
+            reuses_transaction_id: spec.has_bug(SeededBug::ReusedTransactionId),
         }
     }
 
@@ -266,6 +270,10 @@ impl Operator {
             unreachable!()
         };
         let transaction = sink.snapshot(checkpoint);
+        if self.reuses_transaction_id {
+            // Seeded bug: the next records go into the transaction just pre-committed.
+            sink.current = transaction;
+        }
         out.sink.push(SinkRequest::PreCommit { transaction });
         Some(transaction)
     }

@@ -26,6 +26,21 @@ pub struct CompletedCheckpoint {
     pub owned: bool,
 }
 
+impl CompletedCheckpoint {
+    /// Every file it consists of: `_metadata`, task state files and shared runs, in order.
+    pub fn files(&self) -> Vec<String> {
+        let mut files: Vec<String> = self.metadata.iter().map(|m| m.to_string()).collect();
+        for handle in self.task_states.values() {
+            for part in std::iter::once(handle).chain(&handle.shared) {
+                if let StateLocation::File(path) = &part.location {
+                    files.push(path.to_string());
+                }
+            }
+        }
+        files
+    }
+}
+
 fn owned_by_default() -> bool {
     true
 }

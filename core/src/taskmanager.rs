@@ -5,6 +5,7 @@
 //! system) and turns answers back into task inputs. Data for a task that is still restoring is
 //! held until it runs.
 
+use crate::bugs::SeededBug;
 use crate::cluster::ClusterConfig;
 use crate::config::{CheckpointStorageKind, MemoryStorageLimits};
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
@@ -428,12 +429,18 @@ impl TaskManager {
                     };
                     // Shared runs first: storage serves requests in order, so the task's own
                     // file is durable last; the snapshot counts only when all are.
-                    let writes = SnapshotWrites {
-                        left: uploads.len() + 1,
-                        failed: false,
-                        handle,
-                    };
-                    self.snapshot_writes.insert((task, checkpoint), writes);
+                    if self.plan.tasks[task.index()].has_bug(SeededBug::AckBeforeDurable) {
+                        // Seeded bug: durable as far as the task knows, before any write ends.
+                        self.stored_in_memory
+                            .push((task, checkpoint, Ok(handle.clone())));
+                    } else {
+                        let writes = SnapshotWrites {
+                            left: uploads.len() + 1,
+                            failed: false,
+                            handle,
+                        };
+                        self.snapshot_writes.insert((task, checkpoint), writes);
+                    }
                     for (path, bytes) in uploads.into_iter().chain([(path, bytes)]) {
                         let purpose = Request::SnapshotPart { task, checkpoint };
                         self.request(purpose, StorageOp::Write { path, bytes }, out);

@@ -46,6 +46,18 @@ pub enum EngineEvent {
         /// The attempt.
         attempt: Attempt,
     },
+    /// Every source consumed its input: the first checkpoint from `final_from` on to complete
+    /// is the final one, after which nothing more is triggered.
+    InputConsumed {
+        /// The first id that can be the final checkpoint.
+        final_from: CheckpointId,
+    },
+    /// The coordinator took the next id for a checkpoint or savepoint and persists the id
+    /// counter; the trigger follows once that is durable.
+    TriggerStarted {
+        /// The id taken.
+        checkpoint: CheckpointId,
+    },
     /// The coordinator triggered a checkpoint at the sources.
     CheckpointTriggered {
         /// The checkpoint.
@@ -128,6 +140,9 @@ pub enum EngineEvent {
     CompletionPersisting {
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// Every file it consists of (`_metadata`, task states, shared runs): the storage
+        /// checker proves each was durable by now.
+        files: Vec<String>,
     },
     /// A checkpoint completed: metadata durable and in the completed store.
     CheckpointCompleted {

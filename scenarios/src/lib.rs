@@ -21,8 +21,8 @@ use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::check::{self, Property, Violation};
 use snapsim_sim::disk::{CrashMode, DiskFaults, DiskOp};
 use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
-use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
+use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::rng::{SimRng, Stream};
 use snapsim_sim::trace::TraceEvent;
 use std::collections::BTreeSet;
@@ -216,6 +216,7 @@ pub fn judge(
     let clean = Arc::new(clean.build().expect("the job built once already"));
     let oracle = oracle(&clean, &setup);
     let deadline = setup.schedule.deadline();
+    let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
     let result = harness::run(RunConfig {
         seed,
         plan: plan.clone(),
@@ -227,6 +228,12 @@ pub fn judge(
     let mut violations = check::oracle_agrees_with_model(&oracle, &clean, &model);
     violations.extend(check::consistent_cut(&result.trace, &plan, &model));
     violations.extend(check::recovery(&result.trace, &plan));
+    violations.extend(check::storage(&result.trace));
+    violations.extend(check::checkpoint_progress(
+        &result.trace,
+        &plan,
+        first_trigger_delay,
+    ));
     let mut duplicates = 0;
     match &result.end {
         RunEnd::Panicked(message) => violations.push(Violation {

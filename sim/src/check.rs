@@ -7,7 +7,7 @@
 //! faults) and the sequential [`ReferenceModel`], which in turn cross-checks the oracle.
 
 use crate::model::{emitted_value, fold, Cut, ModelState, ReferenceModel};
-use crate::trace::{TraceEntry, TraceEvent};
+use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
 use snapsim_core::config::{CheckpointConfig, CheckpointingMode};
 use snapsim_core::ids::{CheckpointId, Key, OperatorId, TaskId, Tick};
@@ -37,9 +37,12 @@ pub enum Property {
     /// Restores use the latest completed checkpoint and restore what was snapshotted; ids
     /// increase; min pause, max concurrent and timeout hold.
     Recovery,
+    /// Every file a checkpoint consists of is durable before its completion is persisted.
+    Storage,
     /// The failure-free oracle agrees with the sequential reference model.
     Oracle,
-    /// The job finishes once faults stop.
+    /// Periodic checkpoints keep coming while the job runs, and the job finishes once faults
+    /// stop.
     Liveness,
     /// No assertion inside the engine fails.
     NoCrash,
@@ -48,10 +51,11 @@ pub enum Property {
 impl Property {
     /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
     /// wrong restore explain the lost or duplicated output they cause.
-    pub const ALL: [Property; 9] = [
+    pub const ALL: [Property; 10] = [
         Property::NoCrash,
         Property::Oracle,
         Property::ConsistentCut,
+        Property::Storage,
         Property::Recovery,
         Property::StateConsistency,
         Property::ExactlyOnce,
@@ -77,6 +81,7 @@ impl Property {
             Property::FinalState => "final-state",
             Property::ConsistentCut => "consistent-cut",
             Property::Recovery => "recovery",
+            Property::Storage => "storage",
             Property::Oracle => "oracle",
             Property::Liveness => "liveness",
             Property::NoCrash => "no-crash",
@@ -136,10 +141,9 @@ fn origin_counts(outputs: &[Output]) -> BTreeMap<(OperatorId, Origin), u32> {
 /// How a record's provenance reads in a message.
 pub fn describe(origin: &Origin) -> String {
     match origin {
-        Origin::Input(input) => format!(
-            "input {}/{}{}",
-            input.source, input.partition, input.offset
-        ),
+        Origin::Input(input) => {
+            format!("input {}/{}{}", input.source, input.partition, input.offset)
+        }
         Origin::Window { key, start } => format!("window {key} from {start}"),
     }
 }
@@ -363,9 +367,7 @@ pub fn consistent_cut(
     for (index, entry) in trace.iter().enumerate() {
         let checkpoint = match &entry.event {
             TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
-            | TraceEvent::Engine(EngineEvent::SavepointCompleted { checkpoint, .. }) => {
-                *checkpoint
-            }
+            | TraceEvent::Engine(EngineEvent::SavepointCompleted { checkpoint, .. }) => *checkpoint,
             _ => continue,
         };
         let snapshots = snapshots_of(trace, checkpoint, index);
@@ -555,7 +557,7 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                     life.pending.insert(*checkpoint, at);
                 }
             }
-            EngineEvent::CompletionPersisting { checkpoint } => {
+            EngineEvent::CompletionPersisting { checkpoint, .. } => {
                 persisting.insert(*checkpoint);
             }
             EngineEvent::AllAcknowledged { checkpoint } => {
@@ -641,6 +643,113 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
         }
     }
     summarize(Property::Recovery, messages, first_at)
+}
+
+/// Storage: every file a checkpoint consists of (`_metadata`, task states, shared runs) was
+/// durable (synced on the storage node's disk) before the JobManager persisted its completion.
+/// A job restored from a path may reference files an earlier run wrote: those are not judged.
+pub fn storage(trace: &[TraceEntry]) -> Vec<Violation> {
+    let mut written = BTreeSet::new();
+    let mut synced = BTreeSet::new();
+    let mut restored_from_path = false;
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    for entry in trace {
+        match &entry.event {
+            TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
+                written.insert(path.as_str());
+            }
+            TraceEvent::Storage(StorageEvent::Synced { path }) => {
+                synced.insert(path.as_str());
+            }
+            TraceEvent::Engine(EngineEvent::RestoredFromPath { .. }) => restored_from_path = true,
+            TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
+                for file in files {
+                    let foreign = restored_from_path && !written.contains(file.as_str());
+                    if !synced.contains(file.as_str()) && !foreign {
+                        first_at = first_at.or(Some(entry.at));
+                        messages.push(format!(
+                            "{checkpoint}: {file} was not durable when the completion was persisted (at {})",
+                            entry.at
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    summarize(Property::Storage, messages, first_at)
+}
+
+/// Checkpoint progress (a liveness property): while the job runs with periodic checkpointing,
+/// it never goes without a pending checkpoint for longer than the first trigger delay plus two
+/// intervals plus the min pause. A scheduler that stopped after a failover shows here long
+/// before the job ends.
+pub fn checkpoint_progress(
+    trace: &[TraceEntry],
+    plan: &ExecutionPlan,
+    first_trigger_delay: u64,
+) -> Vec<Violation> {
+    let Some(interval) = plan.checkpoint.interval_ticks else {
+        return Vec::new();
+    };
+    let bound = first_trigger_delay + 2 * interval + plan.checkpoint.min_pause_ticks;
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    // While running: the checkpoints being triggered or pending, and since when none was.
+    let mut running = false;
+    let mut pending: BTreeSet<CheckpointId> = BTreeSet::new();
+    let mut idle_since = Tick(0);
+    let mut final_from_id: Option<CheckpointId> = None;
+    for entry in trace {
+        let at = entry.at;
+        if running && pending.is_empty() && at.since(idle_since) > bound {
+            first_at = first_at.or(Some(at));
+            messages.push(format!(
+                "no checkpoint was triggered from {idle_since} to {at} while the job ran ({} ms; interval {interval} ms)",
+                at.since(idle_since)
+            ));
+            // Report each idle stretch once.
+            idle_since = at;
+        }
+        match &entry.event {
+            TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
+                running = false
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) => {
+                running = *status == JobStatus::Running;
+                pending.clear();
+                idle_since = at;
+                final_from_id = None;
+            }
+            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint }) => {
+                pending.insert(*checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::TriggerRequestRefused { .. }) => idle_since = at,
+            TraceEvent::Engine(EngineEvent::InputConsumed { final_from }) => {
+                final_from_id = Some(*final_from)
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
+                if final_from_id.is_some_and(|first| *checkpoint >= first) =>
+            {
+                // The final checkpoint: nothing more is triggered in this attempt.
+                running = false;
+            }
+            TraceEvent::Engine(
+                EngineEvent::CheckpointCompleted { checkpoint }
+                | EngineEvent::SavepointCompleted { checkpoint, .. }
+                | EngineEvent::CheckpointAborted { checkpoint, .. },
+            ) => {
+                // An abort of an id never triggered is a trigger that failed: an attempt too.
+                pending.remove(checkpoint);
+                if pending.is_empty() {
+                    idle_since = at;
+                }
+            }
+            _ => {}
+        }
+    }
+    summarize(Property::Liveness, messages, first_at)
 }
 
 /// A short description of how two states differ.

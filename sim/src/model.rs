@@ -9,9 +9,7 @@
 //! operators ("order-free": their state does not depend on how channels interleave).
 
 use snapsim_core::ids::{EventTime, Key, Offset, OperatorId, PartitionId};
-use snapsim_core::job::{
-    Edge, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning,
-};
+use snapsim_core::job::{Edge, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning};
 use snapsim_core::operator::{aggregate, map};
 use snapsim_core::record::{InputRef, Origin, Record};
 use std::collections::{BTreeMap, BTreeSet};
@@ -237,7 +235,9 @@ fn direct_operators(graph: &JobGraph) -> BTreeSet<OperatorId> {
                 direct.contains(&e.source)
                     && matches!(
                         upstream.kind,
-                        OperatorKind::Source { .. } | OperatorKind::Map(_) | OperatorKind::Filter(_)
+                        OperatorKind::Source { .. }
+                            | OperatorKind::Map(_)
+                            | OperatorKind::Filter(_)
                     )
             };
             let is_direct = matches!(spec.kind, OperatorKind::Source { .. })
@@ -380,7 +380,9 @@ mod tests {
         let cut = Cut::from([((source, PartitionId(0)), Offset(2))]);
         let state = model.state_at(sum, &cut).expect("sum is order-free");
         assert_eq!(state.values, BTreeMap::from([(Key(1), 10), (Key(2), 14)]));
-        let chain = model.output_chain(sink).expect("sum feeds the sink directly");
+        let chain = model
+            .output_chain(sink)
+            .expect("sum feeds the sink directly");
         assert_eq!((chain.keyed, chain.maps), (sum, vec![]));
         // The sink is fed by a keyed operator, not from sources: no arrivals there.
         assert!(!model.is_order_free(sink));

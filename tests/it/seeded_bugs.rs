@@ -1,6 +1,6 @@
-//! The seeded-bug catalog against the checkers: with a bug switched on, the default fuzzing of
-//! the `keyed-sum` scenario (a TaskManager crash) finds a violation of the property the catalog
-//! names, within a stated number of seeds.
+//! The seeded-bug catalog against the checkers: with a bug switched on, the default fuzzing
+//! (seed by seed, the `keyed-sum`, `swarm` and `co-window` scenarios in turn) finds a violation
+//! of the property the catalog names, within a stated number of seeds.
 
 use snapsim_core::bugs::SeededBug;
 use snapsim_scenarios::{find, judge, setup, Verdict};
@@ -9,17 +9,28 @@ use std::sync::Arc;
 /// The seeds the default fuzzing tries before giving up on a bug.
 const SEEDS_MAX: u64 = 40;
 
-/// The first seed whose run with `bug` violates a property, and that property's name.
-fn first_violation(bug: SeededBug) -> Option<(u64, String)> {
-    let scenario = find("keyed-sum").expect("built-in");
+/// The scenarios of the default fuzzing, tried in this order for each seed.
+const SCENARIOS: [&str; 3] = ["keyed-sum", "swarm", "co-window"];
+
+/// The first run with `bug` that violates a property: its scenario, seed and the names of
+/// the properties violated.
+fn first_violation(bug: SeededBug) -> Option<(&'static str, u64, Vec<String>)> {
     (0..SEEDS_MAX).find_map(|seed| {
-        let (_, mut setup) = setup(scenario, seed);
-        setup.job.bugs.insert(bug);
-        let plan = Arc::new(setup.job.clone().build().expect("a valid job"));
-        let (outcome, _) = judge(scenario.name, seed, plan, setup);
-        (outcome.verdict != Verdict::Passed).then(|| {
-            let property = outcome.violations[0].property.to_string();
-            (seed, property)
+        SCENARIOS.into_iter().find_map(|name| {
+            let scenario = find(name).expect("built-in");
+            let (_, mut setup) = setup(scenario, seed);
+            setup.job.bugs.insert(bug);
+            let plan = Arc::new(setup.job.clone().build().expect("a valid job"));
+            let (outcome, _) = judge(scenario.name, seed, plan, setup);
+            (outcome.verdict != Verdict::Passed).then(|| {
+                let mut properties: Vec<String> = outcome
+                    .violations
+                    .iter()
+                    .map(|v| v.property.to_string())
+                    .collect();
+                properties.dedup();
+                (scenario.name, seed, properties)
+            })
         })
     })
 }
@@ -29,14 +40,23 @@ fn first_violation(bug: SeededBug) -> Option<(u64, String)> {
 #[test]
 fn each_seeded_bug_is_found_and_named_by_its_property() {
     for bug in SeededBug::ALL {
+        let started = std::time::Instant::now();
         let found = first_violation(bug);
-        let Some((seed, property)) = found else {
+        let Some((scenario, seed, properties)) = found else {
             panic!(
                 "{bug} ({}) was not found in {SEEDS_MAX} seeds",
                 bug.description()
             );
         };
-        assert_eq!(property, bug.violates(), "{bug} at seed {seed}");
-        eprintln!("{bug}: found at seed {seed} as {property}");
+        assert!(
+            properties.iter().any(|p| p == bug.violates()),
+            "{bug} at {scenario} seed {seed}: violated {properties:?}, the catalog says {}",
+            bug.violates()
+        );
+        // Wall time is information for the reader, never asserted (the machines are noisy).
+        eprintln!(
+            "{bug}: found at {scenario} seed {seed} ({:?}) as {properties:?}",
+            started.elapsed()
+        );
     }
 }
