@@ -11,7 +11,7 @@ use crate::ids::{CheckpointId, TaskId, Tick};
 use crate::messages::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
 use crate::store::{CheckpointMetadata, CompletedCheckpoint, CompletedCheckpointStore};
-use crate::trace::EngineEvent;
+use crate::trace::{EngineEvent, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a savepoint was not started.
@@ -507,6 +507,12 @@ impl CheckpointCoordinator {
                 savepoint,
                 sources: self.sources.clone(),
             });
+        } else {
+            // The job stopped while the counter was written: the id is spent, never triggered.
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
+                checkpoint: id,
+                reason: CheckpointFailureReason::JobFailover,
+            }));
         }
         self.try_trigger(now, out);
     }
@@ -535,8 +541,10 @@ impl CheckpointCoordinator {
             return;
         }
         if pending.savepoint {
-            // Done: not in the store, no notification (FLINK-25191).
+            // Done: not in the store, no notification (FLINK-25191); the min pause counts
+            // from here too (reference §B.12).
             self.pending.remove(&checkpoint);
+            self.last_completion = Some(now);
             let directory = self.config.savepoint_dir(&self.job, checkpoint);
             let path = directory.expect("savepoints need a directory").to_string();
             out.push(CoordinatorEffect::Trace(EngineEvent::SavepointCompleted {
@@ -663,9 +671,7 @@ impl CheckpointCoordinator {
             self.triggering = Some(id);
             out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
                 checkpoint: id,
-            }));
-            out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
-                checkpoint: id,
+                kind: TriggerKind::Savepoint,
             }));
             out.push(CoordinatorEffect::PersistCounter);
             return;
@@ -707,8 +713,14 @@ impl CheckpointCoordinator {
         let id = self.next_id;
         self.next_id = id.next();
         self.triggering = Some(id);
+        let kind = if periodic {
+            TriggerKind::Periodic
+        } else {
+            TriggerKind::Requested
+        };
         out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
             checkpoint: id,
+            kind,
         }));
         out.push(CoordinatorEffect::PersistCounter);
     }

@@ -36,6 +36,17 @@ impl JobStatus {
     }
 }
 
+/// What asked for a checkpoint: the rules differ (reference §B.12–13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TriggerKind {
+    /// The periodic scheduler: min pause and max concurrent apply.
+    Periodic,
+    /// A request that is not periodic (the final checkpoint): max concurrent applies.
+    Requested,
+    /// A savepoint: forced, neither applies.
+    Savepoint,
+}
+
 /// One meaningful event inside the engine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EngineEvent {
@@ -57,6 +68,8 @@ pub enum EngineEvent {
     TriggerStarted {
         /// The id taken.
         checkpoint: CheckpointId,
+        /// What asked for it.
+        kind: TriggerKind,
     },
     /// The coordinator triggered a checkpoint at the sources.
     CheckpointTriggered {

@@ -6,6 +6,8 @@
 
 #![deny(missing_docs)]
 
+pub mod generated;
+
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
@@ -161,6 +163,18 @@ impl Outcome {
             self.scenario, self.seed
         )
     }
+}
+
+/// Runs a generated case with the seeded `bugs` switched on, judged against the bug-free
+/// oracle.
+pub fn run_case(
+    case: &generated::Case,
+    bugs: &BTreeSet<SeededBug>,
+) -> Result<(Outcome, RunResult), snapsim_core::job::JobError> {
+    let mut setup = case.setup();
+    setup.job.bugs.extend(bugs);
+    let plan = Arc::new(setup.job.clone().build()?);
+    Ok(judge("generated", case.seed, plan, setup))
 }
 
 /// Draws the scenario's setup for `seed` and builds the job.

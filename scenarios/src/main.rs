@@ -5,13 +5,15 @@
 use clap::{Parser, Subcommand};
 use snapsim_core::bugs::SeededBug;
 use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
+use snapsim_scenarios::generated::{CaseFile, BUILD_COMMIT};
+use snapsim_scenarios::run_case;
 use snapsim_scenarios::{
     find, judge, run, run_with_bugs, scenarios, setup, Outcome, Scenario, Verdict,
 };
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -54,6 +56,18 @@ enum Command {
         /// Switch a seeded bug on (repeatable; see `snapsim list`).
         #[arg(long, value_name = "NAME")]
         bug: Vec<String>,
+        /// Write the run's trace here, one JSON object per line.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
+    /// Replays a case file written by a failing fuzz test (or `--save-case`) and checks that
+    /// it gives the recorded trace hash.
+    Replay {
+        /// The case file (JSON).
+        file: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         /// Write the run's trace here, one JSON object per line.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
@@ -114,6 +128,7 @@ fn main() -> ExitCode {
             };
             run_one(&scenario, seed, json, files, &bugs)
         }),
+        Command::Replay { file, json, trace } => replay(&file, json, trace),
         Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
         Command::Sweep {
             scenario,
@@ -203,27 +218,20 @@ fn run_one(
         setup.schedule.save(&path).map_err(|e| e.to_string())?;
     }
     let (outcome, result) = judge(scenario.name, seed, plan, setup);
-    if let Some(path) = trace {
-        let lines: String = result
-            .trace
-            .iter()
-            .map(|entry| serde_json::to_string(entry).expect("trace entries serialize") + "\n")
-            .collect();
-        std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    write_trace(trace, &result.trace)?;
     if json {
         println!(
             "{}",
             serde_json::to_string(&outcome).expect("outcomes serialize")
         );
     } else {
-        print_outcome(&outcome);
+        print_outcome(&outcome, &outcome.replay_line());
         print_trace_before_first_violation(&outcome, &result.trace);
     }
     Ok(outcome.verdict == Verdict::Passed)
 }
 
-fn print_outcome(outcome: &Outcome) {
+fn print_outcome(outcome: &Outcome, replay_line: &str) {
     let s = &outcome.stats;
     println!(
         "scenario {} seed {}: {:?}",
@@ -236,7 +244,51 @@ fn print_outcome(outcome: &Outcome) {
     for violation in &outcome.violations {
         println!("  violated {}: {}", violation.property, violation.message);
     }
-    println!("  replay: {}", outcome.replay_line());
+    println!("  replay: {replay_line}");
+}
+
+fn replay(path: &Path, json: bool, trace: Option<PathBuf>) -> Result<bool, String> {
+    let file = CaseFile::load(path).map_err(|e| e.to_string())?;
+    let bugs = parse_bugs(&file.bugs)?;
+    if file.commit != BUILD_COMMIT {
+        eprintln!(
+            "note: the case was recorded with build {}, this is {BUILD_COMMIT}: the trace may differ",
+            file.commit
+        );
+    }
+    let (outcome, result) = run_case(&file.case, &bugs).map_err(|e| e.to_string())?;
+    write_trace(trace, &result.trace)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&outcome).expect("outcomes serialize")
+        );
+    } else {
+        print_outcome(
+            &outcome,
+            &format!("cargo run --release -- replay {}", path.display()),
+        );
+        print_trace_before_first_violation(&outcome, &result.trace);
+        let same = outcome.trace_hash == file.trace_hash;
+        println!(
+            "  trace hash {:016x}: {} the recorded {:016x}",
+            outcome.trace_hash,
+            if same { "equal to" } else { "DIFFERENT from" },
+            file.trace_hash
+        );
+    }
+    Ok(outcome.verdict == Verdict::Passed)
+}
+
+fn write_trace(path: Option<PathBuf>, trace: &[TraceEntry]) -> Result<(), String> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let lines: String = trace
+        .iter()
+        .map(|entry| serde_json::to_string(entry).expect("trace entries serialize") + "\n")
+        .collect();
+    std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The trace entries just before the first violation with a time: what led to it.

@@ -16,7 +16,7 @@ use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::{map, OperatorState};
 use snapsim_core::record::{Origin, Record};
 use snapsim_core::sink::{CommittedRecord, TransactionId};
-use snapsim_core::trace::{EngineEvent, JobStatus};
+use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -109,10 +109,7 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            Some(at) => write!(f, "[{}] {} ({at} ms)", self.property, self.message),
-            None => write!(f, "[{}] {}", self.property, self.message),
-        }
+        write!(f, "[{}] {}", self.property, self.message)
     }
 }
 
@@ -475,7 +472,7 @@ fn fmt_opt<T: fmt::Debug>(value: Option<T>) -> String {
 /// What the recovery checker tracks about one JobManager life.
 #[derive(Default)]
 struct Coordination {
-    /// Pending checkpoints (not savepoints): id → trigger time.
+    /// Checkpoints and savepoints started and not yet resolved: id → start time.
     pending: BTreeMap<CheckpointId, Tick>,
     last_completion: Option<Tick>,
 }
@@ -518,6 +515,36 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                 status: JobStatus::Initializing,
                 ..
             } => life = Coordination::default(),
+            EngineEvent::TriggerStarted { checkpoint, kind } => {
+                // Judged where the coordinator decides (reference §B.11–13).
+                if *kind != TriggerKind::Savepoint
+                    && life.pending.len() >= config.max_concurrent as usize
+                {
+                    flag(
+                        &mut messages,
+                        at,
+                        format!(
+                            "{checkpoint} triggered with {} pending (max concurrent {})",
+                            life.pending.len(),
+                            config.max_concurrent
+                        ),
+                    );
+                }
+                if let (TriggerKind::Periodic, Some(last)) = (kind, life.last_completion) {
+                    if at.since(last) < config.min_pause_ticks {
+                        flag(
+                            &mut messages,
+                            at,
+                            format!(
+                                "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
+                                at.since(last),
+                                config.min_pause_ticks
+                            ),
+                        );
+                    }
+                }
+                life.pending.insert(*checkpoint, at);
+            }
             EngineEvent::CheckpointTriggered { checkpoint }
             | EngineEvent::SavepointTriggered { checkpoint } => {
                 if let Some(highest) = highest_triggered.filter(|h| checkpoint <= h) {
@@ -529,33 +556,11 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                 }
                 highest_triggered = highest_triggered.max(Some(*checkpoint));
                 triggered_at.insert(*checkpoint, at);
-                if matches!(event, EngineEvent::CheckpointTriggered { .. }) {
-                    if life.pending.len() >= config.max_concurrent as usize {
-                        flag(
-                            &mut messages,
-                            at,
-                            format!(
-                                "{checkpoint} triggered with {} pending (max concurrent {})",
-                                life.pending.len(),
-                                config.max_concurrent
-                            ),
-                        );
-                    }
-                    if let Some(last) = life.last_completion {
-                        if at.since(last) < config.min_pause_ticks {
-                            flag(
-                                &mut messages,
-                                at,
-                                format!(
-                                    "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
-                                    at.since(last),
-                                    config.min_pause_ticks
-                                ),
-                            );
-                        }
-                    }
-                    life.pending.insert(*checkpoint, at);
-                }
+            }
+            EngineEvent::SavepointCompleted { checkpoint, .. } => {
+                // A savepoint's completion counts for the min pause too (reference §B.12).
+                life.pending.remove(checkpoint);
+                life.last_completion = Some(at);
             }
             EngineEvent::CompletionPersisting { checkpoint, .. } => {
                 persisting.insert(*checkpoint);
@@ -722,7 +727,7 @@ pub fn checkpoint_progress(
                 idle_since = at;
                 final_from_id = None;
             }
-            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint }) => {
+            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint, .. }) => {
                 pending.insert(*checkpoint);
             }
             TraceEvent::Engine(EngineEvent::TriggerRequestRefused { .. }) => idle_since = at,

@@ -2,5 +2,6 @@
 #![cfg(madsim)]
 
 mod faults;
+mod fuzz;
 mod scenarios;
 mod seeded_bugs;

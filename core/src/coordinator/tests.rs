@@ -111,6 +111,13 @@ impl Driver {
         let mut rest = out;
         while let [first, ..] = rest {
             let (token, used) = match rest {
+                // Progress markers for the checkers, not decisions: left out of transcripts.
+                [E::Trace(
+                    V::TriggerStarted { .. }
+                    | V::AllAcknowledged { .. }
+                    | V::CompletionPersisting { .. }
+                    | V::InputConsumed { .. },
+                ), ..] => (String::new(), 1),
                 [E::Trace(V::CheckpointAborted {
                     checkpoint: a,
                     reason,
@@ -189,7 +196,9 @@ impl Driver {
             ) {
                 self.held.push_back(first.clone());
             }
-            self.tokens.push(token);
+            if !token.is_empty() {
+                self.tokens.push(token);
+            }
             rest = &rest[used..];
         }
     }

@@ -1,0 +1,555 @@
+//! Generated cases: job shape, options and fault episodes as plain data, drawn by proptest.
+//!
+//! A [`Case`] is everything a run depends on besides the build, so proptest can shrink it
+//! (fewer fault episodes, earlier times, shorter outages, a smaller job) and a failure can be
+//! written to a file and replayed exactly ([`CaseFile`]).
+
+use crate::{log, Setup, CHECKPOINT_DIRECTORY, SCENARIO_HEAL_AT, SCENARIO_LIVENESS_TICKS};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
+use snapsim_core::ids::{TaskManagerId, Tick};
+use snapsim_core::job::{
+    AggregateFn, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning,
+};
+use snapsim_core::messages::Address;
+use snapsim_sim::disk::DiskOp;
+use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
+use snapsim_sim::rng::{SimRng, Stream};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The TaskManagers of every generated case.
+pub const TASK_MANAGERS: u16 = 2;
+
+/// The shape of a generated job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shape {
+    /// source → keyBy aggregate → sink.
+    Aggregate,
+    /// source → map → filter → keyBy aggregate → map → sink.
+    MapFilterAggregate,
+    /// two sources → keyBy co-sum → sink.
+    CoSum,
+    /// source → keyBy tumbling window → sink.
+    Window,
+}
+
+/// A generated job: its shape, sizes and checkpoint options.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobParams {
+    /// The shape.
+    pub shape: Shape,
+    /// The aggregate function (aggregate and window shapes).
+    pub aggregate: AggregateFn,
+    /// Parallelism of the sources.
+    pub source_parallelism: u16,
+    /// Partitions of each source log.
+    pub partitions: u16,
+    /// Parallelism of the keyed operator and the sink.
+    pub keyed_parallelism: u16,
+    /// Records per source log.
+    pub records: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// EXACTLY_ONCE (2PC sink) or AT_LEAST_ONCE (plain sink).
+    pub mode: CheckpointingMode,
+    /// The periodic interval.
+    pub interval_ticks: u64,
+    /// Max concurrent checkpoints.
+    pub max_concurrent: u32,
+    /// Min pause between checkpoints.
+    pub min_pause_ticks: u64,
+    /// Keyed state in the incremental backend.
+    pub incremental: bool,
+    /// Completed checkpoints retained.
+    pub retained: u32,
+    /// Tolerable checkpoint failures.
+    pub tolerable_failed: u32,
+}
+
+/// One fault episode of a generated schedule (an outage has its end built in, so removing an
+/// episode while shrinking never leaves a dangling half).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Episode {
+    /// A node crashes at `at` and restarts `down_ticks` later.
+    Crash {
+        /// The node.
+        node: Address,
+        /// When.
+        at: u64,
+        /// For how long.
+        down_ticks: u64,
+    },
+    /// The JobManager and a TaskManager are partitioned for a while.
+    Partition {
+        /// The TaskManager.
+        task_manager: u16,
+        /// When.
+        at: u64,
+        /// For how long.
+        for_ticks: u64,
+    },
+    /// The data link from one TaskManager to another (or to storage) is clogged for a while.
+    Clog {
+        /// The sending TaskManager.
+        from: u16,
+        /// The receiver.
+        to: Address,
+        /// When.
+        at: u64,
+        /// For how long.
+        for_ticks: u64,
+    },
+    /// Messages between two TaskManagers get an extra delay for a while.
+    SlowLink {
+        /// The sending TaskManager.
+        from: u16,
+        /// The receiving TaskManager.
+        to: u16,
+        /// When.
+        at: u64,
+        /// The largest extra delay per message.
+        extra_ticks_max: u64,
+        /// For how long.
+        for_ticks: u64,
+    },
+    /// The next disk operation of a kind on a matching path fails.
+    FailNextDiskOp {
+        /// The operation.
+        op: DiskOp,
+        /// Text the path contains.
+        path_contains: String,
+        /// When the fault is armed.
+        at: u64,
+    },
+    /// The next read of a matching path returns flipped bits.
+    CorruptNextRead {
+        /// Text the path contains.
+        path_contains: String,
+        /// When the fault is armed.
+        at: u64,
+    },
+    /// A node crashes right before or after the sync of the next matching write.
+    CrashOnWrite {
+        /// Text the path contains.
+        path_contains: String,
+        /// Before or after the sync.
+        moment: WriteMoment,
+        /// The node that crashes (storage or JobManager).
+        node: Address,
+        /// When the fault is armed.
+        at: u64,
+        /// For how long the node stays down.
+        down_ticks: u64,
+    },
+    /// A client asks for a savepoint.
+    Savepoint {
+        /// When.
+        at: u64,
+    },
+}
+
+/// A generated case: job, fault episodes and the seed of workload and timing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    /// The job.
+    pub job: JobParams,
+    /// The adversary, in the safety phase.
+    pub episodes: Vec<Episode>,
+    /// The seed of the input logs, the cluster's timing and madsim's runtime.
+    pub seed: u64,
+}
+
+impl Case {
+    /// The run's setup: the job, a cluster of [`TASK_MANAGERS`], the expanded schedule.
+    pub fn setup(&self) -> Setup {
+        let mut workload = SimRng::new(self.seed, Stream::Workload);
+        let mut timing = SimRng::new(self.seed, Stream::Cluster);
+        let job = self.job.graph(&mut workload);
+        let cluster = ClusterConfig {
+            task_managers: TASK_MANAGERS,
+            first_trigger_delay_ticks: timing.between(0, self.job.interval_ticks),
+            ..ClusterConfig::default()
+        };
+        Setup {
+            job,
+            cluster,
+            schedule: schedule(&self.episodes),
+        }
+    }
+}
+
+impl JobParams {
+    fn graph(&self, rng: &mut SimRng) -> JobGraph {
+        let p = self.keyed_parallelism;
+        let mut job = JobGraph::new("generated");
+        let source = |job: &mut JobGraph, rng: &mut SimRng, name: &str| {
+            let log = log(rng, self.partitions, self.records, self.keys);
+            let kind = OperatorKind::Source {
+                log,
+                records_per_tick: 3,
+            };
+            job.add(name, kind, self.source_parallelism)
+        };
+        let sink_kind = match self.mode {
+            CheckpointingMode::ExactlyOnce => OperatorKind::TwoPhaseCommitSink,
+            CheckpointingMode::AtLeastOnce => OperatorKind::PlainSink,
+        };
+        let keyed = match self.shape {
+            Shape::Aggregate => {
+                let input = source(&mut job, rng, "source");
+                let keyed = job.add("aggregate", OperatorKind::KeyedAggregate(self.aggregate), p);
+                job.connect(input, keyed, Partitioning::KeyBy);
+                keyed
+            }
+            Shape::MapFilterAggregate => {
+                let input = source(&mut job, rng, "source");
+                let shifted = job.add("shift", OperatorKind::Map(MapFn::AddConstant(7)), 1);
+                let filter = FilterFn::DropValueMultiplesOf(5);
+                let filtered = job.add("filter", OperatorKind::Filter(filter), 1);
+                let keyed = job.add("aggregate", OperatorKind::KeyedAggregate(self.aggregate), p);
+                let doubled = job.add("double", OperatorKind::Map(MapFn::MultiplyBy(2)), p);
+                job.connect(input, shifted, Partitioning::Rebalance);
+                job.connect(shifted, filtered, Partitioning::Forward);
+                job.connect(filtered, keyed, Partitioning::KeyBy);
+                job.connect(keyed, doubled, Partitioning::Forward);
+                doubled
+            }
+            Shape::CoSum => {
+                let left = source(&mut job, rng, "left");
+                let right = source(&mut job, rng, "right");
+                let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
+                job.connect_side(left, keyed, Partitioning::KeyBy, InputSide::First);
+                job.connect_side(right, keyed, Partitioning::KeyBy, InputSide::Second);
+                keyed
+            }
+            Shape::Window => {
+                let input = source(&mut job, rng, "source");
+                let kind = OperatorKind::TumblingWindow {
+                    size: 50,
+                    aggregate: self.aggregate,
+                };
+                let keyed = job.add("window", kind, p);
+                job.connect(input, keyed, Partitioning::KeyBy);
+                keyed
+            }
+        };
+        let sink = job.add("sink", sink_kind, p);
+        job.connect(keyed, sink, Partitioning::Forward);
+        let config = &mut job.checkpoint;
+        config.mode = self.mode;
+        config.interval_ticks = Some(self.interval_ticks);
+        config.max_concurrent = self.max_concurrent;
+        config.min_pause_ticks = self.min_pause_ticks;
+        config.incremental = self.incremental;
+        config.retained = self.retained;
+        config.tolerable_failed = self.tolerable_failed;
+        config.timeout_ticks = 1_000;
+        config.directory = Some(CHECKPOINT_DIRECTORY.to_string());
+        config.savepoint_directory = Some("savepoints".to_string());
+        job.restart = RestartStrategyConfig::FixedDelay {
+            attempts: 1_000,
+            delay_ticks: 100,
+        };
+        job
+    }
+}
+
+/// Expands episodes into a valid schedule: events sorted by time; an outage that overlaps an
+/// earlier outage of the same node is dropped (a node cannot crash while down).
+fn schedule(episodes: &[Episode]) -> FaultSchedule {
+    let heal_at = SCENARIO_HEAL_AT.0;
+    let mut events: Vec<(u64, Fault)> = Vec::new();
+    let mut down_until: BTreeMap<Address, u64> = BTreeMap::new();
+    let tm = |id: u16| Address::TaskManager(TaskManagerId(id));
+    for episode in episodes {
+        match episode.clone() {
+            Episode::Crash {
+                node,
+                at,
+                down_ticks,
+            } => {
+                if down_until.get(&node).is_some_and(|&until| at <= until) {
+                    continue;
+                }
+                down_until.insert(node, at + down_ticks);
+                events.push((at, Fault::Crash(node)));
+                events.push((at + down_ticks, Fault::Restart(node)));
+            }
+            Episode::Partition {
+                task_manager,
+                at,
+                for_ticks,
+            } => {
+                let (a, b) = (Address::JobManager, tm(task_manager));
+                events.push((at, Fault::Partition { a, b }));
+                events.push((at + for_ticks, Fault::HealPartition { a, b }));
+            }
+            Episode::Clog {
+                from,
+                to,
+                at,
+                for_ticks,
+            } => {
+                let from = tm(from);
+                events.push((at, Fault::ClogLink { from, to }));
+                events.push((at + for_ticks, Fault::UnclogLink { from, to }));
+            }
+            Episode::SlowLink {
+                from,
+                to,
+                at,
+                extra_ticks_max,
+                for_ticks,
+            } => events.push((
+                at,
+                Fault::SlowLink {
+                    from: tm(from),
+                    to: tm(to),
+                    extra_ticks: (0, extra_ticks_max),
+                    for_ticks,
+                },
+            )),
+            Episode::FailNextDiskOp {
+                op,
+                path_contains,
+                at,
+            } => events.push((at, Fault::FailNextDiskOp { op, path_contains })),
+            Episode::CorruptNextRead { path_contains, at } => {
+                events.push((at, Fault::CorruptNextRead { path_contains }))
+            }
+            Episode::CrashOnWrite {
+                path_contains,
+                moment,
+                node,
+                at,
+                down_ticks,
+            } => events.push((
+                at,
+                Fault::CrashOnWrite {
+                    path_contains,
+                    moment,
+                    node,
+                    down_ticks,
+                },
+            )),
+            Episode::Savepoint { at } => events.push((at, Fault::TriggerSavepoint)),
+        }
+    }
+    events.sort_by_key(|(at, _)| *at);
+    events.retain(|(at, _)| *at < heal_at);
+    FaultSchedule::at_times(events, Tick(heal_at), SCENARIO_LIVENESS_TICKS)
+}
+
+/// Faults start after the job had time to run and end well before the heal.
+const EPISODE_AT: std::ops::Range<u64> = 50..2_500;
+
+fn task_manager() -> impl Strategy<Value = u16> {
+    0..TASK_MANAGERS
+}
+
+fn node() -> impl Strategy<Value = Address> {
+    prop_oneof![
+        task_manager().prop_map(|id| Address::TaskManager(TaskManagerId(id))),
+        Just(Address::JobManager),
+        Just(Address::Storage),
+    ]
+}
+
+fn path_target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("/task-"),
+        Just("_metadata"),
+        Just("ha/"),
+        Just("shared/")
+    ]
+    .prop_map(str::to_string)
+}
+
+/// One fault episode; times and durations shrink toward the earliest and shortest.
+pub fn episode() -> impl Strategy<Value = Episode> {
+    let op = prop_oneof![Just(DiskOp::Read), Just(DiskOp::Append), Just(DiskOp::Sync)];
+    let moment = prop_oneof![Just(WriteMoment::BeforeSync), Just(WriteMoment::AfterSync)];
+    let writer = prop_oneof![Just(Address::Storage), Just(Address::JobManager)];
+    let receiver = prop_oneof![
+        task_manager().prop_map(|id| Address::TaskManager(TaskManagerId(id))),
+        Just(Address::Storage),
+    ];
+    prop_oneof![
+        3 => (node(), EPISODE_AT, 20..400u64).prop_map(|(node, at, down_ticks)| {
+            Episode::Crash { node, at, down_ticks }
+        }),
+        1 => (task_manager(), EPISODE_AT, 50..900u64).prop_map(|(task_manager, at, for_ticks)| {
+            Episode::Partition { task_manager, at, for_ticks }
+        }),
+        1 => (task_manager(), receiver, EPISODE_AT, 50..1_500u64).prop_map(
+            |(from, to, at, for_ticks)| Episode::Clog { from, to, at, for_ticks }
+        ),
+        1 => (task_manager(), task_manager(), EPISODE_AT, 1..60u64, 100..2_000u64).prop_map(
+            |(from, to, at, extra_ticks_max, for_ticks)| Episode::SlowLink {
+                from,
+                to,
+                at,
+                extra_ticks_max,
+                for_ticks
+            }
+        ),
+        1 => (op, path_target(), EPISODE_AT).prop_map(|(op, path_contains, at)| {
+            Episode::FailNextDiskOp { op, path_contains, at }
+        }),
+        1 => (path_target(), EPISODE_AT)
+            .prop_map(|(path_contains, at)| Episode::CorruptNextRead { path_contains, at }),
+        1 => (path_target(), moment, writer, EPISODE_AT, 20..300u64).prop_map(
+            |(path_contains, moment, node, at, down_ticks)| Episode::CrashOnWrite {
+                path_contains,
+                moment,
+                node,
+                at,
+                down_ticks
+            }
+        ),
+        1 => EPISODE_AT.prop_map(|at| Episode::Savepoint { at }),
+    ]
+}
+
+/// A generated job; every value shrinks toward the simplest job (one source subtask, few
+/// records, the aggregate shape, exactly-once, one checkpoint at a time).
+pub fn job_params() -> impl Strategy<Value = JobParams> {
+    let shape = prop_oneof![
+        Just(Shape::Aggregate),
+        Just(Shape::MapFilterAggregate),
+        Just(Shape::CoSum),
+        Just(Shape::Window),
+    ];
+    let aggregate = prop_oneof![
+        Just(AggregateFn::Sum),
+        Just(AggregateFn::Count),
+        Just(AggregateFn::Max)
+    ];
+    // AT_LEAST_ONCE cases wait for the plain sink to confirm its writes before a checkpoint
+    // and before finishing: until then its in-flight writes can be cut off (found by this
+    // fuzzing), so the generator draws EXACTLY_ONCE only.
+    let mode = Just(CheckpointingMode::ExactlyOnce);
+    let sizes = (1..=3u16, 1..=4u16, 1..=3u16, 60..=1_200u64, 1..=48u64);
+    let options = (
+        mode,
+        20..=200u64,
+        1..=3u32,
+        0..=60u64,
+        any::<bool>(),
+        1..=3u32,
+        0..=3u32,
+    );
+    (shape, aggregate, sizes, options).prop_map(|(shape, aggregate, sizes, options)| {
+        let (source_parallelism, extra_partitions, keyed_parallelism, records, keys) = sizes;
+        // Every source subtask reads at least one partition.
+        let partitions = source_parallelism + extra_partitions - 1;
+        let (
+            mode,
+            interval_ticks,
+            max_concurrent,
+            min_pause_ticks,
+            incremental,
+            retained,
+            tolerable_failed,
+        ) = options;
+        JobParams {
+            shape,
+            aggregate,
+            source_parallelism,
+            partitions,
+            keyed_parallelism,
+            records,
+            keys,
+            mode,
+            interval_ticks,
+            max_concurrent,
+            min_pause_ticks,
+            incremental,
+            retained,
+            tolerable_failed,
+        }
+    })
+}
+
+/// A whole case: a job, up to `episodes_max` fault episodes, a seed.
+pub fn case(episodes_max: usize) -> impl Strategy<Value = Case> {
+    (
+        job_params(),
+        proptest::collection::vec(episode(), 0..=episodes_max),
+        any::<u64>(),
+    )
+        .prop_map(|(job, episodes, seed)| Case {
+            job,
+            episodes,
+            seed,
+        })
+}
+
+/// A failing case written down for replay: the shrunk case, the bugs switched on, and what the
+/// run gave, with the build that gave it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseFile {
+    /// The commit of the build (`git describe`), so a replay can tell it runs another build.
+    pub commit: String,
+    /// The case.
+    pub case: Case,
+    /// Seeded bugs switched on (names).
+    #[serde(default)]
+    pub bugs: Vec<String>,
+    /// The expanded fault schedule, for people (replay rebuilds it from the case).
+    pub schedule: FaultSchedule,
+    /// The run's trace hash: a replay with the same build gives the same.
+    pub trace_hash: u64,
+    /// The violations, one line each.
+    pub violations: Vec<String>,
+}
+
+/// Errors reading a case file.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseFileError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a case file.
+    #[error("{path}: not a snapsim case file: {source}")]
+    Format {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+impl CaseFile {
+    /// Writes the file as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<(), CaseFileError> {
+        let text = serde_json::to_string_pretty(self).expect("case files serialize");
+        std::fs::write(path, text).map_err(|source| CaseFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Reads a file written by [`CaseFile::save`].
+    pub fn load(path: &Path) -> Result<CaseFile, CaseFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CaseFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| CaseFileError::Format {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// The commit this build was made from (set by the build script; "unknown" outside git).
+pub const BUILD_COMMIT: &str = env!("SNAPSIM_COMMIT");
