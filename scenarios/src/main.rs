@@ -219,15 +219,7 @@ fn run_one(
     }
     let (outcome, result) = judge(scenario.name, seed, plan, setup);
     write_trace(trace, &result.trace)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(&outcome).expect("outcomes serialize")
-        );
-    } else {
-        print_outcome(&outcome, &outcome.replay_line());
-        print_trace_before_first_violation(&outcome, &result.trace);
-    }
+    print_run(&outcome, &result.trace, json, &outcome.replay_line());
     Ok(outcome.verdict == Verdict::Passed)
 }
 
@@ -258,17 +250,9 @@ fn replay(path: &Path, json: bool, trace: Option<PathBuf>) -> Result<bool, Strin
     }
     let (outcome, result) = run_case(&file.case, &bugs).map_err(|e| e.to_string())?;
     write_trace(trace, &result.trace)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(&outcome).expect("outcomes serialize")
-        );
-    } else {
-        print_outcome(
-            &outcome,
-            &format!("cargo run --release -- replay {}", path.display()),
-        );
-        print_trace_before_first_violation(&outcome, &result.trace);
+    let replay_line = format!("cargo run --release -- replay {}", path.display());
+    print_run(&outcome, &result.trace, json, &replay_line);
+    if !json {
         let same = outcome.trace_hash == file.trace_hash;
         println!(
             "  trace hash {:016x}: {} the recorded {:016x}",
@@ -278,6 +262,19 @@ fn replay(path: &Path, json: bool, trace: Option<PathBuf>) -> Result<bool, Strin
         );
     }
     Ok(outcome.verdict == Verdict::Passed)
+}
+
+/// Prints one run: a JSON object, or the outcome and the trace before its first violation.
+fn print_run(outcome: &Outcome, trace: &[TraceEntry], json: bool, replay_line: &str) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(outcome).expect("outcomes serialize")
+        );
+    } else {
+        print_outcome(outcome, replay_line);
+        print_trace_before_first_violation(outcome, trace);
+    }
 }
 
 fn write_trace(path: Option<PathBuf>, trace: &[TraceEntry]) -> Result<(), String> {
