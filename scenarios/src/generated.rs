@@ -275,8 +275,10 @@ fn schedule(episodes: &[Episode]) -> FaultSchedule {
                     continue;
                 }
                 down_until.insert(node, at + down_ticks);
-                events.push((at, Fault::Crash(node)));
-                events.push((at + down_ticks, Fault::Restart(node)));
+                events.extend([
+                    (at, Fault::Crash(node)),
+                    (at + down_ticks, Fault::Restart(node)),
+                ]);
             }
             Episode::Partition {
                 task_manager,
@@ -284,8 +286,8 @@ fn schedule(episodes: &[Episode]) -> FaultSchedule {
                 for_ticks,
             } => {
                 let (a, b) = (Address::JobManager, tm(task_manager));
-                events.push((at, Fault::Partition { a, b }));
-                events.push((at + for_ticks, Fault::HealPartition { a, b }));
+                let (start, end) = (Fault::Partition { a, b }, Fault::HealPartition { a, b });
+                events.extend([(at, start), (at + for_ticks, end)]);
             }
             Episode::Clog {
                 from,
@@ -294,8 +296,8 @@ fn schedule(episodes: &[Episode]) -> FaultSchedule {
                 for_ticks,
             } => {
                 let from = tm(from);
-                events.push((at, Fault::ClogLink { from, to }));
-                events.push((at + for_ticks, Fault::UnclogLink { from, to }));
+                let (start, end) = (Fault::ClogLink { from, to }, Fault::UnclogLink { from, to });
+                events.extend([(at, start), (at + for_ticks, end)]);
             }
             Episode::SlowLink {
                 from,

@@ -14,7 +14,8 @@ use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
 use snapsim_core::ids::{EventTime, Key, TaskManagerId, Tick};
 use snapsim_core::job::{
-    AggregateFn, ExecutionPlan, InputSide, JobGraph, OperatorKind, Partitioning, SourceLog,
+    AggregateFn, ExecutionPlan, InputSide, JobError, JobGraph, OperatorKind, Partitioning,
+    SourceLog,
 };
 use snapsim_core::messages::Address;
 use snapsim_core::record::SourceRecord;
@@ -170,22 +171,15 @@ impl Outcome {
 pub fn run_case(
     case: &generated::Case,
     bugs: &BTreeSet<SeededBug>,
-) -> Result<(Outcome, RunResult), snapsim_core::job::JobError> {
+) -> Result<(Outcome, RunResult), JobError> {
     let mut setup = case.setup();
     setup.job.bugs.extend(bugs);
-    let plan = Arc::new(setup.job.clone().build()?);
-    Ok(judge("generated", case.seed, plan, setup))
+    judge("generated", case.seed, setup)
 }
 
-/// Draws the scenario's setup for `seed` and builds the job.
-pub fn setup(scenario: &Scenario, seed: u64) -> (Arc<ExecutionPlan>, Setup) {
-    let setup = (scenario.setup)(seed);
-    let plan = setup
-        .job
-        .clone()
-        .build()
-        .expect("built-in scenarios are valid jobs");
-    (Arc::new(plan), setup)
+/// Draws the scenario's setup for `seed`.
+pub fn setup(scenario: &Scenario, seed: u64) -> Setup {
+    (scenario.setup)(seed)
 }
 
 /// Runs `scenario` with `seed` and judges it against the failure-free oracle.
@@ -200,34 +194,21 @@ pub fn run_with_bugs(
     seed: u64,
     bugs: &BTreeSet<SeededBug>,
 ) -> (Outcome, RunResult) {
-    let (mut plan, mut setup) = setup(scenario, seed);
-    if !bugs.is_empty() {
-        setup.job.bugs.extend(bugs);
-        plan = Arc::new(
-            setup
-                .job
-                .clone()
-                .build()
-                .expect("built-in scenarios are valid jobs"),
-        );
-    }
-    judge(scenario.name, seed, plan, setup)
+    let mut setup = setup(scenario, seed);
+    setup.job.bugs.extend(bugs);
+    judge(scenario.name, seed, setup).expect("built-in scenarios are valid jobs")
 }
 
-/// Runs a setup (a scenario's, perhaps changed: another schedule, another job option) and
-/// judges it against the failure-free oracle of its job.
-pub fn judge(
-    name: &str,
-    seed: u64,
-    plan: Arc<ExecutionPlan>,
-    setup: Setup,
-) -> (Outcome, RunResult) {
+/// Runs a setup (a scenario's, perhaps changed: another schedule, another job option, seeded
+/// bugs) and judges it against the failure-free oracle of its job without the bugs.
+pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult), JobError> {
+    let plan = Arc::new(setup.job.clone().build()?);
     let setup_bugs: Vec<String> = setup.job.bugs.iter().map(|b| b.to_string()).collect();
     // The oracle never has the seeded bugs the run has.
     let mut clean = setup.job.clone();
     clean.bugs.clear();
     let model = ReferenceModel::new(&clean);
-    let clean = Arc::new(clean.build().expect("the job built once already"));
+    let clean = Arc::new(clean.build().expect("the same job without bugs builds too"));
     let oracle = oracle(&clean, &setup);
     let deadline = setup.schedule.deadline();
     let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
@@ -312,7 +293,7 @@ pub fn judge(
         trace_hash: result.trace_hash,
         bugs: setup_bugs,
     };
-    (outcome, result)
+    Ok((outcome, result))
 }
 
 /// A run's verdict from its violations: a crash first, then correctness, then liveness (a

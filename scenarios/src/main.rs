@@ -202,11 +202,8 @@ fn run_one(
         trace,
     } = files;
     let scenario = find(name).map_err(|e| e.to_string())?;
-    let (mut plan, mut setup) = setup(scenario, seed);
-    if !bugs.is_empty() {
-        setup.job.bugs.extend(bugs);
-        plan = std::sync::Arc::new(setup.job.clone().build().map_err(|e| e.to_string())?);
-    }
+    let mut setup = setup(scenario, seed);
+    setup.job.bugs.extend(bugs);
     if let Some(path) = schedule {
         let replayed = FaultSchedule::load(&path).map_err(|e| e.to_string())?;
         replayed
@@ -217,7 +214,7 @@ fn run_one(
     if let Some(path) = save_schedule {
         setup.schedule.save(&path).map_err(|e| e.to_string())?;
     }
-    let (outcome, result) = judge(scenario.name, seed, plan, setup);
+    let (outcome, result) = judge(scenario.name, seed, setup).map_err(|e| e.to_string())?;
     write_trace(trace, &result.trace)?;
     print_run(&outcome, &result.trace, json, &outcome.replay_line());
     Ok(outcome.verdict == Verdict::Passed)

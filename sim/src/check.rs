@@ -326,28 +326,6 @@ pub fn state_consistency(
     summarize(Property::StateConsistency, messages, first_at)
 }
 
-/// The snapshots of one checkpoint id: per task, the last taken before `until` (an index).
-fn snapshots_of(
-    trace: &[TraceEntry],
-    checkpoint: CheckpointId,
-    until: usize,
-) -> BTreeMap<TaskId, &OperatorState> {
-    let mut states = BTreeMap::new();
-    for entry in &trace[..until] {
-        if let TraceEvent::Engine(EngineEvent::SnapshotTaken {
-            task,
-            checkpoint: c,
-            state,
-        }) = &entry.event
-        {
-            if *c == checkpoint {
-                states.insert(*task, state);
-            }
-        }
-    }
-    states
-}
-
 /// Consistent cut (exactly-once mode): every completed checkpoint and savepoint holds, for each
 /// order-free keyed operator, exactly the state the reference model reaches from the inputs
 /// below the checkpoint's source offsets.
@@ -361,22 +339,37 @@ pub fn consistent_cut(
     }
     let mut messages = Vec::new();
     let mut first_at = None;
-    for (index, entry) in trace.iter().enumerate() {
+    // Per checkpoint id, each task's snapshot: the latest taken so far.
+    let mut snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &OperatorState>> = BTreeMap::new();
+    for entry in trace {
         let checkpoint = match &entry.event {
+            TraceEvent::Engine(EngineEvent::SnapshotTaken {
+                task,
+                checkpoint,
+                state,
+            }) => {
+                snapshots
+                    .entry(*checkpoint)
+                    .or_default()
+                    .insert(*task, state);
+                continue;
+            }
             TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
             | TraceEvent::Engine(EngineEvent::SavepointCompleted { checkpoint, .. }) => *checkpoint,
             _ => continue,
         };
-        let snapshots = snapshots_of(trace, checkpoint, index);
+        let Some(snapshots) = snapshots.get(&checkpoint) else {
+            continue;
+        };
         let before = messages.len();
         let mut cut = Cut::new();
-        for (task, state) in &snapshots {
+        for (task, state) in snapshots {
             if let OperatorState::Source { offsets } = state {
                 let source = plan.tasks[task.index()].operator;
                 cut.extend(offsets.iter().map(|(p, o)| ((source, *p), *o)));
             }
         }
-        let by_operator = group_by_operator(plan, &snapshots);
+        let by_operator = group_by_operator(plan, snapshots);
         for (operator, states) in by_operator {
             let Some(want) = model.state_at(operator, &cut) else {
                 continue;
@@ -418,8 +411,8 @@ fn compare_cut(
     let mut windows = BTreeMap::new();
     for state in states {
         match state {
-            OperatorState::Keyed { values: v } => values.extend(v),
-            OperatorState::CoSum { sums } => co_sums.extend(sums),
+            OperatorState::Keyed { values: v } => values.extend(v.clone()),
+            OperatorState::CoSum { sums } => co_sums.extend(sums.clone()),
             OperatorState::Windows { windows: w } => windows.extend(w),
             _ => {}
         }
@@ -429,23 +422,11 @@ fn compare_cut(
             "{context}: {key} holds {found}, the reference model has {model} after the inputs below the checkpoint's source offsets"
         ));
     };
-    if !want.values.is_empty() || !values.is_empty() {
-        let keys: BTreeSet<&Key> = want.values.keys().chain(values.keys()).collect();
-        for key in keys {
-            let (found, model) = (values.get(key).copied(), want.values.get(key));
-            if found.as_ref() != model {
-                report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
-            }
-        }
+    for (key, found, model) in differing_keys(&values, &want.values) {
+        report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
     }
-    if !want.co_sums.is_empty() || !co_sums.is_empty() {
-        let keys: BTreeSet<&Key> = want.co_sums.keys().chain(co_sums.keys()).collect();
-        for key in keys {
-            let (found, model) = (co_sums.get(key).copied(), want.co_sums.get(key));
-            if found.as_ref() != model {
-                report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
-            }
-        }
+    for (key, found, model) in differing_keys(&co_sums, &want.co_sums) {
+        report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
     }
     // Fired windows left the state, and which have fired depends on watermarks: check only
     // that each open window holds exactly the inputs below the cut.
@@ -460,6 +441,17 @@ fn compare_cut(
             );
         }
     }
+}
+
+/// The keys where two maps differ, in key order, with the value each has.
+fn differing_keys<'a, K: Ord, V: PartialEq>(
+    found: &'a BTreeMap<K, V>,
+    want: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> + 'a {
+    let keys: BTreeSet<&K> = found.keys().chain(want.keys()).collect();
+    keys.into_iter()
+        .map(|k| (k, found.get(k), want.get(k)))
+        .filter(|(_, found, want)| found != want)
 }
 
 fn fmt_opt<T: fmt::Debug>(value: Option<T>) -> String {
@@ -761,16 +753,13 @@ pub fn checkpoint_progress(
 fn state_difference(snapshotted: &OperatorState, restored: &OperatorState) -> String {
     match (snapshotted, restored) {
         (OperatorState::Keyed { values: a }, OperatorState::Keyed { values: b }) => {
-            let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
-            let differing: Vec<String> = keys
-                .into_iter()
-                .filter(|k| a.get(k) != b.get(k))
+            let differing: Vec<String> = differing_keys(a, b)
                 .take(3)
-                .map(|k| {
+                .map(|(k, a, b)| {
                     format!(
                         "key {k} snapshotted {}, restored {}",
-                        fmt_opt(a.get(k)),
-                        fmt_opt(b.get(k))
+                        fmt_opt(a),
+                        fmt_opt(b)
                     )
                 })
                 .collect();

@@ -10,7 +10,6 @@ use snapsim_sim::disk::{CrashMode, DiskEvent, DiskFaults, DiskOp};
 use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
 use snapsim_sim::harness::RunResult;
 use snapsim_sim::trace::{StorageEvent, TraceEntry, TraceEvent};
-use std::sync::Arc;
 
 const TM0: Address = Address::TaskManager(TaskManagerId(0));
 const TM1: Address = Address::TaskManager(TaskManagerId(1));
@@ -18,11 +17,10 @@ const TM1: Address = Address::TaskManager(TaskManagerId(1));
 /// The keyed-sum job of `seed` under `events` (healed at 3 s), with `change` applied to the
 /// setup first (job options, disk faults).
 fn keyed_sum(seed: u64, events: Vec<(u64, Fault)>, change: impl FnOnce(&mut Setup)) -> RunResult {
-    let (_, mut setup) = setup(find("keyed-sum").expect("built-in"), seed);
+    let mut setup = setup(find("keyed-sum").expect("built-in"), seed);
     setup.schedule = FaultSchedule::at_times(events, Tick(3_000), 60_000);
     change(&mut setup);
-    let plan = Arc::new(setup.job.clone().build().expect("a valid job"));
-    let (outcome, result) = judge("keyed-sum", seed, plan, setup);
+    let (outcome, result) = judge("keyed-sum", seed, setup).expect("a valid job");
     assert_passed(&outcome);
     result
 }

@@ -131,22 +131,16 @@ pub fn fuzz(
 #[test]
 fn generated_cases_keep_every_property() {
     let knobs = Knobs::from_env();
-    let found = match fuzz(knobs.cases, knobs.seed, &knobs.bugs, knobs.episodes_max) {
-        Ok(ran) => {
-            assert_eq!(ran, knobs.cases, "every case ran");
-            return;
-        }
-        Err(found) => found,
-    };
-    {
-        panic!(
+    match fuzz(knobs.cases, knobs.seed, &knobs.bugs, knobs.episodes_max) {
+        Ok(ran) => assert_eq!(ran, knobs.cases, "every case ran"),
+        Err(found) => panic!(
             "a generated case failed after {} cases (base seed {}), shrunk to {} fault episodes:\n  {}\nreplay: cargo run --release -- replay {}",
             found.cases_to_find,
             knobs.seed,
             found.file.case.episodes.len(),
             found.file.violations.join("\n  "),
             found.path.display()
-        );
+        ),
     }
 }
 

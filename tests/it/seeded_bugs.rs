@@ -3,8 +3,8 @@
 //! of the property the catalog names, within a stated number of seeds.
 
 use snapsim_core::bugs::SeededBug;
-use snapsim_scenarios::{find, judge, setup, Verdict};
-use std::sync::Arc;
+use snapsim_scenarios::{find, run_with_bugs, Verdict};
+use std::collections::BTreeSet;
 
 /// The seeds the default fuzzing tries before giving up on a bug.
 const SEEDS_MAX: u64 = 40;
@@ -18,10 +18,7 @@ fn first_violation(bug: SeededBug) -> Option<(&'static str, u64, Vec<String>)> {
     (0..SEEDS_MAX).find_map(|seed| {
         SCENARIOS.into_iter().find_map(|name| {
             let scenario = find(name).expect("built-in");
-            let (_, mut setup) = setup(scenario, seed);
-            setup.job.bugs.insert(bug);
-            let plan = Arc::new(setup.job.clone().build().expect("a valid job"));
-            let (outcome, _) = judge(scenario.name, seed, plan, setup);
+            let (outcome, _) = run_with_bugs(scenario, seed, &BTreeSet::from([bug]));
             (outcome.verdict != Verdict::Passed).then(|| {
                 let mut properties: Vec<String> = outcome
                     .violations
