@@ -245,7 +245,9 @@ impl JobManager {
         if let Some(attempt) = self.deployed {
             self.broadcast(Message::CancelTasks { attempt }, out);
         }
-        let storage = std::mem::replace(&mut self.storage, StorageClient::new(1));
+        // The same client keeps request ids unique; the old incarnation's answers are ignored.
+        let mut storage = std::mem::replace(&mut self.storage, StorageClient::new(1));
+        storage.forget_all();
         let task_managers = std::mem::take(&mut self.task_managers);
         *self = JobManager::new(self.plan.clone(), self.cluster.clone());
         self.storage = storage;
@@ -1256,7 +1258,7 @@ impl JobManager {
     }
 
     fn handle_tick(&mut self, now: Tick, out: &mut Outbox) {
-        for (purpose, error) in self.storage.expire(now, out) {
+        while let Some((purpose, error)) = self.storage.expire_next(now, out) {
             self.on_storage_result(now, purpose, Err(error), out);
         }
         let timeout = self.cluster.heartbeat_timeout_ticks;

@@ -8,7 +8,7 @@ use crate::bugs::SeededBug;
 use crate::ids::{Attempt, CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId, TaskId};
 use crate::job::{AggregateFn, FilterFn, InputSide, MapFn, OperatorKind, SourceLog, TaskSpec};
 use crate::record::{InputRef, Origin, Record, StreamEvent};
-use crate::sink::{SinkRequest, TransactionId, TwoPhaseCommitState};
+use crate::sink::{SinkRequest, TransactionId, TwoPhaseCommitState, WriteId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,13 +62,25 @@ pub struct RecoveredTransactions {
     pub abort: Option<TransactionId>,
 }
 
+/// What a sink's snapshot waits for before it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkWait {
+    /// A 2PC sink: the pre-commit of its transaction.
+    PreCommit(TransactionId),
+    /// A plain sink: the confirmation of this write (and so of all before it).
+    Written(WriteId),
+}
+
 /// One operator subtask at work.
 #[derive(Debug)]
 pub struct Operator {
     kind: OperatorKind,
     state: OperatorState,
-    /// Records a 2PC sink received since its last write to the sink system.
+    /// Records a sink received since its last write to the sink system.
     sink_buffer: Vec<Record>,
+    /// A plain sink's writes so far in this attempt.
+    plain_writes: u64,
+    attempt: Attempt,
     task: TaskId,
     operator: OperatorId,
     /// Seeded bug [`ReusedTransactionId`](SeededBug::ReusedTransactionId).
@@ -113,6 +125,8 @@ impl Operator {
             kind: spec.kind.clone(),
             state,
             sink_buffer: Vec::new(),
+            plain_writes: 0,
+            attempt,
             task: spec.id,
             operator: spec.operator,
             reuses_transaction_id: spec.has_bug(SeededBug::ReusedTransactionId),
@@ -205,11 +219,9 @@ impl Operator {
                     ..record
                 });
             }
-            (OperatorKind::TwoPhaseCommitSink, _) => self.sink_buffer.push(record),
-            (OperatorKind::PlainSink, _) => out.sink.push(SinkRequest::WriteCommitted {
-                sink: self.task,
-                records: vec![record],
-            }),
+            (OperatorKind::TwoPhaseCommitSink | OperatorKind::PlainSink, _) => {
+                self.sink_buffer.push(record)
+            }
             (kind, state) => {
                 unreachable!("operator {kind:?} with state {state:?} cannot process records")
             }
@@ -239,43 +251,61 @@ impl Operator {
         }
     }
 
-    /// Moves records a 2PC sink buffered into a write request (call at the end of each step and
-    /// before a snapshot, so writes precede their pre-commit).
+    /// Moves records a sink buffered into a write request (call at the end of each step and
+    /// before a snapshot, so writes precede their pre-commit or the snapshot's wait).
     pub fn flush_sink(&mut self, out: &mut Emitted) {
         if self.sink_buffer.is_empty() {
             return;
         }
-        let OperatorState::TwoPhaseCommitSink(sink) = &self.state else {
-            unreachable!("only 2PC sinks buffer records")
-        };
         let records = std::mem::take(&mut self.sink_buffer);
-        out.sink.push(SinkRequest::Write {
-            transaction: sink.current,
-            records,
-        });
+        let request = match &self.state {
+            OperatorState::TwoPhaseCommitSink(sink) => SinkRequest::Write {
+                transaction: sink.current,
+                records,
+            },
+            OperatorState::PlainSink => {
+                let write = WriteId {
+                    sink: self.task,
+                    attempt: self.attempt,
+                    sequence: self.plain_writes,
+                };
+                self.plain_writes += 1;
+                SinkRequest::WriteCommitted { write, records }
+            }
+            state => unreachable!("only sinks buffer records, not {state:?}"),
+        };
+        out.sink.push(request);
     }
 
-    /// For a 2PC sink: flush, pre-commit the current transaction under `checkpoint`, begin the
-    /// next. Returns the transaction whose pre-commit the snapshot waits for.
+    /// For a sink, at a snapshot: flush, and for a 2PC sink pre-commit the current transaction
+    /// under `checkpoint` and begin the next. Returns what the snapshot waits for: the
+    /// pre-commit, or a plain sink's last write.
     pub fn snapshot_sink(
         &mut self,
         checkpoint: CheckpointId,
         out: &mut Emitted,
-    ) -> Option<TransactionId> {
-        if !matches!(self.state, OperatorState::TwoPhaseCommitSink(_)) {
-            return None;
-        }
+    ) -> Option<SinkWait> {
         self.flush_sink(out);
-        let OperatorState::TwoPhaseCommitSink(sink) = &mut self.state else {
-            unreachable!()
-        };
-        let transaction = sink.snapshot(checkpoint);
-        if self.reuses_transaction_id {
-            // Seeded bug: the next records go into the transaction just pre-committed.
-            sink.current = transaction;
+        match &mut self.state {
+            OperatorState::TwoPhaseCommitSink(sink) => {
+                let transaction = sink.snapshot(checkpoint);
+                if self.reuses_transaction_id {
+                    // Seeded bug: the next records go into the transaction just pre-committed.
+                    sink.current = transaction;
+                }
+                out.sink.push(SinkRequest::PreCommit { transaction });
+                Some(SinkWait::PreCommit(transaction))
+            }
+            OperatorState::PlainSink => {
+                let last = self.plain_writes.checked_sub(1)?;
+                Some(SinkWait::Written(WriteId {
+                    sink: self.task,
+                    attempt: self.attempt,
+                    sequence: last,
+                }))
+            }
+            _ => None,
         }
-        out.sink.push(SinkRequest::PreCommit { transaction });
-        Some(transaction)
     }
 
     /// For a 2PC sink: commit every transaction pre-committed up to `checkpoint`.

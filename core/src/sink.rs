@@ -28,6 +28,19 @@ impl std::fmt::Display for TransactionId {
     }
 }
 
+/// The identity of one batch of records a plain (at-least-once) sink writes: the sink system
+/// confirms each, and a snapshot waits for the writes before its barrier (Flink's
+/// at-least-once sinks flush in `snapshotState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WriteId {
+    /// The sink subtask.
+    pub sink: TaskId,
+    /// The attempt that wrote it (a confirmation for an older attempt is ignored).
+    pub attempt: Attempt,
+    /// Its number within the attempt.
+    pub sequence: u64,
+}
+
 /// A request from a sink task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SinkRequest {
@@ -53,10 +66,11 @@ pub enum SinkRequest {
         /// The transaction.
         transaction: TransactionId,
     },
-    /// A plain (at-least-once) sink's records, visible at once.
+    /// A plain (at-least-once) sink's records, visible at once; answered by
+    /// [`SinkReply::Written`].
     WriteCommitted {
-        /// The sink task.
-        sink: TaskId,
+        /// The write.
+        write: WriteId,
         /// The records.
         records: Vec<Record>,
     },
@@ -76,6 +90,12 @@ pub enum SinkReply {
     Committed {
         /// The transaction.
         transaction: TransactionId,
+    },
+    /// A plain sink's write is applied (and so are its earlier ones: requests are applied in
+    /// order).
+    Written {
+        /// The write.
+        write: WriteId,
     },
 }
 
@@ -197,14 +217,14 @@ impl SinkSystem {
                 }
                 None
             }
-            SinkRequest::WriteCommitted { sink, records } => {
+            SinkRequest::WriteCommitted { write, records } => {
                 let records = records.into_iter().map(|record| CommittedRecord {
-                    sink,
+                    sink: write.sink,
                     transaction: None,
                     record,
                 });
                 self.committed.extend(records);
-                None
+                Some(SinkReply::Written { write })
             }
         }
     }

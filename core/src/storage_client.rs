@@ -81,28 +81,24 @@ impl<P> StorageClient<P> {
         Some((pending.purpose, response.result))
     }
 
-    /// Fails every request whose deadline passed, tracing each.
-    pub fn expire(&mut self, now: Tick, out: &mut Outbox) -> Vec<(P, StorageError)> {
-        let expired: Vec<u64> = self
+    /// Fails the oldest request whose deadline passed, tracing it. One at a time: handling a
+    /// failure may forget the other requests (a JobManager starting over), whose late
+    /// failures must then not be handled.
+    pub fn expire_next(&mut self, now: Tick, out: &mut Outbox) -> Option<(P, StorageError)> {
+        let request = self
             .pending
             .iter()
-            .filter(|(_, pending)| pending.deadline <= now)
-            .map(|(&request, _)| request)
-            .collect();
-        expired
-            .into_iter()
-            .map(|request| {
-                let pending = self.pending.remove(&request).expect("listed above");
-                out.trace(EngineEvent::StorageTimedOut {
-                    operation: pending.operation.clone(),
-                });
-                let error = StorageError::TimedOut {
-                    operation: pending.operation,
-                    ticks: self.timeout_ticks,
-                };
-                (pending.purpose, error)
-            })
-            .collect()
+            .find(|(_, pending)| pending.deadline <= now)
+            .map(|(&request, _)| request)?;
+        let pending = self.pending.remove(&request).expect("found above");
+        out.trace(EngineEvent::StorageTimedOut {
+            operation: pending.operation.clone(),
+        });
+        let error = StorageError::TimedOut {
+            operation: pending.operation,
+            ticks: self.timeout_ticks,
+        };
+        Some((pending.purpose, error))
     }
 
     /// The earliest deadline of a pending request.
@@ -139,17 +135,17 @@ mod tests {
         let mut out = Outbox::default();
         client.send(Tick(5), "restore", read("a"), &mut out);
         assert_eq!(client.next_deadline(), Some(Tick(105)));
-        assert!(client.expire(Tick(104), &mut out).is_empty());
-        let expired = client.expire(Tick(105), &mut out);
+        assert!(client.expire_next(Tick(104), &mut out).is_none());
+        let expired = client.expire_next(Tick(105), &mut out);
         assert!(
             matches!(
-                &expired[..],
-                [("restore", StorageError::TimedOut { ticks: 100, .. })]
+                expired,
+                Some(("restore", StorageError::TimedOut { ticks: 100, .. }))
             ),
             "{expired:?}"
         );
         assert!(
-            client.expire(Tick(500), &mut out).is_empty(),
+            client.expire_next(Tick(500), &mut out).is_none(),
             "expires once"
         );
         let late = StorageResponse {

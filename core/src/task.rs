@@ -13,9 +13,9 @@ use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId};
 use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
 use crate::lsm::{self, IncrementalSnapshot, LsmBackend};
 use crate::messages::CheckpointFailureReason;
-use crate::operator::{Emitted, Operator, OperatorState, StateMismatch};
+use crate::operator::{Emitted, Operator, OperatorState, SinkWait, StateMismatch};
 use crate::record::{CheckpointBarrier, Record, StreamEvent};
-use crate::sink::{SinkRequest, TransactionId};
+use crate::sink::{SinkRequest, TransactionId, WriteId};
 use crate::storage::{StateHandle, StoragePath};
 use crate::trace::EngineEvent;
 use serde::{Deserialize, Serialize};
@@ -202,7 +202,8 @@ struct PendingSnapshot {
     /// A savepoint's: a completed checkpoint does not subsume it.
     savepoint: bool,
     stored: Option<StateHandle>,
-    awaiting_pre_commit: Option<TransactionId>,
+    /// What a sink waits for before acknowledging: its pre-commit or its writes.
+    awaiting_sink: Option<SinkWait>,
 }
 
 /// A running subtask.
@@ -227,6 +228,8 @@ pub struct Task {
     /// Commits sent to the sink system and not yet confirmed; the task finishes only when
     /// none is left, or a job could end with its last output still in flight.
     commits_in_flight: BTreeSet<TransactionId>,
+    /// A plain sink's newest write the sink system confirmed.
+    latest_written: Option<u64>,
     /// The incremental backend, when the job uses it.
     lsm: Option<LsmBackend>,
 }
@@ -280,6 +283,7 @@ impl Task {
             latest_notified: CheckpointId(0),
             rebalance_cursor: vec![0; spec.outputs.len()],
             commits_in_flight: BTreeSet::new(),
+            latest_written: None,
             lsm: None,
         }
     }
@@ -475,16 +479,30 @@ impl Task {
 
     /// The sink system confirmed a pre-commit.
     pub fn on_pre_committed(&mut self, transaction: TransactionId, out: &mut Vec<TaskEffect>) {
-        let found = self
+        self.sink_confirmed(|wait| wait == SinkWait::PreCommit(transaction), out);
+    }
+
+    /// The sink system applied a plain sink's write, and so every earlier one.
+    pub fn on_written(&mut self, write: WriteId, out: &mut Vec<TaskEffect>) {
+        self.latest_written = self.latest_written.max(Some(write.sequence));
+        self.sink_confirmed(
+            |wait| matches!(wait, SinkWait::Written(w) if w.sequence <= write.sequence),
+            out,
+        );
+    }
+
+    /// Acknowledges the snapshots whose sink wait `confirmed` ends, if they are stored.
+    fn sink_confirmed(&mut self, confirmed: impl Fn(SinkWait) -> bool, out: &mut Vec<TaskEffect>) {
+        let ready: Vec<CheckpointId> = self
             .pending
-            .iter()
-            .find(|(_, p)| p.awaiting_pre_commit == Some(transaction))
-            .map(|(&id, _)| id);
-        if let Some(checkpoint) = found {
-            self.pending
-                .get_mut(&checkpoint)
-                .expect("found above")
-                .awaiting_pre_commit = None;
+            .iter_mut()
+            .filter(|(_, p)| p.awaiting_sink.is_some_and(&confirmed))
+            .map(|(&id, p)| {
+                p.awaiting_sink = None;
+                id
+            })
+            .collect();
+        for checkpoint in ready {
             self.acknowledge_if_ready(checkpoint, out);
         }
     }
@@ -497,9 +515,35 @@ impl Task {
         final_checkpoint: bool,
         out: &mut Vec<TaskEffect>,
     ) {
-        if checkpoint <= self.latest_notified || self.status >= TaskStatus::Committing {
-            return; // Notifications are monotone; older ones are ignored (§I.55).
+        if self.status >= TaskStatus::Committing {
+            return;
         }
+        // Notifications are monotone; older ones are ignored (§I.55). The final checkpoint's
+        // may come twice: an abort of an older checkpoint subsumed by it carries it as the
+        // latest completed, and may overtake its own notification, which alone says it is final.
+        let repeated = checkpoint == self.latest_notified;
+        if checkpoint < self.latest_notified || (repeated && !final_checkpoint) {
+            return;
+        }
+        if !repeated {
+            self.commit_up_to(checkpoint, out);
+        }
+        if final_checkpoint {
+            // The final checkpoint was triggered after every source ended, so every task took
+            // its snapshot after its own end of data.
+            assert_eq!(
+                self.status,
+                TaskStatus::DataFinished,
+                "{} finishes before its input ended",
+                self.spec.id
+            );
+            self.status = TaskStatus::Committing;
+            self.finish_if_committed(out);
+        }
+    }
+
+    /// Commits the side effects of every checkpoint up to `checkpoint`, which completed.
+    fn commit_up_to(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
         self.latest_notified = checkpoint;
         out.push(TaskEffect::Trace(EngineEvent::CheckpointNotified {
             task: self.spec.id,
@@ -517,18 +561,6 @@ impl Task {
         // Older snapshots still in flight are subsumed by this completion.
         self.pending
             .retain(|&id, pending| id > checkpoint || pending.savepoint);
-        if final_checkpoint {
-            // The final checkpoint was triggered after every source ended, so every task took
-            // its snapshot after its own end of data.
-            assert_eq!(
-                self.status,
-                TaskStatus::DataFinished,
-                "{} finishes before its input ended",
-                self.spec.id
-            );
-            self.status = TaskStatus::Committing;
-            self.finish_if_committed(out);
-        }
     }
 
     /// The sink system confirmed a commit. The confirmation may answer a request of an earlier
@@ -672,10 +704,14 @@ impl Task {
         }
         self.broadcast(&StreamEvent::Barrier(barrier), out);
         let mut emitted = Emitted::default();
-        let awaiting_pre_commit = self.operator.snapshot_sink(barrier.id, &mut emitted);
+        let awaiting_sink = match self.operator.snapshot_sink(barrier.id, &mut emitted) {
+            // A plain sink whose writes are all confirmed waits for nothing.
+            Some(SinkWait::Written(write)) if Some(write.sequence) <= self.latest_written => None,
+            wait => wait,
+        };
         self.emit(emitted, out);
-        if let (Some(transaction), true) = (
-            awaiting_pre_commit,
+        if let (Some(SinkWait::PreCommit(transaction)), true) = (
+            awaiting_sink,
             self.spec.has_bug(SeededBug::CommitAtSnapshot),
         ) {
             // Seeded bug: commit now, before the checkpoint completes.
@@ -733,14 +769,14 @@ impl Task {
             PendingSnapshot {
                 savepoint: barrier.savepoint,
                 stored: None,
-                awaiting_pre_commit,
+                awaiting_sink,
             },
         );
     }
 
     fn acknowledge_if_ready(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
         let pending = &self.pending[&checkpoint];
-        if pending.awaiting_pre_commit.is_some() {
+        if pending.awaiting_sink.is_some() {
             return;
         }
         let Some(state) = pending.stored.clone() else {
@@ -866,6 +902,61 @@ mod tests {
         Task::new(spec, Attempt(1), CheckpointingMode::ExactlyOnce)
     }
 
+    /// Why: found by fuzzing AT_LEAST_ONCE jobs. A plain sink acknowledged its snapshot while
+    /// its writes were still on their way to the sink system; a crash of its TaskManager lost
+    /// them, and the restore from that checkpoint did not replay them.
+    #[test]
+    fn a_plain_sinks_snapshot_waits_for_its_writes_to_be_confirmed() {
+        let plan = keyed_sum_job(8, None).build().expect("valid job");
+        let mut spec = plan
+            .tasks
+            .iter()
+            .find(|spec| matches!(spec.kind, OperatorKind::TwoPhaseCommitSink))
+            .expect("the job has a sink")
+            .clone();
+        spec.kind = OperatorKind::PlainSink;
+        let mut task = Task::new(&spec, Attempt(1), CheckpointingMode::AtLeastOnce);
+        let channel = ChannelIndex(0);
+        let mut out = Vec::new();
+        task.on_data(channel, vec![StreamEvent::Record(record())], &mut out);
+        let requests = sink_requests(&out);
+        let [SinkRequest::WriteCommitted { write, .. }] = requests[..] else {
+            panic!("the record is written: {requests:?}")
+        };
+
+        out.clear();
+        let checkpoint = CheckpointId(1);
+        let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(checkpoint));
+        task.on_data(channel, vec![barrier], &mut out);
+        let handle = StateHandle {
+            location: StateLocation::File(StoragePath::new("job/chk-1/sink").expect("valid")),
+            size: 1,
+            checksum: 0,
+            shared: Vec::new(),
+        };
+        task.on_snapshot_durable(checkpoint, handle, &mut out);
+        let acknowledged = |out: &[TaskEffect]| {
+            out.iter()
+                .any(|e| matches!(e, TaskEffect::Acknowledge { .. }))
+        };
+        assert!(!acknowledged(&out), "no ack before the write is confirmed");
+        task.on_written(write, &mut out);
+        assert!(acknowledged(&out), "acknowledged once it is: {out:?}");
+
+        // With every write confirmed, the next snapshot waits for nothing.
+        out.clear();
+        let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(2)));
+        task.on_data(channel, vec![barrier], &mut out);
+        let handle = StateHandle {
+            location: StateLocation::File(StoragePath::new("job/chk-2/sink").expect("valid")),
+            size: 1,
+            checksum: 0,
+            shared: Vec::new(),
+        };
+        task.on_snapshot_durable(CheckpointId(2), handle, &mut out);
+        assert!(acknowledged(&out));
+    }
+
     /// Review finding: a savepoint's snapshot still being written must survive the completion
     /// of a later checkpoint whose snapshot was stored first (kept in memory), or the savepoint
     /// is never acknowledged and expires.
@@ -925,10 +1016,10 @@ mod tests {
             .collect()
     }
 
-    /// Why: a job was reported finished while the final commit was still on its way to the sink
-    /// system, so a run could end with the last transaction neither committed nor aborted.
-    #[test]
-    fn a_sink_finishes_only_after_the_final_commit_is_confirmed() {
+    /// A sink that wrote one record, reached its end of data and took the final checkpoint 1,
+    /// acknowledged: what remains is the completion notice. Returns its pre-committed
+    /// transaction.
+    fn sink_with_final_checkpoint_acknowledged() -> (Task, TransactionId) {
         let mut task = sink_task();
         let channel = ChannelIndex(0);
         let mut out = Vec::new();
@@ -968,8 +1059,16 @@ mod tests {
         assert!(out.is_empty(), "no ack before the pre-commit is confirmed");
         task.on_pre_committed(transaction, &mut out);
         assert!(matches!(out[0], TaskEffect::Acknowledge { .. }));
+        (task, transaction)
+    }
 
-        out.clear();
+    /// Why: a job was reported finished while the final commit was still on its way to the sink
+    /// system, so a run could end with the last transaction neither committed nor aborted.
+    #[test]
+    fn a_sink_finishes_only_after_the_final_commit_is_confirmed() {
+        let (mut task, transaction) = sink_with_final_checkpoint_acknowledged();
+        let final_checkpoint = CheckpointId(1);
+        let mut out = Vec::new();
         task.on_notify_complete(final_checkpoint, true, &mut out);
         assert_eq!(
             sink_requests(&out),
@@ -981,6 +1080,30 @@ mod tests {
         out.clear();
         task.on_committed(transaction, &mut out);
         assert_eq!(out, vec![TaskEffect::Finished]);
+        assert_eq!(task.status(), TaskStatus::Finished);
+    }
+
+    /// Why: found by fuzzing (a job that never finished). The abort of an older checkpoint
+    /// subsumed by the final one carries the final one as the latest completed and reached the
+    /// task first; the task committed up to it and then ignored the final notification as a
+    /// repeat, so it never finished.
+    #[test]
+    fn a_final_notification_after_an_abort_that_carried_it_still_finishes() {
+        let (mut task, transaction) = sink_with_final_checkpoint_acknowledged();
+        let final_checkpoint = CheckpointId(1);
+        let mut out = Vec::new();
+        task.on_notify_aborted(CheckpointId(0), Some(final_checkpoint), &mut out);
+        assert_eq!(
+            sink_requests(&out),
+            vec![SinkRequest::Commit { transaction }]
+        );
+        assert_eq!(task.status(), TaskStatus::DataFinished);
+
+        out.clear();
+        task.on_notify_complete(final_checkpoint, true, &mut out);
+        assert!(sink_requests(&out).is_empty(), "committed once: {out:?}");
+        assert_eq!(task.status(), TaskStatus::Committing);
+        task.on_committed(transaction, &mut out);
         assert_eq!(task.status(), TaskStatus::Finished);
     }
 }

@@ -700,6 +700,13 @@ impl TaskManager {
                     });
                 }
             }
+            Message::SinkResult(SinkReply::Written { write }) => {
+                if current(write.attempt) {
+                    self.with_task(write.sink, out, |task, effects| {
+                        task.on_written(write, effects)
+                    });
+                }
+            }
             Message::SinkResult(SinkReply::Committed { transaction }) => {
                 // Routed by sink, not attempt: a restored sink re-commits older attempts'
                 // transactions.
@@ -718,7 +725,7 @@ impl TaskManager {
 
     fn handle_tick(&mut self, now: Tick, out: &mut Outbox) {
         self.now = now;
-        for (purpose, error) in self.storage.expire(now, out) {
+        while let Some((purpose, error)) = self.storage.expire_next(now, out) {
             self.on_storage_result(now, purpose, Err(error), out);
         }
         if now >= self.next_heartbeat {

@@ -459,7 +459,7 @@ fn keyed_sum_with_crash(seed: u64) -> Setup {
     Setup {
         job: on_files(keyed_sum_job(&mut draws.workload)),
         cluster: cluster(&mut draws.timing, 2, 50),
-        schedule: schedule(tm_crash(&mut draws.faults, 2, (100, 800))),
+        schedule: schedule(tm_crash(&mut draws.faults, 2, (100, 500))),
     }
 }
 

@@ -164,41 +164,6 @@ pub fn run(config: RunConfig) -> RunResult {
         panic!("invalid fault schedule: {error}");
     }
     let seed = config.seed;
-    let thread = std::thread::Builder::new()
-        .name(format!("snapsim-seed-{seed}"))
-        // A fresh thread per run: madsim seeds std's hash order only for a thread's first runtime.
-        .spawn(move || run_on_this_thread(config))
-        .expect("the OS gives us a thread");
-    match thread.join() {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic without a message".to_string());
-            RunResult {
-                seed,
-                end: RunEnd::Panicked(message),
-                virtual_ticks: 0,
-                inputs: 0,
-                committed: Vec::new(),
-                anomalies: Vec::new(),
-                dangling_transactions: Vec::new(),
-                trace: Vec::new(),
-                trace_hash: 0,
-            }
-        }
-    }
-}
-
-fn run_on_this_thread(config: RunConfig) -> RunResult {
-    let mut runtime = Runtime::with_seed_and_config(config.seed, madsim::Config::default());
-    runtime.add_simulator::<SimDisk>();
-    // A wall of virtual time beyond the deadline: the supervisor stops first.
-    runtime.set_time_limit(Duration::from_millis(
-        config.schedule.deadline().0.saturating_mul(2).max(1_000),
-    ));
     let (crash_requests, crash_requested) = mpsc::unbounded();
     let world: SharedWorld = Arc::new(Mutex::new(World {
         trace: Vec::new(),
@@ -214,11 +179,39 @@ fn run_on_this_thread(config: RunConfig) -> RunResult {
         inputs_max: config.inputs_max,
         inboxes: BTreeMap::new(),
     }));
-    let (end, virtual_ticks) =
-        runtime.block_on(supervise(config.clone(), world.clone(), crash_requested));
-    let world = lock(&world);
+    let shared = world.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("snapsim-seed-{seed}"))
+        // A fresh thread per run: madsim seeds std's hash order only for a thread's first runtime.
+        .spawn(move || {
+            let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+            runtime.add_simulator::<SimDisk>();
+            // A wall of virtual time beyond the deadline: the supervisor stops first.
+            runtime.set_time_limit(Duration::from_millis(
+                config.schedule.deadline().0.saturating_mul(2).max(1_000),
+            ));
+            runtime.block_on(supervise(config, shared, crash_requested))
+        })
+        .expect("the OS gives us a thread");
+    let joined = thread.join();
+    // A panic may leave the lock poisoned; the trace up to the panic is still what happened.
+    let world = world
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (end, virtual_ticks) = match joined {
+        Ok(ended) => ended,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic without a message".to_string());
+            let last = world.trace.last().map_or(0, |entry| entry.at.0);
+            (RunEnd::Panicked(message), last)
+        }
+    };
     RunResult {
-        seed: config.seed,
+        seed,
         end,
         virtual_ticks,
         inputs: world.inputs,

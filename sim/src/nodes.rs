@@ -24,7 +24,7 @@ use snapsim_core::messages::{Address, Message, Node, Outbox};
 use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageResponse};
 use snapsim_core::taskmanager::TaskManager;
 use snapsim_core::trace::EngineEvent;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +112,8 @@ impl Node for WorldSink {
 }
 
 type Envelope = (Address, Message);
+/// What goes over a connection: the sender and its messages in order.
+type Batch = (Address, Vec<Message>);
 
 /// Binds the node's endpoint and forwards every message it receives to one inbox.
 async fn listen(
@@ -131,10 +133,13 @@ async fn listen(
             let inbox = inbox.clone();
             madsim::task::spawn(async move {
                 while let Ok(payload) = receiver.recv().await {
-                    let envelope = *payload
-                        .downcast::<Envelope>()
-                        .expect("nodes send only envelopes");
-                    if inbox.unbounded_send(envelope).is_err() {
+                    let (from, batch) = *payload
+                        .downcast::<Batch>()
+                        .expect("nodes send only batches");
+                    let delivered = batch
+                        .into_iter()
+                        .all(|message| inbox.unbounded_send((from, message)).is_ok());
+                    if !delivered {
                         break;
                     }
                 }
@@ -418,13 +423,36 @@ struct Link {
 }
 
 impl Link {
+    /// Sends the link's messages in order, each no earlier than its ready time. Every message
+    /// already due leaves in one payload: madsim delivers at most one payload per millisecond
+    /// on a connection (its sleeps last at least 1 ms), so one payload per message would cap a
+    /// link at 1,000 messages per virtual second and a busy link would fall ever further
+    /// behind (a TCP connection coalesces small writes the same way).
     async fn run(self, mut messages: mpsc::UnboundedReceiver<(Tick, Message)>) {
         let mut connection: Option<madsim::net::Sender> = None;
-        while let Some((ready, message)) = messages.next().await {
-            sleep_until(self.clock.instant(ready)).await;
+        let mut queued: VecDeque<(Tick, Message)> = VecDeque::new();
+        loop {
+            if queued.is_empty() {
+                match messages.next().await {
+                    Some(next) => queued.push_back(next),
+                    None => return, // The node went away.
+                }
+            }
+            while let Ok(next) = messages.try_recv() {
+                queued.push_back(next);
+            }
+            let (first_ready, _) = queued.front().expect("a message is queued");
+            if *first_ready > self.clock.now() {
+                sleep_until(self.clock.instant(*first_ready)).await;
+                continue; // Take what arrived meanwhile too.
+            }
+            // Ready times never decrease along a link, so the due messages are a prefix.
+            let now = self.clock.now();
+            let due = queued.iter().take_while(|(ready, _)| *ready <= now).count();
+            let batch: Vec<Message> = queued.drain(..due).map(|(_, message)| message).collect();
             loop {
                 if lock(&self.world).down.contains(&self.to) {
-                    connection = None; // The message is lost with its receiver.
+                    connection = None; // The messages are lost with their receiver.
                     break;
                 }
                 if connection.as_ref().is_some_and(|s| !s.is_closed()) {
@@ -440,9 +468,9 @@ impl Link {
             let Some(sender) = connection.as_ref() else {
                 continue;
             };
-            let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.from, message));
+            let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.from, batch));
             if sender.send(payload).await.is_err() {
-                // The peer died after the check: the message is lost with it.
+                // The peer died after the check: the messages are lost with it.
                 connection = None;
             }
         }

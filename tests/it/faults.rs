@@ -318,7 +318,7 @@ fn corruption_read_errors_and_a_full_disk_are_detected_and_survived() {
             (400, Fault::Crash(TM0)),
             (500, Fault::Restart(TM0)),
             (
-                1_500,
+                800,
                 Fault::DiskFaults(DiskFaults {
                     capacity_bytes: Some(1),
                     ..DiskFaults::default()
