@@ -77,6 +77,18 @@ enum Request {
     RestoreProbe,
     /// Restoring from a path: the files of one directory the metadata references.
     RestoreVerify,
+    /// After the end: what lies in the job's checkpoint directory, to delete what no kept
+    /// checkpoint references.
+    Sweep,
+}
+
+/// The sweeps of the job's checkpoint directory after the end.
+#[derive(Clone, Debug)]
+struct Sweep {
+    /// The files of the checkpoints the retention policy keeps.
+    kept: BTreeSet<String>,
+    /// When to sweep again (then none is due).
+    again_at: Option<Tick>,
 }
 
 /// A restore from a path in progress: the metadata read, directories still to list.
@@ -133,6 +145,9 @@ pub struct JobManager {
     pending_to_restore: Option<CompletedCheckpoint>,
     restart: RestartStrategy,
     restart_at: Option<Tick>,
+    /// After the end: what the sweeps of the checkpoint directory keep, and when the second
+    /// one is due.
+    sweep: Option<Sweep>,
     task_managers: BTreeMap<TaskManagerId, Tick>,
     tasks: BTreeMap<TaskId, TaskState>,
     ha_queue: VecDeque<HaWrite>,
@@ -172,6 +187,7 @@ impl JobManager {
             coordinator: None,
             pending_to_restore: None,
             restart_at: None,
+            sweep: None,
             task_managers: BTreeMap::new(),
             tasks: BTreeMap::new(),
             ha_queue: VecDeque::new(),
@@ -574,6 +590,9 @@ impl JobManager {
                     .register_restored(checkpoint.id, files, ClaimMode::NoClaim);
             }
         }
+        out.trace(EngineEvent::HaRecordAdopted {
+            completed: record.completed.iter().map(|c| c.id).collect(),
+        });
         let store = CompletedCheckpointStore::from_checkpoints(config.retained, record.completed);
         let tasks = self.plan.tasks.iter().map(|t| t.id).collect();
         let sources = self.plan.source_tasks().collect();
@@ -1069,6 +1088,7 @@ impl JobManager {
             Request::RestoreMetadata(path) => self.on_restore_metadata(now, path, result, out),
             Request::RestoreProbe => self.on_restore_probe(now, result, out),
             Request::RestoreVerify => self.on_restore_verify(now, result, out),
+            Request::Sweep => self.on_swept(now, result, out),
         }
     }
 
@@ -1077,22 +1097,70 @@ impl JobManager {
     /// say which checkpoints exist.
     fn discard_on_termination(&mut self, now: Tick, reason: Leaving, out: &mut Outbox) {
         let kind = SnapshotKind::Checkpoint(self.plan.checkpoint.retention);
-        if !kind.discarded_when(reason) {
-            return;
-        }
         let Some(coordinator) = self.coordinator.as_ref() else {
             return;
         };
-        // Only what the job owns (not a snapshot restored without claim), and only files
-        // (state in memory goes with the JobManager).
-        let doomed: Vec<StoragePath> = coordinator
-            .store()
-            .checkpoints()
-            .filter(|c| c.owned)
-            .filter_map(|c| c.metadata.as_ref().and_then(StoragePath::parent))
+        let discarded = kind.discarded_when(reason);
+        let kept: BTreeSet<String> = if discarded {
+            BTreeSet::new()
+        } else {
+            coordinator
+                .store()
+                .checkpoints()
+                .flat_map(|c| c.files())
+                .collect()
+        };
+        if discarded {
+            // Only what the job owns (not a snapshot restored without claim), and only files
+            // (state in memory goes with the JobManager).
+            let doomed: Vec<StoragePath> = coordinator
+                .store()
+                .checkpoints()
+                .filter(|c| c.owned)
+                .filter_map(|c| c.metadata.as_ref().and_then(StoragePath::parent))
+                .collect();
+            let unused = self.shared.unregister_unused(CheckpointId(u64::MAX));
+            for prefix in doomed.into_iter().chain(unused) {
+                self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+            }
+        }
+        // Orphans too: files of aborted snapshots that landed after their discard, torn files
+        // of a storage crash, runs no completed checkpoint took up. Swept now and once more
+        // after a storage timeout, for writes still on their way now. Not for a job restored
+        // from a path: the directory may hold another run's snapshots. (Flink leaves orphans.)
+        if self.plan.restore.is_none() {
+            let again_at = Some(now.after(self.cluster.storage_timeout_ticks));
+            self.sweep = Some(Sweep { kept, again_at });
+            self.request_sweep(now, out);
+        }
+    }
+
+    fn request_sweep(&mut self, now: Tick, out: &mut Outbox) {
+        let storage = self.plan.checkpoint.storage(&self.plan.job);
+        if let CheckpointStorageKind::FileSystem(root) = storage {
+            self.request(now, Request::Sweep, StorageOp::List { prefix: root }, out);
+        }
+    }
+
+    /// Deletes what a sweep found, except the files of the checkpoints the job keeps.
+    fn on_swept(
+        &mut self,
+        now: Tick,
+        result: Result<StorageReply, StorageError>,
+        out: &mut Outbox,
+    ) {
+        let (Ok(StorageReply::Listed(paths)), Some(sweep)) = (result, &self.sweep) else {
+            return; // Left to the second sweep; after it, a leak the storage checker reports.
+        };
+        // Savepoints belong to the user, wherever their directory is.
+        let savepoints = self.plan.checkpoint.savepoint_directory.as_deref();
+        let savepoints = savepoints.and_then(|dir| StoragePath::new(dir).ok());
+        let doomed: Vec<StoragePath> = paths
+            .into_iter()
+            .filter(|path| !sweep.kept.contains(path.as_str()))
+            .filter(|path| savepoints.as_ref().is_none_or(|dir| !path.starts_with(dir)))
             .collect();
-        let unused = self.shared.unregister_unused(CheckpointId(u64::MAX));
-        for prefix in doomed.into_iter().chain(unused) {
+        for prefix in doomed {
             self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
         }
     }
@@ -1261,6 +1329,12 @@ impl JobManager {
         while let Some((purpose, error)) = self.storage.expire_next(now, out) {
             self.on_storage_result(now, purpose, Err(error), out);
         }
+        if let Some(sweep) = self.sweep.as_mut() {
+            if sweep.again_at.is_some_and(|at| at <= now) {
+                sweep.again_at = None;
+                self.request_sweep(now, out);
+            }
+        }
         let timeout = self.cluster.heartbeat_timeout_ticks;
         let lost: Vec<TaskManagerId> = self
             .task_managers
@@ -1291,7 +1365,8 @@ impl JobManager {
             .min();
         let coordinator = self.coordinator.as_ref().and_then(|c| c.next_deadline());
         let storage = self.storage.next_deadline();
-        [heartbeat, coordinator, self.restart_at, storage]
+        let sweep = self.sweep.as_ref().and_then(|s| s.again_at);
+        [heartbeat, coordinator, self.restart_at, storage, sweep]
             .into_iter()
             .flatten()
             .min()

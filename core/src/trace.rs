@@ -181,6 +181,12 @@ pub enum EngineEvent {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
+    /// A JobManager took over the job from its HA record: these completed checkpoints are
+    /// retained (a completion persisted just before a crash counts, traced or not).
+    HaRecordAdopted {
+        /// The retained checkpoints, oldest first.
+        completed: Vec<CheckpointId>,
+    },
     /// The job failed over: a task or TaskManager failed, or too many checkpoints failed.
     Failover {
         /// What failed.

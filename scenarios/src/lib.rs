@@ -223,7 +223,11 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
     let mut violations = check::oracle_agrees_with_model(&oracle, &clean, &model);
     violations.extend(check::consistent_cut(&result.trace, &plan, &model));
     violations.extend(check::recovery(&result.trace, &plan));
-    violations.extend(check::storage(&result.trace));
+    let ended = match result.end {
+        RunEnd::Terminated(status) => Some(status),
+        _ => None,
+    };
+    violations.extend(check::storage(&result.trace, &plan, ended, &result.files));
     violations.extend(check::checkpoint_progress(
         &result.trace,
         &plan,

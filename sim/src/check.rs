@@ -9,12 +9,13 @@
 use crate::model::{emitted_value, fold, Cut, ModelState, ReferenceModel};
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
-use snapsim_core::config::{CheckpointConfig, CheckpointingMode};
+use snapsim_core::config::{CheckpointConfig, CheckpointStorageKind, CheckpointingMode};
 use snapsim_core::ids::{CheckpointId, Key, OperatorId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::{map, OperatorState};
 use snapsim_core::record::{Origin, Record};
+use snapsim_core::retention::{Leaving, SnapshotKind};
 use snapsim_core::sink::{CommittedRecord, TransactionId};
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -642,16 +643,34 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
     summarize(Property::Recovery, messages, first_at)
 }
 
-/// Storage: every file a checkpoint consists of (`_metadata`, task states, shared runs) was
-/// durable (synced on the storage node's disk) before the JobManager persisted its completion.
-/// A job restored from a path may reference files an earlier run wrote: those are not judged.
-pub fn storage(trace: &[TraceEntry]) -> Vec<Violation> {
+/// Storage, three rules:
+/// - durability: every file a checkpoint references (`CompletionPersisting.files`) was synced
+///   before its completion was persisted;
+/// - retention: while the job runs, no file a retained checkpoint references (completed, not
+///   yet subsumed) is deleted;
+/// - no leaks: once the job ended and its clean-up settled (`files` is the storage node's
+///   listing then), the job's checkpoint directory holds no file this run wrote other than
+///   those of the checkpoints its retention policy keeps. Files the run did not write (a
+///   snapshot it restored from) are not its to delete.
+pub fn storage(
+    trace: &[TraceEntry],
+    plan: &ExecutionPlan,
+    ended: Option<JobStatus>,
+    files: &[String],
+) -> Vec<Violation> {
     let mut written = BTreeSet::new();
     let mut synced = BTreeSet::new();
     let mut restored_from_path = false;
+    let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
+    let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
+    let mut terminal = false;
     let mut messages = Vec::new();
     let mut first_at = None;
     for entry in trace {
+        let mut violation = |message: String| {
+            first_at = first_at.or(Some(entry.at));
+            messages.push(message);
+        };
         match &entry.event {
             TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
                 written.insert(path.as_str());
@@ -659,20 +678,87 @@ pub fn storage(trace: &[TraceEntry]) -> Vec<Violation> {
             TraceEvent::Storage(StorageEvent::Synced { path }) => {
                 synced.insert(path.as_str());
             }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) if !terminal => {
+                let users: Vec<String> = retained
+                    .iter()
+                    .filter(|id| referenced[id].contains(path))
+                    .map(|id| id.to_string())
+                    .collect();
+                if !users.is_empty() {
+                    violation(format!(
+                        "{path} was deleted at {} while retained checkpoint(s) {} reference it",
+                        entry.at,
+                        users.join(", ")
+                    ));
+                }
+            }
             TraceEvent::Engine(EngineEvent::RestoredFromPath { .. }) => restored_from_path = true,
             TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
+                referenced.insert(*checkpoint, files);
                 for file in files {
                     let foreign = restored_from_path && !written.contains(file.as_str());
                     if !synced.contains(file.as_str()) && !foreign {
-                        first_at = first_at.or(Some(entry.at));
-                        messages.push(format!(
+                        violation(format!(
                             "{checkpoint}: {file} was not durable when the completion was persisted (at {})",
                             entry.at
                         ));
                     }
                 }
             }
+            // A completion is persisted first, so its files are known.
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
+                if referenced.contains_key(checkpoint) =>
+            {
+                retained.insert(*checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
+                retained.remove(checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::HaRecordAdopted { completed }) => {
+                // Those whose files this run knows (not a snapshot restored from a path).
+                retained = completed
+                    .iter()
+                    .copied()
+                    .filter(|id| referenced.contains_key(id))
+                    .collect();
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) if status.is_terminal() => {
+                terminal = true;
+            }
             _ => {}
+        }
+    }
+    if let (Some(status), CheckpointStorageKind::FileSystem(root)) =
+        (ended, plan.checkpoint.storage(&plan.job))
+    {
+        let leaving = match status {
+            JobStatus::Finished => Leaving::Finished,
+            JobStatus::Canceled => Leaving::Canceled,
+            _ => Leaving::Failed,
+        };
+        let policy = SnapshotKind::Checkpoint(plan.checkpoint.retention);
+        let kept: BTreeSet<&str> = if policy.discarded_when(leaving) {
+            BTreeSet::new()
+        } else {
+            retained
+                .iter()
+                .flat_map(|id| referenced[id].iter().map(String::as_str))
+                .collect()
+        };
+        let prefix = format!("{root}/");
+        let leaked: Vec<&str> = files
+            .iter()
+            .map(String::as_str)
+            .filter(|f| f.starts_with(&prefix) && written.contains(f) && !kept.contains(f))
+            .collect();
+        if !leaked.is_empty() {
+            let end = trace.last().map_or(Tick(0), |entry| entry.at);
+            first_at = first_at.or(Some(end));
+            messages.push(format!(
+                "{} file(s) left behind after the job ended {status:?} and its clean-up settled: {}",
+                leaked.len(),
+                leaked.join(", ")
+            ));
         }
     }
     summarize(Property::Storage, messages, first_at)

@@ -317,6 +317,16 @@ impl SimDisk {
         std::mem::take(&mut self.lock().events)
     }
 
+    /// The paths of `node`'s files as they are now (pending included), in order.
+    pub fn files(&self, node: NodeId) -> Vec<String> {
+        let state = self.lock();
+        state
+            .nodes
+            .get(&node)
+            .map(|disk| disk.files.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The bytes of `node`'s file as they are now (pending included), for tests.
     pub fn peek(&self, node: NodeId, path: &str) -> Option<Vec<u8>> {
         let state = self.lock();

@@ -86,6 +86,9 @@ pub struct RunResult {
     pub trace: Vec<TraceEntry>,
     /// Its hash.
     pub trace_hash: u64,
+    /// The storage node's files at the end (durable or not), after the clean-up that follows
+    /// the job's end settled.
+    pub files: Vec<String>,
 }
 
 /// A slow link: until when, and the range each message's extra delay is drawn from.
@@ -198,7 +201,7 @@ pub fn run(config: RunConfig) -> RunResult {
     let world = world
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (end, virtual_ticks) = match joined {
+    let (end, virtual_ticks, files) = match joined {
         Ok(ended) => ended,
         Err(panic) => {
             let message = panic
@@ -207,7 +210,7 @@ pub fn run(config: RunConfig) -> RunResult {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic without a message".to_string());
             let last = world.trace.last().map_or(0, |entry| entry.at.0);
-            (RunEnd::Panicked(message), last)
+            (RunEnd::Panicked(message), last, Vec::new())
         }
     };
     RunResult {
@@ -220,6 +223,7 @@ pub fn run(config: RunConfig) -> RunResult {
         dangling_transactions: world.sink.dangling_transactions(),
         trace_hash: trace_hash(&world.trace),
         trace: world.trace.clone(),
+        files,
     }
 }
 
@@ -408,11 +412,16 @@ impl Adversary {
     }
 }
 
+/// After the job ends, how long the run goes on before the storage node's files are listed, so
+/// that the clean-up settles: deletions, and late writes of snapshots that no longer count
+/// (longer than a storage request's default timeout).
+const SETTLE_TICKS: u64 = 1_500;
+
 async fn supervise(
     config: RunConfig,
     world: SharedWorld,
     mut crash_requested: mpsc::UnboundedReceiver<(Address, u64)>,
-) -> (RunEnd, u64) {
+) -> (RunEnd, u64, Vec<String>) {
     let handle = Handle::current();
     let clock = Clock(virtual_now());
     let disk = SimDisk::current();
@@ -445,20 +454,33 @@ async fn supervise(
     let heal_at = config.schedule.heal_at;
     let deadline = config.schedule.deadline();
     let mut healed = false;
+    // When the job ended, and how.
+    let mut ended: Option<(JobStatus, Tick)> = None;
+    let files = |disk: &SimDisk| disk.files(storage);
     loop {
         let now = clock.now();
         let (status, inputs) = {
             let world = lock(&world);
             (world.status, world.inputs)
         };
-        if let Some(status) = status.filter(|s| s.is_terminal()) {
-            return (RunEnd::Terminated(status), now.0);
+        if let (None, Some(status)) = (ended, status.filter(|s| s.is_terminal())) {
+            ended = Some((status, now));
+            // The adversary stops with the job: its clean-up is judged in a healthy world.
+            if !healed {
+                healed = true;
+                due.clear();
+                adversary.heal();
+            }
         }
-        if now >= deadline {
-            return (RunEnd::TimedOut, now.0);
+        if let Some((status, at)) = ended {
+            if now >= at.after(SETTLE_TICKS) {
+                return (RunEnd::Terminated(status), at.0, files(&disk));
+            }
+        } else if now >= deadline {
+            return (RunEnd::TimedOut, now.0, files(&disk));
         }
         if inputs > config.inputs_max {
-            return (RunEnd::InputLimit(config.inputs_max), now.0);
+            return (RunEnd::InputLimit(config.inputs_max), now.0, files(&disk));
         }
         if !healed && now >= heal_at {
             healed = true;
@@ -472,7 +494,8 @@ async fn supervise(
             let fault = entry.remove();
             adversary.apply(fault);
         }
-        let mut wake = now.after(SUPERVISOR_POLL_TICKS).min(deadline);
+        let end = ended.map_or(deadline, |(_, at)| at.after(SETTLE_TICKS));
+        let mut wake = now.after(SUPERVISOR_POLL_TICKS).min(end);
         if let Some(((at, _), _)) = due.first_key_value() {
             wake = wake.min(*at);
         }

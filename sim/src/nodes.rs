@@ -10,7 +10,7 @@ use crate::disk::{DiskError, SimDisk};
 use crate::faults::WriteMoment;
 use crate::harness::{lock, virtual_now, Clock, RunConfig, SharedWorld};
 use crate::trace::{StorageEvent, TraceEvent};
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use madsim::net::Endpoint;
 use madsim::runtime::Handle;
@@ -112,8 +112,13 @@ impl Node for WorldSink {
 }
 
 type Envelope = (Address, Message);
-/// What goes over a connection: the sender and its messages in order.
-type Batch = (Address, Vec<Message>);
+/// What goes over a connection: the sender, its messages in order, and how the receiver
+/// says it has them.
+struct Batch {
+    from: Address,
+    messages: Vec<Message>,
+    delivered: oneshot::Sender<()>,
+}
 
 /// Binds the node's endpoint and forwards every message it receives to one inbox.
 async fn listen(
@@ -133,15 +138,19 @@ async fn listen(
             let inbox = inbox.clone();
             madsim::task::spawn(async move {
                 while let Ok(payload) = receiver.recv().await {
-                    let (from, batch) = *payload
+                    let batch = *payload
                         .downcast::<Batch>()
                         .expect("nodes send only batches");
+                    let from = batch.from;
                     let delivered = batch
+                        .messages
                         .into_iter()
                         .all(|message| inbox.unbounded_send((from, message)).is_ok());
                     if !delivered {
                         break;
                     }
+                    // The sender may send its next batch (it may have gone away: no matter).
+                    let _ = batch.delivered.send(());
                 }
             });
         }
@@ -260,7 +269,10 @@ impl StorageService {
             StorageOp::DeleteAll { prefix } => {
                 let doomed = self.below(&prefix).await;
                 for path in &doomed {
-                    self.disk.delete(path.as_str()).await;
+                    if self.disk.delete(path.as_str()).await {
+                        let path = path.to_string();
+                        self.trace(StorageEvent::Deleted { path });
+                    }
                 }
                 Ok(StorageReply::Deleted(doomed.len() as u64))
             }
@@ -423,11 +435,13 @@ struct Link {
 }
 
 impl Link {
-    /// Sends the link's messages in order, each no earlier than its ready time. Every message
-    /// already due leaves in one payload: madsim delivers at most one payload per millisecond
-    /// on a connection (its sleeps last at least 1 ms), so one payload per message would cap a
-    /// link at 1,000 messages per virtual second and a busy link would fall ever further
-    /// behind (a TCP connection coalesces small writes the same way).
+    /// Sends the link's messages in order, each no earlier than its ready time, one batch in
+    /// flight at a time: every message due when the previous batch arrived leaves in the next.
+    /// madsim delivers at most one payload per millisecond on a connection (its sleeps last at
+    /// least 1 ms, and a payload sent over a clogged link waits out a backoff of its own), so
+    /// a payload per message, or payloads sent without waiting, let a busy link fall ever
+    /// further behind (a TCP connection coalesces small writes and keeps a window the same
+    /// way).
     async fn run(self, mut messages: mpsc::UnboundedReceiver<(Tick, Message)>) {
         let mut connection: Option<madsim::net::Sender> = None;
         let mut queued: VecDeque<(Tick, Message)> = VecDeque::new();
@@ -468,9 +482,15 @@ impl Link {
             let Some(sender) = connection.as_ref() else {
                 continue;
             };
-            let payload: Box<dyn std::any::Any + Send + Sync> = Box::new((self.from, batch));
-            if sender.send(payload).await.is_err() {
-                // The peer died after the check: the messages are lost with it.
+            let (delivered, on_delivery) = oneshot::channel();
+            let batch = Batch {
+                from: self.from,
+                messages: batch,
+                delivered,
+            };
+            let payload: Box<dyn std::any::Any + Send + Sync> = Box::new(batch);
+            if sender.send(payload).await.is_err() || on_delivery.await.is_err() {
+                // The peer died: the messages are lost with it.
                 connection = None;
             }
         }

@@ -39,6 +39,11 @@ pub enum StorageEvent {
         /// The file.
         path: String,
     },
+    /// A file was deleted.
+    Deleted {
+        /// The file.
+        path: String,
+    },
     /// An operation failed.
     Failed {
         /// The operation.
