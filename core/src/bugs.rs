@@ -29,11 +29,17 @@ pub enum SeededBug {
     ReusedTransactionId,
     /// After a failover the coordinator no longer triggers periodic checkpoints (FLINK-13256).
     PeriodicNotResumed,
+    /// A 2PC sink that commits several transactions at once commits the newest first: a lower
+    /// checkpoint's transaction is committed after a higher one's.
+    CommitOutOfOrder,
+    /// The shared-state registry deletes the runs older than the newest retained checkpoint,
+    /// not the oldest: files an older retained checkpoint references are deleted.
+    RegistryDeletesReferenced,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 8] = [
+    pub const ALL: [SeededBug; 10] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -42,6 +48,8 @@ impl SeededBug {
         SeededBug::RestoreFromPending,
         SeededBug::ReusedTransactionId,
         SeededBug::PeriodicNotResumed,
+        SeededBug::CommitOutOfOrder,
+        SeededBug::RegistryDeletesReferenced,
     ];
 
     /// Its name on the command line.
@@ -55,6 +63,8 @@ impl SeededBug {
             SeededBug::RestoreFromPending => "restore-from-pending",
             SeededBug::ReusedTransactionId => "reused-transaction-id",
             SeededBug::PeriodicNotResumed => "periodic-not-resumed",
+            SeededBug::CommitOutOfOrder => "commit-out-of-order",
+            SeededBug::RegistryDeletesReferenced => "registry-deletes-referenced",
         }
     }
 
@@ -85,6 +95,12 @@ impl SeededBug {
             SeededBug::PeriodicNotResumed => {
                 "periodic checkpoints are not triggered again after a failover (FLINK-13256)"
             }
+            SeededBug::CommitOutOfOrder => {
+                "the 2PC sink commits a lower checkpoint's transaction after a higher one's"
+            }
+            SeededBug::RegistryDeletesReferenced => {
+                "the shared-state registry deletes files an older retained checkpoint references"
+            }
         }
     }
 
@@ -100,6 +116,9 @@ impl SeededBug {
             SeededBug::AckBeforeDurable => "storage",
             SeededBug::RestoreFromPending => "recovery",
             SeededBug::PeriodicNotResumed => "liveness",
+            // A key's newer value is committed before its older one.
+            SeededBug::CommitOutOfOrder => "state-consistency",
+            SeededBug::RegistryDeletesReferenced => "storage",
         }
     }
 
@@ -126,6 +145,12 @@ impl SeededBug {
             }
             SeededBug::ReusedTransactionId => "FLINK-8132; flink-semantics §O.81",
             SeededBug::PeriodicNotResumed => "FLINK-13256; flink-semantics §B.7",
+            SeededBug::CommitOutOfOrder => {
+                "flink-semantics §O.82 (pending transactions committed in checkpoint id order)"
+            }
+            SeededBug::RegistryDeletesReferenced => {
+                "flink-semantics §J (a shared file is deleted only when no retained checkpoint uses it)"
+            }
         }
     }
 

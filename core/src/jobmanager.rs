@@ -609,8 +609,12 @@ impl JobManager {
         }
         self.coordinator = Some(coordinator);
         if let Some(ended) = record.ended {
-            // The job ended before this JobManager started: it stays ended.
+            // The job ended before this JobManager started: it stays ended. The clean-up that
+            // follows the end may not have happened (the record is written first): do it again;
+            // deleting is idempotent. (Flink retries the clean-up of a job its JobResultStore
+            // marks dirty the same way.)
             self.set_status(ended, out);
+            self.discard_on_termination(now, Leaving::ended(ended), out);
             return;
         }
         self.set_status(JobStatus::Created, out);
@@ -1221,7 +1225,14 @@ impl JobManager {
         if coordinator.has_pending() || self.status.is_terminal() {
             return;
         }
-        let Some(lowest) = coordinator.store().checkpoints().next().map(|c| c.id) else {
+        let retained: Vec<CheckpointId> = coordinator.store().checkpoints().map(|c| c.id).collect();
+        let bound = if self.plan.has_bug(SeededBug::RegistryDeletesReferenced) {
+            // Seeded bug: the newest retained checkpoint as the bound, not the oldest.
+            retained.last().copied()
+        } else {
+            retained.first().copied()
+        };
+        let Some(lowest) = bound else {
             return;
         };
         for prefix in self.shared.unregister_unused(lowest) {

@@ -85,6 +85,8 @@ pub struct Operator {
     operator: OperatorId,
     /// Seeded bug [`ReusedTransactionId`](SeededBug::ReusedTransactionId).
     reuses_transaction_id: bool,
+    /// Seeded bug [`CommitOutOfOrder`](SeededBug::CommitOutOfOrder).
+    commits_out_of_order: bool,
 }
 
 /// A state that does not belong to this operator.
@@ -130,6 +132,7 @@ impl Operator {
             task: spec.id,
             operator: spec.operator,
             reuses_transaction_id: spec.has_bug(SeededBug::ReusedTransactionId),
+            commits_out_of_order: spec.has_bug(SeededBug::CommitOutOfOrder),
         }
     }
 
@@ -317,7 +320,11 @@ impl Operator {
         let OperatorState::TwoPhaseCommitSink(sink) = &mut self.state else {
             return Vec::new();
         };
-        let committed = sink.complete(checkpoint);
+        let mut committed = sink.complete(checkpoint);
+        if self.commits_out_of_order {
+            // Seeded bug: the newest transaction first, so an older one commits after it.
+            committed.reverse();
+        }
         out.sink.extend(
             committed
                 .iter()

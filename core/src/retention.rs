@@ -121,6 +121,19 @@ pub enum Leaving {
     Suspended,
 }
 
+impl Leaving {
+    /// Why a job that ended with `status` leaves its checkpoints.
+    pub fn ended(status: crate::trace::JobStatus) -> Leaving {
+        use crate::trace::JobStatus;
+        assert!(status.is_terminal(), "{status:?} does not end a job");
+        match status {
+            JobStatus::Finished => Leaving::Finished,
+            JobStatus::Canceled => Leaving::Canceled,
+            _ => Leaving::Failed,
+        }
+    }
+}
+
 /// A checkpoint made under a retention policy, or a savepoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SnapshotKind {

@@ -27,7 +27,7 @@ use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::rng::{SimRng, Stream};
-use snapsim_sim::trace::TraceEvent;
+use snapsim_sim::trace::{TraceEntry, TraceEvent};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use thiserror::Error;
@@ -298,6 +298,45 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         bugs: setup_bugs,
     };
     Ok((outcome, result))
+}
+
+/// What `snapsim run` and `replay` print for a run: the verdict, its statistics, each
+/// violation, the line that replays it, and the trace entries just before the first violation
+/// with a time (what led to it).
+pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> String {
+    use std::fmt::Write;
+    const ENTRIES: usize = 12;
+    let s = &outcome.stats;
+    let mut text = format!(
+        "scenario {} seed {}: {:?}\n",
+        outcome.scenario, outcome.seed, outcome.verdict
+    );
+    let _ = writeln!(
+        text,
+        "  checkpoints completed {} aborted {}, failovers {}, records committed {}, virtual time {} ms, trace hash {:016x}",
+        s.checkpoints_completed, s.checkpoints_aborted, s.restarts, s.records_committed, s.virtual_ticks, outcome.trace_hash
+    );
+    for violation in &outcome.violations {
+        let _ = writeln!(
+            text,
+            "  violated {}: {}",
+            violation.property, violation.message
+        );
+    }
+    let _ = writeln!(text, "  replay: {replay_line}");
+    if let Some(at) = outcome.violations.iter().find_map(|v| v.at) {
+        let end = trace.partition_point(|entry| entry.at <= at);
+        let _ = writeln!(text, "  the trace up to {at}:");
+        for entry in &trace[end.saturating_sub(ENTRIES)..end] {
+            let _ = writeln!(text, "    {}", describe_entry(entry));
+        }
+    }
+    text
+}
+
+/// One trace entry as a line: time, node, event.
+pub fn describe_entry(entry: &TraceEntry) -> String {
+    format!("{} {:?} {:?}", entry.at, entry.node, entry.event)
 }
 
 /// A run's verdict from its violations: a crash first, then correctness, then liveness (a

@@ -8,7 +8,7 @@ use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
 use snapsim_scenarios::generated::{CaseFile, BUILD_COMMIT};
 use snapsim_scenarios::run_case;
 use snapsim_scenarios::{
-    find, judge, run, run_with_bugs, scenarios, setup, Outcome, Scenario, Verdict,
+    describe_run, find, judge, run, run_with_bugs, scenarios, setup, Outcome, Scenario, Verdict,
 };
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
@@ -220,22 +220,6 @@ fn run_one(
     Ok(outcome.verdict == Verdict::Passed)
 }
 
-fn print_outcome(outcome: &Outcome, replay_line: &str) {
-    let s = &outcome.stats;
-    println!(
-        "scenario {} seed {}: {:?}",
-        outcome.scenario, outcome.seed, outcome.verdict
-    );
-    println!(
-        "  checkpoints completed {} aborted {}, failovers {}, records committed {}, virtual time {} ms, trace hash {:016x}",
-        s.checkpoints_completed, s.checkpoints_aborted, s.restarts, s.records_committed, s.virtual_ticks, outcome.trace_hash
-    );
-    for violation in &outcome.violations {
-        println!("  violated {}: {}", violation.property, violation.message);
-    }
-    println!("  replay: {replay_line}");
-}
-
 fn replay(path: &Path, json: bool, trace: Option<PathBuf>) -> Result<bool, String> {
     let file = CaseFile::load(path).map_err(|e| e.to_string())?;
     let bugs = parse_bugs(&file.bugs)?;
@@ -269,8 +253,7 @@ fn print_run(outcome: &Outcome, trace: &[TraceEntry], json: bool, replay_line: &
             serde_json::to_string(outcome).expect("outcomes serialize")
         );
     } else {
-        print_outcome(outcome, replay_line);
-        print_trace_before_first_violation(outcome, trace);
+        print!("{}", describe_run(outcome, trace, replay_line));
     }
 }
 
@@ -283,19 +266,6 @@ fn write_trace(path: Option<PathBuf>, trace: &[TraceEntry]) -> Result<(), String
         .map(|entry| serde_json::to_string(entry).expect("trace entries serialize") + "\n")
         .collect();
     std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The trace entries just before the first violation with a time: what led to it.
-fn print_trace_before_first_violation(outcome: &Outcome, trace: &[TraceEntry]) {
-    const ENTRIES: usize = 12;
-    let Some(at) = outcome.violations.iter().find_map(|v| v.at) else {
-        return;
-    };
-    let end = trace.partition_point(|entry| entry.at <= at);
-    println!("  the trace up to {at}:");
-    for entry in &trace[end.saturating_sub(ENTRIES)..end] {
-        println!("    {} {:?} {:?}", entry.at, entry.node, entry.event);
-    }
 }
 
 fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {

@@ -731,13 +731,8 @@ pub fn storage(
     if let (Some(status), CheckpointStorageKind::FileSystem(root)) =
         (ended, plan.checkpoint.storage(&plan.job))
     {
-        let leaving = match status {
-            JobStatus::Finished => Leaving::Finished,
-            JobStatus::Canceled => Leaving::Canceled,
-            _ => Leaving::Failed,
-        };
         let policy = SnapshotKind::Checkpoint(plan.checkpoint.retention);
-        let kept: BTreeSet<&str> = if policy.discarded_when(leaving) {
+        let kept: BTreeSet<&str> = if policy.discarded_when(Leaving::ended(status)) {
             BTreeSet::new()
         } else {
             retained

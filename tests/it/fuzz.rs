@@ -55,6 +55,9 @@ impl Knobs {
     }
 }
 
+/// How many shrinking steps a failure gets.
+pub const SHRINK_ITERS: u32 = 256;
+
 /// What a fuzzing session found: the shrunk failing case written to a file, and how many
 /// cases ran before the first failure.
 pub struct Found {
@@ -73,14 +76,15 @@ pub fn fuzz(
     seed: u64,
     bugs: &BTreeSet<SeededBug>,
     episodes_max: usize,
+    shrink_iters: u32,
 ) -> Result<u32, Box<Found>> {
+    // Regressions found once are tried first forever after (committed with the tests); a
+    // failure with a seeded bug on is no regression.
+    let persistence = FileFailurePersistence::Direct("it/fuzz.proptest-regressions");
     let config = Config {
         cases,
-        // Regressions found once are tried first forever after (committed with the tests).
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "it/fuzz.proptest-regressions",
-        ))),
-        max_shrink_iters: 256,
+        failure_persistence: bugs.is_empty().then(|| Box::new(persistence) as Box<_>),
+        max_shrink_iters: shrink_iters,
         ..Config::default()
     };
     let mut seed_bytes = [0u8; 32];
@@ -131,7 +135,13 @@ pub fn fuzz(
 #[test]
 fn generated_cases_keep_every_property() {
     let knobs = Knobs::from_env();
-    match fuzz(knobs.cases, knobs.seed, &knobs.bugs, knobs.episodes_max) {
+    match fuzz(
+        knobs.cases,
+        knobs.seed,
+        &knobs.bugs,
+        knobs.episodes_max,
+        SHRINK_ITERS,
+    ) {
         // The committed regressions run first, then the new cases.
         Ok(ran) => assert!(ran >= knobs.cases, "every case ran: {ran}"),
         Err(found) => panic!(

@@ -5,3 +5,4 @@ mod faults;
 mod fuzz;
 mod scenarios;
 mod seeded_bugs;
+mod snapshots;
