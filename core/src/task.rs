@@ -892,6 +892,16 @@ mod tests {
     use crate::storage::{StateLocation, StoragePath};
     use crate::testing::keyed_sum_job;
 
+    /// A one-byte state file at `path`.
+    fn file_handle(path: &str) -> StateHandle {
+        StateHandle {
+            location: StateLocation::File(StoragePath::new(path).expect("valid")),
+            size: 1,
+            checksum: 0,
+            shared: Vec::new(),
+        }
+    }
+
     fn sink_task() -> Task {
         let plan = keyed_sum_job(8, None).build().expect("valid job");
         let spec = plan
@@ -928,12 +938,7 @@ mod tests {
         let checkpoint = CheckpointId(1);
         let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(checkpoint));
         task.on_data(channel, vec![barrier], &mut out);
-        let handle = StateHandle {
-            location: StateLocation::File(StoragePath::new("job/chk-1/sink").expect("valid")),
-            size: 1,
-            checksum: 0,
-            shared: Vec::new(),
-        };
+        let handle = file_handle("job/chk-1/sink");
         task.on_snapshot_durable(checkpoint, handle, &mut out);
         let acknowledged = |out: &[TaskEffect]| {
             out.iter()
@@ -947,12 +952,7 @@ mod tests {
         out.clear();
         let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(2)));
         task.on_data(channel, vec![barrier], &mut out);
-        let handle = StateHandle {
-            location: StateLocation::File(StoragePath::new("job/chk-2/sink").expect("valid")),
-            size: 1,
-            checksum: 0,
-            shared: Vec::new(),
-        };
+        let handle = file_handle("job/chk-2/sink");
         task.on_snapshot_durable(CheckpointId(2), handle, &mut out);
         assert!(acknowledged(&out));
     }
@@ -1049,12 +1049,7 @@ mod tests {
         };
 
         out.clear();
-        let handle = StateHandle {
-            location: StateLocation::File(StoragePath::new("job/chk-1/sink").expect("valid")),
-            size: 1,
-            checksum: 0,
-            shared: Vec::new(),
-        };
+        let handle = file_handle("job/chk-1/sink");
         task.on_snapshot_durable(final_checkpoint, handle, &mut out);
         assert!(out.is_empty(), "no ack before the pre-commit is confirmed");
         task.on_pre_committed(transaction, &mut out);

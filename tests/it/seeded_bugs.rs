@@ -39,9 +39,10 @@ fn each_seeded_bug_is_found_and_named_by_its_property() {
         );
         // Figures for the reader, never asserted beyond the bound (the machines are noisy).
         eprintln!(
-            "{bug}: found after {} case(s), shrunk to {} fault episode(s), {} records, in {:?}, as {properties:?}",
+            "{bug}: found after {} case(s), shrunk to {} fault episode(s) ({} schedule events), {} records, in {:?}, as {properties:?}",
             found.cases_to_find,
             found.file.case.episodes.len(),
+            found.file.schedule.events.len(),
             found.file.case.job.records,
             started.elapsed()
         );
