@@ -77,6 +77,9 @@ pub struct BarrierAligner {
     current: CheckpointId,
     aligning: Option<CheckpointBarrier>,
     blocked: BTreeSet<ChannelIndex>,
+    /// Seeded bug: a newer barrier takes over the alignment without aborting the older
+    /// checkpoint, and the channels blocked for it count for the newer one.
+    newer_barrier_joins: bool,
 }
 
 impl BarrierAligner {
@@ -88,7 +91,14 @@ impl BarrierAligner {
             current: CheckpointId(0),
             aligning: None,
             blocked: BTreeSet::new(),
+            newer_barrier_joins: false,
         }
+    }
+
+    /// The aligner with the seeded bug "barrier n+1 does not abort a pending n".
+    pub fn with_newer_barrier_joining(mut self) -> BarrierAligner {
+        self.newer_barrier_joins = true;
+        self
     }
 
     fn unblock_all(&mut self) {
@@ -130,7 +140,7 @@ impl BarrierHandler for BarrierAligner {
         let mut actions = BarrierActions::none();
         if barrier.id > self.current {
             // A newer barrier while aligning aborts the older checkpoint (§D.26).
-            if let Some(older) = self.aligning {
+            if let Some(older) = self.aligning.filter(|_| !self.newer_barrier_joins) {
                 actions
                     .aborted
                     .push((older.id, CheckpointFailureReason::DeclinedSubsumed));
@@ -350,6 +360,19 @@ mod tests {
                 "snapshot 2 | ",
                 " | ",
             ],
+        );
+    }
+
+    #[test]
+    fn seeded_bug_a_newer_barrier_joins_the_alignment_instead_of_aborting() {
+        let mut aligner = BarrierAligner::new(2).with_newer_barrier_joining();
+        // Channel 0 stays blocked at 1, yet counts for 2: the snapshot of 2 misses channel 0's
+        // records between 1 and 2.
+        check(
+            &mut aligner,
+            2,
+            &[b(0, 1), b(1, 2)],
+            &[" | 0", "snapshot 2 | "],
         );
     }
 

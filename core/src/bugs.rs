@@ -35,11 +35,19 @@ pub enum SeededBug {
     /// The shared-state registry deletes the runs older than the newest retained checkpoint,
     /// not the oldest: files an older retained checkpoint references are deleted.
     RegistryDeletesReferenced,
+    /// A barrier n+1 arriving while n is aligning does not abort n: the alignment goes on for
+    /// n+1 with the channels blocked for n counted as aligned.
+    NewerBarrierNotAborting,
+    /// A task that declines or skips a checkpoint sends no cancellation marker downstream.
+    DeclineWithoutMarker,
+    /// An abort notice's latest completed checkpoint is ignored, so a lost completion
+    /// notification is never made up for (FLINK-21080).
+    LostNotificationNotCompensated,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 10] = [
+    pub const ALL: [SeededBug; 13] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -50,6 +58,9 @@ impl SeededBug {
         SeededBug::PeriodicNotResumed,
         SeededBug::CommitOutOfOrder,
         SeededBug::RegistryDeletesReferenced,
+        SeededBug::NewerBarrierNotAborting,
+        SeededBug::DeclineWithoutMarker,
+        SeededBug::LostNotificationNotCompensated,
     ];
 
     /// Its name on the command line.
@@ -65,6 +76,9 @@ impl SeededBug {
             SeededBug::PeriodicNotResumed => "periodic-not-resumed",
             SeededBug::CommitOutOfOrder => "commit-out-of-order",
             SeededBug::RegistryDeletesReferenced => "registry-deletes-referenced",
+            SeededBug::NewerBarrierNotAborting => "newer-barrier-not-aborting",
+            SeededBug::DeclineWithoutMarker => "decline-without-marker",
+            SeededBug::LostNotificationNotCompensated => "lost-notification-not-compensated",
         }
     }
 
@@ -101,6 +115,15 @@ impl SeededBug {
             SeededBug::RegistryDeletesReferenced => {
                 "the shared-state registry deletes files an older retained checkpoint references"
             }
+            SeededBug::NewerBarrierNotAborting => {
+                "a barrier n+1 arriving while n is aligning does not abort n"
+            }
+            SeededBug::DeclineWithoutMarker => {
+                "a task declines or skips a checkpoint without a cancellation marker downstream"
+            }
+            SeededBug::LostNotificationNotCompensated => {
+                "a lost completion notification is never made up for (FLINK-21080)"
+            }
         }
     }
 
@@ -119,6 +142,12 @@ impl SeededBug {
             // A key's newer value is committed before its older one.
             SeededBug::CommitOutOfOrder => "state-consistency",
             SeededBug::RegistryDeletesReferenced => "storage",
+            // The snapshot of n+1 misses the records between n and n+1 on the early channels.
+            SeededBug::NewerBarrierNotAborting => "consistent-cut",
+            // A channel delivers a later barrier before anything for the declined checkpoint.
+            SeededBug::DeclineWithoutMarker => "cancellation",
+            // A task told that a checkpoint completed has not committed up to it.
+            SeededBug::LostNotificationNotCompensated => "notification",
         }
     }
 
@@ -151,6 +180,13 @@ impl SeededBug {
             SeededBug::RegistryDeletesReferenced => {
                 "flink-semantics §J (a shared file is deleted only when no retained checkpoint uses it)"
             }
+            SeededBug::NewerBarrierNotAborting => {
+                "flink-semantics §D.26 (a newer barrier aborts the pending checkpoint)"
+            }
+            SeededBug::DeclineWithoutMarker => {
+                "flink-semantics §C.18 step 0b, §C.19, §D.26 (broadcast CancelCheckpointMarker)"
+            }
+            SeededBug::LostNotificationNotCompensated => "FLINK-21080; flink-semantics §G.44 (an abort notice first commits the latest completed)",
         }
     }
 

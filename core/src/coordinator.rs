@@ -368,6 +368,12 @@ impl CheckpointCoordinator {
         Ok(())
     }
 
+    /// The final checkpoint, once it completed.
+    fn final_completed(&self) -> Option<CheckpointId> {
+        let first = self.finishing_since?;
+        self.store.latest().map(|c| c.id).filter(|&id| id >= first)
+    }
+
     /// All sources consumed their input: a checkpoint must follow and complete (the final one).
     pub fn request_final_checkpoint(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
         if self.finishing_since.is_none() {
@@ -408,7 +414,14 @@ impl CheckpointCoordinator {
                 // Fixed rate: the schedule does not drift with completions (reference §B.7).
                 let missed = now.since(at) / interval;
                 self.next_periodic = Some(at.after((missed + 1) * interval));
-                self.queue_request(true, out);
+                match self.final_completed() {
+                    // A task whose notification was lost waits for it to finish: repeat it.
+                    Some(checkpoint) => out.push(CoordinatorEffect::NotifyComplete {
+                        checkpoint,
+                        final_checkpoint: true,
+                    }),
+                    None => self.queue_request(true, out),
+                }
             }
         }
         self.try_trigger(now, out);
@@ -652,12 +665,9 @@ impl CheckpointCoordinator {
         if !self.running || self.triggering.is_some() {
             return;
         }
-        let final_done = self
-            .finishing_since
-            .is_some_and(|first| self.store.latest().is_some_and(|c| c.id >= first));
-        if final_done {
+        if self.final_completed().is_some() {
             // The final checkpoint completed: tasks are finishing, nothing more to snapshot.
-            self.next_periodic = None;
+            // The periodic timer goes on to repeat its notification (see on_tick).
             self.queued_periodic = 0;
             self.queued_requested = 0;
             return;

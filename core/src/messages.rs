@@ -214,6 +214,21 @@ pub enum Message {
     SinkResult(SinkReply),
 }
 
+impl Message {
+    /// A checkpoint RPC: fire and forget, so losing it costs a checkpoint at most (a timeout,
+    /// a later completion, or an abort notice makes up for it), never the job.
+    pub fn is_checkpoint_rpc(&self) -> bool {
+        matches!(
+            self,
+            Message::TriggerCheckpoint { .. }
+                | Message::Acknowledge { .. }
+                | Message::Decline { .. }
+                | Message::NotifyCheckpointComplete { .. }
+                | Message::NotifyCheckpointAborted { .. }
+        )
+    }
+}
+
 /// What a node wants done after handling one input: messages to send, events to trace.
 #[derive(Debug, Default)]
 pub struct Outbox {

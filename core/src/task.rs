@@ -5,7 +5,7 @@
 //! so no record can slip between them (reference §C.18); the acknowledgement waits until the
 //! snapshot is durable and, for a two-phase-commit sink, the pre-commit is confirmed (§C.20).
 
-use crate::barrier::{handler_for, BarrierHandler};
+use crate::barrier::{handler_for, BarrierAligner, BarrierHandler};
 use crate::bugs::SeededBug;
 use crate::codec::{self, DecodeError, Kind};
 use crate::config::CheckpointingMode;
@@ -90,6 +90,21 @@ pub enum TaskEffect {
     Finished,
     /// Record a trace event.
     Trace(EngineEvent),
+}
+
+/// The task's snapshot algorithm, with the seeded bugs that live in it.
+fn barrier_handler(
+    spec: &TaskSpec,
+    mode: CheckpointingMode,
+    channels: u16,
+) -> Box<dyn BarrierHandler> {
+    if spec.has_bug(SeededBug::AlignmentWithoutBlocking) {
+        return handler_for(CheckpointingMode::AtLeastOnce, channels); // Nothing blocks.
+    }
+    if mode == CheckpointingMode::ExactlyOnce && spec.has_bug(SeededBug::NewerBarrierNotAborting) {
+        return Box::new(BarrierAligner::new(channels).with_newer_barrier_joining());
+    }
+    handler_for(mode, channels)
 }
 
 /// One task's snapshot as it is stored.
@@ -213,6 +228,7 @@ struct PendingSnapshot {
 #[derive(Debug)]
 pub struct Task {
     spec: TaskSpec,
+    attempt: Attempt,
     operator: Operator,
     handler: Option<Box<dyn BarrierHandler>>,
     inputs: Vec<InputChannel>,
@@ -251,14 +267,10 @@ impl Task {
     pub fn new(spec: &TaskSpec, attempt: Attempt, mode: CheckpointingMode) -> Task {
         let handler = match spec.inputs.len() {
             0 => None,
-            channels => Some(handler_for(
-                if spec.has_bug(SeededBug::AlignmentWithoutBlocking) {
-                    CheckpointingMode::AtLeastOnce // Seeded bug: nothing blocks.
-                } else {
-                    mode
-                },
-                u16::try_from(channels).expect("channels fit u16"),
-            )),
+            channels => {
+                let channels = u16::try_from(channels).expect("channels fit u16");
+                Some(barrier_handler(spec, mode, channels))
+            }
         };
         let inputs = spec
             .inputs
@@ -273,6 +285,7 @@ impl Task {
         Task {
             operator: Operator::new(spec, attempt),
             spec: spec.clone(),
+            attempt,
             handler,
             inputs,
             status: TaskStatus::Running,
@@ -547,6 +560,7 @@ impl Task {
         self.latest_notified = checkpoint;
         out.push(TaskEffect::Trace(EngineEvent::CheckpointNotified {
             task: self.spec.id,
+            attempt: self.attempt,
             checkpoint,
         }));
         let mut emitted = Emitted::default();
@@ -585,11 +599,23 @@ impl Task {
         latest_completed: Option<CheckpointId>,
         out: &mut Vec<TaskEffect>,
     ) {
-        if let Some(completed) = latest_completed {
-            self.on_notify_complete(completed, false, out);
-        }
         self.pending.remove(&checkpoint);
-        if checkpoint > self.last_checkpoint && self.status < TaskStatus::Committing {
+        if self.status >= TaskStatus::Committing {
+            return; // The final checkpoint completed: nothing is left to make up for.
+        }
+        match latest_completed {
+            // Seeded bug: the completion the notice carries is not made up for.
+            Some(_) if self.spec.has_bug(SeededBug::LostNotificationNotCompensated) => {}
+            Some(completed) => self.on_notify_complete(completed, false, out),
+            None => {}
+        }
+        out.push(TaskEffect::Trace(EngineEvent::AbortNotified {
+            task: self.spec.id,
+            attempt: self.attempt,
+            checkpoint,
+            latest_completed,
+        }));
+        if checkpoint > self.last_checkpoint {
             self.aborted_early.insert(checkpoint);
             if self.aborted_early.len() > ABORTED_EARLY_MAX {
                 self.aborted_early.pop_first();
@@ -651,6 +677,9 @@ impl Task {
             StreamEvent::Barrier(barrier) => {
                 let trace = EngineEvent::BarrierReceived {
                     task: self.spec.id,
+                    attempt: self.attempt,
+                    channel,
+                    from: self.spec.inputs[channel.index()].upstream,
                     checkpoint: barrier.id,
                 };
                 out.push(TaskEffect::Trace(trace));
@@ -658,6 +687,14 @@ impl Task {
                 self.apply(actions, out);
             }
             StreamEvent::CancelMarker(checkpoint) => {
+                let trace = EngineEvent::CancelMarkerReceived {
+                    task: self.spec.id,
+                    attempt: self.attempt,
+                    channel,
+                    from: self.spec.inputs[channel.index()].upstream,
+                    checkpoint,
+                };
+                out.push(TaskEffect::Trace(trace));
                 let actions = self.handler_mut().on_cancel_marker(channel, checkpoint);
                 self.apply(actions, out);
             }
@@ -680,7 +717,7 @@ impl Task {
     fn apply(&mut self, actions: crate::barrier::BarrierActions, out: &mut Vec<TaskEffect>) {
         for (checkpoint, reason) in actions.aborted {
             self.decline(checkpoint, reason, out);
-            self.broadcast(&StreamEvent::CancelMarker(checkpoint), out);
+            self.cancel_downstream(checkpoint, out);
         }
         if let Some(barrier) = actions.triggered {
             self.perform_checkpoint(barrier, out);
@@ -699,7 +736,12 @@ impl Task {
         self.last_checkpoint = barrier.id;
         if self.aborted_early.remove(&barrier.id) {
             // The JobManager already aborted it: skip it and tell downstream (§C.18 step 0b).
-            self.broadcast(&StreamEvent::CancelMarker(barrier.id), out);
+            out.push(TaskEffect::Trace(EngineEvent::CheckpointSkipped {
+                task: self.spec.id,
+                attempt: self.attempt,
+                checkpoint: barrier.id,
+            }));
+            self.cancel_downstream(barrier.id, out);
             return;
         }
         self.broadcast(&StreamEvent::Barrier(barrier), out);
@@ -761,6 +803,7 @@ impl Task {
         });
         out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken {
             task: self.spec.id,
+            attempt: self.attempt,
             checkpoint: barrier.id,
             state: snapshotted,
         }));
@@ -799,6 +842,7 @@ impl Task {
         out.push(TaskEffect::Decline { checkpoint, reason });
         out.push(TaskEffect::Trace(EngineEvent::Declined {
             task: self.spec.id,
+            attempt: self.attempt,
             checkpoint,
             reason,
         }));
@@ -869,6 +913,14 @@ impl Task {
                 event: StreamEvent::Record(record),
             });
         }
+    }
+
+    /// Tells every downstream task not to wait for this task's barrier of `checkpoint`.
+    fn cancel_downstream(&self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        if self.spec.has_bug(SeededBug::DeclineWithoutMarker) {
+            return; // Seeded bug: downstream keeps waiting for a barrier that never comes.
+        }
+        self.broadcast(&StreamEvent::CancelMarker(checkpoint), out);
     }
 
     fn broadcast(&self, event: &StreamEvent, out: &mut Vec<TaskEffect>) {

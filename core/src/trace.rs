@@ -1,7 +1,7 @@
 //! Engine events for the trace: what happened, from the engine's point of view. The driver adds
 //! the virtual time and node.
 
-use crate::ids::{Attempt, CheckpointId, TaskId};
+use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId};
 use crate::messages::CheckpointFailureReason;
 use crate::operator::OperatorState;
 use crate::sink::TransactionId;
@@ -102,6 +102,35 @@ pub enum EngineEvent {
     BarrierReceived {
         /// The task.
         task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
+        /// The channel.
+        channel: ChannelIndex,
+        /// The task at the channel's other end.
+        from: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A task received a cancellation marker on one channel.
+    CancelMarkerReceived {
+        /// The task.
+        task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
+        /// The channel.
+        channel: ChannelIndex,
+        /// The task at the channel's other end.
+        from: TaskId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A task skipped a checkpoint the JobManager had aborted before its barrier came; it sends
+    /// a cancellation marker on instead of the barrier (reference §C.18 step 0b).
+    CheckpointSkipped {
+        /// The task.
+        task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
@@ -109,6 +138,8 @@ pub enum EngineEvent {
     SnapshotTaken {
         /// The task.
         task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
         /// The checkpoint.
         checkpoint: CheckpointId,
         /// The state it snapshotted (whole, even when an incremental backend uploads only
@@ -136,6 +167,8 @@ pub enum EngineEvent {
     Declined {
         /// The task.
         task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
         /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why.
@@ -169,12 +202,27 @@ pub enum EngineEvent {
         /// Why.
         reason: CheckpointFailureReason,
     },
-    /// A task learned that a checkpoint completed (the notification; older ones are ignored).
+    /// A task learned that a checkpoint completed (the notification; older ones are ignored)
+    /// and committed the side effects up to it.
     CheckpointNotified {
         /// The task.
         task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
         /// The checkpoint.
         checkpoint: CheckpointId,
+    },
+    /// A task that has not finished learned that a checkpoint was aborted.
+    AbortNotified {
+        /// The task.
+        task: TaskId,
+        /// Its attempt.
+        attempt: Attempt,
+        /// The aborted checkpoint.
+        checkpoint: CheckpointId,
+        /// The latest completed checkpoint the notice carries: the task must have committed up
+        /// to it once it handled the notice (FLINK-21080).
+        latest_completed: Option<CheckpointId>,
     },
     /// A completed checkpoint left the store (retention).
     CheckpointSubsumed {

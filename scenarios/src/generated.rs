@@ -115,6 +115,18 @@ pub enum Episode {
         /// For how long.
         for_ticks: u64,
     },
+    /// The checkpoint RPCs between the JobManager and a TaskManager, one way, are lost for a
+    /// while (triggers and notices to it, or its acknowledgements and declines).
+    LoseCheckpointRpcs {
+        /// The TaskManager.
+        task_manager: u16,
+        /// Lose what the TaskManager sends, rather than what it receives.
+        outgoing: bool,
+        /// When.
+        at: u64,
+        /// For how long.
+        for_ticks: u64,
+    },
     /// The next disk operation of a kind on a matching path fails.
     FailNextDiskOp {
         /// The operation.
@@ -314,6 +326,23 @@ fn schedule(episodes: &[Episode]) -> FaultSchedule {
                     for_ticks,
                 },
             )),
+            Episode::LoseCheckpointRpcs {
+                task_manager,
+                outgoing,
+                at,
+                for_ticks,
+            } => {
+                let (mut from, mut to) = (Address::JobManager, tm(task_manager));
+                if outgoing {
+                    (from, to) = (to, from);
+                }
+                let fault = Fault::LoseCheckpointRpcs {
+                    from,
+                    to,
+                    for_ticks,
+                };
+                events.push((at, fault));
+            }
             Episode::FailNextDiskOp {
                 op,
                 path_contains,
@@ -395,6 +424,14 @@ pub fn episode() -> impl Strategy<Value = Episode> {
                 to,
                 at,
                 extra_ticks_max,
+                for_ticks
+            }
+        ),
+        2 => (task_manager(), any::<bool>(), EPISODE_AT, 1..400u64).prop_map(
+            |(task_manager, outgoing, at, for_ticks)| Episode::LoseCheckpointRpcs {
+                task_manager,
+                outgoing,
+                at,
                 for_ticks
             }
         ),

@@ -223,6 +223,8 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
     let mut violations = check::oracle_agrees_with_model(&oracle, &clean, &model);
     violations.extend(check::consistent_cut(&result.trace, &plan, &model));
     violations.extend(check::recovery(&result.trace, &plan));
+    violations.extend(check::cancellation(&result.trace, &plan));
+    violations.extend(check::notification(&result.trace, &plan));
     let ended = match result.end {
         RunEnd::Terminated(status) => Some(status),
         _ => None,

@@ -10,7 +10,7 @@ use crate::model::{emitted_value, fold, Cut, ModelState, ReferenceModel};
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
 use snapsim_core::config::{CheckpointConfig, CheckpointStorageKind, CheckpointingMode};
-use snapsim_core::ids::{CheckpointId, Key, OperatorId, TaskId, Tick};
+use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, Key, OperatorId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::{map, OperatorState};
@@ -40,6 +40,13 @@ pub enum Property {
     Recovery,
     /// Every file a checkpoint consists of is durable before its completion is persisted.
     Storage,
+    /// A task that declines or skips a checkpoint it forwarded no barrier for tells every
+    /// downstream task with a cancellation marker: no channel delivers a later barrier or
+    /// marker before one for that checkpoint.
+    Cancellation,
+    /// A task told that a checkpoint completed, by its notification or by an abort notice
+    /// carrying it, has committed up to it (FLINK-21080).
+    Notification,
     /// The failure-free oracle agrees with the sequential reference model.
     Oracle,
     /// Periodic checkpoints keep coming while the job runs, and the job finishes once faults
@@ -52,12 +59,14 @@ pub enum Property {
 impl Property {
     /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
     /// wrong restore explain the lost or duplicated output they cause.
-    pub const ALL: [Property; 10] = [
+    pub const ALL: [Property; 12] = [
         Property::NoCrash,
         Property::Oracle,
         Property::ConsistentCut,
         Property::Storage,
         Property::Recovery,
+        Property::Cancellation,
+        Property::Notification,
         Property::StateConsistency,
         Property::ExactlyOnce,
         Property::AtLeastOnce,
@@ -83,6 +92,8 @@ impl Property {
             Property::ConsistentCut => "consistent-cut",
             Property::Recovery => "recovery",
             Property::Storage => "storage",
+            Property::Cancellation => "cancellation",
+            Property::Notification => "notification",
             Property::Oracle => "oracle",
             Property::Liveness => "liveness",
             Property::NoCrash => "no-crash",
@@ -348,6 +359,7 @@ pub fn consistent_cut(
                 task,
                 checkpoint,
                 state,
+                ..
             }) => {
                 snapshots
                     .entry(*checkpoint)
@@ -618,6 +630,7 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                 task,
                 checkpoint,
                 state,
+                ..
             } => {
                 snapshots.insert((*task, *checkpoint), state);
             }
@@ -830,6 +843,142 @@ pub fn checkpoint_progress(
     summarize(Property::Liveness, messages, first_at)
 }
 
+/// Cancellation: on every channel, once the upstream task took its snapshot of a checkpoint,
+/// declined it or skipped it, the downstream task gets that checkpoint's barrier or a
+/// cancellation marker before anything for a later checkpoint. A task that declines without a
+/// marker leaves its downstream aligned on channels that wait for a barrier that never comes.
+pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
+    let name = |task: &TaskId| plan.tasks[task.index()].name.as_str();
+    // What each task of each attempt has handled: checkpoint → (how, when).
+    type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
+    let mut handled: BTreeMap<(Attempt, TaskId), Handled> = BTreeMap::new();
+    // The newest checkpoint each channel delivered a barrier or marker for.
+    let mut delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId> = BTreeMap::new();
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    for entry in trace {
+        let TraceEvent::Engine(event) = &entry.event else {
+            continue;
+        };
+        let (how, task, attempt, checkpoint) = match event {
+            EngineEvent::SnapshotTaken {
+                task,
+                attempt,
+                checkpoint,
+                ..
+            } => ("took its snapshot", task, attempt, checkpoint),
+            EngineEvent::Declined {
+                task,
+                attempt,
+                checkpoint,
+                ..
+            } => ("declined", task, attempt, checkpoint),
+            EngineEvent::CheckpointSkipped {
+                task,
+                attempt,
+                checkpoint,
+            } => ("skipped", task, attempt, checkpoint),
+            EngineEvent::BarrierReceived {
+                task,
+                attempt,
+                channel,
+                from,
+                checkpoint,
+            }
+            | EngineEvent::CancelMarkerReceived {
+                task,
+                attempt,
+                channel,
+                from,
+                checkpoint,
+            } => {
+                let what = match event {
+                    EngineEvent::BarrierReceived { .. } => "barrier",
+                    _ => "cancellation marker",
+                };
+                let last = delivered
+                    .entry((*attempt, *task, *channel))
+                    .or_insert(CheckpointId(0));
+                let upstream = handled.get(&(*attempt, *from));
+                let skipped = upstream
+                    .into_iter()
+                    .flat_map(|h| h.range(last.next()..*checkpoint))
+                    .next();
+                if let Some((missing, (how, when))) = skipped {
+                    first_at = first_at.or(Some(entry.at));
+                    messages.push(format!(
+                        "{} got the {what} of checkpoint {checkpoint} from {} at {}, but nothing for checkpoint {missing}, which {} {how} at {when}",
+                        name(task),
+                        name(from),
+                        entry.at,
+                        name(from),
+                    ));
+                }
+                *last = (*last).max(*checkpoint);
+                continue;
+            }
+            _ => continue,
+        };
+        handled
+            .entry((*attempt, *task))
+            .or_default()
+            .entry(*checkpoint)
+            .or_insert((how, entry.at));
+    }
+    summarize(Property::Cancellation, messages, first_at)
+}
+
+/// Notification: when a task handles an abort notice that carries the latest completed
+/// checkpoint, it has committed up to that checkpoint, by the notice or before it. A restored
+/// task starts out having committed up to the checkpoint it restored.
+pub fn notification(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
+    let mut restored: BTreeMap<Attempt, CheckpointId> = BTreeMap::new();
+    let mut committed_up_to: BTreeMap<(Attempt, TaskId), CheckpointId> = BTreeMap::new();
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    for entry in trace {
+        match &entry.event {
+            TraceEvent::Engine(EngineEvent::Deployed {
+                attempt,
+                restored: Some(checkpoint),
+            }) => {
+                restored.insert(*attempt, *checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointNotified {
+                task,
+                attempt,
+                checkpoint,
+            }) => {
+                let up_to = committed_up_to.entry((*attempt, *task)).or_default();
+                *up_to = (*up_to).max(*checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::AbortNotified {
+                task,
+                attempt,
+                checkpoint,
+                latest_completed: Some(completed),
+            }) => {
+                let start = restored.get(attempt).copied().unwrap_or_default();
+                let up_to = committed_up_to
+                    .get(&(*attempt, *task))
+                    .copied()
+                    .unwrap_or_default()
+                    .max(start);
+                if up_to < *completed {
+                    first_at = first_at.or(Some(entry.at));
+                    messages.push(format!(
+                        "{} was told at {} that checkpoint {completed} completed (the abort notice of checkpoint {checkpoint}) but has committed only up to checkpoint {up_to}",
+                        plan.tasks[task.index()].name,
+                        entry.at,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    summarize(Property::Notification, messages, first_at)
+}
+
 /// A short description of how two states differ.
 fn state_difference(snapshotted: &OperatorState, restored: &OperatorState) -> String {
     match (snapshotted, restored) {
@@ -909,6 +1058,120 @@ mod tests {
         assert!(violations.is_empty());
         assert_eq!(duplicates, 1);
         assert_eq!(at_least_once(&oracle[..1], &oracle).0.len(), 1);
+    }
+
+    fn engine(at: u64, event: EngineEvent) -> TraceEntry {
+        TraceEntry {
+            at: Tick(at),
+            node: Address::JobManager,
+            event: TraceEvent::Engine(event),
+        }
+    }
+
+    fn keyed_sum_plan() -> ExecutionPlan {
+        snapsim_core::testing::keyed_sum_job(8, None)
+            .build()
+            .expect("the test job builds")
+    }
+
+    #[test]
+    fn cancellation_fails_when_a_channel_skips_a_declined_checkpoint() {
+        let plan = keyed_sum_plan();
+        let (source, sum) = (TaskId(0), TaskId(2));
+        assert_eq!(plan.tasks[sum.index()].name, "sum[0]");
+        let attempt = Attempt(1);
+        let received = |at, marker: bool, checkpoint| {
+            let (channel, from, checkpoint) = (ChannelIndex(0), source, CheckpointId(checkpoint));
+            engine(
+                at,
+                if marker {
+                    EngineEvent::CancelMarkerReceived {
+                        task: sum,
+                        attempt,
+                        channel,
+                        from,
+                        checkpoint,
+                    }
+                } else {
+                    EngineEvent::BarrierReceived {
+                        task: sum,
+                        attempt,
+                        channel,
+                        from,
+                        checkpoint,
+                    }
+                },
+            )
+        };
+        let skipped = engine(
+            10,
+            EngineEvent::CheckpointSkipped {
+                task: source,
+                attempt,
+                checkpoint: CheckpointId(1),
+            },
+        );
+        // Skipped 1, then barrier 2 with nothing for 1 in between: the downstream waited in vain.
+        let broken = cancellation(&[skipped.clone(), received(20, false, 2)], &plan);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert_eq!(
+            broken[0].message,
+            "sum[0] got the barrier of checkpoint chk-2 from source[0] at t=20, but nothing for checkpoint chk-1, which source[0] skipped at t=10"
+        );
+        // With the marker first, the channel is in order; in another attempt nothing relates.
+        let fine = [
+            skipped.clone(),
+            received(15, true, 1),
+            received(20, false, 2),
+        ];
+        assert!(cancellation(&fine, &plan).is_empty());
+        let mut other_attempt = received(20, false, 2);
+        if let TraceEvent::Engine(EngineEvent::BarrierReceived { attempt, .. }) =
+            &mut other_attempt.event
+        {
+            *attempt = Attempt(2);
+        }
+        assert!(cancellation(&[skipped, other_attempt], &plan).is_empty());
+    }
+
+    #[test]
+    fn notification_fails_when_an_abort_notice_is_not_made_up_for() {
+        let plan = keyed_sum_plan();
+        let (sink, attempt) = (TaskId(4), Attempt(1));
+        let notice = engine(
+            30,
+            EngineEvent::AbortNotified {
+                task: sink,
+                attempt,
+                checkpoint: CheckpointId(3),
+                latest_completed: Some(CheckpointId(2)),
+            },
+        );
+        let notified = |checkpoint| {
+            engine(
+                20,
+                EngineEvent::CheckpointNotified {
+                    task: sink,
+                    attempt,
+                    checkpoint: CheckpointId(checkpoint),
+                },
+            )
+        };
+        let broken = notification(&[notified(1), notice.clone()], &plan);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0]
+            .message
+            .contains("committed only up to checkpoint chk-1"));
+        assert!(notification(&[notified(2), notice.clone()], &plan).is_empty());
+        // A task restored from checkpoint 2 starts out committed up to it.
+        let deployed = engine(
+            5,
+            EngineEvent::Deployed {
+                attempt,
+                restored: Some(CheckpointId(2)),
+            },
+        );
+        assert!(notification(&[deployed, notice], &plan).is_empty());
     }
 
     #[test]

@@ -75,6 +75,17 @@ pub enum Fault {
         /// For how long.
         for_ticks: u64,
     },
+    /// For a while, the checkpoint RPCs from `from` to `to` are lost (triggers, acknowledgements,
+    /// declines, completion and abort notices): they are fire and forget, as in Flink, where
+    /// a timeout, a later completion or an abort notice makes up for a lost one.
+    LoseCheckpointRpcs {
+        /// The sender.
+        from: Address,
+        /// The receiver.
+        to: Address,
+        /// For how long.
+        for_ticks: u64,
+    },
     /// For a while, the node takes this long to handle each input (a slow operator).
     SlowNode {
         /// The node.
@@ -253,7 +264,8 @@ impl Fault {
             }
             Fault::ClogLink { from, to }
             | Fault::UnclogLink { from, to }
-            | Fault::SlowLink { from, to, .. } => vec![*from, *to],
+            | Fault::SlowLink { from, to, .. }
+            | Fault::LoseCheckpointRpcs { from, to, .. } => vec![*from, *to],
             Fault::Partition { a, b } | Fault::HealPartition { a, b } => vec![*a, *b],
             Fault::SlowNode { node, .. } | Fault::CrashOnWrite { node, .. } => vec![*node],
             Fault::TriggerSavepoint | Fault::CancelJob => vec![Address::JobManager],

@@ -114,6 +114,8 @@ pub(crate) struct World {
     /// Nodes killed and not restarted: messages to them are lost.
     pub(crate) down: BTreeSet<Address>,
     pub(crate) slow_links: BTreeMap<(Address, Address), SlowLink>,
+    /// Links whose checkpoint RPCs are lost, until when.
+    pub(crate) losing_rpcs: BTreeMap<(Address, Address), Tick>,
     pub(crate) slow_nodes: BTreeMap<Address, SlowNode>,
     pub(crate) crash_triggers: Vec<CrashTrigger>,
     /// Crashes the storage node asks for (a trigger fired): node and ticks down.
@@ -139,6 +141,15 @@ impl World {
             }
             _ => 0,
         }
+    }
+
+    /// Whether the link loses `message` now.
+    pub(crate) fn loses(&self, from: Address, to: Address, message: &Message, now: Tick) -> bool {
+        message.is_checkpoint_rpc()
+            && self
+                .losing_rpcs
+                .get(&(from, to))
+                .is_some_and(|&until| now < until)
     }
 
     /// How long a node takes per input now.
@@ -174,6 +185,7 @@ pub fn run(config: RunConfig) -> RunResult {
         status: None,
         down: BTreeSet::new(),
         slow_links: BTreeMap::new(),
+        losing_rpcs: BTreeMap::new(),
         slow_nodes: BTreeMap::new(),
         crash_triggers: Vec::new(),
         crash_requests,
@@ -338,6 +350,14 @@ impl Adversary {
                 };
                 lock(&self.world).slow_links.insert((from, to), slow);
             }
+            &Fault::LoseCheckpointRpcs {
+                from,
+                to,
+                for_ticks,
+            } => {
+                let until = now.after(for_ticks);
+                lock(&self.world).losing_rpcs.insert((from, to), until);
+            }
             &Fault::SlowNode {
                 node,
                 per_input_ticks,
@@ -400,6 +420,7 @@ impl Adversary {
         {
             let mut world = lock(&self.world);
             world.slow_links.clear();
+            world.losing_rpcs.clear();
             world.slow_nodes.clear();
             world.crash_triggers.clear();
         }

@@ -403,7 +403,17 @@ impl Links {
 
     fn send(&mut self, target: Address, message: Message) {
         let now = self.clock.now();
-        let delay = lock(&self.world).link_delay(self.address, target, now);
+        let mut world = lock(&self.world);
+        if world.loses(self.address, target, &message, now) {
+            let lost = TraceEvent::MessageLost {
+                to: target,
+                message: format!("{message:?}"),
+            };
+            world.record(now, self.address, lost);
+            return;
+        }
+        let delay = world.link_delay(self.address, target, now);
+        drop(world);
         let last = self.last_ready.get(&target).copied().unwrap_or(Tick(0));
         let ready = now.after(delay).max(last);
         self.last_ready.insert(target, ready);

@@ -22,6 +22,13 @@ pub enum TraceEvent {
     Healed,
     /// The storage node's disk did something worth seeing.
     Storage(StorageEvent),
+    /// A fault lost a message on its way to `to`.
+    MessageLost {
+        /// The receiver.
+        to: Address,
+        /// The message, for people.
+        message: String,
+    },
 }
 
 /// What the storage node's disk did.

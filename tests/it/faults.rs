@@ -83,11 +83,8 @@ fn a_task_manager_crash_during_alignment_recovers_exactly_once() {
         .expect("TM1 crashed");
     let before_crash = &crashed.trace[..crash];
     let received = before_crash.iter().any(|e| {
-        e.event
-            == TraceEvent::Engine(EngineEvent::BarrierReceived {
-                task: aligning,
-                checkpoint,
-            })
+        matches!(&e.event, TraceEvent::Engine(EngineEvent::BarrierReceived { task, checkpoint: c, .. })
+            if *task == aligning && *c == checkpoint)
     });
     let snapshotted = before_crash.iter().any(|e| {
         matches!(&e.event, TraceEvent::Engine(EngineEvent::SnapshotTaken { task, checkpoint: c, .. })
@@ -111,6 +108,7 @@ fn first_open_alignment(
         EngineEvent::BarrierReceived {
             task: t,
             checkpoint,
+            ..
         } if *t == task && entry.at > after => {
             let snapshot = events.iter().find(|(_, e)| {
                 matches!(e, EngineEvent::SnapshotTaken { task: t, checkpoint: c, .. }
@@ -366,4 +364,43 @@ fn a_savepoint_requested_by_a_client_completes_in_the_simulation() {
         matches!(&e.event, TraceEvent::Storage(StorageEvent::Synced { path: p }) if *p == format!("{path}/_metadata"))
     });
     assert!(synced, "its _metadata is durable on the simulated disk");
+}
+
+/// Why: checkpoint RPCs are fire and forget; a lost one may cost a checkpoint, never the job.
+/// Here every RPC from the JobManager to TM0 is lost from the moment the final checkpoint
+/// completes: its notification never reaches TM0's tasks, which wait for it to finish, so the
+/// JobManager repeats it (on the periodic timer) and the job finishes once the loss ends.
+#[test]
+fn a_lost_final_notification_is_repeated_and_the_job_finishes() {
+    let final_completed = |result: &RunResult| {
+        let final_from = engine_events(result).find_map(|(_, event)| match event {
+            EngineEvent::InputConsumed { final_from } => Some(*final_from),
+            _ => None,
+        });
+        engine_events(result).find_map(|(entry, event)| match event {
+            EngineEvent::CheckpointCompleted { checkpoint } if Some(*checkpoint) >= final_from => {
+                Some(entry.at)
+            }
+            _ => None,
+        })
+    };
+    let calm = keyed_sum(3, Vec::new(), |_| {});
+    let at = final_completed(&calm).expect("the calm run completes a final checkpoint");
+    let lose = Fault::LoseCheckpointRpcs {
+        from: Address::JobManager,
+        to: TM0,
+        for_ticks: 400,
+    };
+    let result = keyed_sum(3, vec![(at.0, lose)], |_| {});
+    let lost_final = result.trace.iter().any(|e| {
+        matches!(&e.event, TraceEvent::MessageLost { to, message }
+            if *to == TM0 && message.starts_with("NotifyCheckpointComplete")
+                && message.contains("final_checkpoint: true"))
+    });
+    assert!(lost_final, "the final notification to TM0 was lost");
+    assert_eq!(
+        final_completed(&result),
+        Some(at),
+        "the run went the same way"
+    );
 }

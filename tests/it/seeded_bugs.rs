@@ -7,7 +7,7 @@ use snapsim_core::bugs::SeededBug;
 use std::collections::BTreeSet;
 
 /// The generated cases the default fuzzing tries before giving up on a bug.
-const CASES_MAX: u32 = 48;
+const CASES_MAX: u32 = 200;
 
 /// Why: a checker that cannot fail is a defect; each seeded bug must be caught by the default
 /// fuzzing, and reported as the property the catalog says it violates.

@@ -161,6 +161,10 @@ impl Driver {
                         2,
                     )
                 }
+                [E::NotifyComplete {
+                    checkpoint,
+                    final_checkpoint: true,
+                }, ..] => (format!("notify-again {} final", checkpoint.0), 1),
                 [E::Trace(V::CheckpointSubsumed { checkpoint: a }), E::DiscardCompleted(b), ..]
                     if *a == b.id =>
                 {
@@ -583,7 +587,8 @@ fn the_final_checkpoint_is_requested_until_one_triggered_after_the_request_compl
     // Without periodic checkpointing the request triggers at once and keeps a checkpoint coming
     // until one completes (marked final); then nothing more, not even on a second request.
     // With 1 pending at the request, 1 is not the final one: 2 follows at once, ignoring the min
-    // pause (§B.12: not periodic), and after 2 periodic triggering stops.
+    // pause (§B.12: not periodic), and after 2 periodic triggering stops; the periodic timer
+    // repeats 2's notification instead, for tasks whose notification was lost.
     check(
         config(None),
         "start 0; to 1000; final           => t=1000 counter, trigger 1
@@ -600,7 +605,7 @@ fn the_final_checkpoint_is_requested_until_one_triggered_after_the_request_compl
         "start 0; to 50; final => t=0 counter, trigger 1
          ack-all 1             => t=50 metadata 1, store 1, complete 1, counter, trigger 2
          to 100; ack-all 2     => t=100 metadata 2, store 2, retire 1, complete 2 final
-         to 1000
-         state                 => pending=[] next=3 store=[2] failures=0 due=-",
+         to 350                => t=200 notify-again 2 final | t=300 notify-again 2 final
+         state                 => pending=[] next=3 store=[2] failures=0 due=400",
     );
 }
