@@ -66,7 +66,7 @@ pub fn scenarios() -> &'static [Scenario] {
         },
         Scenario {
             name: "swarm",
-            description: "the keyed-sum job (heap or incremental backend) under swarm faults: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes) and draws their rates",
+            description: "the keyed-sum job (heap or incremental backend) under swarm faults: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs) and draws their rates",
             setup: keyed_sum_swarm,
         },
         Scenario {
@@ -583,9 +583,10 @@ enum SwarmKind {
     DiskFull,
     Corruption,
     TargetedDiskFailure,
+    LostCheckpointRpcs,
 }
 
-const SWARM_KINDS: [SwarmKind; 13] = [
+const SWARM_KINDS: [SwarmKind; 14] = [
     SwarmKind::TaskManagerCrash,
     SwarmKind::JobManagerCrash,
     SwarmKind::StorageCrash,
@@ -599,6 +600,7 @@ const SWARM_KINDS: [SwarmKind; 13] = [
     SwarmKind::DiskFull,
     SwarmKind::Corruption,
     SwarmKind::TargetedDiskFailure,
+    SwarmKind::LostCheckpointRpcs,
 ];
 /// The swarm's safety phase.
 const SWARM_HEAL_AT: u64 = 3_000;
@@ -671,6 +673,21 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
                     for_ticks: rng.between(100, 2_000),
                 };
                 events.push((at(rng), fault));
+            }
+            SwarmKind::LostCheckpointRpcs => {
+                let (mut from, mut to) = (Address::JobManager, tm(rng));
+                if rng.below(2) == 1 {
+                    (from, to) = (to, from);
+                }
+                let for_ticks = rng.between(1, 600);
+                events.push((
+                    at(rng),
+                    Fault::LoseCheckpointRpcs {
+                        from,
+                        to,
+                        for_ticks,
+                    },
+                ));
             }
             SwarmKind::SlowOperator => {
                 let fault = Fault::SlowNode {
