@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod generated;
+pub mod sweep;
 
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;

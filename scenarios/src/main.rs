@@ -3,19 +3,17 @@
 //! Exit codes: 0 every property held, 1 a property was violated, 2 bad input.
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
-use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
 use snapsim_scenarios::generated::{CaseFile, BUILD_COMMIT};
 use snapsim_scenarios::run_case;
-use snapsim_scenarios::{
-    describe_run, find, judge, run, run_with_bugs, scenarios, setup, Outcome, Scenario, Verdict,
-};
+use snapsim_scenarios::sweep::{self, Manifest, Shard, SweepError, SweepSummary};
+use snapsim_scenarios::{describe_run, find, judge, run, scenarios, setup, Outcome, Verdict};
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 #[derive(Parser)]
 #[command(
@@ -82,7 +80,8 @@ enum Command {
         #[arg(long, default_value = "0..20")]
         seeds: String,
     },
-    /// Runs scenarios over a range of seeds, prints a verdict and writes a report.
+    /// Runs scenarios over a range of seeds on all cores, prints a verdict and writes
+    /// sweep.json, results.jsonl and report.md.
     Sweep {
         /// Scenarios to run (repeatable); all by default.
         #[arg(long)]
@@ -90,54 +89,86 @@ enum Command {
         /// Seeds as A..B (B excluded).
         #[arg(long, default_value = "0..32")]
         seeds: String,
-        /// Where results.jsonl and report.md go.
+        /// Where the results and the report go.
         #[arg(long, default_value = "snapsim-out")]
         out: PathBuf,
         /// Runs at once (default: the number of cores).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Run only shard K of N (1-based): a deterministic share of the seeds, for spreading
+        /// one sweep over machines; join the shards with `snapsim merge`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
         /// Switch a seeded bug on (repeatable; see `snapsim list`).
         #[arg(long, value_name = "NAME")]
         bug: Vec<String>,
+    },
+    /// Joins the result directories of a sharded sweep into the results and report one
+    /// unsharded sweep would have written.
+    Merge {
+        /// The shards' output directories (every shard of the sweep once).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged results and report go.
+        #[arg(long, default_value = "snapsim-out")]
+        out: PathBuf,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Sweep {
-        scenario: Vec::new(),
-        seeds: "0..32".into(),
-        out: PathBuf::from("snapsim-out"),
-        jobs: None,
-        bug: Vec::new(),
-    }) {
-        Command::List { json } => list(json),
-        Command::Run {
-            scenario,
-            seed,
-            json,
-            schedule,
-            save_schedule,
-            bug,
-            trace,
-        } => parse_bugs(&bug).and_then(|bugs| {
-            let files = RunFiles {
+    let result =
+        match cli.command.unwrap_or(Command::Sweep {
+            scenario: Vec::new(),
+            seeds: "0..32".into(),
+            out: PathBuf::from("snapsim-out"),
+            jobs: None,
+            shard: None,
+            bug: Vec::new(),
+        }) {
+            Command::List { json } => list(json),
+            Command::Run {
+                scenario,
+                seed,
+                json,
                 schedule,
                 save_schedule,
+                bug,
                 trace,
-            };
-            run_one(&scenario, seed, json, files, &bugs)
-        }),
-        Command::Replay { file, json, trace } => replay(&file, json, trace),
-        Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
-        Command::Sweep {
-            scenario,
-            seeds,
-            out,
-            jobs,
-            bug,
-        } => parse_bugs(&bug).and_then(|bugs| sweep(&scenario, &seeds, &out, jobs, &bugs)),
-    };
+            } => parse_bugs(&bug).and_then(|bugs| {
+                let files = RunFiles {
+                    schedule,
+                    save_schedule,
+                    trace,
+                };
+                run_one(&scenario, seed, json, files, &bugs)
+            }),
+            Command::Replay { file, json, trace } => replay(&file, json, trace),
+            Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
+            Command::Sweep {
+                scenario,
+                seeds,
+                out,
+                jobs,
+                shard,
+                bug,
+            } => parse_bugs(&bug).and_then(|bugs| {
+                let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
+                let shard = match shard {
+                    Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
+                    None => Shard::WHOLE,
+                };
+                let manifest =
+                    Manifest::new(&scenario, seeds, shard, &bugs).map_err(|e| e.to_string())?;
+                run_sweep(&manifest, jobs, &out)
+            }),
+            Command::Merge { dirs, out } => sweep::merge(&dirs, &out)
+                .map_err(|e| e.to_string())
+                .map(|summary| {
+                    print_summary(&summary);
+                    summary.passed()
+                }),
+        };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -280,134 +311,63 @@ fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {
         .collect()
 }
 
-fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
-    let bad =
-        || format!("invalid seed range '{text}': expected A..B with A < B, for example 0..100");
-    let (low, high) = text.split_once("..").ok_or_else(bad)?;
-    let low: u64 = low.trim().parse().map_err(|_| bad())?;
-    let high: u64 = high.trim().parse().map_err(|_| bad())?;
-    if low >= high {
-        return Err(bad());
-    }
-    Ok(low..high)
-}
-
-fn sweep(
-    names: &[String],
-    seeds: &str,
-    out: &PathBuf,
-    jobs: Option<usize>,
-    bugs: &BTreeSet<SeededBug>,
-) -> Result<bool, String> {
-    let seeds = parse_seeds(seeds)?;
-    let chosen: Vec<&Scenario> = if names.is_empty() {
-        scenarios().iter().collect()
-    } else {
-        names
-            .iter()
-            .map(|n| find(n).map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?
-    };
+/// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).
+fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<bool, String> {
     let jobs = jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let work: Vec<(&Scenario, u64)> = chosen
-        .iter()
-        .flat_map(|&s| seeds.clone().map(move |seed| (s, seed)))
-        .collect();
+    let runs = manifest.work().len() as u64;
     println!(
-        "sweep: {} scenarios × seeds {}..{} = {} runs on {jobs} threads",
-        chosen.len(),
-        seeds.start,
-        seeds.end,
-        work.len()
+        "sweep: {} scenario(s) × seeds {}..{}{} = {runs} runs on {jobs} threads",
+        manifest.scenarios.len(),
+        manifest.seeds.start,
+        manifest.seeds.end,
+        match manifest.shard {
+            Shard::WHOLE => String::new(),
+            shard => format!(" (shard {shard})"),
+        },
     );
-    let next = Mutex::new(0usize);
-    let outcomes = Mutex::new(Vec::with_capacity(work.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let index = {
-                    let mut next = next.lock().expect("no panics while holding");
-                    let index = *next;
-                    *next += 1;
-                    index
-                };
-                let Some(&(scenario, seed)) = work.get(index) else {
-                    break;
-                };
-                let (outcome, _) = run_with_bugs(scenario, seed, bugs);
-                outcomes
-                    .lock()
-                    .expect("no panics while holding")
-                    .push((index, outcome));
-            });
-        }
+    let progress = ProgressBar::new(runs);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} runs, {per_sec}, ETA {eta} {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    let mut failed = 0u64;
+    let (wall, summary) = wall_time(|| {
+        sweep::run_sweep(manifest, jobs, out, |outcome| {
+            if outcome.verdict != Verdict::Passed {
+                failed += 1;
+                progress.set_message(format!("· {failed} failed"));
+            }
+            progress.inc(1);
+        })
     });
-    let mut outcomes = outcomes.into_inner().expect("threads joined");
-    outcomes.sort_by_key(|(index, _)| *index);
-    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let lines: String = outcomes
-        .iter()
-        .map(|o| serde_json::to_string(o).expect("outcomes serialize") + "\n")
-        .collect();
-    let results = out.join("results.jsonl");
-    std::fs::write(&results, lines)
-        .map_err(|e| format!("cannot write {}: {e}", results.display()))?;
-    let summaries: Vec<ScenarioSummary> = chosen
-        .iter()
-        .map(|s| summarize(s.name, &outcomes))
-        .collect();
-    let report = out.join("report.md");
-    let markdown = sweep_markdown("snapsim sweep", &summaries);
-    std::fs::write(&report, &markdown)
-        .map_err(|e| format!("cannot write {}: {e}", report.display()))?;
-    print!("{markdown}");
+    progress.finish_and_clear();
+    let summary = summary.map_err(|e| e.to_string())?;
+    print_summary(&summary);
+    println!(
+        "{runs} runs in {:.1} s ({:.0} runs/s)",
+        wall.as_secs_f64(),
+        runs as f64 / wall.as_secs_f64()
+    );
+    Ok(summary.passed())
+}
+
+fn print_summary(summary: &SweepSummary) {
+    print!("{}", summary.markdown);
     println!(
         "\nresults: {}\nreport:  {}",
-        results.display(),
-        report.display()
+        summary.results.display(),
+        summary.report.display()
     );
-    Ok(outcomes.iter().all(|o| o.verdict == Verdict::Passed))
-}
-
-fn median(mut values: Vec<u64>) -> u64 {
-    values.sort_unstable();
-    values.get(values.len() / 2).copied().unwrap_or(0)
-}
-
-fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
-    let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.scenario == scenario).collect();
-    let failures = mine
-        .iter()
-        .filter(|o| o.verdict != Verdict::Passed)
-        .map(|o| FailedRun {
-            seed: o.seed,
-            verdict: format!("{:?}", o.verdict),
-            first_violation: o
-                .violations
-                .first()
-                .map(|v| format!("{}: {}", v.property, v.message))
-                .unwrap_or_default(),
-            replay: o.replay_line(),
-        })
-        .collect();
-    ScenarioSummary {
-        scenario: scenario.to_string(),
-        seeds: mine.len() as u64,
-        passed: mine.iter().filter(|o| o.verdict == Verdict::Passed).count() as u64,
-        checkpoints_completed_median: median(
-            mine.iter().map(|o| o.stats.checkpoints_completed).collect(),
-        ),
-        restarts_median: median(mine.iter().map(|o| o.stats.restarts).collect()),
-        failures,
-    }
 }
 
 fn bench(name: &str, seeds: &str) -> Result<bool, String> {
     let scenario = find(name).map_err(|e| e.to_string())?;
-    let seeds = parse_seeds(seeds)?;
+    let seeds = sweep::parse_seeds(seeds).map_err(|e| e.to_string())?;
     println!("bench: scenario {name}, seeds {seeds:?}, one run at a time");
     println!(
         "{:>6} {:>9} {:>11} {:>9} {:>13} {:>8}",

@@ -6,3 +6,4 @@ mod fuzz;
 mod scenarios;
 mod seeded_bugs;
 mod snapshots;
+mod sweep;

@@ -1,0 +1,504 @@
+//! Sweeps: many (scenario, seed) runs on all cores, their outcomes streamed to JSON lines in a
+//! fixed order; shards of one sweep for many machines; and the merge of the shards' results
+//! into exactly the files and summary one sweep would have written.
+//!
+//! A sweep directory holds `sweep.json` (what was swept: the [`Manifest`]), `results.jsonl`
+//! (one [`Outcome`] per line, scenario by scenario in the order given, seeds ascending) and
+//! `report.md`. The summary is always computed from `results.jsonl`, by the sweep and by the
+//! merge alike, so four shards merged give the same summary as one sweep.
+
+use crate::generated::BUILD_COMMIT;
+use crate::{find, run_with_bugs, scenarios, Outcome, Scenario, Verdict};
+use serde::{Deserialize, Serialize};
+use snapsim_core::bugs::SeededBug;
+use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use thiserror::Error;
+
+/// What can go wrong before, during or after a sweep (all of it bad input or a file problem).
+#[derive(Debug, Error)]
+pub enum SweepError {
+    /// A seed range that is not `A..B` with `A < B`.
+    #[error("invalid seed range '{0}': expected A..B with A < B, for example 0..100")]
+    BadSeeds(String),
+    /// A shard that is not `K/N` with `1 <= K <= N`.
+    #[error("invalid shard '{0}': expected K/N with 1 <= K <= N, for example 2/4")]
+    BadShard(String),
+    /// An unknown scenario or seeded bug.
+    #[error("{0}")]
+    Unknown(String),
+    /// A file could not be read or written.
+    #[error("{path}: {error}")]
+    File {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        error: String,
+    },
+    /// A file is not what a sweep writes.
+    #[error("{path}: {error}")]
+    Malformed {
+        /// The file (and line).
+        path: String,
+        /// What is wrong.
+        error: String,
+    },
+    /// The directories given to merge are not the shards of one sweep.
+    #[error("cannot merge: {0}")]
+    Shards(String),
+}
+
+fn file_error(path: &Path, error: impl fmt::Display) -> SweepError {
+    SweepError::File {
+        path: path.display().to_string(),
+        error: error.to_string(),
+    }
+}
+
+/// Parses a seed range `A..B` (B excluded).
+pub fn parse_seeds(text: &str) -> Result<Range<u64>, SweepError> {
+    let bad = || SweepError::BadSeeds(text.to_string());
+    let (low, high) = text.split_once("..").ok_or_else(bad)?;
+    let low: u64 = low.trim().parse().map_err(|_| bad())?;
+    let high: u64 = high.trim().parse().map_err(|_| bad())?;
+    if low >= high {
+        return Err(bad());
+    }
+    Ok(low..high)
+}
+
+/// A deterministic share of a sweep's seeds: shard `index` of `count` takes the seeds whose
+/// position in the range is `index - 1` modulo `count`, every scenario of them, so shards are
+/// balanced and a batch scheduler's index (a Kubernetes indexed Job, a CI matrix) names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u32,
+    /// How many shards the sweep is split into.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole sweep, unsplit.
+    pub const WHOLE: Shard = Shard { index: 1, count: 1 };
+
+    /// Whether the seed at `position` in the range belongs to this shard.
+    pub fn takes(self, position: u64) -> bool {
+        position % u64::from(self.count) == u64::from(self.index - 1)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = SweepError;
+    fn from_str(text: &str) -> Result<Shard, SweepError> {
+        let bad = || SweepError::BadShard(text.to_string());
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let index: u32 = index.trim().parse().map_err(|_| bad())?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Shard, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a sweep directory holds results of (`sweep.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The scenarios, in the order of the results.
+    pub scenarios: Vec<String>,
+    /// The seed range (end excluded).
+    pub seeds: Range<u64>,
+    /// The share of the seeds this directory holds.
+    pub shard: Shard,
+    /// Seeded bugs switched on.
+    pub bugs: Vec<String>,
+    /// The build that ran it.
+    pub commit: String,
+}
+
+impl Manifest {
+    /// The manifest of a sweep of `names` over `seeds`, checking every name.
+    pub fn new(
+        names: &[String],
+        seeds: Range<u64>,
+        shard: Shard,
+        bugs: &BTreeSet<SeededBug>,
+    ) -> Result<Manifest, SweepError> {
+        let scenarios = if names.is_empty() {
+            scenarios().iter().map(|s| s.name.to_string()).collect()
+        } else {
+            for name in names {
+                find(name).map_err(|e| SweepError::Unknown(e.to_string()))?;
+            }
+            names.to_vec()
+        };
+        Ok(Manifest {
+            scenarios,
+            seeds,
+            shard,
+            bugs: bugs.iter().map(|b| b.to_string()).collect(),
+            commit: BUILD_COMMIT.to_string(),
+        })
+    }
+
+    /// The runs of this shard, in result order.
+    pub fn work(&self) -> Vec<(&'static Scenario, u64)> {
+        let seeds: Vec<u64> = self
+            .seeds
+            .clone()
+            .filter(|seed| self.shard.takes(seed - self.seeds.start))
+            .collect();
+        self.scenarios
+            .iter()
+            .map(|name| find(name).expect("checked when the manifest was made"))
+            .flat_map(|scenario| seeds.iter().map(move |&seed| (scenario, seed)))
+            .collect()
+    }
+
+    fn bug_set(&self) -> Result<BTreeSet<SeededBug>, SweepError> {
+        self.bugs
+            .iter()
+            .map(|name| {
+                SeededBug::named(name)
+                    .ok_or_else(|| SweepError::Unknown(format!("unknown seeded bug '{name}'")))
+            })
+            .collect()
+    }
+
+    fn load(dir: &Path) -> Result<Manifest, SweepError> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| SweepError::Malformed {
+            path: path.display().to_string(),
+            error: format!("not a sweep manifest: {e}"),
+        })
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), SweepError> {
+        let path = dir.join(MANIFEST);
+        let text = serde_json::to_string_pretty(self).expect("manifests serialize") + "\n";
+        std::fs::write(&path, text).map_err(|e| file_error(&path, e))
+    }
+}
+
+const MANIFEST: &str = "sweep.json";
+const RESULTS: &str = "results.jsonl";
+const REPORT: &str = "report.md";
+
+/// What a finished sweep (or merge) wrote.
+#[derive(Clone, Debug)]
+pub struct SweepSummary {
+    /// Per scenario, in the manifest's order.
+    pub scenarios: Vec<ScenarioSummary>,
+    /// The Markdown report.
+    pub markdown: String,
+    /// `results.jsonl`.
+    pub results: PathBuf,
+    /// `report.md`.
+    pub report: PathBuf,
+}
+
+impl SweepSummary {
+    /// Every run passed.
+    pub fn passed(&self) -> bool {
+        self.scenarios.iter().all(|s| s.passed == s.seeds)
+    }
+}
+
+/// Runs the manifest's share on `jobs` threads, streaming outcomes to `out/results.jsonl` in
+/// result order; `on_done` sees each outcome as it finishes (for a progress bar).
+pub fn run_sweep(
+    manifest: &Manifest,
+    jobs: usize,
+    out: &Path,
+    mut on_done: impl FnMut(&Outcome),
+) -> Result<SweepSummary, SweepError> {
+    let bugs = manifest.bug_set()?;
+    let work = manifest.work();
+    std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
+    manifest.save(out)?;
+    let results = out.join(RESULTS);
+    let file = std::fs::File::create(&results).map_err(|e| file_error(&results, e))?;
+    let mut writer = BufWriter::new(file);
+    let next = AtomicUsize::new(0);
+    let (done, finished) = mpsc::channel::<(usize, Outcome)>();
+    let written: Result<(), SweepError> = std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            let done = done.clone();
+            let (next, work, bugs) = (&next, &work, &bugs);
+            scope.spawn(move || loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(scenario, seed)) = work.get(index) else {
+                    break;
+                };
+                let (outcome, _) = run_with_bugs(scenario, seed, bugs);
+                if done.send((index, outcome)).is_err() {
+                    break; // The writer gave up (a file error): stop early.
+                }
+            });
+        }
+        drop(done);
+        // Outcomes arrive out of order; they are written in order, holding only those that
+        // finished ahead of a slower one.
+        let mut ahead: BTreeMap<usize, Outcome> = BTreeMap::new();
+        let mut to_write = 0;
+        for (index, outcome) in finished {
+            on_done(&outcome);
+            ahead.insert(index, outcome);
+            while let Some(outcome) = ahead.remove(&to_write) {
+                let line = serde_json::to_string(&outcome).expect("outcomes serialize");
+                writeln!(writer, "{line}").map_err(|e| file_error(&results, e))?;
+                to_write += 1;
+            }
+        }
+        assert_eq!(to_write, work.len(), "every run's outcome was written");
+        writer.flush().map_err(|e| file_error(&results, e))
+    });
+    written?;
+    summarize_into(manifest, &[results], out)
+}
+
+/// Merges the results of the shards in `dirs` (each a sweep directory of the same sweep, every
+/// shard once) into `out`: the files one unsharded sweep would have written.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
+    let mut manifests = Vec::new();
+    for dir in dirs {
+        manifests.push((dir, Manifest::load(dir)?));
+    }
+    let Some((first_dir, first)) = manifests.first() else {
+        return Err(SweepError::Shards("no sweep directory given".into()));
+    };
+    let count = first.shard.count;
+    let mut seen: BTreeMap<u32, &PathBuf> = BTreeMap::new();
+    for (dir, manifest) in &manifests {
+        let same_sweep = Manifest {
+            shard: first.shard,
+            ..manifest.clone()
+        };
+        if same_sweep != *first {
+            return Err(SweepError::Shards(format!(
+                "{} and {} are not shards of one sweep (scenarios, seeds, bugs or build differ)",
+                first_dir.display(),
+                dir.display()
+            )));
+        }
+        if manifest.shard.count != count {
+            return Err(SweepError::Shards(format!(
+                "{} is shard {} but {} is shard {}",
+                first_dir.display(),
+                first.shard,
+                dir.display(),
+                manifest.shard
+            )));
+        }
+        if let Some(other) = seen.insert(manifest.shard.index, dir) {
+            return Err(SweepError::Shards(format!(
+                "{} and {} are both shard {}",
+                other.display(),
+                dir.display(),
+                manifest.shard
+            )));
+        }
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|index| !seen.contains_key(index))
+        .map(|index| format!("{index}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(SweepError::Shards(format!(
+            "shard {} missing",
+            missing.join(", ")
+        )));
+    }
+    let whole = Manifest {
+        shard: Shard::WHOLE,
+        ..first.clone()
+    };
+    // Every run of the whole sweep, from exactly one shard, in the whole sweep's order.
+    let position: BTreeMap<(String, u64), usize> = whole
+        .work()
+        .iter()
+        .enumerate()
+        .map(|(i, (scenario, seed))| ((scenario.name.to_string(), *seed), i))
+        .collect();
+    let mut lines: Vec<Option<String>> = vec![None; position.len()];
+    for dir in dirs {
+        let path = dir.join(RESULTS);
+        for (line, outcome) in read_results(&path)? {
+            let key = (outcome.scenario.clone(), outcome.seed);
+            let at = *position.get(&key).ok_or_else(|| SweepError::Malformed {
+                path: path.display().to_string(),
+                error: format!("{} seed {} is not part of the sweep", key.0, key.1),
+            })?;
+            if lines[at].replace(line).is_some() {
+                return Err(SweepError::Shards(format!(
+                    "{} seed {} appears twice",
+                    key.0, key.1
+                )));
+            }
+        }
+    }
+    if let Some(at) = lines.iter().position(Option::is_none) {
+        let (scenario, seed) = whole.work()[at];
+        return Err(SweepError::Shards(format!(
+            "no result for {} seed {seed}: a shard did not finish",
+            scenario.name
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
+    whole.save(out)?;
+    let results = out.join(RESULTS);
+    let text: String = lines.into_iter().flatten().map(|l| l + "\n").collect();
+    std::fs::write(&results, text).map_err(|e| file_error(&results, e))?;
+    summarize_into(&whole, &[results], out)
+}
+
+/// Each line of a results file with its outcome.
+fn read_results(path: &Path) -> Result<Vec<(String, Outcome)>, SweepError> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let mut read = Vec::new();
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| file_error(path, e))?;
+        let outcome: Outcome = serde_json::from_str(&line).map_err(|e| SweepError::Malformed {
+            path: format!("{}:{}", path.display(), number + 1),
+            error: format!("not a run outcome: {e}"),
+        })?;
+        read.push((line, outcome));
+    }
+    Ok(read)
+}
+
+/// Summarizes the results files and writes `out/report.md`.
+fn summarize_into(
+    manifest: &Manifest,
+    results: &[PathBuf],
+    out: &Path,
+) -> Result<SweepSummary, SweepError> {
+    let mut by_scenario: BTreeMap<&str, Vec<Outcome>> = BTreeMap::new();
+    for path in results {
+        for (_, outcome) in read_results(path)? {
+            let name = manifest
+                .scenarios
+                .iter()
+                .find(|name| **name == outcome.scenario)
+                .ok_or_else(|| SweepError::Malformed {
+                    path: path.display().to_string(),
+                    error: format!("scenario {} is not part of the sweep", outcome.scenario),
+                })?;
+            by_scenario.entry(name).or_default().push(outcome);
+        }
+    }
+    let scenarios: Vec<ScenarioSummary> = manifest
+        .scenarios
+        .iter()
+        .map(|name| summarize(name, by_scenario.get(name.as_str()).map_or(&[], |v| v)))
+        .collect();
+    let title = match manifest.shard {
+        Shard::WHOLE => "snapsim sweep".to_string(),
+        shard => format!("snapsim sweep, shard {shard}"),
+    };
+    let markdown = sweep_markdown(&title, &scenarios);
+    let report = out.join(REPORT);
+    std::fs::write(&report, &markdown).map_err(|e| file_error(&report, e))?;
+    Ok(SweepSummary {
+        scenarios,
+        markdown,
+        results: results[0].clone(),
+        report,
+    })
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
+    let failures = outcomes
+        .iter()
+        .filter(|o| o.verdict != Verdict::Passed)
+        .map(|o| FailedRun {
+            seed: o.seed,
+            verdict: format!("{:?}", o.verdict),
+            first_violation: o
+                .violations
+                .first()
+                .map(|v| format!("{}: {}", v.property, v.message))
+                .unwrap_or_default(),
+            replay: o.replay_line(),
+        })
+        .collect();
+    ScenarioSummary {
+        scenario: scenario.to_string(),
+        seeds: outcomes.len() as u64,
+        passed: outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::Passed)
+            .count() as u64,
+        checkpoints_completed_median: median(
+            outcomes
+                .iter()
+                .map(|o| o.stats.checkpoints_completed)
+                .collect(),
+        ),
+        restarts_median: median(outcomes.iter().map(|o| o.stats.restarts).collect()),
+        failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_seeds_evenly_and_bad_shards_are_refused() {
+        let shards: Vec<Shard> = (1..=4).map(|k| Shard { index: k, count: 4 }).collect();
+        for position in 0..100u64 {
+            let owners = shards.iter().filter(|s| s.takes(position)).count();
+            assert_eq!(owners, 1, "seed position {position} belongs to one shard");
+        }
+        assert_eq!("2/4".parse::<Shard>().unwrap(), shards[1]);
+        for bad in ["3/2", "0/4", "4", "a/b", "1/0", ""] {
+            let error = bad.parse::<Shard>().unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("invalid shard '{bad}'")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_seed_ranges_are_refused() {
+        assert_eq!(parse_seeds("3..7").unwrap(), 3..7);
+        for bad in ["7..3", "5..5", "x..2", "10", "-1..4"] {
+            assert!(parse_seeds(bad).is_err(), "{bad}");
+        }
+    }
+}
