@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod generated;
 pub mod sweep;
 
@@ -59,6 +60,11 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "keyed-sum",
             description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, checkpoints on files; one TaskManager crash and restart",
             setup: keyed_sum_with_crash,
+        },
+        Scenario {
+            name: "keyed-agg",
+            description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files; three TaskManager crashes and two storage faults",
+            setup: keyed_agg_standard,
         },
         Scenario {
             name: "keyed-sum-calm",
@@ -506,6 +512,47 @@ fn keyed_sum_with_crash(seed: u64) -> Setup {
         job: on_files(keyed_sum_job(&mut draws.workload)),
         cluster: cluster(&mut draws.timing, 2, 50),
         schedule: schedule(tm_crash(&mut draws.faults, 2, (100, 500))),
+    }
+}
+
+fn keyed_agg_standard(seed: u64) -> Setup {
+    let mut draws = Draws::new(seed);
+    let mut job = JobGraph::new("keyed-agg");
+    let source = job.add(
+        "source",
+        OperatorKind::Source {
+            log: log(&mut draws.workload, 4, 5_000, 256),
+            records_per_tick: 4,
+        },
+        2,
+    );
+    let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 4);
+    let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 4);
+    job.connect(source, sum, Partitioning::KeyBy);
+    job.connect(sum, sink, Partitioning::Forward);
+    job.checkpoint.interval_ticks = Some(50);
+    job.restart = SCENARIO_RESTART;
+    let faults = &mut draws.faults;
+    // Three crashes in three windows, each over before the next begins (a node cannot crash
+    // while down), and a failed snapshot sync and a failed metadata write.
+    let mut events: Vec<FaultEvent> = [(100, 300), (720, 880), (1_300, 1_500)]
+        .into_iter()
+        .flat_map(|window| tm_crash(faults, 2, window))
+        .collect();
+    for (op, path) in [(DiskOp::Sync, "/task-"), (DiskOp::Append, "_metadata")] {
+        events.push(FaultEvent {
+            at: Tick(faults.between(50, 1_800)),
+            fault: Fault::FailNextDiskOp {
+                op,
+                path_contains: path.to_string(),
+            },
+        });
+    }
+    events.sort_by_key(|event| event.at);
+    Setup {
+        job: on_files(job),
+        cluster: cluster(&mut draws.timing, 2, 50),
+        schedule: schedule(events),
     }
 }
 

@@ -5,10 +5,11 @@
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
+use snapsim_scenarios::bench::wall_time;
 use snapsim_scenarios::generated::{CaseFile, BUILD_COMMIT};
 use snapsim_scenarios::run_case;
 use snapsim_scenarios::sweep::{self, Manifest, Shard, SweepError, SweepSummary};
-use snapsim_scenarios::{describe_run, find, judge, run, scenarios, setup, Outcome, Verdict};
+use snapsim_scenarios::{describe_run, find, judge, scenarios, setup, Outcome, Verdict};
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
 use std::collections::BTreeSet;
@@ -70,15 +71,25 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
     },
-    /// Measures a scenario: per-seed wall time and inputs handled per second (build with
-    /// --release; the machine's noise shows in the spread, so read the median).
+    /// Measures a scenario (build with --release): seeds per second on one core and on all,
+    /// wall time per seed and its parts, simulated seconds and recovery cycles per wall second,
+    /// peak memory, and a seed's cost over the sequential reference model's. Medians.
     Bench {
-        /// The scenario.
-        #[arg(long, default_value = "keyed-sum")]
+        /// The scenario (the standard one by default).
+        #[arg(long, default_value = "keyed-agg")]
         scenario: String,
-        /// Seeds as A..B (B excluded), run one after another.
-        #[arg(long, default_value = "0..20")]
+        /// Seeds as A..B (B excluded).
+        #[arg(long, default_value = "0..40")]
         seeds: String,
+        /// Repeats of each throughput measurement.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Threads of the all-cores measurement (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Runs scenarios over a range of seeds on all cores, prints a verdict and writes
     /// sweep.json, results.jsonl and report.md.
@@ -144,7 +155,13 @@ fn main() -> ExitCode {
                 run_one(&scenario, seed, json, files, &bugs)
             }),
             Command::Replay { file, json, trace } => replay(&file, json, trace),
-            Command::Bench { scenario, seeds } => bench(&scenario, &seeds),
+            Command::Bench {
+                scenario,
+                seeds,
+                repeat,
+                jobs,
+                json,
+            } => bench(&scenario, &seeds, repeat, jobs, json),
             Command::Sweep {
                 scenario,
                 seeds,
@@ -313,9 +330,7 @@ fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {
 
 /// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).
 fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<bool, String> {
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = cores(jobs);
     let runs = manifest.work().len() as u64;
     println!(
         "sweep: {} scenario(s) × seeds {}..{}{} = {runs} runs on {jobs} threads",
@@ -365,47 +380,54 @@ fn print_summary(summary: &SweepSummary) {
     );
 }
 
-fn bench(name: &str, seeds: &str) -> Result<bool, String> {
+fn bench(
+    name: &str,
+    seeds: &str,
+    repeats: u32,
+    jobs: Option<usize>,
+    json: bool,
+) -> Result<bool, String> {
     let scenario = find(name).map_err(|e| e.to_string())?;
     let seeds = sweep::parse_seeds(seeds).map_err(|e| e.to_string())?;
-    println!("bench: scenario {name}, seeds {seeds:?}, one run at a time");
-    println!(
-        "{:>6} {:>9} {:>11} {:>9} {:>13} {:>8}",
-        "seed", "wall ms", "virtual ms", "inputs", "inputs/s", "verdict"
-    );
-    let mut walls = Vec::new();
-    let mut rates = Vec::new();
-    for seed in seeds {
-        let (wall, (outcome, result)) = wall_time(|| run(scenario, seed));
-        let rate = result.inputs as f64 / wall.as_secs_f64();
-        println!(
-            "{seed:>6} {:>9.2} {:>11} {:>9} {:>13.0} {:>8?}",
-            wall.as_secs_f64() * 1e3,
-            result.virtual_ticks,
-            result.inputs,
-            rate,
-            outcome.verdict
-        );
-        walls.push(wall.as_secs_f64() * 1e3);
-        rates.push(rate);
+    if repeats == 0 {
+        return Err("--repeat must be at least 1".to_string());
     }
+    if !json {
+        println!("bench: scenario {name}, seeds {seeds:?}, {repeats} repeat(s)");
+    }
+    let report = snapsim_scenarios::bench::bench(scenario, seeds, repeats, cores(jobs));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports serialize")
+        );
+        return Ok(true);
+    }
+    let r = &report;
     println!(
-        "median: {:.2} ms wall per seed, {:.0} inputs/s (run includes the oracle)",
-        median_of(&mut walls),
-        median_of(&mut rates)
+        "seeds/s, one core:          {:>9.1}\n\
+         seeds/s, {} threads:         {:>9.1}   (target for keyed-agg: 200 on 2 cores)\n\
+         wall per seed:              {:>9.2} ms (of which failure-free oracle {:.2} ms, reference model {:.2} ms)\n\
+         simulated s per wall s:     {:>9.1}\n\
+         recovery cycles per wall s: {:>9.1}\n\
+         seed cost / model cost:     {:>9.1} × (target: at most 10×)\n\
+         peak memory:                {:>9} (target: under 200 MB)",
+        r.seeds_per_second_one_core,
+        r.cores,
+        r.seeds_per_second_all_cores,
+        r.wall_ms_per_seed,
+        r.oracle_ms,
+        r.model_ms,
+        r.simulated_seconds_per_wall_second,
+        r.recovery_cycles_per_wall_second,
+        r.cost_over_model,
+        r.peak_memory_mb
+            .map_or("unknown".to_string(), |mb| format!("{mb:.0} MB")),
     );
     Ok(true)
 }
 
-/// The one place the program reads the wall clock: benchmarks measure, runs never do.
-#[allow(clippy::disallowed_methods)]
-fn wall_time<T>(work: impl FnOnce() -> T) -> (std::time::Duration, T) {
-    let start = std::time::Instant::now();
-    let value = work();
-    (start.elapsed(), value)
-}
-
-fn median_of(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+fn cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
