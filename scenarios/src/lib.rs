@@ -464,17 +464,32 @@ fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig
 }
 
 fn keyed_sum_job(rng: &mut SimRng) -> JobGraph {
-    let mut job = JobGraph::new("keyed-sum");
+    keyed_aggregation("keyed-sum", rng, (4_000, 64), 2)
+}
+
+/// 2 source subtasks over 4 partitions holding `records` records with `keys` keys → keyBy
+/// running sum → 2PC sink, both at `parallelism`; checkpoints every 50 ms.
+fn keyed_aggregation(
+    name: &str,
+    rng: &mut SimRng,
+    (records, keys): (u64, u64),
+    parallelism: u16,
+) -> JobGraph {
+    let mut job = JobGraph::new(name);
     let source = job.add(
         "source",
         OperatorKind::Source {
-            log: log(rng, 4, 4_000, 64),
+            log: log(rng, 4, records, keys),
             records_per_tick: 4,
         },
         2,
     );
-    let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 2);
-    let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 2);
+    let sum = job.add(
+        "sum",
+        OperatorKind::KeyedAggregate(AggregateFn::Sum),
+        parallelism,
+    );
+    let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, parallelism);
     job.connect(source, sum, Partitioning::KeyBy);
     job.connect(sum, sink, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(50);
@@ -517,21 +532,7 @@ fn keyed_sum_with_crash(seed: u64) -> Setup {
 
 fn keyed_agg_standard(seed: u64) -> Setup {
     let mut draws = Draws::new(seed);
-    let mut job = JobGraph::new("keyed-agg");
-    let source = job.add(
-        "source",
-        OperatorKind::Source {
-            log: log(&mut draws.workload, 4, 5_000, 256),
-            records_per_tick: 4,
-        },
-        2,
-    );
-    let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 4);
-    let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 4);
-    job.connect(source, sum, Partitioning::KeyBy);
-    job.connect(sum, sink, Partitioning::Forward);
-    job.checkpoint.interval_ticks = Some(50);
-    job.restart = SCENARIO_RESTART;
+    let job = keyed_aggregation("keyed-agg", &mut draws.workload, (20_000, 256), 4);
     let faults = &mut draws.faults;
     // Three crashes in three windows, each over before the next begins (a node cannot crash
     // while down), and a failed snapshot sync and a failed metadata write.
