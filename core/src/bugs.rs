@@ -3,7 +3,19 @@
 //! unreachable unless a job names it in [`JobGraph::bugs`](crate::job::JobGraph::bugs).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
+use thiserror::Error;
+
+/// A name that is not in the catalog.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("unknown seeded bug '{name}'; known: {known}")]
+pub struct UnknownBug {
+    /// The name given.
+    pub name: String,
+    /// The names that exist.
+    pub known: String,
+}
 
 /// One seeded bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -193,6 +205,19 @@ impl SeededBug {
     /// The bug called `name`.
     pub fn named(name: &str) -> Option<SeededBug> {
         SeededBug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+
+    /// The bugs called `names`, or the first name that is not in the catalog.
+    pub fn all_named<S: AsRef<str>>(names: &[S]) -> Result<BTreeSet<SeededBug>, UnknownBug> {
+        names
+            .iter()
+            .map(|name| {
+                SeededBug::named(name.as_ref()).ok_or_else(|| UnknownBug {
+                    name: name.as_ref().to_string(),
+                    known: SeededBug::ALL.map(SeededBug::name).join(", "),
+                })
+            })
+            .collect()
     }
 }
 

@@ -4,11 +4,11 @@
 //!
 //! Every figure is a median over repeats or seeds: the machines are shared and noisy.
 
-use crate::{oracle, run, setup, Scenario};
+use crate::{oracle, run, setup, sweep, Scenario};
 use serde::Serialize;
 use snapsim_sim::model::ReferenceModel;
+use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What `snapsim bench` measures.
@@ -95,17 +95,9 @@ pub fn bench(scenario: &Scenario, seeds: Range<u64>, repeats: u32, cores: usize)
 
 /// Runs every seed once on `threads` threads.
 fn on_threads(scenario: &Scenario, seeds: Range<u64>, threads: usize) {
-    let next = AtomicUsize::new(0);
     let seeds: Vec<u64> = seeds.collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| {
-                while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let _ = run(scenario, seed);
-                }
-            });
-        }
-    });
+    let done = |_, _| Ok::<(), Infallible>(());
+    let Ok(()) = sweep::on_threads(&seeds, threads, |&seed| run(scenario, seed), done);
 }
 
 /// The benchmark is the one place that reads the wall clock: it measures, runs never do.

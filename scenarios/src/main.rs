@@ -128,15 +128,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Without a command: the default sweep the README's first command runs.
+    let command = cli.command.unwrap_or(Command::Sweep {
+        scenario: Vec::new(),
+        seeds: "0..32".into(),
+        out: PathBuf::from("snapsim-out"),
+        jobs: None,
+        shard: None,
+        bug: Vec::new(),
+    });
     let result =
-        match cli.command.unwrap_or(Command::Sweep {
-            scenario: Vec::new(),
-            seeds: "0..32".into(),
-            out: PathBuf::from("snapsim-out"),
-            jobs: None,
-            shard: None,
-            bug: Vec::new(),
-        }) {
+        match command {
             Command::List { json } => list(json),
             Command::Run {
                 scenario,
@@ -317,15 +319,7 @@ fn write_trace(path: Option<PathBuf>, trace: &[TraceEntry]) -> Result<(), String
 }
 
 fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {
-    names
-        .iter()
-        .map(|name| {
-            SeededBug::named(name).ok_or_else(|| {
-                let known: Vec<&str> = SeededBug::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown seeded bug '{name}'; known: {}", known.join(", "))
-            })
-        })
-        .collect()
+    SeededBug::all_named(names).map_err(|e| e.to_string())
 }
 
 /// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).

@@ -182,16 +182,6 @@ impl Manifest {
             .collect()
     }
 
-    fn bug_set(&self) -> Result<BTreeSet<SeededBug>, SweepError> {
-        self.bugs
-            .iter()
-            .map(|name| {
-                SeededBug::named(name)
-                    .ok_or_else(|| SweepError::Unknown(format!("unknown seeded bug '{name}'")))
-            })
-            .collect()
-    }
-
     fn load(dir: &Path) -> Result<Manifest, SweepError> {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
@@ -240,36 +230,23 @@ pub fn run_sweep(
     out: &Path,
     mut on_done: impl FnMut(&Outcome),
 ) -> Result<SweepSummary, SweepError> {
-    let bugs = manifest.bug_set()?;
+    let bugs =
+        SeededBug::all_named(&manifest.bugs).map_err(|e| SweepError::Unknown(e.to_string()))?;
     let work = manifest.work();
     std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
     manifest.save(out)?;
     let results = out.join(RESULTS);
     let file = std::fs::File::create(&results).map_err(|e| file_error(&results, e))?;
     let mut writer = BufWriter::new(file);
-    let next = AtomicUsize::new(0);
-    let (done, finished) = mpsc::channel::<(usize, Outcome)>();
-    let written: Result<(), SweepError> = std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            let done = done.clone();
-            let (next, work, bugs) = (&next, &work, &bugs);
-            scope.spawn(move || loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(scenario, seed)) = work.get(index) else {
-                    break;
-                };
-                let (outcome, _) = run_with_bugs(scenario, seed, bugs);
-                if done.send((index, outcome)).is_err() {
-                    break; // The writer gave up (a file error): stop early.
-                }
-            });
-        }
-        drop(done);
-        // Outcomes arrive out of order; they are written in order, holding only those that
-        // finished ahead of a slower one.
-        let mut ahead: BTreeMap<usize, Outcome> = BTreeMap::new();
-        let mut to_write = 0;
-        for (index, outcome) in finished {
+    // Outcomes arrive out of order; they are written in order, holding only those that
+    // finished ahead of a slower one.
+    let mut ahead: BTreeMap<usize, Outcome> = BTreeMap::new();
+    let mut to_write = 0;
+    on_threads(
+        &work,
+        jobs,
+        |&(scenario, seed)| run_with_bugs(scenario, seed, &bugs).0,
+        |index, outcome| {
             on_done(&outcome);
             ahead.insert(index, outcome);
             while let Some(outcome) = ahead.remove(&to_write) {
@@ -277,12 +254,43 @@ pub fn run_sweep(
                 writeln!(writer, "{line}").map_err(|e| file_error(&results, e))?;
                 to_write += 1;
             }
+            Ok(())
+        },
+    )?;
+    assert_eq!(to_write, work.len(), "every run's outcome was written");
+    writer.flush().map_err(|e| file_error(&results, e))?;
+    summarize_into(manifest, &results, out)
+}
+
+/// Runs `work` on every item on `threads` threads; `each` gets each result, with the item's
+/// index, on the calling thread as runs finish. An error from `each` stops the workers once
+/// their runs in progress end, and is returned.
+pub fn on_threads<T: Sync, R: Send, E>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> R + Sync,
+    mut each: impl FnMut(usize, R) -> Result<(), E>,
+) -> Result<(), E> {
+    let next = AtomicUsize::new(0);
+    let (done, finished) = mpsc::channel::<(usize, R)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            let (done, next, work) = (done.clone(), &next, &work);
+            scope.spawn(move || loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(index) else {
+                    break;
+                };
+                if done.send((index, work(item))).is_err() {
+                    break; // `each` failed: stop early.
+                }
+            });
         }
-        assert_eq!(to_write, work.len(), "every run's outcome was written");
-        writer.flush().map_err(|e| file_error(&results, e))
-    });
-    written?;
-    summarize_into(manifest, &[results], out)
+        drop(done);
+        finished
+            .into_iter()
+            .try_for_each(|(index, result)| each(index, result))
+    })
 }
 
 /// Merges the results of the shards in `dirs` (each a sweep directory of the same sweep, every
@@ -377,7 +385,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
     let results = out.join(RESULTS);
     let text: String = lines.into_iter().flatten().map(|l| l + "\n").collect();
     std::fs::write(&results, text).map_err(|e| file_error(&results, e))?;
-    summarize_into(&whole, &[results], out)
+    summarize_into(&whole, &results, out)
 }
 
 /// Each line of a results file with its outcome.
@@ -395,25 +403,23 @@ fn read_results(path: &Path) -> Result<Vec<(String, Outcome)>, SweepError> {
     Ok(read)
 }
 
-/// Summarizes the results files and writes `out/report.md`.
+/// Summarizes the results file and writes `out/report.md`.
 fn summarize_into(
     manifest: &Manifest,
-    results: &[PathBuf],
+    results: &Path,
     out: &Path,
 ) -> Result<SweepSummary, SweepError> {
     let mut by_scenario: BTreeMap<&str, Vec<Outcome>> = BTreeMap::new();
-    for path in results {
-        for (_, outcome) in read_results(path)? {
-            let name = manifest
-                .scenarios
-                .iter()
-                .find(|name| **name == outcome.scenario)
-                .ok_or_else(|| SweepError::Malformed {
-                    path: path.display().to_string(),
-                    error: format!("scenario {} is not part of the sweep", outcome.scenario),
-                })?;
-            by_scenario.entry(name).or_default().push(outcome);
-        }
+    for (_, outcome) in read_results(results)? {
+        let name = manifest
+            .scenarios
+            .iter()
+            .find(|name| **name == outcome.scenario)
+            .ok_or_else(|| SweepError::Malformed {
+                path: results.display().to_string(),
+                error: format!("scenario {} is not part of the sweep", outcome.scenario),
+            })?;
+        by_scenario.entry(name).or_default().push(outcome);
     }
     let scenarios: Vec<ScenarioSummary> = manifest
         .scenarios
@@ -430,7 +436,7 @@ fn summarize_into(
     Ok(SweepSummary {
         scenarios,
         markdown,
-        results: results[0].clone(),
+        results: results.to_path_buf(),
         report,
     })
 }

@@ -37,15 +37,9 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 impl Knobs {
     fn from_env() -> Knobs {
-        let bugs = std::env::var("SNAPSIM_BUG")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|name| !name.is_empty())
-            .map(|name| {
-                SeededBug::named(name)
-                    .unwrap_or_else(|| panic!("SNAPSIM_BUG: unknown seeded bug '{name}'"))
-            })
-            .collect();
+        let names = std::env::var("SNAPSIM_BUG").unwrap_or_default();
+        let names: Vec<&str> = names.split(',').filter(|name| !name.is_empty()).collect();
+        let bugs = SeededBug::all_named(&names).unwrap_or_else(|e| panic!("SNAPSIM_BUG: {e}"));
         Knobs {
             cases: env_number("SNAPSIM_CASES", 16) as u32,
             seed: env_number("SNAPSIM_SEED", 0),
