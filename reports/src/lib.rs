@@ -2,81 +2,53 @@
 //!
 //! The one design decision to know: rendering is a pure function from result data to text,
 //! with no simulation logic, so reports can be snapshot-tested and re-rendered from files.
-//! Today: the Markdown summary of a sweep. The HTML run report with its SVG timeline is the
-//! `snapsim` program issue's work.
+//! A run report ([`run::RunReport`]) is read off the run's trace ([`timeline::Timeline`]); a
+//! sweep report ([`sweep`]) from the sweep's results. Both come as Markdown and as one
+//! self-contained HTML page with SVG charts drawn by plotters ([`charts`]).
 
 #![deny(missing_docs)]
 
-use std::fmt::Write;
+pub mod charts;
+pub mod run;
+pub mod sweep;
+pub mod timeline;
 
-/// One failing run of a sweep.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FailedRun {
-    /// The seed.
-    pub seed: u64,
-    /// The verdict, as text.
-    pub verdict: String,
-    /// The first violated property and its message.
-    pub first_violation: String,
-    /// The command that replays it.
-    pub replay: String,
+/// The style sheet of the HTML reports.
+pub(crate) const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1150px;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
+th{background:#f4f4f4}table.facts td,table.facts th{text-align:left}\
+.verdict{font-size:1.3em;font-weight:bold}.passed{color:#2e7d32}.failed{color:#c62828}\
+.violation{background:#fdecea;padding:.5em;border-left:4px solid #c62828}\
+pre{background:#f6f8fa;padding:.5em;overflow-x:auto;font-size:12px}.chart svg{max-width:100%;height:auto}";
+
+/// Appends one formatted line.
+pub(crate) fn line(text: &mut String, args: std::fmt::Arguments) {
+    use std::fmt::Write;
+    text.write_fmt(args).expect("writing to a String");
+    text.push('\n');
 }
 
-/// The results of one scenario over many seeds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScenarioSummary {
-    /// The scenario.
-    pub scenario: String,
-    /// Seeds run.
-    pub seeds: u64,
-    /// Seeds that passed.
-    pub passed: u64,
-    /// Median checkpoints completed per run.
-    pub checkpoints_completed_median: u64,
-    /// Median failovers per run.
-    pub restarts_median: u64,
-    /// The failures, in seed order.
-    pub failures: Vec<FailedRun>,
+/// A number, or a dash for none.
+pub(crate) fn or_dash(value: Option<u64>) -> String {
+    value.map_or("–".to_string(), |v| v.to_string())
 }
 
-/// The Markdown report of a sweep.
-pub fn sweep_markdown(title: &str, summaries: &[ScenarioSummary]) -> String {
-    let mut text = String::new();
-    let failed: u64 = summaries.iter().map(|s| s.seeds - s.passed).sum();
-    let seeds: u64 = summaries.iter().map(|s| s.seeds).sum();
-    let verdict = if failed == 0 {
-        "PASSED".to_string()
-    } else {
-        format!("FAILED ({failed} of {seeds} runs)")
-    };
-    writeln!(text, "# {title}\n\nVerdict: **{verdict}**\n").expect("writing to a String");
-    writeln!(text, "| scenario | seeds | passed | failed | checkpoints completed (median) | failovers (median) |").expect("writing to a String");
-    writeln!(text, "|---|---:|---:|---:|---:|---:|").expect("writing to a String");
-    for s in summaries {
-        writeln!(
-            text,
-            "| {} | {} | {} | {} | {} | {} |",
-            s.scenario,
-            s.seeds,
-            s.passed,
-            s.seeds - s.passed,
-            s.checkpoints_completed_median,
-            s.restarts_median
-        )
-        .expect("writing to a String");
+/// Text made safe inside HTML elements and attributes.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The `p`th percentile (nearest rank) of `values`, sorting them; `None` when empty.
+pub fn percentile(values: &mut [u64], p: u64) -> Option<u64> {
+    if values.is_empty() {
+        return None;
     }
-    for s in summaries.iter().filter(|s| !s.failures.is_empty()) {
-        writeln!(text, "\n## Failures of {}\n", s.scenario).expect("writing to a String");
-        for f in &s.failures {
-            writeln!(
-                text,
-                "- seed {} — {}: {}\n  replay: `{}`",
-                f.seed, f.verdict, f.first_violation, f.replay
-            )
-            .expect("writing to a String");
-        }
-    }
-    text
+    values.sort_unstable();
+    let rank = (p * values.len() as u64).div_ceil(100).max(1);
+    Some(values[rank as usize - 1])
 }
 
 #[cfg(test)]
@@ -84,26 +56,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failure_makes_the_verdict_fail_and_lists_the_replay() {
-        let summary = ScenarioSummary {
-            scenario: "keyed-sum".into(),
-            seeds: 2,
-            passed: 1,
-            checkpoints_completed_median: 9,
-            restarts_median: 1,
-            failures: vec![FailedRun {
-                seed: 1,
-                verdict: "Correctness".into(),
-                first_violation: "exactly-once: effect of x was committed 2 times".into(),
-                replay: "cargo run --release -- run --scenario keyed-sum --seed 1".into(),
-            }],
-        };
-        let text = sweep_markdown("sweep", &[summary]);
-        assert!(text.contains("Verdict: **FAILED (1 of 2 runs)**"), "{text}");
-        assert!(text.contains("| keyed-sum | 2 | 1 | 1 | 9 | 1 |"), "{text}");
-        assert!(
-            text.contains("replay: `cargo run --release -- run --scenario keyed-sum --seed 1`"),
-            "{text}"
+    fn percentiles_are_nearest_rank() {
+        let mut values = vec![5, 1, 4, 2, 3];
+        assert_eq!(percentile(&mut values, 50), Some(3));
+        assert_eq!(percentile(&mut values, 90), Some(5));
+        assert_eq!(percentile(&mut values, 1), Some(1));
+        assert_eq!(percentile(&mut [], 50), None);
+    }
+
+    #[test]
+    fn escaping_keeps_markup_out() {
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
     }
 }

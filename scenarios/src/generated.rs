@@ -2,9 +2,10 @@
 //!
 //! A [`Case`] is everything a run depends on besides the build, so proptest can shrink it
 //! (fewer fault episodes, earlier times, shorter outages, a smaller job) and a failure can be
-//! written to a file and replayed exactly ([`CaseFile`]).
+//! written to a file and replayed exactly ([`crate::replay::CaseFile`]).
 
-use crate::{log, Setup, CHECKPOINT_DIRECTORY, SCENARIO_HEAL_AT, SCENARIO_LIVENESS_TICKS};
+use crate::profiles::{SCENARIO_HEAL_AT, SCENARIO_LIVENESS_TICKS};
+use crate::{log, Setup, CHECKPOINT_DIRECTORY};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use snapsim_core::cluster::ClusterConfig;
@@ -18,7 +19,6 @@ use snapsim_sim::disk::DiskOp;
 use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
 use snapsim_sim::rng::{SimRng, Stream};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The TaskManagers of every generated case.
 pub const TASK_MANAGERS: u16 = 2;
@@ -161,6 +161,39 @@ pub enum Episode {
         /// When.
         at: u64,
     },
+}
+
+impl Episode {
+    /// When the episode starts (or its fault is armed).
+    pub fn at_mut(&mut self) -> &mut u64 {
+        match self {
+            Episode::Crash { at, .. }
+            | Episode::Partition { at, .. }
+            | Episode::Clog { at, .. }
+            | Episode::SlowLink { at, .. }
+            | Episode::LoseCheckpointRpcs { at, .. }
+            | Episode::FailNextDiskOp { at, .. }
+            | Episode::CorruptNextRead { at, .. }
+            | Episode::CrashOnWrite { at, .. }
+            | Episode::Savepoint { at } => at,
+        }
+    }
+
+    /// How long the episode lasts, for the episodes that last.
+    pub fn duration_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Episode::Crash { down_ticks, .. } | Episode::CrashOnWrite { down_ticks, .. } => {
+                Some(down_ticks)
+            }
+            Episode::Partition { for_ticks, .. }
+            | Episode::Clog { for_ticks, .. }
+            | Episode::SlowLink { for_ticks, .. }
+            | Episode::LoseCheckpointRpcs { for_ticks, .. } => Some(for_ticks),
+            Episode::FailNextDiskOp { .. }
+            | Episode::CorruptNextRead { .. }
+            | Episode::Savepoint { .. } => None,
+        }
+    }
 }
 
 /// A generated case: job, fault episodes and the seed of workload and timing.
@@ -526,69 +559,3 @@ pub fn case(episodes_max: usize) -> impl Strategy<Value = Case> {
             seed,
         })
 }
-
-/// A failing case written down for replay: the shrunk case, the bugs switched on, and what the
-/// run gave, with the build that gave it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CaseFile {
-    /// The commit of the build (`git describe`), so a replay can tell it runs another build.
-    pub commit: String,
-    /// The case.
-    pub case: Case,
-    /// Seeded bugs switched on (names).
-    #[serde(default)]
-    pub bugs: Vec<String>,
-    /// The expanded fault schedule, for people (replay rebuilds it from the case).
-    pub schedule: FaultSchedule,
-    /// The run's trace hash: a replay with the same build gives the same.
-    pub trace_hash: u64,
-    /// The violations, one line each.
-    pub violations: Vec<String>,
-}
-
-/// Errors reading a case file.
-#[derive(Debug, thiserror::Error)]
-pub enum CaseFileError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a case file.
-    #[error("{path}: not a snapsim case file: {source}")]
-    Format {
-        /// The file.
-        path: String,
-        /// Why.
-        source: serde_json::Error,
-    },
-}
-
-impl CaseFile {
-    /// Writes the file as pretty JSON.
-    pub fn save(&self, path: &Path) -> Result<(), CaseFileError> {
-        let text = serde_json::to_string_pretty(self).expect("case files serialize");
-        std::fs::write(path, text).map_err(|source| CaseFileError::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    }
-
-    /// Reads a file written by [`CaseFile::save`].
-    pub fn load(path: &Path) -> Result<CaseFile, CaseFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CaseFileError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| CaseFileError::Format {
-            path: path.display().to_string(),
-            source,
-        })
-    }
-}
-
-/// The commit this build was made from (set by the build script; "unknown" outside git).
-pub const BUILD_COMMIT: &str = env!("SNAPSIM_COMMIT");

@@ -8,39 +8,48 @@
 
 pub mod bench;
 pub mod generated;
+pub mod profiles;
+pub mod replay;
+pub mod report;
+pub mod shrink;
 pub mod sweep;
 
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
-use snapsim_core::ids::{EventTime, Key, TaskManagerId, Tick};
+use snapsim_core::ids::{EventTime, Key, Tick};
 use snapsim_core::job::{
     AggregateFn, ExecutionPlan, InputSide, JobError, JobGraph, OperatorKind, Partitioning,
     SourceLog,
 };
-use snapsim_core::messages::Address;
 use snapsim_core::record::SourceRecord;
 use snapsim_core::testing::LocalCluster;
-use snapsim_core::trace::{EngineEvent, JobStatus};
+use snapsim_core::trace::JobStatus;
+use snapsim_reports::timeline::{Ending, Timeline};
 use snapsim_sim::check::{self, Property, Violation};
-use snapsim_sim::disk::{CrashMode, DiskFaults, DiskOp};
-use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
+use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::rng::{SimRng, Stream};
-use snapsim_sim::trace::{TraceEntry, TraceEvent};
+use snapsim_sim::trace::TraceEntry;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use thiserror::Error;
 
-/// A named scenario.
+/// The commit this build was made from (set by the build script; "unknown" outside git).
+pub const BUILD_COMMIT: &str = env!("SNAPSIM_COMMIT");
+
+/// A named scenario: a job drawn from a seed, and the fault profile it runs with unless told
+/// otherwise.
 pub struct Scenario {
     /// Its name on the command line.
     pub name: &'static str,
     /// One line for `snapsim list`.
     pub description: &'static str,
-    setup: fn(u64) -> Setup,
+    /// Its fault profile (see [`profiles::fault_profiles`]).
+    pub faults: &'static str,
+    job: fn(&mut Draws) -> (JobGraph, ClusterConfig),
 }
 
 /// What a scenario draws from a seed.
@@ -58,28 +67,33 @@ pub fn scenarios() -> &'static [Scenario] {
     &[
         Scenario {
             name: "keyed-sum",
-            description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, checkpoints on files; one TaskManager crash and restart",
-            setup: keyed_sum_with_crash,
+            description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, 4,000 records, checkpoints every 50 ms, on files",
+            faults: "tm-crash",
+            job: keyed_sum_on_files,
         },
         Scenario {
             name: "keyed-agg",
-            description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files; three TaskManager crashes and two storage faults",
-            setup: keyed_agg_standard,
+            description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files",
+            faults: "crashes-and-storage",
+            job: keyed_agg_standard,
         },
         Scenario {
             name: "keyed-sum-calm",
-            description: "the keyed-sum job without faults, state in the JobManager's memory (the engine against its own oracle)",
-            setup: keyed_sum_calm,
+            description: "the keyed-sum job with its state in the JobManager's memory",
+            faults: "none",
+            job: keyed_sum_in_memory,
         },
         Scenario {
             name: "swarm",
-            description: "the keyed-sum job (heap or incremental backend) under swarm faults: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs) and draws their rates",
-            setup: keyed_sum_swarm,
+            description: "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
+            faults: "swarm",
+            job: keyed_sum_for_swarm,
         },
         Scenario {
             name: "co-window",
-            description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink; a TaskManager crash",
-            setup: co_window_with_crash,
+            description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
+            faults: "tm-crash",
+            job: co_window,
         },
     ]
 }
@@ -140,6 +154,12 @@ pub struct Stats {
     /// At-least-once mode: effects committed more than once (allowed, counted).
     #[serde(default)]
     pub duplicates: u64,
+    /// The duration of each completed checkpoint, trigger to completion (ms).
+    #[serde(default)]
+    pub checkpoint_ms: Vec<u64>,
+    /// The recovery time of each failover after which the job ran again (ms).
+    #[serde(default)]
+    pub recovery_ms: Vec<u64>,
 }
 
 /// The outcome of one run of a scenario.
@@ -157,19 +177,173 @@ pub struct Outcome {
     pub stats: Stats,
     /// The trace hash (equal for equal (scenario, seed, build)).
     pub trace_hash: u64,
-    /// Seeded bugs switched on (none in a normal run).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bugs: Vec<String>,
+    /// What the run changed from the scenario's own choices (nothing in a plain run).
+    #[serde(flatten)]
+    pub variant: Variant,
 }
 
 impl Outcome {
     /// The command that replays this run.
     pub fn replay_line(&self) -> String {
-        let bugs: String = self.bugs.iter().map(|b| format!(" --bug {b}")).collect();
         format!(
-            "cargo run --release -- run --scenario {} --seed {}{bugs}",
-            self.scenario, self.seed
+            "cargo run --release -- run --scenario {} --seed {}{}",
+            self.scenario,
+            self.seed,
+            self.variant.flags()
         )
+    }
+}
+
+/// A snapshot algorithm: how tasks handle barriers (one [`snapsim_core::barrier::BarrierHandler`]
+/// each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// Aligned barriers, EXACTLY_ONCE: a task blocks each channel whose barrier came until
+    /// all came, then snapshots (`BarrierAligner`).
+    Aligned,
+    /// AT_LEAST_ONCE barrier tracking: nothing blocks, the snapshot is taken when the last
+    /// barrier comes (`BarrierTracker`); records after an early barrier may be replayed.
+    AtLeastOnce,
+}
+
+impl Algorithm {
+    /// Every algorithm, in listing order.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Aligned, Algorithm::AtLeastOnce];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Aligned => "aligned",
+            Algorithm::AtLeastOnce => "at-least-once",
+        }
+    }
+
+    /// One line for `snapsim list`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Algorithm::Aligned => "aligned barriers, EXACTLY_ONCE (Flink's default): channels whose barrier came block until all came; judged exactly-once",
+            Algorithm::AtLeastOnce => "barrier tracking, AT_LEAST_ONCE: nothing blocks, the snapshot waits for the last barrier; judged at-least-once (duplicates counted)",
+        }
+    }
+
+    /// The algorithm called `name`.
+    pub fn named(name: &str) -> Result<Algorithm, NameError> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| NameError::Algorithm {
+                name: name.to_string(),
+                known: Algorithm::ALL.map(Algorithm::name).join(", "),
+            })
+    }
+
+    fn apply(self, job: &mut JobGraph) {
+        job.checkpoint.mode = match self {
+            Algorithm::Aligned => CheckpointingMode::ExactlyOnce,
+            Algorithm::AtLeastOnce => CheckpointingMode::AtLeastOnce,
+        };
+    }
+}
+
+/// A name on the command line (or in a results file) that names nothing.
+#[derive(Debug, Error)]
+pub enum NameError {
+    /// Not a scenario.
+    #[error(transparent)]
+    Scenario(#[from] UnknownScenario),
+    /// Not a fault profile.
+    #[error(transparent)]
+    Profile(#[from] profiles::UnknownProfile),
+    /// Not a snapshot algorithm.
+    #[error("unknown snapshot algorithm '{name}'; known: {known}")]
+    Algorithm {
+        /// The name given.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
+    /// Not a seeded bug.
+    #[error(transparent)]
+    Bug(#[from] snapsim_core::bugs::UnknownBug),
+}
+
+/// What a run of a named scenario changes from the scenario's own choices: `--faults`,
+/// `--algorithm` and `--bug` on the command line. Outcomes, sweep manifests and replay lines
+/// carry it, so every run can be made again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    /// A fault profile instead of the scenario's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<String>,
+    /// A snapshot algorithm instead of the scenario's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Seeded bugs switched on, by name, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<String>,
+}
+
+impl Variant {
+    /// A variant from command-line names, each checked (bugs sorted, each once).
+    pub fn new(
+        faults: Option<String>,
+        algorithm: Option<String>,
+        bugs: &[String],
+    ) -> Result<Variant, NameError> {
+        let variant = Variant {
+            faults,
+            algorithm,
+            bugs: SeededBug::all_named(bugs)?
+                .iter()
+                .map(|b| b.to_string())
+                .collect(),
+        };
+        variant.check()?;
+        Ok(variant)
+    }
+
+    /// Checks every name (a variant read from a file was never checked).
+    pub fn check(&self) -> Result<(), NameError> {
+        if let Some(name) = &self.faults {
+            profiles::find_profile(name)?;
+        }
+        if let Some(name) = &self.algorithm {
+            Algorithm::named(name)?;
+        }
+        SeededBug::all_named(&self.bugs)?;
+        Ok(())
+    }
+
+    /// The command-line flags that make this variant (empty for none).
+    pub fn flags(&self) -> String {
+        let mut flags = String::new();
+        if let Some(name) = &self.faults {
+            flags += &format!(" --faults {name}");
+        }
+        if let Some(name) = &self.algorithm {
+            flags += &format!(" --algorithm {name}");
+        }
+        for bug in &self.bugs {
+            flags += &format!(" --bug {bug}");
+        }
+        flags
+    }
+
+    /// The setup of `scenario` with `seed` changed as this variant says.
+    pub fn setup(&self, scenario: &Scenario, seed: u64) -> Result<Setup, NameError> {
+        let profile = profiles::find_profile(self.faults.as_deref().unwrap_or(scenario.faults))?;
+        let mut draws = Draws::new(seed);
+        let (mut job, cluster) = (scenario.job)(&mut draws);
+        if let Some(name) = &self.algorithm {
+            Algorithm::named(name)?.apply(&mut job);
+        }
+        job.bugs.extend(SeededBug::all_named(&self.bugs)?);
+        let schedule = profile.draw(&mut draws.faults, cluster.task_managers);
+        Ok(Setup {
+            job,
+            cluster,
+            schedule,
+        })
     }
 }
 
@@ -184,26 +358,30 @@ pub fn run_case(
     judge("generated", case.seed, setup)
 }
 
-/// Draws the scenario's setup for `seed`.
+/// Draws the scenario's setup for `seed`, with its own fault profile.
 pub fn setup(scenario: &Scenario, seed: u64) -> Setup {
-    (scenario.setup)(seed)
+    Variant::default()
+        .setup(scenario, seed)
+        .expect("a scenario's own profile exists")
 }
 
 /// Runs `scenario` with `seed` and judges it against the failure-free oracle.
 pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
-    run_with_bugs(scenario, seed, &BTreeSet::new())
+    run_variant(scenario, seed, &Variant::default()).expect("a plain run names nothing")
 }
 
-/// Runs `scenario` with `seed` and the seeded `bugs` switched on, judged against the bug-free
-/// oracle.
-pub fn run_with_bugs(
+/// Runs `scenario` with `seed` changed as `variant` says, judged against the failure-free
+/// oracle of the same job without seeded bugs.
+pub fn run_variant(
     scenario: &Scenario,
     seed: u64,
-    bugs: &BTreeSet<SeededBug>,
-) -> (Outcome, RunResult) {
-    let mut setup = setup(scenario, seed);
-    setup.job.bugs.extend(bugs);
-    judge(scenario.name, seed, setup).expect("built-in scenarios are valid jobs")
+    variant: &Variant,
+) -> Result<(Outcome, RunResult), NameError> {
+    let setup = variant.setup(scenario, seed)?;
+    let (mut outcome, result) =
+        judge(scenario.name, seed, setup).expect("built-in scenarios are valid jobs");
+    outcome.variant = variant.clone();
+    Ok((outcome, result))
 }
 
 /// Runs a setup (a scenario's, perhaps changed: another schedule, another job option, seeded
@@ -304,7 +482,10 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         violations,
         stats,
         trace_hash: result.trace_hash,
-        bugs: setup_bugs,
+        variant: Variant {
+            bugs: setup_bugs,
+            ..Variant::default()
+        },
     };
     Ok((outcome, result))
 }
@@ -314,7 +495,6 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
 /// with a time (what led to it).
 pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> String {
     use std::fmt::Write;
-    const ENTRIES: usize = 12;
     let s = &outcome.stats;
     let mut text = format!(
         "scenario {} seed {}: {:?}\n",
@@ -333,14 +513,24 @@ pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) 
         );
     }
     let _ = writeln!(text, "  replay: {replay_line}");
-    if let Some(at) = outcome.violations.iter().find_map(|v| v.at) {
-        let end = trace.partition_point(|entry| entry.at <= at);
+    if let Some((at, entries)) = trace_before_violation(outcome, trace) {
         let _ = writeln!(text, "  the trace up to {at}:");
-        for entry in &trace[end.saturating_sub(ENTRIES)..end] {
+        for entry in entries {
             let _ = writeln!(text, "    {}", describe_entry(entry));
         }
     }
     text
+}
+
+/// The last trace entries up to the first violation that has a time, with that time.
+pub fn trace_before_violation<'t>(
+    outcome: &Outcome,
+    trace: &'t [TraceEntry],
+) -> Option<(Tick, &'t [TraceEntry])> {
+    const ENTRIES: usize = 12;
+    let at = outcome.violations.iter().find_map(|v| v.at)?;
+    let end = trace.partition_point(|entry| entry.at <= at);
+    Some((at, &trace[end.saturating_sub(ENTRIES)..end]))
 }
 
 /// One trace entry as a line: time, node, event.
@@ -376,25 +566,29 @@ fn oracle(plan: &Arc<ExecutionPlan>, setup: &Setup) -> Vec<snapsim_core::sink::C
 }
 
 fn stats(result: &RunResult) -> Stats {
-    let mut stats = Stats {
+    let timeline = Timeline::from_trace(&result.trace);
+    let checkpoints = timeline.checkpoints.iter().filter(|span| !span.savepoint);
+    Stats {
+        checkpoints_completed: checkpoints
+            .clone()
+            .filter(|s| s.ending == Ending::Completed)
+            .count() as u64,
+        checkpoints_aborted: checkpoints
+            .clone()
+            .filter(|s| matches!(s.ending, Ending::Aborted(_)))
+            .count() as u64,
+        restarts: timeline.recoveries.len() as u64,
+        records_committed: result.committed.len() as u64,
         virtual_ticks: result.virtual_ticks,
         trace_events: result.trace.len() as u64,
-        ..Stats::default()
-    };
-    stats.records_committed = result.committed.len() as u64;
-    for entry in &result.trace {
-        match &entry.event {
-            TraceEvent::Engine(EngineEvent::CheckpointCompleted { .. }) => {
-                stats.checkpoints_completed += 1
-            }
-            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => {
-                stats.checkpoints_aborted += 1
-            }
-            TraceEvent::Engine(EngineEvent::Failover { .. }) => stats.restarts += 1,
-            _ => {}
-        }
+        duplicates: 0,
+        checkpoint_ms: checkpoints.filter_map(|s| s.duration()).collect(),
+        recovery_ms: timeline
+            .recoveries
+            .iter()
+            .filter_map(|r| r.duration())
+            .collect(),
     }
-    stats
 }
 
 fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<SourceLog> {
@@ -423,20 +617,6 @@ const SCENARIO_RESTART: RestartStrategyConfig = RestartStrategyConfig::FixedDela
     attempts: 10,
     delay_ticks: 100,
 };
-/// Every built-in scenario's faults stop by this time.
-const SCENARIO_HEAL_AT: Tick = Tick(2_000);
-/// And its job must finish within this much virtual time after.
-const SCENARIO_LIVENESS_TICKS: u64 = 58_000;
-
-fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
-    FaultSchedule {
-        disk: DiskFaults::default(),
-        events,
-        heal_at: SCENARIO_HEAL_AT,
-        liveness_ticks: SCENARIO_LIVENESS_TICKS,
-    }
-}
-
 /// The seed's independent streams, one per subsystem, so that drawing more faults never
 /// changes the workload (STYLE §3.5).
 struct Draws {
@@ -497,22 +677,6 @@ fn keyed_aggregation(
     job
 }
 
-fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<FaultEvent> {
-    let victim = Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16));
-    let at = rng.between(window.0, window.1);
-    let down = rng.between(50, 400);
-    vec![
-        FaultEvent {
-            at: Tick(at),
-            fault: Fault::Crash(victim),
-        },
-        FaultEvent {
-            at: Tick(at + down),
-            fault: Fault::Restart(victim),
-        },
-    ]
-}
-
 /// Where the scenarios' FileSystemCheckpointStorage puts checkpoints (`state.checkpoints.dir`).
 pub const CHECKPOINT_DIRECTORY: &str = "checkpoints";
 
@@ -521,62 +685,28 @@ fn on_files(mut job: JobGraph) -> JobGraph {
     job
 }
 
-fn keyed_sum_with_crash(seed: u64) -> Setup {
-    let mut draws = Draws::new(seed);
-    Setup {
-        job: on_files(keyed_sum_job(&mut draws.workload)),
-        cluster: cluster(&mut draws.timing, 2, 50),
-        schedule: schedule(tm_crash(&mut draws.faults, 2, (100, 500))),
-    }
+fn keyed_sum_on_files(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let job = on_files(keyed_sum_job(&mut draws.workload));
+    (job, cluster(&mut draws.timing, 2, 50))
 }
 
-fn keyed_agg_standard(seed: u64) -> Setup {
-    let mut draws = Draws::new(seed);
+fn keyed_agg_standard(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     let job = keyed_aggregation("keyed-agg", &mut draws.workload, (20_000, 256), 4);
-    let faults = &mut draws.faults;
-    // Three crashes in three windows, each over before the next begins (a node cannot crash
-    // while down), and a failed snapshot sync and a failed metadata write.
-    let mut events: Vec<FaultEvent> = [(100, 300), (720, 880), (1_300, 1_500)]
-        .into_iter()
-        .flat_map(|window| tm_crash(faults, 2, window))
-        .collect();
-    for (op, path) in [(DiskOp::Sync, "/task-"), (DiskOp::Append, "_metadata")] {
-        events.push(FaultEvent {
-            at: Tick(faults.between(50, 1_800)),
-            fault: Fault::FailNextDiskOp {
-                op,
-                path_contains: path.to_string(),
-            },
-        });
-    }
-    events.sort_by_key(|event| event.at);
-    Setup {
-        job: on_files(job),
-        cluster: cluster(&mut draws.timing, 2, 50),
-        schedule: schedule(events),
-    }
+    (on_files(job), cluster(&mut draws.timing, 2, 50))
 }
 
-fn keyed_sum_calm(seed: u64) -> Setup {
-    let mut draws = Draws::new(seed);
-    Setup {
-        job: keyed_sum_job(&mut draws.workload),
-        cluster: cluster(&mut draws.timing, 2, 50),
-        schedule: schedule(Vec::new()),
-    }
+fn keyed_sum_in_memory(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let job = keyed_sum_job(&mut draws.workload);
+    (job, cluster(&mut draws.timing, 2, 50))
 }
 
-fn co_window_with_crash(seed: u64) -> Setup {
-    let Draws {
-        mut workload,
-        mut faults,
-        mut timing,
-    } = Draws::new(seed);
+fn co_window(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let workload = &mut draws.workload;
     let mut job = JobGraph::new("co-window");
     let left = job.add(
         "left",
         OperatorKind::Source {
-            log: log(&mut workload, 2, 2_000, 16),
+            log: log(workload, 2, 2_000, 16),
             records_per_tick: 3,
         },
         2,
@@ -584,7 +714,7 @@ fn co_window_with_crash(seed: u64) -> Setup {
     let right = job.add(
         "right",
         OperatorKind::Source {
-            log: log(&mut workload, 3, 1_500, 16),
+            log: log(workload, 3, 1_500, 16),
             records_per_tick: 2,
         },
         3,
@@ -609,192 +739,10 @@ fn co_window_with_crash(seed: u64) -> Setup {
     job.checkpoint.interval_ticks = Some(40);
     job.checkpoint.directory = Some(CHECKPOINT_DIRECTORY.to_string());
     job.restart = SCENARIO_RESTART;
-    Setup {
-        job,
-        cluster: cluster(&mut timing, 3, 40),
-        schedule: schedule(tm_crash(&mut faults, 3, (100, 600))),
-    }
+    (job, cluster(&mut draws.timing, 3, 40))
 }
 
-/// The fault kinds swarm testing switches on and off per seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum SwarmKind {
-    TaskManagerCrash,
-    JobManagerCrash,
-    StorageCrash,
-    TornWrite,
-    JobManagerCrashOnWrite,
-    Partition,
-    ClogLink,
-    SlowLink,
-    SlowOperator,
-    DiskErrors,
-    DiskFull,
-    Corruption,
-    TargetedDiskFailure,
-    LostCheckpointRpcs,
-}
-
-const SWARM_KINDS: [SwarmKind; 14] = [
-    SwarmKind::TaskManagerCrash,
-    SwarmKind::JobManagerCrash,
-    SwarmKind::StorageCrash,
-    SwarmKind::TornWrite,
-    SwarmKind::JobManagerCrashOnWrite,
-    SwarmKind::Partition,
-    SwarmKind::ClogLink,
-    SwarmKind::SlowLink,
-    SwarmKind::SlowOperator,
-    SwarmKind::DiskErrors,
-    SwarmKind::DiskFull,
-    SwarmKind::Corruption,
-    SwarmKind::TargetedDiskFailure,
-    SwarmKind::LostCheckpointRpcs,
-];
-/// The swarm's safety phase.
-const SWARM_HEAL_AT: u64 = 3_000;
-
-/// Swarm testing (Groce et al.; FoundationDB, VOPR): each seed enables a random subset of fault
-/// kinds, so that rare combinations get runs of their own instead of drowning in the average.
-fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
-    let enabled: BTreeSet<SwarmKind> = SWARM_KINDS
-        .into_iter()
-        .filter(|_| rng.below(2) == 1)
-        .collect();
-    let tm = |rng: &mut SimRng| {
-        Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16))
-    };
-    let mut events: Vec<(u64, Fault)> = Vec::new();
-    let mut disk = DiskFaults {
-        crash: CrashMode::Seeded,
-        ..DiskFaults::default()
-    };
-    let at = |rng: &mut SimRng| rng.between(100, SWARM_HEAL_AT - 500);
-    for kind in enabled {
-        match kind {
-            SwarmKind::TaskManagerCrash | SwarmKind::JobManagerCrash | SwarmKind::StorageCrash => {
-                let node = match kind {
-                    SwarmKind::TaskManagerCrash => tm(rng),
-                    SwarmKind::JobManagerCrash => Address::JobManager,
-                    _ => Address::Storage,
-                };
-                let t = at(rng);
-                events.push((t, Fault::Crash(node)));
-                events.push((t + rng.between(20, 400), Fault::Restart(node)));
-            }
-            SwarmKind::TornWrite | SwarmKind::JobManagerCrashOnWrite => {
-                let targets = ["ha/", "_metadata", "/task-"];
-                let path_contains = targets[rng.below(3) as usize].to_string();
-                let (moment, node) = match kind {
-                    SwarmKind::TornWrite => (WriteMoment::BeforeSync, Address::Storage),
-                    _ => (WriteMoment::AfterSync, Address::JobManager),
-                };
-                let fault = Fault::CrashOnWrite {
-                    path_contains,
-                    moment,
-                    node,
-                    down_ticks: rng.between(20, 300),
-                };
-                events.push((at(rng), fault));
-            }
-            SwarmKind::Partition => {
-                let (a, b) = (Address::JobManager, tm(rng));
-                let t = at(rng);
-                events.push((t, Fault::Partition { a, b }));
-                events.push((t + rng.between(50, 900), Fault::HealPartition { a, b }));
-            }
-            SwarmKind::ClogLink => {
-                let (from, to) = (tm(rng), tm(rng));
-                let (from, to) = if from == to {
-                    (from, Address::Storage)
-                } else {
-                    (from, to)
-                };
-                let t = at(rng);
-                events.push((t, Fault::ClogLink { from, to }));
-                events.push((t + rng.between(50, 1_500), Fault::UnclogLink { from, to }));
-            }
-            SwarmKind::SlowLink => {
-                let fault = Fault::SlowLink {
-                    from: tm(rng),
-                    to: tm(rng),
-                    extra_ticks: (rng.between(0, 10), rng.between(10, 60)),
-                    for_ticks: rng.between(100, 2_000),
-                };
-                events.push((at(rng), fault));
-            }
-            SwarmKind::LostCheckpointRpcs => {
-                let (mut from, mut to) = (Address::JobManager, tm(rng));
-                if rng.below(2) == 1 {
-                    (from, to) = (to, from);
-                }
-                let for_ticks = rng.between(1, 600);
-                events.push((
-                    at(rng),
-                    Fault::LoseCheckpointRpcs {
-                        from,
-                        to,
-                        for_ticks,
-                    },
-                ));
-            }
-            SwarmKind::SlowOperator => {
-                let fault = Fault::SlowNode {
-                    node: tm(rng),
-                    per_input_ticks: rng.between(1, 3),
-                    for_ticks: rng.between(100, 1_500),
-                };
-                events.push((at(rng), fault));
-            }
-            SwarmKind::DiskErrors => {
-                disk.read_error_per_mille = rng.between(0, 50) as u16;
-                disk.append_error_per_mille = rng.between(0, 50) as u16;
-                disk.sync_error_per_mille = rng.between(0, 50) as u16;
-                disk.latency_ticks = (0, rng.between(0, 20));
-            }
-            SwarmKind::Corruption => disk.corruption_per_mille = rng.between(1, 100) as u16,
-            SwarmKind::DiskFull => {
-                // Full for a while, then back to the background faults drawn so far (kinds
-                // drawn after this one, corruption, hold only until the disk fills).
-                let t = at(rng);
-                let full = DiskFaults {
-                    capacity_bytes: Some(rng.between(0, 4_000)),
-                    ..disk.clone()
-                };
-                events.push((t, Fault::DiskFaults(full)));
-                let healed = Fault::DiskFaults(disk.clone());
-                events.push((t + rng.between(50, 1_000), healed));
-            }
-            SwarmKind::TargetedDiskFailure => {
-                let ops = [DiskOp::Read, DiskOp::Append, DiskOp::Sync];
-                let targets = ["ha/", "_metadata", "/task-"];
-                let fault = Fault::FailNextDiskOp {
-                    op: ops[rng.below(3) as usize],
-                    path_contains: targets[rng.below(3) as usize].to_string(),
-                };
-                events.push((at(rng), fault));
-            }
-        }
-    }
-    // A client asks for savepoints in half the seeds; drawn after everything else, so that the
-    // other draws of a seed stay what they were.
-    if rng.below(2) == 1 {
-        for _ in 0..rng.between(1, 3) {
-            events.push((at(rng), Fault::TriggerSavepoint));
-        }
-    }
-    // Stable: events at the same time keep the order they were drawn in. Undoing events that
-    // fall after the safety phase are left to the heal, which undoes everything.
-    events.sort_by_key(|(at, _)| *at);
-    events.retain(|(at, _)| *at < SWARM_HEAL_AT);
-    FaultSchedule {
-        disk,
-        ..FaultSchedule::at_times(events, Tick(SWARM_HEAL_AT), SCENARIO_LIVENESS_TICKS)
-    }
-}
-
-fn keyed_sum_swarm(seed: u64) -> Setup {
-    let mut draws = Draws::new(seed);
+fn keyed_sum_for_swarm(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     let mut job = on_files(keyed_sum_job(&mut draws.workload));
     // Half the seeds keep keyed state in the incremental backend (runs in shared/). Drawn
     // after the job's input, so the other draws of a seed stay what they were.
@@ -806,11 +754,7 @@ fn keyed_sum_swarm(seed: u64) -> Setup {
         attempts: 1_000,
         delay_ticks: 100,
     };
-    job.checkpoint.tolerable_failed = draws.faults.between(0, 3) as u32;
+    job.checkpoint.tolerable_failed = draws.workload.between(0, 3) as u32;
     job.checkpoint.timeout_ticks = 1_000;
-    Setup {
-        job,
-        cluster: cluster(&mut draws.timing, 2, 50),
-        schedule: swarm_schedule(&mut draws.faults, 2),
-    }
+    (job, cluster(&mut draws.timing, 2, 50))
 }

@@ -1,18 +1,20 @@
-//! `snapsim`: run scenarios on the simulated cluster, one seed or a sweep.
+//! `snapsim`: run scenarios on the simulated cluster, one seed or a sweep; replay, shrink and
+//! report runs; measure.
 //!
 //! Exit codes: 0 every property held, 1 a property was violated, 2 bad input.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
 use snapsim_scenarios::bench::wall_time;
-use snapsim_scenarios::generated::{CaseFile, BUILD_COMMIT};
-use snapsim_scenarios::run_case;
+use snapsim_scenarios::profiles::fault_profiles;
+use snapsim_scenarios::replay::{CaseFile, Replayable, ScenarioRun};
 use snapsim_scenarios::sweep::{self, Manifest, Shard, SweepError, SweepSummary};
-use snapsim_scenarios::{describe_run, find, judge, scenarios, setup, Outcome, Verdict};
+use snapsim_scenarios::{
+    describe_run, find, report, scenarios, shrink, Algorithm, Variant, Verdict, BUILD_COMMIT,
+};
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,22 +22,60 @@ use std::process::ExitCode;
 #[command(
     name = "snapsim",
     version,
-    about = "Deterministic simulation testing of Flink-style checkpointing"
+    about = "Deterministic simulation testing of Flink-style checkpointing",
+    long_about = "Deterministic simulation testing of Flink-style checkpointing.\n\n\
+                  Without a command: the default sweep (every scenario, seeds 0..32), which prints \
+                  a verdict and writes snapsim-out/report.html.\n\n\
+                  Exit codes: 0 every property held, 1 a property was violated, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// What a run of a scenario may change from the scenario's own choices.
+#[derive(Args, Clone, Default)]
+struct VariantArgs {
+    /// Draw faults with this profile instead of the scenario's own (see `snapsim list`).
+    #[arg(long, value_name = "PROFILE")]
+    faults: Option<String>,
+    /// Use this snapshot algorithm instead of the scenario's own (see `snapsim list`).
+    #[arg(long, value_name = "NAME")]
+    algorithm: Option<String>,
+    /// Switch a seeded bug on (repeatable; see `snapsim list`).
+    #[arg(long, value_name = "NAME")]
+    bug: Vec<String>,
+}
+
+/// What `run` and `replay` print and write besides the verdict.
+#[derive(Args, Clone, Default)]
+struct RunOutput {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Log every trace event as it happens (virtual time, node, event) on stderr.
+    #[arg(long)]
+    log: bool,
+    /// Write the run's trace here, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write the run as a case file here, to replay, shrink or report it later.
+    #[arg(long, value_name = "FILE")]
+    save_case: Option<PathBuf>,
+    /// Write the run report (report.html, report.md) into this directory.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Lists the scenarios.
+    /// Lists the scenarios, fault profiles, snapshot algorithms and seeded bugs.
     List {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Runs one scenario with one seed and prints its verdict.
+    /// Runs one scenario with one seed and prints its verdict, statistics and replay line.
     Run {
         /// The scenario (see `snapsim list`).
         #[arg(long)]
@@ -43,33 +83,52 @@ enum Command {
         /// The seed.
         #[arg(long)]
         seed: u64,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        variant: VariantArgs,
         /// Replay this fault schedule (JSON) instead of the one the seed draws.
         #[arg(long, value_name = "FILE")]
         schedule: Option<PathBuf>,
         /// Write the fault schedule of the run (JSON) here, to edit and replay it.
         #[arg(long, value_name = "FILE")]
         save_schedule: Option<PathBuf>,
-        /// Switch a seeded bug on (repeatable; see `snapsim list`).
-        #[arg(long, value_name = "NAME")]
-        bug: Vec<String>,
-        /// Write the run's trace here, one JSON object per line.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
+        #[command(flatten)]
+        output: RunOutput,
     },
-    /// Replays a case file written by a failing fuzz test (or `--save-case`) and checks that
-    /// it gives the recorded trace hash.
+    /// Reproduces a run exactly: a case file (written by a failing fuzz test, `run
+    /// --save-case` or `shrink`), checking it gives the recorded trace hash, or a scenario and
+    /// seed.
     Replay {
         /// The case file (JSON).
+        #[arg(required_unless_present = "scenario", conflicts_with = "scenario")]
+        file: Option<PathBuf>,
+        /// The scenario (with --seed), instead of a file.
+        #[arg(long, requires = "seed")]
+        scenario: Option<String>,
+        /// The seed (with --scenario).
+        #[arg(long, requires = "scenario")]
+        seed: Option<u64>,
+        #[command(flatten)]
+        variant: VariantArgs,
+        #[command(flatten)]
+        output: RunOutput,
+    },
+    /// Minimises a failing case (fewer faults, a smaller job) that still violates the same
+    /// property, and writes it as a case file.
+    Shrink {
+        /// The failing case file.
         file: PathBuf,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Write the run's trace here, one JSON object per line.
+        /// Where the minimal case goes (default: beside the input, `.min.json`).
         #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
+        out: Option<PathBuf>,
+    },
+    /// Renders the report of a sweep directory (report.html, report.md, and a report per
+    /// failing run under runs/) or of a case file (report.html, report.md).
+    Report {
+        /// A sweep's output directory, or a case file.
+        path: PathBuf,
+        /// Where a case file's report goes (default: beside the file, `<name>-report/`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Measures a scenario (build with --release): seeds per second on one core and on all,
     /// wall time per seed and its parts, simulated seconds and recovery cycles per wall second,
@@ -110,9 +169,8 @@ enum Command {
         /// one sweep over machines; join the shards with `snapsim merge`.
         #[arg(long, value_name = "K/N")]
         shard: Option<String>,
-        /// Switch a seeded bug on (repeatable; see `snapsim list`).
-        #[arg(long, value_name = "NAME")]
-        bug: Vec<String>,
+        #[command(flatten)]
+        variant: VariantArgs,
     },
     /// Joins the result directories of a sharded sweep into the results and report one
     /// unsharded sweep would have written.
@@ -129,34 +187,64 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Without a command: the default sweep the README's first command runs.
-    let command = cli.command.unwrap_or(Command::Sweep {
+    let default_sweep = Command::Sweep {
         scenario: Vec::new(),
         seeds: "0..32".into(),
         out: PathBuf::from("snapsim-out"),
         jobs: None,
         shard: None,
-        bug: Vec::new(),
-    });
+        variant: VariantArgs::default(),
+    };
     let result =
-        match command {
+        match cli.command.unwrap_or(default_sweep) {
             Command::List { json } => list(json),
             Command::Run {
                 scenario,
                 seed,
-                json,
+                variant,
                 schedule,
                 save_schedule,
-                bug,
-                trace,
-            } => parse_bugs(&bug).and_then(|bugs| {
-                let files = RunFiles {
-                    schedule,
-                    save_schedule,
-                    trace,
+                output,
+            } => (|| {
+                let schedule = match schedule {
+                    Some(path) => Some(FaultSchedule::load(&path).map_err(|e| e.to_string())?),
+                    None => None,
                 };
-                run_one(&scenario, seed, json, files, &bugs)
-            }),
-            Command::Replay { file, json, trace } => replay(&file, json, trace),
+                let case = Replayable::Scenario(ScenarioRun {
+                    scenario,
+                    seed,
+                    faults: variant.faults,
+                    algorithm: variant.algorithm,
+                    schedule,
+                });
+                if let Some(path) = save_schedule {
+                    let schedule = case.schedule().map_err(|e| e.to_string())?;
+                    schedule.save(&path).map_err(|e| e.to_string())?;
+                }
+                execute(&case, &variant.bug, &output, None)
+            })(),
+            Command::Replay {
+                file,
+                scenario,
+                seed,
+                variant,
+                output,
+            } => match (file, scenario, seed) {
+                (Some(path), _, _) => replay_file(&path, &output),
+                (None, Some(scenario), Some(seed)) => {
+                    let case = Replayable::Scenario(ScenarioRun {
+                        scenario,
+                        seed,
+                        faults: variant.faults,
+                        algorithm: variant.algorithm,
+                        schedule: None,
+                    });
+                    execute(&case, &variant.bug, &output, None)
+                }
+                _ => unreachable!("clap requires a file or a scenario with a seed"),
+            },
+            Command::Shrink { file, out } => shrink_file(&file, out),
+            Command::Report { path, out } => report_path(&path, out),
             Command::Bench {
                 scenario,
                 seeds,
@@ -170,17 +258,19 @@ fn main() -> ExitCode {
                 out,
                 jobs,
                 shard,
-                bug,
-            } => parse_bugs(&bug).and_then(|bugs| {
+                variant,
+            } => (|| {
                 let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
                 let shard = match shard {
                     Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
                     None => Shard::WHOLE,
                 };
+                let variant = Variant::new(variant.faults, variant.algorithm, &variant.bug)
+                    .map_err(|e| e.to_string())?;
                 let manifest =
-                    Manifest::new(&scenario, seeds, shard, &bugs).map_err(|e| e.to_string())?;
+                    Manifest::new(&scenario, seeds, shard, variant).map_err(|e| e.to_string())?;
                 run_sweep(&manifest, jobs, &out)
-            }),
+            })(),
             Command::Merge { dirs, out } => sweep::merge(&dirs, &out)
                 .map_err(|e| e.to_string())
                 .map(|summary| {
@@ -200,9 +290,17 @@ fn main() -> ExitCode {
 
 fn list(json: bool) -> Result<bool, String> {
     if json {
-        let list: Vec<_> = scenarios()
+        let scenarios: Vec<_> = scenarios()
             .iter()
-            .map(|s| serde_json::json!({"name": s.name, "description": s.description}))
+            .map(|s| serde_json::json!({"name": s.name, "description": s.description, "faults": s.faults}))
+            .collect();
+        let profiles: Vec<_> = fault_profiles()
+            .iter()
+            .map(|p| serde_json::json!({"name": p.name, "description": p.description}))
+            .collect();
+        let algorithms: Vec<_> = Algorithm::ALL
+            .iter()
+            .map(|a| serde_json::json!({"name": a.name(), "description": a.description()}))
             .collect();
         let bugs: Vec<_> = SeededBug::ALL
             .iter()
@@ -211,103 +309,114 @@ fn list(json: bool) -> Result<bool, String> {
                     "violates": b.violates(), "reference": b.reference()})
             })
             .collect();
+        let list = serde_json::json!({ "scenarios": scenarios, "fault_profiles": profiles,
+            "algorithms": algorithms, "seeded_bugs": bugs });
+        println!("{list}");
+        return Ok(true);
+    }
+    println!("scenarios (--scenario NAME; each with its fault profile):");
+    for s in scenarios() {
+        println!("  {:<16} [{}] {}", s.name, s.faults, s.description);
+    }
+    println!("\nfault profiles (--faults NAME):");
+    for p in fault_profiles() {
+        println!("  {:<20} {}", p.name, p.description);
+    }
+    println!("\nsnapshot algorithms (--algorithm NAME; the scenarios use aligned):");
+    for a in Algorithm::ALL {
+        println!("  {:<16} {}", a.name(), a.description());
+    }
+    println!("\nseeded bugs (--bug NAME; off unless named):");
+    for b in SeededBug::ALL {
         println!(
-            "{}",
-            serde_json::json!({ "scenarios": list, "seeded_bugs": bugs })
+            "  {:<34} {} (violates {})",
+            b.name(),
+            b.description(),
+            b.violates()
         );
-    } else {
-        for s in scenarios() {
-            println!("{:<16} {}", s.name, s.description);
-        }
-        println!("\nseeded bugs (--bug NAME; off unless named):");
-        for b in SeededBug::ALL {
-            println!(
-                "{:<32} {} (violates {})",
-                b.name(),
-                b.description(),
-                b.violates()
-            );
-        }
     }
     Ok(true)
 }
 
-/// The files `snapsim run` reads and writes.
-struct RunFiles {
-    schedule: Option<PathBuf>,
-    save_schedule: Option<PathBuf>,
-    trace: Option<PathBuf>,
-}
-
-fn run_one(
-    name: &str,
-    seed: u64,
-    json: bool,
-    files: RunFiles,
-    bugs: &BTreeSet<SeededBug>,
+/// Runs a case, writes what `output` asks for and prints the run; a replayed case file gives
+/// its recorded trace hash and replay line.
+fn execute(
+    case: &Replayable,
+    bugs: &[String],
+    output: &RunOutput,
+    recorded: Option<(u64, String)>,
 ) -> Result<bool, String> {
-    let RunFiles {
-        schedule,
-        save_schedule,
-        trace,
-    } = files;
-    let scenario = find(name).map_err(|e| e.to_string())?;
-    let mut setup = setup(scenario, seed);
-    setup.job.bugs.extend(bugs);
-    if let Some(path) = schedule {
-        let replayed = FaultSchedule::load(&path).map_err(|e| e.to_string())?;
-        replayed
-            .validate(&setup.cluster)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        setup.schedule = replayed;
+    if output.log {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_target(false)
+            .init();
     }
-    if let Some(path) = save_schedule {
-        setup.schedule.save(&path).map_err(|e| e.to_string())?;
+    let (wall, ran) = wall_time(|| case.run(bugs));
+    let (outcome, result) = ran.map_err(|e| e.to_string())?;
+    write_trace(output.trace.as_deref(), &result.trace)?;
+    let replay_line = match (&recorded, &output.save_case) {
+        (Some((_, line)), _) => line.clone(),
+        (None, Some(path)) => format!("cargo run --release -- replay {}", path.display()),
+        (None, None) => match case {
+            Replayable::Scenario(ScenarioRun { schedule: None, .. }) => outcome.replay_line(),
+            _ => "(a changed schedule: replay it with --save-case FILE)".to_string(),
+        },
+    };
+    if let Some(path) = &output.save_case {
+        let file = CaseFile::recorded(case.clone(), &outcome).map_err(|e| e.to_string())?;
+        file.save(path).map_err(|e| e.to_string())?;
     }
-    let (outcome, result) = judge(scenario.name, seed, setup).map_err(|e| e.to_string())?;
-    write_trace(trace, &result.trace)?;
-    print_run(&outcome, &result.trace, json, &outcome.replay_line());
+    if let Some(dir) = &output.report {
+        report::write_run_report(dir, &outcome, &result, &replay_line)
+            .map_err(|e| e.to_string())?;
+    }
+    let recorded_hash = recorded.map(|(hash, _)| hash);
+    if output.json {
+        let mut json = serde_json::to_value(&outcome).expect("outcomes serialize");
+        json["wall_ms"] = serde_json::json!(wall.as_secs_f64() * 1e3);
+        if let Some(hash) = recorded_hash {
+            json["recorded_trace_hash"] = serde_json::json!(hash);
+        }
+        println!("{json}");
+        return Ok(outcome.verdict == Verdict::Passed);
+    }
+    print!("{}", describe_run(&outcome, &result.trace, &replay_line));
+    println!("  wall time {:.0} ms", wall.as_secs_f64() * 1e3);
+    if let Some(hash) = recorded_hash {
+        let same = outcome.trace_hash == hash;
+        println!(
+            "  trace hash {:016x}: {} the recorded {hash:016x}",
+            outcome.trace_hash,
+            if same { "equal to" } else { "DIFFERENT from" },
+        );
+    }
+    if let Some(dir) = &output.report {
+        println!("  report: {}", dir.join("report.html").display());
+    }
     Ok(outcome.verdict == Verdict::Passed)
 }
 
-fn replay(path: &Path, json: bool, trace: Option<PathBuf>) -> Result<bool, String> {
+fn replay_file(path: &Path, output: &RunOutput) -> Result<bool, String> {
     let file = CaseFile::load(path).map_err(|e| e.to_string())?;
-    let bugs = parse_bugs(&file.bugs)?;
     if file.commit != BUILD_COMMIT {
         eprintln!(
             "note: the case was recorded with build {}, this is {BUILD_COMMIT}: the trace may differ",
             file.commit
         );
     }
-    let (outcome, result) = run_case(&file.case, &bugs).map_err(|e| e.to_string())?;
-    write_trace(trace, &result.trace)?;
     let replay_line = format!("cargo run --release -- replay {}", path.display());
-    print_run(&outcome, &result.trace, json, &replay_line);
-    if !json {
-        let same = outcome.trace_hash == file.trace_hash;
-        println!(
-            "  trace hash {:016x}: {} the recorded {:016x}",
-            outcome.trace_hash,
-            if same { "equal to" } else { "DIFFERENT from" },
-            file.trace_hash
-        );
-    }
-    Ok(outcome.verdict == Verdict::Passed)
+    execute(
+        &file.case,
+        &file.bugs,
+        output,
+        Some((file.trace_hash, replay_line)),
+    )
 }
 
-/// Prints one run: a JSON object, or the outcome and the trace before its first violation.
-fn print_run(outcome: &Outcome, trace: &[TraceEntry], json: bool, replay_line: &str) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(outcome).expect("outcomes serialize")
-        );
-    } else {
-        print!("{}", describe_run(outcome, trace, replay_line));
-    }
-}
-
-fn write_trace(path: Option<PathBuf>, trace: &[TraceEntry]) -> Result<(), String> {
+fn write_trace(path: Option<&Path>, trace: &[TraceEntry]) -> Result<(), String> {
     let Some(path) = path else {
         return Ok(());
     };
@@ -315,11 +424,7 @@ fn write_trace(path: Option<PathBuf>, trace: &[TraceEntry]) -> Result<(), String
         .iter()
         .map(|entry| serde_json::to_string(entry).expect("trace entries serialize") + "\n")
         .collect();
-    std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn parse_bugs(names: &[String]) -> Result<BTreeSet<SeededBug>, String> {
-    SeededBug::all_named(names).map_err(|e| e.to_string())
+    std::fs::write(path, lines).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).
@@ -368,10 +473,65 @@ fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<boo
 fn print_summary(summary: &SweepSummary) {
     print!("{}", summary.markdown);
     println!(
-        "\nresults: {}\nreport:  {}",
+        "\nresults: {}\nreport:  {} (open it in a browser; Markdown: {})",
         summary.results.display(),
+        summary.html.display(),
         summary.report.display()
     );
+}
+
+fn shrink_file(path: &Path, out: Option<PathBuf>) -> Result<bool, String> {
+    let file = CaseFile::load(path).map_err(|e| e.to_string())?;
+    let out = out.unwrap_or_else(|| path.with_extension("min.json"));
+    println!("shrinking {} ...", path.display());
+    let shrunk = shrink::shrink(&file.case, &file.bugs, |what, outcome| {
+        println!(
+            "  kept: {what} (still {}, {} trace entries)",
+            outcome.violations[0].property, outcome.stats.trace_events
+        );
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let minimal = CaseFile::recorded(shrunk.case, &shrunk.outcome).map_err(|e| e.to_string())?;
+    minimal.save(&out).map_err(|e| e.to_string())?;
+    println!(
+        "{} simplification(s) kept in {} runs; the minimal case still violates {}:\n  {}\nwritten to {}\nreplay: cargo run --release -- replay {}",
+        shrunk.steps,
+        shrunk.runs,
+        shrunk.property,
+        minimal.violations.join("\n  "),
+        out.display(),
+        out.display()
+    );
+    Ok(true)
+}
+
+fn report_path(path: &Path, out: Option<PathBuf>) -> Result<bool, String> {
+    if path.is_dir() {
+        if out.is_some() {
+            return Err(
+                "--out is for a case file; a sweep's report goes into its directory".into(),
+            );
+        }
+        let summary = sweep::report(path).map_err(|e| e.to_string())?;
+        print_summary(&summary);
+        return Ok(summary.passed());
+    }
+    let dir = out.unwrap_or_else(|| {
+        let stem = path
+            .file_stem()
+            .map_or("case".into(), |s| s.to_string_lossy());
+        path.with_file_name(format!("{stem}-report"))
+    });
+    let outcome = report::report_case_file(path, &dir).map_err(|e| e.to_string())?;
+    println!(
+        "{} seed {}: {:?}\nreport: {} (open it in a browser; Markdown: {})",
+        outcome.scenario,
+        outcome.seed,
+        outcome.verdict,
+        dir.join("report.html").display(),
+        dir.join("report.md").display()
+    );
+    Ok(outcome.verdict == Verdict::Passed)
 }
 
 fn bench(

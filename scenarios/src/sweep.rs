@@ -7,12 +7,11 @@
 //! `report.md`. The summary is always computed from `results.jsonl`, by the sweep and by the
 //! merge alike, so four shards merged give the same summary as one sweep.
 
-use crate::generated::BUILD_COMMIT;
-use crate::{find, run_with_bugs, scenarios, Outcome, Scenario, Verdict};
+use crate::report::{write_failure_reports, FailureReports};
+use crate::{find, run_variant, scenarios, Outcome, Scenario, Variant, Verdict, BUILD_COMMIT};
 use serde::{Deserialize, Serialize};
-use snapsim_core::bugs::SeededBug;
-use snapsim_reports::{sweep_markdown, FailedRun, ScenarioSummary};
-use std::collections::{BTreeMap, BTreeSet};
+use snapsim_reports::sweep::{FailedRun, ScenarioSummary, SweepReport};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::ops::Range;
@@ -137,8 +136,9 @@ pub struct Manifest {
     pub seeds: Range<u64>,
     /// The share of the seeds this directory holds.
     pub shard: Shard,
-    /// Seeded bugs switched on.
-    pub bugs: Vec<String>,
+    /// What every run changes from its scenario's own choices.
+    #[serde(flatten)]
+    pub variant: Variant,
     /// The build that ran it.
     pub commit: String,
 }
@@ -149,7 +149,7 @@ impl Manifest {
         names: &[String],
         seeds: Range<u64>,
         shard: Shard,
-        bugs: &BTreeSet<SeededBug>,
+        variant: Variant,
     ) -> Result<Manifest, SweepError> {
         let scenarios = if names.is_empty() {
             scenarios().iter().map(|s| s.name.to_string()).collect()
@@ -163,7 +163,7 @@ impl Manifest {
             scenarios,
             seeds,
             shard,
-            bugs: bugs.iter().map(|b| b.to_string()).collect(),
+            variant,
             commit: BUILD_COMMIT.to_string(),
         })
     }
@@ -201,6 +201,7 @@ impl Manifest {
 const MANIFEST: &str = "sweep.json";
 const RESULTS: &str = "results.jsonl";
 const REPORT: &str = "report.md";
+const HTML_REPORT: &str = "report.html";
 
 /// What a finished sweep (or merge) wrote.
 #[derive(Clone, Debug)]
@@ -213,6 +214,8 @@ pub struct SweepSummary {
     pub results: PathBuf,
     /// `report.md`.
     pub report: PathBuf,
+    /// `report.html`.
+    pub html: PathBuf,
 }
 
 impl SweepSummary {
@@ -230,8 +233,10 @@ pub fn run_sweep(
     out: &Path,
     mut on_done: impl FnMut(&Outcome),
 ) -> Result<SweepSummary, SweepError> {
-    let bugs =
-        SeededBug::all_named(&manifest.bugs).map_err(|e| SweepError::Unknown(e.to_string()))?;
+    manifest
+        .variant
+        .check()
+        .map_err(|e| SweepError::Unknown(e.to_string()))?;
     let work = manifest.work();
     std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
     manifest.save(out)?;
@@ -245,7 +250,11 @@ pub fn run_sweep(
     on_threads(
         &work,
         jobs,
-        |&(scenario, seed)| run_with_bugs(scenario, seed, &bugs).0,
+        |&(scenario, seed)| {
+            run_variant(scenario, seed, &manifest.variant)
+                .expect("the variant was checked")
+                .0
+        },
         |index, outcome| {
             on_done(&outcome);
             ahead.insert(index, outcome);
@@ -312,7 +321,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
         };
         if same_sweep != *first {
             return Err(SweepError::Shards(format!(
-                "{} and {} are not shards of one sweep (scenarios, seeds, bugs or build differ)",
+                "{} and {} are not shards of one sweep (scenarios, seeds, variant or build differ)",
                 first_dir.display(),
                 dir.display()
             )));
@@ -403,7 +412,8 @@ fn read_results(path: &Path) -> Result<Vec<(String, Outcome)>, SweepError> {
     Ok(read)
 }
 
-/// Summarizes the results file and writes `out/report.md`.
+/// Summarizes the results file and writes the sweep report into `out` (report.md,
+/// report.html, its charts, and a run report for each of the first failing runs).
 fn summarize_into(
     manifest: &Manifest,
     results: &Path,
@@ -421,24 +431,41 @@ fn summarize_into(
             })?;
         by_scenario.entry(name).or_default().push(outcome);
     }
+    let outcomes = |name: &String| by_scenario.get(name.as_str()).map_or(&[][..], |v| v);
+    let failures: Vec<&Outcome> = manifest
+        .scenarios
+        .iter()
+        .flat_map(|name| {
+            outcomes(name)
+                .iter()
+                .filter(|o| o.verdict != Verdict::Passed)
+        })
+        .collect();
+    let reports = write_failure_reports(&failures, out).map_err(|e| file_error(out, e))?;
     let scenarios: Vec<ScenarioSummary> = manifest
         .scenarios
         .iter()
-        .map(|name| summarize(name, by_scenario.get(name.as_str()).map_or(&[], |v| v)))
+        .map(|name| summarize(name, outcomes(name), &reports))
         .collect();
     let title = match manifest.shard {
         Shard::WHOLE => "snapsim sweep".to_string(),
         shard => format!("snapsim sweep, shard {shard}"),
     };
-    let markdown = sweep_markdown(&title, &scenarios);
-    let report = out.join(REPORT);
-    std::fs::write(&report, &markdown).map_err(|e| file_error(&report, e))?;
+    let report = SweepReport { title, scenarios };
+    report.write(out).map_err(|e| file_error(out, e))?;
     Ok(SweepSummary {
-        scenarios,
-        markdown,
+        markdown: report.markdown(),
+        scenarios: report.scenarios,
         results: results.to_path_buf(),
-        report,
+        report: out.join(REPORT),
+        html: out.join(HTML_REPORT),
     })
+}
+
+/// Writes the report of an existing sweep directory again (`snapsim report DIR`).
+pub fn report(dir: &Path) -> Result<SweepSummary, SweepError> {
+    let manifest = Manifest::load(dir)?;
+    summarize_into(&manifest, &dir.join(RESULTS), dir)
 }
 
 fn median(mut values: Vec<u64>) -> u64 {
@@ -446,7 +473,7 @@ fn median(mut values: Vec<u64>) -> u64 {
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
-fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
+fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> ScenarioSummary {
     let failures = outcomes
         .iter()
         .filter(|o| o.verdict != Verdict::Passed)
@@ -459,8 +486,21 @@ fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
                 .map(|v| format!("{}: {}", v.property, v.message))
                 .unwrap_or_default(),
             replay: o.replay_line(),
+            report: reports.get(&(o.scenario.clone(), o.seed)).cloned(),
         })
         .collect();
+    let mut violations: BTreeMap<String, u64> = BTreeMap::new();
+    for outcome in outcomes {
+        let mut properties: Vec<String> = outcome
+            .violations
+            .iter()
+            .map(|v| v.property.to_string())
+            .collect();
+        properties.dedup();
+        for property in properties {
+            *violations.entry(property).or_default() += 1;
+        }
+    }
     ScenarioSummary {
         scenario: scenario.to_string(),
         seeds: outcomes.len() as u64,
@@ -475,6 +515,15 @@ fn summarize(scenario: &str, outcomes: &[Outcome]) -> ScenarioSummary {
                 .collect(),
         ),
         restarts_median: median(outcomes.iter().map(|o| o.stats.restarts).collect()),
+        violations,
+        checkpoint_ms: outcomes
+            .iter()
+            .flat_map(|o| o.stats.checkpoint_ms.iter().copied())
+            .collect(),
+        recovery_ms: outcomes
+            .iter()
+            .flat_map(|o| o.stats.recovery_ms.iter().copied())
+            .collect(),
         failures,
     }
 }

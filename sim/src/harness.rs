@@ -129,6 +129,8 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn record(&mut self, at: Tick, node: Address, event: TraceEvent) {
+        // Logged as it happens (`snapsim run --log`); nothing is formatted unless asked for.
+        tracing::debug!(target: "snapsim::trace", "{} {:?} {:?}", at, node, event);
         self.trace.push(TraceEntry { at, node, event });
     }
 

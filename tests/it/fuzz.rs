@@ -12,7 +12,9 @@ use proptest::test_runner::{
     Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
 use snapsim_core::bugs::SeededBug;
-use snapsim_scenarios::generated::{self, Case, CaseFile, BUILD_COMMIT};
+use snapsim_scenarios::generated::{self, Case};
+use snapsim_scenarios::replay::{CaseFile, Replayable};
+use snapsim_scenarios::BUILD_COMMIT;
 use snapsim_scenarios::{run_case, Verdict};
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -55,6 +57,8 @@ pub const SHRINK_ITERS: u32 = 256;
 /// What a fuzzing session found: the shrunk failing case written to a file, and how many
 /// cases ran before the first failure.
 pub struct Found {
+    /// The shrunk case.
+    pub case: Case,
     /// The case file.
     pub file: CaseFile,
     /// Where it was written.
@@ -111,13 +115,14 @@ pub fn fuzz(
         schedule: case.setup().schedule,
         trace_hash: outcome.trace_hash,
         violations: outcome.violations.iter().map(|v| v.to_string()).collect(),
-        case,
+        case: Replayable::Generated(case.clone()),
     };
     let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("snapsim-failures");
     std::fs::create_dir_all(&directory).expect("the target directory is writable");
     let path = directory.join(format!("case-{:016x}.json", outcome.trace_hash));
     file.save(&path).expect("the case file is writable");
     Err(Box::new(Found {
+        case,
         file,
         path,
         cases_to_find: first_failure.get().unwrap_or(ran.get()),
@@ -142,7 +147,7 @@ fn generated_cases_keep_every_property() {
             "a generated case failed after {} cases (base seed {}), shrunk to {} fault episodes:\n  {}\nreplay: cargo run --release -- replay {}",
             found.cases_to_find,
             knobs.seed,
-            found.file.case.episodes.len(),
+            found.case.episodes.len(),
             found.file.violations.join("\n  "),
             found.path.display()
         ),
@@ -174,7 +179,7 @@ fn committed_cases_keep_every_property() {
     );
     for path in paths {
         let file = CaseFile::load(&path).expect("a committed case file");
-        let (outcome, _) = run_case(&file.case, &BTreeSet::new()).expect("a valid job");
+        let (outcome, _) = file.case.run(&[]).expect("a valid case");
         assert_eq!(
             outcome.verdict,
             Verdict::Passed,

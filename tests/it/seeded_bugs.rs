@@ -41,9 +41,9 @@ fn each_seeded_bug_is_found_and_named_by_its_property() {
         eprintln!(
             "{bug}: found after {} case(s), shrunk to {} fault episode(s) ({} schedule events), {} records, in {:?}, as {properties:?}",
             found.cases_to_find,
-            found.file.case.episodes.len(),
+            found.case.episodes.len(),
             found.file.schedule.events.len(),
-            found.file.case.job.records,
+            found.case.job.records,
             started.elapsed()
         );
     }

@@ -1,7 +1,7 @@
 //! Sweeps at scale: shards of one sweep, merged, give exactly the files one sweep writes.
 
 use snapsim_scenarios::sweep::{merge, run_sweep, Manifest, Shard};
-use std::collections::BTreeSet;
+use snapsim_scenarios::Variant;
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
@@ -20,7 +20,7 @@ fn read(dir: &std::path::Path, file: &str) -> String {
 #[test]
 fn four_shards_merged_write_what_one_sweep_writes() {
     let scenarios = vec!["keyed-sum".to_string(), "co-window".to_string()];
-    let manifest = |shard| Manifest::new(&scenarios, 0..10, shard, &BTreeSet::new()).unwrap();
+    let manifest = |shard| Manifest::new(&scenarios, 0..10, shard, Variant::default()).unwrap();
     let whole_dir = scratch("sweep-whole");
     let whole = run_sweep(&manifest(Shard::WHOLE), 2, &whole_dir, |_| {}).unwrap();
     let mut shard_dirs = Vec::new();

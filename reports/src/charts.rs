@@ -1,0 +1,372 @@
+//! SVG charts, drawn with plotters (its SVG backend, no fonts: the browser lays out the text).
+
+use crate::timeline::{Ending, Timeline};
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+
+const GREEN: RGBColor = RGBColor(46, 160, 67);
+const RED: RGBColor = RGBColor(214, 39, 40);
+const GREY: RGBColor = RGBColor(150, 150, 150);
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const PURPLE: RGBColor = RGBColor(148, 103, 189);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const DARK: RGBColor = RGBColor(60, 60, 60);
+
+const WIDTH: u32 = 1100;
+const ROW_PIXELS: u32 = 22;
+const FONT: &str = "sans-serif";
+
+/// One row of the timeline chart.
+enum Row {
+    Checkpoints(u32),
+    Faults,
+    Node(String),
+    Task(String),
+}
+
+impl Row {
+    fn label(&self) -> String {
+        match self {
+            Row::Checkpoints(0) => "checkpoints".to_string(),
+            Row::Checkpoints(_) => "(overlapping)".to_string(),
+            Row::Faults => "faults".to_string(),
+            Row::Node(node) => format!("{node} down"),
+            Row::Task(task) => format!("{task} aligning"),
+        }
+    }
+}
+
+/// The timeline of a run: checkpoints from trigger to completion (green), abort (red) or the
+/// end (grey), savepoints in blue, labelled with their ids; faults; nodes down; barrier
+/// alignment per task; failovers (red lines) and the job running again (green lines).
+pub fn timeline_svg(timeline: &Timeline) -> String {
+    // Checkpoints go in lanes so that overlapping ones do not cover each other.
+    let mut lane_ends: Vec<u64> = Vec::new();
+    let lanes: Vec<u32> = timeline
+        .checkpoints
+        .iter()
+        .map(|span| {
+            let end = span
+                .ended_at
+                .unwrap_or(timeline.end)
+                .max(span.triggered_at + 1);
+            let lane = match lane_ends.iter().position(|&e| e <= span.triggered_at) {
+                Some(lane) => lane,
+                None => {
+                    lane_ends.push(0);
+                    lane_ends.len() - 1
+                }
+            };
+            lane_ends[lane] = end;
+            lane as u32
+        })
+        .collect();
+    let mut rows: Vec<Row> = (0..lane_ends.len().max(1) as u32)
+        .map(Row::Checkpoints)
+        .collect();
+    rows.push(Row::Faults);
+    let mut nodes: Vec<&str> = timeline.downtimes.iter().map(|d| d.node.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    rows.extend(nodes.iter().map(|node| Row::Node(node.to_string())));
+    let mut tasks: Vec<&str> = timeline
+        .alignments
+        .iter()
+        .map(|a| a.task.as_str())
+        .collect();
+    tasks.sort_by_key(|task| (task.len(), *task));
+    tasks.dedup();
+    rows.extend(tasks.iter().map(|task| Row::Task(task.to_string())));
+    let count = rows.len() as u32;
+    // Row 0 is drawn at the top.
+    let at_row = |index: usize| count - 1 - index as u32;
+    let row_of = |wanted: &dyn Fn(&Row) -> bool| {
+        at_row(
+            rows.iter()
+                .position(wanted)
+                .expect("every drawn thing has a row"),
+        )
+    };
+    let end = (timeline.end.max(1)) as f64;
+    let height = 90 + ROW_PIXELS * count;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).expect("drawing into a string");
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption("Timeline (virtual time)", (FONT, 18))
+            .x_label_area_size(35)
+            .y_label_area_size(130)
+            .build_cartesian_2d(0f64..end, (0u32..count).into_segmented())
+            .expect("a valid chart");
+        let labels: Vec<String> = rows.iter().rev().map(Row::label).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .y_labels(count as usize)
+            .y_label_formatter(&|value| match value {
+                SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_label_formatter(&|ms| format!("{ms:.0}"))
+            .x_desc("ms")
+            .label_style((FONT, 12))
+            .draw()
+            .expect("drawing into a string");
+        let bar = |row: u32, from: u64, to: u64, color: RGBColor| {
+            let to = to.max(from + 1);
+            let mut rect = Rectangle::new(
+                [
+                    (from as f64, SegmentValue::Exact(row)),
+                    (to as f64, SegmentValue::Exact(row + 1)),
+                ],
+                color.filled(),
+            );
+            rect.set_margin(3, 3, 0, 0);
+            rect
+        };
+        let checkpoint_bars = timeline
+            .checkpoints
+            .iter()
+            .zip(&lanes)
+            .map(|(span, &lane)| {
+                let color = match (&span.ending, span.savepoint) {
+                    (Ending::Completed, true) => BLUE,
+                    (Ending::Completed, false) => GREEN,
+                    (Ending::Aborted(_), _) => RED,
+                    (Ending::Pending, _) => GREY,
+                };
+                let row = row_of(&|r| matches!(r, Row::Checkpoints(l) if *l == lane));
+                bar(
+                    row,
+                    span.triggered_at,
+                    span.ended_at.unwrap_or(timeline.end),
+                    color,
+                )
+            });
+        chart
+            .draw_series(checkpoint_bars)
+            .expect("drawing into a string");
+        let ids = timeline
+            .checkpoints
+            .iter()
+            .zip(&lanes)
+            .map(|(span, &lane)| {
+                let row = row_of(&|r| matches!(r, Row::Checkpoints(l) if *l == lane));
+                Text::new(
+                    span.id.to_string(),
+                    (span.triggered_at as f64, SegmentValue::Exact(row + 1)),
+                    (FONT, 10).into_font().color(&BLACK),
+                )
+            });
+        chart.draw_series(ids).expect("drawing into a string");
+        let downtimes = timeline.downtimes.iter().map(|down| {
+            let row = row_of(&|r| matches!(r, Row::Node(n) if *n == down.node));
+            bar(row, down.from, down.to.unwrap_or(timeline.end), DARK)
+        });
+        chart.draw_series(downtimes).expect("drawing into a string");
+        let alignments = timeline.alignments.iter().map(|a| {
+            let row = row_of(&|r| matches!(r, Row::Task(t) if *t == a.task));
+            bar(row, a.from, a.to, PURPLE)
+        });
+        chart
+            .draw_series(alignments)
+            .expect("drawing into a string");
+        let faults_row = row_of(&|r| matches!(r, Row::Faults));
+        let faults = timeline.faults.iter().map(|fault| {
+            TriangleMarker::new(
+                (fault.at as f64, SegmentValue::CenterOf(faults_row)),
+                6,
+                ORANGE.filled(),
+            )
+        });
+        chart.draw_series(faults).expect("drawing into a string");
+        let top = SegmentValue::Exact(count);
+        let bottom = SegmentValue::Exact(0);
+        let vertical = |at: u64, color: RGBColor| {
+            PathElement::new(
+                vec![(at as f64, bottom.clone()), (at as f64, top.clone())],
+                color.stroke_width(2),
+            )
+        };
+        let failovers = timeline
+            .recoveries
+            .iter()
+            .map(|r| vertical(r.failed_at, RED));
+        chart.draw_series(failovers).expect("drawing into a string");
+        let running = timeline
+            .recoveries
+            .iter()
+            .filter_map(|r| r.running_at)
+            .map(|at| vertical(at, GREEN));
+        chart.draw_series(running).expect("drawing into a string");
+        root.present().expect("drawing into a string");
+    }
+    svg
+}
+
+/// Each checkpoint's duration (trigger to completion, green; to abort, red) with its longest
+/// barrier alignment (purple, inside), by checkpoint id.
+pub fn checkpoint_chart_svg(timeline: &Timeline) -> String {
+    let spans: Vec<_> = timeline
+        .checkpoints
+        .iter()
+        .filter(|span| span.ended_at.is_some())
+        .collect();
+    let longest = spans
+        .iter()
+        .map(|span| span.ended_at.expect("filtered") - span.triggered_at)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let count = spans.len().max(1) as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 320)).into_drawing_area();
+        root.fill(&WHITE).expect("drawing into a string");
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption(
+                "Checkpoint duration (green: completed, red: aborted) and longest alignment (purple)",
+                (FONT, 16),
+            )
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d((0u32..count).into_segmented(), 0f64..longest as f64 * 1.1)
+            .expect("a valid chart");
+        let ids: Vec<u64> = spans.iter().map(|span| span.id).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(count.min(40) as usize)
+            .x_label_formatter(&|value| match value {
+                SegmentValue::CenterOf(i) => {
+                    ids.get(*i as usize).map_or(String::new(), u64::to_string)
+                }
+                _ => String::new(),
+            })
+            .x_desc("checkpoint id")
+            .y_desc("ms")
+            .y_labels(8)
+            .light_line_style(WHITE.mix(0.0))
+            .y_label_formatter(&|ms| format!("{ms:.0}"))
+            .label_style((FONT, 12))
+            .draw()
+            .expect("drawing into a string");
+        let column = |i: usize, height: u64, color: RGBColor, inset: u32| {
+            let mut rect = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i as u32), 0.0),
+                    (SegmentValue::Exact(i as u32 + 1), height as f64),
+                ],
+                color.filled(),
+            );
+            rect.set_margin(0, 0, inset, inset);
+            rect
+        };
+        let durations = spans.iter().enumerate().map(|(i, span)| {
+            let color = match span.ending {
+                Ending::Completed => GREEN,
+                _ => RED,
+            };
+            column(
+                i,
+                span.ended_at.expect("filtered") - span.triggered_at,
+                color,
+                2,
+            )
+        });
+        chart.draw_series(durations).expect("drawing into a string");
+        let alignments = spans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, span)| span.alignment_max.map(|ms| column(i, ms, PURPLE, 6)));
+        chart
+            .draw_series(alignments)
+            .expect("drawing into a string");
+        root.present().expect("drawing into a string");
+    }
+    svg
+}
+
+/// A histogram of `values` (ms) in about 20 buckets of a round width.
+pub fn histogram_svg(title: &str, values: &[u64]) -> String {
+    let largest = values.iter().copied().max().unwrap_or(0);
+    let width = round_bucket_width(largest / 20 + 1);
+    let buckets = (largest / width + 1) as u32;
+    let mut counts = vec![0u64; buckets as usize];
+    for value in values {
+        counts[(value / width) as usize] += 1;
+    }
+    let highest = counts.iter().copied().max().unwrap_or(0).max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (540, 300)).into_drawing_area();
+        root.fill(&WHITE).expect("drawing into a string");
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption(title, (FONT, 16))
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(
+                (0u32..buckets).into_segmented(),
+                0u64..highest + highest / 10 + 1,
+            )
+            .expect("a valid chart");
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(buckets.min(12) as usize)
+            .x_label_formatter(&|value| match value {
+                SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
+                    (u64::from(*i) * width).to_string()
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .x_desc("ms")
+            .y_desc("count")
+            .y_labels(8)
+            .light_line_style(WHITE.mix(0.0))
+            .label_style((FONT, 12))
+            .draw()
+            .expect("drawing into a string");
+        chart
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .style(BLUE.filled())
+                    .margin(1)
+                    .data(counts.iter().enumerate().map(|(i, &n)| (i as u32, n))),
+            )
+            .expect("drawing into a string");
+        root.present().expect("drawing into a string");
+    }
+    svg
+}
+
+/// The smallest of 1, 2, 5, 10, 20, 50, … at least `width`.
+fn round_bucket_width(width: u64) -> u64 {
+    let mut round = 1;
+    loop {
+        for step in [1, 2, 5] {
+            if round * step >= width {
+                return round * step;
+            }
+        }
+        round *= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_widths_are_round() {
+        assert_eq!(round_bucket_width(1), 1);
+        assert_eq!(round_bucket_width(3), 5);
+        assert_eq!(round_bucket_width(11), 20);
+        assert_eq!(round_bucket_width(51), 100);
+    }
+}

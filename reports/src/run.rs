@@ -1,0 +1,337 @@
+//! The report of one run: verdict, figures, the first violation and the trace before it, the
+//! timeline, and checkpoint statistics; as Markdown (with the charts as SVG files beside it)
+//! and as one self-contained HTML page.
+
+use crate::charts::{checkpoint_chart_svg, timeline_svg};
+use crate::timeline::{Ending, Timeline};
+use crate::{escape, line, or_dash, percentile, STYLE};
+use std::path::Path;
+
+/// A violated property, as the report shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViolationView {
+    /// The property.
+    pub property: String,
+    /// What is wrong: the records and checkpoints involved.
+    pub message: String,
+    /// When it became visible (ms).
+    pub at: Option<u64>,
+}
+
+/// Everything a run report shows.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// What ran, e.g. `keyed-sum seed 3`.
+    pub title: String,
+    /// The verdict.
+    pub verdict: String,
+    /// Whether every property held.
+    pub passed: bool,
+    /// Figures and identifiers, in order (scenario, seed, trace hash, checkpoints, …).
+    pub facts: Vec<(String, String)>,
+    /// Violations, the first first.
+    pub violations: Vec<ViolationView>,
+    /// The trace entries up to the first violation, one line each.
+    pub trace_before: Vec<String>,
+    /// The command that replays the run.
+    pub replay: String,
+    /// What happened when.
+    pub timeline: Timeline,
+}
+
+/// The files a run report consists of.
+pub const RUN_FILES: [&str; 4] = [
+    "report.md",
+    "report.html",
+    "timeline.svg",
+    "checkpoints.svg",
+];
+
+impl RunReport {
+    /// The Markdown report; it shows `timeline.svg` and `checkpoints.svg` from its directory.
+    pub fn markdown(&self) -> String {
+        let mut text = String::new();
+        let w = &mut text;
+        line(w, format_args!("# {}\n", self.title));
+        line(w, format_args!("Verdict: **{}**\n", self.verdict));
+        line(w, format_args!("| | |\n|---|---|"));
+        for (name, value) in &self.facts {
+            line(w, format_args!("| {name} | {value} |"));
+        }
+        line(w, format_args!("\nReplay: `{}`\n", self.replay));
+        if let Some(first) = self.violations.first() {
+            line(
+                w,
+                format_args!("## First violated property: {}\n", first.property),
+            );
+            line(
+                w,
+                format_args!("{}{}\n", first.message, at_suffix(first.at)),
+            );
+            for other in &self.violations[1..] {
+                line(
+                    w,
+                    format_args!(
+                        "- also {}: {}{}",
+                        other.property,
+                        other.message,
+                        at_suffix(other.at)
+                    ),
+                );
+            }
+            if !self.trace_before.is_empty() {
+                line(w, format_args!("\nThe trace before it:\n\n```"));
+                for entry in &self.trace_before {
+                    line(w, format_args!("{entry}"));
+                }
+                line(w, format_args!("```\n"));
+            }
+        }
+        line(
+            w,
+            format_args!("## Timeline\n\n![timeline](timeline.svg)\n"),
+        );
+        line(w, format_args!("{}\n", LEGEND));
+        line(
+            w,
+            format_args!("## Checkpoints\n\n{}\n", self.checkpoint_summary()),
+        );
+        line(
+            w,
+            format_args!("![checkpoint durations](checkpoints.svg)\n"),
+        );
+        line(w, format_args!("| id | kind | triggered (ms) | ended (ms) | result | duration (ms) | longest alignment (ms) | snapshots | state (bytes) |"));
+        line(
+            w,
+            format_args!("|---:|---|---:|---:|---|---:|---:|---:|---:|"),
+        );
+        for row in self.checkpoint_rows() {
+            line(w, format_args!("| {} |", row.join(" | ")));
+        }
+        if !self.timeline.recoveries.is_empty() {
+            line(w, format_args!("\n## Failovers\n\n| at (ms) | cause | restored checkpoint | running again (ms) | recovery (ms) |\n|---:|---|---:|---:|---:|"));
+            for r in &self.timeline.recoveries {
+                line(
+                    w,
+                    format_args!(
+                        "| {} | {} | {} | {} | {} |",
+                        r.failed_at,
+                        r.cause.replace('|', "/"),
+                        or_dash(r.restored),
+                        or_dash(r.running_at),
+                        or_dash(r.duration())
+                    ),
+                );
+            }
+        }
+        text
+    }
+
+    /// The HTML report: one file, the charts inline.
+    pub fn html(&self) -> String {
+        let mut page = String::new();
+        let w = &mut page;
+        let status = if self.passed { "passed" } else { "failed" };
+        line(w, format_args!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>", escape(&self.title)));
+        line(w, format_args!("<h1>{}</h1>", escape(&self.title)));
+        line(
+            w,
+            format_args!(
+                "<p class=\"verdict {status}\">Verdict: {}</p>",
+                escape(&self.verdict)
+            ),
+        );
+        line(w, format_args!("<table class=\"facts\">"));
+        for (name, value) in &self.facts {
+            line(
+                w,
+                format_args!(
+                    "<tr><th>{}</th><td>{}</td></tr>",
+                    escape(name),
+                    escape(value)
+                ),
+            );
+        }
+        line(
+            w,
+            format_args!(
+                "</table><p>Replay: <code>{}</code></p>",
+                escape(&self.replay)
+            ),
+        );
+        if let Some(first) = self.violations.first() {
+            line(
+                w,
+                format_args!(
+                    "<h2>First violated property: {}</h2><p class=\"violation\">{}{}</p>",
+                    escape(&first.property),
+                    escape(&first.message),
+                    escape(&at_suffix(first.at))
+                ),
+            );
+            if self.violations.len() > 1 {
+                line(w, format_args!("<ul>"));
+                for other in &self.violations[1..] {
+                    line(
+                        w,
+                        format_args!(
+                            "<li>also {}: {}{}</li>",
+                            escape(&other.property),
+                            escape(&other.message),
+                            escape(&at_suffix(other.at))
+                        ),
+                    );
+                }
+                line(w, format_args!("</ul>"));
+            }
+            if !self.trace_before.is_empty() {
+                line(
+                    w,
+                    format_args!(
+                        "<p>The trace before it:</p><pre>{}</pre>",
+                        escape(&self.trace_before.join("\n"))
+                    ),
+                );
+            }
+        }
+        line(
+            w,
+            format_args!(
+                "<h2>Timeline</h2><div class=\"chart\">{}</div><p>{}</p>",
+                timeline_svg(&self.timeline),
+                escape(LEGEND)
+            ),
+        );
+        line(
+            w,
+            format_args!(
+                "<h2>Checkpoints</h2><p>{}</p><div class=\"chart\">{}</div>",
+                escape(&self.checkpoint_summary()),
+                checkpoint_chart_svg(&self.timeline)
+            ),
+        );
+        line(w, format_args!("<table><tr><th>id</th><th>kind</th><th>triggered (ms)</th><th>ended (ms)</th><th>result</th><th>duration (ms)</th><th>longest alignment (ms)</th><th>snapshots</th><th>state (bytes)</th></tr>"));
+        for row in self.checkpoint_rows() {
+            let cells: String = row
+                .iter()
+                .map(|cell| format!("<td>{}</td>", escape(cell)))
+                .collect();
+            line(w, format_args!("<tr>{cells}</tr>"));
+        }
+        line(w, format_args!("</table>"));
+        if !self.timeline.recoveries.is_empty() {
+            line(w, format_args!("<h2>Failovers</h2><table><tr><th>at (ms)</th><th>cause</th><th>restored checkpoint</th><th>running again (ms)</th><th>recovery (ms)</th></tr>"));
+            for r in &self.timeline.recoveries {
+                line(
+                    w,
+                    format_args!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        r.failed_at,
+                        escape(&r.cause),
+                        or_dash(r.restored),
+                        or_dash(r.running_at),
+                        or_dash(r.duration())
+                    ),
+                );
+            }
+            line(w, format_args!("</table>"));
+        }
+        if !self.timeline.faults.is_empty() {
+            line(
+                w,
+                format_args!("<h2>Faults</h2><table><tr><th>at (ms)</th><th>fault</th></tr>"),
+            );
+            for fault in &self.timeline.faults {
+                line(
+                    w,
+                    format_args!(
+                        "<tr><td>{}</td><td>{}</td></tr>",
+                        fault.at,
+                        escape(&fault.label)
+                    ),
+                );
+            }
+            line(w, format_args!("</table>"));
+        }
+        line(w, format_args!("</body></html>"));
+        page
+    }
+
+    /// Writes [`RUN_FILES`] into `dir` (created if missing).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        std::fs::write(dir.join("report.html"), self.html())?;
+        std::fs::write(dir.join("timeline.svg"), timeline_svg(&self.timeline))?;
+        std::fs::write(
+            dir.join("checkpoints.svg"),
+            checkpoint_chart_svg(&self.timeline),
+        )
+    }
+
+    fn checkpoint_summary(&self) -> String {
+        let spans = &self.timeline.checkpoints;
+        let completed = spans
+            .iter()
+            .filter(|s| s.ending == Ending::Completed)
+            .count();
+        let aborted = spans
+            .iter()
+            .filter(|s| matches!(s.ending, Ending::Aborted(_)))
+            .count();
+        let mut durations: Vec<u64> = spans.iter().filter_map(|s| s.duration()).collect();
+        let mut alignments: Vec<u64> = spans.iter().filter_map(|s| s.alignment_max).collect();
+        let mut sizes: Vec<u64> = spans
+            .iter()
+            .filter(|s| s.ending == Ending::Completed)
+            .map(|s| s.state_bytes)
+            .collect();
+        format!(
+            "{} triggered, {completed} completed, {aborted} aborted. Duration (ms) p50 {} p90 {} max {}; longest alignment per checkpoint (ms) p50 {} max {}; state per completed checkpoint (bytes) p50 {} max {}.",
+            spans.len(),
+            or_dash(percentile(&mut durations, 50)),
+            or_dash(percentile(&mut durations, 90)),
+            or_dash(durations.iter().copied().max()),
+            or_dash(percentile(&mut alignments, 50)),
+            or_dash(alignments.iter().copied().max()),
+            or_dash(percentile(&mut sizes, 50)),
+            or_dash(sizes.iter().copied().max()),
+        )
+    }
+
+    fn checkpoint_rows(&self) -> Vec<Vec<String>> {
+        self.timeline
+            .checkpoints
+            .iter()
+            .map(|span| {
+                let (result, duration) = match &span.ending {
+                    Ending::Completed => ("completed".to_string(), or_dash(span.duration())),
+                    Ending::Aborted(reason) => (format!("aborted: {reason}"), "–".to_string()),
+                    Ending::Pending => ("pending at the end".to_string(), "–".to_string()),
+                };
+                vec![
+                    span.id.to_string(),
+                    if span.savepoint {
+                        "savepoint"
+                    } else {
+                        "checkpoint"
+                    }
+                    .to_string(),
+                    span.triggered_at.to_string(),
+                    or_dash(span.ended_at),
+                    result,
+                    duration,
+                    or_dash(span.alignment_max),
+                    span.snapshots.to_string(),
+                    span.state_bytes.to_string(),
+                ]
+            })
+            .collect()
+    }
+}
+
+const LEGEND: &str = "Checkpoints from trigger to completion (green), abort (red) or the end of the run (grey), savepoints in blue, each labelled with its id; faults (orange triangles); nodes down from crash to restart (dark); barrier alignment per task from its first barrier to its snapshot (purple); failovers (red lines) and the job running again (green lines).";
+
+fn at_suffix(at: Option<u64>) -> String {
+    at.map_or(String::new(), |at| format!(" (at {at} ms)"))
+}

@@ -1,0 +1,287 @@
+//! What happened when in a run, read off its trace: checkpoints from trigger to completion or
+//! abort, barrier alignment per task, faults, crashes and restarts, failovers and restores.
+//! Reports draw it; sweeps keep its checkpoint durations and recovery times.
+
+use snapsim_core::codec::{self, Kind};
+use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
+use snapsim_sim::faults::Fault;
+use snapsim_sim::trace::{TraceEntry, TraceEvent};
+use std::collections::BTreeMap;
+
+/// How a checkpoint ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Completed (a savepoint: its `_metadata` durable).
+    Completed,
+    /// Aborted, for this reason.
+    Aborted(String),
+    /// Still pending when the run ended.
+    Pending,
+}
+
+/// One checkpoint or savepoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSpan {
+    /// Its id.
+    pub id: u64,
+    /// A savepoint rather than a checkpoint.
+    pub savepoint: bool,
+    /// When the JobManager triggered it at the sources (ms).
+    pub triggered_at: u64,
+    /// When it completed or was aborted (ms).
+    pub ended_at: Option<u64>,
+    /// How it ended.
+    pub ending: Ending,
+    /// The longest barrier alignment of any task (ms), when some task aligned.
+    pub alignment_max: Option<u64>,
+    /// Snapshots taken for it.
+    pub snapshots: u32,
+    /// The encoded size of the snapshots taken for it (whole state, as a full snapshot stores).
+    pub state_bytes: u64,
+}
+
+impl CheckpointSpan {
+    /// From trigger to completion, for a completed checkpoint.
+    pub fn duration(&self) -> Option<u64> {
+        match self.ending {
+            Ending::Completed => self.ended_at.map(|end| end - self.triggered_at),
+            _ => None,
+        }
+    }
+}
+
+/// A task's barrier alignment for one checkpoint: from its first barrier to its snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alignment {
+    /// The task (`task-N`).
+    pub task: String,
+    /// The checkpoint.
+    pub checkpoint: u64,
+    /// The first barrier's arrival (ms).
+    pub from: u64,
+    /// The snapshot (ms).
+    pub to: u64,
+}
+
+/// A node down, from its crash to its restart (or the end of the run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Downtime {
+    /// The node.
+    pub node: String,
+    /// The crash (ms).
+    pub from: u64,
+    /// The restart (ms), if it came.
+    pub to: Option<u64>,
+}
+
+/// A job failover and the recovery after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The failover (ms).
+    pub failed_at: u64,
+    /// Why.
+    pub cause: String,
+    /// The checkpoint the next attempt restored, if any.
+    pub restored: Option<u64>,
+    /// When the job ran again (ms), if it did.
+    pub running_at: Option<u64>,
+}
+
+impl Recovery {
+    /// From the failover to running again.
+    pub fn duration(&self) -> Option<u64> {
+        self.running_at.map(|at| at - self.failed_at)
+    }
+}
+
+/// A fault injected (other than a crash or restart), at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultMark {
+    /// When (ms).
+    pub at: u64,
+    /// What, in a few words.
+    pub label: String,
+}
+
+/// A run's timeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// The last trace entry's time (ms).
+    pub end: u64,
+    /// Checkpoints and savepoints by id.
+    pub checkpoints: Vec<CheckpointSpan>,
+    /// Alignments that took time, in trace order.
+    pub alignments: Vec<Alignment>,
+    /// Nodes down.
+    pub downtimes: Vec<Downtime>,
+    /// Failovers.
+    pub recoveries: Vec<Recovery>,
+    /// Other faults.
+    pub faults: Vec<FaultMark>,
+}
+
+impl Timeline {
+    /// Reads the timeline off a trace.
+    pub fn from_trace(trace: &[TraceEntry]) -> Timeline {
+        let mut timeline = Timeline {
+            end: trace.last().map_or(0, |entry| entry.at.0),
+            ..Timeline::default()
+        };
+        let mut checkpoints: BTreeMap<u64, CheckpointSpan> = BTreeMap::new();
+        // (task, attempt, checkpoint) → first barrier's arrival.
+        let mut first_barrier = BTreeMap::new();
+        let mut down: BTreeMap<String, usize> = BTreeMap::new();
+        for entry in trace {
+            let at = entry.at.0;
+            match &entry.event {
+                TraceEvent::Engine(event) => match event {
+                    // The span starts when the id is taken (an abort may come before the
+                    // trigger reaches the sources) and counts from the trigger once it does.
+                    EngineEvent::TriggerStarted { checkpoint, kind } => {
+                        checkpoints.insert(
+                            checkpoint.0,
+                            CheckpointSpan {
+                                id: checkpoint.0,
+                                savepoint: *kind == TriggerKind::Savepoint,
+                                triggered_at: at,
+                                ended_at: None,
+                                ending: Ending::Pending,
+                                alignment_max: None,
+                                snapshots: 0,
+                                state_bytes: 0,
+                            },
+                        );
+                    }
+                    EngineEvent::CheckpointTriggered { checkpoint }
+                    | EngineEvent::SavepointTriggered { checkpoint } => {
+                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
+                            span.triggered_at = at;
+                        }
+                    }
+                    EngineEvent::CheckpointCompleted { checkpoint }
+                    | EngineEvent::SavepointCompleted { checkpoint, .. } => {
+                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
+                            span.ended_at = Some(at);
+                            span.ending = Ending::Completed;
+                        }
+                    }
+                    EngineEvent::CheckpointAborted { checkpoint, reason } => {
+                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
+                            if span.ending == Ending::Pending {
+                                span.ended_at = Some(at);
+                                span.ending = Ending::Aborted(format!("{reason:?}"));
+                            }
+                        }
+                    }
+                    EngineEvent::BarrierReceived {
+                        task,
+                        attempt,
+                        checkpoint,
+                        ..
+                    } => {
+                        first_barrier
+                            .entry((*task, *attempt, *checkpoint))
+                            .or_insert(at);
+                    }
+                    EngineEvent::SnapshotTaken {
+                        task,
+                        attempt,
+                        checkpoint,
+                        state,
+                    } => {
+                        let aligned_from = first_barrier.remove(&(*task, *attempt, *checkpoint));
+                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
+                            span.snapshots += 1;
+                            span.state_bytes +=
+                                codec::encode(Kind::TaskSnapshot, state).len() as u64;
+                            if let Some(from) = aligned_from {
+                                let took = at - from;
+                                span.alignment_max =
+                                    Some(span.alignment_max.map_or(took, |max| max.max(took)));
+                            }
+                        }
+                        if let Some(from) = aligned_from.filter(|&from| from < at) {
+                            timeline.alignments.push(Alignment {
+                                task: task.to_string(),
+                                checkpoint: checkpoint.0,
+                                from,
+                                to: at,
+                            });
+                        }
+                    }
+                    EngineEvent::Failover { cause } => timeline.recoveries.push(Recovery {
+                        failed_at: at,
+                        cause: cause.clone(),
+                        restored: None,
+                        running_at: None,
+                    }),
+                    EngineEvent::Deployed { restored, .. } => {
+                        if let Some(recovery) = timeline.recoveries.last_mut() {
+                            if recovery.running_at.is_none() {
+                                recovery.restored = restored.map(|id| id.0);
+                            }
+                        }
+                    }
+                    EngineEvent::JobStatus {
+                        status: JobStatus::Running,
+                        ..
+                    } => {
+                        if let Some(recovery) = timeline.recoveries.last_mut() {
+                            recovery.running_at.get_or_insert(at);
+                        }
+                    }
+                    _ => {}
+                },
+                TraceEvent::Crash => {
+                    let node = entry.node.to_string();
+                    down.insert(node.clone(), timeline.downtimes.len());
+                    timeline.downtimes.push(Downtime {
+                        node,
+                        from: at,
+                        to: None,
+                    });
+                }
+                TraceEvent::Restart => {
+                    if let Some(index) = down.remove(&entry.node.to_string()) {
+                        timeline.downtimes[index].to = Some(at);
+                    }
+                }
+                TraceEvent::Fault(fault) => {
+                    if let Some(label) = fault_label(fault) {
+                        timeline.faults.push(FaultMark { at, label });
+                    }
+                }
+                _ => {}
+            }
+        }
+        timeline.checkpoints = checkpoints.into_values().collect();
+        timeline
+    }
+}
+
+/// A fault in a few words; crashes and restarts are drawn as downtimes instead.
+fn fault_label(fault: &Fault) -> Option<String> {
+    Some(match fault {
+        Fault::Crash(_) | Fault::Restart(_) => return None,
+        Fault::ClogLink { from, to } => format!("clog {from}→{to}"),
+        Fault::UnclogLink { from, to } => format!("unclog {from}→{to}"),
+        Fault::ClogNode(node) => format!("clog {node}"),
+        Fault::UnclogNode(node) => format!("unclog {node}"),
+        Fault::Partition { a, b } => format!("partition {a}|{b}"),
+        Fault::HealPartition { a, b } => format!("heal {a}|{b}"),
+        Fault::SlowLink { from, to, .. } => format!("slow {from}→{to}"),
+        Fault::LoseCheckpointRpcs { from, to, .. } => format!("lose RPCs {from}→{to}"),
+        Fault::SlowNode { node, .. } => format!("slow {node}"),
+        Fault::DiskFaults(_) => "disk faults".to_string(),
+        Fault::FailNextDiskOp { op, path_contains } => format!("fail {op:?} {path_contains}"),
+        Fault::CorruptNextRead { path_contains } => format!("corrupt read {path_contains}"),
+        Fault::LoseFiles { .. } => "lose files".to_string(),
+        Fault::TriggerSavepoint => "savepoint asked".to_string(),
+        Fault::CancelJob => "cancel".to_string(),
+        Fault::CrashOnWrite {
+            path_contains,
+            node,
+            ..
+        } => format!("crash {node} on write {path_contains}"),
+    })
+}

@@ -1,0 +1,305 @@
+//! Fault profiles: named recipes that draw a fault schedule from a seed's fault stream. A
+//! scenario runs with its own profile unless `--faults` names another, so one job can be
+//! judged under several adversaries and one adversary against several jobs.
+
+use snapsim_core::ids::{TaskManagerId, Tick};
+use snapsim_core::messages::Address;
+use snapsim_sim::disk::{CrashMode, DiskFaults, DiskOp};
+use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
+use snapsim_sim::rng::SimRng;
+use std::collections::BTreeSet;
+use thiserror::Error;
+
+/// A named way to draw faults.
+pub struct FaultProfile {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// One line for `snapsim list`.
+    pub description: &'static str,
+    draw: fn(&mut SimRng, u16) -> FaultSchedule,
+}
+
+impl FaultProfile {
+    /// The schedule for a cluster of `task_managers`, drawn from the seed's fault stream.
+    pub fn draw(&self, faults: &mut SimRng, task_managers: u16) -> FaultSchedule {
+        (self.draw)(faults, task_managers)
+    }
+}
+
+/// Every fault profile, in listing order.
+pub fn fault_profiles() -> &'static [FaultProfile] {
+    &[
+        FaultProfile {
+            name: "none",
+            description: "no faults: the engine against its own oracle",
+            draw: |_, _| schedule(Vec::new()),
+        },
+        FaultProfile {
+            name: "tm-crash",
+            description: "one TaskManager crashes between 100 and 500 ms and restarts 50–400 ms later",
+            draw: |rng, task_managers| schedule(tm_crash(rng, task_managers, (100, 500))),
+        },
+        FaultProfile {
+            name: "crashes-and-storage",
+            description: "three TaskManager crashes in disjoint windows, a failed snapshot sync and a failed _metadata append",
+            draw: crashes_and_storage,
+        },
+        FaultProfile {
+            name: "swarm",
+            description: "swarm testing: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs, savepoints) and draws their rates; faults until 3 s",
+            draw: swarm_schedule,
+        },
+    ]
+}
+
+/// A fault profile name that does not exist.
+#[derive(Debug, Error)]
+#[error("unknown fault profile '{name}'; known: {known}")]
+pub struct UnknownProfile {
+    /// The name given.
+    pub name: String,
+    /// The names that exist.
+    pub known: String,
+}
+
+/// The fault profile called `name`.
+pub fn find_profile(name: &str) -> Result<&'static FaultProfile, UnknownProfile> {
+    fault_profiles()
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| UnknownProfile {
+            name: name.to_string(),
+            known: fault_profiles()
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Every profile but the swarm stops its faults by this time.
+pub(crate) const SCENARIO_HEAL_AT: Tick = Tick(2_000);
+/// And its job must finish within this much virtual time after.
+pub(crate) const SCENARIO_LIVENESS_TICKS: u64 = 58_000;
+
+fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
+    FaultSchedule {
+        disk: DiskFaults::default(),
+        events,
+        heal_at: SCENARIO_HEAL_AT,
+        liveness_ticks: SCENARIO_LIVENESS_TICKS,
+    }
+}
+
+fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<FaultEvent> {
+    let victim = Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16));
+    let at = rng.between(window.0, window.1);
+    let down = rng.between(50, 400);
+    vec![
+        FaultEvent {
+            at: Tick(at),
+            fault: Fault::Crash(victim),
+        },
+        FaultEvent {
+            at: Tick(at + down),
+            fault: Fault::Restart(victim),
+        },
+    ]
+}
+
+fn crashes_and_storage(faults: &mut SimRng, task_managers: u16) -> FaultSchedule {
+    // Three crashes in three windows, each over before the next begins (a node cannot crash
+    // while down), and a failed snapshot sync and a failed metadata write.
+    let mut events: Vec<FaultEvent> = [(100, 300), (720, 880), (1_300, 1_500)]
+        .into_iter()
+        .flat_map(|window| tm_crash(faults, task_managers, window))
+        .collect();
+    for (op, path) in [(DiskOp::Sync, "/task-"), (DiskOp::Append, "_metadata")] {
+        events.push(FaultEvent {
+            at: Tick(faults.between(50, 1_800)),
+            fault: Fault::FailNextDiskOp {
+                op,
+                path_contains: path.to_string(),
+            },
+        });
+    }
+    events.sort_by_key(|event| event.at);
+    schedule(events)
+}
+
+/// The fault kinds swarm testing switches on and off per seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SwarmKind {
+    TaskManagerCrash,
+    JobManagerCrash,
+    StorageCrash,
+    TornWrite,
+    JobManagerCrashOnWrite,
+    Partition,
+    ClogLink,
+    SlowLink,
+    SlowOperator,
+    DiskErrors,
+    DiskFull,
+    Corruption,
+    TargetedDiskFailure,
+    LostCheckpointRpcs,
+}
+
+const SWARM_KINDS: [SwarmKind; 14] = [
+    SwarmKind::TaskManagerCrash,
+    SwarmKind::JobManagerCrash,
+    SwarmKind::StorageCrash,
+    SwarmKind::TornWrite,
+    SwarmKind::JobManagerCrashOnWrite,
+    SwarmKind::Partition,
+    SwarmKind::ClogLink,
+    SwarmKind::SlowLink,
+    SwarmKind::SlowOperator,
+    SwarmKind::DiskErrors,
+    SwarmKind::DiskFull,
+    SwarmKind::Corruption,
+    SwarmKind::TargetedDiskFailure,
+    SwarmKind::LostCheckpointRpcs,
+];
+/// The swarm's safety phase.
+const SWARM_HEAL_AT: u64 = 3_000;
+
+/// Swarm testing (Groce et al.; FoundationDB, VOPR): each seed enables a random subset of fault
+/// kinds, so that rare combinations get runs of their own instead of drowning in the average.
+fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
+    let enabled: BTreeSet<SwarmKind> = SWARM_KINDS
+        .into_iter()
+        .filter(|_| rng.below(2) == 1)
+        .collect();
+    let tm = |rng: &mut SimRng| {
+        Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16))
+    };
+    let mut events: Vec<(u64, Fault)> = Vec::new();
+    let mut disk = DiskFaults {
+        crash: CrashMode::Seeded,
+        ..DiskFaults::default()
+    };
+    let at = |rng: &mut SimRng| rng.between(100, SWARM_HEAL_AT - 500);
+    for kind in enabled {
+        match kind {
+            SwarmKind::TaskManagerCrash | SwarmKind::JobManagerCrash | SwarmKind::StorageCrash => {
+                let node = match kind {
+                    SwarmKind::TaskManagerCrash => tm(rng),
+                    SwarmKind::JobManagerCrash => Address::JobManager,
+                    _ => Address::Storage,
+                };
+                let t = at(rng);
+                events.push((t, Fault::Crash(node)));
+                events.push((t + rng.between(20, 400), Fault::Restart(node)));
+            }
+            SwarmKind::TornWrite | SwarmKind::JobManagerCrashOnWrite => {
+                let targets = ["ha/", "_metadata", "/task-"];
+                let path_contains = targets[rng.below(3) as usize].to_string();
+                let (moment, node) = match kind {
+                    SwarmKind::TornWrite => (WriteMoment::BeforeSync, Address::Storage),
+                    _ => (WriteMoment::AfterSync, Address::JobManager),
+                };
+                let fault = Fault::CrashOnWrite {
+                    path_contains,
+                    moment,
+                    node,
+                    down_ticks: rng.between(20, 300),
+                };
+                events.push((at(rng), fault));
+            }
+            SwarmKind::Partition => {
+                let (a, b) = (Address::JobManager, tm(rng));
+                let t = at(rng);
+                events.push((t, Fault::Partition { a, b }));
+                events.push((t + rng.between(50, 900), Fault::HealPartition { a, b }));
+            }
+            SwarmKind::ClogLink => {
+                let (from, to) = (tm(rng), tm(rng));
+                let (from, to) = if from == to {
+                    (from, Address::Storage)
+                } else {
+                    (from, to)
+                };
+                let t = at(rng);
+                events.push((t, Fault::ClogLink { from, to }));
+                events.push((t + rng.between(50, 1_500), Fault::UnclogLink { from, to }));
+            }
+            SwarmKind::SlowLink => {
+                let fault = Fault::SlowLink {
+                    from: tm(rng),
+                    to: tm(rng),
+                    extra_ticks: (rng.between(0, 10), rng.between(10, 60)),
+                    for_ticks: rng.between(100, 2_000),
+                };
+                events.push((at(rng), fault));
+            }
+            SwarmKind::LostCheckpointRpcs => {
+                let (mut from, mut to) = (Address::JobManager, tm(rng));
+                if rng.below(2) == 1 {
+                    (from, to) = (to, from);
+                }
+                let for_ticks = rng.between(1, 600);
+                events.push((
+                    at(rng),
+                    Fault::LoseCheckpointRpcs {
+                        from,
+                        to,
+                        for_ticks,
+                    },
+                ));
+            }
+            SwarmKind::SlowOperator => {
+                let fault = Fault::SlowNode {
+                    node: tm(rng),
+                    per_input_ticks: rng.between(1, 3),
+                    for_ticks: rng.between(100, 1_500),
+                };
+                events.push((at(rng), fault));
+            }
+            SwarmKind::DiskErrors => {
+                disk.read_error_per_mille = rng.between(0, 50) as u16;
+                disk.append_error_per_mille = rng.between(0, 50) as u16;
+                disk.sync_error_per_mille = rng.between(0, 50) as u16;
+                disk.latency_ticks = (0, rng.between(0, 20));
+            }
+            SwarmKind::Corruption => disk.corruption_per_mille = rng.between(1, 100) as u16,
+            SwarmKind::DiskFull => {
+                // Full for a while, then back to the background faults drawn so far (kinds
+                // drawn after this one, corruption, hold only until the disk fills).
+                let t = at(rng);
+                let full = DiskFaults {
+                    capacity_bytes: Some(rng.between(0, 4_000)),
+                    ..disk.clone()
+                };
+                events.push((t, Fault::DiskFaults(full)));
+                let healed = Fault::DiskFaults(disk.clone());
+                events.push((t + rng.between(50, 1_000), healed));
+            }
+            SwarmKind::TargetedDiskFailure => {
+                let ops = [DiskOp::Read, DiskOp::Append, DiskOp::Sync];
+                let targets = ["ha/", "_metadata", "/task-"];
+                let fault = Fault::FailNextDiskOp {
+                    op: ops[rng.below(3) as usize],
+                    path_contains: targets[rng.below(3) as usize].to_string(),
+                };
+                events.push((at(rng), fault));
+            }
+        }
+    }
+    // A client asks for savepoints in half the seeds; drawn after everything else, so that the
+    // other draws of a seed stay what they were.
+    if rng.below(2) == 1 {
+        for _ in 0..rng.between(1, 3) {
+            events.push((at(rng), Fault::TriggerSavepoint));
+        }
+    }
+    // Stable: events at the same time keep the order they were drawn in. Undoing events that
+    // fall after the safety phase are left to the heal, which undoes everything.
+    events.sort_by_key(|(at, _)| *at);
+    events.retain(|(at, _)| *at < SWARM_HEAL_AT);
+    FaultSchedule {
+        disk,
+        ..FaultSchedule::at_times(events, Tick(SWARM_HEAL_AT), SCENARIO_LIVENESS_TICKS)
+    }
+}

@@ -1,0 +1,155 @@
+//! Reports of runs and sweeps from outcomes and traces (the rendering is `snapsim-reports`).
+
+use crate::replay::{CaseFile, CaseFileError, ReplayError, Replayable, ScenarioRun};
+use crate::{describe_entry, trace_before_violation, Outcome, Verdict};
+use snapsim_reports::run::{RunReport, ViolationView};
+use snapsim_reports::timeline::Timeline;
+use snapsim_sim::harness::RunResult;
+use snapsim_sim::trace::TraceEntry;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The most failing runs of a sweep that get a run report of their own (each is run again).
+pub const FAILURE_REPORTS_MAX: usize = 20;
+
+/// Why a report could not be written.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    /// A file could not be read or written.
+    #[error("{path}: {error}")]
+    File {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// The case file is not one.
+    #[error(transparent)]
+    CaseFile(#[from] CaseFileError),
+    /// The case could not be run.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+/// The report of one run.
+pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> RunReport {
+    let s = &outcome.stats;
+    let mut facts = vec![
+        ("scenario".to_string(), outcome.scenario.clone()),
+        ("seed".to_string(), outcome.seed.to_string()),
+    ];
+    let variant = outcome.variant.flags();
+    if !variant.is_empty() {
+        facts.push(("changed".to_string(), variant.trim().to_string()));
+    }
+    facts.extend([
+        (
+            "trace hash".to_string(),
+            format!("{:016x}", outcome.trace_hash),
+        ),
+        (
+            "checkpoints completed".to_string(),
+            s.checkpoints_completed.to_string(),
+        ),
+        (
+            "checkpoints aborted".to_string(),
+            s.checkpoints_aborted.to_string(),
+        ),
+        ("failovers".to_string(), s.restarts.to_string()),
+        (
+            "records committed".to_string(),
+            s.records_committed.to_string(),
+        ),
+        (
+            "virtual time".to_string(),
+            format!("{} ms", s.virtual_ticks),
+        ),
+        ("trace entries".to_string(), s.trace_events.to_string()),
+    ]);
+    if s.duplicates > 0 {
+        facts.push((
+            "duplicates (at-least-once)".to_string(),
+            s.duplicates.to_string(),
+        ));
+    }
+    RunReport {
+        title: format!("{} seed {}", outcome.scenario, outcome.seed),
+        verdict: format!("{:?}", outcome.verdict),
+        passed: outcome.verdict == Verdict::Passed,
+        facts,
+        violations: outcome
+            .violations
+            .iter()
+            .map(|v| ViolationView {
+                property: v.property.to_string(),
+                message: v.message.clone(),
+                at: v.at.map(|at| at.0),
+            })
+            .collect(),
+        trace_before: trace_before_violation(outcome, trace)
+            .map(|(_, entries)| entries.iter().map(describe_entry).collect())
+            .unwrap_or_default(),
+        replay: replay_line.to_string(),
+        timeline: Timeline::from_trace(trace),
+    }
+}
+
+/// Writes the report of a run into `dir`.
+pub fn write_run_report(
+    dir: &Path,
+    outcome: &Outcome,
+    result: &RunResult,
+    replay_line: &str,
+) -> Result<(), ReportError> {
+    run_report(outcome, &result.trace, replay_line)
+        .write(dir)
+        .map_err(|error| ReportError::File {
+            path: dir.display().to_string(),
+            error,
+        })
+}
+
+/// Replays a case file and writes its report into `dir`; returns the outcome.
+pub fn report_case_file(path: &Path, dir: &Path) -> Result<Outcome, ReportError> {
+    let file = CaseFile::load(path)?;
+    let (outcome, result) = file.case.run(&file.bugs)?;
+    let replay_line = format!("cargo run --release -- replay {}", path.display());
+    write_run_report(dir, &outcome, &result, &replay_line)?;
+    Ok(outcome)
+}
+
+/// The run reports written for a sweep's failures: (scenario, seed) → the report's path
+/// relative to the sweep's directory.
+pub type FailureReports = BTreeMap<(String, u64), String>;
+
+/// Runs each of the first [`FAILURE_REPORTS_MAX`] failing outcomes again and writes its report
+/// (and case file) under `out/runs/<scenario>-<seed>/`.
+pub fn write_failure_reports(
+    failures: &[&Outcome],
+    out: &Path,
+) -> Result<FailureReports, ReportError> {
+    let mut written = FailureReports::new();
+    for outcome in failures.iter().take(FAILURE_REPORTS_MAX) {
+        let name = format!("{}-{}", outcome.scenario, outcome.seed);
+        let relative = PathBuf::from("runs").join(&name);
+        let dir = out.join(&relative);
+        let case = Replayable::Scenario(ScenarioRun {
+            scenario: outcome.scenario.clone(),
+            seed: outcome.seed,
+            faults: outcome.variant.faults.clone(),
+            algorithm: outcome.variant.algorithm.clone(),
+            schedule: None,
+        });
+        let (again, result) = case.run(&outcome.variant.bugs)?;
+        std::fs::create_dir_all(&dir).map_err(|error| ReportError::File {
+            path: dir.display().to_string(),
+            error,
+        })?;
+        CaseFile::recorded(case, &again)?.save(&dir.join("case.json"))?;
+        write_run_report(&dir, &again, &result, &outcome.replay_line())?;
+        let link = relative.join("report.html").display().to_string();
+        written.insert((outcome.scenario.clone(), outcome.seed), link);
+    }
+    Ok(written)
+}
