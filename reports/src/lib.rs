@@ -21,12 +21,17 @@ th{background:#f4f4f4}table.facts td,table.facts th{text-align:left}\
 .violation{background:#fdecea;padding:.5em;border-left:4px solid #c62828}\
 pre{background:#f6f8fa;padding:.5em;overflow-x:auto;font-size:12px}.chart svg{max-width:100%;height:auto}";
 
-/// Appends one formatted line.
-pub(crate) fn line(text: &mut String, args: std::fmt::Arguments) {
-    use std::fmt::Write;
-    text.write_fmt(args).expect("writing to a String");
-    text.push('\n');
+/// Appends one formatted line to a String.
+macro_rules! out {
+    ($text:expr) => {
+        $text.push('\n')
+    };
+    ($text:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        writeln!($text, $($arg)*).expect("writing to a String")
+    }};
 }
+pub(crate) use out;
 
 /// A number, or a dash for none.
 pub(crate) fn or_dash(value: Option<u64>) -> String {

@@ -4,7 +4,7 @@
 
 use crate::charts::{checkpoint_chart_svg, timeline_svg};
 use crate::timeline::{Ending, Timeline};
-use crate::{escape, line, or_dash, percentile, STYLE};
+use crate::{escape, or_dash, out, percentile, STYLE};
 use std::path::Path;
 
 /// A violated property, as the report shows it.
@@ -52,75 +52,56 @@ impl RunReport {
     pub fn markdown(&self) -> String {
         let mut text = String::new();
         let w = &mut text;
-        line(w, format_args!("# {}\n", self.title));
-        line(w, format_args!("Verdict: **{}**\n", self.verdict));
-        line(w, format_args!("| | |\n|---|---|"));
+        out!(w, "# {}\n", self.title);
+        out!(w, "Verdict: **{}**\n", self.verdict);
+        out!(w, "| | |\n|---|---|");
         for (name, value) in &self.facts {
-            line(w, format_args!("| {name} | {value} |"));
+            out!(w, "| {name} | {value} |");
         }
-        line(w, format_args!("\nReplay: `{}`\n", self.replay));
+        out!(w, "\nReplay: `{}`\n", self.replay);
         if let Some(first) = self.violations.first() {
-            line(
-                w,
-                format_args!("## First violated property: {}\n", first.property),
-            );
-            line(
-                w,
-                format_args!("{}{}\n", first.message, at_suffix(first.at)),
-            );
+            out!(w, "## First violated property: {}\n", first.property);
+            out!(w, "{}{}\n", first.message, at_suffix(first.at));
             for other in &self.violations[1..] {
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "- also {}: {}{}",
-                        other.property,
-                        other.message,
-                        at_suffix(other.at)
-                    ),
+                    "- also {}: {}{}",
+                    other.property,
+                    other.message,
+                    at_suffix(other.at)
                 );
             }
+            if self.violations.len() > 1 {
+                out!(w);
+            }
             if !self.trace_before.is_empty() {
-                line(w, format_args!("\nThe trace before it:\n\n```"));
+                out!(w, "The trace before it:\n\n```");
                 for entry in &self.trace_before {
-                    line(w, format_args!("{entry}"));
+                    out!(w, "{entry}");
                 }
-                line(w, format_args!("```\n"));
+                out!(w, "```\n");
             }
         }
-        line(
-            w,
-            format_args!("## Timeline\n\n![timeline](timeline.svg)\n"),
-        );
-        line(w, format_args!("{}\n", LEGEND));
-        line(
-            w,
-            format_args!("## Checkpoints\n\n{}\n", self.checkpoint_summary()),
-        );
-        line(
-            w,
-            format_args!("![checkpoint durations](checkpoints.svg)\n"),
-        );
-        line(w, format_args!("| id | kind | triggered (ms) | ended (ms) | result | duration (ms) | longest alignment (ms) | snapshots | state (bytes) |"));
-        line(
-            w,
-            format_args!("|---:|---|---:|---:|---|---:|---:|---:|---:|"),
-        );
+        out!(w, "## Timeline\n\n![timeline](timeline.svg)\n");
+        out!(w, "{}\n", LEGEND);
+        out!(w, "## Checkpoints\n\n{}\n", self.checkpoint_summary());
+        out!(w, "![checkpoint durations](checkpoints.svg)\n");
+        out!(w, "| id | kind | triggered (ms) | ended (ms) | result | duration (ms) | longest alignment (ms) | snapshots | state (bytes) |");
+        out!(w, "|---:|---|---:|---:|---|---:|---:|---:|---:|");
         for row in self.checkpoint_rows() {
-            line(w, format_args!("| {} |", row.join(" | ")));
+            out!(w, "| {} |", row.join(" | "));
         }
         if !self.timeline.recoveries.is_empty() {
-            line(w, format_args!("\n## Failovers\n\n| at (ms) | cause | restored checkpoint | running again (ms) | recovery (ms) |\n|---:|---|---:|---:|---:|"));
+            out!(w, "\n## Failovers\n\n| at (ms) | cause | restored checkpoint | running again (ms) | recovery (ms) |\n|---:|---|---:|---:|---:|");
             for r in &self.timeline.recoveries {
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "| {} | {} | {} | {} | {} |",
-                        r.failed_at,
-                        r.cause.replace('|', "/"),
-                        or_dash(r.restored),
-                        or_dash(r.running_at),
-                        or_dash(r.duration())
-                    ),
+                    "| {} | {} | {} | {} | {} |",
+                    r.failed_at,
+                    r.cause.replace('|', "/"),
+                    or_dash(r.restored),
+                    or_dash(r.running_at),
+                    or_dash(r.duration())
                 );
             }
         }
@@ -132,128 +113,108 @@ impl RunReport {
         let mut page = String::new();
         let w = &mut page;
         let status = if self.passed { "passed" } else { "failed" };
-        line(w, format_args!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>", escape(&self.title)));
-        line(w, format_args!("<h1>{}</h1>", escape(&self.title)));
-        line(
+        out!(w, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>", escape(&self.title));
+        out!(w, "<h1>{}</h1>", escape(&self.title));
+        out!(
             w,
-            format_args!(
-                "<p class=\"verdict {status}\">Verdict: {}</p>",
-                escape(&self.verdict)
-            ),
+            "<p class=\"verdict {status}\">Verdict: {}</p>",
+            escape(&self.verdict)
         );
-        line(w, format_args!("<table class=\"facts\">"));
+        out!(w, "<table class=\"facts\">");
         for (name, value) in &self.facts {
-            line(
+            out!(
                 w,
-                format_args!(
-                    "<tr><th>{}</th><td>{}</td></tr>",
-                    escape(name),
-                    escape(value)
-                ),
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name),
+                escape(value)
             );
         }
-        line(
+        out!(
             w,
-            format_args!(
-                "</table><p>Replay: <code>{}</code></p>",
-                escape(&self.replay)
-            ),
+            "</table><p>Replay: <code>{}</code></p>",
+            escape(&self.replay)
         );
         if let Some(first) = self.violations.first() {
-            line(
+            out!(
                 w,
-                format_args!(
-                    "<h2>First violated property: {}</h2><p class=\"violation\">{}{}</p>",
-                    escape(&first.property),
-                    escape(&first.message),
-                    escape(&at_suffix(first.at))
-                ),
+                "<h2>First violated property: {}</h2><p class=\"violation\">{}{}</p>",
+                escape(&first.property),
+                escape(&first.message),
+                escape(&at_suffix(first.at))
             );
             if self.violations.len() > 1 {
-                line(w, format_args!("<ul>"));
+                out!(w, "<ul>");
                 for other in &self.violations[1..] {
-                    line(
+                    out!(
                         w,
-                        format_args!(
-                            "<li>also {}: {}{}</li>",
-                            escape(&other.property),
-                            escape(&other.message),
-                            escape(&at_suffix(other.at))
-                        ),
+                        "<li>also {}: {}{}</li>",
+                        escape(&other.property),
+                        escape(&other.message),
+                        escape(&at_suffix(other.at))
                     );
                 }
-                line(w, format_args!("</ul>"));
+                out!(w, "</ul>");
             }
             if !self.trace_before.is_empty() {
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "<p>The trace before it:</p><pre>{}</pre>",
-                        escape(&self.trace_before.join("\n"))
-                    ),
+                    "<p>The trace before it:</p><pre>{}</pre>",
+                    escape(&self.trace_before.join("\n"))
                 );
             }
         }
-        line(
+        out!(
             w,
-            format_args!(
-                "<h2>Timeline</h2><div class=\"chart\">{}</div><p>{}</p>",
-                timeline_svg(&self.timeline),
-                escape(LEGEND)
-            ),
+            "<h2>Timeline</h2><div class=\"chart\">{}</div><p>{}</p>",
+            timeline_svg(&self.timeline),
+            escape(LEGEND)
         );
-        line(
+        out!(
             w,
-            format_args!(
-                "<h2>Checkpoints</h2><p>{}</p><div class=\"chart\">{}</div>",
-                escape(&self.checkpoint_summary()),
-                checkpoint_chart_svg(&self.timeline)
-            ),
+            "<h2>Checkpoints</h2><p>{}</p><div class=\"chart\">{}</div>",
+            escape(&self.checkpoint_summary()),
+            checkpoint_chart_svg(&self.timeline)
         );
-        line(w, format_args!("<table><tr><th>id</th><th>kind</th><th>triggered (ms)</th><th>ended (ms)</th><th>result</th><th>duration (ms)</th><th>longest alignment (ms)</th><th>snapshots</th><th>state (bytes)</th></tr>"));
+        out!(w, "<table><tr><th>id</th><th>kind</th><th>triggered (ms)</th><th>ended (ms)</th><th>result</th><th>duration (ms)</th><th>longest alignment (ms)</th><th>snapshots</th><th>state (bytes)</th></tr>");
         for row in self.checkpoint_rows() {
             let cells: String = row
                 .iter()
                 .map(|cell| format!("<td>{}</td>", escape(cell)))
                 .collect();
-            line(w, format_args!("<tr>{cells}</tr>"));
+            out!(w, "<tr>{cells}</tr>");
         }
-        line(w, format_args!("</table>"));
+        out!(w, "</table>");
         if !self.timeline.recoveries.is_empty() {
-            line(w, format_args!("<h2>Failovers</h2><table><tr><th>at (ms)</th><th>cause</th><th>restored checkpoint</th><th>running again (ms)</th><th>recovery (ms)</th></tr>"));
+            out!(w, "<h2>Failovers</h2><table><tr><th>at (ms)</th><th>cause</th><th>restored checkpoint</th><th>running again (ms)</th><th>recovery (ms)</th></tr>");
             for r in &self.timeline.recoveries {
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        r.failed_at,
-                        escape(&r.cause),
-                        or_dash(r.restored),
-                        or_dash(r.running_at),
-                        or_dash(r.duration())
-                    ),
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    r.failed_at,
+                    escape(&r.cause),
+                    or_dash(r.restored),
+                    or_dash(r.running_at),
+                    or_dash(r.duration())
                 );
             }
-            line(w, format_args!("</table>"));
+            out!(w, "</table>");
         }
         if !self.timeline.faults.is_empty() {
-            line(
+            out!(
                 w,
-                format_args!("<h2>Faults</h2><table><tr><th>at (ms)</th><th>fault</th></tr>"),
+                "<h2>Faults</h2><table><tr><th>at (ms)</th><th>fault</th></tr>"
             );
             for fault in &self.timeline.faults {
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "<tr><td>{}</td><td>{}</td></tr>",
-                        fault.at,
-                        escape(&fault.label)
-                    ),
+                    "<tr><td>{}</td><td>{}</td></tr>",
+                    fault.at,
+                    escape(&fault.label)
                 );
             }
-            line(w, format_args!("</table>"));
+            out!(w, "</table>");
         }
-        line(w, format_args!("</body></html>"));
+        out!(w, "</body></html>");
         page
     }
 

@@ -2,7 +2,7 @@
 //! and the distributions of checkpoint duration and recovery time.
 
 use crate::charts::histogram_svg;
-use crate::{escape, line, or_dash, percentile, STYLE};
+use crate::{escape, or_dash, out, percentile, STYLE};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -140,57 +140,51 @@ impl SweepReport {
     pub fn markdown(&self) -> String {
         let mut text = String::new();
         let w = &mut text;
-        line(
+        out!(
             w,
-            format_args!(
-                "# {}
+            "# {}
 
 Verdict: **{}**
 ",
-                self.title,
-                self.verdict()
-            ),
+            self.title,
+            self.verdict()
         );
-        line(w, format_args!("| {} |", HEADERS.join(" | ")));
-        line(
-            w,
-            format_args!("|---|{}", "---:|".repeat(HEADERS.len() - 1)),
-        );
+        out!(w, "| {} |", HEADERS.join(" | "));
+        out!(w, "|---|{}", "---:|".repeat(HEADERS.len() - 1));
         for row in self.rows() {
-            line(w, format_args!("| {} |", row.join(" | ")));
+            out!(w, "| {} |", row.join(" | "));
         }
         let by_property = self.by_property();
         if !by_property.is_empty() {
             let names: Vec<&str> = self.scenarios.iter().map(|s| s.scenario.as_str()).collect();
-            line(
+            out!(
                 w,
-                format_args!(
-                    "\n## Runs violating each property\n\n| property | {} |",
-                    names.join(" | ")
-                ),
+                "\n## Runs violating each property\n\n| property | {} |",
+                names.join(" | ")
             );
-            line(w, format_args!("|---|{}", "---:|".repeat(names.len())));
+            out!(w, "|---|{}", "---:|".repeat(names.len()));
             for (property, counts) in by_property {
                 let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
-                line(w, format_args!("| {property} | {} |", counts.join(" | ")));
+                out!(w, "| {property} | {} |", counts.join(" | "));
             }
         }
-        line(w, format_args!("\n## Distributions\n"));
+        out!(w, "\n## Distributions\n");
         for chart in SWEEP_CHARTS {
-            line(w, format_args!("![{chart}]({chart})"));
+            out!(w, "![{chart}]({chart})");
         }
         for s in self.scenarios.iter().filter(|s| !s.failures.is_empty()) {
-            line(w, format_args!("\n## Failures of {}\n", s.scenario));
+            out!(w, "\n## Failures of {}\n", s.scenario);
             for f in &s.failures {
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "- seed {} — {}: {}\n  replay: `{}`",
-                        f.seed, f.verdict, f.first_violation, f.replay
-                    ),
+                    "- seed {} — {}: {}\n  replay: `{}`",
+                    f.seed,
+                    f.verdict,
+                    f.first_violation,
+                    f.replay
                 );
                 if let Some(report) = &f.report {
-                    line(w, format_args!("  report: [{report}]({report})"));
+                    out!(w, "  report: [{report}]({report})");
                 }
             }
         }
@@ -202,28 +196,26 @@ Verdict: **{}**
         let mut page = String::new();
         let w = &mut page;
         let status = if self.passed() { "passed" } else { "failed" };
-        line(w, format_args!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}</style></head><body>", escape(&self.title), STYLE));
-        line(
+        out!(w, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}</style></head><body>", escape(&self.title), STYLE);
+        out!(
             w,
-            format_args!(
-                "<h1>{}</h1><p class=\"verdict {status}\">Verdict: {}</p>",
-                escape(&self.title),
-                escape(&self.verdict())
-            ),
+            "<h1>{}</h1><p class=\"verdict {status}\">Verdict: {}</p>",
+            escape(&self.title),
+            escape(&self.verdict())
         );
         let headers: String = HEADERS
             .iter()
             .map(|h| format!("<th>{}</th>", escape(h)))
             .collect();
-        line(w, format_args!("<table><tr>{headers}</tr>"));
+        out!(w, "<table><tr>{headers}</tr>");
         for row in self.rows() {
             let cells: String = row
                 .iter()
                 .map(|c| format!("<td>{}</td>", escape(c)))
                 .collect();
-            line(w, format_args!("<tr>{cells}</tr>"));
+            out!(w, "<tr>{cells}</tr>");
         }
-        line(w, format_args!("</table>"));
+        out!(w, "</table>");
         let by_property = self.by_property();
         if !by_property.is_empty() {
             let names: String = self
@@ -231,51 +223,39 @@ Verdict: **{}**
                 .iter()
                 .map(|s| format!("<th>{}</th>", escape(&s.scenario)))
                 .collect();
-            line(
+            out!(
                 w,
-                format_args!(
-                    "<h2>Runs violating each property</h2><table><tr><th>property</th>{names}</tr>"
-                ),
+                "<h2>Runs violating each property</h2><table><tr><th>property</th>{names}</tr>"
             );
             for (property, counts) in by_property {
                 let cells: String = counts.iter().map(|n| format!("<td>{n}</td>")).collect();
-                line(
-                    w,
-                    format_args!("<tr><th>{}</th>{cells}</tr>", escape(&property)),
-                );
+                out!(w, "<tr><th>{}</th>{cells}</tr>", escape(&property));
             }
-            line(w, format_args!("</table>"));
+            out!(w, "</table>");
         }
         let [checkpoints, recoveries] = self.charts();
-        line(
+        out!(
             w,
-            format_args!(
-                "<h2>Distributions</h2><div class=\"chart\">{checkpoints}{recoveries}</div>"
-            ),
+            "<h2>Distributions</h2><div class=\"chart\">{checkpoints}{recoveries}</div>"
         );
         for s in self.scenarios.iter().filter(|s| !s.failures.is_empty()) {
-            line(
-                w,
-                format_args!("<h2>Failures of {}</h2><ul>", escape(&s.scenario)),
-            );
+            out!(w, "<h2>Failures of {}</h2><ul>", escape(&s.scenario));
             for f in &s.failures {
                 let link = f.report.as_ref().map_or(String::new(), |r| {
                     format!(" — <a href=\"{}\">report</a>", escape(r))
                 });
-                line(
+                out!(
                     w,
-                    format_args!(
-                        "<li>seed {} — {}: {}{link}<br><code>{}</code></li>",
-                        f.seed,
-                        escape(&f.verdict),
-                        escape(&f.first_violation),
-                        escape(&f.replay)
-                    ),
+                    "<li>seed {} — {}: {}{link}<br><code>{}</code></li>",
+                    f.seed,
+                    escape(&f.verdict),
+                    escape(&f.first_violation),
+                    escape(&f.replay)
                 );
             }
-            line(w, format_args!("</ul>"));
+            out!(w, "</ul>");
         }
-        line(w, format_args!("</body></html>"));
+        out!(w, "</body></html>");
         page
     }
 

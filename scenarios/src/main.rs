@@ -15,8 +15,11 @@ use snapsim_scenarios::{
 };
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -347,11 +350,19 @@ fn execute(
     recorded: Option<(u64, String)>,
 ) -> Result<bool, String> {
     if output.log {
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(std::io::stderr)
-            .without_time()
-            .with_target(false)
+        // The run's trace as it happens; madsim's own logs only when they warn.
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_target("snapsim", tracing::Level::DEBUG)
+            .with_default(tracing::Level::WARN);
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .without_time()
+                    .with_target(false),
+            )
+            .with(filter)
             .init();
     }
     let (wall, ran) = wall_time(|| case.run(bugs));

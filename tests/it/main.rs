@@ -3,6 +3,7 @@
 
 mod faults;
 mod fuzz;
+mod reports;
 mod scenarios;
 mod seeded_bugs;
 mod snapshots;

@@ -8,6 +8,7 @@ use snapsim_core::ids::TaskManagerId;
 use snapsim_core::job::AggregateFn;
 use snapsim_core::messages::Address;
 use snapsim_scenarios::generated::{Case, Episode, JobParams, Shape};
+use snapsim_scenarios::report::run_report;
 use snapsim_scenarios::{describe_entry, describe_run, run_case, Verdict};
 use std::collections::BTreeSet;
 
@@ -56,6 +57,35 @@ fn the_report_of_a_failing_run() {
     );
     let text = text.replace(&format!("{:016x}", outcome.trace_hash), "<trace hash>");
     insta::assert_snapshot!(text);
+}
+
+/// Why: the run report is what a user opens after a failure; its Markdown (verdict, figures,
+/// the first violation with the trace before it, the checkpoint table, the failovers) must not
+/// drift unnoticed. The HTML carries the same content with the charts inline.
+#[test]
+fn the_run_report_of_a_failing_run() {
+    let crash = Episode::Crash {
+        node: Address::TaskManager(TaskManagerId(0)),
+        at: 30,
+        down_ticks: 20,
+    };
+    let case = small_case(60, vec![crash]);
+    let bugs = BTreeSet::from([SeededBug::SourceOffsetAtRead]);
+    let (outcome, result) = run_case(&case, &bugs).expect("a valid job");
+    let report = run_report(
+        &outcome,
+        &result.trace,
+        "cargo run --release -- replay case.json",
+    );
+    let hash = format!("{:016x}", outcome.trace_hash);
+    insta::assert_snapshot!(report.markdown().replace(&hash, "<trace hash>"));
+    let html = report.html();
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "the timeline and the checkpoint chart"
+    );
+    assert!(html.contains("First violated property: consistent-cut"));
 }
 
 /// Why: the trace is the evidence every checker reads; this canonical run (12 records, no
