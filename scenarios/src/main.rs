@@ -15,11 +15,35 @@ use snapsim_scenarios::{
 };
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// Prints a line on stdout. A closed stdout (`snapsim list | head`) ends the program quietly
+/// instead of panicking as `println!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        stdout_or_exit(writeln!(std::io::stdout(), $($arg)*))
+    };
+}
+
+/// [`say!`] without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {
+        stdout_or_exit(write!(std::io::stdout(), $($arg)*))
+    };
+}
+
+fn stdout_or_exit(written: std::io::Result<()>) {
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("writing to stdout: {error}");
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -314,24 +338,24 @@ fn list(json: bool) -> Result<bool, String> {
             .collect();
         let list = serde_json::json!({ "scenarios": scenarios, "fault_profiles": profiles,
             "algorithms": algorithms, "seeded_bugs": bugs });
-        println!("{list}");
+        say!("{list}");
         return Ok(true);
     }
-    println!("scenarios (--scenario NAME; each with its fault profile):");
+    say!("scenarios (--scenario NAME; each with its fault profile):");
     for s in scenarios() {
-        println!("  {:<16} [{}] {}", s.name, s.faults, s.description);
+        say!("  {:<16} [{}] {}", s.name, s.faults, s.description);
     }
-    println!("\nfault profiles (--faults NAME):");
+    say!("\nfault profiles (--faults NAME):");
     for p in fault_profiles() {
-        println!("  {:<20} {}", p.name, p.description);
+        say!("  {:<20} {}", p.name, p.description);
     }
-    println!("\nsnapshot algorithms (--algorithm NAME; the scenarios use aligned):");
+    say!("\nsnapshot algorithms (--algorithm NAME; the scenarios use aligned):");
     for a in Algorithm::ALL {
-        println!("  {:<16} {}", a.name(), a.description());
+        say!("  {:<16} {}", a.name(), a.description());
     }
-    println!("\nseeded bugs (--bug NAME; off unless named):");
+    say!("\nseeded bugs (--bug NAME; off unless named):");
     for b in SeededBug::ALL {
-        println!(
+        say!(
             "  {:<34} {} (violates {})",
             b.name(),
             b.description(),
@@ -391,21 +415,21 @@ fn execute(
         if let Some(hash) = recorded_hash {
             json["recorded_trace_hash"] = serde_json::json!(hash);
         }
-        println!("{json}");
+        say!("{json}");
         return Ok(outcome.verdict == Verdict::Passed);
     }
-    print!("{}", describe_run(&outcome, &result.trace, &replay_line));
-    println!("  wall time {:.0} ms", wall.as_secs_f64() * 1e3);
+    say_raw!("{}", describe_run(&outcome, &result.trace, &replay_line));
+    say!("  wall time {:.0} ms", wall.as_secs_f64() * 1e3);
     if let Some(hash) = recorded_hash {
         let same = outcome.trace_hash == hash;
-        println!(
+        say!(
             "  trace hash {:016x}: {} the recorded {hash:016x}",
             outcome.trace_hash,
             if same { "equal to" } else { "DIFFERENT from" },
         );
     }
     if let Some(dir) = &output.report {
-        println!("  report: {}", dir.join("report.html").display());
+        say!("  report: {}", dir.join("report.html").display());
     }
     Ok(outcome.verdict == Verdict::Passed)
 }
@@ -442,7 +466,7 @@ fn write_trace(path: Option<&Path>, trace: &[TraceEntry]) -> Result<(), String> 
 fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<bool, String> {
     let jobs = cores(jobs);
     let runs = manifest.work().len() as u64;
-    println!(
+    say!(
         "sweep: {} scenario(s) × seeds {}..{}{} = {runs} runs on {jobs} threads",
         manifest.scenarios.len(),
         manifest.seeds.start,
@@ -473,7 +497,7 @@ fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<boo
     progress.finish_and_clear();
     let summary = summary.map_err(|e| e.to_string())?;
     print_summary(&summary);
-    println!(
+    say!(
         "{runs} runs in {:.1} s ({:.0} runs/s)",
         wall.as_secs_f64(),
         runs as f64 / wall.as_secs_f64()
@@ -482,8 +506,8 @@ fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<boo
 }
 
 fn print_summary(summary: &SweepSummary) {
-    print!("{}", summary.markdown);
-    println!(
+    say_raw!("{}", summary.markdown);
+    say!(
         "\nresults: {}\nreport:  {} (open it in a browser; Markdown: {})",
         summary.results.display(),
         summary.html.display(),
@@ -494,17 +518,18 @@ fn print_summary(summary: &SweepSummary) {
 fn shrink_file(path: &Path, out: Option<PathBuf>) -> Result<bool, String> {
     let file = CaseFile::load(path).map_err(|e| e.to_string())?;
     let out = out.unwrap_or_else(|| path.with_extension("min.json"));
-    println!("shrinking {} ...", path.display());
+    say!("shrinking {} ...", path.display());
     let shrunk = shrink::shrink(&file.case, &file.bugs, |what, outcome| {
-        println!(
+        say!(
             "  kept: {what} (still {}, {} trace entries)",
-            outcome.violations[0].property, outcome.stats.trace_events
+            outcome.violations[0].property,
+            outcome.stats.trace_events
         );
     })
     .map_err(|e| format!("{}: {e}", path.display()))?;
     let minimal = CaseFile::recorded(shrunk.case, &shrunk.outcome).map_err(|e| e.to_string())?;
     minimal.save(&out).map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "{} simplification(s) kept in {} runs; the minimal case still violates {}:\n  {}\nwritten to {}\nreplay: cargo run --release -- replay {}",
         shrunk.steps,
         shrunk.runs,
@@ -534,7 +559,7 @@ fn report_path(path: &Path, out: Option<PathBuf>) -> Result<bool, String> {
         path.with_file_name(format!("{stem}-report"))
     });
     let outcome = report::report_case_file(path, &dir).map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "{} seed {}: {:?}\nreport: {} (open it in a browser; Markdown: {})",
         outcome.scenario,
         outcome.seed,
@@ -558,18 +583,18 @@ fn bench(
         return Err("--repeat must be at least 1".to_string());
     }
     if !json {
-        println!("bench: scenario {name}, seeds {seeds:?}, {repeats} repeat(s)");
+        say!("bench: scenario {name}, seeds {seeds:?}, {repeats} repeat(s)");
     }
     let report = snapsim_scenarios::bench::bench(scenario, seeds, repeats, cores(jobs));
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(&report).expect("reports serialize")
         );
         return Ok(true);
     }
     let r = &report;
-    println!(
+    say!(
         "seeds/s, one core:          {:>9.1}\n\
          seeds/s, {} threads:         {:>9.1}   (target for keyed-agg: 200 on 2 cores)\n\
          wall per seed:              {:>9.2} ms (of which failure-free oracle {:.2} ms, reference model {:.2} ms)\n\
