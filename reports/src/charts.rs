@@ -332,14 +332,20 @@ pub fn histogram_svg(title: &str, values: &[u64]) -> String {
             .label_style((FONT, 12))
             .draw()
             .expect("drawing into a string");
-        chart
-            .draw_series(
-                Histogram::vertical(&chart)
-                    .style(BLUE.filled())
-                    .margin(1)
-                    .data(counts.iter().enumerate().map(|(i, &n)| (i as u32, n))),
-            )
-            .expect("drawing into a string");
+        // Bars drawn one by one, in bucket order: plotters' Histogram series keeps its buckets
+        // in a HashMap, so its SVG changes from process to process.
+        let bars = counts.iter().enumerate().map(|(i, &n)| {
+            let mut rect = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i as u32), 0),
+                    (SegmentValue::Exact(i as u32 + 1), n),
+                ],
+                BLUE.filled(),
+            );
+            rect.set_margin(0, 0, 1, 1);
+            rect
+        });
+        chart.draw_series(bars).expect("drawing into a string");
         root.present().expect("drawing into a string");
     }
     svg

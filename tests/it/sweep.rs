@@ -1,5 +1,6 @@
 //! Sweeps at scale: shards of one sweep, merged, give exactly the files one sweep writes.
 
+use snapsim_reports::sweep::SWEEP_CHARTS;
 use snapsim_scenarios::sweep::{merge, run_sweep, Manifest, Shard};
 use snapsim_scenarios::Variant;
 use std::path::PathBuf;
@@ -37,7 +38,8 @@ fn four_shards_merged_write_what_one_sweep_writes() {
     );
     let merged_dir = scratch("sweep-merged");
     let merged = merge(&shard_dirs, &merged_dir).unwrap();
-    for file in ["results.jsonl", "report.md", "sweep.json"] {
+    let files = ["results.jsonl", "sweep.json", "report.md", "report.html"];
+    for file in files.into_iter().chain(SWEEP_CHARTS) {
         assert_eq!(read(&merged_dir, file), read(&whole_dir, file), "{file}");
     }
     assert_eq!(merged.scenarios, whole.scenarios);
