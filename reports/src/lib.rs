@@ -33,6 +33,40 @@ macro_rules! out {
 }
 pub(crate) use out;
 
+/// A Markdown table; the first column left-aligned, the others right (they hold figures).
+pub(crate) fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut text = format!(
+        "| {} |\n|---|{}\n",
+        headers.join(" | "),
+        "---:|".repeat(headers.len() - 1)
+    );
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|cell| cell.replace('|', "/")).collect();
+        out!(text, "| {} |", cells.join(" | "));
+    }
+    text
+}
+
+/// An HTML table, every cell escaped.
+pub(crate) fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let cells = |tag: &str, row: &mut dyn Iterator<Item = &str>| -> String {
+        row.map(|cell| format!("<{tag}>{}</{tag}>", escape(cell)))
+            .collect()
+    };
+    let mut html = format!(
+        "<table><tr>{}</tr>",
+        cells("th", &mut headers.iter().copied())
+    );
+    for row in rows {
+        out!(
+            html,
+            "<tr>{}</tr>",
+            cells("td", &mut row.iter().map(String::as_str))
+        );
+    }
+    html + "</table>"
+}
+
 /// A number, or a dash for none.
 pub(crate) fn or_dash(value: Option<u64>) -> String {
     value.map_or("–".to_string(), |v| v.to_string())

@@ -4,7 +4,7 @@
 
 use crate::charts::{checkpoint_chart_svg, timeline_svg};
 use crate::timeline::{Ending, Timeline};
-use crate::{escape, or_dash, out, percentile, STYLE};
+use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
 use std::path::Path;
 
 /// A violated property, as the report shows it.
@@ -86,24 +86,18 @@ impl RunReport {
         out!(w, "{}\n", LEGEND);
         out!(w, "## Checkpoints\n\n{}\n", self.checkpoint_summary());
         out!(w, "![checkpoint durations](checkpoints.svg)\n");
-        out!(w, "| id | kind | triggered (ms) | ended (ms) | result | duration (ms) | longest alignment (ms) | snapshots | state (bytes) |");
-        out!(w, "|---:|---|---:|---:|---|---:|---:|---:|---:|");
-        for row in self.checkpoint_rows() {
-            out!(w, "| {} |", row.join(" | "));
-        }
+        out!(
+            w,
+            "{}",
+            markdown_table(&CHECKPOINT_HEADERS, &self.checkpoint_rows())
+        );
         if !self.timeline.recoveries.is_empty() {
-            out!(w, "\n## Failovers\n\n| at (ms) | cause | restored checkpoint | running again (ms) | recovery (ms) |\n|---:|---|---:|---:|---:|");
-            for r in &self.timeline.recoveries {
-                out!(
-                    w,
-                    "| {} | {} | {} | {} | {} |",
-                    r.failed_at,
-                    r.cause.replace('|', "/"),
-                    or_dash(r.restored),
-                    or_dash(r.running_at),
-                    or_dash(r.duration())
-                );
-            }
+            out!(w, "## Failovers\n");
+            out!(
+                w,
+                "{}",
+                markdown_table(&FAILOVER_HEADERS, &self.failover_rows())
+            );
         }
         text
     }
@@ -175,44 +169,27 @@ impl RunReport {
             escape(&self.checkpoint_summary()),
             checkpoint_chart_svg(&self.timeline)
         );
-        out!(w, "<table><tr><th>id</th><th>kind</th><th>triggered (ms)</th><th>ended (ms)</th><th>result</th><th>duration (ms)</th><th>longest alignment (ms)</th><th>snapshots</th><th>state (bytes)</th></tr>");
-        for row in self.checkpoint_rows() {
-            let cells: String = row
-                .iter()
-                .map(|cell| format!("<td>{}</td>", escape(cell)))
-                .collect();
-            out!(w, "<tr>{cells}</tr>");
-        }
-        out!(w, "</table>");
+        out!(
+            w,
+            "{}",
+            html_table(&CHECKPOINT_HEADERS, &self.checkpoint_rows())
+        );
         if !self.timeline.recoveries.is_empty() {
-            out!(w, "<h2>Failovers</h2><table><tr><th>at (ms)</th><th>cause</th><th>restored checkpoint</th><th>running again (ms)</th><th>recovery (ms)</th></tr>");
-            for r in &self.timeline.recoveries {
-                out!(
-                    w,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    r.failed_at,
-                    escape(&r.cause),
-                    or_dash(r.restored),
-                    or_dash(r.running_at),
-                    or_dash(r.duration())
-                );
-            }
-            out!(w, "</table>");
-        }
-        if !self.timeline.faults.is_empty() {
             out!(
                 w,
-                "<h2>Faults</h2><table><tr><th>at (ms)</th><th>fault</th></tr>"
+                "<h2>Failovers</h2>{}",
+                html_table(&FAILOVER_HEADERS, &self.failover_rows())
             );
-            for fault in &self.timeline.faults {
-                out!(
-                    w,
-                    "<tr><td>{}</td><td>{}</td></tr>",
-                    fault.at,
-                    escape(&fault.label)
-                );
-            }
-            out!(w, "</table>");
+        }
+        if !self.timeline.faults.is_empty() {
+            let rows: Vec<Vec<String>> = (self.timeline.faults.iter())
+                .map(|fault| vec![fault.at.to_string(), fault.label.clone()])
+                .collect();
+            out!(
+                w,
+                "<h2>Faults</h2>{}",
+                html_table(&["at (ms)", "fault"], &rows)
+            );
         }
         out!(w, "</body></html>");
         page
@@ -260,6 +237,20 @@ impl RunReport {
         )
     }
 
+    fn failover_rows(&self) -> Vec<Vec<String>> {
+        (self.timeline.recoveries.iter())
+            .map(|r| {
+                vec![
+                    r.failed_at.to_string(),
+                    r.cause.clone(),
+                    or_dash(r.restored),
+                    or_dash(r.running_at),
+                    or_dash(r.duration()),
+                ]
+            })
+            .collect()
+    }
+
     fn checkpoint_rows(&self) -> Vec<Vec<String>> {
         self.timeline
             .checkpoints
@@ -290,6 +281,26 @@ impl RunReport {
             .collect()
     }
 }
+
+const CHECKPOINT_HEADERS: [&str; 9] = [
+    "id",
+    "kind",
+    "triggered (ms)",
+    "ended (ms)",
+    "result",
+    "duration (ms)",
+    "longest alignment (ms)",
+    "snapshots",
+    "state (bytes)",
+];
+
+const FAILOVER_HEADERS: [&str; 5] = [
+    "at (ms)",
+    "cause",
+    "restored checkpoint",
+    "running again (ms)",
+    "recovery (ms)",
+];
 
 const LEGEND: &str = "Checkpoints from trigger to completion (green), abort (red) or the end of the run (grey), savepoints in blue, each labelled with its id; faults (orange triangles); nodes down from crash to restart (dark); barrier alignment per task from its first barrier to its snapshot (purple); failovers (red lines) and the job running again (green lines).";
 

@@ -2,8 +2,8 @@
 //! and the distributions of checkpoint duration and recovery time.
 
 use crate::charts::histogram_svg;
-use crate::{escape, or_dash, out, percentile, STYLE};
-use std::collections::BTreeMap;
+use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// One failing run of a sweep.
@@ -94,26 +94,32 @@ impl SweepReport {
             .collect()
     }
 
-    /// Runs violating each property, per scenario: (property, counts in scenario order).
-    fn by_property(&self) -> Vec<(String, Vec<u64>)> {
-        let mut properties: Vec<&String> = self
+    /// The table of runs violating each property (a row per property, a column per
+    /// scenario), when some run violated one.
+    fn by_property(&self) -> Option<(Vec<&str>, Vec<Vec<String>>)> {
+        let properties: BTreeSet<&String> = self
             .scenarios
             .iter()
             .flat_map(|s| s.violations.keys())
             .collect();
-        properties.sort();
-        properties.dedup();
-        properties
-            .into_iter()
-            .map(|p| {
+        if properties.is_empty() {
+            return None;
+        }
+        let headers = std::iter::once("property")
+            .chain(self.scenarios.iter().map(|s| s.scenario.as_str()))
+            .collect();
+        let rows = (properties.into_iter())
+            .map(|property| {
                 let counts = self
                     .scenarios
                     .iter()
-                    .map(|s| s.violations.get(p).copied().unwrap_or(0))
-                    .collect();
-                (p.clone(), counts)
+                    .map(|s| s.violations.get(property).copied().unwrap_or(0));
+                std::iter::once(property.clone())
+                    .chain(counts.map(|n| n.to_string()))
+                    .collect()
             })
-            .collect()
+            .collect();
+        Some((headers, rows))
     }
 
     fn all(&self, values: impl Fn(&ScenarioSummary) -> &[u64]) -> Vec<u64> {
@@ -140,33 +146,11 @@ impl SweepReport {
     pub fn markdown(&self) -> String {
         let mut text = String::new();
         let w = &mut text;
-        out!(
-            w,
-            "# {}
-
-Verdict: **{}**
-",
-            self.title,
-            self.verdict()
-        );
-        out!(w, "| {} |", HEADERS.join(" | "));
-        out!(w, "|---|{}", "---:|".repeat(HEADERS.len() - 1));
-        for row in self.rows() {
-            out!(w, "| {} |", row.join(" | "));
-        }
-        let by_property = self.by_property();
-        if !by_property.is_empty() {
-            let names: Vec<&str> = self.scenarios.iter().map(|s| s.scenario.as_str()).collect();
-            out!(
-                w,
-                "\n## Runs violating each property\n\n| property | {} |",
-                names.join(" | ")
-            );
-            out!(w, "|---|{}", "---:|".repeat(names.len()));
-            for (property, counts) in by_property {
-                let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
-                out!(w, "| {property} | {} |", counts.join(" | "));
-            }
+        out!(w, "# {}\n\nVerdict: **{}**\n", self.title, self.verdict());
+        out!(w, "{}", markdown_table(&HEADERS, &self.rows()));
+        if let Some((headers, rows)) = self.by_property() {
+            out!(w, "\n## Runs violating each property\n");
+            out!(w, "{}", markdown_table(&headers, &rows));
         }
         out!(w, "\n## Distributions\n");
         for chart in SWEEP_CHARTS {
@@ -203,35 +187,10 @@ Verdict: **{}**
             escape(&self.title),
             escape(&self.verdict())
         );
-        let headers: String = HEADERS
-            .iter()
-            .map(|h| format!("<th>{}</th>", escape(h)))
-            .collect();
-        out!(w, "<table><tr>{headers}</tr>");
-        for row in self.rows() {
-            let cells: String = row
-                .iter()
-                .map(|c| format!("<td>{}</td>", escape(c)))
-                .collect();
-            out!(w, "<tr>{cells}</tr>");
-        }
-        out!(w, "</table>");
-        let by_property = self.by_property();
-        if !by_property.is_empty() {
-            let names: String = self
-                .scenarios
-                .iter()
-                .map(|s| format!("<th>{}</th>", escape(&s.scenario)))
-                .collect();
-            out!(
-                w,
-                "<h2>Runs violating each property</h2><table><tr><th>property</th>{names}</tr>"
-            );
-            for (property, counts) in by_property {
-                let cells: String = counts.iter().map(|n| format!("<td>{n}</td>")).collect();
-                out!(w, "<tr><th>{}</th>{cells}</tr>", escape(&property));
-            }
-            out!(w, "</table>");
+        out!(w, "{}", html_table(&HEADERS, &self.rows()));
+        if let Some((headers, rows)) = self.by_property() {
+            let table = html_table(&headers, &rows);
+            out!(w, "<h2>Runs violating each property</h2>{table}");
         }
         let [checkpoints, recoveries] = self.charts();
         out!(

@@ -9,7 +9,8 @@ use snapsim_core::job::AggregateFn;
 use snapsim_core::messages::Address;
 use snapsim_scenarios::generated::{Case, Episode, JobParams, Shape};
 use snapsim_scenarios::report::run_report;
-use snapsim_scenarios::{describe_entry, describe_run, run_case, Verdict};
+use snapsim_scenarios::{describe_entry, describe_run, run_case, Outcome, Verdict};
+use snapsim_sim::harness::RunResult;
 use std::collections::BTreeSet;
 
 /// One source, one keyed sum, one 2PC sink: the smallest job with a checkpoint and a commit.
@@ -36,11 +37,8 @@ fn small_case(records: u64, episodes: Vec<Episode>) -> Case {
     }
 }
 
-/// Why: the failure report is what a user starts from; its shape (verdict, statistics, each
-/// violation with its key and time, the replay line, the trace before the first violation)
-/// must not drift unnoticed. The trace hash changes with every engine change, so it is masked.
-#[test]
-fn the_report_of_a_failing_run() {
+/// The small job with a TaskManager crash and sources that snapshot the offset read.
+fn failing_run() -> (Outcome, RunResult) {
     let crash = Episode::Crash {
         node: Address::TaskManager(TaskManagerId(0)),
         at: 30,
@@ -48,7 +46,15 @@ fn the_report_of_a_failing_run() {
     };
     let case = small_case(60, vec![crash]);
     let bugs = BTreeSet::from([SeededBug::SourceOffsetAtRead]);
-    let (outcome, result) = run_case(&case, &bugs).expect("a valid job");
+    run_case(&case, &bugs).expect("a valid job")
+}
+
+/// Why: the failure report is what a user starts from; its shape (verdict, statistics, each
+/// violation with its key and time, the replay line, the trace before the first violation)
+/// must not drift unnoticed. The trace hash changes with every engine change, so it is masked.
+#[test]
+fn the_report_of_a_failing_run() {
+    let (outcome, result) = failing_run();
     assert_ne!(outcome.verdict, Verdict::Passed, "the seeded bug bites");
     let text = describe_run(
         &outcome,
@@ -64,14 +70,7 @@ fn the_report_of_a_failing_run() {
 /// drift unnoticed. The HTML carries the same content with the charts inline.
 #[test]
 fn the_run_report_of_a_failing_run() {
-    let crash = Episode::Crash {
-        node: Address::TaskManager(TaskManagerId(0)),
-        at: 30,
-        down_ticks: 20,
-    };
-    let case = small_case(60, vec![crash]);
-    let bugs = BTreeSet::from([SeededBug::SourceOffsetAtRead]);
-    let (outcome, result) = run_case(&case, &bugs).expect("a valid job");
+    let (outcome, result) = failing_run();
     let report = run_report(
         &outcome,
         &result.trace,
