@@ -208,24 +208,26 @@ impl RunReport {
     }
 
     fn checkpoint_summary(&self) -> String {
-        let spans = &self.timeline.checkpoints;
+        // Checkpoints only, as the figures above count them; savepoints are listed in the table.
+        let spans: Vec<_> = (self.timeline.checkpoints.iter())
+            .filter(|s| !s.savepoint)
+            .collect();
         let completed = spans
             .iter()
             .filter(|s| s.ending == Ending::Completed)
             .count();
-        let aborted = spans
-            .iter()
+        let aborted = (spans.iter())
             .filter(|s| matches!(s.ending, Ending::Aborted(_)))
             .count();
         let mut durations: Vec<u64> = spans.iter().filter_map(|s| s.duration()).collect();
         let mut alignments: Vec<u64> = spans.iter().filter_map(|s| s.alignment_max).collect();
-        let mut sizes: Vec<u64> = spans
-            .iter()
+        let mut sizes: Vec<u64> = (spans.iter())
             .filter(|s| s.ending == Ending::Completed)
             .map(|s| s.state_bytes)
             .collect();
+        let savepoints = self.timeline.checkpoints.len() - spans.len();
         format!(
-            "{} triggered, {completed} completed, {aborted} aborted. Duration (ms) p50 {} p90 {} max {}; longest alignment per checkpoint (ms) p50 {} max {}; state per completed checkpoint (bytes) p50 {} max {}.",
+            "{} checkpoints triggered, {completed} completed, {aborted} aborted (and {savepoints} savepoints). Duration (ms) p50 {} p90 {} max {}; longest alignment per checkpoint (ms) p50 {} max {}; state per completed checkpoint (bytes) p50 {} max {}.",
             spans.len(),
             or_dash(percentile(&mut durations, 50)),
             or_dash(percentile(&mut durations, 90)),

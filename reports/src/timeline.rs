@@ -3,6 +3,7 @@
 //! Reports draw it; sweeps keep its checkpoint durations and recovery times.
 
 use snapsim_core::codec::{self, Kind};
+use snapsim_core::messages::Address;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_sim::faults::Fault;
 use snapsim_sim::trace::{TraceEntry, TraceEvent};
@@ -32,7 +33,8 @@ pub struct CheckpointSpan {
     pub ended_at: Option<u64>,
     /// How it ended.
     pub ending: Ending,
-    /// The longest barrier alignment of any task (ms), when some task aligned.
+    /// The longest barrier alignment of any task that received barriers for it, from its first
+    /// barrier to its snapshot (ms; 0 when none had to wait), when some task received barriers.
     pub alignment_max: Option<u64>,
     /// Snapshots taken for it.
     pub snapshots: u32,
@@ -138,19 +140,16 @@ impl Timeline {
                     // The span starts when the id is taken (an abort may come before the
                     // trigger reaches the sources) and counts from the trigger once it does.
                     EngineEvent::TriggerStarted { checkpoint, kind } => {
-                        checkpoints.insert(
-                            checkpoint.0,
-                            CheckpointSpan {
-                                id: checkpoint.0,
-                                savepoint: *kind == TriggerKind::Savepoint,
-                                triggered_at: at,
-                                ended_at: None,
-                                ending: Ending::Pending,
-                                alignment_max: None,
-                                snapshots: 0,
-                                state_bytes: 0,
-                            },
-                        );
+                        checkpoints.entry(checkpoint.0).or_insert(CheckpointSpan {
+                            id: checkpoint.0,
+                            savepoint: *kind == TriggerKind::Savepoint,
+                            triggered_at: at,
+                            ended_at: None,
+                            ending: Ending::Pending,
+                            alignment_max: None,
+                            snapshots: 0,
+                            state_bytes: 0,
+                        });
                     }
                     EngineEvent::CheckpointTriggered { checkpoint }
                     | EngineEvent::SavepointTriggered { checkpoint } => {
@@ -222,6 +221,11 @@ impl Timeline {
                             }
                         }
                     }
+                    // A JobManager starting (over) has no pending checkpoints.
+                    EngineEvent::JobStatus {
+                        status: JobStatus::Initializing,
+                        ..
+                    } => end_pending(&mut checkpoints, at, "JobManager started over"),
                     EngineEvent::JobStatus {
                         status: JobStatus::Running,
                         ..
@@ -233,6 +237,11 @@ impl Timeline {
                     _ => {}
                 },
                 TraceEvent::Crash => {
+                    // A JobManager that dies takes its pending checkpoints with it (no abort
+                    // is traced): they end here.
+                    if entry.node == Address::JobManager {
+                        end_pending(&mut checkpoints, at, "JobManager crashed");
+                    }
                     let node = entry.node.to_string();
                     down.insert(node.clone(), timeline.downtimes.len());
                     timeline.downtimes.push(Downtime {
@@ -256,6 +265,15 @@ impl Timeline {
         }
         timeline.checkpoints = checkpoints.into_values().collect();
         timeline
+    }
+}
+
+fn end_pending(checkpoints: &mut BTreeMap<u64, CheckpointSpan>, at: u64, why: &str) {
+    for span in checkpoints.values_mut() {
+        if span.ending == Ending::Pending {
+            span.ended_at = Some(at);
+            span.ending = Ending::Aborted(why.to_string());
+        }
     }
 }
 

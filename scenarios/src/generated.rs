@@ -227,6 +227,29 @@ impl Case {
 }
 
 impl JobParams {
+    /// Checks what the job builder relies on (a hand-edited case file may break it).
+    pub fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("source_parallelism", u64::from(self.source_parallelism)),
+            ("keyed_parallelism", u64::from(self.keyed_parallelism)),
+            ("records", self.records),
+            ("keys", self.keys),
+            ("interval_ticks", self.interval_ticks),
+            ("max_concurrent", u64::from(self.max_concurrent)),
+            ("retained", u64::from(self.retained)),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        if self.partitions < self.source_parallelism {
+            return Err(format!(
+                "partitions ({}) must be at least source_parallelism ({}): every source subtask reads one",
+                self.partitions, self.source_parallelism
+            ));
+        }
+        Ok(())
+    }
+
     fn graph(&self, rng: &mut SimRng) -> JobGraph {
         let p = self.keyed_parallelism;
         let mut job = JobGraph::new("generated");

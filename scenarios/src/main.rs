@@ -122,8 +122,8 @@ enum Command {
         output: RunOutput,
     },
     /// Reproduces a run exactly: a case file (written by a failing fuzz test, `run
-    /// --save-case` or `shrink`), checking it gives the recorded trace hash, or a scenario and
-    /// seed.
+    /// --save-case` or `shrink`), saying whether it gives the recorded trace hash, or a scenario
+    /// and seed.
     Replay {
         /// The case file (JSON).
         #[arg(required_unless_present = "scenario", conflicts_with = "scenario")]
@@ -178,7 +178,8 @@ enum Command {
         json: bool,
     },
     /// Runs scenarios over a range of seeds on all cores, prints a verdict and writes
-    /// sweep.json, results.jsonl and report.md.
+    /// sweep.json, results.jsonl and the report (report.html, report.md, charts, and runs/ with
+    /// a run report per failing run, the first 20).
     Sweep {
         /// Scenarios to run (repeatable); all by default.
         #[arg(long)]
@@ -222,89 +223,99 @@ fn main() -> ExitCode {
         shard: None,
         variant: VariantArgs::default(),
     };
-    let result =
-        match cli.command.unwrap_or(default_sweep) {
-            Command::List { json } => list(json),
-            Command::Run {
+    let result = match cli.command.unwrap_or(default_sweep) {
+        Command::List { json } => list(json),
+        Command::Run {
+            scenario,
+            seed,
+            variant,
+            schedule,
+            save_schedule,
+            output,
+        } => (|| {
+            let schedule = match schedule {
+                Some(path) => Some(FaultSchedule::load(&path).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            let case = Replayable::Scenario(ScenarioRun {
                 scenario,
                 seed,
-                variant,
+                faults: variant.faults,
+                algorithm: variant.algorithm,
                 schedule,
-                save_schedule,
-                output,
-            } => (|| {
-                let schedule = match schedule {
-                    Some(path) => Some(FaultSchedule::load(&path).map_err(|e| e.to_string())?),
-                    None => None,
-                };
+            });
+            if let Some(path) = save_schedule {
+                let schedule = case.schedule().map_err(|e| e.to_string())?;
+                schedule.save(&path).map_err(|e| e.to_string())?;
+            }
+            execute(&case, &variant.bug, &output, None)
+        })(),
+        Command::Replay {
+            file,
+            scenario,
+            seed,
+            variant,
+            output,
+        } => match (file, scenario, seed) {
+            (Some(path), _, _) => {
+                if variant.faults.is_some()
+                    || variant.algorithm.is_some()
+                    || !variant.bug.is_empty()
+                {
+                    Err("--faults, --algorithm and --bug go with --scenario; a case file carries its own".to_string())
+                } else {
+                    replay_file(&path, &output)
+                }
+            }
+            (None, Some(scenario), Some(seed)) => {
                 let case = Replayable::Scenario(ScenarioRun {
                     scenario,
                     seed,
                     faults: variant.faults,
                     algorithm: variant.algorithm,
-                    schedule,
+                    schedule: None,
                 });
-                if let Some(path) = save_schedule {
-                    let schedule = case.schedule().map_err(|e| e.to_string())?;
-                    schedule.save(&path).map_err(|e| e.to_string())?;
-                }
                 execute(&case, &variant.bug, &output, None)
-            })(),
-            Command::Replay {
-                file,
-                scenario,
-                seed,
-                variant,
-                output,
-            } => match (file, scenario, seed) {
-                (Some(path), _, _) => replay_file(&path, &output),
-                (None, Some(scenario), Some(seed)) => {
-                    let case = Replayable::Scenario(ScenarioRun {
-                        scenario,
-                        seed,
-                        faults: variant.faults,
-                        algorithm: variant.algorithm,
-                        schedule: None,
-                    });
-                    execute(&case, &variant.bug, &output, None)
-                }
-                _ => unreachable!("clap requires a file or a scenario with a seed"),
-            },
-            Command::Shrink { file, out } => shrink_file(&file, out),
-            Command::Report { path, out } => report_path(&path, out),
-            Command::Bench {
-                scenario,
-                seeds,
-                repeat,
-                jobs,
-                json,
-            } => bench(&scenario, &seeds, repeat, jobs, json),
-            Command::Sweep {
-                scenario,
-                seeds,
-                out,
-                jobs,
-                shard,
-                variant,
-            } => (|| {
-                let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
-                let shard = match shard {
-                    Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
-                    None => Shard::WHOLE,
-                };
-                let variant = Variant::new(variant.faults, variant.algorithm, &variant.bug)
-                    .map_err(|e| e.to_string())?;
-                let manifest =
-                    Manifest::new(&scenario, seeds, shard, variant).map_err(|e| e.to_string())?;
-                run_sweep(&manifest, jobs, &out)
-            })(),
-            Command::Merge { dirs, out } => sweep::merge(&dirs, &out)
+            }
+            _ => unreachable!("clap requires a file or a scenario with a seed"),
+        },
+        Command::Shrink { file, out } => shrink_file(&file, out),
+        Command::Report { path, out } => report_path(&path, out),
+        Command::Bench {
+            scenario,
+            seeds,
+            repeat,
+            jobs,
+            json,
+        } => bench(&scenario, &seeds, repeat, jobs, json),
+        Command::Sweep {
+            scenario,
+            seeds,
+            out,
+            jobs,
+            shard,
+            variant,
+        } => (|| {
+            let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
+            let shard = match shard {
+                Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
+                None => Shard::WHOLE,
+            };
+            let variant = Variant::new(variant.faults, variant.algorithm, &variant.bug)
+                .map_err(|e| e.to_string())?;
+            let manifest =
+                Manifest::new(&scenario, seeds, shard, variant).map_err(|e| e.to_string())?;
+            run_sweep(&manifest, jobs, &out)
+        })(),
+        Command::Merge { dirs, out } => {
+            sweep::merge(&dirs, &out)
                 .map_err(|e| e.to_string())
                 .map(|summary| {
                     print_summary(&summary);
                     summary.passed()
-                }),
-        };
+                })
+        }
+    };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

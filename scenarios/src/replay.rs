@@ -49,6 +49,9 @@ pub enum ReplayError {
     /// It names a scenario, profile, algorithm or bug that does not exist.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// Its generated job's parameters are impossible.
+    #[error("the generated job is invalid: {0}")]
+    Case(String),
     /// Its job does not build.
     #[error("the job is invalid: {0}")]
     Job(#[from] JobError),
@@ -63,6 +66,10 @@ impl Replayable {
         match self {
             Replayable::Generated(case) => {
                 let bugs = SeededBug::all_named(bugs).map_err(NameError::from)?;
+                case.job.check().map_err(ReplayError::Case)?;
+                let setup = case.setup();
+                (setup.schedule.validate(&setup.cluster))
+                    .map_err(|e| ReplayError::Schedule(e.to_string()))?;
                 Ok(run_case(case, &bugs)?)
             }
             Replayable::Scenario(run) => {

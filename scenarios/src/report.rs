@@ -147,7 +147,21 @@ pub fn write_failure_reports(
             error,
         })?;
         CaseFile::recorded(case, &again)?.save(&dir.join("case.json"))?;
-        write_run_report(&dir, &again, &result, &outcome.replay_line())?;
+        let mut report = run_report(&again, &result.trace, &outcome.replay_line());
+        if again.trace_hash != outcome.trace_hash {
+            // Another build (or a determinism bug): the report shows this run, not the sweep's.
+            report.facts.push((
+                "NOTE".to_string(),
+                format!(
+                    "this re-run gave trace hash {:016x}, the sweep recorded {:016x}",
+                    again.trace_hash, outcome.trace_hash
+                ),
+            ));
+        }
+        report.write(&dir).map_err(|error| ReportError::File {
+            path: dir.display().to_string(),
+            error,
+        })?;
         let link = relative.join("report.html").display().to_string();
         written.insert((outcome.scenario.clone(), outcome.seed), link);
     }

@@ -3,16 +3,19 @@
 //! proptest shrinks what it generated, inside the test; a case file (from a sweep's failure, a
 //! hand-edited schedule, an older fuzz run) has no generator behind it. So the shrinker tries
 //! simpler variants of the case one by one — a fault fewer, a shorter outage, an earlier fault,
-//! a smaller job — keeps the first that still violates the property the original violated
-//! first, and starts over from it, until no variant does. Every step is a deterministic run,
+//! a smaller job for a generated case; a fault fewer (with what undoes it) or a shorter outage
+//! for a scenario run's schedule — keeps the first that still violates the property the
+//! original violated first, and starts over from it, until no variant does. Every step is a deterministic run,
 //! so the same case shrinks to the same minimal case.
 
 use crate::generated::{Case, Episode, Shape};
 use crate::replay::{ReplayError, Replayable, ScenarioRun};
 use crate::{Outcome, Verdict};
 use snapsim_core::config::CheckpointingMode;
+use snapsim_core::ids::Tick;
 use snapsim_sim::check::Property;
 use snapsim_sim::disk::DiskFaults;
+use snapsim_sim::faults::{Fault, FaultEvent};
 use thiserror::Error;
 
 /// The most runs one shrink makes (each a whole simulated run).
@@ -180,15 +183,39 @@ fn simpler_run(run: &ScenarioRun) -> Vec<(String, ScenarioRun)> {
         .schedule
         .as_ref()
         .expect("materialized before shrinking");
-    let mut out = Vec::new();
-    for i in 0..schedule.events.len() {
+    let events = &schedule.events;
+    let with_events = |events: Vec<FaultEvent>| {
         let mut smaller = run.clone();
-        let events = &mut smaller.schedule.as_mut().expect("materialized").events;
-        let removed = events.remove(i);
+        smaller.schedule.as_mut().expect("materialized").events = events;
+        smaller
+    };
+    let mut out = Vec::new();
+    // A fault and what undoes it go together: a crash without its restart would leave the
+    // node down to the heal, a harsher fault, not a simpler one.
+    for (i, event) in events.iter().enumerate() {
+        let undo = undo_of(events, i);
+        let mut fewer = events.clone();
+        if let Some(j) = undo {
+            fewer.remove(j);
+        }
+        fewer.remove(i);
         out.push((
-            format!("without {:?} at {}", removed.fault, removed.at),
-            smaller,
+            format!("without {:?} at {}", event.fault, event.at),
+            with_events(fewer),
         ));
+        if let Some(j) = undo {
+            let end = events[j].at.0;
+            let half = event.at.0 + (end - event.at.0) / 2;
+            if half > event.at.0 && half < end {
+                let mut shorter = events.clone();
+                shorter[j].at = Tick(half);
+                shorter.sort_by_key(|e| e.at);
+                out.push((
+                    format!("{:?} at {} half as long", event.fault, event.at),
+                    with_events(shorter),
+                ));
+            }
+        }
     }
     if schedule.disk != DiskFaults::default() {
         let mut smaller = run.clone();
@@ -201,4 +228,21 @@ fn simpler_run(run: &ScenarioRun) -> Vec<(String, ScenarioRun)> {
         }
     }
     out
+}
+
+/// The index of the first later event that undoes event `i` (a restart after a crash, the heal
+/// of a partition, the unclog of a clog), if `i` is a fault that has one.
+fn undo_of(events: &[FaultEvent], i: usize) -> Option<usize> {
+    let undoes = |later: &Fault| match (&events[i].fault, later) {
+        (Fault::Crash(a), Fault::Restart(b)) => a == b,
+        (Fault::Partition { a, b }, Fault::HealPartition { a: c, b: d }) => {
+            (a, b) == (c, d) || (a, b) == (d, c)
+        }
+        (Fault::ClogLink { from, to }, Fault::UnclogLink { from: f, to: t }) => {
+            (from, to) == (f, t)
+        }
+        (Fault::ClogNode(a), Fault::UnclogNode(b)) => a == b,
+        _ => false,
+    };
+    (i + 1..events.len()).find(|&j| undoes(&events[j].fault))
 }

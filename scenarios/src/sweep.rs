@@ -154,10 +154,14 @@ impl Manifest {
         let scenarios = if names.is_empty() {
             scenarios().iter().map(|s| s.name.to_string()).collect()
         } else {
+            let mut unique: Vec<String> = Vec::new();
             for name in names {
                 find(name).map_err(|e| SweepError::Unknown(e.to_string()))?;
+                if !unique.contains(name) {
+                    unique.push(name.clone());
+                }
             }
-            names.to_vec()
+            unique
         };
         Ok(Manifest {
             scenarios,
@@ -185,10 +189,20 @@ impl Manifest {
     fn load(dir: &Path) -> Result<Manifest, SweepError> {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| SweepError::Malformed {
+        let malformed = |error: String| SweepError::Malformed {
             path: path.display().to_string(),
-            error: format!("not a sweep manifest: {e}"),
-        })
+            error,
+        };
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| malformed(format!("not a sweep manifest: {e}")))?;
+        for name in &manifest.scenarios {
+            find(name).map_err(|e| malformed(e.to_string()))?;
+        }
+        manifest
+            .variant
+            .check()
+            .map_err(|e| malformed(e.to_string()))?;
+        Ok(manifest)
     }
 
     fn save(&self, dir: &Path) -> Result<(), SweepError> {

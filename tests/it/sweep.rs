@@ -1,5 +1,6 @@
 //! Sweeps at scale: shards of one sweep, merged, give exactly the files one sweep writes.
 
+use snapsim_reports::run::RUN_FILES;
 use snapsim_reports::sweep::SWEEP_CHARTS;
 use snapsim_scenarios::sweep::{merge, run_sweep, Manifest, Shard};
 use snapsim_scenarios::Variant;
@@ -17,11 +18,14 @@ fn read(dir: &std::path::Path, file: &str) -> String {
 
 /// Why: a CI matrix or a batch scheduler spreads one sweep over machines with `--shard K/N`
 /// and joins the parts with `snapsim merge`; the joined results must be exactly those of one
-/// sweep, or shards would hide or double failures.
+/// sweep, or shards would hide or double failures. A seeded bug makes some runs fail, so the
+/// failing runs' reports are compared too.
 #[test]
 fn four_shards_merged_write_what_one_sweep_writes() {
     let scenarios = vec!["keyed-sum".to_string(), "co-window".to_string()];
-    let manifest = |shard| Manifest::new(&scenarios, 0..10, shard, Variant::default()).unwrap();
+    let bug = ["commit-at-snapshot".to_string()];
+    let variant = Variant::new(None, None, &bug).unwrap();
+    let manifest = |shard| Manifest::new(&scenarios, 0..10, shard, variant.clone()).unwrap();
     let whole_dir = scratch("sweep-whole");
     let whole = run_sweep(&manifest(Shard::WHOLE), 2, &whole_dir, |_| {}).unwrap();
     let mut shard_dirs = Vec::new();
@@ -43,6 +47,22 @@ fn four_shards_merged_write_what_one_sweep_writes() {
         assert_eq!(read(&merged_dir, file), read(&whole_dir, file), "{file}");
     }
     assert_eq!(merged.scenarios, whole.scenarios);
+    let failures: Vec<_> = whole.scenarios.iter().flat_map(|s| &s.failures).collect();
+    assert!(!failures.is_empty(), "the seeded bug made runs fail");
+    for failure in failures {
+        let report = failure
+            .report
+            .as_ref()
+            .expect("a failing run gets a report");
+        let dir = std::path::Path::new(report)
+            .parent()
+            .expect("runs/<run>/report.html");
+        for file in RUN_FILES.into_iter().chain(["case.json"]) {
+            let file = dir.join(file);
+            let file = file.to_str().expect("UTF-8");
+            assert_eq!(read(&merged_dir, file), read(&whole_dir, file), "{file}");
+        }
+    }
     assert_eq!(whole.scenarios.iter().map(|s| s.seeds).sum::<u64>(), 20);
     // Three of four shards are refused, naming the missing one.
     let error = merge(&shard_dirs[..3], &scratch("sweep-partial")).unwrap_err();
