@@ -17,6 +17,7 @@ use thiserror::Error;
 /// A named scenario's run: the scenario, the seed, what it changed, and perhaps a fault
 /// schedule of its own instead of the one its profile draws.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScenarioRun {
     /// The scenario.
     pub scenario: String,
