@@ -378,8 +378,18 @@ pub fn run_variant(
     variant: &Variant,
 ) -> Result<(Outcome, RunResult), NameError> {
     let setup = variant.setup(scenario, seed)?;
-    let (mut outcome, result) =
-        judge(scenario.name, seed, setup).expect("built-in scenarios are valid jobs");
+    Ok(judge_variant(scenario, seed, variant, setup).expect("built-in scenarios are valid jobs"))
+}
+
+/// Judges `setup`, a run of `scenario` changed as `variant` says (and perhaps given its own
+/// schedule), and records the variant in the outcome.
+pub fn judge_variant(
+    scenario: &Scenario,
+    seed: u64,
+    variant: &Variant,
+    setup: Setup,
+) -> Result<(Outcome, RunResult), JobError> {
+    let (mut outcome, result) = judge(scenario.name, seed, setup)?;
     outcome.variant = variant.clone();
     Ok((outcome, result))
 }

@@ -74,6 +74,13 @@ struct VariantArgs {
     bug: Vec<String>,
 }
 
+impl VariantArgs {
+    /// The variant these flags name, every name checked.
+    fn checked(self) -> Result<Variant, String> {
+        Variant::new(self.faults, self.algorithm, &self.bug).map_err(|e| e.to_string())
+    }
+}
+
 /// What `run` and `replay` print and write besides the verdict.
 #[derive(Args, Clone, Default)]
 struct RunOutput {
@@ -237,18 +244,16 @@ fn main() -> ExitCode {
                 Some(path) => Some(FaultSchedule::load(&path).map_err(|e| e.to_string())?),
                 None => None,
             };
+            let variant = variant.checked()?;
             let case = Replayable::Scenario(ScenarioRun {
-                scenario,
-                seed,
-                faults: variant.faults,
-                algorithm: variant.algorithm,
                 schedule,
+                ..ScenarioRun::of(&scenario, seed, &variant)
             });
             if let Some(path) = save_schedule {
                 let schedule = case.schedule().map_err(|e| e.to_string())?;
                 schedule.save(&path).map_err(|e| e.to_string())?;
             }
-            execute(&case, &variant.bug, &output, None)
+            execute(&case, &variant.bugs, &output, None)
         })(),
         Command::Replay {
             file,
@@ -267,16 +272,10 @@ fn main() -> ExitCode {
                     replay_file(&path, &output)
                 }
             }
-            (None, Some(scenario), Some(seed)) => {
-                let case = Replayable::Scenario(ScenarioRun {
-                    scenario,
-                    seed,
-                    faults: variant.faults,
-                    algorithm: variant.algorithm,
-                    schedule: None,
-                });
-                execute(&case, &variant.bug, &output, None)
-            }
+            (None, Some(scenario), Some(seed)) => variant.checked().and_then(|variant| {
+                let case = Replayable::Scenario(ScenarioRun::of(&scenario, seed, &variant));
+                execute(&case, &variant.bugs, &output, None)
+            }),
             _ => unreachable!("clap requires a file or a scenario with a seed"),
         },
         Command::Shrink { file, out } => shrink_file(&file, out),
@@ -301,8 +300,7 @@ fn main() -> ExitCode {
                 Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
                 None => Shard::WHOLE,
             };
-            let variant = Variant::new(variant.faults, variant.algorithm, &variant.bug)
-                .map_err(|e| e.to_string())?;
+            let variant = variant.checked()?;
             let manifest =
                 Manifest::new(&scenario, seeds, shard, variant).map_err(|e| e.to_string())?;
             run_sweep(&manifest, jobs, &out)

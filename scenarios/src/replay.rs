@@ -5,7 +5,7 @@
 //! drawn fault schedule by a smaller one). With the build, a case fixes the trace.
 
 use crate::generated::Case;
-use crate::{find, judge, run_case, NameError, Outcome, Variant, BUILD_COMMIT};
+use crate::{find, judge, judge_variant, NameError, Outcome, Variant, BUILD_COMMIT};
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::job::JobError;
@@ -32,6 +32,20 @@ pub struct ScenarioRun {
     /// This schedule instead of the one the profile draws.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<FaultSchedule>,
+}
+
+impl ScenarioRun {
+    /// The run of `scenario` with `seed` changed as `variant` says (its bugs are the case
+    /// file's), with the schedule its profile draws.
+    pub fn of(scenario: &str, seed: u64, variant: &Variant) -> ScenarioRun {
+        ScenarioRun {
+            scenario: scenario.to_string(),
+            seed,
+            faults: variant.faults.clone(),
+            algorithm: variant.algorithm.clone(),
+            schedule: None,
+        }
+    }
 }
 
 /// What a case file holds: a generated case or a scenario's run.
@@ -68,10 +82,12 @@ impl Replayable {
             Replayable::Generated(case) => {
                 let bugs = SeededBug::all_named(bugs).map_err(NameError::from)?;
                 case.job.check().map_err(ReplayError::Case)?;
-                let setup = case.setup();
+                // Checked and run from one setup (drawing it generates the input logs).
+                let mut setup = case.setup();
                 (setup.schedule.validate(&setup.cluster))
                     .map_err(|e| ReplayError::Schedule(e.to_string()))?;
-                Ok(run_case(case, &bugs)?)
+                setup.job.bugs.extend(bugs);
+                Ok(judge("generated", case.seed, setup)?)
             }
             Replayable::Scenario(run) => {
                 let scenario = find(&run.scenario).map_err(NameError::from)?;
@@ -83,9 +99,7 @@ impl Replayable {
                         .map_err(|e| ReplayError::Schedule(e.to_string()))?;
                     setup.schedule = schedule.clone();
                 }
-                let (mut outcome, result) = judge(scenario.name, run.seed, setup)?;
-                outcome.variant = variant;
-                Ok((outcome, result))
+                Ok(judge_variant(scenario, run.seed, &variant, setup)?)
             }
         }
     }

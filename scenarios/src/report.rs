@@ -134,13 +134,11 @@ pub fn write_failure_reports(
         let name = format!("{}-{}", outcome.scenario, outcome.seed);
         let relative = PathBuf::from("runs").join(&name);
         let dir = out.join(&relative);
-        let case = Replayable::Scenario(ScenarioRun {
-            scenario: outcome.scenario.clone(),
-            seed: outcome.seed,
-            faults: outcome.variant.faults.clone(),
-            algorithm: outcome.variant.algorithm.clone(),
-            schedule: None,
-        });
+        let case = Replayable::Scenario(ScenarioRun::of(
+            &outcome.scenario,
+            outcome.seed,
+            &outcome.variant,
+        ));
         let (again, result) = case.run(&outcome.variant.bugs)?;
         std::fs::create_dir_all(&dir).map_err(|error| ReportError::File {
             path: dir.display().to_string(),
