@@ -3,13 +3,15 @@
 //! A [`BarrierHandler`] sees every barrier and cancellation marker of a task and decides when
 //! the task snapshots, which checkpoints it aborts, and which channels are blocked. The task
 //! stays the same for every algorithm; a researcher adds one by implementing this trait.
-//! Built in: [`BarrierAligner`] (EXACTLY_ONCE, reference §D) and [`BarrierTracker`]
-//! (AT_LEAST_ONCE, reference §E).
+//! Built in: [`BarrierAligner`] (EXACTLY_ONCE, reference §D), [`BarrierTracker`]
+//! (AT_LEAST_ONCE, reference §E) and [`ChannelStateHandler`] (unaligned checkpoints with the
+//! aligned-checkpoint timeout, reference §F, and classic Chandy-Lamport, reference §3.1), the
+//! two that persist in-flight records as channel state.
 
-use crate::config::CheckpointingMode;
-use crate::ids::{ChannelIndex, CheckpointId};
+use crate::config::{CheckpointConfig, CheckpointingMode};
+use crate::ids::{ChannelIndex, CheckpointId, Tick};
 use crate::messages::CheckpointFailureReason;
-use crate::record::CheckpointBarrier;
+use crate::record::{CheckpointBarrier, StreamEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -25,6 +27,22 @@ pub struct BarrierActions {
     pub aborted: Vec<(CheckpointId, CheckpointFailureReason)>,
     /// Take the snapshot for this barrier and forward it.
     pub triggered: Option<CheckpointBarrier>,
+    /// With `triggered`: the snapshot includes channel state, recorded as this says.
+    pub channel_state: Option<ChannelCapture>,
+    /// Every channel delivered the barrier of this checkpoint, whose snapshot was taken with
+    /// channel state: the channel state is complete and the snapshot can be stored.
+    pub channel_state_complete: Option<CheckpointId>,
+}
+
+/// Which input is in flight for a snapshot taken with channel state (reference §F.34): the
+/// records queued on `queued` channels when the snapshot is taken (up to the barrier, where
+/// it is queued), and the records arriving on `open` channels until their barrier arrives.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCapture {
+    /// Channels whose queued records precede the barrier.
+    pub queued: Vec<ChannelIndex>,
+    /// Channels whose barrier has not arrived yet.
+    pub open: Vec<ChannelIndex>,
 }
 
 impl BarrierActions {
@@ -34,8 +52,8 @@ impl BarrierActions {
 
     fn trigger(barrier: CheckpointBarrier) -> BarrierActions {
         BarrierActions {
-            aborted: Vec::new(),
             triggered: Some(barrier),
+            ..BarrierActions::default()
         }
     }
 }
@@ -45,8 +63,13 @@ impl BarrierActions {
 /// The task calls the handler for every barrier and marker in channel order and never delivers
 /// an event from a channel for which [`is_blocked`](BarrierHandler::is_blocked) is true.
 pub trait BarrierHandler: fmt::Debug + Send {
-    /// A barrier arrived on `channel`.
-    fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier) -> BarrierActions;
+    /// A barrier arrived on `channel` at `now`.
+    fn on_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        now: Tick,
+    ) -> BarrierActions;
     /// A cancellation marker arrived on `channel`.
     fn on_cancel_marker(
         &mut self,
@@ -55,11 +78,34 @@ pub trait BarrierHandler: fmt::Debug + Send {
     ) -> BarrierActions;
     /// Whether events from `channel` must wait.
     fn is_blocked(&self, channel: ChannelIndex) -> bool;
+    /// Whether this barrier or cancellation marker, arriving on `channel`, is handled at once,
+    /// ahead of the input queued before it (a priority event, reference §F.34), rather than in
+    /// channel order.
+    fn overtakes(&self, _channel: ChannelIndex, _event: &StreamEvent) -> bool {
+        false
+    }
+    /// End of data arrived on a channel (it is queued behind that channel's records).
+    fn on_end_of_data(&mut self, _channel: ChannelIndex) {}
+    /// Virtual time reached [`next_timer`](BarrierHandler::next_timer).
+    fn on_timer(&mut self, _now: Tick) -> BarrierActions {
+        BarrierActions::none()
+    }
+    /// When the handler wants [`on_timer`](BarrierHandler::on_timer), if ever.
+    fn next_timer(&self) -> Option<Tick> {
+        None
+    }
 }
 
-/// The handler for a checkpointing mode.
-pub fn handler_for(mode: CheckpointingMode, channels: u16) -> Box<dyn BarrierHandler> {
-    match mode {
+/// The handler the job's checkpoint options choose for a task with `channels` inputs.
+pub fn handler_for(config: &CheckpointConfig, channels: u16) -> Box<dyn BarrierHandler> {
+    if config.unaligned {
+        let timeout = config.aligned_timeout_ticks;
+        return Box::new(ChannelStateHandler::unaligned(channels, timeout));
+    }
+    if config.chandy_lamport {
+        return Box::new(ChannelStateHandler::chandy_lamport(channels));
+    }
+    match config.mode {
         CheckpointingMode::ExactlyOnce => Box::new(BarrierAligner::new(channels)),
         CheckpointingMode::AtLeastOnce => Box::new(BarrierTracker::new(channels)),
     }
@@ -125,7 +171,12 @@ impl BarrierAligner {
 }
 
 impl BarrierHandler for BarrierAligner {
-    fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier) -> BarrierActions {
+    fn on_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        _now: Tick,
+    ) -> BarrierActions {
         assert!(channel.0 < self.channels, "barrier on unknown {channel}");
         assert!(
             !self.blocked.contains(&channel),
@@ -215,7 +266,12 @@ impl BarrierTracker {
 }
 
 impl BarrierHandler for BarrierTracker {
-    fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier) -> BarrierActions {
+    fn on_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        _now: Tick,
+    ) -> BarrierActions {
         assert!(channel.0 < self.channels, "barrier on unknown {channel}");
         if barrier.id <= self.latest {
             return BarrierActions::none();
@@ -269,7 +325,7 @@ impl BarrierHandler for BarrierTracker {
         self.latest = checkpoint;
         BarrierActions {
             aborted,
-            triggered: None,
+            ..BarrierActions::default()
         }
     }
 
@@ -278,14 +334,266 @@ impl BarrierHandler for BarrierTracker {
     }
 }
 
+/// The two algorithms that persist in-flight records as channel state, so that a task need not
+/// wait for every barrier before it snapshots:
+/// - unaligned checkpoints (reference §F): barriers overtake the input queued before them; the
+///   task snapshots on the first barrier, and the records it overtook, and those arriving on
+///   each other channel before that channel's barrier, are the channel state. With an
+///   aligned-checkpoint timeout a checkpoint starts aligned (channels block at their barrier)
+///   and switches to unaligned once it has aligned for that long; channels blocked by then stay
+///   blocked (FLINK-22638). Savepoints are always aligned (§F.36).
+/// - classic Chandy-Lamport (reference §3.1): markers stay in channel order; the task snapshots
+///   on the first marker it processes, blocks nothing, and records what each other channel
+///   delivers until its marker.
+///
+/// Both handle one checkpoint at a time: a newer barrier aborts the pending one (§D.26). Nothing
+/// overtakes on a channel whose end of data arrived, and a checkpoint whose first barrier came
+/// on such a channel is aligned to the end: the job's final checkpoint, whose barriers all
+/// follow end of data, must hold everything the task will ever process (a task finishes when
+/// it completes).
+///
+/// Invariant: `blocked` is a subset of the pending checkpoint's `arrived`; nothing is blocked
+/// without a pending checkpoint.
+#[derive(Debug)]
+pub struct ChannelStateHandler {
+    channels: u16,
+    /// Unaligned (barriers overtake) rather than Chandy-Lamport (markers in order).
+    overtaking: bool,
+    /// Unaligned only: how long a checkpoint aligns before it switches (0: never aligns).
+    aligned_timeout_ticks: u64,
+    /// The newest checkpoint id seen (barrier or marker).
+    current: CheckpointId,
+    pending: Option<PendingCheckpoint>,
+    /// Channels whose end of data arrived.
+    ended: BTreeSet<ChannelIndex>,
+}
+
+#[derive(Debug)]
+struct PendingCheckpoint {
+    barrier: CheckpointBarrier,
+    /// Channels whose barrier arrived.
+    arrived: BTreeSet<ChannelIndex>,
+    blocked: BTreeSet<ChannelIndex>,
+    /// Still aligning (no snapshot yet); the switch to unaligned is due then, if ever.
+    aligning: Option<Option<Tick>>,
+}
+
+impl ChannelStateHandler {
+    /// Unaligned checkpoints over `channels` inputs; with `aligned_timeout_ticks > 0` each
+    /// checkpoint starts aligned.
+    pub fn unaligned(channels: u16, aligned_timeout_ticks: u64) -> ChannelStateHandler {
+        ChannelStateHandler::new(channels, true, aligned_timeout_ticks)
+    }
+
+    /// Classic Chandy-Lamport over `channels` inputs.
+    pub fn chandy_lamport(channels: u16) -> ChannelStateHandler {
+        ChannelStateHandler::new(channels, false, 0)
+    }
+
+    fn new(channels: u16, overtaking: bool, aligned_timeout_ticks: u64) -> ChannelStateHandler {
+        assert!(channels > 0, "only tasks with inputs handle barriers");
+        ChannelStateHandler {
+            channels,
+            overtaking,
+            aligned_timeout_ticks,
+            current: CheckpointId(0),
+            pending: None,
+            ended: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a checkpoint that starts with `barrier` on `channel` aligns first, and until
+    /// when.
+    fn starts_aligned(
+        &self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        now: Tick,
+    ) -> Option<Option<Tick>> {
+        if barrier.savepoint || self.ended.contains(&channel) {
+            Some(None)
+        } else if self.overtaking && self.aligned_timeout_ticks > 0 {
+            Some(Some(now.after(self.aligned_timeout_ticks)))
+        } else {
+            None
+        }
+    }
+
+    /// The snapshot with channel state: what is queued on the channels without their barrier,
+    /// and (unaligned, first barrier) on the channel whose barrier overtook its queue.
+    fn snapshot_with_channel_state(&self, overtaken: Option<ChannelIndex>) -> BarrierActions {
+        let pending = self.pending.as_ref().expect("a pending checkpoint");
+        let open: Vec<ChannelIndex> = (0..self.channels)
+            .map(ChannelIndex)
+            .filter(|c| !pending.arrived.contains(c))
+            .collect();
+        let mut queued = open.clone();
+        queued.extend(overtaken);
+        queued.sort();
+        BarrierActions {
+            triggered: Some(pending.barrier),
+            channel_state: Some(ChannelCapture { queued, open }),
+            ..BarrierActions::default()
+        }
+    }
+
+    fn assert_invariants(&self) {
+        if let Some(pending) = &self.pending {
+            assert_eq!(pending.barrier.id, self.current, "pending is the newest");
+            assert!(pending.blocked.is_subset(&pending.arrived));
+            assert!(pending.arrived.len() < usize::from(self.channels));
+        }
+    }
+}
+
+impl BarrierHandler for ChannelStateHandler {
+    fn on_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        now: Tick,
+    ) -> BarrierActions {
+        assert!(channel.0 < self.channels, "barrier on unknown {channel}");
+        let is_pending = self.pending.as_ref().map(|p| p.barrier.id) == Some(barrier.id);
+        if barrier.id < self.current || (barrier.id == self.current && !is_pending) {
+            return BarrierActions::none();
+        }
+        let mut actions = BarrierActions::none();
+        let starts = barrier.id > self.current;
+        if starts {
+            if let Some(older) = self.pending.take() {
+                let reason = CheckpointFailureReason::DeclinedSubsumed;
+                actions.aborted.push((older.barrier.id, reason));
+            }
+            self.current = barrier.id;
+            self.pending = Some(PendingCheckpoint {
+                barrier,
+                arrived: BTreeSet::new(),
+                blocked: BTreeSet::new(),
+                aligning: self.starts_aligned(channel, barrier, now),
+            });
+        }
+        let pending = self.pending.as_mut().expect("set above");
+        let first = pending.arrived.insert(channel);
+        assert!(first, "barrier {} twice on {channel}", barrier.id);
+        if pending.aligning.is_some() {
+            pending.blocked.insert(channel);
+        } else if starts {
+            // Unaligned or Chandy-Lamport: snapshot on the first barrier.
+            let overtaken = self.overtaking.then_some(channel);
+            let snapshot = self.snapshot_with_channel_state(overtaken);
+            actions.triggered = snapshot.triggered;
+            actions.channel_state = snapshot.channel_state;
+        }
+        let pending = self.pending.as_ref().expect("set above");
+        if pending.arrived.len() == usize::from(self.channels) {
+            let pending = self.pending.take().expect("present");
+            match pending.aligning {
+                // Aligned to the end: an ordinary aligned snapshot, forwarded, then unblock.
+                Some(_) => actions.triggered = Some(pending.barrier),
+                None => actions.channel_state_complete = Some(pending.barrier.id),
+            }
+        }
+        self.assert_invariants();
+        actions
+    }
+
+    fn on_cancel_marker(
+        &mut self,
+        channel: ChannelIndex,
+        checkpoint: CheckpointId,
+    ) -> BarrierActions {
+        assert!(channel.0 < self.channels, "marker on unknown {channel}");
+        let pending = self.pending.as_ref().map(|p| p.barrier.id);
+        let mut actions = BarrierActions::none();
+        if checkpoint > self.current || pending == Some(checkpoint) {
+            if let Some(older) = pending.filter(|&id| id < checkpoint) {
+                let reason = CheckpointFailureReason::DeclinedSubsumed;
+                actions.aborted.push((older, reason));
+            }
+            let reason = CheckpointFailureReason::DeclinedOnCancellationBarrier;
+            actions.aborted.push((checkpoint, reason));
+            self.current = checkpoint;
+            self.pending = None;
+        }
+        self.assert_invariants();
+        actions
+    }
+
+    fn is_blocked(&self, channel: ChannelIndex) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| p.blocked.contains(&channel))
+    }
+
+    fn overtakes(&self, channel: ChannelIndex, event: &StreamEvent) -> bool {
+        if !self.overtaking || self.ended.contains(&channel) {
+            return false;
+        }
+        let barrier = match event {
+            StreamEvent::Barrier(barrier) => barrier,
+            StreamEvent::CancelMarker(_) => return true,
+            _ => return false,
+        };
+        match &self.pending {
+            Some(pending) if pending.barrier.id == barrier.id => pending.aligning.is_none(),
+            // A new checkpoint overtakes when it starts unaligned; older barriers are ignored
+            // whenever they come.
+            _ => barrier.id > self.current && !barrier.savepoint && self.aligned_timeout_ticks == 0,
+        }
+    }
+
+    fn on_end_of_data(&mut self, channel: ChannelIndex) {
+        self.ended.insert(channel);
+    }
+
+    fn on_timer(&mut self, now: Tick) -> BarrierActions {
+        let Some(pending) = self.pending.as_mut() else {
+            return BarrierActions::none();
+        };
+        let Some(Some(switch_at)) = pending.aligning else {
+            return BarrierActions::none();
+        };
+        if now < switch_at {
+            return BarrierActions::none();
+        }
+        // The aligned-checkpoint timeout: snapshot now, the blocked channels stay blocked.
+        pending.aligning = None;
+        self.snapshot_with_channel_state(None)
+    }
+
+    fn next_timer(&self) -> Option<Tick> {
+        self.pending.as_ref().and_then(|p| p.aligning.flatten())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// An input event for the data-driven checks: `b(ch, id)` a barrier, `m(ch, id)` a marker.
+    /// An input event for the data-driven checks: `b(ch, id)` a barrier, `m(ch, id)` a marker,
+    /// `t(now)` the handler's timer at `now`, `s(ch, id)` a savepoint's barrier, `e(ch)` end of
+    /// data arriving.
     enum Input {
         Barrier(u16, u64),
         Marker(u16, u64),
+        Timer(u64),
+        Savepoint(u16, u64),
+        End(u16),
+    }
+    fn t(now: u64) -> Input {
+        Input::Timer(now)
+    }
+    fn s(channel: u16, id: u64) -> Input {
+        Input::Savepoint(channel, id)
+    }
+    fn e(channel: u16) -> Input {
+        Input::End(channel)
+    }
+
+    fn channel_list(channels: &[ChannelIndex]) -> String {
+        let names: Vec<String> = channels.iter().map(|c| c.0.to_string()).collect();
+        names.join(",")
     }
     fn b(channel: u16, id: u64) -> Input {
         Input::Barrier(channel, id)
@@ -302,9 +610,23 @@ mod tests {
                 Input::Barrier(ch, id) => handler.on_barrier(
                     ChannelIndex(ch),
                     CheckpointBarrier::checkpoint(CheckpointId(id)),
+                    Tick(0),
                 ),
                 Input::Marker(ch, id) => {
                     handler.on_cancel_marker(ChannelIndex(ch), CheckpointId(id))
+                }
+                Input::Timer(now) => handler.on_timer(Tick(now)),
+                Input::Savepoint(ch, id) => handler.on_barrier(
+                    ChannelIndex(ch),
+                    CheckpointBarrier {
+                        id: CheckpointId(id),
+                        savepoint: true,
+                    },
+                    Tick(0),
+                ),
+                Input::End(ch) => {
+                    handler.on_end_of_data(ChannelIndex(ch));
+                    BarrierActions::none()
                 }
             };
             let mut text: Vec<String> = actions
@@ -314,6 +636,13 @@ mod tests {
                 .collect();
             if let Some(barrier) = actions.triggered {
                 text.push(format!("snapshot {}", barrier.id.0));
+            }
+            if let Some(capture) = actions.channel_state {
+                let (queued, open) = (channel_list(&capture.queued), channel_list(&capture.open));
+                text.push(format!("record queued {queued} open {open}"));
+            }
+            if let Some(id) = actions.channel_state_complete {
+                text.push(format!("store {}", id.0));
             }
             let blocked: Vec<String> = (0..channels)
                 .filter(|&c| handler.is_blocked(ChannelIndex(c)))
@@ -423,12 +752,111 @@ mod tests {
     }
 
     #[test]
+    fn unaligned_snapshots_on_the_first_barrier_and_records_until_the_last() {
+        let mut handler = ChannelStateHandler::unaligned(3, 0);
+        check(
+            &mut handler,
+            3,
+            // The first barrier's own queue was overtaken: recorded too, but not left open.
+            &[b(1, 1), b(0, 1), b(2, 1), b(2, 2)],
+            &[
+                "snapshot 1, record queued 0,1,2 open 0,2 | ",
+                " | ",
+                "store 1 | ",
+                "snapshot 2, record queued 0,1,2 open 0,1 | ",
+            ],
+        );
+        let barrier = |id| StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(id)));
+        assert!(handler.overtakes(ChannelIndex(0), &barrier(2)));
+        assert!(
+            !handler.overtakes(ChannelIndex(0), &barrier(1)),
+            "an old one"
+        );
+    }
+
+    #[test]
+    fn unaligned_newer_barrier_aborts_the_pending_one() {
+        let mut handler = ChannelStateHandler::unaligned(2, 0);
+        check(
+            &mut handler,
+            2,
+            &[b(0, 1), b(0, 2), m(1, 2), b(1, 2)],
+            &[
+                "snapshot 1, record queued 0,1 open 1 | ",
+                "abort 1 DeclinedSubsumed, snapshot 2, record queued 0,1 open 1 | ",
+                "abort 2 DeclinedOnCancellationBarrier | ",
+                " | ",
+            ],
+        );
+    }
+
+    #[test]
+    fn chandy_lamport_records_the_other_channels_and_keeps_markers_in_order() {
+        let mut handler = ChannelStateHandler::chandy_lamport(3);
+        check(
+            &mut handler,
+            3,
+            &[b(1, 1), b(0, 1), b(2, 1)],
+            &[
+                "snapshot 1, record queued 0,2 open 0,2 | ",
+                " | ",
+                "store 1 | ",
+            ],
+        );
+        let marker = StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(2)));
+        assert!(!handler.overtakes(ChannelIndex(0), &marker));
+    }
+
+    #[test]
+    fn aligned_timeout_switches_to_unaligned_and_keeps_blocked_channels_blocked() {
+        let mut handler = ChannelStateHandler::unaligned(3, 20);
+        check(
+            &mut handler,
+            3,
+            &[b(0, 1), t(19), b(1, 1), t(20), b(2, 1)],
+            &[
+                " | 0",
+                " | 0",
+                " | 0,1",
+                "snapshot 1, record queued 2 open 2 | 0,1",
+                "store 1 | ",
+            ],
+        );
+        assert_eq!(handler.next_timer(), None);
+    }
+
+    #[test]
+    fn savepoints_and_checkpoints_after_end_of_data_are_aligned() {
+        let mut handler = ChannelStateHandler::unaligned(2, 0);
+        check(
+            &mut handler,
+            2,
+            &[s(0, 1), b(1, 1), e(1), b(1, 2), b(0, 2), b(0, 3)],
+            &[
+                " | 0",
+                "snapshot 1 | ",
+                " | ",
+                " | 1",
+                "snapshot 2 | ",
+                "snapshot 3, record queued 0,1 open 1 | ",
+            ],
+        );
+        let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(4)));
+        assert!(
+            !handler.overtakes(ChannelIndex(1), &barrier),
+            "channel 1 ended"
+        );
+        assert!(handler.overtakes(ChannelIndex(0), &barrier));
+    }
+
+    #[test]
     fn tracker_bounds_partial_checkpoints() {
         let mut tracker = BarrierTracker::new(2);
         for id in 1..=(TRACKED_CHECKPOINTS_MAX as u64 + 10) {
             let _ = tracker.on_barrier(
                 ChannelIndex(0),
                 CheckpointBarrier::checkpoint(CheckpointId(id)),
+                Tick(0),
             );
         }
         assert!(tracker.seen.len() <= TRACKED_CHECKPOINTS_MAX + 1);

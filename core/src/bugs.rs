@@ -55,11 +55,14 @@ pub enum SeededBug {
     /// An abort notice's latest completed checkpoint is ignored, so a lost completion
     /// notification is never made up for (FLINK-21080).
     LostNotificationNotCompensated,
+    /// Unaligned (and Chandy-Lamport) snapshots leave out the in-flight records: the barrier
+    /// overtakes them, but they are not persisted as channel state.
+    InFlightNotPersisted,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 13] = [
+    pub const ALL: [SeededBug; 14] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -73,6 +76,7 @@ impl SeededBug {
         SeededBug::NewerBarrierNotAborting,
         SeededBug::DeclineWithoutMarker,
         SeededBug::LostNotificationNotCompensated,
+        SeededBug::InFlightNotPersisted,
     ];
 
     /// Its name on the command line.
@@ -91,6 +95,7 @@ impl SeededBug {
             SeededBug::NewerBarrierNotAborting => "newer-barrier-not-aborting",
             SeededBug::DeclineWithoutMarker => "decline-without-marker",
             SeededBug::LostNotificationNotCompensated => "lost-notification-not-compensated",
+            SeededBug::InFlightNotPersisted => "in-flight-not-persisted",
         }
     }
 
@@ -136,6 +141,9 @@ impl SeededBug {
             SeededBug::LostNotificationNotCompensated => {
                 "a lost completion notification is never made up for (FLINK-21080)"
             }
+            SeededBug::InFlightNotPersisted => {
+                "unaligned snapshots do not persist the in-flight records their barrier overtook"
+            }
         }
     }
 
@@ -160,6 +168,8 @@ impl SeededBug {
             SeededBug::DeclineWithoutMarker => "cancellation",
             // A task told that a checkpoint completed has not committed up to it.
             SeededBug::LostNotificationNotCompensated => "notification",
+            // Operator state plus channel state miss the records that were in flight.
+            SeededBug::InFlightNotPersisted => "consistent-cut",
         }
     }
 
@@ -199,6 +209,9 @@ impl SeededBug {
                 "flink-semantics §C.18 step 0b, §C.19, §D.26 (broadcast CancelCheckpointMarker)"
             }
             SeededBug::LostNotificationNotCompensated => "FLINK-21080; flink-semantics §G.44 (an abort notice first commits the latest completed)",
+            SeededBug::InFlightNotPersisted => {
+                "flink-semantics §F.34 (in-flight input persisted as channel state)"
+            }
         }
     }
 

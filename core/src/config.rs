@@ -73,6 +73,22 @@ pub struct CheckpointConfig {
     /// What happens to checkpoints when the job ends (reference §M).
     #[serde(default)]
     pub retention: ExternalizedRetention,
+    /// `execution.checkpointing.unaligned.enabled`: barriers overtake the input queued before
+    /// them, and that in-flight input is persisted with the snapshot as channel state
+    /// (reference §F). EXACTLY_ONCE only, one checkpoint at a time; savepoints stay aligned.
+    #[serde(default)]
+    pub unaligned: bool,
+    /// `execution.checkpointing.aligned-checkpoint-timeout`: with `unaligned`, a checkpoint
+    /// starts aligned and switches to unaligned once its alignment has taken this long at a
+    /// task; 0 starts unaligned (reference §F.33).
+    #[serde(default)]
+    pub aligned_timeout_ticks: u64,
+    /// Not a Flink option: the classic Chandy-Lamport algorithm (reference §3.1). A task
+    /// snapshots on the first marker (barrier) it processes, never blocks a channel, and
+    /// records what each channel delivers between its snapshot and that channel's marker.
+    /// Markers stay in FIFO order. EXACTLY_ONCE only, one checkpoint at a time.
+    #[serde(default)]
+    pub chandy_lamport: bool,
 }
 
 /// The limits of JobManagerCheckpointStorage (reference §L.68–§L.69).
@@ -122,6 +138,9 @@ impl Default for CheckpointConfig {
             incremental: false,
             inline_threshold_bytes: 0,
             retention: ExternalizedRetention::NoExternalized,
+            unaligned: false,
+            aligned_timeout_ticks: 0,
+            chandy_lamport: false,
         }
     }
 }
@@ -185,6 +204,29 @@ pub enum ConfigError {
     MemoryLimit {
         /// The option.
         option: &'static str,
+    },
+    /// Channel state is recorded for exactly-once recovery only.
+    #[error("{algorithm} checkpoints need checkpointing mode EXACTLY_ONCE, not AT_LEAST_ONCE")]
+    ChannelStateWithAtLeastOnce {
+        /// `unaligned` or `Chandy-Lamport`.
+        algorithm: &'static str,
+    },
+    /// A task records the channel state of one checkpoint at a time.
+    #[error("{algorithm} checkpoints need max concurrent checkpoints 1, got {value}")]
+    ChannelStateConcurrent {
+        /// `unaligned` or `Chandy-Lamport`.
+        algorithm: &'static str,
+        /// The configured value.
+        value: u32,
+    },
+    /// Two snapshot algorithms chosen at once.
+    #[error("unaligned and Chandy-Lamport checkpoints exclude each other")]
+    UnalignedAndChandyLamport,
+    /// The aligned-checkpoint timeout only means something with unaligned checkpoints.
+    #[error("the aligned-checkpoint timeout ({value} ms) needs unaligned checkpoints enabled")]
+    AlignedTimeoutWithoutUnaligned {
+        /// The configured value.
+        value: u64,
     },
     /// A restart strategy option is out of range.
     #[error("restart strategy {strategy}: {option} {rule}")]
@@ -251,6 +293,7 @@ impl CheckpointConfig {
         if self.incremental && self.directory.is_none() {
             return Err(ConfigError::IncrementalWithoutDirectory);
         }
+        self.validate_channel_state()?;
         let limits = &self.memory_storage;
         for (option, value) in [
             ("max state size", limits.max_state_bytes),
@@ -262,6 +305,37 @@ impl CheckpointConfig {
             }
         }
         Ok(())
+    }
+
+    /// The rules of the algorithms that record channel state (reference §F.36).
+    fn validate_channel_state(&self) -> Result<(), ConfigError> {
+        if self.unaligned && self.chandy_lamport {
+            return Err(ConfigError::UnalignedAndChandyLamport);
+        }
+        if self.aligned_timeout_ticks > 0 && !self.unaligned {
+            let value = self.aligned_timeout_ticks;
+            return Err(ConfigError::AlignedTimeoutWithoutUnaligned { value });
+        }
+        let Some(algorithm) = self.channel_state_algorithm() else {
+            return Ok(());
+        };
+        if self.mode == CheckpointingMode::AtLeastOnce {
+            return Err(ConfigError::ChannelStateWithAtLeastOnce { algorithm });
+        }
+        if self.max_concurrent > 1 {
+            let value = self.max_concurrent;
+            return Err(ConfigError::ChannelStateConcurrent { algorithm, value });
+        }
+        Ok(())
+    }
+
+    /// The name of the algorithm that records channel state, if the job uses one.
+    pub fn channel_state_algorithm(&self) -> Option<&'static str> {
+        match (self.unaligned, self.chandy_lamport) {
+            (true, _) => Some("unaligned"),
+            (false, true) => Some("Chandy-Lamport"),
+            (false, false) => None,
+        }
     }
 
     /// The directory of savepoint `id` of job `job`, if savepoints are configured.
@@ -565,6 +639,44 @@ mod tests {
             (0, 0, 1)
         );
         check(config, Ok(()));
+    }
+
+    #[test]
+    fn channel_state_algorithms_need_exactly_once_and_one_checkpoint_at_a_time() {
+        let unaligned = CheckpointConfig {
+            unaligned: true,
+            ..CheckpointConfig::default()
+        };
+        check(unaligned.clone(), Ok(()));
+        check(
+            CheckpointConfig {
+                mode: CheckpointingMode::AtLeastOnce,
+                ..unaligned.clone()
+            },
+            Err("unaligned checkpoints need checkpointing mode EXACTLY_ONCE, not AT_LEAST_ONCE"),
+        );
+        check(
+            CheckpointConfig {
+                max_concurrent: 2,
+                chandy_lamport: true,
+                ..CheckpointConfig::default()
+            },
+            Err("Chandy-Lamport checkpoints need max concurrent checkpoints 1, got 2"),
+        );
+        check(
+            CheckpointConfig {
+                chandy_lamport: true,
+                ..unaligned
+            },
+            Err("unaligned and Chandy-Lamport checkpoints exclude each other"),
+        );
+        check(
+            CheckpointConfig {
+                aligned_timeout_ticks: 30,
+                ..CheckpointConfig::default()
+            },
+            Err("the aligned-checkpoint timeout (30 ms) needs unaligned checkpoints enabled"),
+        );
     }
 
     #[test]

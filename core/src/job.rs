@@ -172,6 +172,10 @@ pub struct OperatorSpec {
     pub kind: OperatorKind,
     /// Its number of subtasks.
     pub parallelism: u16,
+    /// At most this many records a subtask processes per tick (a slow operator: back-pressure
+    /// builds up in its input queues); `None`: as fast as input arrives. Not for sources,
+    /// whose rate is `records_per_tick`.
+    pub throughput: Option<u32>,
 }
 
 /// An edge of a job graph.
@@ -386,6 +390,7 @@ impl JobGraph {
             name: name.into(),
             kind,
             parallelism,
+            throughput: None,
         });
         id
     }
@@ -393,6 +398,12 @@ impl JobGraph {
     /// Adds an edge into the first input of `target`.
     pub fn connect(&mut self, source: OperatorId, target: OperatorId, partitioning: Partitioning) {
         self.connect_side(source, target, partitioning, InputSide::First);
+    }
+
+    /// Limits `operator` to `records_per_tick` records per subtask and tick: a slow operator,
+    /// under which back-pressure builds up.
+    pub fn throttle(&mut self, operator: OperatorId, records_per_tick: u32) {
+        self.operators[operator.0 as usize].throughput = Some(records_per_tick);
     }
 
     /// Adds an edge into the given input of `target`.
@@ -474,6 +485,14 @@ impl JobGraph {
                     if *records_per_tick == 0 {
                         return Err(JobError::SourceRate { operator });
                     }
+                    if op.throughput.is_some() {
+                        let rule = "a source's rate is records_per_tick, not a throughput";
+                        return Err(JobError::OperatorArgument { operator, rule });
+                    }
+                }
+                _ if op.throughput == Some(0) => {
+                    let rule = "throughput must be positive";
+                    return Err(JobError::OperatorArgument { operator, rule });
                 }
                 OperatorKind::TumblingWindow { size: 0, .. } => {
                     let rule = "window size must be positive";
@@ -643,6 +662,8 @@ pub struct TaskSpec {
     pub partitions: Vec<PartitionId>,
     /// Seeded bugs switched on (none in a normal run).
     pub bugs: BTreeSet<SeededBug>,
+    /// The operator's throughput limit, records per tick.
+    pub throughput: Option<u32>,
 }
 
 impl TaskSpec {
@@ -697,6 +718,7 @@ impl ExecutionPlan {
                     outputs: Vec::new(),
                     partitions,
                     bugs: graph.bugs.clone(),
+                    throughput: op.throughput,
                 });
             }
         }

@@ -5,11 +5,11 @@
 //! so no record can slip between them (reference §C.18); the acknowledgement waits until the
 //! snapshot is durable and, for a two-phase-commit sink, the pre-commit is confirmed (§C.20).
 
-use crate::barrier::{handler_for, BarrierAligner, BarrierHandler};
+use crate::barrier::{handler_for, BarrierActions, BarrierAligner, BarrierHandler, ChannelCapture};
 use crate::bugs::SeededBug;
 use crate::codec::{self, DecodeError, Kind};
-use crate::config::CheckpointingMode;
-use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId};
+use crate::config::{CheckpointConfig, CheckpointingMode};
+use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId, Tick};
 use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
 use crate::lsm::{self, IncrementalSnapshot, LsmBackend};
 use crate::messages::CheckpointFailureReason;
@@ -95,17 +95,26 @@ pub enum TaskEffect {
 /// The task's snapshot algorithm, with the seeded bugs that live in it.
 fn barrier_handler(
     spec: &TaskSpec,
-    mode: CheckpointingMode,
+    config: &CheckpointConfig,
     channels: u16,
 ) -> Box<dyn BarrierHandler> {
-    if spec.has_bug(SeededBug::AlignmentWithoutBlocking) {
-        return handler_for(CheckpointingMode::AtLeastOnce, channels); // Nothing blocks.
+    let aligned =
+        config.mode == CheckpointingMode::ExactlyOnce && config.channel_state_algorithm().is_none();
+    if spec.has_bug(SeededBug::AlignmentWithoutBlocking) && aligned {
+        let tracker = CheckpointConfig {
+            mode: CheckpointingMode::AtLeastOnce,
+            ..config.clone()
+        };
+        return handler_for(&tracker, channels); // Nothing blocks.
     }
-    if mode == CheckpointingMode::ExactlyOnce && spec.has_bug(SeededBug::NewerBarrierNotAborting) {
+    if spec.has_bug(SeededBug::NewerBarrierNotAborting) && aligned {
         return Box::new(BarrierAligner::new(channels).with_newer_barrier_joining());
     }
-    handler_for(mode, channels)
+    handler_for(config, channels)
 }
+
+/// The records one input channel had in flight for a snapshot (reference §F.34).
+pub type InFlight = (ChannelIndex, Vec<Record>);
 
 /// One task's snapshot as it is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +128,11 @@ pub struct TaskSnapshot {
     /// The incremental backend's runs the keyed state consists of, oldest first.
     #[serde(default)]
     pub shared: Vec<StateHandle>,
+    /// Channel state: the in-flight input records, per channel, that the snapshot's barrier
+    /// overtook (unaligned) or that arrived after the snapshot and before the channel's
+    /// barrier (Chandy-Lamport). Empty for aligned and at-least-once snapshots.
+    #[serde(default)]
+    pub in_flight: Vec<InFlight>,
 }
 
 /// Why a task could not restore.
@@ -173,6 +187,16 @@ pub enum RestoreError {
         /// Runs in the handle.
         promised: usize,
     },
+    /// The snapshot's channel state names an input channel the task does not have.
+    #[error(
+        "snapshot of task {task} holds channel state of {channel}, which the task does not have"
+    )]
+    UnknownChannel {
+        /// The task.
+        task: TaskId,
+        /// The channel.
+        channel: ChannelIndex,
+    },
 }
 
 /// A snapshot read back for a restore: the task's own file and its shared runs.
@@ -210,6 +234,47 @@ struct InputChannel {
     queue: VecDeque<StreamEvent>,
     watermark: EventTime,
     data_finished: bool,
+    /// Restored in-flight records at the front of `queue`, not yet processed.
+    restored: usize,
+}
+
+/// A snapshot taken with channel state whose in-flight records are still being recorded: it
+/// is stored once every channel delivered the checkpoint's barrier.
+#[derive(Debug)]
+struct Recording {
+    snapshot: TaskSnapshot,
+    savepoint: bool,
+    uploads: Vec<(StoragePath, Vec<u8>)>,
+    /// Channels whose arriving records still belong to the channel state.
+    open: BTreeSet<ChannelIndex>,
+    in_flight: BTreeMap<ChannelIndex, Vec<Record>>,
+}
+
+impl Recording {
+    fn checkpoint(&self) -> CheckpointId {
+        self.snapshot.checkpoint
+    }
+
+    /// Whether `event`, arriving on an open channel, ends that channel's recording.
+    fn ends_with(&self, event: &StreamEvent) -> bool {
+        match event {
+            StreamEvent::Barrier(barrier) => barrier.id >= self.checkpoint(),
+            StreamEvent::CancelMarker(checkpoint) => *checkpoint >= self.checkpoint(),
+            _ => false,
+        }
+    }
+
+    /// Records `event` arriving on `channel`, if the channel is open.
+    fn observe(&mut self, channel: ChannelIndex, event: &StreamEvent) {
+        if !self.open.contains(&channel) {
+            return;
+        }
+        if self.ends_with(event) {
+            self.open.remove(&channel);
+        } else if let StreamEvent::Record(record) = event {
+            self.in_flight.entry(channel).or_default().push(*record);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -248,6 +313,14 @@ pub struct Task {
     latest_written: Option<u64>,
     /// The incremental backend, when the job uses it.
     lsm: Option<LsmBackend>,
+    /// The snapshot whose channel state is being recorded (unaligned, Chandy-Lamport).
+    recording: Option<Recording>,
+    /// The time of the input being handled.
+    now: Tick,
+    /// A throttled task's records left to process at `now`.
+    budget: u32,
+    /// The channel a throttled task's next round of processing starts at.
+    drain_start: usize,
 }
 
 impl Task {
@@ -263,13 +336,13 @@ impl Task {
         }
     }
 
-    /// A fresh task.
-    pub fn new(spec: &TaskSpec, attempt: Attempt, mode: CheckpointingMode) -> Task {
+    /// A fresh task, taking snapshots as `config` says.
+    pub fn new(spec: &TaskSpec, attempt: Attempt, config: &CheckpointConfig) -> Task {
         let handler = match spec.inputs.len() {
             0 => None,
             channels => {
                 let channels = u16::try_from(channels).expect("channels fit u16");
-                Some(barrier_handler(spec, mode, channels))
+                Some(barrier_handler(spec, config, channels))
             }
         };
         let inputs = spec
@@ -280,6 +353,7 @@ impl Task {
                 queue: VecDeque::new(),
                 watermark: EventTime(0),
                 data_finished: false,
+                restored: 0,
             })
             .collect();
         Task {
@@ -298,16 +372,22 @@ impl Task {
             commits_in_flight: BTreeSet::new(),
             latest_written: None,
             lsm: None,
+            recording: None,
+            now: Tick(0),
+            budget: spec.throughput.unwrap_or(u32::MAX),
+            drain_start: 0,
         }
     }
 
-    /// A task restored from `read`, the snapshot of a checkpoint. A sink re-commits its
-    /// pre-committed transactions and aborts the open one (reference §O.84). With
-    /// `shared_dir`, keyed state goes on in the incremental backend.
+    /// A task restored from `read`, the snapshot of a checkpoint, at `now`. A sink re-commits
+    /// its pre-committed transactions and aborts the open one (reference §O.84). With
+    /// `shared_dir`, keyed state goes on in the incremental backend. Restored in-flight
+    /// records are processed before any new input (reference §F.35).
     pub fn restore(
         spec: &TaskSpec,
         attempt: Attempt,
-        mode: CheckpointingMode,
+        config: &CheckpointConfig,
+        now: Tick,
         read: SnapshotRead<'_>,
         shared_dir: Option<StoragePath>,
         out: &mut Vec<TaskEffect>,
@@ -356,7 +436,8 @@ impl Task {
         };
         let restored_state = operator_state.clone();
         let (operator, recovered) = Operator::restore(spec, attempt, operator_state)?;
-        let mut task = Task::new(spec, attempt, mode);
+        let mut task = Task::new(spec, attempt, config);
+        task.now = now;
         if let Some(shared_dir) = shared_dir {
             task.enable_incremental(shared_dir);
             let lsm = task.lsm.as_mut().expect("enabled");
@@ -387,7 +468,38 @@ impl Task {
             checkpoint,
             state: restored_state,
         }));
+        task.restore_in_flight(snapshot.in_flight, out)?;
         Ok(task)
+    }
+
+    /// Puts restored channel state in front of the input queues and starts processing it.
+    fn restore_in_flight(
+        &mut self,
+        in_flight: Vec<InFlight>,
+        out: &mut Vec<TaskEffect>,
+    ) -> Result<(), RestoreError> {
+        if in_flight.is_empty() {
+            return Ok(());
+        }
+        let mut records = 0;
+        for (channel, restored) in in_flight {
+            let Some(input) = self.inputs.get_mut(channel.index()) else {
+                return Err(RestoreError::UnknownChannel {
+                    task: self.spec.id,
+                    channel,
+                });
+            };
+            records += restored.len() as u64;
+            input.restored = restored.len();
+            input.queue = restored.into_iter().map(StreamEvent::Record).collect();
+        }
+        out.push(TaskEffect::Trace(EngineEvent::InFlightRestored {
+            task: self.spec.id,
+            checkpoint: self.last_checkpoint,
+            records,
+        }));
+        self.drain(out);
+        Ok(())
     }
 
     /// The task's id.
@@ -405,21 +517,70 @@ impl Task {
         matches!(self.spec.kind, OperatorKind::Source { .. })
     }
 
-    /// Events arrived on `channel`: queue them, then process whatever is not blocked.
+    /// Events arrived on `channel` at `now`: queue them, then process whatever is not
+    /// blocked. A barrier that overtakes (unaligned) is handled at once, ahead of the queue.
     pub fn on_data(
         &mut self,
         channel: ChannelIndex,
         events: Vec<StreamEvent>,
+        now: Tick,
         out: &mut Vec<TaskEffect>,
     ) {
-        let input = &mut self.inputs[channel.index()];
-        input.queue.extend(events);
+        self.advance_time(now);
+        for event in events {
+            if let Some(recording) = self.recording.as_mut() {
+                recording.observe(channel, &event);
+            }
+            // A barrier or marker overtakes records, never an older barrier or marker queued on
+            // its channel: each channel's checkpoints are handled in the order they were sent.
+            let priority = self.handler_mut().overtakes(channel, &event)
+                && !self.inputs[channel.index()].queue.iter().any(|queued| {
+                    matches!(
+                        queued,
+                        StreamEvent::Barrier(_) | StreamEvent::CancelMarker(_)
+                    )
+                });
+            if priority {
+                self.process(channel, event, out);
+                continue;
+            }
+            if event == StreamEvent::EndOfData {
+                self.handler_mut().on_end_of_data(channel);
+            }
+            self.inputs[channel.index()].queue.push_back(event);
+        }
         assert!(
-            input.queue.len() <= INPUT_QUEUE_EVENTS_MAX,
+            self.inputs[channel.index()].queue.len() <= INPUT_QUEUE_EVENTS_MAX,
             "input queue of {} {channel} over its bound",
             self.spec.id
         );
         self.drain(out);
+    }
+
+    /// Virtual time reached [`next_timer`](Task::next_timer): the aligned-checkpoint timeout
+    /// may switch to unaligned, and a throttled task goes on with its queued input.
+    pub fn on_timer(&mut self, now: Tick, out: &mut Vec<TaskEffect>) {
+        self.advance_time(now);
+        if let Some(handler) = self.handler.as_deref_mut() {
+            let actions = handler.on_timer(now);
+            self.apply(actions, out);
+        }
+        self.drain(out);
+    }
+
+    /// When the task wants [`on_timer`](Task::on_timer), if ever.
+    pub fn next_timer(&self) -> Option<Tick> {
+        let handler = self.handler.as_ref().and_then(|h| h.next_timer());
+        let throttled = self.budget == 0 && self.inputs.iter().any(|i| !i.queue.is_empty());
+        let next_budget = throttled.then(|| self.now.after(1));
+        handler.into_iter().chain(next_budget).min()
+    }
+
+    fn advance_time(&mut self, now: Tick) {
+        if now > self.now {
+            self.now = now;
+            self.budget = self.spec.throughput.unwrap_or(u32::MAX);
+        }
     }
 
     /// A source reads up to its per-tick budget and emits; at the end of its log it sends
@@ -456,7 +617,7 @@ impl Task {
             // A stale trigger after a restore, or after the task ended: ignore it.
             return;
         }
-        self.perform_checkpoint(barrier, out);
+        self.perform_checkpoint(barrier, None, out);
     }
 
     /// The snapshot of `checkpoint` is durable at `state`.
@@ -575,6 +736,13 @@ impl Task {
         // Older snapshots still in flight are subsumed by this completion.
         self.pending
             .retain(|&id, pending| id > checkpoint || pending.savepoint);
+        if self
+            .recording
+            .as_ref()
+            .is_some_and(|r| r.checkpoint() <= checkpoint && !r.savepoint)
+        {
+            self.recording = None;
+        }
     }
 
     /// The sink system confirmed a commit. The confirmation may answer a request of an earlier
@@ -599,7 +767,7 @@ impl Task {
         latest_completed: Option<CheckpointId>,
         out: &mut Vec<TaskEffect>,
     ) {
-        self.pending.remove(&checkpoint);
+        self.abort_local(checkpoint);
         if self.status >= TaskStatus::Committing {
             return; // The final checkpoint completed: nothing is left to make up for.
         }
@@ -625,17 +793,32 @@ impl Task {
 
     /// Processes queued input round-robin over the channels that are not blocked.
     fn drain(&mut self, out: &mut Vec<TaskEffect>) {
+        let channels = self.inputs.len();
+        if self.spec.throughput.is_some() && channels > 0 {
+            // A throttled task starts each round at the next channel, or the first channel
+            // would take the whole budget while it has a backlog.
+            self.drain_start = (self.drain_start + 1) % channels;
+        }
         loop {
             let mut progressed = false;
-            for channel in 0..self.inputs.len() {
-                let channel = ChannelIndex(channel as u16);
+            for offset in 0..channels {
+                let channel = ChannelIndex(((self.drain_start + offset) % channels) as u16);
                 for _ in 0..CHANNEL_BATCH_EVENTS {
                     if self.is_blocked(channel) {
                         break;
                     }
-                    let Some(event) = self.inputs[channel.index()].queue.pop_front() else {
+                    let input = &mut self.inputs[channel.index()];
+                    let is_record = matches!(input.queue.front(), Some(StreamEvent::Record(_)));
+                    if is_record && self.budget == 0 {
+                        break; // Throttled: the rest waits for the next tick.
+                    }
+                    let Some(event) = input.queue.pop_front() else {
                         break;
                     };
+                    if is_record {
+                        self.budget -= 1;
+                        input.restored = input.restored.saturating_sub(1);
+                    }
                     self.process(channel, event, out);
                     progressed = true;
                 }
@@ -674,18 +857,7 @@ impl Task {
                 input.watermark = input.watermark.max(watermark);
                 self.advance_watermark(out);
             }
-            StreamEvent::Barrier(barrier) => {
-                let trace = EngineEvent::BarrierReceived {
-                    task: self.spec.id,
-                    attempt: self.attempt,
-                    channel,
-                    from: self.spec.inputs[channel.index()].upstream,
-                    checkpoint: barrier.id,
-                };
-                out.push(TaskEffect::Trace(trace));
-                let actions = self.handler_mut().on_barrier(channel, barrier);
-                self.apply(actions, out);
-            }
+            StreamEvent::Barrier(barrier) => self.on_barrier(channel, barrier, out),
             StreamEvent::CancelMarker(checkpoint) => {
                 let trace = EngineEvent::CancelMarkerReceived {
                     task: self.spec.id,
@@ -708,24 +880,158 @@ impl Task {
         }
     }
 
+    fn on_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        out: &mut Vec<TaskEffect>,
+    ) {
+        let trace = EngineEvent::BarrierReceived {
+            task: self.spec.id,
+            attempt: self.attempt,
+            channel,
+            from: self.spec.inputs[channel.index()].upstream,
+            checkpoint: barrier.id,
+        };
+        out.push(TaskEffect::Trace(trace));
+        let now = self.now;
+        let actions = self.handler_mut().on_barrier(channel, barrier, now);
+        self.apply(actions, out);
+    }
+
     fn handler_mut(&mut self) -> &mut dyn BarrierHandler {
         self.handler
             .as_deref_mut()
             .expect("tasks with inputs have a barrier handler")
     }
 
-    fn apply(&mut self, actions: crate::barrier::BarrierActions, out: &mut Vec<TaskEffect>) {
+    fn apply(&mut self, actions: BarrierActions, out: &mut Vec<TaskEffect>) {
         for (checkpoint, reason) in actions.aborted {
+            self.abort_local(checkpoint);
             self.decline(checkpoint, reason, out);
             self.cancel_downstream(checkpoint, out);
         }
         if let Some(barrier) = actions.triggered {
-            self.perform_checkpoint(barrier, out);
+            if self.inputs.iter().any(|input| input.restored > 0) {
+                // Restored in-flight records come first; no snapshot before (FLINK-20654).
+                self.last_checkpoint = self.last_checkpoint.max(barrier.id);
+                let reason = CheckpointFailureReason::DeclinedTaskNotReady;
+                self.decline(barrier.id, reason, out);
+                self.cancel_downstream(barrier.id, out);
+            } else {
+                self.perform_checkpoint(barrier, actions.channel_state, out);
+            }
+        }
+        if let Some(checkpoint) = actions.channel_state_complete {
+            self.store_recording(checkpoint, out);
         }
     }
 
-    /// Snapshot and barrier forwarding as one atomic step (reference §C.18).
-    fn perform_checkpoint(&mut self, barrier: CheckpointBarrier, out: &mut Vec<TaskEffect>) {
+    /// Forgets what this task holds of `checkpoint`, which it aborts.
+    fn abort_local(&mut self, checkpoint: CheckpointId) {
+        if self.recording.as_ref().map(Recording::checkpoint) == Some(checkpoint) {
+            self.recording = None;
+        }
+        self.pending.remove(&checkpoint);
+    }
+
+    /// Every channel delivered the barrier of `checkpoint`: store its snapshot with the
+    /// recorded channel state.
+    fn store_recording(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        if self.recording.as_ref().map(Recording::checkpoint) != Some(checkpoint) {
+            return; // Declined or aborted meanwhile.
+        }
+        let mut recording = self.recording.take().expect("checked");
+        assert!(
+            recording.open.is_empty(),
+            "{} stores {checkpoint} while recording channels {:?}",
+            self.spec.id,
+            recording.open
+        );
+        if self.spec.has_bug(SeededBug::InFlightNotPersisted) {
+            recording.in_flight.clear(); // Seeded bug: the overtaken records are lost.
+        }
+        let in_flight: Vec<InFlight> = recording.in_flight.into_iter().collect();
+        let records = in_flight.iter().map(|(_, r)| r.len() as u64).sum();
+        out.push(TaskEffect::Trace(EngineEvent::InFlightRecorded {
+            task: self.spec.id,
+            attempt: self.attempt,
+            checkpoint,
+            records,
+            in_flight: in_flight.clone(),
+        }));
+        let mut snapshot = recording.snapshot;
+        snapshot.in_flight = in_flight;
+        let shared = snapshot.shared.clone();
+        out.push(TaskEffect::Store {
+            checkpoint,
+            savepoint: recording.savepoint,
+            bytes: codec::encode(Kind::TaskSnapshot, &snapshot),
+            uploads: recording.uploads,
+            shared,
+        });
+    }
+
+    /// Starts recording channel state for the snapshot just taken: the queued records `capture`
+    /// names (up to the barrier, where it is queued), then the records arriving on its open
+    /// channels. A barrier found queued on an open channel that now overtakes is handled.
+    fn start_recording(
+        &mut self,
+        snapshot: TaskSnapshot,
+        savepoint: bool,
+        uploads: Vec<(StoragePath, Vec<u8>)>,
+        capture: ChannelCapture,
+        out: &mut Vec<TaskEffect>,
+    ) {
+        let checkpoint = snapshot.checkpoint;
+        let mut recording = Recording {
+            snapshot,
+            savepoint,
+            uploads,
+            open: capture.open.iter().copied().collect(),
+            in_flight: BTreeMap::new(),
+        };
+        let mut overtaking = Vec::new();
+        for &channel in &capture.queued {
+            let was_open = recording.open.contains(&channel);
+            recording.open.insert(channel);
+            for event in &self.inputs[channel.index()].queue {
+                recording.observe(channel, event);
+                if !recording.open.contains(&channel) {
+                    if let StreamEvent::Barrier(barrier) = event {
+                        overtaking.push((channel, *barrier));
+                    }
+                    break;
+                }
+            }
+            if !was_open {
+                recording.open.remove(&channel); // Its barrier arrived already.
+            }
+        }
+        self.recording = Some(recording);
+        for (channel, barrier) in overtaking {
+            let event = StreamEvent::Barrier(barrier);
+            if barrier.id != checkpoint || !self.handler_mut().overtakes(channel, &event) {
+                continue;
+            }
+            let queue = &mut self.inputs[channel.index()].queue;
+            let position = queue
+                .iter()
+                .position(|e| *e == StreamEvent::Barrier(barrier))
+                .expect("seen above");
+            queue.remove(position);
+            self.on_barrier(channel, barrier, out);
+        }
+    }
+
+    /// Snapshot and barrier forwarding as one atomic step (reference §C.18). With
+    /// `channel_state`, the snapshot is stored once its channel state is recorded.
+    fn perform_checkpoint(
+        &mut self,
+        barrier: CheckpointBarrier,
+        channel_state: Option<ChannelCapture>,
+        out: &mut Vec<TaskEffect>,
+    ) {
         assert!(
             barrier.id > self.last_checkpoint,
             "{} snapshots {} after {}",
@@ -793,14 +1099,8 @@ impl Task {
             checkpoint: barrier.id,
             state,
             shared: incremental.runs.clone(),
+            in_flight: Vec::new(),
         };
-        out.push(TaskEffect::Store {
-            checkpoint: barrier.id,
-            savepoint: barrier.savepoint,
-            bytes: codec::encode(Kind::TaskSnapshot, &snapshot),
-            uploads: incremental.uploads,
-            shared: incremental.runs,
-        });
         out.push(TaskEffect::Trace(EngineEvent::SnapshotTaken {
             task: self.spec.id,
             attempt: self.attempt,
@@ -815,6 +1115,19 @@ impl Task {
                 awaiting_sink,
             },
         );
+        match channel_state {
+            Some(capture) => {
+                let uploads = incremental.uploads;
+                self.start_recording(snapshot, barrier.savepoint, uploads, capture, out);
+            }
+            None => out.push(TaskEffect::Store {
+                checkpoint: barrier.id,
+                savepoint: barrier.savepoint,
+                bytes: codec::encode(Kind::TaskSnapshot, &snapshot),
+                uploads: incremental.uploads,
+                shared: incremental.runs,
+            }),
+        }
     }
 
     fn acknowledge_if_ready(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
@@ -961,7 +1274,7 @@ mod tests {
             .iter()
             .find(|spec| matches!(spec.kind, OperatorKind::TwoPhaseCommitSink))
             .expect("the job has a sink");
-        Task::new(spec, Attempt(1), CheckpointingMode::ExactlyOnce)
+        Task::new(spec, Attempt(1), &CheckpointConfig::default())
     }
 
     /// Why: found by fuzzing AT_LEAST_ONCE jobs. A plain sink acknowledged its snapshot while
@@ -977,10 +1290,19 @@ mod tests {
             .expect("the job has a sink")
             .clone();
         spec.kind = OperatorKind::PlainSink;
-        let mut task = Task::new(&spec, Attempt(1), CheckpointingMode::AtLeastOnce);
+        let config = CheckpointConfig {
+            mode: CheckpointingMode::AtLeastOnce,
+            ..CheckpointConfig::default()
+        };
+        let mut task = Task::new(&spec, Attempt(1), &config);
         let channel = ChannelIndex(0);
         let mut out = Vec::new();
-        task.on_data(channel, vec![StreamEvent::Record(record())], &mut out);
+        task.on_data(
+            channel,
+            vec![StreamEvent::Record(record())],
+            Tick(0),
+            &mut out,
+        );
         let requests = sink_requests(&out);
         let [SinkRequest::WriteCommitted { write, .. }] = requests[..] else {
             panic!("the record is written: {requests:?}")
@@ -989,7 +1311,7 @@ mod tests {
         out.clear();
         let checkpoint = CheckpointId(1);
         let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(checkpoint));
-        task.on_data(channel, vec![barrier], &mut out);
+        task.on_data(channel, vec![barrier], Tick(0), &mut out);
         let handle = file_handle("job/chk-1/sink");
         task.on_snapshot_durable(checkpoint, handle, &mut out);
         let acknowledged = |out: &[TaskEffect]| {
@@ -1003,7 +1325,7 @@ mod tests {
         // With every write confirmed, the next snapshot waits for nothing.
         out.clear();
         let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(2)));
-        task.on_data(channel, vec![barrier], &mut out);
+        task.on_data(channel, vec![barrier], Tick(0), &mut out);
         let handle = file_handle("job/chk-2/sink");
         task.on_snapshot_durable(CheckpointId(2), handle, &mut out);
         assert!(acknowledged(&out));
@@ -1020,7 +1342,7 @@ mod tests {
             .iter()
             .find(|spec| matches!(spec.kind, OperatorKind::Source { .. }))
             .expect("the job has a source");
-        let mut task = Task::new(spec, Attempt(1), CheckpointingMode::ExactlyOnce);
+        let mut task = Task::new(spec, Attempt(1), &CheckpointConfig::default());
         let (savepoint, checkpoint) = (CheckpointId(1), CheckpointId(2));
         let mut out = Vec::new();
         let barrier = CheckpointBarrier {
@@ -1078,6 +1400,7 @@ mod tests {
         task.on_data(
             channel,
             vec![StreamEvent::Record(record()), StreamEvent::EndOfData],
+            Tick(0),
             &mut out,
         );
         assert!(out.contains(&TaskEffect::DataFinished));
@@ -1093,6 +1416,7 @@ mod tests {
             vec![StreamEvent::Barrier(CheckpointBarrier::checkpoint(
                 final_checkpoint,
             ))],
+            Tick(0),
             &mut out,
         );
         let requests = sink_requests(&out);

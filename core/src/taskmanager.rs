@@ -169,7 +169,6 @@ impl TaskManager {
         self.storage.forget_all();
         self.snapshot_writes.clear();
         self.restore_reads.clear();
-        let mode = self.plan.checkpoint.mode;
         let mine: Vec<TaskId> = self
             .plan
             .tasks
@@ -216,7 +215,7 @@ impl TaskManager {
                 }
                 _ => {
                     let spec = self.plan.task(task);
-                    let mut fresh = Task::new(spec, attempt, mode);
+                    let mut fresh = Task::new(spec, attempt, &self.plan.checkpoint);
                     if let Some(shared_dir) = &shared_dir {
                         fresh.enable_incremental(shared_dir.clone());
                     }
@@ -308,7 +307,8 @@ impl TaskManager {
         match Task::restore(
             spec,
             attempt,
-            self.plan.checkpoint.mode,
+            &self.plan.checkpoint,
+            now,
             read,
             shared_dir,
             &mut effects,
@@ -323,7 +323,10 @@ impl TaskManager {
                     unreachable!("checked above")
                 };
                 out.send(Address::JobManager, Message::TaskRunning { attempt, task });
-                self.apply(task, effects, out);
+                // Restored in-flight records may already have produced output.
+                for (target, channel, events) in self.apply(task, effects, out) {
+                    self.deliver(target, channel, events, out);
+                }
                 for (channel, events) in held {
                     self.deliver(task, channel, events, out);
                 }
@@ -347,7 +350,7 @@ impl TaskManager {
             let effects = match self.tasks.get_mut(&task) {
                 Some(Slot::Running(running)) => {
                     let mut effects = Vec::new();
-                    running.on_data(channel, events, &mut effects);
+                    running.on_data(channel, events, self.now, &mut effects);
                     effects
                 }
                 Some(Slot::Restoring(held)) => {
@@ -361,6 +364,7 @@ impl TaskManager {
     }
 
     /// Turns a task's effects into messages; returns data for local tasks.
+    #[must_use]
     fn apply(
         &mut self,
         task: TaskId,
@@ -603,6 +607,7 @@ impl Node for TaskManager {
     }
 
     fn next_deadline(&self) -> Option<Tick> {
+        let task_timers = self.tasks().filter_map(Task::next_timer);
         [
             Some(self.next_heartbeat),
             self.next_source_read,
@@ -610,6 +615,7 @@ impl Node for TaskManager {
         ]
         .into_iter()
         .flatten()
+        .chain(task_timers)
         .min()
     }
 }
@@ -747,6 +753,14 @@ impl TaskManager {
                 self.with_task(task, out, |task, effects| task.on_source_tick(effects));
             }
             self.schedule_sources(now);
+        }
+        let due: Vec<TaskId> = self
+            .tasks()
+            .filter(|task| task.next_timer().is_some_and(|at| at <= now))
+            .map(Task::id)
+            .collect();
+        for task in due {
+            self.with_task(task, out, |task, effects| task.on_timer(now, effects));
         }
     }
 }

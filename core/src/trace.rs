@@ -5,6 +5,7 @@ use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId};
 use crate::messages::CheckpointFailureReason;
 use crate::operator::OperatorState;
 use crate::sink::TransactionId;
+use crate::task::InFlight;
 use serde::{Deserialize, Serialize};
 
 /// The job's status as the JobManager sees it.
@@ -211,6 +212,29 @@ pub enum EngineEvent {
         attempt: Attempt,
         /// The checkpoint.
         checkpoint: CheckpointId,
+    },
+    /// A task's snapshot taken with channel state is complete: every channel delivered the
+    /// barrier, and these in-flight records go with the operator state (reference §F.34).
+    InFlightRecorded {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: Attempt,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// How many records, all channels together.
+        records: u64,
+        /// The records, per input channel: the conservation check counts them.
+        in_flight: Vec<InFlight>,
+    },
+    /// A restored task put its snapshot's in-flight records in front of its input.
+    InFlightRestored {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint restored.
+        checkpoint: CheckpointId,
+        /// How many records.
+        records: u64,
     },
     /// A task that has not finished learned that a checkpoint was aborted.
     AbortNotified {

@@ -5,7 +5,7 @@
 //! written to a file and replayed exactly ([`crate::replay::CaseFile`]).
 
 use crate::profiles::{SCENARIO_HEAL_AT, SCENARIO_LIVENESS_TICKS};
-use crate::{log, Setup, CHECKPOINT_DIRECTORY};
+use crate::{log, Algorithm, Setup, CHECKPOINT_DIRECTORY};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use snapsim_core::cluster::ClusterConfig;
@@ -67,6 +67,13 @@ pub struct JobParams {
     pub retained: u32,
     /// Tolerable checkpoint failures.
     pub tolerable_failed: u32,
+    /// A channel-state algorithm (unaligned, aligned-timeout, Chandy-Lamport) instead of the
+    /// mode's barrier handling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Algorithm>,
+    /// The keyed operator processes at most this many records per tick (back-pressure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed_throughput: Option<u32>,
 }
 
 /// One fault episode of a generated schedule (an outage has its end built in, so removing an
@@ -265,12 +272,12 @@ impl JobParams {
             CheckpointingMode::ExactlyOnce => OperatorKind::TwoPhaseCommitSink,
             CheckpointingMode::AtLeastOnce => OperatorKind::PlainSink,
         };
-        let keyed = match self.shape {
+        let (stateful, keyed) = match self.shape {
             Shape::Aggregate => {
                 let input = source(&mut job, rng, "source");
                 let keyed = job.add("aggregate", OperatorKind::KeyedAggregate(self.aggregate), p);
                 job.connect(input, keyed, Partitioning::KeyBy);
-                keyed
+                (keyed, keyed)
             }
             Shape::MapFilterAggregate => {
                 let input = source(&mut job, rng, "source");
@@ -283,7 +290,7 @@ impl JobParams {
                 job.connect(shifted, filtered, Partitioning::Forward);
                 job.connect(filtered, keyed, Partitioning::KeyBy);
                 job.connect(keyed, doubled, Partitioning::Forward);
-                doubled
+                (keyed, doubled)
             }
             Shape::CoSum => {
                 let left = source(&mut job, rng, "left");
@@ -291,7 +298,7 @@ impl JobParams {
                 let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
                 job.connect_side(left, keyed, Partitioning::KeyBy, InputSide::First);
                 job.connect_side(right, keyed, Partitioning::KeyBy, InputSide::Second);
-                keyed
+                (keyed, keyed)
             }
             Shape::Window => {
                 let input = source(&mut job, rng, "source");
@@ -301,9 +308,12 @@ impl JobParams {
                 };
                 let keyed = job.add("window", kind, p);
                 job.connect(input, keyed, Partitioning::KeyBy);
-                keyed
+                (keyed, keyed)
             }
         };
+        if let Some(records_per_tick) = self.keyed_throughput {
+            job.throttle(stateful, records_per_tick);
+        }
         let sink = job.add("sink", sink_kind, p);
         job.connect(keyed, sink, Partitioning::Forward);
         let config = &mut job.checkpoint;
@@ -321,6 +331,9 @@ impl JobParams {
             attempts: 1_000,
             delay_ticks: 100,
         };
+        if let Some(algorithm) = self.algorithm {
+            algorithm.apply(&mut job);
+        }
         job
     }
 }
@@ -512,6 +525,35 @@ pub fn episode() -> impl Strategy<Value = Episode> {
 /// A generated job; every value shrinks toward the simplest job (one source subtask, few
 /// records, the aggregate shape, exactly-once, one checkpoint at a time).
 pub fn job_params() -> impl Strategy<Value = JobParams> {
+    job_params_with(None)
+}
+
+/// A generated job with `algorithm` (its rules override the drawn mode and max concurrent),
+/// and, with a channel-state algorithm, a keyed operator that may be slow (back-pressure, so
+/// barriers have queued input to overtake).
+pub fn job_params_with(algorithm: Option<Algorithm>) -> impl Strategy<Value = JobParams> {
+    let throttles = algorithm.is_some_and(Algorithm::records_channel_state);
+    // Headroom over the sources' rate: backlogs after a stall drain, slowly, so the job stays
+    // live (a keyed operator slower than its input would make aligned checkpoints expire
+    // forever, whatever the algorithm).
+    let headroom = if throttles {
+        prop_oneof![Just(None), (1..=2u32).prop_map(Some)].boxed()
+    } else {
+        Just(None).boxed()
+    };
+    (plain_job_params(), headroom).prop_map(move |(mut params, headroom)| {
+        if let Some(algorithm) = algorithm {
+            params.mode = algorithm.mode();
+            params.algorithm = Some(algorithm);
+        }
+        let sources = if params.shape == Shape::CoSum { 2 } else { 1 };
+        let source_rate = sources * u32::from(params.source_parallelism);
+        params.keyed_throughput = headroom.map(|extra| source_rate + extra);
+        params
+    })
+}
+
+fn plain_job_params() -> impl Strategy<Value = JobParams> {
     let shape = prop_oneof![
         Just(Shape::Aggregate),
         Just(Shape::MapFilterAggregate),
@@ -565,14 +607,21 @@ pub fn job_params() -> impl Strategy<Value = JobParams> {
             incremental,
             retained,
             tolerable_failed,
+            algorithm: None,
+            keyed_throughput: None,
         }
     })
 }
 
 /// A whole case: a job, up to `episodes_max` fault episodes, a seed.
 pub fn case(episodes_max: usize) -> impl Strategy<Value = Case> {
+    case_with(episodes_max, None)
+}
+
+/// A whole case whose job uses `algorithm` (see [`job_params_with`]).
+pub fn case_with(episodes_max: usize, algorithm: Option<Algorithm>) -> impl Strategy<Value = Case> {
     (
-        job_params(),
+        job_params_with(algorithm),
         proptest::collection::vec(episode(), 0..=episodes_max),
         any::<u64>(),
     )

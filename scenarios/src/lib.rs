@@ -196,7 +196,8 @@ impl Outcome {
 
 /// A snapshot algorithm: how tasks handle barriers (one [`snapsim_core::barrier::BarrierHandler`]
 /// each).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
     /// Aligned barriers, EXACTLY_ONCE: a task blocks each channel whose barrier came until
     /// all came, then snapshots (`BarrierAligner`).
@@ -204,17 +205,39 @@ pub enum Algorithm {
     /// AT_LEAST_ONCE barrier tracking: nothing blocks, the snapshot is taken when the last
     /// barrier comes (`BarrierTracker`); records after an early barrier may be replayed.
     AtLeastOnce,
+    /// Unaligned checkpoints, EXACTLY_ONCE: barriers overtake queued input, the task
+    /// snapshots on the first and persists the overtaken and still arriving records as
+    /// channel state (`ChannelStateHandler::unaligned`, reference §F).
+    Unaligned,
+    /// Unaligned checkpoints with an aligned-checkpoint timeout: each checkpoint starts
+    /// aligned and switches to unaligned after [`ALIGNED_TIMEOUT_TICKS`] at a task.
+    AlignedTimeout,
+    /// Classic Chandy-Lamport: markers in FIFO order, snapshot on the first, channel state
+    /// recorded until each channel's marker (`ChannelStateHandler::chandy_lamport`).
+    ChandyLamport,
 }
+
+/// The aligned-checkpoint timeout of [`Algorithm::AlignedTimeout`], in ticks (ms).
+pub const ALIGNED_TIMEOUT_TICKS: u64 = 20;
 
 impl Algorithm {
     /// Every algorithm, in listing order.
-    pub const ALL: [Algorithm; 2] = [Algorithm::Aligned, Algorithm::AtLeastOnce];
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::Aligned,
+        Algorithm::AtLeastOnce,
+        Algorithm::Unaligned,
+        Algorithm::AlignedTimeout,
+        Algorithm::ChandyLamport,
+    ];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Aligned => "aligned",
             Algorithm::AtLeastOnce => "at-least-once",
+            Algorithm::Unaligned => "unaligned",
+            Algorithm::AlignedTimeout => "aligned-timeout",
+            Algorithm::ChandyLamport => "chandy-lamport",
         }
     }
 
@@ -223,6 +246,9 @@ impl Algorithm {
         match self {
             Algorithm::Aligned => "aligned barriers, EXACTLY_ONCE (Flink's default): channels whose barrier came block until all came; judged exactly-once",
             Algorithm::AtLeastOnce => "barrier tracking, AT_LEAST_ONCE: nothing blocks, the snapshot waits for the last barrier; judged at-least-once (duplicates counted)",
+            Algorithm::Unaligned => "unaligned checkpoints (FLIP-76): barriers overtake queued input, in-flight records persisted as channel state; max concurrent forced to 1; judged exactly-once",
+            Algorithm::AlignedTimeout => "unaligned with a 20 ms aligned-checkpoint timeout: starts aligned, switches to unaligned at a task aligning for 20 ms; max concurrent 1; judged exactly-once",
+            Algorithm::ChandyLamport => "classic Chandy-Lamport: markers in FIFO order, snapshot on the first, channel state recorded until each channel's marker; max concurrent 1; judged exactly-once",
         }
     }
 
@@ -237,11 +263,36 @@ impl Algorithm {
             })
     }
 
-    fn apply(self, job: &mut JobGraph) {
-        job.checkpoint.mode = match self {
-            Algorithm::Aligned => CheckpointingMode::ExactlyOnce,
+    /// The checkpointing mode it needs.
+    pub fn mode(self) -> CheckpointingMode {
+        match self {
             Algorithm::AtLeastOnce => CheckpointingMode::AtLeastOnce,
+            _ => CheckpointingMode::ExactlyOnce,
+        }
+    }
+
+    /// Whether its snapshots hold channel state (in-flight records).
+    pub fn records_channel_state(self) -> bool {
+        matches!(
+            self,
+            Algorithm::Unaligned | Algorithm::AlignedTimeout | Algorithm::ChandyLamport
+        )
+    }
+
+    /// Sets the job's checkpoint options for this algorithm. The channel-state algorithms
+    /// take one checkpoint at a time (a rule of theirs), so they set max concurrent to 1.
+    pub fn apply(self, job: &mut JobGraph) {
+        let config = &mut job.checkpoint;
+        config.mode = self.mode();
+        config.unaligned = matches!(self, Algorithm::Unaligned | Algorithm::AlignedTimeout);
+        config.aligned_timeout_ticks = match self {
+            Algorithm::AlignedTimeout => ALIGNED_TIMEOUT_TICKS,
+            _ => 0,
         };
+        config.chandy_lamport = self == Algorithm::ChandyLamport;
+        if config.channel_state_algorithm().is_some() {
+            config.max_concurrent = 1;
+        }
     }
 }
 

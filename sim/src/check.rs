@@ -14,7 +14,7 @@ use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, Key, OperatorId, Ta
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::{map, OperatorState};
-use snapsim_core::record::{Origin, Record};
+use snapsim_core::record::{InputRef, Origin, Record};
 use snapsim_core::retention::{Leaving, SnapshotKind};
 use snapsim_core::sink::{CommittedRecord, TransactionId};
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
@@ -340,7 +340,10 @@ pub fn state_consistency(
 
 /// Consistent cut (exactly-once mode): every completed checkpoint and savepoint holds, for each
 /// order-free keyed operator, exactly the state the reference model reaches from the inputs
-/// below the checkpoint's source offsets.
+/// below the checkpoint's source offsets. With channel state (unaligned, Chandy-Lamport) this
+/// is conservation: each input below the cut counts once, in the operator's state or in the
+/// in-flight records recorded on the way to it (its own channels' or those of the stateless
+/// operators before it), and nothing in flight is above the cut or recorded twice.
 pub fn consistent_cut(
     trace: &[TraceEntry],
     plan: &ExecutionPlan,
@@ -351,8 +354,9 @@ pub fn consistent_cut(
     }
     let mut messages = Vec::new();
     let mut first_at = None;
-    // Per checkpoint id, each task's snapshot: the latest taken so far.
+    // Per checkpoint id, each task's snapshot: the latest taken so far; and its in-flight records.
     let mut snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &OperatorState>> = BTreeMap::new();
+    let mut in_flight: BTreeMap<CheckpointId, BTreeMap<TaskId, Vec<&Record>>> = BTreeMap::new();
     for entry in trace {
         let checkpoint = match &entry.event {
             TraceEvent::Engine(EngineEvent::SnapshotTaken {
@@ -365,6 +369,19 @@ pub fn consistent_cut(
                     .entry(*checkpoint)
                     .or_default()
                     .insert(*task, state);
+                continue;
+            }
+            TraceEvent::Engine(EngineEvent::InFlightRecorded {
+                task,
+                checkpoint,
+                in_flight: channels,
+                ..
+            }) => {
+                let records = channels.iter().flat_map(|(_, records)| records).collect();
+                in_flight
+                    .entry(*checkpoint)
+                    .or_default()
+                    .insert(*task, records);
                 continue;
             }
             TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
@@ -383,13 +400,27 @@ pub fn consistent_cut(
             }
         }
         let by_operator = group_by_operator(plan, snapshots);
+        let no_records = BTreeMap::new();
+        let recorded = in_flight.get(&checkpoint).unwrap_or(&no_records);
         for (operator, states) in by_operator {
             let Some(want) = model.state_at(operator, &cut) else {
                 continue;
             };
             let name = model.operator_name(operator);
             let context = format!("{checkpoint} {name} ({operator})");
-            compare_cut(&context, &states, &want, &mut messages);
+            let mut found = union_of_states(&states);
+            let flying = InFlightToward {
+                operator,
+                plan,
+                model,
+                cut: &cut,
+            };
+            let folded = flying.fold_into(&mut found, recorded, &context, &mut messages);
+            let context = match folded {
+                0 => context,
+                n => format!("{context}, its state plus {n} in-flight records"),
+            };
+            compare_cut(&context, &found, &want, &mut messages);
         }
         if messages.len() > before {
             first_at = first_at.or(Some(entry.at));
@@ -412,38 +443,97 @@ fn group_by_operator<'a>(
     grouped
 }
 
-/// Compares the union of one operator's task states with the model's state at the cut.
-fn compare_cut(
-    context: &str,
-    states: &[&OperatorState],
-    want: &ModelState,
-    messages: &mut Vec<String>,
-) {
-    let mut values = BTreeMap::new();
-    let mut co_sums = BTreeMap::new();
-    let mut windows = BTreeMap::new();
+/// The union of one keyed operator's task states, in the model's terms.
+fn union_of_states(states: &[&OperatorState]) -> ModelState {
+    let mut union = ModelState::default();
     for state in states {
         match state {
-            OperatorState::Keyed { values: v } => values.extend(v.clone()),
-            OperatorState::CoSum { sums } => co_sums.extend(sums.clone()),
-            OperatorState::Windows { windows: w } => windows.extend(w),
+            OperatorState::Keyed { values } => union.values.extend(values),
+            OperatorState::CoSum { sums } => union.co_sums.extend(sums),
+            OperatorState::Windows { windows } => union.windows.extend(windows),
             _ => {}
         }
     }
+    union
+}
+
+/// The in-flight records of one checkpoint that are on their way to one order-free keyed
+/// operator: recorded at its own inputs or at a stateless operator before it.
+struct InFlightToward<'a> {
+    operator: OperatorId,
+    plan: &'a ExecutionPlan,
+    model: &'a ReferenceModel,
+    cut: &'a Cut,
+}
+
+impl InFlightToward<'_> {
+    /// Folds each such record, as the model says it arrives at the operator, into `state`;
+    /// flags one recorded twice or derived from an input above the cut. Returns how many it
+    /// folded.
+    fn fold_into(
+        &self,
+        state: &mut ModelState,
+        recorded: &BTreeMap<TaskId, Vec<&Record>>,
+        context: &str,
+        messages: &mut Vec<String>,
+    ) -> usize {
+        let mut folded = 0;
+        let kind = self.model.operator_kind(self.operator);
+        let mut seen: BTreeMap<InputRef, TaskId> = BTreeMap::new();
+        for (task, records) in recorded {
+            let at = self.plan.tasks[task.index()].operator;
+            if !self.model.feeds(at, self.operator) {
+                continue;
+            }
+            for record in records {
+                let Origin::Input(input) = record.origin else {
+                    continue;
+                };
+                let Some((side, arriving)) = self.model.arrival(self.operator, &input) else {
+                    continue; // Filtered out on the way.
+                };
+                let input_text = describe(&record.origin);
+                if let Some(first) = seen.insert(input, *task) {
+                    messages.push(format!(
+                        "{context}: {input_text} is in flight twice, recorded by {first} and {task} (conservation)"
+                    ));
+                    continue;
+                }
+                let below = self
+                    .cut
+                    .get(&(input.source, input.partition))
+                    .is_some_and(|end| input.offset < *end);
+                if !below {
+                    messages.push(format!(
+                        "{context}: {input_text} is in flight at {task}, but above the checkpoint's source offsets (conservation)"
+                    ));
+                    continue;
+                }
+                fold(kind, state, side, &arriving);
+                folded += 1;
+            }
+        }
+        folded
+    }
+}
+
+/// Compares one operator's state at the cut (with its in-flight records folded in) with the
+/// model's.
+fn compare_cut(context: &str, found: &ModelState, want: &ModelState, messages: &mut Vec<String>) {
     let mut report = |key: String, found: String, model: String| {
         messages.push(format!(
             "{context}: {key} holds {found}, the reference model has {model} after the inputs below the checkpoint's source offsets"
         ));
     };
-    for (key, found, model) in differing_keys(&values, &want.values) {
+    for (key, found, model) in differing_keys(&found.values, &want.values) {
         report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
     }
-    for (key, found, model) in differing_keys(&co_sums, &want.co_sums) {
+    for (key, found, model) in differing_keys(&found.co_sums, &want.co_sums) {
         report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
     }
     // Fired windows left the state, and which have fired depends on watermarks: check only
     // that each open window holds exactly the inputs below the cut.
-    for (window, found) in windows {
+    for (window, found) in &found.windows {
         let model = want.windows.get(window);
         if Some(found) != model {
             let (start, key) = window;
@@ -504,6 +594,11 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
     let mut triggered_at: BTreeMap<CheckpointId, Tick> = BTreeMap::new();
     let mut life = Coordination::default();
     let mut snapshots: BTreeMap<(TaskId, CheckpointId), &OperatorState> = BTreeMap::new();
+    let mut in_flight_recorded: BTreeMap<(TaskId, CheckpointId), u64> = BTreeMap::new();
+    // Each restore of a known snapshot: when, the task, the checkpoint, the in-flight records
+    // recorded and those restored.
+    let mut restores: Vec<(Tick, TaskId, CheckpointId, u64, u64)> = Vec::new();
+    let mut latest_restore: BTreeMap<TaskId, usize> = BTreeMap::new();
     for entry in trace {
         let at = entry.at;
         let event = match &entry.event {
@@ -634,6 +729,26 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
             } => {
                 snapshots.insert((*task, *checkpoint), state);
             }
+            EngineEvent::InFlightRecorded {
+                task,
+                checkpoint,
+                records,
+                ..
+            } => {
+                in_flight_recorded.insert((*task, *checkpoint), *records);
+            }
+            EngineEvent::InFlightRestored {
+                task,
+                checkpoint,
+                records,
+            } => {
+                if let Some(&index) = latest_restore.get(task) {
+                    let restore = &mut restores[index];
+                    if restore.2 == *checkpoint {
+                        restore.4 += records;
+                    }
+                }
+            }
             EngineEvent::Restored {
                 task,
                 checkpoint,
@@ -641,6 +756,9 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
             } => {
                 // Restores from a path read snapshots of another run: nothing to compare.
                 if let Some(snapshotted) = snapshots.get(&(*task, *checkpoint)) {
+                    let recorded = in_flight_recorded.get(&(*task, *checkpoint));
+                    latest_restore.insert(*task, restores.len());
+                    restores.push((at, *task, *checkpoint, *recorded.unwrap_or(&0), 0));
                     if *snapshotted != state {
                         flag(
                             &mut messages,
@@ -651,6 +769,15 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                 }
             }
             _ => {}
+        }
+    }
+    for (at, task, checkpoint, recorded, restored) in restores {
+        if recorded != restored {
+            flag(
+                &mut messages,
+                at,
+                format!("{task} restored {restored} in-flight records of {checkpoint}, its snapshot recorded {recorded}"),
+            );
         }
     }
     summarize(Property::Recovery, messages, first_at)
@@ -900,8 +1027,10 @@ pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
                     .entry((*attempt, *task, *channel))
                     .or_insert(CheckpointId(0));
                 let upstream = handled.get(&(*attempt, *from));
+                // Barriers that overtake (unaligned) may pass an older marker on the channel.
                 let skipped = upstream
                     .into_iter()
+                    .filter(|_| *checkpoint > last.next())
                     .flat_map(|h| h.range(last.next()..*checkpoint))
                     .next();
                 if let Some((missing, (how, when))) = skipped {

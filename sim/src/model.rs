@@ -153,6 +153,21 @@ impl ReferenceModel {
         }
     }
 
+    /// Whether records at `operator`'s input reach `target`: it is `target` or upstream of it.
+    pub fn feeds(&self, operator: OperatorId, target: OperatorId) -> bool {
+        let mut frontier = vec![target];
+        let mut visited = BTreeSet::new();
+        while let Some(current) = frontier.pop() {
+            if current == operator {
+                return true;
+            }
+            if visited.insert(current) {
+                frontier.extend(self.incoming(current).iter().map(|edge| edge.source));
+            }
+        }
+        false
+    }
+
     /// The name of `operator`.
     pub fn operator_name(&self, operator: OperatorId) -> &str {
         &self.graph.operators[operator.0 as usize].name

@@ -6,7 +6,9 @@
 //! - `SNAPSIM_CASES`: how many cases (default 16);
 //! - `SNAPSIM_SEED`: the base seed of proptest's generator (default 0);
 //! - `SNAPSIM_BUG`: seeded bugs to switch on, comma-separated names (see `snapsim list`);
-//! - `SNAPSIM_EPISODES_MAX`: the most fault episodes per case (default 6).
+//! - `SNAPSIM_EPISODES_MAX`: the most fault episodes per case (default 6);
+//! - `SNAPSIM_ALGORITHM`: a snapshot algorithm for every case (see `snapsim list`; default:
+//!   the drawn mode's barrier handling). The channel-state algorithms have a test of their own.
 
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -15,7 +17,7 @@ use snapsim_core::bugs::SeededBug;
 use snapsim_scenarios::generated::{self, Case};
 use snapsim_scenarios::replay::{CaseFile, Replayable};
 use snapsim_scenarios::BUILD_COMMIT;
-use snapsim_scenarios::{run_case, Verdict};
+use snapsim_scenarios::{run_case, Algorithm, Verdict};
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ struct Knobs {
     seed: u64,
     bugs: BTreeSet<SeededBug>,
     episodes_max: usize,
+    algorithm: Option<Algorithm>,
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -47,6 +50,9 @@ impl Knobs {
             seed: env_number("SNAPSIM_SEED", 0),
             bugs,
             episodes_max: env_number("SNAPSIM_EPISODES_MAX", 6) as usize,
+            algorithm: std::env::var("SNAPSIM_ALGORITHM").ok().map(|name| {
+                Algorithm::named(&name).unwrap_or_else(|e| panic!("SNAPSIM_ALGORITHM: {e}"))
+            }),
         }
     }
 }
@@ -67,13 +73,15 @@ pub struct Found {
     pub cases_to_find: u32,
 }
 
-/// Runs `cases` generated cases from base `seed` with `bugs` on; shrinks the first failure.
-/// Returns the number of cases run when all passed.
+/// Runs `cases` generated cases from base `seed` with `bugs` on (and every job with
+/// `algorithm`, if given); shrinks the first failure. Returns the number of cases run when all
+/// passed.
 pub fn fuzz(
     cases: u32,
     seed: u64,
     bugs: &BTreeSet<SeededBug>,
     episodes_max: usize,
+    algorithm: Option<Algorithm>,
     shrink_iters: u32,
 ) -> Result<u32, Box<Found>> {
     // Regressions found once are tried first forever after (committed with the tests); a
@@ -91,7 +99,8 @@ pub fn fuzz(
     let mut runner = TestRunner::new_with_rng(config, rng);
     let ran = Cell::new(0u32);
     let first_failure = Cell::new(None::<u32>);
-    let result = runner.run(&generated::case(episodes_max), |case: Case| {
+    let strategy = generated::case_with(episodes_max, algorithm);
+    let result = runner.run(&strategy, |case: Case| {
         if first_failure.get().is_none() {
             ran.set(ran.get() + 1);
         }
@@ -134,17 +143,38 @@ pub fn fuzz(
 #[test]
 fn generated_cases_keep_every_property() {
     let knobs = Knobs::from_env();
+    fuzz_and_report(&knobs, knobs.algorithm);
+}
+
+/// Why: the snapshot algorithms that record channel state (unaligned, unaligned with the
+/// aligned-checkpoint timeout, Chandy-Lamport) keep every property under the same fuzzed
+/// faults, with and without back-pressure at the keyed operator; the consistent-cut check
+/// counts their in-flight records (conservation).
+#[test]
+fn channel_state_algorithms_keep_every_property() {
+    let knobs = Knobs::from_env();
+    for algorithm in Algorithm::ALL
+        .into_iter()
+        .filter(|a| a.records_channel_state())
+    {
+        fuzz_and_report(&knobs, Some(algorithm));
+    }
+}
+
+fn fuzz_and_report(knobs: &Knobs, algorithm: Option<Algorithm>) {
+    let name = algorithm.map_or("the drawn mode", Algorithm::name);
     match fuzz(
         knobs.cases,
         knobs.seed,
         &knobs.bugs,
         knobs.episodes_max,
+        algorithm,
         SHRINK_ITERS,
     ) {
         // The committed regressions run first, then the new cases.
         Ok(ran) => assert!(ran >= knobs.cases, "every case ran: {ran}"),
         Err(found) => panic!(
-            "a generated case failed after {} cases (base seed {}), shrunk to {} fault episodes:\n  {}\nreplay: cargo run --release -- replay {}",
+            "a generated case ({name}) failed after {} cases (base seed {}), shrunk to {} fault episodes:\n  {}\nreplay: cargo run --release -- replay {}",
             found.cases_to_find,
             knobs.seed,
             found.case.episodes.len(),

@@ -31,6 +31,8 @@ fn small_case(records: u64, episodes: Vec<Episode>) -> Case {
             incremental: false,
             retained: 1,
             tolerable_failed: 0,
+            algorithm: None,
+            keyed_throughput: None,
         },
         episodes,
         seed: 1,
