@@ -4,6 +4,7 @@
 
 use snapsim_core::codec::{self, Kind};
 use snapsim_core::messages::Address;
+use snapsim_core::task::InFlight;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_sim::faults::Fault;
 use snapsim_sim::trace::{TraceEntry, TraceEvent};
@@ -40,6 +41,11 @@ pub struct CheckpointSpan {
     pub snapshots: u32,
     /// The encoded size of the snapshots taken for it (whole state, as a full snapshot stores).
     pub state_bytes: u64,
+    /// In-flight records persisted with its snapshots as channel state (unaligned,
+    /// Chandy-Lamport).
+    pub in_flight_records: u64,
+    /// What that channel state adds to the snapshots' encoded size.
+    pub in_flight_bytes: u64,
 }
 
 impl CheckpointSpan {
@@ -149,6 +155,8 @@ impl Timeline {
                             alignment_max: None,
                             snapshots: 0,
                             state_bytes: 0,
+                            in_flight_records: 0,
+                            in_flight_bytes: 0,
                         });
                     }
                     EngineEvent::CheckpointTriggered { checkpoint }
@@ -181,6 +189,17 @@ impl Timeline {
                         first_barrier
                             .entry((*task, *attempt, *checkpoint))
                             .or_insert(at);
+                    }
+                    EngineEvent::InFlightRecorded {
+                        checkpoint,
+                        records,
+                        in_flight,
+                        ..
+                    } => {
+                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
+                            span.in_flight_records += records;
+                            span.in_flight_bytes += channel_state_bytes(in_flight);
+                        }
                     }
                     EngineEvent::SnapshotTaken {
                         task,
@@ -302,4 +321,10 @@ fn fault_label(fault: &Fault) -> Option<String> {
             ..
         } => format!("crash {node} on write {path_contains}"),
     })
+}
+
+/// What channel state adds to a snapshot's encoded size.
+fn channel_state_bytes(in_flight: &[InFlight]) -> u64 {
+    let encoded = |in_flight: &[InFlight]| codec::encode(Kind::TaskSnapshot, &in_flight).len();
+    (encoded(in_flight) - encoded(&[])) as u64
 }

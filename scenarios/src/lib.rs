@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
-use snapsim_core::ids::{EventTime, Key, Tick};
+use snapsim_core::ids::{EventTime, Key, Offset, PartitionId, TaskId, Tick};
 use snapsim_core::job::{
     AggregateFn, ExecutionPlan, InputSide, JobError, JobGraph, OperatorKind, Partitioning,
     SourceLog,
 };
+use snapsim_core::operator::OperatorState;
 use snapsim_core::record::SourceRecord;
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
@@ -33,7 +34,7 @@ use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAUL
 use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::rng::{SimRng, Stream};
 use snapsim_sim::trace::{TraceEntry, TraceEvent};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -160,6 +161,20 @@ pub struct Stats {
     /// The recovery time of each failover after which the job ran again (ms).
     #[serde(default)]
     pub recovery_ms: Vec<u64>,
+    /// Each completed checkpoint's longest barrier alignment at a task (ms).
+    #[serde(default)]
+    pub alignment_ms: Vec<u64>,
+    /// Each completed checkpoint's operator state, encoded (bytes).
+    #[serde(default)]
+    pub state_bytes: Vec<u64>,
+    /// Each completed checkpoint's channel state: in-flight records persisted, encoded (bytes).
+    #[serde(default)]
+    pub in_flight_bytes: Vec<u64>,
+    /// Records replayed after failovers: in-flight records restored from channel state, plus
+    /// source records read again from the restored offsets up to the furthest offsets the
+    /// failed attempt snapshotted (a lower bound of what it had read).
+    #[serde(default)]
+    pub replayed_records: u64,
 }
 
 /// The outcome of one run of a scenario.
@@ -646,14 +661,56 @@ fn stats(result: &RunResult) -> Stats {
         }
     }
     let timeline = Timeline::from_trace(&result.trace);
-    stats.checkpoint_ms = (timeline.checkpoints.iter())
-        .filter(|span| !span.savepoint)
-        .filter_map(|span| span.duration())
-        .collect();
+    let completed = || {
+        (timeline.checkpoints.iter()).filter(|span| !span.savepoint && span.duration().is_some())
+    };
+    stats.checkpoint_ms = completed().filter_map(|span| span.duration()).collect();
+    stats.alignment_ms = completed().map(|s| s.alignment_max.unwrap_or(0)).collect();
+    stats.state_bytes = completed().map(|span| span.state_bytes).collect();
+    stats.in_flight_bytes = completed().map(|span| span.in_flight_bytes).collect();
+    stats.replayed_records = replayed_records(&result.trace);
     stats.recovery_ms = (timeline.recoveries.iter())
         .filter_map(|r| r.duration())
         .collect();
     stats
+}
+
+/// Records replayed after failovers (see [`Stats::replayed_records`]).
+fn replayed_records(trace: &[TraceEntry]) -> u64 {
+    // The furthest offset each source partition snapshotted since the last restore of it.
+    let mut furthest: BTreeMap<(TaskId, PartitionId), Offset> = BTreeMap::new();
+    let mut replayed = 0;
+    for entry in trace {
+        let TraceEvent::Engine(event) = &entry.event else {
+            continue;
+        };
+        match event {
+            EngineEvent::SnapshotTaken {
+                task,
+                state: OperatorState::Source { offsets },
+                ..
+            } => {
+                for (partition, offset) in offsets {
+                    let seen = furthest.entry((*task, *partition)).or_insert(*offset);
+                    *seen = (*seen).max(*offset);
+                }
+            }
+            EngineEvent::Restored {
+                task,
+                state: OperatorState::Source { offsets },
+                ..
+            } => {
+                for (partition, offset) in offsets {
+                    if let Some(seen) = furthest.insert((*task, *partition), *offset) {
+                        replayed += seen.0.saturating_sub(offset.0);
+                    }
+                }
+            }
+            EngineEvent::InFlightRestored { records, .. } => replayed += records,
+            _ => {}
+        }
+    }
+    replayed
 }
 
 fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<SourceLog> {
