@@ -60,8 +60,11 @@ impl BarrierActions {
 
 /// The contract between a task and its snapshot algorithm.
 ///
-/// The task calls the handler for every barrier and marker in channel order and never delivers
-/// an event from a channel for which [`is_blocked`](BarrierHandler::is_blocked) is true.
+/// The task calls the handler for every barrier and marker in channel order and never takes an
+/// event from the queue of a channel for which [`is_blocked`](BarrierHandler::is_blocked) is
+/// true. The exception: a barrier or marker the handler says [`overtakes`](BarrierHandler::overtakes)
+/// is handled as it arrives, ahead of the records queued on its channel (never ahead of an
+/// older barrier or marker).
 pub trait BarrierHandler: fmt::Debug + Send {
     /// A barrier arrived on `channel` at `now`.
     fn on_barrier(
@@ -343,8 +346,10 @@ impl BarrierHandler for BarrierTracker {
 ///   and switches to unaligned once it has aligned for that long; channels blocked by then stay
 ///   blocked (FLINK-22638). Savepoints are always aligned (§F.36).
 /// - classic Chandy-Lamport (reference §3.1): markers stay in channel order; the task snapshots
-///   on the first marker it processes, blocks nothing, and records what each other channel
-///   delivers until its marker.
+///   on the first marker it processes, blocks no channel for it, and records what each other
+///   channel delivers until its marker.
+///
+/// Under both, savepoints are aligned.
 ///
 /// Both handle one checkpoint at a time: a newer barrier aborts the pending one (§D.26). Nothing
 /// overtakes on a channel whose end of data arrived, and a checkpoint whose first barrier came

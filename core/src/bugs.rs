@@ -55,8 +55,8 @@ pub enum SeededBug {
     /// An abort notice's latest completed checkpoint is ignored, so a lost completion
     /// notification is never made up for (FLINK-21080).
     LostNotificationNotCompensated,
-    /// Unaligned (and Chandy-Lamport) snapshots leave out the in-flight records: the barrier
-    /// overtakes them, but they are not persisted as channel state.
+    /// Unaligned and Chandy-Lamport snapshots leave out their channel state: the in-flight
+    /// records are not persisted.
     InFlightNotPersisted,
 }
 
@@ -142,7 +142,7 @@ impl SeededBug {
                 "a lost completion notification is never made up for (FLINK-21080)"
             }
             SeededBug::InFlightNotPersisted => {
-                "unaligned snapshots do not persist the in-flight records their barrier overtook"
+                "unaligned and Chandy-Lamport snapshots do not persist their channel state (in-flight records)"
             }
         }
     }

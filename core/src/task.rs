@@ -128,9 +128,9 @@ pub struct TaskSnapshot {
     /// The incremental backend's runs the keyed state consists of, oldest first.
     #[serde(default)]
     pub shared: Vec<StateHandle>,
-    /// Channel state: the in-flight input records, per channel, that the snapshot's barrier
-    /// overtook (unaligned) or that arrived after the snapshot and before the channel's
-    /// barrier (Chandy-Lamport). Empty for aligned and at-least-once snapshots.
+    /// Channel state: the in-flight input records, per channel: those the snapshot's barrier
+    /// overtook (unaligned) and those that arrived after the snapshot and before the channel's
+    /// barrier (unaligned and Chandy-Lamport). Empty for aligned and at-least-once snapshots.
     #[serde(default)]
     pub in_flight: Vec<InFlight>,
 }
@@ -541,7 +541,10 @@ impl Task {
                     )
                 });
             if priority {
-                self.process(channel, event, out);
+                match event {
+                    StreamEvent::Barrier(barrier) => self.on_barrier(channel, barrier, true, out),
+                    marker => self.process(channel, marker, out),
+                }
                 continue;
             }
             if event == StreamEvent::EndOfData {
@@ -857,7 +860,7 @@ impl Task {
                 input.watermark = input.watermark.max(watermark);
                 self.advance_watermark(out);
             }
-            StreamEvent::Barrier(barrier) => self.on_barrier(channel, barrier, out),
+            StreamEvent::Barrier(barrier) => self.on_barrier(channel, barrier, false, out),
             StreamEvent::CancelMarker(checkpoint) => {
                 let trace = EngineEvent::CancelMarkerReceived {
                     task: self.spec.id,
@@ -880,10 +883,13 @@ impl Task {
         }
     }
 
+    /// A barrier on `channel`: handled as it arrived (`overtook`, ahead of the channel's
+    /// queue) or in channel order.
     fn on_barrier(
         &mut self,
         channel: ChannelIndex,
         barrier: CheckpointBarrier,
+        overtook: bool,
         out: &mut Vec<TaskEffect>,
     ) {
         let trace = EngineEvent::BarrierReceived {
@@ -895,7 +901,11 @@ impl Task {
         };
         out.push(TaskEffect::Trace(trace));
         let now = self.now;
-        let actions = self.handler_mut().on_barrier(channel, barrier, now);
+        let mut actions = self.handler_mut().on_barrier(channel, barrier, now);
+        if let (Some(capture), false) = (actions.channel_state.as_mut(), overtook) {
+            // Taken from the queue in order: what is still queued on its channel came after it.
+            capture.queued.retain(|&queued| queued != channel);
+        }
         self.apply(actions, out);
     }
 
@@ -949,7 +959,7 @@ impl Task {
             recording.open
         );
         if self.spec.has_bug(SeededBug::InFlightNotPersisted) {
-            recording.in_flight.clear(); // Seeded bug: the overtaken records are lost.
+            recording.in_flight.clear(); // Seeded bug: the channel state is lost.
         }
         let in_flight: Vec<InFlight> = recording.in_flight.into_iter().collect();
         let records = in_flight.iter().map(|(_, r)| r.len() as u64).sum();
@@ -995,14 +1005,20 @@ impl Task {
         for &channel in &capture.queued {
             let was_open = recording.open.contains(&channel);
             recording.open.insert(channel);
+            let mut behind_control = false;
             for event in &self.inputs[channel.index()].queue {
                 recording.observe(channel, event);
                 if !recording.open.contains(&channel) {
-                    if let StreamEvent::Barrier(barrier) = event {
+                    // Pulled forward only if no older barrier or marker is queued before it.
+                    if let (StreamEvent::Barrier(barrier), false) = (event, behind_control) {
                         overtaking.push((channel, *barrier));
                     }
                     break;
                 }
+                behind_control |= matches!(
+                    event,
+                    StreamEvent::Barrier(_) | StreamEvent::CancelMarker(_)
+                );
             }
             if !was_open {
                 recording.open.remove(&channel); // Its barrier arrived already.
@@ -1020,7 +1036,7 @@ impl Task {
                 .position(|e| *e == StreamEvent::Barrier(barrier))
                 .expect("seen above");
             queue.remove(position);
-            self.on_barrier(channel, barrier, out);
+            self.on_barrier(channel, barrier, true, out);
         }
     }
 

@@ -707,6 +707,11 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
                 }
             }
             EngineEvent::InFlightRestored { records, .. } => replayed += records,
+            // Started over without a checkpoint: everything read so far is read again.
+            EngineEvent::Deployed { restored: None, .. } => {
+                replayed += furthest.values().map(|offset| offset.0).sum::<u64>();
+                furthest.clear();
+            }
             _ => {}
         }
     }

@@ -1027,7 +1027,8 @@ pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
                     .entry((*attempt, *task, *channel))
                     .or_insert(CheckpointId(0));
                 let upstream = handled.get(&(*attempt, *from));
-                // Barriers that overtake (unaligned) may pass an older marker on the channel.
+                // A task may forward barrier n and then abort n (subsumed, or by a marker), so
+                // a marker of n can follow n's barrier; nothing is missing then.
                 let skipped = upstream
                     .into_iter()
                     .filter(|_| *checkpoint > last.next())
