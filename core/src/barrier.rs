@@ -544,7 +544,10 @@ impl BarrierHandler for ChannelStateHandler {
             Some(pending) if pending.barrier.id == barrier.id => pending.aligning.is_none(),
             // A new checkpoint overtakes when it starts unaligned; older barriers are ignored
             // whenever they come.
-            _ => barrier.id > self.current && !barrier.savepoint && self.aligned_timeout_ticks == 0,
+            _ => {
+                barrier.id > self.current
+                    && self.starts_aligned(channel, *barrier, Tick(0)).is_none()
+            }
         }
     }
 

@@ -918,16 +918,14 @@ impl Task {
     fn apply(&mut self, actions: BarrierActions, out: &mut Vec<TaskEffect>) {
         for (checkpoint, reason) in actions.aborted {
             self.abort_local(checkpoint);
-            self.decline(checkpoint, reason, out);
-            self.cancel_downstream(checkpoint, out);
+            self.decline_and_cancel(checkpoint, reason, out);
         }
         if let Some(barrier) = actions.triggered {
             if self.inputs.iter().any(|input| input.restored > 0) {
                 // Restored in-flight records come first; no snapshot before (FLINK-20654).
                 self.last_checkpoint = self.last_checkpoint.max(barrier.id);
                 let reason = CheckpointFailureReason::DeclinedTaskNotReady;
-                self.decline(barrier.id, reason, out);
-                self.cancel_downstream(barrier.id, out);
+                self.decline_and_cancel(barrier.id, reason, out);
             } else {
                 self.perform_checkpoint(barrier, actions.channel_state, out);
             }
@@ -935,6 +933,17 @@ impl Task {
         if let Some(checkpoint) = actions.channel_state_complete {
             self.store_recording(checkpoint, out);
         }
+    }
+
+    /// Declines `checkpoint` and tells downstream not to wait for its barrier.
+    fn decline_and_cancel(
+        &mut self,
+        checkpoint: CheckpointId,
+        reason: CheckpointFailureReason,
+        out: &mut Vec<TaskEffect>,
+    ) {
+        self.decline(checkpoint, reason, out);
+        self.cancel_downstream(checkpoint, out);
     }
 
     /// Forgets what this task holds of `checkpoint`, which it aborts.
