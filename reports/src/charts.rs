@@ -351,6 +351,94 @@ pub fn histogram_svg(title: &str, values: &[u64]) -> String {
     svg
 }
 
+/// The colours of the series of a grouped bar chart, in series order (then repeated).
+const SERIES_COLORS: [RGBColor; 7] = [BLUE, ORANGE, GREEN, RED, PURPLE, GREY, DARK];
+
+/// A bar chart of one figure: a group of bars per label of `groups` (x axis), one bar per
+/// series in each, coloured by series with a legend. `series` holds (name, one value per group;
+/// `None` leaves a gap).
+pub fn grouped_bars_svg(
+    title: &str,
+    unit: &str,
+    groups: &[String],
+    series: &[(String, Vec<Option<u64>>)],
+) -> String {
+    assert!(
+        series.iter().all(|(_, values)| values.len() == groups.len()),
+        "one value per group in every series"
+    );
+    // Each group takes a slot per series and one empty slot between groups.
+    let slots_per_group = series.len() as u32 + 1;
+    let slots = (groups.len() as u32 * slots_per_group).max(1);
+    let highest = series
+        .iter()
+        .flat_map(|(_, values)| values.iter().flatten().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 360)).into_drawing_area();
+        root.fill(&WHITE).expect("drawing into a string");
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption(title, (FONT, 16))
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0u32..slots).into_segmented(), 0u64..highest + highest / 8 + 1)
+            .expect("a valid chart");
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(slots as usize)
+            .x_label_formatter(&|value| match value {
+                SegmentValue::CenterOf(slot) if slot % slots_per_group == series.len() as u32 / 2 => {
+                    groups
+                        .get((slot / slots_per_group) as usize)
+                        .cloned()
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            })
+            .y_desc(unit)
+            .y_labels(8)
+            .light_line_style(WHITE.mix(0.0))
+            .label_style((FONT, 12))
+            .draw()
+            .expect("drawing into a string");
+        for (index, (name, values)) in series.iter().enumerate() {
+            let color = SERIES_COLORS[index % SERIES_COLORS.len()];
+            let bars = values.iter().enumerate().filter_map(|(group, value)| {
+                let slot = group as u32 * slots_per_group + index as u32;
+                let mut rect = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(slot), 0),
+                        (SegmentValue::Exact(slot + 1), (*value)?),
+                    ],
+                    color.filled(),
+                );
+                rect.set_margin(0, 0, 1, 1);
+                Some(rect)
+            });
+            chart
+                .draw_series(bars)
+                .expect("drawing into a string")
+                .label(name.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(GREY)
+            .label_font((FONT, 12))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .expect("drawing into a string");
+        root.present().expect("drawing into a string");
+    }
+    svg
+}
+
 /// The smallest of 1, 2, 5, 10, 20, 50, … at least `width`.
 fn round_bucket_width(width: u64) -> u64 {
     let mut round = 1;

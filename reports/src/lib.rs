@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod campaign;
 pub mod charts;
 pub mod run;
 pub mod sweep;

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
-use snapsim_core::ids::{EventTime, Key, Offset, PartitionId, TaskId, Tick};
+use snapsim_core::ids::{EventTime, Key, Offset, OperatorId, PartitionId, TaskId, Tick};
 use snapsim_core::job::{
-    AggregateFn, ExecutionPlan, InputSide, JobError, JobGraph, OperatorKind, Partitioning,
+    AggregateFn, ExecutionPlan, InputSide, JobError, JobGraph, MapFn, OperatorKind, Partitioning,
     SourceLog,
 };
 use snapsim_core::operator::OperatorState;
@@ -95,6 +95,24 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
             faults: "tm-crash",
             job: co_window,
+        },
+        Scenario {
+            name: "back-pressure",
+            description: "the keyed-sum job with a slow sink (3 records per tick and subtask against about 4 arriving): its input queues grow, aligned barriers wait behind them",
+            faults: "tm-crash",
+            job: back_pressure,
+        },
+        Scenario {
+            name: "hot-key",
+            description: "key skew: the keyed-sum job with half the records on one key and a slow sum (3 per tick and subtask): the hot key's subtask falls behind, the other does not",
+            faults: "tm-crash",
+            job: hot_key,
+        },
+        Scenario {
+            name: "map-only",
+            description: "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
+            faults: "tm-crash",
+            job: map_only,
         },
     ]
 }
@@ -515,7 +533,7 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
                         &model,
                         &result.trace,
                     ));
-                    violations.extend(check::final_state(&actual, &expected));
+                    violations.extend(check::final_state(&actual, &expected, &model));
                 }
                 CheckpointingMode::AtLeastOnce => {
                     let (found, counted) = check::at_least_once(&actual, &expected);
@@ -719,6 +737,17 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
 }
 
 fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<SourceLog> {
+    skewed_log(rng, partitions, (records, keys), 0)
+}
+
+/// A log in which `hot_percent` % of the records (drawn) have key 0, the hot key. With no hot
+/// key it draws exactly what it drew before skew existed, so older scenarios keep their input.
+fn skewed_log(
+    rng: &mut SimRng,
+    partitions: u16,
+    (records, keys): (u64, u64),
+    hot_percent: u64,
+) -> Arc<SourceLog> {
     let per_partition = records / u64::from(partitions);
     let partitions = (0..partitions)
         .map(|_| {
@@ -727,8 +756,9 @@ fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<Source
                 .map(|_| {
                     event_time += rng.between(0, 3);
                     let value = rng.between(1, 100) as i64;
+                    let hot = hot_percent > 0 && rng.below(100) < hot_percent;
                     SourceRecord {
-                        key: Key(rng.below(keys)),
+                        key: Key(if hot { 0 } else { rng.below(keys) }),
                         value,
                         event_time: EventTime(event_time),
                     }
@@ -782,11 +812,17 @@ fn keyed_aggregation(
     (records, keys): (u64, u64),
     parallelism: u16,
 ) -> JobGraph {
+    keyed_aggregation_of(name, log(rng, 4, records, keys), parallelism)
+}
+
+/// The keyed aggregation job over `log`; the operators are `source`, `sum` and `sink`
+/// (ids 0, 1 and 2).
+fn keyed_aggregation_of(name: &str, log: Arc<SourceLog>, parallelism: u16) -> JobGraph {
     let mut job = JobGraph::new(name);
     let source = job.add(
         "source",
         OperatorKind::Source {
-            log: log(rng, 4, records, keys),
+            log,
             records_per_tick: 4,
         },
         2,
@@ -797,6 +833,7 @@ fn keyed_aggregation(
         parallelism,
     );
     let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, parallelism);
+    assert_eq!((sum, sink), (SUM, SINK), "the ids the scenarios throttle");
     job.connect(source, sum, Partitioning::KeyBy);
     job.connect(sum, sink, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(50);
@@ -867,6 +904,59 @@ fn co_window(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     job.checkpoint.directory = Some(CHECKPOINT_DIRECTORY.to_string());
     job.restart = SCENARIO_RESTART;
     (job, cluster(&mut draws.timing, 3, 40))
+}
+
+/// The operator ids of [`keyed_aggregation_of`]'s job.
+const SUM: OperatorId = OperatorId(1);
+const SINK: OperatorId = OperatorId(2);
+
+/// Records per tick and subtask of the slow operator in the back-pressure and hot-key
+/// scenarios: 2 sources emit 4 per tick each, so 2 subtasks downstream get about 4 per tick
+/// each, one more than they handle.
+const SLOW_THROUGHPUT: u32 = 3;
+
+fn back_pressure(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    back_pressure_at(draws, Some(SLOW_THROUGHPUT))
+}
+
+/// The keyed-sum job on files (its own name) with the sink limited to `sink_throughput`
+/// records per tick and subtask, if any.
+pub(crate) fn back_pressure_at(
+    draws: &mut Draws,
+    sink_throughput: Option<u32>,
+) -> (JobGraph, ClusterConfig) {
+    let log = log(&mut draws.workload, 4, 4_000, 64);
+    let mut job = on_files(keyed_aggregation_of("back-pressure", log, 2));
+    if let Some(throughput) = sink_throughput {
+        job.throttle(SINK, throughput);
+    }
+    (job, cluster(&mut draws.timing, 2, 50))
+}
+
+fn hot_key(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let log = skewed_log(&mut draws.workload, 4, (4_000, 64), 50);
+    let mut job = on_files(keyed_aggregation_of("hot-key", log, 2));
+    job.throttle(SUM, SLOW_THROUGHPUT);
+    (job, cluster(&mut draws.timing, 2, 50))
+}
+
+fn map_only(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let mut job = JobGraph::new("map-only");
+    let source = job.add(
+        "source",
+        OperatorKind::Source {
+            log: log(&mut draws.workload, 2, 4_000, 64),
+            records_per_tick: 4,
+        },
+        2,
+    );
+    let map = job.add("map", OperatorKind::Map(MapFn::MultiplyBy(3)), 2);
+    let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 2);
+    job.connect(source, map, Partitioning::Forward);
+    job.connect(map, sink, Partitioning::Forward);
+    job.checkpoint.interval_ticks = Some(50);
+    job.restart = SCENARIO_RESTART;
+    (on_files(job), cluster(&mut draws.timing, 2, 50))
 }
 
 fn keyed_sum_for_swarm(draws: &mut Draws) -> (JobGraph, ClusterConfig) {

@@ -153,6 +153,27 @@ impl ReferenceModel {
         }
     }
 
+    /// Whether `sink` has a final value per key: its records come from a keyed aggregate (or
+    /// co-sum) through maps on forward edges, whose last value per key does not depend on how
+    /// inputs interleave. (A sink behind stateless operators only, say, has none: its last
+    /// record of a key is whichever came last.)
+    pub fn has_final_values(&self, sink: OperatorId) -> bool {
+        let mut operator = sink;
+        loop {
+            let [edge] = self.incoming(operator)[..] else {
+                return false;
+            };
+            if edge.partitioning != Partitioning::Forward {
+                return false;
+            }
+            match self.graph.operators[edge.source.0 as usize].kind {
+                OperatorKind::Map(_) => operator = edge.source,
+                OperatorKind::KeyedAggregate(_) | OperatorKind::KeyedCoSum => return true,
+                _ => return false,
+            }
+        }
+    }
+
     /// Whether records at `operator`'s input reach `target`: it is `target` or upstream of it.
     pub fn feeds(&self, operator: OperatorId, target: OperatorId) -> bool {
         let mut frontier = vec![target];

@@ -1,0 +1,641 @@
+//! The report of a research campaign: snapshot algorithms compared on the same scenarios,
+//! faults and seeds (tables of figures, as Markdown, CSV and HTML with bar charts), and the
+//! experiments of the literature with the expected result beside the measured one.
+
+use crate::charts::grouped_bars_svg;
+use crate::sweep::FailedRun;
+use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The runs of one algorithm on one scenario under one fault profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CellSummary {
+    /// The snapshot algorithm.
+    pub algorithm: String,
+    /// The scenario (or the experiment's job).
+    pub scenario: String,
+    /// The fault profile.
+    pub faults: String,
+    /// Runs (one per seed).
+    pub runs: u64,
+    /// Runs in which every property held.
+    pub passed: u64,
+    /// Runs that violated each property, by property name.
+    pub violations: BTreeMap<String, u64>,
+    /// Every completed checkpoint's duration, trigger to completion (ms).
+    pub checkpoint_ms: Vec<u64>,
+    /// Every completed checkpoint's longest barrier alignment at a task (ms).
+    pub alignment_ms: Vec<u64>,
+    /// Every completed checkpoint's operator state (bytes).
+    pub state_bytes: Vec<u64>,
+    /// Every completed checkpoint's channel state, in-flight records (bytes).
+    pub in_flight_bytes: Vec<u64>,
+    /// Each run's records replayed after its failovers.
+    pub replayed_records: Vec<u64>,
+    /// Every failover's recovery time (ms).
+    pub recovery_ms: Vec<u64>,
+    /// Effects committed more than once, all runs (at-least-once; 0 otherwise).
+    pub duplicates: u64,
+    /// The failing runs, in seed order.
+    pub failures: Vec<FailedRun>,
+}
+
+impl CellSummary {
+    /// Its label in charts: the scenario, with the fault profile unless `faults_alike`.
+    fn label(&self, faults_alike: bool) -> String {
+        if faults_alike {
+            self.scenario.clone()
+        } else {
+            format!("{} / {}", self.scenario, self.faults)
+        }
+    }
+}
+
+/// A table of cells: the algorithms side by side on scenarios and fault profiles.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CellTable {
+    /// Its heading.
+    pub title: String,
+    /// What it shows and how it was run, one paragraph.
+    pub about: String,
+    /// File-name stem of its charts and CSV (letters, digits and dashes).
+    pub slug: String,
+    /// The cells, grouped by scenario and faults, algorithms in order within each group.
+    pub cells: Vec<CellSummary>,
+}
+
+/// How a measured result compares with the literature's expectation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Agreement {
+    /// The expectation holds.
+    Agrees,
+    /// The engine differs from Flink here on purpose; why, and where it is documented.
+    DiffersAsDocumented(String),
+    /// Neither the expectation nor the engine's documented behaviour holds: a finding to
+    /// look into (the campaign fails).
+    Unexpected,
+}
+
+/// One experiment of the literature (reference §3.9), run and measured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Experiment {
+    /// What was run.
+    pub experiment: String,
+    /// The expected result, and where the expectation comes from.
+    pub expected: String,
+    /// What was measured.
+    pub measured: String,
+    /// How the two compare.
+    pub agreement: Agreement,
+}
+
+/// A campaign's report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CampaignReport {
+    /// Its title.
+    pub title: String,
+    /// The command that makes it again.
+    pub command: String,
+    /// The experiments of the literature (the paper preset), in order.
+    pub experiments: Vec<Experiment>,
+    /// The tables of cells.
+    pub tables: Vec<CellTable>,
+}
+
+/// The figures of a cell table, one column each after the cell's names.
+const HEADERS: [&str; 17] = [
+    "algorithm",
+    "scenario",
+    "faults",
+    "runs",
+    "failed",
+    "checkpoints",
+    "checkpoint ms p50",
+    "checkpoint ms p90",
+    "checkpoint ms p99",
+    "alignment ms p50",
+    "alignment ms p99",
+    "state bytes p50",
+    "channel-state bytes p50",
+    "channel-state bytes p99",
+    "replayed records per run p50",
+    "recovery ms p50",
+    "recovery ms p99",
+];
+
+/// A figure of a chart: its title, unit and value per cell.
+struct Figure {
+    title: &'static str,
+    unit: &'static str,
+    stem: &'static str,
+    value: fn(&CellSummary) -> Option<u64>,
+}
+
+const FIGURES: [Figure; 5] = [
+    Figure {
+        title: "Checkpoint duration p90, trigger to completion",
+        unit: "ms",
+        stem: "checkpoint-p90",
+        value: |c| percentile(&mut c.checkpoint_ms.clone(), 90),
+    },
+    Figure {
+        title: "Longest barrier alignment per checkpoint, p99",
+        unit: "ms",
+        stem: "alignment-p99",
+        value: |c| percentile(&mut c.alignment_ms.clone(), 99),
+    },
+    Figure {
+        title: "Channel state persisted per checkpoint, p50",
+        unit: "bytes",
+        stem: "channel-state-p50",
+        value: |c| percentile(&mut c.in_flight_bytes.clone(), 50),
+    },
+    Figure {
+        title: "Records replayed after recovery, per run, p50",
+        unit: "records",
+        stem: "replayed-p50",
+        value: |c| percentile(&mut c.replayed_records.clone(), 50),
+    },
+    Figure {
+        title: "Recovery time p50, failover to running again",
+        unit: "ms",
+        stem: "recovery-p50",
+        value: |c| percentile(&mut c.recovery_ms.clone(), 50),
+    },
+];
+
+impl CellTable {
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.cells
+            .iter()
+            .map(|c| {
+                let p = |values: &[u64], rank| or_dash(percentile(&mut values.to_vec(), rank));
+                vec![
+                    c.algorithm.clone(),
+                    c.scenario.clone(),
+                    c.faults.clone(),
+                    c.runs.to_string(),
+                    (c.runs - c.passed).to_string(),
+                    c.checkpoint_ms.len().to_string(),
+                    p(&c.checkpoint_ms, 50),
+                    p(&c.checkpoint_ms, 90),
+                    p(&c.checkpoint_ms, 99),
+                    p(&c.alignment_ms, 50),
+                    p(&c.alignment_ms, 99),
+                    p(&c.state_bytes, 50),
+                    p(&c.in_flight_bytes, 50),
+                    p(&c.in_flight_bytes, 99),
+                    p(&c.replayed_records, 50),
+                    p(&c.recovery_ms, 50),
+                    p(&c.recovery_ms, 99),
+                ]
+            })
+            .collect()
+    }
+
+    /// Runs violating each property, a row per cell that had a violation, a column per
+    /// property that occurred; `None` when every run passed.
+    fn by_property(&self) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+        let properties: BTreeSet<&String> =
+            self.cells.iter().flat_map(|c| c.violations.keys()).collect();
+        if properties.is_empty() {
+            return None;
+        }
+        let headers = ["algorithm", "scenario", "faults"]
+            .into_iter()
+            .map(String::from)
+            .chain(properties.iter().map(|p| p.to_string()))
+            .collect();
+        let rows = self
+            .cells
+            .iter()
+            .filter(|c| !c.violations.is_empty())
+            .map(|c| {
+                [c.algorithm.clone(), c.scenario.clone(), c.faults.clone()]
+                    .into_iter()
+                    .chain(
+                        properties
+                            .iter()
+                            .map(|p| c.violations.get(*p).copied().unwrap_or(0).to_string()),
+                    )
+                    .collect()
+            })
+            .collect();
+        Some((headers, rows))
+    }
+
+    /// One chart per figure: a group of bars per scenario (and faults), a bar per algorithm.
+    fn charts(&self) -> Vec<(String, String)> {
+        let faults_alike = self.cells.windows(2).all(|w| w[0].faults == w[1].faults);
+        let mut groups: Vec<String> = Vec::new();
+        let mut algorithms: Vec<String> = Vec::new();
+        for cell in &self.cells {
+            let label = cell.label(faults_alike);
+            if !groups.contains(&label) {
+                groups.push(label);
+            }
+            if !algorithms.contains(&cell.algorithm) {
+                algorithms.push(cell.algorithm.clone());
+            }
+        }
+        FIGURES
+            .iter()
+            .map(|figure| {
+                let series: Vec<(String, Vec<Option<u64>>)> = algorithms
+                    .iter()
+                    .map(|algorithm| {
+                        let values = groups
+                            .iter()
+                            .map(|group| {
+                                self.cells
+                                    .iter()
+                                    .find(|c| {
+                                        &c.algorithm == algorithm
+                                            && &c.label(faults_alike) == group
+                                    })
+                                    .and_then(figure.value)
+                            })
+                            .collect();
+                        (algorithm.clone(), values)
+                    })
+                    .collect();
+                let name = format!("{}-{}.svg", self.slug, figure.stem);
+                let svg = grouped_bars_svg(figure.title, figure.unit, &groups, &series);
+                (name, svg)
+            })
+            .collect()
+    }
+
+    /// The table as CSV: a header line, then a line per cell with every figure and the runs
+    /// violating each property (one column per property in `properties`).
+    fn csv(&self, properties: &[&str]) -> String {
+        let mut text = HEADERS
+            .iter()
+            .chain(["duplicates"].iter())
+            .map(|h| h.to_string())
+            .chain(properties.iter().map(|p| format!("violated {p}")))
+            .collect::<Vec<_>>()
+            .join(",");
+        text.push('\n');
+        for (cell, row) in self.cells.iter().zip(self.rows()) {
+            let figures = row
+                .into_iter()
+                .map(|value| if value == "–" { String::new() } else { value });
+            let violations = properties
+                .iter()
+                .map(|p| cell.violations.get(*p).copied().unwrap_or(0).to_string());
+            let line: Vec<String> = figures
+                .chain(std::iter::once(cell.duplicates.to_string()))
+                .chain(violations)
+                .collect();
+            out!(text, "{}", line.join(","));
+        }
+        text
+    }
+}
+
+impl Agreement {
+    fn label(&self) -> &'static str {
+        match self {
+            Agreement::Agrees => "agrees",
+            Agreement::DiffersAsDocumented(_) => "differs (documented)",
+            Agreement::Unexpected => "UNEXPECTED",
+        }
+    }
+}
+
+impl CampaignReport {
+    /// No run violated a property and no experiment gave an unexpected result.
+    pub fn passed(&self) -> bool {
+        let runs_passed = self
+            .tables
+            .iter()
+            .flat_map(|t| &t.cells)
+            .all(|c| c.passed == c.runs);
+        runs_passed
+            && self
+                .experiments
+                .iter()
+                .all(|e| e.agreement != Agreement::Unexpected)
+    }
+
+    /// The one-line verdict.
+    pub fn verdict(&self) -> String {
+        let cells = self.tables.iter().flat_map(|t| &t.cells);
+        let (runs, failed) = cells.fold((0, 0), |(runs, failed), c| {
+            (runs + c.runs, failed + c.runs - c.passed)
+        });
+        let mut verdict = if failed == 0 {
+            format!("PASSED: every property held in {runs} runs")
+        } else {
+            format!("FAILED: {failed} of {runs} runs violated a property")
+        };
+        if !self.experiments.is_empty() {
+            let count = |wanted: fn(&Agreement) -> bool| {
+                self.experiments
+                    .iter()
+                    .filter(|e| wanted(&e.agreement))
+                    .count()
+            };
+            verdict += &format!(
+                "; experiments: {} agree, {} differ as documented, {} unexpected",
+                count(|a| *a == Agreement::Agrees),
+                count(|a| matches!(a, Agreement::DiffersAsDocumented(_))),
+                count(|a| *a == Agreement::Unexpected),
+            );
+        }
+        verdict
+    }
+
+    fn experiment_rows(&self) -> Vec<Vec<String>> {
+        self.experiments
+            .iter()
+            .map(|e| {
+                vec![
+                    e.experiment.clone(),
+                    e.expected.clone(),
+                    e.measured.clone(),
+                    e.agreement.label().to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    fn differences(&self) -> Vec<(&str, &str)> {
+        self.experiments
+            .iter()
+            .filter_map(|e| match &e.agreement {
+                Agreement::DiffersAsDocumented(why) => Some((e.experiment.as_str(), why.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every property violated in some cell, in name order (the CSV's columns).
+    fn properties(&self) -> Vec<&str> {
+        let names: BTreeSet<&str> = self
+            .tables
+            .iter()
+            .flat_map(|t| &t.cells)
+            .flat_map(|c| c.violations.keys().map(String::as_str))
+            .collect();
+        names.into_iter().collect()
+    }
+
+    /// The Markdown report; it shows each table's charts from its directory.
+    pub fn markdown(&self) -> String {
+        let mut text = String::new();
+        let w = &mut text;
+        out!(w, "# {}\n\nVerdict: **{}**\n", self.title, self.verdict());
+        out!(w, "Made by `{}`.\n", self.command);
+        if !self.experiments.is_empty() {
+            out!(w, "## Experiments of the literature (reference §3.9)\n");
+            out!(
+                w,
+                "{}",
+                markdown_table(&EXPERIMENT_HEADERS, &self.experiment_rows())
+            );
+            for (experiment, why) in self.differences() {
+                out!(w, "- **{experiment}** differs: {why}");
+            }
+            out!(w);
+        }
+        for table in &self.tables {
+            out!(w, "## {}\n\n{}\n", table.title, table.about);
+            out!(w, "{}", markdown_table(&HEADERS, &table.rows()));
+            match table.by_property() {
+                Some((headers, rows)) => {
+                    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+                    out!(w, "\nRuns violating each property:\n");
+                    out!(w, "{}", markdown_table(&headers, &rows));
+                }
+                None => out!(w, "\nNo run violated a property."),
+            }
+            for cell in table.cells.iter().filter(|c| !c.failures.is_empty()) {
+                for f in &cell.failures {
+                    out!(
+                        w,
+                        "- {} / {} / {} seed {} — {}: {}\n  replay: `{}`",
+                        cell.algorithm,
+                        cell.scenario,
+                        cell.faults,
+                        f.seed,
+                        f.verdict,
+                        f.first_violation,
+                        f.replay
+                    );
+                }
+            }
+            out!(w);
+            for (name, _) in table.charts() {
+                out!(w, "![{name}]({name})");
+            }
+            out!(w);
+        }
+        text
+    }
+
+    /// The HTML report: one file, the charts inline.
+    pub fn html(&self) -> String {
+        let mut page = String::new();
+        let w = &mut page;
+        let status = if self.passed() { "passed" } else { "failed" };
+        out!(w, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}td:first-child{{text-align:left}}</style></head><body>", escape(&self.title), STYLE);
+        out!(
+            w,
+            "<h1>{}</h1><p class=\"verdict {status}\">Verdict: {}</p><p>Made by <code>{}</code>.</p>",
+            escape(&self.title),
+            escape(&self.verdict()),
+            escape(&self.command)
+        );
+        if !self.experiments.is_empty() {
+            out!(w, "<h2>Experiments of the literature (reference §3.9)</h2>");
+            out!(
+                w,
+                "<div class=\"facts\">{}</div>",
+                html_table(&EXPERIMENT_HEADERS, &self.experiment_rows())
+            );
+            out!(w, "<ul>");
+            for (experiment, why) in self.differences() {
+                out!(
+                    w,
+                    "<li><b>{}</b> differs: {}</li>",
+                    escape(experiment),
+                    escape(why)
+                );
+            }
+            out!(w, "</ul>");
+        }
+        for table in &self.tables {
+            out!(
+                w,
+                "<h2>{}</h2><p>{}</p>{}",
+                escape(&table.title),
+                escape(&table.about),
+                html_table(&HEADERS, &table.rows())
+            );
+            match table.by_property() {
+                Some((headers, rows)) => {
+                    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+                    out!(
+                        w,
+                        "<h3>Runs violating each property</h3>{}",
+                        html_table(&headers, &rows)
+                    );
+                }
+                None => out!(w, "<p>No run violated a property.</p>"),
+            }
+            let failures: Vec<String> = table
+                .cells
+                .iter()
+                .flat_map(|c| c.failures.iter().map(move |f| (c, f)))
+                .map(|(c, f)| {
+                    let link = f.report.as_ref().map_or(String::new(), |r| {
+                        format!(" — <a href=\"{}\">report</a>", escape(r))
+                    });
+                    format!(
+                        "<li>{} / {} / {} seed {} — {}: {}{link}<br><code>{}</code></li>",
+                        escape(&c.algorithm),
+                        escape(&c.scenario),
+                        escape(&c.faults),
+                        f.seed,
+                        escape(&f.verdict),
+                        escape(&f.first_violation),
+                        escape(&f.replay)
+                    )
+                })
+                .collect();
+            if !failures.is_empty() {
+                out!(w, "<ul>{}</ul>", failures.join(""));
+            }
+            let charts: String = table.charts().into_iter().map(|(_, svg)| svg).collect();
+            out!(w, "<div class=\"chart\">{charts}</div>");
+        }
+        out!(w, "</body></html>");
+        page
+    }
+
+    /// Writes `campaign.md`, `campaign.html`, `campaign.csv` (every table's cells, a column
+    /// saying which table) and each table's charts into `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(dir.join("campaign.md"), self.markdown())?;
+        std::fs::write(dir.join("campaign.html"), self.html())?;
+        let properties = self.properties();
+        let mut csv = String::new();
+        for (index, table) in self.tables.iter().enumerate() {
+            let lines = table.csv(&properties);
+            let mut lines = lines.lines();
+            let header = lines.next().expect("a header line");
+            if index == 0 {
+                out!(csv, "table,{header}");
+            }
+            for line in lines {
+                out!(csv, "{},{line}", table.slug);
+            }
+        }
+        std::fs::write(dir.join("campaign.csv"), csv)?;
+        if !self.experiments.is_empty() {
+            let mut experiments = String::from("experiment,expected,measured,agreement\n");
+            for row in self.experiment_rows() {
+                let quoted: Vec<String> = row
+                    .iter()
+                    .map(|cell| format!("\"{}\"", cell.replace('"', "\"\"")))
+                    .collect();
+                out!(experiments, "{}", quoted.join(","));
+            }
+            std::fs::write(dir.join("experiments.csv"), experiments)?;
+        }
+        for table in &self.tables {
+            for (name, svg) in table.charts() {
+                std::fs::write(dir.join(name), svg)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const EXPERIMENT_HEADERS: [&str; 4] = ["experiment", "expected (source)", "measured", "result"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(algorithm: &str, scenario: &str, checkpoint_ms: Vec<u64>) -> CellSummary {
+        CellSummary {
+            algorithm: algorithm.into(),
+            scenario: scenario.into(),
+            faults: "none".into(),
+            runs: 2,
+            passed: 2,
+            in_flight_bytes: vec![0, 100, 300],
+            checkpoint_ms,
+            ..CellSummary::default()
+        }
+    }
+
+    fn report() -> CampaignReport {
+        let mut failing = cell("unaligned", "back-pressure", vec![40, 60]);
+        failing.passed = 1;
+        failing.violations.insert("consistent-cut".into(), 1);
+        failing.failures.push(FailedRun {
+            seed: 7,
+            verdict: "Correctness".into(),
+            first_violation: "consistent-cut: sum[0] counts in-flight input twice".into(),
+            replay: "cargo run --release -- run --scenario back-pressure --seed 7".into(),
+            report: None,
+        });
+        CampaignReport {
+            title: "snapsim campaign".into(),
+            command: "snapsim campaign --seeds 0..2".into(),
+            experiments: vec![Experiment {
+                experiment: "timeout".into(),
+                expected: "switches".into(),
+                measured: "does not".into(),
+                agreement: Agreement::DiffersAsDocumented("the timer starts later".into()),
+            }],
+            tables: vec![CellTable {
+                title: "Matrix".into(),
+                about: "all of them".into(),
+                slug: "matrix".into(),
+                cells: vec![cell("aligned", "back-pressure", vec![100, 200, 300]), failing],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_violation_fails_the_campaign_and_is_tabled_by_property_with_its_replay_line() {
+        let report = report();
+        assert!(!report.passed());
+        assert!(report.verdict().starts_with("FAILED: 1 of 4 runs"));
+        let markdown = report.markdown();
+        assert!(markdown.contains("| unaligned | back-pressure | none | 1 |"));
+        assert!(markdown.contains("run --scenario back-pressure --seed 7"));
+        assert!(markdown.contains("**timeout** differs: the timer starts later"));
+        let csv = report.tables[0].csv(&report.properties());
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with("duplicates,violated consistent-cut"));
+        assert_eq!(lines.len(), 3);
+        // Percentiles of the aligned cell: p50 of [100, 200, 300] is 200, p99 is 300.
+        assert!(lines[1].starts_with("aligned,back-pressure,none,2,0,3,200,300,300,"));
+        assert!(lines[2].ends_with(",0,1"));
+    }
+
+    #[test]
+    fn an_unexpected_experiment_fails_a_campaign_whose_runs_passed() {
+        let mut report = report();
+        report.tables[0].cells.truncate(1);
+        assert!(report.passed(), "a documented difference is not a failure");
+        report.experiments[0].agreement = Agreement::Unexpected;
+        assert!(!report.passed());
+        assert!(report.verdict().contains("1 unexpected"));
+    }
+
+    #[test]
+    fn every_figure_gets_a_chart_with_a_bar_per_algorithm() {
+        let charts = report().tables[0].charts();
+        assert_eq!(charts.len(), FIGURES.len());
+        assert_eq!(charts[0].0, "matrix-checkpoint-p90.svg");
+        assert!(charts[0].1.contains("unaligned") && charts[0].1.contains("aligned"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Campaigns: snapshot algorithms compared on the same scenarios, fault profiles and seeds.
+//!
+//! A campaign is a matrix of cells (algorithm × scenario × fault profile), each run over the
+//! same seeds. Every (algorithm, fault profile) pair is an ordinary sweep in its own directory
+//! under `cells/`, so a failing run has its replay line and run report as in any sweep, and
+//! `snapsim report` re-renders a cell. The campaign report puts the cells side by side.
+
+use crate::profiles::find_profile;
+use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
+use crate::{find, paper, Algorithm, Outcome, Variant, Verdict};
+use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable};
+use snapsim_reports::sweep::FailedRun;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+/// The matrix of a campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Matrix {
+    /// The snapshot algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// The scenarios, by name.
+    pub scenarios: Vec<String>,
+    /// The fault profiles, by name.
+    pub faults: Vec<String>,
+    /// The seeds every cell runs.
+    pub seeds: Range<u64>,
+}
+
+/// The scenarios of the default campaign: a plain job, a job under back-pressure, one under
+/// key skew, and one with a two-input operator.
+pub const DEFAULT_SCENARIOS: [&str; 4] = ["keyed-sum", "back-pressure", "hot-key", "co-window"];
+/// The fault profiles of the default campaign: none, and a TaskManager crash (recovery).
+pub const DEFAULT_FAULTS: [&str; 2] = ["none", "tm-crash"];
+
+impl Matrix {
+    /// A matrix from command-line names; empty lists take the defaults (every algorithm,
+    /// [`DEFAULT_SCENARIOS`], [`DEFAULT_FAULTS`]). Every name is checked.
+    pub fn new(
+        algorithms: &[String],
+        scenarios: &[String],
+        faults: &[String],
+        seeds: Range<u64>,
+    ) -> Result<Matrix, SweepError> {
+        let unknown = |e: crate::NameError| SweepError::Unknown(e.to_string());
+        let or_default = |given: &[String], default: &[&str]| -> Vec<String> {
+            let mut names: Vec<String> = Vec::new();
+            let all = if given.is_empty() {
+                default.iter().map(|s| s.to_string()).collect()
+            } else {
+                given.to_vec()
+            };
+            for name in all {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
+        };
+        let all_algorithms: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+        let algorithms = or_default(algorithms, &all_algorithms)
+            .iter()
+            .map(|name| Algorithm::named(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unknown)?;
+        let scenarios = or_default(scenarios, &DEFAULT_SCENARIOS);
+        for name in &scenarios {
+            find(name).map_err(|e| unknown(e.into()))?;
+        }
+        let faults = or_default(faults, &DEFAULT_FAULTS);
+        for name in &faults {
+            find_profile(name).map_err(|e| unknown(e.into()))?;
+        }
+        if seeds.is_empty() {
+            return Err(SweepError::Unknown("the seed range is empty".into()));
+        }
+        Ok(Matrix {
+            algorithms,
+            scenarios,
+            faults,
+            seeds,
+        })
+    }
+
+    /// Runs in the whole matrix.
+    pub fn runs(&self) -> u64 {
+        (self.algorithms.len() * self.scenarios.len() * self.faults.len()) as u64
+            * (self.seeds.end - self.seeds.start)
+    }
+
+    /// Runs every cell on `jobs` threads, one sweep per (algorithm, fault profile) in
+    /// `out/cells/ALGORITHM-FAULTS/`; `on_done` sees each outcome. The cells come grouped by
+    /// scenario and fault profile, the algorithms in order within each group.
+    pub fn run(
+        &self,
+        jobs: usize,
+        out: &Path,
+        mut on_done: impl FnMut(&Outcome),
+    ) -> Result<Vec<CellSummary>, SweepError> {
+        let mut cells: BTreeMap<(usize, usize, usize), CellSummary> = BTreeMap::new();
+        for (a, algorithm) in self.algorithms.iter().enumerate() {
+            for (f, faults) in self.faults.iter().enumerate() {
+                let variant = Variant::new(Some(faults.clone()), Some(algorithm.name().into()), &[])
+                    .map_err(|e| SweepError::Unknown(e.to_string()))?;
+                let manifest =
+                    Manifest::new(&self.scenarios, self.seeds.clone(), Shard::WHOLE, variant)?;
+                let name = format!("{}-{faults}", algorithm.name());
+                let dir = out.join("cells").join(&name);
+                let summary = run_sweep(&manifest, jobs, &dir, &mut on_done)?;
+                let outcomes = sweep::outcomes(&dir)?;
+                for (s, scenario) in summary.scenarios.iter().enumerate() {
+                    let runs: Vec<&Outcome> = outcomes
+                        .iter()
+                        .filter(|o| o.scenario == scenario.scenario)
+                        .collect();
+                    let mut cell =
+                        cell_summary(algorithm.name(), &scenario.scenario, faults, &runs);
+                    // Failures as the cell's sweep reported them, reports relative to here.
+                    cell.failures = scenario.failures.clone();
+                    for failure in &mut cell.failures {
+                        if let Some(report) = &mut failure.report {
+                            *report = format!("cells/{name}/{report}");
+                        }
+                    }
+                    cells.insert((s, f, a), cell);
+                }
+            }
+        }
+        Ok(cells.into_values().collect())
+    }
+}
+
+/// The figures of `runs` (one algorithm on one scenario under one fault profile).
+pub fn cell_summary(
+    algorithm: &str,
+    scenario: &str,
+    faults: &str,
+    runs: &[&Outcome],
+) -> CellSummary {
+    let all = |figure: fn(&Outcome) -> &Vec<u64>| -> Vec<u64> {
+        runs.iter().flat_map(|o| figure(o).iter().copied()).collect()
+    };
+    let mut violations: BTreeMap<String, u64> = BTreeMap::new();
+    for outcome in runs {
+        let mut properties: Vec<String> = outcome
+            .violations
+            .iter()
+            .map(|v| v.property.to_string())
+            .collect();
+        properties.dedup();
+        for property in properties {
+            *violations.entry(property).or_default() += 1;
+        }
+    }
+    let failures = runs
+        .iter()
+        .filter(|o| o.verdict != Verdict::Passed)
+        .map(|o| FailedRun {
+            seed: o.seed,
+            verdict: format!("{:?}", o.verdict),
+            first_violation: o
+                .violations
+                .first()
+                .map(|v| format!("{}: {}", v.property, v.message))
+                .unwrap_or_default(),
+            replay: o.replay_line(),
+            report: None,
+        })
+        .collect();
+    CellSummary {
+        algorithm: algorithm.to_string(),
+        scenario: scenario.to_string(),
+        faults: faults.to_string(),
+        runs: runs.len() as u64,
+        passed: runs.iter().filter(|o| o.verdict == Verdict::Passed).count() as u64,
+        violations,
+        checkpoint_ms: all(|o| &o.stats.checkpoint_ms),
+        alignment_ms: all(|o| &o.stats.alignment_ms),
+        state_bytes: all(|o| &o.stats.state_bytes),
+        in_flight_bytes: all(|o| &o.stats.in_flight_bytes),
+        replayed_records: runs.iter().map(|o| o.stats.replayed_records).collect(),
+        recovery_ms: all(|o| &o.stats.recovery_ms),
+        duplicates: runs.iter().map(|o| o.stats.duplicates).sum(),
+        failures,
+    }
+}
+
+/// A campaign preset: what `snapsim campaign --preset NAME` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// The matrix as given (defaults: every algorithm × [`DEFAULT_SCENARIOS`] ×
+    /// [`DEFAULT_FAULTS`]).
+    Matrix,
+    /// The experiments of reference §3.9 with expected and measured results, the checkpoint
+    /// duration against the sink's throughput, and the default matrix.
+    Paper,
+}
+
+impl Preset {
+    /// The preset called `name`.
+    pub fn named(name: &str) -> Result<Preset, SweepError> {
+        match name {
+            "matrix" => Ok(Preset::Matrix),
+            "paper" => Ok(Preset::Paper),
+            _ => Err(SweepError::Unknown(format!(
+                "unknown campaign preset '{name}'; known: matrix, paper"
+            ))),
+        }
+    }
+}
+
+/// Runs a campaign and writes its report (campaign.md, campaign.html, campaign.csv, charts,
+/// and experiments.csv for the paper preset) into `out`; `on_done` sees each run's outcome
+/// (the matrix's and the back-pressure table's; the experiments report when each ends).
+pub fn run_campaign(
+    preset: Preset,
+    matrix: &Matrix,
+    jobs: usize,
+    out: &Path,
+    command: &str,
+    mut on_done: impl FnMut(&Outcome),
+) -> Result<CampaignReport, SweepError> {
+    std::fs::create_dir_all(out).map_err(|e| sweep::file_error(out, e))?;
+    let mut report = CampaignReport {
+        title: match preset {
+            Preset::Matrix => "snapsim campaign".to_string(),
+            Preset::Paper => "snapsim campaign: the experiments of the literature".to_string(),
+        },
+        command: command.to_string(),
+        ..CampaignReport::default()
+    };
+    if preset == Preset::Paper {
+        report.experiments = paper::experiments(jobs, &mut on_done);
+        report
+            .tables
+            .push(paper::throughput_table(jobs, matrix.seeds.clone(), &mut on_done));
+    }
+    let cells = matrix.run(jobs, out, &mut on_done)?;
+    report.tables.push(CellTable {
+        title: "Snapshot algorithms side by side".to_string(),
+        about: format!(
+            "Every algorithm on the same scenarios, fault profiles and seeds ({}..{}); \
+             back-pressure has a slow sink, hot-key half the records on one key and a slow \
+             sum. Figures are percentiles over every completed checkpoint (or failover) of \
+             every run of a cell; records replayed are per run. Each (algorithm, faults) pair \
+             is a sweep in cells/.",
+            matrix.seeds.start, matrix.seeds.end
+        ),
+        slug: "matrix".to_string(),
+        cells,
+    });
+    report.write(out).map_err(|e| sweep::file_error(out, e))?;
+    Ok(report)
+}
