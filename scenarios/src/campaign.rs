@@ -209,6 +209,16 @@ impl Preset {
     }
 }
 
+/// The runs a campaign makes (the simulated ones, each reported to `on_done`).
+pub fn planned_runs(preset: Preset, matrix: &Matrix) -> u64 {
+    let seeds = matrix.seeds.end - matrix.seeds.start;
+    matrix.runs()
+        + match preset {
+            Preset::Matrix => 0,
+            Preset::Paper => paper::SIMULATED_RUNS + paper::throughput_runs(seeds),
+        }
+}
+
 /// Runs a campaign and writes its report (campaign.md, campaign.html, campaign.csv, charts,
 /// and experiments.csv for the paper preset) into `out`; `on_done` sees each run's outcome
 /// (the matrix's and the back-pressure table's; the experiments report when each ends).
@@ -220,6 +230,11 @@ pub fn run_campaign(
     command: &str,
     mut on_done: impl FnMut(&Outcome),
 ) -> Result<CampaignReport, SweepError> {
+    let mut runs = 0;
+    let mut on_done = |outcome: &Outcome| {
+        runs += 1;
+        on_done(outcome);
+    };
     std::fs::create_dir_all(out).map_err(|e| sweep::file_error(out, e))?;
     let mut report = CampaignReport {
         title: match preset {
@@ -231,9 +246,11 @@ pub fn run_campaign(
     };
     if preset == Preset::Paper {
         report.experiments = paper::experiments(jobs, &mut on_done);
+        let throughput = paper::throughput_table(jobs, matrix.seeds.clone(), &mut on_done);
         report
-            .tables
-            .push(paper::throughput_table(jobs, matrix.seeds.clone(), &mut on_done));
+            .experiments
+            .extend(paper::back_pressure_experiments(&throughput));
+        report.tables.push(throughput);
     }
     let cells = matrix.run(jobs, out, &mut on_done)?;
     report.tables.push(CellTable {
@@ -250,5 +267,6 @@ pub fn run_campaign(
         cells,
     });
     report.write(out).map_err(|e| sweep::file_error(out, e))?;
+    assert_eq!(runs, planned_runs(preset, matrix), "the progress shown counts every run");
     Ok(report)
 }

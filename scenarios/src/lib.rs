@@ -7,7 +7,9 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod campaign;
 pub mod generated;
+mod paper;
 pub mod profiles;
 pub mod replay;
 pub mod report;

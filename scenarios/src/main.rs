@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
 use snapsim_scenarios::bench::wall_time;
+use snapsim_scenarios::campaign::{self, Matrix, Preset};
 use snapsim_scenarios::profiles::fault_profiles;
 use snapsim_scenarios::replay::{CaseFile, Replayable, ScenarioRun};
 use snapsim_scenarios::sweep::{self, Manifest, Shard, SweepError, SweepSummary};
@@ -207,6 +208,34 @@ enum Command {
         #[command(flatten)]
         variant: VariantArgs,
     },
+    /// Compares snapshot algorithms: runs a matrix (algorithms × scenarios × fault profiles ×
+    /// seeds; each (algorithm, faults) pair a sweep under cells/) and writes campaign.md,
+    /// campaign.html (with charts) and campaign.csv. `--preset paper` also runs the experiments
+    /// of the literature (reference §3.9) with expected and measured results
+    /// (experiments.csv) and checkpoint duration against the sink's throughput.
+    Campaign {
+        /// `matrix` (the matrix only) or `paper` (the experiments, then the matrix).
+        #[arg(long, default_value = "matrix")]
+        preset: String,
+        /// Snapshot algorithms (repeatable); all by default.
+        #[arg(long)]
+        algorithm: Vec<String>,
+        /// Scenarios (repeatable); default keyed-sum, back-pressure, hot-key, co-window.
+        #[arg(long)]
+        scenario: Vec<String>,
+        /// Fault profiles (repeatable); default none and tm-crash.
+        #[arg(long)]
+        faults: Vec<String>,
+        /// Seeds of every cell, as A..B (B excluded).
+        #[arg(long, default_value = "0..10")]
+        seeds: String,
+        /// Where the results and the report go.
+        #[arg(long, default_value = "snapsim-campaign")]
+        out: PathBuf,
+        /// Runs at once (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Joins the result directories of a sharded sweep into the results and report one
     /// unsharded sweep would have written.
     Merge {
@@ -304,6 +333,21 @@ fn main() -> ExitCode {
             let manifest =
                 Manifest::new(&scenario, seeds, shard, variant).map_err(|e| e.to_string())?;
             run_sweep(&manifest, jobs, &out)
+        })(),
+        Command::Campaign {
+            preset,
+            algorithm,
+            scenario,
+            faults,
+            seeds,
+            out,
+            jobs,
+        } => (|| {
+            let preset = Preset::named(&preset).map_err(|e| e.to_string())?;
+            let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
+            let matrix =
+                Matrix::new(&algorithm, &scenario, &faults, seeds).map_err(|e| e.to_string())?;
+            run_campaign(preset, &matrix, jobs, &out)
         })(),
         Command::Merge { dirs, out } => {
             sweep::merge(&dirs, &out)
@@ -472,6 +516,65 @@ fn write_trace(path: Option<&Path>, trace: &[TraceEntry]) -> Result<(), String> 
 }
 
 /// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).
+/// A progress bar over `runs` runs.
+fn progress_bar(runs: u64) -> ProgressBar {
+    let progress = ProgressBar::new(runs);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} runs, {per_sec}, ETA {eta} {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    progress
+}
+
+fn run_campaign(
+    preset: Preset,
+    matrix: &Matrix,
+    jobs: Option<usize>,
+    out: &Path,
+) -> Result<bool, String> {
+    let jobs = cores(jobs);
+    let runs = campaign::planned_runs(preset, matrix);
+    say!(
+        "campaign: {} algorithm(s) × {} scenario(s) × {} fault profile(s) × seeds {}..{}{} = {runs} runs on {jobs} threads",
+        matrix.algorithms.len(),
+        matrix.scenarios.len(),
+        matrix.faults.len(),
+        matrix.seeds.start,
+        matrix.seeds.end,
+        if preset == Preset::Paper { ", after the experiments of the literature" } else { "" },
+    );
+    let command = std::env::args()
+        .map(|arg| if arg.contains(' ') { format!("'{arg}'") } else { arg })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let progress = progress_bar(runs);
+    let mut failed = 0u64;
+    let (wall, report) = wall_time(|| {
+        campaign::run_campaign(preset, matrix, jobs, out, &command, |outcome| {
+            if outcome.verdict != Verdict::Passed {
+                failed += 1;
+                progress.set_message(format!("· {failed} failed"));
+            }
+            progress.inc(1);
+        })
+    });
+    progress.finish_and_clear();
+    let report = report.map_err(|e| e.to_string())?;
+    say_raw!("{}", report.markdown());
+    say!(
+        "\nreport:  {} (open it in a browser; Markdown: {}; tables: {})\n{runs} runs in {:.1} s\nverdict: {}",
+        out.join("campaign.html").display(),
+        out.join("campaign.md").display(),
+        out.join("campaign.csv").display(),
+        wall.as_secs_f64(),
+        report.verdict()
+    );
+    Ok(report.passed())
+}
+
 fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<bool, String> {
     let jobs = cores(jobs);
     let runs = manifest.work().len() as u64;
@@ -485,14 +588,7 @@ fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<boo
             shard => format!(" (shard {shard})"),
         },
     );
-    let progress = ProgressBar::new(runs);
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {pos}/{len} runs, {per_sec}, ETA {eta} {msg}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
-    );
+    let progress = progress_bar(runs);
     let mut failed = 0u64;
     let (wall, summary) = wall_time(|| {
         sweep::run_sweep(manifest, jobs, out, |outcome| {

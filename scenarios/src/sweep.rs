@@ -54,7 +54,7 @@ pub enum SweepError {
     Shards(String),
 }
 
-fn file_error(path: &Path, error: impl fmt::Display) -> SweepError {
+pub(crate) fn file_error(path: &Path, error: impl fmt::Display) -> SweepError {
     SweepError::File {
         path: path.display().to_string(),
         error: error.to_string(),
@@ -412,6 +412,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
 }
 
 /// Each line of a results file with its outcome.
+/// The outcomes in a sweep directory's results, in result order.
+pub fn outcomes(dir: &Path) -> Result<Vec<Outcome>, SweepError> {
+    let results = read_results(&dir.join(RESULTS))?;
+    Ok(results.into_iter().map(|(_, outcome)| outcome).collect())
+}
+
 fn read_results(path: &Path) -> Result<Vec<(String, Outcome)>, SweepError> {
     let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
     let mut read = Vec::new();
