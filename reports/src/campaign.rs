@@ -197,8 +197,11 @@ impl CellTable {
     /// Runs violating each property, a row per cell that had a violation, a column per
     /// property that occurred; `None` when every run passed.
     fn by_property(&self) -> Option<(Vec<String>, Vec<Vec<String>>)> {
-        let properties: BTreeSet<&String> =
-            self.cells.iter().flat_map(|c| c.violations.keys()).collect();
+        let properties: BTreeSet<&String> = self
+            .cells
+            .iter()
+            .flat_map(|c| c.violations.keys())
+            .collect();
         if properties.is_empty() {
             return None;
         }
@@ -251,8 +254,7 @@ impl CellTable {
                                 self.cells
                                     .iter()
                                     .find(|c| {
-                                        &c.algorithm == algorithm
-                                            && &c.label(faults_alike) == group
+                                        &c.algorithm == algorithm && &c.label(faults_alike) == group
                                     })
                                     .and_then(figure.value)
                             })
@@ -598,7 +600,10 @@ mod tests {
                 title: "Matrix".into(),
                 about: "all of them".into(),
                 slug: "matrix".into(),
-                cells: vec![cell("aligned", "back-pressure", vec![100, 200, 300]), failing],
+                cells: vec![
+                    cell("aligned", "back-pressure", vec![100, 200, 300]),
+                    failing,
+                ],
             }],
         }
     }

@@ -364,7 +364,9 @@ pub fn grouped_bars_svg(
     series: &[(String, Vec<Option<u64>>)],
 ) -> String {
     assert!(
-        series.iter().all(|(_, values)| values.len() == groups.len()),
+        series
+            .iter()
+            .all(|(_, values)| values.len() == groups.len()),
         "one value per group in every series"
     );
     // Each group takes a slot per series and one empty slot between groups.
@@ -385,14 +387,19 @@ pub fn grouped_bars_svg(
             .caption(title, (FONT, 16))
             .x_label_area_size(35)
             .y_label_area_size(60)
-            .build_cartesian_2d((0u32..slots).into_segmented(), 0u64..highest + highest / 8 + 1)
+            .build_cartesian_2d(
+                (0u32..slots).into_segmented(),
+                0u64..highest + highest / 8 + 1,
+            )
             .expect("a valid chart");
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(slots as usize)
             .x_label_formatter(&|value| match value {
-                SegmentValue::CenterOf(slot) if slot % slots_per_group == series.len() as u32 / 2 => {
+                SegmentValue::CenterOf(slot)
+                    if slot % slots_per_group == series.len() as u32 / 2 =>
+                {
                     groups
                         .get((slot / slots_per_group) as usize)
                         .cloned()
@@ -424,7 +431,9 @@ pub fn grouped_bars_svg(
                 .draw_series(bars)
                 .expect("drawing into a string")
                 .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
         chart
             .configure_series_labels()

@@ -25,6 +25,8 @@ pub struct Matrix {
     pub faults: Vec<String>,
     /// The seeds every cell runs.
     pub seeds: Range<u64>,
+    /// Seeded bugs switched on in every run, by name (sorted, each once).
+    pub bugs: Vec<String>,
 }
 
 /// The scenarios of the default campaign: a plain job, a job under back-pressure, one under
@@ -41,6 +43,7 @@ impl Matrix {
         scenarios: &[String],
         faults: &[String],
         seeds: Range<u64>,
+        bugs: &[String],
     ) -> Result<Matrix, SweepError> {
         let unknown = |e: crate::NameError| SweepError::Unknown(e.to_string());
         let or_default = |given: &[String], default: &[&str]| -> Vec<String> {
@@ -74,11 +77,13 @@ impl Matrix {
         if seeds.is_empty() {
             return Err(SweepError::Unknown("the seed range is empty".into()));
         }
+        let bugs = Variant::new(None, None, bugs).map_err(unknown)?.bugs;
         Ok(Matrix {
             algorithms,
             scenarios,
             faults,
             seeds,
+            bugs,
         })
     }
 
@@ -100,8 +105,12 @@ impl Matrix {
         let mut cells: BTreeMap<(usize, usize, usize), CellSummary> = BTreeMap::new();
         for (a, algorithm) in self.algorithms.iter().enumerate() {
             for (f, faults) in self.faults.iter().enumerate() {
-                let variant = Variant::new(Some(faults.clone()), Some(algorithm.name().into()), &[])
-                    .map_err(|e| SweepError::Unknown(e.to_string()))?;
+                let variant = Variant::new(
+                    Some(faults.clone()),
+                    Some(algorithm.name().into()),
+                    &self.bugs,
+                )
+                .map_err(|e| SweepError::Unknown(e.to_string()))?;
                 let manifest =
                     Manifest::new(&self.scenarios, self.seeds.clone(), Shard::WHOLE, variant)?;
                 let name = format!("{}-{faults}", algorithm.name());
@@ -138,7 +147,9 @@ pub fn cell_summary(
     runs: &[&Outcome],
 ) -> CellSummary {
     let all = |figure: fn(&Outcome) -> &Vec<u64>| -> Vec<u64> {
-        runs.iter().flat_map(|o| figure(o).iter().copied()).collect()
+        runs.iter()
+            .flat_map(|o| figure(o).iter().copied())
+            .collect()
     };
     let mut violations: BTreeMap<String, u64> = BTreeMap::new();
     for outcome in runs {
@@ -245,8 +256,14 @@ pub fn run_campaign(
         ..CampaignReport::default()
     };
     if preset == Preset::Paper {
-        report.experiments = paper::experiments(jobs, &mut on_done);
-        let throughput = paper::throughput_table(jobs, matrix.seeds.clone(), &mut on_done);
+        let mut runner = paper::Runner {
+            jobs,
+            seeds: paper::SEEDS,
+            bugs: matrix.bugs.clone(),
+            on_done: &mut on_done,
+        };
+        report.experiments = paper::experiments(&mut runner);
+        let throughput = paper::throughput_table(&mut runner, matrix.seeds.clone());
         report
             .experiments
             .extend(paper::back_pressure_experiments(&throughput));
@@ -267,6 +284,10 @@ pub fn run_campaign(
         cells,
     });
     report.write(out).map_err(|e| sweep::file_error(out, e))?;
-    assert_eq!(runs, planned_runs(preset, matrix), "the progress shown counts every run");
+    assert_eq!(
+        runs,
+        planned_runs(preset, matrix),
+        "the progress shown counts every run"
+    );
     Ok(report)
 }

@@ -226,6 +226,10 @@ enum Command {
         /// Fault profiles (repeatable); default none and tm-crash.
         #[arg(long)]
         faults: Vec<String>,
+        /// Switch a seeded bug on in every simulated run (repeatable; see `snapsim list`):
+        /// which algorithms' checks catch it, and which experiments turn UNEXPECTED.
+        #[arg(long, value_name = "NAME")]
+        bug: Vec<String>,
         /// Seeds of every cell, as A..B (B excluded).
         #[arg(long, default_value = "0..10")]
         seeds: String,
@@ -339,14 +343,15 @@ fn main() -> ExitCode {
             algorithm,
             scenario,
             faults,
+            bug,
             seeds,
             out,
             jobs,
         } => (|| {
             let preset = Preset::named(&preset).map_err(|e| e.to_string())?;
             let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
-            let matrix =
-                Matrix::new(&algorithm, &scenario, &faults, seeds).map_err(|e| e.to_string())?;
+            let matrix = Matrix::new(&algorithm, &scenario, &faults, seeds, &bug)
+                .map_err(|e| e.to_string())?;
             run_campaign(preset, &matrix, jobs, &out)
         })(),
         Command::Merge { dirs, out } => {
@@ -547,7 +552,13 @@ fn run_campaign(
         if preset == Preset::Paper { ", after the experiments of the literature" } else { "" },
     );
     let command = std::env::args()
-        .map(|arg| if arg.contains(' ') { format!("'{arg}'") } else { arg })
+        .map(|arg| {
+            if arg.contains(' ') {
+                format!("'{arg}'")
+            } else {
+                arg
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let progress = progress_bar(runs);

@@ -9,10 +9,13 @@
 use crate::campaign::cell_summary;
 use crate::sweep::on_threads;
 use crate::{find, judge, judge_variant, Algorithm, Outcome, Setup, Variant, Verdict};
+use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointStorageKind, RestartStrategyConfig};
 use snapsim_core::ids::{CheckpointId, EventTime, Key, TaskManagerId, Tick};
-use snapsim_core::job::{AggregateFn, JobGraph, OperatorKind, Partitioning, RestoreSettings, SourceLog};
+use snapsim_core::job::{
+    AggregateFn, JobGraph, OperatorKind, Partitioning, RestoreSettings, SourceLog,
+};
 use snapsim_core::messages::{Address, CheckpointFailureReason, Message};
 use snapsim_core::record::SourceRecord;
 use snapsim_core::retention::{ClaimMode, ExternalizedRetention, SharedStateRegistry};
@@ -31,7 +34,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 /// The seeds of each simulated experiment.
-const SEEDS: Range<u64> = 0..20;
+pub(crate) const SEEDS: Range<u64> = 0..20;
 
 /// The simulated runs of [`experiments`]: the seeds of each simulated experiment (two
 /// scenarios for the first, four for the third, two settings for max concurrent).
@@ -43,15 +46,15 @@ pub(crate) fn throughput_runs(seeds: u64) -> u64 {
 }
 
 /// Runs every experiment on `jobs` threads; `on_done` sees each simulated run's outcome.
-pub(crate) fn experiments(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Vec<Experiment> {
+pub(crate) fn experiments(runner: &mut Runner) -> Vec<Experiment> {
     vec![
-        at_least_once_with_two_inputs(jobs, on_done),
-        at_least_once_map_only(jobs, on_done),
-        aligned_exactly_once_under_crashes(jobs, on_done),
-        min_pause_under_slow_checkpoints(jobs, on_done),
-        max_concurrent_one(jobs, on_done),
-        newer_barrier_subsumes_older(jobs, on_done),
-        tolerable_failures(jobs, on_done),
+        at_least_once_with_two_inputs(runner),
+        at_least_once_map_only(runner),
+        aligned_exactly_once_under_crashes(runner),
+        min_pause_under_slow_checkpoints(runner),
+        max_concurrent_one(runner),
+        newer_barrier_subsumes_older(runner),
+        tolerable_failures(runner),
         incremental_example(),
         retain_on_cancellation(),
         delete_on_cancellation(),
@@ -67,45 +70,65 @@ fn engine(result: &RunResult) -> impl Iterator<Item = (Tick, &EngineEvent)> {
     })
 }
 
-/// Runs `setup_of(seed)` for every seed in [`SEEDS`], judged as `name`, and measures each
-/// run's trace: (outcome, measure) in seed order.
-fn measured<M: Send>(
-    jobs: usize,
-    on_done: &mut dyn FnMut(&Outcome),
-    name: &str,
-    setup_of: impl Fn(u64) -> (Setup, Variant) + Sync,
-    measure: impl Fn(&RunResult) -> M + Sync,
-) -> Vec<(Outcome, M)> {
-    let seeds: Vec<u64> = SEEDS.collect();
-    let scenario = find(name).ok();
-    let mut results: Vec<Option<(Outcome, M)>> = seeds.iter().map(|_| None).collect();
-    on_threads(
-        &seeds,
-        jobs,
-        |&seed| {
-            let (setup, variant) = setup_of(seed);
-            let judged = match scenario {
-                Some(scenario) => judge_variant(scenario, seed, &variant, setup),
-                None => judge(name, seed, setup),
-            };
-            let (outcome, result) = judged.expect("the experiments' jobs are valid");
-            let figure = measure(&result);
-            (outcome, figure)
-        },
-        |index, run| {
-            on_done(&run.0);
-            results[index] = Some(run);
-            Ok::<(), Infallible>(())
-        },
-    )
-    .expect("nothing fails");
-    results.into_iter().map(|r| r.expect("every seed ran")).collect()
+/// What the simulated experiments run with.
+pub(crate) struct Runner<'a> {
+    /// Runs at once.
+    pub jobs: usize,
+    /// The seeds of each simulated experiment ([`SEEDS`] but in tests).
+    pub seeds: Range<u64>,
+    /// Seeded bugs switched on in every simulated run, by name.
+    pub bugs: Vec<String>,
+    /// Sees each run's outcome.
+    pub on_done: &'a mut dyn FnMut(&Outcome),
+}
+
+impl Runner<'_> {
+    /// Runs `setup_of(seed)` with the seeded bugs for each of its seeds, judged as
+    /// `name`, and measures each run's trace: (outcome, measure) in seed order.
+    fn measured<M: Send>(
+        &mut self,
+        name: &str,
+        setup_of: impl Fn(u64) -> (Setup, Variant) + Sync,
+        measure: impl Fn(&RunResult) -> M + Sync,
+    ) -> Vec<(Outcome, M)> {
+        let seeds: Vec<u64> = self.seeds.clone().collect();
+        let scenario = find(name).ok();
+        let bugs = SeededBug::all_named(&self.bugs).expect("checked by the command line");
+        let mut results: Vec<Option<(Outcome, M)>> = seeds.iter().map(|_| None).collect();
+        let on_done = &mut self.on_done;
+        on_threads(
+            &seeds,
+            self.jobs,
+            |&seed| {
+                let (mut setup, mut variant) = setup_of(seed);
+                setup.job.bugs.extend(bugs.iter().copied());
+                variant.bugs = self.bugs.clone();
+                let judged = match scenario {
+                    Some(scenario) => judge_variant(scenario, seed, &variant, setup),
+                    None => judge(name, seed, setup),
+                };
+                let (outcome, result) = judged.expect("the experiments' jobs are valid");
+                let figure = measure(&result);
+                (outcome, figure)
+            },
+            |index, run| {
+                on_done(&run.0);
+                results[index] = Some(run);
+                Ok::<(), Infallible>(())
+            },
+        )
+        .expect("nothing fails");
+        results
+            .into_iter()
+            .map(|r| r.expect("every seed ran"))
+            .collect()
+    }
 }
 
 /// A named scenario's setup with `faults` and `algorithm`, and the variant that names them.
 fn scenario_setup(name: &str, seed: u64, faults: &str, algorithm: Algorithm) -> (Setup, Variant) {
-    let variant = Variant::new(Some(faults.into()), Some(algorithm.name().into()), &[])
-        .expect("known names");
+    let variant =
+        Variant::new(Some(faults.into()), Some(algorithm.name().into()), &[]).expect("known names");
     let setup = variant
         .setup(find(name).expect("a known scenario"), seed)
         .expect("known names");
@@ -119,7 +142,10 @@ fn verdicts(outcomes: &[&Outcome]) -> (bool, String) {
         .filter(|o| o.verdict != Verdict::Passed)
         .collect();
     match failed.first() {
-        None => (true, format!("all {} runs passed every check", outcomes.len())),
+        None => (
+            true,
+            format!("all {} runs passed every check", outcomes.len()),
+        ),
         Some(first) => (
             false,
             format!(
@@ -145,12 +171,10 @@ fn agreement(holds: bool) -> Agreement {
     }
 }
 
-fn at_least_once_with_two_inputs(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experiment {
+fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
     let mut outcomes = Vec::new();
     for name in ["keyed-sum", "co-window"] {
-        let runs = measured(
-            jobs,
-            on_done,
+        let runs = runner.measured(
             name,
             |seed| scenario_setup(name, seed, "tm-crash", Algorithm::AtLeastOnce),
             |_| (),
@@ -164,7 +188,7 @@ fn at_least_once_with_two_inputs(jobs: usize, on_done: &mut dyn FnMut(&Outcome))
     Experiment {
         experiment: format!(
             "Crash-inject, AT_LEAST_ONCE, operators with ≥ 2 input channels (keyed-sum: keyBy from 2 sources; co-window: a two-input co-sum), tm-crash, seeds {}..{}",
-            SEEDS.start, SEEDS.end
+            runner.seeds.start, runner.seeds.end
         ),
         expected: "output ⊇ oracle: no loss, duplicates possible (docs \"Exactly Once vs. At Least Once\")".into(),
         measured: format!(
@@ -175,13 +199,15 @@ fn at_least_once_with_two_inputs(jobs: usize, on_done: &mut dyn FnMut(&Outcome))
     }
 }
 
-fn at_least_once_map_only(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experiment {
-    let runs = measured(
-        jobs,
-        on_done,
+fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
+    let runs = runner.measured(
         "map-only",
         |seed| scenario_setup("map-only", seed, "tm-crash", Algorithm::AtLeastOnce),
-        |result| engine(result).filter(|(_, e)| matches!(e, EngineEvent::Failover { .. })).count(),
+        |result| {
+            engine(result)
+                .filter(|(_, e)| matches!(e, EngineEvent::Failover { .. }))
+                .count()
+        },
     );
     let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
     let (passed, verdict) = verdicts(&outcomes);
@@ -190,7 +216,7 @@ fn at_least_once_map_only(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Exp
     Experiment {
         experiment: format!(
             "The same with a map-only pipeline (map-only: forward edges, one input channel per task), tm-crash, seeds {}..{}",
-            SEEDS.start, SEEDS.end
+            runner.seeds.start, runner.seeds.end
         ),
         expected: "output = oracle even in AT_LEAST_ONCE: no duplicates (same docs)".into(),
         measured: format!("{verdict}; {duplicates} duplicates after {failovers} failovers"),
@@ -198,17 +224,12 @@ fn at_least_once_map_only(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Exp
     }
 }
 
-fn aligned_exactly_once_under_crashes(
-    jobs: usize,
-    on_done: &mut dyn FnMut(&Outcome),
-) -> Experiment {
+fn aligned_exactly_once_under_crashes(runner: &mut Runner) -> Experiment {
     let mut outcomes = Vec::new();
     let mut failovers = 0;
     let names = ["keyed-sum", "co-window", "back-pressure", "hot-key"];
     for name in names {
-        let runs = measured(
-            jobs,
-            on_done,
+        let runs = runner.measured(
             name,
             |seed| scenario_setup(name, seed, "crashes-and-storage", Algorithm::Aligned),
             |result| {
@@ -228,8 +249,8 @@ fn aligned_exactly_once_under_crashes(
         experiment: format!(
             "Crash-inject, EXACTLY_ONCE aligned, 2PC sink: {} under crashes-and-storage (3 TaskManager crashes, a failed snapshot sync and a failed _metadata append), seeds {}..{}",
             names.join(", "),
-            SEEDS.start,
-            SEEDS.end
+            runner.seeds.start,
+            runner.seeds.end
         ),
         expected: "committed output = oracle (2PC, blog 2018-02-28)".into(),
         measured: format!("{verdict} (exactly-once, final state, consistent cut…) across {failovers} failovers"),
@@ -262,11 +283,9 @@ fn slow_checkpoints(seed: u64, change: impl Fn(&mut JobGraph)) -> (Setup, Varian
     (setup, variant)
 }
 
-fn min_pause_under_slow_checkpoints(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experiment {
+fn min_pause_under_slow_checkpoints(runner: &mut Runner) -> Experiment {
     const PAUSE: u64 = 60;
-    let runs = measured(
-        jobs,
-        on_done,
+    let runs = runner.measured(
         "back-pressure (min pause 60 ms)",
         |seed| slow_checkpoints(seed, |job| job.checkpoint.min_pause_ticks = PAUSE),
         min_pause_gaps,
@@ -283,7 +302,7 @@ fn min_pause_under_slow_checkpoints(jobs: usize, on_done: &mut dyn FnMut(&Outcom
     Experiment {
         experiment: format!(
             "min pause P = {PAUSE} ms, interval 50 ms, slow checkpoints (back-pressure: slow sink), no faults, seeds {}..{}",
-            SEEDS.start, SEEDS.end
+            runner.seeds.start, runner.seeds.end
         ),
         expected: "start(k+1) ≥ end(k) + P for periodic checkpoints (CheckpointRequestDecider)".into(),
         measured: format!(
@@ -316,13 +335,11 @@ fn most_pending(result: &RunResult) -> usize {
     most
 }
 
-fn max_concurrent_one(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experiment {
+fn max_concurrent_one(runner: &mut Runner) -> Experiment {
     let mut most = BTreeMap::new();
     let mut outcomes = Vec::new();
     for max_concurrent in [1, 3] {
-        let runs = measured(
-            jobs,
-            on_done,
+        let runs = runner.measured(
             "back-pressure (max concurrent)",
             |seed| slow_checkpoints(seed, |job| job.checkpoint.max_concurrent = max_concurrent),
             most_pending,
@@ -336,7 +353,7 @@ fn max_concurrent_one(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experim
     Experiment {
         experiment: format!(
             "maxConcurrent = 1 (and 3, to show the measure sees overlap), interval 50 ms, slow checkpoints (back-pressure), no savepoints, seeds {}..{}",
-            SEEDS.start, SEEDS.end
+            runner.seeds.start, runner.seeds.end
         ),
         expected: "never two pending checkpoints, savepoints aside (CheckpointRequestDecider)".into(),
         measured: format!(
@@ -373,7 +390,7 @@ fn subsumed(result: &RunResult) -> (usize, usize, usize) {
     (aborted.len(), followed, threshold_failovers)
 }
 
-fn newer_barrier_subsumes_older(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experiment {
+fn newer_barrier_subsumes_older(runner: &mut Runner) -> Experiment {
     // Triggers to TaskManager 0 (source 0) are lost for 30 ms now and then: where one is, the
     // sums see barrier n from source 1 and then n + 1 from source 0.
     let losses: Vec<(u64, Fault)> = (0..8)
@@ -386,12 +403,11 @@ fn newer_barrier_subsumes_older(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) 
             (150 + i * 170, fault)
         })
         .collect();
-    let runs = measured(
-        jobs,
-        on_done,
+    let runs = runner.measured(
         "keyed-sum (max concurrent 2, lost triggers)",
         |seed| {
-            let (mut setup, variant) = scenario_setup("keyed-sum", seed, "none", Algorithm::Aligned);
+            let (mut setup, variant) =
+                scenario_setup("keyed-sum", seed, "none", Algorithm::Aligned);
             setup.job.checkpoint.max_concurrent = 2;
             setup.job.checkpoint.tolerable_failed = 0;
             let heal = setup.schedule.heal_at;
@@ -409,7 +425,7 @@ fn newer_barrier_subsumes_older(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) 
     Experiment {
         experiment: format!(
             "Barrier n+1 reaches a task before n completes (EXACTLY_ONCE aligned, maxConcurrent 2, tolerable 0; triggers to one source lost now and then), keyed-sum, seeds {}..{}",
-            SEEDS.start, SEEDS.end
+            runner.seeds.start, runner.seeds.end
         ),
         expected: "n declined with CHECKPOINT_DECLINED_SUBSUMED, not counted; n+1 may complete (SingleCheckpointBarrierHandler, CheckpointFailureManager)".into(),
         measured: format!(
@@ -444,7 +460,9 @@ fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
             EngineEvent::CheckpointAborted { checkpoint, reason } => {
                 missed += u32::from(due);
                 due = false;
-                if reason.is_counted() && *checkpoint > last_completed && counted.insert(*checkpoint)
+                if reason.is_counted()
+                    && *checkpoint > last_completed
+                    && counted.insert(*checkpoint)
                 {
                     continuous += 1;
                     due = continuous > tolerable;
@@ -464,10 +482,17 @@ fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
     (at_failover, missed)
 }
 
-fn tolerable_failures(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experiment {
-    const TOLERABLE: u32 = 2;
-    // A failed task-snapshot sync every 25 ms from 100 to 700 ms fails checkpoint after
-    // checkpoint; then they succeed again.
+/// The tolerable failures of the job in [`tolerable_failures`].
+const TOLERABLE: u32 = 2;
+
+/// The job tolerating [`TOLERABLE`] failures whose task-snapshot syncs fail every 25 ms from
+/// 100 to 700 ms (checkpoint after checkpoint fails; then they succeed again), its runs
+/// measured by Flink's rule with `judged_tolerable`: (outcome, (count at each threshold
+/// failover, times the count passed without one)).
+fn tolerable_failures_measured(
+    runner: &mut Runner,
+    judged_tolerable: u32,
+) -> Vec<(Outcome, (Vec<u32>, u32))> {
     let failures: Vec<(u64, Fault)> = (0..25)
         .map(|i| {
             let fault = Fault::FailNextDiskOp {
@@ -477,12 +502,11 @@ fn tolerable_failures(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experim
             (100 + i * 25, fault)
         })
         .collect();
-    let runs = measured(
-        jobs,
-        on_done,
+    runner.measured(
         "keyed-sum (tolerable 2, failing syncs)",
         |seed| {
-            let (mut setup, variant) = scenario_setup("keyed-sum", seed, "none", Algorithm::Aligned);
+            let (mut setup, variant) =
+                scenario_setup("keyed-sum", seed, "none", Algorithm::Aligned);
             setup.job.checkpoint.tolerable_failed = TOLERABLE;
             setup.job.restart = RestartStrategyConfig::FixedDelay {
                 attempts: 100,
@@ -493,17 +517,24 @@ fn tolerable_failures(jobs: usize, on_done: &mut dyn FnMut(&Outcome)) -> Experim
             setup.schedule = FaultSchedule::at_times(failures.clone(), heal, liveness);
             (setup, variant)
         },
-        |result| consecutive_failures(result, TOLERABLE),
-    );
+        |result| consecutive_failures(result, judged_tolerable),
+    )
+}
+
+fn tolerable_failures(runner: &mut Runner) -> Experiment {
+    let runs = tolerable_failures_measured(runner, TOLERABLE);
     let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
     let (passed, verdict) = verdicts(&outcomes);
-    let counts: Vec<u32> = runs.iter().flat_map(|(_, (c, _))| c.iter().copied()).collect();
+    let counts: Vec<u32> = runs
+        .iter()
+        .flat_map(|(_, (c, _))| c.iter().copied())
+        .collect();
     let missed: u32 = runs.iter().map(|(_, (_, m))| m).sum();
     let distinct: BTreeSet<u32> = counts.iter().copied().collect();
     Experiment {
         experiment: format!(
             "tolerable = {TOLERABLE}, a failing task-snapshot sync every 25 ms from 100 to 700 ms, keyed-sum, seeds {}..{}",
-            SEEDS.start, SEEDS.end
+            runner.seeds.start, runner.seeds.end
         ),
         expected: format!(
             "the job fails on counted failure number {} in a row; any success resets (CheckpointFailureManager)",
@@ -549,7 +580,11 @@ fn incremental_example() -> Experiment {
             .collect();
         deleted_at.push(format!(
             "CP{id}: {}",
-            if deleted.is_empty() { "–".to_string() } else { deleted.join(", ") }
+            if deleted.is_empty() {
+                "–".to_string()
+            } else {
+                deleted.join(", ")
+            }
         ));
     }
     let expected_deletions = ["CP1: –", "CP2: –", "CP3: –", "CP4: sst1, sst2, sst3"];
@@ -596,7 +631,10 @@ fn retain_on_cancellation() -> Experiment {
     let cluster = cancelled(ExternalizedRetention::RetainOnCancellation);
     let directories = checkpoint_directories(&cluster);
     let measured = match directories.last_key_value() {
-        None => (false, "no chk-N directory left after the cancellation".to_string()),
+        None => (
+            false,
+            "no chk-N directory left after the cancellation".to_string(),
+        ),
         Some((&newest, directory)) => {
             // A new job started from the newest one's _metadata.
             let mut job = keyed_sum_job(800, Some(20));
@@ -653,9 +691,7 @@ fn delete_on_cancellation() -> Experiment {
     Experiment {
         experiment: "DELETE_ON_CANCELLATION, cancel at 90 ms (the same job)".into(),
         expected: "chk-* deleted; the {job} directory remains (CheckpointProperties, docs)".into(),
-        measured: format!(
-            "{left} chk-N left; {job_files} objects left under ckpt/keyed-sum/"
-        ),
+        measured: format!("{left} chk-N left; {job_files} objects left under ckpt/keyed-sum/"),
         agreement: if left > 0 {
             Agreement::Unexpected
         } else {
@@ -705,12 +741,16 @@ fn job_manager_storage_limit() -> Experiment {
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     let status = cluster.run_to_end(Tick(10_000));
     let refused = cluster.events().find_map(|e| match e {
-        EngineEvent::SnapshotRefused { checkpoint, reason, .. } => Some((*checkpoint, reason.clone())),
+        EngineEvent::SnapshotRefused {
+            checkpoint, reason, ..
+        } => Some((*checkpoint, reason.clone())),
         _ => None,
     });
     let aborted = refused.as_ref().and_then(|(id, _)| {
         cluster.events().find_map(|e| match e {
-            EngineEvent::CheckpointAborted { checkpoint, reason } if checkpoint == id => Some(*reason),
+            EngineEvent::CheckpointAborted { checkpoint, reason } if checkpoint == id => {
+                Some(*reason)
+            }
             _ => None,
         })
     });
@@ -723,9 +763,13 @@ fn job_manager_storage_limit() -> Experiment {
         .filter(|e| matches!(e, EngineEvent::CheckpointCompleted { .. }))
         .count();
     let holds = in_memory
-        && refused.as_ref().is_some_and(|(_, r)| r.contains("maxSize=5242880"))
+        && refused
+            .as_ref()
+            .is_some_and(|(_, r)| r.contains("maxSize=5242880"))
         && aborted == Some(CheckpointFailureReason::AsyncException)
-        && failover.as_ref().is_some_and(|c| c.contains("tolerable failure threshold"));
+        && failover
+            .as_ref()
+            .is_some_and(|c| c.contains("tolerable failure threshold"));
     Experiment {
         experiment: format!(
             "JobManagerCheckpointStorage (default limits), one keyed sum growing to {KEYS} keys, tolerable 0, in-process cluster"
@@ -754,11 +798,7 @@ const THROUGHPUT_ALGORITHMS: [Algorithm; 4] = [
 
 /// Checkpoint duration and channel state against the sink's throughput (reference §3.5: "the
 /// checkpoint duration becomes independent of the current throughput"), no faults.
-pub(crate) fn throughput_table(
-    jobs: usize,
-    seeds: Range<u64>,
-    on_done: &mut dyn FnMut(&Outcome),
-) -> CellTable {
+pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTable {
     let algorithms = THROUGHPUT_ALGORITHMS;
     let mut work: Vec<(Option<u32>, Algorithm, u64)> = Vec::new();
     for throughput in SINK_THROUGHPUTS {
@@ -767,16 +807,23 @@ pub(crate) fn throughput_table(
         }
     }
     let mut outcomes: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
+    let bugs = SeededBug::all_named(&runner.bugs).expect("checked by the command line");
+    let on_done = &mut runner.on_done;
     on_threads(
         &work,
-        jobs,
+        runner.jobs,
         |&(throughput, algorithm, seed)| {
             let mut draws = crate::Draws::new(seed);
             let (mut job, cluster) = crate::back_pressure_at(&mut draws, throughput);
             algorithm.apply(&mut job);
+            job.bugs.extend(bugs.iter().copied());
             let profile = crate::profiles::find_profile("none").expect("exists");
             let schedule = profile.draw(&mut draws.faults, cluster.task_managers);
-            let setup = Setup { job, cluster, schedule };
+            let setup = Setup {
+                job,
+                cluster,
+                schedule,
+            };
             judge(&sink_label(throughput), seed, setup)
                 .expect("a valid job")
                 .0
@@ -798,7 +845,12 @@ pub(crate) fn throughput_table(
                 .filter(|((t, a, _), _)| *t == throughput && *a == algorithm)
                 .map(|(_, o)| o)
                 .collect();
-            cells.push(cell_summary(algorithm.name(), &sink_label(throughput), "none", &runs));
+            cells.push(cell_summary(
+                algorithm.name(),
+                &sink_label(throughput),
+                "none",
+                &runs,
+            ));
         }
     }
     CellTable {
@@ -819,14 +871,15 @@ pub(crate) fn throughput_table(
 /// The rows of reference §3.5 read off the throughput table: unaligned checkpoint duration
 /// against throughput, and the aligned-checkpoint timeout.
 pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
-    let p50 = |algorithm: Algorithm, throughput: Option<u32>, figure: fn(&CellSummary) -> &Vec<u64>| {
-        table
-            .cells
-            .iter()
-            .find(|c| c.algorithm == algorithm.name() && c.scenario == sink_label(throughput))
-            .and_then(|c| percentile(&mut figure(c).clone(), 50))
-            .unwrap_or(0)
-    };
+    let p50 =
+        |algorithm: Algorithm, throughput: Option<u32>, figure: fn(&CellSummary) -> &Vec<u64>| {
+            table
+                .cells
+                .iter()
+                .find(|c| c.algorithm == algorithm.name() && c.scenario == sink_label(throughput))
+                .and_then(|c| percentile(&mut figure(c).clone(), 50))
+                .unwrap_or(0)
+        };
     fn duration(cell: &CellSummary) -> &Vec<u64> {
         &cell.checkpoint_ms
     }
@@ -896,5 +949,78 @@ fn sink_label(throughput: Option<u32>) -> String {
     match throughput {
         None => "sink unthrottled".into(),
         Some(t) => format!("sink {t}/tick"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `experiment` over seeds 0..4 with `bugs` switched on.
+    fn run<T>(bugs: &[&str], experiment: impl FnOnce(&mut Runner) -> T) -> T {
+        let mut ignore = |_: &Outcome| {};
+        let mut runner = Runner {
+            jobs: 2,
+            seeds: 0..4,
+            bugs: bugs.iter().map(|b| b.to_string()).collect(),
+            on_done: &mut ignore,
+        };
+        experiment(&mut runner)
+    }
+
+    #[test]
+    fn experiments_agree_without_bugs_and_turn_unexpected_on_the_bug_they_are_about() {
+        type Run = fn(&mut Runner) -> Experiment;
+        let cases: [(&str, Run); 2] = [
+            ("newer-barrier-not-aborting", newer_barrier_subsumes_older),
+            (
+                "alignment-without-blocking",
+                aligned_exactly_once_under_crashes,
+            ),
+        ];
+        for (bug, experiment) in cases {
+            let clean = run(&[], experiment);
+            assert_eq!(clean.agreement, Agreement::Agrees, "{clean:?}");
+            let buggy = run(&[bug], experiment);
+            assert_eq!(buggy.agreement, Agreement::Unexpected, "{bug}: {buggy:?}");
+        }
+        let rows = run(&[], |r| {
+            back_pressure_experiments(&throughput_table(r, 0..2))
+        });
+        assert_eq!(rows[0].agreement, Agreement::Agrees, "{rows:?}");
+        let rows = run(&["in-flight-not-persisted"], |r| {
+            back_pressure_experiments(&throughput_table(r, 0..2))
+        });
+        assert_eq!(rows[0].agreement, Agreement::Unexpected, "{rows:?}");
+    }
+
+    #[test]
+    fn the_measures_see_a_pause_too_short_and_a_failover_at_the_wrong_count() {
+        // Run without a min pause, the shortest completion-to-trigger gap is below 60 ms.
+        let gaps = run(&[], |r| {
+            r.measured(
+                "back-pressure",
+                |seed| slow_checkpoints(seed, |_| {}),
+                min_pause_gaps,
+            )
+        });
+        let shortest = gaps.iter().flat_map(|(_, g)| g.iter().copied()).min();
+        assert!(shortest.is_some_and(|g| g < 60), "{shortest:?}");
+        // The job tolerates 2 failures; judged by a rule of 1, each failover comes one late
+        // and the count passes 1 without one.
+        let runs = run(&[], |r| tolerable_failures_measured(r, 1));
+        assert!(runs
+            .iter()
+            .any(|(_, (at, missed))| at.contains(&3) && *missed > 0));
+    }
+
+    #[test]
+    fn the_in_process_experiments_agree_or_differ_as_documented() {
+        assert_eq!(incremental_example().agreement, Agreement::Agrees);
+        assert_eq!(retain_on_cancellation().agreement, Agreement::Agrees);
+        assert!(matches!(
+            delete_on_cancellation().agreement,
+            Agreement::DiffersAsDocumented(_)
+        ));
     }
 }

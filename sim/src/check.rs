@@ -212,7 +212,11 @@ pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>,
 
 /// Each sink's last committed value per key (of the sinks that have one, see
 /// [`ReferenceModel::has_final_values`]) and every window result equal `expected`'s.
-pub fn final_state(actual: &[Output], expected: &[Output], model: &ReferenceModel) -> Vec<Violation> {
+pub fn final_state(
+    actual: &[Output],
+    expected: &[Output],
+    model: &ReferenceModel,
+) -> Vec<Violation> {
     let last = |outputs: &[Output]| -> BTreeMap<(OperatorId, Key), i64> {
         outputs
             .iter()
@@ -1157,8 +1161,8 @@ fn summarize(property: Property, messages: Vec<String>, at: Option<Tick>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snapsim_core::job::{OperatorKind, Partitioning};
     use snapsim_core::ids::{EventTime, Offset, PartitionId};
+    use snapsim_core::job::{OperatorKind, Partitioning};
     use snapsim_core::record::InputRef;
 
     fn output(offset: u64, key: u64, value: i64) -> Output {
