@@ -9,7 +9,6 @@ use crate::profiles::find_profile;
 use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
 use crate::{find, paper, Algorithm, Outcome, Variant, Verdict};
 use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable};
-use snapsim_reports::sweep::FailedRun;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
@@ -151,32 +150,10 @@ pub fn cell_summary(
             .flat_map(|o| figure(o).iter().copied())
             .collect()
     };
-    let mut violations: BTreeMap<String, u64> = BTreeMap::new();
-    for outcome in runs {
-        let mut properties: Vec<String> = outcome
-            .violations
-            .iter()
-            .map(|v| v.property.to_string())
-            .collect();
-        properties.dedup();
-        for property in properties {
-            *violations.entry(property).or_default() += 1;
-        }
-    }
     let failures = runs
         .iter()
         .filter(|o| o.verdict != Verdict::Passed)
-        .map(|o| FailedRun {
-            seed: o.seed,
-            verdict: format!("{:?}", o.verdict),
-            first_violation: o
-                .violations
-                .first()
-                .map(|v| format!("{}: {}", v.property, v.message))
-                .unwrap_or_default(),
-            replay: o.replay_line(),
-            report: None,
-        })
+        .map(|o| sweep::failed_run(o, None))
         .collect();
     CellSummary {
         algorithm: algorithm.to_string(),
@@ -184,7 +161,7 @@ pub fn cell_summary(
         faults: faults.to_string(),
         runs: runs.len() as u64,
         passed: runs.iter().filter(|o| o.verdict == Verdict::Passed).count() as u64,
-        violations,
+        violations: sweep::violations_by_property(runs.iter().copied()),
         checkpoint_ms: all(|o| &o.stats.checkpoint_ms),
         alignment_ms: all(|o| &o.stats.alignment_ms),
         state_bytes: all(|o| &o.stats.state_bytes),

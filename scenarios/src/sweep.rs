@@ -11,7 +11,7 @@ use crate::report::{write_failure_reports, FailureReports};
 use crate::{find, run_variant, scenarios, Outcome, Scenario, Variant, Verdict, BUILD_COMMIT};
 use serde::{Deserialize, Serialize};
 use snapsim_reports::sweep::{FailedRun, ScenarioSummary, SweepReport};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::ops::Range;
@@ -493,34 +493,46 @@ fn median(mut values: Vec<u64>) -> u64 {
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
-fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> ScenarioSummary {
-    let failures = outcomes
-        .iter()
-        .filter(|o| o.verdict != Verdict::Passed)
-        .map(|o| FailedRun {
-            seed: o.seed,
-            verdict: format!("{:?}", o.verdict),
-            first_violation: o
-                .violations
-                .first()
-                .map(|v| format!("{}: {}", v.property, v.message))
-                .unwrap_or_default(),
-            replay: o.replay_line(),
-            report: reports.get(&(o.scenario.clone(), o.seed)).cloned(),
-        })
-        .collect();
+/// A failing run as reports show it, with its run report if one was written.
+pub(crate) fn failed_run(outcome: &Outcome, report: Option<String>) -> FailedRun {
+    FailedRun {
+        seed: outcome.seed,
+        verdict: format!("{:?}", outcome.verdict),
+        first_violation: outcome
+            .violations
+            .first()
+            .map(|v| format!("{}: {}", v.property, v.message))
+            .unwrap_or_default(),
+        replay: outcome.replay_line(),
+        report,
+    }
+}
+
+/// How many of `outcomes` violated each property (a run counts once per property).
+pub(crate) fn violations_by_property<'o>(
+    outcomes: impl IntoIterator<Item = &'o Outcome>,
+) -> BTreeMap<String, u64> {
     let mut violations: BTreeMap<String, u64> = BTreeMap::new();
     for outcome in outcomes {
-        let mut properties: Vec<String> = outcome
+        let properties: BTreeSet<String> = outcome
             .violations
             .iter()
             .map(|v| v.property.to_string())
             .collect();
-        properties.dedup();
         for property in properties {
             *violations.entry(property).or_default() += 1;
         }
     }
+    violations
+}
+
+fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> ScenarioSummary {
+    let failures = outcomes
+        .iter()
+        .filter(|o| o.verdict != Verdict::Passed)
+        .map(|o| failed_run(o, reports.get(&(o.scenario.clone(), o.seed)).cloned()))
+        .collect();
+    let violations = violations_by_property(outcomes);
     ScenarioSummary {
         scenario: scenario.to_string(),
         seeds: outcomes.len() as u64,
