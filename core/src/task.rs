@@ -1427,7 +1427,11 @@ mod tests {
         let recorded: Vec<(ChannelIndex, i64)> = out
             .iter()
             .find_map(|effect| match effect {
-                TaskEffect::Trace(EngineEvent::InFlightRecorded { in_flight, .. }) => Some(
+                TaskEffect::Trace(EngineEvent::InFlightRecorded {
+                    checkpoint: CheckpointId(2),
+                    in_flight,
+                    ..
+                }) => Some(
                     in_flight
                         .iter()
                         .flat_map(|(channel, records)| records.iter().map(|r| (*channel, r.value)))

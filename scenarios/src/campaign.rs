@@ -9,6 +9,7 @@ use crate::profiles::find_profile;
 use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
 use crate::{find, paper, Algorithm, Outcome, Variant, Verdict};
 use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable};
+use snapsim_reports::sweep::FailedRun;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
@@ -153,7 +154,11 @@ pub fn cell_summary(
     let failures = runs
         .iter()
         .filter(|o| o.verdict != Verdict::Passed)
-        .map(|o| sweep::failed_run(o, None))
+        .map(|o| FailedRun {
+            // A throughput-table run is not a named scenario: its rerun is the preset.
+            replay: paper::rerun_line(o),
+            ..sweep::failed_run(o, None)
+        })
         .collect();
     CellSummary {
         algorithm: algorithm.to_string(),

@@ -520,7 +520,6 @@ fn write_trace(path: Option<&Path>, trace: &[TraceEntry]) -> Result<(), String> 
     std::fs::write(path, lines).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).
 /// A progress bar over `runs` runs.
 fn progress_bar(runs: u64) -> ProgressBar {
     let progress = ProgressBar::new(runs);
@@ -586,6 +585,7 @@ fn run_campaign(
     Ok(report.passed())
 }
 
+/// Runs a sweep with a progress bar on stderr (hidden when it is not a terminal).
 fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<bool, String> {
     let jobs = cores(jobs);
     let runs = manifest.work().len() as u64;

@@ -157,9 +157,18 @@ fn verdicts(outcomes: &[&Outcome]) -> (bool, String) {
                     .violations
                     .first()
                     .map_or(String::new(), |v| format!("{}: {}", v.property, v.message)),
-                first.replay_line()
+                rerun_line(first)
             ),
         ),
+    }
+}
+
+/// The command that makes `outcome`'s run again: its replay line when it is a named scenario
+/// as the variant leaves it, else the preset (the experiment changed the job or schedule).
+pub(crate) fn rerun_line(outcome: &Outcome) -> String {
+    match find(&outcome.scenario) {
+        Ok(_) => outcome.replay_line(),
+        Err(_) => "rerun: cargo run --release -- campaign --preset paper (a changed job, not a named scenario)".into(),
     }
 }
 
@@ -185,6 +194,7 @@ fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
     let (passed, runs) = verdicts(&all);
     let with_duplicates = outcomes.iter().filter(|o| o.stats.duplicates > 0).count();
     let duplicates: u64 = outcomes.iter().map(|o| o.stats.duplicates).sum();
+    let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
     Experiment {
         experiment: format!(
             "Crash-inject, AT_LEAST_ONCE, operators with ≥ 2 input channels (keyed-sum: keyBy from 2 sources; co-window: a two-input co-sum), tm-crash, seeds {}..{}",
@@ -192,10 +202,10 @@ fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
         ),
         expected: "output ⊇ oracle: no loss, duplicates possible (docs \"Exactly Once vs. At Least Once\")".into(),
         measured: format!(
-            "{runs} (no effect lost); {with_duplicates} of {} runs committed duplicates, {duplicates} in all",
+            "{runs} (no effect lost) across {failovers} failovers; {with_duplicates} of {} runs committed duplicates, {duplicates} in all",
             outcomes.len()
         ),
-        agreement: agreement(passed),
+        agreement: agreement(passed && failovers > 0),
     }
 }
 
@@ -203,16 +213,12 @@ fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
     let runs = runner.measured(
         "map-only",
         |seed| scenario_setup("map-only", seed, "tm-crash", Algorithm::AtLeastOnce),
-        |result| {
-            engine(result)
-                .filter(|(_, e)| matches!(e, EngineEvent::Failover { .. }))
-                .count()
-        },
+        |_| (),
     );
     let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
     let (passed, verdict) = verdicts(&outcomes);
     let duplicates: u64 = outcomes.iter().map(|o| o.stats.duplicates).sum();
-    let failovers: usize = runs.iter().map(|(_, n)| n).sum();
+    let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
     Experiment {
         experiment: format!(
             "The same with a map-only pipeline (map-only: forward edges, one input channel per task), tm-crash, seeds {}..{}",
@@ -226,23 +232,16 @@ fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
 
 fn aligned_exactly_once_under_crashes(runner: &mut Runner) -> Experiment {
     let mut outcomes = Vec::new();
-    let mut failovers = 0;
     let names = ["keyed-sum", "co-window", "back-pressure", "hot-key"];
     for name in names {
         let runs = runner.measured(
             name,
             |seed| scenario_setup(name, seed, "crashes-and-storage", Algorithm::Aligned),
-            |result| {
-                engine(result)
-                    .filter(|(_, e)| matches!(e, EngineEvent::Failover { .. }))
-                    .count()
-            },
+            |_| (),
         );
-        for (outcome, count) in runs {
-            failovers += count;
-            outcomes.push(outcome);
-        }
+        outcomes.extend(runs.into_iter().map(|(o, ())| o));
     }
+    let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
     let all: Vec<&Outcome> = outcomes.iter().collect();
     let (passed, verdict) = verdicts(&all);
     Experiment {
@@ -364,7 +363,7 @@ fn max_concurrent_one(runner: &mut Runner) -> Experiment {
     }
 }
 
-/// Subsumed checkpoints: (aborted as DECLINED_SUBSUMED, of those followed by a newer
+/// Subsumed checkpoints: (aborted as DECLINED_SUBSUMED, of those whose n + 1 completed,
 /// completion, failovers for checkpoint failures).
 fn subsumed(result: &RunResult) -> (usize, usize, usize) {
     let mut aborted = Vec::new();
@@ -385,7 +384,7 @@ fn subsumed(result: &RunResult) -> (usize, usize, usize) {
     }
     let followed = aborted
         .iter()
-        .filter(|n| completed.iter().any(|c| c > n))
+        .filter(|n| completed.contains(&CheckpointId(n.0 + 1)))
         .count();
     (aborted.len(), followed, threshold_failovers)
 }
@@ -429,18 +428,20 @@ fn newer_barrier_subsumes_older(runner: &mut Runner) -> Experiment {
         ),
         expected: "n declined with CHECKPOINT_DECLINED_SUBSUMED, not counted; n+1 may complete (SingleCheckpointBarrierHandler, CheckpointFailureManager)".into(),
         measured: format!(
-            "{aborted} checkpoints aborted as DECLINED_SUBSUMED, {followed} of them followed by a newer completion; {failovers} failovers for checkpoint failures (tolerable 0: a counted one would fail over); {verdict}"
+            "{aborted} checkpoints aborted as DECLINED_SUBSUMED, n+1 completed for {followed} of them; {failovers} failovers for checkpoint failures (tolerable 0: a counted one would fail over); {verdict}"
         ),
         agreement: agreement(passed && aborted > 0 && followed > 0 && failovers == 0),
     }
 }
 
 /// Flink's rule, applied to the trace on its own (not the engine's counter): counted
-/// failures of ids after the last completion, each id once, reset by a newer completion and
-/// by a failover. Returns (the count at each threshold failover, times the count reached
-/// `tolerable + 1` with no threshold failover before the next checkpoint event).
+/// failures of checkpoints (not savepoints) after the last completion, each id once, reset by
+/// a newer completion, by the threshold failover itself and by a JobManager taking the job
+/// over (a new coordinator). Returns (the count at each threshold failover, times the count
+/// reached `tolerable + 1` with no threshold failover before the next checkpoint event).
 fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
     let mut last_completed = CheckpointId(0);
+    let mut savepoints: BTreeSet<CheckpointId> = BTreeSet::new();
     let mut counted: BTreeSet<CheckpointId> = BTreeSet::new();
     let mut continuous = 0;
     let mut at_failover = Vec::new();
@@ -448,6 +449,12 @@ fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
     let mut due = false;
     for (_, event) in engine(result) {
         match event {
+            EngineEvent::TriggerStarted {
+                checkpoint,
+                kind: TriggerKind::Savepoint,
+            } => {
+                savepoints.insert(*checkpoint);
+            }
             EngineEvent::CheckpointCompleted { checkpoint } => {
                 missed += u32::from(due);
                 due = false;
@@ -457,7 +464,9 @@ fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
                     counted.retain(|id| id > checkpoint);
                 }
             }
-            EngineEvent::CheckpointAborted { checkpoint, reason } => {
+            EngineEvent::CheckpointAborted { checkpoint, reason }
+                if !savepoints.contains(checkpoint) =>
+            {
                 missed += u32::from(due);
                 due = false;
                 if reason.is_counted()
@@ -468,11 +477,13 @@ fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
                     due = continuous > tolerable;
                 }
             }
-            EngineEvent::Failover { cause } => {
-                if cause.contains("tolerable failure threshold") {
-                    at_failover.push(continuous);
-                    due = false;
-                }
+            EngineEvent::Failover { cause } if cause.contains("tolerable failure threshold") => {
+                at_failover.push(continuous);
+                due = false;
+                continuous = 0;
+                counted.clear();
+            }
+            EngineEvent::HaRecordAdopted { .. } => {
                 continuous = 0;
                 counted.clear();
             }
@@ -697,8 +708,9 @@ fn delete_on_cancellation() -> Experiment {
         } else {
             Agreement::DiffersAsDocumented(
                 "the simulated checkpoint storage is an object store: a directory is only the \
-                 prefix of the objects in it, so an emptied {job} directory cannot remain; no \
-                 object outside chk-* is deleted (ARCHITECTURE, differences from Flink)"
+                 prefix of the objects in it, so an emptied {job} directory cannot remain (and \
+                 the JobManager's clean-up after the job ended removes orphaned files Flink \
+                 would leave) (ARCHITECTURE, differences from Flink)"
                     .into(),
             )
         },
@@ -871,6 +883,12 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
 /// The rows of reference §3.5 read off the throughput table: unaligned checkpoint duration
 /// against throughput, and the aligned-checkpoint timeout.
 pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
+    fn duration(cell: &CellSummary) -> &Vec<u64> {
+        &cell.checkpoint_ms
+    }
+    fn channel_state(cell: &CellSummary) -> &Vec<u64> {
+        &cell.in_flight_bytes
+    }
     let p50 =
         |algorithm: Algorithm, throughput: Option<u32>, figure: fn(&CellSummary) -> &Vec<u64>| {
             table
@@ -878,46 +896,60 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
                 .iter()
                 .find(|c| c.algorithm == algorithm.name() && c.scenario == sink_label(throughput))
                 .and_then(|c| percentile(&mut figure(c).clone(), 50))
-                .unwrap_or(0)
         };
-    fn duration(cell: &CellSummary) -> &Vec<u64> {
-        &cell.checkpoint_ms
-    }
     let slowest = *SINK_THROUGHPUTS.last().expect("levels");
     let series = |algorithm: Algorithm| -> String {
         SINK_THROUGHPUTS
             .iter()
-            .map(|&t| format!("{} ms", p50(algorithm, t, duration)))
+            .map(|&t| p50(algorithm, t, duration).map_or("–".into(), |ms| format!("{ms} ms")))
             .collect::<Vec<_>>()
             .join(" → ")
     };
-    let (aligned_fast, aligned_slow) = (
-        p50(Algorithm::Aligned, None, duration),
-        p50(Algorithm::Aligned, slowest, duration),
-    );
-    let (unaligned_fast, unaligned_slow) = (
-        p50(Algorithm::Unaligned, None, duration),
-        p50(Algorithm::Unaligned, slowest, duration),
-    );
-    let channel_state = p50(Algorithm::Unaligned, slowest, |c| &c.in_flight_bytes);
-    let timeout_slow = p50(Algorithm::AlignedTimeout, slowest, duration);
+    let fast_and_slow =
+        |algorithm| p50(algorithm, None, duration).zip(p50(algorithm, slowest, duration));
+    let unaligned_bytes = p50(Algorithm::Unaligned, slowest, channel_state).unwrap_or(0);
+    // Evidence that the timeout switches at all: some aligned-timeout checkpoint of the
+    // table persisted channel state.
+    let timeout_switched = table
+        .cells
+        .iter()
+        .filter(|c| c.algorithm == Algorithm::AlignedTimeout.name())
+        .any(|c| c.in_flight_bytes.iter().any(|&b| b > 0));
     let failed = table.cells.iter().any(|c| c.passed != c.runs);
     let levels = SINK_THROUGHPUTS.map(sink_label).join(" → ");
     // Independent of throughput: within half again of the unthrottled duration, while
     // aligned checkpoints at least double.
-    let independent = unaligned_slow * 2 <= unaligned_fast * 3 && aligned_slow >= 2 * aligned_fast;
-    let timeout_agreement = if failed {
-        Agreement::Unexpected
-    } else if timeout_slow * 2 <= aligned_slow {
-        Agreement::Agrees
-    } else {
-        Agreement::DiffersAsDocumented(format!(
-            "the aligned-checkpoint timeout runs from the first barrier a task handles (barriers \
-             carry no trigger time here, and a new checkpoint's barrier does not overtake \
-             before the switch), so under a deep backlog on one channel the barrier waits \
-             behind it as an aligned one does and the switch comes late: {timeout_slow} ms \
-             against {aligned_slow} ms aligned (ARCHITECTURE, differences from Flink)"
-        ))
+    let independent = match (
+        fast_and_slow(Algorithm::Aligned),
+        fast_and_slow(Algorithm::Unaligned),
+    ) {
+        (Some((aligned_fast, aligned_slow)), Some((fast, slow))) => {
+            aligned_fast > 0 && aligned_slow >= 2 * aligned_fast && slow * 2 <= fast * 3
+        }
+        _ => false,
+    };
+    let timeout_agreement = match (
+        fast_and_slow(Algorithm::AlignedTimeout),
+        fast_and_slow(Algorithm::Aligned),
+    ) {
+        _ if failed || !timeout_switched => Agreement::Unexpected,
+        (Some((_, timeout_slow)), Some((_, aligned_slow))) if timeout_slow * 2 <= aligned_slow => {
+            Agreement::Agrees
+        }
+        // What ARCHITECTURE predicts: behind a slow single-channel backlog, as aligned (±15 %).
+        (Some((_, timeout_slow)), Some((_, aligned_slow)))
+            if timeout_slow.abs_diff(aligned_slow) * 100 <= aligned_slow * 15 =>
+        {
+            Agreement::DiffersAsDocumented(format!(
+                "the aligned-checkpoint timeout runs from the first barrier a task handles (barriers \
+                 carry no trigger time here, and a new checkpoint's barrier does not overtake \
+                 before the switch), so a barrier behind a slow sink's backlog (one input \
+                 channel: nothing to align) waits as an aligned one does: {timeout_slow} ms \
+                 against {aligned_slow} ms aligned; the switch does happen where a task aligns \
+                 (channel state > 0 in some checkpoints) (ARCHITECTURE, differences from Flink)"
+            ))
+        }
+        _ => Agreement::Unexpected,
     };
     vec![
         Experiment {
@@ -926,12 +958,12 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
             ),
             expected: "unaligned duration ~ independent of throughput; unaligned persisted bytes > 0 (docs, unaligned checkpoints)".into(),
             measured: format!(
-                "aligned {}; unaligned {}; unaligned channel state p50 {channel_state} bytes per checkpoint at {}",
+                "aligned {}; unaligned {}; unaligned channel state p50 {unaligned_bytes} bytes per checkpoint at {}",
                 series(Algorithm::Aligned),
                 series(Algorithm::Unaligned),
                 sink_label(slowest)
             ),
-            agreement: agreement(!failed && independent && channel_state > 0),
+            agreement: agreement(!failed && independent && unaligned_bytes > 0),
         },
         Experiment {
             experiment: format!(

@@ -411,13 +411,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
     summarize_into(&whole, &results, out)
 }
 
-/// Each line of a results file with its outcome.
 /// The outcomes in a sweep directory's results, in result order.
 pub fn outcomes(dir: &Path) -> Result<Vec<Outcome>, SweepError> {
     let results = read_results(&dir.join(RESULTS))?;
     Ok(results.into_iter().map(|(_, outcome)| outcome).collect())
 }
 
+/// Each line of a results file with its outcome.
 fn read_results(path: &Path) -> Result<Vec<(String, Outcome)>, SweepError> {
     let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
     let mut read = Vec::new();

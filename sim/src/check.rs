@@ -211,7 +211,9 @@ pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>,
 }
 
 /// Each sink's last committed value per key (of the sinks that have one, see
-/// [`ReferenceModel::has_final_values`]) and every window result equal `expected`'s.
+/// [`ReferenceModel::has_final_values`]) and every window result equal `expected`'s; in a sink
+/// without final values (behind stateless operators only) every committed record's value
+/// equals the oracle's for its input.
 pub fn final_state(
     actual: &[Output],
     expected: &[Output],
@@ -233,7 +235,28 @@ pub fn final_state(
             .map(|(sink, r)| ((*sink, r.origin), r.value))
             .collect()
     };
+    let per_input = |outputs: &[Output]| -> BTreeMap<(OperatorId, Origin), BTreeSet<i64>> {
+        let mut values: BTreeMap<(OperatorId, Origin), BTreeSet<i64>> = BTreeMap::new();
+        for (sink, record) in outputs {
+            if matches!(record.origin, Origin::Input(_)) && !model.has_final_values(*sink) {
+                values
+                    .entry((*sink, record.origin))
+                    .or_default()
+                    .insert(record.value);
+            }
+        }
+        values
+    };
     let mut messages = Vec::new();
+    let want = per_input(expected);
+    for ((sink, origin), values) in per_input(actual) {
+        if let Some(expected) = want.get(&(sink, origin)).filter(|e| **e != values) {
+            messages.push(format!(
+                "{sink}: effect of {} committed with value(s) {values:?}, the oracle has {expected:?}",
+                describe(&origin)
+            ));
+        }
+    }
     let (want, found) = (last(expected), last(actual));
     for ((sink, key), value) in &want {
         match found.get(&(*sink, *key)) {
@@ -293,7 +316,8 @@ fn commit_times(trace: &[TraceEntry]) -> BTreeMap<TransactionId, Tick> {
 /// forward edges), a key's committed records arrive in the order that operator processed
 /// them, so each committed value must equal the reference model's fold of exactly the inputs
 /// committed before it for that key, and its own. (Exactly-once mode; sinks of other shapes
-/// are covered by the exactly-once and final-state checks.)
+/// are covered by the exactly-once and final-state checks: the latter compares each record's
+/// value behind stateless operators only.)
 pub fn state_consistency(
     committed: &[CommittedRecord],
     plan: &ExecutionPlan,
@@ -1323,12 +1347,20 @@ mod tests {
             violations[0].message,
             "op-2: key k1: final value Some(3), the oracle has 2"
         );
-        // Behind a map only, the last record of a key is whichever came last: not compared.
+        // Behind a map only, the last record of a key is whichever came last: not compared;
+        // each record's value is.
         let mut map_only = snapsim_core::testing::keyed_sum_job(8, None);
         map_only.operators[1].kind = OperatorKind::Map(snapsim_core::job::MapFn::MultiplyBy(2));
         map_only.edges[0].partitioning = Partitioning::Forward;
-        let model = ReferenceModel::new(&map_only);
-        assert!(!model.has_final_values(OperatorId(2)));
-        assert!(final_state(&wrong, &oracle, &model).is_empty());
+        let map_model = ReferenceModel::new(&map_only);
+        assert!(!map_model.has_final_values(OperatorId(2)));
+        let reordered = vec![output(1, 1, 2), output(0, 1, 1)];
+        assert!(final_state(&reordered, &oracle, &map_model).is_empty());
+        assert_eq!(final_state(&reordered, &oracle, &model).len(), 1);
+        let violations = final_state(&wrong, &oracle, &map_model);
+        assert_eq!(violations.len(), 1);
+        assert!(violations[0]
+            .message
+            .contains("committed with value(s) {3}, the oracle has {2}"));
     }
 }
