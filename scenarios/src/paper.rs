@@ -125,6 +125,27 @@ impl Runner<'_> {
     }
 }
 
+impl Runner<'_> {
+    /// The outcomes of the named `scenarios`, unchanged, under `faults` with `algorithm`.
+    fn scenario_outcomes(
+        &mut self,
+        scenarios: &[&str],
+        faults: &str,
+        algorithm: Algorithm,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for &name in scenarios {
+            let runs = self.measured(
+                name,
+                |seed| scenario_setup(name, seed, faults, algorithm),
+                |_| (),
+            );
+            outcomes.extend(runs.into_iter().map(|(outcome, ())| outcome));
+        }
+        outcomes
+    }
+}
+
 /// A named scenario's setup with `faults` and `algorithm`, and the variant that names them.
 fn scenario_setup(name: &str, seed: u64, faults: &str, algorithm: Algorithm) -> (Setup, Variant) {
     let variant =
@@ -181,15 +202,11 @@ fn agreement(holds: bool) -> Agreement {
 }
 
 fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
-    let mut outcomes = Vec::new();
-    for name in ["keyed-sum", "co-window"] {
-        let runs = runner.measured(
-            name,
-            |seed| scenario_setup(name, seed, "tm-crash", Algorithm::AtLeastOnce),
-            |_| (),
-        );
-        outcomes.extend(runs.into_iter().map(|(o, ())| o));
-    }
+    let outcomes = runner.scenario_outcomes(
+        &["keyed-sum", "co-window"],
+        "tm-crash",
+        Algorithm::AtLeastOnce,
+    );
     let all: Vec<&Outcome> = outcomes.iter().collect();
     let (passed, runs) = verdicts(&all);
     let with_duplicates = outcomes.iter().filter(|o| o.stats.duplicates > 0).count();
@@ -210,12 +227,8 @@ fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
 }
 
 fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
-    let runs = runner.measured(
-        "map-only",
-        |seed| scenario_setup("map-only", seed, "tm-crash", Algorithm::AtLeastOnce),
-        |_| (),
-    );
-    let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
+    let runs = runner.scenario_outcomes(&["map-only"], "tm-crash", Algorithm::AtLeastOnce);
+    let outcomes: Vec<&Outcome> = runs.iter().collect();
     let (passed, verdict) = verdicts(&outcomes);
     let duplicates: u64 = outcomes.iter().map(|o| o.stats.duplicates).sum();
     let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
@@ -231,16 +244,8 @@ fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
 }
 
 fn aligned_exactly_once_under_crashes(runner: &mut Runner) -> Experiment {
-    let mut outcomes = Vec::new();
     let names = ["keyed-sum", "co-window", "back-pressure", "hot-key"];
-    for name in names {
-        let runs = runner.measured(
-            name,
-            |seed| scenario_setup(name, seed, "crashes-and-storage", Algorithm::Aligned),
-            |_| (),
-        );
-        outcomes.extend(runs.into_iter().map(|(o, ())| o));
-    }
+    let outcomes = runner.scenario_outcomes(&names, "crashes-and-storage", Algorithm::Aligned);
     let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
     let all: Vec<&Outcome> = outcomes.iter().collect();
     let (passed, verdict) = verdicts(&all);
