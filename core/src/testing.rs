@@ -236,6 +236,21 @@ pub fn keyed_sum_job(records: u64, interval_ticks: Option<u64>) -> crate::job::J
     graph
 }
 
+/// The [`keyed_sum_job`] of 800 records on files under `ckpt/` with `retention`, checkpointing
+/// every 20 ms, cancelled at 90 ms; the cluster once the cancellation settled.
+pub fn cancelled_keyed_sum(retention: crate::retention::ExternalizedRetention) -> LocalCluster {
+    let mut job = keyed_sum_job(800, Some(20));
+    job.checkpoint.directory = Some("ckpt".to_string());
+    job.checkpoint.retention = retention;
+    let plan = job.build().expect("valid job");
+    let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+    cluster.run_until(Tick(90));
+    cluster.send(Address::JobManager, Address::JobManager, Message::CancelJob);
+    assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Canceled);
+    cluster.run_until(cluster.now().after(10));
+    cluster
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1159,15 +1174,7 @@ mod tests {
             (DeleteOnCancellation, false),
             (RetainOnCancellation, true),
         ] {
-            let mut job = keyed_sum_job(800, Some(20));
-            job.checkpoint.directory = Some("ckpt".to_string());
-            job.checkpoint.retention = retention;
-            let plan = job.build().expect("valid job");
-            let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
-            cluster.run_until(Tick(90));
-            cluster.send(Address::JobManager, Address::JobManager, Message::CancelJob);
-            assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Canceled);
-            cluster.run_until(cluster.now().after(10));
+            let cluster = cancelled_keyed_sum(retention);
             let checkpoints = cluster
                 .storage
                 .storage

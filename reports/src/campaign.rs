@@ -228,6 +228,14 @@ impl CellTable {
         Some((headers, rows))
     }
 
+    /// The file name of each chart of [`charts`](CellTable::charts), without drawing them.
+    fn chart_names(&self) -> Vec<String> {
+        FIGURES
+            .iter()
+            .map(|figure| format!("{}-{}.svg", self.slug, figure.stem))
+            .collect()
+    }
+
     /// One chart per figure: a group of bars per scenario (and faults), a bar per algorithm.
     fn charts(&self) -> Vec<(String, String)> {
         let faults_alike = self.cells.windows(2).all(|w| w[0].faults == w[1].faults);
@@ -244,7 +252,8 @@ impl CellTable {
         }
         FIGURES
             .iter()
-            .map(|figure| {
+            .zip(self.chart_names())
+            .map(|(figure, name)| {
                 let series: Vec<(String, Vec<Option<u64>>)> = algorithms
                     .iter()
                     .map(|algorithm| {
@@ -262,7 +271,6 @@ impl CellTable {
                         (algorithm.clone(), values)
                     })
                     .collect();
-                let name = format!("{}-{}.svg", self.slug, figure.stem);
                 let svg = grouped_bars_svg(figure.title, figure.unit, &groups, &series);
                 (name, svg)
             })
@@ -430,7 +438,7 @@ impl CampaignReport {
                 }
             }
             out!(w);
-            for (name, _) in table.charts() {
+            for name in table.chart_names() {
                 out!(w, "![{name}]({name})");
             }
             out!(w);

@@ -16,11 +16,11 @@ use snapsim_core::ids::{CheckpointId, EventTime, Key, TaskManagerId, Tick};
 use snapsim_core::job::{
     AggregateFn, JobGraph, OperatorKind, Partitioning, RestoreSettings, SourceLog,
 };
-use snapsim_core::messages::{Address, CheckpointFailureReason, Message};
+use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::record::SourceRecord;
 use snapsim_core::retention::{ClaimMode, ExternalizedRetention, SharedStateRegistry};
 use snapsim_core::storage::StoragePath;
-use snapsim_core::testing::{keyed_sum_job, LocalCluster};
+use snapsim_core::testing::{cancelled_keyed_sum, keyed_sum_job, LocalCluster};
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_reports::campaign::{Agreement, CellSummary, CellTable, Experiment};
 use snapsim_reports::percentile;
@@ -612,21 +612,6 @@ fn incremental_example() -> Experiment {
     }
 }
 
-/// A keyed-sum job on files with `retention`, cancelled at 90 ms; the cluster after the
-/// cancellation settled.
-fn cancelled(retention: ExternalizedRetention) -> LocalCluster {
-    let mut job = keyed_sum_job(800, Some(20));
-    job.checkpoint.directory = Some("ckpt".to_string());
-    job.checkpoint.retention = retention;
-    let plan = job.build().expect("a valid job");
-    let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
-    cluster.run_until(Tick(90));
-    cluster.send(Address::JobManager, Address::JobManager, Message::CancelJob);
-    assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Canceled);
-    cluster.run_until(cluster.now().after(10));
-    cluster
-}
-
 /// The `chk-N` directories left in a cluster's storage, by id.
 fn checkpoint_directories(cluster: &LocalCluster) -> BTreeMap<u64, String> {
     cluster
@@ -644,7 +629,7 @@ fn checkpoint_directories(cluster: &LocalCluster) -> BTreeMap<u64, String> {
 }
 
 fn retain_on_cancellation() -> Experiment {
-    let cluster = cancelled(ExternalizedRetention::RetainOnCancellation);
+    let cluster = cancelled_keyed_sum(ExternalizedRetention::RetainOnCancellation);
     let directories = checkpoint_directories(&cluster);
     let measured = match directories.last_key_value() {
         None => (
@@ -695,7 +680,7 @@ fn retain_on_cancellation() -> Experiment {
 }
 
 fn delete_on_cancellation() -> Experiment {
-    let cluster = cancelled(ExternalizedRetention::DeleteOnCancellation);
+    let cluster = cancelled_keyed_sum(ExternalizedRetention::DeleteOnCancellation);
     let left = checkpoint_directories(&cluster).len();
     let job_files = cluster
         .storage
