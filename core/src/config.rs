@@ -172,14 +172,6 @@ pub enum ConfigError {
         /// The upper bound.
         max: u32,
     },
-    /// Flink caps the minimum pause at one year.
-    #[error("min pause between checkpoints must be at most one year ({max} ms), got {value} ms")]
-    MinPauseTooLong {
-        /// The configured value.
-        value: u64,
-        /// The upper bound.
-        max: u64,
-    },
     /// The store must keep at least the latest completed checkpoint.
     #[error("number of retained checkpoints must be between 1 and {max}, got {value}")]
     RetainedOutOfRange {
@@ -241,6 +233,25 @@ pub enum ConfigError {
 }
 
 impl CheckpointConfig {
+    /// Brings options that Flink caps rather than refuses into range, and says what it changed:
+    /// a min pause above one year becomes one year (Flink's `CheckpointCoordinator` caps it
+    /// "to prevent numeric overflows").
+    pub fn cap(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.min_pause_ticks > MIN_PAUSE_MAX_TICKS {
+            warnings.push(format!(
+                "min pause between checkpoints {} ms is above one year; capped at {MIN_PAUSE_MAX_TICKS} ms",
+                self.min_pause_ticks
+            ));
+            self.min_pause_ticks = MIN_PAUSE_MAX_TICKS;
+        }
+        assert!(
+            self.min_pause_ticks <= MIN_PAUSE_MAX_TICKS,
+            "the min pause is capped"
+        );
+        warnings
+    }
+
     /// Checks every rule of reference §A. Call before building a job.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(value) = self.interval_ticks {
@@ -261,13 +272,6 @@ impl CheckpointConfig {
         if self.max_concurrent == 0 || self.max_concurrent > CONCURRENT_CHECKPOINTS_MAX {
             let (value, max) = (self.max_concurrent, CONCURRENT_CHECKPOINTS_MAX);
             return Err(ConfigError::MaxConcurrentOutOfRange { value, max });
-        }
-        if self.min_pause_ticks > MIN_PAUSE_MAX_TICKS {
-            let value = self.min_pause_ticks;
-            return Err(ConfigError::MinPauseTooLong {
-                value,
-                max: MIN_PAUSE_MAX_TICKS,
-            });
         }
         if self.retained == 0 || self.retained > RETAINED_CHECKPOINTS_MAX {
             let (value, max) = (self.retained, RETAINED_CHECKPOINTS_MAX);
@@ -737,10 +741,23 @@ mod tests {
             },
             Err("JobManager checkpoint storage: frame size must be positive"),
         );
-        check(
-            CheckpointConfig { min_pause_ticks: MIN_PAUSE_MAX_TICKS + 1, ..base },
-            Err("min pause between checkpoints must be at most one year (31536000000 ms), got 31536000001 ms"),
+    }
+
+    #[test]
+    fn a_min_pause_above_one_year_is_capped_with_a_warning() {
+        // Flink's `CheckpointCoordinator` caps the pause at one year instead of refusing the
+        // job; a pause of exactly one year is left alone.
+        let mut config = CheckpointConfig {
+            min_pause_ticks: MIN_PAUSE_MAX_TICKS + 1,
+            ..CheckpointConfig::default()
+        };
+        assert_eq!(
+            config.cap(),
+            ["min pause between checkpoints 31536000001 ms is above one year; capped at 31536000000 ms"]
         );
+        assert_eq!(config.min_pause_ticks, MIN_PAUSE_MAX_TICKS);
+        assert!(config.validate().is_ok());
+        assert!(config.cap().is_empty(), "a pause of one year is kept");
     }
 
     #[test]

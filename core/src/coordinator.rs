@@ -11,7 +11,7 @@ use crate::ids::{CheckpointId, TaskId, Tick};
 use crate::messages::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
 use crate::store::{CheckpointMetadata, CompletedCheckpoint, CompletedCheckpointStore};
-use crate::trace::{EngineEvent, TriggerKind};
+use crate::trace::{CheckpointReply, EngineEvent, IgnoredBecause, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a savepoint was not started.
@@ -436,11 +436,9 @@ impl CheckpointCoordinator {
         state: StateHandle,
         out: &mut Vec<CoordinatorEffect>,
     ) {
-        assert!(self.tasks.contains(&task), "ack from unknown task {task}");
-        assert!(
-            checkpoint < self.next_id,
-            "ack for {checkpoint} which was never triggered"
-        );
+        if !self.replies_to_known(task, checkpoint, CheckpointReply::Acknowledge, out) {
+            return;
+        }
         let Some(pending) = self.pending.get_mut(&checkpoint) else {
             return; // Late ack for an aborted or completed checkpoint (reference §G.40).
         };
@@ -466,10 +464,9 @@ impl CheckpointCoordinator {
         reason: CheckpointFailureReason,
         out: &mut Vec<CoordinatorEffect>,
     ) {
-        assert!(
-            self.tasks.contains(&task),
-            "decline from unknown task {task}"
-        );
+        if !self.replies_to_known(task, checkpoint, CheckpointReply::Decline, out) {
+            return;
+        }
         if self
             .pending
             .get(&checkpoint)
@@ -478,6 +475,32 @@ impl CheckpointCoordinator {
             self.abort(checkpoint, reason, out);
             self.try_trigger(now, out);
         }
+    }
+
+    /// Whether a reply comes from a task of this job for an id this coordinator took. One that
+    /// does not (a stray or corrupted message) is traced and ignored, as Flink ignores it
+    /// (`CheckpointCoordinatorTest#testHandleMessagesForNonExistingCheckpoints`).
+    fn replies_to_known(
+        &self,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        reply: CheckpointReply,
+        out: &mut Vec<CoordinatorEffect>,
+    ) -> bool {
+        let why = if !self.tasks.contains(&task) {
+            IgnoredBecause::UnknownTask
+        } else if checkpoint >= self.next_id {
+            IgnoredBecause::NeverTriggered
+        } else {
+            return true;
+        };
+        out.push(CoordinatorEffect::Trace(EngineEvent::ReplyIgnored {
+            task,
+            checkpoint,
+            reply,
+            why,
+        }));
+        false
     }
 
     /// The id counter was persisted (or not): trigger the checkpoint at the sources.

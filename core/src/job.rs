@@ -423,13 +423,16 @@ impl JobGraph {
     }
 
     /// Validates the graph and its options and expands it into an execution plan.
-    pub fn build(self) -> Result<ExecutionPlan, JobError> {
+    pub fn build(mut self) -> Result<ExecutionPlan, JobError> {
+        let warnings = self.checkpoint.cap();
         self.checkpoint.validate()?;
         self.restart.validate()?;
         self.validate_operators()?;
         self.validate_edges()?;
         let topological = self.topological_order()?;
-        Ok(ExecutionPlan::expand(self, &topological))
+        let mut plan = ExecutionPlan::expand(self, &topological);
+        plan.warnings = warnings;
+        Ok(plan)
     }
 
     fn validate_operators(&self) -> Result<(), JobError> {
@@ -689,6 +692,9 @@ pub struct ExecutionPlan {
     pub restart: RestartStrategyConfig,
     /// Where the job starts from when it has no HA record yet.
     pub restore: Option<RestoreSettings>,
+    /// Options that were out of range and were brought into it, as Flink does (with a log
+    /// warning there): one line each, for the program to print.
+    pub warnings: Vec<String>,
 }
 
 impl ExecutionPlan {
@@ -760,6 +766,7 @@ impl ExecutionPlan {
             checkpoint: graph.checkpoint,
             restart: graph.restart,
             restore: graph.restore,
+            warnings: Vec::new(),
         };
         plan.assert_wiring();
         plan
@@ -841,6 +848,22 @@ mod tests {
             Err(error) => error.to_string(),
         };
         assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn a_min_pause_above_one_year_builds_capped_and_says_so() {
+        // Flink caps the pause rather than refusing the job; the plan carries the warning.
+        let mut graph = JobGraph::new("job");
+        let src = source(&mut graph, 1);
+        let sink = graph.add("sink", OperatorKind::TwoPhaseCommitSink, 1);
+        graph.connect(src, sink, Partitioning::Forward);
+        graph.checkpoint.min_pause_ticks = u64::MAX;
+        let plan = graph.build().expect("a capped pause builds");
+        assert_eq!(
+            plan.checkpoint.min_pause_ticks,
+            crate::config::MIN_PAUSE_MAX_TICKS
+        );
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
     }
 
     #[test]

@@ -122,6 +122,19 @@ struct HaVersions {
     oldest: u64,
 }
 
+/// Where the record of the job's end stands. The clean-up after the end waits until it is
+/// durable: a JobManager that starts later and reads an older record ("running, latest
+/// checkpoint N") would redeploy from deleted files or re-run committed work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndRecord {
+    /// The job has not ended, or the write of its end is queued or in flight.
+    NotDurable,
+    /// The write failed or its outcome is unknown: write it again at this time.
+    RetryAt(Tick),
+    /// The newest durable HA record says the job ended.
+    Durable,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TaskState {
     Deploying,
@@ -157,6 +170,8 @@ pub struct JobManager {
     path_restore: Option<PathRestore>,
     /// The job ended; what to delete once no completion is settling.
     pending_discard: Option<Leaving>,
+    /// Whether the job's end is durable in the HA record.
+    end_record: EndRecord,
     /// A cancellation that arrived before the HA record was read.
     cancel_requested: bool,
     /// Which shared files (incremental state) retained checkpoints still use.
@@ -195,6 +210,7 @@ impl JobManager {
             ha_versions: HaVersions::default(),
             path_restore: None,
             pending_discard: None,
+            end_record: EndRecord::NotDurable,
             cancel_requested: false,
             shared: SharedStateRegistry::default(),
             storage: StorageClient::new(cluster.storage_timeout_ticks),
@@ -614,6 +630,7 @@ impl JobManager {
             // deleting is idempotent. (Flink retries the clean-up of a job its JobResultStore
             // marks dirty the same way.)
             self.set_status(ended, out);
+            self.end_recorded(out);
             self.discard_on_termination(now, Leaving::ended(ended), out);
             return;
         }
@@ -787,7 +804,12 @@ impl JobManager {
             HaWrite::Attempt => {
                 self.restart_at = Some(now.after(self.cluster.heartbeat_interval_ticks))
             }
-            HaWrite::Ended => {}
+            HaWrite::Ended if written => self.end_recorded(out),
+            HaWrite::Ended => {
+                // Flink retries its job-result store until the end is recorded; so does this.
+                let at = now.after(self.cluster.heartbeat_interval_ticks);
+                self.end_record = EndRecord::RetryAt(at);
+            }
         }
         self.apply(now, effects, out);
         self.delete_unused_shared(now, out);
@@ -1203,12 +1225,22 @@ impl JobManager {
         self.try_discard(now, out);
     }
 
+    fn end_recorded(&mut self, out: &mut Outbox) {
+        assert!(
+            self.status.is_terminal(),
+            "only an ended job records its end"
+        );
+        self.end_record = EndRecord::Durable;
+        out.trace(EngineEvent::EndRecorded);
+    }
+
     fn try_discard(&mut self, now: Tick, out: &mut Outbox) {
         let settled = self
             .coordinator
             .as_ref()
             .is_some_and(|c| !c.is_finalizing());
-        if settled && !self.ha_in_flight && self.ha_queue.is_empty() {
+        let recorded = self.end_record == EndRecord::Durable;
+        if settled && recorded && !self.ha_in_flight && self.ha_queue.is_empty() {
             if let Some(reason) = self.pending_discard.take() {
                 self.discard_on_termination(now, reason, out);
             }
@@ -1340,6 +1372,12 @@ impl JobManager {
         while let Some((purpose, error)) = self.storage.expire_next(now, out) {
             self.on_storage_result(now, purpose, Err(error), out);
         }
+        if let EndRecord::RetryAt(at) = self.end_record {
+            if at <= now {
+                self.end_record = EndRecord::NotDurable;
+                self.write_ha(now, HaWrite::Ended, out);
+            }
+        }
         if let Some(sweep) = self.sweep.as_mut() {
             if sweep.again_at.is_some_and(|at| at <= now) {
                 sweep.again_at = None;
@@ -1377,9 +1415,20 @@ impl JobManager {
         let coordinator = self.coordinator.as_ref().and_then(|c| c.next_deadline());
         let storage = self.storage.next_deadline();
         let sweep = self.sweep.as_ref().and_then(|s| s.again_at);
-        [heartbeat, coordinator, self.restart_at, storage, sweep]
-            .into_iter()
-            .flatten()
-            .min()
+        let end_retry = match self.end_record {
+            EndRecord::RetryAt(at) => Some(at),
+            _ => None,
+        };
+        [
+            heartbeat,
+            coordinator,
+            self.restart_at,
+            storage,
+            sweep,
+            end_retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

@@ -42,7 +42,8 @@ pub enum CheckpointFailureReason {
     Declined,
     /// The task's asynchronous part failed, e.g. a storage write (`CHECKPOINT_ASYNC_EXCEPTION`, counted).
     AsyncException,
-    /// Writing metadata or the completed store failed (`FINALIZE_CHECKPOINT_FAILURE`, counted).
+    /// Writing metadata or the completed store failed (`FINALIZE_CHECKPOINT_FAILURE`, not
+    /// counted: Flink's `CheckpointFailureManager#checkFailureCounter` ignores it).
     FinalizeFailure,
     /// A newer barrier arrived while aligning (`CHECKPOINT_DECLINED_SUBSUMED`, not counted).
     DeclinedSubsumed,
@@ -66,14 +67,15 @@ pub enum CheckpointFailureReason {
 }
 
 impl CheckpointFailureReason {
-    /// Whether this reason counts toward the tolerable-failure limit (reference §H.46).
+    /// Whether this reason counts toward the tolerable-failure limit: exactly the four that
+    /// Flink's `CheckpointFailureManager#checkFailureCounter` counts (its
+    /// `CheckpointFailureManagerTest#testTotalCountValue` asserts the same four).
     pub fn is_counted(self) -> bool {
         matches!(
             self,
             CheckpointFailureReason::Expired
                 | CheckpointFailureReason::Declined
                 | CheckpointFailureReason::AsyncException
-                | CheckpointFailureReason::FinalizeFailure
         )
     }
 }

@@ -1264,6 +1264,41 @@ mod tests {
         assert_eq!(deployments(&cluster), before, "not deployed again");
     }
 
+    /// Regression: the clean-up after the end deleted the retained checkpoints even when the
+    /// HA write recording the end was lost (here: the storage node is down when it is sent,
+    /// so it times out). The durable record then still said "running, latest checkpoint N",
+    /// and a JobManager starting later redeployed the job. The end is now written again until
+    /// it is durable, and the clean-up waits for it.
+    #[test]
+    fn the_clean_up_waits_until_the_end_is_durable_in_the_ha_record() {
+        let mut job = keyed_sum_job(400, Some(20));
+        job.checkpoint.directory = Some("ckpt".to_string());
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        // The JobManager sends the end record in the step that ends the job.
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        cluster.crash(Address::Storage);
+        cluster.run_until(cluster.now().after(10));
+        cluster.restart(Address::Storage);
+        cluster.run_until(cluster.now().after(3_000));
+        let timed_out = cluster
+            .events()
+            .any(|e| matches!(e, EngineEvent::StorageTimedOut { operation } if operation.contains("ha/")));
+        assert!(timed_out, "the first end record was lost");
+        let deployments = |c: &LocalCluster| {
+            c.events()
+                .filter(|e| matches!(e, EngineEvent::Deployed { .. }))
+                .count()
+        };
+        let before = deployments(&cluster);
+        cluster.crash(Address::JobManager);
+        cluster.restart(Address::JobManager);
+        cluster.run_until(cluster.now().after(3_000));
+        assert_eq!(cluster.job_manager.status(), JobStatus::Finished);
+        assert_eq!(deployments(&cluster), before, "not deployed again");
+        assert!(cluster.events().any(|e| *e == EngineEvent::EndRecorded));
+    }
+
     /// With three checkpoints pending at once, every retained checkpoint stays whole and a
     /// crash restores exactly. (The race a review found, a snapshot taken on top of a
     /// checkpoint that a newer completion subsumes, needs storage slower than this driver's

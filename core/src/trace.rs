@@ -48,6 +48,24 @@ pub enum TriggerKind {
     Savepoint,
 }
 
+/// A task's answer to a checkpoint's barrier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckpointReply {
+    /// An acknowledgement with the task's state.
+    Acknowledge,
+    /// A decline with a reason.
+    Decline,
+}
+
+/// Why the coordinator ignored a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IgnoredBecause {
+    /// The job has no such task.
+    UnknownTask,
+    /// The coordinator never took that id.
+    NeverTriggered,
+}
+
 /// One meaningful event inside the engine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EngineEvent {
@@ -289,6 +307,21 @@ pub enum EngineEvent {
         /// The state it restored: the recovery checker compares it with the state snapshotted.
         state: OperatorState,
     },
+    /// The coordinator ignored a reply that no checkpoint of its can take: from a task the job
+    /// does not have, or for an id it never took.
+    ReplyIgnored {
+        /// The task named in the reply.
+        task: TaskId,
+        /// The checkpoint named in the reply.
+        checkpoint: CheckpointId,
+        /// What the task sent.
+        reply: CheckpointReply,
+        /// Why it was ignored.
+        why: IgnoredBecause,
+    },
+    /// The JobManager knows the job's end is durable in the HA record (it wrote it, or read it
+    /// on start): from now on it may delete what the retention policy discards.
+    EndRecorded,
     /// A storage request got no answer in time and counts as failed.
     StorageTimedOut {
         /// The operation, e.g. `write job/chk-3/task-1`.

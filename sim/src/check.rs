@@ -817,8 +817,8 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
 /// Storage, three rules:
 /// - durability: every file a checkpoint references (`CompletionPersisting.files`) was synced
 ///   before its completion was persisted;
-/// - retention: while the job runs, no file a retained checkpoint references (completed, not
-///   yet subsumed) is deleted;
+/// - retention: until the job's end is durable in its HA record, no file a retained checkpoint
+///   references (completed, not yet subsumed) is deleted;
 /// - no leaks: once the job ended and its clean-up settled (`files` is the storage node's
 ///   listing then), the job's checkpoint directory holds no file this run wrote other than
 ///   those of the checkpoints its retention policy keeps. Files the run did not write (a
@@ -835,6 +835,7 @@ pub fn storage(
     let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
     let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
     let mut terminal = false;
+    let mut end_recorded = false;
     let mut messages = Vec::new();
     let mut first_at = None;
     for entry in trace {
@@ -849,15 +850,20 @@ pub fn storage(
             TraceEvent::Storage(StorageEvent::Synced { path }) => {
                 synced.insert(path.as_str());
             }
-            TraceEvent::Storage(StorageEvent::Deleted { path }) if !terminal => {
+            TraceEvent::Storage(StorageEvent::Deleted { path }) if !end_recorded => {
                 let users: Vec<String> = retained
                     .iter()
                     .filter(|id| referenced[id].contains(path))
                     .map(|id| id.to_string())
                     .collect();
+                let when = if terminal {
+                    " after the job ended but before its end was durable in the HA record (a JobManager starting then restores from them)"
+                } else {
+                    ""
+                };
                 if !users.is_empty() {
                     violation(format!(
-                        "{path} was deleted at {} while retained checkpoint(s) {} reference it",
+                        "{path} was deleted at {}{when} while retained checkpoint(s) {} reference it",
                         entry.at,
                         users.join(", ")
                     ));
@@ -896,6 +902,7 @@ pub fn storage(
             TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) if status.is_terminal() => {
                 terminal = true;
             }
+            TraceEvent::Engine(EngineEvent::EndRecorded) => end_recorded = true,
             _ => {}
         }
     }

@@ -404,3 +404,36 @@ fn a_lost_final_notification_is_repeated_and_the_job_finishes() {
         "the run went the same way"
     );
 }
+
+/// Why: the JobManager records the job's end in its HA record before deleting the retained
+/// checkpoints. If that write is lost and the clean-up goes ahead anyway, the durable record
+/// still says "running, latest checkpoint N": a JobManager that starts again redeploys from
+/// deleted files (the storage checker flags a retained file deleted before the end is durable).
+/// Here the storage node is down from just after the final checkpoint's completion record until
+/// the job ends, so the end record times out; it is written again, and only then is anything
+/// deleted (Flink retries its job-result store the same way).
+#[test]
+fn a_lost_end_record_is_written_again_before_the_clean_up_deletes_anything() {
+    let seed = 4;
+    let calm = keyed_sum(seed, Vec::new(), |_| {});
+    let ha_syncs: Vec<Tick> = (calm.trace.iter())
+        .filter(|e| matches!(&e.event, TraceEvent::Storage(StorageEvent::Synced { path }) if path.starts_with("ha/")))
+        .map(|e| e.at)
+        .collect();
+    // The last HA write records the end; the one before, the final checkpoint's completion.
+    let [.., completion, end] = ha_syncs[..] else {
+        panic!("the calm run writes HA records: {ha_syncs:?}");
+    };
+    assert!(completion < end, "{completion} then {end}");
+    let events = vec![
+        (completion.0 + 1, Fault::Crash(Address::Storage)),
+        (end.0 + 200, Fault::Restart(Address::Storage)),
+    ];
+    let result = keyed_sum(seed, events, |_| {});
+    let timed_out = engine_events(&result).position(|(_, event)| {
+        matches!(event, EngineEvent::StorageTimedOut { operation } if operation.contains("ha/"))
+    });
+    let recorded = engine_events(&result).position(|(_, event)| *event == EngineEvent::EndRecorded);
+    assert!(timed_out.is_some(), "the first end record was lost");
+    assert!(timed_out < recorded, "the end was recorded after the loss");
+}

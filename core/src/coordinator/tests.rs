@@ -137,6 +137,15 @@ impl Driver {
                     checkpoint: a,
                     reason,
                 }), ..] => (format!("skip {} {reason:?}", a.0), 1),
+                [E::Trace(V::ReplyIgnored {
+                    task,
+                    checkpoint,
+                    reply,
+                    why,
+                }), ..] => (
+                    format!("ignore {reply:?} {} {} {why:?}", task.0, checkpoint.0),
+                    1,
+                ),
                 [E::Trace(V::TriggerRequestRefused { reason }), ..] => {
                     (format!("refuse {reason:?}"), 1)
                 }
@@ -415,6 +424,23 @@ fn a_finalize_failure_frees_the_slot_for_a_queued_request() {
 }
 
 #[test]
+fn replies_for_ids_never_taken_or_from_unknown_tasks_are_ignored() {
+    // Flink's `CheckpointCoordinatorTest#testHandleMessagesForNonExistingCheckpoints`: an ack or
+    // decline for a checkpoint the coordinator never triggered, or from a task the job does not
+    // have, changes nothing (it is traced); the pending checkpoint still completes.
+    check(
+        config(Some(100)),
+        "start 0; to 0                 => t=0 counter, trigger 1
+         ack 0 7                       => t=0 ignore Acknowledge 0 7 NeverTriggered
+         decline 1 2 Declined          => t=0 ignore Decline 1 2 NeverTriggered
+         ack 9 1                       => t=0 ignore Acknowledge 9 1 UnknownTask
+         decline 9 1 Declined          => t=0 ignore Decline 9 1 UnknownTask
+         state                         => pending=[1] next=2 store=[] failures=0 due=100
+         ack-all 1                     => t=0 metadata 1, store 1, complete 1",
+    );
+}
+
+#[test]
 fn an_expired_checkpoint_is_aborted_and_late_acks_are_ignored() {
     // §G.42, §G.40: 1 expires at trigger + timeout however many acks it has, and later acks
     // change nothing; a checkpoint being finalized no longer expires.
@@ -483,7 +509,8 @@ fn uncounted_reasons_never_fail_the_job() {
 #[test]
 fn failures_count_once_per_id_and_only_after_the_last_success() {
     // §H.46–47, FLINK-18336: restored from 5, failures of 5 or older do not count, an id counts
-    // once, an older success does not reset the count and an uncounted reason does not count.
+    // once, an older success does not reset the count and an uncounted reason (Subsumed,
+    // FinalizeFailure) does not count.
     check_from(
         CheckpointConfig {
             tolerable_failed: 1,
@@ -497,7 +524,9 @@ fn failures_count_once_per_id_and_only_after_the_last_success() {
          state => pending=[] next=6 store=[5] failures=1 due=-
          fail 8 AsyncException => t=0 fail-job 8 AsyncException
          state => pending=[] next=6 store=[5] failures=0 due=-
-         fail 9 FinalizeFailure; succeed 9; fail 8 Expired
+         fail 9 FinalizeFailure; fail 10 FinalizeFailure
+         state => pending=[] next=6 store=[5] failures=0 due=-
+         succeed 10; fail 8 Expired
          state => pending=[] next=6 store=[5] failures=0 due=-",
     );
 }
@@ -522,9 +551,10 @@ fn completion_persists_metadata_then_store_then_subsumes_notifies_and_retires() 
 }
 
 #[test]
-fn a_failed_metadata_or_store_write_aborts_and_counts() {
-    // §I.50, §H.49: either persist failing aborts with FinalizeFailure, which counts (zero
-    // tolerated: the job fails), and nothing enters the store.
+fn a_failed_metadata_or_store_write_aborts_without_counting() {
+    // Flink's `CheckpointFailureManager#checkFailureCounter` ignores FINALIZE_CHECKPOINT_FAILURE
+    // (FLINK-32347): either persist failing aborts that checkpoint, nothing enters the store,
+    // and even with zero tolerated failures the job keeps running; the next one completes.
     check(
         CheckpointConfig {
             tolerable_failed: 0,
@@ -532,12 +562,13 @@ fn a_failed_metadata_or_store_write_aborts_and_counts() {
         },
         "start 0; to 0   => t=0 counter, trigger 1
          hold; ack-all 1 => t=0 metadata 1
-         reply fail      => t=0 abort 1 FinalizeFailure, fail-job 1 FinalizeFailure
+         reply fail      => t=0 abort 1 FinalizeFailure
          release; to 100 => t=100 counter, trigger 2
          hold; ack-all 2 => t=100 metadata 2
          reply ok        => t=100 store 2
-         reply fail      => t=100 abort 2 FinalizeFailure, fail-job 2 FinalizeFailure
-         state           => pending=[] next=3 store=[] failures=0 due=200",
+         reply fail      => t=100 abort 2 FinalizeFailure
+         state           => pending=[] next=3 store=[] failures=0 due=200
+         release; to 200; ack-all 3 => t=200 counter, trigger 3 | t=200 metadata 3, store 3, complete 3",
     );
 }
 
