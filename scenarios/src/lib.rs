@@ -33,6 +33,7 @@ use snapsim_reports::timeline::Timeline;
 use snapsim_sim::check::{self, Property, Violation};
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
+use snapsim_sim::liveness::{self, LivenessBound};
 use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::rng::{SimRng, Stream};
 use snapsim_sim::trace::{TraceEntry, TraceEvent};
@@ -195,6 +196,10 @@ pub struct Stats {
     /// failed attempt snapshotted (a lower bound of what it had read).
     #[serde(default)]
     pub replayed_records: u64,
+    /// How the job ended when it ended for good without finishing and rightly so (its restart
+    /// strategy gave up, a client cancelled it); such a run is judged on what it committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<String>,
 }
 
 /// The outcome of one run of a scenario.
@@ -490,14 +495,19 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
     clean.bugs.clear();
     let model = ReferenceModel::new(&clean);
     let clean = Arc::new(clean.build().expect("the same job without bugs builds too"));
-    let oracle = oracle(&clean, &setup);
-    let deadline = setup.schedule.deadline();
+    let (oracle, job_ticks) = oracle(&clean, &setup);
+    // The liveness phase lasts the profile's window or what the configuration needs, whichever
+    // is longer (see `snapsim_sim::liveness`).
+    let bound = LivenessBound::of(&plan, &setup.cluster, job_ticks);
+    let mut schedule = setup.schedule;
+    schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
+    let (deadline, heal_at) = (schedule.deadline(), schedule.heal_at);
     let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
     let result = harness::run(RunConfig {
         seed,
         plan: plan.clone(),
         cluster: setup.cluster,
-        schedule: setup.schedule,
+        schedule,
         inputs_max: INPUTS_MAX_DEFAULT,
     });
     // Properties of the run so far hold whether or not the job finished.
@@ -516,59 +526,80 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         &plan,
         first_trigger_delay,
     ));
+    let expected = check::outputs(&oracle, &clean);
+    let actual = check::outputs(&result.committed, &plan);
     let mut duplicates = 0;
+    let mut ended_early = None;
     match &result.end {
         RunEnd::Panicked(message) => violations.push(Violation {
             property: Property::NoCrash,
             message: message.clone(),
             at: Some(Tick(result.virtual_ticks)),
         }),
-        RunEnd::Terminated(JobStatus::Finished) => {
-            let expected = check::outputs(&oracle, &clean);
-            let actual = check::outputs(&result.committed, &plan);
-            match plan.checkpoint.mode {
-                CheckpointingMode::ExactlyOnce => {
-                    violations.extend(check::exactly_once(&actual, &expected));
-                    violations.extend(check::state_consistency(
-                        &result.committed,
-                        &plan,
-                        &model,
-                        &result.trace,
-                    ));
-                    violations.extend(check::final_state(&actual, &expected, &model));
-                }
-                CheckpointingMode::AtLeastOnce => {
-                    let (found, counted) = check::at_least_once(&actual, &expected);
+        RunEnd::Terminated(JobStatus::Finished) => match plan.checkpoint.mode {
+            CheckpointingMode::ExactlyOnce => {
+                violations.extend(check::exactly_once(&actual, &expected));
+                violations.extend(check::state_consistency(
+                    &result.committed,
+                    &plan,
+                    &model,
+                    &result.trace,
+                ));
+                violations.extend(check::final_state(&actual, &expected, &model));
+            }
+            CheckpointingMode::AtLeastOnce => {
+                let (found, counted) = check::at_least_once(&actual, &expected);
+                violations.extend(found);
+                duplicates = counted;
+            }
+        },
+        RunEnd::Terminated(status) => {
+            match liveness::justified_end(&result.trace, &plan, *status) {
+                Ok(why) => {
+                    // Judged on what it committed before it ended.
+                    let property = match plan.checkpoint.mode {
+                        CheckpointingMode::ExactlyOnce => Property::ExactlyOnce,
+                        CheckpointingMode::AtLeastOnce => Property::AtLeastOnce,
+                    };
+                    let (found, counted) = check::committed_part(&actual, &expected, property);
                     violations.extend(found);
                     duplicates = counted;
+                    if property == Property::ExactlyOnce {
+                        violations.extend(check::state_consistency(
+                            &result.committed,
+                            &plan,
+                            &model,
+                            &result.trace,
+                        ));
+                    }
+                    ended_early = Some(format!("{status:?}: {why}"));
                 }
+                Err(why) => violations.push(Violation {
+                    property: Property::Liveness,
+                    message: format!("the job ended {status:?} instead of finishing: {why}"),
+                    at: Some(Tick(result.virtual_ticks)),
+                }),
             }
         }
-        unfinished => {
-            let message = match unfinished {
-                RunEnd::TimedOut => format!(
-                    "the job did not finish within {} ms of virtual time",
-                    deadline.0
-                ),
-                RunEnd::InputLimit(limit) => {
-                    format!("the nodes handled more than {limit} inputs (a livelock?)")
-                }
-                RunEnd::Terminated(status) => {
-                    format!("the job ended {status:?} instead of finishing")
-                }
-                RunEnd::Panicked(_) => unreachable!("matched above"),
-            };
-            violations.push(Violation {
-                property: Property::Liveness,
-                message,
-                at: Some(Tick(result.virtual_ticks)),
-            });
-        }
+        RunEnd::TimedOut => violations.push(Violation {
+            property: Property::Liveness,
+            message: format!(
+                "the job did not finish within {} ms of virtual time (faults healed at {}; liveness bound {bound})",
+                deadline.0, heal_at
+            ),
+            at: Some(Tick(result.virtual_ticks)),
+        }),
+        RunEnd::InputLimit(limit) => violations.push(Violation {
+            property: Property::Liveness,
+            message: format!("the nodes handled more than {limit} inputs (a livelock?)"),
+            at: Some(Tick(result.virtual_ticks)),
+        }),
     };
     violations.sort_by_key(|v| v.property.rank());
     let verdict = verdict(&violations);
     let stats = Stats {
         duplicates,
+        ended_early,
         ..stats(&result)
     };
     let outcome = Outcome {
@@ -601,6 +632,9 @@ pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) 
         "  checkpoints completed {} aborted {}, failovers {}, records committed {}, virtual time {} ms, trace hash {:016x}",
         s.checkpoints_completed, s.checkpoints_aborted, s.restarts, s.records_committed, s.virtual_ticks, outcome.trace_hash
     );
+    if let Some(end) = &s.ended_early {
+        let _ = writeln!(text, "  the job ended {end}; judged on what it committed");
+    }
     for violation in &outcome.violations {
         let _ = writeln!(
             text,
@@ -649,8 +683,12 @@ fn verdict(violations: &[Violation]) -> Verdict {
     }
 }
 
-/// The failure-free run of the same job, in the in-process driver.
-fn oracle(plan: &Arc<ExecutionPlan>, setup: &Setup) -> Vec<snapsim_core::sink::CommittedRecord> {
+/// The failure-free run of the same job, in the in-process driver: what it committed, and how
+/// long it took (virtual ms).
+fn oracle(
+    plan: &Arc<ExecutionPlan>,
+    setup: &Setup,
+) -> (Vec<snapsim_core::sink::CommittedRecord>, u64) {
     let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
     let status = local.run_to_end(setup.schedule.deadline());
     assert_eq!(
@@ -658,7 +696,7 @@ fn oracle(plan: &Arc<ExecutionPlan>, setup: &Setup) -> Vec<snapsim_core::sink::C
         JobStatus::Finished,
         "the failure-free oracle of a built-in scenario finishes"
     );
-    local.sink.committed().to_vec()
+    (local.sink.committed().to_vec(), local.now().0)
 }
 
 fn stats(result: &RunResult) -> Stats {

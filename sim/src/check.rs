@@ -183,6 +183,33 @@ pub fn exactly_once(actual: &[Output], expected: &[Output]) -> Vec<Violation> {
     summarize(Property::ExactlyOnce, messages, None)
 }
 
+/// A job that ended for good before finishing (its restart strategy gave up, a client cancelled
+/// it) committed a part of its output: under exactly-once each (sink, origin) at most as often as
+/// `expected` has it (once), under at-least-once any number of times; and nothing else. Returns
+/// the violations (as `property`) and the duplicates (at-least-once).
+pub fn committed_part(
+    actual: &[Output],
+    expected: &[Output],
+    property: Property,
+) -> (Vec<Violation>, u64) {
+    let expected = origin_counts(expected);
+    let mut messages = Vec::new();
+    let mut duplicates = 0;
+    for ((sink, origin), &count) in &origin_counts(actual) {
+        let what = describe(origin);
+        match expected.get(&(*sink, *origin)) {
+            None => messages.push(format!(
+                "{sink}: effect of {what} committed {count} times but the oracle has none"
+            )),
+            Some(&want) if count > want && property == Property::ExactlyOnce => messages.push(
+                format!("{sink}: effect of {what} was committed {count} times, not {want}"),
+            ),
+            Some(&want) => duplicates += u64::from(count.saturating_sub(want)),
+        }
+    }
+    (summarize(property, messages, None), duplicates)
+}
+
 /// At-least-once mode: every expected (sink, origin) is committed at least once and nothing
 /// unexpected is. Returns the violations and the number of duplicate commits (allowed).
 pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>, u64) {

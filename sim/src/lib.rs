@@ -11,6 +11,7 @@ pub mod check;
 pub mod disk;
 pub mod faults;
 pub mod harness;
+pub mod liveness;
 pub mod model;
 mod nodes;
 pub mod rng;

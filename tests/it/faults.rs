@@ -437,3 +437,34 @@ fn a_lost_end_record_is_written_again_before_the_clean_up_deletes_anything() {
     assert!(timed_out.is_some(), "the first end record was lost");
     assert!(timed_out < recorded, "the end was recorded after the loss");
 }
+
+/// Why: a job whose restart strategy gives up fails for good, as Flink's does; that is not a
+/// liveness failure. The run is judged on what it committed (at most once, consistent values),
+/// and the outcome says how the job ended. With one restart allowed, two TaskManager crashes
+/// end the job.
+#[test]
+fn a_job_whose_restart_strategy_gives_up_is_judged_on_what_it_committed() {
+    let mut setup = setup(find("keyed-sum").expect("built-in"), 2);
+    setup.job.restart = snapsim_core::config::RestartStrategyConfig::FixedDelay {
+        attempts: 1,
+        delay_ticks: 50,
+    };
+    let events = vec![
+        (150, Fault::Crash(TM0)),
+        (200, Fault::Restart(TM0)),
+        (450, Fault::Crash(TM1)),
+        (500, Fault::Restart(TM1)),
+    ];
+    setup.schedule = FaultSchedule::at_times(events, Tick(3_000), 60_000);
+    let (outcome, result) = judge("keyed-sum", 2, setup).expect("a valid job");
+    assert_passed(&outcome);
+    let ended = outcome.stats.ended_early.as_deref().unwrap_or_default();
+    assert!(
+        ended.starts_with("Failed: its restart strategy gave up"),
+        "{ended:?}"
+    );
+    assert!(
+        result.committed.len() < 4_000,
+        "it committed a part of its output"
+    );
+}

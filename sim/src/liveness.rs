@@ -1,0 +1,270 @@
+//! How long the liveness phase may take, and which endings other than "finished" a correct
+//! engine may reach.
+//!
+//! A liveness failure must mean a bug. TigerBeetle's VOPR counts one only when the cluster
+//! could have recovered within the time it gives it; here that time follows from the run's own
+//! configuration. After the heal, a correct engine can still be held up by what the safety phase
+//! left behind: a checkpoint whose trigger or acknowledgement was lost stays pending until its
+//! timeout, and only then can the final checkpoint be triggered; that expiry, a TaskManager lost
+//! during the safety phase, or an HA write whose outcome is unknown can each fail the job over,
+//! which costs a heartbeat timeout, a restart delay and storage round trips that time out; and
+//! the job may have to run from its start again. [`LivenessBound`] adds these up.
+//!
+//! A job may also end for good without finishing, and rightly: its restart strategy gave up
+//! (Flink fails the job when the attempts are used up), or a client cancelled it.
+//! [`justified_end`] recounts that from the trace, independently of the engine's own counter.
+
+use crate::trace::{TraceEntry, TraceEvent};
+use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::config::RestartStrategyConfig;
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::messages::Address;
+use snapsim_core::trace::{EngineEvent, JobStatus};
+use std::fmt;
+
+/// Failovers the liveness phase allows for: a checkpoint expiry, a TaskManager lost during the
+/// safety phase, and a JobManager starting over after an HA write of unknown outcome.
+pub const LIVENESS_FAILOVERS_MAX: u64 = 3;
+
+/// The parts of the liveness bound, each from the run's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessBound {
+    /// The failure-free run's length: the job may run from its start again.
+    pub job_ticks: u64,
+    /// The checkpoint timeout: a checkpoint pending at the heal holds the final one back.
+    pub checkpoint_timeout_ticks: u64,
+    /// One failover: a heartbeat timeout, the longest restart delay and two storage timeouts.
+    pub failover_ticks: u64,
+}
+
+impl LivenessBound {
+    /// The bound of a run of `plan` on `cluster` whose failure-free run took `job_ticks`.
+    pub fn of(plan: &ExecutionPlan, cluster: &ClusterConfig, job_ticks: u64) -> LivenessBound {
+        let failover_ticks = cluster.heartbeat_timeout_ticks
+            + longest_restart_delay(&plan.restart)
+            + 2 * cluster.storage_timeout_ticks;
+        LivenessBound {
+            job_ticks,
+            checkpoint_timeout_ticks: plan.checkpoint.timeout_ticks,
+            failover_ticks,
+        }
+    }
+
+    /// The whole bound, in ticks.
+    pub fn ticks(&self) -> u64 {
+        let total = self
+            .job_ticks
+            .saturating_add(self.checkpoint_timeout_ticks)
+            .saturating_add(LIVENESS_FAILOVERS_MAX.saturating_mul(self.failover_ticks));
+        assert!(
+            total >= self.checkpoint_timeout_ticks,
+            "the bound covers an expiry"
+        );
+        total
+    }
+}
+
+impl fmt::Display for LivenessBound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ms: the job's failure-free length {} ms + the checkpoint timeout {} ms + {} failovers of {} ms (heartbeat timeout, longest restart delay, two storage timeouts)",
+            self.ticks(),
+            self.job_ticks,
+            self.checkpoint_timeout_ticks,
+            LIVENESS_FAILOVERS_MAX,
+            self.failover_ticks
+        )
+    }
+}
+
+/// The longest delay the restart strategy waits before a restart.
+fn longest_restart_delay(restart: &RestartStrategyConfig) -> u64 {
+    match *restart {
+        RestartStrategyConfig::NoRestart => 0,
+        RestartStrategyConfig::FixedDelay { delay_ticks, .. } => delay_ticks,
+        RestartStrategyConfig::ExponentialDelay {
+            max_backoff_ticks,
+            jitter,
+            ..
+        } => max_backoff_ticks + jitter.apply(max_backoff_ticks),
+    }
+}
+
+/// Why a job that ended without finishing ended rightly, or why not: recounted from the trace.
+///
+/// - `Failed`: the failover that ended it found the restart strategy's attempts used up, counting
+///   the failovers since the JobManager last started (its restart strategy starts afresh then,
+///   as Flink's does with a new JobMaster). Any other failure for good is unjustified here.
+/// - `Canceled`: a client's cancellation reached a running JobManager.
+pub fn justified_end(
+    trace: &[TraceEntry],
+    plan: &ExecutionPlan,
+    status: JobStatus,
+) -> Result<String, String> {
+    assert!(status.is_terminal(), "{status:?} does not end a job");
+    match status {
+        JobStatus::Failed => restarts_used_up(trace, &plan.restart),
+        JobStatus::Canceled => cancelled_by_client(trace),
+        other => Err(format!("the job ended {other:?}")),
+    }
+}
+
+fn restarts_used_up(
+    trace: &[TraceEntry],
+    restart: &RestartStrategyConfig,
+) -> Result<String, String> {
+    let attempts = match *restart {
+        RestartStrategyConfig::NoRestart => 0,
+        RestartStrategyConfig::FixedDelay { attempts, .. }
+        | RestartStrategyConfig::ExponentialDelay { attempts, .. } => u64::from(attempts),
+    };
+    // Failovers since the JobManager last started, and that count when the job failed.
+    let mut failovers: u64 = 0;
+    let mut last_failover = false;
+    for entry in trace {
+        let from_job_manager = entry.node == Address::JobManager;
+        match &entry.event {
+            TraceEvent::Restart if from_job_manager => failovers = 0,
+            TraceEvent::Engine(EngineEvent::Failover { .. }) => {
+                failovers += 1;
+                last_failover = true;
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus {
+                status: JobStatus::Failed,
+                ..
+            }) => {
+                return if last_failover && failovers > attempts {
+                    Ok(format!(
+                        "its restart strategy gave up: failover {failovers} with {attempts} restart(s) allowed"
+                    ))
+                } else {
+                    Err(format!(
+                        "the job failed for good after {failovers} failover(s) with {attempts} restart(s) allowed"
+                    ))
+                };
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus { .. }) => last_failover = false,
+            _ => {}
+        }
+    }
+    Err("the job's failure is not in the trace".to_string())
+}
+
+fn cancelled_by_client(trace: &[TraceEntry]) -> Result<String, String> {
+    let mut cancel_requested = false;
+    for entry in trace {
+        match &entry.event {
+            TraceEvent::Fault(crate::faults::Fault::CancelJob) => cancel_requested = true,
+            TraceEvent::Engine(EngineEvent::JobStatus {
+                status: JobStatus::Canceled,
+                ..
+            }) => {
+                return if cancel_requested {
+                    Ok("a client cancelled it".to_string())
+                } else {
+                    Err("the job was cancelled though no client asked".to_string())
+                };
+            }
+            _ => {}
+        }
+    }
+    Err("the job's cancellation is not in the trace".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Fault;
+    use snapsim_core::ids::{Attempt, Tick};
+    use snapsim_core::testing::keyed_sum_job;
+
+    fn plan(restart: RestartStrategyConfig) -> ExecutionPlan {
+        let mut job = keyed_sum_job(40, Some(50));
+        job.restart = restart;
+        job.build().expect("valid job")
+    }
+
+    fn at(node: Address, event: TraceEvent) -> TraceEntry {
+        TraceEntry {
+            at: Tick(0),
+            node,
+            event,
+        }
+    }
+
+    fn engine(event: EngineEvent) -> TraceEntry {
+        at(Address::JobManager, TraceEvent::Engine(event))
+    }
+
+    fn failover() -> TraceEntry {
+        engine(EngineEvent::Failover {
+            cause: "a task failed".to_string(),
+        })
+    }
+
+    fn status(status: JobStatus) -> TraceEntry {
+        engine(EngineEvent::JobStatus {
+            status,
+            attempt: Attempt(1),
+        })
+    }
+
+    #[test]
+    fn the_bound_adds_the_job_the_checkpoint_timeout_and_three_failovers() {
+        // Flink's defaults: a 10-minute checkpoint timeout, exponential delay up to 1 min with
+        // 10 % jitter; heartbeats time out after 500 ms, storage requests after 1 s.
+        let plan = plan(RestartStrategyConfig::default());
+        let bound = LivenessBound::of(&plan, &ClusterConfig::default(), 700);
+        assert_eq!(bound.checkpoint_timeout_ticks, 600_000);
+        assert_eq!(bound.failover_ticks, 500 + 66_000 + 2_000);
+        assert_eq!(bound.ticks(), 700 + 600_000 + 3 * 68_500);
+    }
+
+    #[test]
+    fn a_failure_for_good_is_justified_only_once_the_restarts_are_used_up() {
+        // Fixed delay with 2 attempts: the third failover since the JobManager started fails
+        // the job; a JobManager restart starts the count again, as a new JobMaster's does.
+        let plan = plan(RestartStrategyConfig::FixedDelay {
+            attempts: 2,
+            delay_ticks: 10,
+        });
+        let restarting = || status(JobStatus::Restarting);
+        let used_up = [
+            failover(),
+            restarting(),
+            failover(),
+            restarting(),
+            failover(),
+        ];
+        let mut trace = used_up.to_vec();
+        trace.push(status(JobStatus::Failed));
+        assert!(justified_end(&trace, &plan, JobStatus::Failed).is_ok());
+        let mut early = vec![failover(), restarting(), failover()];
+        early.push(status(JobStatus::Failed));
+        let why = justified_end(&early, &plan, JobStatus::Failed).expect_err("too early");
+        assert!(
+            why.contains("after 2 failover(s) with 2 restart(s)"),
+            "{why}"
+        );
+        let mut restarted = vec![failover(), restarting(), failover(), restarting()];
+        restarted.push(at(Address::JobManager, TraceEvent::Restart));
+        restarted.extend([failover(), status(JobStatus::Failed)]);
+        assert!(justified_end(&restarted, &plan, JobStatus::Failed).is_err());
+        // A failure for good that no failover preceded (a corrupted HA record, say).
+        let unexplained = vec![status(JobStatus::Failed)];
+        assert!(justified_end(&unexplained, &plan, JobStatus::Failed).is_err());
+    }
+
+    #[test]
+    fn a_cancellation_is_justified_only_when_a_client_asked() {
+        let plan = plan(RestartStrategyConfig::NoRestart);
+        let asked = vec![
+            at(Address::JobManager, TraceEvent::Fault(Fault::CancelJob)),
+            status(JobStatus::Canceled),
+        ];
+        assert!(justified_end(&asked, &plan, JobStatus::Canceled).is_ok());
+        let unasked = vec![status(JobStatus::Canceled)];
+        assert!(justified_end(&unasked, &plan, JobStatus::Canceled).is_err());
+    }
+}
