@@ -58,11 +58,15 @@ pub enum SeededBug {
     /// Unaligned and Chandy-Lamport snapshots leave out their channel state: the in-flight
     /// records are not persisted.
     InFlightNotPersisted,
+    /// The JobManager handles the answer to a `_metadata` write twice, so the coordinator's
+    /// assertions fire at the first completion of every run, the failure-free oracle's too
+    /// (the bug is on the path every run takes, faults or not: see [`SeededBug::in_oracle`]).
+    MetadataAnsweredTwice,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 14] = [
+    pub const ALL: [SeededBug; 15] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -77,7 +81,16 @@ impl SeededBug {
         SeededBug::DeclineWithoutMarker,
         SeededBug::LostNotificationNotCompensated,
         SeededBug::InFlightNotPersisted,
+        SeededBug::MetadataAnsweredTwice,
     ];
+
+    /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
+    /// runs without seeded bugs, except one that models an engine bug on the path every run
+    /// takes: such a bug shows as the oracle itself failing, which the judge must report as
+    /// the run's finding, never as a crash of the sweep.
+    pub fn in_oracle(self) -> bool {
+        self == SeededBug::MetadataAnsweredTwice
+    }
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -96,6 +109,7 @@ impl SeededBug {
             SeededBug::DeclineWithoutMarker => "decline-without-marker",
             SeededBug::LostNotificationNotCompensated => "lost-notification-not-compensated",
             SeededBug::InFlightNotPersisted => "in-flight-not-persisted",
+            SeededBug::MetadataAnsweredTwice => "metadata-answered-twice",
         }
     }
 
@@ -144,6 +158,9 @@ impl SeededBug {
             SeededBug::InFlightNotPersisted => {
                 "unaligned and Chandy-Lamport snapshots do not persist their channel state (in-flight records)"
             }
+            SeededBug::MetadataAnsweredTwice => {
+                "the JobManager handles a _metadata write's answer twice: an engine assertion fails in every run, the failure-free oracle's too"
+            }
         }
     }
 
@@ -170,6 +187,8 @@ impl SeededBug {
             SeededBug::LostNotificationNotCompensated => "notification",
             // Operator state plus channel state miss the records that were in flight.
             SeededBug::InFlightNotPersisted => "consistent-cut",
+            // The coordinator asserts that a checkpoint's metadata is written once.
+            SeededBug::MetadataAnsweredTwice => "no-crash",
         }
     }
 
@@ -211,6 +230,9 @@ impl SeededBug {
             SeededBug::LostNotificationNotCompensated => "FLINK-21080; flink-semantics §G.44 (an abort notice first commits the latest completed)",
             SeededBug::InFlightNotPersisted => {
                 "flink-semantics §F.34 (in-flight input persisted as channel state)"
+            }
+            SeededBug::MetadataAnsweredTwice => {
+                "CheckpointCoordinator#completePendingCheckpoint (a pending checkpoint is finalized once)"
             }
         }
     }

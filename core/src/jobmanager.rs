@@ -818,6 +818,27 @@ impl JobManager {
         self.try_discard(now, out);
     }
 
+    fn on_metadata_written(
+        &mut self,
+        now: Tick,
+        checkpoint: CheckpointId,
+        written: bool,
+        out: &mut Outbox,
+    ) {
+        // Seeded bug: the answer is handled twice, which the coordinator's assertions catch.
+        let times = if self.plan.has_bug(SeededBug::MetadataAnsweredTwice) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..times {
+            let mut effects = Vec::new();
+            self.coordinator_mut()
+                .on_metadata_written(now, checkpoint, written, &mut effects);
+            self.apply(now, effects, out);
+        }
+    }
+
     fn apply(&mut self, now: Tick, effects: Vec<CoordinatorEffect>, out: &mut Outbox) {
         for effect in effects {
             match effect {
@@ -871,14 +892,7 @@ impl JobManager {
                     ..
                 } => {
                     // JobManagerCheckpointStorage: the metadata stays in memory, "written" at once.
-                    let mut effects = Vec::new();
-                    self.coordinator_mut().on_metadata_written(
-                        now,
-                        metadata.checkpoint,
-                        true,
-                        &mut effects,
-                    );
-                    self.apply(now, effects, out);
+                    self.on_metadata_written(now, metadata.checkpoint, true, out);
                 }
                 CoordinatorEffect::PersistCompletion(checkpoint) => {
                     self.write_ha(now, HaWrite::Completion(checkpoint), out)
@@ -1100,14 +1114,7 @@ impl JobManager {
                 self.on_ha_written(now, write, version, result, out)
             }
             Request::Metadata(checkpoint) => {
-                let mut effects = Vec::new();
-                self.coordinator_mut().on_metadata_written(
-                    now,
-                    checkpoint,
-                    result.is_ok(),
-                    &mut effects,
-                );
-                self.apply(now, effects, out);
+                self.on_metadata_written(now, checkpoint, result.is_ok(), out);
                 self.try_deploy(now, out);
             }
             Request::Discard => {}

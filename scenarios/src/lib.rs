@@ -487,21 +487,32 @@ pub fn judge_variant(
 
 /// Runs a setup (a scenario's, perhaps changed: another schedule, another job option, seeded
 /// bugs) and judges it against the failure-free oracle of its job without the bugs.
+///
+/// A panic anywhere (an engine assertion in the run or in the oracle, a checker's) is this
+/// run's `no-crash` failure, never the caller's: a sweep goes on with its other runs.
 pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult), JobError> {
     let plan = Arc::new(setup.job.clone().build()?);
     let setup_bugs: Vec<String> = setup.job.bugs.iter().map(|b| b.to_string()).collect();
-    // The oracle never has the seeded bugs the run has.
+    // The oracle has none of the run's seeded bugs but those on every run's path.
     let mut clean = setup.job.clone();
-    clean.bugs.clear();
-    let model = ReferenceModel::new(&clean);
-    let clean = Arc::new(clean.build().expect("the same job without bugs builds too"));
-    let (oracle, job_ticks) = oracle(&clean, &setup);
+    clean.bugs.retain(|bug| bug.in_oracle());
+    let clean_plan = Arc::new(clean.clone().build()?);
+    let failure_free = guarded(|| {
+        let model = ReferenceModel::new(&clean);
+        let (oracle, job_ticks) = oracle(&clean_plan, &setup);
+        (model, oracle, job_ticks)
+    });
     // The liveness phase lasts the profile's window or what the configuration needs, whichever
     // is longer (see `snapsim_sim::liveness`).
+    let job_ticks = failure_free.as_ref().map_or(0, |(_, _, ticks)| *ticks);
     let bound = LivenessBound::of(&plan, &setup.cluster, job_ticks);
     let mut schedule = setup.schedule;
     schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
-    let (deadline, heal_at) = (schedule.deadline(), schedule.heal_at);
+    let phase = LivenessPhase {
+        heal_at: schedule.heal_at,
+        deadline: schedule.deadline(),
+        bound,
+    };
     let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
     let result = harness::run(RunConfig {
         seed,
@@ -510,90 +521,39 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         schedule,
         inputs_max: INPUTS_MAX_DEFAULT,
     });
-    // Properties of the run so far hold whether or not the job finished.
-    let mut violations = check::oracle_agrees_with_model(&oracle, &clean, &model);
-    violations.extend(check::consistent_cut(&result.trace, &plan, &model));
-    violations.extend(check::recovery(&result.trace, &plan));
-    violations.extend(check::cancellation(&result.trace, &plan));
-    violations.extend(check::notification(&result.trace, &plan));
-    let ended = match result.end {
-        RunEnd::Terminated(status) => Some(status),
-        _ => None,
+    let crash = |message: String| Violation {
+        property: Property::NoCrash,
+        message,
+        at: Some(Tick(result.virtual_ticks)),
     };
-    violations.extend(check::storage(&result.trace, &plan, ended, &result.files));
-    violations.extend(check::checkpoint_progress(
-        &result.trace,
-        &plan,
-        first_trigger_delay,
-    ));
-    let expected = check::outputs(&oracle, &clean);
-    let actual = check::outputs(&result.committed, &plan);
-    let mut duplicates = 0;
-    let mut ended_early = None;
-    match &result.end {
-        RunEnd::Panicked(message) => violations.push(Violation {
-            property: Property::NoCrash,
-            message: message.clone(),
-            at: Some(Tick(result.virtual_ticks)),
-        }),
-        RunEnd::Terminated(JobStatus::Finished) => match plan.checkpoint.mode {
-            CheckpointingMode::ExactlyOnce => {
-                violations.extend(check::exactly_once(&actual, &expected));
-                violations.extend(check::state_consistency(
-                    &result.committed,
-                    &plan,
-                    &model,
-                    &result.trace,
-                ));
-                violations.extend(check::final_state(&actual, &expected, &model));
-            }
-            CheckpointingMode::AtLeastOnce => {
-                let (found, counted) = check::at_least_once(&actual, &expected);
-                violations.extend(found);
-                duplicates = counted;
-            }
-        },
-        RunEnd::Terminated(status) => {
-            match liveness::justified_end(&result.trace, &plan, *status) {
-                Ok(why) => {
-                    // Judged on what it committed before it ended.
-                    let property = match plan.checkpoint.mode {
-                        CheckpointingMode::ExactlyOnce => Property::ExactlyOnce,
-                        CheckpointingMode::AtLeastOnce => Property::AtLeastOnce,
-                    };
-                    let (found, counted) = check::committed_part(&actual, &expected, property);
-                    violations.extend(found);
-                    duplicates = counted;
-                    if property == Property::ExactlyOnce {
-                        violations.extend(check::state_consistency(
-                            &result.committed,
-                            &plan,
-                            &model,
-                            &result.trace,
-                        ));
-                    }
-                    ended_early = Some(format!("{status:?}: {why}"));
-                }
-                Err(why) => violations.push(Violation {
-                    property: Property::Liveness,
-                    message: format!("the job ended {status:?} instead of finishing: {why}"),
-                    at: Some(Tick(result.virtual_ticks)),
-                }),
-            }
+    let (mut violations, duplicates, ended_early) = match failure_free {
+        Ok((model, oracle, _)) => {
+            let run = RunUnderJudgement {
+                plan: &plan,
+                clean: &clean_plan,
+                model: &model,
+                oracle: &oracle,
+                result: &result,
+                first_trigger_delay,
+                phase: &phase,
+            };
+            guarded(|| run.check()).unwrap_or_else(|message| {
+                (
+                    vec![crash(format!("a checker panicked: {message}"))],
+                    0,
+                    None,
+                )
+            })
         }
-        RunEnd::TimedOut => violations.push(Violation {
-            property: Property::Liveness,
-            message: format!(
-                "the job did not finish within {} ms of virtual time (faults healed at {}; liveness bound {bound})",
-                deadline.0, heal_at
-            ),
-            at: Some(Tick(result.virtual_ticks)),
-        }),
-        RunEnd::InputLimit(limit) => violations.push(Violation {
-            property: Property::Liveness,
-            message: format!("the nodes handled more than {limit} inputs (a livelock?)"),
-            at: Some(Tick(result.virtual_ticks)),
-        }),
+        Err(message) => {
+            let mut violations = vec![crash(format!(
+                "the failure-free oracle (the same job without faults, in-process) panicked: {message}"
+            ))];
+            if let RunEnd::Panicked(message) = &result.end {
+                violations.push(crash(message.clone()));
+            }
+            (violations, 0, None)
+        }
     };
     violations.sort_by_key(|v| v.property.rank());
     let verdict = verdict(&violations);
@@ -615,6 +575,138 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         },
     };
     Ok((outcome, result))
+}
+
+/// Runs `f`, turning a panic into its message. The harness does the same for the simulated
+/// run (its thread's panic); this covers what runs in the caller's thread: the oracle, the
+/// model and the checkers.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic without a message".to_string())
+    })
+}
+
+/// When the liveness phase began and ended, and why it lasted that long.
+struct LivenessPhase {
+    heal_at: Tick,
+    deadline: Tick,
+    bound: LivenessBound,
+}
+
+/// A finished simulated run with what it is judged against.
+struct RunUnderJudgement<'a> {
+    plan: &'a ExecutionPlan,
+    /// The job as the oracle ran it (without the run's seeded bugs).
+    clean: &'a ExecutionPlan,
+    model: &'a ReferenceModel,
+    oracle: &'a [snapsim_core::sink::CommittedRecord],
+    result: &'a RunResult,
+    first_trigger_delay: u64,
+    phase: &'a LivenessPhase,
+}
+
+impl RunUnderJudgement<'_> {
+    /// Every property: the violations, the duplicates (at-least-once) and, for a job that
+    /// ended for good rightly without finishing, how it ended.
+    fn check(&self) -> (Vec<Violation>, u64, Option<String>) {
+        let (plan, result) = (self.plan, self.result);
+        let trace = &result.trace;
+        // Properties of the run so far hold whether or not the job finished.
+        let mut violations = check::oracle_agrees_with_model(self.oracle, self.clean, self.model);
+        violations.extend(check::consistent_cut(trace, plan, self.model));
+        violations.extend(check::recovery(trace, plan));
+        violations.extend(check::cancellation(trace, plan));
+        violations.extend(check::notification(trace, plan));
+        let ended = match result.end {
+            RunEnd::Terminated(status) => Some(status),
+            _ => None,
+        };
+        violations.extend(check::storage(trace, plan, ended, &result.files));
+        violations.extend(check::checkpoint_progress(
+            trace,
+            plan,
+            self.first_trigger_delay,
+        ));
+        let (found, duplicates, ended_early) = self.check_end();
+        violations.extend(found);
+        (violations, duplicates, ended_early)
+    }
+
+    /// The properties of how the run ended: the output of a finished job, or what a job that
+    /// ended early committed, or why it did not finish.
+    fn check_end(&self) -> (Vec<Violation>, u64, Option<String>) {
+        let result = self.result;
+        let at = Some(Tick(result.virtual_ticks));
+        let failed = |property, message| {
+            (
+                vec![Violation {
+                    property,
+                    message,
+                    at,
+                }],
+                0,
+                None,
+            )
+        };
+        let expected = check::outputs(self.oracle, self.clean);
+        let actual = check::outputs(&result.committed, self.plan);
+        let exactly_once = self.plan.checkpoint.mode == CheckpointingMode::ExactlyOnce;
+        let consistent_values =
+            || check::state_consistency(&result.committed, self.plan, self.model, &result.trace);
+        match &result.end {
+            RunEnd::Panicked(message) => failed(Property::NoCrash, message.clone()),
+            RunEnd::Terminated(JobStatus::Finished) if exactly_once => {
+                let mut violations = check::exactly_once(&actual, &expected);
+                violations.extend(consistent_values());
+                violations.extend(check::final_state(&actual, &expected, self.model));
+                (violations, 0, None)
+            }
+            RunEnd::Terminated(JobStatus::Finished) => {
+                let (violations, duplicates) = check::at_least_once(&actual, &expected);
+                (violations, duplicates, None)
+            }
+            RunEnd::Terminated(status) => {
+                match liveness::justified_end(&result.trace, self.plan, *status) {
+                    // Judged on what it committed before it ended.
+                    Ok(why) => {
+                        let property = if exactly_once {
+                            Property::ExactlyOnce
+                        } else {
+                            Property::AtLeastOnce
+                        };
+                        let (mut violations, duplicates) =
+                            check::committed_part(&actual, &expected, property);
+                        if exactly_once {
+                            violations.extend(consistent_values());
+                        }
+                        (violations, duplicates, Some(format!("{status:?}: {why}")))
+                    }
+                    Err(why) => failed(
+                        Property::Liveness,
+                        format!("the job ended {status:?} instead of finishing: {why}"),
+                    ),
+                }
+            }
+            RunEnd::TimedOut => {
+                let phase = self.phase;
+                failed(
+                    Property::Liveness,
+                    format!(
+                        "the job did not finish within {} ms of virtual time (faults healed at {}; liveness bound {})",
+                        phase.deadline.0, phase.heal_at, phase.bound
+                    ),
+                )
+            }
+            RunEnd::InputLimit(limit) => failed(
+                Property::Liveness,
+                format!("the nodes handled more than {limit} inputs (a livelock?)"),
+            ),
+        }
+    }
 }
 
 /// What `snapsim run` and `replay` print for a run: the verdict, its statistics, each

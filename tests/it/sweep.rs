@@ -68,3 +68,43 @@ fn four_shards_merged_write_what_one_sweep_writes() {
     let error = merge(&shard_dirs[..3], &scratch("sweep-partial")).unwrap_err();
     assert_eq!(error.to_string(), "cannot merge: shard 4/4 missing");
 }
+
+/// Why: an engine assertion that fires while the judge computes a run's failure-free oracle
+/// once killed the whole sweep ("a scoped thread panicked"): no report, no replay line, the
+/// remaining runs never ran. A crash anywhere in a run is that run's `no-crash` failure. The
+/// seeded bug `metadata-answered-twice` sits on the path every run takes, so every oracle
+/// trips the coordinator's assertion; the sweep still runs every seed, and every run gets its
+/// replay line, report and case file.
+#[test]
+fn a_crash_in_the_oracle_is_the_runs_finding_and_the_sweep_goes_on() {
+    let scenarios = vec!["keyed-sum".to_string()];
+    let bug = ["metadata-answered-twice".to_string()];
+    let variant = Variant::new(None, None, &bug).unwrap();
+    let manifest = Manifest::new(&scenarios, 0..3, Shard::WHOLE, variant).unwrap();
+    let dir = scratch("sweep-oracle-crash");
+    let summary = run_sweep(&manifest, 2, &dir, |_| {}).unwrap();
+    assert!(!summary.passed(), "the sweep fails (exit 1)");
+    let scenario = &summary.scenarios[0];
+    assert_eq!((scenario.seeds, scenario.passed), (3, 0), "every seed ran");
+    assert_eq!(scenario.violations.get("no-crash"), Some(&3));
+    for failure in &scenario.failures {
+        assert!(
+            failure.first_violation.contains("the failure-free oracle"),
+            "{}",
+            failure.first_violation
+        );
+        assert!(
+            failure.replay.contains("--bug metadata-answered-twice"),
+            "{}",
+            failure.replay
+        );
+        let report = failure
+            .report
+            .as_ref()
+            .expect("a failing run gets a report");
+        let run = std::path::Path::new(report).parent().expect("runs/<run>/");
+        for file in ["report.md", "case.json"] {
+            assert!(dir.join(run).join(file).exists(), "{}", run.display());
+        }
+    }
+}
