@@ -62,11 +62,14 @@ pub enum SeededBug {
     /// assertions fire at the first completion of every run, the failure-free oracle's too
     /// (the bug is on the path every run takes, faults or not: see [`SeededBug::in_oracle`]).
     MetadataAnsweredTwice,
+    /// Discarding an aborted checkpoint also deletes what the checkpoints still pending
+    /// uploaded (a discard by too wide a prefix): one of them completes listing deleted files.
+    AbortDiscardsPending,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 15] = [
+    pub const ALL: [SeededBug; 16] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -82,6 +85,7 @@ impl SeededBug {
         SeededBug::LostNotificationNotCompensated,
         SeededBug::InFlightNotPersisted,
         SeededBug::MetadataAnsweredTwice,
+        SeededBug::AbortDiscardsPending,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -110,6 +114,7 @@ impl SeededBug {
             SeededBug::LostNotificationNotCompensated => "lost-notification-not-compensated",
             SeededBug::InFlightNotPersisted => "in-flight-not-persisted",
             SeededBug::MetadataAnsweredTwice => "metadata-answered-twice",
+            SeededBug::AbortDiscardsPending => "abort-discards-pending",
         }
     }
 
@@ -161,6 +166,9 @@ impl SeededBug {
             SeededBug::MetadataAnsweredTwice => {
                 "the JobManager handles a _metadata write's answer twice: an engine assertion fails in every run, the failure-free oracle's too"
             }
+            SeededBug::AbortDiscardsPending => {
+                "discarding an aborted checkpoint also deletes the files of the checkpoints still pending"
+            }
         }
     }
 
@@ -189,6 +197,8 @@ impl SeededBug {
             SeededBug::InFlightNotPersisted => "consistent-cut",
             // The coordinator asserts that a checkpoint's metadata is written once.
             SeededBug::MetadataAnsweredTwice => "no-crash",
+            // A completion lists a file deleted before it (caught at completion, not restore).
+            SeededBug::AbortDiscardsPending => "storage",
         }
     }
 
@@ -233,6 +243,9 @@ impl SeededBug {
             }
             SeededBug::MetadataAnsweredTwice => {
                 "CheckpointCoordinator#completePendingCheckpoint (a pending checkpoint is finalized once)"
+            }
+            SeededBug::AbortDiscardsPending => {
+                "PendingCheckpoint#abort (discards its own state only)"
             }
         }
     }

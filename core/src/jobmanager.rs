@@ -818,6 +818,19 @@ impl JobManager {
         self.try_discard(now, out);
     }
 
+    /// Seeded bug [`SeededBug::AbortDiscardsPending`]: deletes what the pending checkpoints
+    /// uploaded so far.
+    fn discard_pending(&mut self, now: Tick, out: &mut Outbox) {
+        let CheckpointStorageKind::FileSystem(root) = self.plan.checkpoint.storage(&self.plan.job)
+        else {
+            return;
+        };
+        for id in self.coordinator_mut().pending_ids() {
+            let prefix = StoragePath::checkpoint_dir(root.as_str(), id);
+            self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+        }
+    }
+
     fn on_metadata_written(
         &mut self,
         now: Tick,
@@ -938,6 +951,9 @@ impl JobManager {
                     };
                     if let Some(prefix) = directory {
                         self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+                    }
+                    if self.plan.has_bug(SeededBug::AbortDiscardsPending) {
+                        self.discard_pending(now, out);
                     }
                 }
                 CoordinatorEffect::DiscardCompleted(checkpoint) => {

@@ -6,6 +6,7 @@
 //! regardless of interleaving, against the failure-free oracle (the same job run without
 //! faults) and the sequential [`ReferenceModel`], which in turn cross-checks the oracle.
 
+use crate::disk::DiskEvent;
 use crate::model::{emitted_value, fold, Cut, ModelState, ReferenceModel};
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
@@ -842,8 +843,10 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
 }
 
 /// Storage, three rules:
-/// - durability: every file a checkpoint references (`CompletionPersisting.files`) was synced
-///   before its completion was persisted;
+/// - durability: every file a checkpoint references (`CompletionPersisting.files`) is on the
+///   storage node and durable when its completion is persisted: synced, and not deleted or lost
+///   since (a file synced once and deleted before the completion is as broken as one never
+///   synced, though only a later restore would show it);
 /// - retention: until the job's end is durable in its HA record, no file a retained checkpoint
 ///   references (completed, not yet subsumed) is deleted;
 /// - no leaks: once the job ended and its clean-up settled (`files` is the storage node's
@@ -857,7 +860,9 @@ pub fn storage(
     files: &[String],
 ) -> Vec<Violation> {
     let mut written = BTreeSet::new();
-    let mut synced = BTreeSet::new();
+    // What the storage node holds now: each file's durability, and when gone files went.
+    let mut durable: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut gone: BTreeMap<&str, (Tick, &str)> = BTreeMap::new();
     let mut restored_from_path = false;
     let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
     let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
@@ -873,11 +878,21 @@ pub fn storage(
         match &entry.event {
             TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
                 written.insert(path.as_str());
+                durable.insert(path, false);
             }
             TraceEvent::Storage(StorageEvent::Synced { path }) => {
-                synced.insert(path.as_str());
+                durable.insert(path, true);
             }
-            TraceEvent::Storage(StorageEvent::Deleted { path }) if !end_recorded => {
+            TraceEvent::Storage(StorageEvent::Disk(DiskEvent::Lost { path })) => {
+                durable.remove(path.as_str());
+                gone.insert(path, (entry.at, "lost (a fault)"));
+            }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
+                durable.remove(path.as_str());
+                gone.insert(path, (entry.at, "deleted"));
+                if end_recorded {
+                    continue;
+                }
                 let users: Vec<String> = retained
                     .iter()
                     .filter(|id| referenced[id].contains(path))
@@ -900,13 +915,20 @@ pub fn storage(
             TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
                 referenced.insert(*checkpoint, files);
                 for file in files {
-                    let foreign = restored_from_path && !written.contains(file.as_str());
-                    if !synced.contains(file.as_str()) && !foreign {
-                        violation(format!(
-                            "{checkpoint}: {file} was not durable when the completion was persisted (at {})",
-                            entry.at
-                        ));
+                    let file = file.as_str();
+                    if restored_from_path && !written.contains(file) {
+                        continue; // Not this run's: a snapshot it restored from.
                     }
+                    let state = match (durable.get(file), gone.get(file)) {
+                        (Some(true), _) => continue,
+                        (Some(false), _) => "was not durable".to_string(),
+                        (None, Some((at, how))) => format!("had been {how} at {at}"),
+                        (None, None) => "was never written".to_string(),
+                    };
+                    violation(format!(
+                        "{checkpoint}: {file} {state} when the completion was persisted (at {})",
+                        entry.at
+                    ));
                 }
             }
             // A completion is persisted first, so its files are known.
@@ -1262,6 +1284,52 @@ mod tests {
             node: Address::JobManager,
             event: TraceEvent::Engine(event),
         }
+    }
+
+    fn disk(at: u64, event: StorageEvent) -> TraceEntry {
+        TraceEntry {
+            at: Tick(at),
+            node: Address::Storage,
+            event: TraceEvent::Storage(event),
+        }
+    }
+
+    #[test]
+    fn a_completion_listing_a_file_deleted_or_never_synced_before_it_is_flagged() {
+        // The old rule asked only "was it ever synced?": a file synced and deleted before the
+        // completion passed, though a restore from that checkpoint would fail.
+        let plan = keyed_sum_plan();
+        let file = "ckpt/job/chk-1/task-0".to_string();
+        let written = disk(
+            1,
+            StorageEvent::Written {
+                path: file.clone(),
+                bytes: 8,
+            },
+        );
+        let synced = disk(2, StorageEvent::Synced { path: file.clone() });
+        let deleted = disk(3, StorageEvent::Deleted { path: file.clone() });
+        let completion = engine(
+            4,
+            EngineEvent::CompletionPersisting {
+                checkpoint: CheckpointId(1),
+                files: vec![file],
+            },
+        );
+        let judge = |trace: &[TraceEntry]| storage(trace, &plan, None, &[]);
+        let whole = [written.clone(), synced.clone(), completion.clone()];
+        assert!(judge(&whole).is_empty());
+        let gone = judge(&[written.clone(), synced, deleted, completion.clone()]);
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert!(
+            gone[0].message.contains("had been deleted at t=3"),
+            "{gone:?}"
+        );
+        let pending = judge(&[written, completion]);
+        assert!(
+            pending[0].message.contains("was not durable"),
+            "{pending:?}"
+        );
     }
 
     fn keyed_sum_plan() -> ExecutionPlan {
