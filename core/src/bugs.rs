@@ -65,11 +65,14 @@ pub enum SeededBug {
     /// Discarding an aborted checkpoint also deletes what the checkpoints still pending
     /// uploaded (a discard by too wide a prefix): one of them completes listing deleted files.
     AbortDiscardsPending,
+    /// A failed `_metadata` or HA-record write at finalization counts toward the tolerable
+    /// failures (this engine's own defect until it was fixed; Flink ignores the reason).
+    FinalizeFailureCounted,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 16] = [
+    pub const ALL: [SeededBug; 17] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -86,6 +89,7 @@ impl SeededBug {
         SeededBug::InFlightNotPersisted,
         SeededBug::MetadataAnsweredTwice,
         SeededBug::AbortDiscardsPending,
+        SeededBug::FinalizeFailureCounted,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -115,6 +119,7 @@ impl SeededBug {
             SeededBug::InFlightNotPersisted => "in-flight-not-persisted",
             SeededBug::MetadataAnsweredTwice => "metadata-answered-twice",
             SeededBug::AbortDiscardsPending => "abort-discards-pending",
+            SeededBug::FinalizeFailureCounted => "finalize-failure-counted",
         }
     }
 
@@ -169,6 +174,9 @@ impl SeededBug {
             SeededBug::AbortDiscardsPending => {
                 "discarding an aborted checkpoint also deletes the files of the checkpoints still pending"
             }
+            SeededBug::FinalizeFailureCounted => {
+                "a failed _metadata or HA-record write counts toward the tolerable checkpoint failures"
+            }
         }
     }
 
@@ -199,6 +207,8 @@ impl SeededBug {
             SeededBug::MetadataAnsweredTwice => "no-crash",
             // A completion lists a file deleted before it (caught at completion, not restore).
             SeededBug::AbortDiscardsPending => "storage",
+            // The job fails over with fewer counted failures than Flink's rule needs.
+            SeededBug::FinalizeFailureCounted => "tolerable-failures",
         }
     }
 
@@ -246,6 +256,9 @@ impl SeededBug {
             }
             SeededBug::AbortDiscardsPending => {
                 "PendingCheckpoint#abort (discards its own state only)"
+            }
+            SeededBug::FinalizeFailureCounted => {
+                "CheckpointFailureManager#checkFailureCounter (FINALIZE_CHECKPOINT_FAILURE is ignored)"
             }
         }
     }

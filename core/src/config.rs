@@ -11,6 +11,8 @@ use thiserror::Error;
 
 /// Flink's lower bound for the interval and the timeout (`MINIMAL_CHECKPOINT_TIME`, 10 ms).
 pub const CHECKPOINT_TIME_MIN_TICKS: u64 = 10;
+/// Flink's default checkpoint timeout: 10 minutes.
+pub const CHECKPOINT_TIMEOUT_DEFAULT_TICKS: u64 = 600_000;
 /// Flink caps the min pause at one year.
 pub const MIN_PAUSE_MAX_TICKS: u64 = 365 * 24 * 3600 * 1000;
 /// A bound on concurrent checkpoints so the coordinator's tables stay small (STYLE §5).
@@ -129,7 +131,7 @@ impl Default for CheckpointConfig {
             mode: CheckpointingMode::ExactlyOnce,
             min_pause_ticks: 0,
             max_concurrent: 1,
-            timeout_ticks: 600_000,
+            timeout_ticks: CHECKPOINT_TIMEOUT_DEFAULT_TICKS,
             tolerable_failed: 0,
             retained: 1,
             directory: None,

@@ -119,6 +119,8 @@ pub struct CheckpointFailureManager {
     continuous: u32,
     counted: BTreeSet<CheckpointId>,
     last_succeeded: CheckpointId,
+    /// Seeded bug [`FinalizeFailureCounted`](crate::bugs::SeededBug::FinalizeFailureCounted).
+    finalize_failure_counted: bool,
 }
 
 impl CheckpointFailureManager {
@@ -129,6 +131,7 @@ impl CheckpointFailureManager {
             continuous: 0,
             counted: BTreeSet::new(),
             last_succeeded: CheckpointId(0),
+            finalize_failure_counted: false,
         }
     }
 
@@ -140,10 +143,10 @@ impl CheckpointFailureManager {
         checkpoint: CheckpointId,
         reason: CheckpointFailureReason,
     ) -> bool {
-        if !reason.is_counted()
-            || checkpoint <= self.last_succeeded
-            || !self.counted.insert(checkpoint)
-        {
+        let counted = reason.is_counted()
+            || (self.finalize_failure_counted
+                && reason == CheckpointFailureReason::FinalizeFailure);
+        if !counted || checkpoint <= self.last_succeeded || !self.counted.insert(checkpoint) {
             return false;
         }
         self.continuous += 1;
@@ -316,6 +319,12 @@ impl CheckpointCoordinator {
     /// Switches seeded bug [`PeriodicNotResumed`](crate::bugs::SeededBug::PeriodicNotResumed) on.
     pub fn seed_periodic_not_resumed(&mut self) {
         self.periodic_not_resumed = true;
+    }
+
+    /// Switches seeded bug
+    /// [`FinalizeFailureCounted`](crate::bugs::SeededBug::FinalizeFailureCounted) on.
+    pub fn seed_finalize_failure_counted(&mut self) {
+        self.failures.finalize_failure_counted = true;
     }
 
     /// The job stops running (failover or end): stop the scheduler, drop queued requests and

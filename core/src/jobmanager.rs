@@ -623,6 +623,9 @@ impl JobManager {
         if self.plan.has_bug(SeededBug::PeriodicNotResumed) {
             coordinator.seed_periodic_not_resumed();
         }
+        if self.plan.has_bug(SeededBug::FinalizeFailureCounted) {
+            coordinator.seed_finalize_failure_counted();
+        }
         self.coordinator = Some(coordinator);
         if let Some(ended) = record.ended {
             // The job ended before this JobManager started: it stays ended. The clean-up that

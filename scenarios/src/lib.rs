@@ -619,6 +619,7 @@ impl RunUnderJudgement<'_> {
         let mut violations = check::oracle_agrees_with_model(self.oracle, self.clean, self.model);
         violations.extend(check::consistent_cut(trace, plan, self.model));
         violations.extend(check::recovery(trace, plan));
+        violations.extend(check::tolerable_failures(trace, plan));
         violations.extend(check::cancellation(trace, plan));
         violations.extend(check::notification(trace, plan));
         let ended = match result.end {

@@ -11,7 +11,9 @@ use crate::sweep::on_threads;
 use crate::{find, judge, judge_variant, Algorithm, Outcome, Setup, Variant, Verdict};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::config::{CheckpointStorageKind, RestartStrategyConfig};
+use snapsim_core::config::{
+    CheckpointStorageKind, RestartStrategyConfig, CHECKPOINT_TIMEOUT_DEFAULT_TICKS,
+};
 use snapsim_core::ids::{CheckpointId, EventTime, Key, TaskManagerId, Tick};
 use snapsim_core::job::{
     AggregateFn, JobGraph, OperatorKind, Partitioning, RestoreSettings, SourceLog,
@@ -24,6 +26,7 @@ use snapsim_core::testing::{cancelled_keyed_sum, keyed_sum_job, LocalCluster};
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_reports::campaign::{Agreement, CellSummary, CellTable, Experiment};
 use snapsim_reports::percentile;
+use snapsim_sim::check;
 use snapsim_sim::disk::DiskOp;
 use snapsim_sim::faults::{Fault, FaultSchedule};
 use snapsim_sim::harness::RunResult;
@@ -439,63 +442,12 @@ fn newer_barrier_subsumes_older(runner: &mut Runner) -> Experiment {
     }
 }
 
-/// Flink's rule, applied to the trace on its own (not the engine's counter): counted
-/// failures of checkpoints (not savepoints) after the last completion, each id once, reset by
-/// a newer completion, by the threshold failover itself and by a JobManager taking the job
-/// over (a new coordinator). Returns (the count at each threshold failover, times the count
-/// reached `tolerable + 1` with no threshold failover before the next checkpoint event).
-fn consecutive_failures(result: &RunResult, tolerable: u32) -> (Vec<u32>, u32) {
-    let mut last_completed = CheckpointId(0);
-    let mut savepoints: BTreeSet<CheckpointId> = BTreeSet::new();
-    let mut counted: BTreeSet<CheckpointId> = BTreeSet::new();
-    let mut continuous = 0;
-    let mut at_failover = Vec::new();
-    let mut missed = 0;
-    let mut due = false;
-    for (_, event) in engine(result) {
-        match event {
-            EngineEvent::TriggerStarted {
-                checkpoint,
-                kind: TriggerKind::Savepoint,
-            } => {
-                savepoints.insert(*checkpoint);
-            }
-            EngineEvent::CheckpointCompleted { checkpoint } => {
-                missed += u32::from(due);
-                due = false;
-                if *checkpoint > last_completed {
-                    last_completed = *checkpoint;
-                    continuous = 0;
-                    counted.retain(|id| id > checkpoint);
-                }
-            }
-            EngineEvent::CheckpointAborted { checkpoint, reason }
-                if !savepoints.contains(checkpoint) =>
-            {
-                missed += u32::from(due);
-                due = false;
-                if reason.is_counted()
-                    && *checkpoint > last_completed
-                    && counted.insert(*checkpoint)
-                {
-                    continuous += 1;
-                    due = continuous > tolerable;
-                }
-            }
-            EngineEvent::Failover { cause } if cause.contains("tolerable failure threshold") => {
-                at_failover.push(continuous);
-                due = false;
-                continuous = 0;
-                counted.clear();
-            }
-            EngineEvent::HaRecordAdopted { .. } => {
-                continuous = 0;
-                counted.clear();
-            }
-            _ => {}
-        }
-    }
-    (at_failover, missed)
+/// Flink's rule, applied to the trace by the tolerable-failures checker (not the engine's
+/// counter): (the count at each threshold failover, times the count reached `tolerable + 1`
+/// with no threshold failover before the next checkpoint event).
+fn consecutive_failures(result: &RunResult, tolerable: u32, timeout_ticks: u64) -> (Vec<u32>, u32) {
+    let recount = check::recount_failures(&result.trace, tolerable, timeout_ticks);
+    (recount.at_failover, recount.missed)
 }
 
 /// The tolerable failures of the job in [`tolerable_failures`].
@@ -533,7 +485,7 @@ fn tolerable_failures_measured(
             setup.schedule = FaultSchedule::at_times(failures.clone(), heal, liveness);
             (setup, variant)
         },
-        |result| consecutive_failures(result, judged_tolerable),
+        |result| consecutive_failures(result, judged_tolerable, CHECKPOINT_TIMEOUT_DEFAULT_TICKS),
     )
 }
 

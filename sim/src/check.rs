@@ -6,6 +6,10 @@
 //! regardless of interleaving, against the failure-free oracle (the same job run without
 //! faults) and the sequential [`ReferenceModel`], which in turn cross-checks the oracle.
 
+mod tolerable_failures;
+
+pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};
+
 use crate::disk::DiskEvent;
 use crate::model::{emitted_value, fold, Cut, ModelState, ReferenceModel};
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
@@ -53,6 +57,9 @@ pub enum Property {
     /// Periodic checkpoints keep coming while the job runs, and the job finishes once faults
     /// stop.
     Liveness,
+    /// The job fails over for failed checkpoints exactly when Flink's rule, recounted from the
+    /// trace, says it must, and each abort's reason agrees with what the trace shows.
+    TolerableFailures,
     /// No assertion inside the engine fails.
     NoCrash,
 }
@@ -60,12 +67,13 @@ pub enum Property {
 impl Property {
     /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
     /// wrong restore explain the lost or duplicated output they cause.
-    pub const ALL: [Property; 12] = [
+    pub const ALL: [Property; 13] = [
         Property::NoCrash,
         Property::Oracle,
         Property::ConsistentCut,
         Property::Storage,
         Property::Recovery,
+        Property::TolerableFailures,
         Property::Cancellation,
         Property::Notification,
         Property::StateConsistency,
@@ -97,6 +105,7 @@ impl Property {
             Property::Notification => "notification",
             Property::Oracle => "oracle",
             Property::Liveness => "liveness",
+            Property::TolerableFailures => "tolerable-failures",
             Property::NoCrash => "no-crash",
         }
     }

@@ -1,0 +1,336 @@
+//! Tolerable checkpoint failures, recounted from the trace by Flink's rule, independently of
+//! the engine's `CheckpointFailureManager`: when the job must fail over for failed checkpoints,
+//! and when it must not.
+//!
+//! Flink's rule (`CheckpointFailureManager#checkFailureCounter` and `#handleCheckpointException`,
+//! asserted by `CheckpointFailureManagerTest`):
+//! - exactly four reasons count: IO_EXCEPTION (none here), CHECKPOINT_ASYNC_EXCEPTION,
+//!   CHECKPOINT_DECLINED and CHECKPOINT_EXPIRED; every other reason (subsumed, declined on a
+//!   cancellation barrier or because a task was not ready, a finalization failure, a failover,
+//!   ...) does not;
+//! - a checkpoint counts at most once, and only if its id is above the last completed one
+//!   (FLINK-18336); savepoints never count;
+//! - a completion with a higher id than the last one resets the count;
+//! - when the count exceeds the tolerable number, the job fails over and the count starts
+//!   again from zero; a new JobManager starts with a new count.
+//!
+//! The reasons themselves are checked against what the trace shows, so that an engine that
+//! names the wrong reason is caught too: an expiry no earlier than the checkpoint's timeout
+//! after its trigger, a decline or an asynchronous failure only when a task declined with it.
+
+use super::{summarize, Property, Violation};
+use crate::trace::{TraceEntry, TraceEvent};
+use snapsim_core::ids::{CheckpointId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::messages::{Address, CheckpointFailureReason};
+use snapsim_core::trace::{EngineEvent, TriggerKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The words of the engine's failover cause for the threshold (Flink: "Exceeded checkpoint
+/// tolerable failure threshold.").
+const THRESHOLD_CAUSE: &str = "tolerable failure threshold";
+
+/// Whether Flink counts a failure with this reason toward the tolerable number.
+fn counts(reason: CheckpointFailureReason) -> bool {
+    use CheckpointFailureReason as R;
+    match reason {
+        R::Expired | R::Declined | R::AsyncException => true,
+        R::FinalizeFailure
+        | R::DeclinedSubsumed
+        | R::DeclinedOnCancellationBarrier
+        | R::DeclinedTaskNotReady
+        | R::Subsumed
+        | R::JobFailover
+        | R::TriggerFailure
+        | R::CoordinatorSuspend
+        | R::TooManyRequests
+        | R::MinimumTimeBetweenCheckpoints => false,
+    }
+}
+
+/// What the recount found in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailureRecount {
+    /// The count at each failover the engine made for the threshold.
+    pub at_failover: Vec<u32>,
+    /// Times the count exceeded the tolerable number with no failover for it.
+    pub missed: u32,
+    /// What disagrees with the rule, each with when it became visible.
+    pub findings: Vec<(Tick, String)>,
+}
+
+/// Recounts the run's checkpoint failures with `tolerable` failures tolerated.
+pub fn recount_failures(
+    trace: &[TraceEntry],
+    tolerable: u32,
+    timeout_ticks: u64,
+) -> FailureRecount {
+    let mut recount = FailureRecount::default();
+    let mut savepoints: BTreeSet<CheckpointId> = BTreeSet::new();
+    let mut triggered: BTreeMap<CheckpointId, Tick> = BTreeMap::new();
+    let mut declined: BTreeSet<(CheckpointId, CheckpointFailureReason)> = BTreeSet::new();
+    let mut counter = Counter::default();
+    // Set when the count passed the threshold: the failover must follow before anything else.
+    let mut due: Option<(Tick, CheckpointId)> = None;
+    for entry in trace {
+        let TraceEvent::Engine(event) = &entry.event else {
+            if entry.node == Address::JobManager && entry.event == TraceEvent::Restart {
+                counter = Counter::default();
+            }
+            continue;
+        };
+        let at = entry.at;
+        match event {
+            EngineEvent::TriggerStarted {
+                checkpoint,
+                kind: TriggerKind::Savepoint,
+            } => {
+                savepoints.insert(*checkpoint);
+            }
+            EngineEvent::CheckpointTriggered { checkpoint } => {
+                triggered.insert(*checkpoint, at);
+            }
+            EngineEvent::Declined {
+                checkpoint, reason, ..
+            } => {
+                declined.insert((*checkpoint, *reason));
+            }
+            EngineEvent::SnapshotRefused { checkpoint, .. } => {
+                declined.insert((*checkpoint, CheckpointFailureReason::Declined));
+            }
+            EngineEvent::CheckpointCompleted { checkpoint } => {
+                recount.miss(due.take(), tolerable);
+                counter.succeeded(*checkpoint);
+            }
+            EngineEvent::CheckpointAborted { checkpoint, reason }
+                if !savepoints.contains(checkpoint) =>
+            {
+                recount.miss(due.take(), tolerable);
+                let evidence = Evidence {
+                    triggered: triggered.get(checkpoint).copied(),
+                    declined: &declined,
+                    timeout_ticks,
+                };
+                if let Some(finding) = evidence.contradicts(at, *checkpoint, *reason) {
+                    recount.findings.push((at, finding));
+                }
+                if counts(*reason) && counter.failed(*checkpoint) > tolerable {
+                    due = Some((at, *checkpoint));
+                }
+            }
+            EngineEvent::Failover { cause } if cause.contains(THRESHOLD_CAUSE) => {
+                recount.at_failover.push(counter.consecutive);
+                if due.take().is_none() {
+                    recount.findings.push((at, format!(
+                        "the job failed over for the tolerable-failure threshold with {} consecutive counted failure(s) and {tolerable} tolerated: {cause}",
+                        counter.consecutive
+                    )));
+                }
+                counter = Counter::default();
+            }
+            EngineEvent::HaRecordAdopted { .. } => counter = Counter::default(),
+            _ => {}
+        }
+    }
+    recount.miss(due, tolerable);
+    recount
+}
+
+impl FailureRecount {
+    /// The count passed the threshold at `due` and no failover followed.
+    fn miss(&mut self, due: Option<(Tick, CheckpointId)>, tolerable: u32) {
+        if let Some((at, checkpoint)) = due {
+            self.missed += 1;
+            self.findings.push((at, format!(
+                "the failure of {checkpoint} made {} consecutive counted failures with {tolerable} tolerated, and the job did not fail over",
+                tolerable + 1
+            )));
+        }
+    }
+}
+
+/// The tolerable-failures property of a run: its recount finds nothing against the rule.
+pub fn tolerable_failures(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
+    let config = &plan.checkpoint;
+    let recount = recount_failures(trace, config.tolerable_failed, config.timeout_ticks);
+    let first_at = recount.findings.first().map(|(at, _)| *at);
+    let messages = recount.findings.into_iter().map(|(_, m)| m).collect();
+    summarize(Property::TolerableFailures, messages, first_at)
+}
+
+/// Flink's consecutive-failure counter.
+#[derive(Default)]
+struct Counter {
+    consecutive: u32,
+    counted: BTreeSet<CheckpointId>,
+    last_succeeded: CheckpointId,
+}
+
+impl Counter {
+    /// A counted failure of `checkpoint`; returns the count after it.
+    fn failed(&mut self, checkpoint: CheckpointId) -> u32 {
+        if checkpoint > self.last_succeeded && self.counted.insert(checkpoint) {
+            self.consecutive += 1;
+        }
+        self.consecutive
+    }
+
+    fn succeeded(&mut self, checkpoint: CheckpointId) {
+        if checkpoint > self.last_succeeded {
+            self.last_succeeded = checkpoint;
+            self.consecutive = 0;
+            self.counted.retain(|id| *id > checkpoint);
+        }
+    }
+}
+
+/// What the trace shows about one aborted checkpoint.
+struct Evidence<'a> {
+    triggered: Option<Tick>,
+    declined: &'a BTreeSet<(CheckpointId, CheckpointFailureReason)>,
+    timeout_ticks: u64,
+}
+
+impl Evidence<'_> {
+    /// Why the trace contradicts aborting `checkpoint` at `at` for `reason`, if it does.
+    fn contradicts(
+        &self,
+        at: Tick,
+        checkpoint: CheckpointId,
+        reason: CheckpointFailureReason,
+    ) -> Option<String> {
+        use CheckpointFailureReason as R;
+        match reason {
+            R::Expired => match self.triggered {
+                Some(triggered) if at.since(triggered) < self.timeout_ticks => Some(format!(
+                    "{checkpoint} was aborted as expired at {at}, {} ms after its trigger at {triggered}; the timeout is {} ms",
+                    at.since(triggered),
+                    self.timeout_ticks
+                )),
+                None => Some(format!("{checkpoint} was aborted as expired at {at} but never triggered")),
+                Some(_) => None,
+            },
+            R::Declined | R::AsyncException if !self.declined.contains(&(checkpoint, reason)) => {
+                Some(format!(
+                    "{checkpoint} was aborted at {at} for {reason:?}, which no task declined it with"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapsim_core::ids::{Attempt, TaskId};
+
+    fn engine(at: u64, event: EngineEvent) -> TraceEntry {
+        TraceEntry {
+            at: Tick(at),
+            node: Address::JobManager,
+            event: TraceEvent::Engine(event),
+        }
+    }
+
+    fn triggered(at: u64, id: u64) -> TraceEntry {
+        engine(
+            at,
+            EngineEvent::CheckpointTriggered {
+                checkpoint: CheckpointId(id),
+            },
+        )
+    }
+
+    fn declined(at: u64, id: u64, reason: CheckpointFailureReason) -> [TraceEntry; 2] {
+        let checkpoint = CheckpointId(id);
+        let task = TaskId(1);
+        let attempt = Attempt(1);
+        [
+            engine(
+                at,
+                EngineEvent::Declined {
+                    task,
+                    attempt,
+                    checkpoint,
+                    reason,
+                },
+            ),
+            engine(at, EngineEvent::CheckpointAborted { checkpoint, reason }),
+        ]
+    }
+
+    fn threshold_failover(at: u64) -> TraceEntry {
+        let cause = format!("exceeded checkpoint {THRESHOLD_CAUSE} at chk-2 (Declined)");
+        engine(at, EngineEvent::Failover { cause })
+    }
+
+    #[test]
+    fn the_job_fails_over_exactly_when_the_count_passes_the_tolerable_number() {
+        // One tolerated: the second consecutive counted failure fails the job over; a
+        // finalization failure between them counts for nothing.
+        use CheckpointFailureReason as R;
+        let mut trace = vec![triggered(0, 1), triggered(10, 2), triggered(20, 3)];
+        trace.extend(declined(30, 1, R::Declined));
+        trace.push(engine(
+            31,
+            EngineEvent::CheckpointAborted {
+                checkpoint: CheckpointId(3),
+                reason: R::FinalizeFailure,
+            },
+        ));
+        trace.extend(declined(40, 2, R::AsyncException));
+        let mut right = trace.clone();
+        right.push(threshold_failover(40));
+        let recount = recount_failures(&right, 1, 1_000);
+        assert_eq!((recount.at_failover, recount.missed), (vec![2], 0));
+        assert!(recount.findings.is_empty(), "{:?}", recount.findings);
+        // No failover: missed. A failover one failure early: unjustified.
+        assert_eq!(recount_failures(&trace, 1, 1_000).missed, 1);
+        let mut early = trace[..6].to_vec();
+        early.push(threshold_failover(31));
+        let findings = recount_failures(&early, 1, 1_000).findings;
+        assert!(
+            findings[0]
+                .1
+                .contains("with 1 consecutive counted failure(s)"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn reasons_the_trace_contradicts_are_flagged() {
+        // An expiry before the timeout, and a decline reason no task gave.
+        use CheckpointFailureReason as R;
+        let early_expiry = vec![
+            triggered(0, 1),
+            engine(
+                500,
+                EngineEvent::CheckpointAborted {
+                    checkpoint: CheckpointId(1),
+                    reason: R::Expired,
+                },
+            ),
+        ];
+        let findings = recount_failures(&early_expiry, 5, 1_000).findings;
+        assert!(
+            findings[0].1.contains("500 ms after its trigger"),
+            "{findings:?}"
+        );
+        let made_up = vec![
+            triggered(0, 1),
+            engine(
+                5,
+                EngineEvent::CheckpointAborted {
+                    checkpoint: CheckpointId(1),
+                    reason: R::Declined,
+                },
+            ),
+        ];
+        let findings = recount_failures(&made_up, 5, 1_000).findings;
+        assert!(
+            findings[0].1.contains("which no task declined it with"),
+            "{findings:?}"
+        );
+    }
+}
