@@ -177,6 +177,10 @@ impl TaskManager {
             .filter(|&t| self.cluster.placement(t) == self.id)
             .collect();
         let shared_dir = self.shared_dir();
+        // State in the JobManager's memory is restored once every task of this TaskManager has
+        // its slot: a restored task's in-flight records produce output at once, and output for
+        // a local task without a slot yet would be lost.
+        let mut in_memory: Vec<(TaskId, CheckpointId, Vec<u8>)> = Vec::new();
         for task in mine {
             match (restore.get(&task), restored) {
                 (Some(handle), Some(checkpoint)) => {
@@ -203,8 +207,7 @@ impl TaskManager {
                             }
                         }
                         StateLocation::InMemory(bytes) => {
-                            let read = Ok(StorageReply::Data(bytes.clone()));
-                            self.on_restore_read(now, task, checkpoint, 0, read, out);
+                            in_memory.push((task, checkpoint, bytes.clone()));
                         }
                         StateLocation::Relative(name) => {
                             unreachable!(
@@ -223,6 +226,10 @@ impl TaskManager {
                     out.send(Address::JobManager, Message::TaskRunning { attempt, task });
                 }
             }
+        }
+        for (task, checkpoint, bytes) in in_memory {
+            let read = Ok(StorageReply::Data(bytes));
+            self.on_restore_read(now, task, checkpoint, 0, read, out);
         }
         // Data of this attempt is delivered; data of a newer attempt waits for its own
         // deployment (a late deployment of an attempt the JobManager already replaced arrives

@@ -1264,6 +1264,34 @@ mod tests {
         assert_eq!(deployments(&cluster), before, "not deployed again");
     }
 
+    /// Regression (found by the swarm, keyed-sum-calm with unaligned checkpoints): with state in
+    /// the JobManager's memory, a TaskManager restored its tasks one by one as it created them,
+    /// so a restored task's in-flight records produced output for a local sink that had no slot
+    /// yet, and that output was dropped (its inputs' effects were never committed). Every slot
+    /// now exists before the first restore.
+    #[test]
+    fn restored_in_flight_output_reaches_a_local_task_restored_after_it() {
+        let mut job = keyed_sum_job(800, Some(20));
+        job.checkpoint.unaligned = true;
+        job.throttle(crate::ids::OperatorId(1), 1);
+        let plan = job.build().expect("valid job");
+        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+        cluster.run_until(Tick(150));
+        let tm = Address::TaskManager(TaskManagerId(0));
+        cluster.crash(tm);
+        cluster.run_until(Tick(170));
+        cluster.restart(tm);
+        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+        let restored_in_flight = cluster
+            .events()
+            .any(|e| matches!(e, EngineEvent::InFlightRestored { records, .. } if *records > 0));
+        assert!(restored_in_flight, "the restore replayed channel state");
+        let origins = committed_origins(&cluster);
+        assert_eq!(origins.len(), 800, "every effect committed");
+        assert!(origins.values().all(|&n| n == 1), "and exactly once");
+        assert_eq!(final_sums(&cluster), reference_sums());
+    }
+
     /// Regression: the clean-up after the end deleted the retained checkpoints even when the
     /// HA write recording the end was lost (here: the storage node is down when it is sent,
     /// so it times out). The durable record then still said "running, latest checkpoint N",
