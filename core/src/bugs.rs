@@ -68,11 +68,14 @@ pub enum SeededBug {
     /// A failed `_metadata` or HA-record write at finalization counts toward the tolerable
     /// failures (this engine's own defect until it was fixed; Flink ignores the reason).
     FinalizeFailureCounted,
+    /// A task processes two records queued back to back on one channel in the opposite order
+    /// (a batching bug): order-insensitive state (sums, counts) does not show it.
+    AdjacentRecordsSwapped,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 17] = [
+    pub const ALL: [SeededBug; 18] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -90,6 +93,7 @@ impl SeededBug {
         SeededBug::MetadataAnsweredTwice,
         SeededBug::AbortDiscardsPending,
         SeededBug::FinalizeFailureCounted,
+        SeededBug::AdjacentRecordsSwapped,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -120,6 +124,7 @@ impl SeededBug {
             SeededBug::MetadataAnsweredTwice => "metadata-answered-twice",
             SeededBug::AbortDiscardsPending => "abort-discards-pending",
             SeededBug::FinalizeFailureCounted => "finalize-failure-counted",
+            SeededBug::AdjacentRecordsSwapped => "adjacent-records-swapped",
         }
     }
 
@@ -177,6 +182,9 @@ impl SeededBug {
             SeededBug::FinalizeFailureCounted => {
                 "a failed _metadata or HA-record write counts toward the tolerable checkpoint failures"
             }
+            SeededBug::AdjacentRecordsSwapped => {
+                "a task processes two records queued back to back on a channel in the opposite order"
+            }
         }
     }
 
@@ -209,6 +217,8 @@ impl SeededBug {
             SeededBug::AbortDiscardsPending => "storage",
             // The job fails over with fewer counted failures than Flink's rule needs.
             SeededBug::FinalizeFailureCounted => "tolerable-failures",
+            // A sink commits a partition's effects out of offset order.
+            SeededBug::AdjacentRecordsSwapped => "channel-order",
         }
     }
 
@@ -259,6 +269,9 @@ impl SeededBug {
             }
             SeededBug::FinalizeFailureCounted => {
                 "CheckpointFailureManager#checkFailureCounter (FINALIZE_CHECKPOINT_FAILURE is ignored)"
+            }
+            SeededBug::AdjacentRecordsSwapped => {
+                "Flink's input channels are FIFO (InputGate, RecordDeserializer): records in send order"
             }
         }
     }

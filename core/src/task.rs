@@ -822,6 +822,17 @@ impl Task {
                         self.budget -= 1;
                         input.restored = input.restored.saturating_sub(1);
                     }
+                    if is_record && self.spec.has_bug(SeededBug::AdjacentRecordsSwapped) {
+                        // Seeded bug: the record behind this one on the channel goes first.
+                        let next_is_record =
+                            matches!(input.queue.front(), Some(StreamEvent::Record(_)));
+                        if next_is_record && self.budget > 0 {
+                            let next = input.queue.pop_front().expect("a record is queued");
+                            self.budget -= 1;
+                            input.restored = input.restored.saturating_sub(1);
+                            self.process(channel, next, out);
+                        }
+                    }
                     self.process(channel, event, out);
                     progressed = true;
                 }

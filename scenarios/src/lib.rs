@@ -662,6 +662,7 @@ impl RunUnderJudgement<'_> {
             RunEnd::Panicked(message) => failed(Property::NoCrash, message.clone()),
             RunEnd::Terminated(JobStatus::Finished) if exactly_once => {
                 let mut violations = check::exactly_once(&actual, &expected);
+                violations.extend(check::channel_order(&result.committed, self.plan));
                 violations.extend(consistent_values());
                 violations.extend(check::final_state(&actual, &expected, self.model));
                 (violations, 0, None)
@@ -683,6 +684,7 @@ impl RunUnderJudgement<'_> {
                             check::committed_part(&actual, &expected, property);
                         if exactly_once {
                             violations.extend(consistent_values());
+                            violations.extend(check::channel_order(&result.committed, self.plan));
                         }
                         (violations, duplicates, Some(format!("{status:?}: {why}")))
                     }

@@ -6,8 +6,10 @@
 //! regardless of interleaving, against the failure-free oracle (the same job run without
 //! faults) and the sequential [`ReferenceModel`], which in turn cross-checks the oracle.
 
+mod channel_order;
 mod tolerable_failures;
 
+pub use channel_order::channel_order;
 pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};
 
 use crate::disk::DiskEvent;
@@ -57,6 +59,10 @@ pub enum Property {
     /// Periodic checkpoints keep coming while the job runs, and the job finishes once faults
     /// stop.
     Liveness,
+    /// Each sink commits every source partition's effects in offset order where they reach it
+    /// over one chain of channels: every task keeps each channel's order (FIFO), across
+    /// restores.
+    ChannelOrder,
     /// The job fails over for failed checkpoints exactly when Flink's rule, recounted from the
     /// trace, says it must, and each abort's reason agrees with what the trace shows.
     TolerableFailures,
@@ -67,7 +73,7 @@ pub enum Property {
 impl Property {
     /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
     /// wrong restore explain the lost or duplicated output they cause.
-    pub const ALL: [Property; 13] = [
+    pub const ALL: [Property; 14] = [
         Property::NoCrash,
         Property::Oracle,
         Property::ConsistentCut,
@@ -76,6 +82,7 @@ impl Property {
         Property::TolerableFailures,
         Property::Cancellation,
         Property::Notification,
+        Property::ChannelOrder,
         Property::StateConsistency,
         Property::ExactlyOnce,
         Property::AtLeastOnce,
@@ -106,6 +113,7 @@ impl Property {
             Property::Oracle => "oracle",
             Property::Liveness => "liveness",
             Property::TolerableFailures => "tolerable-failures",
+            Property::ChannelOrder => "channel-order",
             Property::NoCrash => "no-crash",
         }
     }
