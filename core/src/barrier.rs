@@ -566,6 +566,7 @@ impl BarrierHandler for ChannelStateHandler {
             return BarrierActions::none();
         }
         // The aligned-checkpoint timeout: snapshot now, the blocked channels stay blocked.
+        crate::probes::hit(crate::probes::Probe::AlignedTimeoutSwitched);
         pending.aligning = None;
         self.snapshot_with_channel_state(None)
     }

@@ -9,6 +9,7 @@
 use crate::config::{CheckpointConfig, CheckpointStorageKind};
 use crate::ids::{CheckpointId, TaskId, Tick};
 use crate::messages::CheckpointFailureReason;
+use crate::probes::{self, Probe};
 use crate::storage::{StateHandle, StoragePath};
 use crate::store::{CheckpointMetadata, CompletedCheckpoint, CompletedCheckpointStore};
 use crate::trace::{CheckpointReply, EngineEvent, IgnoredBecause, TriggerKind};
@@ -425,10 +426,13 @@ impl CheckpointCoordinator {
                 self.next_periodic = Some(at.after((missed + 1) * interval));
                 match self.final_completed() {
                     // A task whose notification was lost waits for it to finish: repeat it.
-                    Some(checkpoint) => out.push(CoordinatorEffect::NotifyComplete {
-                        checkpoint,
-                        final_checkpoint: true,
-                    }),
+                    Some(checkpoint) => {
+                        probes::hit(Probe::FinalNotificationRepeated);
+                        out.push(CoordinatorEffect::NotifyComplete {
+                            checkpoint,
+                            final_checkpoint: true,
+                        })
+                    }
                     None => self.queue_request(true, out),
                 }
             }
@@ -503,6 +507,7 @@ impl CheckpointCoordinator {
         } else {
             return true;
         };
+        probes::hit(Probe::ReplyIgnored);
         out.push(CoordinatorEffect::Trace(EngineEvent::ReplyIgnored {
             task,
             checkpoint,
@@ -526,6 +531,7 @@ impl CheckpointCoordinator {
         let savepoint = std::mem::take(&mut self.triggering_savepoint);
         if !persisted {
             let reason = CheckpointFailureReason::TriggerFailure;
+            probes::hit(Probe::AbortTriggerFailure);
             out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
                 checkpoint: id,
                 reason,
@@ -592,6 +598,7 @@ impl CheckpointCoordinator {
             self.last_completion = Some(now);
             let directory = self.config.savepoint_dir(&self.job, checkpoint);
             let path = directory.expect("savepoints need a directory").to_string();
+            probes::hit(Probe::SavepointCompleted);
             out.push(CoordinatorEffect::Trace(EngineEvent::SavepointCompleted {
                 checkpoint,
                 path,
@@ -641,6 +648,7 @@ impl CheckpointCoordinator {
         }
         self.pending.remove(&checkpoint);
         for subsumed in self.store.add(completed) {
+            probes::hit(Probe::CheckpointRetired);
             out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointSubsumed {
                 checkpoint: subsumed.id,
             }));
@@ -676,6 +684,7 @@ impl CheckpointCoordinator {
         if self.queued_periodic + self.queued_requested >= QUEUED_REQUESTS_MAX {
             // The lowest-priority entry (a periodic one) is evicted, or the new one refused.
             let reason = CheckpointFailureReason::TooManyRequests;
+            probes::hit(Probe::RefusedTooManyRequests);
             out.push(CoordinatorEffect::Trace(
                 EngineEvent::TriggerRequestRefused { reason },
             ));
@@ -741,6 +750,7 @@ impl CheckpointCoordinator {
                     // Fails, and the periodic trigger fires again exactly when allowed (§B.12).
                     self.queued_periodic -= 1;
                     let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
+                    probes::hit(Probe::RefusedMinPause);
                     out.push(CoordinatorEffect::Trace(
                         EngineEvent::TriggerRequestRefused { reason },
                     ));
@@ -824,6 +834,7 @@ impl CheckpointCoordinator {
         let savepoint = removed
             .unwrap_or_else(|| panic!("abort of {checkpoint} which is not pending"))
             .savepoint;
+        probes::hit(Probe::aborted(reason));
         out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
             checkpoint,
             reason,
@@ -839,6 +850,7 @@ impl CheckpointCoordinator {
         });
         // A failed savepoint does not count toward the tolerable checkpoint failures.
         if !savepoint && self.failures.on_failure(checkpoint, reason) {
+            probes::hit(Probe::ToleranceExceeded);
             out.push(CoordinatorEffect::FailJob { checkpoint, reason });
         }
     }

@@ -17,6 +17,7 @@ use crate::coordinator::{CheckpointCoordinator, CoordinatorEffect, SavepointRefu
 use crate::ids::{Attempt, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
+use crate::probes::{self, Probe};
 use crate::retention::ClaimMode;
 use crate::retention::{Leaving, SharedStateRegistry, SnapshotKind};
 use crate::storage::{StateLocation, StorageError, StorageOp, StoragePath, StorageReply};
@@ -273,6 +274,7 @@ impl JobManager {
     /// An HA write got no answer: it may or may not be durable. Start over from storage, which
     /// holds the truth, as a JobManager that lost leadership and regained it would.
     fn start_over(&mut self, now: Tick, cause: String, out: &mut Outbox) {
+        probes::hit(Probe::JobManagerStartedOver);
         out.trace(EngineEvent::Failover { cause });
         if let Some(attempt) = self.deployed {
             self.broadcast(Message::CancelTasks { attempt }, out);
@@ -515,6 +517,10 @@ impl JobManager {
         }
         let claim = self.plan.restore.as_ref().expect("restoring").claim;
         let checkpoint = restore.file.checkpoint;
+        probes::hit(Probe::RestoredFromPath);
+        if claim == ClaimMode::Claim {
+            probes::hit(Probe::RestoredFromPathClaimed);
+        }
         out.trace(EngineEvent::RestoredFromPath {
             path: restore.metadata_path.to_string(),
             checkpoint,
@@ -580,6 +586,7 @@ impl JobManager {
     }
 
     fn reject_ha(&mut self, now: Tick, path: StoragePath, error: String, out: &mut Outbox) {
+        probes::hit(Probe::HaRecordTornSkipped);
         out.trace(EngineEvent::HaRecordRejected {
             path: path.to_string(),
             error,
@@ -632,6 +639,7 @@ impl JobManager {
             // follows the end may not have happened (the record is written first): do it again;
             // deleting is idempotent. (Flink retries the clean-up of a job its JobResultStore
             // marks dirty the same way.)
+            probes::hit(Probe::EndedJobAdopted);
             self.set_status(ended, out);
             self.end_recorded(out);
             self.discard_on_termination(now, Leaving::ended(ended), out);
@@ -809,6 +817,7 @@ impl JobManager {
             }
             HaWrite::Ended if written => self.end_recorded(out),
             HaWrite::Ended => {
+                probes::hit(Probe::EndRecordRetried);
                 // Flink retries its job-result store until the end is recorded; so does this.
                 let at = now.after(self.cluster.heartbeat_interval_ticks);
                 self.end_record = EndRecord::RetryAt(at);
@@ -1022,6 +1031,7 @@ impl JobManager {
                 self.set_status(JobStatus::Restarting, out);
             }
             RestartDecision::GiveUp => {
+                probes::hit(Probe::RestartStrategyGaveUp);
                 self.terminate(now, JobStatus::Failed, Leaving::Failed, out);
             }
         }
@@ -1076,6 +1086,7 @@ impl JobManager {
                 if size > 0 && held + size > budget {
                     // All state of all retained checkpoints must fit the JobManager's memory
                     // (reference §L.69): refuse this one rather than run out.
+                    probes::hit(Probe::MemoryBudgetRefused);
                     out.trace(EngineEvent::SnapshotRefused {
                         task,
                         checkpoint,
@@ -1223,6 +1234,7 @@ impl JobManager {
         if self.status.is_terminal() {
             return;
         }
+        probes::hit(Probe::JobCancelled);
         if self.coordinator.is_none() {
             // Still reading the HA record: cancel once it is read.
             self.cancel_requested = true;
@@ -1294,6 +1306,7 @@ impl JobManager {
             return;
         };
         for prefix in self.shared.unregister_unused(lowest) {
+            probes::hit(Probe::SharedRunsDeleted);
             self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
         }
     }
@@ -1420,6 +1433,7 @@ impl JobManager {
         for tm in lost {
             self.task_managers.remove(&tm);
             if self.hosts_tasks(tm) {
+                probes::hit(Probe::HeartbeatTimedOut);
                 self.failover(now, format!("heartbeat of {tm} timed out"), out);
             }
         }

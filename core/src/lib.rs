@@ -23,6 +23,7 @@ pub mod jobmanager;
 pub mod lsm;
 pub mod messages;
 pub mod operator;
+pub mod probes;
 pub mod record;
 pub mod retention;
 pub mod sink;

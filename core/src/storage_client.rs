@@ -91,6 +91,7 @@ impl<P> StorageClient<P> {
             .find(|(_, pending)| pending.deadline <= now)
             .map(|(&request, _)| request)?;
         let pending = self.pending.remove(&request).expect("found above");
+        crate::probes::hit(crate::probes::Probe::StorageRequestTimedOut);
         out.trace(EngineEvent::StorageTimedOut {
             operation: pending.operation.clone(),
         });

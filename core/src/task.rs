@@ -14,6 +14,7 @@ use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
 use crate::lsm::{self, IncrementalSnapshot, LsmBackend};
 use crate::messages::CheckpointFailureReason;
 use crate::operator::{Emitted, Operator, OperatorState, SinkWait, StateMismatch};
+use crate::probes::{self, Probe};
 use crate::record::{CheckpointBarrier, Record, StreamEvent};
 use crate::sink::{SinkRequest, TransactionId, WriteId};
 use crate::storage::{StateHandle, StoragePath};
@@ -453,6 +454,7 @@ impl Task {
                 out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
                 continue;
             }
+            probes::hit(Probe::PreCommittedRecommitted);
             task.commits_in_flight.insert(transaction);
             out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
             out.push(TaskEffect::Trace(EngineEvent::Committed {
@@ -481,6 +483,7 @@ impl Task {
         if in_flight.is_empty() {
             return Ok(());
         }
+        probes::hit(Probe::InFlightRestored);
         let mut records = 0;
         for (channel, restored) in in_flight {
             let Some(input) = self.inputs.get_mut(channel.index()) else {
@@ -541,6 +544,9 @@ impl Task {
                     )
                 });
             if priority {
+                if !self.inputs[channel.index()].queue.is_empty() {
+                    probes::hit(Probe::BarrierOvertook);
+                }
                 match event {
                     StreamEvent::Barrier(barrier) => self.on_barrier(channel, barrier, true, out),
                     marker => self.process(channel, marker, out),
@@ -777,7 +783,12 @@ impl Task {
         match latest_completed {
             // Seeded bug: the completion the notice carries is not made up for.
             Some(_) if self.spec.has_bug(SeededBug::LostNotificationNotCompensated) => {}
-            Some(completed) => self.on_notify_complete(completed, false, out),
+            Some(completed) => {
+                if completed > self.latest_notified {
+                    probes::hit(Probe::LostNotificationCompensated);
+                }
+                self.on_notify_complete(completed, false, out)
+            }
             None => {}
         }
         out.push(TaskEffect::Trace(EngineEvent::AbortNotified {
@@ -1078,6 +1089,7 @@ impl Task {
         self.last_checkpoint = barrier.id;
         if self.aborted_early.remove(&barrier.id) {
             // The JobManager already aborted it: skip it and tell downstream (§C.18 step 0b).
+            probes::hit(Probe::CheckpointSkipped);
             out.push(TaskEffect::Trace(EngineEvent::CheckpointSkipped {
                 task: self.spec.id,
                 attempt: self.attempt,

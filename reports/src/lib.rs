@@ -35,7 +35,7 @@ macro_rules! out {
 pub(crate) use out;
 
 /// A Markdown table; the first column left-aligned, the others right (they hold figures).
-pub(crate) fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut text = format!(
         "| {} |\n|---|{}\n",
         headers.join(" | "),

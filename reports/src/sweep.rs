@@ -3,6 +3,7 @@
 
 use crate::charts::histogram_svg;
 use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
+use snapsim_core::probes::Probe;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -42,6 +43,8 @@ pub struct ScenarioSummary {
     pub recovery_ms: Vec<u64>,
     /// The failures, in seed order.
     pub failures: Vec<FailedRun>,
+    /// Runs that reached each coverage probe, by probe name.
+    pub probes: BTreeMap<String, u64>,
 }
 
 /// A sweep's report.
@@ -122,6 +125,43 @@ impl SweepReport {
         Some((headers, rows))
     }
 
+    /// Every coverage probe with the runs per scenario that reached it, and the names of
+    /// those no run reached.
+    pub fn coverage(&self) -> (Vec<&str>, Vec<Vec<String>>, Vec<String>) {
+        let headers = std::iter::once("probe")
+            .chain(self.scenarios.iter().map(|s| s.scenario.as_str()))
+            .collect();
+        let mut unreached = Vec::new();
+        let rows = (Probe::ALL.into_iter())
+            .map(|probe| {
+                let name = probe.name();
+                let runs: Vec<u64> = (self.scenarios.iter())
+                    .map(|s| s.probes.get(&name).copied().unwrap_or(0))
+                    .collect();
+                if runs.iter().all(|&n| n == 0) {
+                    unreached.push(name.clone());
+                }
+                std::iter::once(name)
+                    .chain(runs.iter().map(u64::to_string))
+                    .collect()
+            })
+            .collect();
+        (headers, rows, unreached)
+    }
+
+    fn coverage_line(&self, unreached: &[String]) -> String {
+        let total = Probe::ALL.len();
+        let reached = total - unreached.len();
+        if unreached.is_empty() {
+            format!("All {total} coverage probes were reached.")
+        } else {
+            format!(
+                "{reached} of {total} coverage probes were reached; never: {}.",
+                unreached.join(", ")
+            )
+        }
+    }
+
     fn all(&self, values: impl Fn(&ScenarioSummary) -> &[u64]) -> Vec<u64> {
         self.scenarios
             .iter()
@@ -156,6 +196,14 @@ impl SweepReport {
         for chart in SWEEP_CHARTS {
             out!(w, "![{chart}]({chart})");
         }
+        let (headers, rows, unreached) = self.coverage();
+        out!(
+            w,
+            "\n## Coverage probes\n\n{}\n",
+            self.coverage_line(&unreached)
+        );
+        out!(w, "Runs that reached each of the engine's probes (`snapsim coverage DIR` lists them too):\n");
+        out!(w, "{}", markdown_table(&headers, &rows));
         for s in self.scenarios.iter().filter(|s| !s.failures.is_empty()) {
             out!(w, "\n## Failures of {}\n", s.scenario);
             for f in &s.failures {
@@ -197,6 +245,10 @@ impl SweepReport {
             w,
             "<h2>Distributions</h2><div class=\"chart\">{checkpoints}{recoveries}</div>"
         );
+        let (headers, rows, unreached) = self.coverage();
+        let line = escape(&self.coverage_line(&unreached));
+        let table = html_table(&headers, &rows);
+        out!(w, "<h2>Coverage probes</h2><p>{line}</p>{table}");
         for s in self.scenarios.iter().filter(|s| !s.failures.is_empty()) {
             out!(w, "<h2>Failures of {}</h2><ul>", escape(&s.scenario));
             for f in &s.failures {
@@ -263,6 +315,7 @@ mod tests {
                 replay: "cargo run --release -- run --scenario keyed-sum --seed 1".into(),
                 report: Some("runs/keyed-sum-1/report.html".into()),
             }],
+            probes: BTreeMap::from([("abort-expired".to_string(), 2)]),
         };
         let passing = ScenarioSummary {
             scenario: "keyed-sum-calm".into(),
@@ -283,6 +336,18 @@ mod tests {
     #[test]
     fn the_markdown_of_a_sweep_with_a_failure() {
         insta::assert_snapshot!(report().markdown());
+    }
+
+    #[test]
+    fn the_coverage_lists_every_probe_and_those_no_run_reached() {
+        let report = report();
+        let (headers, rows, unreached) = report.coverage();
+        assert_eq!(headers, ["probe", "keyed-sum", "keyed-sum-calm"]);
+        assert_eq!(rows.len(), Probe::ALL.len());
+        assert_eq!(rows[0], ["abort-expired", "2", "0"]);
+        assert_eq!(unreached.len(), Probe::ALL.len() - 1);
+        assert!(!unreached.contains(&"abort-expired".to_string()));
+        assert!(report.markdown().contains("1 of 36 coverage probes were reached; never: abort-declined,"));
     }
 
     #[test]

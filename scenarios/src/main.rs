@@ -156,6 +156,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Lists the engine's coverage probes with the runs of a sweep that reached each, and those
+    /// no run reached (exit 1 if any).
+    Coverage {
+        /// A sweep's output directory.
+        #[arg(default_value = "snapsim-out")]
+        dir: PathBuf,
+    },
     /// Renders the report of a sweep directory (report.html, report.md, and a report per
     /// failing run under runs/) or of a case file (report.html, report.md).
     Report {
@@ -313,6 +320,7 @@ fn main() -> ExitCode {
         },
         Command::Shrink { file, out } => shrink_file(&file, out),
         Command::Report { path, out } => report_path(&path, out),
+        Command::Coverage { dir } => coverage(&dir),
         Command::Bench {
             scenario,
             seeds,
@@ -684,6 +692,25 @@ fn report_path(path: &Path, out: Option<PathBuf>) -> Result<bool, String> {
         dir.join("report.md").display()
     );
     Ok(outcome.verdict == Verdict::Passed)
+}
+
+fn coverage(dir: &Path) -> Result<bool, String> {
+    let report = sweep::summaries(dir).map_err(|e| e.to_string())?;
+    let (headers, rows, unreached) = report.coverage();
+    let runs: u64 = report.scenarios.iter().map(|s| s.seeds).sum();
+    say!("{} runs in {}", runs, dir.display());
+    say_raw!("{}", snapsim_reports::markdown_table(&headers, &rows));
+    let total = snapsim_core::probes::Probe::ALL.len();
+    if unreached.is_empty() {
+        say!("all {total} probes reached");
+    } else {
+        say!(
+            "{} of {total} probes reached; never: {}",
+            total - unreached.len(),
+            unreached.join(", ")
+        );
+    }
+    Ok(unreached.is_empty())
 }
 
 fn bench(

@@ -488,6 +488,27 @@ pub fn report(dir: &Path) -> Result<SweepSummary, SweepError> {
     summarize_into(&manifest, &dir.join(RESULTS), dir)
 }
 
+/// The summaries of a sweep directory's results, writing nothing: what `snapsim coverage`
+/// reads the probes from.
+pub fn summaries(dir: &Path) -> Result<SweepReport, SweepError> {
+    let manifest = Manifest::load(dir)?;
+    let mut by_scenario: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    for (_, outcome) in read_results(&dir.join(RESULTS))? {
+        by_scenario
+            .entry(outcome.scenario.clone())
+            .or_default()
+            .push(outcome);
+    }
+    let scenarios = (manifest.scenarios.iter())
+        .map(|name| {
+            let outcomes = by_scenario.get(name).map_or(&[][..], |v| v);
+            summarize(name, outcomes, &FailureReports::new())
+        })
+        .collect();
+    let title = "snapsim sweep".to_string();
+    Ok(SweepReport { title, scenarios })
+}
+
 fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or(0)
@@ -533,6 +554,10 @@ fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> 
         .map(|o| failed_run(o, reports.get(&(o.scenario.clone(), o.seed)).cloned()))
         .collect();
     let violations = violations_by_property(outcomes);
+    let mut probes: BTreeMap<String, u64> = BTreeMap::new();
+    for probe in outcomes.iter().flat_map(|o| &o.stats.probes) {
+        *probes.entry(probe.clone()).or_insert(0) += 1;
+    }
     ScenarioSummary {
         scenario: scenario.to_string(),
         seeds: outcomes.len() as u64,
@@ -557,6 +582,7 @@ fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> 
             .flat_map(|o| o.stats.recovery_ms.iter().copied())
             .collect(),
         failures,
+        probes,
     }
 }
 

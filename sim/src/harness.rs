@@ -24,6 +24,7 @@ use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::ids::Tick;
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, Message};
+use snapsim_core::probes::{self, ProbeSet};
 use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkSystem, TransactionId};
 use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,6 +90,8 @@ pub struct RunResult {
     /// The storage node's files at the end (durable or not), after the clean-up that follows
     /// the job's end settled.
     pub files: Vec<String>,
+    /// The engine's coverage probes the run reached (none when it panicked).
+    pub probes: ProbeSet,
 }
 
 /// A slow link: until when, and the range each message's extra delay is drawn from.
@@ -207,7 +210,9 @@ pub fn run(config: RunConfig) -> RunResult {
             runtime.set_time_limit(Duration::from_millis(
                 config.schedule.deadline().0.saturating_mul(2).max(1_000),
             ));
-            runtime.block_on(supervise(config, shared, crash_requested))
+            let ended = runtime.block_on(supervise(config, shared, crash_requested));
+            // The run had this thread to itself: every probe on it is the run's.
+            (ended, probes::take())
         })
         .expect("the OS gives us a thread");
     let joined = thread.join();
@@ -219,7 +224,7 @@ pub fn run(config: RunConfig) -> RunResult {
     let world = world
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (end, virtual_ticks, files) = match joined {
+    let ((end, virtual_ticks, files), probes) = match joined {
         Ok(ended) => ended,
         Err(panic) => {
             let message = panic
@@ -228,7 +233,10 @@ pub fn run(config: RunConfig) -> RunResult {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic without a message".to_string());
             let last = world.trace.last().map_or(0, |entry| entry.at.0);
-            (RunEnd::Panicked(message), last, Vec::new())
+            (
+                (RunEnd::Panicked(message), last, Vec::new()),
+                ProbeSet::default(),
+            )
         }
     };
     RunResult {
@@ -242,6 +250,7 @@ pub fn run(config: RunConfig) -> RunResult {
         trace_hash: trace_hash(&world.trace),
         trace: world.trace.clone(),
         files,
+        probes,
     }
 }
 

@@ -18,7 +18,6 @@ use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::RestartStrategyConfig;
 use snapsim_core::job::ExecutionPlan;
-use snapsim_core::messages::Address;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use std::fmt;
 
@@ -94,8 +93,8 @@ fn longest_restart_delay(restart: &RestartStrategyConfig) -> u64 {
 /// Why a job that ended without finishing ended rightly, or why not: recounted from the trace.
 ///
 /// - `Failed`: the failover that ended it found the restart strategy's attempts used up, counting
-///   the failovers since the JobManager last started (its restart strategy starts afresh then,
-///   as Flink's does with a new JobMaster). Any other failure for good is unjustified here.
+///   the failovers since a JobManager last took the job over from its HA record (its restart
+///   strategy starts afresh then, as Flink's does with a new JobMaster). Any other failure for good is unjustified here.
 /// - `Canceled`: a client's cancellation reached a running JobManager.
 pub fn justified_end(
     trace: &[TraceEntry],
@@ -119,13 +118,13 @@ fn restarts_used_up(
         RestartStrategyConfig::FixedDelay { attempts, .. }
         | RestartStrategyConfig::ExponentialDelay { attempts, .. } => u64::from(attempts),
     };
-    // Failovers since the JobManager last started, and that count when the job failed.
+    // Failovers since a JobManager last took the job over (after a crash, or starting over from
+    // storage), and that count when the job failed.
     let mut failovers: u64 = 0;
     let mut last_failover = false;
     for entry in trace {
-        let from_job_manager = entry.node == Address::JobManager;
         match &entry.event {
-            TraceEvent::Restart if from_job_manager => failovers = 0,
+            TraceEvent::Engine(EngineEvent::HaRecordAdopted { .. }) => failovers = 0,
             TraceEvent::Engine(EngineEvent::Failover { .. }) => {
                 failovers += 1;
                 last_failover = true;
@@ -177,6 +176,7 @@ mod tests {
     use super::*;
     use crate::faults::Fault;
     use snapsim_core::ids::{Attempt, Tick};
+    use snapsim_core::messages::Address;
     use snapsim_core::testing::keyed_sum_job;
 
     fn plan(restart: RestartStrategyConfig) -> ExecutionPlan {
@@ -248,7 +248,9 @@ mod tests {
             "{why}"
         );
         let mut restarted = vec![failover(), restarting(), failover(), restarting()];
-        restarted.push(at(Address::JobManager, TraceEvent::Restart));
+        restarted.push(engine(EngineEvent::HaRecordAdopted {
+            completed: Vec::new(),
+        }));
         restarted.extend([failover(), status(JobStatus::Failed)]);
         assert!(justified_end(&restarted, &plan, JobStatus::Failed).is_err());
         // A failure for good that no failover preceded (a corrupted HA record, say).
