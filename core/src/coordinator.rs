@@ -507,7 +507,6 @@ impl CheckpointCoordinator {
         } else {
             return true;
         };
-        probes::hit(Probe::ReplyIgnored);
         out.push(CoordinatorEffect::Trace(EngineEvent::ReplyIgnored {
             task,
             checkpoint,

@@ -1146,6 +1146,9 @@ impl JobManager {
             Request::Metadata(checkpoint) => {
                 self.on_metadata_written(now, checkpoint, result.is_ok(), out);
                 self.try_deploy(now, out);
+                // A completion that was settling when the job ended may settle here, by
+                // failing: the clean-up that waited for it runs now.
+                self.try_discard(now, out);
             }
             Request::Discard => {}
             Request::RestoreMetadata(path) => self.on_restore_metadata(now, path, result, out),

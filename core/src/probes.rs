@@ -43,8 +43,6 @@ pub enum Probe {
     RefusedMinPause,
     /// The consecutive counted failures passed the tolerable number: the job fails over.
     ToleranceExceeded,
-    /// A reply for an id never taken, or from an unknown task, was ignored.
-    ReplyIgnored,
     /// A completion retired an older checkpoint from the store.
     CheckpointRetired,
     /// A savepoint completed.
@@ -91,7 +89,7 @@ pub enum Probe {
 
 impl Probe {
     /// Every probe, in listing order.
-    pub const ALL: [Probe; 36] = [
+    pub const ALL: [Probe; 35] = [
         Probe::AbortExpired,
         Probe::AbortDeclined,
         Probe::AbortAsyncException,
@@ -106,7 +104,6 @@ impl Probe {
         Probe::RefusedTooManyRequests,
         Probe::RefusedMinPause,
         Probe::ToleranceExceeded,
-        Probe::ReplyIgnored,
         Probe::CheckpointRetired,
         Probe::SavepointCompleted,
         Probe::FinalNotificationRepeated,

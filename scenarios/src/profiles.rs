@@ -46,7 +46,7 @@ pub fn fault_profiles() -> &'static [FaultProfile] {
         },
         FaultProfile {
             name: "swarm",
-            description: "swarm testing: the seed switches fault kinds on (crashes of every node, partitions, clogs, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs, savepoints) and draws their rates; faults until 3 s",
+            description: "swarm testing: the seed switches fault kinds on (crashes of every node, partitions, clogged links and nodes, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs, savepoints, a client's cancellation) and draws their rates; faults until 3 s",
             draw: swarm_schedule,
         },
     ]
@@ -293,6 +293,19 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
         for _ in 0..rng.between(1, 3) {
             events.push((at(rng), Fault::TriggerSavepoint));
         }
+    }
+    // Drawn after that for the same reason: a whole node cut off for a while (every message to
+    // and from it waits) in a quarter of the seeds, and a client cancelling the job in one
+    // eighth (the run is then judged on what the job committed before it ended).
+    if rng.below(4) == 0 {
+        let nodes = [Address::JobManager, Address::Storage, tm(rng)];
+        let node = nodes[rng.below(3) as usize];
+        let t = at(rng);
+        events.push((t, Fault::ClogNode(node)));
+        events.push((t + rng.between(50, 1_000), Fault::UnclogNode(node)));
+    }
+    if rng.below(8) == 0 {
+        events.push((at(rng), Fault::CancelJob));
     }
     // Stable: events at the same time keep the order they were drawn in. Undoing events that
     // fall after the safety phase are left to the heal, which undoes everything.

@@ -5,7 +5,7 @@
 use snapsim_core::ids::{CheckpointId, TaskId, TaskManagerId, Tick};
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::trace::EngineEvent;
-use snapsim_scenarios::{find, judge, setup, Outcome, Setup, Verdict};
+use snapsim_scenarios::{find, judge, run_variant, setup, Outcome, Setup, Variant, Verdict};
 use snapsim_sim::disk::{CrashMode, DiskEvent, DiskFaults, DiskOp};
 use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
 use snapsim_sim::harness::RunResult;
@@ -466,5 +466,37 @@ fn a_job_whose_restart_strategy_gives_up_is_judged_on_what_it_committed() {
     assert!(
         result.committed.len() < 4_000,
         "it committed a part of its output"
+    );
+}
+
+/// Regression, found by the swarm once it cancelled jobs (keyed-sum seed 225 under `swarm`):
+/// the clean-up after the end waits for a completion that is settling; when that completion
+/// settled by failing (its `_metadata` write timed out, the storage node having crashed with
+/// it), nothing ran the clean-up, and the cancelled job left its retained checkpoint behind.
+#[test]
+fn r_swarm_keyed_sum_225_the_clean_up_runs_once_a_failing_completion_settles() {
+    let variant = Variant::new(Some("swarm".to_string()), None, &[]).expect("known profile");
+    let scenario = find("keyed-sum").expect("built-in");
+    let (outcome, result) = run_variant(scenario, 225, &variant).expect("valid names");
+    assert_passed(&outcome);
+    let ended = outcome.stats.ended_early.as_deref().unwrap_or_default();
+    assert!(ended.starts_with("Canceled"), "{ended:?}");
+    let cancelled_at = engine_events(&result)
+        .find(|(_, e)| matches!(e, EngineEvent::JobStatus { status, .. } if status.is_terminal()))
+        .map(|(entry, _)| entry.at)
+        .expect("the job ended");
+    let settled_by_failing = engine_events(&result).any(|(entry, e)| {
+        entry.at > cancelled_at
+            && matches!(
+                e,
+                EngineEvent::CheckpointAborted {
+                    reason: CheckpointFailureReason::FinalizeFailure,
+                    ..
+                }
+            )
+    });
+    assert!(
+        settled_by_failing,
+        "a completion settled by failing after the end"
     );
 }
