@@ -833,7 +833,7 @@ impl CheckpointCoordinator {
         let savepoint = removed
             .unwrap_or_else(|| panic!("abort of {checkpoint} which is not pending"))
             .savepoint;
-        probes::hit(Probe::aborted(reason));
+        probes::hit(abort_probe(reason));
         out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
             checkpoint,
             reason,
@@ -852,6 +852,26 @@ impl CheckpointCoordinator {
             probes::hit(Probe::ToleranceExceeded);
             out.push(CoordinatorEffect::FailJob { checkpoint, reason });
         }
+    }
+}
+
+/// The coverage probe of an abort (or a refusal) for `reason`.
+fn abort_probe(reason: CheckpointFailureReason) -> Probe {
+    use CheckpointFailureReason as R;
+    match reason {
+        R::Expired => Probe::AbortExpired,
+        R::Declined => Probe::AbortDeclined,
+        R::AsyncException => Probe::AbortAsyncException,
+        R::FinalizeFailure => Probe::AbortFinalizeFailure,
+        R::DeclinedSubsumed => Probe::AbortDeclinedSubsumed,
+        R::DeclinedOnCancellationBarrier => Probe::AbortDeclinedOnCancellationBarrier,
+        R::DeclinedTaskNotReady => Probe::AbortDeclinedTaskNotReady,
+        R::Subsumed => Probe::AbortSubsumed,
+        R::JobFailover => Probe::AbortJobFailover,
+        R::TriggerFailure => Probe::AbortTriggerFailure,
+        R::CoordinatorSuspend => Probe::AbortCoordinatorSuspend,
+        R::TooManyRequests => Probe::RefusedTooManyRequests,
+        R::MinimumTimeBetweenCheckpoints => Probe::RefusedMinPause,
     }
 }
 

@@ -7,7 +7,6 @@
 //! has one thread to itself). Probes never feed back into the engine, so they cannot change a
 //! run; and they are not in the trace, so they do not change its hash.
 
-use crate::messages::CheckpointFailureReason;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 
@@ -130,26 +129,6 @@ impl Probe {
     /// Its name in reports and results (kebab-case).
     pub fn name(self) -> String {
         kebab_case(self)
-    }
-
-    /// The probe of an abort (or a refusal) for `reason`.
-    pub fn aborted(reason: CheckpointFailureReason) -> Probe {
-        use CheckpointFailureReason as R;
-        match reason {
-            R::Expired => Probe::AbortExpired,
-            R::Declined => Probe::AbortDeclined,
-            R::AsyncException => Probe::AbortAsyncException,
-            R::FinalizeFailure => Probe::AbortFinalizeFailure,
-            R::DeclinedSubsumed => Probe::AbortDeclinedSubsumed,
-            R::DeclinedOnCancellationBarrier => Probe::AbortDeclinedOnCancellationBarrier,
-            R::DeclinedTaskNotReady => Probe::AbortDeclinedTaskNotReady,
-            R::Subsumed => Probe::AbortSubsumed,
-            R::JobFailover => Probe::AbortJobFailover,
-            R::TriggerFailure => Probe::AbortTriggerFailure,
-            R::CoordinatorSuspend => Probe::AbortCoordinatorSuspend,
-            R::TooManyRequests => Probe::RefusedTooManyRequests,
-            R::MinimumTimeBetweenCheckpoints => Probe::RefusedMinPause,
-        }
     }
 
     fn bit(self) -> u64 {
