@@ -693,7 +693,8 @@ pub struct ExecutionPlan {
     /// Where the job starts from when it has no HA record yet.
     pub restore: Option<RestoreSettings>,
     /// Options that were out of range and were brought into it, as Flink does (with a log
-    /// warning there): one line each, for the program to print.
+    /// warning there): one line each, for a program that builds jobs to show its user (no
+    /// built-in scenario or generated case sets such an option).
     pub warnings: Vec<String>,
 }
 

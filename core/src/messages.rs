@@ -67,9 +67,10 @@ pub enum CheckpointFailureReason {
 }
 
 impl CheckpointFailureReason {
-    /// Whether this reason counts toward the tolerable-failure limit: exactly the four that
-    /// Flink's `CheckpointFailureManager#checkFailureCounter` counts (its
-    /// `CheckpointFailureManagerTest#testTotalCountValue` asserts the same four).
+    /// Whether this reason counts toward the tolerable-failure limit: those that Flink's
+    /// `CheckpointFailureManager#checkFailureCounter` counts (its
+    /// `CheckpointFailureManagerTest#testTotalCountValue` asserts them; the fourth, IO_EXCEPTION,
+    /// has no counterpart here).
     pub fn is_counted(self) -> bool {
         matches!(
             self,

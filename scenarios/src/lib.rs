@@ -558,12 +558,18 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
             (violations, 0, None)
         }
     };
+    let figures = guarded(|| stats(&result)).unwrap_or_else(|message| {
+        violations.push(crash(format!(
+            "reading the run's figures panicked: {message}"
+        )));
+        Stats::default()
+    });
     violations.sort_by_key(|v| v.property.rank());
     let verdict = verdict(&violations);
     let stats = Stats {
         duplicates,
         ended_early,
-        ..stats(&result)
+        ..figures
     };
     let outcome = Outcome {
         scenario: name.to_string(),
@@ -598,6 +604,15 @@ struct LivenessPhase {
     heal_at: Tick,
     deadline: Tick,
     bound: LivenessBound,
+}
+
+impl LivenessPhase {
+    fn timed_out(&self) -> String {
+        format!(
+            "the job did not finish within {} ms of virtual time (faults healed at {}; liveness bound {})",
+            self.deadline.0, self.heal_at, self.bound
+        )
+    }
 }
 
 /// A finished simulated run with what it is judged against.
@@ -697,16 +712,7 @@ impl RunUnderJudgement<'_> {
                     ),
                 }
             }
-            RunEnd::TimedOut => {
-                let phase = self.phase;
-                failed(
-                    Property::Liveness,
-                    format!(
-                        "the job did not finish within {} ms of virtual time (faults healed at {}; liveness bound {})",
-                        phase.deadline.0, phase.heal_at, phase.bound
-                    ),
-                )
-            }
+            RunEnd::TimedOut => failed(Property::Liveness, self.phase.timed_out()),
             RunEnd::InputLimit(limit) => failed(
                 Property::Liveness,
                 format!("the nodes handled more than {limit} inputs (a livelock?)"),

@@ -980,12 +980,11 @@ mod tests {
         });
         let shortest = gaps.iter().flat_map(|(_, g)| g.iter().copied()).min();
         assert!(shortest.is_some_and(|g| g < 60), "{shortest:?}");
-        // The job tolerates 2 failures; judged by a rule of 1, each failover comes one late
-        // and the count passes 1 without one.
+        // The job tolerates 2 failures; judged by a rule of 1, the count passes 1 without a
+        // failover, and the failovers that do come are not where that rule puts them.
         let runs = run(&[], |r| tolerable_failures_measured(r, 1));
-        assert!(runs
-            .iter()
-            .any(|(_, (at, missed))| at.contains(&3) && *missed > 0));
+        assert!(runs.iter().any(|(_, (_, missed))| *missed > 0));
+        assert!(runs.iter().all(|(_, (at, _))| !at.contains(&3)), "{runs:?}");
     }
 
     #[test]

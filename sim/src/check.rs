@@ -939,6 +939,8 @@ pub fn storage(
                     let state = match (durable.get(file), gone.get(file)) {
                         (Some(true), _) => continue,
                         (Some(false), _) => "was not durable".to_string(),
+                        // A fault's loss is the world's doing, not the engine's.
+                        (None, Some((_, how))) if how.starts_with("lost") => continue,
                         (None, Some((at, how))) => format!("had been {how} at {at}"),
                         (None, None) => "was never written".to_string(),
                     };

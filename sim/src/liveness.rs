@@ -39,9 +39,10 @@ pub struct LivenessBound {
 impl LivenessBound {
     /// The bound of a run of `plan` on `cluster` whose failure-free run took `job_ticks`.
     pub fn of(plan: &ExecutionPlan, cluster: &ClusterConfig, job_ticks: u64) -> LivenessBound {
-        let failover_ticks = cluster.heartbeat_timeout_ticks
-            + longest_restart_delay(&plan.restart)
-            + 2 * cluster.storage_timeout_ticks;
+        let failover_ticks = cluster
+            .heartbeat_timeout_ticks
+            .saturating_add(longest_restart_delay(&plan.restart))
+            .saturating_add(cluster.storage_timeout_ticks.saturating_mul(2));
         LivenessBound {
             job_ticks,
             checkpoint_timeout_ticks: plan.checkpoint.timeout_ticks,
@@ -86,15 +87,15 @@ fn longest_restart_delay(restart: &RestartStrategyConfig) -> u64 {
             max_backoff_ticks,
             jitter,
             ..
-        } => max_backoff_ticks + jitter.apply(max_backoff_ticks),
+        } => max_backoff_ticks.saturating_add(jitter.apply(max_backoff_ticks)),
     }
 }
 
 /// Why a job that ended without finishing ended rightly, or why not: recounted from the trace.
 ///
 /// - `Failed`: the failover that ended it found the restart strategy's attempts used up, counting
-///   the failovers since a JobManager last took the job over from its HA record (its restart
-///   strategy starts afresh then, as Flink's does with a new JobMaster). Any other failure for good is unjustified here.
+///   the failovers of a running job since the current JobManager started (its restart strategy
+///   starts afresh then, as Flink's does with a new JobMaster). Any other failure for good is unjustified here.
 /// - `Canceled`: a client's cancellation reached a running JobManager.
 pub fn justified_end(
     trace: &[TraceEntry],
@@ -118,21 +119,22 @@ fn restarts_used_up(
         RestartStrategyConfig::FixedDelay { attempts, .. }
         | RestartStrategyConfig::ExponentialDelay { attempts, .. } => u64::from(attempts),
     };
-    // Failovers since a JobManager last took the job over (after a crash, or starting over from
-    // storage), and that count when the job failed.
+    // Failovers the restart strategy of the current JobManager saw (it is created afresh with
+    // each JobManager: after a crash, or starting over from storage), and whether the latest
+    // event was one of them. A failover from a job that was not running or created is not the
+    // strategy's (a JobManager that cannot read its HA record fails the job at once).
     let mut failovers: u64 = 0;
     let mut last_failover = false;
+    let mut status = JobStatus::Initializing;
     for entry in trace {
-        match &entry.event {
-            TraceEvent::Engine(EngineEvent::HaRecordAdopted { .. }) => failovers = 0,
-            TraceEvent::Engine(EngineEvent::Failover { .. }) => {
-                failovers += 1;
-                last_failover = true;
-            }
-            TraceEvent::Engine(EngineEvent::JobStatus {
+        let TraceEvent::Engine(event) = &entry.event else {
+            continue;
+        };
+        match event {
+            EngineEvent::JobStatus {
                 status: JobStatus::Failed,
                 ..
-            }) => {
+            } => {
                 return if last_failover && failovers > attempts {
                     Ok(format!(
                         "its restart strategy gave up: failover {failovers} with {attempts} restart(s) allowed"
@@ -143,7 +145,17 @@ fn restarts_used_up(
                     ))
                 };
             }
-            TraceEvent::Engine(EngineEvent::JobStatus { .. }) => last_failover = false,
+            EngineEvent::JobStatus { status: now, .. } => {
+                if *now == JobStatus::Initializing {
+                    failovers = 0;
+                }
+                status = *now;
+                last_failover = false;
+            }
+            EngineEvent::Failover { .. } => {
+                last_failover = matches!(status, JobStatus::Running | JobStatus::Created);
+                failovers += u64::from(last_failover);
+            }
             _ => {}
         }
     }
@@ -229,30 +241,48 @@ mod tests {
             attempts: 2,
             delay_ticks: 10,
         });
-        let restarting = || status(JobStatus::Restarting);
-        let used_up = [
+        let fail = || {
+            [
+                status(JobStatus::Running),
+                failover(),
+                status(JobStatus::Restarting),
+            ]
+        };
+        let mut trace: Vec<TraceEntry> = [fail(), fail()].concat();
+        trace.extend([
+            status(JobStatus::Running),
             failover(),
-            restarting(),
-            failover(),
-            restarting(),
-            failover(),
-        ];
-        let mut trace = used_up.to_vec();
-        trace.push(status(JobStatus::Failed));
+            status(JobStatus::Failed),
+        ]);
         assert!(justified_end(&trace, &plan, JobStatus::Failed).is_ok());
-        let mut early = vec![failover(), restarting(), failover()];
-        early.push(status(JobStatus::Failed));
+        let mut early = fail().to_vec();
+        early.extend([
+            status(JobStatus::Running),
+            failover(),
+            status(JobStatus::Failed),
+        ]);
         let why = justified_end(&early, &plan, JobStatus::Failed).expect_err("too early");
         assert!(
             why.contains("after 2 failover(s) with 2 restart(s)"),
             "{why}"
         );
-        let mut restarted = vec![failover(), restarting(), failover(), restarting()];
-        restarted.push(engine(EngineEvent::HaRecordAdopted {
-            completed: Vec::new(),
-        }));
-        restarted.extend([failover(), status(JobStatus::Failed)]);
+        let mut restarted = [fail(), fail()].concat();
+        restarted.push(status(JobStatus::Initializing));
+        restarted.extend([
+            status(JobStatus::Running),
+            failover(),
+            status(JobStatus::Failed),
+        ]);
         assert!(justified_end(&restarted, &plan, JobStatus::Failed).is_err());
+        // A JobManager that cannot read its HA record fails the job with a failover that is
+        // not the restart strategy's, even after restarts were used up.
+        let mut unreadable = [fail(), fail(), fail()].concat();
+        unreadable.extend([
+            status(JobStatus::Initializing),
+            failover(),
+            status(JobStatus::Failed),
+        ]);
+        assert!(justified_end(&unreadable, &plan, JobStatus::Failed).is_err());
         // A failure for good that no failover preceded (a corrupted HA record, say).
         let unexplained = vec![status(JobStatus::Failed)];
         assert!(justified_end(&unexplained, &plan, JobStatus::Failed).is_err());

@@ -33,7 +33,8 @@ pub fn channel_order(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec
         }
         let group = (record.sink, input.source, input.partition);
         match last.insert(group, input.offset) {
-            Some(before) if before >= input.offset => messages.push(format!(
+            // An equal offset is a duplicate, which the exactly-once check reports.
+            Some(before) if before > input.offset => messages.push(format!(
                 "{}: committed the effect of {} after the one of {before} of the same partition: a channel on the way delivered them out of order",
                 plan.tasks[record.sink.index()].name,
                 describe(&record.record.origin),
@@ -48,7 +49,7 @@ pub fn channel_order(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec
 /// channels. A source reads each partition at one subtask ("concentrated"); a forward edge
 /// keeps a subtask's records on one channel; an all-to-all edge (key-by, rebalance) does only
 /// from an operator where each partition is still concentrated, and keeps it concentrated only
-/// into a single subtask.
+/// into a single subtask; and no two inputs of an operator may carry records of one source.
 fn partition_ordered(plan: &ExecutionPlan) -> BTreeSet<OperatorId> {
     // Operator edges, from the tasks' outputs.
     let mut edges: BTreeSet<(OperatorId, OperatorId, bool)> = BTreeSet::new();
@@ -64,6 +65,9 @@ fn partition_ordered(plan: &ExecutionPlan) -> BTreeSet<OperatorId> {
     }
     let mut ordered = BTreeSet::new();
     let mut concentrated = BTreeSet::new();
+    // The sources whose records reach each operator: two inputs sharing one (a diamond) carry
+    // the same partition over two channels, whose order against each other nobody keeps.
+    let mut sources: BTreeMap<OperatorId, BTreeSet<OperatorId>> = BTreeMap::new();
     // Tasks are in topological order, so each operator's inputs come first.
     let operators: Vec<OperatorId> = {
         let mut seen = BTreeSet::new();
@@ -78,9 +82,21 @@ fn partition_ordered(plan: &ExecutionPlan) -> BTreeSet<OperatorId> {
             .map(|(source, _, forward)| (*source, *forward))
             .collect();
         let single = parallelism[&op] == 1;
-        let is_ordered = inputs
-            .iter()
-            .all(|(u, forward)| ordered.contains(u) && (*forward || concentrated.contains(u)));
+        let mut reaching: BTreeSet<OperatorId> = BTreeSet::new();
+        let mut disjoint = true;
+        for (u, _) in &inputs {
+            let from = sources.get(u).cloned().unwrap_or_default();
+            disjoint &= reaching.is_disjoint(&from);
+            reaching.extend(from);
+        }
+        if inputs.is_empty() {
+            reaching.insert(op);
+        }
+        sources.insert(op, reaching);
+        let is_ordered = disjoint
+            && inputs
+                .iter()
+                .all(|(u, forward)| ordered.contains(u) && (*forward || concentrated.contains(u)));
         let is_concentrated = inputs
             .iter()
             .all(|(u, forward)| concentrated.contains(u) && (*forward || single));

@@ -22,8 +22,8 @@ use super::{summarize, Property, Violation};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
-use snapsim_core::messages::{Address, CheckpointFailureReason};
-use snapsim_core::trace::{EngineEvent, TriggerKind};
+use snapsim_core::messages::CheckpointFailureReason;
+use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The words of the engine's failover cause for the threshold (Flink: "Exceeded checkpoint
@@ -65,81 +65,124 @@ pub fn recount_failures(
     tolerable: u32,
     timeout_ticks: u64,
 ) -> FailureRecount {
-    let mut recount = FailureRecount::default();
-    let mut savepoints: BTreeSet<CheckpointId> = BTreeSet::new();
-    let mut triggered: BTreeMap<CheckpointId, Tick> = BTreeMap::new();
-    let mut declined: BTreeSet<(CheckpointId, CheckpointFailureReason)> = BTreeSet::new();
-    let mut counter = Counter::default();
-    // Set when the count passed the threshold: the failover must follow before anything else.
-    let mut due: Option<(Tick, CheckpointId)> = None;
+    let mut recounter = Recounter {
+        tolerable,
+        timeout_ticks,
+        recount: FailureRecount::default(),
+        savepoints: BTreeSet::new(),
+        triggered: BTreeMap::new(),
+        declined: BTreeSet::new(),
+        counter: Counter::default(),
+        due: None,
+        status: JobStatus::Initializing,
+    };
     for entry in trace {
-        let TraceEvent::Engine(event) = &entry.event else {
-            if entry.node == Address::JobManager && entry.event == TraceEvent::Restart {
-                counter = Counter::default();
-            }
-            continue;
-        };
-        let at = entry.at;
-        match event {
-            EngineEvent::TriggerStarted {
-                checkpoint,
-                kind: TriggerKind::Savepoint,
-            } => {
-                savepoints.insert(*checkpoint);
-            }
-            EngineEvent::CheckpointTriggered { checkpoint } => {
-                triggered.insert(*checkpoint, at);
-            }
-            EngineEvent::Declined {
-                checkpoint, reason, ..
-            } => {
-                declined.insert((*checkpoint, *reason));
-            }
-            EngineEvent::SnapshotRefused { checkpoint, .. } => {
-                declined.insert((*checkpoint, CheckpointFailureReason::Declined));
-            }
-            EngineEvent::CheckpointCompleted { checkpoint } => {
-                recount.miss(due.take(), tolerable);
-                counter.succeeded(*checkpoint);
-            }
-            EngineEvent::CheckpointAborted { checkpoint, reason }
-                if !savepoints.contains(checkpoint) =>
-            {
-                recount.miss(due.take(), tolerable);
-                let evidence = Evidence {
-                    triggered: triggered.get(checkpoint).copied(),
-                    declined: &declined,
-                    timeout_ticks,
-                };
-                if let Some(finding) = evidence.contradicts(at, *checkpoint, *reason) {
-                    recount.findings.push((at, finding));
-                }
-                if counts(*reason) && counter.failed(*checkpoint) > tolerable {
-                    due = Some((at, *checkpoint));
-                }
-            }
-            EngineEvent::Failover { cause } if cause.contains(THRESHOLD_CAUSE) => {
-                recount.at_failover.push(counter.consecutive);
-                if due.take().is_none() {
-                    recount.findings.push((at, format!(
-                        "the job failed over for the tolerable-failure threshold with {} consecutive counted failure(s) and {tolerable} tolerated: {cause}",
-                        counter.consecutive
-                    )));
-                }
-                counter = Counter::default();
-            }
-            EngineEvent::HaRecordAdopted { .. } => counter = Counter::default(),
-            _ => {}
+        if let TraceEvent::Engine(event) = &entry.event {
+            recounter.observe(entry.at, event);
         }
     }
+    let Recounter {
+        mut recount, due, ..
+    } = recounter;
     recount.miss(due, tolerable);
     recount
 }
 
+/// The recount as it walks the trace.
+struct Recounter {
+    tolerable: u32,
+    timeout_ticks: u64,
+    recount: FailureRecount,
+    /// Ids taken by savepoints (of the current JobManager: ids are taken again after one
+    /// starts over from an older durable counter).
+    savepoints: BTreeSet<CheckpointId>,
+    triggered: BTreeMap<CheckpointId, Tick>,
+    declined: BTreeSet<(CheckpointId, CheckpointFailureReason)>,
+    counter: Counter,
+    /// The count passed the threshold while the job ran: its failover must follow before any
+    /// other checkpoint event (when, which checkpoint, the count then).
+    due: Option<(Tick, CheckpointId, u32)>,
+    status: JobStatus,
+}
+
+impl Recounter {
+    fn observe(&mut self, at: Tick, event: &EngineEvent) {
+        match event {
+            EngineEvent::JobStatus { status, .. } => self.status = *status,
+            EngineEvent::HaRecordAdopted { .. } => {
+                // A new coordinator, with a new failure manager.
+                self.counter = Counter::default();
+                self.savepoints.clear();
+                self.triggered.clear();
+                self.declined.clear();
+            }
+            EngineEvent::TriggerStarted { checkpoint, kind } => {
+                if *kind == TriggerKind::Savepoint {
+                    self.savepoints.insert(*checkpoint);
+                } else {
+                    self.savepoints.remove(checkpoint);
+                }
+            }
+            EngineEvent::CheckpointTriggered { checkpoint } => {
+                self.triggered.insert(*checkpoint, at);
+            }
+            EngineEvent::Declined {
+                checkpoint, reason, ..
+            } => {
+                self.declined.insert((*checkpoint, *reason));
+            }
+            EngineEvent::SnapshotRefused { checkpoint, .. } => {
+                self.declined
+                    .insert((*checkpoint, CheckpointFailureReason::Declined));
+            }
+            EngineEvent::CheckpointCompleted { checkpoint } => {
+                self.recount.miss(self.due.take(), self.tolerable);
+                self.counter.succeeded(*checkpoint);
+            }
+            EngineEvent::CheckpointAborted { checkpoint, reason }
+                if !self.savepoints.contains(checkpoint) =>
+            {
+                self.recount.miss(self.due.take(), self.tolerable);
+                self.aborted(at, *checkpoint, *reason);
+            }
+            EngineEvent::Failover { cause } if cause.contains(THRESHOLD_CAUSE) => {
+                match self.due.take() {
+                    Some((_, _, count)) => self.recount.at_failover.push(count),
+                    None => self.recount.findings.push((at, format!(
+                        "the job failed over for the tolerable-failure threshold with {} consecutive counted failure(s) and {} tolerated: {cause}",
+                        self.counter.consecutive, self.tolerable
+                    ))),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn aborted(&mut self, at: Tick, checkpoint: CheckpointId, reason: CheckpointFailureReason) {
+        let evidence = Evidence {
+            triggered: self.triggered.get(&checkpoint).copied(),
+            declined: &self.declined,
+            timeout_ticks: self.timeout_ticks,
+        };
+        if let Some(finding) = evidence.contradicts(at, checkpoint, reason) {
+            self.recount.findings.push((at, finding));
+        }
+        if counts(reason) && self.counter.failed(checkpoint) > self.tolerable {
+            // Flink starts counting again at once; the failover it asks for happens only if
+            // the job runs (one already restarting ignores it).
+            let count = self.counter.consecutive;
+            self.counter.passed_threshold();
+            if matches!(self.status, JobStatus::Running | JobStatus::Created) {
+                self.due = Some((at, checkpoint, count));
+            }
+        }
+    }
+}
+
 impl FailureRecount {
     /// The count passed the threshold at `due` and no failover followed.
-    fn miss(&mut self, due: Option<(Tick, CheckpointId)>, tolerable: u32) {
-        if let Some((at, checkpoint)) = due {
+    fn miss(&mut self, due: Option<(Tick, CheckpointId, u32)>, tolerable: u32) {
+        if let Some((at, checkpoint, _)) = due {
             self.missed += 1;
             self.findings.push((at, format!(
                 "the failure of {checkpoint} made {} consecutive counted failures with {tolerable} tolerated, and the job did not fail over",
@@ -173,6 +216,11 @@ impl Counter {
             self.consecutive += 1;
         }
         self.consecutive
+    }
+
+    fn passed_threshold(&mut self) {
+        self.consecutive = 0;
+        self.counted.clear();
     }
 
     fn succeeded(&mut self, checkpoint: CheckpointId) {
@@ -224,6 +272,7 @@ impl Evidence<'_> {
 mod tests {
     use super::*;
     use snapsim_core::ids::{Attempt, TaskId};
+    use snapsim_core::messages::Address;
 
     fn engine(at: u64, event: EngineEvent) -> TraceEntry {
         TraceEntry {
@@ -270,7 +319,14 @@ mod tests {
         // One tolerated: the second consecutive counted failure fails the job over; a
         // finalization failure between them counts for nothing.
         use CheckpointFailureReason as R;
-        let mut trace = vec![triggered(0, 1), triggered(10, 2), triggered(20, 3)];
+        let running = engine(
+            0,
+            EngineEvent::JobStatus {
+                status: JobStatus::Running,
+                attempt: Attempt(1),
+            },
+        );
+        let mut trace = vec![running, triggered(0, 1), triggered(10, 2), triggered(20, 3)];
         trace.extend(declined(30, 1, R::Declined));
         trace.push(engine(
             31,
@@ -287,7 +343,7 @@ mod tests {
         assert!(recount.findings.is_empty(), "{:?}", recount.findings);
         // No failover: missed. A failover one failure early: unjustified.
         assert_eq!(recount_failures(&trace, 1, 1_000).missed, 1);
-        let mut early = trace[..6].to_vec();
+        let mut early = trace[..7].to_vec();
         early.push(threshold_failover(31));
         let findings = recount_failures(&early, 1, 1_000).findings;
         assert!(
@@ -296,6 +352,17 @@ mod tests {
                 .contains("with 1 consecutive counted failure(s)"),
             "{findings:?}"
         );
+        // A job already restarting ignores the failover the count asks for (and so does the
+        // engine's failure manager, which starts counting again).
+        let mut restarting = trace.clone();
+        restarting[0] = engine(
+            0,
+            EngineEvent::JobStatus {
+                status: JobStatus::Restarting,
+                attempt: Attempt(1),
+            },
+        );
+        assert!(recount_failures(&restarting, 1, 1_000).findings.is_empty());
     }
 
     #[test]
