@@ -54,10 +54,20 @@ fn partition_ordered(plan: &ExecutionPlan) -> BTreeSet<OperatorId> {
     // Operator edges, from the tasks' outputs.
     let mut edges: BTreeSet<(OperatorId, OperatorId, bool)> = BTreeSet::new();
     let mut parallelism: BTreeMap<OperatorId, u16> = BTreeMap::new();
+    // Operators that one upstream operator feeds over two edges (both inputs of a co-sum).
+    let mut fed_twice: BTreeSet<OperatorId> = BTreeSet::new();
     for task in &plan.tasks {
         parallelism.insert(task.operator, task.parallelism);
+        let mut targets: BTreeSet<OperatorId> = BTreeSet::new();
         for output in &task.outputs {
             let forward = output.partitioning == Partitioning::Forward;
+            let target = output
+                .targets
+                .first()
+                .map(|(t, _)| plan.tasks[t.index()].operator);
+            if let Some(target) = target.filter(|t| !targets.insert(*t)) {
+                fed_twice.insert(target);
+            }
             for (target, _) in &output.targets {
                 edges.insert((task.operator, plan.tasks[target.index()].operator, forward));
             }
@@ -83,7 +93,7 @@ fn partition_ordered(plan: &ExecutionPlan) -> BTreeSet<OperatorId> {
             .collect();
         let single = parallelism[&op] == 1;
         let mut reaching: BTreeSet<OperatorId> = BTreeSet::new();
-        let mut disjoint = true;
+        let mut disjoint = !fed_twice.contains(&op);
         for (u, _) in &inputs {
             let from = sources.get(u).cloned().unwrap_or_default();
             disjoint &= reaching.is_disjoint(&from);
@@ -175,6 +185,25 @@ mod tests {
             names,
             [0, 1, 2],
             "source, sum and sum's sink; not max or its sink"
+        );
+    }
+
+    #[test]
+    fn an_operator_fed_one_source_over_two_inputs_is_not_judged() {
+        // A diamond: the source feeds both inputs of a co-sum, so one partition's records reach
+        // a co-sum subtask over two channels, whose order against each other nobody keeps.
+        use snapsim_core::job::{InputSide, OperatorKind};
+        let mut job = keyed_sum_job(40, Some(50));
+        let co = job.add("co-sum", OperatorKind::KeyedCoSum, 2);
+        let sink = job.add("sink-2", OperatorKind::TwoPhaseCommitSink, 2);
+        job.connect_side(OperatorId(0), co, Partitioning::KeyBy, InputSide::First);
+        job.connect_side(OperatorId(0), co, Partitioning::KeyBy, InputSide::Second);
+        job.connect(co, sink, Partitioning::Forward);
+        let plan = job.build().expect("valid job");
+        let ordered = partition_ordered(&plan);
+        assert!(
+            !ordered.contains(&co) && !ordered.contains(&sink),
+            "{ordered:?}"
         );
     }
 }
