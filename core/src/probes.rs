@@ -126,7 +126,7 @@ impl Probe {
         Probe::RestoredFromPathClaimed,
     ];
 
-    /// Its name in reports and results (kebab-case).
+    /// Its name in reports: kebab-case, as serde writes it in results.
     pub fn name(self) -> String {
         kebab_case(self)
     }
@@ -165,11 +165,6 @@ impl ProbeSet {
         Probe::ALL
             .into_iter()
             .filter(move |p| self.0 & p.bit() != 0)
-    }
-
-    /// Whether `probe` is in the set.
-    pub fn contains(self, probe: Probe) -> bool {
-        self.0 & probe.bit() != 0
     }
 }
 

@@ -43,8 +43,8 @@ pub struct ScenarioSummary {
     pub recovery_ms: Vec<u64>,
     /// The failures, in seed order.
     pub failures: Vec<FailedRun>,
-    /// Runs that reached each coverage probe, by probe name.
-    pub probes: BTreeMap<String, u64>,
+    /// Runs that reached each coverage probe.
+    pub probes: BTreeMap<Probe, u64>,
 }
 
 /// A sweep's report.
@@ -134,14 +134,13 @@ impl SweepReport {
         let mut unreached = Vec::new();
         let rows = (Probe::ALL.into_iter())
             .map(|probe| {
-                let name = probe.name();
                 let runs: Vec<u64> = (self.scenarios.iter())
-                    .map(|s| s.probes.get(&name).copied().unwrap_or(0))
+                    .map(|s| s.probes.get(&probe).copied().unwrap_or(0))
                     .collect();
                 if runs.iter().all(|&n| n == 0) {
-                    unreached.push(name.clone());
+                    unreached.push(probe.name());
                 }
-                std::iter::once(name)
+                std::iter::once(probe.name())
                     .chain(runs.iter().map(u64::to_string))
                     .collect()
             })
@@ -149,7 +148,8 @@ impl SweepReport {
         (headers, rows, unreached)
     }
 
-    fn coverage_line(&self, unreached: &[String]) -> String {
+    /// One line: how many probes were reached, and which never were.
+    pub fn coverage_line(&self, unreached: &[String]) -> String {
         let total = Probe::ALL.len();
         let reached = total - unreached.len();
         if unreached.is_empty() {
@@ -315,7 +315,7 @@ mod tests {
                 replay: "cargo run --release -- run --scenario keyed-sum --seed 1".into(),
                 report: Some("runs/keyed-sum-1/report.html".into()),
             }],
-            probes: BTreeMap::from([("abort-expired".to_string(), 2)]),
+            probes: BTreeMap::from([(Probe::AbortExpired, 2)]),
         };
         let passing = ScenarioSummary {
             scenario: "keyed-sum-calm".into(),

@@ -26,6 +26,7 @@ use snapsim_core::job::{
     SourceLog,
 };
 use snapsim_core::operator::OperatorState;
+use snapsim_core::probes::Probe;
 use snapsim_core::record::SourceRecord;
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
@@ -200,9 +201,9 @@ pub struct Stats {
     /// strategy gave up, a client cancelled it); such a run is judged on what it committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_early: Option<String>,
-    /// The engine's coverage probes the run reached, by name (`snapsim_core::probes`).
+    /// The engine's coverage probes the run reached (`snapsim_core::probes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub probes: Vec<String>,
+    pub probes: Vec<Probe>,
 }
 
 /// The outcome of one run of a scenario.
@@ -805,7 +806,7 @@ fn oracle(
 
 fn stats(result: &RunResult) -> Stats {
     let mut stats = Stats {
-        probes: result.probes.iter().map(|probe| probe.name()).collect(),
+        probes: result.probes.iter().collect(),
         records_committed: result.committed.len() as u64,
         virtual_ticks: result.virtual_ticks,
         trace_events: result.trace.len() as u64,

@@ -700,16 +700,7 @@ fn coverage(dir: &Path) -> Result<bool, String> {
     let runs: u64 = report.scenarios.iter().map(|s| s.seeds).sum();
     say!("{} runs in {}", runs, dir.display());
     say_raw!("{}", snapsim_reports::markdown_table(&headers, &rows));
-    let total = snapsim_core::probes::Probe::ALL.len();
-    if unreached.is_empty() {
-        say!("all {total} probes reached");
-    } else {
-        say!(
-            "{} of {total} probes reached; never: {}",
-            total - unreached.len(),
-            unreached.join(", ")
-        );
-    }
+    say!("{}", report.coverage_line(&unreached));
     Ok(unreached.is_empty())
 }
 

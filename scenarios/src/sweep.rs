@@ -10,6 +10,7 @@
 use crate::report::{write_failure_reports, FailureReports};
 use crate::{find, run_variant, scenarios, Outcome, Scenario, Variant, Verdict, BUILD_COMMIT};
 use serde::{Deserialize, Serialize};
+use snapsim_core::probes::Probe;
 use snapsim_reports::sweep::{FailedRun, ScenarioSummary, SweepReport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -554,9 +555,9 @@ fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> 
         .map(|o| failed_run(o, reports.get(&(o.scenario.clone(), o.seed)).cloned()))
         .collect();
     let violations = violations_by_property(outcomes);
-    let mut probes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut probes: BTreeMap<Probe, u64> = BTreeMap::new();
     for probe in outcomes.iter().flat_map(|o| &o.stats.probes) {
-        *probes.entry(probe.clone()).or_insert(0) += 1;
+        *probes.entry(*probe).or_insert(0) += 1;
     }
     ScenarioSummary {
         scenario: scenario.to_string(),

@@ -177,27 +177,7 @@ pub fn describe(origin: &Origin) -> String {
 
 /// Every (sink, origin) is committed as often as `expected` has it (once), and nothing else.
 pub fn exactly_once(actual: &[Output], expected: &[Output]) -> Vec<Violation> {
-    let expected = origin_counts(expected);
-    let actual = origin_counts(actual);
-    let mut messages = Vec::new();
-    for ((sink, origin), &want) in &expected {
-        let found = actual.get(&(*sink, *origin)).copied().unwrap_or(0);
-        if found != want {
-            let what = describe(origin);
-            messages.push(match found {
-                0 => format!("{sink}: effect of {what} was never committed"),
-                n => format!("{sink}: effect of {what} was committed {n} times, not {want}"),
-            });
-        }
-    }
-    for ((sink, origin), count) in &actual {
-        if !expected.contains_key(&(*sink, *origin)) {
-            let what = describe(origin);
-            messages.push(format!(
-                "{sink}: effect of {what} committed {count} times but the oracle has none"
-            ));
-        }
-    }
+    let (messages, _) = effect_counts(actual, expected, Committed::EveryOnce);
     summarize(Property::ExactlyOnce, messages, None)
 }
 
@@ -210,22 +190,58 @@ pub fn committed_part(
     expected: &[Output],
     property: Property,
 ) -> (Vec<Violation>, u64) {
+    let rule = match property {
+        Property::ExactlyOnce => Committed::AtMostOnce,
+        _ => Committed::Any,
+    };
+    let (messages, duplicates) = effect_counts(actual, expected, rule);
+    (summarize(property, messages, None), duplicates)
+}
+
+/// How often each expected effect must be committed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// As often as expected (once): exactly-once, finished.
+    EveryOnce,
+    /// At most as often as expected: exactly-once, ended early.
+    AtMostOnce,
+    /// Any number of times: at-least-once, ended early (duplicates counted).
+    Any,
+}
+
+/// The effects of `actual` judged against `expected` by `rule`, and never one the oracle lacks:
+/// the messages and the duplicates counted.
+fn effect_counts(actual: &[Output], expected: &[Output], rule: Committed) -> (Vec<String>, u64) {
     let expected = origin_counts(expected);
+    let actual = origin_counts(actual);
     let mut messages = Vec::new();
     let mut duplicates = 0;
-    for ((sink, origin), &count) in &origin_counts(actual) {
+    for ((sink, origin), &want) in &expected {
+        let found = actual.get(&(*sink, *origin)).copied().unwrap_or(0);
         let what = describe(origin);
-        match expected.get(&(*sink, *origin)) {
-            None => messages.push(format!(
-                "{sink}: effect of {what} committed {count} times but the oracle has none"
-            )),
-            Some(&want) if count > want && property == Property::ExactlyOnce => messages.push(
-                format!("{sink}: effect of {what} was committed {count} times, not {want}"),
-            ),
-            Some(&want) => duplicates += u64::from(count.saturating_sub(want)),
+        match found {
+            0 if rule == Committed::EveryOnce => {
+                messages.push(format!("{sink}: effect of {what} was never committed"))
+            }
+            n if (rule == Committed::EveryOnce && n != want)
+                || (rule == Committed::AtMostOnce && n > want) =>
+            {
+                messages.push(format!(
+                    "{sink}: effect of {what} was committed {n} times, not {want}"
+                ))
+            }
+            n => duplicates += u64::from(n.saturating_sub(want)),
         }
     }
-    (summarize(property, messages, None), duplicates)
+    for ((sink, origin), count) in &actual {
+        if !expected.contains_key(&(*sink, *origin)) {
+            let what = describe(origin);
+            messages.push(format!(
+                "{sink}: effect of {what} committed {count} times but the oracle has none"
+            ));
+        }
+    }
+    (messages, duplicates)
 }
 
 /// At-least-once mode: every expected (sink, origin) is committed at least once and nothing
@@ -879,7 +895,7 @@ pub fn storage(
     let mut written = BTreeSet::new();
     // What the storage node holds now: each file's durability, and when gone files went.
     let mut durable: BTreeMap<&str, bool> = BTreeMap::new();
-    let mut gone: BTreeMap<&str, (Tick, &str)> = BTreeMap::new();
+    let mut gone: BTreeMap<&str, (Tick, Gone)> = BTreeMap::new();
     let mut restored_from_path = false;
     let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
     let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
@@ -902,11 +918,11 @@ pub fn storage(
             }
             TraceEvent::Storage(StorageEvent::Disk(DiskEvent::Lost { path })) => {
                 durable.remove(path.as_str());
-                gone.insert(path, (entry.at, "lost (a fault)"));
+                gone.insert(path, (entry.at, Gone::Lost));
             }
             TraceEvent::Storage(StorageEvent::Deleted { path }) => {
                 durable.remove(path.as_str());
-                gone.insert(path, (entry.at, "deleted"));
+                gone.insert(path, (entry.at, Gone::Deleted));
                 if end_recorded {
                     continue;
                 }
@@ -940,8 +956,8 @@ pub fn storage(
                         (Some(true), _) => continue,
                         (Some(false), _) => "was not durable".to_string(),
                         // A fault's loss is the world's doing, not the engine's.
-                        (None, Some((_, how))) if how.starts_with("lost") => continue,
-                        (None, Some((at, how))) => format!("had been {how} at {at}"),
+                        (None, Some((_, Gone::Lost))) => continue,
+                        (None, Some((at, Gone::Deleted))) => format!("had been deleted at {at}"),
                         (None, None) => "was never written".to_string(),
                     };
                     violation(format!(
@@ -1003,6 +1019,15 @@ pub fn storage(
         }
     }
     summarize(Property::Storage, messages, first_at)
+}
+
+/// How a file left the storage node.
+#[derive(Clone, Copy)]
+enum Gone {
+    /// The engine deleted it.
+    Deleted,
+    /// A fault lost it.
+    Lost,
 }
 
 /// Checkpoint progress (a liveness property): while the job runs with periodic checkpointing,
@@ -1297,7 +1322,7 @@ mod tests {
         assert_eq!(at_least_once(&oracle[..1], &oracle).0.len(), 1);
     }
 
-    fn engine(at: u64, event: EngineEvent) -> TraceEntry {
+    pub(super) fn engine(at: u64, event: EngineEvent) -> TraceEntry {
         TraceEntry {
             at: Tick(at),
             node: Address::JobManager,

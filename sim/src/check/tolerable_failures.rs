@@ -271,15 +271,12 @@ impl Evidence<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::tests::engine;
     use snapsim_core::ids::{Attempt, TaskId};
-    use snapsim_core::messages::Address;
 
-    fn engine(at: u64, event: EngineEvent) -> TraceEntry {
-        TraceEntry {
-            at: Tick(at),
-            node: Address::JobManager,
-            event: TraceEvent::Engine(event),
-        }
+    fn aborted(at: u64, id: u64, reason: CheckpointFailureReason) -> TraceEntry {
+        let checkpoint = CheckpointId(id);
+        engine(at, EngineEvent::CheckpointAborted { checkpoint, reason })
     }
 
     fn triggered(at: u64, id: u64) -> TraceEntry {
@@ -305,7 +302,7 @@ mod tests {
                     reason,
                 },
             ),
-            engine(at, EngineEvent::CheckpointAborted { checkpoint, reason }),
+            aborted(at, id, reason),
         ]
     }
 
@@ -328,13 +325,7 @@ mod tests {
         );
         let mut trace = vec![running, triggered(0, 1), triggered(10, 2), triggered(20, 3)];
         trace.extend(declined(30, 1, R::Declined));
-        trace.push(engine(
-            31,
-            EngineEvent::CheckpointAborted {
-                checkpoint: CheckpointId(3),
-                reason: R::FinalizeFailure,
-            },
-        ));
+        trace.push(aborted(31, 3, R::FinalizeFailure));
         trace.extend(declined(40, 2, R::AsyncException));
         let mut right = trace.clone();
         right.push(threshold_failover(40));
@@ -369,31 +360,13 @@ mod tests {
     fn reasons_the_trace_contradicts_are_flagged() {
         // An expiry before the timeout, and a decline reason no task gave.
         use CheckpointFailureReason as R;
-        let early_expiry = vec![
-            triggered(0, 1),
-            engine(
-                500,
-                EngineEvent::CheckpointAborted {
-                    checkpoint: CheckpointId(1),
-                    reason: R::Expired,
-                },
-            ),
-        ];
+        let early_expiry = vec![triggered(0, 1), aborted(500, 1, R::Expired)];
         let findings = recount_failures(&early_expiry, 5, 1_000).findings;
         assert!(
             findings[0].1.contains("500 ms after its trigger"),
             "{findings:?}"
         );
-        let made_up = vec![
-            triggered(0, 1),
-            engine(
-                5,
-                EngineEvent::CheckpointAborted {
-                    checkpoint: CheckpointId(1),
-                    reason: R::Declined,
-                },
-            ),
-        ];
+        let made_up = vec![triggered(0, 1), aborted(5, 1, R::Declined)];
         let findings = recount_failures(&made_up, 5, 1_000).findings;
         assert!(
             findings[0].1.contains("which no task declined it with"),
