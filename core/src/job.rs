@@ -93,6 +93,12 @@ pub enum OperatorKind {
     /// A two-input keyed operator: keeps a running sum per key of each input and emits the
     /// combined sum for every input record.
     KeyedCoSum,
+    /// Keyed state that depends on the order of its input, as last-value state, sessions or
+    /// deduplication do: per key and [lane](crate::record::Lane), a hash chain of the values in
+    /// the order processed; emits the new chain for every input. A record processed out of its
+    /// channel's order changes every later value of its key and lane, while any interleaving
+    /// of channels leaves them as they are.
+    KeyedChain,
     /// Exactly-once sink with two-phase commit into the external sink system (reference §O).
     TwoPhaseCommitSink,
     /// At-least-once sink: writes straight into the external system's committed output.
@@ -116,6 +122,7 @@ impl OperatorKind {
             OperatorKind::KeyedAggregate(_)
                 | OperatorKind::TumblingWindow { .. }
                 | OperatorKind::KeyedCoSum
+                | OperatorKind::KeyedChain
         )
     }
 
@@ -135,6 +142,7 @@ impl OperatorKind {
             OperatorKind::KeyedAggregate(_) => "keyed aggregate",
             OperatorKind::TumblingWindow { .. } => "tumbling window",
             OperatorKind::KeyedCoSum => "keyed co-sum",
+            OperatorKind::KeyedChain => "keyed chain",
             OperatorKind::TwoPhaseCommitSink => "two-phase-commit sink",
             OperatorKind::PlainSink => "plain sink",
         }

@@ -75,6 +75,12 @@ pub fn split(state: &OperatorState) -> Option<(OperatorState, Entries)> {
             },
             entries_of(sums),
         )),
+        OperatorState::Chains { chains } => Some((
+            OperatorState::Chains {
+                chains: BTreeMap::new(),
+            },
+            entries_of(chains),
+        )),
         _ => None,
     }
 }
@@ -90,6 +96,9 @@ pub fn join(skeleton: OperatorState, entries: &Entries) -> OperatorState {
         },
         OperatorState::CoSum { .. } => OperatorState::CoSum {
             sums: map_of(entries),
+        },
+        OperatorState::Chains { .. } => OperatorState::Chains {
+            chains: map_of(entries),
         },
         other => {
             assert!(entries.is_empty(), "entries for state that is not keyed");

@@ -7,7 +7,7 @@
 use crate::bugs::SeededBug;
 use crate::ids::{Attempt, CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId, TaskId};
 use crate::job::{AggregateFn, FilterFn, InputSide, MapFn, OperatorKind, SourceLog, TaskSpec};
-use crate::record::{InputRef, Origin, Record, StreamEvent};
+use crate::record::{InputRef, Lane, Origin, Record, StreamEvent};
 use crate::sink::{SinkRequest, TransactionId, TwoPhaseCommitState, WriteId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +42,11 @@ pub enum OperatorState {
     TwoPhaseCommitSink(TwoPhaseCommitState),
     /// A plain sink keeps nothing.
     PlainSink,
+    /// A keyed chain: the hash chain of each key's values per lane.
+    Chains {
+        /// The chain per (key, lane).
+        chains: BTreeMap<(Key, Lane), i64>,
+    },
 }
 
 /// What an operator emitted while handling one input.
@@ -117,6 +122,9 @@ impl Operator {
             },
             OperatorKind::KeyedCoSum => OperatorState::CoSum {
                 sums: BTreeMap::new(),
+            },
+            OperatorKind::KeyedChain => OperatorState::Chains {
+                chains: BTreeMap::new(),
             },
             OperatorKind::TwoPhaseCommitSink => {
                 OperatorState::TwoPhaseCommitSink(TwoPhaseCommitState::new(spec.id, attempt))
@@ -219,6 +227,14 @@ impl Operator {
                 }
                 out.records.push(Record {
                     value: sum.0.wrapping_add(sum.1),
+                    ..record
+                });
+            }
+            (OperatorKind::KeyedChain, OperatorState::Chains { chains }) => {
+                let slot = chains.entry((record.key, record.origin.lane())).or_insert(0);
+                *slot = chain(*slot, record.value);
+                out.records.push(Record {
+                    value: *slot,
                     ..record
                 });
             }
@@ -401,6 +417,7 @@ fn state_name(state: &OperatorState) -> &'static str {
         OperatorState::CoSum { .. } => "co-sum",
         OperatorState::TwoPhaseCommitSink(_) => "two-phase-commit sink",
         OperatorState::PlainSink => "plain sink",
+        OperatorState::Chains { .. } => "chain",
     }
 }
 
@@ -410,6 +427,13 @@ pub fn map(function: MapFn, value: i64) -> i64 {
         MapFn::AddConstant(n) => value.wrapping_add(n),
         MapFn::MultiplyBy(n) => value.wrapping_mul(n),
     }
+}
+
+/// The next link of a hash chain (an empty chain is 0): unlike a sum, swapping two values
+/// changes the result.
+pub fn chain(previous: i64, value: i64) -> i64 {
+    const ODD: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio: spreads every bit
+    ((previous.rotate_left(23) ^ value) as u64).wrapping_mul(ODD) as i64
 }
 
 /// Folds `value` into the aggregate `previous` (absent for a key's first value).

@@ -39,6 +39,21 @@ pub enum Origin {
     },
 }
 
+/// The source partition a record derives from, `None` for a window's result. A key's records
+/// of one lane reach a keyed operator over one chain of channels, so in the order they were
+/// read; records of different lanes interleave as the channels deliver them.
+pub type Lane = Option<(OperatorId, PartitionId)>;
+
+impl Origin {
+    /// The lane of a record with this origin.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Origin::Input(input) => Some((input.source, input.partition)),
+            Origin::Window { .. } => None,
+        }
+    }
+}
+
 /// A record in flight between operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -34,6 +34,13 @@ pub enum Shape {
     CoSum,
     /// source → keyBy tumbling window → sink.
     Window,
+    /// source → rebalance map (p=1) → keyBy chain → map → sink: order-sensitive state, fed
+    /// through a stateless operator whose in-flight records come after the chain's own.
+    Chain,
+    /// left source → keyBy chain, right source → keyBy count, both → keyBy co-sum → sink: a
+    /// two-input operator fed by two keyed operators (count, because the co-sum's total of the
+    /// running counts does not depend on how their inputs interleave).
+    ChainJoin,
 }
 
 /// A generated job: its shape, sizes and checkpoint options.
@@ -300,6 +307,28 @@ impl JobParams {
                 job.connect_side(right, keyed, Partitioning::KeyBy, InputSide::Second);
                 (keyed, keyed)
             }
+            Shape::Chain => {
+                let input = source(&mut job, rng, "source");
+                let shifted = job.add("shift", OperatorKind::Map(MapFn::AddConstant(7)), 1);
+                let keyed = job.add("chain", OperatorKind::KeyedChain, p);
+                let doubled = job.add("double", OperatorKind::Map(MapFn::MultiplyBy(2)), p);
+                job.connect(input, shifted, Partitioning::Rebalance);
+                job.connect(shifted, keyed, Partitioning::KeyBy);
+                job.connect(keyed, doubled, Partitioning::Forward);
+                (keyed, doubled)
+            }
+            Shape::ChainJoin => {
+                let left = source(&mut job, rng, "left");
+                let right = source(&mut job, rng, "right");
+                let chain = job.add("chain", OperatorKind::KeyedChain, p);
+                let count = job.add("count", OperatorKind::KeyedAggregate(AggregateFn::Count), p);
+                let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
+                job.connect(left, chain, Partitioning::KeyBy);
+                job.connect(right, count, Partitioning::KeyBy);
+                job.connect_side(chain, keyed, Partitioning::KeyBy, InputSide::First);
+                job.connect_side(count, keyed, Partitioning::KeyBy, InputSide::Second);
+                (keyed, keyed)
+            }
             Shape::Window => {
                 let input = source(&mut job, rng, "source");
                 let kind = OperatorKind::TumblingWindow {
@@ -546,7 +575,10 @@ pub fn job_params_with(algorithm: Option<Algorithm>) -> impl Strategy<Value = Jo
             params.mode = algorithm.mode();
             params.algorithm = Some(algorithm);
         }
-        let sources = if params.shape == Shape::CoSum { 2 } else { 1 };
+        let sources = match params.shape {
+            Shape::CoSum | Shape::ChainJoin => 2,
+            _ => 1,
+        };
         let source_rate = sources * u32::from(params.source_parallelism);
         params.keyed_throughput = headroom.map(|extra| source_rate + extra);
         params
@@ -559,6 +591,8 @@ fn plain_job_params() -> impl Strategy<Value = JobParams> {
         Just(Shape::MapFilterAggregate),
         Just(Shape::CoSum),
         Just(Shape::Window),
+        Just(Shape::Chain),
+        Just(Shape::ChainJoin),
     ];
     let aggregate = prop_oneof![
         Just(AggregateFn::Sum),

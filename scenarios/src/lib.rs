@@ -113,6 +113,12 @@ pub fn scenarios() -> &'static [Scenario] {
             job: hot_key,
         },
         Scenario {
+            name: "chain-join",
+            description: "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; the chain and right (p=2) → keyBy count (p=3) → keyBy co-sum of both (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once",
+            faults: "crashes-and-storage",
+            job: chain_join,
+        },
+        Scenario {
             name: "map-only",
             description: "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
             faults: "tm-crash",
@@ -1103,6 +1109,40 @@ fn map_only(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     job.checkpoint.interval_ticks = Some(50);
     job.restart = SCENARIO_RESTART;
     (on_files(job), cluster(&mut draws.timing, 2, 50))
+}
+
+fn chain_join(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let workload = &mut draws.workload;
+    let mut job = JobGraph::new("chain-join");
+    let source = |job: &mut JobGraph, name: &str, log| {
+        let kind = OperatorKind::Source {
+            log,
+            records_per_tick: 3,
+        };
+        job.add(name, kind, 2)
+    };
+    let left = source(&mut job, "left", log(workload, 4, 3_000, 32));
+    let right = source(&mut job, "right", log(workload, 3, 2_400, 32));
+    let shift = job.add("shift", OperatorKind::Map(MapFn::AddConstant(7)), 2);
+    let chain = job.add("chain", OperatorKind::KeyedChain, 2);
+    let chains = job.add("chains", OperatorKind::TwoPhaseCommitSink, 2);
+    let count = job.add("count", OperatorKind::KeyedAggregate(AggregateFn::Count), 3);
+    let co = job.add("co-sum", OperatorKind::KeyedCoSum, 3);
+    let totals = job.add("totals", OperatorKind::TwoPhaseCommitSink, 3);
+    job.connect(left, shift, Partitioning::Forward);
+    job.connect(shift, chain, Partitioning::KeyBy);
+    job.connect(chain, chains, Partitioning::Forward);
+    job.connect(right, count, Partitioning::KeyBy);
+    // The co-sum adds up what its inputs emit: the chains (one value per input, whatever the
+    // interleaving) and the running counts (1..n per key, whatever the order): so its totals
+    // do not depend on how channels interleave, as the oracle's comparison needs.
+    job.connect_side(chain, co, Partitioning::KeyBy, InputSide::First);
+    job.connect_side(count, co, Partitioning::KeyBy, InputSide::Second);
+    job.connect(co, totals, Partitioning::Forward);
+    job.checkpoint.interval_ticks = Some(40);
+    job.checkpoint.max_concurrent = 2;
+    job.restart = SCENARIO_RESTART;
+    (on_files(job), cluster(&mut draws.timing, 3, 40))
 }
 
 fn keyed_sum_for_swarm(draws: &mut Draws) -> (JobGraph, ClusterConfig) {

@@ -409,7 +409,7 @@ pub fn state_consistency(
         let want = chain
             .maps
             .iter()
-            .fold(emitted_value(kind, state, key), |v, f| map(*f, v));
+            .fold(emitted_value(kind, state, &arrived), |v, f| map(*f, v));
         if record.record.value != want {
             let at = record.transaction.and_then(|t| times.get(&t).copied());
             first_at = first_at.or(at);
@@ -543,6 +543,7 @@ fn union_of_states(states: &[&OperatorState]) -> ModelState {
             OperatorState::Keyed { values } => union.values.extend(values),
             OperatorState::CoSum { sums } => union.co_sums.extend(sums),
             OperatorState::Windows { windows } => union.windows.extend(windows),
+            OperatorState::Chains { chains } => union.chains.extend(chains),
             _ => {}
         }
     }
@@ -572,7 +573,10 @@ impl InFlightToward<'_> {
         let mut folded = 0;
         let kind = self.model.operator_kind(self.operator);
         let mut seen: BTreeMap<InputRef, TaskId> = BTreeMap::new();
-        for (task, records) in recorded {
+        // Downstream tasks first (tasks are numbered in topological order): a lane's records
+        // recorded nearer the operator were sent before those recorded further up, and an
+        // order-sensitive operator must fold them in that order.
+        for (task, records) in recorded.iter().rev() {
             let at = self.plan.tasks[task.index()].operator;
             if !self.model.feeds(at, self.operator) {
                 continue;
@@ -622,6 +626,13 @@ fn compare_cut(context: &str, found: &ModelState, want: &ModelState, messages: &
     }
     for (key, found, model) in differing_keys(&found.co_sums, &want.co_sums) {
         report(format!("key {key}"), fmt_opt(found), fmt_opt(model));
+    }
+    for ((key, lane), found, model) in differing_keys(&found.chains, &want.chains) {
+        let lane = match lane {
+            Some((source, partition)) => format!("{source}/{partition}"),
+            None => "windows".to_string(),
+        };
+        report(format!("key {key} lane {lane}"), fmt_opt(found), fmt_opt(model));
     }
     // Fired windows left the state, and which have fired depends on watermarks: check only
     // that each open window holds exactly the inputs below the cut.

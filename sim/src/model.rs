@@ -10,8 +10,8 @@
 
 use snapsim_core::ids::{EventTime, Key, Offset, OperatorId, PartitionId};
 use snapsim_core::job::{Edge, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning};
-use snapsim_core::operator::{aggregate, map};
-use snapsim_core::record::{InputRef, Origin, Record};
+use snapsim_core::operator::{aggregate, chain, map};
+use snapsim_core::record::{InputRef, Lane, Origin, Record};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where each source partition's consumed prefix ends: offsets below are consumed.
@@ -26,13 +26,16 @@ pub struct ModelState {
     pub co_sums: BTreeMap<Key, (i64, i64)>,
     /// TumblingWindow: the aggregate per (window start, key) with an input below the cut.
     pub windows: BTreeMap<(EventTime, Key), i64>,
+    /// KeyedChain: the hash chain per (key, lane).
+    pub chains: BTreeMap<(Key, Lane), i64>,
 }
 
 /// How a sink's records derive from one keyed operator through maps only, on forward edges:
 /// then a key's records reach the sink in the order that operator processed them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputChain {
-    /// The keyed operator (KeyedAggregate or KeyedCoSum) that computes each output value.
+    /// The keyed operator (KeyedAggregate, KeyedCoSum or KeyedChain) that computes each output
+    /// value.
     pub keyed: OperatorId,
     /// The maps applied to its output, in order.
     pub maps: Vec<MapFn>,
@@ -138,7 +141,9 @@ impl ReferenceModel {
             let upstream = &self.graph.operators[edge.source.0 as usize];
             match upstream.kind {
                 OperatorKind::Map(function) => maps.push(function),
-                OperatorKind::KeyedAggregate(_) | OperatorKind::KeyedCoSum
+                OperatorKind::KeyedAggregate(_)
+                | OperatorKind::KeyedCoSum
+                | OperatorKind::KeyedChain
                     if self.is_order_free(upstream.id) =>
                 {
                     maps.reverse();
@@ -156,7 +161,8 @@ impl ReferenceModel {
     /// Whether `sink` has a final value per key: its records come from a keyed aggregate (or
     /// co-sum) through maps on forward edges, whose last value per key does not depend on how
     /// inputs interleave. (A sink behind stateless operators only, say, has none: its last
-    /// record of a key is whichever came last.)
+    /// record of a key is whichever came last; nor has one behind a keyed chain, whose last
+    /// record of a key is of whichever lane came last.)
     pub fn has_final_values(&self, sink: OperatorId) -> bool {
         let mut operator = sink;
         loop {
@@ -227,6 +233,13 @@ pub fn fold(kind: &OperatorKind, state: &mut ModelState, side: InputSide, record
                 InputSide::Second => sums.1 = sums.1.wrapping_add(record.value),
             }
         }
+        OperatorKind::KeyedChain => {
+            let slot = state
+                .chains
+                .entry((record.key, record.origin.lane()))
+                .or_insert(0);
+            *slot = chain(*slot, record.value);
+        }
         OperatorKind::TumblingWindow {
             size,
             aggregate: function,
@@ -242,14 +255,16 @@ pub fn fold(kind: &OperatorKind, state: &mut ModelState, side: InputSide, record
     }
 }
 
-/// The value a keyed operator emits for a record folded into `state`: its new aggregate.
-pub fn emitted_value(kind: &OperatorKind, state: &ModelState, key: Key) -> i64 {
+/// The value a keyed operator emits for `record` folded into `state`: its new aggregate.
+pub fn emitted_value(kind: &OperatorKind, state: &ModelState, record: &Record) -> i64 {
+    let key = record.key;
     match kind {
         OperatorKind::KeyedAggregate(_) => state.values[&key],
         OperatorKind::KeyedCoSum => {
             let (first, second) = state.co_sums[&key];
             first.wrapping_add(second)
         }
+        OperatorKind::KeyedChain => state.chains[&(key, record.origin.lane())],
         other => unreachable!("{other:?} emits no value per input"),
     }
 }
@@ -335,10 +350,12 @@ impl SequentialRun<'_> {
                     self.emit(operator, record);
                 }
             }
-            OperatorKind::KeyedAggregate(_) | OperatorKind::KeyedCoSum => {
+            OperatorKind::KeyedAggregate(_)
+            | OperatorKind::KeyedCoSum
+            | OperatorKind::KeyedChain => {
                 let state = self.states.entry(operator).or_default();
                 fold(kind, state, side, &record);
-                let value = emitted_value(kind, state, record.key);
+                let value = emitted_value(kind, state, &record);
                 self.emit(operator, Record { value, ..record });
             }
             OperatorKind::TumblingWindow { .. } => {
@@ -422,6 +439,33 @@ mod tests {
         assert_eq!((chain.keyed, chain.maps), (sum, vec![]));
         // The sink is fed by a keyed operator, not from sources: no arrivals there.
         assert!(!model.is_order_free(sink));
+    }
+
+    #[test]
+    fn a_chain_depends_on_each_lanes_order_but_not_on_how_lanes_interleave() {
+        let record = |partition: u16, offset: u64, value: i64| Record {
+            key: Key(1),
+            value,
+            event_time: EventTime(0),
+            origin: Origin::Input(InputRef {
+                source: OperatorId(0),
+                partition: PartitionId(partition),
+                offset: Offset(offset),
+            }),
+        };
+        let (a1, a2, b1) = (record(0, 0, 5), record(0, 1, 7), record(1, 0, 9));
+        let folded = |records: &[&Record]| {
+            let mut state = ModelState::default();
+            for record in records {
+                fold(&OperatorKind::KeyedChain, &mut state, InputSide::First, record);
+            }
+            state.chains
+        };
+        let interleaved = folded(&[&a1, &b1, &a2]);
+        assert_eq!(interleaved, folded(&[&b1, &a1, &a2]));
+        assert_eq!(interleaved, folded(&[&a1, &a2, &b1]));
+        assert_ne!(interleaved, folded(&[&a2, &a1, &b1]), "a lane out of order");
+        assert_eq!(interleaved.len(), 2, "one chain per lane");
     }
 
     #[test]
