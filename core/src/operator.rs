@@ -231,7 +231,9 @@ impl Operator {
                 });
             }
             (OperatorKind::KeyedChain, OperatorState::Chains { chains }) => {
-                let slot = chains.entry((record.key, record.origin.lane())).or_insert(0);
+                let slot = chains
+                    .entry((record.key, record.origin.lane()))
+                    .or_insert(0);
                 *slot = chain(*slot, record.value);
                 out.records.push(Record {
                     value: *slot,

@@ -55,6 +55,24 @@ pub struct Scenario {
     /// Its fault profile (see [`profiles::fault_profiles`]).
     pub faults: &'static str,
     job: fn(&mut Draws) -> (JobGraph, ClusterConfig),
+    /// Why the scenario cannot be judged with a channel-state algorithm, if it cannot.
+    refuses_channel_state: Option<&'static str>,
+}
+
+impl Scenario {
+    /// Why this scenario cannot be judged fairly with `variant`, if it cannot: then no run is
+    /// made, rather than one whose failure would not be a bug.
+    pub fn refuses(&self, variant: &Variant) -> Option<String> {
+        let algorithm = Algorithm::named(variant.algorithm.as_deref()?).ok()?;
+        let reason = self
+            .refuses_channel_state
+            .filter(|_| algorithm.records_channel_state())?;
+        Some(format!(
+            "scenario {} cannot be judged with --algorithm {}: {reason}",
+            self.name,
+            algorithm.name()
+        ))
+    }
 }
 
 /// What a scenario draws from a seed.
@@ -75,54 +93,74 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, 4,000 records, checkpoints every 50 ms, on files",
             faults: "tm-crash",
             job: keyed_sum_on_files,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "keyed-agg",
             description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files",
             faults: "crashes-and-storage",
             job: keyed_agg_standard,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "keyed-sum-calm",
             description: "the keyed-sum job with its state in the JobManager's memory",
             faults: "none",
             job: keyed_sum_in_memory,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "swarm",
             description: "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
             faults: "swarm",
             job: keyed_sum_for_swarm,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "co-window",
             description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
             faults: "tm-crash",
             job: co_window,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "back-pressure",
             description: "the keyed-sum job with a slow sink (3 records per tick and subtask against about 4 arriving): its input queues grow, aligned barriers wait behind them",
             faults: "tm-crash",
             job: back_pressure,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "hot-key",
             description: "key skew: the keyed-sum job with half the records on one key and a slow sum (3 per tick and subtask): the hot key's subtask falls behind, the other does not",
             faults: "tm-crash",
             job: hot_key,
+            refuses_channel_state: None,
         },
         Scenario {
             name: "chain-join",
-            description: "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; the chain and right (p=2) → keyBy count (p=3) → keyBy co-sum of both (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once",
+            description: "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; the chain and right (p=2) → keyBy count (p=3) → keyBy co-sum of both (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once, a min pause of 20 ms",
             faults: "crashes-and-storage",
             job: chain_join,
+            refuses_channel_state: None,
+        },
+        Scenario {
+            name: "memory-budget",
+            description: "the keyed-sum job with its state in the JobManager's memory, up to 2 checkpoints at once, under a memory budget that holds about two checkpoints' state: an acknowledgement that would pass it is refused (a declined checkpoint, tolerated)",
+            faults: "tm-crash",
+            job: keyed_sum_in_memory_budget,
+            refuses_channel_state: Some(
+                "its memory budget is sized for aligned snapshots; the in-flight records of a \
+                 channel-state snapshot grow with back-pressure past any budget, and a job whose \
+                 every checkpoint is refused never commits its last records",
+            ),
         },
         Scenario {
             name: "map-only",
             description: "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
             faults: "tm-crash",
             job: map_only,
+            refuses_channel_state: None,
         },
     ]
 }
@@ -366,6 +404,9 @@ pub enum NameError {
     /// Not a seeded bug.
     #[error(transparent)]
     Bug(#[from] snapsim_core::bugs::UnknownBug),
+    /// A combination that cannot be judged fairly (see [`Scenario::refuses`]).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a run of a named scenario changes from the scenario's own choices: `--faults`,
@@ -433,6 +474,9 @@ impl Variant {
     /// The setup of `scenario` with `seed` changed as this variant says.
     pub fn setup(&self, scenario: &Scenario, seed: u64) -> Result<Setup, NameError> {
         let profile = profiles::find_profile(self.faults.as_deref().unwrap_or(scenario.faults))?;
+        if let Some(reason) = scenario.refuses(self) {
+            return Err(NameError::Refused(reason));
+        }
         let mut draws = Draws::new(seed);
         let (mut job, cluster) = (scenario.job)(&mut draws);
         if let Some(name) = &self.algorithm {
@@ -1016,6 +1060,19 @@ fn keyed_sum_in_memory(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     (job, cluster(&mut draws.timing, 2, 50))
 }
 
+fn keyed_sum_in_memory_budget(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let mut job = keyed_sum_job(&mut draws.workload);
+    job.name = "memory-budget".to_string();
+    job.checkpoint.max_concurrent = 2;
+    job.checkpoint.memory_storage.budget_bytes = MEMORY_BUDGET_BYTES;
+    job.checkpoint.tolerable_failed = 100;
+    (job, cluster(&mut draws.timing, 2, 50))
+}
+
+/// The memory-budget scenario's budget: a little more than two checkpoints of the keyed-sum
+/// job (its sums, sources and sinks take about 350 to 400 bytes once every key has been seen).
+const MEMORY_BUDGET_BYTES: u64 = 1_000;
+
 fn co_window(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     let workload = &mut draws.workload;
     let mut job = JobGraph::new("co-window");
@@ -1141,6 +1198,9 @@ fn chain_join(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     job.connect(co, totals, Partitioning::Forward);
     job.checkpoint.interval_ticks = Some(40);
     job.checkpoint.max_concurrent = 2;
+    // Longer than most checkpoints take from trigger to completion minus the interval: the
+    // periodic trigger is often refused and fires again when the pause is over.
+    job.checkpoint.min_pause_ticks = 20;
     job.restart = SCENARIO_RESTART;
     (on_files(job), cluster(&mut draws.timing, 3, 40))
 }

@@ -607,6 +607,9 @@ fn run_sweep(manifest: &Manifest, jobs: Option<usize>, out: &Path) -> Result<boo
             shard => format!(" (shard {shard})"),
         },
     );
+    for reason in &manifest.left_out {
+        say!("left out: {reason}");
+    }
     let progress = progress_bar(runs);
     let mut failed = 0u64;
     let (wall, summary) = wall_time(|| {

@@ -34,6 +34,9 @@ pub enum SweepError {
     /// An unknown scenario or seeded bug.
     #[error("{0}")]
     Unknown(String),
+    /// A scenario named with a variant it cannot be judged with.
+    #[error("{0}")]
+    Refused(String),
     /// A file could not be read or written.
     #[error("{path}: {error}")]
     File {
@@ -133,6 +136,9 @@ impl<'de> Deserialize<'de> for Shard {
 pub struct Manifest {
     /// The scenarios, in the order of the results.
     pub scenarios: Vec<String>,
+    /// Why each scenario of "every scenario" that the variant cannot be judged on was left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
     /// The seed range (end excluded).
     pub seeds: Range<u64>,
     /// The share of the seeds this directory holds.
@@ -152,12 +158,20 @@ impl Manifest {
         shard: Shard,
         variant: Variant,
     ) -> Result<Manifest, SweepError> {
+        let mut left_out = Vec::new();
         let scenarios = if names.is_empty() {
-            scenarios().iter().map(|s| s.name.to_string()).collect()
+            let (judged, refused): (Vec<_>, Vec<_>) = scenarios()
+                .iter()
+                .partition(|s| s.refuses(&variant).is_none());
+            left_out = refused.iter().filter_map(|s| s.refuses(&variant)).collect();
+            judged.iter().map(|s| s.name.to_string()).collect()
         } else {
             let mut unique: Vec<String> = Vec::new();
             for name in names {
-                find(name).map_err(|e| SweepError::Unknown(e.to_string()))?;
+                let scenario = find(name).map_err(|e| SweepError::Unknown(e.to_string()))?;
+                if let Some(reason) = scenario.refuses(&variant) {
+                    return Err(SweepError::Refused(reason));
+                }
                 if !unique.contains(name) {
                     unique.push(name.clone());
                 }
@@ -165,6 +179,7 @@ impl Manifest {
             unique
         };
         Ok(Manifest {
+            left_out,
             scenarios,
             seeds,
             shard,

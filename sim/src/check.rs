@@ -632,7 +632,11 @@ fn compare_cut(context: &str, found: &ModelState, want: &ModelState, messages: &
             Some((source, partition)) => format!("{source}/{partition}"),
             None => "windows".to_string(),
         };
-        report(format!("key {key} lane {lane}"), fmt_opt(found), fmt_opt(model));
+        report(
+            format!("key {key} lane {lane}"),
+            fmt_opt(found),
+            fmt_opt(model),
+        );
     }
     // Fired windows left the state, and which have fired depends on watermarks: check only
     // that each open window holds exactly the inputs below the cut.

@@ -457,7 +457,12 @@ mod tests {
         let folded = |records: &[&Record]| {
             let mut state = ModelState::default();
             for record in records {
-                fold(&OperatorKind::KeyedChain, &mut state, InputSide::First, record);
+                fold(
+                    &OperatorKind::KeyedChain,
+                    &mut state,
+                    InputSide::First,
+                    record,
+                );
             }
             state.chains
         };
