@@ -19,6 +19,11 @@ pub struct ClusterConfig {
     /// crashed with it); a late answer is ignored.
     #[serde(default = "default_storage_timeout_ticks")]
     pub storage_timeout_ticks: u64,
+    /// The number of a new job's first execution attempt. A cluster that ran a job before
+    /// starts after that job's attempts, as Flink's execution attempt ids are unique across
+    /// jobs: a transaction or a message of the old job is never taken for the new one's.
+    #[serde(default)]
+    pub first_attempt: u32,
 }
 
 fn default_storage_timeout_ticks() -> u64 {
@@ -33,6 +38,7 @@ impl Default for ClusterConfig {
             heartbeat_timeout_ticks: 500,
             first_trigger_delay_ticks: 0,
             storage_timeout_ticks: default_storage_timeout_ticks(),
+            first_attempt: 0,
         }
     }
 }

@@ -198,7 +198,7 @@ impl JobManager {
         JobManager {
             restart: RestartStrategy::new(plan.restart.clone()),
             status: JobStatus::Initializing,
-            attempt: Attempt(0),
+            attempt: Attempt(cluster.first_attempt),
             deployed: None,
             coordinator: None,
             pending_to_restore: None,
@@ -334,7 +334,7 @@ impl JobManager {
                 let fresh = HaRecord {
                     job: self.plan.job.clone(),
                     next_checkpoint_id: CheckpointId::INITIAL,
-                    attempt: Attempt(0),
+                    attempt: Attempt(self.cluster.first_attempt),
                     completed: Vec::new(),
                     ended: None,
                 };
@@ -529,7 +529,7 @@ impl JobManager {
         let record = HaRecord {
             job: self.plan.job.clone(),
             next_checkpoint_id: checkpoint.next(),
-            attempt: Attempt(0),
+            attempt: Attempt(self.cluster.first_attempt),
             completed: vec![CompletedCheckpoint {
                 id: checkpoint,
                 task_states: restore.task_states,

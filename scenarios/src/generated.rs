@@ -37,9 +37,9 @@ pub enum Shape {
     /// source → rebalance map (p=1) → keyBy chain → map → sink: order-sensitive state, fed
     /// through a stateless operator whose in-flight records come after the chain's own.
     Chain,
-    /// left source → keyBy chain, right source → keyBy count, both → keyBy co-sum → sink: a
-    /// two-input operator fed by two keyed operators (count, because the co-sum's total of the
-    /// running counts does not depend on how their inputs interleave).
+    /// left source → keyBy chain, right source → keyBy chain, both → keyBy co-sum → sink: a
+    /// two-input operator fed by two keyed operators (chains, whose output for an input does
+    /// not depend on how channels interleave, so the model knows the co-sum's state at a cut).
     ChainJoin,
 }
 
@@ -320,13 +320,13 @@ impl JobParams {
             Shape::ChainJoin => {
                 let left = source(&mut job, rng, "left");
                 let right = source(&mut job, rng, "right");
-                let chain = job.add("chain", OperatorKind::KeyedChain, p);
-                let count = job.add("count", OperatorKind::KeyedAggregate(AggregateFn::Count), p);
+                let first = job.add("left chain", OperatorKind::KeyedChain, p);
+                let second = job.add("right chain", OperatorKind::KeyedChain, p);
                 let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
-                job.connect(left, chain, Partitioning::KeyBy);
-                job.connect(right, count, Partitioning::KeyBy);
-                job.connect_side(chain, keyed, Partitioning::KeyBy, InputSide::First);
-                job.connect_side(count, keyed, Partitioning::KeyBy, InputSide::Second);
+                job.connect(left, first, Partitioning::KeyBy);
+                job.connect(right, second, Partitioning::KeyBy);
+                job.connect_side(first, keyed, Partitioning::KeyBy, InputSide::First);
+                job.connect_side(second, keyed, Partitioning::KeyBy, InputSide::Second);
                 (keyed, keyed)
             }
             Shape::Window => {
