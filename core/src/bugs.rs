@@ -183,7 +183,7 @@ impl SeededBug {
                 "a failed _metadata or HA-record write counts toward the tolerable checkpoint failures"
             }
             SeededBug::AdjacentRecordsSwapped => {
-                "a task processes two records queued back to back on a channel in the opposite order"
+                "a keyed operator's task processes two records queued back to back on a channel in the opposite order"
             }
         }
     }

@@ -1193,11 +1193,25 @@ impl JobManager {
         // Orphans too: files of aborted snapshots that landed after their discard, torn files
         // of a storage crash, runs no completed checkpoint took up. Swept now and once more
         // after a storage timeout, for writes still on their way now. Not for a job restored
-        // from a path: the directory may hold another run's snapshots. (Flink leaves orphans.)
-        if self.plan.restore.is_none() {
+        // from a snapshot inside its own directory: that is another run's, and its files are
+        // not the job's to delete. (Flink leaves orphans.)
+        if !self.restored_from_own_directory() {
             let again_at = Some(now.after(self.cluster.storage_timeout_ticks));
             self.sweep = Some(Sweep { kept, again_at });
             self.request_sweep(now, out);
+        }
+    }
+
+    /// Whether the job started from a snapshot under its own checkpoint directory.
+    fn restored_from_own_directory(&self) -> bool {
+        let Some(restore) = &self.plan.restore else {
+            return false;
+        };
+        match self.plan.checkpoint.storage(&self.plan.job) {
+            CheckpointStorageKind::FileSystem(root) => {
+                StoragePath::new(restore.path.clone()).map_or(true, |path| path.starts_with(&root))
+            }
+            CheckpointStorageKind::JobManager(_) => false,
         }
     }
 

@@ -160,6 +160,11 @@ const _: () = assert!(Probe::ALL.len() <= 64, "probes fit one u64");
 pub struct ProbeSet(u64);
 
 impl ProbeSet {
+    /// The probes in either set.
+    pub fn union(self, other: ProbeSet) -> ProbeSet {
+        ProbeSet(self.0 | other.0)
+    }
+
     /// The probes in the set, in listing order.
     pub fn iter(self) -> impl Iterator<Item = Probe> {
         Probe::ALL

@@ -833,7 +833,11 @@ impl Task {
                         self.budget -= 1;
                         input.restored = input.restored.saturating_sub(1);
                     }
-                    if is_record && self.spec.has_bug(SeededBug::AdjacentRecordsSwapped) {
+                    // (At keyed operators only: a second swap further down could undo it.)
+                    if is_record
+                        && self.spec.kind.is_keyed()
+                        && self.spec.has_bug(SeededBug::AdjacentRecordsSwapped)
+                    {
                         // Seeded bug: the record behind this one on the channel goes first.
                         let next_is_record =
                             matches!(input.queue.front(), Some(StreamEvent::Record(_)));

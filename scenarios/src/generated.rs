@@ -236,6 +236,7 @@ impl Case {
             job,
             cluster,
             schedule: schedule(&self.episodes),
+            after: None,
         }
     }
 }

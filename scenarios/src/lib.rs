@@ -13,6 +13,7 @@ mod paper;
 pub mod profiles;
 pub mod replay;
 pub mod report;
+mod resume;
 pub mod shrink;
 pub mod sweep;
 
@@ -28,12 +29,14 @@ use snapsim_core::job::{
 use snapsim_core::operator::OperatorState;
 use snapsim_core::probes::Probe;
 use snapsim_core::record::SourceRecord;
+use snapsim_core::storage::{CheckpointStorage, StorageOp, StoragePath};
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_reports::timeline::Timeline;
 use snapsim_sim::check::{self, Property, Violation};
+use snapsim_sim::disk::DiskFaults;
 use snapsim_sim::faults::FaultSchedule;
-use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
+use snapsim_sim::harness::{self, Handover, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::liveness::{self, LivenessBound};
 use snapsim_sim::model::ReferenceModel;
 use snapsim_sim::rng::{SimRng, Stream};
@@ -55,6 +58,8 @@ pub struct Scenario {
     /// Its fault profile (see [`profiles::fault_profiles`]).
     pub faults: &'static str,
     job: fn(&mut Draws) -> (JobGraph, ClusterConfig),
+    /// The job is a new one that starts from the snapshot an earlier job left (see [`resume`]).
+    resumes: bool,
     /// Why the scenario cannot be judged with a channel-state algorithm, if it cannot.
     refuses_channel_state: Option<&'static str>,
 }
@@ -83,6 +88,9 @@ pub struct Setup {
     pub cluster: ClusterConfig,
     /// The adversary.
     pub schedule: FaultSchedule,
+    /// The run of an earlier job on the same cluster, when this job resumes from the snapshot
+    /// that one left (see [`resume`]); the oracle starts from it too.
+    pub after: Option<Arc<Handover>>,
 }
 
 /// Every scenario, in listing order.
@@ -93,6 +101,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, 4,000 records, checkpoints every 50 ms, on files",
             faults: "tm-crash",
             job: keyed_sum_on_files,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -100,6 +109,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files",
             faults: "crashes-and-storage",
             job: keyed_agg_standard,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -107,6 +117,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "the keyed-sum job with its state in the JobManager's memory",
             faults: "none",
             job: keyed_sum_in_memory,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -114,6 +125,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
             faults: "swarm",
             job: keyed_sum_for_swarm,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -121,6 +133,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
             faults: "tm-crash",
             job: co_window,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -128,6 +141,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "the keyed-sum job with a slow sink (3 records per tick and subtask against about 4 arriving): its input queues grow, aligned barriers wait behind them",
             faults: "tm-crash",
             job: back_pressure,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -135,6 +149,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "key skew: the keyed-sum job with half the records on one key and a slow sum (3 per tick and subtask): the hot key's subtask falls behind, the other does not",
             faults: "tm-crash",
             job: hot_key,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -142,6 +157,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; right (p=2) → keyBy chain (p=3); both chains → keyBy co-sum (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once, a min pause of 20 ms",
             faults: "crashes-and-storage",
             job: chain_join,
+            resumes: false,
             refuses_channel_state: None,
         },
         Scenario {
@@ -149,6 +165,7 @@ pub fn scenarios() -> &'static [Scenario] {
             description: "the keyed-sum job with its state in the JobManager's memory, up to 2 checkpoints at once, under a memory budget that holds about two checkpoints' state: an acknowledgement that would pass it is refused (a declined checkpoint, tolerated)",
             faults: "tm-crash",
             job: keyed_sum_in_memory_budget,
+            resumes: false,
             refuses_channel_state: Some(
                 "its memory budget is sized for aligned snapshots; the in-flight records of a \
                  channel-state snapshot grow with back-pressure past any budget, and a job whose \
@@ -156,10 +173,19 @@ pub fn scenarios() -> &'static [Scenario] {
             ),
         },
         Scenario {
+            name: "resume",
+            description: "a new job started from the snapshot an earlier job left (a savepoint before a cancellation, or its latest checkpoint retained on cancellation; CLAIM or NO_CLAIM, drawn), the keyed-sum job on files; judged with the earlier job's output",
+            faults: "tm-crash",
+            job: resumed_keyed_sum,
+            resumes: true,
+            refuses_channel_state: None,
+        },
+        Scenario {
             name: "map-only",
             description: "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
             faults: "tm-crash",
             job: map_only,
+            resumes: false,
             refuses_channel_state: None,
         },
     ]
@@ -478,9 +504,14 @@ impl Variant {
             return Err(NameError::Refused(reason));
         }
         let mut draws = Draws::new(seed);
-        let (mut job, cluster) = (scenario.job)(&mut draws);
+        let (mut job, mut cluster) = (scenario.job)(&mut draws);
         if let Some(name) = &self.algorithm {
             Algorithm::named(name)?.apply(&mut job);
+        }
+        let mut after = None;
+        if scenario.resumes {
+            let resumed = resume::resume(&mut draws.timing, job, cluster, seed);
+            (job, cluster, after) = (resumed.job, resumed.cluster, Some(resumed.after));
         }
         job.bugs.extend(SeededBug::all_named(&self.bugs)?);
         let schedule = profile.draw(&mut draws.faults, cluster.task_managers);
@@ -488,6 +519,7 @@ impl Variant {
             job,
             cluster,
             schedule,
+            after,
         })
     }
 }
@@ -568,12 +600,16 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         bound,
     };
     let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
+    let earlier = setup.after.as_ref().map_or(0, |before| before.trace.len());
+    let disk = schedule.disk.clone();
     let result = harness::run(RunConfig {
         seed,
         plan: plan.clone(),
         cluster: setup.cluster,
         schedule,
         inputs_max: INPUTS_MAX_DEFAULT,
+        after: setup.after,
+        hands_over: false,
     });
     let crash = |message: String| Violation {
         property: Property::NoCrash,
@@ -588,6 +624,8 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
                 model: &model,
                 oracle: &oracle,
                 result: &result,
+                earlier,
+                disk: &disk,
                 first_trigger_delay,
                 phase: &phase,
             };
@@ -674,6 +712,11 @@ struct RunUnderJudgement<'a> {
     model: &'a ReferenceModel,
     oracle: &'a [snapsim_core::sink::CommittedRecord],
     result: &'a RunResult,
+    /// How many entries of the trace an earlier job's run left (see [`resume`]): the
+    /// properties of the job's own history are judged after them.
+    earlier: usize,
+    /// The storage node's disk faults from the start (the trace shows only later changes).
+    disk: &'a DiskFaults,
     first_trigger_delay: u64,
     phase: &'a LivenessPhase,
 }
@@ -683,9 +726,12 @@ impl RunUnderJudgement<'_> {
     /// ended for good rightly without finishing, how it ended.
     fn check(&self) -> (Vec<Violation>, u64, Option<String>) {
         let (plan, result) = (self.plan, self.result);
-        let trace = &result.trace;
+        let trace = self.own_trace();
         // Properties of the run so far hold whether or not the job finished.
-        let mut violations = check::oracle_agrees_with_model(self.oracle, self.clean, self.model);
+        // An at-least-once job that follows another reads again what that one committed last.
+        let replays = self.earlier > 0 && plan.checkpoint.mode == CheckpointingMode::AtLeastOnce;
+        let mut violations =
+            check::oracle_agrees_with_model(self.oracle, self.clean, self.model, replays);
         violations.extend(check::consistent_cut(trace, plan, self.model));
         violations.extend(check::recovery(trace, plan));
         violations.extend(check::tolerable_failures(trace, plan));
@@ -704,6 +750,12 @@ impl RunUnderJudgement<'_> {
         let (found, duplicates, ended_early) = self.check_end();
         violations.extend(found);
         (violations, duplicates, ended_early)
+    }
+
+    /// The job's own trace: after what an earlier job's run left. (The committed output is
+    /// judged whole: the earlier job's and this one's together.)
+    fn own_trace(&self) -> &[TraceEntry] {
+        &self.result.trace[self.earlier..]
     }
 
     /// The properties of how the run ended: the output of a finished job, or what a job that
@@ -741,7 +793,7 @@ impl RunUnderJudgement<'_> {
                 (violations, duplicates, None)
             }
             RunEnd::Terminated(status) => {
-                match liveness::justified_end(&result.trace, self.plan, *status) {
+                match liveness::justified_end(self.own_trace(), self.plan, *status, self.disk) {
                     // Judged on what it committed before it ended.
                     Ok(why) => {
                         let property = if exactly_once {
@@ -845,6 +897,19 @@ fn oracle(
     setup: &Setup,
 ) -> (Vec<snapsim_core::sink::CommittedRecord>, u64) {
     let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
+    if let Some(before) = &setup.after {
+        // The same start as the run's: the earlier job's files and sink system.
+        for (path, bytes) in &before.files {
+            let path = StoragePath::new(path.clone()).expect("the earlier run wrote it");
+            let bytes = bytes.clone();
+            local
+                .storage
+                .storage
+                .execute(StorageOp::Write { path, bytes })
+                .expect("in memory");
+        }
+        local.sink = before.sink.clone();
+    }
     let status = local.run_to_end(setup.schedule.deadline());
     assert_eq!(
         status,
@@ -1058,6 +1123,13 @@ fn keyed_agg_standard(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
 fn keyed_sum_in_memory(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     let job = keyed_sum_job(&mut draws.workload);
     (job, cluster(&mut draws.timing, 2, 50))
+}
+
+/// The resume scenario's job: the keyed-sum job on files with twice the input, so the
+/// earlier job is still running when it is stopped.
+fn resumed_keyed_sum(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let job = keyed_aggregation("resume", &mut draws.workload, (8_000, 64), 2);
+    (on_files(job), cluster(&mut draws.timing, 2, 50))
 }
 
 fn keyed_sum_in_memory_budget(draws: &mut Draws) -> (JobGraph, ClusterConfig) {

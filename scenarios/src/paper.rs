@@ -777,6 +777,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
                 job,
                 cluster,
                 schedule,
+                after: None,
             };
             judge(&sink_label(throughput), seed, setup)
                 .expect("a valid job")

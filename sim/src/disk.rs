@@ -327,6 +327,31 @@ impl SimDisk {
             .unwrap_or_default()
     }
 
+    /// `node`'s files as a crash would leave them (their durable bytes), in path order.
+    pub fn durable_files(&self, node: NodeId) -> Vec<(String, Vec<u8>)> {
+        let state = self.lock();
+        let Some(disk) = state.nodes.get(&node) else {
+            return Vec::new();
+        };
+        disk.files
+            .iter()
+            .map(|(path, file)| (path.clone(), file.bytes[..file.durable].to_vec()))
+            .collect()
+    }
+
+    /// Puts `files` on `node`'s disk, durable: what a run before this one left there.
+    pub fn install(&self, node: NodeId, files: &[(String, Vec<u8>)]) {
+        let mut state = self.lock();
+        let disk = state.nodes.entry(node).or_default();
+        for (path, bytes) in files {
+            let file = File {
+                bytes: bytes.clone(),
+                durable: bytes.len(),
+            };
+            disk.files.insert(path.clone(), file);
+        }
+    }
+
     /// The bytes of `node`'s file as they are now (pending included), for tests.
     pub fn peek(&self, node: NodeId, path: &str) -> Option<Vec<u8>> {
         let state = self.lock();

@@ -51,6 +51,27 @@ pub struct RunConfig {
     /// A run whose nodes handle more inputs than this ends with a liveness verdict (a livelock
     /// that keeps virtual time nearly still would otherwise never end).
     pub inputs_max: u64,
+    /// The run follows an earlier one on the same storage and sink system (a job resumed from
+    /// the earlier job's snapshot): its trace goes on from the earlier trace, its time from
+    /// the earlier end, and its schedule's times count from there.
+    pub after: Option<Arc<Handover>>,
+    /// Keep what a following run needs ([`RunResult::handover`]).
+    pub hands_over: bool,
+}
+
+/// What a run leaves to a run that follows it on the same cluster: see [`RunConfig::after`].
+#[derive(Clone, Debug)]
+pub struct Handover {
+    /// The trace so far.
+    pub trace: Vec<TraceEntry>,
+    /// When the run ended, after its clean-up settled: the next run starts here.
+    pub ended_at: Tick,
+    /// The storage node's files, durable bytes only.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The sink system: its transactions and committed output.
+    pub sink: SinkSystem,
+    /// The coverage probes reached so far.
+    pub probes: ProbeSet,
 }
 
 /// How a run ended, from the harness's point of view (checkers judge correctness after).
@@ -92,6 +113,8 @@ pub struct RunResult {
     pub files: Vec<String>,
     /// The engine's coverage probes the run reached (none when it panicked).
     pub probes: ProbeSet,
+    /// What a following run needs, when asked for and the run did not panic.
+    pub handover: Option<Arc<Handover>>,
 }
 
 /// A slow link: until when, and the range each message's extra delay is drawn from.
@@ -183,10 +206,11 @@ pub fn run(config: RunConfig) -> RunResult {
         panic!("invalid fault schedule: {error}");
     }
     let seed = config.seed;
+    let before = config.after.clone();
     let (crash_requests, crash_requested) = mpsc::unbounded();
     let world: SharedWorld = Arc::new(Mutex::new(World {
-        trace: Vec::new(),
-        sink: SinkSystem::default(),
+        trace: before.as_ref().map(|b| b.trace.clone()).unwrap_or_default(),
+        sink: before.as_ref().map(|b| b.sink.clone()).unwrap_or_default(),
         status: None,
         down: BTreeSet::new(),
         slow_links: BTreeMap::new(),
@@ -207,8 +231,9 @@ pub fn run(config: RunConfig) -> RunResult {
             let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
             runtime.add_simulator::<SimDisk>();
             // A wall of virtual time beyond the deadline: the supervisor stops first.
+            let deadline = config.schedule.deadline().after(start_at(&config).0);
             runtime.set_time_limit(Duration::from_millis(
-                config.schedule.deadline().0.saturating_mul(2).max(1_000),
+                deadline.0.saturating_mul(2).max(1_000),
             ));
             let ended = runtime.block_on(supervise(config, shared, crash_requested));
             // The run had this thread to itself: every probe on it is the run's.
@@ -224,7 +249,16 @@ pub fn run(config: RunConfig) -> RunResult {
     let world = world
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let ((end, virtual_ticks, files), probes) = match joined {
+    let (
+        Ended {
+            end,
+            virtual_ticks,
+            files,
+            settled_at,
+            durable,
+        },
+        probes,
+    ) = match joined {
         Ok(ended) => ended,
         Err(panic) => {
             let message = panic
@@ -233,12 +267,26 @@ pub fn run(config: RunConfig) -> RunResult {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic without a message".to_string());
             let last = world.trace.last().map_or(0, |entry| entry.at.0);
-            (
-                (RunEnd::Panicked(message), last, Vec::new()),
-                ProbeSet::default(),
-            )
+            let ended = Ended {
+                end: RunEnd::Panicked(message),
+                virtual_ticks: last,
+                files: Vec::new(),
+                settled_at: Tick(last),
+                durable: None,
+            };
+            (ended, ProbeSet::default())
         }
     };
+    let probes = before.map_or(probes, |b| b.probes.union(probes));
+    let handover = durable.map(|files| {
+        Arc::new(Handover {
+            trace: world.trace.clone(),
+            ended_at: settled_at,
+            files,
+            sink: world.sink.clone(),
+            probes,
+        })
+    });
     RunResult {
         seed,
         end,
@@ -251,7 +299,28 @@ pub fn run(config: RunConfig) -> RunResult {
         trace: world.trace.clone(),
         files,
         probes,
+        handover,
     }
+}
+
+/// Where a run's time starts: 0, or where the run it follows ended.
+fn start_at(config: &RunConfig) -> Tick {
+    config
+        .after
+        .as_ref()
+        .map_or(Tick(0), |before| before.ended_at)
+}
+
+/// How the supervisor ended a run.
+struct Ended {
+    end: RunEnd,
+    virtual_ticks: u64,
+    /// The storage node's files at the end.
+    files: Vec<String>,
+    /// When the supervisor stopped.
+    settled_at: Tick,
+    /// The storage node's durable files, for a run that follows.
+    durable: Option<Vec<(String, Vec<u8>)>>,
 }
 
 /// madsim's virtual time. Inside a madsim runtime `Instant::now` reads the simulated clock,
@@ -457,9 +526,14 @@ async fn supervise(
     config: RunConfig,
     world: SharedWorld,
     mut crash_requested: mpsc::UnboundedReceiver<(Address, u64)>,
-) -> (RunEnd, u64, Vec<String>) {
+) -> Ended {
     let handle = Handle::current();
     let clock = Clock(virtual_now());
+    // A run that follows another starts when that one ended, on the same clock.
+    let offset = start_at(&config).0;
+    if offset > 0 {
+        madsim::time::sleep(Duration::from_millis(offset)).await;
+    }
     let disk = SimDisk::current();
     disk.seed(config.seed);
     let mut addresses = vec![Address::Storage, Address::SinkSystem, Address::JobManager];
@@ -480,20 +554,24 @@ async fn supervise(
         adversary.addresses.insert(id, address);
     }
     let storage = adversary.nodes[&Address::Storage];
+    if let Some(before) = &config.after {
+        // Before any node runs: the files are there when the storage node serves its first.
+        disk.install(storage, &before.files);
+    }
     disk.set_faults(storage, config.schedule.disk.clone());
     // Faults due, by time then by order of arrival (scheduled first, then triggered restarts).
     let mut due: BTreeMap<(Tick, u64), Fault> = BTreeMap::new();
     for (order, event) in config.schedule.events.iter().enumerate() {
-        due.insert((event.at, order as u64), event.fault.clone());
+        due.insert((event.at.after(offset), order as u64), event.fault.clone());
     }
     let mut order = due.len() as u64;
-    let heal_at = config.schedule.heal_at;
-    let deadline = config.schedule.deadline();
+    let heal_at = config.schedule.heal_at.after(offset);
+    let deadline = config.schedule.deadline().after(offset);
     let mut healed = false;
     // When the job ended, and how.
     let mut ended: Option<(JobStatus, Tick)> = None;
     let files = |disk: &SimDisk| disk.files(storage);
-    let end = loop {
+    let (end, virtual_ticks, files) = loop {
         let now = clock.now();
         let (status, inputs) = {
             let world = lock(&world);
@@ -551,6 +629,8 @@ async fn supervise(
             }
         }
     };
+    let settled_at = clock.now();
+    let durable = config.hands_over.then(|| disk.durable_files(storage));
     // madsim does not drop the tasks of a runtime when the runtime is dropped, so every node's
     // state and the world they share would outlive the run (a sweep grew ~650 KB per run).
     // Killed, the nodes' tasks are dropped the next time the executor runs.
@@ -558,5 +638,11 @@ async fn supervise(
         handle.kill(id);
     }
     madsim::time::sleep(Duration::from_millis(1)).await;
-    end
+    Ended {
+        end,
+        virtual_ticks,
+        files,
+        settled_at,
+        durable,
+    }
 }

@@ -11,9 +11,13 @@
 //! the job may have to run from its start again. [`LivenessBound`] adds these up.
 //!
 //! A job may also end for good without finishing, and rightly: its restart strategy gave up
-//! (Flink fails the job when the attempts are used up), or a client cancelled it.
-//! [`justified_end`] recounts that from the trace, independently of the engine's own counter.
+//! (Flink fails the job when the attempts are used up), a client cancelled it, or the snapshot
+//! it was to start from could not be read while faults corrupted or lost files (Flink fails a
+//! job whose initial restore fails). [`justified_end`] recounts that from the trace,
+//! independently of the engine's own counter.
 
+use crate::disk::DiskFaults;
+use crate::faults::Fault;
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::RestartStrategyConfig;
@@ -101,10 +105,12 @@ pub fn justified_end(
     trace: &[TraceEntry],
     plan: &ExecutionPlan,
     status: JobStatus,
+    disk: &DiskFaults,
 ) -> Result<String, String> {
     assert!(status.is_terminal(), "{status:?} does not end a job");
     match status {
-        JobStatus::Failed => restarts_used_up(trace, &plan.restart),
+        JobStatus::Failed => restarts_used_up(trace, &plan.restart)
+            .or_else(|why| restore_spoiled(trace, disk).ok_or(why)),
         JobStatus::Canceled => cancelled_by_client(trace),
         other => Err(format!("the job ended {other:?}")),
     }
@@ -162,11 +168,45 @@ fn restarts_used_up(
     Err("the job's failure is not in the trace".to_string())
 }
 
+/// Why the job's failure is the snapshot it was to start from being unreadable under a fault
+/// that corrupts or loses files, if it is: the job failed before it ran, naming the restore
+/// (every `RestoreError` reads "cannot restore…"), and such a fault was on (`disk` holds the
+/// disk faults of the run's start, which the trace does not show).
+fn restore_spoiled(trace: &[TraceEntry], disk: &DiskFaults) -> Option<String> {
+    let mut spoiling = disk.corruption_per_mille > 0;
+    let mut ran = false;
+    let mut cause = None;
+    for entry in trace {
+        match &entry.event {
+            TraceEvent::Fault(Fault::DiskFaults(faults)) if faults.corruption_per_mille > 0 => {
+                spoiling = true
+            }
+            TraceEvent::Fault(Fault::CorruptNextRead { .. } | Fault::LoseFiles { .. }) => {
+                spoiling = true
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) => {
+                ran |= matches!(status, JobStatus::Running | JobStatus::Created);
+                if *status == JobStatus::Failed {
+                    break;
+                }
+            }
+            TraceEvent::Engine(EngineEvent::Failover { cause: text }) if !ran => {
+                cause = Some(text.clone())
+            }
+            _ => {}
+        }
+    }
+    let cause = cause.filter(|c| c.starts_with("cannot restore") && spoiling)?;
+    Some(format!(
+        "the snapshot it was to start from could not be read while faults corrupted or lost files ({cause})"
+    ))
+}
+
 fn cancelled_by_client(trace: &[TraceEntry]) -> Result<String, String> {
     let mut cancel_requested = false;
     for entry in trace {
         match &entry.event {
-            TraceEvent::Fault(crate::faults::Fault::CancelJob) => cancel_requested = true,
+            TraceEvent::Fault(Fault::CancelJob) => cancel_requested = true,
             TraceEvent::Engine(EngineEvent::JobStatus {
                 status: JobStatus::Canceled,
                 ..
@@ -254,14 +294,14 @@ mod tests {
             failover(),
             status(JobStatus::Failed),
         ]);
-        assert!(justified_end(&trace, &plan, JobStatus::Failed).is_ok());
+        assert!(justified_end(&trace, &plan, JobStatus::Failed, &calm()).is_ok());
         let mut early = fail().to_vec();
         early.extend([
             status(JobStatus::Running),
             failover(),
             status(JobStatus::Failed),
         ]);
-        let why = justified_end(&early, &plan, JobStatus::Failed).expect_err("too early");
+        let why = justified_end(&early, &plan, JobStatus::Failed, &calm()).expect_err("too early");
         assert!(
             why.contains("after 2 failover(s) with 2 restart(s)"),
             "{why}"
@@ -273,7 +313,7 @@ mod tests {
             failover(),
             status(JobStatus::Failed),
         ]);
-        assert!(justified_end(&restarted, &plan, JobStatus::Failed).is_err());
+        assert!(justified_end(&restarted, &plan, JobStatus::Failed, &calm()).is_err());
         // A JobManager that cannot read its HA record fails the job with a failover that is
         // not the restart strategy's, even after restarts were used up.
         let mut unreadable = [fail(), fail(), fail()].concat();
@@ -282,10 +322,43 @@ mod tests {
             failover(),
             status(JobStatus::Failed),
         ]);
-        assert!(justified_end(&unreadable, &plan, JobStatus::Failed).is_err());
+        assert!(justified_end(&unreadable, &plan, JobStatus::Failed, &calm()).is_err());
         // A failure for good that no failover preceded (a corrupted HA record, say).
         let unexplained = vec![status(JobStatus::Failed)];
-        assert!(justified_end(&unexplained, &plan, JobStatus::Failed).is_err());
+        assert!(justified_end(&unexplained, &plan, JobStatus::Failed, &calm()).is_err());
+    }
+
+    fn calm() -> DiskFaults {
+        DiskFaults::default()
+    }
+
+    #[test]
+    fn an_unreadable_start_is_justified_only_under_a_fault_that_spoils_files() {
+        let plan = plan(RestartStrategyConfig::NoRestart);
+        let cause = "cannot restore: cannot read checkpoint metadata chk-3/_metadata".to_string();
+        let unreadable = vec![
+            status(JobStatus::Initializing),
+            at(
+                Address::JobManager,
+                TraceEvent::Engine(EngineEvent::Failover { cause }),
+            ),
+            status(JobStatus::Failed),
+        ];
+        let corrupting = DiskFaults {
+            corruption_per_mille: 10,
+            ..DiskFaults::default()
+        };
+        let why = justified_end(&unreadable, &plan, JobStatus::Failed, &corrupting);
+        assert!(why.is_ok_and(|why| why.contains("could not be read")));
+        assert!(justified_end(&unreadable, &plan, JobStatus::Failed, &calm()).is_err());
+        let mut lost = vec![at(
+            Address::Storage,
+            TraceEvent::Fault(Fault::LoseFiles {
+                path_prefix: "savepoints/".to_string(),
+            }),
+        )];
+        lost.extend(unreadable.iter().cloned());
+        assert!(justified_end(&lost, &plan, JobStatus::Failed, &calm()).is_ok());
     }
 
     #[test]
@@ -295,8 +368,8 @@ mod tests {
             at(Address::JobManager, TraceEvent::Fault(Fault::CancelJob)),
             status(JobStatus::Canceled),
         ];
-        assert!(justified_end(&asked, &plan, JobStatus::Canceled).is_ok());
+        assert!(justified_end(&asked, &plan, JobStatus::Canceled, &calm()).is_ok());
         let unasked = vec![status(JobStatus::Canceled)];
-        assert!(justified_end(&unasked, &plan, JobStatus::Canceled).is_err());
+        assert!(justified_end(&unasked, &plan, JobStatus::Canceled, &calm()).is_err());
     }
 }
