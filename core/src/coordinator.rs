@@ -833,7 +833,9 @@ impl CheckpointCoordinator {
         let savepoint = removed
             .unwrap_or_else(|| panic!("abort of {checkpoint} which is not pending"))
             .savepoint;
-        probes::hit(abort_probe(reason));
+        if let Some(probe) = abort_probe(reason) {
+            probes::hit(probe);
+        }
         out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
             checkpoint,
             reason,
@@ -855,24 +857,27 @@ impl CheckpointCoordinator {
     }
 }
 
-/// The coverage probe of an abort (or a refusal) for `reason`.
-fn abort_probe(reason: CheckpointFailureReason) -> Probe {
+/// The coverage probe of an abort (or a refusal) for `reason`; none for the reasons a task
+/// declines with, whose probes mark the task's decision (which decline reaches the
+/// coordinator first is a race).
+fn abort_probe(reason: CheckpointFailureReason) -> Option<Probe> {
     use CheckpointFailureReason as R;
-    match reason {
+    let probe = match reason {
         R::Expired => Probe::AbortExpired,
         R::Declined => Probe::AbortDeclined,
         R::AsyncException => Probe::AbortAsyncException,
         R::FinalizeFailure => Probe::AbortFinalizeFailure,
-        R::DeclinedSubsumed => Probe::AbortDeclinedSubsumed,
-        R::DeclinedOnCancellationBarrier => Probe::AbortDeclinedOnCancellationBarrier,
-        R::DeclinedTaskNotReady => Probe::AbortDeclinedTaskNotReady,
+        R::DeclinedSubsumed | R::DeclinedOnCancellationBarrier | R::DeclinedTaskNotReady => {
+            return None
+        }
         R::Subsumed => Probe::AbortSubsumed,
         R::JobFailover => Probe::AbortJobFailover,
         R::TriggerFailure => Probe::AbortTriggerFailure,
         R::CoordinatorSuspend => Probe::AbortCoordinatorSuspend,
         R::TooManyRequests => Probe::RefusedTooManyRequests,
         R::MinimumTimeBetweenCheckpoints => Probe::RefusedMinPause,
-    }
+    };
+    Some(probe)
 }
 
 #[cfg(test)]

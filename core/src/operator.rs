@@ -31,6 +31,7 @@ pub enum OperatorState {
     /// Tumbling windows not yet fired, by (window start, key).
     Windows {
         /// The aggregate per open window.
+        #[serde(with = "pairs")]
         windows: BTreeMap<(EventTime, Key), i64>,
     },
     /// A keyed co-sum: the running sum of each input per key.
@@ -45,8 +46,34 @@ pub enum OperatorState {
     /// A keyed chain: the hash chain of each key's values per lane.
     Chains {
         /// The chain per (key, lane).
+        #[serde(with = "pairs")]
         chains: BTreeMap<(Key, Lane), i64>,
     },
+}
+
+/// A map whose keys are tuples, as a sequence of (key, value) pairs: JSON (a trace written by
+/// `run --trace`) has only strings for map keys. Bincode writes the same bytes either way.
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer, K: Serialize, V: Serialize>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map)
+    }
+
+    pub fn deserialize<'de, D, K, V>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// What an operator emitted while handling one input.

@@ -22,12 +22,12 @@ pub enum Probe {
     AbortAsyncException,
     /// Writing `_metadata` or the HA record of a completion failed.
     AbortFinalizeFailure,
-    /// A newer barrier arrived while a task aligned: the older checkpoint is declined.
-    AbortDeclinedSubsumed,
+    /// A newer barrier arrived while a task aligned: the task declined the older checkpoint.
+    DeclinedSubsumed,
     /// A cancellation marker made a task decline.
-    AbortDeclinedOnCancellationBarrier,
+    DeclinedOnCancellationBarrier,
     /// A task that was not ready (restoring its channel state) declined.
-    AbortDeclinedTaskNotReady,
+    DeclinedTaskNotReady,
     /// A newer checkpoint completed first.
     AbortSubsumed,
     /// The job failed over with checkpoints pending.
@@ -93,9 +93,9 @@ impl Probe {
         Probe::AbortDeclined,
         Probe::AbortAsyncException,
         Probe::AbortFinalizeFailure,
-        Probe::AbortDeclinedSubsumed,
-        Probe::AbortDeclinedOnCancellationBarrier,
-        Probe::AbortDeclinedTaskNotReady,
+        Probe::DeclinedSubsumed,
+        Probe::DeclinedOnCancellationBarrier,
+        Probe::DeclinedTaskNotReady,
         Probe::AbortSubsumed,
         Probe::AbortJobFailover,
         Probe::AbortTriggerFailure,

@@ -1204,6 +1204,17 @@ impl Task {
         reason: CheckpointFailureReason,
         out: &mut Vec<TaskEffect>,
     ) {
+        let probe = match reason {
+            CheckpointFailureReason::DeclinedSubsumed => Some(Probe::DeclinedSubsumed),
+            CheckpointFailureReason::DeclinedOnCancellationBarrier => {
+                Some(Probe::DeclinedOnCancellationBarrier)
+            }
+            CheckpointFailureReason::DeclinedTaskNotReady => Some(Probe::DeclinedTaskNotReady),
+            _ => None,
+        };
+        if let Some(probe) = probe {
+            probes::hit(probe);
+        }
         out.push(TaskEffect::Decline { checkpoint, reason });
         out.push(TaskEffect::Trace(EngineEvent::Declined {
             task: self.spec.id,

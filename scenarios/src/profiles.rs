@@ -307,6 +307,25 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
     if rng.below(8) == 0 {
         events.push((at(rng), Fault::CancelJob));
     }
+    // And after that: an operator deletes the job's savepoints in an eighth of the seeds. A
+    // savepoint is the user's: the job never restores one on a failover nor deletes one, so it
+    // must not notice. (A job started from a savepoint keeps it elsewhere: see the resume
+    // scenario.)
+    if rng.below(8) == 0 {
+        let path_prefix = "savepoints/".to_string();
+        events.push((at(rng), Fault::LoseFiles { path_prefix }));
+    }
+    // And then, in a quarter of the seeds, a TaskManager's acknowledgements lost for a moment
+    // (10 to 60 ms): one checkpoint waits for its timeout while the next one completes and
+    // subsumes it, where two may be pending at once.
+    if rng.below(4) == 0 {
+        let fault = Fault::LoseCheckpointRpcs {
+            from: tm(rng),
+            to: Address::JobManager,
+            for_ticks: rng.between(10, 60),
+        };
+        events.push((at(rng), fault));
+    }
     // Stable: events at the same time keep the order they were drawn in. Undoing events that
     // fall after the safety phase are left to the heal, which undoes everything.
     events.sort_by_key(|(at, _)| *at);

@@ -2,6 +2,7 @@
 #![cfg(madsim)]
 
 mod campaign;
+mod coverage;
 mod faults;
 mod fuzz;
 mod reports;

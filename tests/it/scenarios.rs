@@ -63,6 +63,21 @@ fn co_window_survives_a_task_manager_crash() {
     }
 }
 
+/// Why: `run --trace` writes every trace event as JSON, whose map keys are strings only; window
+/// and chain state are keyed by tuples (this failed for co-window and chain-join runs).
+#[test]
+fn every_trace_event_of_window_and_chain_jobs_is_written_as_json_and_read_back() {
+    for name in ["co-window", "chain-join"] {
+        let (_, result) = run(find(name).expect("built-in"), 1);
+        for entry in &result.trace {
+            let text = serde_json::to_string(entry).expect("a trace entry writes as JSON");
+            let back: snapsim_sim::trace::TraceEntry =
+                serde_json::from_str(&text).expect("and reads back");
+            assert_eq!(&back, entry, "{name}: {text}");
+        }
+    }
+}
+
 /// Why: a run is a pure function of (scenario, seed, build): the same seed twice gives the same
 /// trace hash, and another seed gives another.
 #[test]
