@@ -87,10 +87,36 @@ impl Matrix {
         })
     }
 
-    /// Runs in the whole matrix.
+    /// Runs in the whole matrix, less the cells that cannot be judged.
     pub fn runs(&self) -> u64 {
-        (self.algorithms.len() * self.scenarios.len() * self.faults.len()) as u64
-            * (self.seeds.end - self.seeds.start)
+        let judged = (self.algorithms.iter())
+            .flat_map(|a| self.scenarios.iter().map(move |name| (a, name)))
+            .filter(|(algorithm, name)| {
+                let variant = Variant {
+                    algorithm: Some(algorithm.name().into()),
+                    ..Variant::default()
+                };
+                find(name).is_ok_and(|s| s.refuses(&variant).is_none())
+            })
+            .count();
+        (judged * self.faults.len()) as u64 * (self.seeds.end - self.seeds.start)
+    }
+
+    /// The cells of the matrix that cannot be judged fairly, and why: left out of the runs.
+    pub fn refused(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for algorithm in &self.algorithms {
+            let variant = Variant {
+                algorithm: Some(algorithm.name().into()),
+                ..Variant::default()
+            };
+            for name in &self.scenarios {
+                if let Some(reason) = find(name).ok().and_then(|s| s.refuses(&variant)) {
+                    reasons.push(reason);
+                }
+            }
+        }
+        reasons
     }
 
     /// Runs every cell on `jobs` threads, one sweep per (algorithm, fault profile) in
@@ -111,13 +137,24 @@ impl Matrix {
                     &self.bugs,
                 )
                 .map_err(|e| SweepError::Unknown(e.to_string()))?;
-                let manifest =
-                    Manifest::new(&self.scenarios, self.seeds.clone(), Shard::WHOLE, variant)?;
+                // A cell that cannot be judged fairly is left out of the table, not run red.
+                let judged: Vec<String> = (self.scenarios.iter())
+                    .filter(|name| find(name).is_ok_and(|s| s.refuses(&variant).is_none()))
+                    .cloned()
+                    .collect();
+                if judged.is_empty() {
+                    continue;
+                }
+                let manifest = Manifest::new(&judged, self.seeds.clone(), Shard::WHOLE, variant)?;
                 let name = format!("{}-{faults}", algorithm.name());
                 let dir = out.join("cells").join(&name);
                 let summary = run_sweep(&manifest, jobs, &dir, &mut on_done)?;
                 let outcomes = sweep::outcomes(&dir)?;
-                for (s, scenario) in summary.scenarios.iter().enumerate() {
+                for scenario in &summary.scenarios {
+                    // Grouped by the matrix's scenario order, whatever a cell left out.
+                    let s = (self.scenarios.iter())
+                        .position(|name| *name == scenario.scenario)
+                        .expect("a cell runs the matrix's scenarios");
                     let runs: Vec<&Outcome> = outcomes
                         .iter()
                         .filter(|o| o.scenario == scenario.scenario)

@@ -558,6 +558,9 @@ fn run_campaign(
         matrix.seeds.end,
         if preset == Preset::Paper { ", after the experiments of the literature" } else { "" },
     );
+    for reason in matrix.refused() {
+        say!("left out: {reason}");
+    }
     let command = std::env::args()
         .map(|arg| {
             if arg.contains(' ') {
