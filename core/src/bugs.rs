@@ -68,14 +68,17 @@ pub enum SeededBug {
     /// A failed `_metadata` or HA-record write at finalization counts toward the tolerable
     /// failures (this engine's own defect until it was fixed; Flink ignores the reason).
     FinalizeFailureCounted,
-    /// A task processes two records queued back to back on one channel in the opposite order
-    /// (a batching bug): order-insensitive state (sums, counts) does not show it.
+    /// A keyed operator's task processes two records queued back to back on one channel in the
+    /// opposite order (a batching bug): order-insensitive state (sums, counts) does not show it.
     AdjacentRecordsSwapped,
+    /// A job started from a checkpoint without claiming it (NO_CLAIM) takes its files as its
+    /// own and deletes them once a newer checkpoint subsumes it.
+    NoClaimDeletesRestored,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 18] = [
+    pub const ALL: [SeededBug; 19] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -94,6 +97,7 @@ impl SeededBug {
         SeededBug::AbortDiscardsPending,
         SeededBug::FinalizeFailureCounted,
         SeededBug::AdjacentRecordsSwapped,
+        SeededBug::NoClaimDeletesRestored,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -125,6 +129,7 @@ impl SeededBug {
             SeededBug::AbortDiscardsPending => "abort-discards-pending",
             SeededBug::FinalizeFailureCounted => "finalize-failure-counted",
             SeededBug::AdjacentRecordsSwapped => "adjacent-records-swapped",
+            SeededBug::NoClaimDeletesRestored => "no-claim-deletes-restored",
         }
     }
 
@@ -185,6 +190,9 @@ impl SeededBug {
             SeededBug::AdjacentRecordsSwapped => {
                 "a keyed operator's task processes two records queued back to back on a channel in the opposite order"
             }
+            SeededBug::NoClaimDeletesRestored => {
+                "a job started from a checkpoint in NO_CLAIM mode deletes that checkpoint once a newer one subsumes it"
+            }
         }
     }
 
@@ -219,6 +227,8 @@ impl SeededBug {
             SeededBug::FinalizeFailureCounted => "tolerable-failures",
             // A sink commits a partition's effects out of offset order.
             SeededBug::AdjacentRecordsSwapped => "channel-order",
+            // The user's snapshot is deleted.
+            SeededBug::NoClaimDeletesRestored => "storage",
         }
     }
 
@@ -273,6 +283,18 @@ impl SeededBug {
             SeededBug::AdjacentRecordsSwapped => {
                 "Flink's input channels are FIFO (InputGate, RecordDeserializer): records in send order"
             }
+            SeededBug::NoClaimDeletesRestored => {
+                "RestoreMode.NO_CLAIM: the snapshot gets CheckpointProperties.forUnclaimedSnapshot, never discarded"
+            }
+        }
+    }
+
+    /// The named scenario whose runs reach the bug's path, for a bug no generated case can
+    /// reach (generated jobs never start from another job's snapshot).
+    pub fn scenario(self) -> Option<&'static str> {
+        match self {
+            SeededBug::NoClaimDeletesRestored => Some("resume"),
+            _ => None,
         }
     }
 

@@ -536,7 +536,9 @@ impl JobManager {
                 metadata: Some(restore.metadata_path),
                 completed_at: now,
                 // Savepoints are never the job's to delete; checkpoints only when claimed.
-                owned: claim == ClaimMode::Claim && !restore.file.properties.savepoint,
+                owned: (claim == ClaimMode::Claim
+                    || self.plan.has_bug(SeededBug::NoClaimDeletesRestored))
+                    && !restore.file.properties.savepoint,
             }],
             ended: None,
         };

@@ -906,7 +906,58 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
     summarize(Property::Recovery, messages, first_at)
 }
 
-/// Storage, three rules:
+/// The ownership of the snapshot a job started from (`flink run -s`): none of its files is
+/// deleted while it is the job's retained checkpoint (until the job's end is durable: then it
+/// goes as the retention policy says), nor ever unless the job claimed it (CLAIM); under
+/// NO_CLAIM it stays the user's. Returns the messages and when the first became visible.
+fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    // The snapshot's directory, its id, whether claimed, whether still retained.
+    let mut restored: Option<(String, CheckpointId, bool, bool)> = None;
+    let mut end_recorded = false;
+    for entry in trace {
+        match &entry.event {
+            TraceEvent::Engine(EngineEvent::EndRecorded) => end_recorded = true,
+            TraceEvent::Engine(EngineEvent::RestoredFromPath {
+                path,
+                checkpoint,
+                claimed,
+            }) => {
+                let directory = path.strip_suffix("/_metadata").unwrap_or(path);
+                restored = Some((format!("{directory}/"), *checkpoint, *claimed, true));
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
+                if let Some((_, id, _, retained)) = restored.as_mut() {
+                    *retained &= *id != *checkpoint;
+                }
+            }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
+                let Some((directory, id, claimed, retained)) = &restored else {
+                    continue;
+                };
+                let owned = *claimed && (!*retained || end_recorded);
+                if !path.starts_with(directory.as_str()) || owned {
+                    continue;
+                }
+                let why = if *retained {
+                    "while it is the job's retained checkpoint"
+                } else {
+                    "without claiming it (NO_CLAIM)"
+                };
+                first_at = first_at.or(Some(entry.at));
+                messages.push(format!(
+                    "{path} of {id}, the snapshot the job started from, was deleted at {} {why}",
+                    entry.at
+                ));
+            }
+            _ => {}
+        }
+    }
+    (messages, first_at)
+}
+
+/// Storage, four rules:
 /// - durability: every file a checkpoint references (`CompletionPersisting.files`) is on the
 ///   storage node and durable when its completion is persisted: synced, and not deleted or lost
 ///   since (a file synced once and deleted before the completion is as broken as one never
@@ -916,7 +967,9 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
 /// - no leaks: once the job ended and its clean-up settled (`files` is the storage node's
 ///   listing then), the job's checkpoint directory holds no file this run wrote other than
 ///   those of the checkpoints its retention policy keeps. Files the run did not write (a
-///   snapshot it restored from) are not its to delete.
+///   snapshot it restored from) are not its to delete;
+/// - ownership: the snapshot a job started from is deleted only as its claim mode allows
+///   (see `restored_snapshot_kept`).
 pub fn storage(
     trace: &[TraceEntry],
     plan: &ExecutionPlan,
@@ -1049,6 +1102,9 @@ pub fn storage(
             ));
         }
     }
+    let (owned, at) = restored_snapshot_kept(trace);
+    messages.extend(owned);
+    first_at = first_at.into_iter().chain(at).min();
     summarize(Property::Storage, messages, first_at)
 }
 

@@ -249,16 +249,7 @@ pub fn run(config: RunConfig) -> RunResult {
     let world = world
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (
-        Ended {
-            end,
-            virtual_ticks,
-            files,
-            settled_at,
-            durable,
-        },
-        probes,
-    ) = match joined {
+    let (ended, probes) = match joined {
         Ok(ended) => ended,
         Err(panic) => {
             let message = panic
@@ -278,10 +269,10 @@ pub fn run(config: RunConfig) -> RunResult {
         }
     };
     let probes = before.map_or(probes, |b| b.probes.union(probes));
-    let handover = durable.map(|files| {
+    let handover = ended.durable.map(|files| {
         Arc::new(Handover {
             trace: world.trace.clone(),
-            ended_at: settled_at,
+            ended_at: ended.settled_at,
             files,
             sink: world.sink.clone(),
             probes,
@@ -289,15 +280,15 @@ pub fn run(config: RunConfig) -> RunResult {
     });
     RunResult {
         seed,
-        end,
-        virtual_ticks,
+        end: ended.end,
+        virtual_ticks: ended.virtual_ticks,
         inputs: world.inputs,
         committed: world.sink.committed().to_vec(),
         anomalies: world.sink.anomalies().to_vec(),
         dangling_transactions: world.sink.dangling_transactions(),
         trace_hash: trace_hash(&world.trace),
         trace: world.trace.clone(),
-        files,
+        files: ended.files,
         probes,
         handover,
     }

@@ -4,7 +4,7 @@
 
 use crate::fuzz::{fuzz, SHRINK_ITERS};
 use snapsim_core::bugs::SeededBug;
-use snapsim_scenarios::Algorithm;
+use snapsim_scenarios::{find, run_variant, Algorithm, Variant, Verdict};
 use std::collections::BTreeSet;
 
 /// The generated cases the default fuzzing tries before giving up on a bug.
@@ -17,6 +17,10 @@ const CASES_MAX: u32 = 200;
 #[allow(clippy::disallowed_methods)]
 fn each_seeded_bug_is_found_and_named_by_its_property() {
     for bug in SeededBug::ALL {
+        if let Some(scenario) = bug.scenario() {
+            found_by_the_scenario(bug, scenario);
+            continue;
+        }
         let started = std::time::Instant::now();
         // A bug in channel state shows only where snapshots hold channel state.
         let algorithm = (bug == SeededBug::InFlightNotPersisted).then_some(Algorithm::Unaligned);
@@ -51,4 +55,35 @@ fn each_seeded_bug_is_found_and_named_by_its_property() {
             started.elapsed()
         );
     }
+}
+
+/// The seeds of its scenario tried before giving up on a bug no generated case reaches.
+const SEEDS_MAX: u64 = 40;
+
+/// A bug only a named scenario reaches is found by its seeds, as the catalog's property.
+fn found_by_the_scenario(bug: SeededBug, name: &str) {
+    let scenario = find(name).expect("the catalog names a built-in scenario");
+    let variant = Variant::new(None, None, &[bug.name().to_string()]).expect("a catalog bug");
+    for seed in 0..SEEDS_MAX {
+        let (outcome, _) = run_variant(scenario, seed, &variant).expect("judged");
+        if outcome.verdict == Verdict::Passed {
+            continue;
+        }
+        let properties: Vec<String> = outcome
+            .violations
+            .iter()
+            .map(|v| v.property.to_string())
+            .collect();
+        assert!(
+            properties.iter().any(|p| p == bug.violates()),
+            "{bug} found by {name} seed {seed}: violated {properties:?}, the catalog says {}",
+            bug.violates()
+        );
+        eprintln!("{bug}: found by {name} seed {seed}, as {properties:?}");
+        return;
+    }
+    panic!(
+        "{bug} ({}) was not found in {SEEDS_MAX} seeds of {name}",
+        bug.description()
+    );
 }
