@@ -525,6 +525,7 @@ impl JobManager {
             path: restore.metadata_path.to_string(),
             checkpoint,
             claimed: claim == ClaimMode::Claim,
+            savepoint: restore.file.properties.savepoint,
         });
         let record = HaRecord {
             job: self.plan.job.clone(),

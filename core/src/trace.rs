@@ -297,6 +297,8 @@ pub enum EngineEvent {
         checkpoint: CheckpointId,
         /// Whether the job took ownership of the snapshot's files.
         claimed: bool,
+        /// Whether it is a savepoint (never the job's to delete, claimed or not).
+        savepoint: bool,
     },
     /// A task restored its state.
     Restored {

@@ -90,7 +90,25 @@ pub struct Setup {
     pub schedule: FaultSchedule,
     /// The run of an earlier job on the same cluster, when this job resumes from the snapshot
     /// that one left (see [`resume`]); the oracle starts from it too.
-    pub after: Option<Arc<Handover>>,
+    pub after: Option<Earlier>,
+}
+
+/// The run of an earlier job that a setup's job follows.
+#[derive(Clone, Debug)]
+pub enum Earlier {
+    /// It left a snapshot to start from.
+    Ran(Arc<Handover>),
+    /// It did not (an engine defect, as it runs without faults): the run's crash.
+    Failed(String),
+}
+
+impl Setup {
+    fn handover(&self) -> Option<&Arc<Handover>> {
+        match &self.after {
+            Some(Earlier::Ran(handover)) => Some(handover),
+            _ => None,
+        }
+    }
 }
 
 /// Every scenario, in listing order.
@@ -510,8 +528,16 @@ impl Variant {
         }
         let mut after = None;
         if scenario.resumes {
-            let resumed = resume::resume(&mut draws.timing, job, cluster, seed);
-            (job, cluster, after) = (resumed.job, resumed.cluster, Some(resumed.after));
+            // A panic in the earlier run's harness is caught there; one here is the run's too.
+            let (earlier, on) = (job.clone(), cluster.clone());
+            let resumed = guarded(|| resume::resume(&mut draws.timing, earlier, on, seed));
+            after = Some(match resumed.and_then(|resumed| resumed) {
+                Ok(resumed) => {
+                    (job, cluster) = (resumed.job, resumed.cluster);
+                    Earlier::Ran(resumed.after)
+                }
+                Err(why) => Earlier::Failed(why),
+            });
         }
         job.bugs.extend(SeededBug::all_named(&self.bugs)?);
         let schedule = profile.draw(&mut draws.faults, cluster.task_managers);
@@ -579,6 +605,14 @@ pub fn judge_variant(
 pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult), JobError> {
     let plan = Arc::new(setup.job.clone().build()?);
     let setup_bugs: Vec<String> = setup.job.bugs.iter().map(|b| b.to_string()).collect();
+    let variant = Variant {
+        bugs: setup_bugs,
+        ..Variant::default()
+    };
+    if let Some(Earlier::Failed(why)) = &setup.after {
+        let message = format!("the earlier job this one was to resume from failed: {why}");
+        return Ok(earlier_failed(name, seed, variant, message));
+    }
     // The oracle has none of the run's seeded bugs but those on every run's path.
     let mut clean = setup.job.clone();
     clean.bugs.retain(|bug| bug.in_oracle());
@@ -592,6 +626,7 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
     // is longer (see `snapsim_sim::liveness`).
     let job_ticks = failure_free.as_ref().map_or(0, |(_, _, ticks)| *ticks);
     let bound = LivenessBound::of(&plan, &setup.cluster, job_ticks);
+    let handover = setup.handover().cloned();
     let mut schedule = setup.schedule;
     schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
     let phase = LivenessPhase {
@@ -600,7 +635,7 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         bound,
     };
     let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
-    let earlier = setup.after.as_ref().map_or(0, |before| before.trace.len());
+    let earlier = handover.as_ref().map_or(0, |before| before.trace.len());
     let disk = schedule.disk.clone();
     let result = harness::run(RunConfig {
         seed,
@@ -608,7 +643,7 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         cluster: setup.cluster,
         schedule,
         inputs_max: INPUTS_MAX_DEFAULT,
-        after: setup.after,
+        after: handover,
         hands_over: false,
     });
     let crash = |message: String| Violation {
@@ -667,12 +702,47 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
         violations,
         stats,
         trace_hash: result.trace_hash,
-        variant: Variant {
-            bugs: setup_bugs,
-            ..Variant::default()
-        },
+        variant,
     };
     Ok((outcome, result))
+}
+
+/// The outcome of a run whose earlier job failed: a crash, with nothing run.
+fn earlier_failed(
+    name: &str,
+    seed: u64,
+    variant: Variant,
+    message: String,
+) -> (Outcome, RunResult) {
+    let result = RunResult {
+        seed,
+        end: RunEnd::Panicked(message.clone()),
+        virtual_ticks: 0,
+        inputs: 0,
+        committed: Vec::new(),
+        anomalies: Vec::new(),
+        dangling_transactions: Vec::new(),
+        trace: Vec::new(),
+        trace_hash: snapsim_sim::trace::trace_hash(&[]),
+        files: Vec::new(),
+        probes: Default::default(),
+        handover: None,
+    };
+    let violation = Violation {
+        property: Property::NoCrash,
+        message,
+        at: None,
+    };
+    let outcome = Outcome {
+        scenario: name.to_string(),
+        seed,
+        verdict: Verdict::Crash,
+        violations: vec![violation],
+        stats: Stats::default(),
+        trace_hash: result.trace_hash,
+        variant,
+    };
+    (outcome, result)
 }
 
 /// Runs `f`, turning a panic into its message. The harness does the same for the simulated
@@ -897,7 +967,7 @@ fn oracle(
     setup: &Setup,
 ) -> (Vec<snapsim_core::sink::CommittedRecord>, u64) {
     let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
-    if let Some(before) = &setup.after {
+    if let Some(before) = setup.handover() {
         // The same start as the run's: the earlier job's files and sink system.
         for (path, bytes) in &before.files {
             let path = StoragePath::new(path.clone()).expect("the earlier run wrote it");

@@ -42,14 +42,15 @@ pub(crate) struct Resumed {
 }
 
 /// Runs the earlier job of `job` (its own name with `-before`) and returns `job` set to start
-/// from the snapshot it left. Draws the kind of snapshot, the claim mode and the moment of the
-/// stop from `rng`.
+/// from the snapshot it left, or why the earlier job left none (the run's crash: the earlier
+/// job runs without faults, so only an engine defect stops it short). Draws the kind of
+/// snapshot, the claim mode and the moment of the stop from `rng`.
 pub(crate) fn resume(
     rng: &mut SimRng,
     job: JobGraph,
     cluster: ClusterConfig,
     seed: u64,
-) -> Resumed {
+) -> Result<Resumed, String> {
     let snapshot = match rng.below(2) {
         0 => Snapshot::Savepoint,
         _ => Snapshot::RetainedCheckpoint,
@@ -77,10 +78,7 @@ pub(crate) fn resume(
             vec![(stop_at, Fault::CancelJob)]
         }
     };
-    let plan = earlier
-        .clone()
-        .build()
-        .expect("the scenario's job is valid");
+    let plan = earlier.clone().build().map_err(|e| e.to_string())?;
     let heal_at = snapsim_core::ids::Tick(stop_at + 300);
     let run = harness::run(RunConfig {
         seed,
@@ -91,19 +89,19 @@ pub(crate) fn resume(
         after: None,
         hands_over: true,
     });
-    assert_eq!(
-        run.end,
-        RunEnd::Terminated(JobStatus::Canceled),
-        "the earlier job of seed {seed} is cancelled before it finishes"
-    );
-    let after = run.handover.expect("a run that did not panic hands over");
+    let (RunEnd::Terminated(JobStatus::Canceled), Some(after)) = (&run.end, run.handover) else {
+        return Err(format!(
+            "the earlier job, without faults, ended {:?} instead of being cancelled",
+            run.end
+        ));
+    };
     let path = match snapshot {
         Snapshot::Savepoint => last_savepoint(&after),
         Snapshot::RetainedCheckpoint => last_retained_checkpoint(&after, &earlier),
     };
-    let path = path.unwrap_or_else(|| {
-        panic!("the earlier job of seed {seed} left no {snapshot:?} to resume from")
-    });
+    let path = path.ok_or(format!(
+        "the earlier job left no {snapshot:?} to resume from"
+    ))?;
     let mut job = job;
     job.restore = Some(RestoreSettings {
         path,
@@ -114,11 +112,11 @@ pub(crate) fn resume(
         first_attempt: last_attempt(&after) + 1,
         ..cluster
     };
-    Resumed {
+    Ok(Resumed {
         job,
         cluster,
         after,
-    }
+    })
 }
 
 /// The directory of the earlier job's last completed savepoint.

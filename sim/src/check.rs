@@ -273,8 +273,8 @@ pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>,
 
 /// Each sink's last committed value per key (of the sinks that have one, see
 /// [`ReferenceModel::has_final_values`]) and every window result equal `expected`'s; in a sink
-/// without final values (behind stateless operators only) every committed record's value
-/// equals the oracle's for its input.
+/// without final values whose values the model knows (behind stateless operators and keyed
+/// chains only) every committed record's value equals the oracle's for its input.
 pub fn final_state(
     actual: &[Output],
     expected: &[Output],
@@ -299,7 +299,10 @@ pub fn final_state(
     let per_input = |outputs: &[Output]| -> BTreeMap<(OperatorId, Origin), BTreeSet<i64>> {
         let mut values: BTreeMap<(OperatorId, Origin), BTreeSet<i64>> = BTreeMap::new();
         for (sink, record) in outputs {
-            if matches!(record.origin, Origin::Input(_)) && !model.has_final_values(*sink) {
+            // Only where the model knows each input's value: a sink behind a keyed operator
+            // the interleaving of channels shapes (a sum over a key-by, say) has no such value.
+            let known = !model.has_final_values(*sink) && model.knows_values(*sink);
+            if matches!(record.origin, Origin::Input(_)) && known {
                 values
                     .entry((*sink, record.origin))
                     .or_default()
@@ -908,12 +911,13 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
 
 /// The ownership of the snapshot a job started from (`flink run -s`): none of its files is
 /// deleted while it is the job's retained checkpoint (until the job's end is durable: then it
-/// goes as the retention policy says), nor ever unless the job claimed it (CLAIM); under
-/// NO_CLAIM it stays the user's. Returns the messages and when the first became visible.
+/// goes as the retention policy says), nor ever unless the job claimed it (CLAIM) and it is a
+/// checkpoint; under NO_CLAIM, and a savepoint always, it stays the user's. Returns the
+/// messages and when the first became visible.
 fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
     let mut messages = Vec::new();
     let mut first_at = None;
-    // The snapshot's directory, its id, whether claimed, whether still retained.
+    // The snapshot's directory, its id, whether the job owns it, whether still retained.
     let mut restored: Option<(String, CheckpointId, bool, bool)> = None;
     let mut end_recorded = false;
     for entry in trace {
@@ -923,9 +927,11 @@ fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
                 path,
                 checkpoint,
                 claimed,
+                savepoint,
             }) => {
                 let directory = path.strip_suffix("/_metadata").unwrap_or(path);
-                restored = Some((format!("{directory}/"), *checkpoint, *claimed, true));
+                let owned = *claimed && !*savepoint;
+                restored = Some((format!("{directory}/"), *checkpoint, owned, true));
             }
             TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
                 if let Some((_, id, _, retained)) = restored.as_mut() {
@@ -933,17 +939,17 @@ fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
                 }
             }
             TraceEvent::Storage(StorageEvent::Deleted { path }) => {
-                let Some((directory, id, claimed, retained)) = &restored else {
+                let Some((directory, id, owned, retained)) = &restored else {
                     continue;
                 };
-                let owned = *claimed && (!*retained || end_recorded);
-                if !path.starts_with(directory.as_str()) || owned {
+                let may_go = *owned && (!*retained || end_recorded);
+                if !path.starts_with(directory.as_str()) || may_go {
                     continue;
                 }
                 let why = if *retained {
                     "while it is the job's retained checkpoint"
                 } else {
-                    "without claiming it (NO_CLAIM)"
+                    "though the job does not own it (NO_CLAIM, or a savepoint)"
                 };
                 first_at = first_at.or(Some(entry.at));
                 messages.push(format!(

@@ -16,9 +16,9 @@
 //! job whose initial restore fails). [`justified_end`] recounts that from the trace,
 //! independently of the engine's own counter.
 
-use crate::disk::DiskFaults;
+use crate::disk::{DiskEvent, DiskFaults};
 use crate::faults::Fault;
-use crate::trace::{TraceEntry, TraceEvent};
+use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::RestartStrategyConfig;
 use snapsim_core::job::ExecutionPlan;
@@ -110,7 +110,7 @@ pub fn justified_end(
     assert!(status.is_terminal(), "{status:?} does not end a job");
     match status {
         JobStatus::Failed => restarts_used_up(trace, &plan.restart)
-            .or_else(|why| restore_spoiled(trace, disk).ok_or(why)),
+            .or_else(|why| restore_spoiled(trace, plan, disk).ok_or(why)),
         JobStatus::Canceled => cancelled_by_client(trace),
         other => Err(format!("the job ended {other:?}")),
     }
@@ -169,20 +169,36 @@ fn restarts_used_up(
 }
 
 /// Why the job's failure is the snapshot it was to start from being unreadable under a fault
-/// that corrupts or loses files, if it is: the job failed before it ran, naming the restore
-/// (every `RestoreError` reads "cannot restore…"), and such a fault was on (`disk` holds the
-/// disk faults of the run's start, which the trace does not show).
-fn restore_spoiled(trace: &[TraceEntry], disk: &DiskFaults) -> Option<String> {
-    let mut spoiling = disk.corruption_per_mille > 0;
+/// that spoils its files, if it is: the job failed before it ran, naming the restore (every
+/// `RestoreError` reads "cannot restore…"), and a fault that explains that error was on: a
+/// missing file or snapshot needs a loss under the snapshot's directory, anything else (a
+/// corrupt `_metadata`) bit flips on reads, background (`disk` holds the disk faults of the
+/// run's start, which the trace does not show) or aimed at a path of the snapshot.
+fn restore_spoiled(
+    trace: &[TraceEntry],
+    plan: &ExecutionPlan,
+    disk: &DiskFaults,
+) -> Option<String> {
+    let path = plan.restore.as_ref()?.path.as_str();
+    let directory = path.strip_suffix("/_metadata").unwrap_or(path);
+    let mut lost = false;
+    let mut corrupting = disk.corruption_per_mille > 0;
     let mut ran = false;
     let mut cause = None;
     for entry in trace {
         match &entry.event {
-            TraceEvent::Fault(Fault::DiskFaults(faults)) if faults.corruption_per_mille > 0 => {
-                spoiling = true
+            TraceEvent::Fault(Fault::DiskFaults(faults)) => {
+                corrupting |= faults.corruption_per_mille > 0
             }
-            TraceEvent::Fault(Fault::CorruptNextRead { .. } | Fault::LoseFiles { .. }) => {
-                spoiling = true
+            TraceEvent::Fault(Fault::CorruptNextRead { path_contains }) => {
+                let metadata = format!("{directory}/_metadata");
+                corrupting |= metadata.contains(path_contains.as_str());
+            }
+            TraceEvent::Fault(Fault::LoseFiles { path_prefix }) => {
+                lost |= directory.starts_with(path_prefix.as_str());
+            }
+            TraceEvent::Storage(StorageEvent::Disk(DiskEvent::Lost { path })) => {
+                lost |= path.starts_with(directory);
             }
             TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) => {
                 ran |= matches!(status, JobStatus::Running | JobStatus::Created);
@@ -196,10 +212,20 @@ fn restore_spoiled(trace: &[TraceEntry], disk: &DiskFaults) -> Option<String> {
             _ => {}
         }
     }
-    let cause = cause.filter(|c| c.starts_with("cannot restore") && spoiling)?;
-    Some(format!(
-        "the snapshot it was to start from could not be read while faults corrupted or lost files ({cause})"
-    ))
+    let cause = cause.filter(|c| c.starts_with("cannot restore"))?;
+    let missing = [
+        "does not exist",
+        "no checkpoint or savepoint there",
+        "no _metadata in it",
+    ]
+    .iter()
+    .any(|text| cause.contains(text));
+    let explained = if missing { lost } else { corrupting };
+    explained.then(|| {
+        format!(
+            "the snapshot it was to start from could not be read while faults spoiled its files ({cause})"
+        )
+    })
 }
 
 fn cancelled_by_client(trace: &[TraceEntry]) -> Result<String, String> {
@@ -333,32 +359,46 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_start_is_justified_only_under_a_fault_that_spoils_files() {
-        let plan = plan(RestartStrategyConfig::NoRestart);
-        let cause = "cannot restore: cannot read checkpoint metadata chk-3/_metadata".to_string();
-        let unreadable = vec![
-            status(JobStatus::Initializing),
-            at(
-                Address::JobManager,
-                TraceEvent::Engine(EngineEvent::Failover { cause }),
-            ),
-            status(JobStatus::Failed),
-        ];
+    fn an_unreadable_start_is_justified_only_under_a_fault_that_spoils_its_files() {
+        let mut plan = plan(RestartStrategyConfig::NoRestart);
+        plan.restore = Some(snapsim_core::job::RestoreSettings {
+            path: "archive/savepoints/savepoint-old-3".to_string(),
+            claim: snapsim_core::retention::ClaimMode::NoClaim,
+            allow_non_restored_state: false,
+        });
+        let failed = |cause: &str| {
+            let cause = cause.to_string();
+            let failover = TraceEvent::Engine(EngineEvent::Failover { cause });
+            vec![
+                status(JobStatus::Initializing),
+                at(Address::JobManager, failover),
+                status(JobStatus::Failed),
+            ]
+        };
+        let corrupt = failed("cannot restore: cannot read checkpoint metadata: bad magic");
         let corrupting = DiskFaults {
             corruption_per_mille: 10,
             ..DiskFaults::default()
         };
-        let why = justified_end(&unreadable, &plan, JobStatus::Failed, &corrupting);
+        let why = justified_end(&corrupt, &plan, JobStatus::Failed, &corrupting);
         assert!(why.is_ok_and(|why| why.contains("could not be read")));
-        assert!(justified_end(&unreadable, &plan, JobStatus::Failed, &calm()).is_err());
-        let mut lost = vec![at(
-            Address::Storage,
-            TraceEvent::Fault(Fault::LoseFiles {
-                path_prefix: "savepoints/".to_string(),
-            }),
-        )];
-        lost.extend(unreadable.iter().cloned());
-        assert!(justified_end(&lost, &plan, JobStatus::Failed, &calm()).is_ok());
+        assert!(justified_end(&corrupt, &plan, JobStatus::Failed, &calm()).is_err());
+        // A missing file needs a loss under the snapshot's directory, not bit flips, and not a
+        // loss elsewhere.
+        let missing = failed("cannot restore from x: it references y, which does not exist");
+        assert!(justified_end(&missing, &plan, JobStatus::Failed, &corrupting).is_err());
+        let lose = |prefix: &str| {
+            let fault = Fault::LoseFiles {
+                path_prefix: prefix.to_string(),
+            };
+            let mut trace = vec![at(Address::Storage, TraceEvent::Fault(fault))];
+            trace.extend(missing.iter().cloned());
+            trace
+        };
+        let elsewhere = lose("savepoints/");
+        assert!(justified_end(&elsewhere, &plan, JobStatus::Failed, &calm()).is_err());
+        let there = lose("archive/");
+        assert!(justified_end(&there, &plan, JobStatus::Failed, &calm()).is_ok());
     }
 
     #[test]

@@ -103,6 +103,12 @@ impl ReferenceModel {
         self.arrivals.get(&operator)?.get(input).copied()
     }
 
+    /// Whether the model knows the value of each record `sink` commits for its input: the sink
+    /// is fed from sources through stateless operators and keyed chains only.
+    pub fn knows_values(&self, sink: OperatorId) -> bool {
+        self.arrivals.contains_key(&sink)
+    }
+
     /// Whether `operator`'s state is determined by the set of inputs it consumed.
     pub fn is_order_free(&self, operator: OperatorId) -> bool {
         let spec = &self.graph.operators[operator.0 as usize];
@@ -279,6 +285,7 @@ fn window_start(event_time: EventTime, size: u64) -> EventTime {
 /// output for an input depends only on the inputs before it in its lane, all below any cut the
 /// input is below).
 fn direct_operators(graph: &JobGraph) -> BTreeSet<OperatorId> {
+    let single_path = single_path_operators(graph);
     let mut direct = BTreeSet::new();
     // Iterate to a fixpoint; graphs are acyclic and small (≤ 64 operators).
     loop {
@@ -296,14 +303,57 @@ fn direct_operators(graph: &JobGraph) -> BTreeSet<OperatorId> {
                             | OperatorKind::KeyedChain
                     )
             };
+            // A chain's state depends on the order of each of its lanes: it is direct only
+            // where every record of a key and lane reaches it over one path.
+            let ordered = spec.kind != OperatorKind::KeyedChain || single_path.contains(&spec.id);
             let is_direct = matches!(spec.kind, OperatorKind::Source { .. })
-                || (!inputs.is_empty() && inputs.iter().all(upstream_direct));
+                || (ordered && !inputs.is_empty() && inputs.iter().all(upstream_direct));
             if is_direct {
                 direct.insert(spec.id);
             }
         }
         if direct.len() == before {
             return direct;
+        }
+    }
+}
+
+/// Operators that every record of one key and source partition reaches over one path of
+/// channels, in the order it was read: forward and key-by edges keep a key's records of a
+/// subtask on one channel, a rebalance only into a single subtask, and no two inputs of an
+/// operator carry records of one source.
+fn single_path_operators(graph: &JobGraph) -> BTreeSet<OperatorId> {
+    let mut single = BTreeSet::new();
+    // The sources whose records reach each operator, to see two inputs share one.
+    let mut sources: BTreeMap<OperatorId, BTreeSet<OperatorId>> = BTreeMap::new();
+    loop {
+        let before = (single.len(), sources.len());
+        for spec in &graph.operators {
+            let inputs: Vec<&Edge> = graph.edges.iter().filter(|e| e.target == spec.id).collect();
+            if inputs.is_empty() {
+                single.insert(spec.id);
+                sources.insert(spec.id, BTreeSet::from([spec.id]));
+                continue;
+            }
+            if !inputs.iter().all(|e| sources.contains_key(&e.source)) {
+                continue; // Upstream not seen yet: the next round.
+            }
+            let mut reaching = BTreeSet::new();
+            let mut disjoint = true;
+            for edge in &inputs {
+                let from = &sources[&edge.source];
+                disjoint &= reaching.is_disjoint(from);
+                reaching.extend(from.iter().copied());
+            }
+            sources.insert(spec.id, reaching);
+            let one_channel = (inputs.iter())
+                .all(|e| e.partitioning != Partitioning::Rebalance || spec.parallelism == 1);
+            if disjoint && one_channel && inputs.iter().all(|e| single.contains(&e.source)) {
+                single.insert(spec.id);
+            }
+        }
+        if (single.len(), sources.len()) == before {
+            return single;
         }
     }
 }
@@ -502,6 +552,30 @@ mod tests {
         let state = model.state_at(sum, &cut).expect("order-free");
         let first = chain(0, 5);
         assert_eq!(state.values[&Key(1)], first.wrapping_add(chain(first, 7)));
+    }
+
+    #[test]
+    fn a_chain_whose_lanes_spread_over_several_channels_is_not_order_free() {
+        let mut job = JobGraph::new("spread");
+        let log = log(&[(1, 5), (1, 7)]);
+        let source = job.add(
+            "source",
+            OperatorKind::Source {
+                log,
+                records_per_tick: 1,
+            },
+            1,
+        );
+        let spread = job.add("spread", OperatorKind::Map(MapFn::AddConstant(1)), 2);
+        let chained = job.add("chain", OperatorKind::KeyedChain, 1);
+        let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 1);
+        job.connect(source, spread, Partitioning::Rebalance);
+        job.connect(spread, chained, Partitioning::KeyBy);
+        job.connect(chained, sink, Partitioning::Forward);
+        let model = ReferenceModel::new(&job);
+        assert!(!model.is_order_free(chained));
+        assert!(!model.knows_values(sink));
+        assert!(model.output_chain(sink).is_none());
     }
 
     #[test]
