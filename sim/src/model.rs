@@ -465,6 +465,15 @@ mod tests {
         })
     }
 
+    /// A source of one subtask over one partition of (key, value) records.
+    fn add_source(job: &mut JobGraph, values: &[(u64, i64)]) -> OperatorId {
+        let kind = OperatorKind::Source {
+            log: log(values),
+            records_per_tick: 1,
+        };
+        job.add("source", kind, 1)
+    }
+
     #[test]
     fn the_model_sums_per_key_and_answers_for_a_cut() {
         let mut job = JobGraph::new("model");
@@ -531,15 +540,7 @@ mod tests {
     #[test]
     fn a_keyed_operator_behind_a_chain_is_order_free() {
         let mut job = JobGraph::new("behind a chain");
-        let log = log(&[(1, 5), (1, 7)]);
-        let source = job.add(
-            "source",
-            OperatorKind::Source {
-                log,
-                records_per_tick: 1,
-            },
-            1,
-        );
+        let source = add_source(&mut job, &[(1, 5), (1, 7)]);
         let chained = job.add("chain", OperatorKind::KeyedChain, 1);
         let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 1);
         let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 1);
@@ -557,15 +558,7 @@ mod tests {
     #[test]
     fn a_chain_whose_lanes_spread_over_several_channels_is_not_order_free() {
         let mut job = JobGraph::new("spread");
-        let log = log(&[(1, 5), (1, 7)]);
-        let source = job.add(
-            "source",
-            OperatorKind::Source {
-                log,
-                records_per_tick: 1,
-            },
-            1,
-        );
+        let source = add_source(&mut job, &[(1, 5), (1, 7)]);
         let spread = job.add("spread", OperatorKind::Map(MapFn::AddConstant(1)), 2);
         let chained = job.add("chain", OperatorKind::KeyedChain, 1);
         let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 1);
