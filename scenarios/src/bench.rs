@@ -5,14 +5,14 @@
 //! Every figure is a median over repeats or seeds: the machines are shared and noisy.
 
 use crate::{oracle, run, setup, sweep, Scenario};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use snapsim_sim::model::ReferenceModel;
 use std::convert::Infallible;
 use std::ops::Range;
 use std::time::Duration;
 
-/// What `snapsim bench` measures.
-#[derive(Clone, Debug, Serialize)]
+/// What `snapsim bench` measures (`bench --json` writes it; `bench --compare` reads it back).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
     /// The scenario.
     pub scenario: String,
@@ -93,6 +93,111 @@ pub fn bench(scenario: &Scenario, seeds: Range<u64>, repeats: u32, cores: usize)
     }
 }
 
+/// One figure of a benchmark beside the same figure of an earlier one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Compared {
+    /// What it measures.
+    pub figure: &'static str,
+    /// This run's value.
+    pub now: f64,
+    /// The earlier run's value.
+    pub before: f64,
+    /// `now / before`.
+    pub ratio: f64,
+    /// Whether a higher value is the better one (throughput), or a lower (cost, memory).
+    pub higher_is_better: bool,
+}
+
+impl Compared {
+    /// "better", "worse" or "same" (within 2 %, less than the machines' noise).
+    pub fn verdict(&self) -> &'static str {
+        match self.ratio {
+            r if !r.is_finite() => "n/a",
+            r if (r - 1.0).abs() < 0.02 => "same",
+            r if (r > 1.0) == self.higher_is_better => "better",
+            _ => "worse",
+        }
+    }
+}
+
+impl BenchReport {
+    /// The figures, named, in print order, each with whether higher is better.
+    fn figures(&self) -> Vec<(&'static str, Option<f64>, bool)> {
+        vec![
+            (
+                "seeds/s, one core",
+                Some(self.seeds_per_second_one_core),
+                true,
+            ),
+            (
+                "seeds/s, all cores",
+                Some(self.seeds_per_second_all_cores),
+                true,
+            ),
+            ("wall ms per seed", Some(self.wall_ms_per_seed), false),
+            ("oracle ms", Some(self.oracle_ms), false),
+            ("model ms", Some(self.model_ms), false),
+            (
+                "simulated s per wall s",
+                Some(self.simulated_seconds_per_wall_second),
+                true,
+            ),
+            (
+                "recovery cycles per wall s",
+                Some(self.recovery_cycles_per_wall_second),
+                true,
+            ),
+            ("seed cost / model cost", Some(self.cost_over_model), false),
+            ("peak memory MB", self.peak_memory_mb, false),
+        ]
+    }
+
+    /// Reads a report that `bench --json` wrote, naming what is wrong with it.
+    pub fn read(path: &std::path::Path) -> Result<BenchReport, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(text.trim()).map_err(|e| {
+            format!(
+                "{} is not what `snapsim bench --json` writes: {e}",
+                path.display()
+            )
+        })
+    }
+}
+
+/// Whether `before` measured `scenario`, as a comparison needs.
+pub fn same_scenario(scenario: &str, before: &BenchReport) -> Result<(), String> {
+    if before.scenario == scenario {
+        return Ok(());
+    }
+    Err(format!(
+        "the earlier benchmark measured scenario {}, this one {scenario}: compare runs of one scenario",
+        before.scenario
+    ))
+}
+
+/// Every figure of `now` beside `before`'s (a figure either lacks is left out), or why the
+/// two cannot be compared: they measured different scenarios.
+pub fn compare(now: &BenchReport, before: &BenchReport) -> Result<Vec<Compared>, String> {
+    same_scenario(&now.scenario, before)?;
+    let earlier = before.figures();
+    Ok(now
+        .figures()
+        .into_iter()
+        .zip(earlier)
+        .filter_map(|((figure, now, higher_is_better), (_, before, _))| {
+            let (now, before) = (now?, before?);
+            Some(Compared {
+                figure,
+                now,
+                before,
+                ratio: now / before,
+                higher_is_better,
+            })
+        })
+        .collect())
+}
+
 /// Runs every seed once on `threads` threads.
 fn on_threads(scenario: &Scenario, seeds: Range<u64>, threads: usize) {
     let seeds: Vec<u64> = seeds.collect();
@@ -123,4 +228,76 @@ fn peak_memory_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kilobytes / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seeds_per_second: f64, peak: Option<f64>) -> BenchReport {
+        BenchReport {
+            scenario: "keyed-agg".to_string(),
+            seeds: 40,
+            repeats: 3,
+            cores: 2,
+            seeds_per_second_one_core: seeds_per_second,
+            seeds_per_second_all_cores: seeds_per_second * 2.0,
+            wall_ms_per_seed: 1000.0 / seeds_per_second,
+            oracle_ms: 20.0,
+            model_ms: 4.0,
+            simulated_seconds_per_wall_second: 30.0,
+            recovery_cycles_per_wall_second: 5.0,
+            cost_over_model: 25.0,
+            peak_memory_mb: peak,
+        }
+    }
+
+    #[test]
+    fn each_figure_is_printed_beside_the_earlier_one_with_its_ratio_and_direction() {
+        let compared =
+            compare(&report(20.0, Some(50.0)), &report(10.0, None)).expect("same scenario");
+        let throughput = &compared[0];
+        assert_eq!(
+            (throughput.now, throughput.before, throughput.ratio),
+            (20.0, 10.0, 2.0)
+        );
+        assert_eq!(throughput.verdict(), "better");
+        let wall = compared
+            .iter()
+            .find(|c| c.figure == "wall ms per seed")
+            .expect("a figure");
+        assert_eq!((wall.ratio, wall.verdict()), (0.5, "better"));
+        let oracle = compared
+            .iter()
+            .find(|c| c.figure == "oracle ms")
+            .expect("a figure");
+        assert_eq!(oracle.verdict(), "same");
+        // Memory the earlier run did not measure is left out, not compared with nothing.
+        assert!(compared.iter().all(|c| c.figure != "peak memory MB"));
+        let slower = compare(&report(5.0, None), &report(10.0, None)).expect("same scenario");
+        assert_eq!(slower[0].verdict(), "worse");
+    }
+
+    #[test]
+    fn reports_of_other_scenarios_and_files_that_are_not_reports_are_refused() {
+        let mut other = report(10.0, None);
+        other.scenario = "keyed-sum".to_string();
+        let why = compare(&report(10.0, None), &other).expect_err("another scenario");
+        assert!(why.contains("scenario keyed-sum"), "{why}");
+        let dir = std::env::temp_dir().join(format!("snapsim-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let written = dir.join("before.json");
+        let json = serde_json::to_string(&report(10.0, Some(1.0))).expect("serializes");
+        std::fs::write(&written, json).expect("writable");
+        assert_eq!(BenchReport::read(&written), Ok(report(10.0, Some(1.0))));
+        let garbage = dir.join("garbage.json");
+        std::fs::write(&garbage, "{\"scenario\": 3}").expect("writable");
+        let why = BenchReport::read(&garbage).expect_err("not a report");
+        assert!(
+            why.contains("is not what `snapsim bench --json` writes"),
+            "{why}"
+        );
+        let why = BenchReport::read(&dir.join("missing.json")).expect_err("no file");
+        assert!(why.starts_with("cannot read"), "{why}");
+    }
 }

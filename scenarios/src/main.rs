@@ -6,7 +6,7 @@
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
-use snapsim_scenarios::bench::wall_time;
+use snapsim_scenarios::bench::{self, wall_time, BenchReport};
 use snapsim_scenarios::campaign::{self, Matrix, Preset};
 use snapsim_scenarios::profiles::fault_profiles;
 use snapsim_scenarios::replay::{CaseFile, Replayable, ScenarioRun};
@@ -191,6 +191,10 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// An earlier `bench --json` of the same scenario: print each figure beside it, with
+        /// the ratio (with --json: `{"now", "before", "compared"}`).
+        #[arg(long, value_name = "FILE")]
+        compare: Option<PathBuf>,
     },
     /// Runs scenarios over a range of seeds on all cores, prints a verdict and writes
     /// sweep.json, results.jsonl and the report (report.html, report.md, charts, and runs/ with
@@ -327,7 +331,8 @@ fn main() -> ExitCode {
             repeat,
             jobs,
             json,
-        } => bench(&scenario, &seeds, repeat, jobs, json),
+            compare,
+        } => bench(&scenario, &seeds, repeat, jobs, json, compare.as_deref()),
         Command::Sweep {
             scenario,
             seeds,
@@ -716,21 +721,37 @@ fn bench(
     repeats: u32,
     jobs: Option<usize>,
     json: bool,
+    compare: Option<&Path>,
 ) -> Result<bool, String> {
     let scenario = find(name).map_err(|e| e.to_string())?;
     let seeds = sweep::parse_seeds(seeds).map_err(|e| e.to_string())?;
     if repeats == 0 {
         return Err("--repeat must be at least 1".to_string());
     }
+    // Read before measuring, which takes minutes: a bad file is said at once.
+    let before = compare.map(BenchReport::read).transpose()?;
+    if let Some(before) = &before {
+        bench::same_scenario(name, before)?;
+    }
     if !json {
         say!("bench: scenario {name}, seeds {seeds:?}, {repeats} repeat(s)");
     }
     let report = snapsim_scenarios::bench::bench(scenario, seeds, repeats, cores(jobs));
+    let compared = match &before {
+        Some(before) => Some(bench::compare(&report, before)?),
+        None => None,
+    };
     if json {
-        say!(
-            "{}",
-            serde_json::to_string(&report).expect("reports serialize")
-        );
+        let text = match (&before, &compared) {
+            (Some(before), Some(compared)) => serde_json::json!({
+                "now": report,
+                "before": before,
+                "compared": compared,
+            })
+            .to_string(),
+            _ => serde_json::to_string(&report).expect("reports serialize"),
+        };
+        say!("{text}");
         return Ok(true);
     }
     let r = &report;
@@ -754,6 +775,26 @@ fn bench(
         r.peak_memory_mb
             .map_or("unknown".to_string(), |mb| format!("{mb:.0} MB")),
     );
+    if let (Some(path), Some(compared)) = (compare, compared) {
+        say!("\ncompared with {}:", path.display());
+        say!(
+            "{:<28} {:>10} {:>10} {:>8}",
+            "figure",
+            "now",
+            "before",
+            "ratio"
+        );
+        for c in &compared {
+            say!(
+                "{:<28} {:>10.2} {:>10.2} {:>7.2}× {}",
+                c.figure,
+                c.now,
+                c.before,
+                c.ratio,
+                c.verdict()
+            );
+        }
+    }
     Ok(true)
 }
 
