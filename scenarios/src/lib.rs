@@ -629,9 +629,11 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
     let handover = setup.handover().cloned();
     let mut schedule = setup.schedule;
     schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
+    // In the run's own time: a run that follows an earlier one starts where that one ended.
+    let start = handover.as_ref().map_or(0, |before| before.ended_at.0);
     let phase = LivenessPhase {
-        heal_at: schedule.heal_at,
-        deadline: schedule.deadline(),
+        heal_at: schedule.heal_at.after(start),
+        deadline: schedule.deadline().after(start),
         bound,
     };
     let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
