@@ -322,6 +322,9 @@ pub struct Task {
     budget: u32,
     /// The channel a throttled task's next round of processing starts at.
     drain_start: usize,
+    /// Seeded bug [`AdjacentRecordsSwapped`](SeededBug::AdjacentRecordsSwapped), at a keyed
+    /// operator (a second swap further down could undo it); read once, not per record.
+    swaps_adjacent_records: bool,
 }
 
 impl Task {
@@ -377,6 +380,8 @@ impl Task {
             now: Tick(0),
             budget: spec.throughput.unwrap_or(u32::MAX),
             drain_start: 0,
+            swaps_adjacent_records: spec.kind.is_keyed()
+                && spec.has_bug(SeededBug::AdjacentRecordsSwapped),
         }
     }
 
@@ -833,11 +838,7 @@ impl Task {
                         self.budget -= 1;
                         input.restored = input.restored.saturating_sub(1);
                     }
-                    // (At keyed operators only: a second swap further down could undo it.)
-                    if is_record
-                        && self.spec.kind.is_keyed()
-                        && self.spec.has_bug(SeededBug::AdjacentRecordsSwapped)
-                    {
+                    if is_record && self.swaps_adjacent_records {
                         // Seeded bug: the record behind this one on the channel goes first.
                         let next_is_record =
                             matches!(input.queue.front(), Some(StreamEvent::Record(_)));

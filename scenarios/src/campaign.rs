@@ -89,34 +89,23 @@ impl Matrix {
 
     /// Runs in the whole matrix, less the cells that cannot be judged.
     pub fn runs(&self) -> u64 {
-        let judged = (self.algorithms.iter())
-            .flat_map(|a| self.scenarios.iter().map(move |name| (a, name)))
-            .filter(|(algorithm, name)| {
+        let judged = self.algorithms.len() * self.scenarios.len() - self.refused().len();
+        (judged * self.faults.len()) as u64 * (self.seeds.end - self.seeds.start)
+    }
+
+    /// Why each (algorithm, scenario) of the matrix that cannot be judged fairly is left out.
+    pub fn refused(&self) -> Vec<String> {
+        let pairs =
+            (self.algorithms.iter()).flat_map(|a| self.scenarios.iter().map(move |name| (a, name)));
+        pairs
+            .filter_map(|(algorithm, name)| {
                 let variant = Variant {
                     algorithm: Some(algorithm.name().into()),
                     ..Variant::default()
                 };
-                find(name).is_ok_and(|s| s.refuses(&variant).is_none())
+                find(name).ok()?.refuses(&variant)
             })
-            .count();
-        (judged * self.faults.len()) as u64 * (self.seeds.end - self.seeds.start)
-    }
-
-    /// The cells of the matrix that cannot be judged fairly, and why: left out of the runs.
-    pub fn refused(&self) -> Vec<String> {
-        let mut reasons = Vec::new();
-        for algorithm in &self.algorithms {
-            let variant = Variant {
-                algorithm: Some(algorithm.name().into()),
-                ..Variant::default()
-            };
-            for name in &self.scenarios {
-                if let Some(reason) = find(name).ok().and_then(|s| s.refuses(&variant)) {
-                    reasons.push(reason);
-                }
-            }
-        }
-        reasons
+            .collect()
     }
 
     /// Runs every cell on `jobs` threads, one sweep per (algorithm, fault profile) in

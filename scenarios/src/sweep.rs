@@ -160,11 +160,14 @@ impl Manifest {
     ) -> Result<Manifest, SweepError> {
         let mut left_out = Vec::new();
         let scenarios = if names.is_empty() {
-            let (judged, refused): (Vec<_>, Vec<_>) = scenarios()
-                .iter()
-                .partition(|s| s.refuses(&variant).is_none());
-            left_out = refused.iter().filter_map(|s| s.refuses(&variant)).collect();
-            judged.iter().map(|s| s.name.to_string()).collect()
+            let mut judged = Vec::new();
+            for scenario in scenarios() {
+                match scenario.refuses(&variant) {
+                    Some(reason) => left_out.push(reason),
+                    None => judged.push(scenario.name.to_string()),
+                }
+            }
+            judged
         } else {
             let mut unique: Vec<String> = Vec::new();
             for name in names {

@@ -909,20 +909,22 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
     summarize(Property::Recovery, messages, first_at)
 }
 
-/// The ownership of the snapshot a job started from (`flink run -s`): none of its files is
-/// deleted while it is the job's retained checkpoint (until the job's end is durable: then it
-/// goes as the retention policy says), nor ever unless the job claimed it (CLAIM) and it is a
-/// checkpoint; under NO_CLAIM, and a savepoint always, it stays the user's. Returns the
-/// messages and when the first became visible.
-fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
-    let mut messages = Vec::new();
-    let mut first_at = None;
-    // The snapshot's directory, its id, whether the job owns it, whether still retained.
-    let mut restored: Option<(String, CheckpointId, bool, bool)> = None;
-    let mut end_recorded = false;
-    for entry in trace {
-        match &entry.event {
-            TraceEvent::Engine(EngineEvent::EndRecorded) => end_recorded = true,
+/// The snapshot a job started from (`flink run -s`), followed through the trace for the
+/// storage check's ownership rule: none of its files is deleted while it is the job's
+/// retained checkpoint (until the job's end is durable: then it goes as the retention policy
+/// says), nor ever unless the job claimed it (CLAIM) and it is a checkpoint; under NO_CLAIM,
+/// and a savepoint always, it stays the user's.
+#[derive(Default)]
+struct RestoredSnapshot {
+    /// Its directory (with a trailing `/`), its id, whether the job owns it, whether still
+    /// retained; `None` for a job that did not start from a path.
+    seen: Option<(String, CheckpointId, bool, bool)>,
+}
+
+impl RestoredSnapshot {
+    /// Takes `event` into account; returns the violation it is, if it is one.
+    fn see(&mut self, event: &TraceEvent, at: Tick, end_recorded: bool) -> Option<String> {
+        match event {
             TraceEvent::Engine(EngineEvent::RestoredFromPath {
                 path,
                 checkpoint,
@@ -931,36 +933,33 @@ fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
             }) => {
                 let directory = path.strip_suffix("/_metadata").unwrap_or(path);
                 let owned = *claimed && !*savepoint;
-                restored = Some((format!("{directory}/"), *checkpoint, owned, true));
+                self.seen = Some((format!("{directory}/"), *checkpoint, owned, true));
+                None
             }
             TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
-                if let Some((_, id, _, retained)) = restored.as_mut() {
+                if let Some((_, id, _, retained)) = self.seen.as_mut() {
                     *retained &= *id != *checkpoint;
                 }
+                None
             }
             TraceEvent::Storage(StorageEvent::Deleted { path }) => {
-                let Some((directory, id, owned, retained)) = &restored else {
-                    continue;
-                };
+                let (directory, id, owned, retained) = self.seen.as_ref()?;
                 let may_go = *owned && (!*retained || end_recorded);
                 if !path.starts_with(directory.as_str()) || may_go {
-                    continue;
+                    return None;
                 }
                 let why = if *retained {
                     "while it is the job's retained checkpoint"
                 } else {
                     "though the job does not own it (NO_CLAIM, or a savepoint)"
                 };
-                first_at = first_at.or(Some(entry.at));
-                messages.push(format!(
-                    "{path} of {id}, the snapshot the job started from, was deleted at {} {why}",
-                    entry.at
-                ));
+                Some(format!(
+                    "{path} of {id}, the snapshot the job started from, was deleted at {at} {why}"
+                ))
             }
-            _ => {}
+            _ => None,
         }
     }
-    (messages, first_at)
 }
 
 /// Storage, four rules:
@@ -975,7 +974,7 @@ fn restored_snapshot_kept(trace: &[TraceEntry]) -> (Vec<String>, Option<Tick>) {
 ///   those of the checkpoints its retention policy keeps. Files the run did not write (a
 ///   snapshot it restored from) are not its to delete;
 /// - ownership: the snapshot a job started from is deleted only as its claim mode allows
-///   (see `restored_snapshot_kept`).
+///   (see `RestoredSnapshot`).
 pub fn storage(
     trace: &[TraceEntry],
     plan: &ExecutionPlan,
@@ -986,7 +985,7 @@ pub fn storage(
     // What the storage node holds now: each file's durability, and when gone files went.
     let mut durable: BTreeMap<&str, bool> = BTreeMap::new();
     let mut gone: BTreeMap<&str, (Tick, Gone)> = BTreeMap::new();
-    let mut restored_from_path = false;
+    let mut restored = RestoredSnapshot::default();
     let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
     let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
     let mut terminal = false;
@@ -998,6 +997,9 @@ pub fn storage(
             first_at = first_at.or(Some(entry.at));
             messages.push(message);
         };
+        if let Some(message) = restored.see(&entry.event, entry.at, end_recorded) {
+            violation(message);
+        }
         match &entry.event {
             TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
                 written.insert(path.as_str());
@@ -1034,12 +1036,11 @@ pub fn storage(
                     ));
                 }
             }
-            TraceEvent::Engine(EngineEvent::RestoredFromPath { .. }) => restored_from_path = true,
             TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
                 referenced.insert(*checkpoint, files);
                 for file in files {
                     let file = file.as_str();
-                    if restored_from_path && !written.contains(file) {
+                    if restored.seen.is_some() && !written.contains(file) {
                         continue; // Not this run's: a snapshot it restored from.
                     }
                     let state = match (durable.get(file), gone.get(file)) {
@@ -1108,9 +1109,6 @@ pub fn storage(
             ));
         }
     }
-    let (owned, at) = restored_snapshot_kept(trace);
-    messages.extend(owned);
-    first_at = first_at.into_iter().chain(at).min();
     summarize(Property::Storage, messages, first_at)
 }
 
