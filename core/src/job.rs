@@ -10,6 +10,7 @@ use crate::config::{CheckpointConfig, ConfigError, RestartStrategyConfig};
 use crate::ids::{ChannelIndex, Key, OperatorId, PartitionId, TaskId};
 use crate::record::SourceRecord;
 use crate::retention::ClaimMode;
+use crate::storage::StoragePath;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -228,6 +229,20 @@ pub struct RestoreSettings {
     pub claim: ClaimMode,
     /// Whether state of operators the job no longer has may be dropped.
     pub allow_non_restored_state: bool,
+}
+
+impl RestoreSettings {
+    /// The snapshot's directory and its `_metadata` file, from a path that names either;
+    /// `None` for a path that is not a storage path.
+    pub fn paths(&self) -> Option<(StoragePath, StoragePath)> {
+        let path = StoragePath::new(self.path.clone()).ok()?;
+        if path.as_str().rsplit('/').next() == Some("_metadata") {
+            Some((path.parent()?, path))
+        } else {
+            let metadata = path.join("_metadata");
+            Some((path, metadata))
+        }
+    }
 }
 
 /// A job graph that breaks a rule. The message names the operator and the rule.

@@ -355,18 +355,10 @@ impl JobManager {
 
     /// The path to restore from, as given: the directory and its `_metadata`.
     fn restore_paths(&self) -> Result<(StoragePath, StoragePath), RestoreError> {
-        let given = &self.plan.restore.as_ref().expect("restoring").path;
-        let not_found = || RestoreError::NotFound {
-            path: given.clone(),
-        };
-        let path = StoragePath::new(given.clone()).map_err(|_| not_found())?;
-        if path.as_str().rsplit('/').next() == Some("_metadata") {
-            let directory = path.parent().ok_or_else(not_found)?;
-            Ok((directory, path))
-        } else {
-            let metadata = path.join("_metadata");
-            Ok((path, metadata))
-        }
+        let restore = self.plan.restore.as_ref().expect("restoring");
+        restore.paths().ok_or_else(|| RestoreError::NotFound {
+            path: restore.path.clone(),
+        })
     }
 
     /// A job without an HA record that is told to start from a snapshot path (`flink run -s`)
@@ -1211,9 +1203,9 @@ impl JobManager {
             return false;
         };
         match self.plan.checkpoint.storage(&self.plan.job) {
-            CheckpointStorageKind::FileSystem(root) => {
-                StoragePath::new(restore.path.clone()).map_or(true, |path| path.starts_with(&root))
-            }
+            CheckpointStorageKind::FileSystem(root) => restore
+                .paths()
+                .is_none_or(|(directory, _)| directory.starts_with(&root)),
             CheckpointStorageKind::JobManager(_) => false,
         }
     }

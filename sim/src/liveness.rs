@@ -179,8 +179,8 @@ fn restore_spoiled(
     plan: &ExecutionPlan,
     disk: &DiskFaults,
 ) -> Option<String> {
-    let path = plan.restore.as_ref()?.path.as_str();
-    let directory = path.strip_suffix("/_metadata").unwrap_or(path);
+    let (directory, metadata) = plan.restore.as_ref()?.paths()?;
+    let directory = directory.as_str();
     let mut lost = false;
     let mut corrupting = disk.corruption_per_mille > 0;
     let mut ran = false;
@@ -191,8 +191,7 @@ fn restore_spoiled(
                 corrupting |= faults.corruption_per_mille > 0
             }
             TraceEvent::Fault(Fault::CorruptNextRead { path_contains }) => {
-                let metadata = format!("{directory}/_metadata");
-                corrupting |= metadata.contains(path_contains.as_str());
+                corrupting |= metadata.as_str().contains(path_contains.as_str());
             }
             TraceEvent::Fault(Fault::LoseFiles { path_prefix }) => {
                 lost |= directory.starts_with(path_prefix.as_str());

@@ -477,14 +477,7 @@ mod tests {
     #[test]
     fn the_model_sums_per_key_and_answers_for_a_cut() {
         let mut job = JobGraph::new("model");
-        let source = job.add(
-            "source",
-            OperatorKind::Source {
-                log: log(&[(1, 5), (2, 7), (1, 10)]),
-                records_per_tick: 1,
-            },
-            1,
-        );
+        let source = add_source(&mut job, &[(1, 5), (2, 7), (1, 10)]);
         let doubled = job.add("double", OperatorKind::Map(MapFn::MultiplyBy(2)), 1);
         let sum = job.add("sum", OperatorKind::KeyedAggregate(AggregateFn::Sum), 1);
         let sink = job.add("sink", OperatorKind::TwoPhaseCommitSink, 1);
@@ -574,14 +567,7 @@ mod tests {
     #[test]
     fn a_keyed_operator_behind_another_is_not_order_free() {
         let mut job = JobGraph::new("chain");
-        let source = job.add(
-            "source",
-            OperatorKind::Source {
-                log: log(&[(1, 5)]),
-                records_per_tick: 1,
-            },
-            1,
-        );
+        let source = add_source(&mut job, &[(1, 5)]);
         let first = job.add("first", OperatorKind::KeyedAggregate(AggregateFn::Sum), 1);
         let second = job.add("second", OperatorKind::KeyedAggregate(AggregateFn::Max), 1);
         let sink = job.add("sink", OperatorKind::PlainSink, 1);
