@@ -3,9 +3,9 @@
 //! A [`BarrierHandler`] sees every barrier and cancellation marker of a task and decides when
 //! the task snapshots, which checkpoints it aborts, and which channels are blocked. The task
 //! stays the same for every algorithm; a researcher adds one by implementing this trait.
-//! Built in: [`BarrierAligner`] (EXACTLY_ONCE, reference §D), [`BarrierTracker`]
-//! (AT_LEAST_ONCE, reference §E) and [`ChannelStateHandler`] (unaligned checkpoints with the
-//! aligned-checkpoint timeout, reference §F, and classic Chandy-Lamport, reference §3.1), the
+//! Built in: [`BarrierAligner`] (EXACTLY_ONCE, Flink's aligned `SingleCheckpointBarrierHandler`), [`BarrierTracker`]
+//! (AT_LEAST_ONCE, Flink's `CheckpointBarrierTracker`) and [`ChannelStateHandler`] (unaligned checkpoints with the
+//! aligned-checkpoint timeout, FLIP-76, and classic Chandy-Lamport, after Chandy and Lamport 1985), the
 //! two that persist in-flight records as channel state.
 
 use crate::config::{CheckpointConfig, CheckpointingMode};
@@ -34,7 +34,7 @@ pub struct BarrierActions {
     pub channel_state_complete: Option<CheckpointId>,
 }
 
-/// Which input is in flight for a snapshot taken with channel state (reference §F.34): the
+/// Which input is in flight for a snapshot taken with channel state (FLIP-76): the
 /// records queued on `queued` channels when the snapshot is taken (up to the barrier, where
 /// it is queued), and the records arriving on `open` channels until their barrier arrives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub trait BarrierHandler: fmt::Debug + Send {
     /// Whether events from `channel` must wait.
     fn is_blocked(&self, channel: ChannelIndex) -> bool;
     /// Whether this barrier or cancellation marker, arriving on `channel`, is handled at once,
-    /// ahead of the input queued before it (a priority event, reference §F.34), rather than in
+    /// ahead of the input queued before it (a priority event, Flink's `PriorityEvent`), rather than in
     /// channel order.
     fn overtakes(&self, _channel: ChannelIndex, _event: &StreamEvent) -> bool {
         false
@@ -115,7 +115,7 @@ pub fn handler_for(config: &CheckpointConfig, channels: u16) -> Box<dyn BarrierH
 }
 
 /// EXACTLY_ONCE alignment: a channel blocks when its barrier arrives; when every channel has
-/// delivered it, the task snapshots and forwards, then all channels unblock (reference §D).
+/// delivered it, the task snapshots and forwards, then all channels unblock (Flink's `WaitingForFirstBarrier` → `CollectingBarriers` states).
 ///
 /// Invariant: `blocked` is empty unless `aligning` is some; every blocked channel delivered the
 /// barrier of `aligning`.
@@ -187,13 +187,13 @@ impl BarrierHandler for BarrierAligner {
             barrier.id
         );
         let is_current_alignment = self.aligning.map(|b| b.id) == Some(barrier.id);
-        // Older barriers, or the current id after it completed or was cancelled: ignore (§D.25).
+        // Older barriers, or the current id after it completed or was cancelled: ignore (as Flink's `SingleCheckpointBarrierHandler#processBarrier`).
         if barrier.id < self.current || (barrier.id == self.current && !is_current_alignment) {
             return BarrierActions::none();
         }
         let mut actions = BarrierActions::none();
         if barrier.id > self.current {
-            // A newer barrier while aligning aborts the older checkpoint (§D.26).
+            // A newer barrier while aligning aborts the older checkpoint (Flink's `checkNewCheckpoint`).
             if let Some(older) = self.aligning.filter(|_| !self.newer_barrier_joins) {
                 actions
                     .aborted
@@ -205,7 +205,7 @@ impl BarrierHandler for BarrierAligner {
         }
         self.blocked.insert(channel);
         if self.blocked.len() == usize::from(self.channels) {
-            // Snapshot and forward first, then unblock (§D.23).
+            // Snapshot and forward first, then unblock (Flink's `triggerCheckpoint` before `resumeConsumption`).
             actions.triggered = Some(barrier);
             self.unblock_all();
         }
@@ -245,7 +245,7 @@ impl BarrierHandler for BarrierAligner {
 
 /// AT_LEAST_ONCE tracking: counts the channels that delivered each barrier and snapshots when
 /// all have; never blocks, so records after a barrier on a fast channel enter the snapshot and
-/// are replayed after a restore (reference §E).
+/// are replayed after a restore (Flink's `CheckpointBarrierTracker`).
 ///
 /// Invariant: at most [`TRACKED_CHECKPOINTS_MAX`] partial checkpoints, all newer than `latest`.
 #[derive(Debug)]
@@ -282,7 +282,7 @@ impl BarrierHandler for BarrierTracker {
         let newest_partial = self.seen.keys().next_back().copied();
         if !self.seen.contains_key(&barrier.id) && newest_partial.is_some_and(|id| barrier.id < id)
         {
-            // "There cannot be a successful checkpoint for that id anyway" (§E.30).
+            // "There cannot be a successful checkpoint for that id anyway" (`CheckpointBarrierTracker#processCancellationBarrier`).
             return BarrierActions::none();
         }
         let channels = self.seen.entry(barrier.id).or_default();
@@ -297,7 +297,7 @@ impl BarrierHandler for BarrierTracker {
             }
             return BarrierActions::none();
         }
-        // Complete: older partial checkpoints are dropped silently (§E.29).
+        // Complete: older partial checkpoints are dropped silently (`CheckpointBarrierTracker#processBarrier`).
         self.seen = self.seen.split_off(&barrier.id.next());
         self.latest = barrier.id;
         BarrierActions::trigger(barrier)
@@ -312,7 +312,7 @@ impl BarrierHandler for BarrierTracker {
         if checkpoint <= self.latest {
             return BarrierActions::none();
         }
-        // Abort every partial checkpoint up to this one, each once (§E.32).
+        // Abort every partial checkpoint up to this one, each once (`CheckpointBarrierTracker#processCancellationBarrier`).
         let newer = self.seen.split_off(&checkpoint.next());
         let mut aborted: Vec<(CheckpointId, CheckpointFailureReason)> = self
             .seen
@@ -339,19 +339,19 @@ impl BarrierHandler for BarrierTracker {
 
 /// The two algorithms that persist in-flight records as channel state, so that a task need not
 /// wait for every barrier before it snapshots:
-/// - unaligned checkpoints (reference §F): barriers overtake the input queued before them; the
+/// - unaligned checkpoints (FLIP-76): barriers overtake the input queued before them; the
 ///   task snapshots on the first barrier, and the records it overtook, and those arriving on
 ///   each other channel before that channel's barrier, are the channel state. With an
 ///   aligned-checkpoint timeout a checkpoint starts aligned (channels block at their barrier)
 ///   and switches to unaligned once it has aligned for that long; channels blocked by then stay
-///   blocked (FLINK-22638). Savepoints are always aligned (§F.36).
-/// - classic Chandy-Lamport (reference §3.1): markers stay in channel order; the task snapshots
+///   blocked (FLINK-22638). Savepoints are always aligned (FLINK-21945 for the forced-aligned cases).
+/// - classic Chandy-Lamport (Chandy and Lamport, 1985): markers stay in channel order; the task snapshots
 ///   on the first marker it processes, blocks no channel for it, and records what each other
 ///   channel delivers until its marker.
 ///
 /// Under both, savepoints are aligned.
 ///
-/// Both handle one checkpoint at a time: a newer barrier aborts the pending one (§D.26). Nothing
+/// Both handle one checkpoint at a time: a newer barrier aborts the pending one (as the aligner does). Nothing
 /// overtakes on a channel whose end of data arrived, and a checkpoint whose first barrier came
 /// on such a channel is aligned to the end: the job's final checkpoint, whose barriers all
 /// follow end of data, must hold everything the task will ever process (a task finishes when

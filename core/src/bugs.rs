@@ -236,40 +236,40 @@ impl SeededBug {
     pub fn reference(self) -> &'static str {
         match self {
             SeededBug::AlignmentWithoutBlocking => {
-                "flink-semantics §D.21–23 (a channel blocks once its barrier arrived)"
+                "AbstractAlignedBarrierHandlerState (a channel blocks once its barrier arrived)"
             }
             SeededBug::CommitAtSnapshot => {
-                "flink-semantics §O.81–82 (commit only in notifyCheckpointComplete)"
+                "TwoPhaseCommitSinkFunction (commit only in notifyCheckpointComplete)"
             }
             SeededBug::AbortPreCommittedOnRestore => {
-                "flink-semantics §O.84 (recoverAndCommit on restore)"
+                "TwoPhaseCommitSinkFunction#initializeState (recoverAndCommit on restore)"
             }
             SeededBug::SourceOffsetAtRead => {
-                "flink-semantics §N.77 (sources re-read from the offset in the checkpoint)"
+                "Flink docs, Stateful Stream Processing, \"Recovery\" (sources re-read from the offset in the checkpoint)"
             }
             SeededBug::AckBeforeDurable => {
-                "flink-semantics §C.20 (acknowledge after the asynchronous part completed)"
+                "AsyncCheckpointRunnable, FLINK-25305 (acknowledge after the asynchronous part completed)"
             }
             SeededBug::RestoreFromPending => {
-                "flink-semantics §N.76 (restore the latest completed checkpoint)"
+                "CheckpointCoordinator#restoreLatestCheckpointedStateInternal (restore the latest completed checkpoint)"
             }
-            SeededBug::ReusedTransactionId => "FLINK-8132; flink-semantics §O.81",
-            SeededBug::PeriodicNotResumed => "FLINK-13256; flink-semantics §B.7",
+            SeededBug::ReusedTransactionId => "FLINK-8132; TwoPhaseCommitSinkFunction#snapshotState",
+            SeededBug::PeriodicNotResumed => "FLINK-13256; CheckpointCoordinator.ScheduledTrigger",
             SeededBug::CommitOutOfOrder => {
-                "flink-semantics §O.82 (pending transactions committed in checkpoint id order)"
+                "TwoPhaseCommitSinkFunction#notifyCheckpointComplete (pending transactions committed in checkpoint id order)"
             }
             SeededBug::RegistryDeletesReferenced => {
-                "flink-semantics §J (a shared file is deleted only when no retained checkpoint uses it)"
+                "SharedStateRegistryImpl#unregisterUnusedState (a shared file is deleted only when no retained checkpoint uses it)"
             }
             SeededBug::NewerBarrierNotAborting => {
-                "flink-semantics §D.26 (a newer barrier aborts the pending checkpoint)"
+                "SingleCheckpointBarrierHandler#checkNewCheckpoint (a newer barrier aborts the pending checkpoint)"
             }
             SeededBug::DeclineWithoutMarker => {
-                "flink-semantics §C.18 step 0b, §C.19, §D.26 (broadcast CancelCheckpointMarker)"
+                "SubtaskCheckpointCoordinatorImpl#checkpointState and #abortCheckpointOnBarrier, StreamTask#performCheckpoint (broadcast CancelCheckpointMarker)"
             }
-            SeededBug::LostNotificationNotCompensated => "FLINK-21080; flink-semantics §G.44 (an abort notice first commits the latest completed)",
+            SeededBug::LostNotificationNotCompensated => "FLINK-21080; SubtaskCheckpointCoordinatorImpl#notifyCheckpoint (an abort notice first commits the latest completed)",
             SeededBug::InFlightNotPersisted => {
-                "flink-semantics §F.34 (in-flight input persisted as channel state)"
+                "ChannelStatePersister#maybePersist (in-flight input persisted as channel state)"
             }
             SeededBug::MetadataAnsweredTwice => {
                 "CheckpointCoordinator#completePendingCheckpoint (a pending checkpoint is finalized once)"

@@ -29,7 +29,7 @@ impl Kind {
     fn magic(self) -> u32 {
         match self {
             Kind::TaskSnapshot => 0x534e_4150,       // "SNAP"
-            Kind::CheckpointMetadata => 0x4960_672d, // Flink's _metadata magic (reference §K.65)
+            Kind::CheckpointMetadata => 0x4960_672d, // Flink's _metadata magic (`Checkpoints`)
             Kind::HaRecord => 0x4841_5245,           // "HARE"
             Kind::SharedState => 0x5353_5431,        // "SST1"
         }

@@ -1,8 +1,10 @@
-//! Checkpoint and restart options with Flink's defaults and validation rules (reference §A–B, §N.78).
+//! Checkpoint and restart options with Flink's defaults and validation rules (Flink's
+//! `CheckpointingOptions`, `CheckpointCoordinatorConfiguration`, `RestartStrategyOptions`).
 //!
 //! Every rule is checked when the job is built ([`CheckpointConfig::validate`]); a violation is a
 //! [`ConfigError`] that names the option and the rule, never a panic.
 
+use crate::algorithm::Plugged;
 use crate::ids::Tick;
 use crate::retention::ExternalizedRetention;
 use crate::storage::{StoragePath, HA_DIRECTORY};
@@ -15,14 +17,15 @@ pub const CHECKPOINT_TIME_MIN_TICKS: u64 = 10;
 pub const CHECKPOINT_TIMEOUT_DEFAULT_TICKS: u64 = 600_000;
 /// Flink caps the min pause at one year.
 pub const MIN_PAUSE_MAX_TICKS: u64 = 365 * 24 * 3600 * 1000;
-/// A bound on concurrent checkpoints so the coordinator's tables stay small (STYLE §5).
+/// A bound on concurrent checkpoints so the coordinator's tables stay small.
 pub const CONCURRENT_CHECKPOINTS_MAX: u32 = 64;
 /// A bound on retained checkpoints for the same reason.
 pub const RETAINED_CHECKPOINTS_MAX: u32 = 1024;
 /// A bound on restart attempts: every attempt is a new `Attempt` number.
 pub const RESTART_ATTEMPTS_MAX: u32 = 1_000_000;
 
-/// How barriers are handled at tasks with several input channels (reference §D–E).
+/// How barriers are handled at tasks with several input channels (Flink's
+/// `SingleCheckpointBarrierHandler` and `CheckpointBarrierTracker`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CheckpointingMode {
     /// Aligned barriers: a channel blocks once its barrier arrived (the default).
@@ -47,17 +50,19 @@ pub struct CheckpointConfig {
     pub max_concurrent: u32,
     /// A pending checkpoint older than this is aborted as expired.
     pub timeout_ticks: u64,
-    /// Consecutive counted failures tolerated before the job fails (reference §H).
+    /// Consecutive counted failures tolerated before the job fails (Flink's
+    /// `CheckpointFailureManager`).
     pub tolerable_failed: u32,
     /// How many completed checkpoints the store keeps.
     pub retained: u32,
     /// `state.checkpoints.dir`: set, checkpoints are files under `{directory}/{job}/`
     /// (FileSystemCheckpointStorage); unset, snapshots live in the JobManager's memory
-    /// (JobManagerCheckpointStorage), within `memory_storage`'s limits (reference §K–§L).
+    /// (JobManagerCheckpointStorage), within `memory_storage`'s limits.
     #[serde(default)]
     pub directory: Option<String>,
     /// `state.savepoints.dir`: where savepoints go, `{savepoint_directory}/savepoint-{job}-{id}/`.
-    /// Savepoints always need files, whatever the checkpoint storage (reference §L.70).
+    /// Savepoints always need files, whatever the checkpoint storage (Flink's
+    /// `MemoryBackendCheckpointStorageAccess`).
     #[serde(default)]
     pub savepoint_directory: Option<String>,
     /// The limits of JobManagerCheckpointStorage.
@@ -72,28 +77,35 @@ pub struct CheckpointConfig {
     /// snapshots upload only what changed into `shared/`. Needs a checkpoint directory.
     #[serde(default)]
     pub incremental: bool,
-    /// What happens to checkpoints when the job ends (reference §M).
+    /// What happens to checkpoints when the job ends (Flink's `ExternalizedCheckpointRetention`).
     #[serde(default)]
     pub retention: ExternalizedRetention,
     /// `execution.checkpointing.unaligned.enabled`: barriers overtake the input queued before
     /// them, and that in-flight input is persisted with the snapshot as channel state
-    /// (reference §F). EXACTLY_ONCE only, one checkpoint at a time; savepoints stay aligned.
+    /// (FLIP-76). EXACTLY_ONCE only, one checkpoint at a time; savepoints stay aligned.
     #[serde(default)]
     pub unaligned: bool,
     /// `execution.checkpointing.aligned-checkpoint-timeout`: with `unaligned`, a checkpoint
     /// starts aligned and switches to unaligned once its alignment has taken this long at a
-    /// task; 0 starts unaligned (reference §F.33).
+    /// task (Flink times it from the global start instead, FLINK-23041); 0 starts unaligned.
     #[serde(default)]
     pub aligned_timeout_ticks: u64,
-    /// Not a Flink option: the classic Chandy-Lamport algorithm (reference §3.1). A task
-    /// snapshots on the first marker (barrier) it processes, never blocks a channel, and
-    /// records what each channel delivers between its snapshot and that channel's marker.
+    /// Not a Flink option: the classic Chandy-Lamport algorithm (Chandy & Lamport,
+    /// "Distributed Snapshots", 1985). A task snapshots on the first marker (barrier) it
+    /// processes, never blocks a channel, and records what each channel delivers between its
+    /// snapshot and that channel's marker.
     /// Markers stay in FIFO order. EXACTLY_ONCE only, one checkpoint at a time.
     #[serde(default)]
     pub chandy_lamport: bool,
+    /// A snapshot algorithm from outside the engine, whose handler every task runs instead of
+    /// the one the options above choose (see [`crate::algorithm`]). Not an option one can
+    /// write down: a program plugs it in.
+    #[serde(skip)]
+    pub plugged: Option<Plugged>,
 }
 
-/// The limits of JobManagerCheckpointStorage (reference §L.68–§L.69).
+/// The limits of JobManagerCheckpointStorage (Flink's `MemCheckpointStreamFactory` and the
+/// `JobManagerCheckpointStorage` Javadoc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryStorageLimits {
     /// One task's state for one checkpoint (Flink's `maxStateSize`, 5 MiB).
@@ -124,7 +136,7 @@ pub enum CheckpointStorageKind {
 }
 
 impl Default for CheckpointConfig {
-    /// Flink's defaults (reference §A.2).
+    /// Flink's defaults (`CheckpointingOptions`).
     fn default() -> Self {
         CheckpointConfig {
             interval_ticks: None,
@@ -143,6 +155,7 @@ impl Default for CheckpointConfig {
             unaligned: false,
             aligned_timeout_ticks: 0,
             chandy_lamport: false,
+            plugged: None,
         }
     }
 }
@@ -254,7 +267,8 @@ impl CheckpointConfig {
         warnings
     }
 
-    /// Checks every rule of reference §A. Call before building a job.
+    /// Checks every rule Flink applies to these options (`CheckpointCoordinatorConfiguration`,
+    /// the `CheckpointCoordinator` constructor). Call before building a job.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(value) = self.interval_ticks {
             if value < CHECKPOINT_TIME_MIN_TICKS {
@@ -313,7 +327,8 @@ impl CheckpointConfig {
         Ok(())
     }
 
-    /// The rules of the algorithms that record channel state (reference §F.36).
+    /// The rules of the algorithms that record channel state (Flink's for unaligned
+    /// checkpoints: `CheckpointCoordinatorConfiguration`, FLINK-18403).
     fn validate_channel_state(&self) -> Result<(), ConfigError> {
         if self.unaligned && self.chandy_lamport {
             return Err(ConfigError::UnalignedAndChandyLamport);
@@ -365,14 +380,15 @@ impl CheckpointConfig {
     }
 
     /// The effective periodic interval: Flink raises it to the min pause when that is larger
-    /// (reference §A.3).
+    /// (in the `CheckpointCoordinator` constructor).
     pub fn effective_interval_ticks(&self) -> Option<u64> {
         self.interval_ticks
             .map(|interval| interval.max(self.min_pause_ticks))
     }
 }
 
-/// An integer ratio, so that no probability or factor is an `f64` (STYLE §3.6).
+/// An integer ratio, so that no probability or factor is an `f64` (as TigerBeetle's VOPR
+/// writes probabilities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ratio {
     /// The numerator.
@@ -398,7 +414,7 @@ impl Ratio {
     }
 }
 
-/// How the JobManager restarts the job after a failure (reference §N.78).
+/// How the JobManager restarts the job after a failure (Flink's `RestartStrategyOptions`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestartStrategyConfig {
     /// Never restart: the first failure fails the job (Flink's default without checkpointing).
@@ -602,8 +618,9 @@ impl RestartStrategy {
     }
 }
 
-/// Spreads `delay` by up to ±`jitter`. The engine takes no randomness (STYLE §3.5), so the
-/// spread is a fixed mix of the restart count: deterministic, yet not the same every time.
+/// Spreads `delay` by up to ±`jitter`. The engine takes no randomness (all of it comes from the
+/// simulation's seed), so the spread is a fixed mix of the restart count: deterministic, yet
+/// not the same every time.
 fn jittered(delay: u64, jitter: Ratio, restarts: u32) -> u64 {
     let spread = jitter.apply(delay);
     if spread == 0 {

@@ -4,7 +4,8 @@
 //! a [`CoordinatorEffect`]. Persisting the id counter, writing `_metadata` and persisting the
 //! completed store are asynchronous: the JobManager carries them out and reports back through
 //! `on_counter_persisted`, `on_metadata_written` and `on_completion_persisted`. Completion
-//! follows reference §I.50: metadata durable, then the store, then notifications.
+//! follows Flink's `CheckpointCoordinator#completePendingCheckpoint`: metadata durable, then
+//! the store, then notifications.
 
 use crate::config::{CheckpointConfig, CheckpointStorageKind};
 use crate::ids::{CheckpointId, TaskId, Tick};
@@ -26,7 +27,7 @@ pub enum SavepointRefused {
     NotRunning,
 }
 
-/// Flink's bound on queued trigger requests (reference §B.8).
+/// Flink's bound on queued trigger requests (`CheckpointRequestDecider`).
 pub const QUEUED_REQUESTS_MAX: u32 = 1000;
 
 /// What the coordinator asks the JobManager to do.
@@ -79,7 +80,7 @@ pub enum CoordinatorEffect {
     },
     /// This completed checkpoint left the store: delete its exclusive state if the job owns it.
     DiscardCompleted(CompletedCheckpoint),
-    /// Too many counted failures in a row: fail the job (reference §H.47).
+    /// Too many counted failures in a row: fail the job (Flink's `CheckpointFailureManager`).
     FailJob {
         /// The checkpoint whose failure crossed the threshold.
         checkpoint: CheckpointId,
@@ -110,7 +111,8 @@ struct PendingCheckpoint {
     phase: Phase,
 }
 
-/// Counts checkpoint failures and decides when the job must fail (reference §H).
+/// Counts checkpoint failures and decides when the job must fail, as Flink's
+/// `CheckpointFailureManager` does.
 ///
 /// Invariant: `counted` holds only ids above `last_succeeded`, and
 /// `continuous <= tolerable` between calls.
@@ -136,8 +138,9 @@ impl CheckpointFailureManager {
         }
     }
 
-    /// Records a failure; returns true when the job must fail. Counts only the reasons of §H.46,
-    /// once per id, and only for ids after the last success (FLINK-18336).
+    /// Records a failure; returns true when the job must fail. Counts only the reasons Flink's
+    /// `CheckpointFailureManager#checkFailureCounter` counts, once per id, and only for ids
+    /// after the last success (FLINK-18336).
     #[must_use]
     pub fn on_failure(
         &mut self,
@@ -302,8 +305,9 @@ impl CheckpointCoordinator {
             .any(|p| matches!(p.phase, Phase::WritingMetadata | Phase::PersistingStore))
     }
 
-    /// The job runs: start periodic triggering after `first_delay` (reference §B.6–7; Flink draws
-    /// the delay at random in `[min pause, interval]`, the driver draws it from the seed).
+    /// The job runs: start periodic triggering after `first_delay` (Flink's
+    /// `CheckpointCoordinatorDeActivator`; Flink draws the delay at random in
+    /// `[min pause, interval]` in `getRandomInitDelay`, the driver draws it from the seed).
     pub fn start(&mut self, now: Tick, first_delay: u64) {
         assert!(!self.running, "the scheduler starts once per attempt");
         self.running = true;
@@ -359,9 +363,10 @@ impl CheckpointCoordinator {
             .map(|(&id, p)| (id, p.acks.clone()))
     }
 
-    /// A savepoint is asked for (reference §I.52): triggered before queued checkpoints, ignoring
-    /// the min pause and the concurrency limit, written to the savepoint directory, never added
-    /// to the store and never notified, so nothing is committed from it.
+    /// A savepoint is asked for (`CheckpointCoordinator#triggerSavepoint`, FLINK-25191):
+    /// triggered before queued checkpoints, ignoring the min pause and the concurrency limit,
+    /// written to the savepoint directory, never added to the store and never notified, so
+    /// nothing is committed from it.
     pub fn request_savepoint(
         &mut self,
         now: Tick,
@@ -421,7 +426,8 @@ impl CheckpointCoordinator {
             (self.next_periodic, self.config.effective_interval_ticks())
         {
             if at <= now {
-                // Fixed rate: the schedule does not drift with completions (reference §B.7).
+                // Fixed rate: the schedule does not drift with completions (Flink's
+                // `CheckpointCoordinator.ScheduledTrigger`).
                 let missed = now.since(at) / interval;
                 self.next_periodic = Some(at.after((missed + 1) * interval));
                 match self.final_completed() {
@@ -453,7 +459,7 @@ impl CheckpointCoordinator {
             return;
         }
         let Some(pending) = self.pending.get_mut(&checkpoint) else {
-            return; // Late ack for an aborted or completed checkpoint (reference §G.40).
+            return; // Late ack for an aborted or completed checkpoint (FLINK-5063).
         };
         if pending.phase != Phase::Collecting || pending.acks.contains_key(&task) {
             return; // Duplicate.
@@ -468,7 +474,8 @@ impl CheckpointCoordinator {
         }
     }
 
-    /// A task declined `checkpoint`: abort it with the task's reason (reference §G.41).
+    /// A task declined `checkpoint`: abort it with the task's reason
+    /// (`CheckpointCoordinator#receiveDeclineMessage`).
     pub fn on_decline(
         &mut self,
         now: Tick,
@@ -592,7 +599,7 @@ impl CheckpointCoordinator {
         }
         if pending.savepoint {
             // Done: not in the store, no notification (FLINK-25191); the min pause counts
-            // from here too (reference §B.12).
+            // from here too (Flink's `lastCheckpointCompletionRelativeTime`).
             self.pending.remove(&checkpoint);
             self.last_completion = Some(now);
             let directory = self.config.savepoint_dir(&self.job, checkpoint);
@@ -624,7 +631,8 @@ impl CheckpointCoordinator {
     }
 
     /// The completed store with `checkpoint` was persisted (or not). On success the checkpoint
-    /// is complete: older pending ones are subsumed, then tasks are notified (reference §I.50).
+    /// is complete: older pending ones are subsumed, then tasks are notified
+    /// (`CheckpointCoordinator#completePendingCheckpoint`).
     pub fn on_completion_persisted(
         &mut self,
         now: Tick,
@@ -655,7 +663,8 @@ impl CheckpointCoordinator {
         }
         self.failures.on_success(checkpoint);
         self.last_completion = Some(now);
-        // Older pending checkpoints are subsumed; savepoints are not (reference §I.50 step 7).
+        // Older pending checkpoints are subsumed; savepoints are not
+        // (`PendingCheckpoint#canBeSubsumed`).
         let older: Vec<CheckpointId> = self
             .pending
             .range(..checkpoint)
@@ -700,7 +709,8 @@ impl CheckpointCoordinator {
         }
     }
 
-    /// Takes the next queued request if the rules allow (reference §B.9–12).
+    /// Takes the next queued request if the rules allow (Flink's
+    /// `CheckpointRequestDecider#chooseRequestToExecute`).
     fn try_trigger(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
         if !self.running || self.triggering.is_some() {
             return;
@@ -740,13 +750,14 @@ impl CheckpointCoordinator {
         // Every pending checkpoint counts, also one being finalized (Flink completes under
         // its lock, so there a finalizing checkpoint is still pending).
         if self.pending.len() >= self.config.max_concurrent as usize {
-            return; // Stays queued until a slot frees (§B.11).
+            return; // Stays queued until a slot frees, not failed (`CheckpointRequestDecider`).
         }
         if periodic {
             if let Some(last) = self.last_completion {
                 let earliest = last.after(self.config.min_pause_ticks);
                 if now < earliest {
-                    // Fails, and the periodic trigger fires again exactly when allowed (§B.12).
+                    // Fails, and the periodic trigger fires again exactly when allowed
+                    // (`CheckpointRequestDecider#nextTriggerDelayMillis`).
                     self.queued_periodic -= 1;
                     let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
                     probes::hit(Probe::RefusedMinPause);
@@ -813,7 +824,8 @@ impl CheckpointCoordinator {
     }
 
     /// Where `_metadata` goes: a file with FileSystemCheckpointStorage, nowhere (the
-    /// JobManager's memory) with JobManagerCheckpointStorage (reference §L.70).
+    /// JobManager's memory) with JobManagerCheckpointStorage
+    /// (`NonPersistentMetadataCheckpointStorageLocation`).
     fn metadata_path(&self, checkpoint: CheckpointId) -> Option<StoragePath> {
         match self.config.storage(&self.job) {
             CheckpointStorageKind::FileSystem(root) => {

@@ -1,4 +1,5 @@
-//! Identifiers and counts as newtypes with sized integers (STYLE §2).
+//! Identifiers and counts as newtypes with sized integers, so that one kind of id cannot be
+//! passed for another and every width is explicit (as TigerBeetle's style asks).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,7 +22,7 @@ macro_rules! newtype {
 
 newtype!(
     /// The barrier sequence number of a checkpoint. Starts at 1 and strictly increases;
-    /// an aborted attempt still consumes its id (reference §A.5).
+    /// an aborted attempt still consumes its id (Flink's `CheckpointIDCounter`).
     CheckpointId(u64), "chk-"
 );
 newtype!(
@@ -67,7 +68,7 @@ newtype!(
 );
 
 impl CheckpointId {
-    /// The first id a fresh job uses (reference §A.5: `INITIAL_CHECKPOINT_ID = 1`).
+    /// The first id a fresh job uses (Flink's `CheckpointIDCounter.INITIAL_CHECKPOINT_ID = 1`).
     pub const INITIAL: CheckpointId = CheckpointId(1);
 
     /// The id after this one.

@@ -100,7 +100,8 @@ pub enum OperatorKind {
     /// channel's order changes every later value of its key and lane, while any interleaving
     /// of channels leaves them as they are.
     KeyedChain,
-    /// Exactly-once sink with two-phase commit into the external sink system (reference §O).
+    /// Exactly-once sink with two-phase commit into the external sink system (Flink's
+    /// `TwoPhaseCommitSinkFunction`).
     TwoPhaseCommitSink,
     /// At-least-once sink: writes straight into the external system's committed output.
     PlainSink,
@@ -220,7 +221,7 @@ pub struct JobGraph {
     pub bugs: BTreeSet<SeededBug>,
 }
 
-/// Where a new job starts from, and on what terms (reference §N.79–§N.80).
+/// Where a new job starts from, and on what terms (`flink run -s`, Flink's `RestoreMode`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreSettings {
     /// The snapshot: its directory (`…/chk-7`) or its `_metadata` file.

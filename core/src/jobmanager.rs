@@ -362,7 +362,7 @@ impl JobManager {
     }
 
     /// A job without an HA record that is told to start from a snapshot path (`flink run -s`)
-    /// reads its `_metadata` (reference §N.79).
+    /// reads its `_metadata` (`CheckpointCoordinator#restoreSavepoint`).
     fn read_restore_metadata(&mut self, now: Tick, out: &mut Outbox) {
         match self.restore_paths() {
             Ok((_, metadata)) => {
@@ -895,7 +895,7 @@ impl JobManager {
                     // Exclusive files are named relative to `_metadata` (Flink's
                     // RelativeFileStateHandle); shared runs keep their absolute paths, so a
                     // savepoint (all exclusive) can be moved and an incremental checkpoint
-                    // cannot (reference §K.64, §K.66).
+                    // cannot (`FsCheckpointStreamFactory`, `FsCheckpointStorageAccess`).
                     let directory = path.parent().expect("a _metadata file has a directory");
                     file.relativize(&directory);
                     let bytes = codec::encode(Kind::CheckpointMetadata, &file);
@@ -1080,7 +1080,7 @@ impl JobManager {
                 let size = state.in_memory_bytes();
                 if size > 0 && held + size > budget {
                     // All state of all retained checkpoints must fit the JobManager's memory
-                    // (reference §L.69): refuse this one rather than run out.
+                    // (`JobManagerCheckpointStorage` Javadoc): refuse this one rather than run out.
                     probes::hit(Probe::MemoryBudgetRefused);
                     out.trace(EngineEvent::SnapshotRefused {
                         task,
@@ -1154,7 +1154,8 @@ impl JobManager {
     }
 
     /// The job ended for good: delete the retained checkpoints the retention policy does not
-    /// keep (reference §M.72–§M.75). The job's directory stays; so do the HA records, which
+    /// keep (`CompletedCheckpoint#shouldBeDiscardedOnShutdown`, called by Flink's
+    /// `CompletedCheckpointStore#shutdown`). The job's directory stays; so do the HA records, which
     /// say which checkpoints exist.
     fn discard_on_termination(&mut self, now: Tick, reason: Leaving, out: &mut Outbox) {
         let kind = SnapshotKind::Checkpoint(self.plan.checkpoint.retention);
@@ -1297,7 +1298,8 @@ impl JobManager {
         }
     }
 
-    /// Deletes the shared files no retained checkpoint uses any more (reference §J.57), but
+    /// Deletes the shared files no retained checkpoint uses any more
+    /// (`SharedStateRegistryImpl#unregisterUnusedState`), but
     /// only while no checkpoint is pending: a pending snapshot may have been taken on top of a
     /// checkpoint that a newer completion just subsumed, and use its runs.
     fn delete_unused_shared(&mut self, now: Tick, out: &mut Outbox) {

@@ -11,6 +11,7 @@
 
 #![deny(missing_docs)]
 
+pub mod algorithm;
 pub mod barrier;
 pub mod bugs;
 pub mod cluster;

@@ -1,6 +1,6 @@
 //! The incremental state backend: keyed state kept as immutable sorted runs, each uploaded once
-//! into `shared/` and referenced by every later checkpoint that still needs it (reference §3.4,
-//! the RocksDB backend's incremental checkpoints).
+//! into `shared/` and referenced by every later checkpoint that still needs it (Flink's
+//! 2018 blog post on incremental checkpointing, the RocksDB backend's incremental checkpoints).
 //!
 //! A snapshot uploads one new run with what changed since the last *durable* snapshot (puts and
 //! deletes), and lists the runs that make up the state; when the list grows past
@@ -169,7 +169,7 @@ impl LsmBackend {
     }
 
     /// Forgets what was uploaded, so the next snapshot uploads the whole state (after a restore
-    /// from a snapshot the job does not own, reference §N.80).
+    /// from a snapshot the job does not own: Flink's `RestoreMode.NO_CLAIM`, `forceFullSnapshot`).
     pub fn force_full(&mut self) {
         self.base = Base::default();
     }

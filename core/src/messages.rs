@@ -33,7 +33,8 @@ impl fmt::Display for Address {
     }
 }
 
-/// Why a checkpoint failed, with Flink's names (reference §H.46 says which ones count).
+/// Why a checkpoint failed, with Flink's names (`CheckpointFailureReason`; Flink's
+/// `CheckpointFailureManager#checkFailureCounter` says which ones count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CheckpointFailureReason {
     /// The timeout expired before all acks arrived (`CHECKPOINT_EXPIRED`, counted).

@@ -85,7 +85,7 @@ pub struct Emitted {
     pub sink: Vec<SinkRequest>,
 }
 
-/// A sink's actions after a restore (reference §O.84).
+/// A sink's actions after a restore (Flink's `TwoPhaseCommitSinkFunction#initializeState`).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RecoveredTransactions {
     /// Pre-committed transactions to commit again (idempotent).

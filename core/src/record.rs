@@ -68,7 +68,7 @@ pub struct Record {
 }
 
 /// A checkpoint barrier. It carries the id and whether it is a savepoint's, never a timestamp
-/// (STYLE §3.1); a savepoint's files go to the savepoint's own directory.
+/// (so that no run depends on a clock); a savepoint's files go to the savepoint's own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CheckpointBarrier {
     /// The checkpoint this barrier belongs to.
@@ -96,7 +96,8 @@ pub enum StreamEvent {
     Watermark(EventTime),
     /// A checkpoint barrier.
     Barrier(CheckpointBarrier),
-    /// The upstream task declined this checkpoint: abort it here too (reference §D.27).
+    /// The upstream task declined this checkpoint: abort it here too (Flink's
+    /// `CancelCheckpointMarker`, `SingleCheckpointBarrierHandler#processCancellationBarrier`).
     CancelMarker(CheckpointId),
     /// No more records follow on this channel; barriers still do, until the final checkpoint.
     EndOfData,

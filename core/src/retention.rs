@@ -1,5 +1,6 @@
-//! Which checkpoint files may be deleted, and when: the shared-state registry (reference §J)
-//! and the discard table of retention policies (reference §M).
+//! Which checkpoint files may be deleted, and when: the shared-state registry (Flink's
+//! `SharedStateRegistryImpl`) and the discard table of retention policies (Flink's
+//! `CheckpointProperties`).
 //!
 //! Both are pure bookkeeping: they say what to delete; the JobManager sends the deletes.
 
@@ -8,7 +9,7 @@ use crate::storage::StoragePath;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Whether a restored snapshot becomes the job's to delete (reference §N.80).
+/// Whether a restored snapshot becomes the job's to delete (Flink's `RestoreMode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClaimMode {
     /// The job takes ownership: the snapshot's files are deleted once no retained checkpoint
@@ -28,7 +29,7 @@ struct SharedEntry {
 
 /// The shared files (under `shared/`) of the job's checkpoints and the newest checkpoint that
 /// uses each, Flink ≥ 1.15 style: no reference counts; a file is deleted once every retained
-/// checkpoint is newer than the last one that used it (reference §J.57–§J.59).
+/// checkpoint is newer than the last one that used it (`SharedStateRegistryImpl`, FLINK-24611).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedStateRegistry {
     entries: BTreeMap<StoragePath, SharedEntry>,
@@ -94,7 +95,7 @@ impl SharedStateRegistry {
 }
 
 /// What the user asked to happen to checkpoints when the job ends (Flink's
-/// `ExternalizedCheckpointRetention`, reference §M.71).
+/// `ExternalizedCheckpointRetention`, mapped to a policy by `StreamingJobGraphGenerator`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExternalizedRetention {
     /// Checkpoints are deleted whenever the job ends (Flink's default).
@@ -144,8 +145,8 @@ pub enum SnapshotKind {
 }
 
 impl SnapshotKind {
-    /// Flink's discard table (reference §M.72): whether the snapshot's files are deleted when it
-    /// leaves the store for `reason`.
+    /// Flink's discard table (`CheckpointProperties`): whether the snapshot's files are deleted
+    /// when it leaves the store for `reason`.
     pub fn discarded_when(self, reason: Leaving) -> bool {
         use ExternalizedRetention::*;
         use Leaving::*;
@@ -171,7 +172,7 @@ mod tests {
             .collect()
     }
 
-    /// Reference §3.4 (the 2018 incremental-checkpointing post), one subtask, two retained:
+    /// The example of Flink's 2018 incremental-checkpointing blog post, one subtask, two retained:
     /// sst1–sst3 disappear exactly when checkpoint 4 completes, and no file that checkpoint 3
     /// or 4 uses is ever deleted.
     #[test]
@@ -224,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_shared_file_goes_only_when_its_last_user_is_older_than_every_retained_checkpoint() {
-        // §J.58: an aborted checkpoint registers nothing, so its uploads are not deleted with
+        // FLINK-24611: an aborted checkpoint registers nothing, so its uploads are not deleted with
         // it; checkpoint 3 reuses sst9 (uploaded by the aborted checkpoint 2) and registers it.
         let mut registry = SharedStateRegistry::default();
         registry.register(CheckpointId(1), files(&["a"]));
@@ -237,8 +238,8 @@ mod tests {
         );
     }
 
-    /// Reference §M.72, row by row: discard on subsumed / finished / canceled / failed /
-    /// suspended.
+    /// Flink's discard table (`CheckpointProperties`), row by row: discard on subsumed /
+    /// finished / canceled / failed / suspended.
     #[test]
     fn the_discard_table() {
         use ExternalizedRetention::*;

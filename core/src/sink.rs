@@ -2,7 +2,8 @@
 //!
 //! The sink system is outside the failure domain (like a Kafka cluster): its committed output
 //! is what the checkers read. Transactions move Open → PreCommitted → Committed, or to Aborted;
-//! commit is idempotent, so a sink may re-commit after a restore (reference §O.84).
+//! commit is idempotent, so a sink may re-commit after a restore (Flink's
+//! `TwoPhaseCommitSinkFunction#initializeState`).
 
 use crate::ids::{Attempt, CheckpointId, TaskId, Tick};
 use crate::messages::{Address, Message, Node, Outbox};
@@ -274,7 +275,7 @@ impl Node for SinkSystem {
     }
 }
 
-/// The state of a two-phase-commit sink subtask (reference §O.81–85).
+/// The state of a two-phase-commit sink subtask (Flink's `TwoPhaseCommitSinkFunction`).
 ///
 /// Invariant: `pending` is ordered by checkpoint id, and no transaction appears twice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,7 +53,8 @@ impl StoragePath {
         }
     }
 
-    /// `{root}/chk-{id}/`: the exclusive directory of one checkpoint (reference §K.62); `root`
+    /// `{root}/chk-{id}/`: the exclusive directory of one checkpoint
+    /// (`AbstractFsCheckpointStorageAccess.CHECKPOINT_DIR_PREFIX`); `root`
     /// is the job's checkpoint directory, `{state.checkpoints.dir}/{job}`.
     pub fn checkpoint_dir(root: &str, id: CheckpointId) -> StoragePath {
         StoragePath::new(format!("{root}/chk-{}", id.0)).expect("roots are valid paths")
@@ -151,7 +152,8 @@ pub enum StateLocation {
     /// The bytes themselves, held by the JobManager (JobManagerCheckpointStorage).
     InMemory(Vec<u8>),
     /// A file in the same directory as the `_metadata` that names it: how a savepoint refers
-    /// to its files, so that it can be moved (reference §K.66). Only inside `_metadata`.
+    /// to its files, so that it can be moved (Flink's `RelativeFileStateHandle`). Only inside
+    /// `_metadata`.
     Relative(String),
 }
 

@@ -1,4 +1,5 @@
-//! Completed checkpoints: the store that failover restores from, with retention (reference §I.53).
+//! Completed checkpoints: the store that failover restores from, with retention (Flink's
+//! `CheckpointSubsumeHelper`).
 
 use crate::codec::{self, DecodeError, Kind};
 use crate::ids::{CheckpointId, TaskId, Tick};
@@ -21,7 +22,7 @@ pub struct CompletedCheckpoint {
     /// When it completed.
     pub completed_at: Tick,
     /// Whether the job owns its files and deletes them when it leaves the store: false for a
-    /// snapshot the job was restored from without claim (reference §N.80).
+    /// snapshot the job was restored from without claim (Flink's `RestoreMode.NO_CLAIM`).
     #[serde(default = "owned_by_default")]
     pub owned: bool,
 }
@@ -76,8 +77,8 @@ pub struct OperatorState {
 }
 
 /// The content of a `_metadata` file (format version in the envelope, magic 0x4960672d as
-/// Flink's, reference §K.65): the job, the checkpoint id, its properties, and every operator's
-/// state handles with their file references and checksums.
+/// Flink's, `Checkpoints#storeCheckpointMetadata`): the job, the checkpoint id, its
+/// properties, and every operator's state handles with their file references and checksums.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataFile {
     /// The job.
@@ -421,7 +422,7 @@ impl CompletedCheckpointStore {
         subsumed
     }
 
-    /// The checkpoint a failover restores from (reference §N.76).
+    /// The checkpoint a failover restores from (`CompletedCheckpointStore#getLatestCheckpoint`).
     pub fn latest(&self) -> Option<&CompletedCheckpoint> {
         self.checkpoints.back()
     }

@@ -2,9 +2,11 @@
 //!
 //! A [`Task`] takes inputs (data on a channel, a trigger, a storage completion, a notification)
 //! and appends [`TaskEffect`]s. Taking the snapshot and forwarding the barrier happen in one call,
-//! so no record can slip between them (reference §C.18); the acknowledgement waits until the
-//! snapshot is durable and, for a two-phase-commit sink, the pre-commit is confirmed (§C.20).
+//! so no record can slip between them (Flink's `SubtaskCheckpointCoordinatorImpl#checkpointState`);
+//! the acknowledgement waits until the snapshot is durable and, for a two-phase-commit sink, the
+//! pre-commit is confirmed (Flink's `AsyncCheckpointRunnable`, FLINK-25305).
 
+use crate::algorithm::Plugged;
 use crate::barrier::{handler_for, BarrierActions, BarrierAligner, BarrierHandler, ChannelCapture};
 use crate::bugs::SeededBug;
 use crate::codec::{self, DecodeError, Kind};
@@ -99,6 +101,9 @@ fn barrier_handler(
     config: &CheckpointConfig,
     channels: u16,
 ) -> Box<dyn BarrierHandler> {
+    if let Some(Plugged(algorithm)) = &config.plugged {
+        return algorithm.handler(config, channels);
+    }
     let aligned =
         config.mode == CheckpointingMode::ExactlyOnce && config.channel_state_algorithm().is_none();
     if spec.has_bug(SeededBug::AlignmentWithoutBlocking) && aligned {
@@ -114,7 +119,7 @@ fn barrier_handler(
     handler_for(config, channels)
 }
 
-/// The records one input channel had in flight for a snapshot (reference §F.34).
+/// The records one input channel had in flight for a snapshot (Flink's `ChannelStatePersister`).
 pub type InFlight = (ChannelIndex, Vec<Record>);
 
 /// One task's snapshot as it is stored.
@@ -386,9 +391,10 @@ impl Task {
     }
 
     /// A task restored from `read`, the snapshot of a checkpoint, at `now`. A sink re-commits
-    /// its pre-committed transactions and aborts the open one (reference §O.84). With
+    /// its pre-committed transactions and aborts the open one (Flink's
+    /// `TwoPhaseCommitSinkFunction#initializeState`). With
     /// `shared_dir`, keyed state goes on in the incremental backend. Restored in-flight
-    /// records are processed before any new input (reference §F.35).
+    /// records are processed before any new input (Flink's docs, "Unaligned Recovery").
     pub fn restore(
         spec: &TaskSpec,
         attempt: Attempt,
@@ -655,7 +661,8 @@ impl Task {
         }
     }
 
-    /// Writing the snapshot of `checkpoint` failed: decline it (a counted failure, §H.46).
+    /// Writing the snapshot of `checkpoint` failed: decline it (a counted failure in Flink's
+    /// `CheckpointFailureManager`).
     pub fn on_snapshot_failed(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
         if let Some(lsm) = self.lsm.as_mut() {
             lsm.on_failed(checkpoint);
@@ -695,8 +702,9 @@ impl Task {
         }
     }
 
-    /// The JobManager says `checkpoint` completed: commit side effects up to it (reference §O.82).
-    /// After the job's final checkpoint the task finishes.
+    /// The JobManager says `checkpoint` completed: commit side effects up to it
+    /// (Flink's `TwoPhaseCommitSinkFunction#notifyCheckpointComplete`). After the job's final
+    /// checkpoint the task finishes.
     pub fn on_notify_complete(
         &mut self,
         checkpoint: CheckpointId,
@@ -706,7 +714,7 @@ impl Task {
         if self.status >= TaskStatus::Committing {
             return;
         }
-        // Notifications are monotone; older ones are ignored (§I.55). The final checkpoint's
+        // Notifications are monotone; older ones are ignored (FLINK-24096). The final checkpoint's
         // may come twice: an abort of an older checkpoint subsumed by it carries it as the
         // latest completed, and may overtake its own notification, which alone says it is final.
         let repeated = checkpoint == self.latest_notified;
@@ -1076,7 +1084,8 @@ impl Task {
         }
     }
 
-    /// Snapshot and barrier forwarding as one atomic step (reference §C.18). With
+    /// Snapshot and barrier forwarding as one atomic step (Flink's
+    /// `SubtaskCheckpointCoordinatorImpl#checkpointState`). With
     /// `channel_state`, the snapshot is stored once its channel state is recorded.
     fn perform_checkpoint(
         &mut self,
@@ -1093,7 +1102,8 @@ impl Task {
         );
         self.last_checkpoint = barrier.id;
         if self.aborted_early.remove(&barrier.id) {
-            // The JobManager already aborted it: skip it and tell downstream (§C.18 step 0b).
+            // The JobManager already aborted it: skip it and tell downstream with a
+            // `CancelCheckpointMarker`, as Flink's `checkpointState` does.
             probes::hit(Probe::CheckpointSkipped);
             out.push(TaskEffect::Trace(EngineEvent::CheckpointSkipped {
                 task: self.spec.id,

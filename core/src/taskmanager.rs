@@ -22,8 +22,8 @@ use crate::trace::EngineEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-/// A snapshot kept in the JobManager's memory, or why it may not be (reference §L.68–§L.69:
-/// Flink's messages, so that the user sees what to change).
+/// A snapshot kept in the JobManager's memory, or why it may not be (Flink's messages from
+/// `MemCheckpointStreamFactory`, so that the user sees what to change).
 fn in_memory_state(limits: &MemoryStorageLimits, bytes: Vec<u8>) -> Result<StateHandle, String> {
     let size = bytes.len() as u64;
     if size > limits.max_state_bytes {
@@ -414,7 +414,7 @@ impl TaskManager {
                     // Only a state without shared runs: a restore of an inlined state reads no
                     // files.
                     if small && shared.is_empty() && !savepoint {
-                        // Inline in `_metadata` (reference §K.64): no file of its own.
+                        // Inline in `_metadata` (FLINK-11829): no file of its own.
                         let handle = StateHandle::in_memory(bytes);
                         self.stored_in_memory.push((task, checkpoint, Ok(handle)));
                         continue;

@@ -495,9 +495,9 @@ mod tests {
         assert!(origins.len() == 800 && origins.values().all(|&n| n == 1));
     }
 
-    /// Reference §L.68: a state over the maximum is refused with Flink's message, the checkpoint
-    /// fails as an asynchronous failure (counted), and the job fails over only when the
-    /// tolerable-failure limit says so.
+    /// `MemCheckpointStreamFactory#checkSize`: a state over the maximum is refused with Flink's
+    /// message, the checkpoint fails as an asynchronous failure (counted), and the job fails
+    /// over only when the tolerable-failure limit says so.
     #[test]
     fn a_state_over_the_maximum_size_declines_the_checkpoint_and_counts() {
         let tiny = crate::config::MemoryStorageLimits {
@@ -568,9 +568,9 @@ mod tests {
             .collect()
     }
 
-    /// Reference §K.62: FileSystemCheckpointStorage lays a job's checkpoints out under
-    /// `{dir}/{job}/chk-N/` with `_metadata`; with the default retention (NO_EXTERNALIZED) the
-    /// checkpoints are deleted when the job finishes, the HA records stay.
+    /// `AbstractFsCheckpointStorageAccess`: FileSystemCheckpointStorage lays a job's checkpoints
+    /// out under `{dir}/{job}/chk-N/` with `_metadata`; with the default retention
+    /// (NO_EXTERNALIZED) the checkpoints are deleted when the job finishes, the HA records stay.
     #[test]
     fn the_file_layout_of_a_known_run() {
         let mut job = keyed_sum_job(800, Some(20));
@@ -683,8 +683,9 @@ mod tests {
             .unwrap_or_default()
     }
 
-    /// Reference §N.79: a new job started from a retained checkpoint's path restores every
-    /// operator (its final sums equal the failure-free run's) and continues with id N+1.
+    /// `CheckpointCoordinator#restoreSavepoint`: a new job started from a retained checkpoint's
+    /// path restores every operator (its final sums equal the failure-free run's) and continues
+    /// with id N+1.
     #[test]
     fn a_new_job_resumes_from_a_retained_checkpoint_path() {
         let reference = {
@@ -827,7 +828,7 @@ mod tests {
         }
     }
 
-    /// Reference §K.64, §K.66: a checkpoint names its exclusive files relative to its
+    /// `FsCheckpointStreamFactory`: a checkpoint names its exclusive files relative to its
     /// `_metadata` but its shared (incremental) files by absolute path, so a moved incremental
     /// checkpoint cannot be restored, and the error names the missing file; one with only
     /// exclusive state (heap backend) can.
@@ -912,7 +913,8 @@ mod tests {
         (cluster, id)
     }
 
-    /// Reference §I.52, §K.66: a savepoint goes to its own directory with all its files, is
+    /// FLINK-25191, `AbstractFsCheckpointStorageAccess#initializeLocationForSavepoint`: a
+    /// savepoint goes to its own directory with all its files, is
     /// never added to the store (so never subsumed or deleted), and is never notified, so no
     /// side effect is committed from it; the job's output stays exactly once.
     #[test]
@@ -946,8 +948,9 @@ mod tests {
         assert_eq!(final_sums(&cluster), reference_sums());
     }
 
-    /// Reference §K.66: unlike a checkpoint, a savepoint refers to its files relative to its
-    /// `_metadata`, so a moved savepoint restores.
+    /// `AbstractFsCheckpointStorageAccess#initializeLocationForSavepoint`: unlike a checkpoint,
+    /// a savepoint refers to its files relative to its `_metadata`, so a moved savepoint
+    /// restores.
     #[test]
     fn a_moved_savepoint_restores() {
         use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
@@ -1007,8 +1010,8 @@ mod tests {
         );
     }
 
-    /// Reference §N.80: restored with CLAIM, the job owns the checkpoint and deletes it once a
-    /// newer one subsumes it; with NO_CLAIM (tested above) it never does.
+    /// Flink's `RestoreMode`: restored with CLAIM, the job owns the checkpoint and deletes it
+    /// once a newer one subsumes it; with NO_CLAIM (tested above) it never does.
     #[test]
     fn a_claimed_checkpoint_is_deleted_once_subsumed() {
         let (failed, directory) = failed_with_a_retained_checkpoint();
@@ -1035,8 +1038,8 @@ mod tests {
         job
     }
 
-    /// Every file a retained checkpoint consists of exists (reference §J.61: never delete a
-    /// file a retained checkpoint references); returns the shared files in storage.
+    /// Every file a retained checkpoint consists of exists (Flink's `SharedStateRegistry` never
+    /// deletes a file a retained checkpoint references); returns the shared files in storage.
     fn assert_retained_checkpoints_are_whole(cluster: &LocalCluster) -> usize {
         let objects = cluster.storage.storage.objects();
         if let Some(coordinator) = cluster.job_manager.coordinator() {
@@ -1128,8 +1131,9 @@ mod tests {
         assert_eq!(final_sums(&cluster), reference_sums());
     }
 
-    /// Reference §N.80: after a restore without claim, the first incremental snapshot uploads
-    /// everything and references none of the restored snapshot's runs.
+    /// `RestoreMode.NO_CLAIM` (`forceFullSnapshot`): after a restore without claim, the first
+    /// incremental snapshot uploads everything and references none of the restored snapshot's
+    /// runs.
     #[test]
     fn the_first_snapshot_after_a_no_claim_restore_is_full() {
         let (failed, directory) = failed_with_a_retained_checkpoint_of(incremental_job(1));
@@ -1164,8 +1168,8 @@ mod tests {
             .all(|f| objects.keys().any(|p| p.as_str() == f)));
     }
 
-    /// Reference §M.72, the CANCELED column: a cancelled job keeps its checkpoints only under
-    /// RETAIN_ON_CANCELLATION.
+    /// Flink's discard table in `CheckpointProperties`, the CANCELED column: a cancelled job
+    /// keeps its checkpoints only under RETAIN_ON_CANCELLATION.
     #[test]
     fn a_cancelled_job_keeps_its_checkpoints_only_when_retained_on_cancellation() {
         use crate::retention::ExternalizedRetention::*;
@@ -1186,8 +1190,9 @@ mod tests {
         }
     }
 
-    /// Reference §M.74: a JobManager that goes away without the job ending (suspended, here
-    /// crashed) deletes nothing: its successor resumes from the same checkpoints.
+    /// `DefaultCompletedCheckpointStore#shutdown`: a JobManager that goes away without the job
+    /// ending (suspended, here crashed) deletes nothing: its successor resumes from the same
+    /// checkpoints.
     #[test]
     fn a_suspended_job_manager_deletes_nothing() {
         let mut job = keyed_sum_job(800, Some(20));
@@ -1209,7 +1214,7 @@ mod tests {
         assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     }
 
-    /// Reference §K.64: states under the inline threshold live in `_metadata`, not in files of
+    /// FLINK-11829: states under the inline threshold live in `_metadata`, not in files of
     /// their own, and restore from it like any other.
     #[test]
     fn small_states_are_inlined_in_the_metadata_and_restore() {
@@ -1370,7 +1375,8 @@ mod tests {
         assert_eq!(final_sums(&cluster), reference_sums());
     }
 
-    /// A job on JobManagerCheckpointStorage takes savepoints to files (reference §L.70).
+    /// A job on JobManagerCheckpointStorage takes savepoints to files
+    /// (`MemoryBackendCheckpointStorageAccess`).
     #[test]
     fn a_savepoint_of_a_job_on_in_memory_storage_goes_to_files() {
         let mut job = keyed_sum_job(800, Some(20));

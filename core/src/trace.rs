@@ -37,7 +37,8 @@ impl JobStatus {
     }
 }
 
-/// What asked for a checkpoint: the rules differ (reference §B.12–13).
+/// What asked for a checkpoint: the rules differ (Flink's `CheckpointRequestDecider`,
+/// `CheckpointProperties`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TriggerKind {
     /// The periodic scheduler: min pause and max concurrent apply.
@@ -144,7 +145,8 @@ pub enum EngineEvent {
         checkpoint: CheckpointId,
     },
     /// A task skipped a checkpoint the JobManager had aborted before its barrier came; it sends
-    /// a cancellation marker on instead of the barrier (reference §C.18 step 0b).
+    /// a cancellation marker on instead of the barrier
+    /// (`SubtaskCheckpointCoordinatorImpl#checkpointState`).
     CheckpointSkipped {
         /// The task.
         task: TaskId,
@@ -232,7 +234,8 @@ pub enum EngineEvent {
         checkpoint: CheckpointId,
     },
     /// A task's snapshot taken with channel state is complete: every channel delivered the
-    /// barrier, and these in-flight records go with the operator state (reference §F.34).
+    /// barrier, and these in-flight records go with the operator state (Flink's
+    /// `ChannelStatePersister`).
     InFlightRecorded {
         /// The task.
         task: TaskId,

@@ -77,7 +77,7 @@ pub enum Agreement {
     Unexpected,
 }
 
-/// One experiment of the literature (reference §3.9), run and measured.
+/// One experiment of the literature (a claim of Flink's docs, source or blog), run and measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Experiment {
     /// What was run.
@@ -400,7 +400,7 @@ impl CampaignReport {
         out!(w, "# {}\n\nVerdict: **{}**\n", self.title, self.verdict());
         out!(w, "Made by `{}`.\n", self.command);
         if !self.experiments.is_empty() {
-            out!(w, "## Experiments of the literature (reference §3.9)\n");
+            out!(w, "## Experiments of the literature\n");
             out!(
                 w,
                 "{}",
@@ -460,7 +460,7 @@ impl CampaignReport {
             escape(&self.command)
         );
         if !self.experiments.is_empty() {
-            out!(w, "<h2>Experiments of the literature (reference §3.9)</h2>");
+            out!(w, "<h2>Experiments of the literature</h2>");
             out!(
                 w,
                 "<div class=\"facts\">{}</div>",

@@ -210,8 +210,9 @@ pub enum Preset {
     /// The matrix as given (defaults: every algorithm × [`DEFAULT_SCENARIOS`] ×
     /// [`DEFAULT_FAULTS`]).
     Matrix,
-    /// The experiments of reference §3.9 with expected and measured results, the checkpoint
-    /// duration against the sink's throughput, and the default matrix.
+    /// The experiments of the literature (Flink's docs, source and blog posts) with expected
+    /// and measured results, the checkpoint duration against the sink's throughput, and the
+    /// default matrix.
     Paper,
 }
 

@@ -339,7 +339,7 @@ pub enum Algorithm {
     AtLeastOnce,
     /// Unaligned checkpoints, EXACTLY_ONCE: barriers overtake queued input, the task
     /// snapshots on the first and persists the overtaken and still arriving records as
-    /// channel state (`ChannelStateHandler::unaligned`, reference §F).
+    /// channel state (`ChannelStateHandler::unaligned`, FLIP-76).
     Unaligned,
     /// Unaligned checkpoints with an aligned-checkpoint timeout: each checkpoint starts
     /// aligned and switches to unaligned after [`ALIGNED_TIMEOUT_TICKS`] at a task.
@@ -1108,7 +1108,7 @@ const SCENARIO_RESTART: RestartStrategyConfig = RestartStrategyConfig::FixedDela
     delay_ticks: 100,
 };
 /// The seed's independent streams, one per subsystem, so that drawing more faults never
-/// changes the workload (STYLE §3.5).
+/// changes the workload.
 struct Draws {
     workload: SimRng,
     faults: SimRng,

@@ -222,7 +222,7 @@ enum Command {
     /// Compares snapshot algorithms: runs a matrix (algorithms × scenarios × fault profiles ×
     /// seeds; each (algorithm, faults) pair a sweep under cells/) and writes campaign.md,
     /// campaign.html (with charts) and campaign.csv. `--preset paper` also runs the experiments
-    /// of the literature (reference §3.9) with expected and measured results
+    /// of the literature with expected and measured results
     /// (experiments.csv) and checkpoint duration against the sink's throughput.
     Campaign {
         /// `matrix` (the matrix only) or `paper` (the experiments, then the matrix).

@@ -1,5 +1,6 @@
-//! The experiments of the literature (reference §3.9), run on the engine and measured from
-//! its traces, each with the expected result beside the measured one.
+//! The experiments of the literature (Flink's docs, source and blog posts; each row names its
+//! source), run on the engine and measured from its traces, each with the expected result
+//! beside the measured one.
 //!
 //! Each experiment runs a job (a named scenario, changed where the experiment needs it, or a
 //! small in-process cluster) and reads the figure it is about off the trace; the expectation
@@ -750,8 +751,9 @@ const THROUGHPUT_ALGORITHMS: [Algorithm; 4] = [
     Algorithm::ChandyLamport,
 ];
 
-/// Checkpoint duration and channel state against the sink's throughput (reference §3.5: "the
-/// checkpoint duration becomes independent of the current throughput"), no faults.
+/// Checkpoint duration and channel state against the sink's throughput (FLIP-76, Flink's docs on
+/// unaligned checkpoints: "the checkpoint duration becomes independent of the current
+/// throughput"), no faults.
 pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTable {
     let algorithms = THROUGHPUT_ALGORITHMS;
     let mut work: Vec<(Option<u32>, Algorithm, u64)> = Vec::new();
@@ -813,7 +815,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
         about: format!(
             "The back-pressure job (2 sources emit 4 records per tick each; the sink's 2 \
              subtasks get about 4 per tick each) with the sink limited to the given records per \
-             tick and subtask, no faults, seeds {}..{}. Expected (reference §3.5): aligned \
+             tick and subtask, no faults, seeds {}..{}. Expected (FLIP-76): aligned \
              checkpoints take longer as the sink slows, unaligned ones do not, at the price of \
              channel state. These runs are not named scenarios: rerun them with this command.",
             seeds.start, seeds.end
@@ -823,7 +825,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
     }
 }
 
-/// The rows of reference §3.5 read off the throughput table: unaligned checkpoint duration
+/// The rows about unaligned checkpoints (FLIP-76) read off the throughput table: their duration
 /// against throughput, and the aligned-checkpoint timeout.
 pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
     fn duration(cell: &CellSummary) -> &Vec<u64> {

@@ -1,7 +1,7 @@
 //! SimDisk: a madsim simulator plugin that gives every node files with real durability rules.
 //!
-//! madsim's own file system applies writes at once and survives a kill with them (dst-anchors
-//! §0.1), so it cannot show a torn checkpoint. Here every file is append-only and has a durable
+//! madsim's own file system applies writes at once and survives a kill with them (its
+//! `power_fail` is a TODO, madsim-rs/madsim#28), so it cannot show a torn checkpoint. Here every file is append-only and has a durable
 //! prefix: `append` adds pending bytes, `sync` makes them durable, and a crash (madsim `kill`,
 //! which calls [`Simulator::reset_node`]) resolves each file's pending bytes by the node's
 //! [`CrashMode`]: dropped, or a torn prefix of them kept. Metadata operations (create, delete,

@@ -1,7 +1,7 @@
 //! One run: the engine's nodes on a madsim runtime, an adversary, and the result.
 //!
 //! Each run gets its own OS thread and its own `Runtime::with_seed_and_config`, because madsim
-//! seeds std's hash order only for the first runtime on a thread (reference: dst-anchors §0.4).
+//! seeds std's hash order only for the first runtime on a thread (madsim-rs/madsim#240).
 //! The supervisor (madsim's main task) creates the nodes (see [`crate::nodes`]), applies the
 //! [`FaultSchedule`] in virtual time, heals everything at `heal_at`, and ends the run when the
 //! job terminates, the deadline passes, or the input bound is hit. The sink system keeps its
@@ -364,7 +364,8 @@ impl Adversary {
         if !lock(&self.world).down.insert(address) {
             return;
         }
-        // kill (not restart) resets the node's network and disk state (dst-anchors §0.3).
+        // kill (not restart) resets the node's network and disk state: madsim calls
+        // `Simulator::reset_node` on `Handle::kill` only.
         self.handle.kill(self.nodes[&address]);
         self.trace(address, TraceEvent::Crash);
         self.trace_disk();

@@ -4,7 +4,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The subsystems that draw, each from its own stream so that one drawing more never shifts
-/// another's draws (STYLE §3.5).
+/// another's draws (as TigerBeetle's VOPR seeds one PRNG per subsystem).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
     /// The job's shape and input data.

@@ -1,4 +1,5 @@
-//! Trigger decisions and bookkeeping of the coordinator against reference §A, §B, §G, §H, §I.
+//! Trigger decisions and bookkeeping of the coordinator against Flink's `CheckpointingOptions`,
+//! `CheckpointCoordinator`, `CheckpointRequestDecider` and `CheckpointFailureManager`.
 //!
 //! Scripts for [`Driver`] have one line per input, `steps => effects` (steps joined by `;`; no
 //! `=>`: nothing may happen). Steps: `start D`, `to T` (`on_tick` at each deadline up to T),
@@ -337,9 +338,10 @@ fn check(config: CheckpointConfig, script: &str) {
 
 #[test]
 fn periodic_triggers_follow_the_effective_interval_at_a_fixed_rate() {
-    // §A.1: no interval, no periodic trigger however long the job runs. §B.7: triggers at 0,
-    // 100, 200 whenever the previous one completed, not interval after it. §A.3: a min pause of
-    // 150 above the interval of 100 makes it 150, with nothing at 100 or 200.
+    // No interval, no periodic trigger however long the job runs (`CheckpointingOptions`).
+    // Triggers at 0, 100, 200 whenever the previous one completed, not interval after it
+    // (`ScheduledTrigger`). A min pause of 150 above the interval of 100 makes it 150 (the
+    // `CheckpointCoordinator` constructor), with nothing at 100 or 200.
     check(
         config(None),
         "start 0; to 100000
@@ -369,9 +371,9 @@ fn periodic_triggers_follow_the_effective_interval_at_a_fixed_rate() {
 
 #[test]
 fn min_pause_counts_from_the_last_completion_not_from_an_abort() {
-    // §B.12: the request at 100 is too early (completion 50 + pause 90), is refused without
-    // taking an id, and the trigger fires exactly at 140. The abort at 200 does not restart the
-    // pause, so the fixed-rate trigger at 240 goes ahead.
+    // `CheckpointRequestDecider`: the request at 100 is too early (completion 50 + pause 90),
+    // is refused without taking an id, and the trigger fires exactly at 140. The abort at 200
+    // does not restart the pause, so the fixed-rate trigger at 240 goes ahead.
     check(
         CheckpointConfig { min_pause_ticks: 90, ..config(Some(100)) },
         "start 0; to 0                => t=0 counter, trigger 1
@@ -385,9 +387,10 @@ fn min_pause_counts_from_the_last_completion_not_from_an_abort() {
 
 #[test]
 fn a_request_waits_while_max_concurrent_are_pending() {
-    // §B.11, §B.16: with one allowed, the periodic requests at 100, 200 and 300 wait (also while
-    // 3 is being finalized) and run as soon as the slot frees by completion or decline. With two
-    // allowed, two are pending and the third waits until completing 2 subsumes 1 (uncounted).
+    // `CheckpointRequestDecider`: with one allowed, the periodic requests at 100, 200 and 300
+    // wait (also while 3 is being finalized) and run as soon as the slot frees by completion or
+    // decline. With two allowed, two are pending and the third waits until completing 2
+    // subsumes 1 (uncounted).
     check(
         config(Some(100)),
         "start 0; to 150              => t=0 counter, trigger 1
@@ -408,8 +411,9 @@ fn a_request_waits_while_max_concurrent_are_pending() {
 
 #[test]
 fn a_finalize_failure_frees_the_slot_for_a_queued_request() {
-    // §B.16: after any abort the queue runs again, so the request queued at 100 (200) is taken
-    // right when finalizing fails, whether the store persist or the metadata write failed.
+    // `CheckpointCoordinator#scheduleTriggerRequest`: after any abort the queue runs again, so
+    // the request queued at 100 (200) is taken right when finalizing fails, whether the store
+    // persist or the metadata write failed.
     check(
         config(Some(100)),
         "start 0; to 0      => t=0 counter, trigger 1
@@ -442,8 +446,9 @@ fn replies_for_ids_never_taken_or_from_unknown_tasks_are_ignored() {
 
 #[test]
 fn an_expired_checkpoint_is_aborted_and_late_acks_are_ignored() {
-    // §G.42, §G.40: 1 expires at trigger + timeout however many acks it has, and later acks
-    // change nothing; a checkpoint being finalized no longer expires.
+    // `CheckpointCoordinator.CheckpointCanceller`, FLINK-5063: 1 expires at trigger + timeout
+    // however many acks it has, and later acks change nothing; a checkpoint being finalized no
+    // longer expires.
     check(
         config(Some(1000)),
         "start 0; to 0 => t=0 counter, trigger 1
@@ -461,8 +466,9 @@ fn an_expired_checkpoint_is_aborted_and_late_acks_are_ignored() {
 
 #[test]
 fn the_second_consecutive_counted_failure_fails_the_job() {
-    // §H.46–47 with one tolerated: expiry then decline fail the job (and reset the count); async
-    // failure, success, decline does not, as the success in between resets the count.
+    // `CheckpointFailureManager` with one tolerated: expiry then decline fail the job (and reset
+    // the count); async failure, success, decline does not, as the success in between resets
+    // the count.
     check(
         CheckpointConfig {
             timeout_ticks: 50,
@@ -485,9 +491,10 @@ fn the_second_consecutive_counted_failure_fails_the_job() {
 
 #[test]
 fn uncounted_reasons_never_fail_the_job() {
-    // §H.46, §G.45: with Flink's default of zero tolerated, declines for subsumption,
-    // cancellation or a task not ready, and the failover abort, fail nothing. The stop also
-    // ends periodic triggering (§B.6).
+    // `CheckpointFailureManager#checkFailureCounter`: with Flink's default of zero tolerated,
+    // declines for subsumption, cancellation or a task not ready, and the failover abort
+    // (`JOB_FAILOVER_REGION`), fail nothing. The stop also ends periodic triggering
+    // (`CheckpointCoordinatorDeActivator`).
     check(
         CheckpointConfig {
             tolerable_failed: 0,
@@ -508,9 +515,9 @@ fn uncounted_reasons_never_fail_the_job() {
 
 #[test]
 fn failures_count_once_per_id_and_only_after_the_last_success() {
-    // §H.46–47, FLINK-18336: restored from 5, failures of 5 or older do not count, an id counts
-    // once, an older success does not reset the count and an uncounted reason (Subsumed,
-    // FinalizeFailure) does not count.
+    // `CheckpointFailureManager`, FLINK-18336: restored from 5, failures of 5 or older do not
+    // count, an id counts once, an older success does not reset the count and an uncounted
+    // reason (Subsumed, FinalizeFailure) does not count.
     check_from(
         CheckpointConfig {
             tolerable_failed: 1,
@@ -533,9 +540,10 @@ fn failures_count_once_per_id_and_only_after_the_last_success() {
 
 #[test]
 fn completion_persists_metadata_then_store_then_subsumes_notifies_and_retires() {
-    // §I.50–51: 2 enters the store and is announced only after its metadata and the store are
-    // persisted; the older 1 is subsumed before the notification, the newer 3 stays pending.
-    // §I.53–54: keeping two, the third completion (4) discards the oldest completed (2).
+    // `CheckpointCoordinator#completePendingCheckpoint`: 2 enters the store and is announced
+    // only after its metadata and the store are persisted; the older 1 is subsumed before the
+    // notification, the newer 3 stays pending. `CheckpointSubsumeHelper`: keeping two, the
+    // third completion (4) discards the oldest completed (2).
     check(
         CheckpointConfig { max_concurrent: 3, retained: 2, ..config(Some(100)) },
         "start 0; to 200 => t=0 counter, trigger 1 | t=100 counter, trigger 2 | t=200 counter, trigger 3
@@ -574,8 +582,9 @@ fn a_failed_metadata_or_store_write_aborts_without_counting() {
 
 #[test]
 fn ids_continue_the_counter_and_every_attempt_consumes_one() {
-    // §A.5: resuming at 7, ids strictly increase; the aborted 7 and the attempt 9 whose counter
-    // write failed keep their ids; that failure triggers nothing and is not counted (§H.46).
+    // `CheckpointIDCounter`: resuming at 7, ids strictly increase; the aborted 7 and the attempt
+    // 9 whose counter write failed keep their ids; that failure triggers nothing and is not
+    // counted (`CheckpointFailureManager#checkFailureCounter`).
     check_from(
         CheckpointConfig {
             tolerable_failed: 0,
@@ -596,8 +605,9 @@ fn ids_continue_the_counter_and_every_attempt_consumes_one() {
 
 #[test]
 fn stop_aborts_collecting_checkpoints_and_ends_triggering() {
-    // §B.6, §G.45: the failover aborts 2 (uncounted); 1, already being finalized, settles and
-    // completes; nothing is triggered afterwards and late acks are ignored.
+    // `CheckpointCoordinator#stopCheckpointScheduler`: the failover aborts 2 (uncounted); 1,
+    // already being finalized, settles and completes; nothing is triggered afterwards and late
+    // acks are ignored.
     check(
         CheckpointConfig {
             max_concurrent: 2,
@@ -618,8 +628,9 @@ fn the_final_checkpoint_is_requested_until_one_triggered_after_the_request_compl
     // Without periodic checkpointing the request triggers at once and keeps a checkpoint coming
     // until one completes (marked final); then nothing more, not even on a second request.
     // With 1 pending at the request, 1 is not the final one: 2 follows at once, ignoring the min
-    // pause (§B.12: not periodic), and after 2 periodic triggering stops; the periodic timer
-    // repeats 2's notification instead, for tasks whose notification was lost.
+    // pause (it is not periodic, `CheckpointRequestDecider`), and after 2 periodic triggering
+    // stops; the periodic timer repeats 2's notification instead, for tasks whose notification
+    // was lost.
     check(
         config(None),
         "start 0; to 1000; final           => t=1000 counter, trigger 1

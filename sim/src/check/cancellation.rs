@@ -1,0 +1,96 @@
+//! Cancellation markers: a task that declines or skips a checkpoint tells every downstream
+//! task.
+
+use super::{summarize, Property, Violation};
+use crate::trace::{TraceEntry, TraceEvent};
+use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::trace::EngineEvent;
+use std::collections::BTreeMap;
+/// Cancellation: on every channel, once the upstream task took its snapshot of a checkpoint,
+/// declined it or skipped it, the downstream task gets that checkpoint's barrier or a
+/// cancellation marker before anything for a later checkpoint. A task that declines without a
+/// marker leaves its downstream aligned on channels that wait for a barrier that never comes.
+pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
+    let name = |task: &TaskId| plan.tasks[task.index()].name.as_str();
+    // What each task of each attempt has handled: checkpoint → (how, when).
+    type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
+    let mut handled: BTreeMap<(Attempt, TaskId), Handled> = BTreeMap::new();
+    // The newest checkpoint each channel delivered a barrier or marker for.
+    let mut delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId> = BTreeMap::new();
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    for entry in trace {
+        let TraceEvent::Engine(event) = &entry.event else {
+            continue;
+        };
+        let (how, task, attempt, checkpoint) = match event {
+            EngineEvent::SnapshotTaken {
+                task,
+                attempt,
+                checkpoint,
+                ..
+            } => ("took its snapshot", task, attempt, checkpoint),
+            EngineEvent::Declined {
+                task,
+                attempt,
+                checkpoint,
+                ..
+            } => ("declined", task, attempt, checkpoint),
+            EngineEvent::CheckpointSkipped {
+                task,
+                attempt,
+                checkpoint,
+            } => ("skipped", task, attempt, checkpoint),
+            EngineEvent::BarrierReceived {
+                task,
+                attempt,
+                channel,
+                from,
+                checkpoint,
+            }
+            | EngineEvent::CancelMarkerReceived {
+                task,
+                attempt,
+                channel,
+                from,
+                checkpoint,
+            } => {
+                let what = match event {
+                    EngineEvent::BarrierReceived { .. } => "barrier",
+                    _ => "cancellation marker",
+                };
+                let last = delivered
+                    .entry((*attempt, *task, *channel))
+                    .or_insert(CheckpointId(0));
+                let upstream = handled.get(&(*attempt, *from));
+                // A task may forward barrier n and then abort n (subsumed, or by a marker), so
+                // a marker of n can follow n's barrier; nothing is missing then.
+                let skipped = upstream
+                    .into_iter()
+                    .filter(|_| *checkpoint > last.next())
+                    .flat_map(|h| h.range(last.next()..*checkpoint))
+                    .next();
+                if let Some((missing, (how, when))) = skipped {
+                    first_at = first_at.or(Some(entry.at));
+                    messages.push(format!(
+                        "{} got the {what} of checkpoint {checkpoint} from {} at {}, but nothing for checkpoint {missing}, which {} {how} at {when}",
+                        name(task),
+                        name(from),
+                        entry.at,
+                        name(from),
+                    ));
+                }
+                *last = (*last).max(*checkpoint);
+                continue;
+            }
+            _ => continue,
+        };
+        handled
+            .entry((*attempt, *task))
+            .or_default()
+            .entry(*checkpoint)
+            .or_insert((how, entry.at));
+    }
+    summarize(Property::Cancellation, messages, first_at)
+}

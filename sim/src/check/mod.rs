@@ -1,0 +1,222 @@
+//! Checkers: the properties every correct run has, each a separate function with precise
+//! failure messages (which property, which key, record or checkpoint, and when).
+//!
+//! A naive comparison of output lists is wrong: two correct runs may interleave channels
+//! differently and print other intermediate values. The checkers instead judge what holds
+//! regardless of interleaving, against the failure-free oracle (the same job run without
+//! faults) and the sequential [`ReferenceModel`], which in turn cross-checks the oracle.
+
+mod cancellation;
+mod channel_order;
+mod consistent_cut;
+mod final_state;
+mod notification;
+mod oracle;
+mod output;
+mod progress;
+mod recovery;
+mod state_consistency;
+mod storage;
+#[cfg(test)]
+mod tests;
+mod tolerable_failures;
+
+pub use cancellation::cancellation;
+pub use channel_order::channel_order;
+pub use consistent_cut::consistent_cut;
+pub use final_state::final_state;
+pub use notification::notification;
+pub use oracle::oracle_agrees_with_model;
+pub use output::{at_least_once, committed_part, exactly_once};
+pub use progress::checkpoint_progress;
+pub use recovery::recovery;
+pub use state_consistency::state_consistency;
+pub use storage::storage;
+pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};
+
+use serde::{Deserialize, Serialize};
+use snapsim_core::ids::{OperatorId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::record::{Origin, Record};
+use snapsim_core::sink::CommittedRecord;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A property a run must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Property {
+    /// Every input record's effect is committed exactly once.
+    ExactlyOnce,
+    /// At-least-once mode: every input record's effect is committed at least once.
+    AtLeastOnce,
+    /// Each committed value equals the reference model's for exactly the inputs committed
+    /// before it in its key's order.
+    StateConsistency,
+    /// Final per-key values and window results equal the failure-free oracle's.
+    FinalState,
+    /// Each completed checkpoint's state equals the reference model's at its source offsets.
+    ConsistentCut,
+    /// Restores use the latest completed checkpoint and restore what was snapshotted; ids
+    /// increase; min pause, max concurrent and timeout hold.
+    Recovery,
+    /// Every file a checkpoint consists of is durable before its completion is persisted.
+    Storage,
+    /// A task that declines or skips a checkpoint it forwarded no barrier for tells every
+    /// downstream task with a cancellation marker: no channel delivers a later barrier or
+    /// marker before one for that checkpoint.
+    Cancellation,
+    /// A task told that a checkpoint completed, by its notification or by an abort notice
+    /// carrying it, has committed up to it (FLINK-21080).
+    Notification,
+    /// The failure-free oracle agrees with the sequential reference model.
+    Oracle,
+    /// Periodic checkpoints keep coming while the job runs, and the job finishes once faults
+    /// stop.
+    Liveness,
+    /// Each sink commits every source partition's effects in offset order where they reach it
+    /// over one chain of channels: every task keeps each channel's order (FIFO), across
+    /// restores.
+    ChannelOrder,
+    /// The job fails over for failed checkpoints exactly when Flink's rule, recounted from the
+    /// trace, says it must, and each abort's reason agrees with what the trace shows.
+    TolerableFailures,
+    /// No assertion inside the engine fails.
+    NoCrash,
+}
+
+impl Property {
+    /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
+    /// wrong restore explain the lost or duplicated output they cause.
+    pub const ALL: [Property; 14] = [
+        Property::NoCrash,
+        Property::Oracle,
+        Property::ConsistentCut,
+        Property::Storage,
+        Property::Recovery,
+        Property::TolerableFailures,
+        Property::Cancellation,
+        Property::Notification,
+        Property::ChannelOrder,
+        Property::StateConsistency,
+        Property::ExactlyOnce,
+        Property::AtLeastOnce,
+        Property::FinalState,
+        Property::Liveness,
+    ];
+
+    /// Its position in [`Property::ALL`]: violations are reported in this order.
+    pub fn rank(self) -> usize {
+        Property::ALL
+            .iter()
+            .position(|p| *p == self)
+            .expect("ALL lists every property")
+    }
+
+    /// Its name in messages and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::ExactlyOnce => "exactly-once",
+            Property::AtLeastOnce => "at-least-once",
+            Property::StateConsistency => "state-consistency",
+            Property::FinalState => "final-state",
+            Property::ConsistentCut => "consistent-cut",
+            Property::Recovery => "recovery",
+            Property::Storage => "storage",
+            Property::Cancellation => "cancellation",
+            Property::Notification => "notification",
+            Property::Oracle => "oracle",
+            Property::Liveness => "liveness",
+            Property::TolerableFailures => "tolerable-failures",
+            Property::ChannelOrder => "channel-order",
+            Property::NoCrash => "no-crash",
+        }
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One violated property, with a message that names the record, key or checkpoint involved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The property.
+    pub property: Property,
+    /// What exactly is wrong.
+    pub message: String,
+    /// The virtual time it became visible, when there is one: the trace around it explains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Tick>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.property, self.message)
+    }
+}
+
+/// Violations listed at most per property, so a broken run stays readable.
+const VIOLATIONS_PER_PROPERTY_MAX: usize = 5;
+
+/// One record of a job's output: the sink operator that wrote it, and the record.
+pub type Output = (OperatorId, Record);
+
+/// The committed records as outputs of their sink operators.
+pub fn outputs(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec<Output> {
+    committed
+        .iter()
+        .map(|c| (plan.tasks[c.sink.index()].operator, c.record))
+        .collect()
+}
+
+/// How a record's provenance reads in a message.
+pub fn describe(origin: &Origin) -> String {
+    match origin {
+        Origin::Input(input) => {
+            format!("input {}/{}{}", input.source, input.partition, input.offset)
+        }
+        Origin::Window { key, start } => format!("window {key} from {start}"),
+    }
+}
+
+/// The keys where two maps differ, in key order, with the value each has.
+fn differing_keys<'a, K: Ord, V: PartialEq>(
+    found: &'a BTreeMap<K, V>,
+    want: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> + 'a {
+    let keys: BTreeSet<&K> = found.keys().chain(want.keys()).collect();
+    keys.into_iter()
+        .map(|k| (k, found.get(k), want.get(k)))
+        .filter(|(_, found, want)| found != want)
+}
+
+fn fmt_opt<T: fmt::Debug>(value: Option<T>) -> String {
+    match value {
+        Some(value) => format!("{value:?}"),
+        None => "nothing".to_string(),
+    }
+}
+
+fn summarize(property: Property, messages: Vec<String>, at: Option<Tick>) -> Vec<Violation> {
+    let total = messages.len();
+    let mut violations: Vec<Violation> = messages
+        .into_iter()
+        .take(VIOLATIONS_PER_PROPERTY_MAX)
+        .map(|message| Violation {
+            property,
+            message,
+            at,
+        })
+        .collect();
+    if total > VIOLATIONS_PER_PROPERTY_MAX {
+        let message = format!("… and {} more", total - VIOLATIONS_PER_PROPERTY_MAX);
+        violations.push(Violation {
+            property,
+            message,
+            at,
+        });
+    }
+    violations
+}

@@ -1,0 +1,110 @@
+//! Exactly-once and at-least-once by provenance: each input's effect committed once (or at
+//! least once) per sink, counted against the failure-free oracle.
+
+use super::{describe, summarize, Output, Property, Violation};
+use snapsim_core::ids::OperatorId;
+use snapsim_core::record::Origin;
+use std::collections::BTreeMap;
+fn origin_counts(outputs: &[Output]) -> BTreeMap<(OperatorId, Origin), u32> {
+    let mut counts = BTreeMap::new();
+    for (sink, record) in outputs {
+        *counts.entry((*sink, record.origin)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Every (sink, origin) is committed as often as `expected` has it (once), and nothing else.
+pub fn exactly_once(actual: &[Output], expected: &[Output]) -> Vec<Violation> {
+    let (messages, _) = effect_counts(actual, expected, Committed::EveryOnce);
+    summarize(Property::ExactlyOnce, messages, None)
+}
+
+/// A job that ended for good before finishing (its restart strategy gave up, a client cancelled
+/// it) committed a part of its output: under exactly-once each (sink, origin) at most as often as
+/// `expected` has it (once), under at-least-once any number of times; and nothing else. Returns
+/// the violations (as `property`) and the duplicates (at-least-once).
+pub fn committed_part(
+    actual: &[Output],
+    expected: &[Output],
+    property: Property,
+) -> (Vec<Violation>, u64) {
+    let rule = match property {
+        Property::ExactlyOnce => Committed::AtMostOnce,
+        _ => Committed::Any,
+    };
+    let (messages, duplicates) = effect_counts(actual, expected, rule);
+    (summarize(property, messages, None), duplicates)
+}
+
+/// How often each expected effect must be committed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// As often as expected (once): exactly-once, finished.
+    EveryOnce,
+    /// At most as often as expected: exactly-once, ended early.
+    AtMostOnce,
+    /// Any number of times: at-least-once, ended early (duplicates counted).
+    Any,
+}
+
+/// The effects of `actual` judged against `expected` by `rule`, and never one the oracle lacks:
+/// the messages and the duplicates counted.
+fn effect_counts(actual: &[Output], expected: &[Output], rule: Committed) -> (Vec<String>, u64) {
+    let expected = origin_counts(expected);
+    let actual = origin_counts(actual);
+    let mut messages = Vec::new();
+    let mut duplicates = 0;
+    for ((sink, origin), &want) in &expected {
+        let found = actual.get(&(*sink, *origin)).copied().unwrap_or(0);
+        let what = describe(origin);
+        match found {
+            0 if rule == Committed::EveryOnce => {
+                messages.push(format!("{sink}: effect of {what} was never committed"))
+            }
+            n if (rule == Committed::EveryOnce && n != want)
+                || (rule == Committed::AtMostOnce && n > want) =>
+            {
+                messages.push(format!(
+                    "{sink}: effect of {what} was committed {n} times, not {want}"
+                ))
+            }
+            n => duplicates += u64::from(n.saturating_sub(want)),
+        }
+    }
+    for ((sink, origin), count) in &actual {
+        if !expected.contains_key(&(*sink, *origin)) {
+            let what = describe(origin);
+            messages.push(format!(
+                "{sink}: effect of {what} committed {count} times but the oracle has none"
+            ));
+        }
+    }
+    (messages, duplicates)
+}
+
+/// At-least-once mode: every expected (sink, origin) is committed at least once and nothing
+/// unexpected is. Returns the violations and the number of duplicate commits (allowed).
+pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>, u64) {
+    let expected = origin_counts(expected);
+    let actual = origin_counts(actual);
+    let mut messages = Vec::new();
+    let mut duplicates = 0;
+    for ((sink, origin), want) in &expected {
+        match actual.get(&(*sink, *origin)).copied().unwrap_or(0) {
+            0 => messages.push(format!(
+                "{sink}: effect of {} was never committed",
+                describe(origin)
+            )),
+            n => duplicates += u64::from(n.saturating_sub(*want)),
+        }
+    }
+    for (sink, origin) in actual.keys() {
+        if !expected.contains_key(&(*sink, *origin)) {
+            messages.push(format!(
+                "{sink}: effect of {} committed but the oracle has none",
+                describe(origin)
+            ));
+        }
+    }
+    (summarize(Property::AtLeastOnce, messages, None), duplicates)
+}

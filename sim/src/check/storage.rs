@@ -1,0 +1,223 @@
+//! Storage: every file a checkpoint consists of is durable before its completion is
+//! persisted, retained as the policy says, and nothing is left behind.
+
+use super::{summarize, Property, Violation};
+use crate::disk::DiskEvent;
+use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
+use snapsim_core::config::CheckpointStorageKind;
+use snapsim_core::ids::{CheckpointId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::retention::{Leaving, SnapshotKind};
+use snapsim_core::trace::{EngineEvent, JobStatus};
+use std::collections::{BTreeMap, BTreeSet};
+/// The snapshot a job started from (`flink run -s`), followed through the trace for the
+/// storage check's ownership rule: none of its files is deleted while it is the job's
+/// retained checkpoint (until the job's end is durable: then it goes as the retention policy
+/// says), nor ever unless the job claimed it (CLAIM) and it is a checkpoint; under NO_CLAIM,
+/// and a savepoint always, it stays the user's.
+#[derive(Default)]
+struct RestoredSnapshot {
+    /// Its directory (with a trailing `/`), its id, whether the job owns it, whether still
+    /// retained; `None` for a job that did not start from a path.
+    seen: Option<(String, CheckpointId, bool, bool)>,
+}
+
+impl RestoredSnapshot {
+    /// Takes `event` into account; returns the violation it is, if it is one.
+    fn see(&mut self, event: &TraceEvent, at: Tick, end_recorded: bool) -> Option<String> {
+        match event {
+            TraceEvent::Engine(EngineEvent::RestoredFromPath {
+                path,
+                checkpoint,
+                claimed,
+                savepoint,
+            }) => {
+                let directory = path.strip_suffix("/_metadata").unwrap_or(path);
+                let owned = *claimed && !*savepoint;
+                self.seen = Some((format!("{directory}/"), *checkpoint, owned, true));
+                None
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
+                if let Some((_, id, _, retained)) = self.seen.as_mut() {
+                    *retained &= *id != *checkpoint;
+                }
+                None
+            }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
+                let (directory, id, owned, retained) = self.seen.as_ref()?;
+                let may_go = *owned && (!*retained || end_recorded);
+                if !path.starts_with(directory.as_str()) || may_go {
+                    return None;
+                }
+                let why = if *retained {
+                    "while it is the job's retained checkpoint"
+                } else {
+                    "though the job does not own it (NO_CLAIM, or a savepoint)"
+                };
+                Some(format!(
+                    "{path} of {id}, the snapshot the job started from, was deleted at {at} {why}"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Storage, four rules:
+/// - durability: every file a checkpoint references (`CompletionPersisting.files`) is on the
+///   storage node and durable when its completion is persisted: synced, and not deleted or lost
+///   since (a file synced once and deleted before the completion is as broken as one never
+///   synced, though only a later restore would show it);
+/// - retention: until the job's end is durable in its HA record, no file a retained checkpoint
+///   references (completed, not yet subsumed) is deleted;
+/// - no leaks: once the job ended and its clean-up settled (`files` is the storage node's
+///   listing then), the job's checkpoint directory holds no file this run wrote other than
+///   those of the checkpoints its retention policy keeps. Files the run did not write (a
+///   snapshot it restored from) are not its to delete;
+/// - ownership: the snapshot a job started from is deleted only as its claim mode allows
+///   (see `RestoredSnapshot`).
+pub fn storage(
+    trace: &[TraceEntry],
+    plan: &ExecutionPlan,
+    ended: Option<JobStatus>,
+    files: &[String],
+) -> Vec<Violation> {
+    let mut written = BTreeSet::new();
+    // What the storage node holds now: each file's durability, and when gone files went.
+    let mut durable: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut gone: BTreeMap<&str, (Tick, Gone)> = BTreeMap::new();
+    let mut restored = RestoredSnapshot::default();
+    let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
+    let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
+    let mut terminal = false;
+    let mut end_recorded = false;
+    let mut messages = Vec::new();
+    let mut first_at = None;
+    for entry in trace {
+        let mut violation = |message: String| {
+            first_at = first_at.or(Some(entry.at));
+            messages.push(message);
+        };
+        if let Some(message) = restored.see(&entry.event, entry.at, end_recorded) {
+            violation(message);
+        }
+        match &entry.event {
+            TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
+                written.insert(path.as_str());
+                durable.insert(path, false);
+            }
+            TraceEvent::Storage(StorageEvent::Synced { path }) => {
+                durable.insert(path, true);
+            }
+            TraceEvent::Storage(StorageEvent::Disk(DiskEvent::Lost { path })) => {
+                durable.remove(path.as_str());
+                gone.insert(path, (entry.at, Gone::Lost));
+            }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
+                durable.remove(path.as_str());
+                gone.insert(path, (entry.at, Gone::Deleted));
+                if end_recorded {
+                    continue;
+                }
+                let users: Vec<String> = retained
+                    .iter()
+                    .filter(|id| referenced[id].contains(path))
+                    .map(|id| id.to_string())
+                    .collect();
+                let when = if terminal {
+                    " after the job ended but before its end was durable in the HA record (a JobManager starting then restores from them)"
+                } else {
+                    ""
+                };
+                if !users.is_empty() {
+                    violation(format!(
+                        "{path} was deleted at {}{when} while retained checkpoint(s) {} reference it",
+                        entry.at,
+                        users.join(", ")
+                    ));
+                }
+            }
+            TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
+                referenced.insert(*checkpoint, files);
+                for file in files {
+                    let file = file.as_str();
+                    if restored.seen.is_some() && !written.contains(file) {
+                        continue; // Not this run's: a snapshot it restored from.
+                    }
+                    let state = match (durable.get(file), gone.get(file)) {
+                        (Some(true), _) => continue,
+                        (Some(false), _) => "was not durable".to_string(),
+                        // A fault's loss is the world's doing, not the engine's.
+                        (None, Some((_, Gone::Lost))) => continue,
+                        (None, Some((at, Gone::Deleted))) => format!("had been deleted at {at}"),
+                        (None, None) => "was never written".to_string(),
+                    };
+                    violation(format!(
+                        "{checkpoint}: {file} {state} when the completion was persisted (at {})",
+                        entry.at
+                    ));
+                }
+            }
+            // A completion is persisted first, so its files are known.
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
+                if referenced.contains_key(checkpoint) =>
+            {
+                retained.insert(*checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
+                retained.remove(checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::HaRecordAdopted { completed }) => {
+                // Those whose files this run knows (not a snapshot restored from a path).
+                retained = completed
+                    .iter()
+                    .copied()
+                    .filter(|id| referenced.contains_key(id))
+                    .collect();
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) if status.is_terminal() => {
+                terminal = true;
+            }
+            TraceEvent::Engine(EngineEvent::EndRecorded) => end_recorded = true,
+            _ => {}
+        }
+    }
+    if let (Some(status), CheckpointStorageKind::FileSystem(root)) =
+        (ended, plan.checkpoint.storage(&plan.job))
+    {
+        let policy = SnapshotKind::Checkpoint(plan.checkpoint.retention);
+        let kept: BTreeSet<&str> = if policy.discarded_when(Leaving::ended(status)) {
+            BTreeSet::new()
+        } else {
+            retained
+                .iter()
+                .flat_map(|id| referenced[id].iter().map(String::as_str))
+                .collect()
+        };
+        let prefix = format!("{root}/");
+        let leaked: Vec<&str> = files
+            .iter()
+            .map(String::as_str)
+            .filter(|f| f.starts_with(&prefix) && written.contains(f) && !kept.contains(f))
+            .collect();
+        if !leaked.is_empty() {
+            let end = trace.last().map_or(Tick(0), |entry| entry.at);
+            first_at = first_at.or(Some(end));
+            messages.push(format!(
+                "{} file(s) left behind after the job ended {status:?} and its clean-up settled: {}",
+                leaked.len(),
+                leaked.join(", ")
+            ));
+        }
+    }
+    summarize(Property::Storage, messages, first_at)
+}
+
+/// How a file left the storage node.
+#[derive(Clone, Copy)]
+enum Gone {
+    /// The engine deleted it.
+    Deleted,
+    /// A fault lost it.
+    Lost,
+}

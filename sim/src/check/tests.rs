@@ -1,0 +1,233 @@
+//! The checkers must be able to fail: each is shown a run that breaks its property.
+
+use super::*;
+use crate::model::ReferenceModel;
+use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
+use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, Key, OperatorId, TaskId, Tick};
+use snapsim_core::ids::{EventTime, Offset, PartitionId};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::job::{OperatorKind, Partitioning};
+use snapsim_core::messages::Address;
+use snapsim_core::record::{InputRef, Origin, Record};
+use snapsim_core::trace::EngineEvent;
+
+fn output(offset: u64, key: u64, value: i64) -> Output {
+    let origin = Origin::Input(InputRef {
+        source: OperatorId(0),
+        partition: PartitionId(0),
+        offset: Offset(offset),
+    });
+    let record = Record {
+        key: Key(key),
+        value,
+        event_time: EventTime(0),
+        origin,
+    };
+    (OperatorId(2), record)
+}
+
+#[test]
+fn exactly_once_fails_on_loss_and_on_duplicates() {
+    // The checker must be able to fail: a lost and a duplicated effect are both reported.
+    let oracle = vec![output(0, 1, 1), output(1, 1, 2)];
+    assert!(exactly_once(&oracle, &oracle).is_empty());
+    let lost = exactly_once(&oracle[..1], &oracle);
+    assert_eq!(lost.len(), 1);
+    assert!(lost[0].message.contains("never committed"), "{lost:?}");
+    let twice = vec![output(0, 1, 1), output(0, 1, 1), output(1, 1, 2)];
+    assert!(exactly_once(&twice, &oracle)[0]
+        .message
+        .contains("committed 2 times"));
+    let (violations, duplicates) = at_least_once(&twice, &oracle);
+    assert!(violations.is_empty());
+    assert_eq!(duplicates, 1);
+    assert_eq!(at_least_once(&oracle[..1], &oracle).0.len(), 1);
+}
+
+pub(super) fn engine(at: u64, event: EngineEvent) -> TraceEntry {
+    TraceEntry {
+        at: Tick(at),
+        node: Address::JobManager,
+        event: TraceEvent::Engine(event),
+    }
+}
+
+fn disk(at: u64, event: StorageEvent) -> TraceEntry {
+    TraceEntry {
+        at: Tick(at),
+        node: Address::Storage,
+        event: TraceEvent::Storage(event),
+    }
+}
+
+#[test]
+fn a_completion_listing_a_file_deleted_or_never_synced_before_it_is_flagged() {
+    // The old rule asked only "was it ever synced?": a file synced and deleted before the
+    // completion passed, though a restore from that checkpoint would fail.
+    let plan = keyed_sum_plan();
+    let file = "ckpt/job/chk-1/task-0".to_string();
+    let written = disk(
+        1,
+        StorageEvent::Written {
+            path: file.clone(),
+            bytes: 8,
+        },
+    );
+    let synced = disk(2, StorageEvent::Synced { path: file.clone() });
+    let deleted = disk(3, StorageEvent::Deleted { path: file.clone() });
+    let completion = engine(
+        4,
+        EngineEvent::CompletionPersisting {
+            checkpoint: CheckpointId(1),
+            files: vec![file],
+        },
+    );
+    let judge = |trace: &[TraceEntry]| storage(trace, &plan, None, &[]);
+    let whole = [written.clone(), synced.clone(), completion.clone()];
+    assert!(judge(&whole).is_empty());
+    let gone = judge(&[written.clone(), synced, deleted, completion.clone()]);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(
+        gone[0].message.contains("had been deleted at t=3"),
+        "{gone:?}"
+    );
+    let pending = judge(&[written, completion]);
+    assert!(
+        pending[0].message.contains("was not durable"),
+        "{pending:?}"
+    );
+}
+
+fn keyed_sum_plan() -> ExecutionPlan {
+    snapsim_core::testing::keyed_sum_job(8, None)
+        .build()
+        .expect("the test job builds")
+}
+
+#[test]
+fn cancellation_fails_when_a_channel_skips_a_declined_checkpoint() {
+    let plan = keyed_sum_plan();
+    let (source, sum) = (TaskId(0), TaskId(2));
+    assert_eq!(plan.tasks[sum.index()].name, "sum[0]");
+    let attempt = Attempt(1);
+    let received = |at, marker: bool, checkpoint| {
+        let (channel, from, checkpoint) = (ChannelIndex(0), source, CheckpointId(checkpoint));
+        engine(
+            at,
+            if marker {
+                EngineEvent::CancelMarkerReceived {
+                    task: sum,
+                    attempt,
+                    channel,
+                    from,
+                    checkpoint,
+                }
+            } else {
+                EngineEvent::BarrierReceived {
+                    task: sum,
+                    attempt,
+                    channel,
+                    from,
+                    checkpoint,
+                }
+            },
+        )
+    };
+    let skipped = engine(
+        10,
+        EngineEvent::CheckpointSkipped {
+            task: source,
+            attempt,
+            checkpoint: CheckpointId(1),
+        },
+    );
+    // Skipped 1, then barrier 2 with nothing for 1 in between: the downstream waited in vain.
+    let broken = cancellation(&[skipped.clone(), received(20, false, 2)], &plan);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(
+        broken[0].message,
+        "sum[0] got the barrier of checkpoint chk-2 from source[0] at t=20, but nothing for checkpoint chk-1, which source[0] skipped at t=10"
+    );
+    // With the marker first, the channel is in order; in another attempt nothing relates.
+    let fine = [
+        skipped.clone(),
+        received(15, true, 1),
+        received(20, false, 2),
+    ];
+    assert!(cancellation(&fine, &plan).is_empty());
+    let mut other_attempt = received(20, false, 2);
+    if let TraceEvent::Engine(EngineEvent::BarrierReceived { attempt, .. }) =
+        &mut other_attempt.event
+    {
+        *attempt = Attempt(2);
+    }
+    assert!(cancellation(&[skipped, other_attempt], &plan).is_empty());
+}
+
+#[test]
+fn notification_fails_when_an_abort_notice_is_not_made_up_for() {
+    let plan = keyed_sum_plan();
+    let (sink, attempt) = (TaskId(4), Attempt(1));
+    let notice = engine(
+        30,
+        EngineEvent::AbortNotified {
+            task: sink,
+            attempt,
+            checkpoint: CheckpointId(3),
+            latest_completed: Some(CheckpointId(2)),
+        },
+    );
+    let notified = |checkpoint| {
+        engine(
+            20,
+            EngineEvent::CheckpointNotified {
+                task: sink,
+                attempt,
+                checkpoint: CheckpointId(checkpoint),
+            },
+        )
+    };
+    let broken = notification(&[notified(1), notice.clone()], &plan);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0]
+        .message
+        .contains("committed only up to checkpoint chk-1"));
+    assert!(notification(&[notified(2), notice.clone()], &plan).is_empty());
+    // A task restored from checkpoint 2 starts out committed up to it.
+    let deployed = engine(
+        5,
+        EngineEvent::Deployed {
+            attempt,
+            restored: Some(CheckpointId(2)),
+        },
+    );
+    assert!(notification(&[deployed, notice], &plan).is_empty());
+}
+
+#[test]
+fn final_state_fails_on_a_wrong_last_value() {
+    let oracle = vec![output(0, 1, 1), output(1, 1, 2)];
+    let wrong = vec![output(0, 1, 1), output(1, 1, 3)];
+    let model = ReferenceModel::new(&snapsim_core::testing::keyed_sum_job(8, None));
+    let violations = final_state(&wrong, &oracle, &model);
+    assert_eq!(violations.len(), 1);
+    assert_eq!(
+        violations[0].message,
+        "op-2: key k1: final value Some(3), the oracle has 2"
+    );
+    // Behind a map only, the last record of a key is whichever came last: not compared;
+    // each record's value is.
+    let mut map_only = snapsim_core::testing::keyed_sum_job(8, None);
+    map_only.operators[1].kind = OperatorKind::Map(snapsim_core::job::MapFn::MultiplyBy(2));
+    map_only.edges[0].partitioning = Partitioning::Forward;
+    let map_model = ReferenceModel::new(&map_only);
+    assert!(!map_model.has_final_values(OperatorId(2)));
+    let reordered = vec![output(1, 1, 2), output(0, 1, 1)];
+    assert!(final_state(&reordered, &oracle, &map_model).is_empty());
+    assert_eq!(final_state(&reordered, &oracle, &model).len(), 1);
+    let violations = final_state(&wrong, &oracle, &map_model);
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0]
+        .message
+        .contains("committed with value(s) {3}, the oracle has {2}"));
+}
