@@ -33,7 +33,7 @@ use snapsim_core::storage::{CheckpointStorage, StorageOp, StoragePath};
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_reports::timeline::Timeline;
-use snapsim_sim::check::{self, Property, Violation};
+use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation};
 use snapsim_sim::disk::DiskFaults;
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::harness::{self, Handover, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
@@ -666,7 +666,7 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
                 first_trigger_delay,
                 phase: &phase,
             };
-            guarded(|| run.check()).unwrap_or_else(|message| {
+            guarded(|| run.check(&check::builtin_checkers())).unwrap_or_else(|message| {
                 (
                     vec![crash(format!("a checker panicked: {message}"))],
                     0,
@@ -796,99 +796,66 @@ struct RunUnderJudgement<'a> {
 impl RunUnderJudgement<'_> {
     /// Every property: the violations, the duplicates (at-least-once) and, for a job that
     /// ended for good rightly without finishing, how it ended.
-    fn check(&self) -> (Vec<Violation>, u64, Option<String>) {
+    fn check(&self, checkers: &[Arc<dyn Checker>]) -> (Vec<Violation>, u64, Option<String>) {
         let (plan, result) = (self.plan, self.result);
-        let trace = self.own_trace();
-        // Properties of the run so far hold whether or not the job finished.
-        // An at-least-once job that follows another reads again what that one committed last.
-        let replays = self.earlier > 0 && plan.checkpoint.mode == CheckpointingMode::AtLeastOnce;
-        let mut violations =
-            check::oracle_agrees_with_model(self.oracle, self.clean, self.model, replays);
-        violations.extend(check::consistent_cut(trace, plan, self.model));
-        violations.extend(check::recovery(trace, plan));
-        violations.extend(check::tolerable_failures(trace, plan));
-        violations.extend(check::cancellation(trace, plan));
-        violations.extend(check::notification(trace, plan));
-        let ended = match result.end {
-            RunEnd::Terminated(status) => Some(status),
-            _ => None,
-        };
-        violations.extend(check::storage(trace, plan, ended, &result.files));
-        violations.extend(check::checkpoint_progress(
-            trace,
-            plan,
-            self.first_trigger_delay,
-        ));
-        let (found, duplicates, ended_early) = self.check_end();
-        violations.extend(found);
-        (violations, duplicates, ended_early)
-    }
-
-    /// The job's own trace: after what an earlier job's run left. (The committed output is
-    /// judged whole: the earlier job's and this one's together.)
-    fn own_trace(&self) -> &[TraceEntry] {
-        &self.result.trace[self.earlier..]
-    }
-
-    /// The properties of how the run ended: the output of a finished job, or what a job that
-    /// ended early committed, or why it did not finish.
-    fn check_end(&self) -> (Vec<Violation>, u64, Option<String>) {
-        let result = self.result;
-        let at = Some(Tick(result.virtual_ticks));
-        let failed = |property, message| {
-            (
-                vec![Violation {
-                    property,
-                    message,
-                    at,
-                }],
-                0,
-                None,
-            )
-        };
+        let (ending, end_violations, ended_early) = self.ending();
+        let actual = check::outputs(&result.committed, plan);
         let expected = check::outputs(self.oracle, self.clean);
-        let actual = check::outputs(&result.committed, self.plan);
-        let exactly_once = self.plan.checkpoint.mode == CheckpointingMode::ExactlyOnce;
-        let consistent_values =
-            || check::state_consistency(&result.committed, self.plan, self.model, &result.trace);
-        match &result.end {
-            RunEnd::Panicked(message) => failed(Property::NoCrash, message.clone()),
-            RunEnd::Terminated(JobStatus::Finished) if exactly_once => {
-                let mut violations = check::exactly_once(&actual, &expected);
-                violations.extend(check::channel_order(&result.committed, self.plan));
-                violations.extend(consistent_values());
-                violations.extend(check::final_state(&actual, &expected, self.model));
-                (violations, 0, None)
-            }
-            RunEnd::Terminated(JobStatus::Finished) => {
-                let (violations, duplicates) = check::at_least_once(&actual, &expected);
-                (violations, duplicates, None)
-            }
+        let run = JudgedRun {
+            plan,
+            clean: self.clean,
+            model: self.model,
+            oracle: self.oracle,
+            committed: &result.committed,
+            actual: &actual,
+            expected: &expected,
+            trace: &result.trace,
+            own_from: self.earlier,
+            files: &result.files,
+            terminated: match result.end {
+                RunEnd::Terminated(status) => Some(status),
+                _ => None,
+            },
+            ending,
+            first_trigger_delay: self.first_trigger_delay,
+            // An at-least-once job that follows another reads again what that one committed last.
+            replays: self.earlier > 0 && plan.checkpoint.mode == CheckpointingMode::AtLeastOnce,
+        };
+        let mut violations: Vec<Violation> = checkers.iter().flat_map(|c| c.check(&run)).collect();
+        violations.extend(end_violations);
+        (violations, check::duplicates(&run), ended_early)
+    }
+
+    /// How far the run's output can be judged, the violation that says why when it cannot, and
+    /// for a job that ended for good rightly without finishing, how it ended.
+    fn ending(&self) -> (Ending, Vec<Violation>, Option<String>) {
+        let at = Some(Tick(self.result.virtual_ticks));
+        let not_judged = |property, message| {
+            let violation = Violation {
+                property,
+                message,
+                at,
+            };
+            (Ending::NotJudged, vec![violation], None)
+        };
+        match &self.result.end {
+            RunEnd::Panicked(message) => not_judged(Property::NoCrash, message.clone()),
+            RunEnd::Terminated(JobStatus::Finished) => (Ending::Finished, Vec::new(), None),
             RunEnd::Terminated(status) => {
-                match liveness::justified_end(self.own_trace(), self.plan, *status, self.disk) {
-                    // Judged on what it committed before it ended.
+                let own_trace = &self.result.trace[self.earlier..];
+                match liveness::justified_end(own_trace, self.plan, *status, self.disk) {
                     Ok(why) => {
-                        let property = if exactly_once {
-                            Property::ExactlyOnce
-                        } else {
-                            Property::AtLeastOnce
-                        };
-                        let (mut violations, duplicates) =
-                            check::committed_part(&actual, &expected, property);
-                        if exactly_once {
-                            violations.extend(consistent_values());
-                            violations.extend(check::channel_order(&result.committed, self.plan));
-                        }
-                        (violations, duplicates, Some(format!("{status:?}: {why}")))
+                        let how = format!("{status:?}: {why}");
+                        (Ending::EndedEarly(*status), Vec::new(), Some(how))
                     }
-                    Err(why) => failed(
+                    Err(why) => not_judged(
                         Property::Liveness,
                         format!("the job ended {status:?} instead of finishing: {why}"),
                     ),
                 }
             }
-            RunEnd::TimedOut => failed(Property::Liveness, self.phase.timed_out()),
-            RunEnd::InputLimit(limit) => failed(
+            RunEnd::TimedOut => not_judged(Property::Liveness, self.phase.timed_out()),
+            RunEnd::InputLimit(limit) => not_judged(
                 Property::Liveness,
                 format!("the nodes handled more than {limit} inputs (a livelock?)"),
             ),

@@ -2,6 +2,7 @@
 //! task.
 
 use super::{summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
@@ -93,4 +94,19 @@ pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
             .or_insert((how, entry.at));
     }
     summarize(Property::Cancellation, messages, first_at)
+}
+
+/// Cancellation markers reach every downstream task.
+pub struct Cancellation;
+
+impl Checker for Cancellation {
+    fn property(&self) -> Property {
+        Property::Cancellation
+    }
+    fn description(&self) -> &str {
+        "a task that declines or skips a checkpoint sends a cancellation marker on every output channel before any later barrier"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        cancellation(run.own_trace(), run.plan)
+    }
 }

@@ -12,6 +12,7 @@
 //! the check applies to exactly-once jobs.
 
 use super::{describe, summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use snapsim_core::ids::{Offset, OperatorId, PartitionId, TaskId};
 use snapsim_core::job::{ExecutionPlan, Partitioning};
 use snapsim_core::record::Origin;
@@ -118,6 +119,24 @@ fn partition_ordered(plan: &ExecutionPlan) -> BTreeSet<OperatorId> {
         }
     }
     ordered
+}
+
+/// Each channel's order kept, seen at the sinks.
+pub struct ChannelOrder;
+
+impl Checker for ChannelOrder {
+    fn property(&self) -> Property {
+        Property::ChannelOrder
+    }
+    fn description(&self) -> &str {
+        "each sink commits a source partition's effects in offset order where they reach it over one chain of channels (EXACTLY_ONCE)"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        if !run.exactly_once() || !run.output_judged() {
+            return Vec::new();
+        }
+        channel_order(run.committed, run.plan)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! offsets, with the in-flight records it persisted.
 
 use super::{describe, differing_keys, fmt_opt, summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::model::{fold, Cut, ModelState, ReferenceModel};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointingMode;
@@ -231,5 +232,20 @@ fn compare_cut(context: &str, found: &ModelState, want: &ModelState, messages: &
                 fmt_opt(model),
             );
         }
+    }
+}
+
+/// Every completed checkpoint is a consistent cut.
+pub struct ConsistentCut;
+
+impl Checker for ConsistentCut {
+    fn property(&self) -> Property {
+        Property::ConsistentCut
+    }
+    fn description(&self) -> &str {
+        "each completed checkpoint's state (with its channel state) equals the reference model's at its source offsets"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        consistent_cut(run.own_trace(), run.plan, run.model)
     }
 }

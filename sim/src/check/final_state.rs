@@ -2,6 +2,7 @@
 //! failure-free oracle's.
 
 use super::{describe, summarize, Output, Property, Violation};
+use super::{Checker, Ending, JudgedRun};
 use crate::model::ReferenceModel;
 use snapsim_core::ids::{Key, OperatorId};
 use snapsim_core::record::Origin;
@@ -76,4 +77,22 @@ pub fn final_state(
         }
     }
     summarize(Property::FinalState, messages, None)
+}
+
+/// The final values are the oracle's.
+pub struct FinalState;
+
+impl Checker for FinalState {
+    fn property(&self) -> Property {
+        Property::FinalState
+    }
+    fn description(&self) -> &str {
+        "a finished job's last value per key and every window result equal the failure-free oracle's (EXACTLY_ONCE)"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        if !run.exactly_once() || run.ending != Ending::Finished {
+            return Vec::new();
+        }
+        final_state(run.actual, run.expected, run.model)
+    }
 }

@@ -1,5 +1,9 @@
-//! Checkers: the properties every correct run has, each a separate function with precise
-//! failure messages (which property, which key, record or checkpoint, and when).
+//! Checkers: the properties every correct run has, one file each, with precise failure
+//! messages (which property, which key, record or checkpoint, and when).
+//!
+//! Each property is a [`Checker`]: it reads a finished run ([`JudgedRun`]) and returns its
+//! violations. [`builtin_checkers`] lists the project's own; a program adds its own checkers
+//! beside them (through the scenarios crate's catalog), and every run is judged by all.
 //!
 //! A naive comparison of output lists is wrong: two correct runs may interleave channels
 //! differently and print other intermediate values. The checkers instead judge what holds
@@ -27,23 +31,28 @@ pub use consistent_cut::consistent_cut;
 pub use final_state::final_state;
 pub use notification::notification;
 pub use oracle::oracle_agrees_with_model;
-pub use output::{at_least_once, committed_part, exactly_once};
+pub use output::{at_least_once, committed_part, duplicates, exactly_once};
 pub use progress::checkpoint_progress;
 pub use recovery::recovery;
 pub use state_consistency::state_consistency;
 pub use storage::storage;
 pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};
 
+use crate::model::ReferenceModel;
+use crate::trace::TraceEntry;
 use serde::{Deserialize, Serialize};
+use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::{OperatorId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::record::{Origin, Record};
 use snapsim_core::sink::CommittedRecord;
+use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 /// A property a run must have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Property {
     /// Every input record's effect is committed exactly once.
     ExactlyOnce,
@@ -82,6 +91,9 @@ pub enum Property {
     TolerableFailures,
     /// No assertion inside the engine fails.
     NoCrash,
+    /// A property of a checker added by a program that uses snapsim (see [`Checker`]), by its
+    /// name. Reported after the built-in properties.
+    Extra(&'static str),
 }
 
 impl Property {
@@ -104,12 +116,20 @@ impl Property {
         Property::Liveness,
     ];
 
-    /// Its position in [`Property::ALL`]: violations are reported in this order.
+    /// Its position in [`Property::ALL`] (an added property's after all of them): violations
+    /// are reported in this order.
     pub fn rank(self) -> usize {
         Property::ALL
             .iter()
             .position(|p| *p == self)
-            .expect("ALL lists every property")
+            .unwrap_or(Property::ALL.len())
+    }
+
+    /// The built-in property called `name`, or an added one.
+    pub fn named(name: &str) -> Property {
+        let builtin = Property::ALL.into_iter().find(|p| p.name() == name);
+        // Added properties are few (one per checker), so their names are interned for good.
+        builtin.unwrap_or_else(|| Property::Extra(Box::leak(name.to_string().into_boxed_str())))
     }
 
     /// Its name in messages and on the command line.
@@ -129,7 +149,24 @@ impl Property {
             Property::TolerableFailures => "tolerable-failures",
             Property::ChannelOrder => "channel-order",
             Property::NoCrash => "no-crash",
+            Property::Extra(name) => name,
         }
+    }
+}
+
+/// Written by its name, as on the command line.
+impl Serialize for Property {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Property {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Property, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        // Results written before properties were written by name have their variant names.
+        let old = Property::ALL.into_iter().find(|p| format!("{p:?}") == name);
+        Ok(old.unwrap_or_else(|| Property::named(&name)))
     }
 }
 
@@ -155,6 +192,103 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}] {}", self.property, self.message)
     }
+}
+
+/// A property judged in every run: reads the finished run and returns what breaks the property
+/// (at most a handful of violations, see [`summarize`]; an empty list when it holds).
+///
+/// A checker must be able to fail: show it a run with a seeded bug, or a hand-made trace, that
+/// breaks its property.
+pub trait Checker: Send + Sync {
+    /// The property its violations carry.
+    fn property(&self) -> Property;
+    /// One line for `snapsim list`.
+    fn description(&self) -> &str;
+    /// The violations of the property in `run`.
+    fn check(&self, run: &JudgedRun) -> Vec<Violation>;
+}
+
+/// How a run ended, as far as its committed output can be judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The job finished: its whole output is judged.
+    Finished,
+    /// The job ended for good without finishing, rightly (its restart strategy gave up under
+    /// faults that justify it, a client cancelled it): judged on what it committed.
+    EndedEarly(JobStatus),
+    /// The engine crashed, or the job hung or ended without a reason: a `no-crash` or
+    /// `liveness` violation says so, and the output is not judged.
+    NotJudged,
+}
+
+/// A finished run with what it is judged against: what every checker reads.
+pub struct JudgedRun<'a> {
+    /// The job as it ran (with the run's seeded bugs).
+    pub plan: &'a ExecutionPlan,
+    /// The job as the failure-free oracle ran it (without the run's seeded bugs).
+    pub clean: &'a ExecutionPlan,
+    /// The sequential reference model of the job.
+    pub model: &'a ReferenceModel,
+    /// What the failure-free oracle committed.
+    pub oracle: &'a [CommittedRecord],
+    /// What the run committed (for a job resumed from an earlier job's snapshot, the earlier
+    /// job's output first: the two are judged whole).
+    pub committed: &'a [CommittedRecord],
+    /// `committed` per sink operator.
+    pub actual: &'a [Output],
+    /// `oracle` per sink operator.
+    pub expected: &'a [Output],
+    /// The whole trace (an earlier job's first).
+    pub trace: &'a [TraceEntry],
+    /// Where the job's own trace begins in `trace`.
+    pub own_from: usize,
+    /// The files in checkpoint storage when the run ended.
+    pub files: &'a [String],
+    /// The job's terminal status, if it reached one.
+    pub terminated: Option<JobStatus>,
+    /// How far the committed output is judged.
+    pub ending: Ending,
+    /// When the first periodic checkpoint was due after the job started running.
+    pub first_trigger_delay: u64,
+    /// The job resumed at-least-once after an earlier one: it reads again what that one
+    /// committed last.
+    pub replays: bool,
+}
+
+impl JudgedRun<'_> {
+    /// The job's own trace: after what an earlier job's run left.
+    pub fn own_trace(&self) -> &[TraceEntry] {
+        &self.trace[self.own_from..]
+    }
+
+    /// Whether the job runs in EXACTLY_ONCE mode.
+    pub fn exactly_once(&self) -> bool {
+        self.plan.checkpoint.mode == CheckpointingMode::ExactlyOnce
+    }
+
+    /// Whether the committed output is judged (the job finished or rightly ended early).
+    pub fn output_judged(&self) -> bool {
+        self.ending != Ending::NotJudged
+    }
+}
+
+/// The project's own checkers, in the order they run.
+pub fn builtin_checkers() -> Vec<Arc<dyn Checker>> {
+    vec![
+        Arc::new(oracle::OracleAgreesWithModel),
+        Arc::new(consistent_cut::ConsistentCut),
+        Arc::new(recovery::Recovery),
+        Arc::new(tolerable_failures::TolerableFailures),
+        Arc::new(cancellation::Cancellation),
+        Arc::new(notification::Notification),
+        Arc::new(storage::Storage),
+        Arc::new(progress::CheckpointProgress),
+        Arc::new(output::ExactlyOnce),
+        Arc::new(output::AtLeastOnce),
+        Arc::new(channel_order::ChannelOrder),
+        Arc::new(state_consistency::StateConsistency),
+        Arc::new(final_state::FinalState),
+    ]
 }
 
 /// Violations listed at most per property, so a broken run stays readable.

@@ -2,6 +2,7 @@
 //! (FLINK-21080).
 
 use super::{summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Attempt, CheckpointId, TaskId};
 use snapsim_core::job::ExecutionPlan;
@@ -56,4 +57,19 @@ pub fn notification(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
         }
     }
     summarize(Property::Notification, messages, first_at)
+}
+
+/// Lost completion notifications are made up for.
+pub struct Notification;
+
+impl Checker for Notification {
+    fn property(&self) -> Property {
+        Property::Notification
+    }
+    fn description(&self) -> &str {
+        "a task told that a checkpoint completed (by its notification or an abort notice carrying it) commits up to it (FLINK-21080)"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        notification(run.own_trace(), run.plan)
+    }
 }

@@ -3,6 +3,7 @@
 use super::{
     at_least_once, exactly_once, final_state, outputs, state_consistency, Property, Violation,
 };
+use super::{Checker, JudgedRun};
 use crate::model::ReferenceModel;
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::sink::CommittedRecord;
@@ -37,4 +38,19 @@ pub fn oracle_agrees_with_model(
         violation.property = Property::Oracle;
     }
     violations
+}
+
+/// The failure-free oracle agrees with the sequential reference model.
+pub struct OracleAgreesWithModel;
+
+impl Checker for OracleAgreesWithModel {
+    fn property(&self) -> Property {
+        Property::Oracle
+    }
+    fn description(&self) -> &str {
+        "the failure-free oracle (the same job without faults) commits what the sequential reference model computes"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        oracle_agrees_with_model(run.oracle, run.clean, run.model, run.replays)
+    }
 }

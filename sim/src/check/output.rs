@@ -2,6 +2,7 @@
 //! least once) per sink, counted against the failure-free oracle.
 
 use super::{describe, summarize, Output, Property, Violation};
+use super::{Checker, Ending, JudgedRun};
 use snapsim_core::ids::OperatorId;
 use snapsim_core::record::Origin;
 use std::collections::BTreeMap;
@@ -107,4 +108,59 @@ pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>,
         }
     }
     (summarize(Property::AtLeastOnce, messages, None), duplicates)
+}
+
+/// Exactly-once: each input's effect committed once per sink (at most once by a job that ended
+/// early).
+pub struct ExactlyOnce;
+
+impl Checker for ExactlyOnce {
+    fn property(&self) -> Property {
+        Property::ExactlyOnce
+    }
+    fn description(&self) -> &str {
+        "EXACTLY_ONCE: every input record's effect is committed once by each sink it reaches, and nothing else"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        match run.ending {
+            _ if !run.exactly_once() => Vec::new(),
+            Ending::Finished => exactly_once(run.actual, run.expected),
+            Ending::EndedEarly(_) => {
+                committed_part(run.actual, run.expected, Property::ExactlyOnce).0
+            }
+            Ending::NotJudged => Vec::new(),
+        }
+    }
+}
+
+/// At-least-once: each input's effect committed at least once per sink (duplicates allowed).
+pub struct AtLeastOnce;
+
+impl Checker for AtLeastOnce {
+    fn property(&self) -> Property {
+        Property::AtLeastOnce
+    }
+    fn description(&self) -> &str {
+        "AT_LEAST_ONCE: every input record's effect is committed at least once by each sink it reaches, and nothing else"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        match run.ending {
+            _ if run.exactly_once() => Vec::new(),
+            Ending::Finished => at_least_once(run.actual, run.expected).0,
+            Ending::EndedEarly(_) => {
+                committed_part(run.actual, run.expected, Property::AtLeastOnce).0
+            }
+            Ending::NotJudged => Vec::new(),
+        }
+    }
+}
+
+/// The duplicate commits an at-least-once run made (allowed, counted).
+pub fn duplicates(run: &JudgedRun) -> u64 {
+    match run.ending {
+        _ if run.exactly_once() => 0,
+        Ending::Finished => at_least_once(run.actual, run.expected).1,
+        Ending::EndedEarly(_) => committed_part(run.actual, run.expected, Property::AtLeastOnce).1,
+        Ending::NotJudged => 0,
+    }
 }

@@ -1,6 +1,7 @@
 //! Checkpoint progress: periodic checkpoints keep coming while the job runs.
 
 use super::{summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
@@ -76,4 +77,19 @@ pub fn checkpoint_progress(
         }
     }
     summarize(Property::Liveness, messages, first_at)
+}
+
+/// Periodic checkpoints keep coming.
+pub struct CheckpointProgress;
+
+impl Checker for CheckpointProgress {
+    fn property(&self) -> Property {
+        Property::Liveness
+    }
+    fn description(&self) -> &str {
+        "while the job runs with periodic checkpointing, checkpoints keep being triggered"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        checkpoint_progress(run.own_trace(), run.plan, run.first_trigger_delay)
+    }
 }

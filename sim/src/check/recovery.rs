@@ -2,6 +2,7 @@
 //! restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold.
 
 use super::{differing_keys, fmt_opt, summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointConfig;
 use snapsim_core::ids::{CheckpointId, TaskId, Tick};
@@ -251,5 +252,20 @@ fn state_difference(snapshotted: &OperatorState, restored: &OperatorState) -> St
             differing.join("; ")
         }
         _ => format!("snapshotted {snapshotted:?}, restored {restored:?}"),
+    }
+}
+
+/// Restores and the configuration's rules.
+pub struct Recovery;
+
+impl Checker for Recovery {
+    fn property(&self) -> Property {
+        Property::Recovery
+    }
+    fn description(&self) -> &str {
+        "restores use the latest completed checkpoint and restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        recovery(run.own_trace(), run.plan)
     }
 }

@@ -2,6 +2,7 @@
 //! committed before it in its key's order.
 
 use super::{describe, summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::model::{emitted_value, fold, ModelState, ReferenceModel};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Key, OperatorId, Tick};
@@ -77,4 +78,22 @@ pub fn state_consistency(
         }
     }
     summarize(Property::StateConsistency, messages, first_at)
+}
+
+/// Each committed value is the model's.
+pub struct StateConsistency;
+
+impl Checker for StateConsistency {
+    fn property(&self) -> Property {
+        Property::StateConsistency
+    }
+    fn description(&self) -> &str {
+        "each committed value equals the reference model's for exactly the inputs committed before it in its key's order (EXACTLY_ONCE)"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        if !run.exactly_once() || !run.output_judged() {
+            return Vec::new();
+        }
+        state_consistency(run.committed, run.plan, run.model, run.trace)
+    }
 }

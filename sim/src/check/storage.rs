@@ -2,6 +2,7 @@
 //! persisted, retained as the policy says, and nothing is left behind.
 
 use super::{summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::disk::DiskEvent;
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointStorageKind;
@@ -220,4 +221,19 @@ enum Gone {
     Deleted,
     /// A fault lost it.
     Lost,
+}
+
+/// Durability, retention and clean-up of checkpoint storage.
+pub struct Storage;
+
+impl Checker for Storage {
+    fn property(&self) -> Property {
+        Property::Storage
+    }
+    fn description(&self) -> &str {
+        "every file of a checkpoint is durable before its completion is persisted, is kept while a retained checkpoint needs it, and none is left behind"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        storage(run.own_trace(), run.plan, run.terminated, run.files)
+    }
 }

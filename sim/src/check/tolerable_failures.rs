@@ -19,6 +19,7 @@
 //! after its trigger, a decline or an asynchronous failure only when a task declined with it.
 
 use super::{summarize, Property, Violation};
+use super::{Checker, JudgedRun};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
@@ -265,6 +266,21 @@ impl Evidence<'_> {
             }
             _ => None,
         }
+    }
+}
+
+/// Failovers for failed checkpoints as Flink's rule says.
+pub struct TolerableFailures;
+
+impl Checker for TolerableFailures {
+    fn property(&self) -> Property {
+        Property::TolerableFailures
+    }
+    fn description(&self) -> &str {
+        "the job fails over for failed checkpoints exactly when Flink's CheckpointFailureManager rule, recounted from the trace, says so"
+    }
+    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
+        tolerable_failures(run.own_trace(), run.plan)
     }
 }
 
