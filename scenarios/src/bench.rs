@@ -4,7 +4,7 @@
 //!
 //! Every figure is a median over repeats or seeds: the machines are shared and noisy.
 
-use crate::{oracle, run, setup, sweep, Scenario};
+use crate::{oracle, run, setup, sweep, Catalog, Scenario};
 use serde::{Deserialize, Serialize};
 use snapsim_sim::model::ReferenceModel;
 use std::convert::Infallible;
@@ -43,7 +43,13 @@ pub struct BenchReport {
 }
 
 /// Measures `scenario` over `seeds`, each throughput figure `repeats` times.
-pub fn bench(scenario: &Scenario, seeds: Range<u64>, repeats: u32, cores: usize) -> BenchReport {
+pub fn bench(
+    catalog: &Catalog,
+    scenario: &Scenario,
+    seeds: Range<u64>,
+    repeats: u32,
+    cores: usize,
+) -> BenchReport {
     let count = seeds.end - seeds.start;
     let mut one_core = Vec::new();
     let mut per_seed = Vec::new();
@@ -51,7 +57,7 @@ pub fn bench(scenario: &Scenario, seeds: Range<u64>, repeats: u32, cores: usize)
     for _ in 0..repeats.max(1) {
         let (wall, ()) = wall_time(|| {
             for seed in seeds.clone() {
-                let (took, (outcome, _)) = wall_time(|| run(scenario, seed));
+                let (took, (outcome, _)) = wall_time(|| run(catalog, scenario, seed));
                 per_seed.push(millis(took));
                 virtual_ms += outcome.stats.virtual_ticks;
                 restarts += outcome.stats.restarts;
@@ -62,14 +68,14 @@ pub fn bench(scenario: &Scenario, seeds: Range<u64>, repeats: u32, cores: usize)
     }
     let all_cores: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
-            let (wall, ()) = wall_time(|| on_threads(scenario, seeds.clone(), cores));
+            let (wall, ()) = wall_time(|| on_threads(catalog, scenario, seeds.clone(), cores));
             count as f64 / wall.as_secs_f64()
         })
         .collect();
     let mut oracle_ms = Vec::new();
     let mut model_ms = Vec::new();
     for seed in seeds.clone() {
-        let setup = setup(scenario, seed);
+        let setup = setup(catalog, scenario, seed);
         let plan = std::sync::Arc::new(setup.job.clone().build().expect("a valid job"));
         oracle_ms.push(millis(wall_time(|| oracle(&plan, &setup)).0));
         model_ms.push(millis(wall_time(|| ReferenceModel::new(&setup.job)).0));
@@ -199,10 +205,10 @@ pub fn compare(now: &BenchReport, before: &BenchReport) -> Result<Vec<Compared>,
 }
 
 /// Runs every seed once on `threads` threads.
-fn on_threads(scenario: &Scenario, seeds: Range<u64>, threads: usize) {
+fn on_threads(catalog: &Catalog, scenario: &Scenario, seeds: Range<u64>, threads: usize) {
     let seeds: Vec<u64> = seeds.collect();
     let done = |_, _| Ok::<(), Infallible>(());
-    let Ok(()) = sweep::on_threads(&seeds, threads, |&seed| run(scenario, seed), done);
+    let Ok(()) = sweep::on_threads(&seeds, threads, |&seed| run(catalog, scenario, seed), done);
 }
 
 /// The benchmark is the one place that reads the wall clock: it measures, runs never do.

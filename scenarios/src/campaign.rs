@@ -5,9 +5,8 @@
 //! under `cells/`, so a failing run has its replay line and run report as in any sweep, and
 //! `snapsim report` re-renders a cell. The campaign report puts the cells side by side.
 
-use crate::profiles::find_profile;
 use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
-use crate::{find, paper, Algorithm, Outcome, Variant, Verdict};
+use crate::{paper, Catalog, Outcome, Variant, Verdict};
 use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable};
 use snapsim_reports::sweep::FailedRun;
 use std::collections::BTreeMap;
@@ -17,8 +16,8 @@ use std::path::Path;
 /// The matrix of a campaign.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Matrix {
-    /// The snapshot algorithms.
-    pub algorithms: Vec<Algorithm>,
+    /// The snapshot algorithms, by name.
+    pub algorithms: Vec<String>,
     /// The scenarios, by name.
     pub scenarios: Vec<String>,
     /// The fault profiles, by name.
@@ -39,6 +38,7 @@ impl Matrix {
     /// A matrix from command-line names; empty lists take the defaults (every algorithm,
     /// [`DEFAULT_SCENARIOS`], [`DEFAULT_FAULTS`]). Every name is checked.
     pub fn new(
+        catalog: &Catalog,
         algorithms: &[String],
         scenarios: &[String],
         faults: &[String],
@@ -60,24 +60,25 @@ impl Matrix {
             }
             names
         };
-        let all_algorithms: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-        let algorithms = or_default(algorithms, &all_algorithms)
-            .iter()
-            .map(|name| Algorithm::named(name))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unknown)?;
+        let all_algorithms: Vec<&str> = catalog.algorithms().iter().map(|a| a.name()).collect();
+        let algorithms = or_default(algorithms, &all_algorithms);
+        for name in &algorithms {
+            catalog.algorithm(name).map_err(unknown)?;
+        }
         let scenarios = or_default(scenarios, &DEFAULT_SCENARIOS);
         for name in &scenarios {
-            find(name).map_err(|e| unknown(e.into()))?;
+            catalog.scenario(name).map_err(|e| unknown(e.into()))?;
         }
         let faults = or_default(faults, &DEFAULT_FAULTS);
         for name in &faults {
-            find_profile(name).map_err(|e| unknown(e.into()))?;
+            catalog.profile(name).map_err(|e| unknown(e.into()))?;
         }
         if seeds.is_empty() {
             return Err(SweepError::Unknown("the seed range is empty".into()));
         }
-        let bugs = Variant::new(None, None, bugs).map_err(unknown)?.bugs;
+        let bugs = Variant::new(catalog, None, None, bugs)
+            .map_err(unknown)?
+            .bugs;
         Ok(Matrix {
             algorithms,
             scenarios,
@@ -88,22 +89,22 @@ impl Matrix {
     }
 
     /// Runs in the whole matrix, less the cells that cannot be judged.
-    pub fn runs(&self) -> u64 {
-        let judged = self.algorithms.len() * self.scenarios.len() - self.refused().len();
+    pub fn runs(&self, catalog: &Catalog) -> u64 {
+        let judged = self.algorithms.len() * self.scenarios.len() - self.refused(catalog).len();
         (judged * self.faults.len()) as u64 * (self.seeds.end - self.seeds.start)
     }
 
     /// Why each (algorithm, scenario) of the matrix that cannot be judged fairly is left out.
-    pub fn refused(&self) -> Vec<String> {
+    pub fn refused(&self, catalog: &Catalog) -> Vec<String> {
         let pairs =
             (self.algorithms.iter()).flat_map(|a| self.scenarios.iter().map(move |name| (a, name)));
         pairs
             .filter_map(|(algorithm, name)| {
                 let variant = Variant {
-                    algorithm: Some(algorithm.name().into()),
+                    algorithm: Some(algorithm.clone()),
                     ..Variant::default()
                 };
-                find(name).ok()?.refuses(&variant)
+                variant.refused_by(catalog, catalog.scenario(name).ok()?)
             })
             .collect()
     }
@@ -113,6 +114,7 @@ impl Matrix {
     /// scenario and fault profile, the algorithms in order within each group.
     pub fn run(
         &self,
+        catalog: &Catalog,
         jobs: usize,
         out: &Path,
         mut on_done: impl FnMut(&Outcome),
@@ -121,23 +123,28 @@ impl Matrix {
         for (a, algorithm) in self.algorithms.iter().enumerate() {
             for (f, faults) in self.faults.iter().enumerate() {
                 let variant = Variant::new(
+                    catalog,
                     Some(faults.clone()),
-                    Some(algorithm.name().into()),
+                    Some(algorithm.clone()),
                     &self.bugs,
                 )
                 .map_err(|e| SweepError::Unknown(e.to_string()))?;
                 // A cell that cannot be judged fairly is left out of the table, not run red.
                 let judged: Vec<String> = (self.scenarios.iter())
-                    .filter(|name| find(name).is_ok_and(|s| s.refuses(&variant).is_none()))
+                    .filter(|name| {
+                        (catalog.scenario(name))
+                            .is_ok_and(|s| variant.refused_by(catalog, s).is_none())
+                    })
                     .cloned()
                     .collect();
                 if judged.is_empty() {
                     continue;
                 }
-                let manifest = Manifest::new(&judged, self.seeds.clone(), Shard::WHOLE, variant)?;
-                let name = format!("{}-{faults}", algorithm.name());
+                let manifest =
+                    Manifest::new(catalog, &judged, self.seeds.clone(), Shard::WHOLE, variant)?;
+                let name = format!("{algorithm}-{faults}");
                 let dir = out.join("cells").join(&name);
-                let summary = run_sweep(&manifest, jobs, &dir, &mut on_done)?;
+                let summary = run_sweep(catalog, &manifest, jobs, &dir, &mut on_done)?;
                 let outcomes = sweep::outcomes(&dir)?;
                 for scenario in &summary.scenarios {
                     // Grouped by the matrix's scenario order, whatever a cell left out.
@@ -149,7 +156,7 @@ impl Matrix {
                         .filter(|o| o.scenario == scenario.scenario)
                         .collect();
                     let mut cell =
-                        cell_summary(algorithm.name(), &scenario.scenario, faults, &runs);
+                        cell_summary(catalog, algorithm, &scenario.scenario, faults, &runs);
                     // Failures as the cell's sweep reported them, reports relative to here.
                     cell.failures = scenario.failures.clone();
                     for failure in &mut cell.failures {
@@ -167,6 +174,7 @@ impl Matrix {
 
 /// The figures of `runs` (one algorithm on one scenario under one fault profile).
 pub fn cell_summary(
+    catalog: &Catalog,
     algorithm: &str,
     scenario: &str,
     faults: &str,
@@ -182,8 +190,8 @@ pub fn cell_summary(
         .filter(|o| o.verdict != Verdict::Passed)
         .map(|o| FailedRun {
             // A throughput-table run is not a named scenario: its rerun is the preset.
-            replay: paper::rerun_line(o),
-            ..sweep::failed_run(o, None)
+            replay: paper::rerun_line(catalog, o),
+            ..sweep::failed_run(catalog, o, None)
         })
         .collect();
     CellSummary {
@@ -230,9 +238,9 @@ impl Preset {
 }
 
 /// The runs a campaign makes (the simulated ones, each reported to `on_done`).
-pub fn planned_runs(preset: Preset, matrix: &Matrix) -> u64 {
+pub fn planned_runs(catalog: &Catalog, preset: Preset, matrix: &Matrix) -> u64 {
     let seeds = matrix.seeds.end - matrix.seeds.start;
-    matrix.runs()
+    matrix.runs(catalog)
         + match preset {
             Preset::Matrix => 0,
             Preset::Paper => paper::SIMULATED_RUNS + paper::throughput_runs(seeds),
@@ -243,6 +251,7 @@ pub fn planned_runs(preset: Preset, matrix: &Matrix) -> u64 {
 /// and experiments.csv for the paper preset) into `out`; `on_done` sees each run's outcome
 /// (the matrix's and the back-pressure table's; the experiments report when each ends).
 pub fn run_campaign(
+    catalog: &Catalog,
     preset: Preset,
     matrix: &Matrix,
     jobs: usize,
@@ -266,6 +275,7 @@ pub fn run_campaign(
     };
     if preset == Preset::Paper {
         let mut runner = paper::Runner {
+            catalog,
             jobs,
             seeds: paper::SEEDS,
             bugs: matrix.bugs.clone(),
@@ -278,7 +288,7 @@ pub fn run_campaign(
             .extend(paper::back_pressure_experiments(&throughput));
         report.tables.push(throughput);
     }
-    let cells = matrix.run(jobs, out, &mut on_done)?;
+    let cells = matrix.run(catalog, jobs, out, &mut on_done)?;
     report.tables.push(CellTable {
         title: "Snapshot algorithms side by side".to_string(),
         about: format!(
@@ -295,7 +305,7 @@ pub fn run_campaign(
     report.write(out).map_err(|e| sweep::file_error(out, e))?;
     assert_eq!(
         runs,
-        planned_runs(preset, matrix),
+        planned_runs(catalog, preset, matrix),
         "the progress shown counts every run"
     );
     Ok(report)

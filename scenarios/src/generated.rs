@@ -5,9 +5,10 @@
 //! written to a file and replayed exactly ([`crate::replay::CaseFile`]).
 
 use crate::profiles::{SCENARIO_HEAL_AT, SCENARIO_LIVENESS_TICKS};
-use crate::{log, Algorithm, Setup, CHECKPOINT_DIRECTORY};
+use crate::{log, Catalog, NameError, Setup, CHECKPOINT_DIRECTORY};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
+use snapsim_core::algorithm::{self, SnapshotAlgorithm};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
 use snapsim_core::ids::{TaskManagerId, Tick};
@@ -19,6 +20,7 @@ use snapsim_sim::disk::DiskOp;
 use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
 use snapsim_sim::rng::{SimRng, Stream};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The TaskManagers of every generated case.
 pub const TASK_MANAGERS: u16 = 2;
@@ -74,10 +76,9 @@ pub struct JobParams {
     pub retained: u32,
     /// Tolerable checkpoint failures.
     pub tolerable_failed: u32,
-    /// A channel-state algorithm (unaligned, aligned-timeout, Chandy-Lamport) instead of the
-    /// mode's barrier handling.
+    /// A snapshot algorithm of the catalog, by name, instead of the mode's barrier handling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<Algorithm>,
+    pub algorithm: Option<String>,
     /// The keyed operator processes at most this many records per tick (back-pressure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyed_throughput: Option<u32>,
@@ -223,21 +224,24 @@ pub struct Case {
 
 impl Case {
     /// The run's setup: the job, a cluster of [`TASK_MANAGERS`], the expanded schedule.
-    pub fn setup(&self) -> Setup {
+    pub fn setup(&self, catalog: &Catalog) -> Result<Setup, NameError> {
         let mut workload = SimRng::new(self.seed, Stream::Workload);
         let mut timing = SimRng::new(self.seed, Stream::Cluster);
-        let job = self.job.graph(&mut workload);
+        let mut job = self.job.graph(&mut workload);
+        if let Some(name) = &self.job.algorithm {
+            algorithm::configure(&mut job.checkpoint, catalog.algorithm(name)?);
+        }
         let cluster = ClusterConfig {
             task_managers: TASK_MANAGERS,
             first_trigger_delay_ticks: timing.between(0, self.job.interval_ticks),
             ..ClusterConfig::default()
         };
-        Setup {
+        Ok(Setup {
             job,
             cluster,
             schedule: schedule(&self.episodes),
             after: None,
-        }
+        })
     }
 }
 
@@ -361,9 +365,6 @@ impl JobParams {
             attempts: 1_000,
             delay_ticks: 100,
         };
-        if let Some(algorithm) = self.algorithm {
-            algorithm.apply(&mut job);
-        }
         job
     }
 }
@@ -561,8 +562,12 @@ pub fn job_params() -> impl Strategy<Value = JobParams> {
 /// A generated job with `algorithm` (its rules override the drawn mode and max concurrent),
 /// and, with a channel-state algorithm, a keyed operator that may be slow (back-pressure, so
 /// barriers have queued input to overtake).
-pub fn job_params_with(algorithm: Option<Algorithm>) -> impl Strategy<Value = JobParams> {
-    let throttles = algorithm.is_some_and(Algorithm::records_channel_state);
+pub fn job_params_with(
+    algorithm: Option<Arc<dyn SnapshotAlgorithm>>,
+) -> impl Strategy<Value = JobParams> {
+    let throttles = algorithm
+        .as_ref()
+        .is_some_and(|a| a.records_channel_state());
     // Headroom over the sources' rate: backlogs after a stall drain, slowly, so the job stays
     // live (a keyed operator slower than its input would make aligned checkpoints expire
     // forever, whatever the algorithm).
@@ -572,9 +577,9 @@ pub fn job_params_with(algorithm: Option<Algorithm>) -> impl Strategy<Value = Jo
         Just(None).boxed()
     };
     (plain_job_params(), headroom).prop_map(move |(mut params, headroom)| {
-        if let Some(algorithm) = algorithm {
-            params.mode = algorithm.mode();
-            params.algorithm = Some(algorithm);
+        if let Some(algorithm) = &algorithm {
+            params.mode = algorithm.guarantee().mode();
+            params.algorithm = Some(algorithm.name().to_string());
         }
         let sources = match params.shape {
             Shape::CoSum | Shape::ChainJoin => 2,
@@ -654,7 +659,10 @@ pub fn case(episodes_max: usize) -> impl Strategy<Value = Case> {
 }
 
 /// A whole case whose job uses `algorithm` (see [`job_params_with`]).
-pub fn case_with(episodes_max: usize, algorithm: Option<Algorithm>) -> impl Strategy<Value = Case> {
+pub fn case_with(
+    episodes_max: usize,
+    algorithm: Option<Arc<dyn SnapshotAlgorithm>>,
+) -> impl Strategy<Value = Case> {
     (
         job_params_with(algorithm),
         proptest::collection::vec(episode(), 0..=episodes_max),

@@ -8,6 +8,9 @@
 
 pub mod bench;
 pub mod campaign;
+pub mod catalog;
+pub mod cli;
+pub mod fuzz;
 pub mod generated;
 mod paper;
 pub mod profiles;
@@ -16,6 +19,8 @@ pub mod report;
 mod resume;
 pub mod shrink;
 pub mod sweep;
+
+pub use catalog::{Catalog, Draws, NameError, Scenario, UnknownScenario};
 
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
@@ -39,7 +44,7 @@ use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::harness::{self, Handover, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::liveness::{self, LivenessBound};
 use snapsim_sim::model::ReferenceModel;
-use snapsim_sim::rng::{SimRng, Stream};
+use snapsim_sim::rng::SimRng;
 use snapsim_sim::trace::{TraceEntry, TraceEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -47,38 +52,6 @@ use thiserror::Error;
 
 /// The commit this build was made from (set by the build script; "unknown" outside git).
 pub const BUILD_COMMIT: &str = env!("SNAPSIM_COMMIT");
-
-/// A named scenario: a job drawn from a seed, and the fault profile it runs with unless told
-/// otherwise.
-pub struct Scenario {
-    /// Its name on the command line.
-    pub name: &'static str,
-    /// One line for `snapsim list`.
-    pub description: &'static str,
-    /// Its fault profile (see [`profiles::fault_profiles`]).
-    pub faults: &'static str,
-    job: fn(&mut Draws) -> (JobGraph, ClusterConfig),
-    /// The job is a new one that starts from the snapshot an earlier job left (see [`resume`]).
-    resumes: bool,
-    /// Why the scenario cannot be judged with a channel-state algorithm, if it cannot.
-    refuses_channel_state: Option<&'static str>,
-}
-
-impl Scenario {
-    /// Why this scenario cannot be judged fairly with `variant`, if it cannot: then no run is
-    /// made, rather than one whose failure would not be a bug.
-    pub fn refuses(&self, variant: &Variant) -> Option<String> {
-        let algorithm = Algorithm::named(variant.algorithm.as_deref()?).ok()?;
-        let reason = self
-            .refuses_channel_state
-            .filter(|_| algorithm.records_channel_state())?;
-        Some(format!(
-            "scenario {} cannot be judged with --algorithm {}: {reason}",
-            self.name,
-            algorithm.name()
-        ))
-    }
-}
 
 /// What a scenario draws from a seed.
 pub struct Setup {
@@ -111,14 +84,14 @@ impl Setup {
     }
 }
 
-/// Every scenario, in listing order.
-pub fn scenarios() -> &'static [Scenario] {
-    &[
+/// The built-in scenarios, in listing order.
+pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
+    vec![
         Scenario {
             name: "keyed-sum",
             description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, 4,000 records, checkpoints every 50 ms, on files",
             faults: "tm-crash",
-            job: keyed_sum_on_files,
+            job: Arc::new(keyed_sum_on_files),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -126,7 +99,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "keyed-agg",
             description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files",
             faults: "crashes-and-storage",
-            job: keyed_agg_standard,
+            job: Arc::new(keyed_agg_standard),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -134,7 +107,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "keyed-sum-calm",
             description: "the keyed-sum job with its state in the JobManager's memory",
             faults: "none",
-            job: keyed_sum_in_memory,
+            job: Arc::new(keyed_sum_in_memory),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -142,7 +115,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "swarm",
             description: "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
             faults: "swarm",
-            job: keyed_sum_for_swarm,
+            job: Arc::new(keyed_sum_for_swarm),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -150,7 +123,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "co-window",
             description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
             faults: "tm-crash",
-            job: co_window,
+            job: Arc::new(co_window),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -158,7 +131,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "back-pressure",
             description: "the keyed-sum job with a slow sink (3 records per tick and subtask against about 4 arriving): its input queues grow, aligned barriers wait behind them",
             faults: "tm-crash",
-            job: back_pressure,
+            job: Arc::new(back_pressure),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -166,7 +139,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "hot-key",
             description: "key skew: the keyed-sum job with half the records on one key and a slow sum (3 per tick and subtask): the hot key's subtask falls behind, the other does not",
             faults: "tm-crash",
-            job: hot_key,
+            job: Arc::new(hot_key),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -174,7 +147,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "chain-join",
             description: "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; right (p=2) → keyBy chain (p=3); both chains → keyBy co-sum (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once, a min pause of 20 ms",
             faults: "crashes-and-storage",
-            job: chain_join,
+            job: Arc::new(chain_join),
             resumes: false,
             refuses_channel_state: None,
         },
@@ -182,7 +155,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "memory-budget",
             description: "the keyed-sum job with its state in the JobManager's memory, up to 2 checkpoints at once, under a memory budget that holds about two checkpoints' state: an acknowledgement that would pass it is refused (a declined checkpoint, tolerated)",
             faults: "tm-crash",
-            job: keyed_sum_in_memory_budget,
+            job: Arc::new(keyed_sum_in_memory_budget),
             resumes: false,
             refuses_channel_state: Some(
                 "its memory budget is sized for aligned snapshots; the in-flight records of a \
@@ -194,7 +167,7 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "resume",
             description: "a new job started from the snapshot an earlier job left (a savepoint before a cancellation, or its latest checkpoint retained on cancellation; CLAIM or NO_CLAIM, drawn), the keyed-sum job on files; judged with the earlier job's output",
             faults: "tm-crash",
-            job: resumed_keyed_sum,
+            job: Arc::new(resumed_keyed_sum),
             resumes: true,
             refuses_channel_state: None,
         },
@@ -202,36 +175,11 @@ pub fn scenarios() -> &'static [Scenario] {
             name: "map-only",
             description: "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
             faults: "tm-crash",
-            job: map_only,
+            job: Arc::new(map_only),
             resumes: false,
             refuses_channel_state: None,
         },
     ]
-}
-
-/// A scenario name that does not exist.
-#[derive(Debug, Error)]
-#[error("unknown scenario '{name}'; known: {known}")]
-pub struct UnknownScenario {
-    /// The name given.
-    pub name: String,
-    /// The names that exist.
-    pub known: String,
-}
-
-/// The scenario called `name`.
-pub fn find(name: &str) -> Result<&'static Scenario, UnknownScenario> {
-    scenarios()
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| UnknownScenario {
-            name: name.to_string(),
-            known: scenarios()
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
 }
 
 /// The verdict of one run.
@@ -316,141 +264,15 @@ pub struct Outcome {
 
 impl Outcome {
     /// The command that replays this run.
-    pub fn replay_line(&self) -> String {
+    pub fn replay_line(&self, catalog: &Catalog) -> String {
         format!(
-            "cargo run --release -- run --scenario {} --seed {}{}",
+            "{} run --scenario {} --seed {}{}",
+            catalog.command(),
             self.scenario,
             self.seed,
             self.variant.flags()
         )
     }
-}
-
-/// A snapshot algorithm: how tasks handle barriers (one [`snapsim_core::barrier::BarrierHandler`]
-/// each).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Algorithm {
-    /// Aligned barriers, EXACTLY_ONCE: a task blocks each channel whose barrier came until
-    /// all came, then snapshots (`BarrierAligner`).
-    Aligned,
-    /// AT_LEAST_ONCE barrier tracking: nothing blocks, the snapshot is taken when the last
-    /// barrier comes (`BarrierTracker`); records after an early barrier may be replayed.
-    AtLeastOnce,
-    /// Unaligned checkpoints, EXACTLY_ONCE: barriers overtake queued input, the task
-    /// snapshots on the first and persists the overtaken and still arriving records as
-    /// channel state (`ChannelStateHandler::unaligned`, FLIP-76).
-    Unaligned,
-    /// Unaligned checkpoints with an aligned-checkpoint timeout: each checkpoint starts
-    /// aligned and switches to unaligned after [`ALIGNED_TIMEOUT_TICKS`] at a task.
-    AlignedTimeout,
-    /// Classic Chandy-Lamport: markers in FIFO order, snapshot on the first, channel state
-    /// recorded until each channel's marker (`ChannelStateHandler::chandy_lamport`).
-    ChandyLamport,
-}
-
-/// The aligned-checkpoint timeout of [`Algorithm::AlignedTimeout`], in ticks (ms).
-pub const ALIGNED_TIMEOUT_TICKS: u64 = 20;
-
-impl Algorithm {
-    /// Every algorithm, in listing order.
-    pub const ALL: [Algorithm; 5] = [
-        Algorithm::Aligned,
-        Algorithm::AtLeastOnce,
-        Algorithm::Unaligned,
-        Algorithm::AlignedTimeout,
-        Algorithm::ChandyLamport,
-    ];
-
-    /// Its name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Aligned => "aligned",
-            Algorithm::AtLeastOnce => "at-least-once",
-            Algorithm::Unaligned => "unaligned",
-            Algorithm::AlignedTimeout => "aligned-timeout",
-            Algorithm::ChandyLamport => "chandy-lamport",
-        }
-    }
-
-    /// One line for `snapsim list`.
-    pub fn description(self) -> &'static str {
-        match self {
-            Algorithm::Aligned => "aligned barriers, EXACTLY_ONCE (Flink's default): channels whose barrier came block until all came; judged exactly-once",
-            Algorithm::AtLeastOnce => "barrier tracking, AT_LEAST_ONCE: nothing blocks, the snapshot waits for the last barrier; judged at-least-once (duplicates counted)",
-            Algorithm::Unaligned => "unaligned checkpoints (FLIP-76): barriers overtake queued input, in-flight records persisted as channel state; max concurrent forced to 1; judged exactly-once",
-            Algorithm::AlignedTimeout => "unaligned with a 20 ms aligned-checkpoint timeout: starts aligned, switches to unaligned at a task aligning for 20 ms; max concurrent 1; judged exactly-once",
-            Algorithm::ChandyLamport => "classic Chandy-Lamport: markers in FIFO order, snapshot on the first, channel state recorded until each channel's marker; max concurrent 1; judged exactly-once",
-        }
-    }
-
-    /// The algorithm called `name`.
-    pub fn named(name: &str) -> Result<Algorithm, NameError> {
-        Algorithm::ALL
-            .into_iter()
-            .find(|a| a.name() == name)
-            .ok_or_else(|| NameError::Algorithm {
-                name: name.to_string(),
-                known: Algorithm::ALL.map(Algorithm::name).join(", "),
-            })
-    }
-
-    /// The checkpointing mode it needs.
-    pub fn mode(self) -> CheckpointingMode {
-        match self {
-            Algorithm::AtLeastOnce => CheckpointingMode::AtLeastOnce,
-            _ => CheckpointingMode::ExactlyOnce,
-        }
-    }
-
-    /// Whether its snapshots hold channel state (in-flight records).
-    pub fn records_channel_state(self) -> bool {
-        matches!(
-            self,
-            Algorithm::Unaligned | Algorithm::AlignedTimeout | Algorithm::ChandyLamport
-        )
-    }
-
-    /// Sets the job's checkpoint options for this algorithm. The channel-state algorithms
-    /// take one checkpoint at a time (a rule of theirs), so they set max concurrent to 1.
-    pub fn apply(self, job: &mut JobGraph) {
-        let config = &mut job.checkpoint;
-        config.mode = self.mode();
-        config.unaligned = matches!(self, Algorithm::Unaligned | Algorithm::AlignedTimeout);
-        config.aligned_timeout_ticks = match self {
-            Algorithm::AlignedTimeout => ALIGNED_TIMEOUT_TICKS,
-            _ => 0,
-        };
-        config.chandy_lamport = self == Algorithm::ChandyLamport;
-        if config.channel_state_algorithm().is_some() {
-            config.max_concurrent = 1;
-        }
-    }
-}
-
-/// A name on the command line (or in a results file) that names nothing.
-#[derive(Debug, Error)]
-pub enum NameError {
-    /// Not a scenario.
-    #[error(transparent)]
-    Scenario(#[from] UnknownScenario),
-    /// Not a fault profile.
-    #[error(transparent)]
-    Profile(#[from] profiles::UnknownProfile),
-    /// Not a snapshot algorithm.
-    #[error("unknown snapshot algorithm '{name}'; known: {known}")]
-    Algorithm {
-        /// The name given.
-        name: String,
-        /// The names that exist.
-        known: String,
-    },
-    /// Not a seeded bug.
-    #[error(transparent)]
-    Bug(#[from] snapsim_core::bugs::UnknownBug),
-    /// A combination that cannot be judged fairly (see [`Scenario::refuses`]).
-    #[error("{0}")]
-    Refused(String),
 }
 
 /// What a run of a named scenario changes from the scenario's own choices: `--faults`,
@@ -472,6 +294,7 @@ pub struct Variant {
 impl Variant {
     /// A variant from command-line names, each checked (bugs sorted, each once).
     pub fn new(
+        catalog: &Catalog,
         faults: Option<String>,
         algorithm: Option<String>,
         bugs: &[String],
@@ -484,17 +307,17 @@ impl Variant {
                 .map(|b| b.to_string())
                 .collect(),
         };
-        variant.check()?;
+        variant.check(catalog)?;
         Ok(variant)
     }
 
     /// Checks every name (a variant read from a file was never checked).
-    pub fn check(&self) -> Result<(), NameError> {
+    pub fn check(&self, catalog: &Catalog) -> Result<(), NameError> {
         if let Some(name) = &self.faults {
-            profiles::find_profile(name)?;
+            catalog.profile(name)?;
         }
         if let Some(name) = &self.algorithm {
-            Algorithm::named(name)?;
+            catalog.algorithm(name)?;
         }
         SeededBug::all_named(&self.bugs)?;
         Ok(())
@@ -515,16 +338,28 @@ impl Variant {
         flags
     }
 
+    /// Why `scenario` cannot be judged fairly with this variant, if it cannot (see
+    /// [`Scenario::refuses`]); an unknown algorithm is no reason (its name is checked apart).
+    pub fn refused_by(&self, catalog: &Catalog, scenario: &Scenario) -> Option<String> {
+        let algorithm = catalog.algorithm(self.algorithm.as_deref()?).ok()?;
+        scenario.refuses(algorithm.as_ref())
+    }
+
     /// The setup of `scenario` with `seed` changed as this variant says.
-    pub fn setup(&self, scenario: &Scenario, seed: u64) -> Result<Setup, NameError> {
-        let profile = profiles::find_profile(self.faults.as_deref().unwrap_or(scenario.faults))?;
-        if let Some(reason) = scenario.refuses(self) {
+    pub fn setup(
+        &self,
+        catalog: &Catalog,
+        scenario: &Scenario,
+        seed: u64,
+    ) -> Result<Setup, NameError> {
+        let profile = catalog.profile(self.faults.as_deref().unwrap_or(scenario.faults))?;
+        if let Some(reason) = self.refused_by(catalog, scenario) {
             return Err(NameError::Refused(reason));
         }
         let mut draws = Draws::new(seed);
         let (mut job, mut cluster) = (scenario.job)(&mut draws);
         if let Some(name) = &self.algorithm {
-            Algorithm::named(name)?.apply(&mut job);
+            snapsim_core::algorithm::configure(&mut job.checkpoint, catalog.algorithm(name)?);
         }
         let mut after = None;
         if scenario.resumes {
@@ -553,46 +388,71 @@ impl Variant {
 /// Runs a generated case with the seeded `bugs` switched on, judged against the bug-free
 /// oracle.
 pub fn run_case(
+    catalog: &Catalog,
     case: &generated::Case,
     bugs: &BTreeSet<SeededBug>,
-) -> Result<(Outcome, RunResult), JobError> {
-    let mut setup = case.setup();
+) -> Result<(Outcome, RunResult), CaseError> {
+    let mut setup = case.setup(catalog)?;
     setup.job.bugs.extend(bugs);
-    judge("generated", case.seed, setup)
+    Ok(judge(catalog, "generated", case.seed, setup)?)
+}
+
+/// Why a generated case cannot run.
+#[derive(Debug, Error)]
+pub enum CaseError {
+    /// It names an algorithm the catalog lacks.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Its job breaks a rule of the engine.
+    #[error(transparent)]
+    Job(#[from] JobError),
 }
 
 /// Draws the scenario's setup for `seed`, with its own fault profile.
-pub fn setup(scenario: &Scenario, seed: u64) -> Setup {
+pub fn setup(catalog: &Catalog, scenario: &Scenario, seed: u64) -> Setup {
     Variant::default()
-        .setup(scenario, seed)
+        .setup(catalog, scenario, seed)
         .expect("a scenario's own profile exists")
 }
 
 /// Runs `scenario` with `seed` and judges it against the failure-free oracle.
-pub fn run(scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
-    run_variant(scenario, seed, &Variant::default()).expect("a plain run names nothing")
+pub fn run(catalog: &Catalog, scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
+    run_variant(catalog, scenario, seed, &Variant::default()).expect("a plain run names nothing")
 }
 
 /// Runs `scenario` with `seed` changed as `variant` says, judged against the failure-free
 /// oracle of the same job without seeded bugs.
 pub fn run_variant(
+    catalog: &Catalog,
     scenario: &Scenario,
     seed: u64,
     variant: &Variant,
-) -> Result<(Outcome, RunResult), NameError> {
-    let setup = variant.setup(scenario, seed)?;
-    Ok(judge_variant(scenario, seed, variant, setup).expect("built-in scenarios are valid jobs"))
+) -> Result<(Outcome, RunResult), RunError> {
+    let setup = variant.setup(catalog, scenario, seed)?;
+    Ok(judge_variant(catalog, scenario, seed, variant, setup)?)
+}
+
+/// Why a scenario cannot run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// A name of the variant names nothing, or the combination is refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The scenario's job breaks a rule of the engine (a scenario's mistake).
+    #[error("scenario's job is not valid: {0}")]
+    Job(#[from] JobError),
 }
 
 /// Judges `setup`, a run of `scenario` changed as `variant` says (and perhaps given its own
 /// schedule), and records the variant in the outcome.
 pub fn judge_variant(
+    catalog: &Catalog,
     scenario: &Scenario,
     seed: u64,
     variant: &Variant,
     setup: Setup,
 ) -> Result<(Outcome, RunResult), JobError> {
-    let (mut outcome, result) = judge(scenario.name, seed, setup)?;
+    let (mut outcome, result) = judge(catalog, scenario.name, seed, setup)?;
     outcome.variant = variant.clone();
     Ok((outcome, result))
 }
@@ -602,7 +462,12 @@ pub fn judge_variant(
 ///
 /// A panic anywhere (an engine assertion in the run or in the oracle, a checker's) is this
 /// run's `no-crash` failure, never the caller's: a sweep goes on with its other runs.
-pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult), JobError> {
+pub fn judge(
+    catalog: &Catalog,
+    name: &str,
+    seed: u64,
+    setup: Setup,
+) -> Result<(Outcome, RunResult), JobError> {
     let plan = Arc::new(setup.job.clone().build()?);
     let setup_bugs: Vec<String> = setup.job.bugs.iter().map(|b| b.to_string()).collect();
     let variant = Variant {
@@ -666,7 +531,7 @@ pub fn judge(name: &str, seed: u64, setup: Setup) -> Result<(Outcome, RunResult)
                 first_trigger_delay,
                 phase: &phase,
             };
-            guarded(|| run.check(&check::builtin_checkers())).unwrap_or_else(|message| {
+            guarded(|| run.check(catalog.checkers())).unwrap_or_else(|message| {
                 (
                     vec![crash(format!("a checker panicked: {message}"))],
                     0,
@@ -1074,24 +939,6 @@ const SCENARIO_RESTART: RestartStrategyConfig = RestartStrategyConfig::FixedDela
     attempts: 10,
     delay_ticks: 100,
 };
-/// The seed's independent streams, one per subsystem, so that drawing more faults never
-/// changes the workload.
-struct Draws {
-    workload: SimRng,
-    faults: SimRng,
-    timing: SimRng,
-}
-
-impl Draws {
-    fn new(seed: u64) -> Draws {
-        Draws {
-            workload: SimRng::new(seed, Stream::Workload),
-            faults: SimRng::new(seed, Stream::Faults),
-            timing: SimRng::new(seed, Stream::Cluster),
-        }
-    }
-}
-
 fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig {
     ClusterConfig {
         task_managers,

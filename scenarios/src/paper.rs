@@ -9,7 +9,8 @@
 
 use crate::campaign::cell_summary;
 use crate::sweep::on_threads;
-use crate::{find, judge, judge_variant, Algorithm, Outcome, Setup, Variant, Verdict};
+use crate::{judge, judge_variant, Catalog, Outcome, Setup, Variant, Verdict};
+use snapsim_core::algorithm::{FlinkAlgorithm, SnapshotAlgorithm, ALIGNED_TIMEOUT_TICKS};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{
@@ -76,6 +77,8 @@ fn engine(result: &RunResult) -> impl Iterator<Item = (Tick, &EngineEvent)> {
 
 /// What the simulated experiments run with.
 pub(crate) struct Runner<'a> {
+    /// What the runs are judged with.
+    pub catalog: &'a Catalog,
     /// Runs at once.
     pub jobs: usize,
     /// The seeds of each simulated experiment ([`SEEDS`] but in tests).
@@ -96,7 +99,8 @@ impl Runner<'_> {
         measure: impl Fn(&RunResult) -> M + Sync,
     ) -> Vec<(Outcome, M)> {
         let seeds: Vec<u64> = self.seeds.clone().collect();
-        let scenario = find(name).ok();
+        let catalog = self.catalog;
+        let scenario = catalog.scenario(name).ok();
         let bugs = SeededBug::all_named(&self.bugs).expect("checked by the command line");
         let mut results: Vec<Option<(Outcome, M)>> = seeds.iter().map(|_| None).collect();
         let on_done = &mut self.on_done;
@@ -108,8 +112,8 @@ impl Runner<'_> {
                 setup.job.bugs.extend(bugs.iter().copied());
                 variant.bugs = self.bugs.clone();
                 let judged = match scenario {
-                    Some(scenario) => judge_variant(scenario, seed, &variant, setup),
-                    None => judge(name, seed, setup),
+                    Some(scenario) => judge_variant(catalog, scenario, seed, &variant, setup),
+                    None => judge(catalog, name, seed, setup),
                 };
                 let (outcome, result) = judged.expect("the experiments' jobs are valid");
                 let figure = measure(&result);
@@ -135,7 +139,7 @@ impl Runner<'_> {
         &mut self,
         scenarios: &[&str],
         faults: &str,
-        algorithm: Algorithm,
+        algorithm: FlinkAlgorithm,
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         for &name in scenarios {
@@ -150,18 +154,31 @@ impl Runner<'_> {
     }
 }
 
-/// A named scenario's setup with `faults` and `algorithm`, and the variant that names them.
-fn scenario_setup(name: &str, seed: u64, faults: &str, algorithm: Algorithm) -> (Setup, Variant) {
-    let variant =
-        Variant::new(Some(faults.into()), Some(algorithm.name().into()), &[]).expect("known names");
+/// A built-in scenario's setup with `faults` and `algorithm`, and the variant that names them
+/// (the experiments are about the built-in scenarios, whatever else a catalog holds).
+fn scenario_setup(
+    name: &str,
+    seed: u64,
+    faults: &str,
+    algorithm: FlinkAlgorithm,
+) -> (Setup, Variant) {
+    let catalog = Catalog::builtin();
+    let variant = Variant::new(
+        &catalog,
+        Some(faults.into()),
+        Some(algorithm.name().into()),
+        &[],
+    )
+    .expect("known names");
+    let scenario = catalog.scenario(name).expect("a known scenario");
     let setup = variant
-        .setup(find(name).expect("a known scenario"), seed)
+        .setup(&catalog, scenario, seed)
         .expect("known names");
     (setup, variant)
 }
 
 /// "All N runs passed", or how many failed and the first one's replay line and violation.
-fn verdicts(outcomes: &[&Outcome]) -> (bool, String) {
+fn verdicts(catalog: &Catalog, outcomes: &[&Outcome]) -> (bool, String) {
     let failed: Vec<&&Outcome> = outcomes
         .iter()
         .filter(|o| o.verdict != Verdict::Passed)
@@ -182,7 +199,7 @@ fn verdicts(outcomes: &[&Outcome]) -> (bool, String) {
                     .violations
                     .first()
                     .map_or(String::new(), |v| format!("{}: {}", v.property, v.message)),
-                rerun_line(first)
+                rerun_line(catalog, first)
             ),
         ),
     }
@@ -190,10 +207,13 @@ fn verdicts(outcomes: &[&Outcome]) -> (bool, String) {
 
 /// The command that makes `outcome`'s run again: its replay line when it is a named scenario
 /// as the variant leaves it, else the preset (the experiment changed the job or schedule).
-pub(crate) fn rerun_line(outcome: &Outcome) -> String {
-    match find(&outcome.scenario) {
-        Ok(_) => outcome.replay_line(),
-        Err(_) => "rerun: cargo run --release -- campaign --preset paper (a changed job, not a named scenario)".into(),
+pub(crate) fn rerun_line(catalog: &Catalog, outcome: &Outcome) -> String {
+    match catalog.scenario(&outcome.scenario) {
+        Ok(_) => outcome.replay_line(catalog),
+        Err(_) => format!(
+            "rerun: {} campaign --preset paper (a changed job, not a named scenario)",
+            catalog.command()
+        ),
     }
 }
 
@@ -209,10 +229,10 @@ fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
     let outcomes = runner.scenario_outcomes(
         &["keyed-sum", "co-window"],
         "tm-crash",
-        Algorithm::AtLeastOnce,
+        FlinkAlgorithm::AtLeastOnce,
     );
     let all: Vec<&Outcome> = outcomes.iter().collect();
-    let (passed, runs) = verdicts(&all);
+    let (passed, runs) = verdicts(runner.catalog, &all);
     let with_duplicates = outcomes.iter().filter(|o| o.stats.duplicates > 0).count();
     let duplicates: u64 = outcomes.iter().map(|o| o.stats.duplicates).sum();
     let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
@@ -231,9 +251,9 @@ fn at_least_once_with_two_inputs(runner: &mut Runner) -> Experiment {
 }
 
 fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
-    let runs = runner.scenario_outcomes(&["map-only"], "tm-crash", Algorithm::AtLeastOnce);
+    let runs = runner.scenario_outcomes(&["map-only"], "tm-crash", FlinkAlgorithm::AtLeastOnce);
     let outcomes: Vec<&Outcome> = runs.iter().collect();
-    let (passed, verdict) = verdicts(&outcomes);
+    let (passed, verdict) = verdicts(runner.catalog, &outcomes);
     let duplicates: u64 = outcomes.iter().map(|o| o.stats.duplicates).sum();
     let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
     Experiment {
@@ -249,10 +269,10 @@ fn at_least_once_map_only(runner: &mut Runner) -> Experiment {
 
 fn aligned_exactly_once_under_crashes(runner: &mut Runner) -> Experiment {
     let names = ["keyed-sum", "co-window", "back-pressure", "hot-key"];
-    let outcomes = runner.scenario_outcomes(&names, "crashes-and-storage", Algorithm::Aligned);
+    let outcomes = runner.scenario_outcomes(&names, "crashes-and-storage", FlinkAlgorithm::Aligned);
     let failovers: u64 = outcomes.iter().map(|o| o.stats.restarts).sum();
     let all: Vec<&Outcome> = outcomes.iter().collect();
-    let (passed, verdict) = verdicts(&all);
+    let (passed, verdict) = verdicts(runner.catalog, &all);
     Experiment {
         experiment: format!(
             "Crash-inject, EXACTLY_ONCE aligned, 2PC sink: {} under crashes-and-storage (3 TaskManager crashes, a failed snapshot sync and a failed _metadata append), seeds {}..{}",
@@ -286,7 +306,8 @@ fn min_pause_gaps(result: &RunResult) -> Vec<u64> {
 /// The back-pressure scenario (slow sink: checkpoints slower than the interval) with its
 /// checkpoint options changed, without faults.
 fn slow_checkpoints(seed: u64, change: impl Fn(&mut JobGraph)) -> (Setup, Variant) {
-    let (mut setup, variant) = scenario_setup("back-pressure", seed, "none", Algorithm::Aligned);
+    let (mut setup, variant) =
+        scenario_setup("back-pressure", seed, "none", FlinkAlgorithm::Aligned);
     change(&mut setup.job);
     (setup, variant)
 }
@@ -299,7 +320,7 @@ fn min_pause_under_slow_checkpoints(runner: &mut Runner) -> Experiment {
         min_pause_gaps,
     );
     let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
-    let (passed, verdict) = verdicts(&outcomes);
+    let (passed, verdict) = verdicts(runner.catalog, &outcomes);
     let gaps: Vec<u64> = runs.iter().flat_map(|(_, g)| g.iter().copied()).collect();
     let shortest = gaps.iter().min().copied();
     let mut durations: Vec<u64> = outcomes
@@ -357,7 +378,7 @@ fn max_concurrent_one(runner: &mut Runner) -> Experiment {
         outcomes.extend(runs.into_iter().map(|(o, _)| o));
     }
     let all: Vec<&Outcome> = outcomes.iter().collect();
-    let (passed, verdict) = verdicts(&all);
+    let (passed, verdict) = verdicts(runner.catalog, &all);
     Experiment {
         experiment: format!(
             "maxConcurrent = 1 (and 3, to show the measure sees overlap), interval 50 ms, slow checkpoints (back-pressure), no savepoints, seeds {}..{}",
@@ -415,7 +436,7 @@ fn newer_barrier_subsumes_older(runner: &mut Runner) -> Experiment {
         "keyed-sum (max concurrent 2, lost triggers)",
         |seed| {
             let (mut setup, variant) =
-                scenario_setup("keyed-sum", seed, "none", Algorithm::Aligned);
+                scenario_setup("keyed-sum", seed, "none", FlinkAlgorithm::Aligned);
             setup.job.checkpoint.max_concurrent = 2;
             setup.job.checkpoint.tolerable_failed = 0;
             let heal = setup.schedule.heal_at;
@@ -426,7 +447,7 @@ fn newer_barrier_subsumes_older(runner: &mut Runner) -> Experiment {
         subsumed,
     );
     let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
-    let (passed, verdict) = verdicts(&outcomes);
+    let (passed, verdict) = verdicts(runner.catalog, &outcomes);
     let (aborted, followed, failovers) = runs.iter().fold((0, 0, 0), |acc, (_, (a, f, t))| {
         (acc.0 + a, acc.1 + f, acc.2 + t)
     });
@@ -475,7 +496,7 @@ fn tolerable_failures_measured(
         "keyed-sum (tolerable 2, failing syncs)",
         |seed| {
             let (mut setup, variant) =
-                scenario_setup("keyed-sum", seed, "none", Algorithm::Aligned);
+                scenario_setup("keyed-sum", seed, "none", FlinkAlgorithm::Aligned);
             setup.job.checkpoint.tolerable_failed = TOLERABLE;
             setup.job.restart = RestartStrategyConfig::FixedDelay {
                 attempts: 100,
@@ -493,7 +514,7 @@ fn tolerable_failures_measured(
 fn tolerable_failures(runner: &mut Runner) -> Experiment {
     let runs = tolerable_failures_measured(runner, TOLERABLE);
     let outcomes: Vec<&Outcome> = runs.iter().map(|(o, _)| o).collect();
-    let (passed, verdict) = verdicts(&outcomes);
+    let (passed, verdict) = verdicts(runner.catalog, &outcomes);
     let counts: Vec<u32> = runs
         .iter()
         .flat_map(|(_, (c, _))| c.iter().copied())
@@ -744,11 +765,11 @@ fn job_manager_storage_limit() -> Experiment {
 const SINK_THROUGHPUTS: [Option<u32>; 4] = [None, Some(4), Some(3), Some(2)];
 
 /// The algorithms of the throughput table: the exactly-once ones.
-const THROUGHPUT_ALGORITHMS: [Algorithm; 4] = [
-    Algorithm::Aligned,
-    Algorithm::Unaligned,
-    Algorithm::AlignedTimeout,
-    Algorithm::ChandyLamport,
+const THROUGHPUT_ALGORITHMS: [FlinkAlgorithm; 4] = [
+    FlinkAlgorithm::Aligned,
+    FlinkAlgorithm::Unaligned,
+    FlinkAlgorithm::AlignedTimeout,
+    FlinkAlgorithm::ChandyLamport,
 ];
 
 /// Checkpoint duration and channel state against the sink's throughput (FLIP-76, Flink's docs on
@@ -756,7 +777,7 @@ const THROUGHPUT_ALGORITHMS: [Algorithm; 4] = [
 /// throughput"), no faults.
 pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTable {
     let algorithms = THROUGHPUT_ALGORITHMS;
-    let mut work: Vec<(Option<u32>, Algorithm, u64)> = Vec::new();
+    let mut work: Vec<(Option<u32>, FlinkAlgorithm, u64)> = Vec::new();
     for throughput in SINK_THROUGHPUTS {
         for algorithm in algorithms {
             work.extend(seeds.clone().map(|seed| (throughput, algorithm, seed)));
@@ -765,15 +786,16 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
     let mut outcomes: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
     let bugs = SeededBug::all_named(&runner.bugs).expect("checked by the command line");
     let on_done = &mut runner.on_done;
+    let catalog = runner.catalog;
     on_threads(
         &work,
         runner.jobs,
         |&(throughput, algorithm, seed)| {
             let mut draws = crate::Draws::new(seed);
             let (mut job, cluster) = crate::back_pressure_at(&mut draws, throughput);
-            algorithm.apply(&mut job);
+            algorithm.configure(&mut job.checkpoint);
             job.bugs.extend(bugs.iter().copied());
-            let profile = crate::profiles::find_profile("none").expect("exists");
+            let profile = catalog.profile("none").expect("a built-in profile");
             let schedule = profile.draw(&mut draws.faults, cluster.task_managers);
             let setup = Setup {
                 job,
@@ -781,7 +803,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
                 schedule,
                 after: None,
             };
-            judge(&sink_label(throughput), seed, setup)
+            judge(catalog, &sink_label(throughput), seed, setup)
                 .expect("a valid job")
                 .0
         },
@@ -803,6 +825,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
                 .map(|(_, o)| o)
                 .collect();
             cells.push(cell_summary(
+                catalog,
                 algorithm.name(),
                 &sink_label(throughput),
                 "none",
@@ -834,16 +857,17 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
     fn channel_state(cell: &CellSummary) -> &Vec<u64> {
         &cell.in_flight_bytes
     }
-    let p50 =
-        |algorithm: Algorithm, throughput: Option<u32>, figure: fn(&CellSummary) -> &Vec<u64>| {
-            table
-                .cells
-                .iter()
-                .find(|c| c.algorithm == algorithm.name() && c.scenario == sink_label(throughput))
-                .and_then(|c| percentile(&mut figure(c).clone(), 50))
-        };
+    let p50 = |algorithm: FlinkAlgorithm,
+               throughput: Option<u32>,
+               figure: fn(&CellSummary) -> &Vec<u64>| {
+        table
+            .cells
+            .iter()
+            .find(|c| c.algorithm == algorithm.name() && c.scenario == sink_label(throughput))
+            .and_then(|c| percentile(&mut figure(c).clone(), 50))
+    };
     let slowest = *SINK_THROUGHPUTS.last().expect("levels");
-    let series = |algorithm: Algorithm| -> String {
+    let series = |algorithm: FlinkAlgorithm| -> String {
         SINK_THROUGHPUTS
             .iter()
             .map(|&t| p50(algorithm, t, duration).map_or("–".into(), |ms| format!("{ms} ms")))
@@ -852,21 +876,21 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
     };
     let fast_and_slow =
         |algorithm| p50(algorithm, None, duration).zip(p50(algorithm, slowest, duration));
-    let unaligned_bytes = p50(Algorithm::Unaligned, slowest, channel_state).unwrap_or(0);
+    let unaligned_bytes = p50(FlinkAlgorithm::Unaligned, slowest, channel_state).unwrap_or(0);
     // Evidence that the timeout switches at all: some aligned-timeout checkpoint of the
     // table persisted channel state.
     let timeout_switched = table
         .cells
         .iter()
-        .filter(|c| c.algorithm == Algorithm::AlignedTimeout.name())
+        .filter(|c| c.algorithm == FlinkAlgorithm::AlignedTimeout.name())
         .any(|c| c.in_flight_bytes.iter().any(|&b| b > 0));
     let failed = table.cells.iter().any(|c| c.passed != c.runs);
     let levels = SINK_THROUGHPUTS.map(sink_label).join(" → ");
     // Independent of throughput: within half again of the unthrottled duration, while
     // aligned checkpoints at least double.
     let independent = match (
-        fast_and_slow(Algorithm::Aligned),
-        fast_and_slow(Algorithm::Unaligned),
+        fast_and_slow(FlinkAlgorithm::Aligned),
+        fast_and_slow(FlinkAlgorithm::Unaligned),
     ) {
         (Some((aligned_fast, aligned_slow)), Some((fast, slow))) => {
             aligned_fast > 0 && aligned_slow >= 2 * aligned_fast && slow * 2 <= fast * 3
@@ -874,8 +898,8 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
         _ => false,
     };
     let timeout_agreement = match (
-        fast_and_slow(Algorithm::AlignedTimeout),
-        fast_and_slow(Algorithm::Aligned),
+        fast_and_slow(FlinkAlgorithm::AlignedTimeout),
+        fast_and_slow(FlinkAlgorithm::Aligned),
     ) {
         _ if failed || !timeout_switched => Agreement::Unexpected,
         (Some((_, timeout_slow)), Some((_, aligned_slow))) if timeout_slow * 2 <= aligned_slow => {
@@ -904,8 +928,8 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
             expected: "unaligned duration ~ independent of throughput; unaligned persisted bytes > 0 (docs, unaligned checkpoints)".into(),
             measured: format!(
                 "aligned {}; unaligned {}; unaligned channel state p50 {unaligned_bytes} bytes per checkpoint at {}",
-                series(Algorithm::Aligned),
-                series(Algorithm::Unaligned),
+                series(FlinkAlgorithm::Aligned),
+                series(FlinkAlgorithm::Unaligned),
                 sink_label(slowest)
             ),
             agreement: agreement(!failed && independent && unaligned_bytes > 0),
@@ -913,10 +937,10 @@ pub(crate) fn back_pressure_experiments(table: &CellTable) -> Vec<Experiment> {
         Experiment {
             experiment: format!(
                 "Back-pressure, aligned-checkpoint timeout {} ms: duration p50 as the sink slows",
-                crate::ALIGNED_TIMEOUT_TICKS
+                ALIGNED_TIMEOUT_TICKS
             ),
             expected: "starts aligned, switches to unaligned after the timeout (measured from the global start), so durations stay near timeout + unaligned (FLIP-76)".into(),
-            measured: format!("aligned-timeout {}", series(Algorithm::AlignedTimeout)),
+            measured: format!("aligned-timeout {}", series(FlinkAlgorithm::AlignedTimeout)),
             agreement: timeout_agreement,
         },
     ]
@@ -936,7 +960,9 @@ mod tests {
     /// Runs `experiment` over seeds 0..4 with `bugs` switched on.
     fn run<T>(bugs: &[&str], experiment: impl FnOnce(&mut Runner) -> T) -> T {
         let mut ignore = |_: &Outcome| {};
+        let catalog = Catalog::builtin();
         let mut runner = Runner {
+            catalog: &catalog,
             jobs: 2,
             seeds: 0..4,
             bugs: bugs.iter().map(|b| b.to_string()).collect(),

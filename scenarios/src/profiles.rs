@@ -8,7 +8,11 @@ use snapsim_sim::disk::{CrashMode, DiskFaults, DiskOp};
 use snapsim_sim::faults::{Fault, FaultEvent, FaultSchedule, WriteMoment};
 use snapsim_sim::rng::SimRng;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use thiserror::Error;
+
+/// Draws a fault schedule for a cluster of some TaskManagers from the seed's fault stream.
+pub type DrawFn = dyn Fn(&mut SimRng, u16) -> FaultSchedule + Send + Sync;
 
 /// A named way to draw faults.
 pub struct FaultProfile {
@@ -16,39 +20,53 @@ pub struct FaultProfile {
     pub name: &'static str,
     /// One line for `snapsim list`.
     pub description: &'static str,
-    draw: fn(&mut SimRng, u16) -> FaultSchedule,
+    draw: Arc<DrawFn>,
 }
 
 impl FaultProfile {
+    /// A profile that draws its schedule with `draw` (given the fault stream and the number of
+    /// TaskManagers).
+    pub fn new(
+        name: &'static str,
+        description: &'static str,
+        draw: impl Fn(&mut SimRng, u16) -> FaultSchedule + Send + Sync + 'static,
+    ) -> FaultProfile {
+        FaultProfile {
+            name,
+            description,
+            draw: Arc::new(draw),
+        }
+    }
+
     /// The schedule for a cluster of `task_managers`, drawn from the seed's fault stream.
     pub fn draw(&self, faults: &mut SimRng, task_managers: u16) -> FaultSchedule {
         (self.draw)(faults, task_managers)
     }
 }
 
-/// Every fault profile, in listing order.
-pub fn fault_profiles() -> &'static [FaultProfile] {
-    &[
-        FaultProfile {
-            name: "none",
-            description: "no faults: the engine against its own oracle",
-            draw: |_, _| schedule(Vec::new()),
-        },
-        FaultProfile {
-            name: "tm-crash",
-            description: "one TaskManager crashes between 100 and 500 ms and restarts 50–400 ms later",
-            draw: |rng, task_managers| schedule(tm_crash(rng, task_managers, (100, 500))),
-        },
-        FaultProfile {
-            name: "crashes-and-storage",
-            description: "three TaskManager crashes in disjoint windows, a failed snapshot sync and a failed _metadata append",
-            draw: crashes_and_storage,
-        },
-        FaultProfile {
-            name: "swarm",
-            description: "swarm testing: the seed switches fault kinds on (crashes of every node, partitions, clogged links and nodes, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs, savepoints, a client's cancellation) and draws their rates; faults until 3 s",
-            draw: swarm_schedule,
-        },
+/// The built-in fault profiles, in listing order.
+pub fn builtin_profiles() -> Vec<FaultProfile> {
+    vec![
+        FaultProfile::new(
+            "none",
+            "no faults: the engine against its own oracle",
+            |_, _| schedule(Vec::new()),
+        ),
+        FaultProfile::new(
+            "tm-crash",
+            "one TaskManager crashes between 100 and 500 ms and restarts 50–400 ms later",
+            |rng, task_managers| schedule(tm_crash(rng, task_managers, (100, 500))),
+        ),
+        FaultProfile::new(
+            "crashes-and-storage",
+            "three TaskManager crashes in disjoint windows, a failed snapshot sync and a failed _metadata append",
+            crashes_and_storage,
+        ),
+        FaultProfile::new(
+            "swarm",
+            "swarm testing: the seed switches fault kinds on (crashes of every node, partitions, clogged links and nodes, slow links and operators, disk errors, full disk, corruption, torn writes, lost checkpoint RPCs, savepoints, a client's cancellation) and draws their rates; faults until 3 s",
+            swarm_schedule,
+        ),
     ]
 }
 
@@ -62,27 +80,13 @@ pub struct UnknownProfile {
     pub known: String,
 }
 
-/// The fault profile called `name`.
-pub fn find_profile(name: &str) -> Result<&'static FaultProfile, UnknownProfile> {
-    fault_profiles()
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| UnknownProfile {
-            name: name.to_string(),
-            known: fault_profiles()
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
 /// Every profile but the swarm stops its faults by this time.
 pub(crate) const SCENARIO_HEAL_AT: Tick = Tick(2_000);
 /// And its job must finish within this much virtual time after.
 pub(crate) const SCENARIO_LIVENESS_TICKS: u64 = 58_000;
 
-fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
+/// A schedule of `events` with the liveness phase and deadline every built-in profile uses.
+pub fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
     FaultSchedule {
         disk: DiskFaults::default(),
         events,
@@ -91,7 +95,8 @@ fn schedule(events: Vec<FaultEvent>) -> FaultSchedule {
     }
 }
 
-fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<FaultEvent> {
+/// One TaskManager, drawn, crashes in `window` (ms) and restarts 50–400 ms later.
+pub fn tm_crash(rng: &mut SimRng, task_managers: u16, window: (u64, u64)) -> Vec<FaultEvent> {
     let victim = Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16));
     let at = rng.between(window.0, window.1);
     let down = rng.between(50, 400);

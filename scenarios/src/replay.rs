@@ -5,7 +5,7 @@
 //! drawn fault schedule by a smaller one). With the build, a case fixes the trace.
 
 use crate::generated::Case;
-use crate::{find, judge, judge_variant, NameError, Outcome, Variant, BUILD_COMMIT};
+use crate::{judge, judge_variant, Catalog, NameError, Outcome, Variant, BUILD_COMMIT};
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::job::JobError;
@@ -77,45 +77,51 @@ pub enum ReplayError {
 
 impl Replayable {
     /// Runs the case with the seeded `bugs` switched on, judged against the bug-free oracle.
-    pub fn run(&self, bugs: &[String]) -> Result<(Outcome, RunResult), ReplayError> {
+    pub fn run(
+        &self,
+        catalog: &Catalog,
+        bugs: &[String],
+    ) -> Result<(Outcome, RunResult), ReplayError> {
         match self {
             Replayable::Generated(case) => {
                 let bugs = SeededBug::all_named(bugs).map_err(NameError::from)?;
                 case.job.check().map_err(ReplayError::Case)?;
                 // Checked and run from one setup (drawing it generates the input logs).
-                let mut setup = case.setup();
+                let mut setup = case.setup(catalog)?;
                 (setup.schedule.validate(&setup.cluster))
                     .map_err(|e| ReplayError::Schedule(e.to_string()))?;
                 setup.job.bugs.extend(bugs);
-                Ok(judge("generated", case.seed, setup)?)
+                Ok(judge(catalog, "generated", case.seed, setup)?)
             }
             Replayable::Scenario(run) => {
-                let scenario = find(&run.scenario).map_err(NameError::from)?;
-                let variant = Variant::new(run.faults.clone(), run.algorithm.clone(), bugs)?;
-                let mut setup = variant.setup(scenario, run.seed)?;
+                let scenario = catalog.scenario(&run.scenario).map_err(NameError::from)?;
+                let variant =
+                    Variant::new(catalog, run.faults.clone(), run.algorithm.clone(), bugs)?;
+                let mut setup = variant.setup(catalog, scenario, run.seed)?;
                 if let Some(schedule) = &run.schedule {
                     schedule
                         .validate(&setup.cluster)
                         .map_err(|e| ReplayError::Schedule(e.to_string()))?;
                     setup.schedule = schedule.clone();
                 }
-                Ok(judge_variant(scenario, run.seed, &variant, setup)?)
+                Ok(judge_variant(catalog, scenario, run.seed, &variant, setup)?)
             }
         }
     }
 
     /// The fault schedule the case runs with.
-    pub fn schedule(&self) -> Result<FaultSchedule, ReplayError> {
+    pub fn schedule(&self, catalog: &Catalog) -> Result<FaultSchedule, ReplayError> {
         match self {
-            Replayable::Generated(case) => Ok(case.setup().schedule),
+            Replayable::Generated(case) => Ok(case.setup(catalog)?.schedule),
             Replayable::Scenario(ScenarioRun {
                 schedule: Some(schedule),
                 ..
             }) => Ok(schedule.clone()),
             Replayable::Scenario(run) => {
-                let scenario = find(&run.scenario).map_err(NameError::from)?;
-                let variant = Variant::new(run.faults.clone(), run.algorithm.clone(), &[])?;
-                Ok(variant.setup(scenario, run.seed)?.schedule)
+                let scenario = catalog.scenario(&run.scenario).map_err(NameError::from)?;
+                let variant =
+                    Variant::new(catalog, run.faults.clone(), run.algorithm.clone(), &[])?;
+                Ok(variant.setup(catalog, scenario, run.seed)?.schedule)
             }
         }
     }
@@ -162,10 +168,14 @@ pub enum CaseFileError {
 
 impl CaseFile {
     /// The file of a case whose run gave `outcome`.
-    pub fn recorded(case: Replayable, outcome: &Outcome) -> Result<CaseFile, ReplayError> {
+    pub fn recorded(
+        catalog: &Catalog,
+        case: Replayable,
+        outcome: &Outcome,
+    ) -> Result<CaseFile, ReplayError> {
         Ok(CaseFile {
             commit: BUILD_COMMIT.to_string(),
-            schedule: case.schedule()?,
+            schedule: case.schedule(catalog)?,
             case,
             bugs: outcome.variant.bugs.clone(),
             trace_hash: outcome.trace_hash,

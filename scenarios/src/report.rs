@@ -1,7 +1,7 @@
 //! Reports of runs and sweeps from outcomes and traces (the rendering is `snapsim-reports`).
 
 use crate::replay::{CaseFile, CaseFileError, ReplayError, Replayable, ScenarioRun};
-use crate::{describe_entry, trace_before_violation, Outcome, Verdict};
+use crate::{describe_entry, trace_before_violation, Catalog, Outcome, Verdict};
 use snapsim_reports::run::{RunReport, ViolationView};
 use snapsim_reports::timeline::Timeline;
 use snapsim_sim::harness::RunResult;
@@ -111,10 +111,14 @@ pub fn write_run_report(
 }
 
 /// Replays a case file and writes its report into `dir`; returns the outcome.
-pub fn report_case_file(path: &Path, dir: &Path) -> Result<Outcome, ReportError> {
+pub fn report_case_file(
+    catalog: &Catalog,
+    path: &Path,
+    dir: &Path,
+) -> Result<Outcome, ReportError> {
     let file = CaseFile::load(path)?;
-    let (outcome, result) = file.case.run(&file.bugs)?;
-    let replay_line = format!("cargo run --release -- replay {}", path.display());
+    let (outcome, result) = file.case.run(catalog, &file.bugs)?;
+    let replay_line = format!("{} replay {}", catalog.command(), path.display());
     write_run_report(dir, &outcome, &result, &replay_line)?;
     Ok(outcome)
 }
@@ -126,6 +130,7 @@ pub type FailureReports = BTreeMap<(String, u64), String>;
 /// Runs each of the first [`FAILURE_REPORTS_MAX`] failing outcomes again and writes its report
 /// (and case file) under `out/runs/<scenario>-<seed>/`.
 pub fn write_failure_reports(
+    catalog: &Catalog,
     failures: &[&Outcome],
     out: &Path,
 ) -> Result<FailureReports, ReportError> {
@@ -139,13 +144,13 @@ pub fn write_failure_reports(
             outcome.seed,
             &outcome.variant,
         ));
-        let (again, result) = case.run(&outcome.variant.bugs)?;
+        let (again, result) = case.run(catalog, &outcome.variant.bugs)?;
         std::fs::create_dir_all(&dir).map_err(|error| ReportError::File {
             path: dir.display().to_string(),
             error,
         })?;
-        CaseFile::recorded(case, &again)?.save(&dir.join("case.json"))?;
-        let mut report = run_report(&again, &result.trace, &outcome.replay_line());
+        CaseFile::recorded(catalog, case, &again)?.save(&dir.join("case.json"))?;
+        let mut report = run_report(&again, &result.trace, &outcome.replay_line(catalog));
         if again.trace_hash != outcome.trace_hash {
             // Another build (or a determinism bug): the report shows this run, not the sweep's.
             report.facts.push((

@@ -10,7 +10,7 @@
 
 use crate::generated::{Case, Episode, Shape};
 use crate::replay::{ReplayError, Replayable, ScenarioRun};
-use crate::{Outcome, Verdict};
+use crate::{Catalog, Outcome, Verdict};
 use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::Tick;
 use snapsim_sim::check::Property;
@@ -48,16 +48,17 @@ pub struct Shrunk {
 
 /// Shrinks `case` (run with `bugs`); `on_step` sees each simplification kept, described.
 pub fn shrink(
+    catalog: &Catalog,
     case: &Replayable,
     bugs: &[String],
     mut on_step: impl FnMut(&str, &Outcome),
 ) -> Result<Shrunk, ShrinkError> {
-    let (outcome, _) = case.run(bugs)?;
+    let (outcome, _) = case.run(catalog, bugs)?;
     if outcome.verdict == Verdict::Passed {
         return Err(ShrinkError::Passes);
     }
     let property = outcome.violations[0].property;
-    let mut current = materialize(case)?;
+    let mut current = materialize(catalog, case)?;
     let mut best = outcome;
     let (mut steps, mut runs) = (0, 1);
     'search: while runs < RUNS_MAX {
@@ -67,7 +68,7 @@ pub fn shrink(
             }
             runs += 1;
             // A variant that does not run (an invalid job or schedule) is just not simpler.
-            let Ok((outcome, _)) = candidate.run(bugs) else {
+            let Ok((outcome, _)) = candidate.run(catalog, bugs) else {
                 continue;
             };
             if outcome.violations.iter().any(|v| v.property == property) {
@@ -90,10 +91,10 @@ pub fn shrink(
 }
 
 /// A scenario run with its drawn schedule written out, so that its events can be removed.
-fn materialize(case: &Replayable) -> Result<Replayable, ReplayError> {
+fn materialize(catalog: &Catalog, case: &Replayable) -> Result<Replayable, ReplayError> {
     Ok(match case {
         Replayable::Scenario(run) if run.schedule.is_none() => Replayable::Scenario(ScenarioRun {
-            schedule: Some(case.schedule()?),
+            schedule: Some(case.schedule(catalog)?),
             ..run.clone()
         }),
         _ => case.clone(),

@@ -8,7 +8,7 @@
 //! merge alike, so four shards merged give the same summary as one sweep.
 
 use crate::report::{write_failure_reports, FailureReports};
-use crate::{find, run_variant, scenarios, Outcome, Scenario, Variant, Verdict, BUILD_COMMIT};
+use crate::{run_variant, Catalog, Outcome, Scenario, Variant, Verdict, BUILD_COMMIT};
 use serde::{Deserialize, Serialize};
 use snapsim_core::probes::Probe;
 use snapsim_reports::sweep::{FailedRun, ScenarioSummary, SweepReport};
@@ -153,6 +153,7 @@ pub struct Manifest {
 impl Manifest {
     /// The manifest of a sweep of `names` over `seeds`, checking every name.
     pub fn new(
+        catalog: &Catalog,
         names: &[String],
         seeds: Range<u64>,
         shard: Shard,
@@ -161,8 +162,8 @@ impl Manifest {
         let mut left_out = Vec::new();
         let scenarios = if names.is_empty() {
             let mut judged = Vec::new();
-            for scenario in scenarios() {
-                match scenario.refuses(&variant) {
+            for scenario in catalog.scenarios() {
+                match variant.refused_by(catalog, scenario) {
                     Some(reason) => left_out.push(reason),
                     None => judged.push(scenario.name.to_string()),
                 }
@@ -171,8 +172,9 @@ impl Manifest {
         } else {
             let mut unique: Vec<String> = Vec::new();
             for name in names {
-                let scenario = find(name).map_err(|e| SweepError::Unknown(e.to_string()))?;
-                if let Some(reason) = scenario.refuses(&variant) {
+                let scenario =
+                    (catalog.scenario(name)).map_err(|e| SweepError::Unknown(e.to_string()))?;
+                if let Some(reason) = variant.refused_by(catalog, scenario) {
                     return Err(SweepError::Refused(reason));
                 }
                 if !unique.contains(name) {
@@ -192,7 +194,7 @@ impl Manifest {
     }
 
     /// The runs of this shard, in result order.
-    pub fn work(&self) -> Vec<(&'static Scenario, u64)> {
+    pub fn work<'c>(&self, catalog: &'c Catalog) -> Vec<(&'c Scenario, u64)> {
         let seeds: Vec<u64> = self
             .seeds
             .clone()
@@ -200,12 +202,17 @@ impl Manifest {
             .collect();
         self.scenarios
             .iter()
-            .map(|name| find(name).expect("checked when the manifest was made"))
+            .map(|name| {
+                let scenario = catalog.scenario(name);
+                scenario
+                    .expect("checked when the manifest was made")
+                    .as_ref()
+            })
             .flat_map(|scenario| seeds.iter().map(move |&seed| (scenario, seed)))
             .collect()
     }
 
-    fn load(dir: &Path) -> Result<Manifest, SweepError> {
+    fn load(catalog: &Catalog, dir: &Path) -> Result<Manifest, SweepError> {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
         let malformed = |error: String| SweepError::Malformed {
@@ -215,11 +222,13 @@ impl Manifest {
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| malformed(format!("not a sweep manifest: {e}")))?;
         for name in &manifest.scenarios {
-            find(name).map_err(|e| malformed(e.to_string()))?;
+            catalog
+                .scenario(name)
+                .map_err(|e| malformed(e.to_string()))?;
         }
         manifest
             .variant
-            .check()
+            .check(catalog)
             .map_err(|e| malformed(e.to_string()))?;
         Ok(manifest)
     }
@@ -261,6 +270,7 @@ impl SweepSummary {
 /// Runs the manifest's share on `jobs` threads, streaming outcomes to `out/results.jsonl` in
 /// result order; `on_done` sees each outcome as it finishes (for a progress bar).
 pub fn run_sweep(
+    catalog: &Catalog,
     manifest: &Manifest,
     jobs: usize,
     out: &Path,
@@ -268,9 +278,9 @@ pub fn run_sweep(
 ) -> Result<SweepSummary, SweepError> {
     manifest
         .variant
-        .check()
+        .check(catalog)
         .map_err(|e| SweepError::Unknown(e.to_string()))?;
-    let work = manifest.work();
+    let work = manifest.work(catalog);
     std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
     manifest.save(out)?;
     let results = out.join(RESULTS);
@@ -284,8 +294,8 @@ pub fn run_sweep(
         &work,
         jobs,
         |&(scenario, seed)| {
-            run_variant(scenario, seed, &manifest.variant)
-                .expect("the variant was checked")
+            run_variant(catalog, scenario, seed, &manifest.variant)
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.name))
                 .0
         },
         |index, outcome| {
@@ -301,7 +311,7 @@ pub fn run_sweep(
     )?;
     assert_eq!(to_write, work.len(), "every run's outcome was written");
     writer.flush().map_err(|e| file_error(&results, e))?;
-    summarize_into(manifest, &results, out)
+    summarize_into(catalog, manifest, &results, out)
 }
 
 /// Runs `work` on every item on `threads` threads; `each` gets each result, with the item's
@@ -337,10 +347,10 @@ pub fn on_threads<T: Sync, R: Send, E>(
 
 /// Merges the results of the shards in `dirs` (each a sweep directory of the same sweep, every
 /// shard once) into `out`: the files one unsharded sweep would have written.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
+pub fn merge(catalog: &Catalog, dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
     let mut manifests = Vec::new();
     for dir in dirs {
-        manifests.push((dir, Manifest::load(dir)?));
+        manifests.push((dir, Manifest::load(catalog, dir)?));
     }
     let Some((first_dir, first)) = manifests.first() else {
         return Err(SweepError::Shards("no sweep directory given".into()));
@@ -393,7 +403,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
     };
     // Every run of the whole sweep, from exactly one shard, in the whole sweep's order.
     let position: BTreeMap<(String, u64), usize> = whole
-        .work()
+        .work(catalog)
         .iter()
         .enumerate()
         .map(|(i, (scenario, seed))| ((scenario.name.to_string(), *seed), i))
@@ -416,7 +426,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
         }
     }
     if let Some(at) = lines.iter().position(Option::is_none) {
-        let (scenario, seed) = whole.work()[at];
+        let (scenario, seed) = whole.work(catalog)[at];
         return Err(SweepError::Shards(format!(
             "no result for {} seed {seed}: a shard did not finish",
             scenario.name
@@ -427,7 +437,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<SweepSummary, SweepError> {
     let results = out.join(RESULTS);
     let text: String = lines.into_iter().flatten().map(|l| l + "\n").collect();
     std::fs::write(&results, text).map_err(|e| file_error(&results, e))?;
-    summarize_into(&whole, &results, out)
+    summarize_into(catalog, &whole, &results, out)
 }
 
 /// The outcomes in a sweep directory's results, in result order.
@@ -454,6 +464,7 @@ fn read_results(path: &Path) -> Result<Vec<(String, Outcome)>, SweepError> {
 /// Summarizes the results file and writes the sweep report into `out` (report.md,
 /// report.html, its charts, and a run report for each of the first failing runs).
 fn summarize_into(
+    catalog: &Catalog,
     manifest: &Manifest,
     results: &Path,
     out: &Path,
@@ -480,11 +491,11 @@ fn summarize_into(
                 .filter(|o| o.verdict != Verdict::Passed)
         })
         .collect();
-    let reports = write_failure_reports(&failures, out).map_err(|e| file_error(out, e))?;
+    let reports = write_failure_reports(catalog, &failures, out).map_err(|e| file_error(out, e))?;
     let scenarios: Vec<ScenarioSummary> = manifest
         .scenarios
         .iter()
-        .map(|name| summarize(name, outcomes(name), &reports))
+        .map(|name| summarize(catalog, name, outcomes(name), &reports))
         .collect();
     let title = match manifest.shard {
         Shard::WHOLE => "snapsim sweep".to_string(),
@@ -502,15 +513,15 @@ fn summarize_into(
 }
 
 /// Writes the report of an existing sweep directory again (`snapsim report DIR`).
-pub fn report(dir: &Path) -> Result<SweepSummary, SweepError> {
-    let manifest = Manifest::load(dir)?;
-    summarize_into(&manifest, &dir.join(RESULTS), dir)
+pub fn report(catalog: &Catalog, dir: &Path) -> Result<SweepSummary, SweepError> {
+    let manifest = Manifest::load(catalog, dir)?;
+    summarize_into(catalog, &manifest, &dir.join(RESULTS), dir)
 }
 
 /// The summaries of a sweep directory's results, writing nothing: what `snapsim coverage`
 /// reads the probes from.
-pub fn summaries(dir: &Path) -> Result<SweepReport, SweepError> {
-    let manifest = Manifest::load(dir)?;
+pub fn summaries(catalog: &Catalog, dir: &Path) -> Result<SweepReport, SweepError> {
+    let manifest = Manifest::load(catalog, dir)?;
     let mut by_scenario: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     for (_, outcome) in read_results(&dir.join(RESULTS))? {
         by_scenario
@@ -521,7 +532,7 @@ pub fn summaries(dir: &Path) -> Result<SweepReport, SweepError> {
     let scenarios = (manifest.scenarios.iter())
         .map(|name| {
             let outcomes = by_scenario.get(name).map_or(&[][..], |v| v);
-            summarize(name, outcomes, &FailureReports::new())
+            summarize(catalog, name, outcomes, &FailureReports::new())
         })
         .collect();
     let title = "snapsim sweep".to_string();
@@ -534,7 +545,11 @@ fn median(mut values: Vec<u64>) -> u64 {
 }
 
 /// A failing run as reports show it, with its run report if one was written.
-pub(crate) fn failed_run(outcome: &Outcome, report: Option<String>) -> FailedRun {
+pub(crate) fn failed_run(
+    catalog: &Catalog,
+    outcome: &Outcome,
+    report: Option<String>,
+) -> FailedRun {
     FailedRun {
         seed: outcome.seed,
         verdict: format!("{:?}", outcome.verdict),
@@ -543,7 +558,7 @@ pub(crate) fn failed_run(outcome: &Outcome, report: Option<String>) -> FailedRun
             .first()
             .map(|v| format!("{}: {}", v.property, v.message))
             .unwrap_or_default(),
-        replay: outcome.replay_line(),
+        replay: outcome.replay_line(catalog),
         report,
     }
 }
@@ -566,11 +581,22 @@ pub(crate) fn violations_by_property<'o>(
     violations
 }
 
-fn summarize(scenario: &str, outcomes: &[Outcome], reports: &FailureReports) -> ScenarioSummary {
+fn summarize(
+    catalog: &Catalog,
+    scenario: &str,
+    outcomes: &[Outcome],
+    reports: &FailureReports,
+) -> ScenarioSummary {
     let failures = outcomes
         .iter()
         .filter(|o| o.verdict != Verdict::Passed)
-        .map(|o| failed_run(o, reports.get(&(o.scenario.clone(), o.seed)).cloned()))
+        .map(|o| {
+            failed_run(
+                catalog,
+                o,
+                reports.get(&(o.scenario.clone(), o.seed)).cloned(),
+            )
+        })
         .collect();
     let violations = violations_by_property(outcomes);
     let mut probes: BTreeMap<Probe, u64> = BTreeMap::new();

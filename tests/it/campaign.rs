@@ -1,5 +1,6 @@
 //! Campaigns: algorithms side by side on the same scenarios, faults and seeds.
 
+use crate::catalog;
 use snapsim_scenarios::campaign::{planned_runs, run_campaign, Matrix, Preset};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ fn matrix(bugs: &[&str]) -> Matrix {
     let algorithms = names(&["aligned", "unaligned"]);
     let scenarios = names(&["back-pressure"]);
     Matrix::new(
+        catalog(),
         &algorithms,
         &scenarios,
         &names(&["none"]),
@@ -28,8 +30,11 @@ fn matrix(bugs: &[&str]) -> Matrix {
 
 fn run(matrix: &Matrix, dir: &Path) -> snapsim_reports::campaign::CampaignReport {
     let mut runs = 0;
-    let report = run_campaign(Preset::Matrix, matrix, 2, dir, "test", |_| runs += 1).unwrap();
-    assert_eq!(runs, planned_runs(Preset::Matrix, matrix));
+    let report = run_campaign(catalog(), Preset::Matrix, matrix, 2, dir, "test", |_| {
+        runs += 1
+    })
+    .unwrap();
+    assert_eq!(runs, planned_runs(catalog(), Preset::Matrix, matrix));
     report
 }
 
@@ -114,13 +119,15 @@ fn bad_names_are_refused_with_what_exists() {
             names(faults),
             names(bugs),
         );
-        Matrix::new(&a, &s, &f, 0..2, &b).unwrap_err().to_string()
+        Matrix::new(catalog(), &a, &s, &f, 0..2, &b)
+            .unwrap_err()
+            .to_string()
     };
     assert!(refused(&["fast"], &[], &[], &[]).contains("known: aligned, at-least-once"));
     assert!(refused(&[], &["nope"], &[], &[]).contains("unknown scenario 'nope'"));
     assert!(refused(&[], &[], &["meteor"], &[]).contains("unknown fault profile 'meteor'"));
     assert!(refused(&[], &[], &[], &["typo"]).contains("typo"));
-    let empty = Matrix::new(&[], &[], &[], 3..3, &[])
+    let empty = Matrix::new(catalog(), &[], &[], &[], 3..3, &[])
         .unwrap_err()
         .to_string();
     assert!(empty.contains("empty"), "{empty}");

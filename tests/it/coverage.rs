@@ -9,8 +9,9 @@
 //! the rarest) and `snapsim coverage`; when a change to the engine or a profile moves a probe
 //! out of these runs, this test names it, and the same sweeps find a run that reaches it again.
 
+use crate::{catalog, find};
 use snapsim_core::probes::{Probe, ProbeSet};
-use snapsim_scenarios::{find, run_variant, Variant, Verdict};
+use snapsim_scenarios::{run_variant, Variant, Verdict};
 use std::collections::BTreeSet;
 
 /// (scenario, fault profile, snapshot algorithm, seed).
@@ -33,10 +34,11 @@ const COVERAGE_SWEEP: [(&str, &str, &str, u64); 10] = [
 fn the_coverage_sweep_reaches_every_probe_and_passes() {
     let mut reached = ProbeSet::default();
     for (scenario, faults, algorithm, seed) in COVERAGE_SWEEP {
-        let variant =
-            Variant::new(Some(faults.into()), Some(algorithm.into()), &[]).expect("known names");
+        let variant = Variant::new(catalog(), Some(faults.into()), Some(algorithm.into()), &[])
+            .expect("known names");
         let (outcome, result) =
-            run_variant(find(scenario).expect("built-in"), seed, &variant).expect("judged");
+            run_variant(catalog(), find(scenario).expect("built-in"), seed, &variant)
+                .expect("judged");
         assert_eq!(
             outcome.verdict,
             Verdict::Passed,

@@ -2,10 +2,11 @@
 //! result. Every test checks in the trace that the fault did what it is named for, so a fault
 //! that silently stopped firing fails the test instead of passing it vacuously.
 
+use crate::{catalog, find};
 use snapsim_core::ids::{CheckpointId, TaskId, TaskManagerId, Tick};
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::trace::EngineEvent;
-use snapsim_scenarios::{find, judge, run_variant, setup, Outcome, Setup, Variant, Verdict};
+use snapsim_scenarios::{judge, run_variant, setup, Outcome, Setup, Variant, Verdict};
 use snapsim_sim::disk::{CrashMode, DiskEvent, DiskFaults, DiskOp};
 use snapsim_sim::faults::{Fault, FaultSchedule, WriteMoment};
 use snapsim_sim::harness::RunResult;
@@ -17,10 +18,10 @@ const TM1: Address = Address::TaskManager(TaskManagerId(1));
 /// The keyed-sum job of `seed` under `events` (healed at 3 s), with `change` applied to the
 /// setup first (job options, disk faults).
 fn keyed_sum(seed: u64, events: Vec<(u64, Fault)>, change: impl FnOnce(&mut Setup)) -> RunResult {
-    let mut setup = setup(find("keyed-sum").expect("built-in"), seed);
+    let mut setup = setup(catalog(), find("keyed-sum").expect("built-in"), seed);
     setup.schedule = FaultSchedule::at_times(events, Tick(3_000), 60_000);
     change(&mut setup);
-    let (outcome, result) = judge("keyed-sum", seed, setup).expect("a valid job");
+    let (outcome, result) = judge(catalog(), "keyed-sum", seed, setup).expect("a valid job");
     assert_passed(&outcome);
     result
 }
@@ -444,7 +445,7 @@ fn a_lost_end_record_is_written_again_before_the_clean_up_deletes_anything() {
 /// end the job.
 #[test]
 fn a_job_whose_restart_strategy_gives_up_is_judged_on_what_it_committed() {
-    let mut setup = setup(find("keyed-sum").expect("built-in"), 2);
+    let mut setup = setup(catalog(), find("keyed-sum").expect("built-in"), 2);
     setup.job.restart = snapsim_core::config::RestartStrategyConfig::FixedDelay {
         attempts: 1,
         delay_ticks: 50,
@@ -456,7 +457,7 @@ fn a_job_whose_restart_strategy_gives_up_is_judged_on_what_it_committed() {
         (500, Fault::Restart(TM1)),
     ];
     setup.schedule = FaultSchedule::at_times(events, Tick(3_000), 60_000);
-    let (outcome, result) = judge("keyed-sum", 2, setup).expect("a valid job");
+    let (outcome, result) = judge(catalog(), "keyed-sum", 2, setup).expect("a valid job");
     assert_passed(&outcome);
     let ended = outcome.stats.ended_early.as_deref().unwrap_or_default();
     assert!(
@@ -475,9 +476,10 @@ fn a_job_whose_restart_strategy_gives_up_is_judged_on_what_it_committed() {
 /// it), nothing ran the clean-up, and the cancelled job left its retained checkpoint behind.
 #[test]
 fn r_swarm_keyed_sum_225_the_clean_up_runs_once_a_failing_completion_settles() {
-    let variant = Variant::new(Some("swarm".to_string()), None, &[]).expect("known profile");
+    let variant =
+        Variant::new(catalog(), Some("swarm".to_string()), None, &[]).expect("known profile");
     let scenario = find("keyed-sum").expect("built-in");
-    let (outcome, result) = run_variant(scenario, 225, &variant).expect("valid names");
+    let (outcome, result) = run_variant(catalog(), scenario, 225, &variant).expect("valid names");
     assert_passed(&outcome);
     let ended = outcome.stats.ended_early.as_deref().unwrap_or_default();
     assert!(ended.starts_with("Canceled"), "{ended:?}");

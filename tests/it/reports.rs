@@ -1,12 +1,13 @@
 //! Reports and shrinking: what the timeline reads off a run agrees with the run's own figures,
 //! and `snapsim shrink` keeps the failure while making the case smaller.
 
+use crate::{catalog, find};
 use snapsim_reports::run::RUN_FILES;
 use snapsim_reports::timeline::{Ending, Timeline};
 use snapsim_scenarios::replay::{CaseFile, Replayable, ScenarioRun};
 use snapsim_scenarios::report::write_run_report;
 use snapsim_scenarios::shrink::{shrink, ShrinkError};
-use snapsim_scenarios::{find, run, Verdict};
+use snapsim_scenarios::{run, Verdict};
 use std::path::PathBuf;
 
 /// Why: the report's checkpoint table and the sweep's distributions come from the timeline; it
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 /// completed one, a recovery for each failover, the crash's downtime.
 #[test]
 fn the_timeline_counts_what_the_run_did() {
-    let (outcome, result) = run(find("keyed-agg").expect("built in"), 3);
+    let (outcome, result) = run(catalog(), find("keyed-agg").expect("built in"), 3);
     assert_eq!(outcome.verdict, Verdict::Passed, "{:?}", outcome.violations);
     let timeline = Timeline::from_trace(&result.trace);
     let completed = timeline
@@ -58,7 +59,7 @@ fn the_timeline_counts_what_the_run_did() {
 
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-report");
     let _ = std::fs::remove_dir_all(&dir);
-    write_run_report(&dir, &outcome, &result, &outcome.replay_line()).expect("writable");
+    write_run_report(&dir, &outcome, &result, &outcome.replay_line(catalog())).expect("writable");
     for file in RUN_FILES {
         let text = std::fs::read_to_string(dir.join(file)).expect("written");
         assert!(text.len() > 200, "{file} has content");
@@ -79,15 +80,15 @@ fn case_with_bug(bug: &str) -> (Replayable, Vec<String>) {
 #[test]
 fn shrinking_keeps_the_failure_and_makes_the_case_smaller() {
     let (case, bugs) = case_with_bug("commit-at-snapshot");
-    let (before, _) = case.run(&bugs).expect("runs");
+    let (before, _) = case.run(catalog(), &bugs).expect("runs");
     assert_ne!(
         before.verdict,
         Verdict::Passed,
         "the seeded bug bites this case"
     );
-    let shrunk = shrink(&case, &bugs, |_, _| {}).expect("shrinks");
+    let shrunk = shrink(catalog(), &case, &bugs, |_, _| {}).expect("shrinks");
     assert_eq!(shrunk.property, before.violations[0].property);
-    let (after, _) = shrunk.case.run(&bugs).expect("runs");
+    let (after, _) = shrunk.case.run(catalog(), &bugs).expect("runs");
     assert!(after
         .violations
         .iter()
@@ -98,7 +99,7 @@ fn shrinking_keeps_the_failure_and_makes_the_case_smaller() {
     };
     assert!(shrunk.steps > 0, "something was simpler");
     assert_ne!(minimal, original, "the minimal case is another case");
-    let again = shrink(&case, &bugs, |_, _| {}).expect("shrinks");
+    let again = shrink(catalog(), &case, &bugs, |_, _| {}).expect("shrinks");
     assert_eq!(again.case, shrunk.case, "deterministic");
 
     let passing = Replayable::Scenario(ScenarioRun {
@@ -109,7 +110,7 @@ fn shrinking_keeps_the_failure_and_makes_the_case_smaller() {
         schedule: None,
     });
     assert!(matches!(
-        shrink(&passing, &[], |_, _| {}),
+        shrink(catalog(), &passing, &[], |_, _| {}),
         Err(ShrinkError::Passes)
     ));
 }
@@ -126,14 +127,14 @@ fn a_scenario_run_shrinks_its_schedule() {
         schedule: None,
     });
     let bugs = vec!["restore-from-pending".to_string()];
-    let (before, _) = case.run(&bugs).expect("runs");
+    let (before, _) = case.run(catalog(), &bugs).expect("runs");
     assert_ne!(
         before.verdict,
         Verdict::Passed,
         "the seeded bug bites this run"
     );
-    let events_before = case.schedule().expect("drawn").events.len();
-    let shrunk = shrink(&case, &bugs, |_, _| {}).expect("shrinks");
+    let events_before = case.schedule(catalog()).expect("drawn").events.len();
+    let shrunk = shrink(catalog(), &case, &bugs, |_, _| {}).expect("shrinks");
     let Replayable::Scenario(ScenarioRun {
         schedule: Some(schedule),
         ..
@@ -146,7 +147,7 @@ fn a_scenario_run_shrinks_its_schedule() {
         "{} events",
         schedule.events.len()
     );
-    let (after, _) = shrunk.case.run(&bugs).expect("runs");
+    let (after, _) = shrunk.case.run(catalog(), &bugs).expect("runs");
     assert!(after
         .violations
         .iter()

@@ -1,7 +1,8 @@
 //! End-to-end runs of the engine on madsim nodes, judged against the failure-free oracle.
 
+use crate::{catalog, find};
 use snapsim_core::trace::EngineEvent;
-use snapsim_scenarios::{find, run, Outcome, Verdict};
+use snapsim_scenarios::{run, Outcome, Verdict};
 use snapsim_sim::trace::TraceEvent;
 
 /// Why: the first slice of the mission — one job end to end on madsim (JobManager, two
@@ -12,7 +13,7 @@ use snapsim_sim::trace::TraceEvent;
 fn keyed_sum_survives_a_task_manager_crash_exactly_once() {
     let scenario = find("keyed-sum").expect("built-in");
     for seed in 0..4 {
-        let (outcome, result) = run(scenario, seed);
+        let (outcome, result) = run(catalog(), scenario, seed);
         assert_passed(&outcome);
         assert!(
             result.trace.iter().any(|e| e.event == TraceEvent::Crash),
@@ -36,7 +37,7 @@ fn keyed_sum_survives_a_task_manager_crash_exactly_once() {
 fn a_failover_restores_a_completed_checkpoint() {
     let scenario = find("keyed-sum").expect("built-in");
     let restored_some = (0..6).any(|seed| {
-        let (_, result) = run(scenario, seed);
+        let (_, result) = run(catalog(), scenario, seed);
         let deployments: Vec<_> = result
             .trace
             .iter()
@@ -58,7 +59,7 @@ fn a_failover_restores_a_completed_checkpoint() {
 fn co_window_survives_a_task_manager_crash() {
     let scenario = find("co-window").expect("built-in");
     for seed in 0..3 {
-        let (outcome, _) = run(scenario, seed);
+        let (outcome, _) = run(catalog(), scenario, seed);
         assert_passed(&outcome);
     }
 }
@@ -68,7 +69,7 @@ fn co_window_survives_a_task_manager_crash() {
 #[test]
 fn every_trace_event_of_window_and_chain_jobs_is_written_as_json_and_read_back() {
     for name in ["co-window", "chain-join"] {
-        let (_, result) = run(find(name).expect("built-in"), 1);
+        let (_, result) = run(catalog(), find(name).expect("built-in"), 1);
         for entry in &result.trace {
             let text = serde_json::to_string(entry).expect("a trace entry writes as JSON");
             let back: snapsim_sim::trace::TraceEntry =
@@ -83,9 +84,9 @@ fn every_trace_event_of_window_and_chain_jobs_is_written_as_json_and_read_back()
 #[test]
 fn the_same_seed_gives_the_same_trace_hash() {
     let scenario = find("keyed-sum").expect("built-in");
-    let (first, _) = run(scenario, 7);
-    let (again, _) = run(scenario, 7);
-    let (other, _) = run(scenario, 8);
+    let (first, _) = run(catalog(), scenario, 7);
+    let (again, _) = run(catalog(), scenario, 7);
+    let (other, _) = run(catalog(), scenario, 8);
     assert_eq!(first.trace_hash, again.trace_hash);
     assert_ne!(first.trace_hash, other.trace_hash);
 }
@@ -97,7 +98,7 @@ fn the_same_seed_gives_the_same_trace_hash() {
 #[test]
 fn r_calm_seed_80_commits_the_final_transaction_before_finishing() {
     let scenario = find("keyed-sum-calm").expect("built-in");
-    let (outcome, result) = run(scenario, 80);
+    let (outcome, result) = run(catalog(), scenario, 80);
     assert_passed(&outcome);
     assert!(result.dangling_transactions.is_empty());
 }
@@ -110,7 +111,7 @@ fn assert_passed(outcome: &Outcome) {
         "seed {}: {:?}\nreplay: {}",
         outcome.seed,
         outcome.violations,
-        outcome.replay_line()
+        outcome.replay_line(catalog())
     );
 }
 
@@ -122,8 +123,8 @@ fn one_hundred_seeds_of_three_scenarios_run_twice_give_identical_trace_hashes() 
     let mut distinct = std::collections::BTreeSet::new();
     for scenario in scenarios {
         for seed in 0..100 {
-            let (first, _) = run(scenario, seed);
-            let (again, _) = run(scenario, seed);
+            let (first, _) = run(catalog(), scenario, seed);
+            let (again, _) = run(catalog(), scenario, seed);
             assert_eq!(
                 first.trace_hash, again.trace_hash,
                 "{} seed {seed} is not deterministic",
@@ -140,7 +141,7 @@ fn one_hundred_seeds_of_three_scenarios_run_twice_give_identical_trace_hashes() 
 /// up by a JobManager ↔ TaskManager partition); the records were never committed.
 #[test]
 fn r_swarm_seed_595_keeps_data_of_a_newer_attempt_across_a_late_deployment() {
-    let (outcome, _) = run(find("swarm").expect("built-in"), 595);
+    let (outcome, _) = run(catalog(), find("swarm").expect("built-in"), 595);
     assert_passed(&outcome);
 }
 
@@ -150,7 +151,7 @@ fn r_swarm_seed_595_keeps_data_of_a_newer_attempt_across_a_late_deployment() {
 #[test]
 fn r_swarm_seeds_4612_and_882_never_skip_a_durable_ha_record_on_a_bad_read() {
     for seed in [4612, 882] {
-        let (outcome, _) = run(find("swarm").expect("built-in"), seed);
+        let (outcome, _) = run(catalog(), find("swarm").expect("built-in"), seed);
         assert_passed(&outcome);
     }
 }

@@ -2,10 +2,12 @@
 //! (the generated cases of `cargo test`, base seed 0) finds a violation of the property the
 //! catalog names within a stated number of cases, and shrinks it.
 
-use crate::fuzz::{fuzz, SHRINK_ITERS};
+use snapsim_core::algorithm::{FlinkAlgorithm, SnapshotAlgorithm};
 use snapsim_core::bugs::SeededBug;
-use snapsim_scenarios::{find, run_variant, Algorithm, Variant, Verdict};
+use snapsim_scenarios::fuzz::{fuzz, Fuzzing, SHRINK_ITERS};
+use snapsim_scenarios::{run_variant, Catalog, Variant, Verdict};
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 /// The generated cases the default fuzzing tries before giving up on a bug.
 const CASES_MAX: u32 = 200;
@@ -23,9 +25,19 @@ fn each_seeded_bug_is_found_and_named_by_its_property() {
         }
         let started = std::time::Instant::now();
         // A bug in channel state shows only where snapshots hold channel state.
-        let algorithm = (bug == SeededBug::InFlightNotPersisted).then_some(Algorithm::Unaligned);
-        let bugs = BTreeSet::from([bug]);
-        let found = match fuzz(CASES_MAX, 0, &bugs, 6, algorithm, SHRINK_ITERS) {
+        let algorithm = (bug == SeededBug::InFlightNotPersisted)
+            .then(|| FlinkAlgorithm::Unaligned.name().to_string());
+        let fuzzing = Fuzzing {
+            cases: CASES_MAX,
+            seed: 0,
+            bugs: BTreeSet::from([bug]),
+            episodes_max: 6,
+            algorithm,
+            shrink_iters: SHRINK_ITERS,
+            regressions: None,
+            failures: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("snapsim-failures"),
+        };
+        let found = match fuzz(&Catalog::builtin(), &fuzzing) {
             Ok(ran) => panic!(
                 "{bug} ({}) was not found in {ran} generated cases",
                 bug.description()
@@ -62,10 +74,12 @@ const SEEDS_MAX: u64 = 40;
 
 /// A bug only a named scenario reaches is found by its seeds, as the catalog's property.
 fn found_by_the_scenario(bug: SeededBug, name: &str) {
-    let scenario = find(name).expect("the catalog names a built-in scenario");
-    let variant = Variant::new(None, None, &[bug.name().to_string()]).expect("a catalog bug");
+    let catalog = Catalog::builtin();
+    let scenario = (catalog.scenario(name)).expect("the catalog names a built-in scenario");
+    let variant =
+        Variant::new(&catalog, None, None, &[bug.name().to_string()]).expect("a catalog bug");
     for seed in 0..SEEDS_MAX {
-        let (outcome, _) = run_variant(scenario, seed, &variant).expect("judged");
+        let (outcome, _) = run_variant(&catalog, scenario, seed, &variant).expect("judged");
         if outcome.verdict == Verdict::Passed {
             continue;
         }

@@ -2,6 +2,7 @@
 //! small canonical run. A change to either is a change users see; review it with
 //! `cargo insta review`.
 
+use crate::catalog;
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::TaskManagerId;
@@ -48,7 +49,7 @@ fn failing_run() -> (Outcome, RunResult) {
     };
     let case = small_case(60, vec![crash]);
     let bugs = BTreeSet::from([SeededBug::SourceOffsetAtRead]);
-    run_case(&case, &bugs).expect("a valid job")
+    run_case(catalog(), &case, &bugs).expect("a valid job")
 }
 
 /// Why: the failure report is what a user starts from; its shape (verdict, statistics, each
@@ -94,7 +95,8 @@ fn the_run_report_of_a_failing_run() {
 /// completion, commit, the final checkpoint, the end and the clean-up.
 #[test]
 fn the_trace_of_a_small_canonical_run() {
-    let (outcome, result) = run_case(&small_case(12, Vec::new()), &BTreeSet::new()).expect("valid");
+    let (outcome, result) =
+        run_case(catalog(), &small_case(12, Vec::new()), &BTreeSet::new()).expect("valid");
     assert_eq!(outcome.verdict, Verdict::Passed, "{:?}", outcome.violations);
     let lines: Vec<String> = result.trace.iter().map(describe_entry).collect();
     insta::assert_snapshot!(lines.join("\n"));

@@ -1,5 +1,6 @@
 //! Sweeps at scale: shards of one sweep, merged, give exactly the files one sweep writes.
 
+use crate::catalog;
 use snapsim_reports::run::RUN_FILES;
 use snapsim_reports::sweep::SWEEP_CHARTS;
 use snapsim_scenarios::sweep::{merge, run_sweep, Manifest, Shard};
@@ -24,16 +25,17 @@ fn read(dir: &std::path::Path, file: &str) -> String {
 fn four_shards_merged_write_what_one_sweep_writes() {
     let scenarios = vec!["keyed-sum".to_string(), "co-window".to_string()];
     let bug = ["commit-at-snapshot".to_string()];
-    let variant = Variant::new(None, None, &bug).unwrap();
-    let manifest = |shard| Manifest::new(&scenarios, 0..10, shard, variant.clone()).unwrap();
+    let variant = Variant::new(catalog(), None, None, &bug).unwrap();
+    let manifest =
+        |shard| Manifest::new(catalog(), &scenarios, 0..10, shard, variant.clone()).unwrap();
     let whole_dir = scratch("sweep-whole");
-    let whole = run_sweep(&manifest(Shard::WHOLE), 2, &whole_dir, |_| {}).unwrap();
+    let whole = run_sweep(catalog(), &manifest(Shard::WHOLE), 2, &whole_dir, |_| {}).unwrap();
     let mut shard_dirs = Vec::new();
     let mut runs = 0;
     for index in 1..=4 {
         let dir = scratch(&format!("sweep-shard-{index}"));
         let shard = Shard { index, count: 4 };
-        run_sweep(&manifest(shard), 2, &dir, |_| runs += 1).unwrap();
+        run_sweep(catalog(), &manifest(shard), 2, &dir, |_| runs += 1).unwrap();
         shard_dirs.push(dir);
     }
     assert_eq!(
@@ -41,7 +43,7 @@ fn four_shards_merged_write_what_one_sweep_writes() {
         "the shards together ran every (scenario, seed) once"
     );
     let merged_dir = scratch("sweep-merged");
-    let merged = merge(&shard_dirs, &merged_dir).unwrap();
+    let merged = merge(catalog(), &shard_dirs, &merged_dir).unwrap();
     let files = ["results.jsonl", "sweep.json", "report.md", "report.html"];
     for file in files.into_iter().chain(SWEEP_CHARTS) {
         assert_eq!(read(&merged_dir, file), read(&whole_dir, file), "{file}");
@@ -65,7 +67,7 @@ fn four_shards_merged_write_what_one_sweep_writes() {
     }
     assert_eq!(whole.scenarios.iter().map(|s| s.seeds).sum::<u64>(), 20);
     // Three of four shards are refused, naming the missing one.
-    let error = merge(&shard_dirs[..3], &scratch("sweep-partial")).unwrap_err();
+    let error = merge(catalog(), &shard_dirs[..3], &scratch("sweep-partial")).unwrap_err();
     assert_eq!(error.to_string(), "cannot merge: shard 4/4 missing");
 }
 
@@ -79,10 +81,10 @@ fn four_shards_merged_write_what_one_sweep_writes() {
 fn a_crash_in_the_oracle_is_the_runs_finding_and_the_sweep_goes_on() {
     let scenarios = vec!["keyed-sum".to_string()];
     let bug = ["metadata-answered-twice".to_string()];
-    let variant = Variant::new(None, None, &bug).unwrap();
-    let manifest = Manifest::new(&scenarios, 0..3, Shard::WHOLE, variant).unwrap();
+    let variant = Variant::new(catalog(), None, None, &bug).unwrap();
+    let manifest = Manifest::new(catalog(), &scenarios, 0..3, Shard::WHOLE, variant).unwrap();
     let dir = scratch("sweep-oracle-crash");
-    let summary = run_sweep(&manifest, 2, &dir, |_| {}).unwrap();
+    let summary = run_sweep(catalog(), &manifest, 2, &dir, |_| {}).unwrap();
     assert!(!summary.passed(), "the sweep fails (exit 1)");
     let scenario = &summary.scenarios[0];
     assert_eq!((scenario.seeds, scenario.passed), (3, 0), "every seed ran");
