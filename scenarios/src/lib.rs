@@ -901,7 +901,9 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
     replayed
 }
 
-fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<SourceLog> {
+/// An input of `records` records over `partitions` partitions, keys drawn uniformly from
+/// `keys`, values 1–99, event times increasing: the input of most built-in scenarios.
+pub fn log(rng: &mut SimRng, partitions: u16, records: u64, keys: u64) -> Arc<SourceLog> {
     skewed_log(rng, partitions, (records, keys), 0)
 }
 
@@ -939,7 +941,9 @@ const SCENARIO_RESTART: RestartStrategyConfig = RestartStrategyConfig::FixedDela
     attempts: 10,
     delay_ticks: 100,
 };
-fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig {
+/// A cluster of `task_managers` TaskManagers whose first periodic checkpoint comes after a
+/// delay drawn below `interval` (as Flink draws it at random).
+pub fn cluster(rng: &mut SimRng, task_managers: u16, interval: u64) -> ClusterConfig {
     ClusterConfig {
         task_managers,
         first_trigger_delay_ticks: rng.between(0, interval),
