@@ -3,8 +3,8 @@
 //!
 //! The five built-in algorithms ([`FlinkAlgorithm`]) are combinations of Flink's own options,
 //! and the options choose their handler ([`handler_for`]), as in Flink. An algorithm from
-//! outside the engine is *plugged*: the job's [`CheckpointConfig::plugged`] carries it, and
-//! every task asks it for its handler. The rest of the engine (snapshots, acknowledgements,
+//! outside the engine is *plugged*: the job carries it ([`crate::job::JobGraph::plugged`]),
+//! and every task asks it for its handler. The rest of the engine (snapshots, acknowledgements,
 //! the coordinator, restore) is the same for every algorithm.
 
 use crate::barrier::{handler_for, BarrierHandler};
@@ -62,11 +62,14 @@ pub trait SnapshotAlgorithm: Send + Sync {
     }
 }
 
-/// Sets `options` for `algorithm`: its own settings, and the algorithm itself when it is
-/// plugged rather than chosen by the options.
-pub fn configure(options: &mut CheckpointConfig, algorithm: &Arc<dyn SnapshotAlgorithm>) {
+/// Sets a job's checkpoint `options` for `algorithm`, and returns the algorithm to plug into
+/// the job when it is not chosen by the options.
+pub fn configure(
+    options: &mut CheckpointConfig,
+    algorithm: &Arc<dyn SnapshotAlgorithm>,
+) -> Option<Plugged> {
     algorithm.configure(options);
-    options.plugged = (!algorithm.chosen_by_options()).then(|| Plugged(algorithm.clone()));
+    (!algorithm.chosen_by_options()).then(|| Plugged(algorithm.clone()))
 }
 
 /// A snapshot algorithm from outside the engine's options, carried in the job's options.

@@ -10,8 +10,8 @@
 
 use crate::config::{CheckpointConfig, CheckpointingMode};
 use crate::ids::{ChannelIndex, CheckpointId, Tick};
-use crate::messages::CheckpointFailureReason;
 use crate::record::{CheckpointBarrier, StreamEvent};
+use crate::status::CheckpointFailureReason;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 

@@ -4,7 +4,6 @@
 //! Every rule is checked when the job is built ([`CheckpointConfig::validate`]); a violation is a
 //! [`ConfigError`] that names the option and the rule, never a panic.
 
-use crate::algorithm::Plugged;
 use crate::ids::Tick;
 use crate::retention::ExternalizedRetention;
 use crate::storage::{StoragePath, HA_DIRECTORY};
@@ -97,11 +96,6 @@ pub struct CheckpointConfig {
     /// Markers stay in FIFO order. EXACTLY_ONCE only, one checkpoint at a time.
     #[serde(default)]
     pub chandy_lamport: bool,
-    /// A snapshot algorithm from outside the engine, whose handler every task runs instead of
-    /// the one the options above choose (see [`crate::algorithm`]). Not an option one can
-    /// write down: a program plugs it in.
-    #[serde(skip)]
-    pub plugged: Option<Plugged>,
 }
 
 /// The limits of JobManagerCheckpointStorage (Flink's `MemCheckpointStreamFactory` and the
@@ -155,7 +149,6 @@ impl Default for CheckpointConfig {
             unaligned: false,
             aligned_timeout_ticks: 0,
             chandy_lamport: false,
-            plugged: None,
         }
     }
 }

@@ -9,8 +9,8 @@
 
 use crate::config::{CheckpointConfig, CheckpointStorageKind};
 use crate::ids::{CheckpointId, TaskId, Tick};
-use crate::messages::CheckpointFailureReason;
 use crate::probes::{self, Probe};
+use crate::status::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
 use crate::store::{CheckpointMetadata, CompletedCheckpoint, CompletedCheckpointStore};
 use crate::trace::{CheckpointReply, EngineEvent, IgnoredBecause, TriggerKind};

@@ -5,6 +5,7 @@
 //! subtask, with numbered input channels and output routes. Every rule violation is a
 //! [`JobError`] that names the operator and the rule.
 
+use crate::algorithm::Plugged;
 use crate::bugs::SeededBug;
 use crate::config::{CheckpointConfig, ConfigError, RestartStrategyConfig};
 use crate::ids::{ChannelIndex, Key, OperatorId, PartitionId, TaskId};
@@ -219,6 +220,9 @@ pub struct JobGraph {
     pub restore: Option<RestoreSettings>,
     /// Seeded bugs switched on (none in a normal run): see [`SeededBug`].
     pub bugs: BTreeSet<SeededBug>,
+    /// A snapshot algorithm from outside the engine, whose handler every task runs instead of
+    /// the one the checkpoint options choose (see [`crate::algorithm`]).
+    pub plugged: Option<Plugged>,
 }
 
 /// Where a new job starts from, and on what terms (`flink run -s`, Flink's `RestoreMode`).
@@ -398,6 +402,7 @@ impl JobGraph {
             restart: RestartStrategyConfig::default(),
             restore: None,
             bugs: BTreeSet::new(),
+            plugged: None,
         }
     }
 
@@ -689,6 +694,8 @@ pub struct TaskSpec {
     pub partitions: Vec<PartitionId>,
     /// Seeded bugs switched on (none in a normal run).
     pub bugs: BTreeSet<SeededBug>,
+    /// The job's plugged snapshot algorithm, if it has one.
+    pub plugged: Option<Plugged>,
     /// The operator's throughput limit, records per tick.
     pub throughput: Option<u32>,
 }
@@ -749,6 +756,7 @@ impl ExecutionPlan {
                     outputs: Vec::new(),
                     partitions,
                     bugs: graph.bugs.clone(),
+                    plugged: graph.plugged.clone(),
                     throughput: op.throughput,
                 });
             }

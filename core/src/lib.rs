@@ -28,6 +28,8 @@ pub mod probes;
 pub mod record;
 pub mod retention;
 pub mod sink;
+pub mod sink_node;
+pub mod status;
 pub mod storage;
 pub mod storage_client;
 pub mod storage_node;

@@ -3,6 +3,7 @@
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::record::{CheckpointBarrier, StreamEvent};
 use crate::sink::{SinkReply, SinkRequest};
+pub use crate::status::CheckpointFailureReason;
 use crate::storage::{StateHandle, StorageRequest, StorageResponse};
 use crate::trace::EngineEvent;
 use serde::{Deserialize, Serialize};
@@ -30,55 +31,6 @@ impl fmt::Display for Address {
             Address::Storage => f.write_str("storage"),
             Address::SinkSystem => f.write_str("sink-system"),
         }
-    }
-}
-
-/// Why a checkpoint failed, with Flink's names (`CheckpointFailureReason`; Flink's
-/// `CheckpointFailureManager#checkFailureCounter` says which ones count).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum CheckpointFailureReason {
-    /// The timeout expired before all acks arrived (`CHECKPOINT_EXPIRED`, counted).
-    Expired,
-    /// A task declined for a reason of its own (`CHECKPOINT_DECLINED`, counted).
-    Declined,
-    /// The task's asynchronous part failed, e.g. a storage write (`CHECKPOINT_ASYNC_EXCEPTION`, counted).
-    AsyncException,
-    /// Writing metadata or the completed store failed (`FINALIZE_CHECKPOINT_FAILURE`, not
-    /// counted: Flink's `CheckpointFailureManager#checkFailureCounter` ignores it).
-    FinalizeFailure,
-    /// A newer barrier arrived while aligning (`CHECKPOINT_DECLINED_SUBSUMED`, not counted).
-    DeclinedSubsumed,
-    /// A cancellation marker arrived (`CHECKPOINT_DECLINED_ON_CANCELLATION_BARRIER`, not counted).
-    DeclinedOnCancellationBarrier,
-    /// The task was not running when triggered (`CHECKPOINT_DECLINED_TASK_NOT_READY`, not counted).
-    DeclinedTaskNotReady,
-    /// A newer checkpoint completed first (`CHECKPOINT_SUBSUMED`, not counted).
-    Subsumed,
-    /// The job failed over (`JOB_FAILOVER_REGION`, not counted).
-    JobFailover,
-    /// Persisting the id counter failed (`TRIGGER_CHECKPOINT_FAILURE`, not counted).
-    TriggerFailure,
-    /// The periodic scheduler stopped (`CHECKPOINT_COORDINATOR_SUSPEND`, not counted).
-    CoordinatorSuspend,
-    /// The request queue was full (`TOO_MANY_CHECKPOINT_REQUESTS`, not counted).
-    TooManyRequests,
-    /// A periodic request came too soon after the last completion
-    /// (`MINIMUM_TIME_BETWEEN_CHECKPOINTS`, not counted).
-    MinimumTimeBetweenCheckpoints,
-}
-
-impl CheckpointFailureReason {
-    /// Whether this reason counts toward the tolerable-failure limit: those that Flink's
-    /// `CheckpointFailureManager#checkFailureCounter` counts (its
-    /// `CheckpointFailureManagerTest#testTotalCountValue` asserts them; the fourth, IO_EXCEPTION,
-    /// has no counterpart here).
-    pub fn is_counted(self) -> bool {
-        matches!(
-            self,
-            CheckpointFailureReason::Expired
-                | CheckpointFailureReason::Declined
-                | CheckpointFailureReason::AsyncException
-        )
     }
 }
 

@@ -1,6 +1,6 @@
 //! Records and the events that flow on data channels.
 
-use crate::ids::{CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId};
+use crate::ids::{ChannelIndex, CheckpointId, EventTime, Key, Offset, OperatorId, PartitionId};
 use serde::{Deserialize, Serialize};
 
 /// One record as it sits in a source log.
@@ -102,3 +102,6 @@ pub enum StreamEvent {
     /// No more records follow on this channel; barriers still do, until the final checkpoint.
     EndOfData,
 }
+
+/// The records one input channel had in flight for a snapshot (Flink's `ChannelStatePersister`).
+pub type InFlight = (ChannelIndex, Vec<Record>);

@@ -124,8 +124,8 @@ pub enum Leaving {
 
 impl Leaving {
     /// Why a job that ended with `status` leaves its checkpoints.
-    pub fn ended(status: crate::trace::JobStatus) -> Leaving {
-        use crate::trace::JobStatus;
+    pub fn ended(status: crate::status::JobStatus) -> Leaving {
+        use crate::status::JobStatus;
         assert!(status.is_terminal(), "{status:?} does not end a job");
         match status {
             JobStatus::Finished => Leaving::Finished,

@@ -5,8 +5,7 @@
 //! commit is idempotent, so a sink may re-commit after a restore (Flink's
 //! `TwoPhaseCommitSinkFunction#initializeState`).
 
-use crate::ids::{Attempt, CheckpointId, TaskId, Tick};
-use crate::messages::{Address, Message, Node, Outbox};
+use crate::ids::{Attempt, CheckpointId, TaskId};
 use crate::record::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -253,25 +252,6 @@ impl SinkSystem {
                     .push(SinkAnomaly::CommitAfterAbort { transaction });
             }
         }
-    }
-}
-
-impl Node for SinkSystem {
-    /// The sink system is durable: a restart keeps every transaction.
-    fn on_start(&mut self, _now: Tick, _out: &mut Outbox) {}
-
-    fn on_message(&mut self, _now: Tick, from: Address, message: Message, out: &mut Outbox) {
-        if let Message::Sink(request) = message {
-            if let Some(reply) = self.apply(request) {
-                out.send(from, Message::SinkResult(reply));
-            }
-        }
-    }
-
-    fn on_tick(&mut self, _now: Tick, _out: &mut Outbox) {}
-
-    fn next_deadline(&self) -> Option<Tick> {
-        None
     }
 }
 

@@ -14,11 +14,11 @@ use crate::config::{CheckpointConfig, CheckpointingMode};
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId, Tick};
 use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
 use crate::lsm::{self, IncrementalSnapshot, LsmBackend};
-use crate::messages::CheckpointFailureReason;
 use crate::operator::{Emitted, Operator, OperatorState, SinkWait, StateMismatch};
 use crate::probes::{self, Probe};
-use crate::record::{CheckpointBarrier, Record, StreamEvent};
+use crate::record::{CheckpointBarrier, InFlight, Record, StreamEvent};
 use crate::sink::{SinkRequest, TransactionId, WriteId};
+use crate::status::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
 use crate::trace::EngineEvent;
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,7 @@ fn barrier_handler(
     config: &CheckpointConfig,
     channels: u16,
 ) -> Box<dyn BarrierHandler> {
-    if let Some(Plugged(algorithm)) = &config.plugged {
+    if let Some(Plugged(algorithm)) = &spec.plugged {
         return algorithm.handler(config, channels);
     }
     let aligned =
@@ -118,9 +118,6 @@ fn barrier_handler(
     }
     handler_for(config, channels)
 }
-
-/// The records one input channel had in flight for a snapshot (Flink's `ChannelStatePersister`).
-pub type InFlight = (ChannelIndex, Vec<Record>);
 
 /// One task's snapshot as it is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -513,7 +513,7 @@ mod tests {
             "{reasons:?}"
         );
         let aborted_async = strict.events().any(|e| {
-            matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::messages::CheckpointFailureReason::AsyncException)
+            matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::status::CheckpointFailureReason::AsyncException)
         });
         assert!(aborted_async);
         assert!(failovers(&strict) >= 1, "tolerable 0: the job fails over");
@@ -553,7 +553,7 @@ mod tests {
             "{reasons:?}"
         );
         let declined = cluster.events().any(|e| {
-            matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::messages::CheckpointFailureReason::Declined)
+            matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::status::CheckpointFailureReason::Declined)
         });
         assert!(declined, "counted as a declined checkpoint");
     }

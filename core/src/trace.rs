@@ -2,40 +2,11 @@
 //! the virtual time and node.
 
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId};
-use crate::messages::CheckpointFailureReason;
 use crate::operator::OperatorState;
+use crate::record::InFlight;
 use crate::sink::TransactionId;
-use crate::task::InFlight;
+pub use crate::status::{CheckpointFailureReason, JobStatus};
 use serde::{Deserialize, Serialize};
-
-/// The job's status as the JobManager sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum JobStatus {
-    /// The JobManager is reading its HA record.
-    Initializing,
-    /// Waiting for TaskManagers, or for deployed tasks to report running.
-    Created,
-    /// Every task runs.
-    Running,
-    /// A failure was handled; the job restarts after the strategy's delay.
-    Restarting,
-    /// Every task finished after the final checkpoint.
-    Finished,
-    /// The restart strategy gave up.
-    Failed,
-    /// A client cancelled the job.
-    Canceled,
-}
-
-impl JobStatus {
-    /// The job ended for good: finished, failed or cancelled.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
-        )
-    }
-}
 
 /// What asked for a checkpoint: the rules differ (Flink's `CheckpointRequestDecider`,
 /// `CheckpointProperties`).

@@ -4,7 +4,7 @@
 
 use snapsim_core::codec::{self, Kind};
 use snapsim_core::messages::Address;
-use snapsim_core::task::InFlight;
+use snapsim_core::record::InFlight;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_sim::faults::Fault;
 use snapsim_sim::trace::{TraceEntry, TraceEvent};

@@ -229,7 +229,8 @@ impl Case {
         let mut timing = SimRng::new(self.seed, Stream::Cluster);
         let mut job = self.job.graph(&mut workload);
         if let Some(name) = &self.job.algorithm {
-            algorithm::configure(&mut job.checkpoint, catalog.algorithm(name)?);
+            let algorithm = catalog.algorithm(name)?;
+            job.plugged = algorithm::configure(&mut job.checkpoint, algorithm);
         }
         let cluster = ClusterConfig {
             task_managers: TASK_MANAGERS,

@@ -359,7 +359,8 @@ impl Variant {
         let mut draws = Draws::new(seed);
         let (mut job, mut cluster) = (scenario.job)(&mut draws);
         if let Some(name) = &self.algorithm {
-            snapsim_core::algorithm::configure(&mut job.checkpoint, catalog.algorithm(name)?);
+            let algorithm = catalog.algorithm(name)?;
+            job.plugged = snapsim_core::algorithm::configure(&mut job.checkpoint, algorithm);
         }
         let mut after = None;
         if scenario.resumes {

@@ -16,3 +16,4 @@ pub mod model;
 mod nodes;
 pub mod rng;
 pub mod trace;
+mod world;

@@ -8,8 +8,8 @@
 
 use crate::disk::{DiskError, SimDisk};
 use crate::faults::WriteMoment;
-use crate::harness::{lock, virtual_now, Clock, RunConfig, SharedWorld};
 use crate::trace::{StorageEvent, TraceEvent};
+use crate::world::{lock, virtual_now, Clock, RunConfig, SharedWorld};
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use madsim::net::Endpoint;
@@ -33,15 +33,6 @@ use std::time::Duration;
 const PORT: u16 = 7000;
 /// How long a sender waits before connecting again over a clogged link.
 const CONNECT_RETRY_TICKS: u64 = 5;
-
-/// A crash the storage node causes when it writes a matching path.
-#[derive(Clone, Debug)]
-pub(crate) struct CrashTrigger {
-    pub(crate) path_contains: String,
-    pub(crate) moment: WriteMoment,
-    pub(crate) node: Address,
-    pub(crate) down_ticks: u64,
-}
 
 fn ip(address: Address) -> IpAddr {
     match address {

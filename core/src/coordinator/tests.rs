@@ -13,7 +13,7 @@
 //! Discard of a checkpoint leaving the store; `counter`, `metadata N`, `store N` the persists.
 
 use super::*;
-use crate::messages::CheckpointFailureReason as R;
+use crate::status::CheckpointFailureReason as R;
 use crate::storage::StateLocation;
 use std::collections::VecDeque;
 
