@@ -4,7 +4,8 @@
 //!
 //! Every figure is a median over repeats or seeds: the machines are shared and noisy.
 
-use crate::{oracle, run, setup, sweep, Catalog, Scenario};
+use crate::verdict::oracle;
+use crate::{run, setup, sweep, Catalog, Scenario};
 use serde::{Deserialize, Serialize};
 use snapsim_sim::model::ReferenceModel;
 use std::convert::Infallible;

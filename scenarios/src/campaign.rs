@@ -5,10 +5,10 @@
 //! under `cells/`, so a failing run has its replay line and run report as in any sweep, and
 //! `snapsim report` re-renders a cell. The campaign report puts the cells side by side.
 
+use crate::summary::cell_summary;
 use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
-use crate::{paper, Catalog, Outcome, Variant, Verdict};
+use crate::{paper, Catalog, Outcome, Variant};
 use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable};
-use snapsim_reports::sweep::FailedRun;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
@@ -169,46 +169,6 @@ impl Matrix {
             }
         }
         Ok(cells.into_values().collect())
-    }
-}
-
-/// The figures of `runs` (one algorithm on one scenario under one fault profile).
-pub fn cell_summary(
-    catalog: &Catalog,
-    algorithm: &str,
-    scenario: &str,
-    faults: &str,
-    runs: &[&Outcome],
-) -> CellSummary {
-    let all = |figure: fn(&Outcome) -> &Vec<u64>| -> Vec<u64> {
-        runs.iter()
-            .flat_map(|o| figure(o).iter().copied())
-            .collect()
-    };
-    let failures = runs
-        .iter()
-        .filter(|o| o.verdict != Verdict::Passed)
-        .map(|o| FailedRun {
-            // A throughput-table run is not a named scenario: its rerun is the preset.
-            replay: paper::rerun_line(catalog, o),
-            ..sweep::failed_run(catalog, o, None)
-        })
-        .collect();
-    CellSummary {
-        algorithm: algorithm.to_string(),
-        scenario: scenario.to_string(),
-        faults: faults.to_string(),
-        runs: runs.len() as u64,
-        passed: runs.iter().filter(|o| o.verdict == Verdict::Passed).count() as u64,
-        violations: sweep::violations_by_property(runs.iter().copied()),
-        checkpoint_ms: all(|o| &o.stats.checkpoint_ms),
-        alignment_ms: all(|o| &o.stats.alignment_ms),
-        state_bytes: all(|o| &o.stats.state_bytes),
-        in_flight_bytes: all(|o| &o.stats.in_flight_bytes),
-        replayed_records: runs.iter().map(|o| o.stats.replayed_records).collect(),
-        recovery_ms: all(|o| &o.stats.recovery_ms),
-        duplicates: runs.iter().map(|o| o.stats.duplicates).sum(),
-        failures,
     }
 }
 

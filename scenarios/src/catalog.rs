@@ -15,11 +15,9 @@
 //! `examples/plugin` in the repository is such a crate.
 
 use crate::profiles::{builtin_profiles, FaultProfile, UnknownProfile};
+use crate::scenario::Scenario;
 use snapsim_core::algorithm::{FlinkAlgorithm, SnapshotAlgorithm};
-use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::job::JobGraph;
 use snapsim_sim::check::{builtin_checkers, Checker, Property};
-use snapsim_sim::rng::{SimRng, Stream};
 use std::fmt;
 use std::sync::Arc;
 use thiserror::Error;
@@ -65,7 +63,7 @@ impl Catalog {
         for algorithm in FlinkAlgorithm::ALL {
             catalog = catalog.with_algorithm(algorithm);
         }
-        for scenario in crate::builtin_scenarios() {
+        for scenario in crate::builtin::builtin_scenarios() {
             catalog = catalog.with_scenario(scenario);
         }
         for profile in builtin_profiles() {
@@ -186,82 +184,6 @@ fn assert_new(kind: &str, name: &str, taken: bool) {
         !taken,
         "the catalog has a {kind} named '{name}' already: each name is registered once"
     );
-}
-
-/// Draws a scenario's job and cluster from the seed's workload and cluster streams.
-pub type JobFn = dyn Fn(&mut Draws) -> (JobGraph, ClusterConfig) + Send + Sync;
-
-/// A named scenario: a job drawn from a seed, and the fault profile it runs with unless told
-/// otherwise.
-pub struct Scenario {
-    /// Its name on the command line.
-    pub name: &'static str,
-    /// One line for `snapsim list`.
-    pub description: &'static str,
-    /// The name of its fault profile.
-    pub faults: &'static str,
-    /// Its job and cluster, drawn from the seed.
-    pub job: Arc<JobFn>,
-    /// The job is a new one that starts from the snapshot an earlier job left (see
-    /// `scenarios/src/resume.rs`).
-    pub resumes: bool,
-    /// Why the scenario cannot be judged with an algorithm that records channel state, if it
-    /// cannot.
-    pub refuses_channel_state: Option<&'static str>,
-}
-
-impl Scenario {
-    /// A scenario of a job drawn by `job`, run under the profile named `faults`.
-    pub fn new(
-        name: &'static str,
-        description: &'static str,
-        faults: &'static str,
-        job: impl Fn(&mut Draws) -> (JobGraph, ClusterConfig) + Send + Sync + 'static,
-    ) -> Scenario {
-        Scenario {
-            name,
-            description,
-            faults,
-            job: Arc::new(job),
-            resumes: false,
-            refuses_channel_state: None,
-        }
-    }
-
-    /// Why this scenario cannot be judged fairly with `algorithm`, if it cannot: then no run
-    /// is made, rather than one whose failure would not be a bug.
-    pub fn refuses(&self, algorithm: &dyn SnapshotAlgorithm) -> Option<String> {
-        let reason = self
-            .refuses_channel_state
-            .filter(|_| algorithm.records_channel_state())?;
-        Some(format!(
-            "scenario {} cannot be judged with --algorithm {}: {reason}",
-            self.name,
-            algorithm.name()
-        ))
-    }
-}
-
-/// The seed's independent streams, one per subsystem, so that drawing more faults never
-/// changes the workload.
-pub struct Draws {
-    /// The job: input logs, keys, parallelism.
-    pub workload: SimRng,
-    /// The fault profile's stream.
-    pub faults: SimRng,
-    /// The cluster: timing such as the first trigger's delay.
-    pub timing: SimRng,
-}
-
-impl Draws {
-    /// The streams of `seed`.
-    pub fn new(seed: u64) -> Draws {
-        Draws {
-            workload: SimRng::new(seed, Stream::Workload),
-            faults: SimRng::new(seed, Stream::Faults),
-            timing: SimRng::new(seed, Stream::Cluster),
-        }
-    }
 }
 
 /// A scenario name that does not exist.

@@ -7,7 +7,7 @@
 //! is a predicate on that figure, so a regression in the engine turns a row UNEXPECTED. Where
 //! the engine differs from Flink on purpose, the row says so and why.
 
-use crate::campaign::cell_summary;
+use crate::summary::{cell_summary, rerun_line};
 use crate::sweep::on_threads;
 use crate::{judge, judge_variant, Catalog, Outcome, Setup, Variant, Verdict};
 use snapsim_core::algorithm::{FlinkAlgorithm, SnapshotAlgorithm, ALIGNED_TIMEOUT_TICKS};
@@ -201,18 +201,6 @@ fn verdicts(catalog: &Catalog, outcomes: &[&Outcome]) -> (bool, String) {
                     .map_or(String::new(), |v| format!("{}: {}", v.property, v.message)),
                 rerun_line(catalog, first)
             ),
-        ),
-    }
-}
-
-/// The command that makes `outcome`'s run again: its replay line when it is a named scenario
-/// as the variant leaves it, else the preset (the experiment changed the job or schedule).
-pub(crate) fn rerun_line(catalog: &Catalog, outcome: &Outcome) -> String {
-    match catalog.scenario(&outcome.scenario) {
-        Ok(_) => outcome.replay_line(catalog),
-        Err(_) => format!(
-            "rerun: {} campaign --preset paper (a changed job, not a named scenario)",
-            catalog.command()
         ),
     }
 }
@@ -792,7 +780,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
         runner.jobs,
         |&(throughput, algorithm, seed)| {
             let mut draws = crate::Draws::new(seed);
-            let (mut job, cluster) = crate::back_pressure_at(&mut draws, throughput);
+            let (mut job, cluster) = crate::builtin::back_pressure_at(&mut draws, throughput);
             algorithm.configure(&mut job.checkpoint);
             job.bugs.extend(bugs.iter().copied());
             let profile = catalog.profile("none").expect("a built-in profile");

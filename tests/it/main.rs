@@ -1,6 +1,7 @@
 //! The integration suite `cargo test` runs: end-to-end runs on madsim.
 #![cfg(madsim)]
 
+mod architecture;
 mod campaign;
 mod coverage;
 mod faults;

@@ -1,0 +1,623 @@
+//! Running a setup and judging it: the failure-free oracle, every checker of the catalog, the
+//! run's verdict and figures, and how a run is told.
+
+use crate::catalog::{Catalog, NameError};
+use crate::generated;
+use crate::scenario::Scenario;
+use crate::setup::{guarded, Earlier, Setup, Variant};
+use serde::{Deserialize, Serialize};
+use snapsim_core::bugs::SeededBug;
+use snapsim_core::config::CheckpointingMode;
+use snapsim_core::ids::{Offset, PartitionId, TaskId, Tick};
+use snapsim_core::job::{ExecutionPlan, JobError};
+use snapsim_core::operator::OperatorState;
+use snapsim_core::probes::Probe;
+use snapsim_core::storage::{CheckpointStorage, StorageOp, StoragePath};
+use snapsim_core::testing::LocalCluster;
+use snapsim_core::trace::{EngineEvent, JobStatus};
+use snapsim_reports::timeline::Timeline;
+use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation};
+use snapsim_sim::disk::DiskFaults;
+use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
+use snapsim_sim::liveness::{self, LivenessBound};
+use snapsim_sim::model::ReferenceModel;
+use snapsim_sim::trace::{TraceEntry, TraceEvent};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The verdict of one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Every property held.
+    Passed,
+    /// The engine panicked (an assertion failed).
+    Crash,
+    /// The job did not finish (time ran out, or the restart strategy gave up).
+    Liveness,
+    /// A correctness property was violated.
+    Correctness,
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Checkpoints completed.
+    pub checkpoints_completed: u64,
+    /// Checkpoints aborted.
+    pub checkpoints_aborted: u64,
+    /// Failovers (restarts of the job).
+    pub restarts: u64,
+    /// Records in the committed output.
+    pub records_committed: u64,
+    /// Virtual time at the end, in ms.
+    pub virtual_ticks: u64,
+    /// Trace entries.
+    pub trace_events: u64,
+    /// At-least-once mode: effects committed more than once (allowed, counted).
+    #[serde(default)]
+    pub duplicates: u64,
+    /// The duration of each completed checkpoint, trigger to completion (ms).
+    #[serde(default)]
+    pub checkpoint_ms: Vec<u64>,
+    /// The recovery time of each failover after which the job ran again (ms).
+    #[serde(default)]
+    pub recovery_ms: Vec<u64>,
+    /// Each completed checkpoint's longest barrier alignment at a task (ms).
+    #[serde(default)]
+    pub alignment_ms: Vec<u64>,
+    /// Each completed checkpoint's operator state, encoded (bytes).
+    #[serde(default)]
+    pub state_bytes: Vec<u64>,
+    /// Each completed checkpoint's channel state: in-flight records persisted, encoded (bytes).
+    #[serde(default)]
+    pub in_flight_bytes: Vec<u64>,
+    /// Records replayed after failovers: in-flight records restored from channel state, plus
+    /// source records read again from the restored offsets up to the furthest offsets the
+    /// failed attempt snapshotted (a lower bound of what it had read).
+    #[serde(default)]
+    pub replayed_records: u64,
+    /// How the job ended when it ended for good without finishing and rightly so (its restart
+    /// strategy gave up, a client cancelled it); such a run is judged on what it committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<String>,
+    /// The engine's coverage probes the run reached (`snapsim_core::probes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<Probe>,
+}
+
+/// The outcome of one run of a scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The scenario.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Violated properties (empty when passed).
+    pub violations: Vec<Violation>,
+    /// Figures.
+    pub stats: Stats,
+    /// The trace hash (equal for equal (scenario, seed, build)).
+    pub trace_hash: u64,
+    /// What the run changed from the scenario's own choices (nothing in a plain run).
+    #[serde(flatten)]
+    pub variant: Variant,
+}
+
+impl Outcome {
+    /// The command that replays this run.
+    pub fn replay_line(&self, catalog: &Catalog) -> String {
+        format!(
+            "{} run --scenario {} --seed {}{}",
+            catalog.command(),
+            self.scenario,
+            self.seed,
+            self.variant.flags()
+        )
+    }
+}
+
+/// Runs a generated case with the seeded `bugs` switched on, judged against the bug-free
+/// oracle.
+pub fn run_case(
+    catalog: &Catalog,
+    case: &generated::Case,
+    bugs: &BTreeSet<SeededBug>,
+) -> Result<(Outcome, RunResult), CaseError> {
+    let mut setup = case.setup(catalog)?;
+    setup.job.bugs.extend(bugs);
+    Ok(judge(catalog, "generated", case.seed, setup)?)
+}
+
+/// Why a generated case cannot run.
+#[derive(Debug, Error)]
+pub enum CaseError {
+    /// It names an algorithm the catalog lacks.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Its job breaks a rule of the engine.
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+/// Draws the scenario's setup for `seed`, with its own fault profile.
+pub fn setup(catalog: &Catalog, scenario: &Scenario, seed: u64) -> Setup {
+    Variant::default()
+        .setup(catalog, scenario, seed)
+        .expect("a scenario's own profile exists")
+}
+
+/// Runs `scenario` with `seed` and judges it against the failure-free oracle.
+pub fn run(catalog: &Catalog, scenario: &Scenario, seed: u64) -> (Outcome, RunResult) {
+    run_variant(catalog, scenario, seed, &Variant::default()).expect("a plain run names nothing")
+}
+
+/// Runs `scenario` with `seed` changed as `variant` says, judged against the failure-free
+/// oracle of the same job without seeded bugs.
+pub fn run_variant(
+    catalog: &Catalog,
+    scenario: &Scenario,
+    seed: u64,
+    variant: &Variant,
+) -> Result<(Outcome, RunResult), RunError> {
+    let setup = variant.setup(catalog, scenario, seed)?;
+    Ok(judge_variant(catalog, scenario, seed, variant, setup)?)
+}
+
+/// Why a scenario cannot run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// A name of the variant names nothing, or the combination is refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The scenario's job breaks a rule of the engine (a scenario's mistake).
+    #[error("scenario's job is not valid: {0}")]
+    Job(#[from] JobError),
+}
+
+/// Judges `setup`, a run of `scenario` changed as `variant` says (and perhaps given its own
+/// schedule), and records the variant in the outcome.
+pub fn judge_variant(
+    catalog: &Catalog,
+    scenario: &Scenario,
+    seed: u64,
+    variant: &Variant,
+    setup: Setup,
+) -> Result<(Outcome, RunResult), JobError> {
+    let (mut outcome, result) = judge(catalog, scenario.name, seed, setup)?;
+    outcome.variant = variant.clone();
+    Ok((outcome, result))
+}
+
+/// Runs a setup (a scenario's, perhaps changed: another schedule, another job option, seeded
+/// bugs) and judges it against the failure-free oracle of its job without the bugs.
+///
+/// A panic anywhere (an engine assertion in the run or in the oracle, a checker's) is this
+/// run's `no-crash` failure, never the caller's: a sweep goes on with its other runs.
+pub fn judge(
+    catalog: &Catalog,
+    name: &str,
+    seed: u64,
+    setup: Setup,
+) -> Result<(Outcome, RunResult), JobError> {
+    let plan = Arc::new(setup.job.clone().build()?);
+    let setup_bugs: Vec<String> = setup.job.bugs.iter().map(|b| b.to_string()).collect();
+    let variant = Variant {
+        bugs: setup_bugs,
+        ..Variant::default()
+    };
+    if let Some(Earlier::Failed(why)) = &setup.after {
+        let message = format!("the earlier job this one was to resume from failed: {why}");
+        return Ok(earlier_failed(name, seed, variant, message));
+    }
+    // The oracle has none of the run's seeded bugs but those on every run's path.
+    let mut clean = setup.job.clone();
+    clean.bugs.retain(|bug| bug.in_oracle());
+    let clean_plan = Arc::new(clean.clone().build()?);
+    let failure_free = guarded(|| {
+        let model = ReferenceModel::new(&clean);
+        let (oracle, job_ticks) = oracle(&clean_plan, &setup);
+        (model, oracle, job_ticks)
+    });
+    // The liveness phase lasts the profile's window or what the configuration needs, whichever
+    // is longer (see `snapsim_sim::liveness`).
+    let job_ticks = failure_free.as_ref().map_or(0, |(_, _, ticks)| *ticks);
+    let bound = LivenessBound::of(&plan, &setup.cluster, job_ticks);
+    let handover = setup.handover().cloned();
+    let mut schedule = setup.schedule;
+    schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
+    // In the run's own time: a run that follows an earlier one starts where that one ended.
+    let start = handover.as_ref().map_or(0, |before| before.ended_at.0);
+    let phase = LivenessPhase {
+        heal_at: schedule.heal_at.after(start),
+        deadline: schedule.deadline().after(start),
+        bound,
+    };
+    let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
+    let earlier = handover.as_ref().map_or(0, |before| before.trace.len());
+    let disk = schedule.disk.clone();
+    let result = harness::run(RunConfig {
+        seed,
+        plan: plan.clone(),
+        cluster: setup.cluster,
+        schedule,
+        inputs_max: INPUTS_MAX_DEFAULT,
+        after: handover,
+        hands_over: false,
+    });
+    let crash = |message: String| Violation {
+        property: Property::NoCrash,
+        message,
+        at: Some(Tick(result.virtual_ticks)),
+    };
+    let (mut violations, duplicates, ended_early) = match failure_free {
+        Ok((model, oracle, _)) => {
+            let run = RunUnderJudgement {
+                plan: &plan,
+                clean: &clean_plan,
+                model: &model,
+                oracle: &oracle,
+                result: &result,
+                earlier,
+                disk: &disk,
+                first_trigger_delay,
+                phase: &phase,
+            };
+            guarded(|| run.check(catalog.checkers())).unwrap_or_else(|message| {
+                (
+                    vec![crash(format!("a checker panicked: {message}"))],
+                    0,
+                    None,
+                )
+            })
+        }
+        Err(message) => {
+            let mut violations = vec![crash(format!(
+                "the failure-free oracle (the same job without faults, in-process) panicked: {message}"
+            ))];
+            if let RunEnd::Panicked(message) = &result.end {
+                violations.push(crash(message.clone()));
+            }
+            (violations, 0, None)
+        }
+    };
+    let figures = guarded(|| stats(&result)).unwrap_or_else(|message| {
+        violations.push(crash(format!(
+            "reading the run's figures panicked: {message}"
+        )));
+        Stats::default()
+    });
+    violations.sort_by_key(|v| v.property.rank());
+    let verdict = verdict(&violations);
+    let stats = Stats {
+        duplicates,
+        ended_early,
+        ..figures
+    };
+    let outcome = Outcome {
+        scenario: name.to_string(),
+        seed,
+        verdict,
+        violations,
+        stats,
+        trace_hash: result.trace_hash,
+        variant,
+    };
+    Ok((outcome, result))
+}
+
+/// The outcome of a run whose earlier job failed: a crash, with nothing run.
+fn earlier_failed(
+    name: &str,
+    seed: u64,
+    variant: Variant,
+    message: String,
+) -> (Outcome, RunResult) {
+    let result = RunResult {
+        seed,
+        end: RunEnd::Panicked(message.clone()),
+        virtual_ticks: 0,
+        inputs: 0,
+        committed: Vec::new(),
+        anomalies: Vec::new(),
+        dangling_transactions: Vec::new(),
+        trace: Vec::new(),
+        trace_hash: snapsim_sim::trace::trace_hash(&[]),
+        files: Vec::new(),
+        probes: Default::default(),
+        handover: None,
+    };
+    let violation = Violation {
+        property: Property::NoCrash,
+        message,
+        at: None,
+    };
+    let outcome = Outcome {
+        scenario: name.to_string(),
+        seed,
+        verdict: Verdict::Crash,
+        violations: vec![violation],
+        stats: Stats::default(),
+        trace_hash: result.trace_hash,
+        variant,
+    };
+    (outcome, result)
+}
+
+/// When the liveness phase began and ended, and why it lasted that long.
+struct LivenessPhase {
+    heal_at: Tick,
+    deadline: Tick,
+    bound: LivenessBound,
+}
+
+impl LivenessPhase {
+    fn timed_out(&self) -> String {
+        format!(
+            "the job did not finish within {} ms of virtual time (faults healed at {}; liveness bound {})",
+            self.deadline.0, self.heal_at, self.bound
+        )
+    }
+}
+
+/// A finished simulated run with what it is judged against.
+struct RunUnderJudgement<'a> {
+    plan: &'a ExecutionPlan,
+    /// The job as the oracle ran it (without the run's seeded bugs).
+    clean: &'a ExecutionPlan,
+    model: &'a ReferenceModel,
+    oracle: &'a [snapsim_core::sink::CommittedRecord],
+    result: &'a RunResult,
+    /// How many entries of the trace an earlier job's run left (see [`resume`]): the
+    /// properties of the job's own history are judged after them.
+    earlier: usize,
+    /// The storage node's disk faults from the start (the trace shows only later changes).
+    disk: &'a DiskFaults,
+    first_trigger_delay: u64,
+    phase: &'a LivenessPhase,
+}
+
+impl RunUnderJudgement<'_> {
+    /// Every property: the violations, the duplicates (at-least-once) and, for a job that
+    /// ended for good rightly without finishing, how it ended.
+    fn check(&self, checkers: &[Arc<dyn Checker>]) -> (Vec<Violation>, u64, Option<String>) {
+        let (plan, result) = (self.plan, self.result);
+        let (ending, end_violations, ended_early) = self.ending();
+        let actual = check::outputs(&result.committed, plan);
+        let expected = check::outputs(self.oracle, self.clean);
+        let run = JudgedRun {
+            plan,
+            clean: self.clean,
+            model: self.model,
+            oracle: self.oracle,
+            committed: &result.committed,
+            actual: &actual,
+            expected: &expected,
+            trace: &result.trace,
+            own_from: self.earlier,
+            files: &result.files,
+            terminated: match result.end {
+                RunEnd::Terminated(status) => Some(status),
+                _ => None,
+            },
+            ending,
+            first_trigger_delay: self.first_trigger_delay,
+            // An at-least-once job that follows another reads again what that one committed last.
+            replays: self.earlier > 0 && plan.checkpoint.mode == CheckpointingMode::AtLeastOnce,
+        };
+        let mut violations: Vec<Violation> = checkers.iter().flat_map(|c| c.check(&run)).collect();
+        violations.extend(end_violations);
+        (violations, check::duplicates(&run), ended_early)
+    }
+
+    /// How far the run's output can be judged, the violation that says why when it cannot, and
+    /// for a job that ended for good rightly without finishing, how it ended.
+    fn ending(&self) -> (Ending, Vec<Violation>, Option<String>) {
+        let at = Some(Tick(self.result.virtual_ticks));
+        let not_judged = |property, message| {
+            let violation = Violation {
+                property,
+                message,
+                at,
+            };
+            (Ending::NotJudged, vec![violation], None)
+        };
+        match &self.result.end {
+            RunEnd::Panicked(message) => not_judged(Property::NoCrash, message.clone()),
+            RunEnd::Terminated(JobStatus::Finished) => (Ending::Finished, Vec::new(), None),
+            RunEnd::Terminated(status) => {
+                let own_trace = &self.result.trace[self.earlier..];
+                match liveness::justified_end(own_trace, self.plan, *status, self.disk) {
+                    Ok(why) => {
+                        let how = format!("{status:?}: {why}");
+                        (Ending::EndedEarly(*status), Vec::new(), Some(how))
+                    }
+                    Err(why) => not_judged(
+                        Property::Liveness,
+                        format!("the job ended {status:?} instead of finishing: {why}"),
+                    ),
+                }
+            }
+            RunEnd::TimedOut => not_judged(Property::Liveness, self.phase.timed_out()),
+            RunEnd::InputLimit(limit) => not_judged(
+                Property::Liveness,
+                format!("the nodes handled more than {limit} inputs (a livelock?)"),
+            ),
+        }
+    }
+}
+
+/// What `snapsim run` and `replay` print for a run: the verdict, its statistics, each
+/// violation, the line that replays it, and the trace entries just before the first violation
+/// with a time (what led to it).
+pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> String {
+    use std::fmt::Write;
+    let s = &outcome.stats;
+    let mut text = format!(
+        "scenario {} seed {}: {:?}\n",
+        outcome.scenario, outcome.seed, outcome.verdict
+    );
+    let _ = writeln!(
+        text,
+        "  checkpoints completed {} aborted {}, failovers {}, records committed {}, virtual time {} ms, trace hash {:016x}",
+        s.checkpoints_completed, s.checkpoints_aborted, s.restarts, s.records_committed, s.virtual_ticks, outcome.trace_hash
+    );
+    if let Some(end) = &s.ended_early {
+        let _ = writeln!(text, "  the job ended {end}; judged on what it committed");
+    }
+    for violation in &outcome.violations {
+        let _ = writeln!(
+            text,
+            "  violated {}: {}",
+            violation.property, violation.message
+        );
+    }
+    let _ = writeln!(text, "  replay: {replay_line}");
+    if let Some((at, entries)) = trace_before_violation(outcome, trace) {
+        let _ = writeln!(text, "  the trace up to {at}:");
+        for entry in entries {
+            let _ = writeln!(text, "    {}", describe_entry(entry));
+        }
+    }
+    text
+}
+
+/// The last trace entries up to the first violation that has a time, with that time.
+pub fn trace_before_violation<'t>(
+    outcome: &Outcome,
+    trace: &'t [TraceEntry],
+) -> Option<(Tick, &'t [TraceEntry])> {
+    const ENTRIES: usize = 12;
+    let at = outcome.violations.iter().find_map(|v| v.at)?;
+    let end = trace.partition_point(|entry| entry.at <= at);
+    Some((at, &trace[end.saturating_sub(ENTRIES)..end]))
+}
+
+/// One trace entry as a line: time, node, event.
+pub fn describe_entry(entry: &TraceEntry) -> String {
+    format!("{} {:?} {:?}", entry.at, entry.node, entry.event)
+}
+
+/// A run's verdict from its violations: a crash first, then correctness, then liveness (a
+/// job that broke a safety property and then also hung is reported for the safety property).
+fn verdict(violations: &[Violation]) -> Verdict {
+    let has = |wanted: &[Property]| violations.iter().any(|v| wanted.contains(&v.property));
+    if has(&[Property::NoCrash]) {
+        Verdict::Crash
+    } else if violations.iter().any(|v| v.property != Property::Liveness) {
+        Verdict::Correctness
+    } else if has(&[Property::Liveness]) {
+        Verdict::Liveness
+    } else {
+        Verdict::Passed
+    }
+}
+
+/// The failure-free run of the same job, in the in-process driver: what it committed, and how
+/// long it took (virtual ms).
+pub(crate) fn oracle(
+    plan: &Arc<ExecutionPlan>,
+    setup: &Setup,
+) -> (Vec<snapsim_core::sink::CommittedRecord>, u64) {
+    let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
+    if let Some(before) = setup.handover() {
+        // The same start as the run's: the earlier job's files and sink system.
+        for (path, bytes) in &before.files {
+            let path = StoragePath::new(path.clone()).expect("the earlier run wrote it");
+            let bytes = bytes.clone();
+            local
+                .storage
+                .storage
+                .execute(StorageOp::Write { path, bytes })
+                .expect("in memory");
+        }
+        local.sink = before.sink.clone();
+    }
+    let status = local.run_to_end(setup.schedule.deadline());
+    assert_eq!(
+        status,
+        JobStatus::Finished,
+        "the failure-free oracle of a built-in scenario finishes"
+    );
+    (local.sink.committed().to_vec(), local.now().0)
+}
+
+fn stats(result: &RunResult) -> Stats {
+    let mut stats = Stats {
+        probes: result.probes.iter().collect(),
+        records_committed: result.committed.len() as u64,
+        virtual_ticks: result.virtual_ticks,
+        trace_events: result.trace.len() as u64,
+        ..Stats::default()
+    };
+    for entry in &result.trace {
+        match &entry.event {
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { .. }) => {
+                stats.checkpoints_completed += 1
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => {
+                stats.checkpoints_aborted += 1
+            }
+            TraceEvent::Engine(EngineEvent::Failover { .. }) => stats.restarts += 1,
+            _ => {}
+        }
+    }
+    let timeline = Timeline::from_trace(&result.trace);
+    let completed = || {
+        (timeline.checkpoints.iter()).filter(|span| !span.savepoint && span.duration().is_some())
+    };
+    stats.checkpoint_ms = completed().filter_map(|span| span.duration()).collect();
+    stats.alignment_ms = completed().map(|s| s.alignment_max.unwrap_or(0)).collect();
+    stats.state_bytes = completed().map(|span| span.state_bytes).collect();
+    stats.in_flight_bytes = completed().map(|span| span.in_flight_bytes).collect();
+    stats.replayed_records = replayed_records(&result.trace);
+    stats.recovery_ms = (timeline.recoveries.iter())
+        .filter_map(|r| r.duration())
+        .collect();
+    stats
+}
+
+/// Records replayed after failovers (see [`Stats::replayed_records`]).
+fn replayed_records(trace: &[TraceEntry]) -> u64 {
+    // The furthest offset each source partition snapshotted since the last restore of it.
+    let mut furthest: BTreeMap<(TaskId, PartitionId), Offset> = BTreeMap::new();
+    let mut replayed = 0;
+    for entry in trace {
+        let TraceEvent::Engine(event) = &entry.event else {
+            continue;
+        };
+        match event {
+            EngineEvent::SnapshotTaken {
+                task,
+                state: OperatorState::Source { offsets },
+                ..
+            } => {
+                for (partition, offset) in offsets {
+                    let seen = furthest.entry((*task, *partition)).or_insert(*offset);
+                    *seen = (*seen).max(*offset);
+                }
+            }
+            EngineEvent::Restored {
+                task,
+                state: OperatorState::Source { offsets },
+                ..
+            } => {
+                for (partition, offset) in offsets {
+                    if let Some(seen) = furthest.insert((*task, *partition), *offset) {
+                        replayed += seen.0.saturating_sub(offset.0);
+                    }
+                }
+            }
+            EngineEvent::InFlightRestored { records, .. } => replayed += records,
+            // Started over without a checkpoint: everything read so far is read again.
+            EngineEvent::Deployed { restored: None, .. } => {
+                replayed += furthest.values().map(|offset| offset.0).sum::<u64>();
+                furthest.clear();
+            }
+            _ => {}
+        }
+    }
+    replayed
+}
