@@ -11,101 +11,82 @@ use snapsim_core::record::SourceRecord;
 use snapsim_sim::rng::SimRng;
 use std::sync::Arc;
 
+/// Why `memory-budget` refuses the algorithms that record channel state.
+const MEMORY_BUDGET_REFUSAL: &str =
+    "its memory budget is sized for aligned snapshots; the in-flight \
+    records of a channel-state snapshot grow with back-pressure past any budget, and a job whose \
+    every checkpoint is refused never commits its last records";
+
 /// The built-in scenarios, in listing order.
 pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
     vec![
-        Scenario {
-            name: "keyed-sum",
-            description: "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, 4,000 records, checkpoints every 50 ms, on files",
-            faults: "tm-crash",
-            job: Arc::new(keyed_sum_on_files),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "keyed-agg",
-            description: "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files",
-            faults: "crashes-and-storage",
-            job: Arc::new(keyed_agg_standard),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "keyed-sum-calm",
-            description: "the keyed-sum job with its state in the JobManager's memory",
-            faults: "none",
-            job: Arc::new(keyed_sum_in_memory),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "swarm",
-            description: "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
-            faults: "swarm",
-            job: Arc::new(keyed_sum_for_swarm),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "co-window",
-            description: "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
-            faults: "tm-crash",
-            job: Arc::new(co_window),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "back-pressure",
-            description: "the keyed-sum job with a slow sink (3 records per tick and subtask against about 4 arriving): its input queues grow, aligned barriers wait behind them",
-            faults: "tm-crash",
-            job: Arc::new(back_pressure),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "hot-key",
-            description: "key skew: the keyed-sum job with half the records on one key and a slow sum (3 per tick and subtask): the hot key's subtask falls behind, the other does not",
-            faults: "tm-crash",
-            job: Arc::new(hot_key),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "chain-join",
-            description: "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; right (p=2) → keyBy chain (p=3); both chains → keyBy co-sum (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once, a min pause of 20 ms",
-            faults: "crashes-and-storage",
-            job: Arc::new(chain_join),
-            resumes: false,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "memory-budget",
-            description: "the keyed-sum job with its state in the JobManager's memory, up to 2 checkpoints at once, under a memory budget that holds about two checkpoints' state: an acknowledgement that would pass it is refused (a declined checkpoint, tolerated)",
-            faults: "tm-crash",
-            job: Arc::new(keyed_sum_in_memory_budget),
-            resumes: false,
-            refuses_channel_state: Some(
-                "its memory budget is sized for aligned snapshots; the in-flight records of a \
-                 channel-state snapshot grow with back-pressure past any budget, and a job whose \
-                 every checkpoint is refused never commits its last records",
-            ),
-        },
-        Scenario {
-            name: "resume",
-            description: "a new job started from the snapshot an earlier job left (a savepoint before a cancellation, or its latest checkpoint retained on cancellation; CLAIM or NO_CLAIM, drawn), the keyed-sum job on files; judged with the earlier job's output",
-            faults: "tm-crash",
-            job: Arc::new(resumed_keyed_sum),
-            resumes: true,
-            refuses_channel_state: None,
-        },
-        Scenario {
-            name: "map-only",
-            description: "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
-            faults: "tm-crash",
-            job: Arc::new(map_only),
-            resumes: false,
-            refuses_channel_state: None,
-        },
+        Scenario::new(
+            "keyed-sum",
+            "2 sources (p=2) → keyBy running sum (p=2) → 2PC sink, 4,000 records, checkpoints every 50 ms, on files",
+            "tm-crash",
+            keyed_sum_on_files,
+        ),
+        Scenario::new(
+            "keyed-agg",
+            "the benchmark's standard job: 2 sources → keyBy sum (p=4) → 2PC sink (p=4), 20,000 records, checkpoints every 50 ms, on files",
+            "crashes-and-storage",
+            keyed_agg_standard,
+        ),
+        Scenario::new(
+            "keyed-sum-calm",
+            "the keyed-sum job with its state in the JobManager's memory",
+            "none",
+            keyed_sum_in_memory,
+        ),
+        Scenario::new(
+            "swarm",
+            "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
+            "swarm",
+            keyed_sum_for_swarm,
+        ),
+        Scenario::new(
+            "co-window",
+            "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
+            "tm-crash",
+            co_window,
+        ),
+        Scenario::new(
+            "back-pressure",
+            "the keyed-sum job with a slow sink (3 records per tick and subtask against about 4 arriving): its input queues grow, aligned barriers wait behind them",
+            "tm-crash",
+            back_pressure,
+        ),
+        Scenario::new(
+            "hot-key",
+            "key skew: the keyed-sum job with half the records on one key and a slow sum (3 per tick and subtask): the hot key's subtask falls behind, the other does not",
+            "tm-crash",
+            hot_key,
+        ),
+        Scenario::new(
+            "chain-join",
+            "order-sensitive state and a deeper graph: left (p=2) → map → keyBy hash chain per key and source partition (p=2) → 2PC sink; right (p=2) → keyBy chain (p=3); both chains → keyBy co-sum (p=3) → 2PC sink; 3 TaskManagers, up to 2 checkpoints at once, a min pause of 20 ms",
+            "crashes-and-storage",
+            chain_join,
+        ),
+        Scenario::new(
+            "memory-budget",
+            "the keyed-sum job with its state in the JobManager's memory, up to 2 checkpoints at once, under a memory budget that holds about two checkpoints' state: an acknowledgement that would pass it is refused (a declined checkpoint, tolerated)",
+            "tm-crash",
+            keyed_sum_in_memory_budget,
+        )
+        .refusing_channel_state(MEMORY_BUDGET_REFUSAL),
+        Scenario::new(
+            "resume",
+            "a new job started from the snapshot an earlier job left (a savepoint before a cancellation, or its latest checkpoint retained on cancellation; CLAIM or NO_CLAIM, drawn), the keyed-sum job on files; judged with the earlier job's output",
+            "tm-crash",
+            resumed_keyed_sum,
+        ).resuming(),
+        Scenario::new(
+            "map-only",
+            "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",
+            "tm-crash",
+            map_only,
+        ),
     ]
 }
 

@@ -198,58 +198,13 @@ enum Command {
     /// Runs scenarios over a range of seeds on all cores, prints a verdict and writes
     /// sweep.json, results.jsonl and the report (report.html, report.md, charts, and runs/ with
     /// a run report per failing run, the first 20).
-    Sweep {
-        /// Scenarios to run (repeatable); all by default.
-        #[arg(long)]
-        scenario: Vec<String>,
-        /// Seeds as A..B (B excluded).
-        #[arg(long, default_value = "0..32")]
-        seeds: String,
-        /// Where the results and the report go.
-        #[arg(long, default_value = "snapsim-out")]
-        out: PathBuf,
-        /// Runs at once (default: the number of cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Run only shard K of N (1-based): a deterministic share of the seeds, for spreading
-        /// one sweep over machines; join the shards with `snapsim merge`.
-        #[arg(long, value_name = "K/N")]
-        shard: Option<String>,
-        #[command(flatten)]
-        variant: VariantArgs,
-    },
+    Sweep(SweepArgs),
     /// Compares snapshot algorithms: runs a matrix (algorithms × scenarios × fault profiles ×
     /// seeds; each (algorithm, faults) pair a sweep under cells/) and writes campaign.md,
     /// campaign.html (with charts) and campaign.csv. `--preset paper` also runs the experiments
     /// of the literature with expected and measured results
     /// (experiments.csv) and checkpoint duration against the sink's throughput.
-    Campaign {
-        /// `matrix` (the matrix only) or `paper` (the experiments, then the matrix).
-        #[arg(long, default_value = "matrix")]
-        preset: String,
-        /// Snapshot algorithms (repeatable); all by default.
-        #[arg(long)]
-        algorithm: Vec<String>,
-        /// Scenarios (repeatable); default keyed-sum, back-pressure, hot-key, co-window.
-        #[arg(long)]
-        scenario: Vec<String>,
-        /// Fault profiles (repeatable); default none and tm-crash.
-        #[arg(long)]
-        faults: Vec<String>,
-        /// Switch a seeded bug on in every simulated run (repeatable; see `snapsim list`):
-        /// which algorithms' checks catch it, and which experiments turn UNEXPECTED.
-        #[arg(long, value_name = "NAME")]
-        bug: Vec<String>,
-        /// Seeds of every cell, as A..B (B excluded).
-        #[arg(long, default_value = "0..10")]
-        seeds: String,
-        /// Where the results and the report go.
-        #[arg(long, default_value = "snapsim-campaign")]
-        out: PathBuf,
-        /// Runs at once (default: the number of cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-    },
+    Campaign(CampaignArgs),
     /// Joins the result directories of a sharded sweep into the results and report one
     /// unsharded sweep would have written.
     Merge {
@@ -262,20 +217,84 @@ enum Command {
     },
 }
 
+/// What `sweep` runs.
+#[derive(Args)]
+struct SweepArgs {
+    /// Scenarios to run (repeatable); all by default.
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// Seeds as A..B (B excluded).
+    #[arg(long, default_value = "0..32")]
+    seeds: String,
+    /// Where the results and the report go.
+    #[arg(long, default_value = "snapsim-out")]
+    out: PathBuf,
+    /// Runs at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only shard K of N (1-based): a deterministic share of the seeds, for spreading
+    /// one sweep over machines; join the shards with `snapsim merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    #[command(flatten)]
+    variant: VariantArgs,
+}
+
+/// What `campaign` runs.
+#[derive(Args)]
+struct CampaignArgs {
+    /// `matrix` (the matrix only) or `paper` (the experiments, then the matrix).
+    #[arg(long, default_value = "matrix")]
+    preset: String,
+    /// Snapshot algorithms (repeatable); all by default.
+    #[arg(long)]
+    algorithm: Vec<String>,
+    /// Scenarios (repeatable); default keyed-sum, back-pressure, hot-key, co-window.
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// Fault profiles (repeatable); default none and tm-crash.
+    #[arg(long)]
+    faults: Vec<String>,
+    /// Switch a seeded bug on in every simulated run (repeatable; see `snapsim list`):
+    /// which algorithms' checks catch it, and which experiments turn UNEXPECTED.
+    #[arg(long, value_name = "NAME")]
+    bug: Vec<String>,
+    /// Seeds of every cell, as A..B (B excluded).
+    #[arg(long, default_value = "0..10")]
+    seeds: String,
+    /// Where the results and the report go.
+    #[arg(long, default_value = "snapsim-campaign")]
+    out: PathBuf,
+    /// Runs at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
 /// Runs the program over `catalog` with the process's arguments.
 pub fn main(catalog: Catalog) -> ExitCode {
-    let catalog = &catalog;
     let cli = Cli::parse();
     // Without a command: the default sweep the README's first command runs.
-    let default_sweep = Command::Sweep {
+    let default_sweep = Command::Sweep(SweepArgs {
         scenario: Vec::new(),
         seeds: "0..32".into(),
         out: PathBuf::from("snapsim-out"),
         jobs: None,
         shard: None,
         variant: VariantArgs::default(),
-    };
-    let result = match cli.command.unwrap_or(default_sweep) {
+    });
+    match dispatch(&catalog, cli.command.unwrap_or(default_sweep)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one command: whether every property held, or what was wrong with the input.
+fn dispatch(catalog: &Catalog, command: Command) -> Result<bool, String> {
+    match command {
         Command::List { json } => list(catalog, json),
         Command::Run {
             scenario,
@@ -284,45 +303,17 @@ pub fn main(catalog: Catalog) -> ExitCode {
             schedule,
             save_schedule,
             output,
-        } => (|| {
-            let schedule = match schedule {
-                Some(path) => Some(FaultSchedule::load(&path).map_err(|e| e.to_string())?),
-                None => None,
-            };
-            let variant = variant.checked(catalog)?;
-            let case = Replayable::Scenario(ScenarioRun {
-                schedule,
-                ..ScenarioRun::of(&scenario, seed, &variant)
-            });
-            if let Some(path) = save_schedule {
-                let schedule = case.schedule(catalog).map_err(|e| e.to_string())?;
-                schedule.save(&path).map_err(|e| e.to_string())?;
-            }
-            execute(catalog, &case, &variant.bugs, &output, None)
-        })(),
+        } => {
+            let files = (schedule, save_schedule);
+            run_scenario(catalog, (&scenario, seed), variant, files, &output)
+        }
         Command::Replay {
             file,
             scenario,
             seed,
             variant,
             output,
-        } => match (file, scenario, seed) {
-            (Some(path), _, _) => {
-                if variant.faults.is_some()
-                    || variant.algorithm.is_some()
-                    || !variant.bug.is_empty()
-                {
-                    Err("--faults, --algorithm and --bug go with --scenario; a case file carries its own".to_string())
-                } else {
-                    replay_file(catalog, &path, &output)
-                }
-            }
-            (None, Some(scenario), Some(seed)) => variant.checked(catalog).and_then(|variant| {
-                let case = Replayable::Scenario(ScenarioRun::of(&scenario, seed, &variant));
-                execute(catalog, &case, &variant.bugs, &output, None)
-            }),
-            _ => unreachable!("clap requires a file or a scenario with a seed"),
-        },
+        } => replay(catalog, file, scenario.zip(seed), variant, &output),
         Command::Shrink { file, out } => shrink_file(catalog, &file, out),
         Command::Report { path, out } => report_path(catalog, &path, out),
         Command::Coverage { dir } => coverage(catalog, &dir),
@@ -342,54 +333,94 @@ pub fn main(catalog: Catalog) -> ExitCode {
             json,
             compare.as_deref(),
         ),
-        Command::Sweep {
-            scenario,
-            seeds,
-            out,
-            jobs,
-            shard,
-            variant,
-        } => (|| {
-            let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
-            let shard = match shard {
-                Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
-                None => Shard::WHOLE,
-            };
-            let variant = variant.checked(catalog)?;
-            let manifest = Manifest::new(catalog, &scenario, seeds, shard, variant)
-                .map_err(|e| e.to_string())?;
-            run_sweep(catalog, &manifest, jobs, &out)
-        })(),
-        Command::Campaign {
-            preset,
-            algorithm,
-            scenario,
-            faults,
-            bug,
-            seeds,
-            out,
-            jobs,
-        } => (|| {
-            let preset = Preset::named(&preset).map_err(|e| e.to_string())?;
-            let seeds = sweep::parse_seeds(&seeds).map_err(|e| e.to_string())?;
-            let matrix = Matrix::new(catalog, &algorithm, &scenario, &faults, seeds, &bug)
-                .map_err(|e| e.to_string())?;
-            run_campaign(catalog, preset, &matrix, jobs, &out)
-        })(),
-        Command::Merge { dirs, out } => sweep::merge(catalog, &dirs, &out)
-            .map_err(|e| e.to_string())
-            .map(|summary| {
-                print_summary(&summary);
-                summary.passed()
-            }),
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
+        Command::Sweep(args) => sweep_command(catalog, args),
+        Command::Campaign(args) => campaign_command(catalog, args),
+        Command::Merge { dirs, out } => {
+            let summary = sweep::merge(catalog, &dirs, &out).map_err(|e| e.to_string())?;
+            print_summary(&summary);
+            Ok(summary.passed())
         }
+    }
+}
+
+/// `sweep`: a manifest from the arguments, then the sweep.
+fn sweep_command(catalog: &Catalog, args: SweepArgs) -> Result<bool, String> {
+    let seeds = sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?;
+    let shard = match args.shard {
+        Some(text) => text.parse().map_err(|e: SweepError| e.to_string())?,
+        None => Shard::WHOLE,
+    };
+    let variant = args.variant.checked(catalog)?;
+    let manifest =
+        Manifest::new(catalog, &args.scenario, seeds, shard, variant).map_err(|e| e.to_string())?;
+    run_sweep(catalog, &manifest, args.jobs, &args.out)
+}
+
+/// `campaign`: a matrix from the arguments, then the campaign.
+fn campaign_command(catalog: &Catalog, args: CampaignArgs) -> Result<bool, String> {
+    let preset = Preset::named(&args.preset).map_err(|e| e.to_string())?;
+    let seeds = sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?;
+    let (algorithms, faults) = (&args.algorithm, &args.faults);
+    let matrix = Matrix::new(
+        catalog,
+        algorithms,
+        &args.scenario,
+        faults,
+        seeds,
+        &args.bug,
+    )
+    .map_err(|e| e.to_string())?;
+    run_campaign(catalog, preset, &matrix, args.jobs, &args.out)
+}
+
+/// `run`: one run of a named scenario, perhaps with a schedule of its own.
+/// `(schedule, save_schedule)`: the schedule file to run with instead of the drawn one, and
+/// where to write the schedule run.
+fn run_scenario(
+    catalog: &Catalog,
+    (scenario, seed): (&str, u64),
+    variant: VariantArgs,
+    (schedule, save_schedule): (Option<PathBuf>, Option<PathBuf>),
+    output: &RunOutput,
+) -> Result<bool, String> {
+    let schedule = match schedule {
+        Some(path) => Some(FaultSchedule::load(&path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let variant = variant.checked(catalog)?;
+    let case = Replayable::Scenario(ScenarioRun {
+        schedule,
+        ..ScenarioRun::of(scenario, seed, &variant)
+    });
+    if let Some(path) = save_schedule {
+        let schedule = case.schedule(catalog).map_err(|e| e.to_string())?;
+        schedule.save(&path).map_err(|e| e.to_string())?;
+    }
+    execute(catalog, &case, &variant.bugs, output, None)
+}
+
+/// `replay`: a case file, or a named scenario's seed.
+fn replay(
+    catalog: &Catalog,
+    file: Option<PathBuf>,
+    scenario: Option<(String, u64)>,
+    variant: VariantArgs,
+    output: &RunOutput,
+) -> Result<bool, String> {
+    match (file, scenario) {
+        (Some(path), _) => {
+            if variant.faults.is_some() || variant.algorithm.is_some() || !variant.bug.is_empty() {
+                Err("--faults, --algorithm and --bug go with --scenario; a case file carries its own".to_string())
+            } else {
+                replay_file(catalog, &path, output)
+            }
+        }
+        (None, Some((scenario, seed))) => {
+            let variant = variant.checked(catalog)?;
+            let case = Replayable::Scenario(ScenarioRun::of(&scenario, seed, &variant));
+            execute(catalog, &case, &variant.bugs, output, None)
+        }
+        _ => unreachable!("clap requires a file or a scenario with a seed"),
     }
 }
 
@@ -790,7 +821,15 @@ fn bench(
         say!("{text}");
         return Ok(true);
     }
-    let r = &report;
+    print_bench(&report);
+    if let (Some(path), Some(compared)) = (compare, compared) {
+        print_comparison(path, &compared);
+    }
+    Ok(true)
+}
+
+/// The benchmark's figures, each beside its target.
+fn print_bench(r: &BenchReport) {
     say!(
         "seeds/s, one core:          {:>9.1}\n\
          seeds/s, {} threads:         {:>9.1}   (target for keyed-agg: 200 on 2 cores)\n\
@@ -811,27 +850,28 @@ fn bench(
         r.peak_memory_mb
             .map_or("unknown".to_string(), |mb| format!("{mb:.0} MB")),
     );
-    if let (Some(path), Some(compared)) = (compare, compared) {
-        say!("\ncompared with {}:", path.display());
+}
+
+/// Each figure beside the one of an earlier benchmark, with the ratio.
+fn print_comparison(path: &Path, compared: &[bench::Compared]) {
+    say!("\ncompared with {}:", path.display());
+    say!(
+        "{:<28} {:>10} {:>10} {:>8}",
+        "figure",
+        "now",
+        "before",
+        "ratio"
+    );
+    for c in compared {
         say!(
-            "{:<28} {:>10} {:>10} {:>8}",
-            "figure",
-            "now",
-            "before",
-            "ratio"
+            "{:<28} {:>10.2} {:>10.2} {:>7.2}× {}",
+            c.figure,
+            c.now,
+            c.before,
+            c.ratio,
+            c.verdict()
         );
-        for c in &compared {
-            say!(
-                "{:<28} {:>10.2} {:>10.2} {:>7.2}× {}",
-                c.figure,
-                c.now,
-                c.before,
-                c.ratio,
-                c.verdict()
-            );
-        }
     }
-    Ok(true)
 }
 
 fn cores(jobs: Option<usize>) -> usize {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::algorithm::{self, SnapshotAlgorithm};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
-use snapsim_core::ids::{TaskManagerId, Tick};
+use snapsim_core::ids::{OperatorId, TaskManagerId, Tick};
 use snapsim_core::job::{
     AggregateFn, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning,
 };
@@ -271,29 +271,44 @@ impl JobParams {
     }
 
     fn graph(&self, rng: &mut SimRng) -> JobGraph {
-        let p = self.keyed_parallelism;
         let mut job = JobGraph::new("generated");
-        let source = |job: &mut JobGraph, rng: &mut SimRng, name: &str| {
-            let log = log(rng, self.partitions, self.records, self.keys);
-            let kind = OperatorKind::Source {
-                log,
-                records_per_tick: 1,
-            };
-            job.add(name, kind, self.source_parallelism)
-        };
+        let (stateful, keyed) = self.operators(&mut job, rng);
+        if let Some(records_per_tick) = self.keyed_throughput {
+            job.throttle(stateful, records_per_tick);
+        }
         let sink_kind = match self.mode {
             CheckpointingMode::ExactlyOnce => OperatorKind::TwoPhaseCommitSink,
             CheckpointingMode::AtLeastOnce => OperatorKind::PlainSink,
         };
-        let (stateful, keyed) = match self.shape {
+        let sink = job.add("sink", sink_kind, self.keyed_parallelism);
+        job.connect(keyed, sink, Partitioning::Forward);
+        self.configure(&mut job);
+        job
+    }
+
+    /// A source subtask group reading a fresh log drawn from `rng`.
+    fn source(&self, job: &mut JobGraph, rng: &mut SimRng, name: &str) -> OperatorId {
+        let log = log(rng, self.partitions, self.records, self.keys);
+        let kind = OperatorKind::Source {
+            log,
+            records_per_tick: 1,
+        };
+        job.add(name, kind, self.source_parallelism)
+    }
+
+    /// The operators of the shape, up to the sink: the stateful operator (throttled for
+    /// back-pressure) and the one the sink reads.
+    fn operators(&self, job: &mut JobGraph, rng: &mut SimRng) -> (OperatorId, OperatorId) {
+        let p = self.keyed_parallelism;
+        match self.shape {
             Shape::Aggregate => {
-                let input = source(&mut job, rng, "source");
+                let input = self.source(job, rng, "source");
                 let keyed = job.add("aggregate", OperatorKind::KeyedAggregate(self.aggregate), p);
                 job.connect(input, keyed, Partitioning::KeyBy);
                 (keyed, keyed)
             }
             Shape::MapFilterAggregate => {
-                let input = source(&mut job, rng, "source");
+                let input = self.source(job, rng, "source");
                 let shifted = job.add("shift", OperatorKind::Map(MapFn::AddConstant(7)), 1);
                 let filter = FilterFn::DropValueMultiplesOf(5);
                 let filtered = job.add("filter", OperatorKind::Filter(filter), 1);
@@ -305,16 +320,9 @@ impl JobParams {
                 job.connect(keyed, doubled, Partitioning::Forward);
                 (keyed, doubled)
             }
-            Shape::CoSum => {
-                let left = source(&mut job, rng, "left");
-                let right = source(&mut job, rng, "right");
-                let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
-                job.connect_side(left, keyed, Partitioning::KeyBy, InputSide::First);
-                job.connect_side(right, keyed, Partitioning::KeyBy, InputSide::Second);
-                (keyed, keyed)
-            }
+            Shape::CoSum | Shape::ChainJoin => self.two_inputs(job, rng),
             Shape::Chain => {
-                let input = source(&mut job, rng, "source");
+                let input = self.source(job, rng, "source");
                 let shifted = job.add("shift", OperatorKind::Map(MapFn::AddConstant(7)), 1);
                 let keyed = job.add("chain", OperatorKind::KeyedChain, p);
                 let doubled = job.add("double", OperatorKind::Map(MapFn::MultiplyBy(2)), p);
@@ -323,20 +331,8 @@ impl JobParams {
                 job.connect(keyed, doubled, Partitioning::Forward);
                 (keyed, doubled)
             }
-            Shape::ChainJoin => {
-                let left = source(&mut job, rng, "left");
-                let right = source(&mut job, rng, "right");
-                let first = job.add("left chain", OperatorKind::KeyedChain, p);
-                let second = job.add("right chain", OperatorKind::KeyedChain, p);
-                let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
-                job.connect(left, first, Partitioning::KeyBy);
-                job.connect(right, second, Partitioning::KeyBy);
-                job.connect_side(first, keyed, Partitioning::KeyBy, InputSide::First);
-                job.connect_side(second, keyed, Partitioning::KeyBy, InputSide::Second);
-                (keyed, keyed)
-            }
             Shape::Window => {
-                let input = source(&mut job, rng, "source");
+                let input = self.source(job, rng, "source");
                 let kind = OperatorKind::TumblingWindow {
                     size: 50,
                     aggregate: self.aggregate,
@@ -345,12 +341,32 @@ impl JobParams {
                 job.connect(input, keyed, Partitioning::KeyBy);
                 (keyed, keyed)
             }
-        };
-        if let Some(records_per_tick) = self.keyed_throughput {
-            job.throttle(stateful, records_per_tick);
         }
-        let sink = job.add("sink", sink_kind, p);
-        job.connect(keyed, sink, Partitioning::Forward);
+    }
+
+    /// The two-input shapes: a keyed co-sum of two sources, directly or through a keyed chain
+    /// each.
+    fn two_inputs(&self, job: &mut JobGraph, rng: &mut SimRng) -> (OperatorId, OperatorId) {
+        let p = self.keyed_parallelism;
+        let mut left = self.source(job, rng, "left");
+        let mut right = self.source(job, rng, "right");
+        let chained = self.shape == Shape::ChainJoin;
+        if chained {
+            let first = job.add("left chain", OperatorKind::KeyedChain, p);
+            let second = job.add("right chain", OperatorKind::KeyedChain, p);
+            job.connect(left, first, Partitioning::KeyBy);
+            job.connect(right, second, Partitioning::KeyBy);
+            (left, right) = (first, second);
+        }
+        let keyed = job.add("co-sum", OperatorKind::KeyedCoSum, p);
+        job.connect_side(left, keyed, Partitioning::KeyBy, InputSide::First);
+        job.connect_side(right, keyed, Partitioning::KeyBy, InputSide::Second);
+        (keyed, keyed)
+    }
+
+    /// The drawn checkpoint options, files for storage and savepoints, and restarts enough for
+    /// any schedule.
+    fn configure(&self, job: &mut JobGraph) {
         let config = &mut job.checkpoint;
         config.mode = self.mode;
         config.interval_ticks = Some(self.interval_ticks);
@@ -366,7 +382,6 @@ impl JobParams {
             attempts: 1_000,
             delay_ticks: 100,
         };
-        job
     }
 }
 
@@ -376,7 +391,6 @@ fn schedule(episodes: &[Episode]) -> FaultSchedule {
     let heal_at = SCENARIO_HEAL_AT.0;
     let mut events: Vec<(u64, Fault)> = Vec::new();
     let mut down_until: BTreeMap<Address, u64> = BTreeMap::new();
-    let tm = |id: u16| Address::TaskManager(TaskManagerId(id));
     for episode in episodes {
         match episode.clone() {
             Episode::Crash {
@@ -393,86 +407,114 @@ fn schedule(episodes: &[Episode]) -> FaultSchedule {
                     (at + down_ticks, Fault::Restart(node)),
                 ]);
             }
-            Episode::Partition {
-                task_manager,
-                at,
-                for_ticks,
-            } => {
-                let (a, b) = (Address::JobManager, tm(task_manager));
-                let (start, end) = (Fault::Partition { a, b }, Fault::HealPartition { a, b });
-                events.extend([(at, start), (at + for_ticks, end)]);
-            }
-            Episode::Clog {
-                from,
-                to,
-                at,
-                for_ticks,
-            } => {
-                let from = tm(from);
-                let (start, end) = (Fault::ClogLink { from, to }, Fault::UnclogLink { from, to });
-                events.extend([(at, start), (at + for_ticks, end)]);
-            }
-            Episode::SlowLink {
-                from,
-                to,
-                at,
-                extra_ticks_max,
-                for_ticks,
-            } => events.push((
-                at,
-                Fault::SlowLink {
-                    from: tm(from),
-                    to: tm(to),
-                    extra_ticks: (0, extra_ticks_max),
-                    for_ticks,
-                },
-            )),
-            Episode::LoseCheckpointRpcs {
-                task_manager,
-                outgoing,
-                at,
-                for_ticks,
-            } => {
-                let (mut from, mut to) = (Address::JobManager, tm(task_manager));
-                if outgoing {
-                    (from, to) = (to, from);
-                }
-                let fault = Fault::LoseCheckpointRpcs {
-                    from,
-                    to,
-                    for_ticks,
-                };
-                events.push((at, fault));
-            }
-            Episode::FailNextDiskOp {
-                op,
-                path_contains,
-                at,
-            } => events.push((at, Fault::FailNextDiskOp { op, path_contains })),
-            Episode::CorruptNextRead { path_contains, at } => {
-                events.push((at, Fault::CorruptNextRead { path_contains }))
-            }
-            Episode::CrashOnWrite {
-                path_contains,
-                moment,
-                node,
-                at,
-                down_ticks,
-            } => events.push((
-                at,
-                Fault::CrashOnWrite {
-                    path_contains,
-                    moment,
-                    node,
-                    down_ticks,
-                },
-            )),
-            Episode::Savepoint { at } => events.push((at, Fault::TriggerSavepoint)),
+            other => events.extend(link_faults(&other).unwrap_or_else(|| storage_faults(other))),
         }
     }
     events.sort_by_key(|(at, _)| *at);
     events.retain(|(at, _)| *at < heal_at);
     FaultSchedule::at_times(events, Tick(heal_at), SCENARIO_LIVENESS_TICKS)
+}
+
+fn tm_address(id: u16) -> Address {
+    Address::TaskManager(TaskManagerId(id))
+}
+
+/// The faults of an episode on the network, if it is one.
+fn link_faults(episode: &Episode) -> Option<Vec<(u64, Fault)>> {
+    let tm = tm_address;
+    Some(match *episode {
+        Episode::Partition {
+            task_manager,
+            at,
+            for_ticks,
+        } => {
+            let (a, b) = (Address::JobManager, tm(task_manager));
+            let (start, end) = (Fault::Partition { a, b }, Fault::HealPartition { a, b });
+            vec![(at, start), (at + for_ticks, end)]
+        }
+        Episode::Clog {
+            from,
+            to,
+            at,
+            for_ticks,
+        } => {
+            let from = tm(from);
+            let (start, end) = (Fault::ClogLink { from, to }, Fault::UnclogLink { from, to });
+            vec![(at, start), (at + for_ticks, end)]
+        }
+        Episode::SlowLink {
+            from,
+            to,
+            at,
+            extra_ticks_max,
+            for_ticks,
+        } => vec![(
+            at,
+            Fault::SlowLink {
+                from: tm(from),
+                to: tm(to),
+                extra_ticks: (0, extra_ticks_max),
+                for_ticks,
+            },
+        )],
+        Episode::LoseCheckpointRpcs {
+            task_manager,
+            outgoing,
+            at,
+            for_ticks,
+        } => {
+            let (mut from, mut to) = (Address::JobManager, tm(task_manager));
+            if outgoing {
+                (from, to) = (to, from);
+            }
+            vec![(
+                at,
+                Fault::LoseCheckpointRpcs {
+                    from,
+                    to,
+                    for_ticks,
+                },
+            )]
+        }
+        _ => return None,
+    })
+}
+
+/// The faults of an episode on storage or from a client.
+fn storage_faults(episode: Episode) -> Vec<(u64, Fault)> {
+    match episode {
+        Episode::FailNextDiskOp {
+            op,
+            path_contains,
+            at,
+        } => vec![(at, Fault::FailNextDiskOp { op, path_contains })],
+        Episode::CorruptNextRead { path_contains, at } => {
+            vec![(at, Fault::CorruptNextRead { path_contains })]
+        }
+        Episode::CrashOnWrite {
+            path_contains,
+            moment,
+            node,
+            at,
+            down_ticks,
+        } => vec![(
+            at,
+            Fault::CrashOnWrite {
+                path_contains,
+                moment,
+                node,
+                down_ticks,
+            },
+        )],
+        Episode::Savepoint { at } => vec![(at, Fault::TriggerSavepoint)],
+        Episode::Crash { .. }
+        | Episode::Partition { .. }
+        | Episode::Clog { .. }
+        | Episode::SlowLink { .. }
+        | Episode::LoseCheckpointRpcs { .. } => {
+            unreachable!("crashes and link faults are expanded apart")
+        }
+    }
 }
 
 /// Faults start after the job had time to run and end well before the heal.
@@ -552,12 +594,6 @@ pub fn episode() -> impl Strategy<Value = Episode> {
         ),
         1 => EPISODE_AT.prop_map(|at| Episode::Savepoint { at }),
     ]
-}
-
-/// A generated job; every value shrinks toward the simplest job (one source subtask, few
-/// records, the aggregate shape, exactly-once, one checkpoint at a time).
-pub fn job_params() -> impl Strategy<Value = JobParams> {
-    job_params_with(None)
 }
 
 /// A generated job with `algorithm` (its rules override the drawn mode and max concurrent),

@@ -177,121 +177,181 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
         .into_iter()
         .filter(|_| rng.below(2) == 1)
         .collect();
-    let tm = |rng: &mut SimRng| {
-        Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16))
-    };
     let mut events: Vec<(u64, Fault)> = Vec::new();
     let mut disk = DiskFaults {
         crash: CrashMode::Seeded,
         ..DiskFaults::default()
     };
-    let at = |rng: &mut SimRng| rng.between(100, SWARM_HEAL_AT - 500);
     for kind in enabled {
-        match kind {
-            SwarmKind::TaskManagerCrash | SwarmKind::JobManagerCrash | SwarmKind::StorageCrash => {
-                let node = match kind {
-                    SwarmKind::TaskManagerCrash => tm(rng),
-                    SwarmKind::JobManagerCrash => Address::JobManager,
-                    _ => Address::Storage,
-                };
-                let t = at(rng);
-                events.push((t, Fault::Crash(node)));
-                events.push((t + rng.between(20, 400), Fault::Restart(node)));
-            }
-            SwarmKind::TornWrite | SwarmKind::JobManagerCrashOnWrite => {
-                let targets = ["ha/", "_metadata", "/task-"];
-                let path_contains = targets[rng.below(3) as usize].to_string();
-                let (moment, node) = match kind {
-                    SwarmKind::TornWrite => (WriteMoment::BeforeSync, Address::Storage),
-                    _ => (WriteMoment::AfterSync, Address::JobManager),
-                };
-                let fault = Fault::CrashOnWrite {
-                    path_contains,
-                    moment,
-                    node,
-                    down_ticks: rng.between(20, 300),
-                };
-                events.push((at(rng), fault));
-            }
-            SwarmKind::Partition => {
-                let (a, b) = (Address::JobManager, tm(rng));
-                let t = at(rng);
-                events.push((t, Fault::Partition { a, b }));
-                events.push((t + rng.between(50, 900), Fault::HealPartition { a, b }));
-            }
-            SwarmKind::ClogLink => {
-                let (from, to) = (tm(rng), tm(rng));
-                let (from, to) = if from == to {
-                    (from, Address::Storage)
-                } else {
-                    (from, to)
-                };
-                let t = at(rng);
-                events.push((t, Fault::ClogLink { from, to }));
-                events.push((t + rng.between(50, 1_500), Fault::UnclogLink { from, to }));
-            }
-            SwarmKind::SlowLink => {
-                let fault = Fault::SlowLink {
-                    from: tm(rng),
-                    to: tm(rng),
-                    extra_ticks: (rng.between(0, 10), rng.between(10, 60)),
-                    for_ticks: rng.between(100, 2_000),
-                };
-                events.push((at(rng), fault));
-            }
-            SwarmKind::LostCheckpointRpcs => {
-                let (mut from, mut to) = (Address::JobManager, tm(rng));
-                if rng.below(2) == 1 {
-                    (from, to) = (to, from);
-                }
-                let for_ticks = rng.between(1, 600);
-                events.push((
-                    at(rng),
-                    Fault::LoseCheckpointRpcs {
-                        from,
-                        to,
-                        for_ticks,
-                    },
-                ));
-            }
-            SwarmKind::SlowOperator => {
-                let fault = Fault::SlowNode {
-                    node: tm(rng),
-                    per_input_ticks: rng.between(1, 3),
-                    for_ticks: rng.between(100, 1_500),
-                };
-                events.push((at(rng), fault));
-            }
-            SwarmKind::DiskErrors => {
-                disk.read_error_per_mille = rng.between(0, 50) as u16;
-                disk.append_error_per_mille = rng.between(0, 50) as u16;
-                disk.sync_error_per_mille = rng.between(0, 50) as u16;
-                disk.latency_ticks = (0, rng.between(0, 20));
-            }
-            SwarmKind::Corruption => disk.corruption_per_mille = rng.between(1, 100) as u16,
-            SwarmKind::DiskFull => {
-                // Full for a while, then back to the background faults drawn so far (kinds
-                // drawn after this one, corruption, hold only until the disk fills).
-                let t = at(rng);
-                let full = DiskFaults {
-                    capacity_bytes: Some(rng.between(0, 4_000)),
-                    ..disk.clone()
-                };
-                events.push((t, Fault::DiskFaults(full)));
-                let healed = Fault::DiskFaults(disk.clone());
-                events.push((t + rng.between(50, 1_000), healed));
-            }
-            SwarmKind::TargetedDiskFailure => {
-                let ops = [DiskOp::Read, DiskOp::Append, DiskOp::Sync];
-                let targets = ["ha/", "_metadata", "/task-"];
-                let fault = Fault::FailNextDiskOp {
-                    op: ops[rng.below(3) as usize],
-                    path_contains: targets[rng.below(3) as usize].to_string(),
-                };
-                events.push((at(rng), fault));
-            }
-        }
+        let drawn = outage_faults(kind, rng, task_managers)
+            .or_else(|| link_faults(kind, rng, task_managers))
+            .unwrap_or_else(|| disk_faults(kind, rng, &mut disk));
+        events.extend(drawn);
     }
+    late_swarm_faults(rng, task_managers, &mut events);
+    // Stable: events at the same time keep the order they were drawn in. Undoing events that
+    // fall after the safety phase are left to the heal, which undoes everything.
+    events.sort_by_key(|(at, _)| *at);
+    events.retain(|(at, _)| *at < SWARM_HEAL_AT);
+    FaultSchedule {
+        disk,
+        ..FaultSchedule::at_times(events, Tick(SWARM_HEAL_AT), SCENARIO_LIVENESS_TICKS)
+    }
+}
+
+/// A TaskManager of the swarm's cluster, drawn.
+fn swarm_tm(rng: &mut SimRng, task_managers: u16) -> Address {
+    Address::TaskManager(TaskManagerId(rng.below(u64::from(task_managers)) as u16))
+}
+
+/// When a swarm fault starts, drawn in the safety phase.
+fn swarm_at(rng: &mut SimRng) -> u64 {
+    rng.between(100, SWARM_HEAL_AT - 500)
+}
+
+/// The events of a swarm kind that takes a node down or cuts it off, if `kind` is one.
+fn outage_faults(
+    kind: SwarmKind,
+    rng: &mut SimRng,
+    task_managers: u16,
+) -> Option<Vec<(u64, Fault)>> {
+    let tm = |rng: &mut SimRng| swarm_tm(rng, task_managers);
+    let at = swarm_at;
+    let mut events = Vec::new();
+    match kind {
+        SwarmKind::TaskManagerCrash | SwarmKind::JobManagerCrash | SwarmKind::StorageCrash => {
+            let node = match kind {
+                SwarmKind::TaskManagerCrash => tm(rng),
+                SwarmKind::JobManagerCrash => Address::JobManager,
+                _ => Address::Storage,
+            };
+            let t = at(rng);
+            events.push((t, Fault::Crash(node)));
+            events.push((t + rng.between(20, 400), Fault::Restart(node)));
+        }
+        SwarmKind::TornWrite | SwarmKind::JobManagerCrashOnWrite => {
+            let targets = ["ha/", "_metadata", "/task-"];
+            let path_contains = targets[rng.below(3) as usize].to_string();
+            let (moment, node) = match kind {
+                SwarmKind::TornWrite => (WriteMoment::BeforeSync, Address::Storage),
+                _ => (WriteMoment::AfterSync, Address::JobManager),
+            };
+            let fault = Fault::CrashOnWrite {
+                path_contains,
+                moment,
+                node,
+                down_ticks: rng.between(20, 300),
+            };
+            events.push((at(rng), fault));
+        }
+        SwarmKind::Partition => {
+            let (a, b) = (Address::JobManager, tm(rng));
+            let t = at(rng);
+            events.push((t, Fault::Partition { a, b }));
+            events.push((t + rng.between(50, 900), Fault::HealPartition { a, b }));
+        }
+        SwarmKind::ClogLink => {
+            let (from, to) = (tm(rng), tm(rng));
+            let (from, to) = if from == to {
+                (from, Address::Storage)
+            } else {
+                (from, to)
+            };
+            let t = at(rng);
+            events.push((t, Fault::ClogLink { from, to }));
+            events.push((t + rng.between(50, 1_500), Fault::UnclogLink { from, to }));
+        }
+        _ => return None,
+    }
+    Some(events)
+}
+
+/// The events of a swarm kind that slows or drops messages, if `kind` is one.
+fn link_faults(kind: SwarmKind, rng: &mut SimRng, task_managers: u16) -> Option<Vec<(u64, Fault)>> {
+    let tm = |rng: &mut SimRng| swarm_tm(rng, task_managers);
+    let at = swarm_at;
+    let mut events = Vec::new();
+    match kind {
+        SwarmKind::SlowLink => {
+            let fault = Fault::SlowLink {
+                from: tm(rng),
+                to: tm(rng),
+                extra_ticks: (rng.between(0, 10), rng.between(10, 60)),
+                for_ticks: rng.between(100, 2_000),
+            };
+            events.push((at(rng), fault));
+        }
+        SwarmKind::LostCheckpointRpcs => {
+            let (mut from, mut to) = (Address::JobManager, tm(rng));
+            if rng.below(2) == 1 {
+                (from, to) = (to, from);
+            }
+            let for_ticks = rng.between(1, 600);
+            events.push((
+                at(rng),
+                Fault::LoseCheckpointRpcs {
+                    from,
+                    to,
+                    for_ticks,
+                },
+            ));
+        }
+        SwarmKind::SlowOperator => {
+            let fault = Fault::SlowNode {
+                node: tm(rng),
+                per_input_ticks: rng.between(1, 3),
+                for_ticks: rng.between(100, 1_500),
+            };
+            events.push((at(rng), fault));
+        }
+        _ => return None,
+    }
+    Some(events)
+}
+
+/// The events of a swarm kind of the storage disk; background rates go into `disk`.
+fn disk_faults(kind: SwarmKind, rng: &mut SimRng, disk: &mut DiskFaults) -> Vec<(u64, Fault)> {
+    let at = swarm_at;
+    let mut events = Vec::new();
+    match kind {
+        SwarmKind::DiskErrors => {
+            disk.read_error_per_mille = rng.between(0, 50) as u16;
+            disk.append_error_per_mille = rng.between(0, 50) as u16;
+            disk.sync_error_per_mille = rng.between(0, 50) as u16;
+            disk.latency_ticks = (0, rng.between(0, 20));
+        }
+        SwarmKind::Corruption => disk.corruption_per_mille = rng.between(1, 100) as u16,
+        SwarmKind::DiskFull => {
+            // Full for a while, then back to the background faults drawn so far (kinds
+            // drawn after this one, corruption, hold only until the disk fills).
+            let t = at(rng);
+            let full = DiskFaults {
+                capacity_bytes: Some(rng.between(0, 4_000)),
+                ..disk.clone()
+            };
+            events.push((t, Fault::DiskFaults(full)));
+            let healed = Fault::DiskFaults(disk.clone());
+            events.push((t + rng.between(50, 1_000), healed));
+        }
+        SwarmKind::TargetedDiskFailure => {
+            let ops = [DiskOp::Read, DiskOp::Append, DiskOp::Sync];
+            let targets = ["ha/", "_metadata", "/task-"];
+            let fault = Fault::FailNextDiskOp {
+                op: ops[rng.below(3) as usize],
+                path_contains: targets[rng.below(3) as usize].to_string(),
+            };
+            events.push((at(rng), fault));
+        }
+        _ => unreachable!("outages and link faults are drawn apart"),
+    }
+    events
+}
+
+/// The swarm's draws after the kinds': each was added later and is drawn after everything
+/// else, so that the earlier draws of a seed stay what they were.
+fn late_swarm_faults(rng: &mut SimRng, task_managers: u16, events: &mut Vec<(u64, Fault)>) {
+    let tm = |rng: &mut SimRng| swarm_tm(rng, task_managers);
+    let at = swarm_at;
     // A client asks for savepoints in half the seeds; drawn after everything else, so that the
     // other draws of a seed stay what they were.
     if rng.below(2) == 1 {
@@ -330,13 +390,5 @@ fn swarm_schedule(rng: &mut SimRng, task_managers: u16) -> FaultSchedule {
             for_ticks: rng.between(10, 60),
         };
         events.push((at(rng), fault));
-    }
-    // Stable: events at the same time keep the order they were drawn in. Undoing events that
-    // fall after the safety phase are left to the heal, which undoes everything.
-    events.sort_by_key(|(at, _)| *at);
-    events.retain(|(at, _)| *at < SWARM_HEAL_AT);
-    FaultSchedule {
-        disk,
-        ..FaultSchedule::at_times(events, Tick(SWARM_HEAL_AT), SCENARIO_LIVENESS_TICKS)
     }
 }

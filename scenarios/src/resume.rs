@@ -60,24 +60,7 @@ pub(crate) fn resume(
         _ => ClaimMode::Claim,
     };
     let stop_at = rng.between(200, 400);
-    let mut earlier = job.clone();
-    earlier.name = format!("{}-before", job.name);
-    let events = match snapshot {
-        Snapshot::Savepoint => {
-            // Only the savepoint commits: a periodic checkpoint after it would commit records
-            // that the new job reads again.
-            earlier.checkpoint.interval_ticks = None;
-            earlier.checkpoint.savepoint_directory = Some(EARLIER_SAVEPOINTS.to_string());
-            vec![
-                (stop_at, Fault::TriggerSavepoint),
-                (stop_at + 200, Fault::CancelJob),
-            ]
-        }
-        Snapshot::RetainedCheckpoint => {
-            earlier.checkpoint.retention = ExternalizedRetention::RetainOnCancellation;
-            vec![(stop_at, Fault::CancelJob)]
-        }
-    };
+    let (earlier, events) = earlier_job(&job, snapshot, stop_at);
     let plan = earlier.clone().build().map_err(|e| e.to_string())?;
     let heal_at = snapsim_core::ids::Tick(stop_at + 300);
     let run = harness::run(RunConfig {
@@ -117,6 +100,30 @@ pub(crate) fn resume(
         cluster,
         after,
     })
+}
+
+/// The earlier job (`job` under its own name with `-before`) and the client's commands that
+/// stop it at `stop_at` leaving `snapshot`.
+fn earlier_job(job: &JobGraph, snapshot: Snapshot, stop_at: u64) -> (JobGraph, Vec<(u64, Fault)>) {
+    let mut earlier = job.clone();
+    earlier.name = format!("{}-before", job.name);
+    let events = match snapshot {
+        Snapshot::Savepoint => {
+            // Only the savepoint commits: a periodic checkpoint after it would commit records
+            // that the new job reads again.
+            earlier.checkpoint.interval_ticks = None;
+            earlier.checkpoint.savepoint_directory = Some(EARLIER_SAVEPOINTS.to_string());
+            vec![
+                (stop_at, Fault::TriggerSavepoint),
+                (stop_at + 200, Fault::CancelJob),
+            ]
+        }
+        Snapshot::RetainedCheckpoint => {
+            earlier.checkpoint.retention = ExternalizedRetention::RetainOnCancellation;
+            vec![(stop_at, Fault::CancelJob)]
+        }
+    };
+    (earlier, events)
 }
 
 /// The directory of the earlier job's last completed savepoint.

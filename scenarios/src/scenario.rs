@@ -46,6 +46,19 @@ impl Scenario {
         }
     }
 
+    /// The scenario's job is a new one that starts from the snapshot an earlier job left.
+    pub fn resuming(mut self) -> Scenario {
+        self.resumes = true;
+        self
+    }
+
+    /// The scenario cannot be judged fairly with an algorithm that records channel state,
+    /// for `reason`: such combinations are refused rather than run red.
+    pub fn refusing_channel_state(mut self, reason: &'static str) -> Scenario {
+        self.refuses_channel_state = Some(reason);
+        self
+    }
+
     /// Why this scenario cannot be judged fairly with `algorithm`, if it cannot: then no run
     /// is made, rather than one whose failure would not be a bug.
     pub fn refuses(&self, algorithm: &dyn SnapshotAlgorithm) -> Option<String> {

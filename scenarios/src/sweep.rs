@@ -352,37 +352,45 @@ pub fn merge(catalog: &Catalog, dirs: &[PathBuf], out: &Path) -> Result<SweepSum
     for dir in dirs {
         manifests.push((dir, Manifest::load(catalog, dir)?));
     }
+    let whole = whole_sweep(&manifests)?;
+    let lines = results_in_order(catalog, &whole, dirs)?;
+    std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
+    whole.save(out)?;
+    let results = out.join(RESULTS);
+    let text: String = lines.into_iter().map(|l| l + "\n").collect();
+    std::fs::write(&results, text).map_err(|e| file_error(&results, e))?;
+    summarize_into(catalog, &whole, &results, out)
+}
+
+/// The manifest of the whole sweep the shards in `manifests` make up, once each shard is
+/// there exactly once and all are of one sweep.
+fn whole_sweep(manifests: &[(&PathBuf, Manifest)]) -> Result<Manifest, SweepError> {
     let Some((first_dir, first)) = manifests.first() else {
         return Err(SweepError::Shards("no sweep directory given".into()));
     };
     let count = first.shard.count;
     let mut seen: BTreeMap<u32, &PathBuf> = BTreeMap::new();
-    for (dir, manifest) in &manifests {
+    for (dir, manifest) in manifests {
         let same_sweep = Manifest {
             shard: first.shard,
             ..manifest.clone()
         };
+        let (shown_first, shown) = (first_dir.display(), dir.display());
         if same_sweep != *first {
             return Err(SweepError::Shards(format!(
-                "{} and {} are not shards of one sweep (scenarios, seeds, variant or build differ)",
-                first_dir.display(),
-                dir.display()
+                "{shown_first} and {shown} are not shards of one sweep (scenarios, seeds, variant or build differ)"
             )));
         }
         if manifest.shard.count != count {
             return Err(SweepError::Shards(format!(
-                "{} is shard {} but {} is shard {}",
-                first_dir.display(),
-                first.shard,
-                dir.display(),
-                manifest.shard
+                "{shown_first} is shard {} but {shown} is shard {}",
+                first.shard, manifest.shard
             )));
         }
         if let Some(other) = seen.insert(manifest.shard.index, dir) {
             return Err(SweepError::Shards(format!(
-                "{} and {} are both shard {}",
+                "{} and {shown} are both shard {}",
                 other.display(),
-                dir.display(),
                 manifest.shard
             )));
         }
@@ -392,16 +400,22 @@ pub fn merge(catalog: &Catalog, dirs: &[PathBuf], out: &Path) -> Result<SweepSum
         .map(|index| format!("{index}/{count}"))
         .collect();
     if !missing.is_empty() {
-        return Err(SweepError::Shards(format!(
-            "shard {} missing",
-            missing.join(", ")
-        )));
+        let missing = missing.join(", ");
+        return Err(SweepError::Shards(format!("shard {missing} missing")));
     }
-    let whole = Manifest {
+    Ok(Manifest {
         shard: Shard::WHOLE,
         ..first.clone()
-    };
-    // Every run of the whole sweep, from exactly one shard, in the whole sweep's order.
+    })
+}
+
+/// The result lines of the shards in `dirs`, in the whole sweep's order: every run from
+/// exactly one shard.
+fn results_in_order(
+    catalog: &Catalog,
+    whole: &Manifest,
+    dirs: &[PathBuf],
+) -> Result<Vec<String>, SweepError> {
     let position: BTreeMap<(String, u64), usize> = whole
         .work(catalog)
         .iter()
@@ -418,9 +432,9 @@ pub fn merge(catalog: &Catalog, dirs: &[PathBuf], out: &Path) -> Result<SweepSum
                 error: format!("{} seed {} is not part of the sweep", key.0, key.1),
             })?;
             if lines[at].replace(line).is_some() {
+                let (scenario, seed) = key;
                 return Err(SweepError::Shards(format!(
-                    "{} seed {} appears twice",
-                    key.0, key.1
+                    "{scenario} seed {seed} appears twice"
                 )));
             }
         }
@@ -432,12 +446,7 @@ pub fn merge(catalog: &Catalog, dirs: &[PathBuf], out: &Path) -> Result<SweepSum
             scenario.name
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
-    whole.save(out)?;
-    let results = out.join(RESULTS);
-    let text: String = lines.into_iter().flatten().map(|l| l + "\n").collect();
-    std::fs::write(&results, text).map_err(|e| file_error(&results, e))?;
-    summarize_into(catalog, &whole, &results, out)
+    Ok(lines.into_iter().flatten().collect())
 }
 
 /// The outcomes in a sweep directory's results, in result order.

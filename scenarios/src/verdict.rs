@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::{Offset, PartitionId, TaskId, Tick};
-use snapsim_core::job::{ExecutionPlan, JobError};
+use snapsim_core::job::{ExecutionPlan, JobError, JobGraph};
 use snapsim_core::operator::OperatorState;
 use snapsim_core::probes::Probe;
 use snapsim_core::storage::{CheckpointStorage, StorageOp, StoragePath};
@@ -216,96 +216,150 @@ pub fn judge(
     let mut clean = setup.job.clone();
     clean.bugs.retain(|bug| bug.in_oracle());
     let clean_plan = Arc::new(clean.clone().build()?);
-    let failure_free = guarded(|| {
-        let model = ReferenceModel::new(&clean);
-        let (oracle, job_ticks) = oracle(&clean_plan, &setup);
-        (model, oracle, job_ticks)
-    });
-    // The liveness phase lasts the profile's window or what the configuration needs, whichever
-    // is longer (see `snapsim_sim::liveness`).
-    let job_ticks = failure_free.as_ref().map_or(0, |(_, _, ticks)| *ticks);
-    let bound = LivenessBound::of(&plan, &setup.cluster, job_ticks);
-    let handover = setup.handover().cloned();
-    let mut schedule = setup.schedule;
-    schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
-    // In the run's own time: a run that follows an earlier one starts where that one ended.
-    let start = handover.as_ref().map_or(0, |before| before.ended_at.0);
-    let phase = LivenessPhase {
-        heal_at: schedule.heal_at.after(start),
-        deadline: schedule.deadline().after(start),
-        bound,
-    };
-    let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
-    let earlier = handover.as_ref().map_or(0, |before| before.trace.len());
-    let disk = schedule.disk.clone();
-    let result = harness::run(RunConfig {
-        seed,
-        plan: plan.clone(),
-        cluster: setup.cluster,
-        schedule,
-        inputs_max: INPUTS_MAX_DEFAULT,
-        after: handover,
-        hands_over: false,
-    });
-    let crash = |message: String| Violation {
-        property: Property::NoCrash,
-        message,
-        at: Some(Tick(result.virtual_ticks)),
-    };
-    let (mut violations, duplicates, ended_early) = match failure_free {
-        Ok((model, oracle, _)) => {
-            let run = RunUnderJudgement {
-                plan: &plan,
-                clean: &clean_plan,
-                model: &model,
-                oracle: &oracle,
-                result: &result,
-                earlier,
-                disk: &disk,
-                first_trigger_delay,
-                phase: &phase,
-            };
-            guarded(|| run.check(catalog.checkers())).unwrap_or_else(|message| {
-                (
-                    vec![crash(format!("a checker panicked: {message}"))],
-                    0,
-                    None,
-                )
-            })
-        }
-        Err(message) => {
-            let mut violations = vec![crash(format!(
-                "the failure-free oracle (the same job without faults, in-process) panicked: {message}"
-            ))];
-            if let RunEnd::Panicked(message) = &result.end {
-                violations.push(crash(message.clone()));
-            }
-            (violations, 0, None)
-        }
-    };
+    let failure_free = guarded(|| FailureFree::of(&clean, &clean_plan, &setup));
+    let job_ticks = failure_free.as_ref().map_or(0, |f| f.job_ticks);
+    let simulated = Simulated::run(seed, &plan, setup, job_ticks);
+    let (mut violations, duplicates, ended_early) =
+        simulated.violations(catalog, &plan, &clean_plan, failure_free);
+    let result = simulated.result;
     let figures = guarded(|| stats(&result)).unwrap_or_else(|message| {
-        violations.push(crash(format!(
-            "reading the run's figures panicked: {message}"
-        )));
+        let message = format!("reading the run's figures panicked: {message}");
+        violations.push(crash(&result, message));
         Stats::default()
     });
     violations.sort_by_key(|v| v.property.rank());
-    let verdict = verdict(&violations);
-    let stats = Stats {
-        duplicates,
-        ended_early,
-        ..figures
-    };
     let outcome = Outcome {
         scenario: name.to_string(),
         seed,
-        verdict,
+        verdict: verdict(&violations),
         violations,
-        stats,
+        stats: Stats {
+            duplicates,
+            ended_early,
+            ..figures
+        },
         trace_hash: result.trace_hash,
         variant,
     };
     Ok((outcome, result))
+}
+
+/// The `no-crash` violation of a panic around `result`, at its end.
+fn crash(result: &RunResult, message: String) -> Violation {
+    Violation {
+        property: Property::NoCrash,
+        message,
+        at: Some(Tick(result.virtual_ticks)),
+    }
+}
+
+/// What a run is judged against: the same job without faults, in process, and the model.
+struct FailureFree {
+    model: ReferenceModel,
+    oracle: Vec<snapsim_core::sink::CommittedRecord>,
+    /// How long the failure-free job took (virtual ms).
+    job_ticks: u64,
+}
+
+impl FailureFree {
+    fn of(clean: &JobGraph, clean_plan: &Arc<ExecutionPlan>, setup: &Setup) -> FailureFree {
+        let model = ReferenceModel::new(clean);
+        let (oracle, job_ticks) = oracle(clean_plan, setup);
+        FailureFree {
+            model,
+            oracle,
+            job_ticks,
+        }
+    }
+}
+
+/// A simulated run with what judging it needs of its setup.
+struct Simulated {
+    result: RunResult,
+    phase: LivenessPhase,
+    /// Trace entries an earlier job's run left.
+    earlier: usize,
+    disk: DiskFaults,
+    first_trigger_delay: u64,
+}
+
+impl Simulated {
+    /// Runs `setup` on the simulated cluster, its liveness phase long enough for a job that
+    /// takes `job_ticks` without faults.
+    fn run(seed: u64, plan: &Arc<ExecutionPlan>, setup: Setup, job_ticks: u64) -> Simulated {
+        // The liveness phase lasts the profile's window or what the configuration needs,
+        // whichever is longer (see `snapsim_sim::liveness`).
+        let bound = LivenessBound::of(plan, &setup.cluster, job_ticks);
+        let handover = setup.handover().cloned();
+        let mut schedule = setup.schedule;
+        schedule.liveness_ticks = schedule.liveness_ticks.max(bound.ticks());
+        // In the run's own time: a run that follows an earlier one starts where that one ended.
+        let start = handover.as_ref().map_or(0, |before| before.ended_at.0);
+        let phase = LivenessPhase {
+            heal_at: schedule.heal_at.after(start),
+            deadline: schedule.deadline().after(start),
+            bound,
+        };
+        let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
+        let earlier = handover.as_ref().map_or(0, |before| before.trace.len());
+        let disk = schedule.disk.clone();
+        let result = harness::run(RunConfig {
+            seed,
+            plan: plan.clone(),
+            cluster: setup.cluster,
+            schedule,
+            inputs_max: INPUTS_MAX_DEFAULT,
+            after: handover,
+            hands_over: false,
+        });
+        Simulated {
+            result,
+            phase,
+            earlier,
+            disk,
+            first_trigger_delay,
+        }
+    }
+
+    /// Every checker's violations, the duplicates (at-least-once) and how a job that ended
+    /// early ended; a panic of the oracle or of a checker is a `no-crash` violation.
+    fn violations(
+        &self,
+        catalog: &Catalog,
+        plan: &ExecutionPlan,
+        clean: &ExecutionPlan,
+        failure_free: Result<FailureFree, String>,
+    ) -> (Vec<Violation>, u64, Option<String>) {
+        let result = &self.result;
+        let failure_free = match failure_free {
+            Ok(failure_free) => failure_free,
+            Err(message) => {
+                let message = format!(
+                    "the failure-free oracle (the same job without faults, in-process) panicked: {message}"
+                );
+                let mut violations = vec![crash(result, message)];
+                if let RunEnd::Panicked(message) = &result.end {
+                    violations.push(crash(result, message.clone()));
+                }
+                return (violations, 0, None);
+            }
+        };
+        let run = RunUnderJudgement {
+            plan,
+            clean,
+            model: &failure_free.model,
+            oracle: &failure_free.oracle,
+            result,
+            earlier: self.earlier,
+            disk: &self.disk,
+            first_trigger_delay: self.first_trigger_delay,
+            phase: &self.phase,
+        };
+        guarded(|| run.check(catalog.checkers())).unwrap_or_else(|message| {
+            let message = format!("a checker panicked: {message}");
+            (vec![crash(result, message)], 0, None)
+        })
+    }
 }
 
 /// The outcome of a run whose earlier job failed: a crash, with nothing run.
