@@ -201,10 +201,7 @@ pub enum ConfigError {
     IncrementalWithoutDirectory,
     /// A JobManagerCheckpointStorage limit is zero.
     #[error("JobManager checkpoint storage: {option} must be positive")]
-    MemoryLimit {
-        /// The option.
-        option: &'static str,
-    },
+    MemoryLimit { option: &'static str },
     /// Channel state is recorded for exactly-once recovery only.
     #[error("{algorithm} checkpoints need checkpointing mode EXACTLY_ONCE, not AT_LEAST_ONCE")]
     ChannelStateWithAtLeastOnce {
@@ -384,7 +381,6 @@ impl CheckpointConfig {
 /// writes probabilities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ratio {
-    /// The numerator.
     pub numerator: u64,
     /// The denominator, never zero.
     pub denominator: u64,

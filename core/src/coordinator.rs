@@ -37,7 +37,6 @@ pub enum CoordinatorEffect {
     PersistCounter,
     /// Send the barrier of `checkpoint` to these source tasks.
     Trigger {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// It is a savepoint.
         savepoint: bool,
@@ -58,7 +57,6 @@ pub enum CoordinatorEffect {
     PersistCompletion(CompletedCheckpoint),
     /// Tell every task the checkpoint completed.
     NotifyComplete {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// It is the final checkpoint: triggered after every source consumed its input, so
         /// every task snapshotted after its end of data and may finish.
@@ -73,7 +71,6 @@ pub enum CoordinatorEffect {
     },
     /// Delete the exclusive state of this aborted checkpoint (or savepoint).
     Discard {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// It is a savepoint: its directory goes.
         savepoint: bool,
@@ -726,14 +723,7 @@ impl CheckpointCoordinator {
             // Forced: neither the min pause nor the concurrency limit holds a savepoint back.
             self.queued_savepoints -= 1;
             self.triggering_savepoint = true;
-            let id = self.next_id;
-            self.next_id = id.next();
-            self.triggering = Some(id);
-            out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
-                checkpoint: id,
-                kind: TriggerKind::Savepoint,
-            }));
-            out.push(CoordinatorEffect::PersistCounter);
+            self.start_triggering(TriggerKind::Savepoint, out);
             return;
         }
         if self.finishing_since.is_some()
@@ -753,33 +743,49 @@ impl CheckpointCoordinator {
             return; // Stays queued until a slot frees, not failed (`CheckpointRequestDecider`).
         }
         if periodic {
-            if let Some(last) = self.last_completion {
-                let earliest = last.after(self.config.min_pause_ticks);
-                if now < earliest {
-                    // Fails, and the periodic trigger fires again exactly when allowed
-                    // (`CheckpointRequestDecider#nextTriggerDelayMillis`).
-                    self.queued_periodic -= 1;
-                    let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
-                    probes::hit(Probe::RefusedMinPause);
-                    out.push(CoordinatorEffect::Trace(
-                        EngineEvent::TriggerRequestRefused { reason },
-                    ));
-                    self.next_periodic = Some(earliest);
-                    return;
-                }
+            if self.refuse_within_min_pause(now, out) {
+                return;
             }
             self.queued_periodic -= 1;
         } else {
             self.queued_requested -= 1;
         }
-        let id = self.next_id;
-        self.next_id = id.next();
-        self.triggering = Some(id);
         let kind = if periodic {
             TriggerKind::Periodic
         } else {
             TriggerKind::Requested
         };
+        self.start_triggering(kind, out);
+    }
+
+    /// Refuses the queued periodic request when the minimum pause since the last completion
+    /// has not passed; returns whether it did.
+    fn refuse_within_min_pause(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) -> bool {
+        let Some(last) = self.last_completion else {
+            return false;
+        };
+        let earliest = last.after(self.config.min_pause_ticks);
+        if now >= earliest {
+            return false;
+        }
+        // Fails, and the periodic trigger fires again exactly when allowed
+        // (`CheckpointRequestDecider#nextTriggerDelayMillis`).
+        self.queued_periodic -= 1;
+        let reason = CheckpointFailureReason::MinimumTimeBetweenCheckpoints;
+        probes::hit(Probe::RefusedMinPause);
+        out.push(CoordinatorEffect::Trace(
+            EngineEvent::TriggerRequestRefused { reason },
+        ));
+        self.next_periodic = Some(earliest);
+        true
+    }
+
+    /// Takes the next checkpoint id for a trigger of `kind`. The barriers go out only once the
+    /// id counter is persisted, so that no id is used twice across JobManager failovers.
+    fn start_triggering(&mut self, kind: TriggerKind, out: &mut Vec<CoordinatorEffect>) {
+        let id = self.next_id;
+        self.next_id = id.next();
+        self.triggering = Some(id);
         out.push(CoordinatorEffect::Trace(EngineEvent::TriggerStarted {
             checkpoint: id,
             kind,

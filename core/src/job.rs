@@ -210,7 +210,6 @@ pub struct JobGraph {
     pub name: String,
     /// The operators, indexed by `OperatorId`.
     pub operators: Vec<OperatorSpec>,
-    /// The edges.
     pub edges: Vec<Edge>,
     /// Checkpoint options.
     pub checkpoint: CheckpointConfig,
@@ -258,20 +257,13 @@ pub enum JobError {
     Config(#[from] ConfigError),
     /// A job needs at least one source.
     #[error("job '{job}' has no source")]
-    NoSource {
-        /// The job.
-        job: String,
-    },
+    NoSource { job: String },
     /// A job needs at least one sink.
     #[error("job '{job}' has no sink")]
-    NoSink {
-        /// The job.
-        job: String,
-    },
+    NoSink { job: String },
     /// Too many operators.
     #[error("job has {count} operators, at most {max} are allowed")]
     TooManyOperators {
-        /// The count.
         count: usize,
         /// The bound.
         max: usize,
@@ -279,7 +271,6 @@ pub enum JobError {
     /// Too many subtasks in all.
     #[error("job has {count} subtasks, at most {max} are allowed")]
     TooManyTasks {
-        /// The count.
         count: usize,
         /// The bound.
         max: usize,
@@ -287,7 +278,6 @@ pub enum JobError {
     /// Parallelism out of range.
     #[error("operator '{operator}': parallelism must be between 1 and {max}, got {value}")]
     Parallelism {
-        /// The operator.
         operator: String,
         /// The configured value.
         value: u16,
@@ -322,27 +312,18 @@ pub enum JobError {
         "operator '{operator}' ({kind}) needs exactly one input on side {side:?}, got {count}"
     )]
     InputCount {
-        /// The operator.
         operator: String,
-        /// Its kind.
         kind: &'static str,
-        /// The side.
         side: InputSide,
         /// The edges found.
         count: usize,
     },
     /// A sink has an outgoing edge.
     #[error("operator '{operator}' is a sink and cannot have outputs")]
-    SinkWithOutput {
-        /// The operator.
-        operator: String,
-    },
+    SinkWithOutput { operator: String },
     /// A non-sink operator has no outgoing edge: its records would vanish.
     #[error("operator '{operator}' has no output; only sinks may end a pipeline")]
-    DanglingOutput {
-        /// The operator.
-        operator: String,
-    },
+    DanglingOutput { operator: String },
     /// A keyed operator must receive its input through a keyBy edge.
     #[error("operator '{operator}' keeps keyed state, so its input from '{upstream}' must use KeyBy, not {partitioning:?}")]
     KeyedInputNotKeyBy {
@@ -384,7 +365,6 @@ pub enum JobError {
     /// A window must have a positive size; a filter a positive divisor.
     #[error("operator '{operator}': {rule}")]
     OperatorArgument {
-        /// The operator.
         operator: String,
         /// The rule broken.
         rule: &'static str,
@@ -465,6 +445,16 @@ impl JobGraph {
     }
 
     fn validate_operators(&self) -> Result<(), JobError> {
+        self.validate_size()?;
+        self.validate_unique_names()?;
+        for op in &self.operators {
+            validate_operator(op)?;
+        }
+        self.validate_has_source_and_sink()
+    }
+
+    /// The job stays within [`OPERATORS_MAX`] operators and [`TASKS_MAX`] tasks.
+    fn validate_size(&self) -> Result<(), JobError> {
         if self.operators.len() > OPERATORS_MAX {
             return Err(JobError::TooManyOperators {
                 count: self.operators.len(),
@@ -482,6 +472,11 @@ impl JobGraph {
                 max: TASKS_MAX,
             });
         }
+        Ok(())
+    }
+
+    /// Operator names identify state, so no two operators may share one.
+    fn validate_unique_names(&self) -> Result<(), JobError> {
         let mut names = std::collections::BTreeSet::new();
         for op in &self.operators {
             if !names.insert(op.name.as_str()) {
@@ -490,53 +485,10 @@ impl JobGraph {
                 });
             }
         }
-        for op in &self.operators {
-            let operator = op.name.clone();
-            if op.parallelism == 0 || op.parallelism > PARALLELISM_MAX {
-                let (value, max) = (op.parallelism, PARALLELISM_MAX);
-                return Err(JobError::Parallelism {
-                    operator,
-                    value,
-                    max,
-                });
-            }
-            match &op.kind {
-                OperatorKind::Source {
-                    log,
-                    records_per_tick,
-                } => {
-                    let partitions = log.partitions.len();
-                    if partitions == 0 || partitions < usize::from(op.parallelism) {
-                        let parallelism = op.parallelism;
-                        return Err(JobError::SourcePartitions {
-                            operator,
-                            partitions,
-                            parallelism,
-                        });
-                    }
-                    if *records_per_tick == 0 {
-                        return Err(JobError::SourceRate { operator });
-                    }
-                    if op.throughput.is_some() {
-                        let rule = "a source's rate is records_per_tick, not a throughput";
-                        return Err(JobError::OperatorArgument { operator, rule });
-                    }
-                }
-                _ if op.throughput == Some(0) => {
-                    let rule = "throughput must be positive";
-                    return Err(JobError::OperatorArgument { operator, rule });
-                }
-                OperatorKind::TumblingWindow { size: 0, .. } => {
-                    let rule = "window size must be positive";
-                    return Err(JobError::OperatorArgument { operator, rule });
-                }
-                OperatorKind::Filter(FilterFn::DropValueMultiplesOf(n)) if *n <= 0 => {
-                    let rule = "filter divisor must be positive";
-                    return Err(JobError::OperatorArgument { operator, rule });
-                }
-                _ => {}
-            }
-        }
+        Ok(())
+    }
+
+    fn validate_has_source_and_sink(&self) -> Result<(), JobError> {
         let job = self.name.clone();
         if !self
             .operators
@@ -653,6 +605,56 @@ impl JobGraph {
     }
 }
 
+/// An operator's own arguments: its parallelism and what its kind requires.
+fn validate_operator(op: &OperatorSpec) -> Result<(), JobError> {
+    let operator = op.name.clone();
+    if op.parallelism == 0 || op.parallelism > PARALLELISM_MAX {
+        let (value, max) = (op.parallelism, PARALLELISM_MAX);
+        return Err(JobError::Parallelism {
+            operator,
+            value,
+            max,
+        });
+    }
+    match &op.kind {
+        OperatorKind::Source {
+            log,
+            records_per_tick,
+        } => {
+            let partitions = log.partitions.len();
+            if partitions == 0 || partitions < usize::from(op.parallelism) {
+                let parallelism = op.parallelism;
+                return Err(JobError::SourcePartitions {
+                    operator,
+                    partitions,
+                    parallelism,
+                });
+            }
+            if *records_per_tick == 0 {
+                return Err(JobError::SourceRate { operator });
+            }
+            if op.throughput.is_some() {
+                let rule = "a source's rate is records_per_tick, not a throughput";
+                return Err(JobError::OperatorArgument { operator, rule });
+            }
+        }
+        _ if op.throughput == Some(0) => {
+            let rule = "throughput must be positive";
+            return Err(JobError::OperatorArgument { operator, rule });
+        }
+        OperatorKind::TumblingWindow { size: 0, .. } => {
+            let rule = "window size must be positive";
+            return Err(JobError::OperatorArgument { operator, rule });
+        }
+        OperatorKind::Filter(FilterFn::DropValueMultiplesOf(n)) if *n <= 0 => {
+            let rule = "filter divisor must be positive";
+            return Err(JobError::OperatorArgument { operator, rule });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// One input channel of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InputChannelSpec {
@@ -676,7 +678,6 @@ pub struct OutputSpec {
 pub struct TaskSpec {
     /// Its id in the plan.
     pub id: TaskId,
-    /// Its operator.
     pub operator: OperatorId,
     /// Its subtask index within the operator.
     pub subtask: u16,
@@ -729,69 +730,82 @@ pub struct ExecutionPlan {
     pub warnings: Vec<String>,
 }
 
+/// The tasks of every operator, without channels yet, and each operator's first task. Task
+/// ids are dense and follow the topological order of operators.
+fn expand_operators(graph: &JobGraph, topological: &[OperatorId]) -> (Vec<TaskSpec>, Vec<TaskId>) {
+    let mut first_task = vec![TaskId(0); graph.operators.len()];
+    let mut tasks: Vec<TaskSpec> = Vec::new();
+    for &op_id in topological {
+        let op = &graph.operators[op_id.0 as usize];
+        first_task[op_id.0 as usize] = TaskId(tasks.len() as u32);
+        for subtask in 0..op.parallelism {
+            tasks.push(TaskSpec {
+                id: TaskId(tasks.len() as u32),
+                operator: op.id,
+                subtask,
+                parallelism: op.parallelism,
+                name: format!("{}[{}]", op.name, subtask),
+                kind: op.kind.clone(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                partitions: source_partitions(op, subtask),
+                bugs: graph.bugs.clone(),
+                plugged: graph.plugged.clone(),
+                throughput: op.throughput,
+            });
+        }
+    }
+    (tasks, first_task)
+}
+
+/// The log partitions a source's subtask reads (round robin); none for other operators.
+fn source_partitions(op: &OperatorSpec, subtask: u16) -> Vec<PartitionId> {
+    match &op.kind {
+        OperatorKind::Source { log, .. } => (0..log.partitions.len() as u16)
+            .filter(|p| p % op.parallelism == subtask)
+            .map(PartitionId)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Adds the channels of `edge`: an output at each upstream task, and at each of its
+/// downstream tasks the next input channel index.
+fn wire_edge(graph: &JobGraph, edge: &Edge, first_task: &[TaskId], tasks: &mut [TaskSpec]) {
+    let upstream = &graph.operators[edge.source.0 as usize];
+    let downstream = &graph.operators[edge.target.0 as usize];
+    let up_first = first_task[edge.source.0 as usize].0;
+    let down_first = first_task[edge.target.0 as usize].0;
+    for up in 0..upstream.parallelism {
+        let up_task = TaskId(up_first + u32::from(up));
+        let downs: Vec<u16> = match edge.partitioning {
+            Partitioning::Forward => vec![up],
+            Partitioning::KeyBy | Partitioning::Rebalance => (0..downstream.parallelism).collect(),
+        };
+        let mut targets = Vec::with_capacity(downs.len());
+        for down in downs {
+            let down_task = TaskId(down_first + u32::from(down));
+            let inputs = &mut tasks[down_task.index()].inputs;
+            let channel = ChannelIndex(u16::try_from(inputs.len()).expect("channels fit u16"));
+            inputs.push(InputChannelSpec {
+                upstream: up_task,
+                side: edge.side,
+            });
+            targets.push((down_task, channel));
+        }
+        let partitioning = edge.partitioning;
+        tasks[up_task.index()].outputs.push(OutputSpec {
+            partitioning,
+            targets,
+        });
+    }
+}
+
 impl ExecutionPlan {
     fn expand(graph: JobGraph, topological: &[OperatorId]) -> ExecutionPlan {
-        // Task ids are dense and follow the topological order of operators.
-        let mut first_task = vec![TaskId(0); graph.operators.len()];
-        let mut tasks: Vec<TaskSpec> = Vec::new();
-        for &op_id in topological {
-            let op = &graph.operators[op_id.0 as usize];
-            first_task[op_id.0 as usize] = TaskId(tasks.len() as u32);
-            for subtask in 0..op.parallelism {
-                let partitions = match &op.kind {
-                    OperatorKind::Source { log, .. } => (0..log.partitions.len() as u16)
-                        .filter(|p| p % op.parallelism == subtask)
-                        .map(PartitionId)
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                tasks.push(TaskSpec {
-                    id: TaskId(tasks.len() as u32),
-                    operator: op.id,
-                    subtask,
-                    parallelism: op.parallelism,
-                    name: format!("{}[{}]", op.name, subtask),
-                    kind: op.kind.clone(),
-                    inputs: Vec::new(),
-                    outputs: Vec::new(),
-                    partitions,
-                    bugs: graph.bugs.clone(),
-                    plugged: graph.plugged.clone(),
-                    throughput: op.throughput,
-                });
-            }
-        }
+        let (mut tasks, first_task) = expand_operators(&graph, topological);
         for edge in &graph.edges {
-            let upstream = &graph.operators[edge.source.0 as usize];
-            let downstream = &graph.operators[edge.target.0 as usize];
-            let up_first = first_task[edge.source.0 as usize].0;
-            let down_first = first_task[edge.target.0 as usize].0;
-            for up in 0..upstream.parallelism {
-                let up_task = TaskId(up_first + u32::from(up));
-                let downs: Vec<u16> = match edge.partitioning {
-                    Partitioning::Forward => vec![up],
-                    Partitioning::KeyBy | Partitioning::Rebalance => {
-                        (0..downstream.parallelism).collect()
-                    }
-                };
-                let mut targets = Vec::with_capacity(downs.len());
-                for down in downs {
-                    let down_task = TaskId(down_first + u32::from(down));
-                    let inputs = &mut tasks[down_task.index()].inputs;
-                    let channel =
-                        ChannelIndex(u16::try_from(inputs.len()).expect("channels fit u16"));
-                    inputs.push(InputChannelSpec {
-                        upstream: up_task,
-                        side: edge.side,
-                    });
-                    targets.push((down_task, channel));
-                }
-                let partitioning = edge.partitioning;
-                tasks[up_task.index()].outputs.push(OutputSpec {
-                    partitioning,
-                    targets,
-                });
-            }
+            wire_edge(&graph, edge, &first_task, &mut tasks);
         }
         let plan = ExecutionPlan {
             job: graph.name,

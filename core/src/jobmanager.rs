@@ -20,11 +20,13 @@ use crate::messages::{Address, CheckpointFailureReason, Message, Node, Outbox};
 use crate::probes::{self, Probe};
 use crate::retention::ClaimMode;
 use crate::retention::{Leaving, SharedStateRegistry, SnapshotKind};
-use crate::storage::{StateLocation, StorageError, StorageOp, StoragePath, StorageReply};
+use crate::storage::{
+    StateHandle, StateLocation, StorageError, StorageOp, StoragePath, StorageReply,
+};
 use crate::storage_client::StorageClient;
 use crate::store::{
-    read_metadata, CheckpointProperties, CompletedCheckpoint, CompletedCheckpointStore,
-    MetadataFile, RestoreError,
+    read_metadata, CheckpointMetadata, CheckpointProperties, CompletedCheckpoint,
+    CompletedCheckpointStore, MetadataFile, RestoreError,
 };
 use crate::trace::{EngineEvent, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -39,7 +41,6 @@ const HA_READS_BEFORE_JUDGING: u32 = 5;
 /// What the JobManager persists so that a restarted JobManager resumes the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HaRecord {
-    /// The job.
     pub job: String,
     /// The next checkpoint id to hand out.
     pub next_checkpoint_id: CheckpointId,
@@ -867,45 +868,12 @@ impl JobManager {
                     checkpoint,
                     savepoint,
                     sources,
-                } => {
-                    let attempt = self.deployed.expect("triggers only while deployed");
-                    for task in sources {
-                        let barrier = crate::record::CheckpointBarrier {
-                            id: checkpoint,
-                            savepoint,
-                        };
-                        let message = Message::TriggerCheckpoint {
-                            attempt,
-                            task,
-                            barrier,
-                        };
-                        out.send(Address::TaskManager(self.cluster.placement(task)), message);
-                    }
-                }
+                } => self.trigger_sources(checkpoint, savepoint, sources, out),
                 CoordinatorEffect::WriteMetadata {
                     savepoint,
                     path: Some(path),
                     metadata,
-                } => {
-                    let properties = CheckpointProperties {
-                        savepoint,
-                        retention: self.plan.checkpoint.retention,
-                    };
-                    let mut file = MetadataFile::new(&self.plan, &metadata, properties);
-                    // Exclusive files are named relative to `_metadata` (Flink's
-                    // RelativeFileStateHandle); shared runs keep their absolute paths, so a
-                    // savepoint (all exclusive) can be moved and an incremental checkpoint
-                    // cannot (`FsCheckpointStreamFactory`, `FsCheckpointStorageAccess`).
-                    let directory = path.parent().expect("a _metadata file has a directory");
-                    file.relativize(&directory);
-                    let bytes = codec::encode(Kind::CheckpointMetadata, &file);
-                    self.request(
-                        now,
-                        Request::Metadata(metadata.checkpoint),
-                        StorageOp::Write { path, bytes },
-                        out,
-                    );
-                }
+                } => self.write_metadata(now, savepoint, path, &metadata, out),
                 CoordinatorEffect::WriteMetadata {
                     path: None,
                     metadata,
@@ -946,34 +914,9 @@ impl JobManager {
                 CoordinatorEffect::Discard {
                     checkpoint,
                     savepoint,
-                } => {
-                    // State in the JobManager's memory goes with the checkpoint's handles.
-                    let config = &self.plan.checkpoint;
-                    let directory = match config.storage(&self.plan.job) {
-                        _ if savepoint => config.savepoint_dir(&self.plan.job, checkpoint),
-                        CheckpointStorageKind::FileSystem(root) => {
-                            Some(StoragePath::checkpoint_dir(root.as_str(), checkpoint))
-                        }
-                        CheckpointStorageKind::JobManager(_) => None,
-                    };
-                    if let Some(prefix) = directory {
-                        self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
-                    }
-                    if self.plan.has_bug(SeededBug::AbortDiscardsPending) {
-                        self.discard_pending(now, out);
-                    }
-                }
+                } => self.discard(now, checkpoint, savepoint, out),
                 CoordinatorEffect::DiscardCompleted(checkpoint) => {
-                    // Not owned: restored without claim; no path: state in memory. A claimed
-                    // snapshot whose directory holds this job's task-owned state keeps it.
-                    let directory = checkpoint
-                        .metadata
-                        .as_ref()
-                        .and_then(StoragePath::parent)
-                        .filter(|d| !self.holds_task_owned_state(d));
-                    if let (true, Some(prefix)) = (checkpoint.owned, directory) {
-                        self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
-                    }
+                    self.discard_completed(now, &checkpoint, out)
                 }
                 CoordinatorEffect::FailJob { checkpoint, reason } => {
                     let cause = format!("exceeded checkpoint tolerable failure threshold at {checkpoint} ({reason:?})");
@@ -981,6 +924,90 @@ impl JobManager {
                 }
                 CoordinatorEffect::Trace(event) => out.trace(event),
             }
+        }
+    }
+
+    /// Sends the barrier of `checkpoint` to the source tasks, where it enters the stream.
+    fn trigger_sources(
+        &self,
+        checkpoint: CheckpointId,
+        savepoint: bool,
+        sources: Vec<TaskId>,
+        out: &mut Outbox,
+    ) {
+        let attempt = self.deployed.expect("triggers only while deployed");
+        for task in sources {
+            let barrier = crate::record::CheckpointBarrier {
+                id: checkpoint,
+                savepoint,
+            };
+            let message = Message::TriggerCheckpoint {
+                attempt,
+                task,
+                barrier,
+            };
+            out.send(Address::TaskManager(self.cluster.placement(task)), message);
+        }
+    }
+
+    fn write_metadata(
+        &mut self,
+        now: Tick,
+        savepoint: bool,
+        path: StoragePath,
+        metadata: &CheckpointMetadata,
+        out: &mut Outbox,
+    ) {
+        let properties = CheckpointProperties {
+            savepoint,
+            retention: self.plan.checkpoint.retention,
+        };
+        let mut file = MetadataFile::new(&self.plan, metadata, properties);
+        // Exclusive files are named relative to `_metadata` (Flink's
+        // RelativeFileStateHandle); shared runs keep their absolute paths, so a
+        // savepoint (all exclusive) can be moved and an incremental checkpoint
+        // cannot (`FsCheckpointStreamFactory`, `FsCheckpointStorageAccess`).
+        let directory = path.parent().expect("a _metadata file has a directory");
+        file.relativize(&directory);
+        let bytes = codec::encode(Kind::CheckpointMetadata, &file);
+        self.request(
+            now,
+            Request::Metadata(metadata.checkpoint),
+            StorageOp::Write { path, bytes },
+            out,
+        );
+    }
+
+    /// Deletes what an aborted checkpoint or savepoint wrote.
+    fn discard(&mut self, now: Tick, checkpoint: CheckpointId, savepoint: bool, out: &mut Outbox) {
+        // State in the JobManager's memory goes with the checkpoint's handles.
+        let config = &self.plan.checkpoint;
+        let directory = match config.storage(&self.plan.job) {
+            _ if savepoint => config.savepoint_dir(&self.plan.job, checkpoint),
+            CheckpointStorageKind::FileSystem(root) => {
+                Some(StoragePath::checkpoint_dir(root.as_str(), checkpoint))
+            }
+            CheckpointStorageKind::JobManager(_) => None,
+        };
+        if let Some(prefix) = directory {
+            self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
+        }
+        if self.plan.has_bug(SeededBug::AbortDiscardsPending) {
+            self.discard_pending(now, out);
+        }
+    }
+
+    /// Deletes the exclusive state of a checkpoint that left the store, if the job owns it.
+    fn discard_completed(&mut self, now: Tick, checkpoint: &CompletedCheckpoint, out: &mut Outbox) {
+        // Not owned: restored without claim; no path: state in memory. A claimed
+        // snapshot whose directory holds this job's task-owned state keeps it.
+        let directory = checkpoint
+            .metadata
+            .as_ref()
+            .and_then(StoragePath::parent)
+            .filter(|d| !self.holds_task_owned_state(d));
+        if let (true, Some(prefix)) = (checkpoint.owned, directory) {
+            self.request(now, Request::Discard, StorageOp::DeleteAll { prefix }, out);
         }
     }
 
@@ -1035,36 +1062,12 @@ impl JobManager {
     fn on_task_message(&mut self, now: Tick, message: Message, out: &mut Outbox) {
         let mut effects = Vec::new();
         match message {
-            Message::TaskRunning { task, .. } => {
-                self.set_task(task, TaskState::Running);
-                if self.status == JobStatus::Created
-                    && self.tasks.values().all(|&s| s != TaskState::Deploying)
-                {
-                    self.set_status(JobStatus::Running, out);
-                    let delay = self.cluster.first_trigger_delay_ticks;
-                    self.coordinator_mut().start(now, delay);
-                }
-            }
+            Message::TaskRunning { task, .. } => self.on_task_running(now, task, out),
             Message::TaskDataFinished { task, .. } => {
-                self.set_task(task, TaskState::DataFinished);
-                let sources_done = self.plan.source_tasks().all(|s| {
-                    matches!(
-                        self.tasks[&s],
-                        TaskState::DataFinished | TaskState::Finished
-                    )
-                });
-                if sources_done && self.status == JobStatus::Running {
-                    self.coordinator_mut()
-                        .request_final_checkpoint(now, &mut effects);
-                }
+                self.on_task_data_finished(now, task, &mut effects)
             }
             Message::TaskFinished { task, .. } => {
-                self.set_task(task, TaskState::Finished);
-                if self.tasks.values().all(|&s| s == TaskState::Finished) {
-                    self.coordinator_mut()
-                        .stop(CheckpointFailureReason::CoordinatorSuspend, &mut effects);
-                    self.terminate(now, JobStatus::Finished, Leaving::Finished, out);
-                }
+                self.on_task_finished(now, task, &mut effects, out)
             }
             Message::TaskFailed { task, reason, .. } => {
                 self.failover(now, format!("task {task} failed: {reason}"), out);
@@ -1074,35 +1077,7 @@ impl JobManager {
                 checkpoint,
                 state,
                 ..
-            } => {
-                let budget = self.plan.checkpoint.memory_storage.budget_bytes;
-                let held = self.coordinator_mut().in_memory_bytes();
-                let size = state.in_memory_bytes();
-                if size > 0 && held + size > budget {
-                    // All state of all retained checkpoints must fit the JobManager's memory
-                    // (`JobManagerCheckpointStorage` Javadoc): refuse this one rather than run out.
-                    probes::hit(Probe::MemoryBudgetRefused);
-                    out.trace(EngineEvent::SnapshotRefused {
-                        task,
-                        checkpoint,
-                        reason: format!(
-                            "{size} more bytes of state would exceed the JobManager's memory \
-                             budget of {budget} bytes ({held} held)"
-                        ),
-                    });
-                    let reason = CheckpointFailureReason::Declined;
-                    self.coordinator_mut()
-                        .on_decline(now, task, checkpoint, reason, &mut effects);
-                } else {
-                    self.coordinator_mut().on_acknowledge(
-                        now,
-                        task,
-                        checkpoint,
-                        state,
-                        &mut effects,
-                    );
-                }
-            }
+            } => self.on_acknowledge(now, task, checkpoint, state, &mut effects, out),
             Message::Decline {
                 task,
                 checkpoint,
@@ -1115,6 +1090,89 @@ impl JobManager {
             other => unreachable!("not a task message: {other:?}"),
         }
         self.apply(now, effects, out);
+    }
+
+    /// Once every task of a new deployment runs, the job runs and checkpointing starts.
+    fn on_task_running(&mut self, now: Tick, task: TaskId, out: &mut Outbox) {
+        self.set_task(task, TaskState::Running);
+        if self.status == JobStatus::Created
+            && self.tasks.values().all(|&s| s != TaskState::Deploying)
+        {
+            self.set_status(JobStatus::Running, out);
+            let delay = self.cluster.first_trigger_delay_ticks;
+            self.coordinator_mut().start(now, delay);
+        }
+    }
+
+    /// Once every source has read all its input, the final checkpoint is requested.
+    fn on_task_data_finished(
+        &mut self,
+        now: Tick,
+        task: TaskId,
+        effects: &mut Vec<CoordinatorEffect>,
+    ) {
+        self.set_task(task, TaskState::DataFinished);
+        let sources_done = self.plan.source_tasks().all(|s| {
+            matches!(
+                self.tasks[&s],
+                TaskState::DataFinished | TaskState::Finished
+            )
+        });
+        if sources_done && self.status == JobStatus::Running {
+            self.coordinator_mut()
+                .request_final_checkpoint(now, effects);
+        }
+    }
+
+    /// Once every task finished, so did the job.
+    fn on_task_finished(
+        &mut self,
+        now: Tick,
+        task: TaskId,
+        effects: &mut Vec<CoordinatorEffect>,
+        out: &mut Outbox,
+    ) {
+        self.set_task(task, TaskState::Finished);
+        if self.tasks.values().all(|&s| s == TaskState::Finished) {
+            self.coordinator_mut()
+                .stop(CheckpointFailureReason::CoordinatorSuspend, effects);
+            self.terminate(now, JobStatus::Finished, Leaving::Finished, out);
+        }
+    }
+
+    /// Hands an acknowledgement to the coordinator, or declines it in the task's name when its
+    /// state in memory would not fit the JobManager's budget.
+    fn on_acknowledge(
+        &mut self,
+        now: Tick,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        state: StateHandle,
+        effects: &mut Vec<CoordinatorEffect>,
+        out: &mut Outbox,
+    ) {
+        let budget = self.plan.checkpoint.memory_storage.budget_bytes;
+        let held = self.coordinator_mut().in_memory_bytes();
+        let size = state.in_memory_bytes();
+        if size > 0 && held + size > budget {
+            // All state of all retained checkpoints must fit the JobManager's memory
+            // (`JobManagerCheckpointStorage` Javadoc): refuse this one rather than run out.
+            probes::hit(Probe::MemoryBudgetRefused);
+            out.trace(EngineEvent::SnapshotRefused {
+                task,
+                checkpoint,
+                reason: format!(
+                    "{size} more bytes of state would exceed the JobManager's memory \
+                     budget of {budget} bytes ({held} held)"
+                ),
+            });
+            let reason = CheckpointFailureReason::Declined;
+            self.coordinator_mut()
+                .on_decline(now, task, checkpoint, reason, effects);
+        } else {
+            self.coordinator_mut()
+                .on_acknowledge(now, task, checkpoint, state, effects);
+        }
     }
 
     fn set_task(&mut self, task: TaskId, state: TaskState) {

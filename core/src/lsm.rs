@@ -27,7 +27,6 @@ pub type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 /// One immutable sorted file: puts (`Some`) and deletes (`None`), in key order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SortedRun {
-    /// The entries.
     pub entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 

@@ -50,7 +50,6 @@ pub enum Message {
     /// JobManager → TaskManager: run the tasks placed on it for this attempt, replacing any
     /// tasks of older attempts.
     DeployTasks {
-        /// The attempt.
         attempt: Attempt,
         /// The state to restore each task from (absent: start empty).
         restore: BTreeMap<TaskId, StateHandle>,
@@ -61,76 +60,46 @@ pub enum Message {
         force_full_snapshot: bool,
     },
     /// JobManager → TaskManager: stop every task of this attempt or older.
-    CancelTasks {
-        /// The attempt.
-        attempt: Attempt,
-    },
+    CancelTasks { attempt: Attempt },
     /// TaskManager → JobManager: a task restored its state and runs.
-    TaskRunning {
-        /// The attempt.
-        attempt: Attempt,
-        /// The task.
-        task: TaskId,
-    },
+    TaskRunning { attempt: Attempt, task: TaskId },
     /// TaskManager → JobManager: a task consumed all its input (a source: read all its log).
-    TaskDataFinished {
-        /// The attempt.
-        attempt: Attempt,
-        /// The task.
-        task: TaskId,
-    },
+    TaskDataFinished { attempt: Attempt, task: TaskId },
     /// TaskManager → JobManager: a task finished after its final checkpoint completed.
-    TaskFinished {
-        /// The attempt.
-        attempt: Attempt,
-        /// The task.
-        task: TaskId,
-    },
+    TaskFinished { attempt: Attempt, task: TaskId },
     /// TaskManager → JobManager: a task failed.
     TaskFailed {
-        /// The attempt.
         attempt: Attempt,
-        /// The task.
         task: TaskId,
         /// What happened.
         reason: String,
     },
     /// JobManager → TaskManager: a source task injects this barrier.
     TriggerCheckpoint {
-        /// The attempt.
         attempt: Attempt,
         /// The source task.
         task: TaskId,
-        /// The barrier.
         barrier: CheckpointBarrier,
     },
     /// TaskManager → JobManager: the task's snapshot is durable.
     Acknowledge {
-        /// The attempt.
         attempt: Attempt,
-        /// The task.
         task: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Where the snapshot is.
         state: StateHandle,
     },
     /// TaskManager → JobManager: the task cannot complete this checkpoint.
     Decline {
-        /// The attempt.
         attempt: Attempt,
-        /// The task.
         task: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why.
         reason: CheckpointFailureReason,
     },
     /// JobManager → TaskManager: a checkpoint completed.
     NotifyCheckpointComplete {
-        /// The attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// It is the job's final checkpoint: tasks finish.
         final_checkpoint: bool,
@@ -138,22 +107,18 @@ pub enum Message {
     /// JobManager → TaskManager: a checkpoint was aborted; carries the latest completed id so
     /// a lost completion notification is made up for (FLINK-21080).
     NotifyCheckpointAborted {
-        /// The attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// The latest completed checkpoint, if any.
         latest_completed: Option<CheckpointId>,
     },
     /// TaskManager → TaskManager: events for one input channel of one task, in order.
     Data {
-        /// The attempt.
         attempt: Attempt,
         /// The receiving task.
         target: TaskId,
         /// The receiving channel.
         channel: ChannelIndex,
-        /// The events.
         events: Vec<StreamEvent>,
     },
     /// A client → JobManager: take a savepoint now (`flink savepoint`).

@@ -125,7 +125,6 @@ pub struct Operator {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("task {task}: snapshot holds {found} state, the operator is a {expected}")]
 pub struct StateMismatch {
-    /// The task.
     pub task: TaskId,
     /// What the snapshot holds.
     pub found: &'static str,

@@ -46,32 +46,19 @@ pub struct WriteId {
 pub enum SinkRequest {
     /// Appends records to an open transaction (beginning it if new).
     Write {
-        /// The transaction.
         transaction: TransactionId,
-        /// The records.
         records: Vec<Record>,
     },
     /// Flushes a transaction; the sink system answers [`SinkReply::PreCommitted`].
-    PreCommit {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    PreCommit { transaction: TransactionId },
     /// Makes a transaction's records visible. Idempotent.
-    Commit {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    Commit { transaction: TransactionId },
     /// Drops a transaction's records.
-    Abort {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    Abort { transaction: TransactionId },
     /// A plain (at-least-once) sink's records, visible at once; answered by
     /// [`SinkReply::Written`].
     WriteCommitted {
-        /// The write.
         write: WriteId,
-        /// The records.
         records: Vec<Record>,
     },
 }
@@ -80,23 +67,14 @@ pub enum SinkRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SinkReply {
     /// The transaction is flushed and can be committed later.
-    PreCommitted {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    PreCommitted { transaction: TransactionId },
     /// The commit request was applied: the transaction's records are visible (or the request
     /// was an anomaly, recorded as such). A sink's commit is a synchronous call in Flink, so a
     /// task counts its commits done only on this answer.
-    Committed {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    Committed { transaction: TransactionId },
     /// A plain sink's write is applied (and so are its earlier ones: requests are applied in
     /// order).
-    Written {
-        /// The write.
-        write: WriteId,
-    },
+    Written { write: WriteId },
 }
 
 /// One record in the committed output.
@@ -106,7 +84,6 @@ pub struct CommittedRecord {
     pub sink: TaskId,
     /// The transaction it was committed in (none for a plain sink).
     pub transaction: Option<TransactionId>,
-    /// The record.
     pub record: Record,
 }
 
@@ -115,21 +92,14 @@ pub struct CommittedRecord {
 pub enum SinkAnomaly {
     /// A write into a transaction that was already committed or aborted: the records are lost.
     WriteAfterEnd {
-        /// The transaction.
         transaction: TransactionId,
         /// Records dropped.
         records: u64,
     },
     /// A commit of a transaction that was aborted: its records are lost.
-    CommitAfterAbort {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    CommitAfterAbort { transaction: TransactionId },
     /// A commit of a transaction the system never saw.
-    CommitUnknown {
-        /// The transaction.
-        transaction: TransactionId,
-    },
+    CommitUnknown { transaction: TransactionId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -261,28 +261,20 @@ pub enum StorageReply {
 pub enum StorageError {
     /// No object at this path.
     #[error("no object at {path}")]
-    NotFound {
-        /// The path.
-        path: StoragePath,
-    },
+    NotFound { path: StoragePath },
     /// An I/O error (EIO).
     #[error("i/o error at {path}: {detail}")]
     Io {
-        /// The path.
         path: StoragePath,
         /// What failed.
         detail: String,
     },
     /// The storage is full (ENOSPC).
     #[error("no space left writing {path}")]
-    NoSpace {
-        /// The path.
-        path: StoragePath,
-    },
+    NoSpace { path: StoragePath },
     /// No answer came in time (the storage node may have crashed with the request).
     #[error("no answer to '{operation}' within {ticks} ms")]
     TimedOut {
-        /// The operation.
         operation: String,
         /// How long the caller waited.
         ticks: u64,

@@ -13,7 +13,6 @@ use thiserror::Error;
 /// A checkpoint whose metadata is durable and which is in the completed store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletedCheckpoint {
-    /// Its id.
     pub id: CheckpointId,
     /// Every task's state.
     pub task_states: BTreeMap<TaskId, StateHandle>,
@@ -81,11 +80,8 @@ pub struct OperatorState {
 /// properties, and every operator's state handles with their file references and checksums.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataFile {
-    /// The job.
     pub job: String,
-    /// The checkpoint.
     pub checkpoint: CheckpointId,
-    /// Its properties.
     pub properties: CheckpointProperties,
     /// Every operator's state, in the job's topological order.
     pub operators: Vec<OperatorState>,
@@ -250,7 +246,6 @@ pub enum RestoreError {
     NonRestoredState {
         /// The `_metadata` file.
         path: StoragePath,
-        /// The operator.
         operator: String,
     },
     /// An operator's parallelism differs (the engine does not rescale keyed state).
@@ -258,7 +253,6 @@ pub enum RestoreError {
     ParallelismChanged {
         /// The `_metadata` file.
         path: StoragePath,
-        /// The operator.
         operator: String,
         /// Subtasks in the snapshot.
         snapshot: usize,
@@ -267,18 +261,13 @@ pub enum RestoreError {
     },
     /// The checkpoint lives in the JobManager's memory.
     #[error("{checkpoint} lives in the JobManager's memory (JobManagerCheckpointStorage): it has no path to restore from ('<checkpoint-not-externally-addressable>'); configure a checkpoint directory")]
-    NotAddressable {
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
+    NotAddressable { checkpoint: CheckpointId },
 }
 
 /// A checkpoint's `_metadata` content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointMetadata {
-    /// The job.
     pub job: String,
-    /// The checkpoint.
     pub checkpoint: CheckpointId,
     /// Every task's state.
     pub task_states: BTreeMap<TaskId, StateHandle>,

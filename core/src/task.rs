@@ -13,8 +13,10 @@ use crate::codec::{self, DecodeError, Kind};
 use crate::config::{CheckpointConfig, CheckpointingMode};
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId, Tick};
 use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
-use crate::lsm::{self, IncrementalSnapshot, LsmBackend};
-use crate::operator::{Emitted, Operator, OperatorState, SinkWait, StateMismatch};
+use crate::lsm::{self, IncrementalSnapshot, LsmBackend, SortedRun};
+use crate::operator::{
+    Emitted, Operator, OperatorState, RecoveredTransactions, SinkWait, StateMismatch,
+};
 use crate::probes::{self, Probe};
 use crate::record::{CheckpointBarrier, InFlight, Record, StreamEvent};
 use crate::sink::{SinkRequest, TransactionId, WriteId};
@@ -54,13 +56,11 @@ pub enum TaskEffect {
         target: TaskId,
         /// The receiving channel.
         channel: ChannelIndex,
-        /// The event.
         event: StreamEvent,
     },
     /// Write this snapshot to checkpoint storage, then call
     /// [`Task::on_snapshot_durable`] or [`Task::on_snapshot_failed`].
     Store {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// It is a savepoint's: the file goes to the savepoint's directory.
         savepoint: bool,
@@ -73,14 +73,12 @@ pub enum TaskEffect {
     },
     /// Tell the JobManager the snapshot is durable.
     Acknowledge {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Where the state is.
         state: StateHandle,
     },
     /// Tell the JobManager this task cannot complete the checkpoint.
     Decline {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why.
         reason: CheckpointFailureReason,
@@ -122,9 +120,7 @@ fn barrier_handler(
 /// One task's snapshot as it is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSnapshot {
-    /// The task.
     pub task: TaskId,
-    /// The checkpoint.
     pub checkpoint: CheckpointId,
     /// The operator's state (its keyed part is in `shared` with the incremental backend).
     pub state: OperatorState,
@@ -144,7 +140,6 @@ pub enum RestoreError {
     /// The bytes read do not match the handle's checksum or size.
     #[error("snapshot {path} of task {task}: read {size} bytes with checksum {checksum:#010x}, the handle says {expected_size} bytes with {expected_checksum:#010x}")]
     HandleMismatch {
-        /// The task.
         task: TaskId,
         /// The file.
         path: String,
@@ -160,7 +155,6 @@ pub enum RestoreError {
     /// The snapshot does not decode.
     #[error("snapshot of task {task} does not decode: {source}")]
     Decode {
-        /// The task.
         task: TaskId,
         /// Why.
         source: DecodeError,
@@ -183,7 +177,6 @@ pub enum RestoreError {
     /// The snapshot's list of shared runs is not the one its handle promised.
     #[error("snapshot of task {task} lists {listed} shared runs, its handle {promised}")]
     SharedMismatch {
-        /// The task.
         task: TaskId,
         /// Runs in the snapshot file.
         listed: usize,
@@ -194,12 +187,7 @@ pub enum RestoreError {
     #[error(
         "snapshot of task {task} holds channel state of {channel}, which the task does not have"
     )]
-    UnknownChannel {
-        /// The task.
-        task: TaskId,
-        /// The channel.
-        channel: ChannelIndex,
-    },
+    UnknownChannel { task: TaskId, channel: ChannelIndex },
 }
 
 /// A snapshot read back for a restore: the task's own file and its shared runs.
@@ -229,6 +217,47 @@ fn check_read(task: TaskId, handle: &StateHandle, bytes: &[u8]) -> Result<(), Re
         });
     }
     Ok(())
+}
+
+/// The task's own snapshot file, checked against its handle and against what the restore
+/// expects: this task, this checkpoint and the shared runs the handle promises.
+fn decode_snapshot(task: TaskId, read: SnapshotRead<'_>) -> Result<TaskSnapshot, RestoreError> {
+    let SnapshotRead {
+        checkpoint,
+        handle: state,
+        bytes,
+        shared,
+    } = read;
+    check_read(task, state, bytes)?;
+    let snapshot: TaskSnapshot = codec::decode(Kind::TaskSnapshot, bytes)
+        .map_err(|source| RestoreError::Decode { task, source })?;
+    if snapshot.task != task || snapshot.checkpoint != checkpoint {
+        return Err(RestoreError::WrongSnapshot {
+            task,
+            checkpoint,
+            found_task: snapshot.task,
+            found_checkpoint: snapshot.checkpoint,
+        });
+    }
+    if snapshot.shared != state.shared || shared.len() != state.shared.len() {
+        return Err(RestoreError::SharedMismatch {
+            task,
+            listed: snapshot.shared.len(),
+            promised: state.shared.len(),
+        });
+    }
+    Ok(snapshot)
+}
+
+/// The shared runs of an incremental snapshot, each checked against its handle, oldest first.
+fn read_shared_runs(task: TaskId, read: SnapshotRead<'_>) -> Result<Vec<SortedRun>, RestoreError> {
+    let mut runs = Vec::new();
+    for (handle, bytes) in read.handle.shared.iter().zip(read.shared) {
+        check_read(task, handle, bytes)?;
+        let run = lsm::read_run(bytes).map_err(|source| RestoreError::Decode { task, source })?;
+        runs.push(run);
+    }
+    Ok(runs)
 }
 
 #[derive(Debug)]
@@ -401,42 +430,13 @@ impl Task {
         shared_dir: Option<StoragePath>,
         out: &mut Vec<TaskEffect>,
     ) -> Result<Task, RestoreError> {
+        let snapshot = decode_snapshot(spec.id, read)?;
+        let runs = read_shared_runs(spec.id, read)?;
         let SnapshotRead {
             checkpoint,
             handle: state,
-            bytes,
-            shared,
+            ..
         } = read;
-        check_read(spec.id, state, bytes)?;
-        let snapshot: TaskSnapshot =
-            codec::decode(Kind::TaskSnapshot, bytes).map_err(|source| RestoreError::Decode {
-                task: spec.id,
-                source,
-            })?;
-        if snapshot.task != spec.id || snapshot.checkpoint != checkpoint {
-            return Err(RestoreError::WrongSnapshot {
-                task: spec.id,
-                checkpoint,
-                found_task: snapshot.task,
-                found_checkpoint: snapshot.checkpoint,
-            });
-        }
-        if snapshot.shared != state.shared || shared.len() != state.shared.len() {
-            return Err(RestoreError::SharedMismatch {
-                task: spec.id,
-                listed: snapshot.shared.len(),
-                promised: state.shared.len(),
-            });
-        }
-        let mut runs = Vec::new();
-        for (handle, bytes) in state.shared.iter().zip(shared) {
-            check_read(spec.id, handle, bytes)?;
-            let run = lsm::read_run(bytes).map_err(|source| RestoreError::Decode {
-                task: spec.id,
-                source,
-            })?;
-            runs.push(run);
-        }
         let entries = lsm::replay(&runs);
         let operator_state = if runs.is_empty() {
             snapshot.state
@@ -456,23 +456,7 @@ impl Task {
         task.last_checkpoint = checkpoint;
         // Notifications for checkpoints up to the restored one are stale (FLINK-24096).
         task.latest_notified = checkpoint;
-        for transaction in recovered.commit {
-            if spec.has_bug(SeededBug::AbortPreCommittedOnRestore) {
-                // Seeded bug: the pre-committed output is thrown away.
-                out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
-                continue;
-            }
-            probes::hit(Probe::PreCommittedRecommitted);
-            task.commits_in_flight.insert(transaction);
-            out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
-            out.push(TaskEffect::Trace(EngineEvent::Committed {
-                task: spec.id,
-                transaction,
-            }));
-        }
-        if let Some(transaction) = recovered.abort {
-            out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
-        }
+        task.recover_transactions(recovered, out);
         out.push(TaskEffect::Trace(EngineEvent::Restored {
             task: spec.id,
             checkpoint,
@@ -480,6 +464,32 @@ impl Task {
         }));
         task.restore_in_flight(snapshot.in_flight, out)?;
         Ok(task)
+    }
+
+    /// A restored sink re-commits the transactions it had pre-committed (their checkpoint
+    /// completed, or may have) and aborts the one that was open when the attempt failed.
+    fn recover_transactions(
+        &mut self,
+        recovered: RecoveredTransactions,
+        out: &mut Vec<TaskEffect>,
+    ) {
+        for transaction in recovered.commit {
+            if self.spec.has_bug(SeededBug::AbortPreCommittedOnRestore) {
+                // Seeded bug: the pre-committed output is thrown away.
+                out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
+                continue;
+            }
+            probes::hit(Probe::PreCommittedRecommitted);
+            self.commits_in_flight.insert(transaction);
+            out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
+            out.push(TaskEffect::Trace(EngineEvent::Committed {
+                task: self.spec.id,
+                transaction,
+            }));
+        }
+        if let Some(transaction) = recovered.abort {
+            out.push(TaskEffect::Sink(SinkRequest::Abort { transaction }));
+        }
     }
 
     /// Puts restored channel state in front of the input queues and starts processing it.
@@ -1099,61 +1109,14 @@ impl Task {
         );
         self.last_checkpoint = barrier.id;
         if self.aborted_early.remove(&barrier.id) {
-            // The JobManager already aborted it: skip it and tell downstream with a
-            // `CancelCheckpointMarker`, as Flink's `checkpointState` does.
-            probes::hit(Probe::CheckpointSkipped);
-            out.push(TaskEffect::Trace(EngineEvent::CheckpointSkipped {
-                task: self.spec.id,
-                attempt: self.attempt,
-                checkpoint: barrier.id,
-            }));
-            self.cancel_downstream(barrier.id, out);
+            self.skip_checkpoint(barrier.id, out);
             return;
         }
         self.broadcast(&StreamEvent::Barrier(barrier), out);
-        let mut emitted = Emitted::default();
-        let awaiting_sink = match self.operator.snapshot_sink(barrier.id, &mut emitted) {
-            // A plain sink whose writes are all confirmed waits for nothing.
-            Some(SinkWait::Written(write)) if Some(write.sequence) <= self.latest_written => None,
-            wait => wait,
-        };
-        self.emit(emitted, out);
-        if let (Some(SinkWait::PreCommit(transaction)), true) = (
-            awaiting_sink,
-            self.spec.has_bug(SeededBug::CommitAtSnapshot),
-        ) {
-            // Seeded bug: commit now, before the checkpoint completes.
-            self.commits_in_flight.insert(transaction);
-            out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
-        }
-        let mut state = self.operator.state().clone();
-        if let (
-            OperatorState::Source { offsets },
-            OperatorKind::Source {
-                records_per_tick, ..
-            },
-        ) = (&mut state, &self.spec.kind)
-        {
-            if self.spec.has_bug(SeededBug::SourceOffsetAtRead) {
-                // Seeded bug: the offset read ahead (the next batch), not the one at the barrier.
-                for offset in offsets.values_mut() {
-                    offset.0 += u64::from(*records_per_tick);
-                }
-            }
-        }
+        let awaiting_sink = self.snapshot_sink(barrier.id, out);
+        let state = self.operator_state_to_snapshot();
         let snapshotted = state.clone();
-        // Savepoints are always full and self-contained.
-        let keyed = match (&mut self.lsm, barrier.savepoint) {
-            (Some(lsm), false) => lsm::split(&state).map(|(skeleton, entries)| {
-                let incremental = lsm.snapshot(barrier.id, &entries);
-                (skeleton, incremental)
-            }),
-            _ => None,
-        };
-        let (state, incremental) = match keyed {
-            Some((skeleton, incremental)) => (skeleton, incremental),
-            None => (state, IncrementalSnapshot::default()),
-        };
+        let (state, incremental) = self.split_incremental(barrier, state);
         let snapshot = TaskSnapshot {
             task: self.spec.id,
             checkpoint: barrier.id,
@@ -1187,6 +1150,84 @@ impl Task {
                 uploads: incremental.uploads,
                 shared: incremental.runs,
             }),
+        }
+    }
+
+    /// The JobManager already aborted the checkpoint: skip it and tell downstream with a
+    /// `CancelCheckpointMarker`, as Flink's `checkpointState` does.
+    fn skip_checkpoint(&mut self, checkpoint: CheckpointId, out: &mut Vec<TaskEffect>) {
+        probes::hit(Probe::CheckpointSkipped);
+        out.push(TaskEffect::Trace(EngineEvent::CheckpointSkipped {
+            task: self.spec.id,
+            attempt: self.attempt,
+            checkpoint,
+        }));
+        self.cancel_downstream(checkpoint, out);
+    }
+
+    /// A sink's part of the snapshot: it may emit (a 2PC sink pre-commits) and returns what
+    /// the acknowledgement must wait for.
+    fn snapshot_sink(
+        &mut self,
+        checkpoint: CheckpointId,
+        out: &mut Vec<TaskEffect>,
+    ) -> Option<SinkWait> {
+        let mut emitted = Emitted::default();
+        let awaiting_sink = match self.operator.snapshot_sink(checkpoint, &mut emitted) {
+            // A plain sink whose writes are all confirmed waits for nothing.
+            Some(SinkWait::Written(write)) if Some(write.sequence) <= self.latest_written => None,
+            wait => wait,
+        };
+        self.emit(emitted, out);
+        if let (Some(SinkWait::PreCommit(transaction)), true) = (
+            awaiting_sink,
+            self.spec.has_bug(SeededBug::CommitAtSnapshot),
+        ) {
+            // Seeded bug: commit now, before the checkpoint completes.
+            self.commits_in_flight.insert(transaction);
+            out.push(TaskEffect::Sink(SinkRequest::Commit { transaction }));
+        }
+        awaiting_sink
+    }
+
+    /// The operator's state as of the barrier (unless a seeded bug skews it).
+    fn operator_state_to_snapshot(&self) -> OperatorState {
+        let mut state = self.operator.state().clone();
+        if let (
+            OperatorState::Source { offsets },
+            OperatorKind::Source {
+                records_per_tick, ..
+            },
+        ) = (&mut state, &self.spec.kind)
+        {
+            if self.spec.has_bug(SeededBug::SourceOffsetAtRead) {
+                // Seeded bug: the offset read ahead (the next batch), not the one at the barrier.
+                for offset in offsets.values_mut() {
+                    offset.0 += u64::from(*records_per_tick);
+                }
+            }
+        }
+        state
+    }
+
+    /// With the incremental backend, keyed state leaves the task's own file for shared runs:
+    /// returns the state left in the file and the runs to reference and upload. Savepoints are
+    /// always full and self-contained.
+    fn split_incremental(
+        &mut self,
+        barrier: CheckpointBarrier,
+        state: OperatorState,
+    ) -> (OperatorState, IncrementalSnapshot) {
+        let keyed = match (&mut self.lsm, barrier.savepoint) {
+            (Some(lsm), false) => lsm::split(&state).map(|(skeleton, entries)| {
+                let incremental = lsm.snapshot(barrier.id, &entries);
+                (skeleton, incremental)
+            }),
+            _ => None,
+        };
+        match keyed {
+            Some((skeleton, incremental)) => (skeleton, incremental),
+            None => (state, IncrementalSnapshot::default()),
         }
     }
 

@@ -54,6 +54,36 @@ fn restore_failed(attempt: Attempt, task: TaskId, reason: String, out: &mut Outb
     out.send(Address::JobManager, failed);
 }
 
+/// Events for one input channel of a task.
+type Batch = (TaskId, ChannelIndex, Vec<StreamEvent>);
+
+/// A task's emitted events batched per target channel, so that a batch of effects sends each
+/// channel one message, its events in order; local targets apart from remote ones.
+#[derive(Debug, Default)]
+struct Batches {
+    local: Vec<Batch>,
+    remote: Vec<Batch>,
+}
+
+impl Batches {
+    /// Appends `event` to the batch for its target channel, or starts one.
+    fn add(&mut self, is_local: bool, target: TaskId, channel: ChannelIndex, event: StreamEvent) {
+        let batches = if is_local {
+            &mut self.local
+        } else {
+            &mut self.remote
+        };
+        match batches
+            .iter_mut()
+            .rev()
+            .find(|(t, c, _)| (*t, *c) == (target, channel))
+        {
+            Some((_, _, events)) => events.push(event),
+            None => batches.push((target, channel, vec![event])),
+        }
+    }
+}
+
 /// Ticks between two reads of a source.
 const SOURCE_TICK_INTERVAL: u64 = 1;
 /// Batches held for an attempt not deployed here yet (its deployment is on its way).
@@ -80,6 +110,15 @@ struct SnapshotWrites {
     left: usize,
     failed: bool,
     handle: StateHandle,
+}
+
+/// A snapshot as its task hands it over: its own file, the new shared runs to upload first,
+/// and every shared run it consists of.
+#[derive(Debug)]
+struct SnapshotFiles {
+    bytes: Vec<u8>,
+    uploads: Vec<(StoragePath, Vec<u8>)>,
+    shared: Vec<StateHandle>,
 }
 
 /// A restore's reads: the handle and the parts read so far.
@@ -169,13 +208,7 @@ impl TaskManager {
         self.storage.forget_all();
         self.snapshot_writes.clear();
         self.restore_reads.clear();
-        let mine: Vec<TaskId> = self
-            .plan
-            .tasks
-            .iter()
-            .map(|t| t.id)
-            .filter(|&t| self.cluster.placement(t) == self.id)
-            .collect();
+        let mine = self.placed_here();
         let shared_dir = self.shared_dir();
         // State in the JobManager's memory is restored once every task of this TaskManager has
         // its slot: a restored task's in-flight records produce output at once, and output for
@@ -184,56 +217,91 @@ impl TaskManager {
         for task in mine {
             match (restore.get(&task), restored) {
                 (Some(handle), Some(checkpoint)) => {
-                    self.tasks.insert(task, Slot::Restoring(Vec::new()));
-                    let reads = RestoreReads {
-                        handle: handle.clone(),
-                        parts: vec![None; 1 + handle.shared.len()],
-                    };
-                    self.restore_reads.insert(task, reads);
-                    match &handle.location {
-                        StateLocation::File(_) => {
-                            let files = std::iter::once(handle).chain(&handle.shared);
-                            for (part, file) in files.enumerate() {
-                                let StateLocation::File(path) = &file.location else {
-                                    unreachable!("shared runs are files")
-                                };
-                                let op = StorageOp::Read { path: path.clone() };
-                                let purpose = Request::Restore {
-                                    task,
-                                    checkpoint,
-                                    part,
-                                };
-                                self.request(purpose, op, out);
-                            }
-                        }
-                        StateLocation::InMemory(bytes) => {
-                            in_memory.push((task, checkpoint, bytes.clone()));
-                        }
-                        StateLocation::Relative(name) => {
-                            unreachable!(
-                                "the JobManager resolves relative state '{name}' before deploying"
-                            )
-                        }
+                    if let Some(bytes) = self.start_restore(task, handle, checkpoint, out) {
+                        in_memory.push((task, checkpoint, bytes));
                     }
                 }
-                _ => {
-                    let spec = self.plan.task(task);
-                    let mut fresh = Task::new(spec, attempt, &self.plan.checkpoint);
-                    if let Some(shared_dir) = &shared_dir {
-                        fresh.enable_incremental(shared_dir.clone());
-                    }
-                    self.tasks.insert(task, Slot::Running(Box::new(fresh)));
-                    out.send(Address::JobManager, Message::TaskRunning { attempt, task });
-                }
+                _ => self.start_fresh(task, attempt, shared_dir.as_ref(), out),
             }
         }
         for (task, checkpoint, bytes) in in_memory {
             let read = Ok(StorageReply::Data(bytes));
             self.on_restore_read(now, task, checkpoint, 0, read, out);
         }
-        // Data of this attempt is delivered; data of a newer attempt waits for its own
-        // deployment (a late deployment of an attempt the JobManager already replaced arrives
-        // after the newer attempt's data); data of older attempts is dropped.
+        self.deliver_early(attempt, out);
+        self.schedule_sources(now);
+    }
+
+    /// The tasks of the plan that run on this TaskManager, in task order.
+    fn placed_here(&self) -> Vec<TaskId> {
+        self.plan
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .filter(|&t| self.cluster.placement(t) == self.id)
+            .collect()
+    }
+
+    /// Gives `task` a restoring slot and requests the files of its snapshot. State kept in the
+    /// JobManager's memory needs no read: its bytes are returned, for the caller to restore.
+    fn start_restore(
+        &mut self,
+        task: TaskId,
+        handle: &StateHandle,
+        checkpoint: CheckpointId,
+        out: &mut Outbox,
+    ) -> Option<Vec<u8>> {
+        self.tasks.insert(task, Slot::Restoring(Vec::new()));
+        let reads = RestoreReads {
+            handle: handle.clone(),
+            parts: vec![None; 1 + handle.shared.len()],
+        };
+        self.restore_reads.insert(task, reads);
+        match &handle.location {
+            StateLocation::File(_) => {
+                let files = std::iter::once(handle).chain(&handle.shared);
+                for (part, file) in files.enumerate() {
+                    let StateLocation::File(path) = &file.location else {
+                        unreachable!("shared runs are files")
+                    };
+                    let op = StorageOp::Read { path: path.clone() };
+                    let purpose = Request::Restore {
+                        task,
+                        checkpoint,
+                        part,
+                    };
+                    self.request(purpose, op, out);
+                }
+                None
+            }
+            StateLocation::InMemory(bytes) => Some(bytes.clone()),
+            StateLocation::Relative(name) => {
+                unreachable!("the JobManager resolves relative state '{name}' before deploying")
+            }
+        }
+    }
+
+    /// Starts `task` without state, and tells the JobManager it runs.
+    fn start_fresh(
+        &mut self,
+        task: TaskId,
+        attempt: Attempt,
+        shared_dir: Option<&StoragePath>,
+        out: &mut Outbox,
+    ) {
+        let spec = self.plan.task(task);
+        let mut fresh = Task::new(spec, attempt, &self.plan.checkpoint);
+        if let Some(shared_dir) = shared_dir {
+            fresh.enable_incremental(shared_dir.clone());
+        }
+        self.tasks.insert(task, Slot::Running(Box::new(fresh)));
+        out.send(Address::JobManager, Message::TaskRunning { attempt, task });
+    }
+
+    /// Data of this attempt is delivered; data of a newer attempt waits for its own
+    /// deployment (a late deployment of an attempt the JobManager already replaced arrives
+    /// after the newer attempt's data); data of older attempts is dropped.
+    fn deliver_early(&mut self, attempt: Attempt, out: &mut Outbox) {
         let early = std::mem::take(&mut self.early);
         let (mine, newer): (Vec<_>, Vec<_>) = early
             .into_iter()
@@ -243,7 +311,6 @@ impl TaskManager {
         for (_, target, channel, events) in mine {
             self.deliver(target, channel, events, out);
         }
-        self.schedule_sources(now);
     }
 
     /// Where the incremental backend uploads, when the job uses it.
@@ -297,6 +364,18 @@ impl TaskManager {
         if reads.parts.iter().any(Option::is_none) {
             return;
         }
+        self.restore_task(now, attempt, task, checkpoint, out);
+    }
+
+    /// Every file of the task's snapshot is read: restores the task from them, or fails it.
+    fn restore_task(
+        &mut self,
+        now: Tick,
+        attempt: Attempt,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        out: &mut Outbox,
+    ) {
         let reads = self.restore_reads.remove(&task).expect("present");
         let handle = reads.handle;
         let mut parts = reads.parts.into_iter().map(|p| p.expect("all read"));
@@ -320,27 +399,39 @@ impl TaskManager {
             shared_dir,
             &mut effects,
         ) {
-            Ok(mut restored) => {
-                if self.force_full_snapshot {
-                    restored.force_full_snapshot();
-                }
-                let Some(Slot::Restoring(held)) =
-                    self.tasks.insert(task, Slot::Running(Box::new(restored)))
-                else {
-                    unreachable!("checked above")
-                };
-                out.send(Address::JobManager, Message::TaskRunning { attempt, task });
-                // Restored in-flight records may already have produced output.
-                for (target, channel, events) in self.apply(task, effects, out) {
-                    self.deliver(target, channel, events, out);
-                }
-                for (channel, events) in held {
-                    self.deliver(task, channel, events, out);
-                }
-                self.schedule_sources(now);
-            }
+            Ok(restored) => self.run_restored(now, attempt, task, restored, effects, out),
             Err(error) => restore_failed(attempt, task, error.to_string(), out),
         }
+    }
+
+    /// Puts a restored task in its slot, carries out what the restore produced and hands it
+    /// the data held while it restored.
+    fn run_restored(
+        &mut self,
+        now: Tick,
+        attempt: Attempt,
+        task: TaskId,
+        mut restored: Task,
+        effects: Vec<TaskEffect>,
+        out: &mut Outbox,
+    ) {
+        if self.force_full_snapshot {
+            restored.force_full_snapshot();
+        }
+        let Some(Slot::Restoring(held)) =
+            self.tasks.insert(task, Slot::Running(Box::new(restored)))
+        else {
+            unreachable!("on_restore_read checked that the slot is restoring")
+        };
+        out.send(Address::JobManager, Message::TaskRunning { attempt, task });
+        // Restored in-flight records may already have produced output.
+        for (target, channel, events) in self.apply(task, effects, out) {
+            self.deliver(target, channel, events, out);
+        }
+        for (channel, events) in held {
+            self.deliver(task, channel, events, out);
+        }
+        self.schedule_sources(now);
     }
 
     /// Hands events to a local task and carries out what follows, including data for other
@@ -372,15 +463,9 @@ impl TaskManager {
 
     /// Turns a task's effects into messages; returns data for local tasks.
     #[must_use]
-    fn apply(
-        &mut self,
-        task: TaskId,
-        effects: Vec<TaskEffect>,
-        out: &mut Outbox,
-    ) -> Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> {
+    fn apply(&mut self, task: TaskId, effects: Vec<TaskEffect>, out: &mut Outbox) -> Vec<Batch> {
         let attempt = self.attempt.expect("tasks run in a deployed attempt");
-        let mut local: Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> = Vec::new();
-        let mut remote: Vec<(TaskId, ChannelIndex, Vec<StreamEvent>)> = Vec::new();
+        let mut batches = Batches::default();
         for effect in effects {
             match effect {
                 TaskEffect::Emit {
@@ -388,19 +473,8 @@ impl TaskManager {
                     channel,
                     event,
                 } => {
-                    let batches = if self.cluster.placement(target) == self.id {
-                        &mut local
-                    } else {
-                        &mut remote
-                    };
-                    match batches
-                        .iter_mut()
-                        .rev()
-                        .find(|(t, c, _)| (*t, *c) == (target, channel))
-                    {
-                        Some((_, _, events)) => events.push(event),
-                        None => batches.push((target, channel, vec![event])),
-                    }
+                    let is_local = self.cluster.placement(target) == self.id;
+                    batches.add(is_local, target, channel, event);
                 }
                 TaskEffect::Store {
                     checkpoint,
@@ -409,53 +483,12 @@ impl TaskManager {
                     uploads,
                     shared,
                 } => {
-                    let config = &self.plan.checkpoint;
-                    let small = (bytes.len() as u64) < config.inline_threshold_bytes;
-                    // Only a state without shared runs: a restore of an inlined state reads no
-                    // files.
-                    if small && shared.is_empty() && !savepoint {
-                        // Inline in `_metadata` (FLINK-11829): no file of its own.
-                        let handle = StateHandle::in_memory(bytes);
-                        self.stored_in_memory.push((task, checkpoint, Ok(handle)));
-                        continue;
-                    }
-                    let path = match config.storage(&self.plan.job) {
-                        // Savepoints always go to files, in their own directory.
-                        _ if savepoint => config
-                            .savepoint_dir(&self.plan.job, checkpoint)
-                            .expect("savepoints are triggered only when configured")
-                            .join(&format!("task-{}", task.0)),
-                        CheckpointStorageKind::FileSystem(root) => {
-                            StoragePath::task_snapshot(root.as_str(), checkpoint, task)
-                        }
-                        CheckpointStorageKind::JobManager(limits) => {
-                            let stored = in_memory_state(&limits, bytes);
-                            self.stored_in_memory.push((task, checkpoint, stored));
-                            continue;
-                        }
-                    };
-                    let handle = StateHandle {
+                    let files = SnapshotFiles {
+                        bytes,
+                        uploads,
                         shared,
-                        ..StateHandle::new(StateLocation::File(path.clone()), &bytes)
                     };
-                    // Shared runs first: storage serves requests in order, so the task's own
-                    // file is durable last; the snapshot counts only when all are.
-                    if self.plan.tasks[task.index()].has_bug(SeededBug::AckBeforeDurable) {
-                        // Seeded bug: durable as far as the task knows, before any write ends.
-                        self.stored_in_memory
-                            .push((task, checkpoint, Ok(handle.clone())));
-                    } else {
-                        let writes = SnapshotWrites {
-                            left: uploads.len() + 1,
-                            failed: false,
-                            handle,
-                        };
-                        self.snapshot_writes.insert((task, checkpoint), writes);
-                    }
-                    for (path, bytes) in uploads.into_iter().chain([(path, bytes)]) {
-                        let purpose = Request::SnapshotPart { task, checkpoint };
-                        self.request(purpose, StorageOp::Write { path, bytes }, out);
-                    }
+                    self.store_snapshot(task, checkpoint, savepoint, files, out);
                 }
                 TaskEffect::Acknowledge { checkpoint, state } => {
                     out.send(
@@ -490,6 +523,12 @@ impl TaskManager {
                 TaskEffect::Trace(event) => out.trace(event),
             }
         }
+        self.send_remote(attempt, batches.remote, out);
+        batches.local
+    }
+
+    /// Sends batches for tasks on other TaskManagers, one message per target channel.
+    fn send_remote(&self, attempt: Attempt, remote: Vec<Batch>, out: &mut Outbox) {
         for (target, channel, events) in remote {
             let tm = self.cluster.placement(target);
             out.send(
@@ -502,7 +541,70 @@ impl TaskManager {
                 },
             );
         }
-        local
+    }
+
+    /// Stores a task's snapshot: inline in `_metadata` when small, in the JobManager's memory
+    /// with JobManagerCheckpointStorage, otherwise as files (savepoints always as files).
+    fn store_snapshot(
+        &mut self,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        savepoint: bool,
+        files: SnapshotFiles,
+        out: &mut Outbox,
+    ) {
+        let SnapshotFiles {
+            bytes,
+            uploads,
+            shared,
+        } = files;
+        let config = &self.plan.checkpoint;
+        let small = (bytes.len() as u64) < config.inline_threshold_bytes;
+        // Only a state without shared runs: a restore of an inlined state reads no
+        // files.
+        if small && shared.is_empty() && !savepoint {
+            // Inline in `_metadata` (FLINK-11829): no file of its own.
+            let handle = StateHandle::in_memory(bytes);
+            self.stored_in_memory.push((task, checkpoint, Ok(handle)));
+            return;
+        }
+        let path = match config.storage(&self.plan.job) {
+            // Savepoints always go to files, in their own directory.
+            _ if savepoint => config
+                .savepoint_dir(&self.plan.job, checkpoint)
+                .expect("savepoints are triggered only when configured")
+                .join(&format!("task-{}", task.0)),
+            CheckpointStorageKind::FileSystem(root) => {
+                StoragePath::task_snapshot(root.as_str(), checkpoint, task)
+            }
+            CheckpointStorageKind::JobManager(limits) => {
+                let stored = in_memory_state(&limits, bytes);
+                self.stored_in_memory.push((task, checkpoint, stored));
+                return;
+            }
+        };
+        let handle = StateHandle {
+            shared,
+            ..StateHandle::new(StateLocation::File(path.clone()), &bytes)
+        };
+        // Shared runs first: storage serves requests in order, so the task's own
+        // file is durable last; the snapshot counts only when all are.
+        if self.plan.tasks[task.index()].has_bug(SeededBug::AckBeforeDurable) {
+            // Seeded bug: durable as far as the task knows, before any write ends.
+            self.stored_in_memory
+                .push((task, checkpoint, Ok(handle.clone())));
+        } else {
+            let writes = SnapshotWrites {
+                left: uploads.len() + 1,
+                failed: false,
+                handle,
+            };
+            self.snapshot_writes.insert((task, checkpoint), writes);
+        }
+        for (path, bytes) in uploads.into_iter().chain([(path, bytes)]) {
+            let purpose = Request::SnapshotPart { task, checkpoint };
+            self.request(purpose, StorageOp::Write { path, bytes }, out);
+        }
     }
 
     fn with_task(
@@ -643,12 +745,7 @@ impl TaskManager {
                     self.deploy(now, attempt, restore, restored_checkpoint, out);
                 }
             }
-            Message::CancelTasks { attempt } => {
-                if self.attempt.is_some_and(|a| a <= attempt) {
-                    self.tasks.clear();
-                    self.next_source_read = None;
-                }
-            }
+            Message::CancelTasks { attempt } => self.cancel(attempt),
             Message::TriggerCheckpoint {
                 attempt,
                 task,
@@ -661,23 +758,14 @@ impl TaskManager {
                 checkpoint,
                 final_checkpoint,
             } if current(attempt) => {
-                for task in self.running_ids() {
-                    self.with_task(task, out, |task, effects| {
-                        task.on_notify_complete(checkpoint, final_checkpoint, effects)
-                    });
-                }
-                self.schedule_sources(now);
+                self.on_checkpoint_complete(now, checkpoint, final_checkpoint, out);
             }
             Message::NotifyCheckpointAborted {
                 attempt,
                 checkpoint,
                 latest_completed,
             } if current(attempt) => {
-                for task in self.running_ids() {
-                    self.with_task(task, out, |task, effects| {
-                        task.on_notify_aborted(checkpoint, latest_completed, effects)
-                    });
-                }
+                self.on_checkpoint_aborted(checkpoint, latest_completed, out);
             }
             Message::Data {
                 attempt,
@@ -693,12 +781,7 @@ impl TaskManager {
                 channel,
                 events,
             } if self.attempt.is_none_or(|a| attempt > a) => {
-                self.early.push((attempt, target, channel, events));
-                assert!(
-                    self.early.len() <= EARLY_BATCHES_MAX,
-                    "{} holds too much data of an undeployed attempt",
-                    self.id
-                );
+                self.hold_early(attempt, target, channel, events);
             }
             Message::StorageResult(response) => {
                 // Answers to requests that timed out or belong to an old attempt are ignored.
@@ -706,33 +789,92 @@ impl TaskManager {
                     self.on_storage_result(now, purpose, result, out);
                 }
             }
-            Message::SinkResult(SinkReply::PreCommitted { transaction }) => {
-                if current(transaction.attempt) {
-                    self.with_task(transaction.sink, out, |task, effects| {
-                        task.on_pre_committed(transaction, effects)
-                    });
-                }
-            }
-            Message::SinkResult(SinkReply::Written { write }) => {
-                if current(write.attempt) {
-                    self.with_task(write.sink, out, |task, effects| {
-                        task.on_written(write, effects)
-                    });
-                }
-            }
-            Message::SinkResult(SinkReply::Committed { transaction }) => {
-                // Routed by sink, not attempt: a restored sink re-commits older attempts'
-                // transactions.
-                self.with_task(transaction.sink, out, |task, effects| {
-                    task.on_committed(transaction, effects)
-                });
-            }
+            Message::SinkResult(reply) => self.on_sink_result(reply, out),
             // Messages of an older attempt.
             Message::TriggerCheckpoint { .. }
             | Message::NotifyCheckpointComplete { .. }
             | Message::NotifyCheckpointAborted { .. }
             | Message::Data { .. } => {}
             other => unreachable!("a TaskManager does not handle {other:?}"),
+        }
+    }
+
+    /// Drops the tasks of `attempt` or an older one; a newer deployment is not cancelled.
+    fn cancel(&mut self, attempt: Attempt) {
+        if self.attempt.is_some_and(|a| a <= attempt) {
+            self.tasks.clear();
+            self.next_source_read = None;
+        }
+    }
+
+    fn on_checkpoint_complete(
+        &mut self,
+        now: Tick,
+        checkpoint: CheckpointId,
+        final_checkpoint: bool,
+        out: &mut Outbox,
+    ) {
+        for task in self.running_ids() {
+            self.with_task(task, out, |task, effects| {
+                task.on_notify_complete(checkpoint, final_checkpoint, effects)
+            });
+        }
+        self.schedule_sources(now);
+    }
+
+    fn on_checkpoint_aborted(
+        &mut self,
+        checkpoint: CheckpointId,
+        latest_completed: Option<CheckpointId>,
+        out: &mut Outbox,
+    ) {
+        for task in self.running_ids() {
+            self.with_task(task, out, |task, effects| {
+                task.on_notify_aborted(checkpoint, latest_completed, effects)
+            });
+        }
+    }
+
+    /// Holds data of a newer attempt until its deployment arrives.
+    fn hold_early(
+        &mut self,
+        attempt: Attempt,
+        target: TaskId,
+        channel: ChannelIndex,
+        events: Vec<StreamEvent>,
+    ) {
+        self.early.push((attempt, target, channel, events));
+        assert!(
+            self.early.len() <= EARLY_BATCHES_MAX,
+            "{} holds too much data of an undeployed attempt",
+            self.id
+        );
+    }
+
+    fn on_sink_result(&mut self, reply: SinkReply, out: &mut Outbox) {
+        let current = |attempt: Attempt| Some(attempt) == self.attempt;
+        match reply {
+            SinkReply::PreCommitted { transaction } => {
+                if current(transaction.attempt) {
+                    self.with_task(transaction.sink, out, |task, effects| {
+                        task.on_pre_committed(transaction, effects)
+                    });
+                }
+            }
+            SinkReply::Written { write } => {
+                if current(write.attempt) {
+                    self.with_task(write.sink, out, |task, effects| {
+                        task.on_written(write, effects)
+                    });
+                }
+            }
+            SinkReply::Committed { transaction } => {
+                // Routed by sink, not attempt: a restored sink re-commits older attempts'
+                // transactions.
+                self.with_task(transaction.sink, out, |task, effects| {
+                    task.on_committed(transaction, effects)
+                });
+            }
         }
     }
 

@@ -45,7 +45,6 @@ pub enum EngineEvent {
     JobStatus {
         /// The new status.
         status: JobStatus,
-        /// The attempt.
         attempt: Attempt,
     },
     /// Every source consumed its input: the first checkpoint from `final_from` on to complete
@@ -63,10 +62,7 @@ pub enum EngineEvent {
         kind: TriggerKind,
     },
     /// The coordinator triggered a checkpoint at the sources.
-    CheckpointTriggered {
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
+    CheckpointTriggered { checkpoint: CheckpointId },
     /// The coordinator triggered a savepoint at the sources.
     SavepointTriggered {
         /// The checkpoint id it uses.
@@ -91,48 +87,34 @@ pub enum EngineEvent {
     },
     /// A task received a barrier on one channel.
     BarrierReceived {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
-        /// The channel.
         channel: ChannelIndex,
         /// The task at the channel's other end.
         from: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
     },
     /// A task received a cancellation marker on one channel.
     CancelMarkerReceived {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
-        /// The channel.
         channel: ChannelIndex,
         /// The task at the channel's other end.
         from: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
     },
     /// A task skipped a checkpoint the JobManager had aborted before its barrier came; it sends
     /// a cancellation marker on instead of the barrier
     /// (`SubtaskCheckpointCoordinatorImpl#checkpointState`).
     CheckpointSkipped {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
     },
     /// A task took its snapshot and forwarded the barrier (one atomic step).
     SnapshotTaken {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// The state it snapshotted (whole, even when an incremental backend uploads only
         /// changes): the consistent-cut checker compares it with the reference model.
@@ -141,55 +123,40 @@ pub enum EngineEvent {
     /// A task's snapshot could not be kept (a JobManagerCheckpointStorage limit); the task
     /// declines the checkpoint.
     SnapshotRefused {
-        /// The task.
         task: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why, in Flink's words where Flink has them.
         reason: String,
     },
     /// A task's snapshot is durable and acknowledged.
     Acknowledged {
-        /// The task.
         task: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
     },
     /// A task declined a checkpoint.
     Declined {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why.
         reason: CheckpointFailureReason,
     },
     /// The JobManager holds every task's acknowledgement: the timeout no longer applies
     /// (finalization has storage timeouts of its own).
-    AllAcknowledged {
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
+    AllAcknowledged { checkpoint: CheckpointId },
     /// Every task acknowledged and the metadata is written: the JobManager now persists the
     /// completed store (the HA record). From here a restore may find the checkpoint even if
     /// the JobManager never learns that the write succeeded.
     CompletionPersisting {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Every file it consists of (`_metadata`, task states, shared runs): the storage
         /// checker proves each was durable by now.
         files: Vec<String>,
     },
     /// A checkpoint completed: metadata durable and in the completed store.
-    CheckpointCompleted {
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
+    CheckpointCompleted { checkpoint: CheckpointId },
     /// A pending checkpoint was aborted.
     CheckpointAborted {
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why.
         reason: CheckpointFailureReason,
@@ -197,22 +164,16 @@ pub enum EngineEvent {
     /// A task learned that a checkpoint completed (the notification; older ones are ignored)
     /// and committed the side effects up to it.
     CheckpointNotified {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
     },
     /// A task's snapshot taken with channel state is complete: every channel delivered the
     /// barrier, and these in-flight records go with the operator state (Flink's
     /// `ChannelStatePersister`).
     InFlightRecorded {
-        /// The task.
         task: TaskId,
-        /// The attempt.
         attempt: Attempt,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// How many records, all channels together.
         records: u64,
@@ -221,7 +182,6 @@ pub enum EngineEvent {
     },
     /// A restored task put its snapshot's in-flight records in front of its input.
     InFlightRestored {
-        /// The task.
         task: TaskId,
         /// The checkpoint restored.
         checkpoint: CheckpointId,
@@ -230,9 +190,7 @@ pub enum EngineEvent {
     },
     /// A task that has not finished learned that a checkpoint was aborted.
     AbortNotified {
-        /// The task.
         task: TaskId,
-        /// Its attempt.
         attempt: Attempt,
         /// The aborted checkpoint.
         checkpoint: CheckpointId,
@@ -241,10 +199,7 @@ pub enum EngineEvent {
         latest_completed: Option<CheckpointId>,
     },
     /// A completed checkpoint left the store (retention).
-    CheckpointSubsumed {
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
+    CheckpointSubsumed { checkpoint: CheckpointId },
     /// A JobManager took over the job from its HA record: these completed checkpoints are
     /// retained (a completion persisted just before a crash counts, traced or not).
     HaRecordAdopted {
@@ -276,9 +231,7 @@ pub enum EngineEvent {
     },
     /// A task restored its state.
     Restored {
-        /// The task.
         task: TaskId,
-        /// The checkpoint.
         checkpoint: CheckpointId,
         /// The state it restored: the recovery checker compares it with the state snapshotted.
         state: OperatorState,
@@ -314,7 +267,6 @@ pub enum EngineEvent {
     Committed {
         /// The sink task.
         task: TaskId,
-        /// The transaction.
         transaction: TransactionId,
     },
 }

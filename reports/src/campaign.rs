@@ -93,7 +93,6 @@ pub struct Experiment {
 /// A campaign's report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CampaignReport {
-    /// Its title.
     pub title: String,
     /// The command that makes it again.
     pub command: String,
@@ -459,6 +458,16 @@ impl CampaignReport {
             escape(&self.verdict()),
             escape(&self.command)
         );
+        self.html_experiments(w);
+        for table in &self.tables {
+            html_cell_table(w, table);
+        }
+        out!(w, "</body></html>");
+        page
+    }
+
+    /// The experiments of the literature and how the results differ from them, if any.
+    fn html_experiments(&self, w: &mut String) {
         if !self.experiments.is_empty() {
             out!(w, "<h2>Experiments of the literature</h2>");
             out!(
@@ -477,53 +486,6 @@ impl CampaignReport {
             }
             out!(w, "</ul>");
         }
-        for table in &self.tables {
-            out!(
-                w,
-                "<h2>{}</h2><p>{}</p>{}",
-                escape(&table.title),
-                escape(&table.about),
-                html_table(&HEADERS, &table.rows())
-            );
-            match table.by_property() {
-                Some((headers, rows)) => {
-                    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-                    out!(
-                        w,
-                        "<h3>Runs violating each property</h3>{}",
-                        html_table(&headers, &rows)
-                    );
-                }
-                None => out!(w, "<p>No run violated a property.</p>"),
-            }
-            let failures: Vec<String> = table
-                .cells
-                .iter()
-                .flat_map(|c| c.failures.iter().map(move |f| (c, f)))
-                .map(|(c, f)| {
-                    let link = f.report.as_ref().map_or(String::new(), |r| {
-                        format!(" — <a href=\"{}\">report</a>", escape(r))
-                    });
-                    format!(
-                        "<li>{} / {} / {} seed {} — {}: {}{link}<br><code>{}</code></li>",
-                        escape(&c.algorithm),
-                        escape(&c.scenario),
-                        escape(&c.faults),
-                        f.seed,
-                        escape(&f.verdict),
-                        escape(&f.first_violation),
-                        escape(&f.replay)
-                    )
-                })
-                .collect();
-            if !failures.is_empty() {
-                out!(w, "<ul>{}</ul>", failures.join(""));
-            }
-            let charts: String = table.charts().into_iter().map(|(_, svg)| svg).collect();
-            out!(w, "<div class=\"chart\">{charts}</div>");
-        }
-        out!(w, "</body></html>");
-        page
     }
 
     /// Writes `campaign.md`, `campaign.html`, `campaign.csv` (every table's cells, a column
@@ -563,6 +525,54 @@ impl CampaignReport {
         }
         Ok(())
     }
+}
+
+/// One table's section of the HTML report: its cells, the runs violating each property, the
+/// failed runs with their replay commands, and its charts.
+fn html_cell_table(w: &mut String, table: &CellTable) {
+    out!(
+        w,
+        "<h2>{}</h2><p>{}</p>{}",
+        escape(&table.title),
+        escape(&table.about),
+        html_table(&HEADERS, &table.rows())
+    );
+    match table.by_property() {
+        Some((headers, rows)) => {
+            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+            out!(
+                w,
+                "<h3>Runs violating each property</h3>{}",
+                html_table(&headers, &rows)
+            );
+        }
+        None => out!(w, "<p>No run violated a property.</p>"),
+    }
+    let failures: Vec<String> = table
+        .cells
+        .iter()
+        .flat_map(|c| c.failures.iter().map(move |f| (c, f)))
+        .map(|(c, f)| {
+            let link = f.report.as_ref().map_or(String::new(), |r| {
+                format!(" — <a href=\"{}\">report</a>", escape(r))
+            });
+            format!(
+                "<li>{} / {} / {} seed {} — {}: {}{link}<br><code>{}</code></li>",
+                escape(&c.algorithm),
+                escape(&c.scenario),
+                escape(&c.faults),
+                f.seed,
+                escape(&f.verdict),
+                escape(&f.first_violation),
+                escape(&f.replay)
+            )
+        })
+        .collect();
+    if !failures.is_empty() {
+        out!(w, "<ul>{}</ul>", failures.join(""));
+    }
+    let charts: String = table.charts().into_iter().map(|(_, svg)| svg).collect();
+    out!(w, "<div class=\"chart\">{charts}</div>");
 }
 
 const EXPERIMENT_HEADERS: [&str; 4] = ["experiment", "expected (source)", "measured", "result"];

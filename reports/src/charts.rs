@@ -1,7 +1,8 @@
 //! SVG charts, drawn with plotters (its SVG backend, no fonts: the browser lays out the text).
 
-use crate::timeline::{Ending, Timeline};
-use plotters::coord::ranged1d::SegmentValue;
+use crate::timeline::{CheckpointSpan, Ending, Timeline};
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::{RangedCoordf64, RangedCoordu32, RangedCoordu64};
 use plotters::prelude::*;
 
 const GREEN: RGBColor = RGBColor(46, 160, 67);
@@ -36,11 +37,110 @@ impl Row {
     }
 }
 
+/// The rows of the timeline chart, top to bottom: checkpoint lanes, faults, nodes down, tasks
+/// aligning.
+struct TimelineRows(Vec<Row>);
+
+impl TimelineRows {
+    /// A row per checkpoint lane (at least one), then the faults' row, a row per node that went
+    /// down (by name) and one per task that aligned (by number).
+    fn new(timeline: &Timeline, lanes: usize) -> Self {
+        let mut rows: Vec<Row> = (0..lanes.max(1) as u32).map(Row::Checkpoints).collect();
+        rows.push(Row::Faults);
+        let mut nodes: Vec<&str> = timeline.downtimes.iter().map(|d| d.node.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        rows.extend(nodes.iter().map(|node| Row::Node(node.to_string())));
+        let mut tasks: Vec<&str> = timeline
+            .alignments
+            .iter()
+            .map(|a| a.task.as_str())
+            .collect();
+        tasks.sort_by_key(|task| (task.len(), *task));
+        tasks.dedup();
+        rows.extend(tasks.iter().map(|task| Row::Task(task.to_string())));
+        TimelineRows(rows)
+    }
+
+    fn count(&self) -> u32 {
+        self.0.len() as u32
+    }
+
+    /// The chart's y segment of the first row `wanted` accepts (row 0 is drawn at the top).
+    fn row_of(&self, wanted: &dyn Fn(&Row) -> bool) -> u32 {
+        let index = self
+            .0
+            .iter()
+            .position(wanted)
+            .expect("every drawn thing has a row");
+        self.count() - 1 - index as u32
+    }
+
+    /// The rows' labels, bottom to top as the y axis counts.
+    fn labels(&self) -> Vec<String> {
+        self.0.iter().rev().map(Row::label).collect()
+    }
+}
+
+/// The timeline chart: virtual time (ms) across, a segment per row up.
+type TimelineChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordu32>>>;
+
 /// The timeline of a run: checkpoints from trigger to completion (green), abort (red) or the
 /// end (grey), savepoints in blue, labelled with their ids; faults; nodes down; barrier
 /// alignment per task; failovers (red lines) and the job running again (green lines).
 pub fn timeline_svg(timeline: &Timeline) -> String {
-    // Checkpoints go in lanes so that overlapping ones do not cover each other.
+    let (lanes, lane_count) = checkpoint_lanes(timeline);
+    let rows = TimelineRows::new(timeline, lane_count);
+    let count = rows.count();
+    let end = (timeline.end.max(1)) as f64;
+    let height = 90 + ROW_PIXELS * count;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).expect("drawing into a string");
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption("Timeline (virtual time)", (FONT, 18))
+            .x_label_area_size(35)
+            .y_label_area_size(130)
+            .build_cartesian_2d(0f64..end, (0u32..count).into_segmented())
+            .expect("a valid chart");
+        let labels = rows.labels();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .y_labels(count as usize)
+            .y_label_formatter(&|value| match value {
+                SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_label_formatter(&|ms| format!("{ms:.0}"))
+            .x_desc("ms")
+            .label_style((FONT, 12))
+            .draw()
+            .expect("drawing into a string");
+        draw_checkpoint_spans(&mut chart, timeline, &lanes, &rows);
+        draw_downtimes_and_alignments(&mut chart, timeline, &rows);
+        let faults_row = rows.row_of(&|r| matches!(r, Row::Faults));
+        let faults = timeline.faults.iter().map(|fault| {
+            TriangleMarker::new(
+                (fault.at as f64, SegmentValue::CenterOf(faults_row)),
+                6,
+                ORANGE.filled(),
+            )
+        });
+        chart.draw_series(faults).expect("drawing into a string");
+        draw_recoveries(&mut chart, timeline, count);
+        root.present().expect("drawing into a string");
+    }
+    svg
+}
+
+/// Each checkpoint's lane, so that overlapping ones do not cover each other: the first lane
+/// free at its trigger. Also returns how many lanes there are.
+fn checkpoint_lanes(timeline: &Timeline) -> (Vec<u32>, usize) {
     let mut lane_ends: Vec<u64> = Vec::new();
     let lanes: Vec<u32> = timeline
         .checkpoints
@@ -61,150 +161,105 @@ pub fn timeline_svg(timeline: &Timeline) -> String {
             lane as u32
         })
         .collect();
-    let mut rows: Vec<Row> = (0..lane_ends.len().max(1) as u32)
-        .map(Row::Checkpoints)
-        .collect();
-    rows.push(Row::Faults);
-    let mut nodes: Vec<&str> = timeline.downtimes.iter().map(|d| d.node.as_str()).collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    rows.extend(nodes.iter().map(|node| Row::Node(node.to_string())));
-    let mut tasks: Vec<&str> = timeline
-        .alignments
-        .iter()
-        .map(|a| a.task.as_str())
-        .collect();
-    tasks.sort_by_key(|task| (task.len(), *task));
-    tasks.dedup();
-    rows.extend(tasks.iter().map(|task| Row::Task(task.to_string())));
-    let count = rows.len() as u32;
-    // Row 0 is drawn at the top.
-    let at_row = |index: usize| count - 1 - index as u32;
-    let row_of = |wanted: &dyn Fn(&Row) -> bool| {
-        at_row(
-            rows.iter()
-                .position(wanted)
-                .expect("every drawn thing has a row"),
+    (lanes, lane_ends.len())
+}
+
+/// A bar of the timeline in `row`, from `from` to `to` (at least 1 ms wide).
+fn timeline_bar(
+    row: u32,
+    from: u64,
+    to: u64,
+    color: RGBColor,
+) -> Rectangle<(f64, SegmentValue<u32>)> {
+    let to = to.max(from + 1);
+    let mut rect = Rectangle::new(
+        [
+            (from as f64, SegmentValue::Exact(row)),
+            (to as f64, SegmentValue::Exact(row + 1)),
+        ],
+        color.filled(),
+    );
+    rect.set_margin(3, 3, 0, 0);
+    rect
+}
+
+/// Each checkpoint's bar in its lane, coloured by how it ended, then its id above.
+fn draw_checkpoint_spans(
+    chart: &mut TimelineChart,
+    timeline: &Timeline,
+    lanes: &[u32],
+    rows: &TimelineRows,
+) {
+    let checkpoint_bars = timeline.checkpoints.iter().zip(lanes).map(|(span, &lane)| {
+        let color = match (&span.ending, span.savepoint) {
+            (Ending::Completed, true) => BLUE,
+            (Ending::Completed, false) => GREEN,
+            (Ending::Aborted(_), _) => RED,
+            (Ending::Pending, _) => GREY,
+        };
+        let row = rows.row_of(&|r| matches!(r, Row::Checkpoints(l) if *l == lane));
+        timeline_bar(
+            row,
+            span.triggered_at,
+            span.ended_at.unwrap_or(timeline.end),
+            color,
+        )
+    });
+    chart
+        .draw_series(checkpoint_bars)
+        .expect("drawing into a string");
+    let ids = timeline.checkpoints.iter().zip(lanes).map(|(span, &lane)| {
+        let row = rows.row_of(&|r| matches!(r, Row::Checkpoints(l) if *l == lane));
+        Text::new(
+            span.id.to_string(),
+            (span.triggered_at as f64, SegmentValue::Exact(row + 1)),
+            (FONT, 10).into_font().color(&BLACK),
+        )
+    });
+    chart.draw_series(ids).expect("drawing into a string");
+}
+
+/// Each node's downtimes and each task's alignments, in their rows.
+fn draw_downtimes_and_alignments(
+    chart: &mut TimelineChart,
+    timeline: &Timeline,
+    rows: &TimelineRows,
+) {
+    let downtimes = timeline.downtimes.iter().map(|down| {
+        let row = rows.row_of(&|r| matches!(r, Row::Node(n) if *n == down.node));
+        timeline_bar(row, down.from, down.to.unwrap_or(timeline.end), DARK)
+    });
+    chart.draw_series(downtimes).expect("drawing into a string");
+    let alignments = timeline.alignments.iter().map(|a| {
+        let row = rows.row_of(&|r| matches!(r, Row::Task(t) if *t == a.task));
+        timeline_bar(row, a.from, a.to, PURPLE)
+    });
+    chart
+        .draw_series(alignments)
+        .expect("drawing into a string");
+}
+
+/// Failovers (red) and the job running again (green) as lines across all `count` rows.
+fn draw_recoveries(chart: &mut TimelineChart, timeline: &Timeline, count: u32) {
+    let top = SegmentValue::Exact(count);
+    let bottom = SegmentValue::Exact(0);
+    let vertical = |at: u64, color: RGBColor| {
+        PathElement::new(
+            vec![(at as f64, bottom.clone()), (at as f64, top.clone())],
+            color.stroke_width(2),
         )
     };
-    let end = (timeline.end.max(1)) as f64;
-    let height = 90 + ROW_PIXELS * count;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).expect("drawing into a string");
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .caption("Timeline (virtual time)", (FONT, 18))
-            .x_label_area_size(35)
-            .y_label_area_size(130)
-            .build_cartesian_2d(0f64..end, (0u32..count).into_segmented())
-            .expect("a valid chart");
-        let labels: Vec<String> = rows.iter().rev().map(Row::label).collect();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .light_line_style(WHITE.mix(0.0))
-            .y_labels(count as usize)
-            .y_label_formatter(&|value| match value {
-                SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .x_label_formatter(&|ms| format!("{ms:.0}"))
-            .x_desc("ms")
-            .label_style((FONT, 12))
-            .draw()
-            .expect("drawing into a string");
-        let bar = |row: u32, from: u64, to: u64, color: RGBColor| {
-            let to = to.max(from + 1);
-            let mut rect = Rectangle::new(
-                [
-                    (from as f64, SegmentValue::Exact(row)),
-                    (to as f64, SegmentValue::Exact(row + 1)),
-                ],
-                color.filled(),
-            );
-            rect.set_margin(3, 3, 0, 0);
-            rect
-        };
-        let checkpoint_bars = timeline
-            .checkpoints
-            .iter()
-            .zip(&lanes)
-            .map(|(span, &lane)| {
-                let color = match (&span.ending, span.savepoint) {
-                    (Ending::Completed, true) => BLUE,
-                    (Ending::Completed, false) => GREEN,
-                    (Ending::Aborted(_), _) => RED,
-                    (Ending::Pending, _) => GREY,
-                };
-                let row = row_of(&|r| matches!(r, Row::Checkpoints(l) if *l == lane));
-                bar(
-                    row,
-                    span.triggered_at,
-                    span.ended_at.unwrap_or(timeline.end),
-                    color,
-                )
-            });
-        chart
-            .draw_series(checkpoint_bars)
-            .expect("drawing into a string");
-        let ids = timeline
-            .checkpoints
-            .iter()
-            .zip(&lanes)
-            .map(|(span, &lane)| {
-                let row = row_of(&|r| matches!(r, Row::Checkpoints(l) if *l == lane));
-                Text::new(
-                    span.id.to_string(),
-                    (span.triggered_at as f64, SegmentValue::Exact(row + 1)),
-                    (FONT, 10).into_font().color(&BLACK),
-                )
-            });
-        chart.draw_series(ids).expect("drawing into a string");
-        let downtimes = timeline.downtimes.iter().map(|down| {
-            let row = row_of(&|r| matches!(r, Row::Node(n) if *n == down.node));
-            bar(row, down.from, down.to.unwrap_or(timeline.end), DARK)
-        });
-        chart.draw_series(downtimes).expect("drawing into a string");
-        let alignments = timeline.alignments.iter().map(|a| {
-            let row = row_of(&|r| matches!(r, Row::Task(t) if *t == a.task));
-            bar(row, a.from, a.to, PURPLE)
-        });
-        chart
-            .draw_series(alignments)
-            .expect("drawing into a string");
-        let faults_row = row_of(&|r| matches!(r, Row::Faults));
-        let faults = timeline.faults.iter().map(|fault| {
-            TriangleMarker::new(
-                (fault.at as f64, SegmentValue::CenterOf(faults_row)),
-                6,
-                ORANGE.filled(),
-            )
-        });
-        chart.draw_series(faults).expect("drawing into a string");
-        let top = SegmentValue::Exact(count);
-        let bottom = SegmentValue::Exact(0);
-        let vertical = |at: u64, color: RGBColor| {
-            PathElement::new(
-                vec![(at as f64, bottom.clone()), (at as f64, top.clone())],
-                color.stroke_width(2),
-            )
-        };
-        let failovers = timeline
-            .recoveries
-            .iter()
-            .map(|r| vertical(r.failed_at, RED));
-        chart.draw_series(failovers).expect("drawing into a string");
-        let running = timeline
-            .recoveries
-            .iter()
-            .filter_map(|r| r.running_at)
-            .map(|at| vertical(at, GREEN));
-        chart.draw_series(running).expect("drawing into a string");
-        root.present().expect("drawing into a string");
-    }
-    svg
+    let failovers = timeline
+        .recoveries
+        .iter()
+        .map(|r| vertical(r.failed_at, RED));
+    chart.draw_series(failovers).expect("drawing into a string");
+    let running = timeline
+        .recoveries
+        .iter()
+        .filter_map(|r| r.running_at)
+        .map(|at| vertical(at, GREEN));
+    chart.draw_series(running).expect("drawing into a string");
 }
 
 /// Each checkpoint's duration (trigger to completion, green; to abort, red) with its longest
@@ -255,40 +310,50 @@ pub fn checkpoint_chart_svg(timeline: &Timeline) -> String {
             .label_style((FONT, 12))
             .draw()
             .expect("drawing into a string");
-        let column = |i: usize, height: u64, color: RGBColor, inset: u32| {
-            let mut rect = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i as u32), 0.0),
-                    (SegmentValue::Exact(i as u32 + 1), height as f64),
-                ],
-                color.filled(),
-            );
-            rect.set_margin(0, 0, inset, inset);
-            rect
-        };
-        let durations = spans.iter().enumerate().map(|(i, span)| {
-            let color = match span.ending {
-                Ending::Completed => GREEN,
-                _ => RED,
-            };
-            column(
-                i,
-                span.ended_at.expect("filtered") - span.triggered_at,
-                color,
-                2,
-            )
-        });
-        chart.draw_series(durations).expect("drawing into a string");
-        let alignments = spans
-            .iter()
-            .enumerate()
-            .filter_map(|(i, span)| span.alignment_max.map(|ms| column(i, ms, PURPLE, 6)));
-        chart
-            .draw_series(alignments)
-            .expect("drawing into a string");
+        draw_durations_and_alignments(&mut chart, &spans);
         root.present().expect("drawing into a string");
     }
     svg
+}
+
+/// The checkpoint chart: a segment per checkpoint across, ms up.
+type CheckpointChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<SegmentedCoord<RangedCoordu32>, RangedCoordf64>>;
+
+/// Each checkpoint's duration as a column, coloured by how it ended, with its longest
+/// alignment as a narrower column inside.
+fn draw_durations_and_alignments(chart: &mut CheckpointChart, spans: &[&CheckpointSpan]) {
+    let column = |i: usize, height: u64, color: RGBColor, inset: u32| {
+        let mut rect = Rectangle::new(
+            [
+                (SegmentValue::Exact(i as u32), 0.0),
+                (SegmentValue::Exact(i as u32 + 1), height as f64),
+            ],
+            color.filled(),
+        );
+        rect.set_margin(0, 0, inset, inset);
+        rect
+    };
+    let durations = spans.iter().enumerate().map(|(i, span)| {
+        let color = match span.ending {
+            Ending::Completed => GREEN,
+            _ => RED,
+        };
+        column(
+            i,
+            span.ended_at.expect("filtered") - span.triggered_at,
+            color,
+            2,
+        )
+    });
+    chart.draw_series(durations).expect("drawing into a string");
+    let alignments = spans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, span)| span.alignment_max.map(|ms| column(i, ms, PURPLE, 6)));
+    chart
+        .draw_series(alignments)
+        .expect("drawing into a string");
 }
 
 /// A histogram of `values` (ms) in about 20 buckets of a round width.
@@ -413,39 +478,50 @@ pub fn grouped_bars_svg(
             .label_style((FONT, 12))
             .draw()
             .expect("drawing into a string");
-        for (index, (name, values)) in series.iter().enumerate() {
-            let color = SERIES_COLORS[index % SERIES_COLORS.len()];
-            let bars = values.iter().enumerate().filter_map(|(group, value)| {
-                let slot = group as u32 * slots_per_group + index as u32;
-                let mut rect = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(slot), 0),
-                        (SegmentValue::Exact(slot + 1), (*value)?),
-                    ],
-                    color.filled(),
-                );
-                rect.set_margin(0, 0, 1, 1);
-                Some(rect)
-            });
-            chart
-                .draw_series(bars)
-                .expect("drawing into a string")
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(GREY)
-            .label_font((FONT, 12))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .expect("drawing into a string");
+        draw_series_with_legend(&mut chart, series, slots_per_group);
         root.present().expect("drawing into a string");
     }
     svg
+}
+
+/// The grouped bar chart: a segment per slot across, the unit up.
+type GroupedBarsChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<SegmentedCoord<RangedCoordu32>, RangedCoordu64>>;
+
+/// Each series' bars, in its slot of every group it has a value for, then the legend.
+fn draw_series_with_legend<'a, 'b: 'a>(
+    chart: &mut GroupedBarsChart<'a, 'b>,
+    series: &[(String, Vec<Option<u64>>)],
+    slots_per_group: u32,
+) {
+    for (index, (name, values)) in series.iter().enumerate() {
+        let color = SERIES_COLORS[index % SERIES_COLORS.len()];
+        let bars = values.iter().enumerate().filter_map(|(group, value)| {
+            let slot = group as u32 * slots_per_group + index as u32;
+            let mut rect = Rectangle::new(
+                [
+                    (SegmentValue::Exact(slot), 0),
+                    (SegmentValue::Exact(slot + 1), (*value)?),
+                ],
+                color.filled(),
+            );
+            rect.set_margin(0, 0, 1, 1);
+            Some(rect)
+        });
+        chart
+            .draw_series(bars)
+            .expect("drawing into a string")
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(GREY)
+        .label_font((FONT, 12))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .expect("drawing into a string");
 }
 
 /// The smallest of 1, 2, 5, 10, 20, 50, … at least `width`.

@@ -10,7 +10,6 @@ use std::path::Path;
 /// A violated property, as the report shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViolationView {
-    /// The property.
     pub property: String,
     /// What is wrong: the records and checkpoints involved.
     pub message: String,
@@ -23,7 +22,6 @@ pub struct ViolationView {
 pub struct RunReport {
     /// What ran, e.g. `keyed-sum seed 3`.
     pub title: String,
-    /// The verdict.
     pub verdict: String,
     /// Whether every property held.
     pub passed: bool,
@@ -114,6 +112,16 @@ impl RunReport {
             "<p class=\"verdict {status}\">Verdict: {}</p>",
             escape(&self.verdict)
         );
+        self.html_facts(w);
+        self.html_violations(w);
+        self.html_checkpoints(w);
+        self.html_failovers_and_faults(w);
+        out!(w, "</body></html>");
+        page
+    }
+
+    /// The facts' table and the replay command.
+    fn html_facts(&self, w: &mut String) {
         out!(w, "<table class=\"facts\">");
         for (name, value) in &self.facts {
             out!(
@@ -128,6 +136,11 @@ impl RunReport {
             "</table><p>Replay: <code>{}</code></p>",
             escape(&self.replay)
         );
+    }
+
+    /// The first violation, the others listed, and the trace before the first; nothing for a
+    /// run that passed.
+    fn html_violations(&self, w: &mut String) {
         if let Some(first) = self.violations.first() {
             out!(
                 w,
@@ -157,6 +170,10 @@ impl RunReport {
                 );
             }
         }
+    }
+
+    /// The timeline chart, then the checkpoints' summary, chart and table.
+    fn html_checkpoints(&self, w: &mut String) {
         out!(
             w,
             "<h2>Timeline</h2><div class=\"chart\">{}</div><p>{}</p>",
@@ -174,6 +191,10 @@ impl RunReport {
             "{}",
             html_table(&CHECKPOINT_HEADERS, &self.checkpoint_rows())
         );
+    }
+
+    /// The failovers' and the faults' tables, each only when there is one.
+    fn html_failovers_and_faults(&self, w: &mut String) {
         if !self.timeline.recoveries.is_empty() {
             out!(
                 w,
@@ -191,8 +212,6 @@ impl RunReport {
                 html_table(&["at (ms)", "fault"], &rows)
             );
         }
-        out!(w, "</body></html>");
-        page
     }
 
     /// Writes [`RUN_FILES`] into `dir` (created if missing).

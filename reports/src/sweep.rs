@@ -10,7 +10,6 @@ use std::path::Path;
 /// One failing run of a sweep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailedRun {
-    /// The seed.
     pub seed: u64,
     /// The verdict, as text.
     pub verdict: String,
@@ -25,7 +24,6 @@ pub struct FailedRun {
 /// The results of one scenario over many seeds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScenarioSummary {
-    /// The scenario.
     pub scenario: String,
     /// Seeds run.
     pub seeds: u64,
@@ -50,7 +48,6 @@ pub struct ScenarioSummary {
 /// A sweep's report.
 #[derive(Clone, Debug)]
 pub struct SweepReport {
-    /// Its title.
     pub title: String,
     /// One summary per scenario, in the sweep's order.
     pub scenarios: Vec<ScenarioSummary>,

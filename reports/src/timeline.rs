@@ -3,7 +3,9 @@
 //! Reports draw it; sweeps keep its checkpoint durations and recovery times.
 
 use snapsim_core::codec::{self, Kind};
+use snapsim_core::ids::{Attempt, CheckpointId, TaskId};
 use snapsim_core::messages::Address;
+use snapsim_core::operator::OperatorState;
 use snapsim_core::record::InFlight;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_sim::faults::Fault;
@@ -24,7 +26,6 @@ pub enum Ending {
 /// One checkpoint or savepoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointSpan {
-    /// Its id.
     pub id: u64,
     /// A savepoint rather than a checkpoint.
     pub savepoint: bool,
@@ -63,7 +64,6 @@ impl CheckpointSpan {
 pub struct Alignment {
     /// The task (`task-N`).
     pub task: String,
-    /// The checkpoint.
     pub checkpoint: u64,
     /// The first barrier's arrival (ms).
     pub from: u64,
@@ -74,7 +74,6 @@ pub struct Alignment {
 /// A node down, from its crash to its restart (or the end of the run).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Downtime {
-    /// The node.
     pub node: String,
     /// The crash (ms).
     pub from: u64,
@@ -131,159 +130,218 @@ pub struct Timeline {
 impl Timeline {
     /// Reads the timeline off a trace.
     pub fn from_trace(trace: &[TraceEntry]) -> Timeline {
-        let mut timeline = Timeline {
-            end: trace.last().map_or(0, |entry| entry.at.0),
-            ..Timeline::default()
-        };
-        let mut checkpoints: BTreeMap<u64, CheckpointSpan> = BTreeMap::new();
-        // (task, attempt, checkpoint) → first barrier's arrival.
-        let mut first_barrier = BTreeMap::new();
-        let mut down: BTreeMap<String, usize> = BTreeMap::new();
+        let mut reader = TimelineReader::new(trace.last().map_or(0, |entry| entry.at.0));
         for entry in trace {
-            let at = entry.at.0;
-            match &entry.event {
-                TraceEvent::Engine(event) => match event {
-                    // The span starts when the id is taken (an abort may come before the
-                    // trigger reaches the sources) and counts from the trigger once it does.
-                    EngineEvent::TriggerStarted { checkpoint, kind } => {
-                        checkpoints.entry(checkpoint.0).or_insert(CheckpointSpan {
-                            id: checkpoint.0,
-                            savepoint: *kind == TriggerKind::Savepoint,
-                            triggered_at: at,
-                            ended_at: None,
-                            ending: Ending::Pending,
-                            alignment_max: None,
-                            snapshots: 0,
-                            state_bytes: 0,
-                            in_flight_records: 0,
-                            in_flight_bytes: 0,
-                        });
-                    }
-                    EngineEvent::CheckpointTriggered { checkpoint }
-                    | EngineEvent::SavepointTriggered { checkpoint } => {
-                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
-                            span.triggered_at = at;
-                        }
-                    }
-                    EngineEvent::CheckpointCompleted { checkpoint }
-                    | EngineEvent::SavepointCompleted { checkpoint, .. } => {
-                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
-                            span.ended_at = Some(at);
-                            span.ending = Ending::Completed;
-                        }
-                    }
-                    EngineEvent::CheckpointAborted { checkpoint, reason } => {
-                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
-                            if span.ending == Ending::Pending {
-                                span.ended_at = Some(at);
-                                span.ending = Ending::Aborted(format!("{reason:?}"));
-                            }
-                        }
-                    }
-                    EngineEvent::BarrierReceived {
-                        task,
-                        attempt,
-                        checkpoint,
-                        ..
-                    } => {
-                        first_barrier
-                            .entry((*task, *attempt, *checkpoint))
-                            .or_insert(at);
-                    }
-                    EngineEvent::InFlightRecorded {
-                        checkpoint,
-                        records,
-                        in_flight,
-                        ..
-                    } => {
-                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
-                            span.in_flight_records += records;
-                            span.in_flight_bytes += channel_state_bytes(in_flight);
-                        }
-                    }
-                    EngineEvent::SnapshotTaken {
-                        task,
-                        attempt,
-                        checkpoint,
-                        state,
-                    } => {
-                        let aligned_from = first_barrier.remove(&(*task, *attempt, *checkpoint));
-                        if let Some(span) = checkpoints.get_mut(&checkpoint.0) {
-                            span.snapshots += 1;
-                            span.state_bytes +=
-                                codec::encode(Kind::TaskSnapshot, state).len() as u64;
-                            if let Some(from) = aligned_from {
-                                let took = at - from;
-                                span.alignment_max =
-                                    Some(span.alignment_max.map_or(took, |max| max.max(took)));
-                            }
-                        }
-                        if let Some(from) = aligned_from.filter(|&from| from < at) {
-                            timeline.alignments.push(Alignment {
-                                task: task.to_string(),
-                                checkpoint: checkpoint.0,
-                                from,
-                                to: at,
-                            });
-                        }
-                    }
-                    EngineEvent::Failover { cause } => timeline.recoveries.push(Recovery {
-                        failed_at: at,
-                        cause: cause.clone(),
-                        restored: None,
-                        running_at: None,
-                    }),
-                    EngineEvent::Deployed { restored, .. } => {
-                        if let Some(recovery) = timeline.recoveries.last_mut() {
-                            if recovery.running_at.is_none() {
-                                recovery.restored = restored.map(|id| id.0);
-                            }
-                        }
-                    }
-                    // A JobManager starting (over) has no pending checkpoints.
-                    EngineEvent::JobStatus {
-                        status: JobStatus::Initializing,
-                        ..
-                    } => end_pending(&mut checkpoints, at, "JobManager started over"),
-                    EngineEvent::JobStatus {
-                        status: JobStatus::Running,
-                        ..
-                    } => {
-                        if let Some(recovery) = timeline.recoveries.last_mut() {
-                            recovery.running_at.get_or_insert(at);
-                        }
-                    }
-                    _ => {}
-                },
-                TraceEvent::Crash => {
-                    // A JobManager that dies takes its pending checkpoints with it (no abort
-                    // is traced): they end here.
-                    if entry.node == Address::JobManager {
-                        end_pending(&mut checkpoints, at, "JobManager crashed");
-                    }
-                    let node = entry.node.to_string();
-                    down.insert(node.clone(), timeline.downtimes.len());
-                    timeline.downtimes.push(Downtime {
-                        node,
-                        from: at,
-                        to: None,
-                    });
+            reader.see(entry);
+        }
+        reader.finish()
+    }
+}
+
+/// A timeline being read off a trace, with what it takes to pair events up (a trigger and its
+/// end, a barrier and the snapshot, a crash and the restart); one method per event kind.
+struct TimelineReader {
+    timeline: Timeline,
+    checkpoints: BTreeMap<u64, CheckpointSpan>,
+    /// (task, attempt, checkpoint) → first barrier's arrival.
+    first_barrier: BTreeMap<(TaskId, Attempt, CheckpointId), u64>,
+    /// Each node down → its entry in `timeline.downtimes`.
+    down: BTreeMap<String, usize>,
+}
+
+impl TimelineReader {
+    /// A reader of a trace whose last entry is at `end`.
+    fn new(end: u64) -> Self {
+        TimelineReader {
+            timeline: Timeline {
+                end,
+                ..Timeline::default()
+            },
+            checkpoints: BTreeMap::new(),
+            first_barrier: BTreeMap::new(),
+            down: BTreeMap::new(),
+        }
+    }
+
+    fn see(&mut self, entry: &TraceEntry) {
+        let at = entry.at.0;
+        match &entry.event {
+            TraceEvent::Engine(event) => self.see_engine(event, at),
+            TraceEvent::Crash => self.crash(entry.node, at),
+            TraceEvent::Restart => {
+                if let Some(index) = self.down.remove(&entry.node.to_string()) {
+                    self.timeline.downtimes[index].to = Some(at);
                 }
-                TraceEvent::Restart => {
-                    if let Some(index) = down.remove(&entry.node.to_string()) {
-                        timeline.downtimes[index].to = Some(at);
+            }
+            TraceEvent::Fault(fault) => {
+                if let Some(label) = fault_label(fault) {
+                    self.timeline.faults.push(FaultMark { at, label });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The events of checkpoints and their snapshots; the others go to `see_job`.
+    fn see_engine(&mut self, event: &EngineEvent, at: u64) {
+        match event {
+            // The span starts when the id is taken (an abort may come before the
+            // trigger reaches the sources) and counts from the trigger once it does.
+            EngineEvent::TriggerStarted { checkpoint, kind } => {
+                self.checkpoints
+                    .entry(checkpoint.0)
+                    .or_insert_with(|| CheckpointSpan::started(checkpoint.0, *kind, at));
+            }
+            EngineEvent::CheckpointTriggered { checkpoint }
+            | EngineEvent::SavepointTriggered { checkpoint } => {
+                if let Some(span) = self.checkpoints.get_mut(&checkpoint.0) {
+                    span.triggered_at = at;
+                }
+            }
+            EngineEvent::CheckpointCompleted { checkpoint }
+            | EngineEvent::SavepointCompleted { checkpoint, .. } => {
+                if let Some(span) = self.checkpoints.get_mut(&checkpoint.0) {
+                    span.ended_at = Some(at);
+                    span.ending = Ending::Completed;
+                }
+            }
+            EngineEvent::CheckpointAborted { checkpoint, reason } => {
+                if let Some(span) = self.checkpoints.get_mut(&checkpoint.0) {
+                    if span.ending == Ending::Pending {
+                        span.ended_at = Some(at);
+                        span.ending = Ending::Aborted(format!("{reason:?}"));
                     }
                 }
-                TraceEvent::Fault(fault) => {
-                    if let Some(label) = fault_label(fault) {
-                        timeline.faults.push(FaultMark { at, label });
-                    }
+            }
+            EngineEvent::BarrierReceived {
+                task,
+                attempt,
+                checkpoint,
+                ..
+            } => {
+                self.first_barrier
+                    .entry((*task, *attempt, *checkpoint))
+                    .or_insert(at);
+            }
+            EngineEvent::InFlightRecorded {
+                checkpoint,
+                records,
+                in_flight,
+                ..
+            } => {
+                if let Some(span) = self.checkpoints.get_mut(&checkpoint.0) {
+                    span.in_flight_records += records;
+                    span.in_flight_bytes += channel_state_bytes(in_flight);
                 }
-                _ => {}
+            }
+            EngineEvent::SnapshotTaken {
+                task,
+                attempt,
+                checkpoint,
+                state,
+            } => self.snapshot_taken(*task, *attempt, *checkpoint, state, at),
+            _ => self.see_job(event, at),
+        }
+    }
+
+    /// A snapshot counts for its checkpoint, and ends its task's alignment.
+    fn snapshot_taken(
+        &mut self,
+        task: TaskId,
+        attempt: Attempt,
+        checkpoint: CheckpointId,
+        state: &OperatorState,
+        at: u64,
+    ) {
+        let aligned_from = self.first_barrier.remove(&(task, attempt, checkpoint));
+        if let Some(span) = self.checkpoints.get_mut(&checkpoint.0) {
+            span.snapshots += 1;
+            span.state_bytes += codec::encode(Kind::TaskSnapshot, state).len() as u64;
+            if let Some(from) = aligned_from {
+                let took = at - from;
+                span.alignment_max = Some(span.alignment_max.map_or(took, |max| max.max(took)));
             }
         }
-        timeline.checkpoints = checkpoints.into_values().collect();
-        timeline
+        if let Some(from) = aligned_from.filter(|&from| from < at) {
+            self.timeline.alignments.push(Alignment {
+                task: task.to_string(),
+                checkpoint: checkpoint.0,
+                from,
+                to: at,
+            });
+        }
+    }
+
+    /// The job's failovers, deployments and status.
+    fn see_job(&mut self, event: &EngineEvent, at: u64) {
+        match event {
+            EngineEvent::Failover { cause } => self.timeline.recoveries.push(Recovery {
+                failed_at: at,
+                cause: cause.clone(),
+                restored: None,
+                running_at: None,
+            }),
+            EngineEvent::Deployed { restored, .. } => {
+                if let Some(recovery) = self.timeline.recoveries.last_mut() {
+                    if recovery.running_at.is_none() {
+                        recovery.restored = restored.map(|id| id.0);
+                    }
+                }
+            }
+            // A JobManager starting (over) has no pending checkpoints.
+            EngineEvent::JobStatus {
+                status: JobStatus::Initializing,
+                ..
+            } => end_pending(&mut self.checkpoints, at, "JobManager started over"),
+            EngineEvent::JobStatus {
+                status: JobStatus::Running,
+                ..
+            } => {
+                if let Some(recovery) = self.timeline.recoveries.last_mut() {
+                    recovery.running_at.get_or_insert(at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn crash(&mut self, node: Address, at: u64) {
+        // A JobManager that dies takes its pending checkpoints with it (no abort
+        // is traced): they end here.
+        if node == Address::JobManager {
+            end_pending(&mut self.checkpoints, at, "JobManager crashed");
+        }
+        let node = node.to_string();
+        self.down
+            .insert(node.clone(), self.timeline.downtimes.len());
+        self.timeline.downtimes.push(Downtime {
+            node,
+            from: at,
+            to: None,
+        });
+    }
+
+    fn finish(mut self) -> Timeline {
+        self.timeline.checkpoints = self.checkpoints.into_values().collect();
+        self.timeline
+    }
+}
+
+impl CheckpointSpan {
+    /// A checkpoint (or savepoint) whose id was just taken, pending.
+    fn started(id: u64, kind: TriggerKind, at: u64) -> Self {
+        CheckpointSpan {
+            id,
+            savepoint: kind == TriggerKind::Savepoint,
+            triggered_at: at,
+            ended_at: None,
+            ending: Ending::Pending,
+            alignment_max: None,
+            snapshots: 0,
+            state_bytes: 0,
+            in_flight_records: 0,
+            in_flight_bytes: 0,
+        }
     }
 }
 

@@ -15,7 +15,6 @@ use std::time::Duration;
 /// What `snapsim bench` measures (`bench --json` writes it; `bench --compare` reads it back).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
-    /// The scenario.
     pub scenario: String,
     /// Seeds per repeat.
     pub seeds: u64,

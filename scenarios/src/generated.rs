@@ -48,7 +48,6 @@ pub enum Shape {
 /// A generated job: its shape, sizes and checkpoint options.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobParams {
-    /// The shape.
     pub shape: Shape,
     /// The aggregate function (aggregate and window shapes).
     pub aggregate: AggregateFn,
@@ -90,7 +89,6 @@ pub struct JobParams {
 pub enum Episode {
     /// A node crashes at `at` and restarts `down_ticks` later.
     Crash {
-        /// The node.
         node: Address,
         /// When.
         at: u64,
@@ -214,7 +212,6 @@ impl Episode {
 /// A generated case: job, fault episodes and the seed of workload and timing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
-    /// The job.
     pub job: JobParams,
     /// The adversary, in the safety phase.
     pub episodes: Vec<Episode>,

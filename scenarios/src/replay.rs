@@ -19,9 +19,7 @@ use thiserror::Error;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioRun {
-    /// The scenario.
     pub scenario: String,
-    /// The seed.
     pub seed: u64,
     /// A fault profile instead of the scenario's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +130,6 @@ impl Replayable {
 pub struct CaseFile {
     /// The commit of the build (`git describe`), so a replay can tell it runs another build.
     pub commit: String,
-    /// The case.
     pub case: Replayable,
     /// Seeded bugs switched on (names).
     #[serde(default)]

@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 /// What a scenario draws from a seed.
 pub struct Setup {
-    /// The job.
     pub job: JobGraph,
-    /// The cluster.
     pub cluster: ClusterConfig,
     /// The adversary.
     pub schedule: FaultSchedule,

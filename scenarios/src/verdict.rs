@@ -89,11 +89,8 @@ pub struct Stats {
 /// The outcome of one run of a scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
-    /// The scenario.
     pub scenario: String,
-    /// The seed.
     pub seed: u64,
-    /// The verdict.
     pub verdict: Verdict,
     /// Violated properties (empty when passed).
     pub violations: Vec<Violation>,

@@ -71,26 +71,20 @@ pub struct DiskFaults {
 pub enum DiskError {
     /// No such file.
     #[error("no file {path}")]
-    NotFound {
-        /// The path.
-        path: String,
-    },
+    NotFound { path: String },
     /// An injected I/O error.
     #[error("EIO on {op:?} of {path}")]
     Io {
         /// The operation.
         op: DiskOp,
-        /// The path.
         path: String,
     },
     /// The node's capacity would be exceeded.
     #[error("ENOSPC appending {bytes} bytes to {path}: capacity {capacity} bytes, {used} used")]
     NoSpace {
-        /// The path.
         path: String,
         /// The bytes refused.
         bytes: u64,
-        /// The capacity.
         capacity: u64,
         /// Bytes in use.
         used: u64,

@@ -88,7 +88,6 @@ pub enum Fault {
     },
     /// For a while, the node takes this long to handle each input (a slow operator).
     SlowNode {
-        /// The node.
         node: Address,
         /// Time per input, in ms.
         per_input_ticks: u64,
@@ -110,10 +109,7 @@ pub enum Fault {
         path_contains: String,
     },
     /// The storage node loses every file under the prefix.
-    LoseFiles {
-        /// The path prefix.
-        path_prefix: String,
-    },
+    LoseFiles { path_prefix: String },
     /// A client asks the JobManager for a savepoint (lost if the JobManager is down).
     TriggerSavepoint,
     /// A client cancels the job (lost if the JobManager is down).

@@ -28,6 +28,7 @@ use snapsim_core::messages::{Address, Message};
 use snapsim_core::probes::{self, ProbeSet};
 use snapsim_core::sink::{CommittedRecord, SinkAnomaly, TransactionId};
 use snapsim_core::trace::JobStatus;
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,7 +54,6 @@ pub enum RunEnd {
 /// What a run produced.
 #[derive(Clone, Debug)]
 pub struct RunResult {
-    /// The seed.
     pub seed: u64,
     /// How it ended.
     pub end: RunEnd,
@@ -91,21 +91,7 @@ pub fn run(config: RunConfig) -> RunResult {
     let seed = config.seed;
     let before = config.after.clone();
     let (crash_requests, crash_requested) = mpsc::unbounded();
-    let world: SharedWorld = Arc::new(Mutex::new(World {
-        trace: before.as_ref().map(|b| b.trace.clone()).unwrap_or_default(),
-        sink: before.as_ref().map(|b| b.sink.clone()).unwrap_or_default(),
-        status: None,
-        down: BTreeSet::new(),
-        slow_links: BTreeMap::new(),
-        losing_rpcs: BTreeMap::new(),
-        slow_nodes: BTreeMap::new(),
-        crash_triggers: Vec::new(),
-        crash_requests,
-        network_rng: SimRng::new(config.seed, Stream::Network),
-        inputs: 0,
-        inputs_max: config.inputs_max,
-        inboxes: BTreeMap::new(),
-    }));
+    let world = new_world(&config, crash_requests);
     let shared = world.clone();
     let thread = std::thread::Builder::new()
         .name(format!("snapsim-seed-{seed}"))
@@ -134,24 +120,54 @@ pub fn run(config: RunConfig) -> RunResult {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (ended, probes) = match joined {
         Ok(ended) => ended,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic without a message".to_string());
-            let last = world.trace.last().map_or(0, |entry| entry.at.0);
-            let ended = Ended {
-                end: RunEnd::Panicked(message),
-                virtual_ticks: last,
-                files: Vec::new(),
-                settled_at: Tick(last),
-                durable: None,
-            };
-            (ended, ProbeSet::default())
-        }
+        Err(panic) => (panicked(panic.as_ref(), &world), ProbeSet::default()),
     };
     let probes = before.map_or(probes, |b| b.probes.union(probes));
+    run_result(seed, ended, probes, &world)
+}
+
+/// The world a run starts in: empty, or what the run it follows left (its trace and sink).
+fn new_world(
+    config: &RunConfig,
+    crash_requests: mpsc::UnboundedSender<(Address, u64)>,
+) -> SharedWorld {
+    let before = config.after.as_ref();
+    Arc::new(Mutex::new(World {
+        trace: before.map(|b| b.trace.clone()).unwrap_or_default(),
+        sink: before.map(|b| b.sink.clone()).unwrap_or_default(),
+        status: None,
+        down: BTreeSet::new(),
+        slow_links: BTreeMap::new(),
+        losing_rpcs: BTreeMap::new(),
+        slow_nodes: BTreeMap::new(),
+        crash_triggers: Vec::new(),
+        crash_requests,
+        network_rng: SimRng::new(config.seed, Stream::Network),
+        inputs: 0,
+        inputs_max: config.inputs_max,
+        inboxes: BTreeMap::new(),
+    }))
+}
+
+/// How a run whose thread panicked ended: at its last trace entry, with the panic's message.
+fn panicked(panic: &(dyn Any + Send), world: &World) -> Ended {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic without a message".to_string());
+    let last = world.trace.last().map_or(0, |entry| entry.at.0);
+    Ended {
+        end: RunEnd::Panicked(message),
+        virtual_ticks: last,
+        files: Vec::new(),
+        settled_at: Tick(last),
+        durable: None,
+    }
+}
+
+/// The result of a run that ended as `ended`, reached `probes` and left `world`.
+fn run_result(seed: u64, ended: Ended, probes: ProbeSet, world: &World) -> RunResult {
     let handover = ended.durable.map(|files| {
         Arc::new(Handover {
             trace: world.trace.clone(),
@@ -253,11 +269,34 @@ impl Adversary {
     }
 
     fn apply(&mut self, fault: Fault) {
-        let now = self.clock.now();
-        let storage = self.nodes[&Address::Storage];
         match &fault {
             Fault::Crash(address) => return self.crash(*address),
             Fault::Restart(address) => return self.restart(*address),
+            Fault::ClogLink { .. }
+            | Fault::UnclogLink { .. }
+            | Fault::Partition { .. }
+            | Fault::HealPartition { .. }
+            | Fault::ClogNode(_)
+            | Fault::UnclogNode(_) => self.clog(&fault),
+            Fault::SlowLink { .. } | Fault::LoseCheckpointRpcs { .. } | Fault::SlowNode { .. } => {
+                self.slow_down(&fault)
+            }
+            Fault::DiskFaults(_)
+            | Fault::FailNextDiskOp { .. }
+            | Fault::CorruptNextRead { .. }
+            | Fault::LoseFiles { .. }
+            | Fault::CrashOnWrite { .. } => self.break_storage(&fault),
+            Fault::TriggerSavepoint => self.client_command(Message::TriggerSavepoint),
+            Fault::CancelJob => self.client_command(Message::CancelJob),
+        }
+        let node = fault.addresses()[0];
+        self.trace(node, TraceEvent::Fault(fault));
+        self.trace_disk();
+    }
+
+    /// Applies a fault that clogs or unclogs links or nodes in madsim's network.
+    fn clog(&mut self, fault: &Fault) {
+        match fault {
             &Fault::ClogLink { from, to } => self.clog_link(from, to, true),
             &Fault::UnclogLink { from, to } => self.clog_link(from, to, false),
             &Fault::Partition { a, b } => {
@@ -276,7 +315,16 @@ impl Adversary {
                 NetSim::current().unclog_node(self.nodes[address]);
                 self.clogged_nodes.remove(address);
             }
-            &Fault::SlowLink {
+            _ => unreachable!("{fault:?} does not clog the network"),
+        }
+    }
+
+    /// Applies a fault that slows links or nodes down, or loses RPCs, for a while: the world
+    /// holds it and the nodes look it up.
+    fn slow_down(&self, fault: &Fault) {
+        let now = self.clock.now();
+        match *fault {
+            Fault::SlowLink {
                 from,
                 to,
                 extra_ticks,
@@ -288,7 +336,7 @@ impl Adversary {
                 };
                 lock(&self.world).slow_links.insert((from, to), slow);
             }
-            &Fault::LoseCheckpointRpcs {
+            Fault::LoseCheckpointRpcs {
                 from,
                 to,
                 for_ticks,
@@ -296,7 +344,7 @@ impl Adversary {
                 let until = now.after(for_ticks);
                 lock(&self.world).losing_rpcs.insert((from, to), until);
             }
-            &Fault::SlowNode {
+            Fault::SlowNode {
                 node,
                 per_input_ticks,
                 for_ticks,
@@ -307,6 +355,14 @@ impl Adversary {
                 };
                 lock(&self.world).slow_nodes.insert(node, slow);
             }
+            _ => unreachable!("{fault:?} does not slow anything down"),
+        }
+    }
+
+    /// Applies a fault of the storage node's disk, or arms a crash on a write.
+    fn break_storage(&self, fault: &Fault) {
+        let storage = self.nodes[&Address::Storage];
+        match fault {
             Fault::DiskFaults(faults) => self.disk.set_faults(storage, faults.clone()),
             Fault::FailNextDiskOp { op, path_contains } => {
                 self.disk.fail_next(storage, *op, path_contains.clone())
@@ -315,8 +371,6 @@ impl Adversary {
                 self.disk.corrupt_next_read(storage, path_contains.clone())
             }
             Fault::LoseFiles { path_prefix } => self.disk.lose(storage, path_prefix),
-            Fault::TriggerSavepoint => self.client_command(Message::TriggerSavepoint),
-            Fault::CancelJob => self.client_command(Message::CancelJob),
             Fault::CrashOnWrite {
                 path_contains,
                 moment,
@@ -328,10 +382,8 @@ impl Adversary {
                 node: *node,
                 down_ticks: *down_ticks,
             }),
+            _ => unreachable!("{fault:?} does not touch storage"),
         }
-        let node = fault.addresses()[0];
-        self.trace(node, TraceEvent::Fault(fault));
-        self.trace_disk();
     }
 
     /// A client's command to the JobManager; lost while it is down.
@@ -390,6 +442,58 @@ async fn supervise(
     }
     let disk = SimDisk::current();
     disk.seed(config.seed);
+    let adversary = start_nodes(&config, &world, &handle, &disk, clock);
+    let storage = adversary.nodes[&Address::Storage];
+    if let Some(before) = &config.after {
+        // Before any node runs: the files are there when the storage node serves its first.
+        disk.install(storage, &before.files);
+    }
+    disk.set_faults(storage, config.schedule.disk.clone());
+    let mut supervisor = Supervisor::new(adversary, &config, offset);
+    let (end, virtual_ticks) = loop {
+        let now = clock.now();
+        let (status, inputs) = {
+            let world = lock(&world);
+            (world.status, world.inputs)
+        };
+        if let Some(end) = supervisor.run_end(now, status, inputs, config.inputs_max) {
+            break end;
+        }
+        supervisor.apply_faults_due(now);
+        let wake = supervisor.wake_at(now);
+        let wait = clock.instant(wake).saturating_duration_since(virtual_now());
+        if let Ok(Some((address, down_ticks))) = timeout(wait, crash_requested.next()).await {
+            supervisor.crash_requested(address, down_ticks);
+        }
+    };
+    let files = disk.files(storage);
+    let settled_at = clock.now();
+    let durable = config.hands_over.then(|| disk.durable_files(storage));
+    // madsim does not drop the tasks of a runtime when the runtime is dropped, so every node's
+    // state and the world they share would outlive the run (a sweep grew ~650 KB per run).
+    // Killed, the nodes' tasks are dropped the next time the executor runs.
+    for &id in supervisor.adversary.nodes.values() {
+        handle.kill(id);
+    }
+    madsim::time::sleep(Duration::from_millis(1)).await;
+    Ended {
+        end,
+        virtual_ticks,
+        files,
+        settled_at,
+        durable,
+    }
+}
+
+/// Creates the cluster's nodes (storage, sink system, JobManager, then the TaskManagers) and
+/// the adversary that knows them.
+fn start_nodes(
+    config: &RunConfig,
+    world: &SharedWorld,
+    handle: &Handle,
+    disk: &Arc<SimDisk>,
+    clock: Clock,
+) -> Adversary {
     let mut addresses = vec![Address::Storage, Address::SinkSystem, Address::JobManager];
     addresses.extend(config.cluster.task_manager_ids().map(Address::TaskManager));
     let mut adversary = Adversary {
@@ -403,100 +507,120 @@ async fn supervise(
         clock,
     };
     for &address in &addresses {
-        let id = nodes::create(&handle, address, &config, clock, world.clone());
+        let id = nodes::create(handle, address, config, clock, world.clone());
         adversary.nodes.insert(address, id);
         adversary.addresses.insert(id, address);
     }
-    let storage = adversary.nodes[&Address::Storage];
-    if let Some(before) = &config.after {
-        // Before any node runs: the files are there when the storage node serves its first.
-        disk.install(storage, &before.files);
+    adversary
+}
+
+/// The supervisor's loop state: the adversary, the faults due and the phase of the run.
+struct Supervisor {
+    adversary: Adversary,
+    /// Faults due, by time then by order of arrival (scheduled first, then triggered restarts).
+    due: BTreeMap<(Tick, u64), Fault>,
+    /// The order of arrival the next triggered restart gets.
+    order: u64,
+    heal_at: Tick,
+    deadline: Tick,
+    healed: bool,
+    /// When the job ended, and how.
+    ended: Option<(JobStatus, Tick)>,
+}
+
+impl Supervisor {
+    /// Schedules `config`'s faults, their times counted from `offset`.
+    fn new(adversary: Adversary, config: &RunConfig, offset: u64) -> Self {
+        let mut due: BTreeMap<(Tick, u64), Fault> = BTreeMap::new();
+        for (order, event) in config.schedule.events.iter().enumerate() {
+            due.insert((event.at.after(offset), order as u64), event.fault.clone());
+        }
+        let order = due.len() as u64;
+        Supervisor {
+            adversary,
+            due,
+            order,
+            heal_at: config.schedule.heal_at.after(offset),
+            deadline: config.schedule.deadline().after(offset),
+            healed: false,
+            ended: None,
+        }
     }
-    disk.set_faults(storage, config.schedule.disk.clone());
-    // Faults due, by time then by order of arrival (scheduled first, then triggered restarts).
-    let mut due: BTreeMap<(Tick, u64), Fault> = BTreeMap::new();
-    for (order, event) in config.schedule.events.iter().enumerate() {
-        due.insert((event.at.after(offset), order as u64), event.fault.clone());
+
+    /// Drops the faults still due and undoes those applied.
+    fn heal(&mut self) {
+        self.healed = true;
+        self.due.clear();
+        self.adversary.heal();
     }
-    let mut order = due.len() as u64;
-    let heal_at = config.schedule.heal_at.after(offset);
-    let deadline = config.schedule.deadline().after(offset);
-    let mut healed = false;
-    // When the job ended, and how.
-    let mut ended: Option<(JobStatus, Tick)> = None;
-    let files = |disk: &SimDisk| disk.files(storage);
-    let (end, virtual_ticks, files) = loop {
-        let now = clock.now();
-        let (status, inputs) = {
-            let world = lock(&world);
-            (world.status, world.inputs)
-        };
-        if let (None, Some(status)) = (ended, status.filter(|s| s.is_terminal())) {
-            ended = Some((status, now));
+
+    /// Notes the job's end from its `status`, and says how the run ends if it ends `now`: the
+    /// job's clean-up settled, the deadline passed, or the nodes handled too many `inputs`.
+    fn run_end(
+        &mut self,
+        now: Tick,
+        status: Option<JobStatus>,
+        inputs: u64,
+        inputs_max: u64,
+    ) -> Option<(RunEnd, u64)> {
+        if let (None, Some(status)) = (self.ended, status.filter(|s| s.is_terminal())) {
+            self.ended = Some((status, now));
             // The adversary stops with the job: its clean-up is judged in a healthy world.
-            if !healed {
-                healed = true;
-                due.clear();
-                adversary.heal();
+            if !self.healed {
+                self.heal();
             }
         }
-        if let Some((status, at)) = ended {
+        if let Some((status, at)) = self.ended {
             if now >= at.after(SETTLE_TICKS) {
-                break (RunEnd::Terminated(status), at.0, files(&disk));
+                return Some((RunEnd::Terminated(status), at.0));
             }
-        } else if now >= deadline {
-            break (RunEnd::TimedOut, now.0, files(&disk));
+        } else if now >= self.deadline {
+            return Some((RunEnd::TimedOut, now.0));
         }
-        if inputs > config.inputs_max {
-            break (RunEnd::InputLimit(config.inputs_max), now.0, files(&disk));
+        if inputs > inputs_max {
+            return Some((RunEnd::InputLimit(inputs_max), now.0));
         }
-        if !healed && now >= heal_at {
-            healed = true;
-            due.clear();
-            adversary.heal();
+        None
+    }
+
+    /// Heals at heal time, and applies every fault due by `now`.
+    fn apply_faults_due(&mut self, now: Tick) {
+        if !self.healed && now >= self.heal_at {
+            self.heal();
         }
-        while let Some(entry) = due.first_entry() {
+        while let Some(entry) = self.due.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let fault = entry.remove();
-            adversary.apply(fault);
+            self.adversary.apply(fault);
         }
-        let end = ended.map_or(deadline, |(_, at)| at.after(SETTLE_TICKS));
+    }
+
+    /// When the supervisor next looks: at the next poll, fault due, heal time or end.
+    fn wake_at(&self, now: Tick) -> Tick {
+        let end = self
+            .ended
+            .map_or(self.deadline, |(_, at)| at.after(SETTLE_TICKS));
         let mut wake = now.after(SUPERVISOR_POLL_TICKS).min(end);
-        if let Some(((at, _), _)) = due.first_key_value() {
+        if let Some(((at, _), _)) = self.due.first_key_value() {
             wake = wake.min(*at);
         }
-        if !healed {
-            wake = wake.min(heal_at);
+        if !self.healed {
+            wake = wake.min(self.heal_at);
         }
-        let wait = clock.instant(wake).saturating_duration_since(virtual_now());
-        if let Ok(Some((address, down_ticks))) = timeout(wait, crash_requested.next()).await {
-            // Triggers are cleared at heal time; a request already on its way is dropped too.
-            if !healed {
-                adversary.crash(address);
-                due.insert(
-                    (clock.now().after(down_ticks), order),
-                    Fault::Restart(address),
-                );
-                order += 1;
-            }
-        }
-    };
-    let settled_at = clock.now();
-    let durable = config.hands_over.then(|| disk.durable_files(storage));
-    // madsim does not drop the tasks of a runtime when the runtime is dropped, so every node's
-    // state and the world they share would outlive the run (a sweep grew ~650 KB per run).
-    // Killed, the nodes' tasks are dropped the next time the executor runs.
-    for &id in adversary.nodes.values() {
-        handle.kill(id);
+        wake
     }
-    madsim::time::sleep(Duration::from_millis(1)).await;
-    Ended {
-        end,
-        virtual_ticks,
-        files,
-        settled_at,
-        durable,
+
+    /// A crash trigger fired: crashes `address` now and restarts it `down_ticks` later.
+    fn crash_requested(&mut self, address: Address, down_ticks: u64) {
+        // Triggers are cleared at heal time; a request already on its way is dropped too.
+        if !self.healed {
+            self.adversary.crash(address);
+            let restart_at = self.adversary.clock.now().after(down_ticks);
+            self.due
+                .insert((restart_at, self.order), Fault::Restart(address));
+            self.order += 1;
+        }
     }
 }

@@ -5,8 +5,6 @@
 //! kill and restart), injects faults, records the trace and checks the result. A run is a pure
 //! function of (run config, seed, build).
 
-#![deny(missing_docs)]
-
 pub mod check;
 pub mod disk;
 pub mod faults;

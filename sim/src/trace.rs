@@ -52,12 +52,7 @@ pub enum StorageEvent {
         path: String,
     },
     /// An operation failed.
-    Failed {
-        /// The operation.
-        operation: String,
-        /// The error.
-        error: String,
-    },
+    Failed { operation: String, error: String },
     /// A crash or a loss changed the disk.
     Disk(DiskEvent),
 }
@@ -67,9 +62,7 @@ pub enum StorageEvent {
 pub struct TraceEntry {
     /// Virtual time.
     pub at: Tick,
-    /// The node.
     pub node: Address,
-    /// The event.
     pub event: TraceEvent,
 }
 

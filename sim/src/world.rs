@@ -27,7 +27,6 @@ pub struct RunConfig {
     pub seed: u64,
     /// The job.
     pub plan: Arc<ExecutionPlan>,
-    /// The cluster.
     pub cluster: ClusterConfig,
     /// The adversary: faults in the safety phase, then the liveness bound.
     pub schedule: FaultSchedule,

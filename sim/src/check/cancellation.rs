@@ -13,14 +13,13 @@ use std::collections::BTreeMap;
 /// cancellation marker before anything for a later checkpoint. A task that declines without a
 /// marker leaves its downstream aligned on channels that wait for a barrier that never comes.
 pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
-    let name = |task: &TaskId| plan.tasks[task.index()].name.as_str();
-    // What each task of each attempt has handled: checkpoint → (how, when).
-    type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
-    let mut handled: BTreeMap<(Attempt, TaskId), Handled> = BTreeMap::new();
-    // The newest checkpoint each channel delivered a barrier or marker for.
-    let mut delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId> = BTreeMap::new();
-    let mut messages = Vec::new();
-    let mut first_at = None;
+    let mut check = CancellationCheck {
+        plan,
+        handled: BTreeMap::new(),
+        delivered: BTreeMap::new(),
+        messages: Vec::new(),
+        first_at: None,
+    };
     for entry in trace {
         let TraceEvent::Engine(event) = &entry.event else {
             continue;
@@ -61,39 +60,72 @@ pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
                     EngineEvent::BarrierReceived { .. } => "barrier",
                     _ => "cancellation marker",
                 };
-                let last = delivered
-                    .entry((*attempt, *task, *channel))
-                    .or_insert(CheckpointId(0));
-                let upstream = handled.get(&(*attempt, *from));
-                // A task may forward barrier n and then abort n (subsumed, or by a marker), so
-                // a marker of n can follow n's barrier; nothing is missing then.
-                let skipped = upstream
-                    .into_iter()
-                    .filter(|_| *checkpoint > last.next())
-                    .flat_map(|h| h.range(last.next()..*checkpoint))
-                    .next();
-                if let Some((missing, (how, when))) = skipped {
-                    first_at = first_at.or(Some(entry.at));
-                    messages.push(format!(
-                        "{} got the {what} of checkpoint {checkpoint} from {} at {}, but nothing for checkpoint {missing}, which {} {how} at {when}",
-                        name(task),
-                        name(from),
-                        entry.at,
-                        name(from),
-                    ));
-                }
-                *last = (*last).max(*checkpoint);
+                let channel = (*attempt, *task, *channel);
+                check.delivered(what, channel, *from, *checkpoint, entry.at);
                 continue;
             }
             _ => continue,
         };
-        handled
+        check
+            .handled
             .entry((*attempt, *task))
             .or_default()
             .entry(*checkpoint)
             .or_insert((how, entry.at));
     }
-    summarize(Property::Cancellation, messages, first_at)
+    summarize(Property::Cancellation, check.messages, check.first_at)
+}
+
+/// What each task of each attempt has handled: checkpoint → (how, when).
+type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
+
+/// The cancellation checker's state while it walks the trace.
+struct CancellationCheck<'p> {
+    plan: &'p ExecutionPlan,
+    handled: BTreeMap<(Attempt, TaskId), Handled>,
+    /// The newest checkpoint each channel delivered a barrier or marker for.
+    delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId>,
+    messages: Vec<String>,
+    first_at: Option<Tick>,
+}
+
+impl CancellationCheck<'_> {
+    /// `channel` (attempt, receiving task, channel index) delivered `what` (a barrier or a
+    /// cancellation marker) of `checkpoint` from `from`: flags a checkpoint in between that
+    /// `from` handled and the channel delivered nothing for.
+    fn delivered(
+        &mut self,
+        what: &str,
+        channel: (Attempt, TaskId, ChannelIndex),
+        from: TaskId,
+        checkpoint: CheckpointId,
+        at: Tick,
+    ) {
+        let plan = self.plan;
+        let name = |task: &TaskId| plan.tasks[task.index()].name.as_str();
+        let (attempt, task, _) = channel;
+        let last = self.delivered.entry(channel).or_insert(CheckpointId(0));
+        let upstream = self.handled.get(&(attempt, from));
+        // A task may forward barrier n and then abort n (subsumed, or by a marker), so
+        // a marker of n can follow n's barrier; nothing is missing then.
+        let skipped = upstream
+            .into_iter()
+            .filter(|_| checkpoint > last.next())
+            .flat_map(|h| h.range(last.next()..checkpoint))
+            .next();
+        if let Some((missing, (how, when))) = skipped {
+            self.first_at = self.first_at.or(Some(at));
+            let message = format!(
+                "{} got the {what} of checkpoint {checkpoint} from {} at {}, but nothing for checkpoint {missing}, which {} {how} at {when}",
+                name(&task),
+                name(&from),
+                at,
+                name(&from),
+            );
+            self.messages.push(message);
+        }
+        *last = (*last).max(checkpoint);
+    }
 }
 
 /// Cancellation markers reach every downstream task.

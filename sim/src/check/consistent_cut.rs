@@ -66,41 +66,60 @@ pub fn consistent_cut(
             continue;
         };
         let before = messages.len();
-        let mut cut = Cut::new();
-        for (task, state) in snapshots {
-            if let OperatorState::Source { offsets } = state {
-                let source = plan.tasks[task.index()].operator;
-                cut.extend(offsets.iter().map(|(p, o)| ((source, *p), *o)));
-            }
-        }
-        let by_operator = group_by_operator(plan, snapshots);
         let no_records = BTreeMap::new();
         let recorded = in_flight.get(&checkpoint).unwrap_or(&no_records);
-        for (operator, states) in by_operator {
-            let Some(want) = model.state_at(operator, &cut) else {
-                continue;
-            };
-            let name = model.operator_name(operator);
-            let context = format!("{checkpoint} {name} ({operator})");
-            let mut found = union_of_states(&states);
-            let flying = InFlightToward {
-                operator,
-                plan,
-                model,
-                cut: &cut,
-            };
-            let folded = flying.fold_into(&mut found, recorded, &context, &mut messages);
-            let context = match folded {
-                0 => context,
-                n => format!("{context}, its state plus {n} in-flight records"),
-            };
-            compare_cut(&context, &found, &want, &mut messages);
-        }
+        check_checkpoint(checkpoint, snapshots, recorded, plan, model, &mut messages);
         if messages.len() > before {
             first_at = first_at.or(Some(entry.at));
         }
     }
     summarize(Property::ConsistentCut, messages, first_at)
+}
+
+/// Checks one completed checkpoint: each order-free keyed operator's state, with the in-flight
+/// records `recorded` on their way to it, is the model's at the sources' offsets in `snapshots`.
+fn check_checkpoint(
+    checkpoint: CheckpointId,
+    snapshots: &BTreeMap<TaskId, &OperatorState>,
+    recorded: &BTreeMap<TaskId, Vec<&Record>>,
+    plan: &ExecutionPlan,
+    model: &ReferenceModel,
+    messages: &mut Vec<String>,
+) {
+    let cut = source_cut(plan, snapshots);
+    let by_operator = group_by_operator(plan, snapshots);
+    for (operator, states) in by_operator {
+        let Some(want) = model.state_at(operator, &cut) else {
+            continue;
+        };
+        let name = model.operator_name(operator);
+        let context = format!("{checkpoint} {name} ({operator})");
+        let mut found = union_of_states(&states);
+        let flying = InFlightToward {
+            operator,
+            plan,
+            model,
+            cut: &cut,
+        };
+        let folded = flying.fold_into(&mut found, recorded, &context, messages);
+        let context = match folded {
+            0 => context,
+            n => format!("{context}, its state plus {n} in-flight records"),
+        };
+        compare_cut(&context, &found, &want, messages);
+    }
+}
+
+/// The checkpoint's cut: each source partition's offset in the sources' snapshots.
+fn source_cut(plan: &ExecutionPlan, snapshots: &BTreeMap<TaskId, &OperatorState>) -> Cut {
+    let mut cut = Cut::new();
+    for (task, state) in snapshots {
+        if let OperatorState::Source { offsets } = state {
+            let source = plan.tasks[task.index()].operator;
+            cut.extend(offsets.iter().map(|(p, o)| ((source, *p), *o)));
+        }
+    }
+    cut
 }
 
 fn group_by_operator<'a>(

@@ -179,7 +179,6 @@ impl fmt::Display for Property {
 /// One violated property, with a message that names the record, key or checkpoint involved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
-    /// The property.
     pub property: Property,
     /// What exactly is wrong.
     pub message: String,

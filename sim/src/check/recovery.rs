@@ -5,7 +5,7 @@ use super::{differing_keys, fmt_opt, summarize, Property, Violation};
 use super::{Checker, JudgedRun};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointConfig;
-use snapsim_core::ids::{CheckpointId, TaskId, Tick};
+use snapsim_core::ids::{Attempt, CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::OperatorState;
@@ -28,158 +28,126 @@ struct Coordination {
 ///   `max_concurrent` pending checkpoints; a checkpoint expires at its timeout, not before,
 ///   unless all acknowledgements are in (finalization has its own storage timeouts).
 pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
-    let config: &CheckpointConfig = &plan.checkpoint;
-    let mut messages = Vec::new();
-    let mut first_at: Option<Tick> = None;
-    let mut flag = |messages: &mut Vec<String>, at: Tick, message: String| {
-        messages.push(format!("{message} (at {at})"));
-        first_at = first_at.or(Some(at));
-    };
-    let mut latest_completed: Option<CheckpointId> = None;
-    let mut persisting: BTreeSet<CheckpointId> = BTreeSet::new();
-    let mut highest_triggered: Option<CheckpointId> = None;
-    let mut triggered_at: BTreeMap<CheckpointId, Tick> = BTreeMap::new();
-    let mut life = Coordination::default();
-    let mut snapshots: BTreeMap<(TaskId, CheckpointId), &OperatorState> = BTreeMap::new();
-    let mut in_flight_recorded: BTreeMap<(TaskId, CheckpointId), u64> = BTreeMap::new();
-    // Each restore of a known snapshot: when, the task, the checkpoint, the in-flight records
-    // recorded and those restored.
-    let mut restores: Vec<(Tick, TaskId, CheckpointId, u64, u64)> = Vec::new();
-    let mut latest_restore: BTreeMap<TaskId, usize> = BTreeMap::new();
+    let mut check = RecoveryCheck::new(&plan.checkpoint);
     for entry in trace {
         let at = entry.at;
         let event = match &entry.event {
             TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
-                life = Coordination::default();
+                check.life = Coordination::default();
                 continue;
             }
             TraceEvent::Engine(event) => event,
             _ => continue,
         };
+        check.see(event, at);
+    }
+    check.finish()
+}
+
+/// Each restore of a known snapshot, kept to compare its in-flight records once the trace is
+/// over (they are restored after the state, possibly in several parts).
+struct Restore {
+    at: Tick,
+    task: TaskId,
+    checkpoint: CheckpointId,
+    /// The in-flight records the snapshot recorded.
+    recorded: u64,
+    /// Those restored so far.
+    restored: u64,
+}
+
+/// The recovery checker's state while it walks the trace, with one method per event kind.
+struct RecoveryCheck<'t> {
+    config: &'t CheckpointConfig,
+    messages: Vec<String>,
+    first_at: Option<Tick>,
+    latest_completed: Option<CheckpointId>,
+    persisting: BTreeSet<CheckpointId>,
+    highest_triggered: Option<CheckpointId>,
+    triggered_at: BTreeMap<CheckpointId, Tick>,
+    life: Coordination,
+    snapshots: BTreeMap<(TaskId, CheckpointId), &'t OperatorState>,
+    in_flight_recorded: BTreeMap<(TaskId, CheckpointId), u64>,
+    restores: Vec<Restore>,
+    /// Each task's latest entry in `restores`.
+    latest_restore: BTreeMap<TaskId, usize>,
+}
+
+impl<'t> RecoveryCheck<'t> {
+    fn new(config: &'t CheckpointConfig) -> Self {
+        RecoveryCheck {
+            config,
+            messages: Vec::new(),
+            first_at: None,
+            latest_completed: None,
+            persisting: BTreeSet::new(),
+            highest_triggered: None,
+            triggered_at: BTreeMap::new(),
+            life: Coordination::default(),
+            snapshots: BTreeMap::new(),
+            in_flight_recorded: BTreeMap::new(),
+            restores: Vec::new(),
+            latest_restore: BTreeMap::new(),
+        }
+    }
+
+    fn flag(&mut self, at: Tick, message: String) {
+        self.messages.push(format!("{message} (at {at})"));
+        self.first_at = self.first_at.or(Some(at));
+    }
+
+    /// Takes one engine event into account, flagging what it breaks.
+    fn see(&mut self, event: &'t EngineEvent, at: Tick) {
         match event {
             // A JobManager that starts over from its HA record has a new coordinator.
             EngineEvent::JobStatus {
                 status: JobStatus::Initializing,
                 ..
-            } => life = Coordination::default(),
+            } => self.life = Coordination::default(),
             EngineEvent::TriggerStarted { checkpoint, kind } => {
-                // Judged where the coordinator decides (Flink's `CheckpointRequestDecider`).
-                if *kind != TriggerKind::Savepoint
-                    && life.pending.len() >= config.max_concurrent as usize
-                {
-                    flag(
-                        &mut messages,
-                        at,
-                        format!(
-                            "{checkpoint} triggered with {} pending (max concurrent {})",
-                            life.pending.len(),
-                            config.max_concurrent
-                        ),
-                    );
-                }
-                if let (TriggerKind::Periodic, Some(last)) = (kind, life.last_completion) {
-                    if at.since(last) < config.min_pause_ticks {
-                        flag(
-                            &mut messages,
-                            at,
-                            format!(
-                                "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
-                                at.since(last),
-                                config.min_pause_ticks
-                            ),
-                        );
-                    }
-                }
-                life.pending.insert(*checkpoint, at);
+                self.trigger_started(*checkpoint, *kind, at)
             }
             EngineEvent::CheckpointTriggered { checkpoint }
-            | EngineEvent::SavepointTriggered { checkpoint } => {
-                if let Some(highest) = highest_triggered.filter(|h| checkpoint <= h) {
-                    flag(
-                        &mut messages,
-                        at,
-                        format!("{checkpoint} triggered after {highest}: ids must increase"),
-                    );
-                }
-                highest_triggered = highest_triggered.max(Some(*checkpoint));
-                triggered_at.insert(*checkpoint, at);
-            }
+            | EngineEvent::SavepointTriggered { checkpoint } => self.triggered(*checkpoint, at),
             EngineEvent::SavepointCompleted { checkpoint, .. } => {
                 // A savepoint's completion counts for the min pause too (Flink's `CheckpointRequestDecider`).
-                life.pending.remove(checkpoint);
-                life.last_completion = Some(at);
+                self.life.pending.remove(checkpoint);
+                self.life.last_completion = Some(at);
             }
             EngineEvent::CompletionPersisting { checkpoint, .. } => {
-                persisting.insert(*checkpoint);
+                self.persisting.insert(*checkpoint);
             }
-            EngineEvent::AllAcknowledged { checkpoint } => {
-                if let Some(&triggered) = triggered_at.get(checkpoint) {
-                    if at.since(triggered) > config.timeout_ticks {
-                        flag(
-                            &mut messages,
-                            at,
-                            format!(
-                                "{checkpoint} collected its last acknowledgement {} ms after its trigger (timeout {} ms)",
-                                at.since(triggered),
-                                config.timeout_ticks
-                            ),
-                        );
-                    }
-                }
-            }
+            EngineEvent::AllAcknowledged { checkpoint } => self.all_acknowledged(*checkpoint, at),
             EngineEvent::CheckpointCompleted { checkpoint } => {
-                life.pending.remove(checkpoint);
-                life.last_completion = Some(at);
-                latest_completed = latest_completed.max(Some(*checkpoint));
+                self.life.pending.remove(checkpoint);
+                self.life.last_completion = Some(at);
+                self.latest_completed = self.latest_completed.max(Some(*checkpoint));
             }
             EngineEvent::CheckpointAborted { checkpoint, reason } => {
-                life.pending.remove(checkpoint);
-                if *reason == CheckpointFailureReason::Expired {
-                    if let Some(&triggered) = triggered_at.get(checkpoint) {
-                        if at.since(triggered) < config.timeout_ticks {
-                            flag(
-                                &mut messages,
-                                at,
-                                format!(
-                                    "{checkpoint} expired {} ms after its trigger (timeout {} ms)",
-                                    at.since(triggered),
-                                    config.timeout_ticks
-                                ),
-                            );
-                        }
-                    }
-                }
+                self.aborted(*checkpoint, reason, at)
             }
             // A job started from a path has that snapshot as its only completed checkpoint.
             EngineEvent::RestoredFromPath { checkpoint, .. } => {
-                latest_completed = Some(*checkpoint);
-                highest_triggered = highest_triggered.max(Some(*checkpoint));
+                self.latest_completed = Some(*checkpoint);
+                self.highest_triggered = self.highest_triggered.max(Some(*checkpoint));
             }
             EngineEvent::Deployed { attempt, restored } => {
-                let wrong = match (restored, latest_completed) {
-                    (None, None) => false,
-                    (None, Some(_)) => true,
-                    (Some(r), latest) => {
-                        Some(*r) < latest || (Some(*r) > latest && !persisting.contains(r))
-                    }
-                };
-                if wrong {
-                    let restored = fmt_opt(restored.as_ref());
-                    let latest = fmt_opt(latest_completed.as_ref());
-                    flag(
-                        &mut messages,
-                        at,
-                        format!("{attempt} restores {restored}, but the latest completed checkpoint is {latest}"),
-                    );
-                }
+                self.deployed(attempt, restored.as_ref(), at)
             }
+            _ => self.see_task_state(event, at),
+        }
+    }
+
+    /// The events about what tasks snapshot and restore.
+    fn see_task_state(&mut self, event: &'t EngineEvent, at: Tick) {
+        match event {
             EngineEvent::SnapshotTaken {
                 task,
                 checkpoint,
                 state,
                 ..
             } => {
-                snapshots.insert((*task, *checkpoint), state);
+                self.snapshots.insert((*task, *checkpoint), state);
             }
             EngineEvent::InFlightRecorded {
                 task,
@@ -187,17 +155,18 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                 records,
                 ..
             } => {
-                in_flight_recorded.insert((*task, *checkpoint), *records);
+                self.in_flight_recorded
+                    .insert((*task, *checkpoint), *records);
             }
             EngineEvent::InFlightRestored {
                 task,
                 checkpoint,
                 records,
             } => {
-                if let Some(&index) = latest_restore.get(task) {
-                    let restore = &mut restores[index];
-                    if restore.2 == *checkpoint {
-                        restore.4 += records;
+                if let Some(&index) = self.latest_restore.get(task) {
+                    let restore = &mut self.restores[index];
+                    if restore.checkpoint == *checkpoint {
+                        restore.restored += records;
                     }
                 }
             }
@@ -205,34 +174,153 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
                 task,
                 checkpoint,
                 state,
-            } => {
-                // Restores from a path read snapshots of another run: nothing to compare.
-                if let Some(snapshotted) = snapshots.get(&(*task, *checkpoint)) {
-                    let recorded = in_flight_recorded.get(&(*task, *checkpoint));
-                    latest_restore.insert(*task, restores.len());
-                    restores.push((at, *task, *checkpoint, *recorded.unwrap_or(&0), 0));
-                    if *snapshotted != state {
-                        flag(
-                            &mut messages,
-                            at,
-                            format!("{task} restored {checkpoint} with another state than it snapshotted: {}", state_difference(snapshotted, state)),
-                        );
-                    }
-                }
-            }
+            } => self.restored(*task, *checkpoint, state, at),
             _ => {}
         }
     }
-    for (at, task, checkpoint, recorded, restored) in restores {
-        if recorded != restored {
-            flag(
-                &mut messages,
+
+    /// Judged where the coordinator decides (Flink's `CheckpointRequestDecider`).
+    fn trigger_started(&mut self, checkpoint: CheckpointId, kind: TriggerKind, at: Tick) {
+        let config = self.config;
+        if kind != TriggerKind::Savepoint
+            && self.life.pending.len() >= config.max_concurrent as usize
+        {
+            let pending = self.life.pending.len();
+            self.flag(
                 at,
-                format!("{task} restored {restored} in-flight records of {checkpoint}, its snapshot recorded {recorded}"),
+                format!(
+                    "{checkpoint} triggered with {pending} pending (max concurrent {})",
+                    config.max_concurrent
+                ),
+            );
+        }
+        if let (TriggerKind::Periodic, Some(last)) = (kind, self.life.last_completion) {
+            if at.since(last) < config.min_pause_ticks {
+                self.flag(
+                    at,
+                    format!(
+                        "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
+                        at.since(last),
+                        config.min_pause_ticks
+                    ),
+                );
+            }
+        }
+        self.life.pending.insert(checkpoint, at);
+    }
+
+    fn triggered(&mut self, checkpoint: CheckpointId, at: Tick) {
+        if let Some(highest) = self.highest_triggered.filter(|h| checkpoint <= *h) {
+            self.flag(
+                at,
+                format!("{checkpoint} triggered after {highest}: ids must increase"),
+            );
+        }
+        self.highest_triggered = self.highest_triggered.max(Some(checkpoint));
+        self.triggered_at.insert(checkpoint, at);
+    }
+
+    fn all_acknowledged(&mut self, checkpoint: CheckpointId, at: Tick) {
+        if let Some(&triggered) = self.triggered_at.get(&checkpoint) {
+            if at.since(triggered) > self.config.timeout_ticks {
+                self.flag(
+                    at,
+                    format!(
+                        "{checkpoint} collected its last acknowledgement {} ms after its trigger (timeout {} ms)",
+                        at.since(triggered),
+                        self.config.timeout_ticks
+                    ),
+                );
+            }
+        }
+    }
+
+    fn aborted(&mut self, checkpoint: CheckpointId, reason: &CheckpointFailureReason, at: Tick) {
+        self.life.pending.remove(&checkpoint);
+        if *reason == CheckpointFailureReason::Expired {
+            if let Some(&triggered) = self.triggered_at.get(&checkpoint) {
+                if at.since(triggered) < self.config.timeout_ticks {
+                    self.flag(
+                        at,
+                        format!(
+                            "{checkpoint} expired {} ms after its trigger (timeout {} ms)",
+                            at.since(triggered),
+                            self.config.timeout_ticks
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn deployed(&mut self, attempt: &Attempt, restored: Option<&CheckpointId>, at: Tick) {
+        let latest_completed = self.latest_completed;
+        let wrong = match (restored, latest_completed) {
+            (None, None) => false,
+            (None, Some(_)) => true,
+            (Some(r), latest) => {
+                Some(*r) < latest || (Some(*r) > latest && !self.persisting.contains(r))
+            }
+        };
+        if wrong {
+            let restored = fmt_opt(restored);
+            let latest = fmt_opt(latest_completed.as_ref());
+            self.flag(
+                at,
+                format!("{attempt} restores {restored}, but the latest completed checkpoint is {latest}"),
             );
         }
     }
-    summarize(Property::Recovery, messages, first_at)
+
+    fn restored(
+        &mut self,
+        task: TaskId,
+        checkpoint: CheckpointId,
+        state: &OperatorState,
+        at: Tick,
+    ) {
+        // Restores from a path read snapshots of another run: nothing to compare.
+        if let Some(&snapshotted) = self.snapshots.get(&(task, checkpoint)) {
+            let recorded = self.in_flight_recorded.get(&(task, checkpoint));
+            self.latest_restore.insert(task, self.restores.len());
+            self.restores.push(Restore {
+                at,
+                task,
+                checkpoint,
+                recorded: *recorded.unwrap_or(&0),
+                restored: 0,
+            });
+            if snapshotted != state {
+                self.flag(
+                    at,
+                    format!(
+                        "{task} restored {checkpoint} with another state than it snapshotted: {}",
+                        state_difference(snapshotted, state)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Flags the restores whose in-flight records differ from those recorded, and summarizes.
+    fn finish(mut self) -> Vec<Violation> {
+        for restore in std::mem::take(&mut self.restores) {
+            let Restore {
+                at,
+                task,
+                checkpoint,
+                recorded,
+                restored,
+            } = restore;
+            if recorded != restored {
+                self.flag(
+                    at,
+                    format!("{task} restored {restored} in-flight records of {checkpoint}, its snapshot recorded {recorded}"),
+                );
+            }
+        }
+        summarize(Property::Recovery, self.messages, self.first_at)
+    }
 }
 
 /// A short description of how two states differ.

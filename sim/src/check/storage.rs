@@ -9,6 +9,7 @@ use snapsim_core::config::CheckpointStorageKind;
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::retention::{Leaving, SnapshotKind};
+use snapsim_core::storage::StoragePath;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use std::collections::{BTreeMap, BTreeSet};
 /// The snapshot a job started from (`flink run -s`), followed through the trace for the
@@ -83,135 +84,178 @@ pub fn storage(
     ended: Option<JobStatus>,
     files: &[String],
 ) -> Vec<Violation> {
-    let mut written = BTreeSet::new();
-    // What the storage node holds now: each file's durability, and when gone files went.
-    let mut durable: BTreeMap<&str, bool> = BTreeMap::new();
-    let mut gone: BTreeMap<&str, (Tick, Gone)> = BTreeMap::new();
-    let mut restored = RestoredSnapshot::default();
-    let mut referenced: BTreeMap<CheckpointId, &[String]> = BTreeMap::new();
-    let mut retained: BTreeSet<CheckpointId> = BTreeSet::new();
-    let mut terminal = false;
-    let mut end_recorded = false;
-    let mut messages = Vec::new();
-    let mut first_at = None;
+    let mut check = StorageCheck::default();
     for entry in trace {
-        let mut violation = |message: String| {
-            first_at = first_at.or(Some(entry.at));
-            messages.push(message);
-        };
-        if let Some(message) = restored.see(&entry.event, entry.at, end_recorded) {
-            violation(message);
-        }
-        match &entry.event {
-            TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
-                written.insert(path.as_str());
-                durable.insert(path, false);
-            }
-            TraceEvent::Storage(StorageEvent::Synced { path }) => {
-                durable.insert(path, true);
-            }
-            TraceEvent::Storage(StorageEvent::Disk(DiskEvent::Lost { path })) => {
-                durable.remove(path.as_str());
-                gone.insert(path, (entry.at, Gone::Lost));
-            }
-            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
-                durable.remove(path.as_str());
-                gone.insert(path, (entry.at, Gone::Deleted));
-                if end_recorded {
-                    continue;
-                }
-                let users: Vec<String> = retained
-                    .iter()
-                    .filter(|id| referenced[id].contains(path))
-                    .map(|id| id.to_string())
-                    .collect();
-                let when = if terminal {
-                    " after the job ended but before its end was durable in the HA record (a JobManager starting then restores from them)"
-                } else {
-                    ""
-                };
-                if !users.is_empty() {
-                    violation(format!(
-                        "{path} was deleted at {}{when} while retained checkpoint(s) {} reference it",
-                        entry.at,
-                        users.join(", ")
-                    ));
-                }
-            }
-            TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
-                referenced.insert(*checkpoint, files);
-                for file in files {
-                    let file = file.as_str();
-                    if restored.seen.is_some() && !written.contains(file) {
-                        continue; // Not this run's: a snapshot it restored from.
-                    }
-                    let state = match (durable.get(file), gone.get(file)) {
-                        (Some(true), _) => continue,
-                        (Some(false), _) => "was not durable".to_string(),
-                        // A fault's loss is the world's doing, not the engine's.
-                        (None, Some((_, Gone::Lost))) => continue,
-                        (None, Some((at, Gone::Deleted))) => format!("had been deleted at {at}"),
-                        (None, None) => "was never written".to_string(),
-                    };
-                    violation(format!(
-                        "{checkpoint}: {file} {state} when the completion was persisted (at {})",
-                        entry.at
-                    ));
-                }
-            }
-            // A completion is persisted first, so its files are known.
-            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
-                if referenced.contains_key(checkpoint) =>
-            {
-                retained.insert(*checkpoint);
-            }
-            TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
-                retained.remove(checkpoint);
-            }
-            TraceEvent::Engine(EngineEvent::HaRecordAdopted { completed }) => {
-                // Those whose files this run knows (not a snapshot restored from a path).
-                retained = completed
-                    .iter()
-                    .copied()
-                    .filter(|id| referenced.contains_key(id))
-                    .collect();
-            }
-            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) if status.is_terminal() => {
-                terminal = true;
-            }
-            TraceEvent::Engine(EngineEvent::EndRecorded) => end_recorded = true,
-            _ => {}
-        }
+        check.see(entry);
     }
     if let (Some(status), CheckpointStorageKind::FileSystem(root)) =
         (ended, plan.checkpoint.storage(&plan.job))
     {
+        let end = trace.last().map_or(Tick(0), |entry| entry.at);
+        check.flag_leaks(plan, status, &root, files, end);
+    }
+    summarize(Property::Storage, check.messages, check.first_at)
+}
+
+/// The storage checker's state while it walks the trace, with one method per event kind.
+#[derive(Default)]
+struct StorageCheck<'t> {
+    /// The files this run wrote.
+    written: BTreeSet<&'t str>,
+    /// What the storage node holds now: each file's durability, and when gone files went.
+    durable: BTreeMap<&'t str, bool>,
+    gone: BTreeMap<&'t str, (Tick, Gone)>,
+    restored: RestoredSnapshot,
+    referenced: BTreeMap<CheckpointId, &'t [String]>,
+    retained: BTreeSet<CheckpointId>,
+    terminal: bool,
+    end_recorded: bool,
+    messages: Vec<String>,
+    first_at: Option<Tick>,
+}
+
+impl<'t> StorageCheck<'t> {
+    fn violation(&mut self, at: Tick, message: String) {
+        self.first_at = self.first_at.or(Some(at));
+        self.messages.push(message);
+    }
+
+    /// Takes one trace entry into account, flagging what it breaks.
+    fn see(&mut self, entry: &'t TraceEntry) {
+        if let Some(message) = self.restored.see(&entry.event, entry.at, self.end_recorded) {
+            self.violation(entry.at, message);
+        }
+        match &entry.event {
+            TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
+                self.written.insert(path.as_str());
+                self.durable.insert(path, false);
+            }
+            TraceEvent::Storage(StorageEvent::Synced { path }) => {
+                self.durable.insert(path, true);
+            }
+            TraceEvent::Storage(StorageEvent::Disk(DiskEvent::Lost { path })) => {
+                self.durable.remove(path.as_str());
+                self.gone.insert(path, (entry.at, Gone::Lost));
+            }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => self.deleted(path, entry.at),
+            TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
+                self.completion_persisting(*checkpoint, files, entry.at)
+            }
+            // A completion is persisted first, so its files are known.
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
+                if self.referenced.contains_key(checkpoint) =>
+            {
+                self.retained.insert(*checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
+                self.retained.remove(checkpoint);
+            }
+            TraceEvent::Engine(EngineEvent::HaRecordAdopted { completed }) => {
+                // Those whose files this run knows (not a snapshot restored from a path).
+                self.retained = completed
+                    .iter()
+                    .copied()
+                    .filter(|id| self.referenced.contains_key(id))
+                    .collect();
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) if status.is_terminal() => {
+                self.terminal = true;
+            }
+            TraceEvent::Engine(EngineEvent::EndRecorded) => self.end_recorded = true,
+            _ => {}
+        }
+    }
+
+    /// The retention rule: no file a retained checkpoint references is deleted before the
+    /// job's end is durable.
+    fn deleted(&mut self, path: &'t str, at: Tick) {
+        self.durable.remove(path);
+        self.gone.insert(path, (at, Gone::Deleted));
+        if self.end_recorded {
+            return;
+        }
+        let users: Vec<String> = self
+            .retained
+            .iter()
+            .filter(|id| self.referenced[id].iter().any(|file| file == path))
+            .map(|id| id.to_string())
+            .collect();
+        let when = if self.terminal {
+            " after the job ended but before its end was durable in the HA record (a JobManager starting then restores from them)"
+        } else {
+            ""
+        };
+        if !users.is_empty() {
+            self.violation(
+                at,
+                format!(
+                    "{path} was deleted at {at}{when} while retained checkpoint(s) {} reference it",
+                    users.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// The durability rule: every file of the completion is synced and still there.
+    fn completion_persisting(&mut self, checkpoint: CheckpointId, files: &'t [String], at: Tick) {
+        self.referenced.insert(checkpoint, files);
+        for file in files {
+            let file = file.as_str();
+            if self.restored.seen.is_some() && !self.written.contains(file) {
+                continue; // Not this run's: a snapshot it restored from.
+            }
+            let state = match (self.durable.get(file), self.gone.get(file)) {
+                (Some(true), _) => continue,
+                (Some(false), _) => "was not durable".to_string(),
+                // A fault's loss is the world's doing, not the engine's.
+                (None, Some((_, Gone::Lost))) => continue,
+                (None, Some((deleted_at, Gone::Deleted))) => {
+                    format!("had been deleted at {deleted_at}")
+                }
+                (None, None) => "was never written".to_string(),
+            };
+            self.violation(
+                at,
+                format!("{checkpoint}: {file} {state} when the completion was persisted (at {at})"),
+            );
+        }
+    }
+
+    /// The no-leaks rule, once the job ended with `status` and its clean-up settled: the
+    /// checkpoint directory under `root` holds only files of the checkpoints the retention
+    /// policy keeps. `end` is when the trace ends.
+    fn flag_leaks(
+        &mut self,
+        plan: &ExecutionPlan,
+        status: JobStatus,
+        root: &StoragePath,
+        files: &[String],
+        end: Tick,
+    ) {
         let policy = SnapshotKind::Checkpoint(plan.checkpoint.retention);
         let kept: BTreeSet<&str> = if policy.discarded_when(Leaving::ended(status)) {
             BTreeSet::new()
         } else {
-            retained
+            self.retained
                 .iter()
-                .flat_map(|id| referenced[id].iter().map(String::as_str))
+                .flat_map(|id| self.referenced[id].iter().map(String::as_str))
                 .collect()
         };
         let prefix = format!("{root}/");
         let leaked: Vec<&str> = files
             .iter()
             .map(String::as_str)
-            .filter(|f| f.starts_with(&prefix) && written.contains(f) && !kept.contains(f))
+            .filter(|f| f.starts_with(&prefix) && self.written.contains(f) && !kept.contains(f))
             .collect();
         if !leaked.is_empty() {
-            let end = trace.last().map_or(Tick(0), |entry| entry.at);
-            first_at = first_at.or(Some(end));
-            messages.push(format!(
+            let message = format!(
                 "{} file(s) left behind after the job ended {status:?} and its clean-up settled: {}",
                 leaked.len(),
                 leaked.join(", ")
-            ));
+            );
+            self.violation(end, message);
         }
     }
-    summarize(Property::Storage, messages, first_at)
 }
 
 /// How a file left the storage node.
