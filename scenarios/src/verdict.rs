@@ -370,7 +370,6 @@ fn earlier_failed(
         seed,
         end: RunEnd::Panicked(message.clone()),
         virtual_ticks: 0,
-        inputs: 0,
         committed: Vec::new(),
         anomalies: Vec::new(),
         dangling_transactions: Vec::new(),

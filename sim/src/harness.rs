@@ -59,8 +59,6 @@ pub struct RunResult {
     pub end: RunEnd,
     /// Virtual time at the end.
     pub virtual_ticks: u64,
-    /// Inputs (messages and timer wake-ups) the nodes handled.
-    pub inputs: u64,
     /// The committed output of the sink system.
     pub committed: Vec<CommittedRecord>,
     /// Requests the sink system saw that a correct sink never makes.
@@ -181,7 +179,6 @@ fn run_result(seed: u64, ended: Ended, probes: ProbeSet, world: &World) -> RunRe
         seed,
         end: ended.end,
         virtual_ticks: ended.virtual_ticks,
-        inputs: world.inputs,
         committed: world.sink.committed().to_vec(),
         anomalies: world.sink.anomalies().to_vec(),
         dangling_transactions: world.sink.dangling_transactions(),
