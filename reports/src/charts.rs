@@ -1,9 +1,9 @@
 //! SVG charts, drawn with plotters (its SVG backend, no fonts: the browser lays out the text).
 
-use crate::timeline::{CheckpointSpan, Ending, Timeline};
 use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
 use plotters::coord::types::{RangedCoordf64, RangedCoordu32, RangedCoordu64};
 use plotters::prelude::*;
+use snapsim_sim::analysis::{CheckpointSpan, Ending, Timeline};
 
 const GREEN: RGBColor = RGBColor(46, 160, 67);
 const RED: RGBColor = RGBColor(214, 39, 40);

@@ -3,8 +3,8 @@
 //! and as one self-contained HTML page.
 
 use crate::charts::{checkpoint_chart_svg, timeline_svg};
-use crate::timeline::{Ending, Timeline};
 use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
+use snapsim_sim::analysis::{Ending, Timeline};
 use std::path::Path;
 
 /// A violated property, as the report shows it.

@@ -3,7 +3,7 @@
 use crate::replay::{CaseFile, CaseFileError, ReplayError, Replayable, ScenarioRun};
 use crate::{describe_entry, trace_before_violation, Catalog, Outcome, Verdict};
 use snapsim_reports::run::{RunReport, ViolationView};
-use snapsim_reports::timeline::Timeline;
+use snapsim_sim::analysis::Timeline;
 use snapsim_sim::harness::RunResult;
 use snapsim_sim::trace::TraceEntry;
 use std::collections::BTreeMap;

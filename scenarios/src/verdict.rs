@@ -15,7 +15,7 @@ use snapsim_core::probes::Probe;
 use snapsim_core::storage::{CheckpointStorage, StorageOp, StoragePath};
 use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
-use snapsim_reports::timeline::Timeline;
+use snapsim_sim::analysis::Timeline;
 use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation};
 use snapsim_sim::disk::DiskFaults;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};

@@ -5,6 +5,7 @@
 //! kill and restart), injects faults, records the trace and checks the result. A run is a pure
 //! function of (run config, seed, build).
 
+pub mod analysis;
 pub mod check;
 pub mod disk;
 pub mod faults;

@@ -3,11 +3,11 @@
 
 use crate::{catalog, find};
 use snapsim_reports::run::RUN_FILES;
-use snapsim_reports::timeline::{Ending, Timeline};
 use snapsim_scenarios::replay::{CaseFile, Replayable, ScenarioRun};
 use snapsim_scenarios::report::write_run_report;
 use snapsim_scenarios::shrink::{shrink, ShrinkError};
 use snapsim_scenarios::{run, Verdict};
+use snapsim_sim::analysis::{Ending, Timeline};
 use std::path::PathBuf;
 
 /// Why: the report's checkpoint table and the sweep's distributions come from the timeline; it

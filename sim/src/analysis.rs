@@ -2,14 +2,14 @@
 //! abort, barrier alignment per task, faults, crashes and restarts, failovers and restores.
 //! Reports draw it; sweeps keep its checkpoint durations and recovery times.
 
+use crate::faults::Fault;
+use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::codec::{self, Kind};
 use snapsim_core::ids::{Attempt, CheckpointId, TaskId};
 use snapsim_core::messages::Address;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::InFlight;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
-use snapsim_sim::faults::Fault;
-use snapsim_sim::trace::{TraceEntry, TraceEvent};
 use std::collections::BTreeMap;
 
 /// How a checkpoint ended.
