@@ -20,7 +20,7 @@ use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::ids::{TaskManagerId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::jobmanager::JobManager;
-use snapsim_core::messages::{Address, Message, Node, Outbox};
+use snapsim_core::messages::{Address, Message, Node, Outbox, TickGate};
 use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageResponse};
 use snapsim_core::taskmanager::TaskManager;
 use snapsim_core::trace::EngineEvent;
@@ -177,16 +177,13 @@ async fn node_main(
     let mut out = Outbox::default();
     node.on_start(clock.now(), &mut out);
     links.carry_out(out);
-    let mut last_tick: Option<Tick> = None;
+    let mut gate = TickGate::default();
     loop {
-        // A due deadline goes first, so a stream of messages never starves the node's timers;
-        // but a node is ticked at most once per millisecond, so a deadline it cannot act on yet
-        // (a restart waiting for TaskManagers) does not spin without virtual time advancing.
         let now = clock.now();
         let next = match node.next_deadline() {
-            Some(deadline) if deadline <= now && last_tick != Some(now) => None,
+            Some(deadline) if gate.is_due(deadline, now) => None,
             Some(deadline) => {
-                let due = clock.instant(deadline.max(now.after(1)));
+                let due = clock.instant(gate.next_tick(deadline, now));
                 let wait = due.saturating_duration_since(virtual_now());
                 timeout(wait, incoming.next()).await.ok()
             }
@@ -200,7 +197,7 @@ async fn node_main(
             Some(Some((from, message))) => node.on_message(clock.now(), from, message, &mut out),
             Some(None) => return, // The inbox closed: the node is going away.
             None => {
-                last_tick = Some(clock.now());
+                gate.ticked(clock.now());
                 node.on_tick(clock.now(), &mut out);
             }
         }

@@ -5,7 +5,7 @@ use crate::cluster::ClusterConfig;
 use crate::ids::{TaskManagerId, Tick};
 use crate::job::ExecutionPlan;
 use crate::jobmanager::JobManager;
-use crate::messages::{Address, Message, Node, Outbox};
+use crate::messages::{Address, Message, Node, Outbox, TickGate};
 use crate::sink::SinkSystem;
 use crate::storage::MemStorage;
 use crate::storage_node::StorageNode;
@@ -31,8 +31,8 @@ pub struct LocalCluster {
     in_flight: BTreeMap<(Tick, u64), (Address, Address, Message)>,
     sequence: u64,
     down: BTreeSet<Address>,
-    /// When each node was last ticked.
-    ticked: BTreeMap<Address, Tick>,
+    /// Each node's timer rule.
+    ticked: BTreeMap<Address, TickGate>,
 }
 
 impl LocalCluster {
@@ -140,13 +140,8 @@ impl LocalCluster {
                 continue;
             }
             if let Some(at) = self.node(address).next_deadline() {
-                // A node is ticked at most once per tick, as the simulation does, so a deadline
-                // it cannot act on yet never spins the driver at one instant.
-                let at = if self.ticked.get(&address) == Some(&self.now) {
-                    at.max(self.now.after(1))
-                } else {
-                    at
-                };
+                let gate = self.ticked.get(&address).copied().unwrap_or_default();
+                let at = gate.next_tick(at, self.now);
                 deadline = Some(deadline.map_or(at, |d| d.min(at)));
             }
         }
@@ -174,9 +169,13 @@ impl LocalCluster {
             if self.down.contains(&address) {
                 continue;
             }
-            let due = self.node(address).next_deadline().is_some_and(|d| d <= at);
-            if due && self.ticked.get(&address) != Some(&at) {
-                self.ticked.insert(address, at);
+            let gate = self.ticked.get(&address).copied().unwrap_or_default();
+            let due = self
+                .node(address)
+                .next_deadline()
+                .is_some_and(|d| gate.is_due(d, at));
+            if due {
+                self.ticked.entry(address).or_default().ticked(at);
                 let mut out = Outbox::default();
                 self.node(address).on_tick(at, &mut out);
                 self.carry_out(address, out);
