@@ -169,7 +169,8 @@ impl CheckpointFailureManager {
     }
 
     /// Counted failures since the last success.
-    pub fn continuous_failures(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn continuous_failures(&self) -> u32 {
         self.continuous
     }
 }

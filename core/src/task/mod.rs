@@ -27,7 +27,7 @@ mod commit;
 mod restore;
 
 use checkpoint::barrier_handler;
-pub use restore::{RestoreError, SnapshotRead, TaskSnapshot};
+pub use restore::{SnapshotRead, TaskSnapshot};
 
 /// Events one input channel may hold; past this the run is broken (no flow control yet).
 pub const INPUT_QUEUE_EVENTS_MAX: usize = 1 << 22;
