@@ -143,6 +143,8 @@ impl Timeline {
 struct TimelineReader {
     timeline: Timeline,
     checkpoints: BTreeMap<u64, CheckpointSpan>,
+    /// Ended spans whose id was taken again (only a broken engine repeats an id), in order.
+    retired: Vec<CheckpointSpan>,
     /// (task, attempt, checkpoint) → first barrier's arrival.
     first_barrier: BTreeMap<(TaskId, Attempt, CheckpointId), u64>,
     /// Each node down → its entry in `timeline.downtimes`.
@@ -158,6 +160,7 @@ impl TimelineReader {
                 ..Timeline::default()
             },
             checkpoints: BTreeMap::new(),
+            retired: Vec::new(),
             first_barrier: BTreeMap::new(),
             down: BTreeMap::new(),
         }
@@ -188,6 +191,14 @@ impl TimelineReader {
             // The span starts when the id is taken (an abort may come before the
             // trigger reaches the sources) and counts from the trigger once it does.
             EngineEvent::TriggerStarted { checkpoint, kind } => {
+                // An id taken again after its checkpoint ended is a checkpoint of its own, so
+                // no span ends before it starts.
+                let ended =
+                    (self.checkpoints.get(&checkpoint.0)).is_some_and(|s| s.ended_at.is_some());
+                if ended {
+                    let span = self.checkpoints.remove(&checkpoint.0).expect("present");
+                    self.retired.push(span);
+                }
                 self.checkpoints
                     .entry(checkpoint.0)
                     .or_insert_with(|| CheckpointSpan::started(checkpoint.0, *kind, at));
@@ -322,7 +333,11 @@ impl TimelineReader {
     }
 
     fn finish(mut self) -> Timeline {
-        self.timeline.checkpoints = self.checkpoints.into_values().collect();
+        let mut checkpoints = self.retired;
+        checkpoints.extend(self.checkpoints.into_values());
+        // By id, and a repeated id's spans in the order they were taken.
+        checkpoints.sort_by_key(|span| span.id);
+        self.timeline.checkpoints = checkpoints;
         self.timeline
     }
 }
@@ -385,4 +400,50 @@ fn fault_label(fault: &Fault) -> Option<String> {
 fn channel_state_bytes(in_flight: &[InFlight]) -> u64 {
     let encoded = |in_flight: &[InFlight]| codec::encode(Kind::TaskSnapshot, &in_flight).len();
     (encoded(in_flight) - encoded(&[])) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapsim_core::ids::Tick;
+    use snapsim_core::trace::CheckpointFailureReason;
+
+    fn engine(at: u64, event: EngineEvent) -> TraceEntry {
+        TraceEntry {
+            at: Tick(at),
+            node: Address::JobManager,
+            event: TraceEvent::Engine(event),
+        }
+    }
+
+    /// Why: ids never repeat in a correct engine, but a broken one (the seeded bug that
+    /// restores a pending checkpoint) takes an id again; its report must still be drawn, with
+    /// no span ending before it starts.
+    #[test]
+    fn an_id_taken_again_is_a_span_of_its_own() {
+        let id = CheckpointId(3);
+        let started = EngineEvent::TriggerStarted {
+            checkpoint: id,
+            kind: TriggerKind::Periodic,
+        };
+        let triggered = EngineEvent::CheckpointTriggered { checkpoint: id };
+        let trace = [
+            engine(10, started.clone()),
+            engine(11, triggered.clone()),
+            engine(
+                20,
+                EngineEvent::CheckpointAborted {
+                    checkpoint: id,
+                    reason: CheckpointFailureReason::Expired,
+                },
+            ),
+            engine(50, started),
+            engine(51, triggered),
+            engine(70, EngineEvent::CheckpointCompleted { checkpoint: id }),
+        ];
+        let spans = Timeline::from_trace(&trace).checkpoints;
+        let times: Vec<(u64, Option<u64>)> =
+            spans.iter().map(|s| (s.triggered_at, s.ended_at)).collect();
+        assert_eq!(times, vec![(11, Some(20)), (51, Some(70))]);
+    }
 }
