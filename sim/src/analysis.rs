@@ -143,7 +143,9 @@ impl Timeline {
 struct TimelineReader {
     timeline: Timeline,
     checkpoints: BTreeMap<u64, CheckpointSpan>,
-    /// Ended spans whose id was taken again (only a broken engine repeats an id), in order.
+    /// Ended spans whose id was taken again, in order: a resumed job takes the id the earlier
+    /// job's last, cancelled checkpoint had; a JobManager that crashed before the id counter was
+    /// durable takes its id again.
     retired: Vec<CheckpointSpan>,
     /// (task, attempt, checkpoint) → first barrier's arrival.
     first_barrier: BTreeMap<(TaskId, Attempt, CheckpointId), u64>,
@@ -192,7 +194,7 @@ impl TimelineReader {
             // trigger reaches the sources) and counts from the trigger once it does.
             EngineEvent::TriggerStarted { checkpoint, kind } => {
                 // An id taken again after its checkpoint ended is a checkpoint of its own, so
-                // no span ends before it starts.
+                // no span ends before it starts and none adds up two checkpoints' snapshots.
                 let ended =
                     (self.checkpoints.get(&checkpoint.0)).is_some_and(|s| s.ended_at.is_some());
                 if ended {
@@ -416,9 +418,10 @@ mod tests {
         }
     }
 
-    /// Why: ids never repeat in a correct engine, but a broken one (the seeded bug that
-    /// restores a pending checkpoint) takes an id again; its report must still be drawn, with
-    /// no span ending before it starts.
+    /// Why: one trace can take a checkpoint id twice (a job resumed from an earlier job's
+    /// checkpoint takes the id of that job's last, cancelled one; a JobManager that crashed
+    /// before its id counter was durable takes the id again): two checkpoints, two spans, and
+    /// none ending before it starts.
     #[test]
     fn an_id_taken_again_is_a_span_of_its_own() {
         let id = CheckpointId(3);
