@@ -3,7 +3,7 @@
 //!
 //! The five built-in algorithms ([`FlinkAlgorithm`]) are combinations of Flink's own options,
 //! and the options choose their handler ([`handler_for`]), as in Flink. An algorithm from
-//! outside the engine is *plugged*: the job carries it ([`crate::job::JobGraph::plugged`]),
+//! outside the engine is *plugged*: the job carries it ([`crate::job::JobGraph::use_algorithm`]),
 //! and every task asks it for its handler. The rest of the engine (snapshots, acknowledgements,
 //! the coordinator, restore) is the same for every algorithm.
 
@@ -62,17 +62,8 @@ pub trait SnapshotAlgorithm: Send + Sync {
     }
 }
 
-/// Sets a job's checkpoint `options` for `algorithm`, and returns the algorithm to plug into
-/// the job when it is not chosen by the options.
-pub fn configure(
-    options: &mut CheckpointConfig,
-    algorithm: &Arc<dyn SnapshotAlgorithm>,
-) -> Option<Plugged> {
-    algorithm.configure(options);
-    (!algorithm.chosen_by_options()).then(|| Plugged(algorithm.clone()))
-}
-
-/// A snapshot algorithm from outside the engine's options, carried in the job's options.
+/// A snapshot algorithm from outside the engine's options, carried by the job (see
+/// [`crate::job::JobGraph::use_algorithm`]).
 /// Two are equal when their names are.
 #[derive(Clone)]
 pub struct Plugged(pub Arc<dyn SnapshotAlgorithm>);

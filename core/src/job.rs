@@ -5,7 +5,7 @@
 //! subtask, with numbered input channels and output routes. Every rule violation is a
 //! [`JobError`] that names the operator and the rule.
 
-use crate::algorithm::Plugged;
+use crate::algorithm::{Plugged, SnapshotAlgorithm};
 use crate::bugs::SeededBug;
 use crate::config::{CheckpointConfig, ConfigError, RestartStrategyConfig};
 use crate::ids::{ChannelIndex, Key, OperatorId, PartitionId, TaskId};
@@ -372,6 +372,13 @@ pub enum JobError {
 }
 
 impl JobGraph {
+    /// Runs the job with `algorithm`: its checkpoint options as the algorithm sets them, and
+    /// the algorithm itself plugged in unless the options alone choose its handler.
+    pub fn use_algorithm(&mut self, algorithm: &Arc<dyn SnapshotAlgorithm>) {
+        algorithm.configure(&mut self.checkpoint);
+        self.plugged = (!algorithm.chosen_by_options()).then(|| Plugged(algorithm.clone()));
+    }
+
     /// An empty job with Flink's default options.
     pub fn new(name: impl Into<String>) -> JobGraph {
         JobGraph {

@@ -8,7 +8,7 @@ use crate::profiles::{SCENARIO_HEAL_AT, SCENARIO_LIVENESS_TICKS};
 use crate::{log, Catalog, NameError, Setup, CHECKPOINT_DIRECTORY};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use snapsim_core::algorithm::{self, SnapshotAlgorithm};
+use snapsim_core::algorithm::SnapshotAlgorithm;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
 use snapsim_core::ids::{OperatorId, TaskManagerId, Tick};
@@ -227,7 +227,7 @@ impl Case {
         let mut job = self.job.graph(&mut workload);
         if let Some(name) = &self.job.algorithm {
             let algorithm = catalog.algorithm(name)?;
-            job.plugged = algorithm::configure(&mut job.checkpoint, algorithm);
+            job.use_algorithm(algorithm);
         }
         let cluster = ClusterConfig {
             task_managers: TASK_MANAGERS,

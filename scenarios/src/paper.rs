@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 /// The seeds of each simulated experiment.
 pub(crate) const SEEDS: Range<u64> = 0..20;
@@ -154,6 +155,12 @@ impl Runner<'_> {
     }
 }
 
+/// The built-in catalog, made once: the experiments draw a setup from it for every seed.
+fn builtin_catalog() -> &'static Catalog {
+    static BUILTIN: OnceLock<Catalog> = OnceLock::new();
+    BUILTIN.get_or_init(Catalog::builtin)
+}
+
 /// A built-in scenario's setup with `faults` and `algorithm`, and the variant that names them
 /// (the experiments are about the built-in scenarios, whatever else a catalog holds).
 fn scenario_setup(
@@ -162,18 +169,16 @@ fn scenario_setup(
     faults: &str,
     algorithm: FlinkAlgorithm,
 ) -> (Setup, Variant) {
-    let catalog = Catalog::builtin();
+    let catalog = builtin_catalog();
     let variant = Variant::new(
-        &catalog,
+        catalog,
         Some(faults.into()),
         Some(algorithm.name().into()),
         &[],
     )
     .expect("known names");
     let scenario = catalog.scenario(name).expect("a known scenario");
-    let setup = variant
-        .setup(&catalog, scenario, seed)
-        .expect("known names");
+    let setup = variant.setup(catalog, scenario, seed).expect("known names");
     (setup, variant)
 }
 

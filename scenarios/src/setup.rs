@@ -126,7 +126,7 @@ impl Variant {
         let (mut job, mut cluster) = (scenario.job)(&mut draws);
         if let Some(name) = &self.algorithm {
             let algorithm = catalog.algorithm(name)?;
-            job.plugged = snapsim_core::algorithm::configure(&mut job.checkpoint, algorithm);
+            job.use_algorithm(algorithm);
         }
         let mut after = None;
         if scenario.resumes {

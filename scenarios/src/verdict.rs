@@ -341,18 +341,8 @@ impl Simulated {
                 return (violations, 0, None);
             }
         };
-        let run = RunUnderJudgement {
-            plan,
-            clean,
-            model: &failure_free.model,
-            oracle: &failure_free.oracle,
-            result,
-            earlier: self.earlier,
-            disk: &self.disk,
-            first_trigger_delay: self.first_trigger_delay,
-            phase: &self.phase,
-        };
-        guarded(|| run.check(catalog.checkers())).unwrap_or_else(|message| {
+        let checkers = catalog.checkers();
+        guarded(|| self.judged(plan, clean, &failure_free, checkers)).unwrap_or_else(|message| {
             let message = format!("a checker panicked: {message}");
             (vec![crash(result, message)], 0, None)
         })
@@ -412,36 +402,25 @@ impl LivenessPhase {
     }
 }
 
-/// A finished simulated run with what it is judged against.
-struct RunUnderJudgement<'a> {
-    plan: &'a ExecutionPlan,
-    /// The job as the oracle ran it (without the run's seeded bugs).
-    clean: &'a ExecutionPlan,
-    model: &'a ReferenceModel,
-    oracle: &'a [snapsim_core::sink::CommittedRecord],
-    result: &'a RunResult,
-    /// How many entries of the trace an earlier job's run left (see [`resume`]): the
-    /// properties of the job's own history are judged after them.
-    earlier: usize,
-    /// The storage node's disk faults from the start (the trace shows only later changes).
-    disk: &'a DiskFaults,
-    first_trigger_delay: u64,
-    phase: &'a LivenessPhase,
-}
-
-impl RunUnderJudgement<'_> {
+impl Simulated {
     /// Every property: the violations, the duplicates (at-least-once) and, for a job that
     /// ended for good rightly without finishing, how it ended.
-    fn check(&self, checkers: &[Arc<dyn Checker>]) -> (Vec<Violation>, u64, Option<String>) {
-        let (plan, result) = (self.plan, self.result);
-        let (ending, end_violations, ended_early) = self.ending();
+    fn judged(
+        &self,
+        plan: &ExecutionPlan,
+        clean: &ExecutionPlan,
+        failure_free: &FailureFree,
+        checkers: &[Arc<dyn Checker>],
+    ) -> (Vec<Violation>, u64, Option<String>) {
+        let result = &self.result;
+        let (ending, end_violations, ended_early) = self.ending(plan);
         let actual = check::outputs(&result.committed, plan);
-        let expected = check::outputs(self.oracle, self.clean);
+        let expected = check::outputs(&failure_free.oracle, clean);
         let run = JudgedRun {
             plan,
-            clean: self.clean,
-            model: self.model,
-            oracle: self.oracle,
+            clean,
+            model: &failure_free.model,
+            oracle: &failure_free.oracle,
             committed: &result.committed,
             actual: &actual,
             expected: &expected,
@@ -464,7 +443,7 @@ impl RunUnderJudgement<'_> {
 
     /// How far the run's output can be judged, the violation that says why when it cannot, and
     /// for a job that ended for good rightly without finishing, how it ended.
-    fn ending(&self) -> (Ending, Vec<Violation>, Option<String>) {
+    fn ending(&self, plan: &ExecutionPlan) -> (Ending, Vec<Violation>, Option<String>) {
         let at = Some(Tick(self.result.virtual_ticks));
         let not_judged = |property, message| {
             let violation = Violation {
@@ -479,7 +458,7 @@ impl RunUnderJudgement<'_> {
             RunEnd::Terminated(JobStatus::Finished) => (Ending::Finished, Vec::new(), None),
             RunEnd::Terminated(status) => {
                 let own_trace = &self.result.trace[self.earlier..];
-                match liveness::justified_end(own_trace, self.plan, *status, self.disk) {
+                match liveness::justified_end(own_trace, plan, *status, &self.disk) {
                     Ok(why) => {
                         let how = format!("{status:?}: {why}");
                         (Ending::EndedEarly(*status), Vec::new(), Some(how))

@@ -49,7 +49,7 @@ use snapsim_core::sink::CommittedRecord;
 use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A property a run must have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,8 +128,7 @@ impl Property {
     /// The built-in property called `name`, or an added one.
     pub fn named(name: &str) -> Property {
         let builtin = Property::ALL.into_iter().find(|p| p.name() == name);
-        // Added properties are few (one per checker), so their names are interned for good.
-        builtin.unwrap_or_else(|| Property::Extra(Box::leak(name.to_string().into_boxed_str())))
+        builtin.unwrap_or_else(|| Property::Extra(interned(name)))
     }
 
     /// Its name in messages and on the command line.
@@ -152,6 +151,19 @@ impl Property {
             Property::Extra(name) => name,
         }
     }
+}
+
+/// `name` kept for the program's life, once per name: added properties are few (one per
+/// checker), while a results file names them once per violation.
+fn interned(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    let mut names = (NAMES.get_or_init(Mutex::default).lock()).expect("never poisoned");
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(name);
+    name
 }
 
 /// Written by its name, as on the command line.

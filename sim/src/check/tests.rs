@@ -231,3 +231,19 @@ fn final_state_fails_on_a_wrong_last_value() {
         .message
         .contains("committed with value(s) {3}, the oracle has {2}"));
 }
+
+/// Why: results name added properties once per violation; reading them back must give the
+/// same property (and keep one copy of its name), and the built-in ones keep their names.
+#[test]
+fn a_property_reads_back_by_name_and_an_added_one_is_kept_once() {
+    let added = Property::named("commit-order");
+    let again: Property = serde_json::from_str("\"commit-order\"").expect("a name");
+    assert_eq!(again, added);
+    let (Property::Extra(a), Property::Extra(b)) = (added, again) else {
+        panic!("an added property: {added:?}")
+    };
+    assert!(std::ptr::eq(a, b), "one copy of the name");
+    assert_eq!(Property::named("consistent-cut"), Property::ConsistentCut);
+    let old: Property = serde_json::from_str("\"ConsistentCut\"").expect("a variant name");
+    assert_eq!(old, Property::ConsistentCut);
+}
