@@ -4,8 +4,8 @@
 //! thread or draws a random number. Every component ([`jobmanager::JobManager`],
 //! [`taskmanager::TaskManager`], `Task`, `CheckpointCoordinator`, the
 //! storage and sink-system nodes) takes inputs (a message, `now`, a storage completion) and
-//! appends effects to an outbox. A driver carries the effects out: `snapsim-sim` on madsim,
-//! or [`testing::LocalCluster`] in unit tests. So every algorithm is testable without a runtime,
+//! appends effects to an outbox. A driver carries the effects out: `snapsim-sim` has two, one on
+//! madsim and one in process for tests. So every algorithm is testable without a runtime,
 //! every run is a pure function of its inputs, and a snapshot algorithm is one trait
 //! ([`algorithm::SnapshotAlgorithm`], with its [`barrier::BarrierHandler`]).
 //!
@@ -35,7 +35,6 @@ mod sink_node;
 mod status;
 pub mod storage;
 mod storage_client;
-mod storage_node;
 mod store;
 mod task;
 pub mod taskmanager;

@@ -173,7 +173,8 @@ impl Outbox {
 
 /// A role of the cluster as a sans-I/O state machine. A driver delivers inputs, carries out the
 /// outbox, and calls [`on_tick`](Node::on_tick) once virtual time reaches
-/// [`next_deadline`](Node::next_deadline), at most once per tick ([`TickGate`]).
+/// [`next_deadline`](Node::next_deadline), at most once per tick (the node host of `snapsim-sim`
+/// keeps that rule for both of its drivers).
 pub trait Node {
     /// The node (re)starts with empty volatile state.
     fn on_start(&mut self, now: Tick, out: &mut Outbox);
@@ -185,34 +186,18 @@ pub trait Node {
     fn next_deadline(&self) -> Option<Tick>;
 }
 
-/// The rule every driver follows for a node's timers: a due deadline is served before waiting
-/// messages, so a stream of messages never starves the timers, but a node is ticked at most
-/// once per tick, so a deadline it cannot act on yet (a restart waiting for TaskManagers) does
-/// not spin the driver at one instant. Both drivers (the in-process one and the simulated
-/// cluster's nodes) keep one gate per node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TickGate {
-    last: Option<Tick>,
-}
-
-impl TickGate {
-    /// Whether a node whose deadline is `deadline` is to be ticked at `now`.
-    pub fn is_due(&self, deadline: Tick, now: Tick) -> bool {
-        deadline <= now && self.last != Some(now)
+/// A boxed node is a node, so a driver can hold roles of different types side by side.
+impl<N: Node + ?Sized> Node for Box<N> {
+    fn on_start(&mut self, now: Tick, out: &mut Outbox) {
+        (**self).on_start(now, out)
     }
-
-    /// When the node is to be ticked next, for its `deadline`, seen at `now`: the deadline, or
-    /// the next tick once it was ticked at `now` already.
-    pub fn next_tick(&self, deadline: Tick, now: Tick) -> Tick {
-        if self.last == Some(now) {
-            deadline.max(now.after(1))
-        } else {
-            deadline
-        }
+    fn on_message(&mut self, now: Tick, from: Address, message: Message, out: &mut Outbox) {
+        (**self).on_message(now, from, message, out)
     }
-
-    /// The node is ticked at `now`.
-    pub fn ticked(&mut self, now: Tick) {
-        self.last = Some(now);
+    fn on_tick(&mut self, now: Tick, out: &mut Outbox) {
+        (**self).on_tick(now, out)
+    }
+    fn next_deadline(&self) -> Option<Tick> {
+        (**self).next_deadline()
     }
 }

@@ -2,12 +2,12 @@
 //!
 //! The engine never calls storage directly. Tasks and the JobManager send
 //! [`StorageRequest`]s to the storage node and get [`StorageResponse`]s back as inputs, so the
-//! simulation can delay, fail or lose any operation. The storage node executes requests
-//! against a [`CheckpointStorage`] implementation.
+//! simulation can delay, fail or lose any operation. The storage service that executes them
+//! (one, for both drivers) is in `snapsim-sim`: files with a durable prefix, written, synced
+//! and listed as a distributed file system would.
 
 use crate::ids::{CheckpointId, TaskId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use thiserror::Error;
 
@@ -287,16 +287,6 @@ pub enum StorageError {
     },
 }
 
-/// The storage contract. Implementations: [`MemStorage`] here, the simulated disk in `sim`.
-pub trait CheckpointStorage {
-    /// Executes one operation. Contract: a `Write` that returns `Ok` is durable and visible to
-    /// every later `Read`; a `Write` that fails leaves either the old object or none;
-    /// operations complete in the order they are given. A crash of the storage in the middle
-    /// of a `Write` may leave a torn object that the caller never saw succeed: readers detect
-    /// it with the envelope's checksum and length (`codec`).
-    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError>;
-}
-
 /// A request to the storage node. `request` is chosen by the sender to match the response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageRequest {
@@ -315,53 +305,6 @@ pub struct StorageResponse {
     pub result: Result<StorageReply, StorageError>,
 }
 
-/// Durable storage in memory: objects in a sorted map, every operation immediately durable.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemStorage {
-    objects: BTreeMap<StoragePath, Vec<u8>>,
-}
-
-impl MemStorage {
-    /// Every object, in path order.
-    pub fn objects(&self) -> &BTreeMap<StoragePath, Vec<u8>> {
-        &self.objects
-    }
-}
-
-impl CheckpointStorage for MemStorage {
-    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
-        match op {
-            StorageOp::Write { path, bytes } => {
-                self.objects.insert(path, bytes);
-                Ok(StorageReply::Written)
-            }
-            StorageOp::Read { path } => match self.objects.get(&path) {
-                Some(bytes) => Ok(StorageReply::Data(bytes.clone())),
-                None => Err(StorageError::NotFound { path }),
-            },
-            StorageOp::DeleteAll { prefix } => {
-                let doomed: Vec<StoragePath> = self
-                    .objects
-                    .keys()
-                    .filter(|path| path.starts_with(&prefix))
-                    .cloned()
-                    .collect();
-                for path in &doomed {
-                    self.objects.remove(path);
-                }
-                Ok(StorageReply::Deleted(doomed.len() as u64))
-            }
-            StorageOp::List { prefix } => Ok(StorageReply::Listed(
-                self.objects
-                    .keys()
-                    .filter(|path| path.starts_with(&prefix))
-                    .cloned()
-                    .collect(),
-            )),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,25 +318,5 @@ mod tests {
             StoragePath::task_snapshot("job", CheckpointId(3), TaskId(2)).as_str(),
             "job/chk-3/task-2"
         );
-    }
-
-    #[test]
-    fn delete_all_takes_the_prefix_not_its_siblings() {
-        let mut storage = MemStorage::default();
-        for path in ["job/chk-1/a", "job/chk-1/b", "job/chk-10/a"] {
-            let path = StoragePath::new(path).expect("valid");
-            storage
-                .execute(StorageOp::Write {
-                    path,
-                    bytes: vec![1],
-                })
-                .expect("write");
-        }
-        let prefix = StoragePath::checkpoint_dir("job", CheckpointId(1));
-        assert_eq!(
-            storage.execute(StorageOp::DeleteAll { prefix }),
-            Ok(StorageReply::Deleted(2))
-        );
-        assert_eq!(storage.objects().len(), 1, "chk-10 is not below chk-1");
     }
 }

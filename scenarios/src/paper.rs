@@ -24,12 +24,13 @@ use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::record::SourceRecord;
 use snapsim_core::retention::{ClaimMode, ExternalizedRetention, SharedStateRegistry};
 use snapsim_core::storage::StoragePath;
-use snapsim_core::testing::{cancelled_keyed_sum, keyed_sum_job, LocalCluster};
+use snapsim_core::testing::keyed_sum_job;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use snapsim_reports::campaign::{Agreement, CellSummary, CellTable, Experiment};
 use snapsim_reports::percentile;
 use snapsim_sim::check;
 use snapsim_sim::disk::DiskOp;
+use snapsim_sim::driver::local::{cancelled_keyed_sum, LocalCluster};
 use snapsim_sim::faults::{Fault, FaultSchedule};
 use snapsim_sim::harness::RunResult;
 use snapsim_sim::trace::TraceEvent;
@@ -582,9 +583,7 @@ fn incremental_example() -> Experiment {
 /// The `chk-N` directories left in a cluster's storage, by id.
 fn checkpoint_directories(cluster: &LocalCluster) -> BTreeMap<u64, String> {
     cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .filter(|p| p.as_str().ends_with("/_metadata"))
         .filter_map(|p| p.parent())
@@ -615,7 +614,7 @@ fn retain_on_cancellation() -> Experiment {
             });
             let plan = job.build().expect("a valid job");
             let mut resumed = LocalCluster::start(plan, ClusterConfig::default());
-            resumed.storage.storage = cluster.storage.storage.clone();
+            resumed.install(&cluster.durable_files());
             let status = resumed.run_to_end(Tick(100_000));
             let restored = resumed.events().find_map(|e| match e {
                 EngineEvent::RestoredFromPath { checkpoint, .. } => Some(checkpoint.0),
@@ -650,9 +649,7 @@ fn delete_on_cancellation() -> Experiment {
     let cluster = cancelled_keyed_sum(ExternalizedRetention::DeleteOnCancellation);
     let left = checkpoint_directories(&cluster).len();
     let job_files = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .filter(|p| p.as_str().starts_with("ckpt/keyed-sum/"))
         .count();

@@ -12,12 +12,11 @@ use snapsim_core::ids::{Offset, PartitionId, TaskId, Tick};
 use snapsim_core::job::{ExecutionPlan, JobError, JobGraph};
 use snapsim_core::operator::OperatorState;
 use snapsim_core::probes::Probe;
-use snapsim_core::storage::{CheckpointStorage, StorageOp, StoragePath};
-use snapsim_core::testing::LocalCluster;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::analysis::Timeline;
 use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation};
 use snapsim_sim::disk::DiskFaults;
+use snapsim_sim::driver::local::LocalCluster;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
 use snapsim_sim::liveness::{self, LivenessBound};
 use snapsim_sim::model::ReferenceModel;
@@ -544,7 +543,7 @@ fn verdict(violations: &[Violation]) -> Verdict {
     }
 }
 
-/// The failure-free run of the same job, in the in-process driver: what it committed, and how
+/// The failure-free run of the same job, in the in-process driver (the cheapest): what it committed, and how
 /// long it took (virtual ms).
 pub(crate) fn oracle(
     plan: &Arc<ExecutionPlan>,
@@ -553,16 +552,8 @@ pub(crate) fn oracle(
     let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
     if let Some(before) = setup.handover() {
         // The same start as the run's: the earlier job's files and sink system.
-        for (path, bytes) in &before.files {
-            let path = StoragePath::new(path.clone()).expect("the earlier run wrote it");
-            let bytes = bytes.clone();
-            local
-                .storage
-                .storage
-                .execute(StorageOp::Write { path, bytes })
-                .expect("in memory");
-        }
-        local.sink = before.sink.clone();
+        local.install(&before.files);
+        *local.sink = before.sink.clone();
     }
     let status = local.run_to_end(setup.schedule.deadline());
     assert_eq!(

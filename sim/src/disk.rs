@@ -117,9 +117,130 @@ struct File {
     durable: usize,
 }
 
+/// The file model both drivers' storage uses: append-only files, each with a durable prefix.
+/// Metadata operations (create, delete, rename) take effect at once. [`SimDisk`] adds latency,
+/// faults and crashes; the in-process driver uses the files alone.
+#[derive(Clone, Debug, Default)]
+pub struct Files {
+    files: BTreeMap<String, File>,
+}
+
+impl Files {
+    fn not_found(path: &str) -> DiskError {
+        DiskError::NotFound {
+            path: path.to_string(),
+        }
+    }
+
+    fn file_mut(&mut self, path: &str) -> Result<&mut File, DiskError> {
+        self.files
+            .get_mut(path)
+            .ok_or_else(|| Files::not_found(path))
+    }
+
+    /// Bytes in use, pending ones included.
+    pub fn used(&self) -> u64 {
+        self.files.values().map(|f| f.bytes.len() as u64).sum()
+    }
+
+    /// Creates `path` empty, replacing any file there.
+    pub fn create(&mut self, path: &str) {
+        self.files.insert(path.to_string(), File::default());
+    }
+
+    /// Appends `bytes` to `path` as pending bytes.
+    pub fn append(&mut self, path: &str, bytes: &[u8]) -> Result<(), DiskError> {
+        self.file_mut(path)?.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Makes every byte of `path` durable.
+    pub fn sync(&mut self, path: &str) -> Result<(), DiskError> {
+        let file = self.file_mut(path)?;
+        file.durable = file.bytes.len();
+        Ok(())
+    }
+
+    /// All of `path`, pending bytes included (as a page cache would give them).
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, DiskError> {
+        let file = self.files.get(path).ok_or_else(|| Files::not_found(path))?;
+        Ok(file.bytes.clone())
+    }
+
+    /// Deletes `path`; whether it existed.
+    pub fn delete(&mut self, path: &str) -> bool {
+        self.files.remove(path).is_some()
+    }
+
+    /// Renames `from` to `to`, replacing `to`.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), DiskError> {
+        let file = self
+            .files
+            .remove(from)
+            .ok_or_else(|| Files::not_found(from))?;
+        self.files.insert(to.to_string(), file);
+        Ok(())
+    }
+
+    /// The paths that start with `prefix`, in order.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        (self.files.keys())
+            .filter(|path| path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Every file as a crash would leave it (its durable bytes), in path order.
+    pub fn durable(&self) -> Vec<(String, Vec<u8>)> {
+        (self.files.iter())
+            .map(|(path, file)| (path.clone(), file.bytes[..file.durable].to_vec()))
+            .collect()
+    }
+
+    /// Puts `files` here, durable.
+    pub fn install(&mut self, files: &[(String, Vec<u8>)]) {
+        for (path, bytes) in files {
+            let file = File {
+                bytes: bytes.clone(),
+                durable: bytes.len(),
+            };
+            self.files.insert(path.clone(), file);
+        }
+    }
+
+    /// A crash: each file's pending bytes are cut to the prefix `kept(pending)` says survives.
+    fn crash(&mut self, mut kept: impl FnMut(usize) -> usize) -> Vec<DiskEvent> {
+        let mut events = Vec::new();
+        for (path, file) in self.files.iter_mut() {
+            let pending = file.bytes.len() - file.durable;
+            if pending == 0 {
+                continue;
+            }
+            let kept = kept(pending);
+            file.bytes.truncate(file.durable + kept);
+            file.durable = file.bytes.len();
+            events.push(DiskEvent::CrashResolved {
+                path: path.clone(),
+                pending: pending as u64,
+                kept: kept as u64,
+            });
+        }
+        events
+    }
+
+    /// Loses every file under `prefix`; their paths.
+    fn lose(&mut self, prefix: &str) -> Vec<String> {
+        let lost = self.list(prefix);
+        for path in &lost {
+            self.files.remove(path);
+        }
+        lost
+    }
+}
+
 #[derive(Debug, Default)]
 struct NodeDisk {
-    files: BTreeMap<String, File>,
+    files: Files,
     faults: DiskFaults,
     /// One-shot failures: the next `op` on a path containing the text fails with EIO.
     fail_next: Vec<(DiskOp, String)>,
@@ -128,16 +249,6 @@ struct NodeDisk {
 }
 
 impl NodeDisk {
-    fn used(&self) -> u64 {
-        self.files.values().map(|f| f.bytes.len() as u64).sum()
-    }
-
-    fn file_mut(&mut self, path: &str) -> Result<&mut File, DiskError> {
-        self.files.get_mut(path).ok_or_else(|| DiskError::NotFound {
-            path: path.to_string(),
-        })
-    }
-
     fn take_targeted(&mut self, op: DiskOp, path: &str) -> bool {
         let hit = self
             .fail_next
@@ -208,32 +319,22 @@ impl Simulator for SimDisk {
             return;
         };
         let mode = node.faults.crash;
-        for (path, file) in node.files.iter_mut() {
-            let pending = file.bytes.len() - file.durable;
-            if pending == 0 {
-                continue;
-            }
+        let rng = &mut state.rng;
+        let events = node.files.crash(|pending| {
             let torn = match mode {
                 CrashMode::DropPending => false,
                 CrashMode::TornPrefix => true,
-                CrashMode::Seeded => state.rng.below(2) == 1,
+                CrashMode::Seeded => rng.below(2) == 1,
             };
-            let kept = if torn {
-                state.rng.between(0, pending as u64) as usize
+            if torn {
+                rng.between(0, pending as u64) as usize
             } else {
                 0
-            };
-            file.bytes.truncate(file.durable + kept);
-            file.durable = file.bytes.len();
-            state.events.push((
-                id,
-                DiskEvent::CrashResolved {
-                    path: path.clone(),
-                    pending: pending as u64,
-                    kept: kept as u64,
-                },
-            ));
-        }
+            }
+        });
+        state
+            .events
+            .extend(events.into_iter().map(|event| (id, event)));
     }
 }
 
@@ -293,17 +394,11 @@ impl SimDisk {
     pub fn lose(&self, node: NodeId, prefix: &str) {
         let mut state = self.lock();
         let state = &mut *state;
-        let disk = state.nodes.entry(node).or_default();
-        let lost: Vec<String> = disk
-            .files
-            .keys()
-            .filter(|path| path.starts_with(prefix))
-            .cloned()
-            .collect();
-        for path in lost {
-            disk.files.remove(&path);
-            state.events.push((node, DiskEvent::Lost { path }));
-        }
+        let lost = state.nodes.entry(node).or_default().files.lose(prefix);
+        let lost = lost
+            .into_iter()
+            .map(|path| (node, DiskEvent::Lost { path }));
+        state.events.extend(lost);
     }
 
     /// What happened since the last call, in order.
@@ -317,44 +412,28 @@ impl SimDisk {
         state
             .nodes
             .get(&node)
-            .map(|disk| disk.files.keys().cloned().collect())
+            .map(|disk| disk.files.list(""))
             .unwrap_or_default()
     }
 
     /// `node`'s files as a crash would leave them (their durable bytes), in path order.
     pub fn durable_files(&self, node: NodeId) -> Vec<(String, Vec<u8>)> {
         let state = self.lock();
-        let Some(disk) = state.nodes.get(&node) else {
-            return Vec::new();
-        };
-        disk.files
-            .iter()
-            .map(|(path, file)| (path.clone(), file.bytes[..file.durable].to_vec()))
-            .collect()
+        (state.nodes.get(&node))
+            .map(|disk| disk.files.durable())
+            .unwrap_or_default()
     }
 
     /// Puts `files` on `node`'s disk, durable: what a run before this one left there.
     pub fn install(&self, node: NodeId, files: &[(String, Vec<u8>)]) {
         let mut state = self.lock();
-        let disk = state.nodes.entry(node).or_default();
-        for (path, bytes) in files {
-            let file = File {
-                bytes: bytes.clone(),
-                durable: bytes.len(),
-            };
-            disk.files.insert(path.clone(), file);
-        }
+        state.nodes.entry(node).or_default().files.install(files);
     }
 
     /// The bytes of `node`'s file as they are now (pending included), for tests.
     pub fn peek(&self, node: NodeId, path: &str) -> Option<Vec<u8>> {
         let state = self.lock();
-        state
-            .nodes
-            .get(&node)?
-            .files
-            .get(path)
-            .map(|f| f.bytes.clone())
+        state.nodes.get(&node)?.files.read(path).ok()
     }
 
     /// Waits the operation's latency, then runs `apply` on the calling node's disk.
@@ -375,8 +454,7 @@ impl SimDisk {
     /// Creates `path` empty, replacing any file there (durable at once).
     pub async fn create(&self, path: &str) {
         self.operate(|state, node| {
-            let disk = state.nodes.entry(node).or_default();
-            disk.files.insert(path.to_string(), File::default());
+            state.nodes.entry(node).or_default().files.create(path);
         })
         .await
     }
@@ -385,7 +463,7 @@ impl SimDisk {
     pub async fn append(&self, path: &str, bytes: &[u8]) -> Result<(), DiskError> {
         self.operate(|state, node| {
             let disk = state.inject(node, DiskOp::Append, path)?;
-            let used = disk.used();
+            let used = disk.files.used();
             if let Some(capacity) = disk.faults.capacity_bytes {
                 if used + bytes.len() as u64 > capacity {
                     return Err(DiskError::NoSpace {
@@ -396,21 +474,15 @@ impl SimDisk {
                     });
                 }
             }
-            disk.file_mut(path)?.bytes.extend_from_slice(bytes);
-            Ok(())
+            disk.files.append(path, bytes)
         })
         .await
     }
 
     /// Makes every byte of `path` durable.
     pub async fn sync(&self, path: &str) -> Result<(), DiskError> {
-        self.operate(|state, node| {
-            let disk = state.inject(node, DiskOp::Sync, path)?;
-            let file = disk.file_mut(path)?;
-            file.durable = file.bytes.len();
-            Ok(())
-        })
-        .await
+        self.operate(|state, node| state.inject(node, DiskOp::Sync, path)?.files.sync(path))
+            .await
     }
 
     /// Reads all of `path` (pending bytes included, as a page cache would).
@@ -432,14 +504,7 @@ impl SimDisk {
                 .position(|text| path.contains(text.as_str()))
                 .map(|i| disk.corrupt_next_read.remove(i))
                 .is_some();
-            let mut bytes = disk
-                .files
-                .get(path)
-                .ok_or_else(|| DiskError::NotFound {
-                    path: path.to_string(),
-                })?
-                .bytes
-                .clone();
+            let mut bytes = disk.files.read(path)?;
             if (corrupt_by_rate || targeted) && !bytes.is_empty() {
                 let bit = state.rng.below(bytes.len() as u64 * 8);
                 bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
@@ -451,37 +516,20 @@ impl SimDisk {
 
     /// Deletes `path`; whether it existed.
     pub async fn delete(&self, path: &str) -> bool {
-        self.operate(|state, node| {
-            let disk = state.nodes.entry(node).or_default();
-            disk.files.remove(path).is_some()
-        })
-        .await
+        self.operate(|state, node| state.nodes.entry(node).or_default().files.delete(path))
+            .await
     }
 
     /// Renames `from` to `to`, replacing `to` (durable at once).
     pub async fn rename(&self, from: &str, to: &str) -> Result<(), DiskError> {
-        self.operate(|state, node| {
-            let disk = state.nodes.entry(node).or_default();
-            let file = disk.files.remove(from).ok_or_else(|| DiskError::NotFound {
-                path: from.to_string(),
-            })?;
-            disk.files.insert(to.to_string(), file);
-            Ok(())
-        })
-        .await
+        self.operate(|state, node| state.nodes.entry(node).or_default().files.rename(from, to))
+            .await
     }
 
     /// The paths of the calling node's files that start with `prefix`, in order.
     pub async fn list(&self, prefix: &str) -> Vec<String> {
-        self.operate(|state, node| {
-            let disk = state.nodes.entry(node).or_default();
-            disk.files
-                .keys()
-                .filter(|path| path.starts_with(prefix))
-                .cloned()
-                .collect()
-        })
-        .await
+        self.operate(|state, node| state.nodes.entry(node).or_default().files.list(prefix))
+            .await
     }
 }
 

@@ -2,15 +2,15 @@
 //!
 //! Each run gets its own OS thread and its own `Runtime::with_seed_and_config`, because madsim
 //! seeds std's hash order only for the first runtime on a thread (madsim-rs/madsim#240).
-//! The supervisor (madsim's main task) creates the nodes (see [`crate::nodes`]), applies the
+//! The supervisor (madsim's main task) creates the nodes (see [`crate::driver`]), applies the
 //! [`FaultSchedule`] in virtual time, heals everything at `heal_at`, and ends the run when the
 //! job terminates, the deadline passes, or the input bound is hit. The sink system keeps its
 //! state in the world (it is the external system, and the oracle's evidence); checkpoint
 //! storage keeps its files on the storage node's [`SimDisk`], with real durability rules.
 
 use crate::disk::SimDisk;
+use crate::driver::nodes;
 use crate::faults::Fault;
-use crate::nodes;
 use crate::rng::{SimRng, Stream};
 use crate::trace::{trace_hash, StorageEvent, TraceEntry, TraceEvent};
 use crate::world::CrashTrigger;

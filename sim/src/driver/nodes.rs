@@ -1,12 +1,14 @@
-//! The nodes of a run: the engine's sans-I/O roles on madsim nodes, the checkpoint storage
-//! service on the simulated disk, and the links between them.
+//! The madsim driver's nodes: each role in its [`NodeHost`] on a madsim node, the
+//! [`StorageService`] on the simulated disk, and the links between them.
 //!
 //! Every node listens on one endpoint and sends through [`Links`]: one sender task per peer, so
 //! each link is FIFO, may be slowed on its own (slow-link faults delay every message on the
 //! link, so barriers queue behind data), and retries connecting while the link is clogged. A
 //! message to a node that is down is lost, as it would be on a real network.
 
-use crate::disk::{DiskError, SimDisk};
+use super::host::NodeHost;
+use super::storage::{StorageService, StorageWorld};
+use crate::disk::SimDisk;
 use crate::faults::WriteMoment;
 use crate::trace::{StorageEvent, TraceEvent};
 use crate::world::{lock, virtual_now, Clock, RunConfig, SharedWorld};
@@ -20,8 +22,8 @@ use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::ids::{TaskManagerId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::jobmanager::JobManager;
-use snapsim_core::messages::{Address, Message, Node, Outbox, TickGate};
-use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageResponse};
+use snapsim_core::messages::{Address, Message, Node, Outbox};
+use snapsim_core::storage::StorageResponse;
 use snapsim_core::taskmanager::TaskManager;
 use snapsim_core::trace::EngineEvent;
 use std::collections::{BTreeMap, VecDeque};
@@ -165,57 +167,47 @@ async fn slow_down(address: Address, clock: Clock, world: &SharedWorld) {
     }
 }
 
-/// A node's life: deliver messages and deadlines to its state machine, send its outbox.
-async fn node_main(
-    address: Address,
-    mut node: Box<dyn Node + Send>,
-    clock: Clock,
-    world: SharedWorld,
-) {
+/// A node's life: deliver messages and deadlines to its host, send its outbox.
+async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, world: SharedWorld) {
     let (endpoint, mut incoming) = listen(address, &world).await;
     let mut links = Links::new(address, endpoint, clock, world.clone());
-    let mut out = Outbox::default();
-    node.on_start(clock.now(), &mut out);
-    links.carry_out(out);
-    let mut gate = TickGate::default();
+    let mut host = NodeHost::new(node);
+    links.carry_out(host.start(clock.now()));
     loop {
         let now = clock.now();
-        let next = match node.next_deadline() {
-            Some(deadline) if gate.is_due(deadline, now) => None,
-            Some(deadline) => {
-                let due = clock.instant(gate.next_tick(deadline, now));
-                let wait = due.saturating_duration_since(virtual_now());
-                timeout(wait, incoming.next()).await.ok()
-            }
-            None => Some(incoming.next().await),
+        let next = if host.is_due(now) {
+            None
+        } else if let Some(at) = host.next_tick(now) {
+            let wait = clock.instant(at).saturating_duration_since(virtual_now());
+            timeout(wait, incoming.next()).await.ok()
+        } else {
+            Some(incoming.next().await)
         };
         if !count_input(&world) {
             return futures::future::pending().await;
         }
-        let mut out = Outbox::default();
-        match next {
-            Some(Some((from, message))) => node.on_message(clock.now(), from, message, &mut out),
+        let out = match next {
+            Some(Some((from, message))) => host.deliver(clock.now(), from, message),
             Some(None) => return, // The inbox closed: the node is going away.
-            None => {
-                gate.ticked(clock.now());
-                node.on_tick(clock.now(), &mut out);
-            }
-        }
+            None => host.tick(clock.now()),
+        };
         slow_down(address, clock, &world).await;
         links.carry_out(out);
     }
 }
 
-/// The checkpoint storage node: a distributed file system reduced to one node whose files
-/// live on the [`SimDisk`]. Requests are served one at a time, in arrival order.
+/// The checkpoint storage node: the [`StorageService`] on the [`SimDisk`], serving requests
+/// one at a time, in arrival order.
 async fn storage_main(clock: Clock, world: SharedWorld) {
     let address = Address::Storage;
     let (endpoint, mut incoming) = listen(address, &world).await;
     let mut links = Links::new(address, endpoint, clock, world.clone());
     let service = StorageService {
         disk: SimDisk::current(),
-        clock,
-        world: world.clone(),
+        world: SimStorageWorld {
+            clock,
+            world: world.clone(),
+        },
     };
     while let Some((from, message)) = incoming.next().await {
         if !count_input(&world) {
@@ -234,86 +226,21 @@ async fn storage_main(clock: Clock, world: SharedWorld) {
     }
 }
 
-struct StorageService {
-    disk: Arc<SimDisk>,
+/// The storage service's trace and crash triggers in the simulated world.
+struct SimStorageWorld {
     clock: Clock,
     world: SharedWorld,
 }
 
-impl StorageService {
+impl StorageWorld for SimStorageWorld {
     fn trace(&self, event: StorageEvent) {
         let now = self.clock.now();
         lock(&self.world).record(now, Address::Storage, TraceEvent::Storage(event));
     }
 
-    async fn execute(&self, op: StorageOp) -> Result<StorageReply, StorageError> {
-        let operation = op.to_string();
-        let result = match op {
-            StorageOp::Write { path, bytes } => self.write(&path, &bytes).await,
-            StorageOp::Read { path } => match self.disk.read(path.as_str()).await {
-                Ok(bytes) => Ok(StorageReply::Data(bytes)),
-                Err(error) => Err(storage_error(&path, error)),
-            },
-            StorageOp::DeleteAll { prefix } => {
-                let doomed = self.below(&prefix).await;
-                for path in &doomed {
-                    if self.disk.delete(path.as_str()).await {
-                        let path = path.to_string();
-                        self.trace(StorageEvent::Deleted { path });
-                    }
-                }
-                Ok(StorageReply::Deleted(doomed.len() as u64))
-            }
-            StorageOp::List { prefix } => Ok(StorageReply::Listed(self.below(&prefix).await)),
-        };
-        if let Err(error) = &result {
-            self.trace(StorageEvent::Failed {
-                operation,
-                error: error.to_string(),
-            });
-        }
-        result
-    }
-
-    /// The files at or below `prefix`, as storage paths, in order.
-    async fn below(&self, prefix: &StoragePath) -> Vec<StoragePath> {
-        self.disk
-            .list(prefix.as_str())
-            .await
-            .into_iter()
-            .map(|path| StoragePath::new(path).expect("files are written at valid paths"))
-            .filter(|path| path.starts_with(prefix))
-            .collect()
-    }
-
-    /// Create, append, sync: the file is at its final path from the start, so a crash before
-    /// the sync leaves it torn there. A failed write removes the file, so it never reads back.
-    async fn write(&self, path: &StoragePath, bytes: &[u8]) -> Result<StorageReply, StorageError> {
-        let name = path.as_str();
-        self.disk.create(name).await;
-        if let Err(error) = self.disk.append(name, bytes).await {
-            self.disk.delete(name).await;
-            return Err(storage_error(path, error));
-        }
-        self.trace(StorageEvent::Written {
-            path: name.to_string(),
-            bytes: bytes.len() as u64,
-        });
-        self.fire_triggers(name, WriteMoment::BeforeSync).await;
-        if let Err(error) = self.disk.sync(name).await {
-            self.disk.delete(name).await;
-            return Err(storage_error(path, error));
-        }
-        self.trace(StorageEvent::Synced {
-            path: name.to_string(),
-        });
-        self.fire_triggers(name, WriteMoment::AfterSync).await;
-        Ok(StorageReply::Written)
-    }
-
     /// Asks the supervisor for the crash a matching trigger names (each fires once). When the
     /// storage node itself is to crash, it waits for the kill here, in the middle of the write.
-    async fn fire_triggers(&self, path: &str, moment: WriteMoment) {
+    async fn reached(&self, path: &str, moment: WriteMoment) {
         let fired = {
             let mut world = lock(&self.world);
             let hit = world
@@ -333,17 +260,6 @@ impl StorageService {
             // supervisor declined (the run is healing), and then the write goes on.
             sleep(Duration::from_millis(1)).await;
         }
-    }
-}
-
-fn storage_error(path: &StoragePath, error: DiskError) -> StorageError {
-    match error {
-        DiskError::NotFound { .. } => StorageError::NotFound { path: path.clone() },
-        DiskError::Io { .. } => StorageError::Io {
-            path: path.clone(),
-            detail: error.to_string(),
-        },
-        DiskError::NoSpace { .. } => StorageError::NoSpace { path: path.clone() },
     }
 }
 

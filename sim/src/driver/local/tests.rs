@@ -1,6 +1,10 @@
 use super::*;
-use crate::ids::{CheckpointId, Key};
-use crate::record::Origin;
+use crate::check::{builtin_checkers, Property};
+use snapsim_core::bugs::SeededBug;
+use snapsim_core::ids::{CheckpointId, Key};
+use snapsim_core::job::JobGraph;
+use snapsim_core::record::Origin;
+use snapsim_core::testing::keyed_sum_job;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn committed_origins(cluster: &LocalCluster) -> BTreeMap<Origin, usize> {
@@ -64,20 +68,14 @@ fn without_an_interval_only_the_final_checkpoint_runs() {
     assert_eq!(committed_origins(&cluster).len(), 100);
 }
 
-#[test]
-fn a_task_manager_crash_restores_the_latest_completed_checkpoint_exactly_once() {
-    let reference = {
-        let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
-        let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
-        assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
-        final_sums(&cluster)
-    };
-    let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
+/// The keyed-sum job run to its end through a crash of TaskManager 1 at 90 ms (checkpoints
+/// completed before it), restarted at 120 ms.
+fn through_a_task_manager_crash(job: &JobGraph) -> LocalCluster {
+    let plan = job.clone().build().expect("valid job");
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.run_until(Tick(90));
-    let before = completed(&cluster);
     assert!(
-        !before.is_empty(),
+        !completed(&cluster).is_empty(),
         "a checkpoint completed before the crash"
     );
     let tm = Address::TaskManager(TaskManagerId(1));
@@ -85,54 +83,44 @@ fn a_task_manager_crash_restores_the_latest_completed_checkpoint_exactly_once() 
     cluster.run_until(Tick(120));
     cluster.restart(tm);
     assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
+    cluster
+}
 
-    let restored: Vec<Option<CheckpointId>> = cluster
+#[test]
+fn a_task_manager_crash_restores_the_latest_completed_checkpoint_exactly_once() {
+    let job = keyed_sum_job(800, Some(20));
+    let cluster = through_a_task_manager_crash(&job);
+    let deployed = cluster
         .events()
-        .filter_map(|e| match e {
-            EngineEvent::Deployed { restored, .. } => Some(*restored),
-            _ => None,
-        })
+        .filter(|e| matches!(e, EngineEvent::Deployed { .. }));
+    assert_eq!(deployed.count(), 2, "the crash made the job fail over");
+    // Restored the latest completed checkpoint, each input's effect committed once, final
+    // sums and every committed value as the failure-free run's, ...
+    assert_eq!(cluster.judge(&job, &builtin_checkers()), Vec::new());
+}
+
+#[test]
+fn the_checkers_judge_a_local_run_and_catch_a_seeded_bug() {
+    let mut job = keyed_sum_job(800, Some(20));
+    job.bugs.insert(SeededBug::CommitAtSnapshot);
+    let cluster = through_a_task_manager_crash(&job);
+    let violated: BTreeSet<Property> = (cluster.judge(&job, &builtin_checkers()).iter())
+        .map(|v| v.property)
         .collect();
-    assert_eq!(restored.len(), 2, "deployed twice: {restored:?}");
-    let latest_before_failover = cluster
-        .trace
-        .iter()
-        .take_while(|(_, _, e)| !matches!(e, EngineEvent::Failover { .. }))
-        .filter_map(|(_, _, e)| match e {
-            EngineEvent::CheckpointCompleted { checkpoint } => Some(*checkpoint),
-            _ => None,
-        })
-        .last();
-    assert_eq!(
-        restored[1], latest_before_failover,
-        "restore uses the latest completed checkpoint"
-    );
-    let origins = committed_origins(&cluster);
-    assert_eq!(origins.len(), 800);
-    assert!(
-        origins.values().all(|&n| n == 1),
-        "exactly once after the crash"
-    );
-    assert_eq!(
-        final_sums(&cluster),
-        reference,
-        "final sums equal the failure-free run"
-    );
+    assert!(violated.contains(&Property::ExactlyOnce), "{violated:?}");
 }
 
 /// Crashes the JobManager after checkpoints completed and writes a new HA record version
 /// made from the newest one by `damage`; returns the cluster run to its end and the path.
 fn restart_job_manager_over(damage: fn(&mut Vec<u8>)) -> (LocalCluster, String) {
-    use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+    use snapsim_core::storage::{StorageOp, StoragePath};
     let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.run_until(Tick(90));
     assert!(!completed(&cluster).is_empty());
     cluster.crash(Address::JobManager);
     let (newest, bytes) = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .iter()
         .rfind(|(path, _)| path.ha_record_version().is_some())
         .map(|(path, bytes)| (path.clone(), bytes.clone()))
@@ -145,7 +133,7 @@ fn restart_job_manager_over(damage: fn(&mut Vec<u8>)) -> (LocalCluster, String) 
         path: path.clone(),
         bytes: damaged,
     };
-    cluster.storage.storage.execute(write).expect("written");
+    cluster.storage(write).expect("written");
     cluster.restart(Address::JobManager);
     cluster.run_to_end(Tick(100_000));
     (cluster, path.to_string())
@@ -183,7 +171,7 @@ fn a_complete_but_corrupted_ha_record_fails_the_job_instead_of_resuming_older_st
 /// Runs the keyed-sum job on JobManagerCheckpointStorage with `limits` and `tolerable`
 /// counted failures until `until`; returns the cluster.
 fn in_memory_run(
-    limits: crate::config::MemoryStorageLimits,
+    limits: snapsim_core::config::MemoryStorageLimits,
     tolerable: u32,
     until: Tick,
 ) -> LocalCluster {
@@ -218,7 +206,7 @@ fn in_memory_state_within_the_limits_completes_and_restores_without_storage() {
     let plan = keyed_sum_job(800, Some(20)).build().expect("valid job");
     assert!(matches!(
         plan.checkpoint.storage(&plan.job),
-        crate::config::CheckpointStorageKind::JobManager(_)
+        snapsim_core::config::CheckpointStorageKind::JobManager(_)
     ));
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.run_until(Tick(90));
@@ -228,9 +216,7 @@ fn in_memory_state_within_the_limits_completes_and_restores_without_storage() {
     cluster.restart(tm);
     assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     let files: Vec<String> = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .map(|p| p.to_string())
         .filter(|p| !p.starts_with("ha/"))
@@ -245,7 +231,7 @@ fn in_memory_state_within_the_limits_completes_and_restores_without_storage() {
 /// over only when the tolerable-failure limit says so.
 #[test]
 fn a_state_over_the_maximum_size_declines_the_checkpoint_and_counts() {
-    let tiny = crate::config::MemoryStorageLimits {
+    let tiny = snapsim_core::config::MemoryStorageLimits {
         max_state_bytes: 10,
         ..Default::default()
     };
@@ -258,7 +244,7 @@ fn a_state_over_the_maximum_size_declines_the_checkpoint_and_counts() {
         "{reasons:?}"
     );
     let aborted_async = strict.events().any(|e| {
-        matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::status::CheckpointFailureReason::AsyncException)
+        matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == snapsim_core::trace::CheckpointFailureReason::AsyncException)
     });
     assert!(aborted_async);
     assert!(failovers(&strict) >= 1, "tolerable 0: the job fails over");
@@ -269,7 +255,7 @@ fn a_state_over_the_maximum_size_declines_the_checkpoint_and_counts() {
 
 #[test]
 fn an_acknowledgement_over_the_frame_size_declines_the_checkpoint() {
-    let small_frame = crate::config::MemoryStorageLimits {
+    let small_frame = snapsim_core::config::MemoryStorageLimits {
         frame_bytes: 10,
         ..Default::default()
     };
@@ -285,7 +271,7 @@ fn an_acknowledgement_over_the_frame_size_declines_the_checkpoint() {
 
 #[test]
 fn state_beyond_the_job_managers_memory_budget_declines_the_checkpoint() {
-    let small_budget = crate::config::MemoryStorageLimits {
+    let small_budget = snapsim_core::config::MemoryStorageLimits {
         budget_bytes: 100,
         ..Default::default()
     };
@@ -298,16 +284,14 @@ fn state_beyond_the_job_managers_memory_budget_declines_the_checkpoint() {
         "{reasons:?}"
     );
     let declined = cluster.events().any(|e| {
-        matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == crate::status::CheckpointFailureReason::Declined)
+        matches!(e, EngineEvent::CheckpointAborted { reason, .. } if *reason == snapsim_core::trace::CheckpointFailureReason::Declined)
     });
     assert!(declined, "counted as a declined checkpoint");
 }
 
 fn tree(cluster: &LocalCluster) -> String {
     cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .iter()
         .map(|(path, bytes)| format!("{path}  ({} bytes)\n", bytes.len()))
         .collect()
@@ -332,7 +316,7 @@ fn the_file_layout_of_a_known_run() {
 
 #[test]
 fn retained_checkpoints_survive_a_failure_only_when_the_policy_says_so() {
-    use crate::retention::ExternalizedRetention::*;
+    use snapsim_core::retention::ExternalizedRetention::*;
     for (retention, kept) in [
         (NoExternalized, false),
         (DeleteOnCancellation, true),
@@ -341,7 +325,7 @@ fn retained_checkpoints_survive_a_failure_only_when_the_policy_says_so() {
         let mut job = keyed_sum_job(800, Some(20));
         job.checkpoint.directory = Some("ckpt".to_string());
         job.checkpoint.retention = retention;
-        job.restart = crate::config::RestartStrategyConfig::NoRestart;
+        job.restart = snapsim_core::config::RestartStrategyConfig::NoRestart;
         let plan = job.build().expect("valid job");
         let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
         cluster.run_until(Tick(90));
@@ -350,9 +334,7 @@ fn retained_checkpoints_survive_a_failure_only_when_the_policy_says_so() {
         assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Failed);
         cluster.run_until(cluster.now().after(10));
         let checkpoints = cluster
-            .storage
-            .storage
-            .objects()
+            .files()
             .keys()
             .filter(|p| p.as_str().starts_with("ckpt/"))
             .count();
@@ -369,18 +351,18 @@ fn failed_with_a_retained_checkpoint() -> (LocalCluster, String) {
 }
 
 /// The same for `job` (on files).
-fn failed_with_a_retained_checkpoint_of(mut job: crate::job::JobGraph) -> (LocalCluster, String) {
-    job.checkpoint.retention = crate::retention::ExternalizedRetention::RetainOnCancellation;
-    job.restart = crate::config::RestartStrategyConfig::NoRestart;
+fn failed_with_a_retained_checkpoint_of(
+    mut job: snapsim_core::job::JobGraph,
+) -> (LocalCluster, String) {
+    job.checkpoint.retention = snapsim_core::retention::ExternalizedRetention::RetainOnCancellation;
+    job.restart = snapsim_core::config::RestartStrategyConfig::NoRestart;
     let plan = job.build().expect("valid job");
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.run_until(Tick(90));
     cluster.crash(Address::TaskManager(TaskManagerId(1)));
     assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Failed);
     let newest = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .filter(|p| p.as_str().ends_with("/_metadata"))
         .filter_map(|p| p.parent())
@@ -397,21 +379,21 @@ fn failed_with_a_retained_checkpoint_of(mut job: crate::job::JobGraph) -> (Local
 fn started_from(
     previous: &LocalCluster,
     path: &str,
-    change: impl FnOnce(&mut crate::job::JobGraph),
+    change: impl FnOnce(&mut snapsim_core::job::JobGraph),
 ) -> LocalCluster {
     let mut job = keyed_sum_job(800, Some(20));
     // A new job, as Flink gives it a new job id: its own directory and HA records.
     job.name = "keyed-sum-resumed".to_string();
     job.checkpoint.directory = Some("ckpt".to_string());
-    job.restore = Some(crate::job::RestoreSettings {
+    job.restore = Some(snapsim_core::job::RestoreSettings {
         path: path.to_string(),
-        claim: crate::retention::ClaimMode::NoClaim,
+        claim: snapsim_core::retention::ClaimMode::NoClaim,
         allow_non_restored_state: false,
     });
     change(&mut job);
     let plan = job.build().expect("valid job");
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
-    cluster.storage.storage = previous.storage.storage.clone();
+    cluster.install(&previous.durable_files());
     cluster.run_to_end(Tick(100_000));
     cluster
 }
@@ -470,9 +452,7 @@ fn a_new_job_resumes_from_a_retained_checkpoint_path() {
         );
         // Restored without claim: the job never deletes the snapshot.
         let kept = resumed
-            .storage
-            .storage
-            .objects()
+            .files()
             .keys()
             .any(|p| p.as_str().starts_with(&directory));
         assert!(kept, "{directory} is still there");
@@ -481,7 +461,7 @@ fn a_new_job_resumes_from_a_retained_checkpoint_path() {
 
 #[test]
 fn restoring_from_a_bad_path_fails_with_a_clear_reason() {
-    use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+    use snapsim_core::storage::{StorageOp, StoragePath};
     let (failed, directory) = failed_with_a_retained_checkpoint();
     let missing = started_from(&failed, "ckpt/keyed-sum/chk-999", |_| {});
     assert_eq!(missing.job_manager.status(), JobStatus::Failed);
@@ -511,13 +491,11 @@ fn restoring_from_a_bad_path_fails_with_a_clear_reason() {
     // Corrupted: one flipped bit in the payload.
     let mut corrupted = failed_with_a_retained_checkpoint().0;
     let metadata = StoragePath::new(format!("{directory}/_metadata")).expect("valid");
-    let mut bytes = corrupted.storage.storage.objects()[&metadata].clone();
+    let mut bytes = corrupted.files()[&metadata].clone();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     corrupted
-        .storage
-        .storage
-        .execute(StorageOp::Write {
+        .storage(StorageOp::Write {
             path: metadata.clone(),
             bytes,
         })
@@ -530,15 +508,13 @@ fn restoring_from_a_bad_path_fails_with_a_clear_reason() {
 
     // Torn (a crash before its sync kept a prefix): never picked up as complete.
     let mut torn = failed_with_a_retained_checkpoint().0;
-    let mut bytes = torn.storage.storage.objects()[&metadata].clone();
+    let mut bytes = torn.files()[&metadata].clone();
     bytes.truncate(bytes.len() / 3);
-    torn.storage
-        .storage
-        .execute(StorageOp::Write {
-            path: metadata.clone(),
-            bytes,
-        })
-        .expect("written");
+    torn.storage(StorageOp::Write {
+        path: metadata.clone(),
+        bytes,
+    })
+    .expect("written");
     let cause = failure_cause(&started_from(&torn, &directory, |_| {}));
     assert!(
         cause.starts_with(&format!(
@@ -550,23 +526,20 @@ fn restoring_from_a_bad_path_fails_with_a_clear_reason() {
 
 /// Moves every file under `from` to the same name under `to`.
 fn move_files(cluster: &mut LocalCluster, from: &str, to: &str) {
-    use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+    use snapsim_core::storage::{StorageOp, StoragePath};
     let files: Vec<(StoragePath, Vec<u8>)> = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .iter()
         .filter(|(p, _)| p.as_str().starts_with(from))
         .map(|(p, b)| (p.clone(), b.clone()))
         .collect();
     for (path, bytes) in files {
         let moved = StoragePath::new(path.as_str().replacen(from, to, 1)).expect("valid");
-        let storage = &mut cluster.storage.storage;
-        storage
-            .execute(StorageOp::Write { path: moved, bytes })
+        cluster
+            .storage(StorageOp::Write { path: moved, bytes })
             .expect("copied");
-        storage
-            .execute(StorageOp::DeleteAll { prefix: path })
+        cluster
+            .storage(StorageOp::DeleteAll { prefix: path })
             .expect("deleted");
     }
 }
@@ -663,9 +636,7 @@ fn a_savepoint_is_self_contained_never_subsumed_and_commits_nothing() {
     let (cluster, id) = with_a_savepoint();
     let directory = format!("savepoints/savepoint-keyed-sum-{id}");
     let files: Vec<String> = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .map(|p| p.to_string())
         .filter(|p| p.starts_with(&directory))
@@ -694,13 +665,11 @@ fn a_savepoint_is_self_contained_never_subsumed_and_commits_nothing() {
 /// restores.
 #[test]
 fn a_moved_savepoint_restores() {
-    use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+    use snapsim_core::storage::{StorageOp, StoragePath};
     let (mut cluster, id) = with_a_savepoint();
     let directory = format!("savepoints/savepoint-keyed-sum-{id}");
     let files: Vec<(StoragePath, Vec<u8>)> = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .iter()
         .filter(|(p, _)| p.as_str().starts_with(&directory))
         .map(|(p, b)| (p.clone(), b.clone()))
@@ -708,12 +677,11 @@ fn a_moved_savepoint_restores() {
     for (path, bytes) in files {
         let moved =
             StoragePath::new(path.as_str().replacen(&directory, "elsewhere/sp", 1)).expect("valid");
-        let storage = &mut cluster.storage.storage;
-        storage
-            .execute(StorageOp::Write { path: moved, bytes })
+        cluster
+            .storage(StorageOp::Write { path: moved, bytes })
             .expect("copied");
-        storage
-            .execute(StorageOp::DeleteAll { prefix: path })
+        cluster
+            .storage(StorageOp::DeleteAll { prefix: path })
             .expect("deleted");
     }
     let resumed = started_from(&cluster, "elsewhere/sp", |_| {});
@@ -757,13 +725,11 @@ fn a_savepoint_without_a_savepoint_directory_is_refused() {
 fn a_claimed_checkpoint_is_deleted_once_subsumed() {
     let (failed, directory) = failed_with_a_retained_checkpoint();
     let resumed = started_from(&failed, &directory, |job| {
-        job.restore.as_mut().expect("set").claim = crate::retention::ClaimMode::Claim;
+        job.restore.as_mut().expect("set").claim = snapsim_core::retention::ClaimMode::Claim;
     });
     assert_eq!(resumed.job_manager.status(), JobStatus::Finished);
     let left: Vec<String> = resumed
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .map(|p| p.to_string())
         .filter(|p| p.starts_with(&format!("{directory}/")))
@@ -771,7 +737,7 @@ fn a_claimed_checkpoint_is_deleted_once_subsumed() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-fn incremental_job(retained: u32) -> crate::job::JobGraph {
+fn incremental_job(retained: u32) -> snapsim_core::job::JobGraph {
     let mut job = keyed_sum_job(800, Some(20));
     job.checkpoint.directory = Some("ckpt".to_string());
     job.checkpoint.incremental = true;
@@ -782,12 +748,12 @@ fn incremental_job(retained: u32) -> crate::job::JobGraph {
 /// Every file a retained checkpoint consists of exists (Flink's `SharedStateRegistry` never
 /// deletes a file a retained checkpoint references); returns the shared files in storage.
 fn assert_retained_checkpoints_are_whole(cluster: &LocalCluster) -> usize {
-    let objects = cluster.storage.storage.objects();
+    let objects = cluster.files();
     if let Some(coordinator) = cluster.job_manager.coordinator() {
         for checkpoint in coordinator.store().checkpoints() {
             for state in checkpoint.task_states.values() {
                 for file in std::iter::once(state).chain(&state.shared) {
-                    let crate::storage::StateLocation::File(path) = &file.location else {
+                    let snapsim_core::storage::StateLocation::File(path) = &file.location else {
                         continue;
                     };
                     assert!(
@@ -848,7 +814,7 @@ fn incremental_checkpoints_keep_retained_state_whole_delete_the_rest_and_restore
             _ => None,
         })
         .collect();
-    for left in cluster.storage.storage.objects().keys() {
+    for left in cluster.files().keys() {
         let Some(name) = left.as_str().strip_prefix("ckpt/keyed-sum/shared/") else {
             continue;
         };
@@ -879,9 +845,7 @@ fn incremental_checkpoints_keep_retained_state_whole_delete_the_rest_and_restore
 fn the_first_snapshot_after_a_no_claim_restore_is_full() {
     let (failed, directory) = failed_with_a_retained_checkpoint_of(incremental_job(1));
     let old_runs: BTreeSet<String> = failed
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .map(|p| p.to_string())
         .filter(|p| p.contains("/shared/"))
@@ -903,7 +867,7 @@ fn the_first_snapshot_after_a_no_claim_restore_is_full() {
         "{referenced:?} reuses {old_runs:?}"
     );
     // And the job never deleted the restored snapshot's runs.
-    let objects = resumed.storage.storage.objects();
+    let objects = resumed.files();
     assert!(old_runs
         .iter()
         .all(|f| objects.keys().any(|p| p.as_str() == f)));
@@ -913,7 +877,7 @@ fn the_first_snapshot_after_a_no_claim_restore_is_full() {
 /// keeps its checkpoints only under RETAIN_ON_CANCELLATION.
 #[test]
 fn a_cancelled_job_keeps_its_checkpoints_only_when_retained_on_cancellation() {
-    use crate::retention::ExternalizedRetention::*;
+    use snapsim_core::retention::ExternalizedRetention::*;
     for (retention, kept) in [
         (NoExternalized, false),
         (DeleteOnCancellation, false),
@@ -921,9 +885,7 @@ fn a_cancelled_job_keeps_its_checkpoints_only_when_retained_on_cancellation() {
     ] {
         let cluster = cancelled_keyed_sum(retention);
         let checkpoints = cluster
-            .storage
-            .storage
-            .objects()
+            .files()
             .keys()
             .filter(|p| p.as_str().starts_with("ckpt/"))
             .count();
@@ -966,9 +928,7 @@ fn small_states_are_inlined_in_the_metadata_and_restore() {
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.run_until(Tick(90));
     let files: Vec<String> = cluster
-        .storage
-        .storage
-        .objects()
+        .files()
         .keys()
         .map(|p| p.to_string())
         .filter(|p| p.starts_with("ckpt/"))
@@ -1025,7 +985,7 @@ fn assert_a_new_job_manager_keeps_the_job_finished(cluster: &mut LocalCluster) {
 fn restored_in_flight_output_reaches_a_local_task_restored_after_it() {
     let mut job = keyed_sum_job(800, Some(20));
     job.checkpoint.unaligned = true;
-    job.throttle(crate::ids::OperatorId(1), 1);
+    job.throttle(snapsim_core::ids::OperatorId(1), 1);
     let plan = job.build().expect("valid job");
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.run_until(Tick(150));
@@ -1142,7 +1102,7 @@ fn a_savepoint_of_a_job_on_in_memory_storage_goes_to_files() {
 /// durable, so no JobManager acted on it: the job starts as if there were none.
 #[test]
 fn a_job_whose_only_ha_record_is_torn_starts_fresh() {
-    use crate::storage::{CheckpointStorage, StorageOp, StoragePath};
+    use snapsim_core::storage::{StorageOp, StoragePath};
     let plan = keyed_sum_job(400, Some(20)).build().expect("valid job");
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     cluster.crash(Address::JobManager);
@@ -1151,12 +1111,11 @@ fn a_job_whose_only_ha_record_is_torn_starts_fresh() {
         path: torn.clone(),
         bytes: vec![0x48, 0x41, 0x52],
     };
-    let storage = &mut cluster.storage.storage;
     let ha = StoragePath::ha_dir("keyed-sum");
-    storage
-        .execute(StorageOp::DeleteAll { prefix: ha })
+    cluster
+        .storage(StorageOp::DeleteAll { prefix: ha })
         .expect("deleted");
-    storage.execute(write).expect("written");
+    cluster.storage(write).expect("written");
     cluster.restart(Address::JobManager);
     assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     let rejected = cluster.events().any(

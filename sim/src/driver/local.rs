@@ -1,0 +1,346 @@
+//! The in-process driver: every node of a small cluster in one struct, messages delivered
+//! after a fixed latency in send order, virtual time jumping to the next event. No madsim, no
+//! faults but the crashes and restarts a test asks for. It hosts the roles in the same
+//! [`NodeHost`] and serves storage with the same [`StorageService`] as the madsim driver, and
+//! records the same [`TraceEntry`]s, so the checkers can read its runs. The failure-free
+//! oracle and the experiments that need no faults run here: it is the cheapest driver.
+
+use super::host::NodeHost;
+use super::storage::{StorageService, StorageWorld};
+use crate::check::{self, Checker, Ending, JudgedRun, Violation};
+use crate::disk::Files;
+use crate::faults::WriteMoment;
+use crate::model::ReferenceModel;
+use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
+use futures::FutureExt;
+use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::ids::{TaskManagerId, Tick};
+use snapsim_core::job::{ExecutionPlan, JobGraph};
+use snapsim_core::jobmanager::JobManager;
+use snapsim_core::messages::{Address, Message, Node, Outbox};
+use snapsim_core::sink::SinkSystem;
+use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageResponse};
+use snapsim_core::taskmanager::TaskManager;
+use snapsim_core::trace::{EngineEvent, JobStatus};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Every node of a small cluster, driven in virtual time.
+pub struct LocalCluster {
+    plan: Arc<ExecutionPlan>,
+    config: ClusterConfig,
+    pub job_manager: NodeHost<JobManager>,
+    pub task_managers: Vec<NodeHost<TaskManager>>,
+    /// The external sink system.
+    pub sink: NodeHost<SinkSystem>,
+    storage: StorageService<RefCell<Files>, StorageEvents>,
+    pub trace: Vec<TraceEntry>,
+    now: Tick,
+    latency_ticks: u64,
+    in_flight: BTreeMap<(Tick, u64), (Address, Address, Message)>,
+    sequence: u64,
+    down: BTreeSet<Address>,
+}
+
+/// What the storage service did during one request, for the trace.
+#[derive(Default)]
+struct StorageEvents(RefCell<Vec<StorageEvent>>);
+
+impl StorageWorld for StorageEvents {
+    fn trace(&self, event: StorageEvent) {
+        self.0.borrow_mut().push(event);
+    }
+
+    /// No crash is tied to a write here.
+    async fn reached(&self, _path: &str, _moment: WriteMoment) {}
+}
+
+impl LocalCluster {
+    /// Starts every node at time 0.
+    pub fn start(plan: ExecutionPlan, cluster: ClusterConfig) -> LocalCluster {
+        let plan = Arc::new(plan);
+        let task_managers = cluster
+            .task_manager_ids()
+            .map(|id| NodeHost::new(TaskManager::new(id, plan.clone(), cluster.clone())))
+            .collect();
+        let mut local = LocalCluster {
+            plan: plan.clone(),
+            config: cluster.clone(),
+            job_manager: NodeHost::new(JobManager::new(plan, cluster)),
+            task_managers,
+            sink: NodeHost::new(SinkSystem::default()),
+            storage: StorageService {
+                disk: RefCell::default(),
+                world: StorageEvents::default(),
+            },
+            trace: Vec::new(),
+            now: Tick(0),
+            latency_ticks: 1,
+            in_flight: BTreeMap::new(),
+            sequence: 0,
+            down: BTreeSet::new(),
+        };
+        for address in local.hosts() {
+            local.restart(address);
+        }
+        local
+    }
+
+    /// Sends `message` from `from` to `to`, as a client would (e.g. a savepoint request).
+    pub fn send(&mut self, from: Address, to: Address, message: Message) {
+        let mut out = Outbox::default();
+        out.send(to, message);
+        self.carry_out(from, out);
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Tick {
+        self.now
+    }
+
+    /// Stops a node: it loses its volatile state and messages to it are dropped.
+    pub fn crash(&mut self, address: Address) {
+        self.down.insert(address);
+    }
+
+    /// Starts a node again with empty volatile state (storage and the sink system keep theirs).
+    pub fn restart(&mut self, address: Address) {
+        self.down.remove(&address);
+        let now = self.now;
+        if let Some(host) = self.host(address) {
+            let out = host.start(now);
+            self.carry_out(address, out);
+        }
+    }
+
+    /// Runs until `until` or until nothing is left to do.
+    pub fn run_until(&mut self, until: Tick) {
+        while let Some(next) = self.next_event_time() {
+            if next > until {
+                break;
+            }
+            self.step(next);
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs until the job reaches a terminal status or `limit` passes; returns the status.
+    pub fn run_to_end(&mut self, limit: Tick) -> JobStatus {
+        while !self.job_manager.status().is_terminal() {
+            match self.next_event_time() {
+                Some(next) if next <= limit => self.step(next),
+                _ => break,
+            }
+        }
+        self.job_manager.status()
+    }
+
+    /// The engine's events, in order, without time and node.
+    pub fn events(&self) -> impl Iterator<Item = &EngineEvent> {
+        self.trace.iter().filter_map(|entry| match &entry.event {
+            TraceEvent::Engine(event) => Some(event),
+            _ => None,
+        })
+    }
+
+    /// Executes `op` on checkpoint storage directly, as an operator with access to the file
+    /// system would (to plant, corrupt or remove a file in a test); traced like any request.
+    pub fn storage(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
+        let result = self.execute(op);
+        self.trace_storage();
+        result
+    }
+
+    /// The files in checkpoint storage, durable bytes, in path order.
+    pub fn files(&self) -> BTreeMap<StoragePath, Vec<u8>> {
+        (self.durable_files().into_iter())
+            .map(|(path, bytes)| {
+                (
+                    StoragePath::new(path).expect("written at valid paths"),
+                    bytes,
+                )
+            })
+            .collect()
+    }
+
+    /// The files in checkpoint storage as [`crate::disk::SimDisk::durable_files`] gives them.
+    pub fn durable_files(&self) -> Vec<(String, Vec<u8>)> {
+        self.storage.disk.borrow().durable()
+    }
+
+    /// Puts `files` in checkpoint storage, durable: what an earlier job left there.
+    pub fn install(&mut self, files: &[(String, Vec<u8>)]) {
+        self.storage.disk.borrow_mut().install(files);
+    }
+
+    /// What `checkers` find in this run of `job` (the graph its plan was built from), judged
+    /// against the same job run here without crashes: the same judgement a simulated run gets,
+    /// for a unit test that crashes nodes by hand. The output is judged if the job finished.
+    pub fn judge(&self, job: &JobGraph, checkers: &[Arc<dyn Checker>]) -> Vec<Violation> {
+        let model = ReferenceModel::new(job);
+        let mut oracle = LocalCluster::start((*self.plan).clone(), self.config.clone());
+        let oracle_status = oracle.run_to_end(Tick(u64::MAX));
+        assert_eq!(
+            oracle_status,
+            JobStatus::Finished,
+            "the failure-free run ends"
+        );
+        let committed = self.sink.committed();
+        let status = self.job_manager.status();
+        let files: Vec<String> = (self.durable_files().into_iter())
+            .map(|(path, _)| path)
+            .collect();
+        let run = JudgedRun {
+            plan: &self.plan,
+            clean: &self.plan,
+            model: &model,
+            oracle: oracle.sink.committed(),
+            committed,
+            actual: &check::outputs(committed, &self.plan),
+            expected: &check::outputs(oracle.sink.committed(), &self.plan),
+            trace: &self.trace,
+            own_from: 0,
+            files: &files,
+            terminated: status.is_terminal().then_some(status),
+            ending: match status {
+                JobStatus::Finished => Ending::Finished,
+                _ => Ending::NotJudged,
+            },
+            first_trigger_delay: self.config.first_trigger_delay_ticks,
+            replays: false,
+        };
+        checkers.iter().flat_map(|c| c.check(&run)).collect()
+    }
+
+    /// The roles, in the order they start and are ticked in.
+    fn hosts(&self) -> Vec<Address> {
+        let mut addresses = vec![Address::SinkSystem, Address::JobManager];
+        addresses.extend(
+            (0..self.task_managers.len() as u16).map(|i| Address::TaskManager(TaskManagerId(i))),
+        );
+        addresses
+    }
+
+    /// The role at `address`; `None` for storage, which is a service, not a role.
+    fn host(&mut self, address: Address) -> Option<&mut NodeHost<dyn Node>> {
+        Some(match address {
+            Address::JobManager => &mut self.job_manager,
+            Address::TaskManager(id) => &mut self.task_managers[usize::from(id.0)],
+            Address::SinkSystem => &mut self.sink,
+            Address::Storage => return None,
+        })
+    }
+
+    fn next_event_time(&mut self) -> Option<Tick> {
+        let message = self.in_flight.keys().next().map(|&(at, _)| at);
+        let now = self.now;
+        let mut tick = None::<Tick>;
+        for address in self.hosts() {
+            if self.down.contains(&address) {
+                continue;
+            }
+            let host = self.host(address).expect("a role");
+            if let Some(at) = host.next_tick(now) {
+                tick = Some(tick.map_or(at, |t| t.min(at)));
+            }
+        }
+        [message, tick]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.max(now))
+    }
+
+    fn step(&mut self, at: Tick) {
+        self.now = at;
+        if let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 <= at {
+                let (from, to, message) = entry.remove();
+                if !self.down.contains(&to) {
+                    self.deliver(from, to, message);
+                }
+                return;
+            }
+        }
+        for address in self.hosts() {
+            if self.down.contains(&address) {
+                continue;
+            }
+            let host = self.host(address).expect("a role");
+            if host.is_due(at) {
+                let out = host.tick(at);
+                self.carry_out(address, out);
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: Address, to: Address, message: Message) {
+        let now = self.now;
+        let Some(host) = self.host(to) else {
+            let Message::Storage(request) = message else {
+                unreachable!("storage only serves storage requests, got {message:?}")
+            };
+            let result = self.execute(request.op);
+            self.trace_storage();
+            let response = StorageResponse {
+                request: request.request,
+                result,
+            };
+            self.send(Address::Storage, from, Message::StorageResult(response));
+            return;
+        };
+        let out = host.deliver(now, from, message);
+        self.carry_out(to, out);
+    }
+
+    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
+        let done = self.storage.execute(op).now_or_never();
+        done.expect("storage on plain files completes when called")
+    }
+
+    fn trace_storage(&mut self) {
+        let events = std::mem::take(&mut *self.storage.world.0.borrow_mut());
+        for event in events {
+            self.record(Address::Storage, TraceEvent::Storage(event));
+        }
+    }
+
+    fn record(&mut self, node: Address, event: TraceEvent) {
+        let at = self.now;
+        self.trace.push(TraceEntry { at, node, event });
+    }
+
+    fn carry_out(&mut self, from: Address, out: Outbox) {
+        for event in out.events {
+            self.record(from, TraceEvent::Engine(event));
+        }
+        let at = self.now.after(self.latency_ticks);
+        for (to, message) in out.messages {
+            self.in_flight
+                .insert((at, self.sequence), (from, to, message));
+            self.sequence += 1;
+        }
+    }
+}
+
+/// The [`keyed_sum_job`](snapsim_core::testing::keyed_sum_job) of 800 records on files under
+/// `ckpt/` with `retention`, checkpointing every 20 ms, cancelled at 90 ms; the cluster once
+/// the cancellation settled.
+pub fn cancelled_keyed_sum(
+    retention: snapsim_core::retention::ExternalizedRetention,
+) -> LocalCluster {
+    let mut job = snapsim_core::testing::keyed_sum_job(800, Some(20));
+    job.checkpoint.directory = Some("ckpt".to_string());
+    job.checkpoint.retention = retention;
+    let plan = job.build().expect("valid job");
+    let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+    cluster.run_until(Tick(90));
+    cluster.send(Address::JobManager, Address::JobManager, Message::CancelJob);
+    assert_eq!(cluster.run_to_end(Tick(5_000)), JobStatus::Canceled);
+    cluster.run_until(cluster.now().after(10));
+    cluster
+}
+
+#[cfg(test)]
+mod tests;
