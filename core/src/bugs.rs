@@ -202,9 +202,10 @@ impl SeededBug {
             // The snapshot holds records after the barrier, or misses records before it.
             SeededBug::AlignmentWithoutBlocking | SeededBug::SourceOffsetAtRead => "consistent-cut",
             // Replayed records committed again, or records never committed.
-            SeededBug::CommitAtSnapshot
-            | SeededBug::AbortPreCommittedOnRestore
-            | SeededBug::ReusedTransactionId => "exactly-once",
+            SeededBug::CommitAtSnapshot | SeededBug::AbortPreCommittedOnRestore => "exactly-once",
+            // A new transaction under a committed one's id: its writes go into an ended
+            // transaction and are lost.
+            SeededBug::ReusedTransactionId => "sink-protocol",
             SeededBug::AckBeforeDurable => "storage",
             SeededBug::RestoreFromPending => "recovery",
             SeededBug::PeriodicNotResumed => "liveness",

@@ -423,6 +423,7 @@ impl Simulated {
             committed: &result.committed,
             actual: &actual,
             expected: &expected,
+            anomalies: &result.anomalies,
             trace: &result.trace,
             own_from: self.earlier,
             files: &result.files,
@@ -435,7 +436,7 @@ impl Simulated {
             // An at-least-once job that follows another reads again what that one committed last.
             replays: self.earlier > 0 && plan.checkpoint.mode == CheckpointingMode::AtLeastOnce,
         };
-        let mut violations: Vec<Violation> = checkers.iter().flat_map(|c| c.check(&run)).collect();
+        let mut violations = check::run_checkers(&run, checkers);
         violations.extend(end_violations);
         (violations, check::duplicates(&run), ended_early)
     }

@@ -15,16 +15,16 @@ use snapsim_core::barrier::{BarrierActions, BarrierHandler};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::config::{CheckpointConfig, RestartStrategyConfig};
 use snapsim_core::ids::{ChannelIndex, CheckpointId, TaskId, Tick};
-use snapsim_core::job::{AggregateFn, JobGraph, OperatorKind, Partitioning};
+use snapsim_core::job::{AggregateFn, ExecutionPlan, JobGraph, OperatorKind, Partitioning};
 use snapsim_core::messages::CheckpointFailureReason;
 use snapsim_core::record::CheckpointBarrier;
 use snapsim_core::trace::EngineEvent;
 use snapsim_scenarios::profiles::{schedule, tm_crash, FaultProfile};
 use snapsim_scenarios::{Catalog, Draws, Scenario};
-use snapsim_sim::check::{Checker, JudgedRun, Property, Violation};
+use snapsim_sim::check::{Checker, JudgedRun, Judgement, Property, Violation};
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::rng::SimRng;
-use snapsim_sim::trace::TraceEvent;
+use snapsim_sim::trace::{TraceEntry, TraceEvent};
 use std::collections::BTreeMap;
 
 /// snapsim's catalog with this crate's additions.
@@ -134,35 +134,51 @@ impl Checker for CommitOrder {
         "(example crate) between deployments, each sink subtask commits its transactions in the order it began them"
     }
 
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        let mut highest: BTreeMap<TaskId, u64> = BTreeMap::new();
-        for entry in run.own_trace() {
-            let TraceEvent::Engine(event) = &entry.event else {
-                continue;
-            };
-            let (task, transaction) = match event {
-                EngineEvent::Deployed { .. } => {
-                    highest.clear();
-                    continue;
-                }
-                EngineEvent::Committed { task, transaction } => (task, transaction),
-                _ => continue,
-            };
-            let before = highest.entry(*task).or_insert(transaction.sequence);
-            if transaction.sequence < *before {
-                let name = &run.plan.tasks[task.index()].name;
-                let message = format!("{name} committed {transaction} after transaction #{before}");
-                let at = Some(entry.at);
-                let property = self.property();
-                return vec![Violation {
-                    property,
-                    message,
-                    at,
-                }];
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        Box::new(CommitOrderJudgement {
+            plan: run.plan,
+            highest: BTreeMap::new(),
+            violation: None,
+        })
+    }
+}
+
+/// One run's judgement: it sees each trace entry once.
+struct CommitOrderJudgement<'r> {
+    plan: &'r ExecutionPlan,
+    /// The newest transaction each sink subtask committed since the last deployment.
+    highest: BTreeMap<TaskId, u64>,
+    /// The first out-of-order commit (one is enough to show the property broken).
+    violation: Option<Violation>,
+}
+
+impl<'r> Judgement<'r> for CommitOrderJudgement<'r> {
+    fn observe(&mut self, entry: &'r TraceEntry) {
+        let TraceEvent::Engine(event) = &entry.event else {
+            return;
+        };
+        let (task, transaction) = match event {
+            EngineEvent::Deployed { .. } => {
+                self.highest.clear();
+                return;
             }
-            *before = transaction.sequence;
+            EngineEvent::Committed { task, transaction } => (task, transaction),
+            _ => return,
+        };
+        let before = self.highest.entry(*task).or_insert(transaction.sequence);
+        if transaction.sequence < *before && self.violation.is_none() {
+            let name = &self.plan.tasks[task.index()].name;
+            self.violation = Some(Violation {
+                property: Property::named("commit-order"),
+                message: format!("{name} committed {transaction} after transaction #{before}"),
+                at: Some(entry.at),
+            });
         }
-        Vec::new()
+        *before = (*before).max(transaction.sequence);
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        self.violation.into_iter().collect()
     }
 }
 

@@ -2,7 +2,7 @@
 //! task.
 
 use super::{summarize, Property, Violation};
-use super::{Checker, JudgedRun};
+use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
@@ -13,16 +13,26 @@ use std::collections::BTreeMap;
 /// cancellation marker before anything for a later checkpoint. A task that declines without a
 /// marker leaves its downstream aligned on channels that wait for a barrier that never comes.
 pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
-    let mut check = CancellationCheck {
-        plan,
-        handled: BTreeMap::new(),
-        delivered: BTreeMap::new(),
-        messages: Vec::new(),
-        first_at: None,
-    };
-    for entry in trace {
+    super::over(CancellationCheck::new(plan), trace)
+}
+
+/// What each task of each attempt has handled: checkpoint → (how, when).
+type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
+
+/// The cancellation checker's state while it walks the trace.
+struct CancellationCheck<'p> {
+    plan: &'p ExecutionPlan,
+    handled: BTreeMap<(Attempt, TaskId), Handled>,
+    /// The newest checkpoint each channel delivered a barrier or marker for.
+    delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId>,
+    messages: Vec<String>,
+    first_at: Option<Tick>,
+}
+
+impl<'r> Judgement<'r> for CancellationCheck<'r> {
+    fn observe(&mut self, entry: &'r TraceEntry) {
         let TraceEvent::Engine(event) = &entry.event else {
-            continue;
+            return;
         };
         let (how, task, attempt, checkpoint) = match event {
             EngineEvent::SnapshotTaken {
@@ -61,35 +71,34 @@ pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
                     _ => "cancellation marker",
                 };
                 let channel = (*attempt, *task, *channel);
-                check.delivered(what, channel, *from, *checkpoint, entry.at);
-                continue;
+                self.delivered(what, channel, *from, *checkpoint, entry.at);
+                return;
             }
-            _ => continue,
+            _ => return,
         };
-        check
-            .handled
+        self.handled
             .entry((*attempt, *task))
             .or_default()
             .entry(*checkpoint)
             .or_insert((how, entry.at));
     }
-    summarize(Property::Cancellation, check.messages, check.first_at)
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        summarize(Property::Cancellation, self.messages, self.first_at)
+    }
 }
 
-/// What each task of each attempt has handled: checkpoint → (how, when).
-type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
+impl<'p> CancellationCheck<'p> {
+    fn new(plan: &'p ExecutionPlan) -> Self {
+        CancellationCheck {
+            plan,
+            handled: BTreeMap::new(),
+            delivered: BTreeMap::new(),
+            messages: Vec::new(),
+            first_at: None,
+        }
+    }
 
-/// The cancellation checker's state while it walks the trace.
-struct CancellationCheck<'p> {
-    plan: &'p ExecutionPlan,
-    handled: BTreeMap<(Attempt, TaskId), Handled>,
-    /// The newest checkpoint each channel delivered a barrier or marker for.
-    delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId>,
-    messages: Vec<String>,
-    first_at: Option<Tick>,
-}
-
-impl CancellationCheck<'_> {
     /// `channel` (attempt, receiving task, channel index) delivered `what` (a barrier or a
     /// cancellation marker) of `checkpoint` from `from`: flags a checkpoint in between that
     /// `from` handled and the channel delivered nothing for.
@@ -138,7 +147,7 @@ impl Checker for Cancellation {
     fn description(&self) -> &str {
         "a task that declines or skips a checkpoint sends a cancellation marker on every output channel before any later barrier"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        cancellation(run.own_trace(), run.plan)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        Box::new(CancellationCheck::new(run.plan))
     }
 }

@@ -11,8 +11,8 @@
 //! At-least-once sinks commit replayed records again, so their order restarts at each restore:
 //! the check applies to exactly-once jobs.
 
+use super::{at_end, Checker, JudgedRun, Judgement};
 use super::{describe, summarize, Property, Violation};
-use super::{Checker, JudgedRun};
 use snapsim_core::ids::{Offset, OperatorId, PartitionId, TaskId};
 use snapsim_core::job::{ExecutionPlan, Partitioning};
 use snapsim_core::record::Origin;
@@ -131,11 +131,13 @@ impl Checker for ChannelOrder {
     fn description(&self) -> &str {
         "each sink commits a source partition's effects in offset order where they reach it over one chain of channels (EXACTLY_ONCE)"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        if !run.exactly_once() || !run.output_judged() {
-            return Vec::new();
-        }
-        channel_order(run.committed, run.plan)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        at_end(|| {
+            if !run.exactly_once() || !run.output_judged() {
+                return Vec::new();
+            }
+            channel_order(run.committed, run.plan)
+        })
     }
 }
 

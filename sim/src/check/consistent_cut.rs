@@ -2,11 +2,11 @@
 //! offsets, with the in-flight records it persisted.
 
 use super::{describe, differing_keys, fmt_opt, summarize, Property, Violation};
-use super::{Checker, JudgedRun};
+use super::{Checker, JudgedRun, Judgement};
 use crate::model::{fold, Cut, ModelState, ReferenceModel};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointingMode;
-use snapsim_core::ids::{CheckpointId, OperatorId, TaskId};
+use snapsim_core::ids::{CheckpointId, OperatorId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::{InputRef, Origin, Record};
@@ -23,15 +23,40 @@ pub fn consistent_cut(
     plan: &ExecutionPlan,
     model: &ReferenceModel,
 ) -> Vec<Violation> {
-    if plan.checkpoint.mode != CheckpointingMode::ExactlyOnce {
-        return Vec::new();
+    match Cuts::new(plan, model) {
+        Some(cuts) => super::over(cuts, trace),
+        None => Vec::new(),
     }
-    let mut messages = Vec::new();
-    let mut first_at = None;
-    // Per checkpoint id, each task's snapshot: the latest taken so far; and its in-flight records.
-    let mut snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &OperatorState>> = BTreeMap::new();
-    let mut in_flight: BTreeMap<CheckpointId, BTreeMap<TaskId, Vec<&Record>>> = BTreeMap::new();
-    for entry in trace {
+}
+
+/// The consistent-cut checker's state while it walks the trace.
+struct Cuts<'r> {
+    plan: &'r ExecutionPlan,
+    model: &'r ReferenceModel,
+    messages: Vec<String>,
+    first_at: Option<Tick>,
+    /// Per checkpoint id, each task's snapshot: the latest taken so far.
+    snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &'r OperatorState>>,
+    /// Per checkpoint id, each task's recorded in-flight records.
+    in_flight: BTreeMap<CheckpointId, BTreeMap<TaskId, Vec<&'r Record>>>,
+}
+
+impl<'r> Cuts<'r> {
+    /// `None` for a job not in EXACTLY_ONCE mode.
+    fn new(plan: &'r ExecutionPlan, model: &'r ReferenceModel) -> Option<Cuts<'r>> {
+        (plan.checkpoint.mode == CheckpointingMode::ExactlyOnce).then(|| Cuts {
+            plan,
+            model,
+            messages: Vec::new(),
+            first_at: None,
+            snapshots: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+        })
+    }
+}
+
+impl<'r> Judgement<'r> for Cuts<'r> {
+    fn observe(&mut self, entry: &'r TraceEntry) {
         let checkpoint = match &entry.event {
             TraceEvent::Engine(EngineEvent::SnapshotTaken {
                 task,
@@ -39,11 +64,9 @@ pub fn consistent_cut(
                 state,
                 ..
             }) => {
-                snapshots
-                    .entry(*checkpoint)
-                    .or_default()
-                    .insert(*task, state);
-                continue;
+                let snapshots = self.snapshots.entry(*checkpoint).or_default();
+                snapshots.insert(*task, state);
+                return;
             }
             TraceEvent::Engine(EngineEvent::InFlightRecorded {
                 task,
@@ -52,28 +75,37 @@ pub fn consistent_cut(
                 ..
             }) => {
                 let records = channels.iter().flat_map(|(_, records)| records).collect();
-                in_flight
-                    .entry(*checkpoint)
-                    .or_default()
-                    .insert(*task, records);
-                continue;
+                let in_flight = self.in_flight.entry(*checkpoint).or_default();
+                in_flight.insert(*task, records);
+                return;
             }
             TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
             | TraceEvent::Engine(EngineEvent::SavepointCompleted { checkpoint, .. }) => *checkpoint,
-            _ => continue,
+            _ => return,
         };
-        let Some(snapshots) = snapshots.get(&checkpoint) else {
-            continue;
+        let Some(snapshots) = self.snapshots.get(&checkpoint) else {
+            return;
         };
-        let before = messages.len();
+        let before = self.messages.len();
         let no_records = BTreeMap::new();
-        let recorded = in_flight.get(&checkpoint).unwrap_or(&no_records);
-        check_checkpoint(checkpoint, snapshots, recorded, plan, model, &mut messages);
-        if messages.len() > before {
-            first_at = first_at.or(Some(entry.at));
+        let recorded = self.in_flight.get(&checkpoint).unwrap_or(&no_records);
+        let (plan, model) = (self.plan, self.model);
+        check_checkpoint(
+            checkpoint,
+            snapshots,
+            recorded,
+            plan,
+            model,
+            &mut self.messages,
+        );
+        if self.messages.len() > before {
+            self.first_at = self.first_at.or(Some(entry.at));
         }
     }
-    summarize(Property::ConsistentCut, messages, first_at)
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        summarize(Property::ConsistentCut, self.messages, self.first_at)
+    }
 }
 
 /// Checks one completed checkpoint: each order-free keyed operator's state, with the in-flight
@@ -264,7 +296,10 @@ impl Checker for ConsistentCut {
     fn description(&self) -> &str {
         "each completed checkpoint's state (with its channel state) equals the reference model's at its source offsets"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        consistent_cut(run.own_trace(), run.plan, run.model)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        match Cuts::new(run.plan, run.model) {
+            Some(cuts) => Box::new(cuts),
+            None => super::at_end(Vec::new),
+        }
     }
 }

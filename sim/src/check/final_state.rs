@@ -1,8 +1,8 @@
 //! Final state: the last committed value per key (and every window result) equals the
 //! failure-free oracle's.
 
+use super::{at_end, Checker, Ending, JudgedRun, Judgement};
 use super::{describe, summarize, Output, Property, Violation};
-use super::{Checker, Ending, JudgedRun};
 use crate::model::ReferenceModel;
 use snapsim_core::ids::{Key, OperatorId};
 use snapsim_core::record::Origin;
@@ -89,10 +89,12 @@ impl Checker for FinalState {
     fn description(&self) -> &str {
         "a finished job's last value per key and every window result equal the failure-free oracle's (EXACTLY_ONCE)"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        if !run.exactly_once() || run.ending != Ending::Finished {
-            return Vec::new();
-        }
-        final_state(run.actual, run.expected, run.model)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        at_end(|| {
+            if !run.exactly_once() || run.ending != Ending::Finished {
+                return Vec::new();
+            }
+            final_state(run.actual, run.expected, run.model)
+        })
     }
 }

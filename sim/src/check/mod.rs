@@ -19,6 +19,7 @@ mod oracle;
 mod output;
 mod progress;
 mod recovery;
+mod sink_protocol;
 mod state_consistency;
 mod storage;
 #[cfg(test)]
@@ -45,7 +46,7 @@ use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::{OperatorId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::record::{Origin, Record};
-use snapsim_core::sink::CommittedRecord;
+use snapsim_core::sink::{CommittedRecord, SinkAnomaly};
 use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -77,6 +78,9 @@ pub enum Property {
     /// A task told that a checkpoint completed, by its notification or by an abort notice
     /// carrying it, has committed up to it (FLINK-21080).
     Notification,
+    /// Sinks never ask the sink system for what a correct two-phase-commit sink never asks:
+    /// a write into or a commit of a transaction that ended, a commit of one it never saw.
+    SinkProtocol,
     /// The failure-free oracle agrees with the sequential reference model.
     Oracle,
     /// Periodic checkpoints keep coming while the job runs, and the job finishes once faults
@@ -99,7 +103,7 @@ pub enum Property {
 impl Property {
     /// Every property, the most telling first: a crash, a wrong oracle, a broken cut or a
     /// wrong restore explain the lost or duplicated output they cause.
-    pub const ALL: [Property; 14] = [
+    pub const ALL: [Property; 15] = [
         Property::NoCrash,
         Property::Oracle,
         Property::ConsistentCut,
@@ -108,6 +112,7 @@ impl Property {
         Property::TolerableFailures,
         Property::Cancellation,
         Property::Notification,
+        Property::SinkProtocol,
         Property::ChannelOrder,
         Property::StateConsistency,
         Property::ExactlyOnce,
@@ -143,6 +148,7 @@ impl Property {
             Property::Storage => "storage",
             Property::Cancellation => "cancellation",
             Property::Notification => "notification",
+            Property::SinkProtocol => "sink-protocol",
             Property::Oracle => "oracle",
             Property::Liveness => "liveness",
             Property::TolerableFailures => "tolerable-failures",
@@ -205,8 +211,11 @@ impl fmt::Display for Violation {
     }
 }
 
-/// A property judged in every run: reads the finished run and returns what breaks the property
-/// (at most a handful of violations, see [`summarize`]; an empty list when it holds).
+/// A property judged in every run. A checker is shared by every run (and thread) that uses
+/// it; [`judge`](Checker::judge) starts the judgement of one run, which sees each entry of the
+/// job's own trace once, in order, and then finishes with the run's end state (every
+/// judgement of a run shares the one pass: [`run_checkers`]). It returns what breaks the
+/// property: at most a handful of violations (see [`summarize`]), none when it holds.
 ///
 /// A checker must be able to fail: show it a run with a seeded bug, or a hand-made trace, that
 /// breaks its property.
@@ -215,8 +224,51 @@ pub trait Checker: Send + Sync {
     fn property(&self) -> Property;
     /// One line for `snapsim list`.
     fn description(&self) -> &str;
-    /// The violations of the property in `run`.
-    fn check(&self, run: &JudgedRun) -> Vec<Violation>;
+    /// Starts judging `run`. A property of the committed output alone can judge it all at the
+    /// end: [`at_end`].
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r>;
+}
+
+/// The judgement of one run by one checker.
+pub trait Judgement<'r> {
+    /// The next entry of the job's own trace ([`JudgedRun::own_trace`]).
+    fn observe(&mut self, _entry: &'r TraceEntry) {}
+    /// The trace ended: the violations.
+    fn finish(self: Box<Self>) -> Vec<Violation>;
+}
+
+/// A judgement made when the run ended, from what [`JudgedRun`] holds (the committed output,
+/// the oracle's, the model, the anomalies, the files left).
+pub fn at_end<'r>(judge: impl FnOnce() -> Vec<Violation> + 'r) -> Box<dyn Judgement<'r> + 'r> {
+    struct AtEnd<F>(F);
+    impl<'r, F: FnOnce() -> Vec<Violation>> Judgement<'r> for AtEnd<F> {
+        fn finish(self: Box<Self>) -> Vec<Violation> {
+            (self.0)()
+        }
+    }
+    Box::new(AtEnd(judge))
+}
+
+/// Every checker's violations in `run`, in the checkers' order, from one pass over the job's
+/// own trace.
+pub fn run_checkers(run: &JudgedRun, checkers: &[Arc<dyn Checker>]) -> Vec<Violation> {
+    let mut judgements: Vec<_> = checkers.iter().map(|checker| checker.judge(run)).collect();
+    for entry in run.own_trace() {
+        for judgement in &mut judgements {
+            judgement.observe(entry);
+        }
+    }
+    (judgements.into_iter())
+        .flat_map(|judgement| judgement.finish())
+        .collect()
+}
+
+/// `judgement` over `trace`, for a checker's own function of a trace (tests, the campaign).
+fn over<'r>(mut judgement: impl Judgement<'r>, trace: &'r [TraceEntry]) -> Vec<Violation> {
+    for entry in trace {
+        judgement.observe(entry);
+    }
+    Box::new(judgement).finish()
 }
 
 /// How a run ended, as far as its committed output can be judged.
@@ -249,6 +301,9 @@ pub struct JudgedRun<'a> {
     pub actual: &'a [Output],
     /// `oracle` per sink operator.
     pub expected: &'a [Output],
+    /// What the sinks asked the sink system that a correct sink never asks (an earlier
+    /// job's first).
+    pub anomalies: &'a [SinkAnomaly],
     /// The whole trace (an earlier job's first).
     pub trace: &'a [TraceEntry],
     /// Where the job's own trace begins in `trace`.
@@ -292,6 +347,7 @@ pub fn builtin_checkers() -> Vec<Arc<dyn Checker>> {
         Arc::new(tolerable_failures::TolerableFailures),
         Arc::new(cancellation::Cancellation),
         Arc::new(notification::Notification),
+        Arc::new(sink_protocol::SinkProtocol),
         Arc::new(storage::Storage),
         Arc::new(progress::CheckpointProgress),
         Arc::new(output::ExactlyOnce),

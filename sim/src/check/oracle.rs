@@ -1,9 +1,9 @@
 //! The failure-free oracle cross-checked by the sequential reference model.
 
+use super::{at_end, Checker, JudgedRun, Judgement};
 use super::{
     at_least_once, exactly_once, final_state, outputs, state_consistency, Property, Violation,
 };
-use super::{Checker, JudgedRun};
 use crate::model::ReferenceModel;
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::sink::CommittedRecord;
@@ -50,7 +50,7 @@ impl Checker for OracleAgreesWithModel {
     fn description(&self) -> &str {
         "the failure-free oracle (the same job without faults) commits what the sequential reference model computes"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        oracle_agrees_with_model(run.oracle, run.clean, run.model, run.replays)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        at_end(|| oracle_agrees_with_model(run.oracle, run.clean, run.model, run.replays))
     }
 }

@@ -1,8 +1,8 @@
 //! Exactly-once and at-least-once by provenance: each input's effect committed once (or at
 //! least once) per sink, counted against the failure-free oracle.
 
+use super::{at_end, Checker, Ending, JudgedRun, Judgement};
 use super::{describe, summarize, Output, Property, Violation};
-use super::{Checker, Ending, JudgedRun};
 use snapsim_core::ids::OperatorId;
 use snapsim_core::record::Origin;
 use std::collections::BTreeMap;
@@ -121,15 +121,15 @@ impl Checker for ExactlyOnce {
     fn description(&self) -> &str {
         "EXACTLY_ONCE: every input record's effect is committed once by each sink it reaches, and nothing else"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        match run.ending {
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        at_end(|| match run.ending {
             _ if !run.exactly_once() => Vec::new(),
             Ending::Finished => exactly_once(run.actual, run.expected),
             Ending::EndedEarly(_) => {
                 committed_part(run.actual, run.expected, Property::ExactlyOnce).0
             }
             Ending::NotJudged => Vec::new(),
-        }
+        })
     }
 }
 
@@ -143,15 +143,15 @@ impl Checker for AtLeastOnce {
     fn description(&self) -> &str {
         "AT_LEAST_ONCE: every input record's effect is committed at least once by each sink it reaches, and nothing else"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        match run.ending {
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        at_end(|| match run.ending {
             _ if run.exactly_once() => Vec::new(),
             Ending::Finished => at_least_once(run.actual, run.expected).0,
             Ending::EndedEarly(_) => {
                 committed_part(run.actual, run.expected, Property::AtLeastOnce).0
             }
             Ending::NotJudged => Vec::new(),
-        }
+        })
     }
 }
 

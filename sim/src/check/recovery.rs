@@ -2,7 +2,7 @@
 //! restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold.
 
 use super::{differing_keys, fmt_opt, summarize, Property, Violation};
-use super::{Checker, JudgedRun};
+use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointConfig;
 use snapsim_core::ids::{Attempt, CheckpointId, TaskId, Tick};
@@ -28,20 +28,7 @@ struct Coordination {
 ///   `max_concurrent` pending checkpoints; a checkpoint expires at its timeout, not before,
 ///   unless all acknowledgements are in (finalization has its own storage timeouts).
 pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
-    let mut check = RecoveryCheck::new(&plan.checkpoint);
-    for entry in trace {
-        let at = entry.at;
-        let event = match &entry.event {
-            TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
-                check.life = Coordination::default();
-                continue;
-            }
-            TraceEvent::Engine(event) => event,
-            _ => continue,
-        };
-        check.see(event, at);
-    }
-    check.finish()
+    super::over(RecoveryCheck::new(&plan.checkpoint), trace)
 }
 
 /// Each restore of a known snapshot, kept to compare its in-flight records once the trace is
@@ -71,6 +58,24 @@ struct RecoveryCheck<'t> {
     restores: Vec<Restore>,
     /// Each task's latest entry in `restores`.
     latest_restore: BTreeMap<TaskId, usize>,
+}
+
+impl<'t> Judgement<'t> for RecoveryCheck<'t> {
+    fn observe(&mut self, entry: &'t TraceEntry) {
+        let event = match &entry.event {
+            TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
+                self.life = Coordination::default();
+                return;
+            }
+            TraceEvent::Engine(event) => event,
+            _ => return,
+        };
+        self.see(event, entry.at);
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        self.violations()
+    }
 }
 
 impl<'t> RecoveryCheck<'t> {
@@ -303,7 +308,7 @@ impl<'t> RecoveryCheck<'t> {
     }
 
     /// Flags the restores whose in-flight records differ from those recorded, and summarizes.
-    fn finish(mut self) -> Vec<Violation> {
+    fn violations(mut self) -> Vec<Violation> {
         for restore in std::mem::take(&mut self.restores) {
             let Restore {
                 at,
@@ -353,7 +358,7 @@ impl Checker for Recovery {
     fn description(&self) -> &str {
         "restores use the latest completed checkpoint and restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        recovery(run.own_trace(), run.plan)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        Box::new(RecoveryCheck::new(&run.plan.checkpoint))
     }
 }

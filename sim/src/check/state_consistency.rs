@@ -1,8 +1,8 @@
 //! State consistency: each committed value is the reference model's for exactly the inputs
 //! committed before it in its key's order.
 
+use super::{at_end, Checker, JudgedRun, Judgement};
 use super::{describe, summarize, Property, Violation};
-use super::{Checker, JudgedRun};
 use crate::model::{emitted_value, fold, ModelState, ReferenceModel};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Key, OperatorId, Tick};
@@ -90,10 +90,12 @@ impl Checker for StateConsistency {
     fn description(&self) -> &str {
         "each committed value equals the reference model's for exactly the inputs committed before it in its key's order (EXACTLY_ONCE)"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        if !run.exactly_once() || !run.output_judged() {
-            return Vec::new();
-        }
-        state_consistency(run.committed, run.plan, run.model, run.trace)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        at_end(|| {
+            if !run.exactly_once() || !run.output_judged() {
+                return Vec::new();
+            }
+            state_consistency(run.committed, run.plan, run.model, run.trace)
+        })
     }
 }

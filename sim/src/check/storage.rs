@@ -2,7 +2,7 @@
 //! persisted, retained as the policy says, and nothing is left behind.
 
 use super::{summarize, Property, Violation};
-use super::{Checker, JudgedRun};
+use super::{Checker, JudgedRun, Judgement};
 use crate::disk::DiskEvent;
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointStorageKind;
@@ -84,22 +84,18 @@ pub fn storage(
     ended: Option<JobStatus>,
     files: &[String],
 ) -> Vec<Violation> {
-    let mut check = StorageCheck::default();
-    for entry in trace {
-        check.see(entry);
-    }
-    if let (Some(status), CheckpointStorageKind::FileSystem(root)) =
-        (ended, plan.checkpoint.storage(&plan.job))
-    {
-        let end = trace.last().map_or(Tick(0), |entry| entry.at);
-        check.flag_leaks(plan, status, &root, files, end);
-    }
-    summarize(Property::Storage, check.messages, check.first_at)
+    super::over(StorageCheck::new(plan, ended, files), trace)
 }
 
 /// The storage checker's state while it walks the trace, with one method per event kind.
-#[derive(Default)]
 struct StorageCheck<'t> {
+    plan: &'t ExecutionPlan,
+    /// How the job ended, if it did.
+    ended: Option<JobStatus>,
+    /// The storage node's files when the run ended.
+    files: &'t [String],
+    /// The time of the last entry seen.
+    last_at: Tick,
     /// The files this run wrote.
     written: BTreeSet<&'t str>,
     /// What the storage node holds now: each file's durability, and when gone files went.
@@ -114,7 +110,44 @@ struct StorageCheck<'t> {
     first_at: Option<Tick>,
 }
 
+impl<'t> Judgement<'t> for StorageCheck<'t> {
+    fn observe(&mut self, entry: &'t TraceEntry) {
+        self.last_at = entry.at;
+        self.see(entry);
+    }
+
+    fn finish(mut self: Box<Self>) -> Vec<Violation> {
+        let plan = self.plan;
+        if let (Some(status), CheckpointStorageKind::FileSystem(root)) =
+            (self.ended, plan.checkpoint.storage(&plan.job))
+        {
+            let (files, end) = (self.files, self.last_at);
+            self.flag_leaks(plan, status, &root, files, end);
+        }
+        summarize(Property::Storage, self.messages, self.first_at)
+    }
+}
+
 impl<'t> StorageCheck<'t> {
+    fn new(plan: &'t ExecutionPlan, ended: Option<JobStatus>, files: &'t [String]) -> Self {
+        StorageCheck {
+            plan,
+            ended,
+            files,
+            last_at: Tick(0),
+            written: BTreeSet::new(),
+            durable: BTreeMap::new(),
+            gone: BTreeMap::new(),
+            restored: RestoredSnapshot::default(),
+            referenced: BTreeMap::new(),
+            retained: BTreeSet::new(),
+            terminal: false,
+            end_recorded: false,
+            messages: Vec::new(),
+            first_at: None,
+        }
+    }
+
     fn violation(&mut self, at: Tick, message: String) {
         self.first_at = self.first_at.or(Some(at));
         self.messages.push(message);
@@ -277,7 +310,7 @@ impl Checker for Storage {
     fn description(&self) -> &str {
         "every file of a checkpoint is durable before its completion is persisted, is kept while a retained checkpoint needs it, and none is left behind"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        storage(run.own_trace(), run.plan, run.terminated, run.files)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        Box::new(StorageCheck::new(run.plan, run.terminated, run.files))
     }
 }

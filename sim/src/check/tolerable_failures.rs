@@ -19,7 +19,7 @@
 //! after its trigger, a decline or an asynchronous failure only when a task declined with it.
 
 use super::{summarize, Property, Violation};
-use super::{Checker, JudgedRun};
+use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
@@ -66,27 +66,11 @@ pub fn recount_failures(
     tolerable: u32,
     timeout_ticks: u64,
 ) -> FailureRecount {
-    let mut recounter = Recounter {
-        tolerable,
-        timeout_ticks,
-        recount: FailureRecount::default(),
-        savepoints: BTreeSet::new(),
-        triggered: BTreeMap::new(),
-        declined: BTreeSet::new(),
-        counter: Counter::default(),
-        due: None,
-        status: JobStatus::Initializing,
-    };
+    let mut recounter = Recounter::new(tolerable, timeout_ticks);
     for entry in trace {
-        if let TraceEvent::Engine(event) = &entry.event {
-            recounter.observe(entry.at, event);
-        }
+        recounter.observe(entry);
     }
-    let Recounter {
-        mut recount, due, ..
-    } = recounter;
-    recount.miss(due, tolerable);
-    recount
+    recounter.recount()
 }
 
 /// The recount as it walks the trace.
@@ -106,8 +90,49 @@ struct Recounter {
     status: JobStatus,
 }
 
+impl<'r> Judgement<'r> for Recounter {
+    fn observe(&mut self, entry: &'r TraceEntry) {
+        if let TraceEvent::Engine(event) = &entry.event {
+            self.see(entry.at, event);
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        let recount = self.recount();
+        let first_at = recount.findings.first().map(|(at, _)| *at);
+        let messages = recount.findings.into_iter().map(|(_, m)| m).collect();
+        summarize(Property::TolerableFailures, messages, first_at)
+    }
+}
+
 impl Recounter {
-    fn observe(&mut self, at: Tick, event: &EngineEvent) {
+    fn new(tolerable: u32, timeout_ticks: u64) -> Recounter {
+        Recounter {
+            tolerable,
+            timeout_ticks,
+            recount: FailureRecount::default(),
+            savepoints: BTreeSet::new(),
+            triggered: BTreeMap::new(),
+            declined: BTreeSet::new(),
+            counter: Counter::default(),
+            due: None,
+            status: JobStatus::Initializing,
+        }
+    }
+
+    /// The recount once the trace is over.
+    fn recount(self) -> FailureRecount {
+        let Recounter {
+            mut recount,
+            due,
+            tolerable,
+            ..
+        } = self;
+        recount.miss(due, tolerable);
+        recount
+    }
+
+    fn see(&mut self, at: Tick, event: &EngineEvent) {
         match event {
             EngineEvent::JobStatus { status, .. } => self.status = *status,
             EngineEvent::HaRecordAdopted { .. } => {
@@ -196,10 +221,10 @@ impl FailureRecount {
 /// The tolerable-failures property of a run: its recount finds nothing against the rule.
 pub fn tolerable_failures(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
     let config = &plan.checkpoint;
-    let recount = recount_failures(trace, config.tolerable_failed, config.timeout_ticks);
-    let first_at = recount.findings.first().map(|(at, _)| *at);
-    let messages = recount.findings.into_iter().map(|(_, m)| m).collect();
-    summarize(Property::TolerableFailures, messages, first_at)
+    super::over(
+        Recounter::new(config.tolerable_failed, config.timeout_ticks),
+        trace,
+    )
 }
 
 /// Flink's consecutive-failure counter.
@@ -279,8 +304,12 @@ impl Checker for TolerableFailures {
     fn description(&self) -> &str {
         "the job fails over for failed checkpoints exactly when Flink's CheckpointFailureManager rule, recounted from the trace, says so"
     }
-    fn check(&self, run: &JudgedRun) -> Vec<Violation> {
-        tolerable_failures(run.own_trace(), run.plan)
+    fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        let config = &run.plan.checkpoint;
+        Box::new(Recounter::new(
+            config.tolerable_failed,
+            config.timeout_ticks,
+        ))
     }
 }
 

@@ -199,6 +199,7 @@ impl LocalCluster {
             committed,
             actual: &check::outputs(committed, &self.plan),
             expected: &check::outputs(oracle.sink.committed(), &self.plan),
+            anomalies: self.sink.anomalies(),
             trace: &self.trace,
             own_from: 0,
             files: &files,
@@ -210,7 +211,7 @@ impl LocalCluster {
             first_trigger_delay: self.config.first_trigger_delay_ticks,
             replays: false,
         };
-        checkers.iter().flat_map(|c| c.check(&run)).collect()
+        check::run_checkers(&run, checkers)
     }
 
     /// The roles, in the order they start and are ticked in.
