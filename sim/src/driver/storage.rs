@@ -158,3 +158,59 @@ fn storage_error(path: &StoragePath, error: DiskError) -> StorageError {
         DiskError::NoSpace { .. } => StorageError::NoSpace { path: path.clone() },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use snapsim_core::ids::CheckpointId;
+
+    #[derive(Default)]
+    struct Traced(RefCell<Vec<StorageEvent>>);
+
+    impl StorageWorld for Traced {
+        fn trace(&self, event: StorageEvent) {
+            self.0.borrow_mut().push(event);
+        }
+        async fn reached(&self, _path: &str, _moment: WriteMoment) {}
+    }
+
+    fn execute(service: &StorageService<RefCell<Files>, Traced>, op: StorageOp) -> StorageReply {
+        let done = service
+            .execute(op)
+            .now_or_never()
+            .expect("plain files answer at once");
+        done.expect("succeeds")
+    }
+
+    #[test]
+    fn delete_all_takes_the_prefix_not_its_siblings_and_a_write_is_synced() {
+        let service = StorageService {
+            disk: RefCell::<Files>::default(),
+            world: Traced::default(),
+        };
+        for path in ["job/chk-1/a", "job/chk-1/b", "job/chk-10/a"] {
+            let path = StoragePath::new(path).expect("valid");
+            execute(
+                &service,
+                StorageOp::Write {
+                    path,
+                    bytes: vec![1],
+                },
+            );
+        }
+        let prefix = StoragePath::checkpoint_dir("job", CheckpointId(1));
+        let deleted = execute(&service, StorageOp::DeleteAll { prefix });
+        assert_eq!(deleted, StorageReply::Deleted(2));
+        let left = service.disk.borrow().durable();
+        assert_eq!(left, [("job/chk-10/a".to_string(), vec![1])]);
+        let events = service.world.0.borrow();
+        assert!(matches!(
+            &events[..2],
+            [
+                StorageEvent::Written { bytes: 1, .. },
+                StorageEvent::Synced { .. }
+            ]
+        ));
+    }
+}
