@@ -3,7 +3,7 @@
 //! The one design decision to know: nothing in this crate performs I/O, reads a clock, spawns a
 //! thread or draws a random number. Every component ([`jobmanager::JobManager`],
 //! [`taskmanager::TaskManager`], `Task`, `CheckpointCoordinator`, the
-//! storage and sink-system nodes) takes inputs (a message, `now`, a storage completion) and
+//! sink-system node) takes inputs (a message, `now`, a storage completion) and
 //! appends effects to an outbox. A driver carries the effects out: `snapsim-sim` has two, one on
 //! madsim and one in process for tests. So every algorithm is testable without a runtime,
 //! every run is a pure function of its inputs, and a snapshot algorithm is one trait

@@ -544,8 +544,8 @@ fn verdict(violations: &[Violation]) -> Verdict {
     }
 }
 
-/// The failure-free run of the same job, in the in-process driver (the cheapest): what it committed, and how
-/// long it took (virtual ms).
+/// The failure-free run of the same job, in the in-process driver (the cheapest): what it
+/// committed, and how long it took (virtual ms).
 pub(crate) fn oracle(
     plan: &Arc<ExecutionPlan>,
     setup: &Setup,

@@ -13,8 +13,8 @@ use crate::driver::nodes;
 use crate::faults::Fault;
 use crate::rng::{SimRng, Stream};
 use crate::trace::{trace_hash, StorageEvent, TraceEntry, TraceEvent};
-use crate::world::CrashTrigger;
 use crate::world::{lock, virtual_now, Clock, SharedWorld, SlowLink, SlowNode, World};
+use crate::world::{CrashTrigger, SETTLE_TICKS};
 pub use crate::world::{Handover, RunConfig};
 use futures::channel::mpsc;
 use futures::StreamExt;
@@ -419,11 +419,6 @@ impl Adversary {
         }
     }
 }
-
-/// After the job ends, how long the run goes on before the storage node's files are listed, so
-/// that the clean-up settles: deletions, and late writes of snapshots that no longer count
-/// (longer than a storage request's default timeout).
-const SETTLE_TICKS: u64 = 1_500;
 
 async fn supervise(
     config: RunConfig,

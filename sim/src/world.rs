@@ -128,6 +128,11 @@ impl World {
     }
 }
 
+/// After the job ends, how long a run goes on before the storage node's files are listed, so
+/// that the clean-up settles: deletions, and late writes of snapshots that no longer count
+/// (longer than a storage request's default timeout).
+pub(crate) const SETTLE_TICKS: u64 = 1_500;
+
 pub(crate) type SharedWorld = Arc<Mutex<World>>;
 
 pub(crate) fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {

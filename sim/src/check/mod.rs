@@ -35,6 +35,7 @@ pub use oracle::oracle_agrees_with_model;
 pub use output::{at_least_once, committed_part, duplicates, exactly_once};
 pub use progress::checkpoint_progress;
 pub use recovery::recovery;
+pub use sink_protocol::sink_protocol;
 pub use state_consistency::state_consistency;
 pub use storage::storage;
 pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};
@@ -78,8 +79,8 @@ pub enum Property {
     /// A task told that a checkpoint completed, by its notification or by an abort notice
     /// carrying it, has committed up to it (FLINK-21080).
     Notification,
-    /// Sinks never ask the sink system for what a correct two-phase-commit sink never asks:
-    /// a write into or a commit of a transaction that ended, a commit of one it never saw.
+    /// No sink writes into or commits a transaction that ended, or commits one the sink
+    /// system never saw (such a request loses records, or shows a sink that lost track).
     SinkProtocol,
     /// The failure-free oracle agrees with the sequential reference model.
     Oracle,

@@ -5,10 +5,11 @@ use snapsim_core::ids::Tick;
 use snapsim_core::messages::{Address, Message, Node, Outbox};
 use std::ops::{Deref, DerefMut};
 
-/// One role of the cluster (JobManager, TaskManager, sink system) with its timer rule: a due
-/// deadline is served before waiting messages, so a stream of messages never starves the
-/// timers, but a node is ticked at most once per tick, so a deadline it cannot act on yet (a
-/// restart waiting for TaskManagers) does not spin the driver at one instant.
+/// One role of the cluster (JobManager, TaskManager, sink system) with its timer rule: a node
+/// is ticked at most once per tick, so a deadline it cannot act on yet (a restart waiting for
+/// TaskManagers) does not spin the driver at one instant. Which comes first at an instant, a
+/// due tick or a waiting message, is the driver's choice (the madsim nodes tick first, so a
+/// stream of messages never starves the timers).
 pub struct NodeHost<N: ?Sized> {
     /// When the node was last ticked.
     ticked_at: Option<Tick>,

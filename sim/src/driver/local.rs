@@ -1,17 +1,18 @@
 //! The in-process driver: every node of a small cluster in one struct, messages delivered
 //! after a fixed latency in send order, virtual time jumping to the next event. No madsim, no
 //! faults but the crashes and restarts a test asks for. It hosts the roles in the same
-//! [`NodeHost`] and serves storage with the same [`StorageService`] as the madsim driver, and
+//! [`NodeHost`] and serves storage with the same `StorageService` as the madsim driver, and
 //! records the same [`TraceEntry`]s, so the checkers can read its runs. The failure-free
 //! oracle and the experiments that need no faults run here: it is the cheapest driver.
 
 use super::host::NodeHost;
 use super::storage::{StorageService, StorageWorld};
-use crate::check::{self, Checker, Ending, JudgedRun, Violation};
+use crate::check::{self, Checker, Ending, JudgedRun, Property, Violation};
 use crate::disk::Files;
 use crate::faults::WriteMoment;
 use crate::model::ReferenceModel;
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
+use crate::world::SETTLE_TICKS;
 use futures::FutureExt;
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::ids::{TaskManagerId, Tick};
@@ -174,31 +175,37 @@ impl LocalCluster {
         self.storage.disk.borrow_mut().install(files);
     }
 
-    /// What `checkers` find in this run of `job` (the graph its plan was built from), judged
-    /// against the same job run here without crashes: the same judgement a simulated run gets,
-    /// for a unit test that crashes nodes by hand. The output is judged if the job finished.
-    pub fn judge(&self, job: &JobGraph, checkers: &[Arc<dyn Checker>]) -> Vec<Violation> {
-        let model = ReferenceModel::new(job);
-        let mut oracle = LocalCluster::start((*self.plan).clone(), self.config.clone());
-        let oracle_status = oracle.run_to_end(Tick(u64::MAX));
-        assert_eq!(
-            oracle_status,
-            JobStatus::Finished,
-            "the failure-free run ends"
-        );
-        let committed = self.sink.committed();
+    /// What `checkers` find in this run of `job` (the graph its plan was built from): the
+    /// judgement a simulated run gets, for a unit test that crashes nodes by hand. The cluster
+    /// first runs on until the job's clean-up settled (as a simulated run does after the job's
+    /// end); the oracle is the job without its seeded bugs, run here without crashes. A job
+    /// that did not finish is a `liveness` violation, and its output is not judged.
+    pub fn judge(&mut self, job: &JobGraph, checkers: &[Arc<dyn Checker>]) -> Vec<Violation> {
         let status = self.job_manager.status();
+        if status.is_terminal() {
+            self.run_until(self.now.after(SETTLE_TICKS));
+        }
+        let mut clean_job = job.clone();
+        clean_job.bugs.clear();
+        let model = ReferenceModel::new(&clean_job);
+        let clean = clean_job
+            .build()
+            .expect("the cluster's plan was built from it");
+        let mut oracle = LocalCluster::start(clean.clone(), self.config.clone());
+        let oracle_status = oracle.run_to_end(Tick(u64::MAX));
+        assert_eq!(oracle_status, JobStatus::Finished, "the oracle finishes");
+        let committed = self.sink.committed();
         let files: Vec<String> = (self.durable_files().into_iter())
             .map(|(path, _)| path)
             .collect();
         let run = JudgedRun {
             plan: &self.plan,
-            clean: &self.plan,
+            clean: &clean,
             model: &model,
             oracle: oracle.sink.committed(),
             committed,
             actual: &check::outputs(committed, &self.plan),
-            expected: &check::outputs(oracle.sink.committed(), &self.plan),
+            expected: &check::outputs(oracle.sink.committed(), &clean),
             anomalies: self.sink.anomalies(),
             trace: &self.trace,
             own_from: 0,
@@ -211,7 +218,15 @@ impl LocalCluster {
             first_trigger_delay: self.config.first_trigger_delay_ticks,
             replays: false,
         };
-        check::run_checkers(&run, checkers)
+        let mut violations = check::run_checkers(&run, checkers);
+        if status != JobStatus::Finished {
+            violations.push(Violation {
+                property: Property::Liveness,
+                message: format!("the job did not finish: it is {status:?} at {}", self.now),
+                at: Some(self.now),
+            });
+        }
+        violations
     }
 
     /// The roles, in the order they start and are ticked in.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::check::{builtin_checkers, Property};
+use crate::check::{builtin_checkers, Property, Violation};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::ids::{CheckpointId, Key};
 use snapsim_core::job::JobGraph;
@@ -89,7 +89,7 @@ fn through_a_task_manager_crash(job: &JobGraph) -> LocalCluster {
 #[test]
 fn a_task_manager_crash_restores_the_latest_completed_checkpoint_exactly_once() {
     let job = keyed_sum_job(800, Some(20));
-    let cluster = through_a_task_manager_crash(&job);
+    let mut cluster = through_a_task_manager_crash(&job);
     let deployed = cluster
         .events()
         .filter(|e| matches!(e, EngineEvent::Deployed { .. }));
@@ -103,11 +103,30 @@ fn a_task_manager_crash_restores_the_latest_completed_checkpoint_exactly_once() 
 fn the_checkers_judge_a_local_run_and_catch_a_seeded_bug() {
     let mut job = keyed_sum_job(800, Some(20));
     job.bugs.insert(SeededBug::CommitAtSnapshot);
-    let cluster = through_a_task_manager_crash(&job);
+    let mut cluster = through_a_task_manager_crash(&job);
     let violated: BTreeSet<Property> = (cluster.judge(&job, &builtin_checkers()).iter())
         .map(|v| v.property)
         .collect();
     assert!(violated.contains(&Property::ExactlyOnce), "{violated:?}");
+}
+
+#[test]
+fn a_local_run_whose_job_did_not_finish_is_not_judged_clean() {
+    let mut job = keyed_sum_job(800, Some(20));
+    job.restart = snapsim_core::config::RestartStrategyConfig::NoRestart;
+    let plan = job.clone().build().expect("valid job");
+    let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
+    cluster.run_until(Tick(90));
+    cluster.crash(Address::TaskManager(TaskManagerId(1)));
+    assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Failed);
+    let violations = cluster.judge(&job, &builtin_checkers());
+    let liveness: Vec<&Violation> = (violations.iter())
+        .filter(|v| v.property == Property::Liveness)
+        .collect();
+    assert_eq!(liveness.len(), 1, "{violations:?}");
+    assert!(liveness[0]
+        .message
+        .starts_with("the job did not finish: it is Failed"));
 }
 
 /// Crashes the JobManager after checkpoints completed and writes a new HA record version
