@@ -48,7 +48,7 @@ pub struct ReferenceModel {
     graph: JobGraph,
     /// What reaches each order-free keyed operator and each sink fed straight from sources,
     /// by the input record it derives from.
-    arrivals: BTreeMap<OperatorId, BTreeMap<InputRef, (InputSide, Record)>>,
+    arrivals: BTreeMap<OperatorId, Arrivals>,
     /// The job's output, in the model's order: (sink operator, record).
     outputs: Vec<(OperatorId, Record)>,
 }
@@ -56,8 +56,13 @@ pub struct ReferenceModel {
 impl ReferenceModel {
     /// Runs `graph` sequentially over its whole input.
     pub fn new(graph: &JobGraph) -> ReferenceModel {
+        let mut downstream = vec![Vec::new(); graph.operators.len()];
+        for edge in &graph.edges {
+            downstream[edge.source.0 as usize].push(*edge);
+        }
         let mut run = SequentialRun {
             graph,
+            downstream,
             direct: direct_operators(graph),
             states: BTreeMap::new(),
             arrivals: BTreeMap::new(),
@@ -100,7 +105,7 @@ impl ReferenceModel {
     /// The record input `input` makes arrive at `operator`, and on which side, if `operator`
     /// is fed from sources through stateless operators and the input is not filtered out.
     pub fn arrival(&self, operator: OperatorId, input: &InputRef) -> Option<(InputSide, Record)> {
-        self.arrivals.get(&operator)?.get(input).copied()
+        self.arrivals.get(&operator)?.get(input)
     }
 
     /// Whether the model knows the value of each record `sink` commits for its input: the sink
@@ -126,12 +131,27 @@ impl ReferenceModel {
         };
         let mut state = ModelState::default();
         let kind = &self.graph.operators[operator.0 as usize].kind;
-        for (input, (side, record)) in &self.arrivals[&operator] {
-            if below(input) {
+        for (input, (side, record)) in self.arrivals[&operator].iter() {
+            if below(&input) {
                 fold(kind, &mut state, *side, record);
             }
         }
         Some(state)
+    }
+
+    /// The state of order-free keyed `operator` at successive cuts, each folded from the last
+    /// (see [`StateAt`]): what [`state_at`](Self::state_at) gives, without folding every input
+    /// again for each cut.
+    pub fn states_of(&self, operator: OperatorId) -> Option<StateAt<'_>> {
+        if !self.is_order_free(operator) {
+            return None;
+        }
+        Some(StateAt {
+            kind: &self.graph.operators[operator.0 as usize].kind,
+            arrivals: &self.arrivals[&operator],
+            reached: Cut::new(),
+            state: ModelState::default(),
+        })
     }
 
     /// How `sink`'s output values derive from one order-free keyed operator, if they do.
@@ -219,6 +239,102 @@ impl ReferenceModel {
             .filter(|e| e.target == operator)
             .copied()
             .collect()
+    }
+}
+
+/// What reaches one operator from the sources: per source partition, by offset (`None` for an
+/// input that does not reach it). Dense, as every offset of a partition is read.
+#[derive(Clone, Debug, Default)]
+struct Arrivals {
+    by_partition: BTreeMap<(OperatorId, PartitionId), Vec<Option<Arrival>>>,
+}
+
+/// A record arriving at an operator, and on which input.
+type Arrival = (InputSide, Record);
+
+impl Arrivals {
+    /// Records what `input` makes arrive; false if something arrived for it already.
+    fn insert(&mut self, input: InputRef, arrival: Arrival) -> bool {
+        let partition = (self.by_partition)
+            .entry((input.source, input.partition))
+            .or_default();
+        let at = input.offset.0 as usize;
+        if partition.len() <= at {
+            partition.resize(at + 1, None);
+        }
+        partition[at].replace(arrival).is_none()
+    }
+
+    fn get(&self, input: &InputRef) -> Option<Arrival> {
+        let partition = self.by_partition.get(&(input.source, input.partition))?;
+        *partition.get(input.offset.0 as usize)?
+    }
+
+    /// Everything that arrived, in input order.
+    fn iter(&self) -> impl Iterator<Item = (InputRef, &Arrival)> {
+        let partitions = self.by_partition.iter();
+        partitions.flat_map(|(&(source, partition), arrivals)| {
+            let arrived = arrivals.iter().enumerate();
+            arrived.filter_map(move |(offset, arrival)| {
+                let input = InputRef {
+                    source,
+                    partition,
+                    offset: Offset(offset as u64),
+                };
+                Some((input, arrival.as_ref()?))
+            })
+        })
+    }
+
+    /// What arrived from `partition` at offsets `start..end`, in order.
+    fn between(
+        &self,
+        partition: (OperatorId, PartitionId),
+        start: Offset,
+        end: Offset,
+    ) -> impl Iterator<Item = &Arrival> {
+        let arrivals = self.by_partition.get(&partition).map_or(&[][..], |a| a);
+        let end = (end.0 as usize).min(arrivals.len());
+        let start = (start.0 as usize).min(end);
+        arrivals[start..end].iter().flatten()
+    }
+}
+
+/// One order-free keyed operator's model state at a cut, moved from cut to cut. An order-free
+/// operator's state depends only on which inputs it consumed (per lane, a prefix in offset
+/// order), so the state at a cut that is at or above the last one in every source partition
+/// is the last state plus the inputs in between. A cut below the last one in some partition
+/// (a checkpoint completed after a restore to an older one) is folded from the start again.
+pub struct StateAt<'m> {
+    kind: &'m OperatorKind,
+    arrivals: &'m Arrivals,
+    /// The cut `state` is at.
+    reached: Cut,
+    state: ModelState,
+}
+
+impl StateAt<'_> {
+    /// The state after exactly the inputs below `cut`.
+    pub fn at(&mut self, cut: &Cut) -> &ModelState {
+        let behind = |(partition, offset): (&(OperatorId, PartitionId), &Offset)| {
+            cut.get(partition).is_none_or(|end| end < offset)
+        };
+        if self.reached.iter().any(behind) {
+            self.reached.clear();
+            self.state = ModelState::default();
+        }
+        for (&(source, partition), &end) in cut {
+            let start = self.reached.get(&(source, partition)).copied();
+            let start = start.unwrap_or(Offset(0));
+            if end <= start {
+                continue;
+            }
+            for (side, record) in self.arrivals.between((source, partition), start, end) {
+                fold(self.kind, &mut self.state, *side, record);
+            }
+            self.reached.insert((source, partition), end);
+        }
+        &self.state
     }
 }
 
@@ -361,23 +477,19 @@ fn single_path_operators(graph: &JobGraph) -> BTreeSet<OperatorId> {
 /// The state of the sequential run while it builds the model.
 struct SequentialRun<'g> {
     graph: &'g JobGraph,
+    /// Each operator's outgoing edges, by operator index.
+    downstream: Vec<Vec<Edge>>,
     direct: BTreeSet<OperatorId>,
     states: BTreeMap<OperatorId, ModelState>,
-    arrivals: BTreeMap<OperatorId, BTreeMap<InputRef, (InputSide, Record)>>,
+    arrivals: BTreeMap<OperatorId, Arrivals>,
     outputs: Vec<(OperatorId, Record)>,
 }
 
 impl SequentialRun<'_> {
     /// `operator` emits `record` to every downstream operator.
     fn emit(&mut self, operator: OperatorId, record: Record) {
-        let edges: Vec<Edge> = self
-            .graph
-            .edges
-            .iter()
-            .filter(|e| e.source == operator)
-            .copied()
-            .collect();
-        for edge in edges {
+        for i in 0..self.downstream[operator.0 as usize].len() {
+            let edge = self.downstream[operator.0 as usize][i];
             self.receive(edge.target, edge.side, record);
         }
     }
@@ -386,12 +498,9 @@ impl SequentialRun<'_> {
         let kind = &self.graph.operators[operator.0 as usize].kind;
         if let (true, Origin::Input(input)) = (self.direct.contains(&operator), record.origin) {
             if kind.is_keyed() || kind.is_sink() {
-                let previous = self
-                    .arrivals
-                    .entry(operator)
-                    .or_default()
-                    .insert(input, (side, record));
-                assert!(previous.is_none(), "{input:?} reaches {operator} once");
+                let arrivals = self.arrivals.entry(operator).or_default();
+                let first = arrivals.insert(input, (side, record));
+                assert!(first, "{input:?} reaches {operator} once");
             }
         }
         match kind {
@@ -579,5 +688,34 @@ mod tests {
         assert!(!model.is_order_free(second));
         assert!(model.output_chain(sink).is_none());
         assert_eq!(model.outputs().len(), 1);
+    }
+
+    #[test]
+    fn a_state_moved_from_cut_to_cut_is_the_state_folded_at_each_cut() {
+        let model = ReferenceModel::new(&snapsim_core::testing::keyed_sum_job(400, None));
+        let (source, sum) = (OperatorId(0), OperatorId(1));
+        let cut = |offsets: &[(u16, u64)]| -> Cut {
+            (offsets.iter())
+                .map(|&(p, o)| ((source, PartitionId(p)), Offset(o)))
+                .collect()
+        };
+        let cuts = [
+            cut(&[(0, 10), (1, 5)]),
+            cut(&[(0, 30), (1, 5), (2, 7), (3, 1)]),
+            cut(&[(0, 30), (1, 40), (2, 7), (3, 99)]),
+            // Below the last in partition 0 (a restore to an older checkpoint), and without
+            // partition 3.
+            cut(&[(0, 20), (1, 60), (2, 70)]),
+            cut(&[(0, 100), (1, 100), (2, 100), (3, 100)]),
+        ];
+        let mut states = model.states_of(sum).expect("the sum is order-free");
+        for cut in &cuts {
+            let folded = model.state_at(sum, cut).expect("order-free");
+            assert_eq!(states.at(cut), &folded, "at {cut:?}");
+        }
+        assert!(
+            model.states_of(source).is_none(),
+            "a source keeps no keyed state"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{describe, differing_keys, fmt_opt, summarize, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
-use crate::model::{fold, Cut, ModelState, ReferenceModel};
+use crate::model::{fold, Cut, ModelState, ReferenceModel, StateAt};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::{CheckpointId, OperatorId, TaskId, Tick};
@@ -11,6 +11,7 @@ use snapsim_core::job::ExecutionPlan;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::{InputRef, Origin, Record};
 use snapsim_core::trace::EngineEvent;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 /// Consistent cut (exactly-once mode): every completed checkpoint and savepoint holds, for each
 /// order-free keyed operator, exactly the state the reference model reaches from the inputs
@@ -39,6 +40,8 @@ struct Cuts<'r> {
     snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &'r OperatorState>>,
     /// Per checkpoint id, each task's recorded in-flight records.
     in_flight: BTreeMap<CheckpointId, BTreeMap<TaskId, Vec<&'r Record>>>,
+    /// The model's state of each order-free keyed operator, at the last cut checked.
+    states: BTreeMap<OperatorId, StateAt<'r>>,
 }
 
 impl<'r> Cuts<'r> {
@@ -51,6 +54,7 @@ impl<'r> Cuts<'r> {
             first_at: None,
             snapshots: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            states: BTreeMap::new(),
         })
     }
 }
@@ -90,14 +94,35 @@ impl<'r> Judgement<'r> for Cuts<'r> {
         let no_records = BTreeMap::new();
         let recorded = self.in_flight.get(&checkpoint).unwrap_or(&no_records);
         let (plan, model) = (self.plan, self.model);
-        check_checkpoint(
-            checkpoint,
-            snapshots,
-            recorded,
-            plan,
-            model,
-            &mut self.messages,
-        );
+        let cut = source_cut(plan, snapshots);
+        for (operator, states) in group_by_operator(plan, snapshots) {
+            let at = match self.states.entry(operator) {
+                Entry::Occupied(at) => at.into_mut(),
+                Entry::Vacant(slot) => match model.states_of(operator) {
+                    Some(at) => slot.insert(at),
+                    None => continue,
+                },
+            };
+            let want = at.at(&cut);
+            let context = format!(
+                "{checkpoint} {} ({operator})",
+                model.operator_name(operator)
+            );
+            let flying = InFlightToward {
+                operator,
+                plan,
+                model,
+                cut: &cut,
+            };
+            check_operator(
+                &context,
+                &states,
+                want,
+                recorded,
+                &flying,
+                &mut self.messages,
+            );
+        }
         if self.messages.len() > before {
             self.first_at = self.first_at.or(Some(entry.at));
         }
@@ -108,38 +133,24 @@ impl<'r> Judgement<'r> for Cuts<'r> {
     }
 }
 
-/// Checks one completed checkpoint: each order-free keyed operator's state, with the in-flight
-/// records `recorded` on their way to it, is the model's at the sources' offsets in `snapshots`.
-fn check_checkpoint(
-    checkpoint: CheckpointId,
-    snapshots: &BTreeMap<TaskId, &OperatorState>,
+/// Checks one order-free keyed operator at a completed checkpoint: its subtasks' `states`,
+/// with the in-flight records `recorded` on their way to it, are the model's state `want` at
+/// the checkpoint's cut.
+fn check_operator(
+    context: &str,
+    states: &[&OperatorState],
+    want: &ModelState,
     recorded: &BTreeMap<TaskId, Vec<&Record>>,
-    plan: &ExecutionPlan,
-    model: &ReferenceModel,
+    flying: &InFlightToward,
     messages: &mut Vec<String>,
 ) {
-    let cut = source_cut(plan, snapshots);
-    let by_operator = group_by_operator(plan, snapshots);
-    for (operator, states) in by_operator {
-        let Some(want) = model.state_at(operator, &cut) else {
-            continue;
-        };
-        let name = model.operator_name(operator);
-        let context = format!("{checkpoint} {name} ({operator})");
-        let mut found = union_of_states(&states);
-        let flying = InFlightToward {
-            operator,
-            plan,
-            model,
-            cut: &cut,
-        };
-        let folded = flying.fold_into(&mut found, recorded, &context, messages);
-        let context = match folded {
-            0 => context,
-            n => format!("{context}, its state plus {n} in-flight records"),
-        };
-        compare_cut(&context, &found, &want, messages);
-    }
+    let mut found = union_of_states(states);
+    let folded = flying.fold_into(&mut found, recorded, context, messages);
+    let context = match folded {
+        0 => context.to_string(),
+        n => format!("{context}, its state plus {n} in-flight records"),
+    };
+    compare_cut(&context, &found, want, messages);
 }
 
 /// The checkpoint's cut: each source partition's offset in the sources' snapshots.
