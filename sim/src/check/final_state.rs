@@ -16,12 +16,20 @@ pub fn final_state(
     expected: &[Output],
     model: &ReferenceModel,
 ) -> Vec<Violation> {
+    // Per sink: whether it has final values, and whether the model knows each input's value.
+    let sinks: BTreeMap<OperatorId, (bool, bool)> = (actual.iter().chain(expected))
+        .map(|(sink, _)| *sink)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|sink| {
+            let has_final = model.has_final_values(sink);
+            (sink, (has_final, !has_final && model.knows_values(sink)))
+        })
+        .collect();
     let last = |outputs: &[Output]| -> BTreeMap<(OperatorId, Key), i64> {
         outputs
             .iter()
-            .filter(|(sink, r)| {
-                matches!(r.origin, Origin::Input(_)) && model.has_final_values(*sink)
-            })
+            .filter(|(sink, r)| matches!(r.origin, Origin::Input(_)) && sinks[sink].0)
             .map(|(sink, r)| ((*sink, r.key), r.value))
             .collect()
     };
@@ -37,7 +45,7 @@ pub fn final_state(
         for (sink, record) in outputs {
             // Only where the model knows each input's value: a sink behind a keyed operator
             // the interleaving of channels shapes (a sum over a key-by, say) has no such value.
-            let known = !model.has_final_values(*sink) && model.knows_values(*sink);
+            let known = sinks[sink].1;
             if matches!(record.origin, Origin::Input(_)) && known {
                 values
                     .entry((*sink, record.origin))
