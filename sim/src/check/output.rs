@@ -35,7 +35,8 @@ fn side_by_side(expected: &[Output], actual: &[Output]) -> Vec<((OperatorId, Ori
         let next = match (e.peek(), a.peek()) {
             (None, None) => return merged,
             (Some(&(effect, want)), Some(&(other, found))) if effect == other => {
-                (e.next(), a.next());
+                e.next();
+                a.next();
                 (effect, want, found)
             }
             (Some(&(effect, want)), Some(&(other, _))) if effect < other => {
