@@ -550,7 +550,7 @@ pub(crate) fn oracle(
     plan: &Arc<ExecutionPlan>,
     setup: &Setup,
 ) -> (Vec<snapsim_core::sink::CommittedRecord>, u64) {
-    let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone());
+    let mut local = LocalCluster::start((**plan).clone(), setup.cluster.clone()).without_trace();
     if let Some(before) = setup.handover() {
         // The same start as the run's: the earlier job's files and sink system.
         local.install(&before.files);

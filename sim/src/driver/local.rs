@@ -24,7 +24,7 @@ use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, 
 use snapsim_core::taskmanager::TaskManager;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Every node of a small cluster, driven in virtual time.
@@ -37,10 +37,13 @@ pub struct LocalCluster {
     pub sink: NodeHost<SinkSystem>,
     storage: StorageService<RefCell<Files>, StorageEvents>,
     pub trace: Vec<TraceEntry>,
+    /// Whether `trace` is kept (a run whose trace nobody reads need not keep it).
+    tracing: bool,
     now: Tick,
     latency_ticks: u64,
-    in_flight: BTreeMap<(Tick, u64), (Address, Address, Message)>,
-    sequence: u64,
+    /// Messages on their way, in delivery order: (when, from, to, message). Every message
+    /// takes the same latency and time never goes back, so sending order is delivery order.
+    in_flight: VecDeque<(Tick, Address, Address, Message)>,
     down: BTreeSet<Address>,
 }
 
@@ -76,16 +79,24 @@ impl LocalCluster {
                 world: StorageEvents::default(),
             },
             trace: Vec::new(),
+            tracing: true,
             now: Tick(0),
             latency_ticks: 1,
-            in_flight: BTreeMap::new(),
-            sequence: 0,
+            in_flight: VecDeque::new(),
             down: BTreeSet::new(),
         };
         for address in local.hosts() {
             local.restart(address);
         }
         local
+    }
+
+    /// The cluster without its trace: for a run read only by its output and end (the
+    /// failure-free oracle), which then neither grows nor frees a trace of every event.
+    pub fn without_trace(mut self) -> LocalCluster {
+        self.tracing = false;
+        self.trace = Vec::new();
+        self
     }
 
     /// Sends `message` from `from` to `to`, as a client would (e.g. a savepoint request).
@@ -191,7 +202,7 @@ impl LocalCluster {
         let clean = clean_job
             .build()
             .expect("the cluster's plan was built from it");
-        let mut oracle = LocalCluster::start(clean.clone(), self.config.clone());
+        let mut oracle = LocalCluster::start(clean.clone(), self.config.clone()).without_trace();
         let oracle_status = oracle.run_to_end(Tick(u64::MAX));
         assert_eq!(oracle_status, JobStatus::Finished, "the oracle finishes");
         let committed = self.sink.committed();
@@ -230,12 +241,11 @@ impl LocalCluster {
     }
 
     /// The roles, in the order they start and are ticked in.
-    fn hosts(&self) -> Vec<Address> {
-        let mut addresses = vec![Address::SinkSystem, Address::JobManager];
-        addresses.extend(
-            (0..self.task_managers.len() as u16).map(|i| Address::TaskManager(TaskManagerId(i))),
-        );
-        addresses
+    fn hosts(&self) -> impl Iterator<Item = Address> + use<> {
+        let task_managers = 0..self.task_managers.len() as u16;
+        [Address::SinkSystem, Address::JobManager]
+            .into_iter()
+            .chain(task_managers.map(|i| Address::TaskManager(TaskManagerId(i))))
     }
 
     /// The role at `address`; `None` for storage, which is a service, not a role.
@@ -249,7 +259,7 @@ impl LocalCluster {
     }
 
     fn next_event_time(&mut self) -> Option<Tick> {
-        let message = self.in_flight.keys().next().map(|&(at, _)| at);
+        let message = self.in_flight.front().map(|&(at, ..)| at);
         let now = self.now;
         let mut tick = None::<Tick>;
         for address in self.hosts() {
@@ -270,14 +280,12 @@ impl LocalCluster {
 
     fn step(&mut self, at: Tick) {
         self.now = at;
-        if let Some(entry) = self.in_flight.first_entry() {
-            if entry.key().0 <= at {
-                let (from, to, message) = entry.remove();
-                if !self.down.contains(&to) {
-                    self.deliver(from, to, message);
-                }
-                return;
+        if self.in_flight.front().is_some_and(|&(due, ..)| due <= at) {
+            let (_, from, to, message) = self.in_flight.pop_front().expect("just seen");
+            if !self.down.contains(&to) {
+                self.deliver(from, to, message);
             }
+            return;
         }
         for address in self.hosts() {
             if self.down.contains(&address) {
@@ -323,6 +331,9 @@ impl LocalCluster {
     }
 
     fn record(&mut self, node: Address, event: TraceEvent) {
+        if !self.tracing {
+            return;
+        }
         let at = self.now;
         self.trace.push(TraceEntry { at, node, event });
     }
@@ -333,9 +344,8 @@ impl LocalCluster {
         }
         let at = self.now.after(self.latency_ticks);
         for (to, message) in out.messages {
-            self.in_flight
-                .insert((at, self.sequence), (from, to, message));
-            self.sequence += 1;
+            debug_assert!(self.in_flight.back().is_none_or(|&(last, ..)| last <= at));
+            self.in_flight.push_back((at, from, to, message));
         }
     }
 }
