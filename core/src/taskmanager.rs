@@ -79,11 +79,18 @@ impl Batches {
             .find(|(t, c, _)| (*t, *c) == (target, channel))
         {
             Some((_, _, events)) => events.push(event),
-            None => batches.push((target, channel, vec![event])),
+            None => {
+                // Room for a typical batch, so that it does not grow one event at a time.
+                let mut events = Vec::with_capacity(BATCH_CAPACITY);
+                events.push(event);
+                batches.push((target, channel, events));
+            }
         }
     }
 }
 
+/// The events a new batch has room for before it grows.
+const BATCH_CAPACITY: usize = 16;
 /// Ticks between two reads of a source.
 const SOURCE_TICK_INTERVAL: u64 = 1;
 /// Batches held for an attempt not deployed here yet (its deployment is on its way).

@@ -39,20 +39,17 @@ impl<N: Node + ?Sized> NodeHost<N> {
         out
     }
 
-    /// Whether the node is to be ticked at `now`.
-    pub fn is_due(&self, now: Tick) -> bool {
-        (self.node.next_deadline()).is_some_and(|at| at <= now && self.ticked_at != Some(now))
-    }
-
-    /// When the node is to be ticked next, seen at `now`: its deadline, or the next tick once
-    /// it was ticked at `now` already; `None` without a deadline.
-    pub fn next_tick(&self, now: Tick) -> Option<Tick> {
-        let deadline = self.node.next_deadline()?;
-        Some(if self.ticked_at == Some(now) {
-            deadline.max(now.after(1))
-        } else {
-            deadline
-        })
+    /// When the node is to be ticked next, seen at `now` (one look at its deadline).
+    pub fn wake(&self, now: Tick) -> Wake {
+        let Some(deadline) = self.node.next_deadline() else {
+            return Wake::Never;
+        };
+        match self.ticked_at == Some(now) {
+            false if deadline <= now => Wake::Now,
+            false => Wake::At(deadline),
+            // Ticked at `now` already: not before the next tick.
+            true => Wake::At(deadline.max(now.after(1))),
+        }
     }
 
     pub fn tick(&mut self, now: Tick) -> Outbox {
@@ -61,6 +58,17 @@ impl<N: Node + ?Sized> NodeHost<N> {
         self.node.on_tick(now, &mut out);
         out
     }
+}
+
+/// When a hosted node is to be ticked next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Now: its deadline is due, and it was not ticked at this instant yet.
+    Now,
+    /// At this later time.
+    At(Tick),
+    /// It has no deadline.
+    Never,
 }
 
 impl<N: ?Sized> Deref for NodeHost<N> {

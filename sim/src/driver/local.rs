@@ -5,7 +5,7 @@
 //! records the same [`TraceEntry`]s, so the checkers can read its runs. The failure-free
 //! oracle and the experiments that need no faults run here: it is the cheapest driver.
 
-use super::host::NodeHost;
+use super::host::{NodeHost, Wake};
 use super::storage::{StorageService, StorageWorld};
 use crate::check::{self, Checker, Ending, JudgedRun, Property, Violation};
 use crate::disk::Files;
@@ -266,10 +266,12 @@ impl LocalCluster {
             if self.down.contains(&address) {
                 continue;
             }
-            let host = self.host(address).expect("a role");
-            if let Some(at) = host.next_tick(now) {
-                tick = Some(tick.map_or(at, |t| t.min(at)));
-            }
+            let at = match self.host(address).expect("a role").wake(now) {
+                Wake::Now => now,
+                Wake::At(at) => at,
+                Wake::Never => continue,
+            };
+            tick = Some(tick.map_or(at, |t| t.min(at)));
         }
         [message, tick]
             .into_iter()
@@ -292,7 +294,7 @@ impl LocalCluster {
                 continue;
             }
             let host = self.host(address).expect("a role");
-            if host.is_due(at) {
+            if host.wake(at) == Wake::Now {
                 let out = host.tick(at);
                 self.carry_out(address, out);
             }

@@ -6,7 +6,7 @@
 //! link, so barriers queue behind data), and retries connecting while the link is clogged. A
 //! message to a node that is down is lost, as it would be on a real network.
 
-use super::host::NodeHost;
+use super::host::{NodeHost, Wake};
 use super::storage::{StorageService, StorageWorld};
 use crate::disk::SimDisk;
 use crate::faults::WriteMoment;
@@ -175,13 +175,13 @@ async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, w
     links.carry_out(host.start(clock.now()));
     loop {
         let now = clock.now();
-        let next = if host.is_due(now) {
-            None
-        } else if let Some(at) = host.next_tick(now) {
-            let wait = clock.instant(at).saturating_duration_since(virtual_now());
-            timeout(wait, incoming.next()).await.ok()
-        } else {
-            Some(incoming.next().await)
+        let next = match host.wake(now) {
+            Wake::Now => None,
+            Wake::At(at) => {
+                let wait = clock.instant(at).saturating_duration_since(virtual_now());
+                timeout(wait, incoming.next()).await.ok()
+            }
+            Wake::Never => Some(incoming.next().await),
         };
         if !count_input(&world) {
             return futures::future::pending().await;
