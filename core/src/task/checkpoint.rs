@@ -340,7 +340,7 @@ impl Task {
             Some(SinkWait::Written(write)) if Some(write.sequence) <= self.latest_written => None,
             wait => wait,
         };
-        self.emit(emitted, out);
+        self.emit(&mut emitted, out);
         if let (Some(SinkWait::PreCommit(transaction)), true) = (
             awaiting_sink,
             self.spec.has_bug(SeededBug::CommitAtSnapshot),

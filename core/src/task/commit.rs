@@ -97,7 +97,7 @@ impl Task {
                 transaction,
             }));
         }
-        self.emit(emitted, out);
+        self.emit(&mut emitted, out);
         // Older snapshots still in flight are subsumed by this completion.
         self.pending
             .retain(|&id, pending| id > checkpoint || pending.savepoint);

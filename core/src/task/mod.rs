@@ -191,6 +191,9 @@ pub struct Task {
     /// Seeded bug [`AdjacentRecordsSwapped`](SeededBug::AdjacentRecordsSwapped), at a keyed
     /// operator (a second swap further down could undo it); read once, not per record.
     swaps_adjacent_records: bool,
+    /// What the operator emits for one record, a buffer kept between records (emptied by
+    /// [`Task::emit`]) so that the data path allocates no vector per record.
+    emitted: Emitted,
 }
 
 impl Task {
@@ -248,6 +251,7 @@ impl Task {
             drain_start: 0,
             swaps_adjacent_records: spec.kind.is_keyed()
                 && spec.has_bug(SeededBug::AdjacentRecordsSwapped),
+            emitted: Emitted::default(),
         }
     }
 
@@ -414,7 +418,7 @@ impl Task {
         }
         let mut emitted = Emitted::default();
         self.operator.flush_sink(&mut emitted);
-        self.emit(emitted, out);
+        self.emit(&mut emitted, out);
     }
 
     fn is_blocked(&self, channel: ChannelIndex) -> bool {
@@ -432,10 +436,11 @@ impl Task {
                     "{} got a record after end of data",
                     self.spec.id
                 );
-                let mut emitted = Emitted::default();
+                let mut emitted = std::mem::take(&mut self.emitted);
                 self.operator
                     .process(self.inputs[channel.index()].side, record, &mut emitted);
-                self.emit(emitted, out);
+                self.emit(&mut emitted, out);
+                self.emitted = emitted;
             }
             StreamEvent::Watermark(watermark) => {
                 let input = &mut self.inputs[channel.index()];
@@ -484,7 +489,7 @@ impl Task {
         self.watermark = combined;
         let mut emitted = Emitted::default();
         self.operator.on_watermark(combined, &mut emitted);
-        self.emit(emitted, out);
+        self.emit(&mut emitted, out);
         self.broadcast(&StreamEvent::Watermark(combined), out);
     }
 
@@ -498,16 +503,17 @@ impl Task {
         self.status = TaskStatus::DataFinished;
         let mut emitted = Emitted::default();
         self.operator.flush_sink(&mut emitted);
-        self.emit(emitted, out);
+        self.emit(&mut emitted, out);
         self.broadcast(&StreamEvent::EndOfData, out);
         out.push(TaskEffect::DataFinished);
     }
 
-    fn emit(&mut self, emitted: Emitted, out: &mut Vec<TaskEffect>) {
-        for record in emitted.records {
+    /// Routes what the operator emitted and sends its sink requests; leaves `emitted` empty.
+    fn emit(&mut self, emitted: &mut Emitted, out: &mut Vec<TaskEffect>) {
+        for record in emitted.records.drain(..) {
             self.route(record, out);
         }
-        out.extend(emitted.sink.into_iter().map(TaskEffect::Sink));
+        out.extend(emitted.sink.drain(..).map(TaskEffect::Sink));
     }
 
     fn route(&mut self, record: Record, out: &mut Vec<TaskEffect>) {

@@ -35,7 +35,8 @@ pub fn state_consistency(
     model: &ReferenceModel,
     trace: &[TraceEntry],
 ) -> Vec<Violation> {
-    let times = commit_times(trace);
+    // Read off the trace only for a run with a violation to explain.
+    let mut times: Option<BTreeMap<TransactionId, Tick>> = None;
     let mut messages = Vec::new();
     let mut first_at = None;
     let mut folds: BTreeMap<(OperatorId, Key), (ModelState, u64)> = BTreeMap::new();
@@ -61,6 +62,7 @@ pub fn state_consistency(
             .iter()
             .fold(emitted_value(kind, state, &arrived), |v, f| map(*f, v));
         if record.record.value != want {
+            let times = times.get_or_insert_with(|| commit_times(trace));
             let at = record.transaction.and_then(|t| times.get(&t).copied());
             first_at = first_at.or(at);
             let when = match (record.transaction, at) {
