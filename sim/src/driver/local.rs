@@ -6,12 +6,11 @@
 //! oracle and the experiments that need no faults run here: it is the cheapest driver.
 
 use super::host::{NodeHost, Wake};
-use super::storage::{StorageService, StorageWorld};
+use super::storage::{Collected, StorageService};
 use crate::check::{self, Checker, Ending, JudgedRun, Property, Violation};
 use crate::disk::Files;
-use crate::faults::WriteMoment;
 use crate::model::ReferenceModel;
-use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
+use crate::trace::{TraceEntry, TraceEvent};
 use crate::world::SETTLE_TICKS;
 use futures::FutureExt;
 use snapsim_core::cluster::ClusterConfig;
@@ -35,7 +34,7 @@ pub struct LocalCluster {
     pub task_managers: Vec<NodeHost<TaskManager>>,
     /// The external sink system.
     pub sink: NodeHost<SinkSystem>,
-    storage: StorageService<RefCell<Files>, StorageEvents>,
+    storage: StorageService<RefCell<Files>, Collected>,
     pub trace: Vec<TraceEntry>,
     /// Whether `trace` is kept (a run whose trace nobody reads need not keep it).
     tracing: bool,
@@ -45,19 +44,6 @@ pub struct LocalCluster {
     /// takes the same latency and time never goes back, so sending order is delivery order.
     in_flight: VecDeque<(Tick, Address, Address, Message)>,
     down: BTreeSet<Address>,
-}
-
-/// What the storage service did during one request, for the trace.
-#[derive(Default)]
-struct StorageEvents(RefCell<Vec<StorageEvent>>);
-
-impl StorageWorld for StorageEvents {
-    fn trace(&self, event: StorageEvent) {
-        self.0.borrow_mut().push(event);
-    }
-
-    /// No crash is tied to a write here.
-    async fn reached(&self, _path: &str, _moment: WriteMoment) {}
 }
 
 impl LocalCluster {
@@ -76,7 +62,7 @@ impl LocalCluster {
             sink: NodeHost::new(SinkSystem::default()),
             storage: StorageService {
                 disk: RefCell::default(),
-                world: StorageEvents::default(),
+                world: Collected::default(),
             },
             trace: Vec::new(),
             tracing: true,

@@ -32,6 +32,19 @@ pub(crate) trait StorageWorld {
     async fn reached(&self, path: &str, moment: WriteMoment);
 }
 
+/// A world that keeps the service's events for its caller to take, and ties no crash to a
+/// write: the in-process driver's.
+#[derive(Default)]
+pub(crate) struct Collected(pub(crate) RefCell<Vec<StorageEvent>>);
+
+impl StorageWorld for Collected {
+    fn trace(&self, event: StorageEvent) {
+        self.0.borrow_mut().push(event);
+    }
+
+    async fn reached(&self, _path: &str, _moment: WriteMoment) {}
+}
+
 impl Disk for Arc<SimDisk> {
     async fn create(&self, path: &str) {
         SimDisk::create(self, path).await
@@ -165,17 +178,7 @@ mod tests {
     use futures::FutureExt;
     use snapsim_core::ids::CheckpointId;
 
-    #[derive(Default)]
-    struct Traced(RefCell<Vec<StorageEvent>>);
-
-    impl StorageWorld for Traced {
-        fn trace(&self, event: StorageEvent) {
-            self.0.borrow_mut().push(event);
-        }
-        async fn reached(&self, _path: &str, _moment: WriteMoment) {}
-    }
-
-    fn execute(service: &StorageService<RefCell<Files>, Traced>, op: StorageOp) -> StorageReply {
+    fn execute(service: &StorageService<RefCell<Files>, Collected>, op: StorageOp) -> StorageReply {
         let done = service
             .execute(op)
             .now_or_never()
@@ -187,7 +190,7 @@ mod tests {
     fn delete_all_takes_the_prefix_not_its_siblings_and_a_write_is_synced() {
         let service = StorageService {
             disk: RefCell::<Files>::default(),
-            world: Traced::default(),
+            world: Collected::default(),
         };
         for path in ["job/chk-1/a", "job/chk-1/b", "job/chk-10/a"] {
             let path = StoragePath::new(path).expect("valid");
