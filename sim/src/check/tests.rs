@@ -44,6 +44,29 @@ fn exactly_once_fails_on_loss_and_on_duplicates() {
     assert_eq!(at_least_once(&oracle[..1], &oracle).0.len(), 1);
 }
 
+#[test]
+fn an_effect_the_oracle_lacks_is_reported_after_the_lost_ones_in_both_modes() {
+    let oracle = vec![output(0, 1, 1), output(1, 1, 2)];
+    let actual = vec![output(1, 1, 2), output(7, 1, 9)];
+    let messages = |violations: Vec<Violation>| -> Vec<String> {
+        violations.into_iter().map(|v| v.message).collect()
+    };
+    assert_eq!(
+        messages(exactly_once(&actual, &oracle)),
+        [
+            "op-2: effect of input op-0/p0@0 was never committed",
+            "op-2: effect of input op-0/p0@7 committed 1 times but the oracle has none",
+        ]
+    );
+    assert_eq!(
+        messages(at_least_once(&actual, &oracle).0),
+        [
+            "op-2: effect of input op-0/p0@0 was never committed",
+            "op-2: effect of input op-0/p0@7 committed but the oracle has none",
+        ]
+    );
+}
+
 pub(super) fn engine(at: u64, event: EngineEvent) -> TraceEntry {
     TraceEntry {
         at: Tick(at),

@@ -142,11 +142,16 @@ impl LocalCluster {
         })
     }
 
-    /// Executes `op` on checkpoint storage directly, as an operator with access to the file
-    /// system would (to plant, corrupt or remove a file in a test); traced like any request.
+    /// Executes `op` on checkpoint storage and traces what storage did: each request a node
+    /// sends, or a test's own operation (to plant, corrupt or remove a file), as an operator
+    /// with access to the file system would.
     pub fn storage(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
-        let result = self.execute(op);
-        self.trace_storage();
+        let done = self.storage.execute(op).now_or_never();
+        let result = done.expect("storage on plain files completes when called");
+        let events = std::mem::take(&mut *self.storage.world.0.borrow_mut());
+        for event in events {
+            self.record(Address::Storage, TraceEvent::Storage(event));
+        }
         result
     }
 
@@ -192,9 +197,7 @@ impl LocalCluster {
         let oracle_status = oracle.run_to_end(Tick(u64::MAX));
         assert_eq!(oracle_status, JobStatus::Finished, "the oracle finishes");
         let committed = self.sink.committed();
-        let files: Vec<String> = (self.durable_files().into_iter())
-            .map(|(path, _)| path)
-            .collect();
+        let files = self.storage.disk.borrow().list("");
         let run = JudgedRun {
             plan: &self.plan,
             clean: &clean,
@@ -293,8 +296,7 @@ impl LocalCluster {
             let Message::Storage(request) = message else {
                 unreachable!("storage only serves storage requests, got {message:?}")
             };
-            let result = self.execute(request.op);
-            self.trace_storage();
+            let result = self.storage(request.op);
             let response = StorageResponse {
                 request: request.request,
                 result,
@@ -304,18 +306,6 @@ impl LocalCluster {
         };
         let out = host.deliver(now, from, message);
         self.carry_out(to, out);
-    }
-
-    fn execute(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
-        let done = self.storage.execute(op).now_or_never();
-        done.expect("storage on plain files completes when called")
-    }
-
-    fn trace_storage(&mut self) {
-        let events = std::mem::take(&mut *self.storage.world.0.borrow_mut());
-        for event in events {
-            self.record(Address::Storage, TraceEvent::Storage(event));
-        }
     }
 
     fn record(&mut self, node: Address, event: TraceEvent) {
