@@ -13,7 +13,7 @@ use crate::driver::nodes;
 use crate::faults::Fault;
 use crate::rng::{SimRng, Stream};
 use crate::trace::{trace_hash, StorageEvent, TraceEntry, TraceEvent};
-use crate::world::{lock, virtual_now, Clock, SharedWorld, SlowLink, SlowNode, World};
+use crate::world::{lock, Clock, SharedWorld, SlowLink, SlowNode, World};
 use crate::world::{CrashTrigger, SETTLE_TICKS};
 pub use crate::world::{Handover, RunConfig};
 use futures::channel::mpsc;
@@ -426,7 +426,7 @@ async fn supervise(
     mut crash_requested: mpsc::UnboundedReceiver<(Address, u64)>,
 ) -> Ended {
     let handle = Handle::current();
-    let clock = Clock(virtual_now());
+    let clock = Clock::start();
     // A run that follows another starts when that one ended, on the same clock.
     let offset = start_at(&config).0;
     if offset > 0 {
@@ -434,7 +434,7 @@ async fn supervise(
     }
     let disk = SimDisk::current();
     disk.seed(config.seed);
-    let adversary = start_nodes(&config, &world, &handle, &disk, clock);
+    let adversary = start_nodes(&config, &world, &handle, &disk, clock.clone());
     let storage = adversary.nodes[&Address::Storage];
     if let Some(before) = &config.after {
         // Before any node runs: the files are there when the storage node serves its first.
@@ -453,7 +453,7 @@ async fn supervise(
         }
         supervisor.apply_faults_due(now);
         let wake = supervisor.wake_at(now);
-        let wait = clock.instant(wake).saturating_duration_since(virtual_now());
+        let wait = clock.until(wake);
         if let Ok(Some((address, down_ticks))) = timeout(wait, crash_requested.next()).await {
             supervisor.crash_requested(address, down_ticks);
         }
@@ -496,10 +496,10 @@ fn start_nodes(
         clogged_links: BTreeSet::new(),
         clogged_nodes: BTreeSet::new(),
         world: world.clone(),
-        clock,
+        clock: clock.clone(),
     };
     for &address in &addresses {
-        let id = nodes::create(handle, address, config, clock, world.clone());
+        let id = nodes::create(handle, address, config, clock.clone(), world.clone());
         adversary.nodes.insert(address, id);
         adversary.addresses.insert(id, address);
     }

@@ -7,7 +7,7 @@ use crate::faults::WriteMoment;
 use crate::rng::SimRng;
 use crate::trace::{TraceEntry, TraceEvent};
 use futures::channel::mpsc;
-use madsim::time::Instant;
+use madsim::time::{Instant, TimeHandle};
 use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::ids::Tick;
 use snapsim_core::job::ExecutionPlan;
@@ -141,24 +141,39 @@ pub(crate) fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {
         .expect("the simulation is single-threaded; the lock is never poisoned")
 }
 
-/// madsim's virtual time. Inside a madsim runtime `Instant::now` reads the simulated clock,
-/// never the wall clock; this is the one place the harness reads it.
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn virtual_now() -> Instant {
-    Instant::now()
+/// The clock every node shares: ticks are milliseconds since the run began, on madsim's
+/// virtual time. It keeps madsim's time handle: `Instant::now` inside a madsim runtime finds the
+/// runtime through a thread-local on every call, and a node reads the clock several times per
+/// message (it was the costliest symbol of a simulated run).
+#[derive(Clone)]
+pub(crate) struct Clock {
+    start: Instant,
+    time: TimeHandle,
 }
 
-/// The clock every node shares: ticks are milliseconds since the run began.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock(pub(crate) Instant);
-
 impl Clock {
-    pub(crate) fn now(self) -> Tick {
-        Tick(u64::try_from(self.0.elapsed().as_millis()).expect("virtual time fits u64"))
+    /// The clock of the running madsim runtime, starting now.
+    pub(crate) fn start() -> Clock {
+        let time = TimeHandle::current();
+        Clock {
+            start: time.now_instant(),
+            time,
+        }
     }
 
-    pub(crate) fn instant(self, at: Tick) -> Instant {
-        self.0 + Duration::from_millis(at.0)
+    pub(crate) fn now(&self) -> Tick {
+        let elapsed = self.time.now_instant().duration_since(self.start);
+        Tick(u64::try_from(elapsed.as_millis()).expect("virtual time fits u64"))
+    }
+
+    pub(crate) fn instant(&self, at: Tick) -> Instant {
+        self.start + Duration::from_millis(at.0)
+    }
+
+    /// How long from now until `at` (zero once it passed).
+    pub(crate) fn until(&self, at: Tick) -> Duration {
+        self.instant(at)
+            .saturating_duration_since(self.time.now_instant())
     }
 }
 

@@ -11,8 +11,9 @@ use super::storage::{StorageService, StorageWorld};
 use crate::disk::SimDisk;
 use crate::faults::WriteMoment;
 use crate::trace::{StorageEvent, TraceEvent};
-use crate::world::{lock, virtual_now, Clock, RunConfig, SharedWorld};
-use futures::channel::{mpsc, oneshot};
+use crate::world::{lock, Clock, RunConfig, SharedWorld};
+use futures::channel::mpsc::{self, TryRecvError};
+use futures::channel::oneshot;
 use futures::StreamExt;
 use madsim::net::Endpoint;
 use madsim::runtime::Handle;
@@ -62,6 +63,7 @@ pub(crate) fn create(
         .ip(ip(address))
         .init(move || {
             let (plan, cluster, world) = (plan.clone(), cluster.clone(), world.clone());
+            let clock = clock.clone();
             async move {
                 match address {
                     Address::Storage => storage_main(clock, world).await,
@@ -160,8 +162,8 @@ fn count_input(world: &SharedWorld) -> bool {
 }
 
 /// Waits as long as a slow-node fault says this node takes per input.
-async fn slow_down(address: Address, clock: Clock, world: &SharedWorld) {
-    let delay = lock(world).node_delay(address, clock.now());
+async fn slow_down(address: Address, now: Tick, world: &SharedWorld) {
+    let delay = lock(world).node_delay(address, now);
     if delay > 0 {
         sleep(Duration::from_millis(delay)).await;
     }
@@ -170,29 +172,33 @@ async fn slow_down(address: Address, clock: Clock, world: &SharedWorld) {
 /// A node's life: deliver messages and deadlines to its host, send its outbox.
 async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, world: SharedWorld) {
     let (endpoint, mut incoming) = listen(address, &world).await;
-    let mut links = Links::new(address, endpoint, clock, world.clone());
+    let mut links = Links::new(address, endpoint, clock.clone(), world.clone());
     let mut host = NodeHost::new(node);
-    links.carry_out(host.start(clock.now()));
+    let started = clock.now();
+    links.carry_out(started, host.start(started));
     loop {
-        let now = clock.now();
-        let next = match host.wake(now) {
+        let next = match host.wake(clock.now()) {
             Wake::Now => None,
-            Wake::At(at) => {
-                let wait = clock.instant(at).saturating_duration_since(virtual_now());
-                timeout(wait, incoming.next()).await.ok()
-            }
+            // A message that waits already needs no timer (madsim's `timeout` would create one
+            // only to return the message at once).
+            Wake::At(at) => match incoming.try_recv() {
+                Ok(waiting) => Some(Some(waiting)),
+                Err(TryRecvError::Closed) => Some(None),
+                Err(TryRecvError::Empty) => timeout(clock.until(at), incoming.next()).await.ok(),
+            },
             Wake::Never => Some(incoming.next().await),
         };
         if !count_input(&world) {
             return futures::future::pending().await;
         }
+        let now = clock.now();
         let out = match next {
-            Some(Some((from, message))) => host.deliver(clock.now(), from, message),
+            Some(Some((from, message))) => host.deliver(now, from, message),
             Some(None) => return, // The inbox closed: the node is going away.
-            None => host.tick(clock.now()),
+            None => host.tick(now),
         };
-        slow_down(address, clock, &world).await;
-        links.carry_out(out);
+        slow_down(address, now, &world).await;
+        links.carry_out(clock.now(), out);
     }
 }
 
@@ -201,11 +207,11 @@ async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, w
 async fn storage_main(clock: Clock, world: SharedWorld) {
     let address = Address::Storage;
     let (endpoint, mut incoming) = listen(address, &world).await;
-    let mut links = Links::new(address, endpoint, clock, world.clone());
+    let mut links = Links::new(address, endpoint, clock.clone(), world.clone());
     let service = StorageService {
         disk: SimDisk::current(),
         world: SimStorageWorld {
-            clock,
+            clock: clock.clone(),
             world: world.clone(),
         },
     };
@@ -217,12 +223,12 @@ async fn storage_main(clock: Clock, world: SharedWorld) {
             unreachable!("the storage node only serves storage requests, got {message:?}")
         };
         let result = service.execute(request.op).await;
-        slow_down(address, clock, &world).await;
+        slow_down(address, clock.now(), &world).await;
         let response = StorageResponse {
             request: request.request,
             result,
         };
-        links.send(from, Message::StorageResult(response));
+        links.send(clock.now(), from, Message::StorageResult(response));
     }
 }
 
@@ -287,9 +293,8 @@ impl Links {
     }
 
     /// Records the outbox's events and queues its messages.
-    fn carry_out(&mut self, out: Outbox) {
+    fn carry_out(&mut self, now: Tick, out: Outbox) {
         if !out.events.is_empty() {
-            let now = self.clock.now();
             let mut world = lock(&self.world);
             for event in out.events {
                 if let EngineEvent::JobStatus { status, .. } = &event {
@@ -301,12 +306,12 @@ impl Links {
             }
         }
         for (target, message) in out.messages {
-            self.send(target, message);
+            self.send(now, target, message);
         }
     }
 
-    fn send(&mut self, target: Address, message: Message) {
-        let now = self.clock.now();
+    /// Queues `message` on the link to `target` at `now` (unless a fault loses it).
+    fn send(&mut self, now: Tick, target: Address, message: Message) {
         let mut world = lock(&self.world);
         if world.loses(self.address, target, &message, now) {
             let lost = TraceEvent::MessageLost {
@@ -327,7 +332,7 @@ impl Links {
                 from: self.address,
                 to: target,
                 endpoint: self.endpoint.clone(),
-                clock: self.clock,
+                clock: self.clock.clone(),
                 world: self.world.clone(),
             };
             madsim::task::spawn(link.run(messages));
