@@ -250,6 +250,9 @@ impl LocalCluster {
     fn next_event_time(&mut self) -> Option<Tick> {
         let message = self.in_flight.front().map(|&(at, ..)| at);
         let now = self.now;
+        if message.is_some_and(|at| at <= now) {
+            return Some(now); // A message is due: no deadline can come sooner.
+        }
         let mut tick = None::<Tick>;
         for address in self.hosts() {
             if self.down.contains(&address) {
