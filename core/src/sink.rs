@@ -5,7 +5,7 @@
 //! commit is idempotent, so a sink may re-commit after a restore (Flink's
 //! `TwoPhaseCommitSinkFunction#initializeState`).
 
-use crate::ids::{Attempt, CheckpointId, TaskId};
+use crate::ids::{Attempt, CheckpointId, TaskId, Tick};
 use crate::record::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -110,11 +110,23 @@ enum Transaction {
     Aborted,
 }
 
+/// A transaction the sink system committed: when its records became visible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkCommit {
+    pub at: Tick,
+    pub transaction: TransactionId,
+    /// The records it made visible.
+    pub records: u64,
+}
+
 /// The external sink system as a node.
 #[derive(Clone, Debug, Default)]
 pub struct SinkSystem {
     transactions: BTreeMap<TransactionId, Transaction>,
     committed: Vec<CommittedRecord>,
+    /// Its commit log: what a witness reads to say when an effect became visible (a sink may
+    /// commit without saying so in the trace, as a seeded bug does).
+    commits: Vec<SinkCommit>,
     anomalies: Vec<SinkAnomaly>,
 }
 
@@ -122,6 +134,11 @@ impl SinkSystem {
     /// The committed output, in commit order.
     pub fn committed(&self) -> &[CommittedRecord] {
         &self.committed
+    }
+
+    /// The transactions committed, in commit order.
+    pub fn commits(&self) -> &[SinkCommit] {
+        &self.commits
     }
 
     /// Requests a correct sink never makes.
@@ -139,8 +156,8 @@ impl SinkSystem {
             .collect()
     }
 
-    /// Applies one request; returns the reply to send, if any.
-    pub fn apply(&mut self, request: SinkRequest) -> Option<SinkReply> {
+    /// Applies one request, arrived at `now`; returns the reply to send, if any.
+    pub fn apply(&mut self, now: Tick, request: SinkRequest) -> Option<SinkReply> {
         match request {
             SinkRequest::Write {
                 transaction,
@@ -175,7 +192,7 @@ impl SinkSystem {
                 Some(SinkReply::PreCommitted { transaction })
             }
             SinkRequest::Commit { transaction } => {
-                self.commit(transaction);
+                self.commit(now, transaction);
                 Some(SinkReply::Committed { transaction })
             }
             SinkRequest::Abort { transaction } => {
@@ -199,7 +216,7 @@ impl SinkSystem {
         }
     }
 
-    fn commit(&mut self, transaction: TransactionId) {
+    fn commit(&mut self, now: Tick, transaction: TransactionId) {
         let Some(state) = self.transactions.get_mut(&transaction) else {
             self.anomalies
                 .push(SinkAnomaly::CommitUnknown { transaction });
@@ -207,6 +224,11 @@ impl SinkSystem {
         };
         match std::mem::replace(state, Transaction::Committed) {
             Transaction::Open(records) | Transaction::PreCommitted(records) => {
+                self.commits.push(SinkCommit {
+                    at: now,
+                    transaction,
+                    records: records.len() as u64,
+                });
                 let sink = transaction.sink;
                 let records = records.into_iter().map(|record| CommittedRecord {
                     sink,
@@ -325,17 +347,23 @@ mod tests {
         let mut system = SinkSystem::default();
         let mut sink = TwoPhaseCommitState::new(TaskId(7), Attempt(1));
         let first = sink.current;
-        system.apply(SinkRequest::Write {
-            transaction: first,
-            records: vec![record(0)],
-        });
+        system.apply(
+            Tick(0),
+            SinkRequest::Write {
+                transaction: first,
+                records: vec![record(0)],
+            },
+        );
         assert_eq!(sink.snapshot(CheckpointId(1)), first);
-        system.apply(SinkRequest::PreCommit { transaction: first });
+        system.apply(Tick(0), SinkRequest::PreCommit { transaction: first });
         let second = sink.current;
-        system.apply(SinkRequest::Write {
-            transaction: second,
-            records: vec![record(1)],
-        });
+        system.apply(
+            Tick(0),
+            SinkRequest::Write {
+                transaction: second,
+                records: vec![record(1)],
+            },
+        );
         assert_ne!(first, second, "a new transaction per checkpoint");
         assert!(
             system.committed().is_empty(),
@@ -347,9 +375,9 @@ mod tests {
         let (commit, abort) = restored.recover(Attempt(2));
         assert_eq!((commit.clone(), abort), (vec![first], second));
         for transaction in commit {
-            system.apply(SinkRequest::Commit { transaction });
+            system.apply(Tick(0), SinkRequest::Commit { transaction });
         }
-        system.apply(SinkRequest::Abort { transaction: abort });
+        system.apply(Tick(0), SinkRequest::Abort { transaction: abort });
         assert_eq!(
             system.committed().len(),
             1,
@@ -363,7 +391,7 @@ mod tests {
         );
 
         // A late re-commit of the same transaction is a no-op (idempotent).
-        system.apply(SinkRequest::Commit { transaction: first });
+        system.apply(Tick(0), SinkRequest::Commit { transaction: first });
         assert_eq!(system.committed().len(), 1);
         assert!(system.anomalies().is_empty());
     }
@@ -395,12 +423,15 @@ mod tests {
             attempt: Attempt(1),
             sequence: 0,
         };
-        system.apply(SinkRequest::Write {
-            transaction,
-            records: vec![record(0)],
-        });
-        system.apply(SinkRequest::Abort { transaction });
-        system.apply(SinkRequest::Commit { transaction });
+        system.apply(
+            Tick(0),
+            SinkRequest::Write {
+                transaction,
+                records: vec![record(0)],
+            },
+        );
+        system.apply(Tick(0), SinkRequest::Abort { transaction });
+        system.apply(Tick(0), SinkRequest::Commit { transaction });
         assert_eq!(
             system.anomalies(),
             &[SinkAnomaly::CommitAfterAbort { transaction }]

@@ -8,9 +8,9 @@ impl Node for SinkSystem {
     /// The sink system is durable: a restart keeps every transaction.
     fn on_start(&mut self, _now: Tick, _out: &mut Outbox) {}
 
-    fn on_message(&mut self, _now: Tick, from: Address, message: Message, out: &mut Outbox) {
+    fn on_message(&mut self, now: Tick, from: Address, message: Message, out: &mut Outbox) {
         if let Message::Sink(request) = message {
-            if let Some(reply) = self.apply(request) {
+            if let Some(reply) = self.apply(now, request) {
                 out.send(from, Message::SinkResult(reply));
             }
         }

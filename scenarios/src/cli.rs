@@ -9,7 +9,7 @@ use crate::bench::{self, wall_time, BenchReport};
 use crate::campaign::{self, Matrix, Preset};
 use crate::replay::{CaseFile, Replayable, ScenarioRun};
 use crate::sweep::{self, Manifest, Shard, SweepError, SweepSummary};
-use crate::{describe_run, report, shrink, Catalog, Variant, Verdict, BUILD_COMMIT};
+use crate::{describe_run, explain_run, report, shrink, Catalog, Variant, Verdict, BUILD_COMMIT};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
@@ -145,6 +145,13 @@ enum Command {
         variant: VariantArgs,
         #[command(flatten)]
         output: RunOutput,
+    },
+    /// Explains a failing case: runs it and prints each cause its violations have (the events
+    /// that make them violations, read as one sentence), then the violations no witness
+    /// explains.
+    Explain {
+        /// The case file (JSON), as `run --save-case`, `shrink` or a failing fuzz test wrote it.
+        file: PathBuf,
     },
     /// Minimises a failing case (fewer faults, a smaller job) that still violates the same
     /// property, and writes it as a case file.
@@ -314,6 +321,7 @@ fn dispatch(catalog: &Catalog, command: Command) -> Result<bool, String> {
             variant,
             output,
         } => replay(catalog, file, scenario.zip(seed), variant, &output),
+        Command::Explain { file } => explain_file(catalog, &file),
         Command::Shrink { file, out } => shrink_file(catalog, &file, out),
         Command::Report { path, out } => report_path(catalog, &path, out),
         Command::Coverage { dir } => coverage(catalog, &dir),
@@ -580,6 +588,22 @@ fn replay_file(catalog: &Catalog, path: &Path, output: &RunOutput) -> Result<boo
     )
 }
 
+fn explain_file(catalog: &Catalog, path: &Path) -> Result<bool, String> {
+    let file = CaseFile::load(path).map_err(|e| e.to_string())?;
+    let (outcome, _) = file
+        .case
+        .run(catalog, &file.bugs)
+        .map_err(|e| e.to_string())?;
+    if outcome.trace_hash != file.trace_hash {
+        eprintln!(
+            "note: the run's trace hash {:016x} is not the recorded {:016x} (recorded with build {}, this is {BUILD_COMMIT})",
+            outcome.trace_hash, file.trace_hash, file.commit
+        );
+    }
+    say_raw!("{}", explain_run(&outcome));
+    Ok(outcome.verdict == Verdict::Passed)
+}
+
 fn write_trace(path: Option<&Path>, trace: &[TraceEntry]) -> Result<(), String> {
     let Some(path) = path else {
         return Ok(());
@@ -729,11 +753,14 @@ fn shrink_file(catalog: &Catalog, path: &Path, out: Option<PathBuf>) -> Result<b
     let minimal =
         CaseFile::recorded(catalog, shrunk.case, &shrunk.outcome).map_err(|e| e.to_string())?;
     minimal.save(&out).map_err(|e| e.to_string())?;
+    let kept = match &shrunk.shape {
+        Some(shape) => format!("{} (a witness of shape {shape})", shrunk.property),
+        None => shrunk.property.to_string(),
+    };
     say!(
-        "{} simplification(s) kept in {} runs; the minimal case still violates {}:\n  {}\nwritten to {}\nreplay: {} replay {}",
+        "{} simplification(s) kept in {} runs; the minimal case still violates {kept}:\n  {}\nwritten to {}\nreplay: {} replay {}",
         shrunk.steps,
         shrunk.runs,
-        shrunk.property,
         minimal.violations.join("\n  "),
         out.display(),
         catalog.command(),

@@ -29,7 +29,7 @@ pub use catalog::{Catalog, NameError, UnknownScenario};
 pub use scenario::{Draws, JobFn, Scenario};
 pub use setup::{Earlier, Setup, Variant};
 pub use verdict::{
-    describe_entry, describe_run, judge, judge_variant, run, run_case, run_variant, setup,
-    trace_before_violation, CaseError, Outcome, RunError, Stats, Verdict,
+    describe_entry, describe_run, explain_run, judge, judge_variant, run, run_case, run_variant,
+    setup, trace_before_violation, CaseError, Outcome, RunError, Stats, Verdict,
 };
 pub use version::BUILD_COMMIT;

@@ -5,8 +5,9 @@
 //! simpler variants of the case one by one — a fault fewer, a shorter outage, an earlier fault,
 //! a smaller job for a generated case; a fault fewer (with what undoes it) or a shorter outage
 //! for a scenario run's schedule — keeps the first that still violates the property the
-//! original violated first, and starts over from it, until no variant does. Every step is a deterministic run,
-//! so the same case shrinks to the same minimal case.
+//! original violated first, with a witness of the same shape when the original's had one (so
+//! that a case does not shrink into another bug), and starts over from it, until no variant
+//! does. Every step is a deterministic run, so the same case shrinks to the same minimal case.
 
 use crate::generated::{Case, Episode, Shape};
 use crate::replay::{ReplayError, Replayable, ScenarioRun};
@@ -40,6 +41,8 @@ pub struct Shrunk {
     pub outcome: Outcome,
     /// The property it keeps violating (the original's first).
     pub property: Property,
+    /// The shape of the witness it keeps, when the original's violation had one.
+    pub shape: Option<String>,
     /// Simplifications kept.
     pub steps: u32,
     /// Runs made.
@@ -58,6 +61,13 @@ pub fn shrink(
         return Err(ShrinkError::Passes);
     }
     let property = outcome.violations[0].property;
+    let shape = (outcome.violations[0].witness.as_ref()).map(|w| w.shape.clone());
+    let same_failure = |outcome: &Outcome| {
+        (outcome.violations.iter()).any(|v| {
+            let witness_shape = v.witness.as_ref().map(|w| &w.shape);
+            v.property == property && (shape.is_none() || witness_shape == shape.as_ref())
+        })
+    };
     let mut current = materialize(catalog, case)?;
     let mut best = outcome;
     let (mut steps, mut runs) = (0, 1);
@@ -71,7 +81,7 @@ pub fn shrink(
             let Ok((outcome, _)) = candidate.run(catalog, bugs) else {
                 continue;
             };
-            if outcome.violations.iter().any(|v| v.property == property) {
+            if same_failure(&outcome) {
                 on_step(&what, &outcome);
                 current = candidate;
                 best = outcome;
@@ -85,6 +95,7 @@ pub fn shrink(
         case: current,
         outcome: best,
         property,
+        shape,
         steps,
         runs,
     })

@@ -14,7 +14,7 @@ use snapsim_core::operator::OperatorState;
 use snapsim_core::probes::Probe;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::analysis::Timeline;
-use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation};
+use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation, Witness};
 use snapsim_sim::disk::DiskFaults;
 use snapsim_sim::driver::local::LocalCluster;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
@@ -242,11 +242,7 @@ pub fn judge(
 
 /// The `no-crash` violation of a panic around `result`, at its end.
 fn crash(result: &RunResult, message: String) -> Violation {
-    Violation {
-        property: Property::NoCrash,
-        message,
-        at: Some(Tick(result.virtual_ticks)),
-    }
+    Violation::new(Property::NoCrash, message, Some(Tick(result.virtual_ticks)))
 }
 
 /// What a run is judged against: the same job without faults, in process, and the model.
@@ -361,6 +357,7 @@ fn earlier_failed(
         virtual_ticks: 0,
         committed: Vec::new(),
         anomalies: Vec::new(),
+        sink_commits: Vec::new(),
         dangling_transactions: Vec::new(),
         trace: Vec::new(),
         trace_hash: snapsim_sim::trace::trace_hash(&[]),
@@ -368,11 +365,7 @@ fn earlier_failed(
         probes: Default::default(),
         handover: None,
     };
-    let violation = Violation {
-        property: Property::NoCrash,
-        message,
-        at: None,
-    };
+    let violation = Violation::new(Property::NoCrash, message, None);
     let outcome = Outcome {
         scenario: name.to_string(),
         seed,
@@ -424,6 +417,7 @@ impl Simulated {
             actual: &actual,
             expected: &expected,
             anomalies: &result.anomalies,
+            sink_commits: &result.sink_commits,
             trace: &result.trace,
             own_from: self.earlier,
             files: &result.files,
@@ -446,11 +440,7 @@ impl Simulated {
     fn ending(&self, plan: &ExecutionPlan) -> (Ending, Vec<Violation>, Option<String>) {
         let at = Some(Tick(self.result.virtual_ticks));
         let not_judged = |property, message| {
-            let violation = Violation {
-                property,
-                message,
-                at,
-            };
+            let violation = Violation::new(property, message, at);
             (Ending::NotJudged, vec![violation], None)
         };
         match &self.result.end {
@@ -478,9 +468,10 @@ impl Simulated {
     }
 }
 
-/// What `snapsim run` and `replay` print for a run: the verdict, its statistics, each
-/// violation, the line that replays it, and the trace entries just before the first violation
-/// with a time (what led to it).
+/// What `snapsim run` and `replay` print for a run, in at most a screenful: the verdict and its
+/// statistics, the causes the witnesses give (each once, with the violations it explains),
+/// each violated property's first violation, the line that replays it, and (when no witness
+/// explains anything) the trace entries just before the first violation with a time.
 pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> String {
     use std::fmt::Write;
     let s = &outcome.stats;
@@ -496,22 +487,168 @@ pub fn describe_run(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) 
     if let Some(end) = &s.ended_early {
         let _ = writeln!(text, "  the job ended {end}; judged on what it committed");
     }
-    for violation in &outcome.violations {
+    let causes = causes(&outcome.violations);
+    for cause in causes.iter().take(CAUSES_SHOWN) {
+        text.push_str(&describe_cause(cause, "  ", WITNESS_EVENTS_SHOWN));
+    }
+    if causes.len() > CAUSES_SHOWN {
+        let more = causes.len() - CAUSES_SHOWN;
         let _ = writeln!(
             text,
-            "  violated {}: {}",
-            violation.property, violation.message
+            "  … {more} more causes (`snapsim explain` lists them)"
         );
     }
+    text.push_str(&describe_properties(&outcome.violations));
     let _ = writeln!(text, "  replay: {replay_line}");
-    if let Some((at, entries)) = trace_before_violation(outcome, trace) {
-        let _ = writeln!(text, "  the trace up to {at}:");
-        for entry in entries {
-            let _ = writeln!(text, "    {}", describe_entry(entry));
+    if causes.is_empty() {
+        if let Some((at, entries)) = trace_before_violation(outcome, trace) {
+            let _ = writeln!(text, "  the trace up to {at}:");
+            for entry in entries {
+                let _ = writeln!(text, "    {}", describe_entry(entry));
+            }
         }
     }
     text
 }
+
+/// What `snapsim explain` prints for a run: every cause with its events, then each violated
+/// property's first violation that no witness explains.
+pub fn explain_run(outcome: &Outcome) -> String {
+    use std::fmt::Write;
+    let mut text = format!(
+        "scenario {} seed {}: {:?}\n",
+        outcome.scenario, outcome.seed, outcome.verdict
+    );
+    if outcome.violations.is_empty() {
+        text.push_str("  every property held: nothing to explain\n");
+        return text;
+    }
+    let causes = causes(&outcome.violations);
+    for (number, cause) in causes.iter().enumerate() {
+        let _ = writeln!(text, "cause {} of {}:", number + 1, causes.len());
+        text.push_str(&describe_cause(cause, "  ", EXPLAIN_EVENTS_SHOWN));
+    }
+    let unexplained: Vec<&Violation> = (outcome.violations.iter())
+        .filter(|v| v.witness.is_none())
+        .collect();
+    if !unexplained.is_empty() {
+        let _ = writeln!(text, "without a witness:");
+        let unexplained: Vec<Violation> = unexplained.into_iter().cloned().collect();
+        text.push_str(&describe_properties(&unexplained));
+    }
+    text
+}
+
+/// Witness events `snapsim explain` shows at most per cause.
+const EXPLAIN_EVENTS_SHOWN: usize = 24;
+
+/// Causes `describe_run` shows before pointing to `snapsim explain`.
+const CAUSES_SHOWN: usize = 3;
+
+/// One cause of a run's violations: a witness, and how many violations of each property it
+/// explains.
+pub struct Cause<'o> {
+    pub witness: &'o Witness,
+    pub explains: Vec<(Property, u64)>,
+}
+
+/// The distinct causes of `violations` (by root), in the order they first appear.
+pub fn causes(violations: &[Violation]) -> Vec<Cause<'_>> {
+    let mut causes: Vec<Cause> = Vec::new();
+    for violation in violations {
+        let Some(witness) = &violation.witness else {
+            continue;
+        };
+        // One root is one cause, whichever property's template reads it.
+        let same = |c: &&mut Cause| c.witness.root == witness.root;
+        let cause = match causes.iter_mut().find(same) {
+            Some(cause) => cause,
+            None => {
+                causes.push(Cause {
+                    witness,
+                    explains: Vec::new(),
+                });
+                causes.last_mut().expect("just pushed")
+            }
+        };
+        match cause
+            .explains
+            .iter_mut()
+            .find(|(p, _)| *p == violation.property)
+        {
+            Some((_, count)) => *count += witness.instances,
+            None => cause.explains.push((violation.property, witness.instances)),
+        }
+    }
+    causes
+}
+
+/// A cause as lines starting with `indent`: the sentence, what it explains, and up to
+/// `events_shown` of its events (the first and the last ones: the cause and the symptom).
+pub fn describe_cause(cause: &Cause, indent: &str, events_shown: usize) -> String {
+    use std::fmt::Write;
+    let witness = cause.witness;
+    let mut text = String::new();
+    let _ = writeln!(text, "{indent}why: {}", witness.cause);
+    let explains: Vec<String> = (cause.explains.iter())
+        .map(|(property, count)| format!("{property} ×{count}"))
+        .collect();
+    let _ = writeln!(
+        text,
+        "{indent}  explains {} ({}; {})",
+        explains.join(", "),
+        witness.root,
+        witness.subjects
+    );
+    let events = &witness.events;
+    let shown = events.len().min(events_shown);
+    let (head, tail) = (shown / 2 + shown % 2, shown / 2);
+    for event in &events[..head] {
+        let _ = writeln!(
+            text,
+            "{indent}    {} {} {}",
+            event.at, event.node, event.what
+        );
+    }
+    if events.len() > shown {
+        let _ = writeln!(text, "{indent}    … {} more events", events.len() - shown);
+    }
+    for event in &events[events.len() - tail..] {
+        let _ = writeln!(
+            text,
+            "{indent}    {} {} {}",
+            event.at, event.node, event.what
+        );
+    }
+    text
+}
+
+/// Each violated property's first violation, and how many more it has.
+fn describe_properties(violations: &[Violation]) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let mut index = 0;
+    while index < violations.len() {
+        let first = &violations[index];
+        let more = violations[index..]
+            .iter()
+            .take_while(|v| v.property == first.property)
+            .count()
+            - 1;
+        let _ = write!(text, "  violated {}: {}", first.property, first.message);
+        match more {
+            0 => text.push('\n'),
+            n => {
+                let _ = writeln!(text, " (and {n} more listed in `run --json`)");
+            }
+        }
+        index += more + 1;
+    }
+    text
+}
+
+/// Witness events shown at most under a cause in `snapsim run`.
+const WITNESS_EVENTS_SHOWN: usize = 8;
 
 /// The last trace entries up to the first violation that has a time, with that time.
 pub fn trace_before_violation<'t>(

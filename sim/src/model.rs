@@ -139,6 +139,23 @@ impl ReferenceModel {
         Some(state)
     }
 
+    /// [`state_at`](Self::state_at) for one key: the model's state of `key` alone.
+    pub fn key_state_at(&self, operator: OperatorId, cut: &Cut, key: Key) -> Option<ModelState> {
+        if !self.is_order_free(operator) {
+            return None;
+        }
+        let mut state = ModelState::default();
+        let kind = &self.graph.operators[operator.0 as usize].kind;
+        for (input, (side, record)) in self.arrivals[&operator].iter() {
+            let below =
+                (cut.get(&(input.source, input.partition))).is_some_and(|end| input.offset < *end);
+            if below && record.key == key {
+                fold(kind, &mut state, *side, record);
+            }
+        }
+        Some(state)
+    }
+
     /// The state of order-free keyed `operator` at successive cuts, each folded from the last
     /// (see [`StateAt`]): what [`state_at`](Self::state_at) gives, without folding every input
     /// again for each cut.

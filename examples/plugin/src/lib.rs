@@ -168,11 +168,9 @@ impl<'r> Judgement<'r> for CommitOrderJudgement<'r> {
         let before = self.highest.entry(*task).or_insert(transaction.sequence);
         if transaction.sequence < *before && self.violation.is_none() {
             let name = &self.plan.tasks[task.index()].name;
-            self.violation = Some(Violation {
-                property: Property::named("commit-order"),
-                message: format!("{name} committed {transaction} after transaction #{before}"),
-                at: Some(entry.at),
-            });
+            let message = format!("{name} committed {transaction} after transaction #{before}");
+            let property = Property::named("commit-order");
+            self.violation = Some(Violation::new(property, message, Some(entry.at)));
         }
         *before = (*before).max(transaction.sequence);
     }

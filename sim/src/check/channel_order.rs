@@ -11,19 +11,35 @@
 //! At-least-once sinks commit replayed records again, so their order restarts at each restore:
 //! the check applies to exactly-once jobs.
 
+use super::witness::{self, Finding, History};
 use super::{at_end, Checker, JudgedRun, Judgement};
-use super::{describe, summarize, Property, Violation};
+use super::{describe, summarize, summarize_findings, Property, Violation};
 use snapsim_core::ids::{Offset, OperatorId, PartitionId, TaskId};
 use snapsim_core::job::{ExecutionPlan, Partitioning};
-use snapsim_core::record::Origin;
-use snapsim_core::sink::CommittedRecord;
+use snapsim_core::record::{InputRef, Origin};
+use snapsim_core::sink::{CommittedRecord, TransactionId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The channel-order property of a run's committed output.
 pub fn channel_order(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec<Violation> {
+    let messages = misordered(committed, plan).into_iter().map(|m| m.message);
+    summarize(Property::ChannelOrder, messages.collect(), None)
+}
+
+/// An effect committed after one of a higher offset of its partition.
+struct Misordered {
+    message: String,
+    input: InputRef,
+    sink: TaskId,
+    /// The transactions of the effect committed first (the higher offset) and of this one.
+    transactions: Option<(TransactionId, TransactionId)>,
+}
+
+fn misordered(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec<Misordered> {
     let ordered = partition_ordered(plan);
-    let mut last: BTreeMap<(TaskId, OperatorId, PartitionId), Offset> = BTreeMap::new();
-    let mut messages = Vec::new();
+    type Last = (Offset, Option<TransactionId>);
+    let mut last: BTreeMap<(TaskId, OperatorId, PartitionId), Last> = BTreeMap::new();
+    let mut found = Vec::new();
     for record in committed {
         let sink = plan.tasks[record.sink.index()].operator;
         let Origin::Input(input) = record.record.origin else {
@@ -33,17 +49,46 @@ pub fn channel_order(committed: &[CommittedRecord], plan: &ExecutionPlan) -> Vec
             continue;
         }
         let group = (record.sink, input.source, input.partition);
-        match last.insert(group, input.offset) {
+        match last.insert(group, (input.offset, record.transaction)) {
             // An equal offset is a duplicate, which the exactly-once check reports.
-            Some(before) if before > input.offset => messages.push(format!(
-                "{}: committed the effect of {} after the one of {before} of the same partition: a channel on the way delivered them out of order",
-                plan.tasks[record.sink.index()].name,
-                describe(&record.record.origin),
-            )),
+            Some((before, earlier)) if before > input.offset => found.push(Misordered {
+                message: format!(
+                    "{}: committed the effect of {} after the one of {before} of the same partition",
+                    plan.tasks[record.sink.index()].name,
+                    describe(&record.record.origin),
+                ),
+                input,
+                sink: record.sink,
+                transactions: earlier.zip(record.transaction),
+            }),
             _ => {}
         }
     }
-    summarize(Property::ChannelOrder, messages, None)
+    found
+}
+
+/// Channel order as the run's checker judges it: each violation with its witness.
+fn channel_order_witnessed(run: &JudgedRun) -> Vec<Violation> {
+    let found = misordered(run.committed, run.plan);
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let history = History::of(run.own_trace(), run.sink_commits);
+    let findings = found
+        .into_iter()
+        .map(|m| {
+            let sink = &run.plan.tasks[m.sink.index()].name;
+            let witness = m.transactions.and_then(|transactions| {
+                witness::misordered(&history, run.plan, sink, transactions, Some(&m.input))
+            });
+            Finding {
+                message: m.message,
+                subject: describe(&Origin::Input(m.input)),
+                witness,
+            }
+        })
+        .collect();
+    summarize_findings(Property::ChannelOrder, findings, None)
 }
 
 /// The operators at whose subtasks every source partition's records arrive over one chain of
@@ -136,7 +181,7 @@ impl Checker for ChannelOrder {
             if !run.exactly_once() || !run.output_judged() {
                 return Vec::new();
             }
-            channel_order(run.committed, run.plan)
+            channel_order_witnessed(run)
         })
     }
 }

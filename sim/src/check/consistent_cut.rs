@@ -1,7 +1,8 @@
 //! Consistent cut: every completed checkpoint's state is the reference model's at its source
 //! offsets, with the in-flight records it persisted.
 
-use super::{describe, differing_keys, fmt_opt, summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{describe, differing_keys, fmt_opt, summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::model::{fold, Cut, ModelState, ReferenceModel, StateAt};
 use crate::trace::{TraceEntry, TraceEvent};
@@ -34,8 +35,10 @@ pub fn consistent_cut(
 struct Cuts<'r> {
     plan: &'r ExecutionPlan,
     model: &'r ReferenceModel,
-    messages: Vec<String>,
+    findings: Vec<Finding>,
     first_at: Option<Tick>,
+    /// Per checkpoint id, its snapshots, barriers and recorded channel state, for witnesses.
+    events: BTreeMap<CheckpointId, Vec<&'r TraceEntry>>,
     /// Per checkpoint id, each task's snapshot: the latest taken so far.
     snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &'r OperatorState>>,
     /// Per checkpoint id, each task's recorded in-flight records.
@@ -50,8 +53,9 @@ impl<'r> Cuts<'r> {
         (plan.checkpoint.mode == CheckpointingMode::ExactlyOnce).then(|| Cuts {
             plan,
             model,
-            messages: Vec::new(),
+            findings: Vec::new(),
             first_at: None,
+            events: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             states: BTreeMap::new(),
@@ -70,6 +74,11 @@ impl<'r> Judgement<'r> for Cuts<'r> {
             }) => {
                 let snapshots = self.snapshots.entry(*checkpoint).or_default();
                 snapshots.insert(*task, state);
+                self.events.entry(*checkpoint).or_default().push(entry);
+                return;
+            }
+            TraceEvent::Engine(EngineEvent::BarrierReceived { checkpoint, .. }) => {
+                self.events.entry(*checkpoint).or_default().push(entry);
                 return;
             }
             TraceEvent::Engine(EngineEvent::InFlightRecorded {
@@ -81,6 +90,7 @@ impl<'r> Judgement<'r> for Cuts<'r> {
                 let records = channels.iter().flat_map(|(_, records)| records).collect();
                 let in_flight = self.in_flight.entry(*checkpoint).or_default();
                 in_flight.insert(*task, records);
+                self.events.entry(*checkpoint).or_default().push(entry);
                 return;
             }
             TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
@@ -90,7 +100,7 @@ impl<'r> Judgement<'r> for Cuts<'r> {
         let Some(snapshots) = self.snapshots.get(&checkpoint) else {
             return;
         };
-        let before = self.messages.len();
+        let before = self.findings.len();
         let no_records = BTreeMap::new();
         let recorded = self.in_flight.get(&checkpoint).unwrap_or(&no_records);
         let (plan, model) = (self.plan, self.model);
@@ -114,28 +124,41 @@ impl<'r> Judgement<'r> for Cuts<'r> {
                 model,
                 cut: &cut,
             };
-            check_operator(
-                &context,
-                &states,
-                want,
-                recorded,
-                &flying,
-                &mut self.messages,
-            );
+            let mut messages = Vec::new();
+            let found = check_operator(&context, &states, want, recorded, &flying, &mut messages);
+            if messages.is_empty() {
+                continue;
+            }
+            let events = self.events.get(&checkpoint).map_or(&[][..], Vec::as_slice);
+            let shown = CutShown {
+                checkpoint,
+                operator,
+                cut: &cut,
+                channel_state: !recorded.is_empty(),
+                events,
+                completed: entry,
+            };
+            let witness = shown.witness(plan, model, &found, want);
+            self.findings
+                .extend(messages.into_iter().map(|message| Finding {
+                    message,
+                    subject: format!("{checkpoint} {operator}"),
+                    witness: witness.clone(),
+                }));
         }
-        if self.messages.len() > before {
+        if self.findings.len() > before {
             self.first_at = self.first_at.or(Some(entry.at));
         }
     }
 
     fn finish(self: Box<Self>) -> Vec<Violation> {
-        summarize(Property::ConsistentCut, self.messages, self.first_at)
+        summarize_findings(Property::ConsistentCut, self.findings, self.first_at)
     }
 }
 
 /// Checks one order-free keyed operator at a completed checkpoint: its subtasks' `states`,
 /// with the in-flight records `recorded` on their way to it, are the model's state `want` at
-/// the checkpoint's cut.
+/// the checkpoint's cut. Returns what they hold together.
 fn check_operator(
     context: &str,
     states: &[&OperatorState],
@@ -143,7 +166,7 @@ fn check_operator(
     recorded: &BTreeMap<TaskId, Vec<&Record>>,
     flying: &InFlightToward,
     messages: &mut Vec<String>,
-) {
+) -> ModelState {
     let mut found = union_of_states(states);
     let folded = flying.fold_into(&mut found, recorded, context, messages);
     let context = match folded {
@@ -151,6 +174,231 @@ fn check_operator(
         n => format!("{context}, its state plus {n} in-flight records"),
     };
     compare_cut(&context, &found, want, messages);
+    found
+}
+
+/// Inputs looked at on each side of the cut, per lane, to find those that explain a key's
+/// state.
+const LANE_SCAN: u64 = 4_096;
+/// Inputs of one key, on one lane, moved across the cut at most.
+const KEY_INPUTS_MOVED: usize = 16;
+
+/// One operator's part of a completed checkpoint that is not a consistent cut, and the
+/// checkpoint's events.
+struct CutShown<'a, 'r> {
+    checkpoint: CheckpointId,
+    operator: OperatorId,
+    cut: &'a Cut,
+    /// The snapshot has channel state.
+    channel_state: bool,
+    events: &'a [&'r TraceEntry],
+    completed: &'r TraceEntry,
+}
+
+/// The inputs of a key on one lane that, moved across the cut, give the state a snapshot holds.
+struct Moved {
+    lane: (OperatorId, snapsim_core::ids::PartitionId),
+    /// Above the cut (in the snapshot though after it) or below (before it, missing).
+    above: bool,
+    offsets: Vec<snapsim_core::ids::Offset>,
+}
+
+impl CutShown<'_, '_> {
+    /// Why the snapshot is not at the cut: the inputs of its first differing key on one lane
+    /// that are in it though above the cut, or missing though below.
+    fn witness(
+        &self,
+        plan: &ExecutionPlan,
+        model: &ReferenceModel,
+        found: &ModelState,
+        want: &ModelState,
+    ) -> Option<Witness> {
+        let key = (differing_keys(&found.values, &want.values).map(|(k, ..)| *k))
+            .chain(differing_keys(&found.co_sums, &want.co_sums).map(|(k, ..)| *k))
+            .next()?;
+        let moved = self.moved_inputs(model, found, key)?;
+        let (source, partition) = moved.lane;
+        let (first, last) = (moved.offsets.first()?, moved.offsets.last()?);
+        let at = match first == last {
+            true => format!("{first}"),
+            false => format!("{first}–{last}"),
+        };
+        let end = self.cut[&moved.lane];
+        let task = owner(plan, self.operator, key);
+        let name = &plan.tasks[task.index()].name;
+        let count = moved.offsets.len();
+        let (checkpoint, operator) = (self.checkpoint, self.operator);
+        let (shape, cause, root) = if moved.above {
+            (
+                "cut-includes-inputs-after-barrier",
+                format!(
+                    "{name}'s snapshot for {checkpoint} holds {count} input(s) of key {key} from {source}/{partition} at {at}, at or above the offset {end} the source snapshotted: it took in records that came after the barrier on their channel"
+                ),
+                format!("{operator}'s snapshots ahead of the sources' offsets"),
+            )
+        } else {
+            let missing_from = match self.channel_state {
+                true => "from it and from its channel state",
+                false => "from it",
+            };
+            (
+                "cut-misses-inputs-before-barrier",
+                format!(
+                    "{name}'s snapshot for {checkpoint} lacks {count} input(s) of key {key} from {source}/{partition} at {at}, below the offset {end} the source snapshotted: the source's offset counts them as sent before the barrier, but they are missing {missing_from}"
+                ),
+                format!("{operator}'s snapshots behind the sources' offsets"),
+            )
+        };
+        Some(Witness {
+            shape: shape.into(),
+            cause,
+            root,
+            events: self.witness_events(plan, task, source),
+            subjects: String::new(),
+            instances: 1,
+        })
+    }
+
+    /// The inputs of `key` on one lane that, moved across the cut, make the model's state of
+    /// the key what the snapshot holds.
+    fn moved_inputs(
+        &self,
+        model: &ReferenceModel,
+        found: &ModelState,
+        key: snapsim_core::ids::Key,
+    ) -> Option<Moved> {
+        let holds = |state: &ModelState| {
+            state.values.get(&key) == found.values.get(&key)
+                && state.co_sums.get(&key) == found.co_sums.get(&key)
+        };
+        let of_key = |lane: (OperatorId, snapsim_core::ids::PartitionId), offset: u64| {
+            let input = InputRef {
+                source: lane.0,
+                partition: lane.1,
+                offset: snapsim_core::ids::Offset(offset),
+            };
+            model
+                .arrival(self.operator, &input)
+                .is_some_and(|(_, record)| record.key == key)
+        };
+        for (&lane, &end) in self.cut {
+            for above in [true, false] {
+                let offsets: Vec<u64> = match above {
+                    true => (end.0..end.0 + LANE_SCAN)
+                        .filter(|&o| of_key(lane, o))
+                        .take(KEY_INPUTS_MOVED)
+                        .collect(),
+                    false => (end.0.saturating_sub(LANE_SCAN)..end.0)
+                        .rev()
+                        .filter(|&o| of_key(lane, o))
+                        .take(KEY_INPUTS_MOVED)
+                        .collect(),
+                };
+                for moved in 1..=offsets.len() {
+                    let mut cut = self.cut.clone();
+                    let edge = offsets[moved - 1];
+                    cut.insert(
+                        lane,
+                        snapsim_core::ids::Offset(if above { edge + 1 } else { edge }),
+                    );
+                    if model
+                        .key_state_at(self.operator, &cut, key)
+                        .is_some_and(|s| holds(&s))
+                    {
+                        let mut offsets: Vec<_> = offsets[..moved]
+                            .iter()
+                            .map(|&o| snapsim_core::ids::Offset(o))
+                            .collect();
+                        offsets.sort();
+                        return Some(Moved {
+                            lane,
+                            above,
+                            offsets,
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The events that show the cut: the source's snapshot of the lane, the owning task's
+    /// barriers, channel state and snapshot, and the completion.
+    fn witness_events(
+        &self,
+        plan: &ExecutionPlan,
+        task: TaskId,
+        source: OperatorId,
+    ) -> Vec<WitnessEvent> {
+        let mut events = Vec::new();
+        for entry in self.events {
+            let TraceEvent::Engine(event) = &entry.event else {
+                continue;
+            };
+            let what = match event {
+                EngineEvent::SnapshotTaken {
+                    task: t,
+                    state: OperatorState::Source { offsets },
+                    ..
+                } if plan.tasks[t.index()].operator == source => {
+                    let offsets: Vec<String> =
+                        offsets.iter().map(|(p, o)| format!("{p} {o}")).collect();
+                    format!(
+                        "{} snapshots {}: next offsets {}",
+                        plan.tasks[t.index()].name,
+                        self.checkpoint,
+                        offsets.join(", ")
+                    )
+                }
+                EngineEvent::BarrierReceived {
+                    task: t,
+                    channel,
+                    from,
+                    ..
+                } if *t == task => format!(
+                    "{} receives the barrier of {} on {channel} (from {})",
+                    plan.tasks[t.index()].name,
+                    self.checkpoint,
+                    plan.tasks[from.index()].name
+                ),
+                EngineEvent::InFlightRecorded { task: t, .. } if *t == task => {
+                    format!(
+                        "{} records its channel state for {}",
+                        plan.tasks[t.index()].name,
+                        self.checkpoint
+                    )
+                }
+                EngineEvent::SnapshotTaken { task: t, .. } if *t == task => {
+                    format!(
+                        "{} snapshots {}",
+                        plan.tasks[t.index()].name,
+                        self.checkpoint
+                    )
+                }
+                _ => continue,
+            };
+            events.push(WitnessEvent {
+                at: entry.at,
+                node: entry.node,
+                what,
+            });
+        }
+        events.push(WitnessEvent {
+            at: self.completed.at,
+            node: self.completed.node,
+            what: format!("{} completed", self.checkpoint),
+        });
+        events
+    }
+}
+
+/// The task of `operator` that owns `key`.
+fn owner(plan: &ExecutionPlan, operator: OperatorId, key: snapsim_core::ids::Key) -> TaskId {
+    let tasks: Vec<&snapsim_core::job::TaskSpec> = (plan.tasks.iter())
+        .filter(|t| t.operator == operator)
+        .collect();
+    let subtask = snapsim_core::job::key_owner(key, tasks.len() as u16);
+    tasks[usize::from(subtask)].id
 }
 
 /// The checkpoint's cut: each source partition's offset in the sources' snapshots.

@@ -25,6 +25,7 @@ mod storage;
 #[cfg(test)]
 mod tests;
 mod tolerable_failures;
+pub mod witness;
 
 pub use cancellation::cancellation;
 pub use channel_order::channel_order;
@@ -40,6 +41,8 @@ pub use state_consistency::state_consistency;
 pub use storage::storage;
 pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};
 
+pub use witness::{Witness, WitnessEvent};
+
 use crate::model::ReferenceModel;
 use crate::trace::TraceEntry;
 use serde::{Deserialize, Serialize};
@@ -47,7 +50,7 @@ use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::{OperatorId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::record::{Origin, Record};
-use snapsim_core::sink::{CommittedRecord, SinkAnomaly};
+use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkCommit};
 use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -204,6 +207,22 @@ pub struct Violation {
     /// The virtual time it became visible, when there is one: the trace around it explains it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Tick>,
+    /// Why: the events that make it a violation, read as a cause, and how many violations of
+    /// the property share that cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<Witness>,
+}
+
+impl Violation {
+    /// A violation without a witness.
+    pub fn new(property: Property, message: String, at: Option<Tick>) -> Violation {
+        Violation {
+            property,
+            message,
+            at,
+            witness: None,
+        }
+    }
 }
 
 impl fmt::Display for Violation {
@@ -305,6 +324,8 @@ pub struct JudgedRun<'a> {
     /// What the sinks asked the sink system that a correct sink never asks (an earlier
     /// job's first).
     pub anomalies: &'a [SinkAnomaly],
+    /// When the sink system committed each transaction (an earlier job's first).
+    pub sink_commits: &'a [SinkCommit],
     /// The whole trace (an earlier job's first).
     pub trace: &'a [TraceEntry],
     /// Where the job's own trace begins in `trace`.
@@ -402,23 +423,38 @@ fn fmt_opt<T: fmt::Debug>(value: Option<T>) -> String {
 }
 
 fn summarize(property: Property, messages: Vec<String>, at: Option<Tick>) -> Vec<Violation> {
-    let total = messages.len();
-    let mut violations: Vec<Violation> = messages
+    let findings = messages.into_iter().map(|message| (message, None));
+    capped(property, findings.collect(), at)
+}
+
+/// Like [`summarize`], for findings that may have witnesses: those with the same cause are one
+/// violation first (its witness counts them).
+fn summarize_findings(
+    property: Property,
+    findings: Vec<witness::Finding>,
+    at: Option<Tick>,
+) -> Vec<Violation> {
+    capped(property, witness::group(findings), at)
+}
+
+/// The first [`VIOLATIONS_PER_PROPERTY_MAX`] violations, then one that counts the rest.
+fn capped(
+    property: Property,
+    findings: Vec<(String, Option<Witness>)>,
+    at: Option<Tick>,
+) -> Vec<Violation> {
+    let total = findings.len();
+    let mut violations: Vec<Violation> = findings
         .into_iter()
         .take(VIOLATIONS_PER_PROPERTY_MAX)
-        .map(|message| Violation {
-            property,
-            message,
-            at,
+        .map(|(message, witness)| Violation {
+            witness,
+            ..Violation::new(property, message, at)
         })
         .collect();
     if total > VIOLATIONS_PER_PROPERTY_MAX {
         let message = format!("… and {} more", total - VIOLATIONS_PER_PROPERTY_MAX);
-        violations.push(Violation {
-            property,
-            message,
-            at,
-        });
+        violations.push(Violation::new(property, message, at));
     }
     violations
 }

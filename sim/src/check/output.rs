@@ -1,10 +1,13 @@
 //! Exactly-once and at-least-once by provenance: each input's effect committed once (or at
 //! least once) per sink, counted against the failure-free oracle.
 
+use super::witness::{self, Finding, History};
 use super::{at_end, Checker, Ending, JudgedRun, Judgement};
-use super::{describe, summarize, Output, Property, Violation};
+use super::{describe, summarize, summarize_findings, Output, Property, Violation};
 use snapsim_core::ids::OperatorId;
 use snapsim_core::record::Origin;
+use snapsim_core::sink::TransactionId;
+use std::collections::BTreeMap;
 /// Each (sink, origin) of `outputs` with how often it occurs, in order. (Sorting a list is
 /// several times cheaper than counting in an ordered map, and this runs over every output
 /// record of every run.)
@@ -58,8 +61,12 @@ fn side_by_side(expected: &[Output], actual: &[Output]) -> Vec<((OperatorId, Ori
 
 /// Every (sink, origin) is committed as often as `expected` has it (once), and nothing else.
 pub fn exactly_once(actual: &[Output], expected: &[Output]) -> Vec<Violation> {
-    let (messages, _) = effect_counts(actual, expected, Committed::EveryOnce);
-    summarize(Property::ExactlyOnce, messages, None)
+    let (miscounted, _) = effect_counts(actual, expected, Committed::EveryOnce);
+    summarize(
+        Property::ExactlyOnce,
+        messages(&miscounted, Committed::EveryOnce),
+        None,
+    )
 }
 
 /// A job that ended for good before finishing (its restart strategy gave up, a client cancelled
@@ -75,8 +82,11 @@ pub fn committed_part(
         Property::ExactlyOnce => Committed::AtMostOnce,
         _ => Committed::Any,
     };
-    let (messages, duplicates) = effect_counts(actual, expected, rule);
-    (summarize(property, messages, None), duplicates)
+    let (miscounted, duplicates) = effect_counts(actual, expected, rule);
+    (
+        summarize(property, messages(&miscounted, rule), None),
+        duplicates,
+    )
 }
 
 /// How often each expected effect must be committed.
@@ -92,48 +102,146 @@ enum Committed {
     Any,
 }
 
-/// The effects of `actual` judged against `expected` by `rule`, and never one the oracle lacks:
-/// the messages and the duplicates counted.
-fn effect_counts(actual: &[Output], expected: &[Output], rule: Committed) -> (Vec<String>, u64) {
-    let mut messages = Vec::new();
-    let mut unexpected = Vec::new();
-    let mut duplicates = 0;
-    for ((sink, origin), want, found) in side_by_side(expected, actual) {
-        let what = || describe(&origin);
-        match found {
-            count if want == 0 => {
+/// An effect committed as often as its rule forbids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Miscount {
+    /// Never committed.
+    Lost,
+    /// Committed `found` times where `want` were expected.
+    Times { found: u32, want: u32 },
+    /// Committed though the oracle never commits it.
+    Unexpected { found: u32 },
+}
+
+/// One (sink, origin) whose count breaks the rule.
+struct Miscounted {
+    sink: OperatorId,
+    origin: Origin,
+    miscount: Miscount,
+}
+
+impl Miscounted {
+    fn message(&self, rule: Committed) -> String {
+        let (sink, what) = (self.sink, describe(&self.origin));
+        match self.miscount {
+            Miscount::Lost => format!("{sink}: effect of {what} was never committed"),
+            Miscount::Times { found, want } => {
+                format!("{sink}: effect of {what} was committed {found} times, not {want}")
+            }
+            Miscount::Unexpected { found } => {
                 // At-least-once says only that it was committed: how often is no matter there.
                 let times = match rule {
                     Committed::AtLeastOnce => String::new(),
-                    _ => format!(" {count} times"),
+                    _ => format!(" {found} times"),
                 };
-                unexpected.push(format!(
-                    "{sink}: effect of {} committed{times} but the oracle has none",
-                    what()
-                ))
+                format!("{sink}: effect of {what} committed{times} but the oracle has none")
             }
-            0 if matches!(rule, Committed::EveryOnce | Committed::AtLeastOnce) => {
-                messages.push(format!("{sink}: effect of {} was never committed", what()))
-            }
-            n if (rule == Committed::EveryOnce && n != want)
-                || (rule == Committed::AtMostOnce && n > want) =>
-            {
-                messages.push(format!(
-                    "{sink}: effect of {} was committed {n} times, not {want}",
-                    what()
-                ))
-            }
-            n => duplicates += u64::from(n.saturating_sub(want)),
         }
     }
-    messages.extend(unexpected);
-    (messages, duplicates)
+}
+
+/// The effects of `actual` judged against `expected` by `rule`, and never one the oracle lacks:
+/// the miscounted ones (unexpected effects last) and the duplicates counted.
+fn effect_counts(
+    actual: &[Output],
+    expected: &[Output],
+    rule: Committed,
+) -> (Vec<Miscounted>, u64) {
+    let mut miscounted = Vec::new();
+    let mut unexpected = Vec::new();
+    let mut duplicates = 0;
+    for ((sink, origin), want, found) in side_by_side(expected, actual) {
+        let miscount = match found {
+            found if want == 0 => {
+                unexpected.push(Miscounted {
+                    sink,
+                    origin,
+                    miscount: Miscount::Unexpected { found },
+                });
+                continue;
+            }
+            0 if matches!(rule, Committed::EveryOnce | Committed::AtLeastOnce) => Miscount::Lost,
+            found
+                if (rule == Committed::EveryOnce && found != want)
+                    || (rule == Committed::AtMostOnce && found > want) =>
+            {
+                Miscount::Times { found, want }
+            }
+            found => {
+                duplicates += u64::from(found.saturating_sub(want));
+                continue;
+            }
+        };
+        miscounted.push(Miscounted {
+            sink,
+            origin,
+            miscount,
+        });
+    }
+    miscounted.extend(unexpected);
+    (miscounted, duplicates)
+}
+
+/// The messages of `miscounted`.
+fn messages(miscounted: &[Miscounted], rule: Committed) -> Vec<String> {
+    miscounted.iter().map(|m| m.message(rule)).collect()
+}
+
+/// Exactly-once as the run's checker judges it: each violation with its witness.
+fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
+    let (miscounted, _) = effect_counts(run.actual, run.expected, rule);
+    if miscounted.is_empty() {
+        return Vec::new();
+    }
+    let history = History::of(run.own_trace(), run.sink_commits);
+    let transactions = committing_transactions(run, &miscounted);
+    let findings = miscounted
+        .iter()
+        .map(|m| {
+            let witness = match (m.miscount, m.origin) {
+                (Miscount::Times { found, want }, Origin::Input(input)) if found > want => {
+                    let committed_in = transactions
+                        .get(&(m.sink, m.origin))
+                        .map_or(&[][..], Vec::as_slice);
+                    witness::duplicate_effect(&history, run.plan, m.sink, &input, committed_in)
+                }
+                _ => None,
+            };
+            Finding {
+                message: m.message(rule),
+                subject: describe(&m.origin),
+                witness,
+            }
+        })
+        .collect();
+    summarize_findings(Property::ExactlyOnce, findings, None)
+}
+
+/// The transactions that committed each miscounted effect, in commit order.
+fn committing_transactions(
+    run: &JudgedRun,
+    miscounted: &[Miscounted],
+) -> BTreeMap<(OperatorId, Origin), Vec<TransactionId>> {
+    let mut transactions: BTreeMap<(OperatorId, Origin), Vec<TransactionId>> = miscounted
+        .iter()
+        .map(|m| ((m.sink, m.origin), Vec::new()))
+        .collect();
+    for (committed, (sink, record)) in run.committed.iter().zip(run.actual) {
+        if let (Some(list), Some(transaction)) = (
+            transactions.get_mut(&(*sink, record.origin)),
+            committed.transaction,
+        ) {
+            list.push(transaction);
+        }
+    }
+    transactions
 }
 
 /// At-least-once mode: every expected (sink, origin) is committed at least once and nothing
 /// unexpected is. Returns the violations and the number of duplicate commits (allowed).
 pub fn at_least_once(actual: &[Output], expected: &[Output]) -> (Vec<Violation>, u64) {
-    let (messages, duplicates) = effect_counts(actual, expected, Committed::AtLeastOnce);
+    let (miscounted, duplicates) = effect_counts(actual, expected, Committed::AtLeastOnce);
+    let messages = messages(&miscounted, Committed::AtLeastOnce);
     (summarize(Property::AtLeastOnce, messages, None), duplicates)
 }
 
@@ -151,10 +259,8 @@ impl Checker for ExactlyOnce {
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
         at_end(|| match run.ending {
             _ if !run.exactly_once() => Vec::new(),
-            Ending::Finished => exactly_once(run.actual, run.expected),
-            Ending::EndedEarly(_) => {
-                committed_part(run.actual, run.expected, Property::ExactlyOnce).0
-            }
+            Ending::Finished => exactly_once_witnessed(run, Committed::EveryOnce),
+            Ending::EndedEarly(_) => exactly_once_witnessed(run, Committed::AtMostOnce),
             Ending::NotJudged => Vec::new(),
         })
     }

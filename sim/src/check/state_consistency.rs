@@ -1,8 +1,9 @@
 //! State consistency: each committed value is the reference model's for exactly the inputs
 //! committed before it in its key's order.
 
+use super::witness::{self, Finding, History};
 use super::{at_end, Checker, JudgedRun, Judgement};
-use super::{describe, summarize, Property, Violation};
+use super::{describe, summarize, summarize_findings, Property, Violation};
 use crate::model::{emitted_value, fold, ModelState, ReferenceModel};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Key, OperatorId, Tick};
@@ -23,25 +24,41 @@ fn commit_times(trace: &[TraceEntry]) -> BTreeMap<TransactionId, Tick> {
     times
 }
 
+/// A committed value that is not the model's.
+struct Inconsistent {
+    /// Its index in the committed output.
+    index: usize,
+    /// The model's value.
+    want: i64,
+    /// The inputs of its key committed up to it.
+    count: u64,
+    /// The transaction that committed the key's previous value, when another one did.
+    earlier: Option<TransactionId>,
+}
+
 /// State consistency: in each sink fed by an order-free keyed operator (through maps, on
 /// forward edges), a key's committed records arrive in the order that operator processed
 /// them, so each committed value must equal the reference model's fold of exactly the inputs
 /// committed before it for that key, and its own. (Exactly-once mode; sinks of other shapes
 /// are covered by the exactly-once and final-state checks: the latter compares each record's
 /// value behind stateless operators only.)
-pub fn state_consistency(
+fn inconsistent(
     committed: &[CommittedRecord],
     plan: &ExecutionPlan,
     model: &ReferenceModel,
-    trace: &[TraceEntry],
-) -> Vec<Violation> {
-    // Read off the trace only for a run with a violation to explain.
-    let mut times: Option<BTreeMap<TransactionId, Tick>> = None;
-    let mut messages = Vec::new();
-    let mut first_at = None;
-    let mut folds: BTreeMap<(OperatorId, Key), (ModelState, u64)> = BTreeMap::new();
+) -> Vec<Inconsistent> {
+    let mut found = Vec::new();
+    // Per (sink, key): the model's fold, the inputs folded, and the transactions of the last
+    // value and of the one before it from another transaction.
+    type Fold = (
+        ModelState,
+        u64,
+        Option<TransactionId>,
+        Option<TransactionId>,
+    );
+    let mut folds: BTreeMap<(OperatorId, Key), Fold> = BTreeMap::new();
     let mut chains = BTreeMap::new();
-    for record in committed {
+    for (index, record) in committed.iter().enumerate() {
         let sink = plan.tasks[record.sink.index()].operator;
         let chain = chains
             .entry(sink)
@@ -52,34 +69,134 @@ pub fn state_consistency(
         let Some((side, arrived)) = model.arrival(chain.keyed, &input) else {
             continue;
         };
-        let key = record.record.key;
         let kind = model.operator_kind(chain.keyed);
-        let (state, count) = folds.entry((sink, key)).or_default();
+        let (state, count, last, earlier) = folds.entry((sink, record.record.key)).or_default();
         fold(kind, state, side, &arrived);
         *count += 1;
+        if *last != record.transaction {
+            *earlier = *last;
+            *last = record.transaction;
+        }
         let want = chain
             .maps
             .iter()
             .fold(emitted_value(kind, state, &arrived), |v, f| map(*f, v));
         if record.record.value != want {
-            let times = times.get_or_insert_with(|| commit_times(trace));
-            let at = record.transaction.and_then(|t| times.get(&t).copied());
-            first_at = first_at.or(at);
-            let when = match (record.transaction, at) {
-                (Some(t), Some(at)) => format!(" ({t}, commit requested at {at})"),
-                (Some(t), None) => format!(" ({t})"),
-                (None, _) => String::new(),
-            };
-            messages.push(format!(
-                "{} ({sink}) key {key}: committed {} for {}, but the reference model has {want} \
-                 after the {count} inputs of {key} committed up to it{when}",
-                model.operator_name(sink),
-                record.record.value,
-                describe(&record.record.origin),
-            ));
+            found.push(Inconsistent {
+                index,
+                want,
+                count: *count,
+                earlier: *earlier,
+            });
         }
     }
-    summarize(Property::StateConsistency, messages, first_at)
+    found
+}
+
+impl Inconsistent {
+    /// `commit_at`: when the commit of the value's transaction was requested.
+    fn message(
+        &self,
+        record: &CommittedRecord,
+        model: &ReferenceModel,
+        plan: &ExecutionPlan,
+        commit_at: Option<Tick>,
+    ) -> String {
+        let sink = plan.tasks[record.sink.index()].operator;
+        let key = record.record.key;
+        let when = match (record.transaction, commit_at) {
+            (Some(t), Some(at)) => format!(" ({t}, commit requested at {at})"),
+            (Some(t), None) => format!(" ({t})"),
+            (None, _) => String::new(),
+        };
+        format!(
+            "{} ({sink}) key {key}: committed {} for {}, but the reference model has {} \
+             after the {} inputs of {key} committed up to it{when}",
+            model.operator_name(sink),
+            record.record.value,
+            describe(&record.record.origin),
+            self.want,
+            self.count,
+        )
+    }
+}
+
+/// State consistency of `committed` (see [`inconsistent`]); `trace` says when commits were
+/// requested.
+pub fn state_consistency(
+    committed: &[CommittedRecord],
+    plan: &ExecutionPlan,
+    model: &ReferenceModel,
+    trace: &[TraceEntry],
+) -> Vec<Violation> {
+    let (messages, first_at) = messages(committed, plan, model, trace);
+    summarize(
+        Property::StateConsistency,
+        messages.into_iter().map(|(m, _)| m).collect(),
+        first_at,
+    )
+}
+
+/// Each inconsistent value's message, and when the first one's commit was requested.
+#[allow(clippy::type_complexity)]
+fn messages(
+    committed: &[CommittedRecord],
+    plan: &ExecutionPlan,
+    model: &ReferenceModel,
+    trace: &[TraceEntry],
+) -> (Vec<(String, Inconsistent)>, Option<Tick>) {
+    let found = inconsistent(committed, plan, model);
+    if found.is_empty() {
+        return (Vec::new(), None);
+    }
+    let times = commit_times(trace);
+    let mut first_at = None;
+    let messages = found
+        .into_iter()
+        .map(|wrong| {
+            let record = &committed[wrong.index];
+            let at = record.transaction.and_then(|t| times.get(&t).copied());
+            first_at = first_at.or(at);
+            (wrong.message(record, model, plan, at), wrong)
+        })
+        .collect();
+    (messages, first_at)
+}
+
+/// State consistency as the run's checker judges it: each violation with its witness.
+fn state_consistency_witnessed(run: &JudgedRun) -> Vec<Violation> {
+    let (messages, first_at) = messages(run.committed, run.plan, run.model, run.trace);
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    let history = History::of(run.own_trace(), run.sink_commits);
+    let findings = messages
+        .into_iter()
+        .map(|(message, wrong)| {
+            let record = &run.committed[wrong.index];
+            let input = match &record.record.origin {
+                Origin::Input(input) => Some(input),
+                Origin::Window { .. } => None,
+            };
+            let sink = &run.plan.tasks[record.sink.index()].name;
+            // The key's previous value came from another transaction, or the value was
+            // computed after a restore that output already visible did not survive.
+            let earlier = |later| {
+                let misordered = |earlier| {
+                    witness::misordered(&history, run.plan, sink, (earlier, later), input)
+                };
+                (wrong.earlier.and_then(misordered))
+                    .or_else(|| misordered(history.last_early_commit(record.sink, later)?))
+            };
+            let witness = record.transaction.and_then(earlier);
+            Finding {
+                message,
+                subject: format!("key {}", record.record.key),
+                witness,
+            }
+        })
+        .collect();
+    summarize_findings(Property::StateConsistency, findings, first_at)
 }
 
 /// Each committed value is the model's.
@@ -97,7 +214,7 @@ impl Checker for StateConsistency {
             if !run.exactly_once() || !run.output_judged() {
                 return Vec::new();
             }
-            state_consistency(run.committed, run.plan, run.model, run.trace)
+            state_consistency_witnessed(run)
         })
     }
 }

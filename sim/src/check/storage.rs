@@ -1,7 +1,8 @@
 //! Storage: every file a checkpoint consists of is durable before its completion is
 //! persisted, retained as the policy says, and nothing is left behind.
 
-use super::{summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::disk::DiskEvent;
 use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
@@ -106,8 +107,15 @@ struct StorageCheck<'t> {
     retained: BTreeSet<CheckpointId>,
     terminal: bool,
     end_recorded: bool,
-    messages: Vec<String>,
+    findings: Vec<Finding>,
     first_at: Option<Tick>,
+    /// For witnesses: each file's last write and its deletion, each completion persisted,
+    /// the acknowledgements and the aborts.
+    writes: BTreeMap<&'t str, &'t TraceEntry>,
+    deletions: BTreeMap<&'t str, &'t TraceEntry>,
+    completions: BTreeMap<CheckpointId, &'t TraceEntry>,
+    acknowledgements: Vec<&'t TraceEntry>,
+    aborts: Vec<&'t TraceEntry>,
 }
 
 impl<'t> Judgement<'t> for StorageCheck<'t> {
@@ -124,7 +132,7 @@ impl<'t> Judgement<'t> for StorageCheck<'t> {
             let (files, end) = (self.files, self.last_at);
             self.flag_leaks(plan, status, &root, files, end);
         }
-        summarize(Property::Storage, self.messages, self.first_at)
+        summarize_findings(Property::Storage, self.findings, self.first_at)
     }
 }
 
@@ -143,26 +151,132 @@ impl<'t> StorageCheck<'t> {
             retained: BTreeSet::new(),
             terminal: false,
             end_recorded: false,
-            messages: Vec::new(),
+            findings: Vec::new(),
             first_at: None,
+            writes: BTreeMap::new(),
+            deletions: BTreeMap::new(),
+            completions: BTreeMap::new(),
+            acknowledgements: Vec::new(),
+            aborts: Vec::new(),
         }
     }
 
-    fn violation(&mut self, at: Tick, message: String) {
+    fn violation(&mut self, at: Tick, message: String, subject: &str, witness: Option<Witness>) {
         self.first_at = self.first_at.or(Some(at));
-        self.messages.push(message);
+        let subject = subject.to_string();
+        self.findings.push(Finding {
+            message,
+            subject,
+            witness,
+        });
+    }
+
+    fn event(entry: &TraceEntry, what: String) -> WitnessEvent {
+        WitnessEvent {
+            at: entry.at,
+            node: entry.node,
+            what,
+        }
+    }
+
+    /// Why a completion lists `file` that was not durable (or never written): the task that
+    /// writes it acknowledged before it was synced.
+    fn not_durable(&self, checkpoint: CheckpointId, file: &str) -> Option<Witness> {
+        let written = self.writes.get(file);
+        let completion = self.completions.get(&checkpoint)?;
+        let task = file.rsplit('/').next()?;
+        let acknowledged = self.acknowledgements.iter().rev().find(|entry| {
+            matches!(&entry.event, TraceEvent::Engine(EngineEvent::Acknowledged { task: t, checkpoint: c })
+                if *c == checkpoint && t.to_string() == task)
+        })?;
+        let state = match written {
+            Some(written) => format!("written at {}, was not synced yet", written.at),
+            None => "was not even written yet".to_string(),
+        };
+        let cause = format!(
+            "{task} acknowledged {checkpoint} at {} though its file {file} {state}: the completion at {} counted a snapshot that a crash could still lose",
+            acknowledged.at, completion.at
+        );
+        let mut events: Vec<WitnessEvent> = written
+            .map(|written| Self::event(written, format!("{file} written, not synced")))
+            .into_iter()
+            .collect();
+        Some(Witness {
+            shape: "acknowledged-before-durable".into(),
+            cause,
+            root: "snapshots acknowledged before they were durable".into(),
+            events: {
+                events.push(Self::event(
+                    acknowledged,
+                    format!("{task} acknowledges {checkpoint}"),
+                ));
+                let what = format!("{checkpoint}'s completion persisted, listing {file}");
+                events.push(Self::event(completion, what));
+                events.sort_by_key(|event| event.at);
+                events
+            },
+            subjects: String::new(),
+            instances: 1,
+        })
+    }
+
+    /// Why a completion lists `file` that had been deleted: the discard that deleted it.
+    fn deleted_before_completion(&self, checkpoint: CheckpointId, file: &str) -> Option<Witness> {
+        let deleted = self.deletions.get(file)?;
+        let completion = self.completions.get(&checkpoint)?;
+        let abort = (self.aborts.iter().rev()).find(|entry| entry.at <= deleted.at);
+        let mut events = vec![];
+        if let Some(written) = self.writes.get(file) {
+            events.push(Self::event(written, format!("{file} written")));
+        }
+        let by = match abort {
+            Some(abort) => {
+                let TraceEvent::Engine(EngineEvent::CheckpointAborted {
+                    checkpoint: aborted,
+                    ..
+                }) = &abort.event
+                else {
+                    unreachable!("kept as an abort")
+                };
+                events.push(Self::event(abort, format!("{aborted} aborted")));
+                format!(", after {aborted} was aborted at {},", abort.at)
+            }
+            None => String::new(),
+        };
+        events.push(Self::event(deleted, format!("{file} deleted")));
+        events.push(Self::event(
+            completion,
+            format!("{checkpoint}'s completion persisted, listing {file}"),
+        ));
+        let cause = format!(
+            "{file} was deleted at {}{by} while {checkpoint}, still pending, referenced it; {checkpoint} then completed at {} listing a file that was gone",
+            deleted.at, completion.at
+        );
+        Some(Witness {
+            shape: "pending-checkpoint-file-deleted".into(),
+            cause,
+            root: "files of pending checkpoints deleted by a discard".into(),
+            events,
+            subjects: String::new(),
+            instances: 1,
+        })
     }
 
     /// Takes one trace entry into account, flagging what it breaks.
     fn see(&mut self, entry: &'t TraceEntry) {
         if let Some(message) = self.restored.see(&entry.event, entry.at, self.end_recorded) {
-            self.violation(entry.at, message);
+            self.violation(entry.at, message, "the restored snapshot", None);
         }
         match &entry.event {
             TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
                 self.written.insert(path.as_str());
                 self.durable.insert(path, false);
+                self.writes.insert(path, entry);
             }
+            TraceEvent::Engine(EngineEvent::Acknowledged { .. }) => {
+                self.acknowledgements.push(entry)
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => self.aborts.push(entry),
             TraceEvent::Storage(StorageEvent::Synced { path }) => {
                 self.durable.insert(path, true);
             }
@@ -170,8 +284,12 @@ impl<'t> StorageCheck<'t> {
                 self.durable.remove(path.as_str());
                 self.gone.insert(path, (entry.at, Gone::Lost));
             }
-            TraceEvent::Storage(StorageEvent::Deleted { path }) => self.deleted(path, entry.at),
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
+                self.deletions.insert(path, entry);
+                self.deleted(path, entry.at)
+            }
             TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
+                self.completions.insert(*checkpoint, entry);
                 self.completion_persisting(*checkpoint, files, entry.at)
             }
             // A completion is persisted first, so its files are known.
@@ -219,14 +337,43 @@ impl<'t> StorageCheck<'t> {
             ""
         };
         if !users.is_empty() {
-            self.violation(
-                at,
-                format!(
-                    "{path} was deleted at {at}{when} while retained checkpoint(s) {} reference it",
-                    users.join(", ")
-                ),
+            let message = format!(
+                "{path} was deleted at {at}{when} while retained checkpoint(s) {} reference it",
+                users.join(", ")
             );
+            let witness = self.retained_file_deleted(path, &users);
+            self.violation(at, message, path, witness);
         }
+    }
+
+    /// Why deleting `path` broke retention: the completions of the retained checkpoints that
+    /// reference it, then the deletion.
+    fn retained_file_deleted(&self, path: &str, users: &[String]) -> Option<Witness> {
+        let deleted = self.deletions.get(path)?;
+        let mut events: Vec<WitnessEvent> = (self.completions.iter())
+            .filter(|(id, _)| users.contains(&id.to_string()))
+            .map(|(id, entry)| {
+                Self::event(
+                    entry,
+                    format!("{id}'s completion persisted, listing {path}"),
+                )
+            })
+            .collect();
+        events.push(Self::event(deleted, format!("{path} deleted")));
+        let cause = format!(
+            "{path} was deleted at {} though {} still retained (completed, not subsumed) reference(s) it: a restore from {} would find it gone",
+            deleted.at,
+            users.join(", "),
+            users[0]
+        );
+        Some(Witness {
+            shape: "retained-file-deleted".into(),
+            cause,
+            root: "files of retained checkpoints deleted".into(),
+            events,
+            subjects: String::new(),
+            instances: 1,
+        })
     }
 
     /// The durability rule: every file of the completion is synced and still there.
@@ -237,20 +384,26 @@ impl<'t> StorageCheck<'t> {
             if self.restored.seen.is_some() && !self.written.contains(file) {
                 continue; // Not this run's: a snapshot it restored from.
             }
-            let state = match (self.durable.get(file), self.gone.get(file)) {
+            let (state, witness) = match (self.durable.get(file), self.gone.get(file)) {
                 (Some(true), _) => continue,
-                (Some(false), _) => "was not durable".to_string(),
+                (Some(false), _) => (
+                    "was not durable".to_string(),
+                    self.not_durable(checkpoint, file),
+                ),
                 // A fault's loss is the world's doing, not the engine's.
                 (None, Some((_, Gone::Lost))) => continue,
-                (None, Some((deleted_at, Gone::Deleted))) => {
-                    format!("had been deleted at {deleted_at}")
-                }
-                (None, None) => "was never written".to_string(),
+                (None, Some((deleted_at, Gone::Deleted))) => (
+                    format!("had been deleted at {deleted_at}"),
+                    self.deleted_before_completion(checkpoint, file),
+                ),
+                (None, None) => (
+                    "was never written".to_string(),
+                    self.not_durable(checkpoint, file),
+                ),
             };
-            self.violation(
-                at,
-                format!("{checkpoint}: {file} {state} when the completion was persisted (at {at})"),
-            );
+            let message =
+                format!("{checkpoint}: {file} {state} when the completion was persisted (at {at})");
+            self.violation(at, message, file, witness);
         }
     }
 
@@ -286,7 +439,7 @@ impl<'t> StorageCheck<'t> {
                 leaked.len(),
                 leaked.join(", ")
             );
-            self.violation(end, message);
+            self.violation(end, message, "the checkpoint directory", None);
         }
     }
 }

@@ -207,6 +207,7 @@ impl LocalCluster {
             actual: &check::outputs(committed, &self.plan),
             expected: &check::outputs(oracle.sink.committed(), &clean),
             anomalies: self.sink.anomalies(),
+            sink_commits: self.sink.commits(),
             trace: &self.trace,
             own_from: 0,
             files: &files,
@@ -220,11 +221,8 @@ impl LocalCluster {
         };
         let mut violations = check::run_checkers(&run, checkers);
         if status != JobStatus::Finished {
-            violations.push(Violation {
-                property: Property::Liveness,
-                message: format!("the job did not finish: it is {status:?} at {}", self.now),
-                at: Some(self.now),
-            });
+            let message = format!("the job did not finish: it is {status:?} at {}", self.now);
+            violations.push(Violation::new(Property::Liveness, message, Some(self.now)));
         }
         violations
     }

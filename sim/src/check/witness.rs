@@ -1,0 +1,520 @@
+//! Witnesses: for a violation, the few trace events that make it true, and one sentence that
+//! reads them as its cause.
+//!
+//! A checker says *what* is wrong (an input's effect committed twice); its witness says *why*
+//! (the transaction that committed it first was committed before its checkpoint completed, and
+//! the failover after it restored an older checkpoint, so the input was read and committed
+//! again). Violations whose witnesses have the same shape and the same cause are one finding:
+//! [`group`] folds them into the first, counting the rest, so a run with thousands of
+//! violations reads as a handful of causes.
+
+use crate::trace::{TraceEntry, TraceEvent};
+use serde::{Deserialize, Serialize};
+use snapsim_core::ids::{CheckpointId, OperatorId, Tick};
+use snapsim_core::job::ExecutionPlan;
+use snapsim_core::messages::Address;
+use snapsim_core::operator::OperatorState;
+use snapsim_core::record::InputRef;
+use snapsim_core::sink::{SinkCommit, TransactionId};
+use snapsim_core::trace::EngineEvent;
+use std::collections::BTreeMap;
+
+/// Why a violation is one: its events and the cause they show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witness {
+    /// The explanation's template (for example `duplicate-after-replay`): what kind of cause
+    /// this is. Shrinking a case keeps it, so that a case does not shrink into another bug.
+    pub shape: String,
+    /// The cause, one sentence read off the events.
+    pub cause: String,
+    /// What the violations grouped under this witness have in common: the root of the cause,
+    /// without what differs between them (their transactions, their times).
+    pub root: String,
+    /// The events that make the violation true, in time order.
+    pub events: Vec<WitnessEvent>,
+    /// What the violations with this cause are about (inputs, keys), the first few named.
+    pub subjects: String,
+    /// How many violations of the property this cause explains.
+    pub instances: u64,
+}
+
+/// One event of a witness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessEvent {
+    pub at: Tick,
+    pub node: Address,
+    /// The event, in words.
+    pub what: String,
+}
+
+impl WitnessEvent {
+    fn of(entry: &TraceEntry, what: String) -> WitnessEvent {
+        WitnessEvent {
+            at: entry.at,
+            node: entry.node,
+            what,
+        }
+    }
+}
+
+/// A violation as a checker finds it, before grouping: its message, what it is about, and its
+/// witness when the checker can give one.
+pub struct Finding {
+    pub message: String,
+    /// What it is about, in a few words (`input op-0/p2@376`, `key k39`).
+    pub subject: String,
+    pub witness: Option<Witness>,
+}
+
+/// Subjects named in a group's summary before "and N more".
+const SUBJECTS_NAMED: usize = 3;
+
+/// Folds findings with the same witness (shape and root) into the first of them; findings
+/// without a witness stay one each. The order is that of each group's first finding.
+pub fn group(findings: Vec<Finding>) -> Vec<(String, Option<Witness>)> {
+    let mut grouped: Vec<(String, Option<Witness>, Vec<String>)> = Vec::new();
+    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for finding in findings {
+        let Some(witness) = finding.witness else {
+            grouped.push((finding.message, None, vec![finding.subject]));
+            continue;
+        };
+        let key = (witness.shape.clone(), witness.root.clone());
+        match index.get(&key) {
+            Some(&at) => grouped[at].2.push(finding.subject),
+            None => {
+                index.insert(key, grouped.len());
+                grouped.push((finding.message, Some(witness), vec![finding.subject]));
+            }
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(message, witness, subjects)| {
+            let witness = witness.map(|mut witness| {
+                witness.instances = subjects.len() as u64;
+                witness.subjects = summarize_subjects(&subjects);
+                witness
+            });
+            (message, witness)
+        })
+        .collect()
+}
+
+/// The distinct subjects, the first few named: "key k39, key k3, key k54 and 61 more".
+fn summarize_subjects(subjects: &[String]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let distinct: Vec<&String> = subjects.iter().filter(|s| seen.insert(*s)).collect();
+    let named: Vec<&str> = distinct
+        .iter()
+        .take(SUBJECTS_NAMED)
+        .map(|s| s.as_str())
+        .collect();
+    let named = named.join(", ");
+    match distinct.len() {
+        n if n <= SUBJECTS_NAMED => named,
+        n => format!("{named} and {} more", n - SUBJECTS_NAMED),
+    }
+}
+
+/// The trace facts witnesses are built from, indexed once per judged run: commits, which
+/// checkpoint each transaction was pre-committed for, how each checkpoint ended, failovers and
+/// what they restored.
+pub struct History<'t> {
+    /// The sink system's commits: when each transaction's records became visible.
+    commits: BTreeMap<TransactionId, SinkCommit>,
+    /// The sink's snapshot that pre-committed each transaction, and its checkpoint.
+    pre_commits: BTreeMap<TransactionId, (CheckpointId, &'t TraceEntry)>,
+    completed: BTreeMap<CheckpointId, &'t TraceEntry>,
+    aborted: BTreeMap<CheckpointId, &'t TraceEntry>,
+    /// Failovers and deployments, in trace order.
+    recoveries: Vec<&'t TraceEntry>,
+    /// Source tasks' restores, in trace order.
+    source_restores: Vec<&'t TraceEntry>,
+}
+
+impl<'t> History<'t> {
+    pub fn of(trace: &'t [TraceEntry], sink_commits: &[SinkCommit]) -> History<'t> {
+        let commits = sink_commits.iter().map(|c| (c.transaction, *c));
+        let mut history = History {
+            commits: commits.collect(),
+            pre_commits: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            aborted: BTreeMap::new(),
+            recoveries: Vec::new(),
+            source_restores: Vec::new(),
+        };
+        for entry in trace {
+            let TraceEvent::Engine(event) = &entry.event else {
+                continue;
+            };
+            match event {
+                EngineEvent::SnapshotTaken {
+                    checkpoint,
+                    state: OperatorState::TwoPhaseCommitSink(sink),
+                    ..
+                } => {
+                    for (pending, transaction) in &sink.pending {
+                        if pending == checkpoint {
+                            history
+                                .pre_commits
+                                .insert(*transaction, (*checkpoint, entry));
+                        }
+                    }
+                }
+                EngineEvent::CheckpointCompleted { checkpoint } => {
+                    history.completed.insert(*checkpoint, entry);
+                }
+                EngineEvent::CheckpointAborted { checkpoint, .. } => {
+                    history.aborted.insert(*checkpoint, entry);
+                }
+                EngineEvent::Failover { .. } | EngineEvent::Deployed { .. } => {
+                    history.recoveries.push(entry)
+                }
+                EngineEvent::Restored {
+                    state: OperatorState::Source { .. },
+                    ..
+                } => history.source_restores.push(entry),
+                _ => {}
+            }
+        }
+        history
+    }
+
+    /// The sink system's commit of `transaction`, as a witness event.
+    fn commit_event(&self, transaction: TransactionId) -> Option<WitnessEvent> {
+        let commit = self.commits.get(&transaction)?;
+        Some(WitnessEvent {
+            at: commit.at,
+            node: Address::SinkSystem,
+            what: format!(
+                "commits {transaction}: {} records become visible",
+                commit.records
+            ),
+        })
+    }
+
+    /// How `transaction` relates to its checkpoint: the clause of a cause, its root (what
+    /// other transactions may share), and the events that show it (its pre-commit, the
+    /// checkpoint's end).
+    fn transaction_fate(&self, transaction: TransactionId) -> (String, String, Vec<WitnessEvent>) {
+        let Some(&(checkpoint, snapshot)) = self.pre_commits.get(&transaction) else {
+            return (format!("{transaction}"), "a transaction".into(), Vec::new());
+        };
+        let committed_at = self.commits.get(&transaction).map(|entry| entry.at);
+        let mut events = vec![WitnessEvent::of(
+            snapshot,
+            format!("snapshot for checkpoint {checkpoint} pre-commits {transaction}"),
+        )];
+        let ended = match (
+            self.completed.get(&checkpoint),
+            self.aborted.get(&checkpoint),
+        ) {
+            (Some(completed), _) => {
+                events.push(WitnessEvent::of(
+                    completed,
+                    format!("checkpoint {checkpoint} completed"),
+                ));
+                Ok(completed.at)
+            }
+            (None, Some(aborted)) => {
+                events.push(WitnessEvent::of(
+                    aborted,
+                    format!("checkpoint {checkpoint} aborted"),
+                ));
+                Err(format!("was aborted at {}", aborted.at))
+            }
+            (None, None) => Err("never completed".to_string()),
+        };
+        let (clause, root) = match (committed_at, ended) {
+            (Some(at), Ok(completed)) if at < completed => (
+                format!("{transaction} was committed at {at}, before its checkpoint {checkpoint} completed at {completed}"),
+                format!("transactions of {checkpoint} committed before it completed"),
+            ),
+            (Some(at), Ok(_)) => (
+                format!("{transaction} of checkpoint {checkpoint} was committed at {at}, after the checkpoint completed"),
+                format!("transactions of completed {checkpoint}"),
+            ),
+            (Some(at), Err(fate)) => (
+                format!("{transaction} was committed at {at}, before its checkpoint {checkpoint} completed ({checkpoint} {fate})"),
+                format!("transactions of {checkpoint} committed though it never completed"),
+            ),
+            (None, Ok(_)) => (
+                format!("{transaction} of completed checkpoint {checkpoint}"),
+                format!("transactions of completed {checkpoint}"),
+            ),
+            (None, Err(fate)) => (
+                format!("{transaction} of checkpoint {checkpoint}, which {fate}"),
+                format!("transactions of {checkpoint}, which never completed"),
+            ),
+        };
+        (clause, root, events)
+    }
+
+    /// The checkpoint `transaction` was pre-committed for.
+    fn checkpoint_of(&self, transaction: TransactionId) -> Option<CheckpointId> {
+        self.pre_commits
+            .get(&transaction)
+            .map(|&(checkpoint, _)| checkpoint)
+    }
+
+    /// Whether the sink system committed `transaction` before its checkpoint completed.
+    fn committed_early(&self, transaction: TransactionId) -> bool {
+        let (Some(commit), Some(checkpoint)) = (
+            self.commits.get(&transaction),
+            self.checkpoint_of(transaction),
+        ) else {
+            return false;
+        };
+        self.completed
+            .get(&checkpoint)
+            .is_none_or(|completed| commit.at < completed.at)
+    }
+
+    /// The last transaction of `sink` (a task) the sink system committed before its
+    /// checkpoint completed and before the last failover ahead of `before`'s commit: output
+    /// that the restore after that failover did not account for.
+    pub fn last_early_commit(
+        &self,
+        sink: snapsim_core::ids::TaskId,
+        before: TransactionId,
+    ) -> Option<TransactionId> {
+        let until = self.commits.get(&before)?.at;
+        let failover = (self.recoveries.iter())
+            .filter(|entry| entry.at < until)
+            .filter(|entry| {
+                matches!(
+                    entry.event,
+                    TraceEvent::Engine(EngineEvent::Failover { .. })
+                )
+            })
+            .map(|entry| entry.at)
+            .max()?;
+        (self.commits.values())
+            .filter(|c| c.transaction.sink == sink && c.at <= failover)
+            .filter(|c| self.committed_early(c.transaction))
+            .max_by_key(|c| c.at)
+            .map(|c| c.transaction)
+    }
+
+    /// The failover between `after` and `before` and what the new attempt restored: the
+    /// clause of a cause and its events.
+    fn replay_between(
+        &self,
+        plan: &ExecutionPlan,
+        input: Option<&InputRef>,
+        after: Tick,
+        before: Tick,
+    ) -> Option<(String, Vec<WitnessEvent>)> {
+        let within = |entry: &&&TraceEntry| entry.at >= after && entry.at <= before;
+        let failover = self.recoveries.iter().filter(within).find(|entry| {
+            matches!(
+                entry.event,
+                TraceEvent::Engine(EngineEvent::Failover { .. })
+            )
+        })?;
+        let TraceEvent::Engine(EngineEvent::Failover { cause }) = &failover.event else {
+            unreachable!("found as a failover")
+        };
+        let mut events = vec![WitnessEvent::of(failover, format!("failover: {cause}"))];
+        let deployed = self.recoveries.iter().find_map(|entry| match &entry.event {
+            TraceEvent::Engine(EngineEvent::Deployed { attempt, restored })
+                if entry.at >= failover.at =>
+            {
+                Some((entry, *attempt, *restored))
+            }
+            _ => None,
+        });
+        let Some((deployed, attempt, restored)) = deployed else {
+            return Some((format!("the failover at {}", failover.at), events));
+        };
+        let Some(checkpoint) = restored else {
+            events.push(WitnessEvent::of(
+                deployed,
+                format!("{attempt} deployed without state"),
+            ));
+            let clause = format!(
+                "the failover at {} restarted the job from no checkpoint, so it read every input again",
+                failover.at
+            );
+            return Some((clause, events));
+        };
+        events.push(WitnessEvent::of(
+            deployed,
+            format!("{attempt} deployed from checkpoint {checkpoint}"),
+        ));
+        let offset = input.and_then(|input| {
+            let (entry, offset) = self.restored_offset(plan, input, deployed.at, before)?;
+            Some((entry, offset, input))
+        });
+        let clause = match offset {
+            Some((entry, offset, input)) => {
+                events.push(WitnessEvent::of(
+                    entry,
+                    format!(
+                        "{} restored from checkpoint {checkpoint}: next offset of {}/{} is {offset}",
+                        plan.tasks[source_task(entry).index()].name,
+                        input.source,
+                        input.partition
+                    ),
+                ));
+                format!(
+                    "the failover at {} restored checkpoint {checkpoint}, whose source offset {offset} is at or below these inputs, so they were read again",
+                    failover.at
+                )
+            }
+            None => format!(
+                "the failover at {} restored checkpoint {checkpoint} and the inputs were read again",
+                failover.at
+            ),
+        };
+        Some((clause, events))
+    }
+
+    /// The first restore, from `from` to `until`, of the source task that reads the input's
+    /// partition, and the offset it restored for it.
+    fn restored_offset(
+        &self,
+        plan: &ExecutionPlan,
+        input: &InputRef,
+        from: Tick,
+        until: Tick,
+    ) -> Option<(&'t TraceEntry, snapsim_core::ids::Offset)> {
+        self.source_restores.iter().find_map(|entry| {
+            let TraceEvent::Engine(EngineEvent::Restored {
+                task,
+                state: OperatorState::Source { offsets },
+                ..
+            }) = &entry.event
+            else {
+                return None;
+            };
+            let reads_it = plan.tasks[task.index()].operator == input.source;
+            let offset = offsets.get(&input.partition)?;
+            (entry.at >= from && entry.at <= until && reads_it).then_some((*entry, *offset))
+        })
+    }
+}
+
+fn source_task(entry: &TraceEntry) -> snapsim_core::ids::TaskId {
+    match &entry.event {
+        TraceEvent::Engine(EngineEvent::Restored { task, .. }) => *task,
+        other => unreachable!("a source restore, not {other:?}"),
+    }
+}
+
+/// Why `input`'s effect at `sink` was committed more than once, from the transactions that
+/// committed it, in commit order.
+pub fn duplicate_effect(
+    history: &History,
+    plan: &ExecutionPlan,
+    sink: OperatorId,
+    input: &InputRef,
+    transactions: &[TransactionId],
+) -> Option<Witness> {
+    let (&first, &second) = (transactions.first()?, transactions.get(1)?);
+    let (first_commit, second_commit) =
+        (history.commit_event(first)?, history.commit_event(second)?);
+    let (fate, fate_root, mut events) = history.transaction_fate(first);
+    events.push(first_commit.clone());
+    let replay = history.replay_between(plan, Some(input), first_commit.at, second_commit.at);
+    let (shape, cause, root) = match replay {
+        Some((replayed, replay_events)) => {
+            let failover = replay_events.first().map_or(first_commit.at, |e| e.at);
+            events.extend(replay_events);
+            let cause = format!(
+                "{fate}; {replayed}, and {second} committed them a second time at {} ({sink})",
+                second_commit.at
+            );
+            let root =
+                format!("{fate_root}, then the failover at {failover} read their inputs again");
+            ("duplicate-after-replay", cause, root)
+        }
+        None => {
+            let cause = format!(
+                "{fate}, and {second} committed the same inputs again at {} with no failover between ({sink})",
+                second_commit.at
+            );
+            let root = format!("{fate_root}, committed again without a failover");
+            ("duplicate-without-replay", cause, root)
+        }
+    };
+    events.push(second_commit);
+    events.sort_by_key(|event| event.at);
+    Some(Witness {
+        shape: shape.to_string(),
+        cause,
+        root,
+        events,
+        subjects: String::new(),
+        instances: 1,
+    })
+}
+
+/// Why a sink made two effects visible in the wrong order: `first` was committed by the
+/// transaction `earlier` (the sink system committed it first) though it should have followed
+/// `second`, committed by `later`. `input` is what `second` derives from, when it is an input.
+pub fn misordered(
+    history: &History,
+    plan: &ExecutionPlan,
+    sink: &str,
+    (earlier, later): (TransactionId, TransactionId),
+    input: Option<&InputRef>,
+) -> Option<Witness> {
+    let (first_commit, second_commit) =
+        (history.commit_event(earlier)?, history.commit_event(later)?);
+    if earlier == later {
+        let cause = format!(
+            "both were made visible together by {earlier} at {}: a task on the way to {sink} processed them in the wrong order (no replay, no second transaction)",
+            first_commit.at
+        );
+        return Some(Witness {
+            shape: "reordered-in-transaction".into(),
+            cause,
+            root: format!("records reordered inside {sink}'s transactions"),
+            events: vec![first_commit],
+            subjects: String::new(),
+            instances: 1,
+        });
+    }
+    let replay = history.replay_between(plan, input, first_commit.at, second_commit.at);
+    let checkpoints = (history.checkpoint_of(earlier), history.checkpoint_of(later));
+    if let (Some(newer), Some(older), None) = (checkpoints.0, checkpoints.1, &replay) {
+        if newer > older {
+            let cause = format!(
+                "{sink} committed {earlier} of {newer} at {} before {later} of the older {older} at {}: transactions committed out of checkpoint order",
+                first_commit.at, second_commit.at
+            );
+            return Some(Witness {
+                shape: "commits-out-of-checkpoint-order".into(),
+                cause,
+                root: format!("{sink} committing transactions out of checkpoint order"),
+                events: vec![first_commit, second_commit],
+                subjects: String::new(),
+                instances: 1,
+            });
+        }
+    }
+    let (replayed, replay_events) = replay?;
+    if !history.committed_early(earlier) {
+        return None;
+    }
+    let (fate, fate_root, mut events) = history.transaction_fate(earlier);
+    let failover = replay_events.first().map_or(first_commit.at, |e| e.at);
+    events.push(first_commit);
+    events.extend(replay_events);
+    events.push(second_commit.clone());
+    events.sort_by_key(|event| event.at);
+    let cause = format!(
+        "{fate}; {replayed}, and {later} committed them at {}, after {earlier} had made later effects visible",
+        second_commit.at
+    );
+    Some(Witness {
+        shape: "replay-after-early-commit".into(),
+        cause,
+        root: format!("{fate_root}, then the failover at {failover} read their inputs again"),
+        events,
+        subjects: String::new(),
+        instances: 1,
+    })
+}
