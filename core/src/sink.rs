@@ -110,12 +110,14 @@ enum Transaction {
     Aborted,
 }
 
-/// A transaction the sink system committed: when its records became visible.
+/// A transaction the sink system ended: committed (its records became visible) or aborted
+/// (its records dropped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SinkCommit {
+pub struct TransactionEnd {
     pub at: Tick,
     pub transaction: TransactionId,
-    /// The records it made visible.
+    pub committed: bool,
+    /// The records it made visible, or dropped.
     pub records: u64,
 }
 
@@ -124,9 +126,10 @@ pub struct SinkCommit {
 pub struct SinkSystem {
     transactions: BTreeMap<TransactionId, Transaction>,
     committed: Vec<CommittedRecord>,
-    /// Its commit log: what a witness reads to say when an effect became visible (a sink may
-    /// commit without saying so in the trace, as a seeded bug does).
-    commits: Vec<SinkCommit>,
+    /// Its log of commits and aborts: what a witness reads to say when an effect became
+    /// visible or was dropped (a sink may do either without saying so in the trace, as a
+    /// seeded bug does).
+    log: Vec<TransactionEnd>,
     anomalies: Vec<SinkAnomaly>,
 }
 
@@ -136,9 +139,9 @@ impl SinkSystem {
         &self.committed
     }
 
-    /// The transactions committed, in commit order.
-    pub fn commits(&self) -> &[SinkCommit] {
-        &self.commits
+    /// The transactions committed or aborted with records, in order.
+    pub fn log(&self) -> &[TransactionEnd] {
+        &self.log
     }
 
     /// Requests a correct sink never makes.
@@ -198,7 +201,18 @@ impl SinkSystem {
             SinkRequest::Abort { transaction } => {
                 match self.transactions.get(&transaction) {
                     Some(Transaction::Committed) => {}
-                    _ => {
+                    ended => {
+                        if let Some(
+                            Transaction::Open(records) | Transaction::PreCommitted(records),
+                        ) = ended
+                        {
+                            self.log.push(TransactionEnd {
+                                at: now,
+                                transaction,
+                                committed: false,
+                                records: records.len() as u64,
+                            });
+                        }
                         self.transactions.insert(transaction, Transaction::Aborted);
                     }
                 }
@@ -224,9 +238,10 @@ impl SinkSystem {
         };
         match std::mem::replace(state, Transaction::Committed) {
             Transaction::Open(records) | Transaction::PreCommitted(records) => {
-                self.commits.push(SinkCommit {
+                self.log.push(TransactionEnd {
                     at: now,
                     transaction,
+                    committed: true,
                     records: records.len() as u64,
                 });
                 let sink = transaction.sink;

@@ -14,7 +14,9 @@ use snapsim_core::operator::OperatorState;
 use snapsim_core::probes::Probe;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use snapsim_sim::analysis::Timeline;
-use snapsim_sim::check::{self, Checker, Ending, JudgedRun, Property, Violation, Witness};
+use snapsim_sim::check::{
+    self, Checker, Ending, JudgedRun, Property, Violation, Witness, WitnessEvent,
+};
 use snapsim_sim::disk::DiskFaults;
 use snapsim_sim::driver::local::LocalCluster;
 use snapsim_sim::harness::{self, RunConfig, RunEnd, RunResult, INPUTS_MAX_DEFAULT};
@@ -245,6 +247,30 @@ fn crash(result: &RunResult, message: String) -> Violation {
     Violation::new(Property::NoCrash, message, Some(Tick(result.virtual_ticks)))
 }
 
+/// Trace entries a crash's witness shows: the last ones before it.
+const CRASH_ENTRIES: usize = 4;
+
+/// Why a run crashed: the engine's own assertion, `where` it fired, after the last of `trace`.
+fn assertion_witness(message: &str, place: &str, trace: &[TraceEntry]) -> Witness {
+    let assertion = message.lines().next().unwrap_or(message);
+    let events = trace[trace.len().saturating_sub(CRASH_ENTRIES)..]
+        .iter()
+        .map(|entry| WitnessEvent {
+            at: entry.at,
+            node: entry.node,
+            what: format!("{:?}", entry.event),
+        })
+        .collect();
+    Witness {
+        shape: "engine-assertion-failed".into(),
+        cause: format!("an invariant of the engine failed in {place}: {assertion}"),
+        root: format!("the engine's assertion: {assertion}"),
+        events,
+        subjects: String::new(),
+        instances: 1,
+    }
+}
+
 /// What a run is judged against: the same job without faults, in process, and the model.
 struct FailureFree {
     model: ReferenceModel,
@@ -326,10 +352,15 @@ impl Simulated {
         let failure_free = match failure_free {
             Ok(failure_free) => failure_free,
             Err(message) => {
+                let witness =
+                    assertion_witness(&message, "the failure-free oracle, which has no fault", &[]);
                 let message = format!(
                     "the failure-free oracle (the same job without faults, in-process) panicked: {message}"
                 );
-                let mut violations = vec![crash(result, message)];
+                let mut violations = vec![Violation {
+                    witness: Some(witness),
+                    ..crash(result, message)
+                }];
                 if let RunEnd::Panicked(message) = &result.end {
                     violations.push(crash(result, message.clone()));
                 }
@@ -357,7 +388,7 @@ fn earlier_failed(
         virtual_ticks: 0,
         committed: Vec::new(),
         anomalies: Vec::new(),
-        sink_commits: Vec::new(),
+        sink_log: Vec::new(),
         dangling_transactions: Vec::new(),
         trace: Vec::new(),
         trace_hash: snapsim_sim::trace::trace_hash(&[]),
@@ -417,7 +448,7 @@ impl Simulated {
             actual: &actual,
             expected: &expected,
             anomalies: &result.anomalies,
-            sink_commits: &result.sink_commits,
+            sink_log: &result.sink_log,
             trace: &result.trace,
             own_from: self.earlier,
             files: &result.files,
@@ -444,7 +475,15 @@ impl Simulated {
             (Ending::NotJudged, vec![violation], None)
         };
         match &self.result.end {
-            RunEnd::Panicked(message) => not_judged(Property::NoCrash, message.clone()),
+            RunEnd::Panicked(message) => {
+                let place = format!("the simulated run at {}", Tick(self.result.virtual_ticks));
+                let witness = assertion_witness(message, &place, &self.result.trace);
+                let violation = Violation {
+                    witness: Some(witness),
+                    ..Violation::new(Property::NoCrash, message.clone(), at)
+                };
+                (Ending::NotJudged, vec![violation], None)
+            }
             RunEnd::Terminated(JobStatus::Finished) => (Ending::Finished, Vec::new(), None),
             RunEnd::Terminated(status) => {
                 let own_trace = &self.result.trace[self.earlier..];
@@ -593,12 +632,15 @@ pub fn describe_cause(cause: &Cause, indent: &str, events_shown: usize) -> Strin
     let explains: Vec<String> = (cause.explains.iter())
         .map(|(property, count)| format!("{property} ×{count}"))
         .collect();
+    let subjects = match witness.subjects.is_empty() {
+        true => String::new(),
+        false => format!("; {}", witness.subjects),
+    };
     let _ = writeln!(
         text,
-        "{indent}  explains {} ({}; {})",
+        "{indent}  explains {} ({}{subjects})",
         explains.join(", "),
         witness.root,
-        witness.subjects
     );
     let events = &witness.events;
     let shown = events.len().min(events_shown);

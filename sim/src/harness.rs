@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use snapsim_core::ids::Tick;
 use snapsim_core::messages::{Address, Message};
 use snapsim_core::probes::{self, ProbeSet};
-use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkCommit, TransactionId};
+use snapsim_core::sink::{CommittedRecord, SinkAnomaly, TransactionEnd, TransactionId};
 use snapsim_core::trace::JobStatus;
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,7 +64,7 @@ pub struct RunResult {
     /// Requests the sink system saw that a correct sink never makes.
     pub anomalies: Vec<SinkAnomaly>,
     /// The sink system's commit log.
-    pub sink_commits: Vec<SinkCommit>,
+    pub sink_log: Vec<TransactionEnd>,
     /// Transactions holding records that were neither committed nor aborted.
     pub dangling_transactions: Vec<TransactionId>,
     /// The ordered trace.
@@ -183,7 +183,7 @@ fn run_result(seed: u64, ended: Ended, probes: ProbeSet, world: &World) -> RunRe
         virtual_ticks: ended.virtual_ticks,
         committed: world.sink.committed().to_vec(),
         anomalies: world.sink.anomalies().to_vec(),
-        sink_commits: world.sink.commits().to_vec(),
+        sink_log: world.sink.log().to_vec(),
         dangling_transactions: world.sink.dangling_transactions(),
         trace_hash: trace_hash(&world.trace),
         trace: world.trace.clone(),

@@ -1,11 +1,13 @@
 //! Cancellation markers: a task that declines or skips a checkpoint tells every downstream
 //! task.
 
-use super::{summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
+use snapsim_core::messages::Address;
 use snapsim_core::trace::EngineEvent;
 use std::collections::BTreeMap;
 /// Cancellation: on every channel, once the upstream task took its snapshot of a checkpoint,
@@ -17,7 +19,7 @@ pub fn cancellation(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation
 }
 
 /// What each task of each attempt has handled: checkpoint → (how, when).
-type Handled = BTreeMap<CheckpointId, (&'static str, Tick)>;
+type Handled = BTreeMap<CheckpointId, (&'static str, Tick, Address)>;
 
 /// The cancellation checker's state while it walks the trace.
 struct CancellationCheck<'p> {
@@ -25,7 +27,7 @@ struct CancellationCheck<'p> {
     handled: BTreeMap<(Attempt, TaskId), Handled>,
     /// The newest checkpoint each channel delivered a barrier or marker for.
     delivered: BTreeMap<(Attempt, TaskId, ChannelIndex), CheckpointId>,
-    messages: Vec<String>,
+    findings: Vec<Finding>,
     first_at: Option<Tick>,
 }
 
@@ -71,7 +73,7 @@ impl<'r> Judgement<'r> for CancellationCheck<'r> {
                     _ => "cancellation marker",
                 };
                 let channel = (*attempt, *task, *channel);
-                self.delivered(what, channel, *from, *checkpoint, entry.at);
+                self.delivered(what, channel, *from, *checkpoint, (entry.at, entry.node));
                 return;
             }
             _ => return,
@@ -80,11 +82,11 @@ impl<'r> Judgement<'r> for CancellationCheck<'r> {
             .entry((*attempt, *task))
             .or_default()
             .entry(*checkpoint)
-            .or_insert((how, entry.at));
+            .or_insert((how, entry.at, entry.node));
     }
 
     fn finish(self: Box<Self>) -> Vec<Violation> {
-        summarize(Property::Cancellation, self.messages, self.first_at)
+        summarize_findings(Property::Cancellation, self.findings, self.first_at)
     }
 }
 
@@ -94,7 +96,7 @@ impl<'p> CancellationCheck<'p> {
             plan,
             handled: BTreeMap::new(),
             delivered: BTreeMap::new(),
-            messages: Vec::new(),
+            findings: Vec::new(),
             first_at: None,
         }
     }
@@ -108,7 +110,7 @@ impl<'p> CancellationCheck<'p> {
         channel: (Attempt, TaskId, ChannelIndex),
         from: TaskId,
         checkpoint: CheckpointId,
-        at: Tick,
+        (at, node): (Tick, Address),
     ) {
         let plan = self.plan;
         let name = |task: &TaskId| plan.tasks[task.index()].name.as_str();
@@ -122,16 +124,34 @@ impl<'p> CancellationCheck<'p> {
             .filter(|_| checkpoint > last.next())
             .flat_map(|h| h.range(last.next()..checkpoint))
             .next();
-        if let Some((missing, (how, when))) = skipped {
+        if let Some((missing, (how, when, upstream_node))) = skipped {
             self.first_at = self.first_at.or(Some(at));
+            let (task_name, from_name) = (name(&task), name(&from));
             let message = format!(
-                "{} got the {what} of checkpoint {checkpoint} from {} at {}, but nothing for checkpoint {missing}, which {} {how} at {when}",
-                name(&task),
-                name(&from),
-                at,
-                name(&from),
+                "{task_name} got the {what} of checkpoint {checkpoint} from {from_name} at {at}, but nothing for checkpoint {missing}, which {from_name} {how} at {when}",
             );
-            self.messages.push(message);
+            let forwards = match *how {
+                "took its snapshot" => "forwarded no barrier",
+                _ => "sent no cancellation marker",
+            };
+            let witness = Witness {
+                shape: format!("{}-without-marker", how.replace(' ', "-")),
+                cause: format!(
+                    "{from_name} {how} {missing} at {when} and {forwards} downstream: {task_name} got the {what} of {checkpoint} at {at} with nothing for {missing} before it, so it cannot abort {missing}'s alignment"
+                ),
+                root: format!("{from_name} {forwards} for a checkpoint it {how}"),
+                events: vec![
+                    WitnessEvent { at: *when, node: *upstream_node, what: format!("{from_name} {how} {missing}") },
+                    WitnessEvent { at, node, what: format!("{task_name} receives the {what} of {checkpoint} from {from_name}") },
+                ],
+                subjects: String::new(),
+                instances: 1,
+            };
+            self.findings.push(Finding {
+                message,
+                subject: format!("{task_name} {checkpoint}"),
+                witness: Some(witness),
+            });
         }
         *last = (*last).max(checkpoint);
     }

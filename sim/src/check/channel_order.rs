@@ -73,7 +73,7 @@ fn channel_order_witnessed(run: &JudgedRun) -> Vec<Violation> {
     if found.is_empty() {
         return Vec::new();
     }
-    let history = History::of(run.own_trace(), run.sink_commits);
+    let history = History::of(run.own_trace(), run.sink_log);
     let findings = found
         .into_iter()
         .map(|m| {

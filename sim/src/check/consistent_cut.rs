@@ -181,7 +181,7 @@ fn check_operator(
 /// state.
 const LANE_SCAN: u64 = 4_096;
 /// Inputs of one key, on one lane, moved across the cut at most.
-const KEY_INPUTS_MOVED: usize = 16;
+const KEY_INPUTS_MOVED: usize = 64;
 
 /// One operator's part of a completed checkpoint that is not a consistent cut, and the
 /// checkpoint's events.

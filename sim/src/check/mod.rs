@@ -50,7 +50,7 @@ use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::{OperatorId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::record::{Origin, Record};
-use snapsim_core::sink::{CommittedRecord, SinkAnomaly, SinkCommit};
+use snapsim_core::sink::{CommittedRecord, SinkAnomaly, TransactionEnd};
 use snapsim_core::trace::JobStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -324,8 +324,8 @@ pub struct JudgedRun<'a> {
     /// What the sinks asked the sink system that a correct sink never asks (an earlier
     /// job's first).
     pub anomalies: &'a [SinkAnomaly],
-    /// When the sink system committed each transaction (an earlier job's first).
-    pub sink_commits: &'a [SinkCommit],
+    /// When the sink system committed or aborted each transaction (an earlier job's first).
+    pub sink_log: &'a [TransactionEnd],
     /// The whole trace (an earlier job's first).
     pub trace: &'a [TraceEntry],
     /// Where the job's own trace begins in `trace`.

@@ -1,7 +1,8 @@
 //! Notifications made up for: a task told a checkpoint completed has committed up to it
 //! (FLINK-21080).
 
-use super::{summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{Attempt, CheckpointId, TaskId, Tick};
@@ -21,7 +22,9 @@ struct Notified<'r> {
     /// The checkpoint each attempt restored.
     restored: BTreeMap<Attempt, CheckpointId>,
     committed_up_to: BTreeMap<(Attempt, TaskId), CheckpointId>,
-    messages: Vec<String>,
+    /// When each checkpoint completed, for witnesses.
+    completions: BTreeMap<CheckpointId, &'r TraceEntry>,
+    findings: Vec<Finding>,
     first_at: Option<Tick>,
 }
 
@@ -31,7 +34,8 @@ impl<'r> Notified<'r> {
             plan,
             restored: BTreeMap::new(),
             committed_up_to: BTreeMap::new(),
-            messages: Vec::new(),
+            completions: BTreeMap::new(),
+            findings: Vec::new(),
             first_at: None,
         }
     }
@@ -40,6 +44,9 @@ impl<'r> Notified<'r> {
 impl<'r> Judgement<'r> for Notified<'r> {
     fn observe(&mut self, entry: &'r TraceEntry) {
         match &entry.event {
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint }) => {
+                self.completions.insert(*checkpoint, entry);
+            }
             TraceEvent::Engine(EngineEvent::Deployed {
                 attempt,
                 restored: Some(checkpoint),
@@ -66,11 +73,40 @@ impl<'r> Judgement<'r> for Notified<'r> {
                     .max(start);
                 if up_to < *completed {
                     self.first_at = self.first_at.or(Some(entry.at));
-                    self.messages.push(format!(
-                        "{} was told at {} that checkpoint {completed} completed (the abort notice of checkpoint {checkpoint}) but has committed only up to checkpoint {up_to}",
-                        self.plan.tasks[task.index()].name,
+                    let name = &self.plan.tasks[task.index()].name;
+                    let message = format!(
+                        "{name} was told at {} that checkpoint {completed} completed (the abort notice of checkpoint {checkpoint}) but has committed only up to checkpoint {up_to}",
                         entry.at,
-                    ));
+                    );
+                    let mut events: Vec<WitnessEvent> = (self.completions.get(completed))
+                        .map(|c| WitnessEvent {
+                            at: c.at,
+                            node: c.node,
+                            what: format!("{completed} completed"),
+                        })
+                        .into_iter()
+                        .collect();
+                    events.push(WitnessEvent {
+                        at: entry.at,
+                        node: entry.node,
+                        what: format!("{name} gets the abort notice of {checkpoint}, naming {completed} the latest completed"),
+                    });
+                    let witness = Witness {
+                        shape: "abort-notice-not-compensated".into(),
+                        cause: format!(
+                            "{name} never got the notification that {completed} completed, and the abort notice of {checkpoint} at {}, which names {completed}, did not make it commit up to {completed}: it stays at {up_to}, so {completed}'s output is not committed",
+                            entry.at
+                        ),
+                        root: "lost completion notifications not made up for by abort notices".into(),
+                        events,
+                        subjects: String::new(),
+                        instances: 1,
+                    };
+                    self.findings.push(Finding {
+                        message,
+                        subject: name.clone(),
+                        witness: Some(witness),
+                    });
                 }
             }
             _ => {}
@@ -78,7 +114,7 @@ impl<'r> Judgement<'r> for Notified<'r> {
     }
 
     fn finish(self: Box<Self>) -> Vec<Violation> {
-        summarize(Property::Notification, self.messages, self.first_at)
+        summarize_findings(Property::Notification, self.findings, self.first_at)
     }
 }
 

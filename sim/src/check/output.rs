@@ -193,7 +193,7 @@ fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
     if miscounted.is_empty() {
         return Vec::new();
     }
-    let history = History::of(run.own_trace(), run.sink_commits);
+    let history = History::of(run.own_trace(), run.sink_log);
     let transactions = committing_transactions(run, &miscounted);
     let findings = miscounted
         .iter()
@@ -205,6 +205,7 @@ fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
                         .map_or(&[][..], Vec::as_slice);
                     witness::duplicate_effect(&history, run.plan, m.sink, &input, committed_in)
                 }
+                (Miscount::Lost, _) => history.aborted_after_completion(run.plan, m.sink),
                 _ => None,
             };
             Finding {

@@ -1,6 +1,7 @@
 //! Checkpoint progress: periodic checkpoints keep coming while the job runs.
 
-use super::{summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
@@ -28,8 +29,13 @@ struct Progress {
     interval: u64,
     /// The longest a running job may go without a pending checkpoint.
     bound: u64,
-    messages: Vec<String>,
+    findings: Vec<Finding>,
     first_at: Option<Tick>,
+    /// For witnesses: the last trigger, the last failover, and when the job last began
+    /// running.
+    last_trigger: Option<WitnessEvent>,
+    last_failover: Option<WitnessEvent>,
+    running_since: Option<WitnessEvent>,
     // While running: the checkpoints being triggered or pending, and since when none was.
     running: bool,
     pending: BTreeSet<CheckpointId>,
@@ -44,8 +50,11 @@ impl Progress {
         Some(Progress {
             interval,
             bound: first_trigger_delay + 2 * interval + plan.checkpoint.min_pause_ticks,
-            messages: Vec::new(),
+            findings: Vec::new(),
             first_at: None,
+            last_trigger: None,
+            last_failover: None,
+            running_since: None,
             running: false,
             pending: BTreeSet::new(),
             idle_since: Tick(0),
@@ -59,14 +68,40 @@ impl<'r> Judgement<'r> for Progress {
         let at = entry.at;
         if self.running && self.pending.is_empty() && at.since(self.idle_since) > self.bound {
             self.first_at = self.first_at.or(Some(at));
-            self.messages.push(format!(
+            let message = format!(
                 "no checkpoint was triggered from {} to {at} while the job ran ({} ms; interval {} ms)",
                 self.idle_since,
                 at.since(self.idle_since),
                 self.interval,
-            ));
+            );
+            let witness = self.idle_witness(at);
+            self.findings.push(Finding {
+                message,
+                subject: format!("{} to {at}", self.idle_since),
+                witness: Some(witness),
+            });
             // Report each idle stretch once.
             self.idle_since = at;
+        }
+        let seen = |what: String| {
+            Some(WitnessEvent {
+                at,
+                node: entry.node,
+                what,
+            })
+        };
+        match &entry.event {
+            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint, .. }) => {
+                self.last_trigger = seen(format!("{checkpoint} triggered"))
+            }
+            TraceEvent::Engine(EngineEvent::Failover { cause }) => {
+                self.last_failover = seen(format!("failover: {cause}"))
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus {
+                status: JobStatus::Running,
+                ..
+            }) => self.running_since = seen("the job runs".into()),
+            _ => {}
         }
         match &entry.event {
             TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
@@ -107,7 +142,54 @@ impl<'r> Judgement<'r> for Progress {
     }
 
     fn finish(self: Box<Self>) -> Vec<Violation> {
-        summarize(Property::Liveness, self.messages, self.first_at)
+        summarize_findings(Property::Liveness, self.findings, self.first_at)
+    }
+}
+
+impl Progress {
+    /// Why no checkpoint came until `now`: the last trigger, and the failover after it when
+    /// there was one (the scheduler did not resume).
+    fn idle_witness(&self, now: Tick) -> Witness {
+        let events: Vec<WitnessEvent> =
+            [&self.last_trigger, &self.last_failover, &self.running_since]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+        let mut events = events;
+        events.sort_by_key(|event| event.at);
+        let idle = now.since(self.idle_since);
+        let after_failover = match (&self.last_failover, &self.last_trigger) {
+            (Some(failover), Some(trigger)) if failover.at >= trigger.at => Some(failover.at),
+            (Some(failover), None) => Some(failover.at),
+            _ => None,
+        };
+        let (shape, cause, root) = match (after_failover, &self.running_since) {
+            (Some(failover), Some(running)) => (
+                "no-trigger-after-failover",
+                format!(
+                    "after the failover at {failover} the job ran again from {} but no checkpoint was triggered for {idle} ms (interval {} ms): periodic triggering did not resume after the failover",
+                    running.at, self.interval
+                ),
+                "periodic checkpoints not resumed after a failover".to_string(),
+            ),
+            _ => (
+                "no-trigger-while-running",
+                format!(
+                    "the job ran from {} to {now} without a checkpoint being triggered (interval {} ms)",
+                    self.idle_since, self.interval
+                ),
+                "periodic checkpoints stopped while the job ran".to_string(),
+            ),
+        };
+        Witness {
+            shape: shape.into(),
+            cause,
+            root,
+            events,
+            subjects: String::new(),
+            instances: 1,
+        }
     }
 }
 

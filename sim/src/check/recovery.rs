@@ -1,7 +1,8 @@
 //! Recovery and the configuration's rules: restores use the latest completed checkpoint and
 //! restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold.
 
-use super::{differing_keys, fmt_opt, summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{differing_keys, fmt_opt, summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointConfig;
@@ -46,7 +47,7 @@ struct Restore {
 /// The recovery checker's state while it walks the trace, with one method per event kind.
 struct RecoveryCheck<'t> {
     config: &'t CheckpointConfig,
-    messages: Vec<String>,
+    findings: Vec<Finding>,
     first_at: Option<Tick>,
     latest_completed: Option<CheckpointId>,
     persisting: BTreeSet<CheckpointId>,
@@ -82,7 +83,7 @@ impl<'t> RecoveryCheck<'t> {
     fn new(config: &'t CheckpointConfig) -> Self {
         RecoveryCheck {
             config,
-            messages: Vec::new(),
+            findings: Vec::new(),
             first_at: None,
             latest_completed: None,
             persisting: BTreeSet::new(),
@@ -97,7 +98,15 @@ impl<'t> RecoveryCheck<'t> {
     }
 
     fn flag(&mut self, at: Tick, message: String) {
-        self.messages.push(format!("{message} (at {at})"));
+        self.flag_witnessed(at, message, None);
+    }
+
+    fn flag_witnessed(&mut self, at: Tick, message: String, witness: Option<Witness>) {
+        self.findings.push(Finding {
+            message: format!("{message} (at {at})"),
+            subject: format!("the restore at {at}"),
+            witness,
+        });
         self.first_at = self.first_at.or(Some(at));
     }
 
@@ -268,13 +277,60 @@ impl<'t> RecoveryCheck<'t> {
             }
         };
         if wrong {
+            let witness = self.wrong_restore(attempt, restored.copied(), at);
             let restored = fmt_opt(restored);
             let latest = fmt_opt(latest_completed.as_ref());
-            self.flag(
-                at,
-                format!("{attempt} restores {restored}, but the latest completed checkpoint is {latest}"),
+            let message = format!(
+                "{attempt} restores {restored}, but the latest completed checkpoint is {latest}"
             );
+            self.flag_witnessed(at, message, witness);
         }
+    }
+
+    /// Why restoring `restored` is wrong: when it was triggered, and what had completed.
+    fn wrong_restore(
+        &self,
+        attempt: &Attempt,
+        restored: Option<CheckpointId>,
+        at: Tick,
+    ) -> Option<Witness> {
+        let restored = restored?;
+        let latest = self.latest_completed;
+        let jm = |at: Tick, what: String| WitnessEvent {
+            at,
+            node: Address::JobManager,
+            what,
+        };
+        let mut events = Vec::new();
+        if let Some(&triggered) = self.triggered_at.get(&restored) {
+            events.push(jm(triggered, format!("{restored} triggered")));
+        }
+        events.push(jm(at, format!("{attempt} deployed from {restored}")));
+        let (shape, cause, root) = match latest {
+            Some(latest) if restored > latest => (
+                "restored-uncompleted-checkpoint",
+                format!("{attempt} was deployed at {at} from {restored}, which never completed (the latest completed checkpoint was {latest}): a restore must take the latest completed checkpoint"),
+                format!("a failover restored {restored}, which had not completed"),
+            ),
+            Some(latest) => (
+                "restored-older-checkpoint",
+                format!("{attempt} was deployed at {at} from {restored}, older than the latest completed {latest}: the output committed since {restored} is read again"),
+                format!("a failover restored {restored}, older than the latest completed {latest}"),
+            ),
+            None => (
+                "restored-uncompleted-checkpoint",
+                format!("{attempt} was deployed at {at} from {restored}, though no checkpoint had completed"),
+                format!("a failover restored {restored}, which had not completed"),
+            ),
+        };
+        Some(Witness {
+            shape: shape.into(),
+            cause,
+            root,
+            events,
+            subjects: String::new(),
+            instances: 1,
+        })
     }
 
     fn restored(
@@ -324,7 +380,7 @@ impl<'t> RecoveryCheck<'t> {
                 );
             }
         }
-        summarize(Property::Recovery, self.messages, self.first_at)
+        summarize_findings(Property::Recovery, self.findings, self.first_at)
     }
 }
 

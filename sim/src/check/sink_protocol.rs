@@ -1,6 +1,8 @@
 //! The sink protocol: what a two-phase-commit sink asks of the external system.
 
-use super::{at_end, summarize, Checker, JudgedRun, Judgement, Property, Violation};
+use super::witness::{Finding, History};
+use super::{at_end, summarize, summarize_findings, Checker, JudgedRun, Judgement};
+use super::{Property, Violation};
 use snapsim_core::sink::SinkAnomaly;
 
 /// Every request a correct sink never makes, as a message. The sink system applies such a
@@ -8,7 +10,12 @@ use snapsim_core::sink::SinkAnomaly;
 /// their abort, are lost; a commit of an unknown transaction does nothing), so the loss may
 /// also show as missing output; this names the request that caused it.
 pub fn sink_protocol(anomalies: &[SinkAnomaly]) -> Vec<Violation> {
-    let messages = (anomalies.iter()).map(|anomaly| match anomaly {
+    let messages = anomalies.iter().map(message);
+    summarize(Property::SinkProtocol, messages.collect(), None)
+}
+
+fn message(anomaly: &SinkAnomaly) -> String {
+    match anomaly {
         SinkAnomaly::WriteAfterEnd {
             transaction,
             records,
@@ -21,8 +28,37 @@ pub fn sink_protocol(anomalies: &[SinkAnomaly]) -> Vec<Violation> {
         SinkAnomaly::CommitUnknown { transaction } => {
             format!("transaction {transaction} committed, but no sink ever wrote or pre-committed it")
         }
-    });
-    summarize(Property::SinkProtocol, messages.collect(), None)
+    }
+}
+
+/// The sink protocol as the run's checker judges it: a write into an ended transaction with
+/// the transaction's pre-commit and commit as its witness.
+fn sink_protocol_witnessed(run: &JudgedRun) -> Vec<Violation> {
+    if run.anomalies.is_empty() {
+        return Vec::new();
+    }
+    let history = History::of(run.own_trace(), run.sink_log);
+    let findings = (run.anomalies.iter())
+        .map(|anomaly| {
+            let (subject, witness) = match anomaly {
+                SinkAnomaly::WriteAfterEnd {
+                    transaction,
+                    records,
+                } => (
+                    transaction.to_string(),
+                    history.write_after_end(*transaction, *records),
+                ),
+                SinkAnomaly::CommitAfterAbort { transaction }
+                | SinkAnomaly::CommitUnknown { transaction } => (transaction.to_string(), None),
+            };
+            Finding {
+                message: message(anomaly),
+                subject,
+                witness,
+            }
+        })
+        .collect();
+    summarize_findings(Property::SinkProtocol, findings, None)
 }
 
 /// Requests a correct sink never makes.
@@ -36,7 +72,7 @@ impl Checker for SinkProtocol {
         "no sink writes into or commits a transaction that ended, or commits one the sink system never saw"
     }
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
-        at_end(|| sink_protocol(run.anomalies))
+        at_end(|| sink_protocol_witnessed(run))
     }
 }
 

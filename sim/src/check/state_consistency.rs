@@ -169,7 +169,7 @@ fn state_consistency_witnessed(run: &JudgedRun) -> Vec<Violation> {
     if messages.is_empty() {
         return Vec::new();
     }
-    let history = History::of(run.own_trace(), run.sink_commits);
+    let history = History::of(run.own_trace(), run.sink_log);
     let findings = messages
         .into_iter()
         .map(|(message, wrong)| {
@@ -187,6 +187,11 @@ fn state_consistency_witnessed(run: &JudgedRun) -> Vec<Violation> {
                 };
                 (wrong.earlier.and_then(misordered))
                     .or_else(|| misordered(history.last_early_commit(record.sink, later)?))
+                    .or_else(|| {
+                        // The value's own transaction went first, before an older one.
+                        let older = history.older_committed_after(later)?;
+                        witness::misordered(&history, run.plan, sink, (later, older), input)
+                    })
             };
             let witness = record.transaction.and_then(earlier);
             Finding {

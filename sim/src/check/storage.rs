@@ -116,6 +116,8 @@ struct StorageCheck<'t> {
     completions: BTreeMap<CheckpointId, &'t TraceEntry>,
     acknowledgements: Vec<&'t TraceEntry>,
     aborts: Vec<&'t TraceEntry>,
+    /// The job's start from a snapshot path, if it started from one.
+    started_from: Option<&'t TraceEntry>,
 }
 
 impl<'t> Judgement<'t> for StorageCheck<'t> {
@@ -158,6 +160,7 @@ impl<'t> StorageCheck<'t> {
             completions: BTreeMap::new(),
             acknowledgements: Vec::new(),
             aborts: Vec::new(),
+            started_from: None,
         }
     }
 
@@ -177,6 +180,44 @@ impl<'t> StorageCheck<'t> {
             node: entry.node,
             what,
         }
+    }
+
+    /// Why deleting a file of the snapshot the job started from is wrong: how the job took it.
+    fn restored_snapshot_deleted(&self, deleted: &TraceEntry) -> Option<Witness> {
+        let started = self.started_from?;
+        let TraceEvent::Engine(EngineEvent::RestoredFromPath {
+            path,
+            checkpoint,
+            claimed,
+            savepoint,
+        }) = &started.event
+        else {
+            return None;
+        };
+        let TraceEvent::Storage(StorageEvent::Deleted { path: file }) = &deleted.event else {
+            return None;
+        };
+        let mode = match (claimed, savepoint) {
+            (_, true) => "a savepoint, which the job never owns",
+            (false, false) => "without claiming it (NO_CLAIM): the job does not own its files",
+            (true, false) => {
+                "claiming it: the job owns it, but it is still its retained checkpoint"
+            }
+        };
+        Some(Witness {
+            shape: "restored-snapshot-deleted".into(),
+            cause: format!(
+                "the job started at {} from {path} ({checkpoint}), {mode}; it deleted {file} at {}",
+                started.at, deleted.at
+            ),
+            root: "files of the snapshot the job started from deleted".into(),
+            events: vec![
+                Self::event(started, format!("the job starts from {path}")),
+                Self::event(deleted, format!("{file} deleted")),
+            ],
+            subjects: String::new(),
+            instances: 1,
+        })
     }
 
     /// Why a completion lists `file` that was not durable (or never written): the task that
@@ -264,8 +305,12 @@ impl<'t> StorageCheck<'t> {
 
     /// Takes one trace entry into account, flagging what it breaks.
     fn see(&mut self, entry: &'t TraceEntry) {
+        if let TraceEvent::Engine(EngineEvent::RestoredFromPath { .. }) = &entry.event {
+            self.started_from = Some(entry);
+        }
         if let Some(message) = self.restored.see(&entry.event, entry.at, self.end_recorded) {
-            self.violation(entry.at, message, "the restored snapshot", None);
+            let witness = self.restored_snapshot_deleted(entry);
+            self.violation(entry.at, message, "the restored snapshot", witness);
         }
         match &entry.event {
             TraceEvent::Storage(StorageEvent::Written { path, .. }) => {

@@ -18,11 +18,13 @@
 //! names the wrong reason is caught too: an expiry no earlier than the checkpoint's timeout
 //! after its trigger, a decline or an asynchronous failure only when a task declined with it.
 
-use super::{summarize, Property, Violation};
+use super::witness::{Finding, Witness, WitnessEvent};
+use super::{summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
+use snapsim_core::messages::Address;
 use snapsim_core::messages::CheckpointFailureReason;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +90,9 @@ struct Recounter {
     /// other checkpoint event (when, which checkpoint, the count then).
     due: Option<(Tick, CheckpointId, u32)>,
     status: JobStatus,
+    /// The aborts since the last completion, and the witnesses of findings (by index).
+    aborts: Vec<(Tick, CheckpointId, CheckpointFailureReason)>,
+    witnesses: BTreeMap<usize, Witness>,
 }
 
 impl<'r> Judgement<'r> for Recounter {
@@ -97,11 +102,18 @@ impl<'r> Judgement<'r> for Recounter {
         }
     }
 
-    fn finish(self: Box<Self>) -> Vec<Violation> {
+    fn finish(mut self: Box<Self>) -> Vec<Violation> {
+        let mut witnesses = std::mem::take(&mut self.witnesses);
         let recount = self.recount();
         let first_at = recount.findings.first().map(|(at, _)| *at);
-        let messages = recount.findings.into_iter().map(|(_, m)| m).collect();
-        summarize(Property::TolerableFailures, messages, first_at)
+        let findings = (recount.findings.into_iter().enumerate())
+            .map(|(index, (at, message))| Finding {
+                message,
+                subject: format!("{at}"),
+                witness: witnesses.remove(&index),
+            })
+            .collect();
+        summarize_findings(Property::TolerableFailures, findings, first_at)
     }
 }
 
@@ -117,6 +129,8 @@ impl Recounter {
             counter: Counter::default(),
             due: None,
             status: JobStatus::Initializing,
+            aborts: Vec::new(),
+            witnesses: BTreeMap::new(),
         }
     }
 
@@ -162,6 +176,7 @@ impl Recounter {
                     .insert((*checkpoint, CheckpointFailureReason::Declined));
             }
             EngineEvent::CheckpointCompleted { checkpoint } => {
+                self.aborts.clear();
                 self.recount.miss(self.due.take(), self.tolerable);
                 self.counter.succeeded(*checkpoint);
             }
@@ -169,18 +184,68 @@ impl Recounter {
                 if !self.savepoints.contains(checkpoint) =>
             {
                 self.recount.miss(self.due.take(), self.tolerable);
+                self.aborts.push((at, *checkpoint, *reason));
                 self.aborted(at, *checkpoint, *reason);
             }
             EngineEvent::Failover { cause } if cause.contains(THRESHOLD_CAUSE) => {
                 match self.due.take() {
                     Some((_, _, count)) => self.recount.at_failover.push(count),
-                    None => self.recount.findings.push((at, format!(
-                        "the job failed over for the tolerable-failure threshold with {} consecutive counted failure(s) and {} tolerated: {cause}",
-                        self.counter.consecutive, self.tolerable
-                    ))),
+                    None => {
+                        let witness = self.uncounted_failover(at);
+                        self.witnesses.insert(self.recount.findings.len(), witness);
+                        self.recount.findings.push((at, format!(
+                            "the job failed over for the tolerable-failure threshold with {} consecutive counted failure(s) and {} tolerated: {cause}",
+                            self.counter.consecutive, self.tolerable
+                        )))
+                    }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Why the failover at `at` for the threshold had no cause: the aborts since the last
+    /// completion, and which of them Flink's rule counts.
+    fn uncounted_failover(&self, at: Tick) -> Witness {
+        let jm = |at: Tick, what: String| WitnessEvent {
+            at,
+            node: Address::JobManager,
+            what,
+        };
+        let mut events: Vec<WitnessEvent> = (self.aborts.iter())
+            .map(|(at, checkpoint, reason)| {
+                let counted = if counts(*reason) {
+                    "counted"
+                } else {
+                    "not counted"
+                };
+                jm(*at, format!("{checkpoint} aborted: {reason:?} ({counted})"))
+            })
+            .collect();
+        events.push(jm(
+            at,
+            "failover for the tolerable-failure threshold".into(),
+        ));
+        let uncounted: Vec<String> = (self.aborts.iter())
+            .filter(|(_, _, reason)| !counts(*reason))
+            .map(|(_, checkpoint, reason)| format!("{checkpoint} ({reason:?})"))
+            .collect();
+        let cause = format!(
+            "the job failed over at {at} for the tolerable-failure threshold ({} tolerated), but Flink's rule counts only {} of the failures since the last completion (not counted: {})",
+            self.tolerable,
+            self.counter.consecutive,
+            match uncounted.is_empty() {
+                true => "none".to_string(),
+                false => uncounted.join(", "),
+            }
+        );
+        Witness {
+            shape: "failover-on-uncounted-failures".into(),
+            cause,
+            root: "failovers for the threshold on failures Flink does not count".into(),
+            events,
+            subjects: String::new(),
+            instances: 1,
         }
     }
 

@@ -15,7 +15,7 @@ use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::Address;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::InputRef;
-use snapsim_core::sink::{SinkCommit, TransactionId};
+use snapsim_core::sink::{TransactionEnd, TransactionId};
 use snapsim_core::trace::EngineEvent;
 use std::collections::BTreeMap;
 
@@ -122,7 +122,9 @@ fn summarize_subjects(subjects: &[String]) -> String {
 /// what they restored.
 pub struct History<'t> {
     /// The sink system's commits: when each transaction's records became visible.
-    commits: BTreeMap<TransactionId, SinkCommit>,
+    commits: BTreeMap<TransactionId, TransactionEnd>,
+    /// The same, in commit order.
+    log: &'t [TransactionEnd],
     /// The sink's snapshot that pre-committed each transaction, and its checkpoint.
     pre_commits: BTreeMap<TransactionId, (CheckpointId, &'t TraceEntry)>,
     completed: BTreeMap<CheckpointId, &'t TraceEntry>,
@@ -134,10 +136,13 @@ pub struct History<'t> {
 }
 
 impl<'t> History<'t> {
-    pub fn of(trace: &'t [TraceEntry], sink_commits: &[SinkCommit]) -> History<'t> {
-        let commits = sink_commits.iter().map(|c| (c.transaction, *c));
+    pub fn of(trace: &'t [TraceEntry], sink_log: &'t [TransactionEnd]) -> History<'t> {
+        let commits = (sink_log.iter())
+            .filter(|end| end.committed)
+            .map(|c| (c.transaction, *c));
         let mut history = History {
             commits: commits.collect(),
+            log: sink_log,
             pre_commits: BTreeMap::new(),
             completed: BTreeMap::new(),
             aborted: BTreeMap::new(),
@@ -156,9 +161,9 @@ impl<'t> History<'t> {
                 } => {
                     for (pending, transaction) in &sink.pending {
                         if pending == checkpoint {
-                            history
-                                .pre_commits
-                                .insert(*transaction, (*checkpoint, entry));
+                            // The first: a transaction pre-committed again kept its id.
+                            let first = history.pre_commits.entry(*transaction);
+                            first.or_insert((*checkpoint, entry));
                         }
                     }
                 }
@@ -271,9 +276,96 @@ impl<'t> History<'t> {
             .is_none_or(|completed| commit.at < completed.at)
     }
 
-    /// The last transaction of `sink` (a task) the sink system committed before its
-    /// checkpoint completed and before the last failover ahead of `before`'s commit: output
-    /// that the restore after that failover did not account for.
+    /// A transaction of an older checkpoint than `transaction`'s, of the same sink task, that
+    /// the sink system committed after it.
+    pub fn older_committed_after(&self, transaction: TransactionId) -> Option<TransactionId> {
+        let checkpoint = self.checkpoint_of(transaction)?;
+        let position =
+            (self.log.iter()).position(|c| c.committed && c.transaction == transaction)?;
+        self.log[position + 1..]
+            .iter()
+            .filter(|c| c.committed)
+            .map(|c| c.transaction)
+            .find(|t| {
+                t.sink == transaction.sink && self.checkpoint_of(*t).is_some_and(|c| c < checkpoint)
+            })
+    }
+
+    /// Why `records` were written into `transaction` after it ended: it had been
+    /// pre-committed for a checkpoint and committed, and the sink went on writing into it.
+    pub fn write_after_end(&self, transaction: TransactionId, records: u64) -> Option<Witness> {
+        let commit = self.commit_event(transaction)?;
+        let &(checkpoint, snapshot) = self.pre_commits.get(&transaction)?;
+        let cause = format!(
+            "{transaction} was pre-committed for {checkpoint} at {} and committed at {}, yet the sink wrote {records} more record(s) into it: after its pre-commit the sink did not begin a new transaction (it kept the id), so these records went into an ended transaction and are lost",
+            snapshot.at, commit.at
+        );
+        Some(Witness {
+            shape: "write-into-ended-transaction".into(),
+            cause,
+            root: "writes into transactions already pre-committed and committed".into(),
+            events: {
+                let pre_commit = format!("snapshot for {checkpoint} pre-commits {transaction}");
+                let mut events = vec![WitnessEvent::of(snapshot, pre_commit), commit];
+                events.sort_by_key(|event| event.at);
+                events
+            },
+            subjects: String::new(),
+            instances: 1,
+        })
+    }
+
+    /// Why effects at `sink` (an operator) were never committed: the sink system aborted a
+    /// transaction of one of its tasks that had been pre-committed for a checkpoint that
+    /// completed, so its records were dropped.
+    pub fn aborted_after_completion(
+        &self,
+        plan: &ExecutionPlan,
+        sink: OperatorId,
+    ) -> Option<Witness> {
+        let (abort, checkpoint, snapshot, completed) = self.log.iter().find_map(|end| {
+            let of_sink = plan.tasks[end.transaction.sink.index()].operator == sink;
+            let &(checkpoint, snapshot) = self.pre_commits.get(&end.transaction)?;
+            let completed = self.completed.get(&checkpoint)?;
+            (of_sink && !end.committed && end.records > 0)
+                .then_some((end, checkpoint, snapshot, *completed))
+        })?;
+        let transaction = abort.transaction;
+        let mut events = vec![
+            WitnessEvent::of(
+                snapshot,
+                format!("snapshot for {checkpoint} pre-commits {transaction}"),
+            ),
+            WitnessEvent::of(completed, format!("{checkpoint} completed")),
+        ];
+        let failover = (self.recoveries.iter())
+            .filter(|e| e.at >= completed.at && e.at <= abort.at)
+            .find(|e| matches!(e.event, TraceEvent::Engine(EngineEvent::Failover { .. })));
+        if let Some(failover) = failover {
+            events.push(WitnessEvent::of(failover, "failover".to_string()));
+        }
+        events.push(WitnessEvent {
+            at: abort.at,
+            node: Address::SinkSystem,
+            what: format!("aborts {transaction}: {} records dropped", abort.records),
+        });
+        let cause = format!(
+            "{transaction} was pre-committed for {checkpoint}, which completed at {}, and was then aborted at {} instead of committed: the {} records it held, effects the completed checkpoint counts as done, are lost",
+            completed.at, abort.at, abort.records
+        );
+        Some(Witness {
+            shape: "completed-checkpoint-transaction-aborted".into(),
+            cause,
+            root: "transactions of completed checkpoints aborted".into(),
+            events,
+            subjects: String::new(),
+            instances: 1,
+        })
+    }
+
+    /// The last transaction of `sink` (a task) the sink system committed before the last
+    /// failover ahead of `before`'s commit (one committed before its checkpoint completed, if
+    /// any): output that the restore after that failover did not account for.
     pub fn last_early_commit(
         &self,
         sink: snapsim_core::ids::TaskId,
@@ -290,11 +382,15 @@ impl<'t> History<'t> {
             })
             .map(|entry| entry.at)
             .max()?;
-        (self.commits.values())
-            .filter(|c| c.transaction.sink == sink && c.at <= failover)
-            .filter(|c| self.committed_early(c.transaction))
-            .max_by_key(|c| c.at)
-            .map(|c| c.transaction)
+        let before_failover = || {
+            (self.commits.values()).filter(move |c| c.transaction.sink == sink && c.at <= failover)
+        };
+        let last = |commits: &mut dyn Iterator<Item = &TransactionEnd>| {
+            commits.max_by_key(|c| c.at).map(|c| c.transaction)
+        };
+        // An early commit is the likelier cause; otherwise the last output before the failover.
+        last(&mut before_failover().filter(|c| self.committed_early(c.transaction)))
+            .or_else(|| last(&mut before_failover()))
     }
 
     /// The failover between `after` and `before` and what the new attempt restored: the
@@ -343,6 +439,11 @@ impl<'t> History<'t> {
             deployed,
             format!("{attempt} deployed from checkpoint {checkpoint}"),
         ));
+        let completed = (self.completed.get(&checkpoint)).is_some_and(|c| c.at <= deployed.at);
+        let which = match completed {
+            true => ",",
+            false => ", which had not completed,",
+        };
         let offset = input.and_then(|input| {
             let (entry, offset) = self.restored_offset(plan, input, deployed.at, before)?;
             Some((entry, offset, input))
@@ -359,16 +460,37 @@ impl<'t> History<'t> {
                     ),
                 ));
                 format!(
-                    "the failover at {} restored checkpoint {checkpoint}, whose source offset {offset} is at or below these inputs, so they were read again",
+                    "the failover at {} restored checkpoint {checkpoint}{which} whose source offset {offset} is at or below these inputs, so they were read again",
                     failover.at
                 )
             }
             None => format!(
-                "the failover at {} restored checkpoint {checkpoint} and the inputs were read again",
+                "the failover at {} restored checkpoint {checkpoint}{which} and the inputs were read again",
                 failover.at
             ),
         };
-        Some((clause, events))
+        Some((clause.replace(",, ", ", "), events))
+    }
+
+    /// The root a replay gives a cause: a restore of a checkpoint that had not completed, or
+    /// (what failovers do) inputs read again.
+    fn replay_root(&self, after: Tick, before: Tick) -> String {
+        let deployed = self.recoveries.iter().find_map(|entry| match &entry.event {
+            TraceEvent::Engine(EngineEvent::Deployed { restored, .. })
+                if entry.at >= after && entry.at <= before =>
+            {
+                Some((entry.at, *restored))
+            }
+            _ => None,
+        });
+        match deployed {
+            Some((at, Some(checkpoint)))
+                if !(self.completed.get(&checkpoint)).is_some_and(|c| c.at <= at) =>
+            {
+                format!("a failover restored {checkpoint}, which had not completed")
+            }
+            _ => "a failover read their inputs again".to_string(),
+        }
     }
 
     /// The first restore, from `from` to `until`, of the source task that reads the input's
@@ -426,8 +548,12 @@ pub fn duplicate_effect(
                 "{fate}; {replayed}, and {second} committed them a second time at {} ({sink})",
                 second_commit.at
             );
-            let root =
-                format!("{fate_root}, then the failover at {failover} read their inputs again");
+            let root = match history.committed_early(first) {
+                true => {
+                    format!("{fate_root}, then the failover at {failover} read their inputs again")
+                }
+                false => history.replay_root(first_commit.at, second_commit.at),
+            };
             ("duplicate-after-replay", cause, root)
         }
         None => {
@@ -496,23 +622,31 @@ pub fn misordered(
         }
     }
     let (replayed, replay_events) = replay?;
-    if !history.committed_early(earlier) {
-        return None;
-    }
+    let early = history.committed_early(earlier);
     let (fate, fate_root, mut events) = history.transaction_fate(earlier);
     let failover = replay_events.first().map_or(first_commit.at, |e| e.at);
+    let (first_at, second_at) = (first_commit.at, second_commit.at);
     events.push(first_commit);
     events.extend(replay_events);
-    events.push(second_commit.clone());
+    events.push(second_commit);
     events.sort_by_key(|event| event.at);
     let cause = format!(
-        "{fate}; {replayed}, and {later} committed them at {}, after {earlier} had made later effects visible",
-        second_commit.at
+        "{fate}; {replayed}, and {later} committed them at {second_at}, after {earlier} had made later effects visible"
     );
+    let (shape, root) = match early {
+        true => (
+            "replay-after-early-commit",
+            format!("{fate_root}, then the failover at {failover} read their inputs again"),
+        ),
+        false => (
+            "replay-after-failover",
+            history.replay_root(first_at, second_at),
+        ),
+    };
     Some(Witness {
-        shape: "replay-after-early-commit".into(),
+        shape: shape.into(),
         cause,
-        root: format!("{fate_root}, then the failover at {failover} read their inputs again"),
+        root,
         events,
         subjects: String::new(),
         instances: 1,

@@ -207,7 +207,7 @@ impl LocalCluster {
             actual: &check::outputs(committed, &self.plan),
             expected: &check::outputs(oracle.sink.committed(), &clean),
             anomalies: self.sink.anomalies(),
-            sink_commits: self.sink.commits(),
+            sink_log: self.sink.log(),
             trace: &self.trace,
             own_from: 0,
             files: &files,
