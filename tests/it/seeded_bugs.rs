@@ -5,7 +5,7 @@
 use snapsim_core::algorithm::{FlinkAlgorithm, SnapshotAlgorithm};
 use snapsim_core::bugs::SeededBug;
 use snapsim_scenarios::fuzz::{fuzz, Fuzzing, SHRINK_ITERS};
-use snapsim_scenarios::{run_variant, Catalog, Variant, Verdict};
+use snapsim_scenarios::{explain_run, run_case, run_variant, Catalog, Outcome, Variant, Verdict};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -57,6 +57,9 @@ fn each_seeded_bug_is_found_and_named_by_its_property() {
             found.cases_to_find,
             bug.violates()
         );
+        let bugs = BTreeSet::from([bug]);
+        let (outcome, _) = run_case(&Catalog::builtin(), &found.case, &bugs).expect("it ran");
+        explained_as_the_catalog_says(bug, &outcome);
         // Figures for the reader, never asserted beyond the bound (the machines are noisy).
         eprintln!(
             "{bug}: found after {} case(s), shrunk to {} fault episode(s) ({} schedule events), {} records, in {:?}, as {properties:?}",
@@ -94,10 +97,68 @@ fn found_by_the_scenario(bug: SeededBug, name: &str) {
             bug.violates()
         );
         eprintln!("{bug}: found by {name} seed {seed}, as {properties:?}");
+        explained_as_the_catalog_says(bug, &outcome);
         return;
     }
     panic!(
         "{bug} ({}) was not found in {SEEDS_MAX} seeds of {name}",
         bug.description()
     );
+}
+
+/// The explanation each bug's shrunk case must give: the template (witness shape) of its
+/// property's first violation, and words of the cause the catalog describes.
+fn expected_explanation(bug: SeededBug) -> (&'static str, &'static str) {
+    use SeededBug as B;
+    match bug {
+        B::AlignmentWithoutBlocking => ("cut-includes-inputs-after-barrier", "after the barrier"),
+        B::CommitAtSnapshot => ("duplicate-after-replay", "before its checkpoint"),
+        B::AbortPreCommittedOnRestore => ("completed-checkpoint-transaction-aborted", "aborted"),
+        B::SourceOffsetAtRead => ("cut-misses-inputs-before-barrier", "the source's offset"),
+        B::AckBeforeDurable => ("acknowledged-before-durable", "acknowledged"),
+        B::RestoreFromPending => ("restored-uncompleted-checkpoint", "never completed"),
+        B::ReusedTransactionId => ("write-into-ended-transaction", "kept the id"),
+        B::PeriodicNotResumed => ("no-trigger-after-failover", "did not resume"),
+        B::CommitOutOfOrder => ("commits-out-of-checkpoint-order", "out of checkpoint order"),
+        B::RegistryDeletesReferenced => ("retained-file-deleted", "still retained"),
+        B::NewerBarrierNotAborting => ("cut-misses-inputs-before-barrier", "missing"),
+        B::DeclineWithoutMarker => ("declined-without-marker", "no cancellation marker"),
+        B::LostNotificationNotCompensated => ("abort-notice-not-compensated", "abort notice"),
+        B::InFlightNotPersisted => ("cut-misses-inputs-before-barrier", "channel state"),
+        B::MetadataAnsweredTwice => ("engine-assertion-failed", "written twice"),
+        B::AbortDiscardsPending => ("pending-checkpoint-file-deleted", "still pending"),
+        B::FinalizeFailureCounted => ("failover-on-uncounted-failures", "FinalizeFailure"),
+        B::AdjacentRecordsSwapped => ("reordered-in-transaction", "wrong order"),
+        B::NoClaimDeletesRestored => ("restored-snapshot-deleted", "NO_CLAIM"),
+    }
+}
+
+/// Why: a failing run must say its cause, not only its symptom; for each bug of the catalog,
+/// the explanation of its shrunk case names the cause the catalog describes.
+fn explained_as_the_catalog_says(bug: SeededBug, outcome: &Outcome) {
+    let (shape, words) = expected_explanation(bug);
+    let violation = (outcome.violations.iter())
+        .find(|v| v.property.to_string() == bug.violates())
+        .expect("the catalog's property is violated");
+    let witness = violation.witness.as_ref().unwrap_or_else(|| {
+        panic!(
+            "{bug}: its {} violation has no witness: {}",
+            bug.violates(),
+            violation.message
+        )
+    });
+    assert_eq!(witness.shape, shape, "{bug}: {}", witness.cause);
+    assert!(
+        witness.cause.contains(words),
+        "{bug}: '{words}' not in: {}",
+        witness.cause
+    );
+    if matches!(
+        bug,
+        SeededBug::CommitAtSnapshot
+            | SeededBug::AlignmentWithoutBlocking
+            | SeededBug::AckBeforeDurable
+    ) {
+        insta::assert_snapshot!(format!("explain-{}", bug.name()), explain_run(outcome));
+    }
 }

@@ -485,7 +485,7 @@ impl<'t> History<'t> {
         });
         match deployed {
             Some((at, Some(checkpoint)))
-                if !(self.completed.get(&checkpoint)).is_some_and(|c| c.at <= at) =>
+                if (self.completed.get(&checkpoint)).is_none_or(|c| c.at > at) =>
             {
                 format!("a failover restored {checkpoint}, which had not completed")
             }
