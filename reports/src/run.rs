@@ -17,6 +17,19 @@ pub struct ViolationView {
     pub at: Option<u64>,
 }
 
+/// One cause of a run's violations, as the report shows it (from a witness).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CauseView {
+    /// The cause, one sentence.
+    pub cause: String,
+    /// The violations it explains, e.g. `exactly-once ×672, state-consistency ×2504`.
+    pub explains: String,
+    /// What they have in common, and what they are about.
+    pub root: String,
+    /// The events that make the violations true: time (ms), node, what.
+    pub events: Vec<(u64, String, String)>,
+}
+
 /// Everything a run report shows.
 #[derive(Clone, Debug)]
 pub struct RunReport {
@@ -27,6 +40,9 @@ pub struct RunReport {
     pub passed: bool,
     /// Figures and identifiers, in order (scenario, seed, trace hash, checkpoints, …).
     pub facts: Vec<(String, String)>,
+    /// Why the run failed: its causes, each with its events (empty when no witness explains a
+    /// violation).
+    pub causes: Vec<CauseView>,
     /// Violations, the first first.
     pub violations: Vec<ViolationView>,
     /// The trace entries up to the first violation, one line each.
@@ -36,6 +52,9 @@ pub struct RunReport {
     /// What happened when.
     pub timeline: Timeline,
 }
+
+/// The columns of a cause's events.
+const EVENT_HEADERS: [&str; 3] = ["time", "node", "event"];
 
 /// The files a run report consists of.
 pub const RUN_FILES: [&str; 4] = [
@@ -52,6 +71,15 @@ impl RunReport {
         let w = &mut text;
         out!(w, "# {}\n", self.title);
         out!(w, "Verdict: **{}**\n", self.verdict);
+        for (number, cause) in self.causes.iter().enumerate() {
+            out!(w, "## Why ({} of {})\n", number + 1, self.causes.len());
+            out!(w, "{}\n", cause.cause);
+            out!(w, "It explains {} ({}).\n", cause.explains, cause.root);
+            let rows: Vec<Vec<String>> = (cause.events.iter())
+                .map(|(at, node, what)| vec![format!("{at} ms"), node.clone(), what.clone()])
+                .collect();
+            out!(w, "{}", markdown_table(&EVENT_HEADERS, &rows));
+        }
         out!(w, "| | |\n|---|---|");
         for (name, value) in &self.facts {
             out!(w, "| {name} | {value} |");
@@ -112,12 +140,37 @@ impl RunReport {
             "<p class=\"verdict {status}\">Verdict: {}</p>",
             escape(&self.verdict)
         );
+        self.html_causes(w);
         self.html_facts(w);
         self.html_violations(w);
         self.html_checkpoints(w);
         self.html_failovers_and_faults(w);
         out!(w, "</body></html>");
         page
+    }
+
+    /// The causes first: what the reader needs before any figure.
+    fn html_causes(&self, w: &mut String) {
+        for (number, cause) in self.causes.iter().enumerate() {
+            out!(
+                w,
+                "<h2>Why ({} of {})</h2><p class=\"violation\">{}</p><p>It explains {} ({}).</p>",
+                number + 1,
+                self.causes.len(),
+                escape(&cause.cause),
+                escape(&cause.explains),
+                escape(&cause.root)
+            );
+            let rows: Vec<Vec<String>> = (cause.events.iter())
+                .map(|(at, node, what)| vec![format!("{at} ms"), node.clone(), what.clone()])
+                .collect();
+            let table = html_table(&EVENT_HEADERS, &rows);
+            out!(
+                w,
+                "{}",
+                table.replacen("<table>", "<table class=\"events\">", 1)
+            );
+        }
     }
 
     /// The facts' table and the replay command.

@@ -1,8 +1,9 @@
 //! Reports of runs and sweeps from outcomes and traces (the rendering is `snapsim-reports`).
 
 use crate::replay::{CaseFile, CaseFileError, ReplayError, Replayable, ScenarioRun};
+use crate::verdict::causes;
 use crate::{describe_entry, trace_before_violation, Catalog, Outcome, Verdict};
-use snapsim_reports::run::{RunReport, ViolationView};
+use snapsim_reports::run::{CauseView, RunReport, ViolationView};
 use snapsim_sim::analysis::Timeline;
 use snapsim_sim::harness::RunResult;
 use snapsim_sim::trace::TraceEntry;
@@ -78,6 +79,22 @@ pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) ->
         verdict: format!("{:?}", outcome.verdict),
         passed: outcome.verdict == Verdict::Passed,
         facts,
+        causes: (causes(&outcome.violations).iter())
+            .map(|cause| CauseView {
+                cause: cause.witness.cause.clone(),
+                explains: (cause.explains.iter())
+                    .map(|(property, count)| format!("{property} ×{count}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                root: match cause.witness.subjects.is_empty() {
+                    true => cause.witness.root.clone(),
+                    false => format!("{}; {}", cause.witness.root, cause.witness.subjects),
+                },
+                events: (cause.witness.events.iter())
+                    .map(|e| (e.at.0, e.node.to_string(), e.what.clone()))
+                    .collect(),
+            })
+            .collect(),
         violations: outcome
             .violations
             .iter()

@@ -261,14 +261,12 @@ fn assertion_witness(message: &str, place: &str, trace: &[TraceEntry]) -> Witnes
             what: format!("{:?}", entry.event),
         })
         .collect();
-    Witness {
-        shape: "engine-assertion-failed".into(),
-        cause: format!("an invariant of the engine failed in {place}: {assertion}"),
-        root: format!("the engine's assertion: {assertion}"),
+    Witness::new(
+        "engine-assertion-failed",
+        format!("an invariant of the engine failed in {place}: {assertion}"),
+        format!("the engine's assertion: {assertion}"),
         events,
-        subjects: String::new(),
-        instances: 1,
-    }
+    )
 }
 
 /// What a run is judged against: the same job without faults, in process, and the model.

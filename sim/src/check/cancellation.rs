@@ -134,19 +134,12 @@ impl<'p> CancellationCheck<'p> {
                 "took its snapshot" => "forwarded no barrier",
                 _ => "sent no cancellation marker",
             };
-            let witness = Witness {
-                shape: format!("{}-without-marker", how.replace(' ', "-")),
-                cause: format!(
+            let witness = Witness::new(format!("{}-without-marker", how.replace(' ', "-")), format!(
                     "{from_name} {how} {missing} at {when} and {forwards} downstream: {task_name} got the {what} of {checkpoint} at {at} with nothing for {missing} before it, so it cannot abort {missing}'s alignment"
-                ),
-                root: format!("{from_name} {forwards} for a checkpoint it {how}"),
-                events: vec![
+                ), format!("{from_name} {forwards} for a checkpoint it {how}"), vec![
                     WitnessEvent { at: *when, node: *upstream_node, what: format!("{from_name} {how} {missing}") },
                     WitnessEvent { at, node, what: format!("{task_name} receives the {what} of {checkpoint} from {from_name}") },
-                ],
-                subjects: String::new(),
-                instances: 1,
-            };
+                ]);
             self.findings.push(Finding {
                 message,
                 subject: format!("{task_name} {checkpoint}"),

@@ -249,14 +249,12 @@ impl CutShown<'_, '_> {
                 format!("{operator}'s snapshots behind the sources' offsets"),
             )
         };
-        Some(Witness {
-            shape: shape.into(),
+        Some(Witness::new(
+            shape,
             cause,
             root,
-            events: self.witness_events(plan, task, source),
-            subjects: String::new(),
-            instances: 1,
-        })
+            self.witness_events(plan, task, source),
+        ))
     }
 
     /// The inputs of `key` on one lane that, moved across the cut, make the model's state of

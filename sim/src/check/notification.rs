@@ -91,17 +91,10 @@ impl<'r> Judgement<'r> for Notified<'r> {
                         node: entry.node,
                         what: format!("{name} gets the abort notice of {checkpoint}, naming {completed} the latest completed"),
                     });
-                    let witness = Witness {
-                        shape: "abort-notice-not-compensated".into(),
-                        cause: format!(
+                    let witness = Witness::new("abort-notice-not-compensated", format!(
                             "{name} never got the notification that {completed} completed, and the abort notice of {checkpoint} at {}, which names {completed}, did not make it commit up to {completed}: it stays at {up_to}, so {completed}'s output is not committed",
                             entry.at
-                        ),
-                        root: "lost completion notifications not made up for by abort notices".into(),
-                        events,
-                        subjects: String::new(),
-                        instances: 1,
-                    };
+                        ), "lost completion notifications not made up for by abort notices".into(), events);
                     self.findings.push(Finding {
                         message,
                         subject: name.clone(),

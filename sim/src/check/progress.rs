@@ -182,14 +182,7 @@ impl Progress {
                 "periodic checkpoints stopped while the job ran".to_string(),
             ),
         };
-        Witness {
-            shape: shape.into(),
-            cause,
-            root,
-            events,
-            subjects: String::new(),
-            instances: 1,
-        }
+        Witness::new(shape, cause, root, events)
     }
 }
 

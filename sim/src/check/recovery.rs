@@ -323,14 +323,7 @@ impl<'t> RecoveryCheck<'t> {
                 format!("a failover restored {restored}, which had not completed"),
             ),
         };
-        Some(Witness {
-            shape: shape.into(),
-            cause,
-            root,
-            events,
-            subjects: String::new(),
-            instances: 1,
-        })
+        Some(Witness::new(shape, cause, root, events))
     }
 
     fn restored(

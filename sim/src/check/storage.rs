@@ -204,20 +204,18 @@ impl<'t> StorageCheck<'t> {
                 "claiming it: the job owns it, but it is still its retained checkpoint"
             }
         };
-        Some(Witness {
-            shape: "restored-snapshot-deleted".into(),
-            cause: format!(
+        Some(Witness::new(
+            "restored-snapshot-deleted",
+            format!(
                 "the job started at {} from {path} ({checkpoint}), {mode}; it deleted {file} at {}",
                 started.at, deleted.at
             ),
-            root: "files of the snapshot the job started from deleted".into(),
-            events: vec![
+            "files of the snapshot the job started from deleted".into(),
+            vec![
                 Self::event(started, format!("the job starts from {path}")),
                 Self::event(deleted, format!("{file} deleted")),
             ],
-            subjects: String::new(),
-            instances: 1,
-        })
+        ))
     }
 
     /// Why a completion lists `file` that was not durable (or never written): the task that
@@ -242,11 +240,11 @@ impl<'t> StorageCheck<'t> {
             .map(|written| Self::event(written, format!("{file} written, not synced")))
             .into_iter()
             .collect();
-        Some(Witness {
-            shape: "acknowledged-before-durable".into(),
+        Some(Witness::new(
+            "acknowledged-before-durable",
             cause,
-            root: "snapshots acknowledged before they were durable".into(),
-            events: {
+            "snapshots acknowledged before they were durable".into(),
+            {
                 events.push(Self::event(
                     acknowledged,
                     format!("{task} acknowledges {checkpoint}"),
@@ -256,9 +254,7 @@ impl<'t> StorageCheck<'t> {
                 events.sort_by_key(|event| event.at);
                 events
             },
-            subjects: String::new(),
-            instances: 1,
-        })
+        ))
     }
 
     /// Why a completion lists `file` that had been deleted: the discard that deleted it.
@@ -293,14 +289,12 @@ impl<'t> StorageCheck<'t> {
             "{file} was deleted at {}{by} while {checkpoint}, still pending, referenced it; {checkpoint} then completed at {} listing a file that was gone",
             deleted.at, completion.at
         );
-        Some(Witness {
-            shape: "pending-checkpoint-file-deleted".into(),
+        Some(Witness::new(
+            "pending-checkpoint-file-deleted",
             cause,
-            root: "files of pending checkpoints deleted by a discard".into(),
+            "files of pending checkpoints deleted by a discard".into(),
             events,
-            subjects: String::new(),
-            instances: 1,
-        })
+        ))
     }
 
     /// Takes one trace entry into account, flagging what it breaks.
@@ -411,14 +405,12 @@ impl<'t> StorageCheck<'t> {
             users.join(", "),
             users[0]
         );
-        Some(Witness {
-            shape: "retained-file-deleted".into(),
+        Some(Witness::new(
+            "retained-file-deleted",
             cause,
-            root: "files of retained checkpoints deleted".into(),
+            "files of retained checkpoints deleted".into(),
             events,
-            subjects: String::new(),
-            instances: 1,
-        })
+        ))
     }
 
     /// The durability rule: every file of the completion is synced and still there.

@@ -239,14 +239,12 @@ impl Recounter {
                 false => uncounted.join(", "),
             }
         );
-        Witness {
-            shape: "failover-on-uncounted-failures".into(),
+        Witness::new(
+            "failover-on-uncounted-failures",
             cause,
-            root: "failovers for the threshold on failures Flink does not count".into(),
+            "failovers for the threshold on failures Flink does not count".into(),
             events,
-            subjects: String::new(),
-            instances: 1,
-        }
+        )
     }
 
     fn aborted(&mut self, at: Tick, checkpoint: CheckpointId, reason: CheckpointFailureReason) {

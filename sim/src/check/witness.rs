@@ -38,6 +38,25 @@ pub struct Witness {
     pub instances: u64,
 }
 
+impl Witness {
+    /// The witness of one violation (grouping counts the others and names their subjects).
+    pub fn new(
+        shape: impl Into<String>,
+        cause: String,
+        root: String,
+        events: Vec<WitnessEvent>,
+    ) -> Witness {
+        Witness {
+            shape: shape.into(),
+            cause,
+            root,
+            events,
+            subjects: String::new(),
+            instances: 1,
+        }
+    }
+}
+
 /// One event of a witness.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WitnessEvent {
@@ -300,19 +319,17 @@ impl<'t> History<'t> {
             "{transaction} was pre-committed for {checkpoint} at {} and committed at {}, yet the sink wrote {records} more record(s) into it: after its pre-commit the sink did not begin a new transaction (it kept the id), so these records went into an ended transaction and are lost",
             snapshot.at, commit.at
         );
-        Some(Witness {
-            shape: "write-into-ended-transaction".into(),
+        Some(Witness::new(
+            "write-into-ended-transaction",
             cause,
-            root: "writes into transactions already pre-committed and committed".into(),
-            events: {
+            "writes into transactions already pre-committed and committed".into(),
+            {
                 let pre_commit = format!("snapshot for {checkpoint} pre-commits {transaction}");
                 let mut events = vec![WitnessEvent::of(snapshot, pre_commit), commit];
                 events.sort_by_key(|event| event.at);
                 events
             },
-            subjects: String::new(),
-            instances: 1,
-        })
+        ))
     }
 
     /// Why effects at `sink` (an operator) were never committed: the sink system aborted a
@@ -353,14 +370,12 @@ impl<'t> History<'t> {
             "{transaction} was pre-committed for {checkpoint}, which completed at {}, and was then aborted at {} instead of committed: the {} records it held, effects the completed checkpoint counts as done, are lost",
             completed.at, abort.at, abort.records
         );
-        Some(Witness {
-            shape: "completed-checkpoint-transaction-aborted".into(),
+        Some(Witness::new(
+            "completed-checkpoint-transaction-aborted",
             cause,
-            root: "transactions of completed checkpoints aborted".into(),
+            "transactions of completed checkpoints aborted".into(),
             events,
-            subjects: String::new(),
-            instances: 1,
-        })
+        ))
     }
 
     /// The last transaction of `sink` (a task) the sink system committed before the last
@@ -567,14 +582,7 @@ pub fn duplicate_effect(
     };
     events.push(second_commit);
     events.sort_by_key(|event| event.at);
-    Some(Witness {
-        shape: shape.to_string(),
-        cause,
-        root,
-        events,
-        subjects: String::new(),
-        instances: 1,
-    })
+    Some(Witness::new(shape, cause, root, events))
 }
 
 /// Why a sink made two effects visible in the wrong order: `first` was committed by the
@@ -594,14 +602,12 @@ pub fn misordered(
             "both were made visible together by {earlier} at {}: a task on the way to {sink} processed them in the wrong order (no replay, no second transaction)",
             first_commit.at
         );
-        return Some(Witness {
-            shape: "reordered-in-transaction".into(),
+        return Some(Witness::new(
+            "reordered-in-transaction",
             cause,
-            root: format!("records reordered inside {sink}'s transactions"),
-            events: vec![first_commit],
-            subjects: String::new(),
-            instances: 1,
-        });
+            format!("records reordered inside {sink}'s transactions"),
+            vec![first_commit],
+        ));
     }
     let replay = history.replay_between(plan, input, first_commit.at, second_commit.at);
     let checkpoints = (history.checkpoint_of(earlier), history.checkpoint_of(later));
@@ -611,14 +617,12 @@ pub fn misordered(
                 "{sink} committed {earlier} of {newer} at {} before {later} of the older {older} at {}: transactions committed out of checkpoint order",
                 first_commit.at, second_commit.at
             );
-            return Some(Witness {
-                shape: "commits-out-of-checkpoint-order".into(),
+            return Some(Witness::new(
+                "commits-out-of-checkpoint-order",
                 cause,
-                root: format!("{sink} committing transactions out of checkpoint order"),
-                events: vec![first_commit, second_commit],
-                subjects: String::new(),
-                instances: 1,
-            });
+                format!("{sink} committing transactions out of checkpoint order"),
+                vec![first_commit, second_commit],
+            ));
         }
     }
     let (replayed, replay_events) = replay?;
@@ -643,12 +647,5 @@ pub fn misordered(
             history.replay_root(first_at, second_at),
         ),
     };
-    Some(Witness {
-        shape: shape.into(),
-        cause,
-        root,
-        events,
-        subjects: String::new(),
-        instances: 1,
-    })
+    Some(Witness::new(shape, cause, root, events))
 }
