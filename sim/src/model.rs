@@ -139,21 +139,20 @@ impl ReferenceModel {
         Some(state)
     }
 
-    /// [`state_at`](Self::state_at) for one key: the model's state of `key` alone.
-    pub fn key_state_at(&self, operator: OperatorId, cut: &Cut, key: Key) -> Option<ModelState> {
+    /// One key's arrivals at order-free keyed `operator`, to fold below many cuts: what a
+    /// witness tries when it looks for the inputs that explain a snapshot's state of the key.
+    pub fn key_arrivals(&self, operator: OperatorId, key: Key) -> Option<KeyArrivals<'_>> {
         if !self.is_order_free(operator) {
             return None;
         }
-        let mut state = ModelState::default();
-        let kind = &self.graph.operators[operator.0 as usize].kind;
-        for (input, (side, record)) in self.arrivals[&operator].iter() {
-            let below =
-                (cut.get(&(input.source, input.partition))).is_some_and(|end| input.offset < *end);
-            if below && record.key == key {
-                fold(kind, &mut state, *side, record);
-            }
-        }
-        Some(state)
+        let arrivals = (self.arrivals[&operator].iter())
+            .filter(|(_, (_, record))| record.key == key)
+            .map(|(input, (side, record))| (input, *side, record))
+            .collect();
+        Some(KeyArrivals {
+            kind: &self.graph.operators[operator.0 as usize].kind,
+            arrivals,
+        })
     }
 
     /// The state of order-free keyed `operator` at successive cuts, each folded from the last
@@ -314,6 +313,27 @@ impl Arrivals {
         let end = (end.0 as usize).min(arrivals.len());
         let start = (start.0 as usize).min(end);
         arrivals[start..end].iter().flatten()
+    }
+}
+
+/// One key's arrivals at an order-free keyed operator ([`ReferenceModel::key_arrivals`]).
+pub struct KeyArrivals<'m> {
+    kind: &'m OperatorKind,
+    arrivals: Vec<(InputRef, InputSide, &'m Record)>,
+}
+
+impl KeyArrivals<'_> {
+    /// The key's state after exactly its inputs below `cut`.
+    pub fn state_at(&self, cut: &Cut) -> ModelState {
+        let mut state = ModelState::default();
+        for (input, side, record) in &self.arrivals {
+            let below =
+                (cut.get(&(input.source, input.partition))).is_some_and(|end| input.offset < *end);
+            if below {
+                fold(self.kind, &mut state, *side, record);
+            }
+        }
+        state
     }
 }
 

@@ -279,6 +279,7 @@ impl CutShown<'_, '_> {
                 .arrival(self.operator, &input)
                 .is_some_and(|(_, record)| record.key == key)
         };
+        let arrivals = model.key_arrivals(self.operator, key)?;
         for (&lane, &end) in self.cut {
             for above in [true, false] {
                 let offsets: Vec<u64> = match above {
@@ -299,10 +300,7 @@ impl CutShown<'_, '_> {
                         lane,
                         snapsim_core::ids::Offset(if above { edge + 1 } else { edge }),
                     );
-                    if model
-                        .key_state_at(self.operator, &cut, key)
-                        .is_some_and(|s| holds(&s))
-                    {
+                    if holds(&arrivals.state_at(&cut)) {
                         let mut offsets: Vec<_> = offsets[..moved]
                             .iter()
                             .map(|&o| snapsim_core::ids::Offset(o))

@@ -487,9 +487,10 @@ impl<'t> History<'t> {
         Some((clause.replace(",, ", ", "), events))
     }
 
-    /// The root a replay gives a cause: a restore of a checkpoint that had not completed, or
-    /// (what failovers do) inputs read again.
-    fn replay_root(&self, after: Tick, before: Tick) -> String {
+    /// The root a replay gives a cause: a restore of a checkpoint that had not completed.
+    /// `None` when the restored checkpoint had completed: reading inputs again after a
+    /// failover is what recovery does, so it is not the cause (the witness does not claim one).
+    fn replay_root(&self, after: Tick, before: Tick) -> Option<String> {
         let deployed = self.recoveries.iter().find_map(|entry| match &entry.event {
             TraceEvent::Engine(EngineEvent::Deployed { restored, .. })
                 if entry.at >= after && entry.at <= before =>
@@ -502,9 +503,11 @@ impl<'t> History<'t> {
             Some((at, Some(checkpoint)))
                 if (self.completed.get(&checkpoint)).is_none_or(|c| c.at > at) =>
             {
-                format!("a failover restored {checkpoint}, which had not completed")
+                Some(format!(
+                    "a failover restored {checkpoint}, which had not completed"
+                ))
             }
-            _ => "a failover read their inputs again".to_string(),
+            _ => None,
         }
     }
 
@@ -567,7 +570,7 @@ pub fn duplicate_effect(
                 true => {
                     format!("{fate_root}, then the failover at {failover} read their inputs again")
                 }
-                false => history.replay_root(first_commit.at, second_commit.at),
+                false => history.replay_root(first_commit.at, second_commit.at)?,
             };
             ("duplicate-after-replay", cause, root)
         }
@@ -644,7 +647,7 @@ pub fn misordered(
         ),
         false => (
             "replay-after-failover",
-            history.replay_root(first_at, second_at),
+            history.replay_root(first_at, second_at)?,
         ),
     };
     Some(Witness::new(shape, cause, root, events))
