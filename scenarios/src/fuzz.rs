@@ -146,13 +146,7 @@ pub fn fuzz(catalog: &Catalog, fuzzing: &Fuzzing) -> Result<u32, Box<Found>> {
             return Ok(());
         }
         first_failure.set(first_failure.get().or(Some(ran.get())));
-        let first = &outcome.violations[0];
-        let shape_of = |v: &Violation| v.witness.as_ref().map(|w| w.shape.clone());
-        let mut kept = kept.borrow_mut();
-        let (property, shape) = kept.get_or_insert_with(|| (first.property, shape_of(first)));
-        let same =
-            |v: &&Violation| v.property == *property && (shape.is_none() || shape_of(v) == *shape);
-        match outcome.violations.iter().find(same) {
+        match same_failure(&mut kept.borrow_mut(), &outcome.violations) {
             Some(violation) => Err(TestCaseError::fail(violation.to_string())),
             None => Ok(()),
         }
@@ -180,6 +174,19 @@ pub fn fuzz(catalog: &Catalog, fuzzing: &Fuzzing) -> Result<u32, Box<Found>> {
         path,
         cases_to_find: first_failure.get().unwrap_or(ran.get()),
     }))
+}
+
+/// The violation of `violations` that is the same failure as the first one `kept` (its
+/// property, and its witness's shape when it had one); the first failure is kept.
+fn same_failure<'v>(
+    kept: &mut Option<(Property, Option<String>)>,
+    violations: &'v [Violation],
+) -> Option<&'v Violation> {
+    let shape_of = |v: &Violation| v.witness.as_ref().map(|w| w.shape.clone());
+    let first = violations.first()?;
+    let (property, shape) = kept.get_or_insert_with(|| (first.property, shape_of(first)));
+    (violations.iter())
+        .find(|v| v.property == *property && (shape.is_none() || shape_of(v) == *shape))
 }
 
 /// [`fuzz`] for a test: panics on a failure with the shrunk case's violations and the line

@@ -33,6 +33,26 @@ pub enum ReportError {
     Replay(#[from] ReplayError),
 }
 
+/// A run's causes, as the report shows them.
+fn cause_views(outcome: &Outcome) -> Vec<CauseView> {
+    (causes(&outcome.violations).iter())
+        .map(|cause| CauseView {
+            cause: cause.witness.cause.clone(),
+            explains: (cause.explains.iter())
+                .map(|(property, count)| format!("{property} ×{count}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            root: match cause.witness.subjects.is_empty() {
+                true => cause.witness.root.clone(),
+                false => format!("{}; {}", cause.witness.root, cause.witness.subjects),
+            },
+            events: (cause.witness.events.iter())
+                .map(|e| (e.at.0, e.node.to_string(), e.what.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
 /// The report of one run.
 pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> RunReport {
     let s = &outcome.stats;
@@ -79,22 +99,7 @@ pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) ->
         verdict: format!("{:?}", outcome.verdict),
         passed: outcome.verdict == Verdict::Passed,
         facts,
-        causes: (causes(&outcome.violations).iter())
-            .map(|cause| CauseView {
-                cause: cause.witness.cause.clone(),
-                explains: (cause.explains.iter())
-                    .map(|(property, count)| format!("{property} ×{count}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                root: match cause.witness.subjects.is_empty() {
-                    true => cause.witness.root.clone(),
-                    false => format!("{}; {}", cause.witness.root, cause.witness.subjects),
-                },
-                events: (cause.witness.events.iter())
-                    .map(|e| (e.at.0, e.node.to_string(), e.what.clone()))
-                    .collect(),
-            })
-            .collect(),
+        causes: cause_views(outcome),
         violations: outcome
             .violations
             .iter()

@@ -97,6 +97,18 @@ impl<'r> Judgement<'r> for Cuts<'r> {
             | TraceEvent::Engine(EngineEvent::SavepointCompleted { checkpoint, .. }) => *checkpoint,
             _ => return,
         };
+        self.judge_checkpoint(checkpoint, entry);
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        summarize_findings(Property::ConsistentCut, self.findings, self.first_at)
+    }
+}
+
+impl<'r> Cuts<'r> {
+    /// Judges the completed `checkpoint` (its completion is `entry`): each order-free keyed
+    /// operator's snapshots against the model at the sources' offsets.
+    fn judge_checkpoint(&mut self, checkpoint: CheckpointId, entry: &'r TraceEntry) {
         let Some(snapshots) = self.snapshots.get(&checkpoint) else {
             return;
         };
@@ -149,10 +161,6 @@ impl<'r> Judgement<'r> for Cuts<'r> {
         if self.findings.len() > before {
             self.first_at = self.first_at.or(Some(entry.at));
         }
-    }
-
-    fn finish(self: Box<Self>) -> Vec<Violation> {
-        summarize_findings(Property::ConsistentCut, self.findings, self.first_at)
     }
 }
 

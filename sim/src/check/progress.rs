@@ -83,26 +83,7 @@ impl<'r> Judgement<'r> for Progress {
             // Report each idle stretch once.
             self.idle_since = at;
         }
-        let seen = |what: String| {
-            Some(WitnessEvent {
-                at,
-                node: entry.node,
-                what,
-            })
-        };
-        match &entry.event {
-            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint, .. }) => {
-                self.last_trigger = seen(format!("{checkpoint} triggered"))
-            }
-            TraceEvent::Engine(EngineEvent::Failover { cause }) => {
-                self.last_failover = seen(format!("failover: {cause}"))
-            }
-            TraceEvent::Engine(EngineEvent::JobStatus {
-                status: JobStatus::Running,
-                ..
-            }) => self.running_since = seen("the job runs".into()),
-            _ => {}
-        }
+        self.remember(entry);
         match &entry.event {
             TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
                 self.running = false
@@ -147,6 +128,32 @@ impl<'r> Judgement<'r> for Progress {
 }
 
 impl Progress {
+    /// Keeps what a witness of an idle stretch shows: the last trigger, the last failover,
+    /// and when the job last began running.
+    fn remember(&mut self, entry: &TraceEntry) {
+        let at = entry.at;
+        let seen = |what: String| {
+            Some(WitnessEvent {
+                at,
+                node: entry.node,
+                what,
+            })
+        };
+        match &entry.event {
+            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint, .. }) => {
+                self.last_trigger = seen(format!("{checkpoint} triggered"))
+            }
+            TraceEvent::Engine(EngineEvent::Failover { cause }) => {
+                self.last_failover = seen(format!("failover: {cause}"))
+            }
+            TraceEvent::Engine(EngineEvent::JobStatus {
+                status: JobStatus::Running,
+                ..
+            }) => self.running_since = seen("the job runs".into()),
+            _ => {}
+        }
+    }
+
     /// Why no checkpoint came until `now`: the last trigger, and the failover after it when
     /// there was one (the scheduler did not resume).
     fn idle_witness(&self, now: Tick) -> Witness {

@@ -454,13 +454,34 @@ impl<'t> History<'t> {
             deployed,
             format!("{attempt} deployed from checkpoint {checkpoint}"),
         ));
-        let completed = (self.completed.get(&checkpoint)).is_some_and(|c| c.at <= deployed.at);
+        let clause = self.restore_clause(
+            plan,
+            input,
+            (failover.at, deployed.at, before),
+            checkpoint,
+            &mut events,
+        );
+        Some((clause, events))
+    }
+
+    /// What the restore of `checkpoint` did to the input: the clause of a cause, with the
+    /// source's restore among `events` when there is one. `times`: the failover, the
+    /// deployment, and the time the inputs were committed again by.
+    fn restore_clause(
+        &self,
+        plan: &ExecutionPlan,
+        input: Option<&InputRef>,
+        (failover, deployed, before): (Tick, Tick, Tick),
+        checkpoint: CheckpointId,
+        events: &mut Vec<WitnessEvent>,
+    ) -> String {
+        let completed = (self.completed.get(&checkpoint)).is_some_and(|c| c.at <= deployed);
         let which = match completed {
             true => ",",
             false => ", which had not completed,",
         };
         let offset = input.and_then(|input| {
-            let (entry, offset) = self.restored_offset(plan, input, deployed.at, before)?;
+            let (entry, offset) = self.restored_offset(plan, input, deployed, before)?;
             Some((entry, offset, input))
         });
         let clause = match offset {
@@ -475,16 +496,14 @@ impl<'t> History<'t> {
                     ),
                 ));
                 format!(
-                    "the failover at {} restored checkpoint {checkpoint}{which} whose source offset {offset} is at or below these inputs, so they were read again",
-                    failover.at
+                    "the failover at {failover} restored checkpoint {checkpoint}{which} whose source offset {offset} is at or below these inputs, so they were read again"
                 )
             }
             None => format!(
-                "the failover at {} restored checkpoint {checkpoint}{which} and the inputs were read again",
-                failover.at
+                "the failover at {failover} restored checkpoint {checkpoint}{which} and the inputs were read again"
             ),
         };
-        Some((clause.replace(",, ", ", "), events))
+        clause.replace(",, ", ", ")
     }
 
     /// The root a replay gives a cause: a restore of a checkpoint that had not completed.
