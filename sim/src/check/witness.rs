@@ -10,7 +10,7 @@
 
 use crate::trace::{TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
-use snapsim_core::ids::{CheckpointId, OperatorId, Tick};
+use snapsim_core::ids::{Attempt, CheckpointId, Offset, OperatorId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::Address;
 use snapsim_core::operator::OperatorState;
@@ -148,8 +148,10 @@ pub struct History<'t> {
     pre_commits: BTreeMap<TransactionId, (CheckpointId, &'t TraceEntry)>,
     completed: BTreeMap<CheckpointId, &'t TraceEntry>,
     aborted: BTreeMap<CheckpointId, &'t TraceEntry>,
-    /// Failovers and deployments, in trace order.
-    recoveries: Vec<&'t TraceEntry>,
+    /// Failovers, in trace order, with their causes.
+    failovers: Vec<(&'t TraceEntry, &'t str)>,
+    /// Deployments, in trace order: the attempt and the checkpoint it restored.
+    deployments: Vec<(&'t TraceEntry, Attempt, Option<CheckpointId>)>,
     /// Source tasks' restores, in trace order.
     source_restores: Vec<&'t TraceEntry>,
 }
@@ -165,7 +167,8 @@ impl<'t> History<'t> {
             pre_commits: BTreeMap::new(),
             completed: BTreeMap::new(),
             aborted: BTreeMap::new(),
-            recoveries: Vec::new(),
+            failovers: Vec::new(),
+            deployments: Vec::new(),
             source_restores: Vec::new(),
         };
         for entry in trace {
@@ -192,8 +195,9 @@ impl<'t> History<'t> {
                 EngineEvent::CheckpointAborted { checkpoint, .. } => {
                     history.aborted.insert(*checkpoint, entry);
                 }
-                EngineEvent::Failover { .. } | EngineEvent::Deployed { .. } => {
-                    history.recoveries.push(entry)
+                EngineEvent::Failover { cause } => history.failovers.push((entry, cause)),
+                EngineEvent::Deployed { attempt, restored } => {
+                    history.deployments.push((entry, *attempt, *restored))
                 }
                 EngineEvent::Restored {
                     state: OperatorState::Source { .. },
@@ -355,10 +359,7 @@ impl<'t> History<'t> {
             ),
             WitnessEvent::of(completed, format!("{checkpoint} completed")),
         ];
-        let failover = (self.recoveries.iter())
-            .filter(|e| e.at >= completed.at && e.at <= abort.at)
-            .find(|e| matches!(e.event, TraceEvent::Engine(EngineEvent::Failover { .. })));
-        if let Some(failover) = failover {
+        if let Some((failover, _)) = self.first_failover(completed.at, abort.at) {
             events.push(WitnessEvent::of(failover, "failover".to_string()));
         }
         events.push(WitnessEvent {
@@ -381,21 +382,11 @@ impl<'t> History<'t> {
     /// The last transaction of `sink` (a task) the sink system committed before the last
     /// failover ahead of `before`'s commit (one committed before its checkpoint completed, if
     /// any): output that the restore after that failover did not account for.
-    pub fn last_early_commit(
-        &self,
-        sink: snapsim_core::ids::TaskId,
-        before: TransactionId,
-    ) -> Option<TransactionId> {
+    pub fn last_early_commit(&self, sink: TaskId, before: TransactionId) -> Option<TransactionId> {
         let until = self.commits.get(&before)?.at;
-        let failover = (self.recoveries.iter())
-            .filter(|entry| entry.at < until)
-            .filter(|entry| {
-                matches!(
-                    entry.event,
-                    TraceEvent::Engine(EngineEvent::Failover { .. })
-                )
-            })
-            .map(|entry| entry.at)
+        let failover = (self.failovers.iter())
+            .map(|(entry, _)| entry.at)
+            .filter(|at| *at < until)
             .max()?;
         let before_failover = || {
             (self.commits.values()).filter(move |c| c.transaction.sink == sink && c.at <= failover)
@@ -408,137 +399,77 @@ impl<'t> History<'t> {
             .or_else(|| last(&mut before_failover()))
     }
 
-    /// The failover between `after` and `before` and what the new attempt restored: the
-    /// clause of a cause and its events.
+    /// The first failover from `from` to `until`, and its cause.
+    fn first_failover(&self, from: Tick, until: Tick) -> Option<(&'t TraceEntry, &'t str)> {
+        (self.failovers.iter().copied()).find(|(entry, _)| entry.at >= from && entry.at <= until)
+    }
+
+    /// The failover between `after` and `before` and what the new attempt restored.
     fn replay_between(
         &self,
         plan: &ExecutionPlan,
         input: Option<&InputRef>,
         after: Tick,
         before: Tick,
-    ) -> Option<(String, Vec<WitnessEvent>)> {
-        let within = |entry: &&&TraceEntry| entry.at >= after && entry.at <= before;
-        let failover = self.recoveries.iter().filter(within).find(|entry| {
-            matches!(
-                entry.event,
-                TraceEvent::Engine(EngineEvent::Failover { .. })
-            )
-        })?;
-        let TraceEvent::Engine(EngineEvent::Failover { cause }) = &failover.event else {
-            unreachable!("found as a failover")
+    ) -> Option<Replay> {
+        let (failover, cause) = self.first_failover(after, before)?;
+        let mut replay = Replay {
+            clause: format!("the failover at {}", failover.at),
+            events: vec![WitnessEvent::of(failover, format!("failover: {cause}"))],
+            failover: failover.at,
+            restored_uncompleted: None,
         };
-        let mut events = vec![WitnessEvent::of(failover, format!("failover: {cause}"))];
-        let deployed = self.recoveries.iter().find_map(|entry| match &entry.event {
-            TraceEvent::Engine(EngineEvent::Deployed { attempt, restored })
-                if entry.at >= failover.at =>
-            {
-                Some((entry, *attempt, *restored))
-            }
-            _ => None,
-        });
-        let Some((deployed, attempt, restored)) = deployed else {
-            return Some((format!("the failover at {}", failover.at), events));
+        let deployed = (self.deployments.iter()).find(|(entry, ..)| entry.at >= failover.at);
+        let Some(&(deployed, attempt, restored)) = deployed else {
+            return Some(replay);
         };
         let Some(checkpoint) = restored else {
-            events.push(WitnessEvent::of(
-                deployed,
-                format!("{attempt} deployed without state"),
-            ));
-            let clause = format!(
+            let what = format!("{attempt} deployed without state");
+            replay.events.push(WitnessEvent::of(deployed, what));
+            replay.clause = format!(
                 "the failover at {} restarted the job from no checkpoint, so it read every input again",
                 failover.at
             );
-            return Some((clause, events));
+            return Some(replay);
         };
-        events.push(WitnessEvent::of(
-            deployed,
-            format!("{attempt} deployed from checkpoint {checkpoint}"),
-        ));
-        let clause = self.restore_clause(
-            plan,
-            input,
-            (failover.at, deployed.at, before),
-            checkpoint,
-            &mut events,
-        );
-        Some((clause, events))
-    }
-
-    /// What the restore of `checkpoint` did to the input: the clause of a cause, with the
-    /// source's restore among `events` when there is one. `times`: the failover, the
-    /// deployment, and the time the inputs were committed again by.
-    fn restore_clause(
-        &self,
-        plan: &ExecutionPlan,
-        input: Option<&InputRef>,
-        (failover, deployed, before): (Tick, Tick, Tick),
-        checkpoint: CheckpointId,
-        events: &mut Vec<WitnessEvent>,
-    ) -> String {
-        let completed = (self.completed.get(&checkpoint)).is_some_and(|c| c.at <= deployed);
+        let what = format!("{attempt} deployed from checkpoint {checkpoint}");
+        replay.events.push(WitnessEvent::of(deployed, what));
+        let completed = (self.completed.get(&checkpoint)).is_some_and(|c| c.at <= deployed.at);
         let which = match completed {
             true => ",",
-            false => ", which had not completed,",
+            false => {
+                replay.restored_uncompleted = Some(checkpoint);
+                ", which had not completed,"
+            }
         };
-        let offset = input.and_then(|input| {
-            let (entry, offset) = self.restored_offset(plan, input, deployed, before)?;
-            Some((entry, offset, input))
-        });
-        let clause = match offset {
-            Some((entry, offset, input)) => {
-                events.push(WitnessEvent::of(
-                    entry,
-                    format!(
-                        "{} restored from checkpoint {checkpoint}: next offset of {}/{} is {offset}",
-                        plan.tasks[source_task(entry).index()].name,
-                        input.source,
-                        input.partition
-                    ),
-                ));
+        let source = input
+            .and_then(|input| self.source_restore(plan, input, checkpoint, deployed.at, before));
+        replay.clause = match source {
+            Some((event, offset)) => {
+                replay.events.push(event);
                 format!(
-                    "the failover at {failover} restored checkpoint {checkpoint}{which} whose source offset {offset} is at or below these inputs, so they were read again"
+                    "the failover at {} restored checkpoint {checkpoint}{which} whose source offset {offset} is at or below these inputs, so they were read again",
+                    failover.at
                 )
             }
             None => format!(
-                "the failover at {failover} restored checkpoint {checkpoint}{which} and the inputs were read again"
+                "the failover at {} restored checkpoint {checkpoint}{which} and the inputs were read again",
+                failover.at
             ),
         };
-        clause.replace(",, ", ", ")
+        Some(replay)
     }
 
-    /// The root a replay gives a cause: a restore of a checkpoint that had not completed.
-    /// `None` when the restored checkpoint had completed: reading inputs again after a
-    /// failover is what recovery does, so it is not the cause (the witness does not claim one).
-    fn replay_root(&self, after: Tick, before: Tick) -> Option<String> {
-        let deployed = self.recoveries.iter().find_map(|entry| match &entry.event {
-            TraceEvent::Engine(EngineEvent::Deployed { restored, .. })
-                if entry.at >= after && entry.at <= before =>
-            {
-                Some((entry.at, *restored))
-            }
-            _ => None,
-        });
-        match deployed {
-            Some((at, Some(checkpoint)))
-                if (self.completed.get(&checkpoint)).is_none_or(|c| c.at > at) =>
-            {
-                Some(format!(
-                    "a failover restored {checkpoint}, which had not completed"
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    /// The first restore, from `from` to `until`, of the source task that reads the input's
-    /// partition, and the offset it restored for it.
-    fn restored_offset(
+    /// The first restore, from `from` to `until`, of the source task that reads `input`'s
+    /// partition, as a witness event, and the offset it restored for the partition.
+    fn source_restore(
         &self,
         plan: &ExecutionPlan,
         input: &InputRef,
+        checkpoint: CheckpointId,
         from: Tick,
         until: Tick,
-    ) -> Option<(&'t TraceEntry, snapsim_core::ids::Offset)> {
+    ) -> Option<(WitnessEvent, Offset)> {
         self.source_restores.iter().find_map(|entry| {
             let TraceEvent::Engine(EngineEvent::Restored {
                 task,
@@ -549,17 +480,50 @@ impl<'t> History<'t> {
                 return None;
             };
             let reads_it = plan.tasks[task.index()].operator == input.source;
-            let offset = offsets.get(&input.partition)?;
-            (entry.at >= from && entry.at <= until && reads_it).then_some((*entry, *offset))
+            let offset = *offsets.get(&input.partition)?;
+            (entry.at >= from && entry.at <= until && reads_it).then(|| {
+                let what = format!(
+                    "{} restored from checkpoint {checkpoint}: next offset of {}/{} is {offset}",
+                    plan.tasks[task.index()].name,
+                    input.source,
+                    input.partition
+                );
+                (WitnessEvent::of(entry, what), offset)
+            })
         })
+    }
+
+    /// The root of a cause in which `first` was committed, then `replay` read its inputs
+    /// again: the commit came before its checkpoint completed, or the restore took a
+    /// checkpoint that had not completed. `None` otherwise: reading inputs again after a
+    /// failover is what recovery does, so it is not the cause (the witness claims none).
+    fn replay_root(
+        &self,
+        first: TransactionId,
+        fate_root: &str,
+        replay: &Replay,
+    ) -> Option<String> {
+        if self.committed_early(first) {
+            return Some(format!(
+                "{fate_root}, then the failover at {} read their inputs again",
+                replay.failover
+            ));
+        }
+        let checkpoint = replay.restored_uncompleted?;
+        Some(format!(
+            "a failover restored {checkpoint}, which had not completed"
+        ))
     }
 }
 
-fn source_task(entry: &TraceEntry) -> snapsim_core::ids::TaskId {
-    match &entry.event {
-        TraceEvent::Engine(EngineEvent::Restored { task, .. }) => *task,
-        other => unreachable!("a source restore, not {other:?}"),
-    }
+/// A failover between two commits and what the attempt after it restored.
+struct Replay {
+    /// The clause of a cause that reads it.
+    clause: String,
+    events: Vec<WitnessEvent>,
+    failover: Tick,
+    /// The checkpoint restored, when it had not completed by the deployment.
+    restored_uncompleted: Option<CheckpointId>,
 }
 
 /// Why `input`'s effect at `sink` was committed more than once, from the transactions that
@@ -578,19 +542,13 @@ pub fn duplicate_effect(
     events.push(first_commit.clone());
     let replay = history.replay_between(plan, Some(input), first_commit.at, second_commit.at);
     let (shape, cause, root) = match replay {
-        Some((replayed, replay_events)) => {
-            let failover = replay_events.first().map_or(first_commit.at, |e| e.at);
-            events.extend(replay_events);
+        Some(replay) => {
+            let root = history.replay_root(first, &fate_root, &replay)?;
             let cause = format!(
-                "{fate}; {replayed}, and {second} committed them a second time at {} ({sink})",
-                second_commit.at
+                "{fate}; {}, and {second} committed them a second time at {} ({sink})",
+                replay.clause, second_commit.at
             );
-            let root = match history.committed_early(first) {
-                true => {
-                    format!("{fate_root}, then the failover at {failover} read their inputs again")
-                }
-                false => history.replay_root(first_commit.at, second_commit.at)?,
-            };
+            events.extend(replay.events);
             ("duplicate-after-replay", cause, root)
         }
         None => {
@@ -647,27 +605,20 @@ pub fn misordered(
             ));
         }
     }
-    let (replayed, replay_events) = replay?;
-    let early = history.committed_early(earlier);
+    let replay = replay?;
     let (fate, fate_root, mut events) = history.transaction_fate(earlier);
-    let failover = replay_events.first().map_or(first_commit.at, |e| e.at);
-    let (first_at, second_at) = (first_commit.at, second_commit.at);
+    let root = history.replay_root(earlier, &fate_root, &replay)?;
+    let shape = match history.committed_early(earlier) {
+        true => "replay-after-early-commit",
+        false => "replay-after-failover",
+    };
+    let cause = format!(
+        "{fate}; {}, and {later} committed them at {}, after {earlier} had made later effects visible",
+        replay.clause, second_commit.at
+    );
     events.push(first_commit);
-    events.extend(replay_events);
+    events.extend(replay.events);
     events.push(second_commit);
     events.sort_by_key(|event| event.at);
-    let cause = format!(
-        "{fate}; {replayed}, and {later} committed them at {second_at}, after {earlier} had made later effects visible"
-    );
-    let (shape, root) = match early {
-        true => (
-            "replay-after-early-commit",
-            format!("{fate_root}, then the failover at {failover} read their inputs again"),
-        ),
-        false => (
-            "replay-after-failover",
-            history.replay_root(first_at, second_at)?,
-        ),
-    };
     Some(Witness::new(shape, cause, root, events))
 }
