@@ -753,14 +753,11 @@ fn shrink_file(catalog: &Catalog, path: &Path, out: Option<PathBuf>) -> Result<b
     let minimal =
         CaseFile::recorded(catalog, shrunk.case, &shrunk.outcome).map_err(|e| e.to_string())?;
     minimal.save(&out).map_err(|e| e.to_string())?;
-    let kept = match &shrunk.shape {
-        Some(shape) => format!("{} (a witness of shape {shape})", shrunk.property),
-        None => shrunk.property.to_string(),
-    };
     say!(
-        "{} simplification(s) kept in {} runs; the minimal case still violates {kept}:\n  {}\nwritten to {}\nreplay: {} replay {}",
+        "{} simplification(s) kept in {} runs; the minimal case still violates {}:\n  {}\nwritten to {}\nreplay: {} replay {}",
         shrunk.steps,
         shrunk.runs,
+        shrunk.failure,
         minimal.violations.join("\n  "),
         out.display(),
         catalog.command(),

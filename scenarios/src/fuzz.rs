@@ -16,12 +16,12 @@
 
 use crate::generated::{self, Case};
 use crate::replay::{CaseFile, Replayable};
+use crate::verdict::Failure;
 use crate::{run_case, Catalog, Verdict, BUILD_COMMIT};
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
 use snapsim_core::bugs::SeededBug;
-use snapsim_sim::check::{Property, Violation};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -132,7 +132,7 @@ pub fn fuzz(catalog: &Catalog, fuzzing: &Fuzzing) -> Result<u32, Box<Found>> {
     let first_failure = Cell::new(None::<u32>);
     // The first failure's property and witness shape: shrinking keeps both, so that a case
     // does not shrink into another bug (a simpler case failing otherwise counts as passing).
-    let kept: RefCell<Option<(Property, Option<String>)>> = RefCell::new(None);
+    let kept: RefCell<Option<Failure>> = RefCell::new(None);
     let algorithm = (fuzzing.algorithm.as_ref())
         .map(|name| catalog.algorithm(name).expect("checked by Fuzzing").clone());
     let strategy = generated::case_with(fuzzing.episodes_max, algorithm);
@@ -146,7 +146,9 @@ pub fn fuzz(catalog: &Catalog, fuzzing: &Fuzzing) -> Result<u32, Box<Found>> {
             return Ok(());
         }
         first_failure.set(first_failure.get().or(Some(ran.get())));
-        match same_failure(&mut kept.borrow_mut(), &outcome.violations) {
+        let mut kept = kept.borrow_mut();
+        let failure = kept.get_or_insert_with(|| Failure::of(&outcome.violations[0]));
+        match failure.found_in(&outcome.violations) {
             Some(violation) => Err(TestCaseError::fail(violation.to_string())),
             None => Ok(()),
         }
@@ -174,19 +176,6 @@ pub fn fuzz(catalog: &Catalog, fuzzing: &Fuzzing) -> Result<u32, Box<Found>> {
         path,
         cases_to_find: first_failure.get().unwrap_or(ran.get()),
     }))
-}
-
-/// The violation of `violations` that is the same failure as the first one `kept` (its
-/// property, and its witness's shape when it had one); the first failure is kept.
-fn same_failure<'v>(
-    kept: &mut Option<(Property, Option<String>)>,
-    violations: &'v [Violation],
-) -> Option<&'v Violation> {
-    let shape_of = |v: &Violation| v.witness.as_ref().map(|w| w.shape.clone());
-    let first = violations.first()?;
-    let (property, shape) = kept.get_or_insert_with(|| (first.property, shape_of(first)));
-    (violations.iter())
-        .find(|v| v.property == *property && (shape.is_none() || shape_of(v) == *shape))
 }
 
 /// [`fuzz`] for a test: panics on a failure with the shrunk case's violations and the line

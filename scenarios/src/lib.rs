@@ -30,6 +30,6 @@ pub use scenario::{Draws, JobFn, Scenario};
 pub use setup::{Earlier, Setup, Variant};
 pub use verdict::{
     describe_entry, describe_run, explain_run, judge, judge_variant, run, run_case, run_variant,
-    setup, trace_before_violation, CaseError, Outcome, RunError, Stats, Verdict,
+    setup, trace_before_violation, CaseError, Failure, Outcome, RunError, Stats, Verdict,
 };
 pub use version::BUILD_COMMIT;

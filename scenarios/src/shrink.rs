@@ -11,10 +11,10 @@
 
 use crate::generated::{Case, Episode, Shape};
 use crate::replay::{ReplayError, Replayable, ScenarioRun};
+use crate::verdict::Failure;
 use crate::{Catalog, Outcome, Verdict};
 use snapsim_core::config::CheckpointingMode;
 use snapsim_core::ids::Tick;
-use snapsim_sim::check::Property;
 use snapsim_sim::disk::DiskFaults;
 use snapsim_sim::faults::{Fault, FaultEvent};
 use thiserror::Error;
@@ -39,10 +39,8 @@ pub struct Shrunk {
     pub case: Replayable,
     /// Its run.
     pub outcome: Outcome,
-    /// The property it keeps violating (the original's first).
-    pub property: Property,
-    /// The shape of the witness it keeps, when the original's violation had one.
-    pub shape: Option<String>,
+    /// The failure it keeps: the original's first.
+    pub failure: Failure,
     /// Simplifications kept.
     pub steps: u32,
     /// Runs made.
@@ -60,14 +58,7 @@ pub fn shrink(
     if outcome.verdict == Verdict::Passed {
         return Err(ShrinkError::Passes);
     }
-    let property = outcome.violations[0].property;
-    let shape = (outcome.violations[0].witness.as_ref()).map(|w| w.shape.clone());
-    let same_failure = |outcome: &Outcome| {
-        (outcome.violations.iter()).any(|v| {
-            let witness_shape = v.witness.as_ref().map(|w| &w.shape);
-            v.property == property && (shape.is_none() || witness_shape == shape.as_ref())
-        })
-    };
+    let failure = Failure::of(&outcome.violations[0]);
     let mut current = materialize(catalog, case)?;
     let mut best = outcome;
     let (mut steps, mut runs) = (0, 1);
@@ -81,7 +72,7 @@ pub fn shrink(
             let Ok((outcome, _)) = candidate.run(catalog, bugs) else {
                 continue;
             };
-            if same_failure(&outcome) {
+            if failure.found_in(&outcome.violations).is_some() {
                 on_step(&what, &outcome);
                 current = candidate;
                 best = outcome;
@@ -94,8 +85,7 @@ pub fn shrink(
     Ok(Shrunk {
         case: current,
         outcome: best,
-        property,
-        shape,
+        failure,
         steps,
         runs,
     })

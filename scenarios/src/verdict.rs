@@ -247,6 +247,41 @@ fn crash(result: &RunResult, message: String) -> Violation {
     Violation::new(Property::NoCrash, message, Some(Tick(result.virtual_ticks)))
 }
 
+/// A failure as shrinking (`snapsim shrink`, the fuzz tests) keeps it: the property a violation
+/// breaks and, when it has a witness, the witness's shape, so that a case does not shrink into
+/// another bug.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub property: Property,
+    pub shape: Option<String>,
+}
+
+impl Failure {
+    pub fn of(violation: &Violation) -> Failure {
+        Failure {
+            property: violation.property,
+            shape: violation.witness.as_ref().map(|w| w.shape.clone()),
+        }
+    }
+
+    /// The violation of `violations` that is this failure, if one is.
+    pub fn found_in<'v>(&self, violations: &'v [Violation]) -> Option<&'v Violation> {
+        violations.iter().find(|v| {
+            let shape = v.witness.as_ref().map(|w| &w.shape);
+            v.property == self.property && (self.shape.is_none() || shape == self.shape.as_ref())
+        })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.shape {
+            Some(shape) => write!(f, "{} (a witness of shape {shape})", self.property),
+            None => write!(f, "{}", self.property),
+        }
+    }
+}
+
 /// Trace entries a crash's witness shows: the last ones before it.
 const CRASH_ENTRIES: usize = 4;
 
@@ -565,13 +600,10 @@ pub fn explain_run(outcome: &Outcome) -> String {
         let _ = writeln!(text, "cause {} of {}:", number + 1, causes.len());
         text.push_str(&describe_cause(cause, "  ", EXPLAIN_EVENTS_SHOWN));
     }
-    let unexplained: Vec<&Violation> = (outcome.violations.iter())
-        .filter(|v| v.witness.is_none())
-        .collect();
-    if !unexplained.is_empty() {
+    let unexplained = || (outcome.violations.iter()).filter(|v| v.witness.is_none());
+    if unexplained().next().is_some() {
         let _ = writeln!(text, "without a witness:");
-        let unexplained: Vec<Violation> = unexplained.into_iter().cloned().collect();
-        text.push_str(&describe_properties(&unexplained));
+        text.push_str(&describe_properties(unexplained()));
     }
     text
 }
@@ -643,46 +675,28 @@ pub fn describe_cause(cause: &Cause, indent: &str, events_shown: usize) -> Strin
     let events = &witness.events;
     let shown = events.len().min(events_shown);
     let (head, tail) = (shown / 2 + shown % 2, shown / 2);
-    for event in &events[..head] {
-        let _ = writeln!(
-            text,
-            "{indent}    {} {} {}",
-            event.at, event.node, event.what
-        );
-    }
+    let line =
+        |event: &WitnessEvent| format!("{indent}    {} {} {}\n", event.at, event.node, event.what);
+    text.extend(events[..head].iter().map(line));
     if events.len() > shown {
         let _ = writeln!(text, "{indent}    … {} more events", events.len() - shown);
     }
-    for event in &events[events.len() - tail..] {
-        let _ = writeln!(
-            text,
-            "{indent}    {} {} {}",
-            event.at, event.node, event.what
-        );
-    }
+    text.extend(events[events.len() - tail..].iter().map(line));
     text
 }
 
-/// Each violated property's first violation, and how many more it has.
-fn describe_properties(violations: &[Violation]) -> String {
+/// Each violated property's first violation, and whether it has more.
+fn describe_properties<'v>(violations: impl IntoIterator<Item = &'v Violation>) -> String {
     use std::fmt::Write;
+    let violations: Vec<&Violation> = violations.into_iter().collect();
     let mut text = String::new();
-    let mut index = 0;
-    while index < violations.len() {
-        let first = &violations[index];
-        let more = violations[index..]
-            .iter()
-            .take_while(|v| v.property == first.property)
-            .count()
-            - 1;
+    for same in violations.chunk_by(|a, b| a.property == b.property) {
+        let first = same[0];
         let _ = write!(text, "  violated {}: {}", first.property, first.message);
-        match more {
-            0 => text.push('\n'),
-            n => {
-                let _ = writeln!(text, " (and {n} more listed in `run --json`)");
-            }
+        match same.len() {
+            1 => text.push('\n'),
+            _ => text.push_str(" (more in `run --json`)\n"),
         }
-        index += more + 1;
     }
     text
 }

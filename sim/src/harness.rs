@@ -63,7 +63,7 @@ pub struct RunResult {
     pub committed: Vec<CommittedRecord>,
     /// Requests the sink system saw that a correct sink never makes.
     pub anomalies: Vec<SinkAnomaly>,
-    /// The sink system's commit log.
+    /// The sink system's log of the transactions it committed or aborted.
     pub sink_log: Vec<TransactionEnd>,
     /// Transactions holding records that were neither committed nor aborted.
     pub dangling_transactions: Vec<TransactionId>,

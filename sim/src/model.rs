@@ -323,6 +323,16 @@ pub struct KeyArrivals<'m> {
 }
 
 impl KeyArrivals<'_> {
+    /// The offsets of the key's inputs from one source partition, in order.
+    pub fn offsets(
+        &self,
+        (source, partition): (OperatorId, PartitionId),
+    ) -> impl DoubleEndedIterator<Item = Offset> + '_ {
+        (self.arrivals.iter())
+            .filter(move |(input, ..)| input.source == source && input.partition == partition)
+            .map(|(input, ..)| input.offset)
+    }
+
     /// The key's state after exactly its inputs below `cut`.
     pub fn state_at(&self, cut: &Cut) -> ModelState {
         let mut state = ModelState::default();

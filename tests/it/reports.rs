@@ -87,12 +87,12 @@ fn shrinking_keeps_the_failure_and_makes_the_case_smaller() {
         "the seeded bug bites this case"
     );
     let shrunk = shrink(catalog(), &case, &bugs, |_, _| {}).expect("shrinks");
-    assert_eq!(shrunk.property, before.violations[0].property);
+    assert_eq!(shrunk.failure.property, before.violations[0].property);
     let (after, _) = shrunk.case.run(catalog(), &bugs).expect("runs");
     assert!(after
         .violations
         .iter()
-        .any(|v| v.property == shrunk.property));
+        .any(|v| v.property == shrunk.failure.property));
     let (Replayable::Generated(original), Replayable::Generated(minimal)) = (&case, &shrunk.case)
     else {
         panic!("a generated case stays one");
@@ -151,5 +151,5 @@ fn a_scenario_run_shrinks_its_schedule() {
     assert!(after
         .violations
         .iter()
-        .any(|v| v.property == shrunk.property));
+        .any(|v| v.property == shrunk.failure.property));
 }

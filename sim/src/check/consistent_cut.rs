@@ -7,7 +7,7 @@ use super::{Checker, JudgedRun, Judgement};
 use crate::model::{fold, Cut, ModelState, ReferenceModel, StateAt};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointingMode;
-use snapsim_core::ids::{CheckpointId, OperatorId, TaskId, Tick};
+use snapsim_core::ids::{CheckpointId, Key, Offset, OperatorId, PartitionId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::{InputRef, Origin, Record};
@@ -25,7 +25,7 @@ pub fn consistent_cut(
     plan: &ExecutionPlan,
     model: &ReferenceModel,
 ) -> Vec<Violation> {
-    match Cuts::new(plan, model) {
+    match Cuts::new(plan, model, trace) {
         Some(cuts) => super::over(cuts, trace),
         None => Vec::new(),
     }
@@ -37,8 +37,10 @@ struct Cuts<'r> {
     model: &'r ReferenceModel,
     findings: Vec<Finding>,
     first_at: Option<Tick>,
-    /// Per checkpoint id, its snapshots, barriers and recorded channel state, for witnesses.
-    events: BTreeMap<CheckpointId, Vec<&'r TraceEntry>>,
+    /// The job's trace, and how many of its entries were observed: a witness reads a
+    /// checkpoint's snapshots, barriers and channel state there.
+    trace: &'r [TraceEntry],
+    observed: usize,
     /// Per checkpoint id, each task's snapshot: the latest taken so far.
     snapshots: BTreeMap<CheckpointId, BTreeMap<TaskId, &'r OperatorState>>,
     /// Per checkpoint id, each task's recorded in-flight records.
@@ -49,13 +51,18 @@ struct Cuts<'r> {
 
 impl<'r> Cuts<'r> {
     /// `None` for a job not in EXACTLY_ONCE mode.
-    fn new(plan: &'r ExecutionPlan, model: &'r ReferenceModel) -> Option<Cuts<'r>> {
+    fn new(
+        plan: &'r ExecutionPlan,
+        model: &'r ReferenceModel,
+        trace: &'r [TraceEntry],
+    ) -> Option<Cuts<'r>> {
         (plan.checkpoint.mode == CheckpointingMode::ExactlyOnce).then(|| Cuts {
             plan,
             model,
             findings: Vec::new(),
             first_at: None,
-            events: BTreeMap::new(),
+            trace,
+            observed: 0,
             snapshots: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             states: BTreeMap::new(),
@@ -65,6 +72,7 @@ impl<'r> Cuts<'r> {
 
 impl<'r> Judgement<'r> for Cuts<'r> {
     fn observe(&mut self, entry: &'r TraceEntry) {
+        self.observed += 1;
         let checkpoint = match &entry.event {
             TraceEvent::Engine(EngineEvent::SnapshotTaken {
                 task,
@@ -74,11 +82,6 @@ impl<'r> Judgement<'r> for Cuts<'r> {
             }) => {
                 let snapshots = self.snapshots.entry(*checkpoint).or_default();
                 snapshots.insert(*task, state);
-                self.events.entry(*checkpoint).or_default().push(entry);
-                return;
-            }
-            TraceEvent::Engine(EngineEvent::BarrierReceived { checkpoint, .. }) => {
-                self.events.entry(*checkpoint).or_default().push(entry);
                 return;
             }
             TraceEvent::Engine(EngineEvent::InFlightRecorded {
@@ -90,7 +93,6 @@ impl<'r> Judgement<'r> for Cuts<'r> {
                 let records = channels.iter().flat_map(|(_, records)| records).collect();
                 let in_flight = self.in_flight.entry(*checkpoint).or_default();
                 in_flight.insert(*task, records);
-                self.events.entry(*checkpoint).or_default().push(entry);
                 return;
             }
             TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
@@ -141,13 +143,12 @@ impl<'r> Cuts<'r> {
             if messages.is_empty() {
                 continue;
             }
-            let events = self.events.get(&checkpoint).map_or(&[][..], Vec::as_slice);
             let shown = CutShown {
                 checkpoint,
                 operator,
                 cut: &cut,
                 channel_state: !recorded.is_empty(),
-                events,
+                trace: &self.trace[..self.observed],
                 completed: entry,
             };
             let witness = shown.witness(plan, model, &found, want);
@@ -185,9 +186,6 @@ fn check_operator(
     found
 }
 
-/// Inputs looked at on each side of the cut, per lane, to find those that explain a key's
-/// state.
-const LANE_SCAN: u64 = 4_096;
 /// Inputs of one key, on one lane, moved across the cut at most.
 const KEY_INPUTS_MOVED: usize = 64;
 
@@ -199,16 +197,17 @@ struct CutShown<'a, 'r> {
     cut: &'a Cut,
     /// The snapshot has channel state.
     channel_state: bool,
-    events: &'a [&'r TraceEntry],
+    /// The trace up to the completion.
+    trace: &'r [TraceEntry],
     completed: &'r TraceEntry,
 }
 
 /// The inputs of a key on one lane that, moved across the cut, give the state a snapshot holds.
 struct Moved {
-    lane: (OperatorId, snapsim_core::ids::PartitionId),
+    lane: (OperatorId, PartitionId),
     /// Above the cut (in the snapshot though after it) or below (before it, missing).
     above: bool,
-    offsets: Vec<snapsim_core::ids::Offset>,
+    offsets: Vec<Offset>,
 }
 
 impl CutShown<'_, '_> {
@@ -267,52 +266,28 @@ impl CutShown<'_, '_> {
 
     /// The inputs of `key` on one lane that, moved across the cut, make the model's state of
     /// the key what the snapshot holds.
-    fn moved_inputs(
-        &self,
-        model: &ReferenceModel,
-        found: &ModelState,
-        key: snapsim_core::ids::Key,
-    ) -> Option<Moved> {
+    fn moved_inputs(&self, model: &ReferenceModel, found: &ModelState, key: Key) -> Option<Moved> {
         let holds = |state: &ModelState| {
             state.values.get(&key) == found.values.get(&key)
                 && state.co_sums.get(&key) == found.co_sums.get(&key)
         };
-        let of_key = |lane: (OperatorId, snapsim_core::ids::PartitionId), offset: u64| {
-            let input = InputRef {
-                source: lane.0,
-                partition: lane.1,
-                offset: snapsim_core::ids::Offset(offset),
-            };
-            model
-                .arrival(self.operator, &input)
-                .is_some_and(|(_, record)| record.key == key)
-        };
         let arrivals = model.key_arrivals(self.operator, key)?;
         for (&lane, &end) in self.cut {
             for above in [true, false] {
-                let offsets: Vec<u64> = match above {
-                    true => (end.0..end.0 + LANE_SCAN)
-                        .filter(|&o| of_key(lane, o))
+                let offsets: Vec<Offset> = match above {
+                    true => (arrivals.offsets(lane).filter(|o| *o >= end))
                         .take(KEY_INPUTS_MOVED)
                         .collect(),
-                    false => (end.0.saturating_sub(LANE_SCAN)..end.0)
-                        .rev()
-                        .filter(|&o| of_key(lane, o))
+                    false => (arrivals.offsets(lane).rev().filter(|o| *o < end))
                         .take(KEY_INPUTS_MOVED)
                         .collect(),
                 };
                 for moved in 1..=offsets.len() {
-                    let mut cut = self.cut.clone();
                     let edge = offsets[moved - 1];
-                    cut.insert(
-                        lane,
-                        snapsim_core::ids::Offset(if above { edge + 1 } else { edge }),
-                    );
+                    let mut cut = self.cut.clone();
+                    cut.insert(lane, if above { Offset(edge.0 + 1) } else { edge });
                     if holds(&arrivals.state_at(&cut)) {
-                        let mut offsets: Vec<_> = offsets[..moved]
-                            .iter()
-                            .map(|&o| snapsim_core::ids::Offset(o))
-                            .collect();
+                        let mut offsets = offsets[..moved].to_vec();
                         offsets.sort();
                         return Some(Moved {
                             lane,
@@ -335,10 +310,13 @@ impl CutShown<'_, '_> {
         source: OperatorId,
     ) -> Vec<WitnessEvent> {
         let mut events = Vec::new();
-        for entry in self.events {
+        for entry in self.trace {
             let TraceEvent::Engine(event) = &entry.event else {
                 continue;
             };
+            if part_of(event) != Some(self.checkpoint) {
+                continue;
+            }
             let what = match event {
                 EngineEvent::SnapshotTaken {
                     task: t,
@@ -396,8 +374,18 @@ impl CutShown<'_, '_> {
     }
 }
 
+/// The checkpoint a snapshot, a barrier or recorded channel state belongs to.
+fn part_of(event: &EngineEvent) -> Option<CheckpointId> {
+    match event {
+        EngineEvent::SnapshotTaken { checkpoint, .. }
+        | EngineEvent::BarrierReceived { checkpoint, .. }
+        | EngineEvent::InFlightRecorded { checkpoint, .. } => Some(*checkpoint),
+        _ => None,
+    }
+}
+
 /// The task of `operator` that owns `key`.
-fn owner(plan: &ExecutionPlan, operator: OperatorId, key: snapsim_core::ids::Key) -> TaskId {
+fn owner(plan: &ExecutionPlan, operator: OperatorId, key: Key) -> TaskId {
     let tasks: Vec<&snapsim_core::job::TaskSpec> = (plan.tasks.iter())
         .filter(|t| t.operator == operator)
         .collect();
@@ -560,7 +548,7 @@ impl Checker for ConsistentCut {
         "each completed checkpoint's state (with its channel state) equals the reference model's at its source offsets"
     }
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
-        match Cuts::new(run.plan, run.model) {
+        match Cuts::new(run.plan, run.model, run.own_trace()) {
             Some(cuts) => Box::new(cuts),
             None => super::at_end(Vec::new),
         }

@@ -1,7 +1,7 @@
 //! Exactly-once and at-least-once by provenance: each input's effect committed once (or at
 //! least once) per sink, counted against the failure-free oracle.
 
-use super::witness::{self, Finding, History};
+use super::witness::{self, Finding, History, Witness};
 use super::{at_end, Checker, Ending, JudgedRun, Judgement};
 use super::{describe, summarize, summarize_findings, Output, Property, Violation};
 use snapsim_core::ids::OperatorId;
@@ -195,6 +195,8 @@ fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
     }
     let history = History::of(run.own_trace(), run.sink_log);
     let transactions = committing_transactions(run, &miscounted);
+    // A sink's lost effects share one witness: looked for once per sink.
+    let mut lost_at: BTreeMap<OperatorId, Option<Witness>> = BTreeMap::new();
     let findings = miscounted
         .iter()
         .map(|m| {
@@ -205,7 +207,9 @@ fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
                         .map_or(&[][..], Vec::as_slice);
                     witness::duplicate_effect(&history, run.plan, m.sink, &input, committed_in)
                 }
-                (Miscount::Lost, _) => history.aborted_after_completion(run.plan, m.sink),
+                (Miscount::Lost, _) => (lost_at.entry(m.sink))
+                    .or_insert_with(|| history.aborted_after_completion(run.plan, m.sink))
+                    .clone(),
                 _ => None,
             };
             Finding {

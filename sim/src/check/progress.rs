@@ -25,7 +25,7 @@ pub fn checkpoint_progress(
 }
 
 /// The progress checker's state while it walks the trace.
-struct Progress {
+struct Progress<'r> {
     interval: u64,
     /// The longest a running job may go without a pending checkpoint.
     bound: u64,
@@ -33,9 +33,9 @@ struct Progress {
     first_at: Option<Tick>,
     /// For witnesses: the last trigger, the last failover, and when the job last began
     /// running.
-    last_trigger: Option<WitnessEvent>,
-    last_failover: Option<WitnessEvent>,
-    running_since: Option<WitnessEvent>,
+    last_trigger: Option<&'r TraceEntry>,
+    last_failover: Option<&'r TraceEntry>,
+    running_since: Option<&'r TraceEntry>,
     // While running: the checkpoints being triggered or pending, and since when none was.
     running: bool,
     pending: BTreeSet<CheckpointId>,
@@ -43,9 +43,9 @@ struct Progress {
     final_from_id: Option<CheckpointId>,
 }
 
-impl Progress {
+impl<'r> Progress<'r> {
     /// `None` for a job without periodic checkpointing.
-    fn new(plan: &ExecutionPlan, first_trigger_delay: u64) -> Option<Progress> {
+    fn new(plan: &ExecutionPlan, first_trigger_delay: u64) -> Option<Progress<'r>> {
         let interval = plan.checkpoint.interval_ticks?;
         Some(Progress {
             interval,
@@ -63,7 +63,7 @@ impl Progress {
     }
 }
 
-impl<'r> Judgement<'r> for Progress {
+impl<'r> Judgement<'r> for Progress<'r> {
     fn observe(&mut self, entry: &'r TraceEntry) {
         let at = entry.at;
         if self.running && self.pending.is_empty() && at.since(self.idle_since) > self.bound {
@@ -127,29 +127,19 @@ impl<'r> Judgement<'r> for Progress {
     }
 }
 
-impl Progress {
+impl<'r> Progress<'r> {
     /// Keeps what a witness of an idle stretch shows: the last trigger, the last failover,
     /// and when the job last began running.
-    fn remember(&mut self, entry: &TraceEntry) {
-        let at = entry.at;
-        let seen = |what: String| {
-            Some(WitnessEvent {
-                at,
-                node: entry.node,
-                what,
-            })
-        };
+    fn remember(&mut self, entry: &'r TraceEntry) {
         match &entry.event {
-            TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint, .. }) => {
-                self.last_trigger = seen(format!("{checkpoint} triggered"))
+            TraceEvent::Engine(EngineEvent::TriggerStarted { .. }) => {
+                self.last_trigger = Some(entry)
             }
-            TraceEvent::Engine(EngineEvent::Failover { cause }) => {
-                self.last_failover = seen(format!("failover: {cause}"))
-            }
+            TraceEvent::Engine(EngineEvent::Failover { .. }) => self.last_failover = Some(entry),
             TraceEvent::Engine(EngineEvent::JobStatus {
                 status: JobStatus::Running,
                 ..
-            }) => self.running_since = seen("the job runs".into()),
+            }) => self.running_since = Some(entry),
             _ => {}
         }
     }
@@ -157,21 +147,20 @@ impl Progress {
     /// Why no checkpoint came until `now`: the last trigger, and the failover after it when
     /// there was one (the scheduler did not resume).
     fn idle_witness(&self, now: Tick) -> Witness {
-        let events: Vec<WitnessEvent> =
-            [&self.last_trigger, &self.last_failover, &self.running_since]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-        let mut events = events;
+        let remembered = [self.last_trigger, self.last_failover, self.running_since];
+        let mut events: Vec<WitnessEvent> = remembered
+            .into_iter()
+            .flatten()
+            .map(witness_event)
+            .collect();
         events.sort_by_key(|event| event.at);
         let idle = now.since(self.idle_since);
-        let after_failover = match (&self.last_failover, &self.last_trigger) {
+        let after_failover = match (self.last_failover, self.last_trigger) {
             (Some(failover), Some(trigger)) if failover.at >= trigger.at => Some(failover.at),
             (Some(failover), None) => Some(failover.at),
             _ => None,
         };
-        let (shape, cause, root) = match (after_failover, &self.running_since) {
+        let (shape, cause, root) = match (after_failover, self.running_since) {
             (Some(failover), Some(running)) => (
                 "no-trigger-after-failover",
                 format!(
@@ -190,6 +179,22 @@ impl Progress {
             ),
         };
         Witness::new(shape, cause, root, events)
+    }
+}
+
+/// A remembered trigger, failover or start of running, as a witness event.
+fn witness_event(entry: &TraceEntry) -> WitnessEvent {
+    let what = match &entry.event {
+        TraceEvent::Engine(EngineEvent::TriggerStarted { checkpoint, .. }) => {
+            format!("{checkpoint} triggered")
+        }
+        TraceEvent::Engine(EngineEvent::Failover { cause }) => format!("failover: {cause}"),
+        _ => "the job runs".to_string(),
+    };
+    WitnessEvent {
+        at: entry.at,
+        node: entry.node,
+        what,
     }
 }
 

@@ -1,7 +1,7 @@
 //! State consistency: each committed value is the reference model's for exactly the inputs
 //! committed before it in its key's order.
 
-use super::witness::{self, Finding, History};
+use super::witness::{self, Finding, History, Witness};
 use super::{at_end, Checker, JudgedRun, Judgement};
 use super::{describe, summarize, summarize_findings, Property, Violation};
 use crate::model::{emitted_value, fold, ModelState, ReferenceModel};
@@ -174,26 +174,7 @@ fn state_consistency_witnessed(run: &JudgedRun) -> Vec<Violation> {
         .into_iter()
         .map(|(message, wrong)| {
             let record = &run.committed[wrong.index];
-            let input = match &record.record.origin {
-                Origin::Input(input) => Some(input),
-                Origin::Window { .. } => None,
-            };
-            let sink = &run.plan.tasks[record.sink.index()].name;
-            // The key's previous value came from another transaction, or the value was
-            // computed after a restore that output already visible did not survive.
-            let earlier = |later| {
-                let misordered = |earlier| {
-                    witness::misordered(&history, run.plan, sink, (earlier, later), input)
-                };
-                (wrong.earlier.and_then(misordered))
-                    .or_else(|| misordered(history.last_early_commit(record.sink, later)?))
-                    .or_else(|| {
-                        // The value's own transaction went first, before an older one.
-                        let older = history.older_committed_after(later)?;
-                        witness::misordered(&history, run.plan, sink, (later, older), input)
-                    })
-            };
-            let witness = record.transaction.and_then(earlier);
+            let witness = value_witness(&history, run.plan, record, wrong.earlier);
             Finding {
                 message,
                 subject: format!("key {}", record.record.key),
@@ -202,6 +183,28 @@ fn state_consistency_witnessed(run: &JudgedRun) -> Vec<Violation> {
         })
         .collect();
     summarize_findings(Property::StateConsistency, findings, first_at)
+}
+
+/// Why `record`'s value is not the model's, read off the transactions around its own: the
+/// key's previous value came from another transaction (`earlier`) committed out of order, or
+/// the value was computed after a restore that output already visible did not survive, or
+/// its own transaction went first, before one of an older checkpoint.
+fn value_witness(
+    history: &History,
+    plan: &ExecutionPlan,
+    record: &CommittedRecord,
+    earlier: Option<TransactionId>,
+) -> Option<Witness> {
+    let later = record.transaction?;
+    let sink = &plan.tasks[record.sink.index()].name;
+    let input = match &record.record.origin {
+        Origin::Input(input) => Some(input),
+        Origin::Window { .. } => None,
+    };
+    let misordered = |first, then| witness::misordered(history, plan, sink, (first, then), input);
+    (earlier.and_then(|earlier| misordered(earlier, later)))
+        .or_else(|| misordered(history.last_early_commit(record.sink, later)?, later))
+        .or_else(|| misordered(later, history.older_committed_after(later)?))
 }
 
 /// Each committed value is the model's.

@@ -85,7 +85,7 @@ pub fn storage(
     ended: Option<JobStatus>,
     files: &[String],
 ) -> Vec<Violation> {
-    super::over(StorageCheck::new(plan, ended, files), trace)
+    super::over(StorageCheck::new(plan, ended, files, trace), trace)
 }
 
 /// The storage checker's state while it walks the trace, with one method per event kind.
@@ -109,19 +109,15 @@ struct StorageCheck<'t> {
     end_recorded: bool,
     findings: Vec<Finding>,
     first_at: Option<Tick>,
-    /// For witnesses: each file's last write and its deletion, each completion persisted,
-    /// the acknowledgements and the aborts.
-    writes: BTreeMap<&'t str, &'t TraceEntry>,
-    deletions: BTreeMap<&'t str, &'t TraceEntry>,
-    completions: BTreeMap<CheckpointId, &'t TraceEntry>,
-    acknowledgements: Vec<&'t TraceEntry>,
-    aborts: Vec<&'t TraceEntry>,
-    /// The job's start from a snapshot path, if it started from one.
-    started_from: Option<&'t TraceEntry>,
+    /// The job's trace, and how many of its entries were observed: witnesses read the
+    /// writes, acknowledgements, aborts, deletions and completions behind a violation there.
+    trace: &'t [TraceEntry],
+    observed: usize,
 }
 
 impl<'t> Judgement<'t> for StorageCheck<'t> {
     fn observe(&mut self, entry: &'t TraceEntry) {
+        self.observed += 1;
         self.last_at = entry.at;
         self.see(entry);
     }
@@ -139,7 +135,12 @@ impl<'t> Judgement<'t> for StorageCheck<'t> {
 }
 
 impl<'t> StorageCheck<'t> {
-    fn new(plan: &'t ExecutionPlan, ended: Option<JobStatus>, files: &'t [String]) -> Self {
+    fn new(
+        plan: &'t ExecutionPlan,
+        ended: Option<JobStatus>,
+        files: &'t [String],
+        trace: &'t [TraceEntry],
+    ) -> Self {
         StorageCheck {
             plan,
             ended,
@@ -155,12 +156,8 @@ impl<'t> StorageCheck<'t> {
             end_recorded: false,
             findings: Vec::new(),
             first_at: None,
-            writes: BTreeMap::new(),
-            deletions: BTreeMap::new(),
-            completions: BTreeMap::new(),
-            acknowledgements: Vec::new(),
-            aborts: Vec::new(),
-            started_from: None,
+            trace,
+            observed: 0,
         }
     }
 
@@ -174,6 +171,33 @@ impl<'t> StorageCheck<'t> {
         });
     }
 
+    /// The latest observed entry that `wanted` picks.
+    fn latest(&self, wanted: impl Fn(&TraceEvent) -> bool) -> Option<&'t TraceEntry> {
+        self.trace[..self.observed]
+            .iter()
+            .rev()
+            .find(|entry| wanted(&entry.event))
+    }
+
+    /// The latest write of `file`.
+    fn write_of(&self, file: &str) -> Option<&'t TraceEntry> {
+        self.latest(|e| matches!(e, TraceEvent::Storage(StorageEvent::Written { path, .. }) if path == file))
+    }
+
+    /// The latest deletion of `file`.
+    fn deletion_of(&self, file: &str) -> Option<&'t TraceEntry> {
+        self.latest(
+            |e| matches!(e, TraceEvent::Storage(StorageEvent::Deleted { path }) if path == file),
+        )
+    }
+
+    /// The latest persisted completion of `checkpoint`.
+    fn completion_of(&self, checkpoint: CheckpointId) -> Option<&'t TraceEntry> {
+        self.latest(|e| {
+            matches!(e, TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint: c, .. }) if *c == checkpoint)
+        })
+    }
+
     fn event(entry: &TraceEntry, what: String) -> WitnessEvent {
         WitnessEvent {
             at: entry.at,
@@ -184,7 +208,8 @@ impl<'t> StorageCheck<'t> {
 
     /// Why deleting a file of the snapshot the job started from is wrong: how the job took it.
     fn restored_snapshot_deleted(&self, deleted: &TraceEntry) -> Option<Witness> {
-        let started = self.started_from?;
+        let started =
+            self.latest(|e| matches!(e, TraceEvent::Engine(EngineEvent::RestoredFromPath { .. })))?;
         let TraceEvent::Engine(EngineEvent::RestoredFromPath {
             path,
             checkpoint,
@@ -221,11 +246,11 @@ impl<'t> StorageCheck<'t> {
     /// Why a completion lists `file` that was not durable (or never written): the task that
     /// writes it acknowledged before it was synced.
     fn not_durable(&self, checkpoint: CheckpointId, file: &str) -> Option<Witness> {
-        let written = self.writes.get(file);
-        let completion = self.completions.get(&checkpoint)?;
+        let written = self.write_of(file);
+        let completion = self.completion_of(checkpoint)?;
         let task = file.rsplit('/').next()?;
-        let acknowledged = self.acknowledgements.iter().rev().find(|entry| {
-            matches!(&entry.event, TraceEvent::Engine(EngineEvent::Acknowledged { task: t, checkpoint: c })
+        let acknowledged = self.latest(|e| {
+            matches!(e, TraceEvent::Engine(EngineEvent::Acknowledged { task: t, checkpoint: c })
                 if *c == checkpoint && t.to_string() == task)
         })?;
         let state = match written {
@@ -259,11 +284,17 @@ impl<'t> StorageCheck<'t> {
 
     /// Why a completion lists `file` that had been deleted: the discard that deleted it.
     fn deleted_before_completion(&self, checkpoint: CheckpointId, file: &str) -> Option<Witness> {
-        let deleted = self.deletions.get(file)?;
-        let completion = self.completions.get(&checkpoint)?;
-        let abort = (self.aborts.iter().rev()).find(|entry| entry.at <= deleted.at);
+        let deleted = self.deletion_of(file)?;
+        let completion = self.completion_of(checkpoint)?;
+        let abort = (self.trace[..self.observed].iter().rev()).find(|entry| {
+            entry.at <= deleted.at
+                && matches!(
+                    entry.event,
+                    TraceEvent::Engine(EngineEvent::CheckpointAborted { .. })
+                )
+        });
         let mut events = vec![];
-        if let Some(written) = self.writes.get(file) {
+        if let Some(written) = self.write_of(file) {
             events.push(Self::event(written, format!("{file} written")));
         }
         let by = match abort {
@@ -299,9 +330,6 @@ impl<'t> StorageCheck<'t> {
 
     /// Takes one trace entry into account, flagging what it breaks.
     fn see(&mut self, entry: &'t TraceEntry) {
-        if let TraceEvent::Engine(EngineEvent::RestoredFromPath { .. }) = &entry.event {
-            self.started_from = Some(entry);
-        }
         if let Some(message) = self.restored.see(&entry.event, entry.at, self.end_recorded) {
             let witness = self.restored_snapshot_deleted(entry);
             self.violation(entry.at, message, "the restored snapshot", witness);
@@ -310,12 +338,7 @@ impl<'t> StorageCheck<'t> {
             TraceEvent::Storage(StorageEvent::Written { path, .. }) => {
                 self.written.insert(path.as_str());
                 self.durable.insert(path, false);
-                self.writes.insert(path, entry);
             }
-            TraceEvent::Engine(EngineEvent::Acknowledged { .. }) => {
-                self.acknowledgements.push(entry)
-            }
-            TraceEvent::Engine(EngineEvent::CheckpointAborted { .. }) => self.aborts.push(entry),
             TraceEvent::Storage(StorageEvent::Synced { path }) => {
                 self.durable.insert(path, true);
             }
@@ -323,12 +346,8 @@ impl<'t> StorageCheck<'t> {
                 self.durable.remove(path.as_str());
                 self.gone.insert(path, (entry.at, Gone::Lost));
             }
-            TraceEvent::Storage(StorageEvent::Deleted { path }) => {
-                self.deletions.insert(path, entry);
-                self.deleted(path, entry.at)
-            }
+            TraceEvent::Storage(StorageEvent::Deleted { path }) => self.deleted(path, entry.at),
             TraceEvent::Engine(EngineEvent::CompletionPersisting { checkpoint, files }) => {
-                self.completions.insert(*checkpoint, entry);
                 self.completion_persisting(*checkpoint, files, entry.at)
             }
             // A completion is persisted first, so its files are known.
@@ -388,9 +407,10 @@ impl<'t> StorageCheck<'t> {
     /// Why deleting `path` broke retention: the completions of the retained checkpoints that
     /// reference it, then the deletion.
     fn retained_file_deleted(&self, path: &str, users: &[String]) -> Option<Witness> {
-        let deleted = self.deletions.get(path)?;
-        let mut events: Vec<WitnessEvent> = (self.completions.iter())
-            .filter(|(id, _)| users.contains(&id.to_string()))
+        let deleted = self.deletion_of(path)?;
+        let mut events: Vec<WitnessEvent> = (self.retained.iter())
+            .filter(|id| users.contains(&id.to_string()))
+            .filter_map(|&id| Some((id, self.completion_of(id)?)))
             .map(|(id, entry)| {
                 Self::event(
                     entry,
@@ -501,6 +521,11 @@ impl Checker for Storage {
         "every file of a checkpoint is durable before its completion is persisted, is kept while a retained checkpoint needs it, and none is left behind"
     }
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
-        Box::new(StorageCheck::new(run.plan, run.terminated, run.files))
+        Box::new(StorageCheck::new(
+            run.plan,
+            run.terminated,
+            run.files,
+            run.own_trace(),
+        ))
     }
 }
