@@ -136,6 +136,50 @@ pub enum Message {
 }
 
 impl Message {
+    /// A short name for a message-sequence chart (`ack chk-3`, `commit txn task-4/attempt-2/#4`),
+    /// or none for the bulk a chart leaves out: registrations, heartbeats, and data that
+    /// carries only records and watermarks.
+    pub fn label(&self) -> Option<String> {
+        let label = match self {
+            Message::RegisterTaskManager { .. } | Message::Heartbeat { .. } => return None,
+            Message::DeployTasks {
+                attempt,
+                restored_checkpoint,
+                ..
+            } => match restored_checkpoint {
+                Some(checkpoint) => format!("deploy {attempt} from {checkpoint}"),
+                None => format!("deploy {attempt}"),
+            },
+            Message::CancelTasks { attempt } => format!("cancel {attempt}"),
+            Message::TaskRunning { task, .. } => format!("{task} running"),
+            Message::TaskDataFinished { task, .. } => format!("{task} read all"),
+            Message::TaskFinished { task, .. } => format!("{task} finished"),
+            Message::TaskFailed { task, .. } => format!("{task} failed"),
+            Message::TriggerCheckpoint { barrier, .. } => format!("trigger {}", barrier.id),
+            Message::Acknowledge {
+                task, checkpoint, ..
+            } => format!("ack {checkpoint} ({task})"),
+            Message::Decline {
+                task, checkpoint, ..
+            } => format!("decline {checkpoint} ({task})"),
+            Message::NotifyCheckpointComplete { checkpoint, .. } => {
+                format!("{checkpoint} complete")
+            }
+            Message::NotifyCheckpointAborted { checkpoint, .. } => format!("abort {checkpoint}"),
+            Message::Data { events, .. } => return data_label(events),
+            Message::TriggerSavepoint => "savepoint".to_string(),
+            Message::CancelJob => "cancel job".to_string(),
+            Message::Storage(request) => request.op.to_string(),
+            Message::StorageResult(response) => match &response.result {
+                Ok(_) => "done".to_string(),
+                Err(error) => format!("failed: {error}"),
+            },
+            Message::Sink(request) => request.to_string(),
+            Message::SinkResult(reply) => reply.to_string(),
+        };
+        Some(label)
+    }
+
     /// A checkpoint RPC: fire and forget, so losing it costs a checkpoint at most (a timeout,
     /// a later completion, or an abort notice makes up for it), never the job.
     pub fn is_checkpoint_rpc(&self) -> bool {
@@ -148,6 +192,20 @@ impl Message {
                 | Message::NotifyCheckpointAborted { .. }
         )
     }
+}
+
+/// A data message's name on a chart: its barriers, cancellation markers and end of data (the
+/// records between them are left out).
+fn data_label(events: &[StreamEvent]) -> Option<String> {
+    let names: Vec<String> = (events.iter())
+        .filter_map(|event| match event {
+            StreamEvent::Record(_) | StreamEvent::Watermark(_) => None,
+            StreamEvent::Barrier(barrier) => Some(format!("barrier {}", barrier.id)),
+            StreamEvent::CancelMarker(checkpoint) => Some(format!("cancel {checkpoint}")),
+            StreamEvent::EndOfData => Some("end of data".to_string()),
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// What a node wants done after handling one input: messages to send, events to trace.

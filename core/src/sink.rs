@@ -77,6 +77,33 @@ pub enum SinkReply {
     Written { write: WriteId },
 }
 
+impl std::fmt::Display for SinkRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkRequest::Write {
+                transaction,
+                records,
+            } => write!(f, "write {} records to {transaction}", records.len()),
+            SinkRequest::PreCommit { transaction } => write!(f, "pre-commit {transaction}"),
+            SinkRequest::Commit { transaction } => write!(f, "commit {transaction}"),
+            SinkRequest::Abort { transaction } => write!(f, "abort {transaction}"),
+            SinkRequest::WriteCommitted { records, .. } => {
+                write!(f, "write {} records", records.len())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SinkReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkReply::PreCommitted { transaction } => write!(f, "{transaction} pre-committed"),
+            SinkReply::Committed { transaction } => write!(f, "{transaction} committed"),
+            SinkReply::Written { .. } => f.write_str("written"),
+        }
+    }
+}
+
 /// One record in the committed output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedRecord {

@@ -7,7 +7,8 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f4f4f4}table.facts td,table.facts th,table.events td,table.events th{text-align:left}\
 .verdict{font-size:1.3em;font-weight:bold}.passed{color:#2e7d32}.failed{color:#c62828}\
 .violation{background:#fdecea;padding:.5em;border-left:4px solid #c62828}\
-pre{background:#f6f8fa;padding:.5em;overflow-x:auto;font-size:12px}.chart svg{max-width:100%;height:auto}";
+pre{background:#f6f8fa;padding:.5em;overflow-x:auto;font-size:12px}.chart svg{max-width:100%;height:auto}\
+.legend{font-size:12px;color:#555;margin-top:0}";
 
 /// Appends one formatted line to a String.
 macro_rules! out {

@@ -3,6 +3,8 @@
 //! and as one self-contained HTML page.
 
 use crate::charts::{checkpoint_chart_svg, timeline_svg};
+pub use crate::sequence::MessageView;
+use crate::sequence::{sequence_svg, Sequence};
 use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
 use snapsim_sim::analysis::{Ending, Timeline};
 use std::path::Path;
@@ -28,6 +30,18 @@ pub struct CauseView {
     pub root: String,
     /// The events that make the violations true: time (ms), node, what.
     pub events: Vec<(u64, String, String)>,
+    /// The messages sent or taken at those events (when the run logged its messages).
+    pub messages: Vec<MessageView>,
+}
+
+impl CauseView {
+    /// What its message-sequence chart draws.
+    fn sequence(&self) -> Sequence<'_> {
+        Sequence {
+            events: &self.events,
+            messages: &self.messages,
+        }
+    }
 }
 
 /// Everything a run report shows.
@@ -49,14 +63,26 @@ pub struct RunReport {
     pub trace_before: Vec<String>,
     /// The command that replays the run.
     pub replay: String,
+    /// The cluster's nodes, one lane each in the message-sequence charts: JobManager,
+    /// TaskManagers, storage, sink system.
+    pub nodes: Vec<String>,
     /// What happened when.
     pub timeline: Timeline,
 }
 
 /// The columns of a cause's events.
-const EVENT_HEADERS: [&str; 3] = ["time", "node", "event"];
+const EVENT_HEADERS: [&str; 4] = ["#", "time", "node", "event"];
 
-/// The files a run report consists of.
+/// What a message-sequence chart shows, under it.
+const SEQUENCE_LEGEND: &str = "One lane per node. The numbered points are the events in the table below; arrows are the messages sent or taken at them (✕: lost); grey bands: the node was down; red dashed lines: failovers; orange marks: other faults. Dotted gaps skip time in which nothing of this cause happens.";
+
+/// The file of the message-sequence chart of the `number`th cause (from 1).
+fn sequence_file(number: usize) -> String {
+    format!("cause-{number}.svg")
+}
+
+/// The files a run report always consists of; a failing run's report adds a
+/// message-sequence chart per cause (`cause-1.svg`, …).
 pub const RUN_FILES: [&str; 4] = [
     "report.md",
     "report.html",
@@ -75,10 +101,13 @@ impl RunReport {
             out!(w, "## Why ({} of {})\n", number + 1, self.causes.len());
             out!(w, "{}\n", cause.cause);
             out!(w, "It explains {} ({}).\n", cause.explains, cause.root);
-            let rows: Vec<Vec<String>> = (cause.events.iter())
-                .map(|(at, node, what)| vec![format!("{at} ms"), node.clone(), what.clone()])
-                .collect();
-            out!(w, "{}", markdown_table(&EVENT_HEADERS, &rows));
+            out!(
+                w,
+                "![message-sequence chart]({})\n",
+                sequence_file(number + 1)
+            );
+            out!(w, "{SEQUENCE_LEGEND}\n");
+            out!(w, "{}", markdown_table(&EVENT_HEADERS, &event_rows(cause)));
         }
         out!(w, "| | |\n|---|---|");
         for (name, value) in &self.facts {
@@ -161,10 +190,13 @@ impl RunReport {
                 escape(&cause.explains),
                 escape(&cause.root)
             );
-            let rows: Vec<Vec<String>> = (cause.events.iter())
-                .map(|(at, node, what)| vec![format!("{at} ms"), node.clone(), what.clone()])
-                .collect();
-            let table = html_table(&EVENT_HEADERS, &rows);
+            out!(
+                w,
+                "<div class=\"chart\">{}</div><p class=\"legend\">{}</p>",
+                sequence_svg(&cause.sequence(), number + 1, &self.nodes, &self.timeline),
+                escape(SEQUENCE_LEGEND)
+            );
+            let table = html_table(&EVENT_HEADERS, &event_rows(cause));
             out!(
                 w,
                 "{}",
@@ -273,6 +305,10 @@ impl RunReport {
         std::fs::write(dir.join("report.md"), self.markdown())?;
         std::fs::write(dir.join("report.html"), self.html())?;
         std::fs::write(dir.join("timeline.svg"), timeline_svg(&self.timeline))?;
+        for (number, cause) in self.causes.iter().enumerate() {
+            let chart = sequence_svg(&cause.sequence(), number + 1, &self.nodes, &self.timeline);
+            std::fs::write(dir.join(sequence_file(number + 1)), chart)?;
+        }
         std::fs::write(
             dir.join("checkpoints.svg"),
             checkpoint_chart_svg(&self.timeline),
@@ -377,6 +413,16 @@ const FAILOVER_HEADERS: [&str; 5] = [
 ];
 
 const LEGEND: &str = "Checkpoints from trigger to completion (green), abort (red) or the end of the run (grey), savepoints in blue, each labelled with its id; faults (orange triangles); nodes down from crash to restart (dark); barrier alignment per task from its first barrier to its snapshot (purple); failovers (red lines) and the job running again (green lines).";
+
+/// A cause's events as table rows, numbered as the chart numbers them.
+fn event_rows(cause: &CauseView) -> Vec<Vec<String>> {
+    (cause.events.iter().enumerate())
+        .map(|(index, (at, node, what))| {
+            let number = (index + 1).to_string();
+            vec![number, format!("{at} ms"), node.clone(), what.clone()]
+        })
+        .collect()
+}
 
 fn at_suffix(at: Option<u64>) -> String {
     at.map_or(String::new(), |at| format!(" (at {at} ms)"))

@@ -522,7 +522,11 @@ fn execute(
             .with(filter)
             .init();
     }
-    let (wall, ran) = wall_time(|| case.run(catalog, bugs));
+    let (wall, ran) = match output.report {
+        // The report's message-sequence charts draw the run's messages: keep their log.
+        Some(_) => wall_time(|| case.run_for_report(catalog, bugs)),
+        None => wall_time(|| case.run(catalog, bugs)),
+    };
     let (outcome, result) = ran.map_err(|e| e.to_string())?;
     write_trace(output.trace.as_deref(), &result.trace)?;
     let replay_line = match (&recorded, &output.save_case) {

@@ -239,6 +239,7 @@ impl Case {
             cluster,
             schedule: schedule(&self.episodes),
             after: None,
+            logs_messages: false,
         })
     }
 }

@@ -789,6 +789,7 @@ fn throughput_run(
         cluster,
         schedule,
         after: None,
+        logs_messages: false,
     };
     let judged = judge(catalog, &sink_label(throughput), seed, setup);
     judged.expect("a valid job").0

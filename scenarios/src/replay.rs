@@ -80,6 +80,25 @@ impl Replayable {
         catalog: &Catalog,
         bugs: &[String],
     ) -> Result<(Outcome, RunResult), ReplayError> {
+        self.run_logging(catalog, bugs, false)
+    }
+
+    /// Runs the case as [`run`](Self::run) does, keeping the log of messages between nodes
+    /// that a report's message-sequence chart draws ([`RunResult::messages`]).
+    pub fn run_for_report(
+        &self,
+        catalog: &Catalog,
+        bugs: &[String],
+    ) -> Result<(Outcome, RunResult), ReplayError> {
+        self.run_logging(catalog, bugs, true)
+    }
+
+    fn run_logging(
+        &self,
+        catalog: &Catalog,
+        bugs: &[String],
+        logs_messages: bool,
+    ) -> Result<(Outcome, RunResult), ReplayError> {
         match self {
             Replayable::Generated(case) => {
                 let bugs = SeededBug::all_named(bugs).map_err(NameError::from)?;
@@ -89,6 +108,7 @@ impl Replayable {
                 (setup.schedule.validate(&setup.cluster))
                     .map_err(|e| ReplayError::Schedule(e.to_string()))?;
                 setup.job.bugs.extend(bugs);
+                setup.logs_messages = logs_messages;
                 Ok(judge(catalog, "generated", case.seed, setup)?)
             }
             Replayable::Scenario(run) => {
@@ -102,6 +122,7 @@ impl Replayable {
                         .map_err(|e| ReplayError::Schedule(e.to_string()))?;
                     setup.schedule = schedule.clone();
                 }
+                setup.logs_messages = logs_messages;
                 Ok(judge_variant(catalog, scenario, run.seed, &variant, setup)?)
             }
         }

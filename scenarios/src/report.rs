@@ -3,11 +3,12 @@
 use crate::replay::{CaseFile, CaseFileError, ReplayError, Replayable, ScenarioRun};
 use crate::verdict::causes;
 use crate::{describe_entry, trace_before_violation, Catalog, Outcome, Verdict};
-use snapsim_reports::run::{CauseView, RunReport, ViolationView};
+use snapsim_core::messages::Address;
+use snapsim_reports::run::{CauseView, MessageView, RunReport, ViolationView};
 use snapsim_sim::analysis::Timeline;
 use snapsim_sim::harness::RunResult;
-use snapsim_sim::trace::TraceEntry;
-use std::collections::BTreeMap;
+use snapsim_sim::trace::MessageRecord;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -33,8 +34,8 @@ pub enum ReportError {
     Replay(#[from] ReplayError),
 }
 
-/// A run's causes, as the report shows them.
-fn cause_views(outcome: &Outcome) -> Vec<CauseView> {
+/// A run's causes, as the report shows them, with the logged messages that meet each.
+fn cause_views(outcome: &Outcome, messages: &[MessageRecord]) -> Vec<CauseView> {
     (causes(&outcome.violations).iter())
         .map(|cause| CauseView {
             cause: cause.witness.cause.clone(),
@@ -49,12 +50,31 @@ fn cause_views(outcome: &Outcome) -> Vec<CauseView> {
             events: (cause.witness.events.iter())
                 .map(|e| (e.at.0, e.node.to_string(), e.what.clone()))
                 .collect(),
+            messages: (cause.witness.messages(messages).into_iter())
+                .map(|m| MessageView {
+                    from: m.from.to_string(),
+                    to: m.to.to_string(),
+                    sent: m.sent.0,
+                    delivered: m.delivered.map(|at| at.0),
+                    what: m.what.clone(),
+                })
+                .collect(),
         })
         .collect()
 }
 
+/// The nodes of a run, in lane order (JobManager, TaskManagers, storage, sink system): every
+/// node that traced an event or sent or took a message.
+fn nodes(result: &RunResult) -> Vec<String> {
+    let traced = result.trace.iter().map(|entry| entry.node);
+    let messaging = (result.messages.iter()).flat_map(|m| [m.from, m.to]);
+    let nodes: BTreeSet<Address> = traced.chain(messaging).collect();
+    nodes.iter().map(|node| node.to_string()).collect()
+}
+
 /// The report of one run.
-pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) -> RunReport {
+pub fn run_report(outcome: &Outcome, result: &RunResult, replay_line: &str) -> RunReport {
+    let trace = &result.trace;
     let s = &outcome.stats;
     let mut facts = vec![
         ("scenario".to_string(), outcome.scenario.clone()),
@@ -99,7 +119,7 @@ pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) ->
         verdict: format!("{:?}", outcome.verdict),
         passed: outcome.verdict == Verdict::Passed,
         facts,
-        causes: cause_views(outcome),
+        causes: cause_views(outcome, &result.messages),
         violations: outcome
             .violations
             .iter()
@@ -113,6 +133,7 @@ pub fn run_report(outcome: &Outcome, trace: &[TraceEntry], replay_line: &str) ->
             .map(|(_, entries)| entries.iter().map(describe_entry).collect())
             .unwrap_or_default(),
         replay: replay_line.to_string(),
+        nodes: nodes(result),
         timeline: Timeline::from_trace(trace),
     }
 }
@@ -124,7 +145,7 @@ pub fn write_run_report(
     result: &RunResult,
     replay_line: &str,
 ) -> Result<(), ReportError> {
-    run_report(outcome, &result.trace, replay_line)
+    run_report(outcome, result, replay_line)
         .write(dir)
         .map_err(|error| ReportError::File {
             path: dir.display().to_string(),
@@ -139,7 +160,7 @@ pub fn report_case_file(
     dir: &Path,
 ) -> Result<Outcome, ReportError> {
     let file = CaseFile::load(path)?;
-    let (outcome, result) = file.case.run(catalog, &file.bugs)?;
+    let (outcome, result) = file.case.run_for_report(catalog, &file.bugs)?;
     let replay_line = format!("{} replay {}", catalog.command(), path.display());
     write_run_report(dir, &outcome, &result, &replay_line)?;
     Ok(outcome)
@@ -166,13 +187,13 @@ pub fn write_failure_reports(
             outcome.seed,
             &outcome.variant,
         ));
-        let (again, result) = case.run(catalog, &outcome.variant.bugs)?;
+        let (again, result) = case.run_for_report(catalog, &outcome.variant.bugs)?;
         std::fs::create_dir_all(&dir).map_err(|error| ReportError::File {
             path: dir.display().to_string(),
             error,
         })?;
         CaseFile::recorded(catalog, case, &again)?.save(&dir.join("case.json"))?;
-        let mut report = run_report(&again, &result.trace, &outcome.replay_line(catalog));
+        let mut report = run_report(&again, &result, &outcome.replay_line(catalog));
         if again.trace_hash != outcome.trace_hash {
             // Another build (or a determinism bug): the report shows this run, not the sweep's.
             report.facts.push((

@@ -71,6 +71,7 @@ pub(crate) fn resume(
         inputs_max: INPUTS_MAX_DEFAULT,
         after: None,
         hands_over: true,
+        logs_messages: false,
     });
     let (RunEnd::Terminated(JobStatus::Canceled), Some(after)) = (&run.end, run.handover) else {
         return Err(format!(

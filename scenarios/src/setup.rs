@@ -21,6 +21,9 @@ pub struct Setup {
     /// The run of an earlier job on the same cluster, when this job resumes from the snapshot
     /// that one left (see [`resume`]); the oracle starts from it too.
     pub after: Option<Earlier>,
+    /// Keep the log of messages between nodes for a report's message-sequence chart (see
+    /// [`RunConfig::logs_messages`](snapsim_sim::world::RunConfig::logs_messages)).
+    pub logs_messages: bool,
 }
 
 /// The run of an earlier job that a setup's job follows.
@@ -148,6 +151,7 @@ impl Variant {
             cluster,
             schedule,
             after,
+            logs_messages: false,
         })
     }
 }

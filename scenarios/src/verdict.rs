@@ -352,6 +352,7 @@ impl Simulated {
             bound,
         };
         let first_trigger_delay = setup.cluster.first_trigger_delay_ticks;
+        let logs_messages = setup.logs_messages;
         let earlier = handover.as_ref().map_or(0, |before| before.trace.len());
         let disk = schedule.disk.clone();
         let result = harness::run(RunConfig {
@@ -362,6 +363,7 @@ impl Simulated {
             inputs_max: INPUTS_MAX_DEFAULT,
             after: handover,
             hands_over: false,
+            logs_messages,
         });
         Simulated {
             result,
@@ -428,6 +430,7 @@ fn earlier_failed(
         files: Vec::new(),
         probes: Default::default(),
         handover: None,
+        messages: Vec::new(),
     };
     let violation = Violation::new(Property::NoCrash, message, None);
     let outcome = Outcome {

@@ -12,7 +12,7 @@ use crate::disk::SimDisk;
 use crate::driver::nodes;
 use crate::faults::Fault;
 use crate::rng::{SimRng, Stream};
-use crate::trace::{trace_hash, StorageEvent, TraceEntry, TraceEvent};
+use crate::trace::{trace_hash, MessageRecord, StorageEvent, TraceEntry, TraceEvent};
 use crate::world::{lock, Clock, SharedWorld, SlowLink, SlowNode, World};
 use crate::world::{CrashTrigger, SETTLE_TICKS};
 pub use crate::world::{Handover, RunConfig};
@@ -78,6 +78,9 @@ pub struct RunResult {
     pub probes: ProbeSet,
     /// What a following run needs, when asked for and the run did not panic.
     pub handover: Option<Arc<Handover>>,
+    /// The messages between nodes, when asked for ([`RunConfig::logs_messages`]); this run's
+    /// only, not an earlier job's it follows.
+    pub messages: Vec<MessageRecord>,
 }
 
 /// Runs one simulation on a fresh OS thread and returns its result.
@@ -146,6 +149,7 @@ fn new_world(
         inputs: 0,
         inputs_max: config.inputs_max,
         inboxes: BTreeMap::new(),
+        messages: config.logs_messages.then(Vec::new),
     }))
 }
 
@@ -190,6 +194,7 @@ fn run_result(seed: u64, ended: Ended, probes: ProbeSet, world: &World) -> RunRe
         files: ended.files,
         probes,
         handover,
+        messages: world.messages.clone().unwrap_or_default(),
     }
 }
 
@@ -394,7 +399,7 @@ impl Adversary {
         }
         if let Some(inbox) = world.inboxes.get(&Address::JobManager) {
             // A JobManager that is going away drops it, as a real one would.
-            let _ = inbox.unbounded_send((Address::JobManager, command));
+            let _ = inbox.unbounded_send((Address::JobManager, command, None));
         }
     }
 

@@ -67,6 +67,20 @@ pub struct TraceEntry {
 }
 
 /// The hash that proves determinism: FNV-1a (64 bit) over the bincode encoding of every entry,
+/// One message between nodes, for a message-sequence chart: kept beside the trace only when a
+/// run is asked for it ([`crate::world::RunConfig::logs_messages`]), and only messages with a
+/// [`label`](snapsim_core::messages::Message::label).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub from: Address,
+    pub to: Address,
+    pub sent: Tick,
+    /// When the receiver took it; none when it was lost (a fault, or a receiver that went down).
+    pub delivered: Option<Tick>,
+    /// What it was, e.g. `ack chk-3 (task-1)`.
+    pub what: String,
+}
+
 /// in order. Equal traces give equal hashes on every platform.
 pub fn trace_hash(trace: &[TraceEntry]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -5,7 +5,7 @@
 use crate::faults::FaultSchedule;
 use crate::faults::WriteMoment;
 use crate::rng::SimRng;
-use crate::trace::{TraceEntry, TraceEvent};
+use crate::trace::{MessageRecord, TraceEntry, TraceEvent};
 use futures::channel::mpsc;
 use madsim::time::{Instant, TimeHandle};
 use snapsim_core::cluster::ClusterConfig;
@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub after: Option<Arc<Handover>>,
     /// Keep what a following run needs ([`RunResult::handover`]).
     pub hands_over: bool,
+    /// Keep a log of the messages between nodes ([`RunResult::messages`]): about 30,000 a run,
+    /// so only when a report draws them.
+    pub logs_messages: bool,
 }
 
 /// What a run leaves to a run that follows it on the same cluster: see [`RunConfig::after`].
@@ -89,14 +92,48 @@ pub(crate) struct World {
     pub(crate) inputs: u64,
     pub(crate) inputs_max: u64,
     /// Each running node's inbox, for a client's commands.
-    pub(crate) inboxes: BTreeMap<Address, mpsc::UnboundedSender<(Address, Message)>>,
+    pub(crate) inboxes: BTreeMap<Address, mpsc::UnboundedSender<Envelope>>,
+    /// The log of messages, when the run keeps one; a message carries its index here.
+    pub(crate) messages: Option<Vec<MessageRecord>>,
 }
+
+/// A message on its way to a node's inbox: the sender, the message, and its entry in the
+/// message log (if the run keeps one).
+pub(crate) type Envelope = (Address, Message, Option<usize>);
 
 impl World {
     pub(crate) fn record(&mut self, at: Tick, node: Address, event: TraceEvent) {
         // Logged as it happens (`snapsim run --log`); nothing is formatted unless asked for.
         tracing::debug!(target: "snapsim::trace", "{} {:?} {:?}", at, node, event);
         self.trace.push(TraceEntry { at, node, event });
+    }
+
+    /// Logs a message sent now (when the run keeps a log and the message has a label); its
+    /// index in the log.
+    pub(crate) fn log_sent(
+        &mut self,
+        from: Address,
+        to: Address,
+        message: &Message,
+        now: Tick,
+    ) -> Option<usize> {
+        let log = self.messages.as_mut()?;
+        let what = message.label()?;
+        log.push(MessageRecord {
+            from,
+            to,
+            sent: now,
+            delivered: None,
+            what,
+        });
+        Some(log.len() - 1)
+    }
+
+    /// Marks a logged message delivered now.
+    pub(crate) fn log_delivered(&mut self, logged: Option<usize>, now: Tick) {
+        if let (Some(index), Some(log)) = (logged, self.messages.as_mut()) {
+            log[index].delivered = Some(now);
+        }
     }
 
     /// The extra delay of the next message on a link, drawn when the link is slow.

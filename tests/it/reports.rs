@@ -4,7 +4,7 @@
 use crate::{catalog, find};
 use snapsim_reports::run::RUN_FILES;
 use snapsim_scenarios::replay::{CaseFile, Replayable, ScenarioRun};
-use snapsim_scenarios::report::write_run_report;
+use snapsim_scenarios::report::{run_report, write_run_report};
 use snapsim_scenarios::shrink::{shrink, ShrinkError};
 use snapsim_scenarios::{run, Verdict};
 use snapsim_sim::analysis::{Ending, Timeline};
@@ -152,4 +152,47 @@ fn a_scenario_run_shrinks_its_schedule() {
         .violations
         .iter()
         .any(|v| v.property == shrunk.failure.property));
+}
+
+/// Why: a message-sequence chart must draw the messages that carry the cause, and logging
+/// them must not change the run. With `commit-at-snapshot`, the snapshot's commit request
+/// goes from the sink task's TaskManager to the sink system and arrives as the early commit:
+/// the chart's arrow joins the two events of the witness.
+#[test]
+fn the_chart_of_an_early_commit_draws_the_commit_request() {
+    let (case, bugs) = case_with_bug("commit-at-snapshot");
+    let (plain, _) = case.run(catalog(), &bugs).expect("runs");
+    let (outcome, result) = case.run_for_report(catalog(), &bugs).expect("runs");
+    assert_eq!(
+        outcome.trace_hash, plain.trace_hash,
+        "the log is not the run"
+    );
+    assert!(!result.messages.is_empty(), "asked for, the log is kept");
+
+    let report = run_report(&outcome, &result, "replay");
+    let cause = (report.causes.iter())
+        .find(|cause| cause.cause.contains("before its checkpoint"))
+        .expect("the early commit is a cause");
+    let snapshot = (cause.events.iter())
+        .find(|(_, _, what)| what.contains("pre-commits"))
+        .expect("the snapshot that committed early");
+    let commit = (cause.events.iter())
+        .find(|(_, node, _)| node == "sink-system")
+        .expect("the early commit");
+    let request = (cause.messages.iter()).find(|m| {
+        (m.from == snapshot.1 && m.sent == snapshot.0)
+            && (m.to == commit.1 && m.delivered == Some(commit.0))
+            && m.what.starts_with("commit txn")
+    });
+    assert!(
+        request.is_some(),
+        "no commit request from {snapshot:?} to {commit:?} in {:#?}",
+        cause.messages
+    );
+    let html = report.html();
+    assert_eq!(
+        html.matches("<svg").count(),
+        2 + report.causes.len(),
+        "the timeline, the checkpoint chart and a chart per cause"
+    );
 }

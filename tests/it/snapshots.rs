@@ -74,18 +74,14 @@ fn the_report_of_a_failing_run() {
 #[test]
 fn the_run_report_of_a_failing_run() {
     let (outcome, result) = failing_run();
-    let report = run_report(
-        &outcome,
-        &result.trace,
-        "cargo run --release -- replay case.json",
-    );
+    let report = run_report(&outcome, &result, "cargo run --release -- replay case.json");
     let hash = format!("{:016x}", outcome.trace_hash);
     insta::assert_snapshot!(report.markdown().replace(&hash, "<trace hash>"));
     let html = report.html();
     assert_eq!(
         html.matches("<svg").count(),
-        2,
-        "the timeline and the checkpoint chart"
+        2 + report.causes.len(),
+        "the timeline, the checkpoint chart and a message-sequence chart per cause"
     );
     assert!(html.contains("First violated property: consistent-cut"));
 }

@@ -8,7 +8,7 @@
 //! [`group`] folds them into the first, counting the rest, so a run with thousands of
 //! violations reads as a handful of causes.
 
-use crate::trace::{TraceEntry, TraceEvent};
+use crate::trace::{MessageRecord, TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
 use snapsim_core::ids::{Attempt, CheckpointId, Offset, OperatorId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
@@ -54,6 +54,30 @@ impl Witness {
             subjects: String::new(),
             instances: 1,
         }
+    }
+}
+
+/// The most messages drawn into and out of one witness event.
+const MESSAGES_PER_EVENT: usize = 4;
+
+impl Witness {
+    /// The logged messages that meet the witness's events: the ones its events' nodes sent
+    /// at an event's time, and the ones they took at an event's time (at most
+    /// [`MESSAGES_PER_EVENT`] each way per event), in the log's order (by send time).
+    pub fn messages<'a>(&self, log: &'a [MessageRecord]) -> Vec<&'a MessageRecord> {
+        let mut chosen: Vec<usize> = Vec::new();
+        for event in &self.events {
+            let sent = (log.iter().enumerate())
+                .filter(|(_, m)| m.from == event.node && m.sent == event.at)
+                .take(MESSAGES_PER_EVENT);
+            let taken = (log.iter().enumerate())
+                .filter(|(_, m)| m.to == event.node && m.delivered == Some(event.at))
+                .take(MESSAGES_PER_EVENT);
+            chosen.extend(sent.chain(taken).map(|(index, _)| index));
+        }
+        chosen.sort_unstable();
+        chosen.dedup();
+        chosen.into_iter().map(|index| &log[index]).collect()
     }
 }
 

@@ -11,7 +11,7 @@ use super::storage::{StorageService, StorageWorld};
 use crate::disk::SimDisk;
 use crate::faults::WriteMoment;
 use crate::trace::{StorageEvent, TraceEvent};
-use crate::world::{lock, Clock, RunConfig, SharedWorld};
+use crate::world::{lock, Clock, Envelope, RunConfig, SharedWorld};
 use futures::channel::mpsc::{self, TryRecvError};
 use futures::channel::oneshot;
 use futures::StreamExt;
@@ -106,12 +106,11 @@ impl Node for WorldSink {
     }
 }
 
-type Envelope = (Address, Message);
-/// What goes over a connection: the sender, its messages in order, and how the receiver
-/// says it has them.
+/// What goes over a connection: the sender, its messages in order (each with its entry in the
+/// message log), and how the receiver says it has them.
 struct Batch {
     from: Address,
-    messages: Vec<Message>,
+    messages: Vec<(Message, Option<usize>)>,
     delivered: oneshot::Sender<()>,
 }
 
@@ -137,10 +136,9 @@ async fn listen(
                         .downcast::<Batch>()
                         .expect("nodes send only batches");
                     let from = batch.from;
-                    let delivered = batch
-                        .messages
-                        .into_iter()
-                        .all(|message| inbox.unbounded_send((from, message)).is_ok());
+                    let delivered = batch.messages.into_iter().all(|(message, logged)| {
+                        inbox.unbounded_send((from, message, logged)).is_ok()
+                    });
                     if !delivered {
                         break;
                     }
@@ -193,7 +191,10 @@ async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, w
         }
         let now = clock.now();
         let out = match next {
-            Some(Some((from, message))) => host.deliver(now, from, message),
+            Some(Some((from, message, logged))) => {
+                lock(&world).log_delivered(logged, now);
+                host.deliver(now, from, message)
+            }
             Some(None) => return, // The inbox closed: the node is going away.
             None => host.tick(now),
         };
@@ -215,10 +216,11 @@ async fn storage_main(clock: Clock, world: SharedWorld) {
             world: world.clone(),
         },
     };
-    while let Some((from, message)) = incoming.next().await {
+    while let Some((from, message, logged)) = incoming.next().await {
         if !count_input(&world) {
             return futures::future::pending().await;
         }
+        lock(&world).log_delivered(logged, clock.now());
         let Message::Storage(request) = message else {
             unreachable!("the storage node only serves storage requests, got {message:?}")
         };
@@ -273,7 +275,7 @@ impl StorageWorld for SimStorageWorld {
 struct Links {
     address: Address,
     endpoint: Arc<Endpoint>,
-    queues: BTreeMap<Address, mpsc::UnboundedSender<(Tick, Message)>>,
+    queues: BTreeMap<Address, mpsc::UnboundedSender<Queued>>,
     /// When the last message queued on each link may leave (slow links keep FIFO order).
     last_ready: BTreeMap<Address, Tick>,
     clock: Clock,
@@ -313,6 +315,7 @@ impl Links {
     /// Queues `message` on the link to `target` at `now` (unless a fault loses it).
     fn send(&mut self, now: Tick, target: Address, message: Message) {
         let mut world = lock(&self.world);
+        let logged = world.log_sent(self.address, target, &message, now);
         if world.loses(self.address, target, &message, now) {
             let lost = TraceEvent::MessageLost {
                 to: target,
@@ -339,10 +342,13 @@ impl Links {
             queue
         });
         queue
-            .unbounded_send((ready, message))
+            .unbounded_send((ready, message, logged))
             .expect("a link's task lives as long as its node");
     }
 }
+
+/// A message waiting on a link: when it may leave, and its entry in the message log.
+type Queued = (Tick, Message, Option<usize>);
 
 /// One direction between two nodes.
 struct Link {
@@ -361,9 +367,9 @@ impl Link {
     /// a payload per message, or payloads sent without waiting, let a busy link fall ever
     /// further behind (a TCP connection coalesces small writes and keeps a window the same
     /// way).
-    async fn run(self, mut messages: mpsc::UnboundedReceiver<(Tick, Message)>) {
+    async fn run(self, mut messages: mpsc::UnboundedReceiver<Queued>) {
         let mut connection: Option<madsim::net::Sender> = None;
-        let mut queued: VecDeque<(Tick, Message)> = VecDeque::new();
+        let mut queued: VecDeque<Queued> = VecDeque::new();
         loop {
             if queued.is_empty() {
                 match messages.next().await {
@@ -374,15 +380,20 @@ impl Link {
             while let Ok(next) = messages.try_recv() {
                 queued.push_back(next);
             }
-            let (first_ready, _) = queued.front().expect("a message is queued");
+            let (first_ready, _, _) = queued.front().expect("a message is queued");
             if *first_ready > self.clock.now() {
                 sleep_until(self.clock.instant(*first_ready)).await;
                 continue; // Take what arrived meanwhile too.
             }
             // Ready times never decrease along a link, so the due messages are a prefix.
             let now = self.clock.now();
-            let due = queued.iter().take_while(|(ready, _)| *ready <= now).count();
-            let batch: Vec<Message> = queued.drain(..due).map(|(_, message)| message).collect();
+            let due = queued
+                .iter()
+                .take_while(|(ready, _, _)| *ready <= now)
+                .count();
+            let batch: Vec<_> = (queued.drain(..due))
+                .map(|(_, message, logged)| (message, logged))
+                .collect();
             loop {
                 if lock(&self.world).down.contains(&self.to) {
                     connection = None; // The messages are lost with their receiver.
