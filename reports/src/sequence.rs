@@ -584,9 +584,14 @@ fn draw_time_labels(w: &mut String, lanes: &Lanes, axis: &Axis, cause: &Sequence
             lanes.bottom() - 2.0,
             lanes.bottom() + 2.0
         );
+        // A label at the chart's right edge ends there rather than past it.
+        let anchor = match x + 30.0 > WIDTH {
+            true => "end",
+            false => "middle",
+        };
         out!(
             w,
-            "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">{at} ms</text>",
+            "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"#555\">{at} ms</text>",
             y + 2.0
         );
     }

@@ -506,8 +506,14 @@ impl Simulated {
     /// for a job that ended for good rightly without finishing, how it ended.
     fn ending(&self, plan: &ExecutionPlan) -> (Ending, Vec<Violation>, Option<String>) {
         let at = Some(Tick(self.result.virtual_ticks));
+        let own_trace = &self.result.trace[self.earlier..];
+        // The job did not finish: its witness is where it stopped.
         let not_judged = |property, message| {
-            let violation = Violation::new(property, message, at);
+            let stalled = check::stall_witness(own_trace, plan, Tick(self.result.virtual_ticks));
+            let violation = Violation {
+                witness: Some(stalled),
+                ..Violation::new(property, message, at)
+            };
             (Ending::NotJudged, vec![violation], None)
         };
         match &self.result.end {
@@ -522,7 +528,6 @@ impl Simulated {
             }
             RunEnd::Terminated(JobStatus::Finished) => (Ending::Finished, Vec::new(), None),
             RunEnd::Terminated(status) => {
-                let own_trace = &self.result.trace[self.earlier..];
                 match liveness::justified_end(own_trace, plan, *status, &self.disk) {
                     Ok(why) => {
                         let how = format!("{status:?}: {why}");

@@ -20,6 +20,7 @@ mod output;
 mod progress;
 mod recovery;
 mod sink_protocol;
+mod stall;
 mod state_consistency;
 mod storage;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use output::{at_least_once, committed_part, duplicates, exactly_once};
 pub use progress::checkpoint_progress;
 pub use recovery::recovery;
 pub use sink_protocol::sink_protocol;
+pub use stall::stall_witness;
 pub use state_consistency::state_consistency;
 pub use storage::storage;
 pub use tolerable_failures::{recount_failures, tolerable_failures, FailureRecount};

@@ -270,3 +270,100 @@ fn a_property_reads_back_by_name_and_an_added_one_is_kept_once() {
     let old: Property = serde_json::from_str("\"ConsistentCut\"").expect("a variant name");
     assert_eq!(old, Property::ConsistentCut);
 }
+
+/// Why: a job that did not finish must say where it stopped: its last progress, the pending
+/// checkpoint, and what each task waited for (here: one source's snapshot never acknowledged,
+/// one aggregate aligning without the other source's barrier, the rest without a barrier), and
+/// the TaskManager that stayed down.
+#[test]
+fn a_stalled_job_names_what_each_task_waited_for() {
+    use snapsim_core::operator::OperatorState;
+    use snapsim_core::trace::JobStatus;
+    let plan = snapsim_core::testing::keyed_sum_job(8, None)
+        .build()
+        .expect("valid");
+    let (attempt, chk) = (Attempt(1), CheckpointId(2));
+    let engine = |at: u64, node: Address, event: EngineEvent| TraceEntry {
+        at: Tick(at),
+        node,
+        event: TraceEvent::Engine(event),
+    };
+    let (jm, tm0, tm1) = (
+        Address::JobManager,
+        Address::TaskManager(snapsim_core::ids::TaskManagerId(0)),
+        Address::TaskManager(snapsim_core::ids::TaskManagerId(1)),
+    );
+    let snapshot = |task: u32| EngineEvent::SnapshotTaken {
+        task: TaskId(task),
+        attempt,
+        checkpoint: chk,
+        state: OperatorState::Stateless,
+    };
+    let trace = vec![
+        engine(
+            1,
+            jm,
+            EngineEvent::JobStatus {
+                status: JobStatus::Running,
+                attempt,
+            },
+        ),
+        engine(
+            10,
+            jm,
+            EngineEvent::CheckpointCompleted {
+                checkpoint: CheckpointId(1),
+            },
+        ),
+        engine(20, jm, EngineEvent::CheckpointTriggered { checkpoint: chk }),
+        engine(21, tm0, snapshot(0)),
+        engine(
+            21,
+            tm0,
+            EngineEvent::Acknowledged {
+                task: TaskId(0),
+                checkpoint: chk,
+            },
+        ),
+        engine(22, tm0, snapshot(1)),
+        engine(
+            23,
+            tm1,
+            EngineEvent::BarrierReceived {
+                task: TaskId(2),
+                attempt,
+                channel: ChannelIndex(0),
+                from: TaskId(0),
+                checkpoint: chk,
+            },
+        ),
+        TraceEntry {
+            at: Tick(25),
+            node: tm1,
+            event: TraceEvent::Crash,
+        },
+    ];
+    let witness = stall_witness(&trace, &plan, Tick(500));
+    assert_eq!(witness.shape, "stalled");
+    for words in [
+        "no progress after chk-1 completed at t=10",
+        "at the end (t=500) it was Running",
+        "chk-2, triggered at t=20, still pending",
+        "acknowledged: source[0]",
+        "aligning, no barrier from source[1]: sum[0]",
+        "no barrier yet: sum[1], sink[0], sink[1]",
+        "snapshotted, never acknowledged: source[1]",
+        "tm-1 was down since t=25",
+    ] {
+        assert!(
+            witness.cause.contains(words),
+            "'{words}' not in: {}",
+            witness.cause
+        );
+    }
+    assert_eq!(
+        witness.events.iter().map(|e| e.at.0).collect::<Vec<_>>(),
+        [10, 20, 22, 23, 25],
+        "the progress, the trigger, the unacknowledged snapshot, the aligning task's first barrier, the crash"
+    );
+}
