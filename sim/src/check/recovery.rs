@@ -34,12 +34,14 @@ pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
 
 /// Each restore of a known snapshot, kept to compare its in-flight records once the trace is
 /// over (they are restored after the state, possibly in several parts).
-struct Restore {
-    at: Tick,
+struct Restore<'t> {
+    /// The task's `Restored` entry.
+    entry: &'t TraceEntry,
     task: TaskId,
     checkpoint: CheckpointId,
-    /// The in-flight records the snapshot recorded.
+    /// The in-flight records the snapshot recorded, and where it recorded them.
     recorded: u64,
+    recorded_entry: Option<&'t TraceEntry>,
     /// Those restored so far.
     restored: u64,
 }
@@ -54,9 +56,9 @@ struct RecoveryCheck<'t> {
     highest_triggered: Option<CheckpointId>,
     triggered_at: BTreeMap<CheckpointId, Tick>,
     life: Coordination,
-    snapshots: BTreeMap<(TaskId, CheckpointId), &'t OperatorState>,
-    in_flight_recorded: BTreeMap<(TaskId, CheckpointId), u64>,
-    restores: Vec<Restore>,
+    snapshots: BTreeMap<(TaskId, CheckpointId), (&'t TraceEntry, &'t OperatorState)>,
+    in_flight_recorded: BTreeMap<(TaskId, CheckpointId), (u64, &'t TraceEntry)>,
+    restores: Vec<Restore<'t>>,
     /// Each task's latest entry in `restores`.
     latest_restore: BTreeMap<TaskId, usize>,
 }
@@ -71,7 +73,7 @@ impl<'t> Judgement<'t> for RecoveryCheck<'t> {
             TraceEvent::Engine(event) => event,
             _ => return,
         };
-        self.see(event, entry.at);
+        self.see(entry, event);
     }
 
     fn finish(self: Box<Self>) -> Vec<Violation> {
@@ -97,8 +99,12 @@ impl<'t> RecoveryCheck<'t> {
         }
     }
 
-    fn flag(&mut self, at: Tick, message: String) {
-        self.flag_witnessed(at, message, None);
+    /// Flags a broken rule: its message reads the `events` as the cause; `root` is what the
+    /// violations of the rule share.
+    fn broke(&mut self, shape: &str, root: &str, message: String, events: Vec<WitnessEvent>) {
+        let at = events.last().expect("a rule is broken at an event").at;
+        let witness = Witness::new(shape, message.clone(), root.to_string(), events);
+        self.flag_witnessed(at, message, Some(witness));
     }
 
     fn flag_witnessed(&mut self, at: Tick, message: String, witness: Option<Witness>) {
@@ -111,7 +117,8 @@ impl<'t> RecoveryCheck<'t> {
     }
 
     /// Takes one engine event into account, flagging what it breaks.
-    fn see(&mut self, event: &'t EngineEvent, at: Tick) {
+    fn see(&mut self, entry: &'t TraceEntry, event: &'t EngineEvent) {
+        let at = entry.at;
         match event {
             // A JobManager that starts over from its HA record has a new coordinator.
             EngineEvent::JobStatus {
@@ -148,12 +155,12 @@ impl<'t> RecoveryCheck<'t> {
             EngineEvent::Deployed { attempt, restored } => {
                 self.deployed(attempt, restored.as_ref(), at)
             }
-            _ => self.see_task_state(event, at),
+            _ => self.see_task_state(entry, event),
         }
     }
 
     /// The events about what tasks snapshot and restore.
-    fn see_task_state(&mut self, event: &'t EngineEvent, at: Tick) {
+    fn see_task_state(&mut self, entry: &'t TraceEntry, event: &'t EngineEvent) {
         match event {
             EngineEvent::SnapshotTaken {
                 task,
@@ -161,7 +168,7 @@ impl<'t> RecoveryCheck<'t> {
                 state,
                 ..
             } => {
-                self.snapshots.insert((*task, *checkpoint), state);
+                self.snapshots.insert((*task, *checkpoint), (entry, state));
             }
             EngineEvent::InFlightRecorded {
                 task,
@@ -170,7 +177,7 @@ impl<'t> RecoveryCheck<'t> {
                 ..
             } => {
                 self.in_flight_recorded
-                    .insert((*task, *checkpoint), *records);
+                    .insert((*task, *checkpoint), (*records, entry));
             }
             EngineEvent::InFlightRestored {
                 task,
@@ -188,7 +195,7 @@ impl<'t> RecoveryCheck<'t> {
                 task,
                 checkpoint,
                 state,
-            } => self.restored(*task, *checkpoint, state, at),
+            } => self.restored(entry, (*task, *checkpoint), state),
             _ => {}
         }
     }
@@ -196,28 +203,32 @@ impl<'t> RecoveryCheck<'t> {
     /// Judged where the coordinator decides (Flink's `CheckpointRequestDecider`).
     fn trigger_started(&mut self, checkpoint: CheckpointId, kind: TriggerKind, at: Tick) {
         let config = self.config;
+        let started = jm(at, format!("{checkpoint} started ({kind:?})"));
         if kind != TriggerKind::Savepoint
             && self.life.pending.len() >= config.max_concurrent as usize
         {
             let pending = self.life.pending.len();
-            self.flag(
-                at,
-                format!(
-                    "{checkpoint} triggered with {pending} pending (max concurrent {})",
-                    config.max_concurrent
-                ),
+            let mut events: Vec<WitnessEvent> = (self.life.pending.iter())
+                .map(|(id, &at)| jm(at, format!("{id} started, still pending")))
+                .collect();
+            events.push(started.clone());
+            let message = format!(
+                "{checkpoint} triggered with {pending} pending (max concurrent {})",
+                config.max_concurrent
             );
+            let root = "a trigger beyond the checkpoints' max concurrent";
+            self.broke("max-concurrent-exceeded", root, message, events);
         }
         if let (TriggerKind::Periodic, Some(last)) = (kind, self.life.last_completion) {
             if at.since(last) < config.min_pause_ticks {
-                self.flag(
-                    at,
-                    format!(
-                        "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
-                        at.since(last),
-                        config.min_pause_ticks
-                    ),
+                let message = format!(
+                    "{checkpoint} triggered {} ms after the last completion (min pause {} ms)",
+                    at.since(last),
+                    config.min_pause_ticks
                 );
+                let events = vec![jm(last, "the last completion".to_string()), started];
+                let root = "periodic triggers within the min pause";
+                self.broke("min-pause-not-kept", root, message, events);
             }
         }
         self.life.pending.insert(checkpoint, at);
@@ -225,10 +236,14 @@ impl<'t> RecoveryCheck<'t> {
 
     fn triggered(&mut self, checkpoint: CheckpointId, at: Tick) {
         if let Some(highest) = self.highest_triggered.filter(|h| checkpoint <= *h) {
-            self.flag(
-                at,
-                format!("{checkpoint} triggered after {highest}: ids must increase"),
-            );
+            let message = format!("{checkpoint} triggered after {highest}: ids must increase");
+            let mut events = Vec::new();
+            if let Some(&before) = self.triggered_at.get(&highest) {
+                events.push(jm(before, format!("{highest} triggered")));
+            }
+            events.push(jm(at, format!("{checkpoint} triggered")));
+            let root = "checkpoint ids that do not increase";
+            self.broke("checkpoint-id-not-increasing", root, message, events);
         }
         self.highest_triggered = self.highest_triggered.max(Some(checkpoint));
         self.triggered_at.insert(checkpoint, at);
@@ -237,14 +252,17 @@ impl<'t> RecoveryCheck<'t> {
     fn all_acknowledged(&mut self, checkpoint: CheckpointId, at: Tick) {
         if let Some(&triggered) = self.triggered_at.get(&checkpoint) {
             if at.since(triggered) > self.config.timeout_ticks {
-                self.flag(
-                    at,
-                    format!(
-                        "{checkpoint} collected its last acknowledgement {} ms after its trigger (timeout {} ms)",
-                        at.since(triggered),
-                        self.config.timeout_ticks
-                    ),
+                let message = format!(
+                    "{checkpoint} collected its last acknowledgement {} ms after its trigger (timeout {} ms)",
+                    at.since(triggered),
+                    self.config.timeout_ticks
                 );
+                let events = vec![
+                    jm(triggered, format!("{checkpoint} triggered")),
+                    jm(at, format!("{checkpoint}'s last acknowledgement")),
+                ];
+                let root = "checkpoints kept past their timeout";
+                self.broke("kept-past-timeout", root, message, events);
             }
         }
     }
@@ -254,14 +272,17 @@ impl<'t> RecoveryCheck<'t> {
         if *reason == CheckpointFailureReason::Expired {
             if let Some(&triggered) = self.triggered_at.get(&checkpoint) {
                 if at.since(triggered) < self.config.timeout_ticks {
-                    self.flag(
-                        at,
-                        format!(
-                            "{checkpoint} expired {} ms after its trigger (timeout {} ms)",
-                            at.since(triggered),
-                            self.config.timeout_ticks
-                        ),
+                    let message = format!(
+                        "{checkpoint} expired {} ms after its trigger (timeout {} ms)",
+                        at.since(triggered),
+                        self.config.timeout_ticks
                     );
+                    let events = vec![
+                        jm(triggered, format!("{checkpoint} triggered")),
+                        jm(at, format!("{checkpoint} aborted as expired")),
+                    ];
+                    let root = "checkpoints expired before their timeout";
+                    self.broke("expired-before-timeout", root, message, events);
                 }
             }
         }
@@ -296,11 +317,6 @@ impl<'t> RecoveryCheck<'t> {
     ) -> Option<Witness> {
         let restored = restored?;
         let latest = self.latest_completed;
-        let jm = |at: Tick, what: String| WitnessEvent {
-            at,
-            node: Address::JobManager,
-            what,
-        };
         let mut events = Vec::new();
         if let Some(&triggered) = self.triggered_at.get(&restored) {
             events.push(jm(triggered, format!("{restored} triggered")));
@@ -326,33 +342,38 @@ impl<'t> RecoveryCheck<'t> {
         Some(Witness::new(shape, cause, root, events))
     }
 
+    /// A task's restore (`entry`) of its snapshot of a checkpoint.
     fn restored(
         &mut self,
-        task: TaskId,
-        checkpoint: CheckpointId,
+        entry: &'t TraceEntry,
+        (task, checkpoint): (TaskId, CheckpointId),
         state: &OperatorState,
-        at: Tick,
     ) {
         // Restores from a path read snapshots of another run: nothing to compare.
-        if let Some(&snapshotted) = self.snapshots.get(&(task, checkpoint)) {
-            let recorded = self.in_flight_recorded.get(&(task, checkpoint));
-            self.latest_restore.insert(task, self.restores.len());
-            self.restores.push(Restore {
-                at,
-                task,
-                checkpoint,
-                recorded: *recorded.unwrap_or(&0),
-                restored: 0,
-            });
-            if snapshotted != state {
-                self.flag(
-                    at,
-                    format!(
-                        "{task} restored {checkpoint} with another state than it snapshotted: {}",
-                        state_difference(snapshotted, state)
-                    ),
-                );
-            }
+        let Some(&(snapshot, snapshotted)) = self.snapshots.get(&(task, checkpoint)) else {
+            return;
+        };
+        let recorded = self.in_flight_recorded.get(&(task, checkpoint));
+        self.latest_restore.insert(task, self.restores.len());
+        self.restores.push(Restore {
+            entry,
+            task,
+            checkpoint,
+            recorded: recorded.map_or(0, |(records, _)| *records),
+            recorded_entry: recorded.map(|(_, entry)| *entry),
+            restored: 0,
+        });
+        if snapshotted != state {
+            let message = format!(
+                "{task} restored {checkpoint} with another state than it snapshotted: {}",
+                state_difference(snapshotted, state)
+            );
+            let events = vec![
+                at_entry(snapshot, format!("{task} snapshots {checkpoint}")),
+                at_entry(entry, format!("{task} restores {checkpoint}")),
+            ];
+            let root = "tasks restoring another state than they snapshotted";
+            self.broke("restored-other-state", root, message, events);
         }
     }
 
@@ -360,20 +381,47 @@ impl<'t> RecoveryCheck<'t> {
     fn violations(mut self) -> Vec<Violation> {
         for restore in std::mem::take(&mut self.restores) {
             let Restore {
-                at,
+                entry,
                 task,
                 checkpoint,
                 recorded,
+                recorded_entry,
                 restored,
             } = restore;
             if recorded != restored {
-                self.flag(
-                    at,
-                    format!("{task} restored {restored} in-flight records of {checkpoint}, its snapshot recorded {recorded}"),
-                );
+                let message = format!("{task} restored {restored} in-flight records of {checkpoint}, its snapshot recorded {recorded}");
+                let mut events = Vec::new();
+                if let Some(recorded_entry) = recorded_entry {
+                    let what =
+                        format!("{task} records {recorded} in-flight records for {checkpoint}");
+                    events.push(at_entry(recorded_entry, what));
+                }
+                let what =
+                    format!("{task} restores {checkpoint}; {restored} in-flight records follow");
+                events.push(at_entry(entry, what));
+                let root = "restores with another count of in-flight records than recorded";
+                self.broke("in-flight-count-differs", root, message, events);
             }
         }
         summarize_findings(Property::Recovery, self.findings, self.first_at)
+    }
+}
+
+/// A JobManager event of a witness.
+fn jm(at: Tick, what: String) -> WitnessEvent {
+    WitnessEvent {
+        at,
+        node: Address::JobManager,
+        what,
+    }
+}
+
+/// A witness event at a trace entry's time and node.
+fn at_entry(entry: &TraceEntry, what: String) -> WitnessEvent {
+    WitnessEvent {
+        at: entry.at,
+        node: entry.node,
+        what,
     }
 }
 

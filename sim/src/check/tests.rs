@@ -367,3 +367,151 @@ fn a_stalled_job_names_what_each_task_waited_for() {
         "the progress, the trigger, the unacknowledged snapshot, the aligning task's first barrier, the crash"
     );
 }
+
+/// Why: the recovery checker's configuration rules must be able to fail, each with the events
+/// that break it as its witness: a trigger beyond max concurrent and within the min pause, an
+/// id that does not increase, a checkpoint kept past its timeout and one expired before it, a
+/// restore of another state than snapshotted and of fewer in-flight records than recorded.
+#[test]
+fn recovery_flags_each_broken_rule_with_its_events() {
+    use snapsim_core::operator::OperatorState;
+    use snapsim_core::trace::TriggerKind;
+    let mut plan = snapsim_core::testing::keyed_sum_job(8, None)
+        .build()
+        .expect("valid");
+    let config = &mut plan.checkpoint;
+    (
+        config.max_concurrent,
+        config.min_pause_ticks,
+        config.timeout_ticks,
+    ) = (1, 50, 100);
+    let (jm, tm) = (
+        Address::JobManager,
+        Address::TaskManager(snapsim_core::ids::TaskManagerId(0)),
+    );
+    let at = |at: u64, node: Address, event: EngineEvent| TraceEntry {
+        at: Tick(at),
+        node,
+        event: TraceEvent::Engine(event),
+    };
+    let start = |checkpoint: u64| EngineEvent::TriggerStarted {
+        checkpoint: CheckpointId(checkpoint),
+        kind: TriggerKind::Periodic,
+    };
+    let trigger = |checkpoint: u64| EngineEvent::CheckpointTriggered {
+        checkpoint: CheckpointId(checkpoint),
+    };
+    let keyed = |value: i64| OperatorState::Keyed {
+        values: [(Key(1), value)].into(),
+    };
+    let (task, attempt) = (TaskId(2), Attempt(1));
+    let trace = vec![
+        at(10, jm, start(1)),
+        at(10, jm, trigger(1)),
+        at(
+            20,
+            jm,
+            EngineEvent::CheckpointCompleted {
+                checkpoint: CheckpointId(1),
+            },
+        ),
+        // 10 ms after the completion, with chk-2 not yet ended: min pause and max concurrent.
+        at(25, jm, start(2)),
+        at(25, jm, trigger(2)),
+        at(30, jm, start(3)),
+        at(30, jm, trigger(3)),
+        at(
+            31,
+            tm,
+            EngineEvent::SnapshotTaken {
+                task,
+                attempt,
+                checkpoint: CheckpointId(3),
+                state: keyed(5),
+            },
+        ),
+        at(
+            31,
+            tm,
+            EngineEvent::InFlightRecorded {
+                task,
+                attempt,
+                checkpoint: CheckpointId(3),
+                records: 4,
+                in_flight: Vec::new(),
+            },
+        ),
+        at(
+            40,
+            jm,
+            EngineEvent::CheckpointAborted {
+                checkpoint: CheckpointId(3),
+                reason: snapsim_core::messages::CheckpointFailureReason::Expired,
+            },
+        ),
+        at(
+            150,
+            jm,
+            EngineEvent::AllAcknowledged {
+                checkpoint: CheckpointId(2),
+            },
+        ),
+        at(160, jm, trigger(2)),
+    ];
+    // A property shows its first violations only: the restores are judged apart.
+    let restores = [
+        trace[7].clone(),
+        trace[8].clone(),
+        at(
+            170,
+            tm,
+            EngineEvent::Restored {
+                task,
+                checkpoint: CheckpointId(3),
+                state: keyed(6),
+            },
+        ),
+        at(
+            170,
+            tm,
+            EngineEvent::InFlightRestored {
+                task,
+                checkpoint: CheckpointId(3),
+                records: 3,
+            },
+        ),
+    ];
+    let shapes = |trace: &[TraceEntry]| -> Vec<(String, Vec<u64>)> {
+        let violations = recovery(trace, &plan);
+        assert!(
+            violations.iter().all(|v| v.witness.is_some()),
+            "{violations:#?}"
+        );
+        (violations.iter())
+            .filter_map(|v| v.witness.as_ref())
+            .map(|w| (w.shape.clone(), w.events.iter().map(|e| e.at.0).collect()))
+            .collect()
+    };
+    let expect = |expected: &[(&str, [u64; 2])]| -> Vec<(String, Vec<u64>)> {
+        (expected.iter())
+            .map(|(shape, at)| (shape.to_string(), at.to_vec()))
+            .collect()
+    };
+    assert_eq!(
+        shapes(&trace),
+        expect(&[
+            ("min-pause-not-kept", [20, 25]),
+            ("max-concurrent-exceeded", [25, 30]),
+            ("expired-before-timeout", [30, 40]),
+            ("kept-past-timeout", [25, 150]),
+            ("checkpoint-id-not-increasing", [30, 160]),
+        ])
+    );
+    assert_eq!(
+        shapes(&restores),
+        expect(&[
+            ("restored-other-state", [31, 170]),
+            ("in-flight-count-differs", [31, 170]),
+        ])
+    );
+}
