@@ -101,12 +101,11 @@ impl RunReport {
             out!(w, "## Why ({} of {})\n", number + 1, self.causes.len());
             out!(w, "{}\n", cause.cause);
             out!(w, "It explains {} ({}).\n", cause.explains, cause.root);
-            out!(
-                w,
-                "![message-sequence chart]({})\n",
-                sequence_file(number + 1)
-            );
-            out!(w, "{SEQUENCE_LEGEND}\n");
+            if self.sequence_chart(number).is_some() {
+                let file = sequence_file(number + 1);
+                out!(w, "![message-sequence chart]({file})\n");
+                out!(w, "{SEQUENCE_LEGEND}\n");
+            }
             out!(w, "{}", markdown_table(&EVENT_HEADERS, &event_rows(cause)));
         }
         out!(w, "| | |\n|---|---|");
@@ -178,6 +177,12 @@ impl RunReport {
         page
     }
 
+    /// The message-sequence chart of the cause at `index`, if it has events to draw.
+    fn sequence_chart(&self, index: usize) -> Option<String> {
+        let cause = &self.causes[index];
+        sequence_svg(&cause.sequence(), index + 1, &self.nodes, &self.timeline)
+    }
+
     /// The causes first: what the reader needs before any figure.
     fn html_causes(&self, w: &mut String) {
         for (number, cause) in self.causes.iter().enumerate() {
@@ -190,12 +195,13 @@ impl RunReport {
                 escape(&cause.explains),
                 escape(&cause.root)
             );
-            out!(
-                w,
-                "<div class=\"chart\">{}</div><p class=\"legend\">{}</p>",
-                sequence_svg(&cause.sequence(), number + 1, &self.nodes, &self.timeline),
-                escape(SEQUENCE_LEGEND)
-            );
+            if let Some(chart) = self.sequence_chart(number) {
+                out!(
+                    w,
+                    "<div class=\"chart\">{chart}</div><p class=\"legend\">{}</p>",
+                    escape(SEQUENCE_LEGEND)
+                );
+            }
             let table = html_table(&EVENT_HEADERS, &event_rows(cause));
             out!(
                 w,
@@ -305,9 +311,10 @@ impl RunReport {
         std::fs::write(dir.join("report.md"), self.markdown())?;
         std::fs::write(dir.join("report.html"), self.html())?;
         std::fs::write(dir.join("timeline.svg"), timeline_svg(&self.timeline))?;
-        for (number, cause) in self.causes.iter().enumerate() {
-            let chart = sequence_svg(&cause.sequence(), number + 1, &self.nodes, &self.timeline);
-            std::fs::write(dir.join(sequence_file(number + 1)), chart)?;
+        for number in 0..self.causes.len() {
+            if let Some(chart) = self.sequence_chart(number) {
+                std::fs::write(dir.join(sequence_file(number + 1)), chart)?;
+            }
         }
         std::fs::write(
             dir.join("checkpoints.svg"),

@@ -194,13 +194,16 @@ impl Lanes {
 }
 
 /// The message-sequence chart of `cause` (`number` keeps its SVG ids apart from other
-/// charts' on one page).
+/// charts' on one page); none for a cause without events (nothing happened to draw).
 pub fn sequence_svg(
     cause: &Sequence,
     number: usize,
     nodes: &[String],
     timeline: &Timeline,
-) -> String {
+) -> Option<String> {
+    if cause.events.is_empty() {
+        return None;
+    }
     let lanes = Lanes::new(nodes, cause);
     let axis = Axis::new(points(cause, timeline));
     let height = lanes.bottom() + AXIS;
@@ -231,7 +234,7 @@ pub fn sequence_svg(
     }
     draw_time_labels(w, &lanes, &axis, cause);
     out!(w, "</svg>");
-    svg
+    Some(svg)
 }
 
 /// The times the chart must show: the events, the messages' ends, and crashes shortly before
@@ -719,7 +722,12 @@ mod tests {
         let nodes: Vec<String> = ["jm", "tm-0", "tm-1", "storage", "sink-system"]
             .map(String::from)
             .to_vec();
-        let svg = sequence_svg(&cause, 1, &nodes, &timeline);
+        let no_events = Sequence {
+            events: &[],
+            messages: &messages,
+        };
+        assert_eq!(sequence_svg(&no_events, 1, &nodes, &timeline), None);
+        let svg = sequence_svg(&cause, 1, &nodes, &timeline).expect("events to draw");
         assert_eq!(svg.matches("<circle").count(), 3);
         assert_eq!(svg.matches("marker-end=\"url(#arrow-1)\"").count(), 2);
         assert_eq!(svg.matches('✕').count(), 1, "the lost abort notice");

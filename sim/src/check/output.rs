@@ -187,8 +187,9 @@ fn messages(miscounted: &[Miscounted], rule: Committed) -> Vec<String> {
     miscounted.iter().map(|m| m.message(rule)).collect()
 }
 
-/// Exactly-once as the run's checker judges it: each violation with its witness.
-fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
+/// Exactly-once or at-least-once (`property`) as the run's checker judges it by `rule`: each
+/// violation with its witness.
+fn witnessed(run: &JudgedRun, rule: Committed, property: Property) -> Vec<Violation> {
     let (miscounted, _) = effect_counts(run.actual, run.expected, rule);
     if miscounted.is_empty() {
         return Vec::new();
@@ -200,16 +201,21 @@ fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
     let findings = miscounted
         .iter()
         .map(|m| {
+            let committed_in =
+                (transactions.get(&(m.sink, m.origin))).map_or(&[][..], Vec::as_slice);
             let witness = match (m.miscount, m.origin) {
                 (Miscount::Times { found, want }, Origin::Input(input)) if found > want => {
-                    let committed_in = transactions
-                        .get(&(m.sink, m.origin))
-                        .map_or(&[][..], Vec::as_slice);
                     witness::duplicate_effect(&history, run.plan, m.sink, &input, committed_in)
                 }
-                (Miscount::Lost, _) => (lost_at.entry(m.sink))
+                (Miscount::Lost, origin) => (lost_at.entry(m.sink))
                     .or_insert_with(|| history.aborted_after_completion(run.plan, m.sink))
-                    .clone(),
+                    .clone()
+                    .or_else(|| match origin {
+                        Origin::Input(input) => history.skipped_by_restore(run.plan, &input),
+                        _ => None,
+                    }),
+                (Miscount::Unexpected { .. }, origin) => (committed_in.first())
+                    .and_then(|first| history.unexpected_effect(&describe(&origin), *first)),
                 _ => None,
             };
             Finding {
@@ -219,7 +225,7 @@ fn exactly_once_witnessed(run: &JudgedRun, rule: Committed) -> Vec<Violation> {
             }
         })
         .collect();
-    summarize_findings(Property::ExactlyOnce, findings, None)
+    summarize_findings(property, findings, None)
 }
 
 /// The transactions that committed each miscounted effect, in commit order.
@@ -264,8 +270,8 @@ impl Checker for ExactlyOnce {
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
         at_end(|| match run.ending {
             _ if !run.exactly_once() => Vec::new(),
-            Ending::Finished => exactly_once_witnessed(run, Committed::EveryOnce),
-            Ending::EndedEarly(_) => exactly_once_witnessed(run, Committed::AtMostOnce),
+            Ending::Finished => witnessed(run, Committed::EveryOnce, Property::ExactlyOnce),
+            Ending::EndedEarly(_) => witnessed(run, Committed::AtMostOnce, Property::ExactlyOnce),
             Ending::NotJudged => Vec::new(),
         })
     }
@@ -284,10 +290,8 @@ impl Checker for AtLeastOnce {
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
         at_end(|| match run.ending {
             _ if run.exactly_once() => Vec::new(),
-            Ending::Finished => at_least_once(run.actual, run.expected).0,
-            Ending::EndedEarly(_) => {
-                committed_part(run.actual, run.expected, Property::AtLeastOnce).0
-            }
+            Ending::Finished => witnessed(run, Committed::AtLeastOnce, Property::AtLeastOnce),
+            Ending::EndedEarly(_) => witnessed(run, Committed::Any, Property::AtLeastOnce),
             Ending::NotJudged => Vec::new(),
         })
     }

@@ -433,6 +433,56 @@ impl<'t> StorageCheck<'t> {
         ))
     }
 
+    /// Why `file` was left behind: its write, its checkpoint's end, and the job's end
+    /// (`discard_all`: the retention policy discards every checkpoint on this end).
+    fn leaked(
+        &self,
+        file: &str,
+        status: JobStatus,
+        discard_all: bool,
+        end: Tick,
+    ) -> Option<Witness> {
+        let written = self.write_of(file)?;
+        let mut events = vec![Self::event(written, format!("{file} written"))];
+        let checkpoint = (self.referenced.iter())
+            .find(|(_, files)| files.iter().any(|f| f == file))
+            .map(|(id, _)| *id);
+        let fate = checkpoint.and_then(|id| {
+            let ended = self.latest(|e| match e {
+                TraceEvent::Engine(EngineEvent::CheckpointSubsumed { checkpoint }) => {
+                    *checkpoint == id
+                }
+                _ => false,
+            })?;
+            events.push(Self::event(ended, format!("{id} subsumed")));
+            Some(format!(
+                "{id}, which listed it, was subsumed at {}",
+                ended.at
+            ))
+        });
+        let ended = self.latest(|e| matches!(e, TraceEvent::Engine(EngineEvent::JobStatus { status: s, .. }) if *s == status));
+        if let Some(ended) = ended {
+            events.push(Self::event(ended, format!("the job {status:?}")));
+        }
+        let why = match (fate, discard_all) {
+            (Some(fate), _) => format!("{fate}, so its discard should have deleted it"),
+            (None, true) => format!(
+                "the retention policy discards every checkpoint when the job ends {status:?}"
+            ),
+            (None, false) => "no retained checkpoint lists it".to_string(),
+        };
+        let cause = format!(
+            "{file} was written at {} and was still there at the end ({end}): {why}, and no deletion reached it",
+            written.at
+        );
+        Some(Witness::new(
+            "file-leaked",
+            cause,
+            "files left behind in the checkpoint directory".into(),
+            events,
+        ))
+    }
+
     /// The durability rule: every file of the completion is synced and still there.
     fn completion_persisting(&mut self, checkpoint: CheckpointId, files: &'t [String], at: Tick) {
         self.referenced.insert(checkpoint, files);
@@ -496,7 +546,8 @@ impl<'t> StorageCheck<'t> {
                 leaked.len(),
                 leaked.join(", ")
             );
-            self.violation(end, message, "the checkpoint directory", None);
+            let witness = self.leaked(leaked[0], status, kept.is_empty(), end);
+            self.violation(end, message, "the checkpoint directory", witness);
         }
     }
 }

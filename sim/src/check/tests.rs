@@ -515,3 +515,72 @@ fn recovery_flags_each_broken_rule_with_its_events() {
         ])
     );
 }
+
+/// Why: the no-leaks rule must be able to fail, and say which file was left behind by whom:
+/// a file of a checkpoint that retention subsumed, still there when the finished job's
+/// clean-up settled.
+#[test]
+fn a_file_left_behind_is_flagged_with_its_checkpoint() {
+    use snapsim_core::trace::JobStatus;
+    let mut plan = keyed_sum_plan();
+    plan.checkpoint.directory = Some("ckpt".to_string());
+    let file = "ckpt/keyed-sum/chk-1/task-0".to_string();
+    let trace = [
+        disk(
+            1,
+            StorageEvent::Written {
+                path: file.clone(),
+                bytes: 8,
+            },
+        ),
+        disk(2, StorageEvent::Synced { path: file.clone() }),
+        engine(
+            3,
+            EngineEvent::CompletionPersisting {
+                checkpoint: CheckpointId(1),
+                files: vec![file.clone()],
+            },
+        ),
+        engine(
+            4,
+            EngineEvent::CheckpointCompleted {
+                checkpoint: CheckpointId(1),
+            },
+        ),
+        engine(
+            9,
+            EngineEvent::CheckpointSubsumed {
+                checkpoint: CheckpointId(1),
+            },
+        ),
+        engine(
+            12,
+            EngineEvent::JobStatus {
+                status: JobStatus::Finished,
+                attempt: Attempt(1),
+            },
+        ),
+    ];
+    let finished = Some(JobStatus::Finished);
+    assert!(
+        storage(&trace, &plan, finished, &[]).is_empty(),
+        "nothing left"
+    );
+    let left = storage(&trace, &plan, finished, std::slice::from_ref(&file));
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].message.contains("1 file(s) left behind"),
+        "{left:?}"
+    );
+    let witness = left[0].witness.as_ref().expect("a leak has a witness");
+    assert_eq!(witness.shape, "file-leaked");
+    assert!(
+        witness
+            .cause
+            .contains("chk-1, which listed it, was subsumed at t=9"),
+        "{}",
+        witness.cause
+    );
+    let times: Vec<u64> = witness.events.iter().map(|e| e.at.0).collect();
+    assert_eq!(times, [1, 9, 12], "written, subsumed, the job's end");
+}

@@ -234,7 +234,7 @@ impl<'t> History<'t> {
     }
 
     /// The sink system's commit of `transaction`, as a witness event.
-    fn commit_event(&self, transaction: TransactionId) -> Option<WitnessEvent> {
+    pub fn commit_event(&self, transaction: TransactionId) -> Option<WitnessEvent> {
         let commit = self.commits.get(&transaction)?;
         Some(WitnessEvent {
             at: commit.at,
@@ -401,6 +401,59 @@ impl<'t> History<'t> {
             "transactions of completed checkpoints aborted".into(),
             events,
         ))
+    }
+
+    /// Why `input`'s effect was never committed, when a restore skipped it: the source that
+    /// reads its partition restored an offset past it, so it was not read again, though its
+    /// effect had not been committed before (it never was).
+    pub fn skipped_by_restore(&self, plan: &ExecutionPlan, input: &InputRef) -> Option<Witness> {
+        let (restore, checkpoint, offset) = self.source_restores.iter().find_map(|entry| {
+            let TraceEvent::Engine(EngineEvent::Restored {
+                task,
+                checkpoint,
+                state: OperatorState::Source { offsets },
+            }) = &entry.event
+            else {
+                return None;
+            };
+            let reads_it = plan.tasks[task.index()].operator == input.source;
+            let offset = *offsets.get(&input.partition)?;
+            (reads_it && offset > input.offset).then_some((entry, *checkpoint, offset))
+        })?;
+        let TraceEvent::Engine(EngineEvent::Restored { task, .. }) = &restore.event else {
+            unreachable!("a source restore")
+        };
+        let source = &plan.tasks[task.index()].name;
+        let partition = format!("{}/{}", input.source, input.partition);
+        let mut events = Vec::new();
+        if let Some((failover, cause)) =
+            (self.failovers.iter().rev()).find(|(f, _)| f.at <= restore.at)
+        {
+            events.push(WitnessEvent::of(failover, format!("failover: {cause}")));
+        }
+        let what =
+            format!("{source} restored from {checkpoint}: next offset of {partition} is {offset}");
+        events.push(WitnessEvent::of(restore, what));
+        let cause = format!(
+            "{source} restored {checkpoint} at {} with next offset {offset} for {partition}, past input {}, so the input was not read again; its effect had not been committed before the restore and is not in what was restored",
+            restore.at, input.offset
+        );
+        let root = format!(
+            "inputs below {checkpoint}'s offset {offset} for {partition}, skipped by its restore"
+        );
+        Some(Witness::new("lost-skipped-by-restore", cause, root, events))
+    }
+
+    /// Why an effect the failure-free run never commits is in the output: the transaction
+    /// that committed it.
+    pub fn unexpected_effect(&self, what: &str, transaction: TransactionId) -> Option<Witness> {
+        let commit = self.commit_event(transaction)?;
+        let cause = format!(
+            "{transaction} committed at {} the effect of {what}, which the failure-free run never commits",
+            commit.at
+        );
+        let root = format!("effects the failure-free run lacks, committed by {transaction}");
+        Some(Witness::new("unexpected-effect", cause, root, vec![commit]))
     }
 
     /// The last transaction of `sink` (a task) the sink system committed before the last
