@@ -6,7 +6,7 @@ use super::{at_end, Checker, Ending, JudgedRun, Judgement};
 use super::{describe, summarize, summarize_findings, Output, Property, Violation};
 use snapsim_core::ids::OperatorId;
 use snapsim_core::record::Origin;
-use snapsim_core::sink::TransactionId;
+use snapsim_core::sink::{SinkAnomaly, TransactionId};
 use std::collections::BTreeMap;
 /// Each (sink, origin) of `outputs` with how often it occurs, in order. (Sorting a list is
 /// several times cheaper than counting in an ordered map, and this runs over every output
@@ -208,7 +208,10 @@ fn witnessed(run: &JudgedRun, rule: Committed, property: Property) -> Vec<Violat
                     witness::duplicate_effect(&history, run.plan, m.sink, &input, committed_in)
                 }
                 (Miscount::Lost, origin) => (lost_at.entry(m.sink))
-                    .or_insert_with(|| history.aborted_after_completion(run.plan, m.sink))
+                    .or_insert_with(|| {
+                        (history.aborted_after_completion(run.plan, m.sink))
+                            .or_else(|| written_after_end(run, &history, m.sink))
+                    })
                     .clone()
                     .or_else(|| match origin {
                         Origin::Input(input) => history.skipped_by_restore(run.plan, &input),
@@ -226,6 +229,20 @@ fn witnessed(run: &JudgedRun, rule: Committed, property: Property) -> Vec<Violat
         })
         .collect();
     summarize_findings(property, findings, None)
+}
+
+/// Why effects at `sink` (an operator) were lost, when one of its tasks wrote records into a
+/// transaction that had already ended (the sink-protocol violation that drops them).
+fn written_after_end(run: &JudgedRun, history: &History, sink: OperatorId) -> Option<Witness> {
+    run.anomalies.iter().find_map(|anomaly| match anomaly {
+        SinkAnomaly::WriteAfterEnd {
+            transaction,
+            records,
+        } if run.plan.tasks[transaction.sink.index()].operator == sink => {
+            history.write_after_end(*transaction, *records)
+        }
+        _ => None,
+    })
 }
 
 /// The transactions that committed each miscounted effect, in commit order.
