@@ -574,31 +574,36 @@ fn draw_time_labels(w: &mut String, lanes: &Lanes, axis: &Axis, cause: &Sequence
     times.sort_unstable();
     times.dedup();
     let y = lanes.bottom() + 10.0;
-    let mut last_x = f64::MIN;
+    let mut last_right = f64::MIN;
     for at in times {
         let x = axis.x(at).expect("every time labelled is shown");
-        if x - last_x < 44.0 {
-            continue;
+        let label = format!("{at} ms");
+        let width = label.len() as f64 * TIME_CHAR_PX;
+        // A label at the chart's right edge ends there rather than past it.
+        let (anchor, left) = match x + width / 2.0 > WIDTH {
+            true => ("end", x - width),
+            false => ("middle", x - width / 2.0),
+        };
+        if left < last_right + 6.0 {
+            continue; // It would crowd the label before it.
         }
-        last_x = x;
+        last_right = left + width;
         out!(
             w,
             "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#999\"/>",
             lanes.bottom() - 2.0,
             lanes.bottom() + 2.0
         );
-        // A label at the chart's right edge ends there rather than past it.
-        let anchor = match x + 30.0 > WIDTH {
-            true => "end",
-            false => "middle",
-        };
         out!(
             w,
-            "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"#555\">{at} ms</text>",
+            "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"#555\">{label}</text>",
             y + 2.0
         );
     }
 }
+
+/// The width (px) of a time label's character, about.
+const TIME_CHAR_PX: f64 = 6.2;
 
 #[cfg(test)]
 mod tests {
