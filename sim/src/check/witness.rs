@@ -10,7 +10,7 @@
 
 use crate::trace::{MessageRecord, TraceEntry, TraceEvent};
 use serde::{Deserialize, Serialize};
-use snapsim_core::ids::{Attempt, CheckpointId, Offset, OperatorId, TaskId, Tick};
+use snapsim_core::ids::{Attempt, CheckpointId, Offset, OperatorId, PartitionId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::Address;
 use snapsim_core::operator::OperatorState;
@@ -177,7 +177,23 @@ pub struct History<'t> {
     /// Deployments, in trace order: the attempt and the checkpoint it restored.
     deployments: Vec<(&'t TraceEntry, Attempt, Option<CheckpointId>)>,
     /// Source tasks' restores, in trace order.
-    source_restores: Vec<&'t TraceEntry>,
+    source_restores: Vec<SourceRestore<'t>>,
+}
+
+/// A source task's restore: the offsets it goes on from.
+struct SourceRestore<'t> {
+    entry: &'t TraceEntry,
+    task: TaskId,
+    checkpoint: CheckpointId,
+    offsets: &'t BTreeMap<PartitionId, Offset>,
+}
+
+impl SourceRestore<'_> {
+    /// The offset it restored for `input`'s partition, if it reads it.
+    fn offset_of(&self, plan: &ExecutionPlan, input: &InputRef) -> Option<Offset> {
+        let reads_it = plan.tasks[self.task.index()].operator == input.source;
+        reads_it.then(|| self.offsets.get(&input.partition).copied())?
+    }
 }
 
 impl<'t> History<'t> {
@@ -224,9 +240,15 @@ impl<'t> History<'t> {
                     history.deployments.push((entry, *attempt, *restored))
                 }
                 EngineEvent::Restored {
-                    state: OperatorState::Source { .. },
-                    ..
-                } => history.source_restores.push(entry),
+                    task,
+                    checkpoint,
+                    state: OperatorState::Source { offsets },
+                } => history.source_restores.push(SourceRestore {
+                    entry,
+                    task: *task,
+                    checkpoint: *checkpoint,
+                    offsets,
+                }),
                 _ => {}
             }
         }
@@ -407,23 +429,12 @@ impl<'t> History<'t> {
     /// reads its partition restored an offset past it, so it was not read again, though its
     /// effect had not been committed before (it never was).
     pub fn skipped_by_restore(&self, plan: &ExecutionPlan, input: &InputRef) -> Option<Witness> {
-        let (restore, checkpoint, offset) = self.source_restores.iter().find_map(|entry| {
-            let TraceEvent::Engine(EngineEvent::Restored {
-                task,
-                checkpoint,
-                state: OperatorState::Source { offsets },
-            }) = &entry.event
-            else {
-                return None;
-            };
-            let reads_it = plan.tasks[task.index()].operator == input.source;
-            let offset = *offsets.get(&input.partition)?;
-            (reads_it && offset > input.offset).then_some((entry, *checkpoint, offset))
+        let (restored, offset) = self.source_restores.iter().find_map(|restored| {
+            let offset = restored.offset_of(plan, input)?;
+            (offset > input.offset).then_some((restored, offset))
         })?;
-        let TraceEvent::Engine(EngineEvent::Restored { task, .. }) = &restore.event else {
-            unreachable!("a source restore")
-        };
-        let source = &plan.tasks[task.index()].name;
+        let (restore, checkpoint) = (restored.entry, restored.checkpoint);
+        let source = &plan.tasks[restored.task.index()].name;
         let partition = format!("{}/{}", input.source, input.partition);
         let mut events = Vec::new();
         if let Some((failover, cause)) =
@@ -547,18 +558,10 @@ impl<'t> History<'t> {
         from: Tick,
         until: Tick,
     ) -> Option<(WitnessEvent, Offset)> {
-        self.source_restores.iter().find_map(|entry| {
-            let TraceEvent::Engine(EngineEvent::Restored {
-                task,
-                state: OperatorState::Source { offsets },
-                ..
-            }) = &entry.event
-            else {
-                return None;
-            };
-            let reads_it = plan.tasks[task.index()].operator == input.source;
-            let offset = *offsets.get(&input.partition)?;
-            (entry.at >= from && entry.at <= until && reads_it).then(|| {
+        self.source_restores.iter().find_map(|restored| {
+            let (entry, task) = (restored.entry, restored.task);
+            let offset = restored.offset_of(plan, input)?;
+            (entry.at >= from && entry.at <= until).then(|| {
                 let what = format!(
                     "{} restored from checkpoint {checkpoint}: next offset of {}/{} is {offset}",
                     plan.tasks[task.index()].name,
