@@ -123,6 +123,18 @@ const HEADERS: [&str; 17] = [
     "recovery ms p99",
 ];
 
+/// The HTML table's header above [`HEADERS`]: each group's name and how many columns it
+/// spans (the columns' own names then shorten to the percentile).
+const HEADER_GROUPS: [(&str, usize); 7] = [
+    ("", 6),
+    ("checkpoint duration (ms)", 3),
+    ("longest alignment (ms)", 2),
+    ("state (bytes)", 1),
+    ("channel state (bytes)", 2),
+    ("records replayed per run", 1),
+    ("recovery (ms)", 2),
+];
+
 /// A figure of a chart: its title, unit and value per cell.
 struct Figure {
     title: &'static str,
@@ -165,6 +177,122 @@ const FIGURES: [Figure; 5] = [
 ];
 
 impl CellTable {
+    /// The columns of [`HEADERS`] that hold a value in some row (a table of runs without a
+    /// failover has no recovery time, say): the tables leave the others out.
+    fn columns_with_values(&self) -> Vec<usize> {
+        let rows = self.rows();
+        (0..HEADERS.len())
+            .filter(|&column| rows.iter().any(|row| row[column] != "–"))
+            .collect()
+    }
+
+    /// The figures each chart draws, of those with a value above zero in some cell.
+    fn drawn_figures(&self) -> Vec<&'static Figure> {
+        (FIGURES.iter())
+            .filter(|figure| {
+                self.cells
+                    .iter()
+                    .any(|c| (figure.value)(c).unwrap_or(0) > 0)
+            })
+            .collect()
+    }
+
+    /// The figures no chart draws: every cell's value is zero or none.
+    fn undrawn_figures(&self) -> Vec<&'static str> {
+        let drawn = self.drawn_figures();
+        (FIGURES.iter())
+            .filter(|figure| !drawn.iter().any(|d| d.stem == figure.stem))
+            .map(|figure| figure.title)
+            .collect()
+    }
+
+    /// What the page says of the columns and charts it leaves out, if any.
+    fn left_out(&self) -> Option<String> {
+        let columns = self.columns_with_values();
+        let empty: Vec<&str> = (0..HEADERS.len())
+            .filter(|c| !columns.contains(c))
+            .map(|c| HEADERS[c])
+            .collect();
+        let undrawn = self.undrawn_figures();
+        let mut parts = Vec::new();
+        if !empty.is_empty() {
+            parts.push(format!(
+                "columns without a value in any row: {}",
+                empty.join(", ")
+            ));
+        }
+        if !undrawn.is_empty() {
+            parts.push(format!(
+                "charts whose every value is zero or none: {}",
+                undrawn.join("; ")
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "Left out: {} (the CSV has every column).",
+                parts.join("; and ")
+            )
+        })
+    }
+
+    /// The table's rows with only `columns`.
+    fn rows_of(&self, columns: &[usize]) -> Vec<Vec<String>> {
+        (self.rows().into_iter())
+            .map(|row| columns.iter().map(|&c| row[c].clone()).collect())
+            .collect()
+    }
+
+    /// The table in HTML with only the columns that hold values: a header row of column
+    /// groups (checkpoint duration, alignment, …) over their percentiles.
+    fn html(&self) -> String {
+        let columns = self.columns_with_values();
+        let mut groups = String::new();
+        let mut names = String::new();
+        let mut first = 0;
+        for &(group, span) in &HEADER_GROUPS {
+            let shown: Vec<usize> = (first..first + span)
+                .filter(|c| columns.contains(c))
+                .collect();
+            first += span;
+            if shown.is_empty() {
+                continue;
+            }
+            for &column in &shown {
+                let name = match group {
+                    "" => HEADERS[column],
+                    _ => HEADERS[column].rsplit(' ').next().expect("a percentile"),
+                };
+                let rows = if group.is_empty() {
+                    " rowspan=\"2\""
+                } else {
+                    ""
+                };
+                if group.is_empty() {
+                    out!(groups, "<th{rows}>{}</th>", escape(name));
+                } else {
+                    out!(names, "<th>{}</th>", escape(name));
+                }
+            }
+            if !group.is_empty() {
+                out!(
+                    groups,
+                    "<th colspan=\"{}\">{}</th>",
+                    shown.len(),
+                    escape(group)
+                );
+            }
+        }
+        let mut html = format!("<table class=\"cells\"><tr>{groups}</tr><tr>{names}</tr>");
+        for row in self.rows_of(&columns) {
+            let cells: String = row
+                .iter()
+                .map(|cell| format!("<td>{}</td>", escape(cell)))
+                .collect();
+            out!(html, "<tr>{cells}</tr>");
+        }
+        html + "</table>"
+    }
+
     fn rows(&self) -> Vec<Vec<String>> {
         self.cells
             .iter()
@@ -229,10 +357,14 @@ impl CellTable {
 
     /// The file name of each chart of [`charts`](CellTable::charts), without drawing them.
     fn chart_names(&self) -> Vec<String> {
-        FIGURES
-            .iter()
+        (self.drawn_figures().iter())
             .map(|figure| format!("{}-{}.svg", self.slug, figure.stem))
             .collect()
+    }
+
+    /// The file name of its CSV.
+    fn csv_name(&self) -> String {
+        format!("{}.csv", self.slug)
     }
 
     /// One chart per figure: a group of bars per scenario (and faults), a bar per algorithm.
@@ -249,8 +381,7 @@ impl CellTable {
                 algorithms.push(cell.algorithm.clone());
             }
         }
-        FIGURES
-            .iter()
+        (self.drawn_figures().into_iter())
             .zip(self.chart_names())
             .map(|(figure, name)| {
                 let series: Vec<(String, Vec<Option<u64>>)> = algorithms
@@ -405,6 +536,7 @@ impl CampaignReport {
                 "{}",
                 markdown_table(&EXPERIMENT_HEADERS, &self.experiment_rows())
             );
+            out!(w, "\nCSV: [experiments.csv](experiments.csv).\n");
             for (experiment, why) in self.differences() {
                 out!(w, "- **{experiment}** differs: {why}");
             }
@@ -412,7 +544,13 @@ impl CampaignReport {
         }
         for table in &self.tables {
             out!(w, "## {}\n\n{}\n", table.title, table.about);
-            out!(w, "{}", markdown_table(&HEADERS, &table.rows()));
+            let columns = table.columns_with_values();
+            let headers: Vec<&str> = columns.iter().map(|&c| HEADERS[c]).collect();
+            out!(w, "{}", markdown_table(&headers, &table.rows_of(&columns)));
+            out!(w, "\nCSV: [{0}]({0}).", table.csv_name());
+            if let Some(left_out) = table.left_out() {
+                out!(w, "{left_out}");
+            }
             match table.by_property() {
                 Some((headers, rows)) => {
                     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -450,7 +588,7 @@ impl CampaignReport {
         let mut page = String::new();
         let w = &mut page;
         let status = if self.passed() { "passed" } else { "failed" };
-        out!(w, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}td:first-child{{text-align:left}}</style></head><body>", escape(&self.title), STYLE);
+        out!(w, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}{CAMPAIGN_STYLE}</style></head><body>", escape(&self.title), STYLE);
         out!(
             w,
             "<h1>{}</h1><p class=\"verdict {status}\">Verdict: {}</p><p>Made by <code>{}</code>.</p>",
@@ -470,10 +608,11 @@ impl CampaignReport {
     fn html_experiments(&self, w: &mut String) {
         if !self.experiments.is_empty() {
             out!(w, "<h2>Experiments of the literature</h2>");
+            let table = html_table(&EXPERIMENT_HEADERS, &self.experiment_rows());
             out!(
                 w,
-                "<div class=\"facts\">{}</div>",
-                html_table(&EXPERIMENT_HEADERS, &self.experiment_rows())
+                "{}<p class=\"note\">CSV: <a href=\"experiments.csv\">experiments.csv</a>.</p>",
+                table.replacen("<table>", "<table class=\"prose\">", 1)
             );
             out!(w, "<ul>");
             for (experiment, why) in self.differences() {
@@ -489,7 +628,7 @@ impl CampaignReport {
     }
 
     /// Writes `campaign.md`, `campaign.html`, `campaign.csv` (every table's cells, a column
-    /// saying which table) and each table's charts into `dir`.
+    /// saying which table), `experiments.csv`, and each table's CSV and charts into `dir`.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::write(dir.join("campaign.md"), self.markdown())?;
         std::fs::write(dir.join("campaign.html"), self.html())?;
@@ -519,6 +658,7 @@ impl CampaignReport {
             std::fs::write(dir.join("experiments.csv"), experiments)?;
         }
         for table in &self.tables {
+            std::fs::write(dir.join(table.csv_name()), table.csv(&properties))?;
             for (name, svg) in table.charts() {
                 std::fs::write(dir.join(name), svg)?;
             }
@@ -535,8 +675,14 @@ fn html_cell_table(w: &mut String, table: &CellTable) {
         "<h2>{}</h2><p>{}</p>{}",
         escape(&table.title),
         escape(&table.about),
-        html_table(&HEADERS, &table.rows())
+        table.html()
     );
+    let csv = escape(&table.csv_name());
+    out!(w, "<p class=\"note\">CSV: <a href=\"{csv}\">{csv}</a>.");
+    if let Some(left_out) = table.left_out() {
+        out!(w, " {}", escape(&left_out));
+    }
+    out!(w, "</p>");
     match table.by_property() {
         Some((headers, rows)) => {
             let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -574,6 +720,13 @@ fn html_cell_table(w: &mut String, table: &CellTable) {
     let charts: String = table.charts().into_iter().map(|(_, svg)| svg).collect();
     out!(w, "<div class=\"chart\">{charts}</div>");
 }
+
+/// The campaign page's own rules: a cell table's names stay on one line and its figures are
+/// compact, so that the widest table fits the page; prose tables read left to right.
+const CAMPAIGN_STYLE: &str =
+    "table.cells{font-size:13px}table.cells td,table.cells th{padding:2px 5px}\
+table.cells td:nth-child(-n+3){text-align:left;white-space:nowrap}table.cells th{text-align:center}\
+table.prose td,table.prose th{text-align:left;vertical-align:top}.note{font-size:13px;color:#555}";
 
 const EXPERIMENT_HEADERS: [&str; 4] = ["experiment", "expected (source)", "measured", "result"];
 
@@ -654,11 +807,54 @@ mod tests {
         assert!(report.verdict().contains("1 unexpected"));
     }
 
+    /// Why: a chart is drawn for every figure with a value above zero, a bar per algorithm;
+    /// a chart of zeros and gaps would be an empty frame on a page meant for a paper, so it is
+    /// left out and the page says so.
     #[test]
-    fn every_figure_gets_a_chart_with_a_bar_per_algorithm() {
-        let charts = report().tables[0].charts();
-        assert_eq!(charts.len(), FIGURES.len());
-        assert_eq!(charts[0].0, "matrix-checkpoint-p90.svg");
+    fn every_figure_with_a_value_gets_a_chart_and_the_others_are_named() {
+        let mut report = report();
+        let table = &report.tables[0];
+        let charts = table.charts();
+        let names: Vec<&str> = charts.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["matrix-checkpoint-p90.svg", "matrix-channel-state-p50.svg"],
+            "no alignment, replay or recovery in these cells"
+        );
+        assert_eq!(table.chart_names(), names);
         assert!(charts[0].1.contains("unaligned") && charts[0].1.contains("aligned"));
+        let left_out = table.left_out().expect("something is left out");
+        assert!(
+            left_out.contains("Records replayed after recovery"),
+            "{left_out}"
+        );
+        report.tables[0].cells[0].recovery_ms = vec![0, 0];
+        assert_eq!(report.tables[0].charts().len(), 2, "zeros draw nothing");
+    }
+
+    /// Why: the widest table must fit the page; a column no row has a value for (recovery
+    /// times where nothing failed over) is left out of the page, named, and kept in the CSV.
+    #[test]
+    fn columns_without_values_are_left_out_of_the_page_but_not_the_csv() {
+        let report = report();
+        let table = &report.tables[0];
+        let shown: Vec<&str> = (table.columns_with_values().iter())
+            .map(|&c| HEADERS[c])
+            .collect();
+        assert!(!shown.contains(&"recovery ms p50") && shown.contains(&"checkpoint ms p90"));
+        assert!(table.left_out().expect("named").contains("recovery ms p50"));
+        let html = report.html();
+        assert!(
+            !html.contains(">recovery (ms)<"),
+            "the group goes with its columns"
+        );
+        assert!(html.contains("<th colspan=\"3\">checkpoint duration (ms)</th>"));
+        assert!(html.contains("<a href=\"matrix.csv\">matrix.csv</a>"));
+        assert!(table
+            .csv(&[])
+            .lines()
+            .next()
+            .expect("a header")
+            .contains("recovery ms p50"));
     }
 }

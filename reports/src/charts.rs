@@ -454,7 +454,7 @@ pub fn grouped_bars_svg(
             .y_label_area_size(60)
             .build_cartesian_2d(
                 (0u32..slots).into_segmented(),
-                0u64..highest + highest / 8 + 1,
+                0u64..top_with_room_for_legend(highest, series.len()),
             )
             .expect("a valid chart");
         chart
@@ -482,6 +482,23 @@ pub fn grouped_bars_svg(
         root.present().expect("drawing into a string");
     }
     svg
+}
+
+/// The plot area's height in a grouped bar chart (px): the chart's less its margins, caption
+/// and x labels.
+const BARS_PLOT_PIXELS: u64 = 280;
+/// The height of a legend row, and of the legend's margins (px).
+const LEGEND_ROW_PIXELS: u64 = 15;
+const LEGEND_MARGIN_PIXELS: u64 = 26;
+
+/// The top of a grouped bar chart's y axis: the highest bar stays below the legend, which
+/// takes the top of the plot area (with `rows` series), so that no bar hides behind it.
+fn top_with_room_for_legend(highest: u64, rows: usize) -> u64 {
+    let legend = LEGEND_ROW_PIXELS * rows as u64 + LEGEND_MARGIN_PIXELS;
+    let free = BARS_PLOT_PIXELS
+        .saturating_sub(legend)
+        .max(BARS_PLOT_PIXELS / 3);
+    (highest * BARS_PLOT_PIXELS).div_ceil(free) + 1
 }
 
 /// The grouped bar chart: a segment per slot across, the unit up.
@@ -540,6 +557,21 @@ fn round_bucket_width(width: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Why: the legend sits in the top left of the plot; the axis leaves the legend's rows
+    /// free above the highest bar, so that no bar hides behind it.
+    #[test]
+    fn the_highest_bar_stays_below_the_legend() {
+        for (highest, rows) in [(1, 1), (500, 4), (10_684, 5), (7, 7)] {
+            let top = top_with_room_for_legend(highest, rows);
+            let legend = LEGEND_ROW_PIXELS * rows as u64 + LEGEND_MARGIN_PIXELS;
+            let bar_pixels = highest * BARS_PLOT_PIXELS / top;
+            assert!(
+                bar_pixels + legend <= BARS_PLOT_PIXELS,
+                "{highest} with {rows} rows"
+            );
+        }
+    }
 
     #[test]
     fn bucket_widths_are_round() {
