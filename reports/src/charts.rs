@@ -449,7 +449,7 @@ pub fn grouped_bars_svg(
         root.fill(&WHITE).expect("drawing into a string");
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
-            .caption(title, (FONT, 16))
+            .caption(format!("{title} ({unit})"), (FONT, 16))
             .x_label_area_size(35)
             .y_label_area_size(60)
             .build_cartesian_2d(
