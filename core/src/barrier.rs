@@ -369,8 +369,6 @@ pub struct ChannelStateHandler {
     /// The newest checkpoint id seen (barrier or marker).
     current: CheckpointId,
     pending: Option<PendingCheckpoint>,
-    /// Channels whose end of data arrived.
-    ended: BTreeSet<ChannelIndex>,
 }
 
 #[derive(Debug)]
@@ -403,19 +401,14 @@ impl ChannelStateHandler {
             aligned_timeout_ticks,
             current: CheckpointId(0),
             pending: None,
-            ended: BTreeSet::new(),
         }
     }
 
-    /// Whether a checkpoint that starts with `barrier` on `channel` aligns first, and until
-    /// when.
-    fn starts_aligned(
-        &self,
-        channel: ChannelIndex,
-        barrier: CheckpointBarrier,
-        now: Tick,
-    ) -> Option<Option<Tick>> {
-        if barrier.savepoint || self.ended.contains(&channel) {
+    /// Whether a checkpoint that starts with `barrier` aligns first, and until when. A channel
+    /// whose end of data arrived is no exception: its barriers still overtake the records
+    /// queued before the end (FLIP-147), and the task goes on with them after its snapshot.
+    fn starts_aligned(&self, barrier: CheckpointBarrier, now: Tick) -> Option<Option<Tick>> {
+        if barrier.savepoint {
             Some(None)
         } else if self.overtaking && self.aligned_timeout_ticks > 0 {
             Some(Some(now.after(self.aligned_timeout_ticks)))
@@ -475,7 +468,7 @@ impl BarrierHandler for ChannelStateHandler {
                 barrier,
                 arrived: BTreeSet::new(),
                 blocked: BTreeSet::new(),
-                aligning: self.starts_aligned(channel, barrier, now),
+                aligning: self.starts_aligned(barrier, now),
             });
         }
         let pending = self.pending.as_mut().expect("set above");
@@ -531,8 +524,8 @@ impl BarrierHandler for ChannelStateHandler {
             .is_some_and(|p| p.blocked.contains(&channel))
     }
 
-    fn overtakes(&self, channel: ChannelIndex, event: &StreamEvent) -> bool {
-        if !self.overtaking || self.ended.contains(&channel) {
+    fn overtakes(&self, _channel: ChannelIndex, event: &StreamEvent) -> bool {
+        if !self.overtaking {
             return false;
         }
         let barrier = match event {
@@ -544,15 +537,8 @@ impl BarrierHandler for ChannelStateHandler {
             Some(pending) if pending.barrier.id == barrier.id => pending.aligning.is_none(),
             // A new checkpoint overtakes when it starts unaligned; older barriers are ignored
             // whenever they come.
-            _ => {
-                barrier.id > self.current
-                    && self.starts_aligned(channel, *barrier, Tick(0)).is_none()
-            }
+            _ => barrier.id > self.current && self.starts_aligned(*barrier, Tick(0)).is_none(),
         }
-    }
-
-    fn on_end_of_data(&mut self, channel: ChannelIndex) {
-        self.ended.insert(channel);
     }
 
     fn on_timer(&mut self, now: Tick) -> BarrierActions {
@@ -834,8 +820,12 @@ mod tests {
         assert_eq!(handler.next_timer(), None);
     }
 
+    /// Why: after a channel's end of data arrived, a savepoint still aligns (it is always
+    /// aligned), but a checkpoint's barrier still overtakes the records queued before the end
+    /// (FLIP-147: tasks that finished their input, and channels that ended, take part in later
+    /// checkpoints as before), so a deep backlog ahead of the end does not make it aligned.
     #[test]
-    fn savepoints_and_checkpoints_after_end_of_data_are_aligned() {
+    fn after_end_of_data_savepoints_align_and_checkpoints_still_overtake() {
         let mut handler = ChannelStateHandler::unaligned(2, 0);
         check(
             &mut handler,
@@ -845,15 +835,15 @@ mod tests {
                 " | 0",
                 "snapshot 1 | ",
                 " | ",
-                " | 1",
-                "snapshot 2 | ",
+                "snapshot 2, record queued 0,1 open 0 | ",
+                "store 2 | ",
                 "snapshot 3, record queued 0,1 open 1 | ",
             ],
         );
         let barrier = StreamEvent::Barrier(CheckpointBarrier::checkpoint(CheckpointId(4)));
         assert!(
-            !handler.overtakes(ChannelIndex(1), &barrier),
-            "channel 1 ended"
+            handler.overtakes(ChannelIndex(1), &barrier),
+            "channel 1 ended, and its barrier overtakes"
         );
         assert!(handler.overtakes(ChannelIndex(0), &barrier));
     }

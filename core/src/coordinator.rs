@@ -387,7 +387,7 @@ impl CheckpointCoordinator {
         self.store.latest().map(|c| c.id).filter(|&id| id >= first)
     }
 
-    /// All sources consumed their input: a checkpoint must follow and complete (the final one).
+    /// Every task processed all its input: a checkpoint must follow and complete (the final one).
     pub fn request_final_checkpoint(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
         if self.finishing_since.is_none() {
             self.finishing_since = Some(self.next_id);

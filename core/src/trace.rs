@@ -47,7 +47,7 @@ pub enum EngineEvent {
         status: JobStatus,
         attempt: Attempt,
     },
-    /// Every source consumed its input: the first checkpoint from `final_from` on to complete
+    /// Every task processed all its input: the first checkpoint from `final_from` on to complete
     /// is the final one, after which nothing more is triggered.
     InputConsumed {
         /// The first id that can be the final checkpoint.

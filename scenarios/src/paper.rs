@@ -879,9 +879,35 @@ impl Throughputs<'_> {
         throughput: Option<u32>,
         figure: fn(&CellSummary) -> &Vec<u64>,
     ) -> Option<u64> {
+        self.percentile(algorithm, throughput, figure, 50)
+    }
+
+    /// The `rank` percentile of `figure` over the cell of `algorithm` at `throughput`.
+    fn percentile(
+        &self,
+        algorithm: FlinkAlgorithm,
+        throughput: Option<u32>,
+        figure: fn(&CellSummary) -> &Vec<u64>,
+        rank: u64,
+    ) -> Option<u64> {
         (self.0.cells.iter())
             .find(|c| c.algorithm == algorithm.name() && c.scenario == sink_label(throughput))
-            .and_then(|c| percentile(&mut figure(c).clone(), 50))
+            .and_then(|c| percentile(&mut figure(c).clone(), rank))
+    }
+
+    /// The throughput levels at which unaligned checkpoints' p90 or p99 duration is above
+    /// aligned ones'.
+    fn unaligned_tails_above_aligned(&self) -> Vec<String> {
+        let tail = |algorithm, level, rank| self.percentile(algorithm, level, duration, rank);
+        (SINK_THROUGHPUTS.iter())
+            .filter(|&&level| {
+                [90, 99].iter().any(|&rank| {
+                    let unaligned = tail(FlinkAlgorithm::Unaligned, level, rank);
+                    unaligned.is_none() || unaligned > tail(FlinkAlgorithm::Aligned, level, rank)
+                })
+            })
+            .map(|&level| sink_label(level))
+            .collect()
     }
 
     /// The median checkpoint duration at each throughput, as the sink slows.
@@ -930,18 +956,28 @@ fn unaligned_under_back_pressure(table: &Throughputs, failed: bool) -> Experimen
         }
         _ => false,
     };
+    // The tails too: a checkpoint aligned where the literature says unaligned (say, after a
+    // channel's end of data) shows in the p90 and p99 before it moves the median.
+    let tails_above = table.unaligned_tails_above_aligned();
+    let tails = match tails_above.is_empty() {
+        true => "unaligned p90 and p99 at or below aligned at every level".to_string(),
+        false => format!(
+            "unaligned p90 or p99 above aligned at {}",
+            tails_above.join(", ")
+        ),
+    };
     Experiment {
         experiment: format!(
-            "Back-pressure, aligned vs. unaligned: checkpoint duration p50 as the sink slows ({levels}), no faults (table below)"
+            "Back-pressure, aligned vs. unaligned: checkpoint duration p50 (and its p90 and p99) as the sink slows ({levels}), no faults (table below)"
         ),
-        expected: "unaligned duration ~ independent of throughput; unaligned persisted bytes > 0 (docs, unaligned checkpoints)".into(),
+        expected: "unaligned duration ~ independent of throughput, in its tail too; unaligned persisted bytes > 0 (docs, unaligned checkpoints)".into(),
         measured: format!(
-            "aligned {}; unaligned {}; unaligned channel state p50 {unaligned_bytes} bytes per checkpoint at {}",
+            "aligned {}; unaligned {}; {tails}; unaligned channel state p50 {unaligned_bytes} bytes per checkpoint at {}",
             table.series(FlinkAlgorithm::Aligned),
             table.series(FlinkAlgorithm::Unaligned),
             sink_label(slowest)
         ),
-        agreement: agreement(!failed && independent && unaligned_bytes > 0),
+        agreement: agreement(!failed && independent && tails_above.is_empty() && unaligned_bytes > 0),
     }
 }
 

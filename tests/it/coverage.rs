@@ -1,4 +1,4 @@
-//! The coverage sweep: ten runs that together reach every coverage probe of the engine.
+//! The coverage sweep: eleven runs that together reach every coverage probe of the engine.
 //!
 //! The README's default sweep reaches 24 of the 35 probes; what it misses needs a fault profile
 //! or an algorithm other than the scenarios' own, and a few decisions need rare coincidences
@@ -15,7 +15,7 @@ use snapsim_scenarios::{run_variant, Variant, Verdict};
 use std::collections::BTreeSet;
 
 /// (scenario, fault profile, snapshot algorithm, seed).
-const COVERAGE_SWEEP: [(&str, &str, &str, u64); 10] = [
+const COVERAGE_SWEEP: [(&str, &str, &str, u64); 11] = [
     ("hot-key", "swarm", "unaligned", 2),
     ("resume", "swarm", "aligned-timeout", 0),
     ("memory-budget", "swarm", "aligned", 3),
@@ -26,6 +26,7 @@ const COVERAGE_SWEEP: [(&str, &str, &str, u64); 10] = [
     ("keyed-sum", "swarm", "chandy-lamport", 16),
     ("co-window", "swarm", "aligned", 28),
     ("hot-key", "swarm", "aligned", 56),
+    ("keyed-sum", "swarm", "aligned", 46),
 ];
 
 /// Why: a probe no run reaches marks a path of the engine that no test exercises under faults;

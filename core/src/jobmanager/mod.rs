@@ -430,7 +430,11 @@ impl JobManager {
         }
     }
 
-    /// Once every source has read all its input, the final checkpoint is requested.
+    /// Once every task has processed all its input, the final checkpoint is requested: a
+    /// checkpoint triggered after that is each task's final one (Flink's per-task
+    /// `finalCheckpointMinId`, FLIP-147), since every task takes its snapshot for it with
+    /// nothing left to process. Checkpoints triggered while tasks still work off their input
+    /// are ordinary ones (unaligned barriers overtake the input queued before its end).
     fn on_task_data_finished(
         &mut self,
         now: Tick,
@@ -438,13 +442,9 @@ impl JobManager {
         effects: &mut Vec<CoordinatorEffect>,
     ) {
         self.set_task(task, TaskState::DataFinished);
-        let sources_done = self.plan.source_tasks().all(|s| {
-            matches!(
-                self.tasks[&s],
-                TaskState::DataFinished | TaskState::Finished
-            )
-        });
-        if sources_done && self.status == JobStatus::Running {
+        let all_done = (self.tasks.values())
+            .all(|state| matches!(state, TaskState::DataFinished | TaskState::Finished));
+        if all_done && self.status == JobStatus::Running {
             self.coordinator_mut()
                 .request_final_checkpoint(now, effects);
         }

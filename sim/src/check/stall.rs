@@ -4,7 +4,7 @@
 //! A stalled job's symptom is only "it did not finish in time". Its cause is where the
 //! protocol stopped: a checkpoint pending with some tasks still aligning (which channel's
 //! barrier never came, and from whom), snapshots taken but never acknowledged, a final
-//! checkpoint never triggered after every source read its input, or a TaskManager that stayed
+//! checkpoint never triggered after every task processed its input, or a TaskManager that stayed
 //! down. Read off the trace in one pass.
 
 use super::witness::{Witness, WitnessEvent};
@@ -32,7 +32,7 @@ struct Ending<'t> {
     barriers: BTreeMap<(CheckpointId, TaskId), (BTreeSet<ChannelIndex>, &'t TraceEntry)>,
     snapshots: BTreeMap<(CheckpointId, TaskId), &'t TraceEntry>,
     acknowledged: BTreeSet<(CheckpointId, TaskId)>,
-    /// When every source had read its input (and the first id that can be the final one).
+    /// When every task had processed its input (and the first id that can be the final one).
     consumed: Option<(&'t TraceEntry, CheckpointId)>,
     /// Nodes down at the end, each with its crash.
     down: BTreeMap<Address, &'t TraceEntry>,
@@ -74,7 +74,7 @@ impl<'t> Ending<'t> {
             }
             EngineEvent::InputConsumed { final_from } => {
                 self.consumed = Some((entry, *final_from));
-                "every source read its input".to_string()
+                "every task processed its input".to_string()
             }
             EngineEvent::CheckpointCompleted { checkpoint } => {
                 self.pending.remove(checkpoint);
@@ -230,10 +230,10 @@ fn pending_clause(
 fn idle_clause(ending: &Ending, events: &mut Vec<WitnessEvent>) -> String {
     match ending.consumed {
         Some((consumed, final_from)) => {
-            let what = "every source read its input".to_string();
+            let what = "every task processed its input".to_string();
             events.push(event(consumed, what));
             format!(
-                "every source had read its input at t={}, but no final checkpoint (from {final_from} on) was pending",
+                "every task had processed its input at t={}, but no final checkpoint (from {final_from} on) was pending",
                 consumed.at.0
             )
         }
