@@ -896,14 +896,21 @@ impl Throughputs<'_> {
     }
 
     /// The throughput levels at which unaligned checkpoints' p90 or p99 duration is above
-    /// aligned ones'.
+    /// aligned ones' by more than the noise between two runs of the same path (a tenth, and
+    /// 2 ms): without back-pressure both kinds take the same path, and either may come out
+    /// a few ms ahead.
     fn unaligned_tails_above_aligned(&self) -> Vec<String> {
         let tail = |algorithm, level, rank| self.percentile(algorithm, level, duration, rank);
         (SINK_THROUGHPUTS.iter())
             .filter(|&&level| {
                 [90, 99].iter().any(|&rank| {
-                    let unaligned = tail(FlinkAlgorithm::Unaligned, level, rank);
-                    unaligned.is_none() || unaligned > tail(FlinkAlgorithm::Aligned, level, rank)
+                    match (
+                        tail(FlinkAlgorithm::Unaligned, level, rank),
+                        tail(FlinkAlgorithm::Aligned, level, rank),
+                    ) {
+                        (Some(unaligned), Some(aligned)) => unaligned > aligned + aligned / 10 + 2,
+                        _ => true,
+                    }
                 })
             })
             .map(|&level| sink_label(level))
@@ -960,7 +967,7 @@ fn unaligned_under_back_pressure(table: &Throughputs, failed: bool) -> Experimen
     // channel's end of data) shows in the p90 and p99 before it moves the median.
     let tails_above = table.unaligned_tails_above_aligned();
     let tails = match tails_above.is_empty() {
-        true => "unaligned p90 and p99 at or below aligned at every level".to_string(),
+        true => "unaligned p90 and p99 at or below aligned at every level (within a tenth where both take the same path)".to_string(),
         false => format!(
             "unaligned p90 or p99 above aligned at {}",
             tails_above.join(", ")
