@@ -4,7 +4,9 @@
 
 use crate::charts::grouped_bars_svg;
 use crate::sweep::FailedRun;
-use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
+use crate::{
+    escape, html_table, markdown_table, markdown_text_table, or_dash, out, percentile, STYLE,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -534,7 +536,7 @@ impl CampaignReport {
             out!(
                 w,
                 "{}",
-                markdown_table(&EXPERIMENT_HEADERS, &self.experiment_rows())
+                markdown_text_table(&EXPERIMENT_HEADERS, &self.experiment_rows())
             );
             out!(w, "\nCSV: [experiments.csv](experiments.csv).\n");
             for (experiment, why) in self.differences() {

@@ -24,10 +24,20 @@ pub(crate) use out;
 
 /// A Markdown table; the first column left-aligned, the others right (they hold figures).
 pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_with_rule(headers, rows, "---:|")
+}
+
+/// A Markdown table of words (events, experiments): every column left-aligned.
+pub fn markdown_text_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_with_rule(headers, rows, "---|")
+}
+
+/// A Markdown table whose columns after the first are aligned by `rule`.
+fn table_with_rule(headers: &[&str], rows: &[Vec<String>], rule: &str) -> String {
     let mut text = format!(
         "| {} |\n|---|{}\n",
         headers.join(" | "),
-        "---:|".repeat(headers.len() - 1)
+        rule.repeat(headers.len() - 1)
     );
     for row in rows {
         let cells: Vec<String> = row.iter().map(|cell| cell.replace('|', "/")).collect();

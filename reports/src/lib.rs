@@ -14,5 +14,5 @@ pub mod run;
 pub mod sequence;
 pub mod sweep;
 
-pub use format::{escape, markdown_table, percentile};
+pub use format::{escape, markdown_table, markdown_text_table, percentile};
 pub(crate) use format::{html_table, or_dash, out, STYLE};

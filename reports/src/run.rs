@@ -5,7 +5,9 @@
 use crate::charts::{checkpoint_chart_svg, timeline_svg};
 pub use crate::sequence::MessageView;
 use crate::sequence::{sequence_svg, Sequence};
-use crate::{escape, html_table, markdown_table, or_dash, out, percentile, STYLE};
+use crate::{
+    escape, html_table, markdown_table, markdown_text_table, or_dash, out, percentile, STYLE,
+};
 use snapsim_sim::analysis::{Ending, Timeline};
 use std::path::Path;
 
@@ -106,7 +108,11 @@ impl RunReport {
                 out!(w, "![message-sequence chart]({file})\n");
                 out!(w, "{SEQUENCE_LEGEND}\n");
             }
-            out!(w, "{}", markdown_table(&EVENT_HEADERS, &event_rows(cause)));
+            out!(
+                w,
+                "{}",
+                markdown_text_table(&EVENT_HEADERS, &event_rows(cause))
+            );
         }
         out!(w, "| | |\n|---|---|");
         for (name, value) in &self.facts {
