@@ -137,6 +137,14 @@ const HEADER_GROUPS: [(&str, usize); 7] = [
     ("recovery (ms)", 2),
 ];
 
+/// A cell table as the page shows it (see [`CellTable::shown`]).
+struct Shown {
+    /// The columns of [`HEADERS`] shown.
+    columns: Vec<usize>,
+    /// The rows, with only those columns.
+    rows: Vec<Vec<String>>,
+}
+
 /// A figure of a chart: its title, unit and value per cell.
 struct Figure {
     title: &'static str,
@@ -179,13 +187,18 @@ const FIGURES: [Figure; 5] = [
 ];
 
 impl CellTable {
-    /// The columns of [`HEADERS`] that hold a value in some row (a table of runs without a
-    /// failover has no recovery time, say): the tables leave the others out.
-    fn columns_with_values(&self) -> Vec<usize> {
+    /// The table as the page shows it: the columns of [`HEADERS`] that hold a value in some
+    /// row (a table of runs without a failover has no recovery time, say), and the rows with
+    /// only those.
+    fn shown(&self) -> Shown {
         let rows = self.rows();
-        (0..HEADERS.len())
+        let columns: Vec<usize> = (0..HEADERS.len())
             .filter(|&column| rows.iter().any(|row| row[column] != "–"))
-            .collect()
+            .collect();
+        let rows = (rows.into_iter())
+            .map(|row| columns.iter().map(|&c| row[c].clone()).collect())
+            .collect();
+        Shown { columns, rows }
     }
 
     /// The figures each chart draws, of those with a value above zero in some cell.
@@ -208,11 +221,11 @@ impl CellTable {
             .collect()
     }
 
-    /// What the page says of the columns and charts it leaves out, if any.
-    fn left_out(&self) -> Option<String> {
-        let columns = self.columns_with_values();
+    /// What the page says of the columns (those not in `shown`) and charts it leaves out, if
+    /// any.
+    fn left_out(&self, shown: &[usize]) -> Option<String> {
         let empty: Vec<&str> = (0..HEADERS.len())
-            .filter(|c| !columns.contains(c))
+            .filter(|c| !shown.contains(c))
             .map(|c| HEADERS[c])
             .collect();
         let undrawn = self.undrawn_figures();
@@ -237,55 +250,37 @@ impl CellTable {
         })
     }
 
-    /// The table's rows with only `columns`.
-    fn rows_of(&self, columns: &[usize]) -> Vec<Vec<String>> {
-        (self.rows().into_iter())
-            .map(|row| columns.iter().map(|&c| row[c].clone()).collect())
-            .collect()
-    }
-
-    /// The table in HTML with only the columns that hold values: a header row of column
-    /// groups (checkpoint duration, alignment, …) over their percentiles.
-    fn html(&self) -> String {
-        let columns = self.columns_with_values();
+    /// The table in HTML as `shown`: a header row of column groups (checkpoint duration,
+    /// alignment, …) over their percentiles.
+    fn html(&self, shown: &Shown) -> String {
         let mut groups = String::new();
         let mut names = String::new();
         let mut first = 0;
         for &(group, span) in &HEADER_GROUPS {
-            let shown: Vec<usize> = (first..first + span)
-                .filter(|c| columns.contains(c))
+            let in_group: Vec<usize> = (first..first + span)
+                .filter(|c| shown.columns.contains(c))
                 .collect();
             first += span;
-            if shown.is_empty() {
-                continue;
-            }
-            for &column in &shown {
-                let name = match group {
-                    "" => HEADERS[column],
-                    _ => HEADERS[column].rsplit(' ').next().expect("a percentile"),
-                };
-                let rows = if group.is_empty() {
-                    " rowspan=\"2\""
-                } else {
-                    ""
-                };
-                if group.is_empty() {
-                    out!(groups, "<th{rows}>{}</th>", escape(name));
-                } else {
-                    out!(names, "<th>{}</th>", escape(name));
+            match group {
+                "" => {
+                    for &column in &in_group {
+                        out!(groups, "<th rowspan=\"2\">{}</th>", escape(HEADERS[column]));
+                    }
+                }
+                _ if in_group.is_empty() => {}
+                _ => {
+                    let colspan = in_group.len();
+                    out!(groups, "<th colspan=\"{colspan}\">{}</th>", escape(group));
+                    for &column in &in_group {
+                        let percentile = HEADERS[column].rsplit(' ').next().expect("a percentile");
+                        out!(names, "<th>{}</th>", escape(percentile));
+                    }
                 }
             }
-            if !group.is_empty() {
-                out!(
-                    groups,
-                    "<th colspan=\"{}\">{}</th>",
-                    shown.len(),
-                    escape(group)
-                );
-            }
         }
+        assert_eq!(first, HEADERS.len(), "the header groups span every column");
         let mut html = format!("<table class=\"cells\"><tr>{groups}</tr><tr>{names}</tr>");
-        for row in self.rows_of(&columns) {
+        for row in &shown.rows {
             let cells: String = row
                 .iter()
                 .map(|cell| format!("<td>{}</td>", escape(cell)))
@@ -546,11 +541,11 @@ impl CampaignReport {
         }
         for table in &self.tables {
             out!(w, "## {}\n\n{}\n", table.title, table.about);
-            let columns = table.columns_with_values();
-            let headers: Vec<&str> = columns.iter().map(|&c| HEADERS[c]).collect();
-            out!(w, "{}", markdown_table(&headers, &table.rows_of(&columns)));
+            let shown = table.shown();
+            let headers: Vec<&str> = shown.columns.iter().map(|&c| HEADERS[c]).collect();
+            out!(w, "{}", markdown_table(&headers, &shown.rows));
             out!(w, "\nCSV: [{0}]({0}).", table.csv_name());
-            if let Some(left_out) = table.left_out() {
+            if let Some(left_out) = table.left_out(&shown.columns) {
                 out!(w, "{left_out}");
             }
             match table.by_property() {
@@ -672,16 +667,17 @@ impl CampaignReport {
 /// One table's section of the HTML report: its cells, the runs violating each property, the
 /// failed runs with their replay commands, and its charts.
 fn html_cell_table(w: &mut String, table: &CellTable) {
+    let shown = table.shown();
     out!(
         w,
         "<h2>{}</h2><p>{}</p>{}",
         escape(&table.title),
         escape(&table.about),
-        table.html()
+        table.html(&shown)
     );
     let csv = escape(&table.csv_name());
     out!(w, "<p class=\"note\">CSV: <a href=\"{csv}\">{csv}</a>.");
-    if let Some(left_out) = table.left_out() {
+    if let Some(left_out) = table.left_out(&shown.columns) {
         out!(w, " {}", escape(&left_out));
     }
     out!(w, "</p>");
@@ -825,7 +821,7 @@ mod tests {
         );
         assert_eq!(table.chart_names(), names);
         assert!(charts[0].1.contains("unaligned") && charts[0].1.contains("aligned"));
-        let left_out = table.left_out().expect("something is left out");
+        let left_out = (table.left_out(&table.shown().columns)).expect("something is left out");
         assert!(
             left_out.contains("Records replayed after recovery"),
             "{left_out}"
@@ -840,11 +836,10 @@ mod tests {
     fn columns_without_values_are_left_out_of_the_page_but_not_the_csv() {
         let report = report();
         let table = &report.tables[0];
-        let shown: Vec<&str> = (table.columns_with_values().iter())
-            .map(|&c| HEADERS[c])
-            .collect();
+        let columns = table.shown().columns;
+        let shown: Vec<&str> = columns.iter().map(|&c| HEADERS[c]).collect();
         assert!(!shown.contains(&"recovery ms p50") && shown.contains(&"checkpoint ms p90"));
-        assert!(table.left_out().expect("named").contains("recovery ms p50"));
+        assert!((table.left_out(&columns).expect("named")).contains("recovery ms p50"));
         let html = report.html();
         assert!(
             !html.contains(">recovery (ms)<"),

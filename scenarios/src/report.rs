@@ -39,14 +39,8 @@ fn cause_views(outcome: &Outcome, messages: &[MessageRecord]) -> Vec<CauseView> 
     (causes(&outcome.violations).iter())
         .map(|cause| CauseView {
             cause: cause.witness.cause.clone(),
-            explains: (cause.explains.iter())
-                .map(|(property, count)| format!("{property} ×{count}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            root: match cause.witness.subjects.is_empty() {
-                true => cause.witness.root.clone(),
-                false => format!("{}; {}", cause.witness.root, cause.witness.subjects),
-            },
+            explains: cause.explains_text(),
+            root: cause.about(),
             events: (cause.witness.events.iter())
                 .map(|e| (e.at.0, e.node.to_string(), e.what.clone()))
                 .collect(),

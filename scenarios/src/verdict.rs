@@ -290,11 +290,7 @@ fn assertion_witness(message: &str, place: &str, trace: &[TraceEntry]) -> Witnes
     let assertion = message.lines().next().unwrap_or(message);
     let events = trace[trace.len().saturating_sub(CRASH_ENTRIES)..]
         .iter()
-        .map(|entry| WitnessEvent {
-            at: entry.at,
-            node: entry.node,
-            what: format!("{:?}", entry.event),
-        })
+        .map(|entry| WitnessEvent::of(entry, format!("{:?}", entry.event)))
         .collect();
     Witness::new(
         "engine-assertion-failed",
@@ -629,6 +625,24 @@ pub struct Cause<'o> {
     pub explains: Vec<(Property, u64)>,
 }
 
+impl Cause<'_> {
+    /// The violations it explains, e.g. `channel-order ×8, exactly-once ×672`.
+    pub fn explains_text(&self) -> String {
+        let explains: Vec<String> = (self.explains.iter())
+            .map(|(property, count)| format!("{property} ×{count}"))
+            .collect();
+        explains.join(", ")
+    }
+
+    /// What its violations share, and the first few things they are about.
+    pub fn about(&self) -> String {
+        match self.witness.subjects.is_empty() {
+            true => self.witness.root.clone(),
+            false => format!("{}; {}", self.witness.root, self.witness.subjects),
+        }
+    }
+}
+
 /// The distinct causes of `violations` (by root), in the order they first appear.
 pub fn causes(violations: &[Violation]) -> Vec<Cause<'_>> {
     let mut causes: Vec<Cause> = Vec::new();
@@ -667,18 +681,11 @@ pub fn describe_cause(cause: &Cause, indent: &str, events_shown: usize) -> Strin
     let witness = cause.witness;
     let mut text = String::new();
     let _ = writeln!(text, "{indent}why: {}", witness.cause);
-    let explains: Vec<String> = (cause.explains.iter())
-        .map(|(property, count)| format!("{property} ×{count}"))
-        .collect();
-    let subjects = match witness.subjects.is_empty() {
-        true => String::new(),
-        false => format!("; {}", witness.subjects),
-    };
     let _ = writeln!(
         text,
-        "{indent}  explains {} ({}{subjects})",
-        explains.join(", "),
-        witness.root,
+        "{indent}  explains {} ({})",
+        cause.explains_text(),
+        cause.about()
     );
     let events = &witness.events;
     let shown = events.len().min(events_shown);

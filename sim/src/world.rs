@@ -129,11 +129,13 @@ impl World {
         Some(log.len() - 1)
     }
 
-    /// Marks a logged message delivered now.
-    pub(crate) fn log_delivered(&mut self, logged: Option<usize>, now: Tick) {
-        if let (Some(index), Some(log)) = (logged, self.messages.as_mut()) {
-            log[index].delivered = Some(now);
-        }
+    /// Marks the logged message at `index` delivered now.
+    pub(crate) fn log_delivered(&mut self, index: usize, now: Tick) {
+        let log = self
+            .messages
+            .as_mut()
+            .expect("a message has an index only when logged");
+        log[index].delivered = Some(now);
     }
 
     /// The extra delay of the next message on a link, drawn when the link is slow.

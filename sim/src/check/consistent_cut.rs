@@ -359,11 +359,7 @@ impl CutShown<'_, '_> {
                 }
                 _ => continue,
             };
-            events.push(WitnessEvent {
-                at: entry.at,
-                node: entry.node,
-                what,
-            });
+            events.push(WitnessEvent::of(entry, what));
         }
         events.push(WitnessEvent {
             at: self.completed.at,

@@ -79,18 +79,11 @@ impl<'r> Judgement<'r> for Notified<'r> {
                         entry.at,
                     );
                     let mut events: Vec<WitnessEvent> = (self.completions.get(completed))
-                        .map(|c| WitnessEvent {
-                            at: c.at,
-                            node: c.node,
-                            what: format!("{completed} completed"),
-                        })
+                        .map(|c| WitnessEvent::of(c, format!("{completed} completed")))
                         .into_iter()
                         .collect();
-                    events.push(WitnessEvent {
-                        at: entry.at,
-                        node: entry.node,
-                        what: format!("{name} gets the abort notice of {checkpoint}, naming {completed} the latest completed"),
-                    });
+                    let what = format!("{name} gets the abort notice of {checkpoint}, naming {completed} the latest completed");
+                    events.push(WitnessEvent::of(entry, what));
                     let witness = Witness::new("abort-notice-not-compensated", format!(
                             "{name} never got the notification that {completed} completed, and the abort notice of {checkpoint} at {}, which names {completed}, did not make it commit up to {completed}: it stays at {up_to}, so {completed}'s output is not committed",
                             entry.at

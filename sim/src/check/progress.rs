@@ -191,11 +191,7 @@ fn witness_event(entry: &TraceEntry) -> WitnessEvent {
         TraceEvent::Engine(EngineEvent::Failover { cause }) => format!("failover: {cause}"),
         _ => "the job runs".to_string(),
     };
-    WitnessEvent {
-        at: entry.at,
-        node: entry.node,
-        what,
-    }
+    WitnessEvent::of(entry, what)
 }
 
 /// Periodic checkpoints keep coming.

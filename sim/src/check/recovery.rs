@@ -203,13 +203,15 @@ impl<'t> RecoveryCheck<'t> {
     /// Judged where the coordinator decides (Flink's `CheckpointRequestDecider`).
     fn trigger_started(&mut self, checkpoint: CheckpointId, kind: TriggerKind, at: Tick) {
         let config = self.config;
-        let started = jm(at, format!("{checkpoint} started ({kind:?})"));
+        let started = WitnessEvent::at_job_manager(at, format!("{checkpoint} started ({kind:?})"));
         if kind != TriggerKind::Savepoint
             && self.life.pending.len() >= config.max_concurrent as usize
         {
             let pending = self.life.pending.len();
             let mut events: Vec<WitnessEvent> = (self.life.pending.iter())
-                .map(|(id, &at)| jm(at, format!("{id} started, still pending")))
+                .map(|(id, &at)| {
+                    WitnessEvent::at_job_manager(at, format!("{id} started, still pending"))
+                })
                 .collect();
             events.push(started.clone());
             let message = format!(
@@ -226,7 +228,10 @@ impl<'t> RecoveryCheck<'t> {
                     at.since(last),
                     config.min_pause_ticks
                 );
-                let events = vec![jm(last, "the last completion".to_string()), started];
+                let events = vec![
+                    WitnessEvent::at_job_manager(last, "the last completion".to_string()),
+                    started,
+                ];
                 let root = "periodic triggers within the min pause";
                 self.broke("min-pause-not-kept", root, message, events);
             }
@@ -239,9 +244,15 @@ impl<'t> RecoveryCheck<'t> {
             let message = format!("{checkpoint} triggered after {highest}: ids must increase");
             let mut events = Vec::new();
             if let Some(&before) = self.triggered_at.get(&highest) {
-                events.push(jm(before, format!("{highest} triggered")));
+                events.push(WitnessEvent::at_job_manager(
+                    before,
+                    format!("{highest} triggered"),
+                ));
             }
-            events.push(jm(at, format!("{checkpoint} triggered")));
+            events.push(WitnessEvent::at_job_manager(
+                at,
+                format!("{checkpoint} triggered"),
+            ));
             let root = "checkpoint ids that do not increase";
             self.broke("checkpoint-id-not-increasing", root, message, events);
         }
@@ -258,8 +269,11 @@ impl<'t> RecoveryCheck<'t> {
                     self.config.timeout_ticks
                 );
                 let events = vec![
-                    jm(triggered, format!("{checkpoint} triggered")),
-                    jm(at, format!("{checkpoint}'s last acknowledgement")),
+                    WitnessEvent::at_job_manager(triggered, format!("{checkpoint} triggered")),
+                    WitnessEvent::at_job_manager(
+                        at,
+                        format!("{checkpoint}'s last acknowledgement"),
+                    ),
                 ];
                 let root = "checkpoints kept past their timeout";
                 self.broke("kept-past-timeout", root, message, events);
@@ -278,8 +292,11 @@ impl<'t> RecoveryCheck<'t> {
                         self.config.timeout_ticks
                     );
                     let events = vec![
-                        jm(triggered, format!("{checkpoint} triggered")),
-                        jm(at, format!("{checkpoint} aborted as expired")),
+                        WitnessEvent::at_job_manager(triggered, format!("{checkpoint} triggered")),
+                        WitnessEvent::at_job_manager(
+                            at,
+                            format!("{checkpoint} aborted as expired"),
+                        ),
                     ];
                     let root = "checkpoints expired before their timeout";
                     self.broke("expired-before-timeout", root, message, events);
@@ -319,9 +336,15 @@ impl<'t> RecoveryCheck<'t> {
         let latest = self.latest_completed;
         let mut events = Vec::new();
         if let Some(&triggered) = self.triggered_at.get(&restored) {
-            events.push(jm(triggered, format!("{restored} triggered")));
+            events.push(WitnessEvent::at_job_manager(
+                triggered,
+                format!("{restored} triggered"),
+            ));
         }
-        events.push(jm(at, format!("{attempt} deployed from {restored}")));
+        events.push(WitnessEvent::at_job_manager(
+            at,
+            format!("{attempt} deployed from {restored}"),
+        ));
         let (shape, cause, root) = match latest {
             Some(latest) if restored > latest => (
                 "restored-uncompleted-checkpoint",
@@ -369,8 +392,8 @@ impl<'t> RecoveryCheck<'t> {
                 state_difference(snapshotted, state)
             );
             let events = vec![
-                at_entry(snapshot, format!("{task} snapshots {checkpoint}")),
-                at_entry(entry, format!("{task} restores {checkpoint}")),
+                WitnessEvent::of(snapshot, format!("{task} snapshots {checkpoint}")),
+                WitnessEvent::of(entry, format!("{task} restores {checkpoint}")),
             ];
             let root = "tasks restoring another state than they snapshotted";
             self.broke("restored-other-state", root, message, events);
@@ -394,34 +417,16 @@ impl<'t> RecoveryCheck<'t> {
                 if let Some(recorded_entry) = recorded_entry {
                     let what =
                         format!("{task} records {recorded} in-flight records for {checkpoint}");
-                    events.push(at_entry(recorded_entry, what));
+                    events.push(WitnessEvent::of(recorded_entry, what));
                 }
                 let what =
                     format!("{task} restores {checkpoint}; {restored} in-flight records follow");
-                events.push(at_entry(entry, what));
+                events.push(WitnessEvent::of(entry, what));
                 let root = "restores with another count of in-flight records than recorded";
                 self.broke("in-flight-count-differs", root, message, events);
             }
         }
         summarize_findings(Property::Recovery, self.findings, self.first_at)
-    }
-}
-
-/// A JobManager event of a witness.
-fn jm(at: Tick, what: String) -> WitnessEvent {
-    WitnessEvent {
-        at,
-        node: Address::JobManager,
-        what,
-    }
-}
-
-/// A witness event at a trace entry's time and node.
-fn at_entry(entry: &TraceEntry, what: String) -> WitnessEvent {
-    WitnessEvent {
-        at: entry.at,
-        node: entry.node,
-        what,
     }
 }
 

@@ -133,7 +133,7 @@ pub fn stall_witness(trace: &[TraceEntry], plan: &ExecutionPlan, end: Tick) -> W
     let mut events: Vec<WitnessEvent> = Vec::new();
     let since = match &ending.progress {
         Some((entry, what)) => {
-            events.push(event(entry, what.clone()));
+            events.push(WitnessEvent::of(entry, what.clone()));
             format!("after {} at t={}", what, entry.at.0)
         }
         None => "at all".to_string(),
@@ -141,7 +141,7 @@ pub fn stall_witness(trace: &[TraceEntry], plan: &ExecutionPlan, end: Tick) -> W
     let mut clauses: Vec<String> = Vec::new();
     match ending.pending.iter().next_back() {
         Some((&checkpoint, trigger)) => {
-            events.push(event(trigger, format!("{checkpoint} triggered")));
+            events.push(WitnessEvent::of(trigger, format!("{checkpoint} triggered")));
             clauses.push(pending_clause(
                 &ending,
                 plan,
@@ -153,7 +153,7 @@ pub fn stall_witness(trace: &[TraceEntry], plan: &ExecutionPlan, end: Tick) -> W
         None => clauses.push(idle_clause(&ending, &mut events)),
     }
     for (node, crash) in &ending.down {
-        events.push(event(crash, format!("{node} crashed")));
+        events.push(WitnessEvent::of(crash, format!("{node} crashed")));
         clauses.push(format!("{node} was down since t={}", crash.at.0));
     }
     events.sort_by_key(|e| e.at);
@@ -188,7 +188,7 @@ fn pending_clause(
             let wait = "snapshotted, never acknowledged".to_string();
             let tasks = waits.entry(wait).or_default();
             if tasks.len() < TASKS_NAMED {
-                events.push(event(
+                events.push(WitnessEvent::of(
                     snapshot,
                     format!("{} snapshots {checkpoint}", task.name),
                 ));
@@ -211,7 +211,7 @@ fn pending_clause(
             let tasks = waits.entry(wait).or_default();
             if let (Some((_, first)), true) = (arrived, tasks.len() < TASKS_NAMED) {
                 let what = format!("{} aligns {checkpoint}: its first barrier", task.name);
-                events.push(event(first, what));
+                events.push(WitnessEvent::of(first, what));
             }
             tasks.push(task.name.clone());
         }
@@ -231,21 +231,13 @@ fn idle_clause(ending: &Ending, events: &mut Vec<WitnessEvent>) -> String {
     match ending.consumed {
         Some((consumed, final_from)) => {
             let what = "every task processed its input".to_string();
-            events.push(event(consumed, what));
+            events.push(WitnessEvent::of(consumed, what));
             format!(
                 "every task had processed its input at t={}, but no final checkpoint (from {final_from} on) was pending",
                 consumed.at.0
             )
         }
         None => "no checkpoint was pending".to_string(),
-    }
-}
-
-fn event(entry: &TraceEntry, what: String) -> WitnessEvent {
-    WitnessEvent {
-        at: entry.at,
-        node: entry.node,
-        what,
     }
 }
 

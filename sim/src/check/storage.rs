@@ -198,14 +198,6 @@ impl<'t> StorageCheck<'t> {
         })
     }
 
-    fn event(entry: &TraceEntry, what: String) -> WitnessEvent {
-        WitnessEvent {
-            at: entry.at,
-            node: entry.node,
-            what,
-        }
-    }
-
     /// Why deleting a file of the snapshot the job started from is wrong: how the job took it.
     fn restored_snapshot_deleted(&self, deleted: &TraceEntry) -> Option<Witness> {
         let started =
@@ -237,8 +229,8 @@ impl<'t> StorageCheck<'t> {
             ),
             "files of the snapshot the job started from deleted".into(),
             vec![
-                Self::event(started, format!("the job starts from {path}")),
-                Self::event(deleted, format!("{file} deleted")),
+                WitnessEvent::of(started, format!("the job starts from {path}")),
+                WitnessEvent::of(deleted, format!("{file} deleted")),
             ],
         ))
     }
@@ -262,7 +254,7 @@ impl<'t> StorageCheck<'t> {
             acknowledged.at, completion.at
         );
         let mut events: Vec<WitnessEvent> = written
-            .map(|written| Self::event(written, format!("{file} written, not synced")))
+            .map(|written| WitnessEvent::of(written, format!("{file} written, not synced")))
             .into_iter()
             .collect();
         Some(Witness::new(
@@ -270,12 +262,12 @@ impl<'t> StorageCheck<'t> {
             cause,
             "snapshots acknowledged before they were durable".into(),
             {
-                events.push(Self::event(
+                events.push(WitnessEvent::of(
                     acknowledged,
                     format!("{task} acknowledges {checkpoint}"),
                 ));
                 let what = format!("{checkpoint}'s completion persisted, listing {file}");
-                events.push(Self::event(completion, what));
+                events.push(WitnessEvent::of(completion, what));
                 events.sort_by_key(|event| event.at);
                 events
             },
@@ -295,7 +287,7 @@ impl<'t> StorageCheck<'t> {
         });
         let mut events = vec![];
         if let Some(written) = self.write_of(file) {
-            events.push(Self::event(written, format!("{file} written")));
+            events.push(WitnessEvent::of(written, format!("{file} written")));
         }
         let by = match abort {
             Some(abort) => {
@@ -306,13 +298,13 @@ impl<'t> StorageCheck<'t> {
                 else {
                     unreachable!("kept as an abort")
                 };
-                events.push(Self::event(abort, format!("{aborted} aborted")));
+                events.push(WitnessEvent::of(abort, format!("{aborted} aborted")));
                 format!(", after {aborted} was aborted at {},", abort.at)
             }
             None => String::new(),
         };
-        events.push(Self::event(deleted, format!("{file} deleted")));
-        events.push(Self::event(
+        events.push(WitnessEvent::of(deleted, format!("{file} deleted")));
+        events.push(WitnessEvent::of(
             completion,
             format!("{checkpoint}'s completion persisted, listing {file}"),
         ));
@@ -412,13 +404,13 @@ impl<'t> StorageCheck<'t> {
             .filter(|id| users.contains(&id.to_string()))
             .filter_map(|&id| Some((id, self.completion_of(id)?)))
             .map(|(id, entry)| {
-                Self::event(
+                WitnessEvent::of(
                     entry,
                     format!("{id}'s completion persisted, listing {path}"),
                 )
             })
             .collect();
-        events.push(Self::event(deleted, format!("{path} deleted")));
+        events.push(WitnessEvent::of(deleted, format!("{path} deleted")));
         let cause = format!(
             "{path} was deleted at {} though {} still retained (completed, not subsumed) reference(s) it: a restore from {} would find it gone",
             deleted.at,
@@ -443,7 +435,7 @@ impl<'t> StorageCheck<'t> {
         end: Tick,
     ) -> Option<Witness> {
         let written = self.write_of(file)?;
-        let mut events = vec![Self::event(written, format!("{file} written"))];
+        let mut events = vec![WitnessEvent::of(written, format!("{file} written"))];
         let checkpoint = (self.referenced.iter())
             .find(|(_, files)| files.iter().any(|f| f == file))
             .map(|(id, _)| *id);
@@ -454,7 +446,7 @@ impl<'t> StorageCheck<'t> {
                 }
                 _ => false,
             })?;
-            events.push(Self::event(ended, format!("{id} subsumed")));
+            events.push(WitnessEvent::of(ended, format!("{id} subsumed")));
             Some(format!(
                 "{id}, which listed it, was subsumed at {}",
                 ended.at
@@ -462,7 +454,7 @@ impl<'t> StorageCheck<'t> {
         });
         let ended = self.latest(|e| matches!(e, TraceEvent::Engine(EngineEvent::JobStatus { status: s, .. }) if *s == status));
         if let Some(ended) = ended {
-            events.push(Self::event(ended, format!("the job {status:?}")));
+            events.push(WitnessEvent::of(ended, format!("the job {status:?}")));
         }
         let why = match (fate, discard_all) {
             (Some(fate), _) => format!("{fate}, so its discard should have deleted it"),

@@ -24,7 +24,6 @@ use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::ids::{CheckpointId, Tick};
 use snapsim_core::job::ExecutionPlan;
-use snapsim_core::messages::Address;
 use snapsim_core::messages::CheckpointFailureReason;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,11 +206,7 @@ impl Recounter {
     /// Why the failover at `at` for the threshold had no cause: the aborts since the last
     /// completion, and which of them Flink's rule counts.
     fn uncounted_failover(&self, at: Tick) -> Witness {
-        let jm = |at: Tick, what: String| WitnessEvent {
-            at,
-            node: Address::JobManager,
-            what,
-        };
+        let jm = WitnessEvent::at_job_manager;
         let mut events: Vec<WitnessEvent> = (self.aborts.iter())
             .map(|(at, checkpoint, reason)| {
                 let counted = if counts(*reason) {

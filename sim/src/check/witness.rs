@@ -55,12 +55,7 @@ impl Witness {
             instances: 1,
         }
     }
-}
 
-/// The most messages drawn into and out of one witness event.
-const MESSAGES_PER_EVENT: usize = 4;
-
-impl Witness {
     /// The logged messages that meet the witness's events: the ones its events' nodes sent
     /// at an event's time, and the ones they took at an event's time (at most
     /// [`MESSAGES_PER_EVENT`] each way per event), in the log's order (by send time).
@@ -81,6 +76,9 @@ impl Witness {
     }
 }
 
+/// The most messages drawn into and out of one witness event.
+const MESSAGES_PER_EVENT: usize = 4;
+
 /// One event of a witness.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WitnessEvent {
@@ -91,10 +89,20 @@ pub struct WitnessEvent {
 }
 
 impl WitnessEvent {
-    fn of(entry: &TraceEntry, what: String) -> WitnessEvent {
+    /// The event of a trace entry: its time and node, in `what` words.
+    pub fn of(entry: &TraceEntry, what: String) -> WitnessEvent {
         WitnessEvent {
             at: entry.at,
             node: entry.node,
+            what,
+        }
+    }
+
+    /// An event of the JobManager at `at`.
+    pub fn at_job_manager(at: Tick, what: String) -> WitnessEvent {
+        WitnessEvent {
+            at,
+            node: Address::JobManager,
             what,
         }
     }

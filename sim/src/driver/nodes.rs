@@ -192,7 +192,10 @@ async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, w
         let now = clock.now();
         let out = match next {
             Some(Some((from, message, logged))) => {
-                lock(&world).log_delivered(logged, now);
+                // Only a logged message takes the lock: this runs for every message.
+                if let Some(index) = logged {
+                    lock(&world).log_delivered(index, now);
+                }
                 host.deliver(now, from, message)
             }
             Some(None) => return, // The inbox closed: the node is going away.
@@ -220,7 +223,9 @@ async fn storage_main(clock: Clock, world: SharedWorld) {
         if !count_input(&world) {
             return futures::future::pending().await;
         }
-        lock(&world).log_delivered(logged, clock.now());
+        if let Some(index) = logged {
+            lock(&world).log_delivered(index, clock.now());
+        }
         let Message::Storage(request) = message else {
             unreachable!("the storage node only serves storage requests, got {message:?}")
         };
