@@ -1,6 +1,7 @@
 //! Final state: the last committed value per key (and every window result) equals the
 //! failure-free oracle's.
 
+use super::output::origin_counts;
 use super::witness::{Finding, History, Witness};
 use super::{at_end, Checker, Ending, JudgedRun, Judgement};
 use super::{describe, summarize, summarize_findings, Output, Property, Violation};
@@ -124,7 +125,7 @@ fn final_state_witnessed(run: &JudgedRun) -> Vec<Violation> {
         return Vec::new();
     }
     let history = History::of(run.own_trace(), run.sink_log);
-    let counts = effect_counts(run.actual);
+    let counts = origin_counts(run.actual);
     let findings = (mismatches.into_iter())
         .map(|(message, mismatch)| {
             let (subject, witness) = match mismatch {
@@ -153,15 +154,6 @@ fn final_state_witnessed(run: &JudgedRun) -> Vec<Violation> {
         })
         .collect();
     summarize_findings(Property::FinalState, findings, None)
-}
-
-/// How often the run committed each (sink, origin).
-fn effect_counts(actual: &[Output]) -> BTreeMap<(OperatorId, Origin), u32> {
-    let mut counts = BTreeMap::new();
-    for (sink, record) in actual {
-        *counts.entry((*sink, record.origin)).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// The transaction that committed the last output `matches` accepts.
@@ -199,7 +191,7 @@ struct KeyInputs {
 impl KeyInputs {
     fn of(
         run: &JudgedRun,
-        counts: &BTreeMap<(OperatorId, Origin), u32>,
+        counts: &[((OperatorId, Origin), u32)],
         sink: OperatorId,
         key: Key,
     ) -> KeyInputs {
@@ -207,7 +199,10 @@ impl KeyInputs {
             .filter(|(s, r)| *s == sink && r.key == key && matches!(r.origin, Origin::Input(_)))
             .map(|(_, r)| r.origin)
             .collect();
-        let count_of = |origin: &Origin| counts.get(&(sink, *origin)).copied().unwrap_or(0);
+        let count_of = |origin: &Origin| {
+            (counts.binary_search_by_key(&(sink, *origin), |(effect, _)| *effect))
+                .map_or(0, |index| counts[index].1)
+        };
         KeyInputs {
             count: origins.len(),
             lost: origins

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 /// Each (sink, origin) of `outputs` with how often it occurs, in order. (Sorting a list is
 /// several times cheaper than counting in an ordered map, and this runs over every output
 /// record of every run.)
-fn origin_counts(outputs: &[Output]) -> Vec<((OperatorId, Origin), u32)> {
+pub(super) fn origin_counts(outputs: &[Output]) -> Vec<((OperatorId, Origin), u32)> {
     let mut effects: Vec<(OperatorId, Origin)> = (outputs.iter())
         .map(|(sink, record)| (*sink, record.origin))
         .collect();
