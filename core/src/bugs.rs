@@ -74,11 +74,14 @@ pub enum SeededBug {
     /// A job started from a checkpoint without claiming it (NO_CLAIM) takes its files as its
     /// own and deletes them once a newer checkpoint subsumes it.
     NoClaimDeletesRestored,
+    /// The changelog backend truncates its log when a materialization starts, not once it is
+    /// durable: checkpoints reference a materialization that may never become durable.
+    ChangelogTruncatedEarly,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 19] = [
+    pub const ALL: [SeededBug; 20] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -98,6 +101,7 @@ impl SeededBug {
         SeededBug::FinalizeFailureCounted,
         SeededBug::AdjacentRecordsSwapped,
         SeededBug::NoClaimDeletesRestored,
+        SeededBug::ChangelogTruncatedEarly,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -130,6 +134,7 @@ impl SeededBug {
             SeededBug::FinalizeFailureCounted => "finalize-failure-counted",
             SeededBug::AdjacentRecordsSwapped => "adjacent-records-swapped",
             SeededBug::NoClaimDeletesRestored => "no-claim-deletes-restored",
+            SeededBug::ChangelogTruncatedEarly => "changelog-truncated-early",
         }
     }
 
@@ -193,6 +198,9 @@ impl SeededBug {
             SeededBug::NoClaimDeletesRestored => {
                 "a job started from a checkpoint in NO_CLAIM mode deletes that checkpoint once a newer one subsumes it"
             }
+            SeededBug::ChangelogTruncatedEarly => {
+                "the changelog backend drops its log when a materialization starts, before the materialization is durable"
+            }
         }
     }
 
@@ -230,6 +238,8 @@ impl SeededBug {
             SeededBug::AdjacentRecordsSwapped => "channel-order",
             // The user's snapshot is deleted.
             SeededBug::NoClaimDeletesRestored => "storage",
+            // A completed checkpoint references a materialization that is not durable.
+            SeededBug::ChangelogTruncatedEarly => "storage",
         }
     }
 
@@ -287,14 +297,18 @@ impl SeededBug {
             SeededBug::NoClaimDeletesRestored => {
                 "RestoreMode.NO_CLAIM: the snapshot gets CheckpointProperties.forUnclaimedSnapshot, never discarded"
             }
+            SeededBug::ChangelogTruncatedEarly => {
+                "ChangelogKeyedStateBackend#handleMaterializationResult (the log is cut only after the materialization's upload succeeded)"
+            }
         }
     }
 
     /// The named scenario whose runs reach the bug's path, for a bug no generated case can
-    /// reach (generated jobs never start from another job's snapshot).
+    /// reach (generated jobs never start from another job's snapshot, nor use the changelog).
     pub fn scenario(self) -> Option<&'static str> {
         match self {
             SeededBug::NoClaimDeletesRestored => Some("resume"),
+            SeededBug::ChangelogTruncatedEarly => Some("changelog"),
             _ => None,
         }
     }

@@ -96,6 +96,97 @@ pub struct CheckpointConfig {
     /// Markers stay in FIFO order. EXACTLY_ONCE only, one checkpoint at a time.
     #[serde(default)]
     pub chandy_lamport: bool,
+    /// `state.backend.changelog.enabled`: keyed state changes go to a changelog in checkpoint
+    /// storage as they happen, so a checkpoint uploads only the changes since the last upload
+    /// (FLIP-158, the changelog state backend). Needs a checkpoint directory; not with
+    /// `incremental`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<ChangelogOptions>,
+}
+
+/// The keyed-state backends a job can choose from, by name (`snapsim list`, `--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Keyed state in the task's own snapshot file (Flink's hashmap backend).
+    Heap,
+    /// Sorted runs uploaded once into `shared/` (`state.backend.incremental`).
+    Incremental,
+    /// A changelog of state changes, materialized periodically (FLIP-158).
+    Changelog,
+}
+
+impl StateBackend {
+    /// Every backend, in listing order.
+    pub const ALL: [StateBackend; 3] = [
+        StateBackend::Heap,
+        StateBackend::Incremental,
+        StateBackend::Changelog,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateBackend::Heap => "heap",
+            StateBackend::Incremental => "incremental",
+            StateBackend::Changelog => "changelog",
+        }
+    }
+
+    /// One line for `snapsim list`.
+    pub fn description(self) -> &'static str {
+        match self {
+            StateBackend::Heap => "keyed state in each task's snapshot file, whole at every checkpoint (Flink's hashmap backend)",
+            StateBackend::Incremental => "keyed state as sorted runs in shared/, each uploaded once, compacted past 3 (state.backend.incremental); needs a checkpoint directory",
+            StateBackend::Changelog => "state changes uploaded to dstl/ every 10 ms, the whole state materialized into shared/ every 500 ms; a checkpoint uploads only the changes since the last upload (FLIP-158); needs a checkpoint directory",
+        }
+    }
+
+    /// The backend called `name`.
+    pub fn named(name: &str) -> Option<StateBackend> {
+        StateBackend::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The backend `config` chooses.
+    pub fn of(config: &CheckpointConfig) -> StateBackend {
+        match (config.changelog, config.incremental) {
+            (Some(_), _) => StateBackend::Changelog,
+            (None, true) => StateBackend::Incremental,
+            (None, false) => StateBackend::Heap,
+        }
+    }
+
+    /// Makes `config` choose this backend (changelog options it has already are kept).
+    pub fn configure(self, config: &mut CheckpointConfig) {
+        config.incremental = self == StateBackend::Incremental;
+        config.changelog = match self {
+            StateBackend::Changelog => Some(config.changelog.unwrap_or_default()),
+            _ => None,
+        };
+    }
+}
+
+/// The changelog backend's timers (`dstl.dfs.batch.persist-delay`,
+/// `state.backend.changelog.periodic-materialize.interval`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangelogOptions {
+    /// How long changes wait before they are uploaded as a log segment (Flink: 10 ms).
+    pub persist_delay_ticks: u64,
+    /// How often the whole keyed state is materialized, so that the log before it can be
+    /// dropped. Flink's default is 10 minutes; runs here last seconds, so 500 ms.
+    pub materialization_interval_ticks: u64,
+    /// Consecutive failed materializations a task survives
+    /// (`state.backend.changelog.max-failures-allowed`, 3); one more fails the task.
+    pub materialization_failures_allowed: u32,
+}
+
+impl Default for ChangelogOptions {
+    fn default() -> Self {
+        ChangelogOptions {
+            persist_delay_ticks: 10,
+            materialization_interval_ticks: 500,
+            materialization_failures_allowed: 3,
+        }
+    }
 }
 
 /// The limits of JobManagerCheckpointStorage (Flink's `MemCheckpointStreamFactory` and the
@@ -149,6 +240,7 @@ impl Default for CheckpointConfig {
             unaligned: false,
             aligned_timeout_ticks: 0,
             chandy_lamport: false,
+            changelog: None,
         }
     }
 }
@@ -199,6 +291,15 @@ pub enum ConfigError {
     /// The incremental backend uploads files, so it needs FileSystemCheckpointStorage.
     #[error("incremental checkpoints need a checkpoint directory (state.checkpoints.dir)")]
     IncrementalWithoutDirectory,
+    /// The changelog is a file in checkpoint storage.
+    #[error("the changelog backend needs a checkpoint directory (state.checkpoints.dir)")]
+    ChangelogWithoutDirectory,
+    /// The changelog wraps the heap backend here; Flink also wraps RocksDB's incremental one.
+    #[error("the changelog backend materializes the heap backend's full state; it does not wrap the incremental backend (turn one of them off)")]
+    ChangelogWithIncremental,
+    /// A changelog timer of zero would upload or materialize at every tick.
+    #[error("changelog: {option} must be positive")]
+    ChangelogTimer { option: &'static str },
     /// A JobManagerCheckpointStorage limit is zero.
     #[error("JobManager checkpoint storage: {option} must be positive")]
     MemoryLimit { option: &'static str },
@@ -302,6 +403,25 @@ impl CheckpointConfig {
         }
         if self.incremental && self.directory.is_none() {
             return Err(ConfigError::IncrementalWithoutDirectory);
+        }
+        if let Some(changelog) = &self.changelog {
+            if self.directory.is_none() {
+                return Err(ConfigError::ChangelogWithoutDirectory);
+            }
+            if self.incremental {
+                return Err(ConfigError::ChangelogWithIncremental);
+            }
+            for (option, ticks) in [
+                ("persist delay", changelog.persist_delay_ticks),
+                (
+                    "materialization interval",
+                    changelog.materialization_interval_ticks,
+                ),
+            ] {
+                if ticks == 0 {
+                    return Err(ConfigError::ChangelogTimer { option });
+                }
+            }
         }
         self.validate_channel_state()?;
         let limits = &self.memory_storage;

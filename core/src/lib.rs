@@ -17,6 +17,7 @@
 pub mod algorithm;
 pub mod barrier;
 pub mod bugs;
+mod changelog;
 pub mod cluster;
 pub mod codec;
 pub mod config;

@@ -108,7 +108,14 @@ pub fn join(skeleton: OperatorState, entries: &Entries) -> OperatorState {
 
 /// The state the runs add up to, oldest run first.
 pub fn replay(runs: &[SortedRun]) -> Entries {
-    let mut entries = Entries::new();
+    replay_onto(Entries::new(), runs)
+}
+
+/// `entries` with the runs applied to them, oldest run first.
+pub fn replay_onto<'a>(
+    mut entries: Entries,
+    runs: impl IntoIterator<Item = &'a SortedRun>,
+) -> Entries {
     for run in runs {
         for (key, value) in &run.entries {
             match value {
@@ -118,6 +125,31 @@ pub fn replay(runs: &[SortedRun]) -> Entries {
         }
     }
     entries
+}
+
+/// A run that puts every entry: replayed alone, it gives `entries`.
+pub fn whole(entries: &Entries) -> SortedRun {
+    SortedRun {
+        entries: (entries.iter())
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect(),
+    }
+}
+
+/// The run that turns `base` into `entries`: the puts of what changed and the deletes of what
+/// went, in key order.
+pub fn changes(base: &Entries, entries: &Entries) -> SortedRun {
+    let changed = entries
+        .iter()
+        .filter(|(k, v)| base.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())));
+    let deleted = base
+        .keys()
+        .filter(|k| !entries.contains_key(*k))
+        .map(|k| (k.clone(), None));
+    let mut run: Vec<_> = changed.chain(deleted).collect();
+    run.sort_by(|a, b| a.0.cmp(&b.0));
+    SortedRun { entries: run }
 }
 
 /// Decodes a run read back from `shared/`.
@@ -177,25 +209,9 @@ impl LsmBackend {
     pub fn snapshot(&mut self, checkpoint: CheckpointId, entries: &Entries) -> IncrementalSnapshot {
         let compact = self.base.runs.len() >= RUNS_MAX;
         let run = if compact {
-            SortedRun {
-                entries: entries
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Some(v.clone())))
-                    .collect(),
-            }
+            whole(entries)
         } else {
-            let base = &self.base.entries;
-            let changed = entries
-                .iter()
-                .filter(|(k, v)| base.get(*k) != Some(v))
-                .map(|(k, v)| (k.clone(), Some(v.clone())));
-            let deleted = base
-                .keys()
-                .filter(|k| !entries.contains_key(*k))
-                .map(|k| (k.clone(), None));
-            let mut run: Vec<_> = changed.chain(deleted).collect();
-            run.sort_by(|a, b| a.0.cmp(&b.0));
-            SortedRun { entries: run }
+            changes(&self.base.entries, entries)
         };
         let mut runs = if compact {
             Vec::new()

@@ -46,6 +46,10 @@ pub enum Message {
     Heartbeat {
         /// The sender.
         task_manager: TaskManagerId,
+        /// The attempt whose tasks it runs, if any: once the job ended, the JobManager cancels
+        /// an attempt whose cancellation never arrived (Flink reconciles the executions a
+        /// heartbeat reports, FLINK-17075).
+        running: Option<Attempt>,
     },
     /// JobManager → TaskManager: run the tasks placed on it for this attempt, replacing any
     /// tasks of older attempts.

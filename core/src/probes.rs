@@ -84,11 +84,17 @@ pub enum Probe {
     RestoredFromPath,
     /// ... and claimed it (CLAIM mode).
     RestoredFromPathClaimed,
+    /// A changelog task started a materialization.
+    ChangelogMaterializing,
+    /// A changelog segment's upload failed: its changes go into the next segment.
+    ChangelogSegmentFailed,
+    /// A changelog materialization failed.
+    ChangelogMaterializationFailed,
 }
 
 impl Probe {
     /// Every probe, in listing order.
-    pub const ALL: [Probe; 35] = [
+    pub const ALL: [Probe; 38] = [
         Probe::AbortExpired,
         Probe::AbortDeclined,
         Probe::AbortAsyncException,
@@ -124,6 +130,9 @@ impl Probe {
         Probe::SharedRunsDeleted,
         Probe::RestoredFromPath,
         Probe::RestoredFromPathClaimed,
+        Probe::ChangelogMaterializing,
+        Probe::ChangelogSegmentFailed,
+        Probe::ChangelogMaterializationFailed,
     ];
 
     /// Its name in reports: kebab-case, as serde writes it in results.

@@ -75,6 +75,12 @@ impl StoragePath {
         StoragePath::new(format!("{root}/shared")).expect("roots are valid paths")
     }
 
+    /// `{root}/dstl/`: the changelog backend's log segments (Flink writes them to
+    /// `{dstl.dfs.base-path}/{job}/dstl/`; here the base path is the checkpoint directory).
+    pub fn changelog_dir(root: &str) -> StoragePath {
+        StoragePath::new(format!("{root}/dstl")).expect("roots are valid paths")
+    }
+
     /// `{root}/taskowned/`: files the JobManager must never delete.
     pub fn taskowned_dir(root: &str) -> StoragePath {
         StoragePath::new(format!("{root}/taskowned")).expect("roots are valid paths")

@@ -6,6 +6,7 @@
 //! held until it runs.
 
 use crate::bugs::SeededBug;
+use crate::changelog::ChangelogFile;
 use crate::cluster::ClusterConfig;
 use crate::config::{CheckpointStorageKind, MemoryStorageLimits};
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
@@ -17,7 +18,7 @@ use crate::storage::{
     StateHandle, StateLocation, StorageError, StorageOp, StoragePath, StorageReply,
 };
 use crate::storage_client::StorageClient;
-use crate::task::{SnapshotRead, Task, TaskEffect};
+use crate::task::{KeyedBackend, SnapshotRead, Task, TaskEffect};
 use crate::trace::EngineEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -44,8 +45,8 @@ fn in_memory_state(limits: &MemoryStorageLimits, bytes: Vec<u8>) -> Result<State
     Ok(StateHandle::in_memory(bytes))
 }
 
-/// A task could not restore: the JobManager fails the job over.
-fn restore_failed(attempt: Attempt, task: TaskId, reason: String, out: &mut Outbox) {
+/// A task could not restore, or failed: the JobManager fails the job over.
+fn task_failed(attempt: Attempt, task: TaskId, reason: String, out: &mut Outbox) {
     let failed = Message::TaskFailed {
         attempt,
         task,
@@ -109,6 +110,8 @@ enum Request {
         task: TaskId,
         checkpoint: CheckpointId,
     },
+    /// A file of a task's changelog.
+    Changelog { task: TaskId, file: ChangelogFile },
 }
 
 /// A snapshot's writes still outstanding.
@@ -216,7 +219,7 @@ impl TaskManager {
         self.snapshot_writes.clear();
         self.restore_reads.clear();
         let mine = self.placed_here();
-        let shared_dir = self.shared_dir();
+        let backend = self.keyed_backend();
         // State in the JobManager's memory is restored once every task of this TaskManager has
         // its slot: a restored task's in-flight records produce output at once, and output for
         // a local task without a slot yet would be lost.
@@ -228,7 +231,7 @@ impl TaskManager {
                         in_memory.push((task, checkpoint, bytes));
                     }
                 }
-                _ => self.start_fresh(task, attempt, shared_dir.as_ref(), out),
+                _ => self.start_fresh(now, task, attempt, &backend, out),
             }
         }
         for (task, checkpoint, bytes) in in_memory {
@@ -291,16 +294,15 @@ impl TaskManager {
     /// Starts `task` without state, and tells the JobManager it runs.
     fn start_fresh(
         &mut self,
+        now: Tick,
         task: TaskId,
         attempt: Attempt,
-        shared_dir: Option<&StoragePath>,
+        backend: &KeyedBackend,
         out: &mut Outbox,
     ) {
         let spec = self.plan.task(task);
         let mut fresh = Task::new(spec, attempt, &self.plan.checkpoint);
-        if let Some(shared_dir) = shared_dir {
-            fresh.enable_incremental(shared_dir.clone());
-        }
+        fresh.use_backend(backend, now);
         self.tasks.insert(task, Slot::Running(Box::new(fresh)));
         out.send(Address::JobManager, Message::TaskRunning { attempt, task });
     }
@@ -320,14 +322,21 @@ impl TaskManager {
         }
     }
 
-    /// Where the incremental backend uploads, when the job uses it.
-    fn shared_dir(&self) -> Option<StoragePath> {
+    /// Where the tasks keep keyed state, as the job's configuration says.
+    fn keyed_backend(&self) -> KeyedBackend {
         let config = &self.plan.checkpoint;
-        match config.storage(&self.plan.job) {
-            CheckpointStorageKind::FileSystem(root) if config.incremental => {
-                Some(StoragePath::shared_dir(root.as_str()))
-            }
-            _ => None,
+        let CheckpointStorageKind::FileSystem(root) = config.storage(&self.plan.job) else {
+            return KeyedBackend::Heap;
+        };
+        let shared_dir = StoragePath::shared_dir(root.as_str());
+        match config.changelog {
+            Some(options) => KeyedBackend::Changelog {
+                log_dir: StoragePath::changelog_dir(root.as_str()),
+                shared_dir,
+                options,
+            },
+            None if config.incremental => KeyedBackend::Incremental { shared_dir },
+            None => KeyedBackend::Heap,
         }
     }
 
@@ -364,7 +373,7 @@ impl TaskManager {
                 };
                 let reason = format!("cannot read snapshot {}: {error}", file.location);
                 self.restore_reads.remove(&task);
-                return restore_failed(attempt, task, reason, out);
+                return task_failed(attempt, task, reason, out);
             }
         };
         reads.parts[part] = Some(bytes);
@@ -388,7 +397,7 @@ impl TaskManager {
         let mut parts = reads.parts.into_iter().map(|p| p.expect("all read"));
         let bytes = parts.next().expect("the task's own file");
         let shared: Vec<Vec<u8>> = parts.collect();
-        let shared_dir = self.shared_dir();
+        let backend = self.keyed_backend();
         let spec = self.plan.task(task);
         let mut effects = Vec::new();
         let read = SnapshotRead {
@@ -403,11 +412,11 @@ impl TaskManager {
             &self.plan.checkpoint,
             now,
             read,
-            shared_dir,
+            &backend,
             &mut effects,
         ) {
             Ok(restored) => self.run_restored(now, attempt, task, restored, effects, out),
-            Err(error) => restore_failed(attempt, task, error.to_string(), out),
+            Err(error) => task_failed(attempt, task, error.to_string(), out),
         }
     }
 
@@ -497,6 +506,14 @@ impl TaskManager {
                     };
                     self.store_snapshot(task, checkpoint, savepoint, files, out);
                 }
+                TaskEffect::UploadChangelog(upload) => {
+                    let purpose = Request::Changelog {
+                        task,
+                        file: upload.file,
+                    };
+                    let (path, bytes) = (upload.path, upload.bytes);
+                    self.request(purpose, StorageOp::Write { path, bytes }, out);
+                }
                 TaskEffect::Acknowledge { checkpoint, state } => {
                     out.send(
                         Address::JobManager,
@@ -527,6 +544,7 @@ impl TaskManager {
                 TaskEffect::Finished => {
                     out.send(Address::JobManager, Message::TaskFinished { attempt, task })
                 }
+                TaskEffect::Fail(reason) => task_failed(attempt, task, reason, out),
                 TaskEffect::Trace(event) => out.trace(event),
             }
         }
@@ -643,6 +661,12 @@ impl TaskManager {
                 checkpoint,
                 part,
             } => self.on_restore_read(now, task, checkpoint, part, result, out),
+            Request::Changelog { task, file } => {
+                let durable = result.is_ok();
+                self.with_task(task, out, |task, effects| {
+                    task.on_changelog_written(file, durable, effects)
+                });
+            }
             Request::SnapshotPart { task, checkpoint } => {
                 let Some(writes) = self.snapshot_writes.get_mut(&(task, checkpoint)) else {
                     return;
@@ -895,6 +919,7 @@ impl TaskManager {
                 Address::JobManager,
                 Message::Heartbeat {
                     task_manager: self.id,
+                    running: self.attempt.filter(|_| !self.tasks.is_empty()),
                 },
             );
             self.next_heartbeat = now.after(self.cluster.heartbeat_interval_ticks);

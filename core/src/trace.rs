@@ -269,4 +269,27 @@ pub enum EngineEvent {
         task: TaskId,
         transaction: TransactionId,
     },
+    /// A changelog task started to materialize its keyed state.
+    MaterializationStarted {
+        task: TaskId,
+        attempt: Attempt,
+        number: u64,
+        /// Its file.
+        path: String,
+    },
+    /// A materialization is durable: later snapshots reference it instead of the changelog
+    /// segments up to `up_to`.
+    Materialized {
+        task: TaskId,
+        attempt: Attempt,
+        number: u64,
+        up_to: u64,
+    },
+    /// A materialization failed, the `failures`-th in a row.
+    MaterializationFailed {
+        task: TaskId,
+        attempt: Attempt,
+        number: u64,
+        failures: u32,
+    },
 }

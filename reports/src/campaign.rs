@@ -29,8 +29,10 @@ pub struct CellSummary {
     pub checkpoint_ms: Vec<u64>,
     /// Every completed checkpoint's longest barrier alignment at a task (ms).
     pub alignment_ms: Vec<u64>,
-    /// Every completed checkpoint's operator state (bytes).
-    pub state_bytes: Vec<u64>,
+    /// Every completed checkpoint's files written since its trigger (bytes; on files only).
+    pub uploaded_bytes: Vec<u64>,
+    /// Every completed checkpoint's files, all of them (bytes; on files only).
+    pub full_bytes: Vec<u64>,
     /// Every completed checkpoint's channel state, in-flight records (bytes).
     pub in_flight_bytes: Vec<u64>,
     /// Each run's records replayed after its failovers.
@@ -105,7 +107,7 @@ pub struct CampaignReport {
 }
 
 /// The figures of a cell table, one column each after the cell's names.
-const HEADERS: [&str; 17] = [
+const HEADERS: [&str; 18] = [
     "algorithm",
     "scenario",
     "faults",
@@ -117,7 +119,8 @@ const HEADERS: [&str; 17] = [
     "checkpoint ms p99",
     "alignment ms p50",
     "alignment ms p99",
-    "state bytes p50",
+    "uploaded bytes p50",
+    "full bytes p50",
     "channel-state bytes p50",
     "channel-state bytes p99",
     "replayed records per run p50",
@@ -131,11 +134,27 @@ const HEADER_GROUPS: [(&str, usize); 7] = [
     ("", 6),
     ("checkpoint duration (ms)", 3),
     ("longest alignment (ms)", 2),
-    ("state (bytes)", 1),
+    ("checkpoint files (bytes)", 2),
     ("channel state (bytes)", 2),
     ("records replayed per run", 1),
     ("recovery (ms)", 2),
 ];
+
+/// A column's name under its group: the percentile, after the first word where two columns
+/// of the group share the percentile ("uploaded p50", "full p50").
+fn short_name(column: usize, group: &[usize]) -> String {
+    let percentile = |c: usize| HEADERS[c].rsplit(' ').next().expect("a percentile");
+    let shared = group
+        .iter()
+        .any(|&other| other != column && percentile(other) == percentile(column));
+    match shared {
+        true => {
+            let first = HEADERS[column].split(' ').next().expect("a word");
+            format!("{first} {}", percentile(column))
+        }
+        false => percentile(column).to_string(),
+    }
+}
 
 /// A cell table as the page shows it (see [`CellTable::shown`]).
 struct Shown {
@@ -272,8 +291,7 @@ impl CellTable {
                     let colspan = in_group.len();
                     out!(groups, "<th colspan=\"{colspan}\">{}</th>", escape(group));
                     for &column in &in_group {
-                        let percentile = HEADERS[column].rsplit(' ').next().expect("a percentile");
-                        out!(names, "<th>{}</th>", escape(percentile));
+                        out!(names, "<th>{}</th>", escape(&short_name(column, &in_group)));
                     }
                 }
             }
@@ -307,7 +325,8 @@ impl CellTable {
                     p(&c.checkpoint_ms, 99),
                     p(&c.alignment_ms, 50),
                     p(&c.alignment_ms, 99),
-                    p(&c.state_bytes, 50),
+                    p(&c.uploaded_bytes, 50),
+                    p(&c.full_bytes, 50),
                     p(&c.in_flight_bytes, 50),
                     p(&c.in_flight_bytes, 99),
                     p(&c.replayed_records, 50),

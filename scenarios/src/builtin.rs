@@ -2,7 +2,7 @@
 
 use crate::scenario::{Draws, Scenario};
 use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::config::RestartStrategyConfig;
+use snapsim_core::config::{ChangelogOptions, RestartStrategyConfig, StateBackend};
 use snapsim_core::ids::{EventTime, Key, OperatorId};
 use snapsim_core::job::{
     AggregateFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning, SourceLog,
@@ -43,6 +43,12 @@ pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
             "the keyed-sum job (heap or incremental backend, savepoints allowed, restarts without limit, 0–3 tolerable failures, 1 s checkpoint timeout)",
             "swarm",
             keyed_sum_for_swarm,
+        ),
+        Scenario::new(
+            "changelog",
+            "the swarm's keyed-sum job with its keyed state in the changelog backend (FLIP-158): a log segment every 5–20 ms, a materialization every 40–200 ms",
+            "swarm",
+            keyed_sum_with_changelog,
         ),
         Scenario::new(
             "co-window",
@@ -295,6 +301,22 @@ pub(crate) fn back_pressure_at(
     (job, cluster(&mut draws.timing, 2, 50))
 }
 
+/// A keyed sum with a large state (20,000 records over 40,000 keys, 2 subtasks) on files, its
+/// keyed state in `backend`: the changelog experiment's job.
+pub(crate) fn large_state_on(
+    draws: &mut Draws,
+    backend: StateBackend,
+) -> (JobGraph, ClusterConfig) {
+    let mut job = on_files(keyed_aggregation(
+        "backends",
+        &mut draws.workload,
+        (20_000, 40_000),
+        2,
+    ));
+    backend.configure(&mut job.checkpoint);
+    (job, cluster(&mut draws.timing, 2, 50))
+}
+
 fn hot_key(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     let log = skewed_log(&mut draws.workload, 4, (4_000, 64), 50);
     let mut job = on_files(keyed_aggregation_of("hot-key", log, 2));
@@ -355,6 +377,19 @@ fn chain_join(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     job.checkpoint.min_pause_ticks = 20;
     job.restart = SCENARIO_RESTART;
     (on_files(job), cluster(&mut draws.timing, 3, 40))
+}
+
+fn keyed_sum_with_changelog(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let (mut job, cluster) = keyed_sum_for_swarm(draws);
+    job.checkpoint.incremental = false;
+    // Timers much shorter than Flink's defaults (10 ms, 10 minutes), so that a run of about a
+    // second segments and materializes many times.
+    job.checkpoint.changelog = Some(ChangelogOptions {
+        persist_delay_ticks: draws.workload.between(5, 20),
+        materialization_interval_ticks: draws.workload.between(40, 200),
+        ..ChangelogOptions::default()
+    });
+    (job, cluster)
 }
 
 fn keyed_sum_for_swarm(draws: &mut Draws) -> (JobGraph, ClusterConfig) {

@@ -203,7 +203,9 @@ pub fn planned_runs(catalog: &Catalog, preset: Preset, matrix: &Matrix) -> u64 {
     matrix.runs(catalog)
         + match preset {
             Preset::Matrix => 0,
-            Preset::Paper => paper::SIMULATED_RUNS + paper::throughput_runs(seeds),
+            Preset::Paper => {
+                paper::SIMULATED_RUNS + paper::throughput_runs(seeds) + paper::backend_runs(seeds)
+            }
         }
 }
 
@@ -247,6 +249,11 @@ pub fn run_campaign(
             .experiments
             .extend(paper::back_pressure_experiments(&throughput));
         report.tables.push(throughput);
+        let backends = paper::backends_table(&mut runner, matrix.seeds.clone());
+        report
+            .experiments
+            .push(paper::changelog_experiment(&backends));
+        report.tables.push(backends);
     }
     let cells = matrix.run(catalog, jobs, out, &mut on_done)?;
     report.tables.push(CellTable {

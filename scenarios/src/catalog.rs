@@ -216,6 +216,14 @@ pub enum NameError {
     /// Not a seeded bug.
     #[error(transparent)]
     Bug(#[from] snapsim_core::bugs::UnknownBug),
+    /// Not a keyed-state backend.
+    #[error("unknown state backend '{name}'; known: {known}")]
+    Backend {
+        /// The name given.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
     /// A combination that cannot be judged fairly (see [`Scenario::refuses`]).
     #[error("{0}")]
     Refused(String),

@@ -13,6 +13,7 @@ use crate::{describe_run, explain_run, report, shrink, Catalog, Variant, Verdict
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use snapsim_core::bugs::SeededBug;
+use snapsim_core::config::StateBackend;
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::trace::TraceEntry;
 use std::io::{IsTerminal, Write};
@@ -72,12 +73,17 @@ struct VariantArgs {
     /// Switch a seeded bug on (repeatable; see `snapsim list`).
     #[arg(long, value_name = "NAME")]
     bug: Vec<String>,
+    /// Keep keyed state in this backend instead of the scenario's own (see `snapsim list`).
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
 }
 
 impl VariantArgs {
     /// The variant these flags name, every name checked.
     fn checked(self, catalog: &Catalog) -> Result<Variant, String> {
-        Variant::new(catalog, self.faults, self.algorithm, &self.bug).map_err(|e| e.to_string())
+        Variant::new(catalog, self.faults, self.algorithm, &self.bug)
+            .and_then(|variant| variant.with_backend(self.backend))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -480,6 +486,10 @@ fn list(catalog: &Catalog, json: bool) -> Result<bool, String> {
     say!("\nsnapshot algorithms (--algorithm NAME; the scenarios use aligned):");
     for a in catalog.algorithms() {
         say!("  {:<16} {}", a.name(), a.description());
+    }
+    say!("\nstate backends (--backend NAME; the scenarios' own are in their descriptions, heap otherwise):");
+    for b in StateBackend::ALL {
+        say!("  {:<16} {}", b.name(), b.description());
     }
     say!("\nproperties (judged in every run):");
     for c in catalog.checkers() {

@@ -27,6 +27,9 @@ pub struct ScenarioRun {
     /// A snapshot algorithm instead of the scenario's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
+    /// A keyed-state backend instead of the scenario's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// This schedule instead of the one the profile draws.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<FaultSchedule>,
@@ -41,6 +44,7 @@ impl ScenarioRun {
             seed,
             faults: variant.faults.clone(),
             algorithm: variant.algorithm.clone(),
+            backend: variant.backend.clone(),
             schedule: None,
         }
     }
@@ -114,7 +118,8 @@ impl Replayable {
             Replayable::Scenario(run) => {
                 let scenario = catalog.scenario(&run.scenario).map_err(NameError::from)?;
                 let variant =
-                    Variant::new(catalog, run.faults.clone(), run.algorithm.clone(), bugs)?;
+                    Variant::new(catalog, run.faults.clone(), run.algorithm.clone(), bugs)?
+                        .with_backend(run.backend.clone())?;
                 let mut setup = variant.setup(catalog, scenario, run.seed)?;
                 if let Some(schedule) = &run.schedule {
                     schedule
@@ -139,7 +144,8 @@ impl Replayable {
             Replayable::Scenario(run) => {
                 let scenario = catalog.scenario(&run.scenario).map_err(NameError::from)?;
                 let variant =
-                    Variant::new(catalog, run.faults.clone(), run.algorithm.clone(), &[])?;
+                    Variant::new(catalog, run.faults.clone(), run.algorithm.clone(), &[])?
+                        .with_backend(run.backend.clone())?;
                 Ok(variant.setup(catalog, scenario, run.seed)?.schedule)
             }
         }

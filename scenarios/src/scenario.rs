@@ -2,6 +2,7 @@
 
 use snapsim_core::algorithm::SnapshotAlgorithm;
 use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::config::StateBackend;
 use snapsim_core::job::JobGraph;
 use snapsim_sim::rng::{SimRng, Stream};
 use std::sync::Arc;
@@ -57,6 +58,23 @@ impl Scenario {
     pub fn refusing_channel_state(mut self, reason: &'static str) -> Scenario {
         self.refuses_channel_state = Some(reason);
         self
+    }
+
+    /// Why this scenario cannot run with `backend`, if it cannot: a backend that uploads files
+    /// needs the checkpoint directory a scenario with state in the JobManager's memory lacks.
+    pub fn refuses_backend(&self, backend: StateBackend) -> Option<String> {
+        if backend == StateBackend::Heap {
+            return None;
+        }
+        // Every seed keeps its checkpoints in the same place: seed 0's job tells.
+        let (job, _) = (self.job)(&mut Draws::new(0));
+        job.checkpoint.directory.is_none().then(|| {
+            format!(
+                "scenario {} cannot run with --backend {}: it keeps its checkpoints in the JobManager's memory, and that backend uploads files into a checkpoint directory",
+                self.name,
+                backend.name()
+            )
+        })
     }
 
     /// Why this scenario cannot be judged fairly with `algorithm`, if it cannot: then no run

@@ -7,6 +7,7 @@ use crate::scenario::{Draws, Scenario};
 use serde::{Deserialize, Serialize};
 use snapsim_core::bugs::SeededBug;
 use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::config::StateBackend;
 use snapsim_core::job::JobGraph;
 use snapsim_sim::faults::FaultSchedule;
 use snapsim_sim::harness::Handover;
@@ -58,6 +59,9 @@ pub struct Variant {
     /// Seeded bugs switched on, by name, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<String>,
+    /// A keyed-state backend instead of the scenario's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 impl Variant {
@@ -75,13 +79,26 @@ impl Variant {
                 .iter()
                 .map(|b| b.to_string())
                 .collect(),
+            backend: None,
         };
         variant.check(catalog)?;
         Ok(variant)
     }
 
+    /// This variant with `backend` (a name `snapsim list` shows) instead of the scenario's own.
+    pub fn with_backend(mut self, backend: Option<String>) -> Result<Variant, NameError> {
+        if let Some(name) = &backend {
+            state_backend(name)?;
+        }
+        self.backend = backend;
+        Ok(self)
+    }
+
     /// Checks every name (a variant read from a file was never checked).
     pub fn check(&self, catalog: &Catalog) -> Result<(), NameError> {
+        if let Some(name) = &self.backend {
+            state_backend(name)?;
+        }
         if let Some(name) = &self.faults {
             catalog.profile(name)?;
         }
@@ -104,12 +121,19 @@ impl Variant {
         for bug in &self.bugs {
             flags += &format!(" --bug {bug}");
         }
+        if let Some(name) = &self.backend {
+            flags += &format!(" --backend {name}");
+        }
         flags
     }
 
     /// Why `scenario` cannot be judged fairly with this variant, if it cannot (see
     /// [`Scenario::refuses`]); an unknown algorithm is no reason (its name is checked apart).
     pub fn refused_by(&self, catalog: &Catalog, scenario: &Scenario) -> Option<String> {
+        let backend = self.backend.as_deref().and_then(StateBackend::named);
+        if let Some(reason) = backend.and_then(|backend| scenario.refuses_backend(backend)) {
+            return Some(reason);
+        }
         let algorithm = catalog.algorithm(self.algorithm.as_deref()?).ok()?;
         scenario.refuses(algorithm.as_ref())
     }
@@ -130,6 +154,9 @@ impl Variant {
         if let Some(name) = &self.algorithm {
             let algorithm = catalog.algorithm(name)?;
             job.use_algorithm(algorithm);
+        }
+        if let Some(name) = &self.backend {
+            state_backend(name)?.configure(&mut job.checkpoint);
         }
         let mut after = None;
         if scenario.resumes {
@@ -166,5 +193,13 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panic without a message".to_string())
+    })
+}
+
+/// The keyed-state backend called `name`.
+fn state_backend(name: &str) -> Result<StateBackend, NameError> {
+    StateBackend::named(name).ok_or_else(|| NameError::Backend {
+        name: name.to_string(),
+        known: StateBackend::ALL.map(StateBackend::name).join(", "),
     })
 }

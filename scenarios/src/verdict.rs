@@ -73,6 +73,12 @@ pub struct Stats {
     /// Each completed checkpoint's channel state: in-flight records persisted, encoded (bytes).
     #[serde(default)]
     pub in_flight_bytes: Vec<u64>,
+    /// Each completed checkpoint's files written since its trigger (bytes; on files only).
+    #[serde(default)]
+    pub uploaded_bytes: Vec<u64>,
+    /// Each completed checkpoint's files, all of them (bytes; on files only).
+    #[serde(default)]
+    pub full_bytes: Vec<u64>,
     /// Records replayed after failovers: in-flight records restored from channel state, plus
     /// source records read again from the restored offsets up to the furthest offsets the
     /// failed attempt snapshotted (a lower bound of what it had read).
@@ -799,6 +805,8 @@ fn stats(result: &RunResult) -> Stats {
     stats.alignment_ms = completed().map(|s| s.alignment_max.unwrap_or(0)).collect();
     stats.state_bytes = completed().map(|span| span.state_bytes).collect();
     stats.in_flight_bytes = completed().map(|span| span.in_flight_bytes).collect();
+    stats.uploaded_bytes = completed().filter_map(|span| span.uploaded_bytes).collect();
+    stats.full_bytes = completed().filter_map(|span| span.full_bytes).collect();
     stats.replayed_records = replayed_records(&result.trace);
     stats.recovery_ms = (timeline.recoveries.iter())
         .filter_map(|r| r.duration())

@@ -3,7 +3,7 @@
 //! Reports draw it; sweeps keep its checkpoint durations and recovery times.
 
 use crate::faults::Fault;
-use crate::trace::{TraceEntry, TraceEvent};
+use crate::trace::{StorageEvent, TraceEntry, TraceEvent};
 use snapsim_core::codec::{self, Kind};
 use snapsim_core::ids::{Attempt, CheckpointId, TaskId};
 use snapsim_core::messages::Address;
@@ -47,6 +47,12 @@ pub struct CheckpointSpan {
     pub in_flight_records: u64,
     /// What that channel state adds to the snapshots' encoded size.
     pub in_flight_bytes: u64,
+    /// The bytes of its files written since its trigger (Flink's "checkpointed data size"),
+    /// once its completion is persisted; none for state kept in the JobManager's memory.
+    pub uploaded_bytes: Option<u64>,
+    /// The bytes of every file it consists of, earlier checkpoints' shared files included
+    /// (Flink's "full checkpoint data size").
+    pub full_bytes: Option<u64>,
 }
 
 impl CheckpointSpan {
@@ -151,6 +157,8 @@ struct TimelineReader {
     first_barrier: BTreeMap<(TaskId, Attempt, CheckpointId), u64>,
     /// Each node down → its entry in `timeline.downtimes`.
     down: BTreeMap<String, usize>,
+    /// Each file written: its size and when.
+    written: BTreeMap<String, (u64, u64)>,
 }
 
 impl TimelineReader {
@@ -165,6 +173,7 @@ impl TimelineReader {
             retired: Vec::new(),
             first_barrier: BTreeMap::new(),
             down: BTreeMap::new(),
+            written: BTreeMap::new(),
         }
     }
 
@@ -182,6 +191,9 @@ impl TimelineReader {
                 if let Some(label) = fault_label(fault) {
                     self.timeline.faults.push(FaultMark { at, label });
                 }
+            }
+            TraceEvent::Storage(StorageEvent::Written { path, bytes }) => {
+                self.written.insert(path.clone(), (*bytes, at));
             }
             _ => {}
         }
@@ -217,6 +229,9 @@ impl TimelineReader {
                     span.ended_at = Some(at);
                     span.ending = Ending::Completed;
                 }
+            }
+            EngineEvent::CompletionPersisting { checkpoint, files } => {
+                self.sizes(checkpoint.0, files);
             }
             EngineEvent::CheckpointAborted { checkpoint, reason } => {
                 if let Some(span) = self.checkpoints.get_mut(&checkpoint.0) {
@@ -255,6 +270,26 @@ impl TimelineReader {
             } => self.snapshot_taken(*task, *attempt, *checkpoint, state, at),
             _ => self.see_job(event, at),
         }
+    }
+
+    /// The uploaded and full sizes of a checkpoint that consists of `files`.
+    fn sizes(&mut self, checkpoint: u64, files: &[String]) {
+        let Some(span) = self.checkpoints.get_mut(&checkpoint) else {
+            return;
+        };
+        if files.is_empty() {
+            return; // State in the JobManager's memory.
+        }
+        let sizes = files.iter().filter_map(|f| self.written.get(f));
+        let (mut uploaded, mut full) = (0, 0);
+        for &(bytes, at) in sizes {
+            full += bytes;
+            if at >= span.triggered_at {
+                uploaded += bytes;
+            }
+        }
+        span.uploaded_bytes = Some(uploaded);
+        span.full_bytes = Some(full);
     }
 
     /// A snapshot counts for its checkpoint, and ends its task's alignment.
@@ -358,6 +393,8 @@ impl CheckpointSpan {
             state_bytes: 0,
             in_flight_records: 0,
             in_flight_bytes: 0,
+            uploaded_bytes: None,
+            full_bytes: None,
         }
     }
 }

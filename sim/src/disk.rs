@@ -62,8 +62,22 @@ pub struct DiskFaults {
     pub capacity_bytes: Option<u64>,
     /// Every operation takes a seeded time in this range, in ms (inclusive).
     pub latency_ticks: (u64, u64),
+    /// Not a fault: the disk's bandwidth. An append or read of n bytes takes n / this many ms
+    /// more (rounded up); none, size costs nothing. Set by the experiments whose claim is
+    /// about bytes uploaded (the changelog backend's shorter checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_tick: Option<u64>,
     /// What a crash does to pending bytes.
     pub crash: CrashMode,
+}
+
+/// What a disk operation moves, for the disk's bandwidth.
+#[derive(Clone, Copy)]
+enum Moves<'a> {
+    Nothing,
+    Bytes(u64),
+    /// The file at this path, as it is.
+    File(&'a str),
 }
 
 /// A disk operation that failed.
@@ -364,8 +378,10 @@ impl SimDisk {
     pub fn heal(&self, node: NodeId) {
         let mut state = self.lock();
         let disk = state.nodes.entry(node).or_default();
+        // What a crash does and the bandwidth are the disk's nature, not faults.
         disk.faults = DiskFaults {
             crash: disk.faults.crash,
+            bytes_per_tick: disk.faults.bytes_per_tick,
             ..DiskFaults::default()
         };
         disk.fail_next.clear();
@@ -436,13 +452,27 @@ impl SimDisk {
         state.nodes.get(&node)?.files.read(path).ok()
     }
 
-    /// Waits the operation's latency, then runs `apply` on the calling node's disk.
-    async fn operate<T>(&self, apply: impl FnOnce(&mut DiskState, NodeId) -> T) -> T {
+    /// Waits the operation's latency (and the time its bytes take at the disk's bandwidth),
+    /// then runs `apply` on the calling node's disk.
+    async fn operate<T>(
+        &self,
+        moves: Moves<'_>,
+        apply: impl FnOnce(&mut DiskState, NodeId) -> T,
+    ) -> T {
         let node = plugin::node();
         let latency = {
             let mut state = self.lock();
-            let (low, high) = state.nodes.entry(node).or_default().faults.latency_ticks;
-            state.rng.between(low, high.max(low))
+            let disk = state.nodes.entry(node).or_default();
+            let (low, high) = disk.faults.latency_ticks;
+            let transfer = match (disk.faults.bytes_per_tick, moves) {
+                (Some(bandwidth), Moves::Bytes(bytes)) => bytes.div_ceil(bandwidth.max(1)),
+                (Some(bandwidth), Moves::File(path)) => {
+                    let bytes = disk.files.read(path).map_or(0, |b| b.len() as u64);
+                    bytes.div_ceil(bandwidth.max(1))
+                }
+                _ => 0,
+            };
+            state.rng.between(low, high.max(low)) + transfer
         };
         if latency > 0 {
             madsim::time::sleep(Duration::from_millis(latency)).await;
@@ -453,7 +483,7 @@ impl SimDisk {
 
     /// Creates `path` empty, replacing any file there (durable at once).
     pub async fn create(&self, path: &str) {
-        self.operate(|state, node| {
+        self.operate(Moves::Nothing, |state, node| {
             state.nodes.entry(node).or_default().files.create(path);
         })
         .await
@@ -461,7 +491,7 @@ impl SimDisk {
 
     /// Appends `bytes` to `path` as pending bytes.
     pub async fn append(&self, path: &str, bytes: &[u8]) -> Result<(), DiskError> {
-        self.operate(|state, node| {
+        self.operate(Moves::Bytes(bytes.len() as u64), |state, node| {
             let disk = state.inject(node, DiskOp::Append, path)?;
             let used = disk.files.used();
             if let Some(capacity) = disk.faults.capacity_bytes {
@@ -481,13 +511,15 @@ impl SimDisk {
 
     /// Makes every byte of `path` durable.
     pub async fn sync(&self, path: &str) -> Result<(), DiskError> {
-        self.operate(|state, node| state.inject(node, DiskOp::Sync, path)?.files.sync(path))
-            .await
+        self.operate(Moves::Nothing, |state, node| {
+            state.inject(node, DiskOp::Sync, path)?.files.sync(path)
+        })
+        .await
     }
 
     /// Reads all of `path` (pending bytes included, as a page cache would).
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, DiskError> {
-        self.operate(|state, node| {
+        self.operate(Moves::File(path), |state, node| {
             let faults = state.nodes.entry(node).or_default().faults.clone();
             let fails = state.chance(faults.read_error_per_mille);
             let corrupt_by_rate = state.chance(faults.corruption_per_mille);
@@ -516,20 +548,26 @@ impl SimDisk {
 
     /// Deletes `path`; whether it existed.
     pub async fn delete(&self, path: &str) -> bool {
-        self.operate(|state, node| state.nodes.entry(node).or_default().files.delete(path))
-            .await
+        self.operate(Moves::Nothing, |state, node| {
+            state.nodes.entry(node).or_default().files.delete(path)
+        })
+        .await
     }
 
     /// Renames `from` to `to`, replacing `to` (durable at once).
     pub async fn rename(&self, from: &str, to: &str) -> Result<(), DiskError> {
-        self.operate(|state, node| state.nodes.entry(node).or_default().files.rename(from, to))
-            .await
+        self.operate(Moves::Nothing, |state, node| {
+            state.nodes.entry(node).or_default().files.rename(from, to)
+        })
+        .await
     }
 
     /// The paths of the calling node's files that start with `prefix`, in order.
     pub async fn list(&self, prefix: &str) -> Vec<String> {
-        self.operate(|state, node| state.nodes.entry(node).or_default().files.list(prefix))
-            .await
+        self.operate(Moves::Nothing, |state, node| {
+            state.nodes.entry(node).or_default().files.list(prefix)
+        })
+        .await
     }
 }
 

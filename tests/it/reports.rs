@@ -107,6 +107,7 @@ fn shrinking_keeps_the_failure_and_makes_the_case_smaller() {
         seed: 1,
         faults: None,
         algorithm: None,
+        backend: None,
         schedule: None,
     });
     assert!(matches!(
@@ -124,6 +125,7 @@ fn a_scenario_run_shrinks_its_schedule() {
         seed: 1,
         faults: None,
         algorithm: None,
+        backend: None,
         schedule: None,
     });
     let bugs = vec!["restore-from-pending".to_string()];

@@ -130,6 +130,7 @@ fn expected_explanation(bug: SeededBug) -> (&'static str, &'static str) {
         B::FinalizeFailureCounted => ("failover-on-uncounted-failures", "FinalizeFailure"),
         B::AdjacentRecordsSwapped => ("reordered-in-transaction", "wrong order"),
         B::NoClaimDeletesRestored => ("restored-snapshot-deleted", "NO_CLAIM"),
+        B::ChangelogTruncatedEarly => ("materialization-referenced-before-durable", "not durable"),
     }
 }
 

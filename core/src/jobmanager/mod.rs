@@ -591,8 +591,19 @@ impl JobManager {
                     self.try_deploy(now, out);
                 }
             }
-            Message::Heartbeat { task_manager } => {
+            Message::Heartbeat {
+                task_manager,
+                running,
+            } => {
                 self.task_managers.insert(task_manager, now);
+                // Tasks of an attempt cancelled with the job, left running where the
+                // cancellation never arrived (a partition, a lost message): nothing else would
+                // ever stop them. (While the job runs, the next deployment replaces them.)
+                let ended = self.status.is_terminal();
+                if let Some(attempt) = running.filter(|&a| ended && self.deployed != Some(a)) {
+                    let cancel = Message::CancelTasks { attempt };
+                    out.send(Address::TaskManager(task_manager), cancel);
+                }
                 if self.coordinator.is_some() {
                     self.try_deploy(now, out);
                 }

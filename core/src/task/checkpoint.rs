@@ -18,7 +18,7 @@ use crate::sink::SinkRequest;
 use crate::status::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
 use crate::trace::EngineEvent;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The task's snapshot algorithm, with the seeded bugs that live in it.
 pub(super) fn barrier_handler(
@@ -278,7 +278,7 @@ impl Task {
         let awaiting_sink = self.snapshot_sink(barrier.id, out);
         let state = self.operator_state_to_snapshot();
         let snapshotted = state.clone();
-        let (state, incremental) = self.split_incremental(barrier, state);
+        let (state, incremental, awaiting_log) = self.split_keyed(barrier, state, out);
         let snapshot = TaskSnapshot {
             task: self.spec.id,
             checkpoint: barrier.id,
@@ -298,6 +298,7 @@ impl Task {
                 savepoint: barrier.savepoint,
                 stored: None,
                 awaiting_sink,
+                awaiting_log,
             },
         );
         match channel_state {
@@ -372,25 +373,35 @@ impl Task {
         state
     }
 
-    /// With the incremental backend, keyed state leaves the task's own file for shared runs:
-    /// returns the state left in the file and the runs to reference and upload. Savepoints are
-    /// always full and self-contained.
-    pub(super) fn split_incremental(
+    /// With the incremental or the changelog backend, keyed state leaves the task's own file
+    /// for shared runs: returns the state left in the file, the runs to reference and upload
+    /// with it, and the changelog segments it waits for (the last one's upload is pushed to
+    /// `out`, ahead of the snapshot's own file). Savepoints are always full and self-contained.
+    pub(super) fn split_keyed(
         &mut self,
         barrier: CheckpointBarrier,
         state: OperatorState,
-    ) -> (OperatorState, IncrementalSnapshot) {
-        let keyed = match (&mut self.lsm, barrier.savepoint) {
-            (Some(lsm), false) => lsm::split(&state).map(|(skeleton, entries)| {
-                let incremental = lsm.snapshot(barrier.id, &entries);
-                (skeleton, incremental)
-            }),
-            _ => None,
+        out: &mut Vec<TaskEffect>,
+    ) -> (OperatorState, IncrementalSnapshot, BTreeSet<u64>) {
+        let keyed = (self.lsm.is_some() || self.changelog.is_some()) && !barrier.savepoint;
+        let Some((skeleton, entries)) = keyed.then(|| lsm::split(&state)).flatten() else {
+            return (state, IncrementalSnapshot::default(), BTreeSet::new());
         };
-        match keyed {
-            Some((skeleton, incremental)) => (skeleton, incremental),
-            None => (state, IncrementalSnapshot::default()),
+        if let Some(lsm) = &mut self.lsm {
+            return (
+                skeleton,
+                lsm.snapshot(barrier.id, &entries),
+                BTreeSet::new(),
+            );
         }
+        let changelog = self.changelog.as_mut().expect("one of the two backends");
+        let snapshot = changelog.snapshot(&entries);
+        out.extend(snapshot.upload.map(TaskEffect::UploadChangelog));
+        let runs = IncrementalSnapshot {
+            uploads: Vec::new(),
+            runs: snapshot.runs,
+        };
+        (skeleton, runs, snapshot.awaiting)
     }
 
     pub(super) fn acknowledge_if_ready(
@@ -399,7 +410,7 @@ impl Task {
         out: &mut Vec<TaskEffect>,
     ) {
         let pending = &self.pending[&checkpoint];
-        if pending.awaiting_sink.is_some() {
+        if pending.awaiting_sink.is_some() || !pending.awaiting_log.is_empty() {
             return;
         }
         let Some(state) = pending.stored.clone() else {

@@ -8,10 +8,12 @@
 
 use crate::barrier::BarrierHandler;
 use crate::bugs::SeededBug;
+use crate::changelog::{ChangelogBackend, ChangelogFile, ChangelogUpload, Written};
+use crate::config::ChangelogOptions;
 use crate::config::CheckpointConfig;
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, EventTime, TaskId, Tick};
 use crate::job::{key_owner, InputSide, OperatorKind, Partitioning, TaskSpec};
-use crate::lsm::LsmBackend;
+use crate::lsm::{self, LsmBackend};
 use crate::operator::{Emitted, Operator, SinkWait};
 use crate::probes::{self, Probe};
 use crate::record::{Record, StreamEvent};
@@ -73,6 +75,8 @@ pub enum TaskEffect {
         /// Every run the snapshot consists of (the uploads included).
         shared: Vec<StateHandle>,
     },
+    /// Upload a file of the changelog backend, then call [`Task::on_changelog_written`].
+    UploadChangelog(ChangelogUpload),
     /// Tell the JobManager the snapshot is durable.
     Acknowledge {
         checkpoint: CheckpointId,
@@ -91,6 +95,8 @@ pub enum TaskEffect {
     DataFinished,
     /// Tell the JobManager the task finished.
     Finished,
+    /// Tell the JobManager the task failed, and why.
+    Fail(String),
     /// Record a trace event.
     Trace(EngineEvent),
 }
@@ -151,6 +157,23 @@ struct PendingSnapshot {
     stored: Option<StateHandle>,
     /// What a sink waits for before acknowledging: its pre-commit or its writes.
     awaiting_sink: Option<SinkWait>,
+    /// Changelog segments the snapshot references that are not durable yet.
+    awaiting_log: BTreeSet<u64>,
+}
+
+/// Where a task keeps its keyed state between snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyedBackend {
+    /// In the task's own snapshot file (Flink's hashmap backend).
+    Heap,
+    /// Sorted runs uploaded into this `shared/` directory (the incremental backend).
+    Incremental { shared_dir: StoragePath },
+    /// A changelog of segments in `log_dir`, materialized into `shared_dir` (FLIP-158).
+    Changelog {
+        log_dir: StoragePath,
+        shared_dir: StoragePath,
+        options: ChangelogOptions,
+    },
 }
 
 /// A running subtask.
@@ -180,6 +203,8 @@ pub struct Task {
     latest_written: Option<u64>,
     /// The incremental backend, when the job uses it.
     lsm: Option<LsmBackend>,
+    /// The changelog backend, when the job uses it.
+    changelog: Option<ChangelogBackend>,
     /// The snapshot whose channel state is being recorded (unaligned, Chandy-Lamport).
     recording: Option<Recording>,
     /// The time of the input being handled.
@@ -197,15 +222,120 @@ pub struct Task {
 }
 
 impl Task {
-    /// Keeps keyed state in the incremental backend, uploading runs into `shared_dir`.
-    pub fn enable_incremental(&mut self, shared_dir: StoragePath) {
-        self.lsm = Some(LsmBackend::new(shared_dir, self.spec.id));
+    /// Keeps keyed state in `backend` from `now` on (only a keyed operator has any).
+    pub fn use_backend(&mut self, backend: &KeyedBackend, now: Tick) {
+        if !self.spec.kind.is_keyed() {
+            return;
+        }
+        match backend {
+            KeyedBackend::Heap => {}
+            KeyedBackend::Incremental { shared_dir } => {
+                self.lsm = Some(LsmBackend::new(shared_dir.clone(), self.spec.id));
+            }
+            KeyedBackend::Changelog {
+                log_dir,
+                shared_dir,
+                options,
+            } => {
+                let (task, attempt) = (self.spec.id, self.attempt);
+                let (log_dir, shared_dir) = (log_dir.clone(), shared_dir.clone());
+                let backend =
+                    ChangelogBackend::new(log_dir, shared_dir, task, attempt, *options, now);
+                self.changelog = Some(backend);
+            }
+        }
     }
 
     /// Uploads the whole keyed state with the next snapshot, referencing nothing older.
     pub fn force_full_snapshot(&mut self) {
         if let Some(lsm) = self.lsm.as_mut() {
             lsm.force_full();
+        }
+        if let Some(changelog) = self.changelog.as_mut() {
+            changelog.force_full();
+        }
+    }
+
+    /// The changelog's timers: a segment of the changes so far, a materialization.
+    fn on_changelog_timer(&mut self, now: Tick, out: &mut Vec<TaskEffect>) {
+        let truncates_early = self.spec.has_bug(SeededBug::ChangelogTruncatedEarly);
+        let Some(changelog) = self.changelog.as_mut() else {
+            return;
+        };
+        if now < changelog.next_timer() {
+            return;
+        }
+        let entries = lsm::split(self.operator.state()).map(|(_, entries)| entries);
+        let entries = entries.expect("only keyed operators keep a changelog");
+        for upload in changelog.on_timer(now, &entries, truncates_early) {
+            if let ChangelogFile::Materialization(number) = upload.file {
+                probes::hit(Probe::ChangelogMaterializing);
+                out.push(TaskEffect::Trace(EngineEvent::MaterializationStarted {
+                    task: self.spec.id,
+                    attempt: self.attempt,
+                    number,
+                    path: upload.path.to_string(),
+                }));
+            }
+            out.push(TaskEffect::UploadChangelog(upload));
+        }
+    }
+
+    /// The answer to an upload of the changelog's `file`.
+    pub fn on_changelog_written(
+        &mut self,
+        file: ChangelogFile,
+        durable: bool,
+        out: &mut Vec<TaskEffect>,
+    ) {
+        let Some(changelog) = self.changelog.as_mut() else {
+            return;
+        };
+        let written = changelog.on_written(file, durable);
+        let (task, attempt) = (self.spec.id, self.attempt);
+        match written {
+            Written::SegmentDurable(sequence) => {
+                let waiting: Vec<CheckpointId> = (self.pending.iter_mut())
+                    .filter_map(|(&id, p)| p.awaiting_log.remove(&sequence).then_some(id))
+                    .collect();
+                for checkpoint in waiting {
+                    self.acknowledge_if_ready(checkpoint, out);
+                }
+            }
+            Written::SegmentFailed(sequence) => {
+                probes::hit(Probe::ChangelogSegmentFailed);
+                let doomed: Vec<CheckpointId> = (self.pending.iter())
+                    .filter(|(_, p)| p.awaiting_log.contains(&sequence))
+                    .map(|(&id, _)| id)
+                    .collect();
+                for checkpoint in doomed {
+                    self.on_snapshot_failed(checkpoint, out);
+                }
+            }
+            Written::Materialized { number, up_to } => {
+                let event = EngineEvent::Materialized {
+                    task,
+                    attempt,
+                    number,
+                    up_to,
+                };
+                out.push(TaskEffect::Trace(event));
+            }
+            Written::MaterializationFailed { number, failures } => {
+                probes::hit(Probe::ChangelogMaterializationFailed);
+                out.push(TaskEffect::Trace(EngineEvent::MaterializationFailed {
+                    task,
+                    attempt,
+                    number,
+                    failures,
+                }));
+                let changelog = self.changelog.as_ref().expect("present");
+                if changelog.too_many_failures(failures) {
+                    let reason = format!("{failures} materializations in a row failed");
+                    out.push(TaskEffect::Fail(reason));
+                }
+            }
+            Written::Stale => {}
         }
     }
 
@@ -245,6 +375,7 @@ impl Task {
             commits_in_flight: BTreeSet::new(),
             latest_written: None,
             lsm: None,
+            changelog: None,
             recording: None,
             now: Tick(0),
             budget: spec.throughput.unwrap_or(u32::MAX),
@@ -320,6 +451,9 @@ impl Task {
     /// may switch to unaligned, and a throttled task goes on with its queued input.
     pub fn on_timer(&mut self, now: Tick, out: &mut Vec<TaskEffect>) {
         self.advance_time(now);
+        if self.status == TaskStatus::Running {
+            self.on_changelog_timer(now, out);
+        }
         if let Some(handler) = self.handler.as_deref_mut() {
             let actions = handler.on_timer(now);
             self.apply(actions, out);
@@ -332,7 +466,16 @@ impl Task {
         let handler = self.handler.as_ref().and_then(|h| h.next_timer());
         let throttled = self.budget == 0 && self.inputs.iter().any(|i| !i.queue.is_empty());
         let next_budget = throttled.then(|| self.now.after(1));
-        handler.into_iter().chain(next_budget).min()
+        // After its input ended a task's state changes no more: its final snapshot uploads
+        // the last changes.
+        let changelog = (self.changelog.as_ref())
+            .filter(|_| self.status == TaskStatus::Running)
+            .map(ChangelogBackend::next_timer);
+        handler
+            .into_iter()
+            .chain(next_budget)
+            .chain(changelog)
+            .min()
     }
 
     fn advance_time(&mut self, now: Tick) {

@@ -1,7 +1,7 @@
 //! A task's snapshot as stored, and a task restored from one: its operator state, its
 //! transactions, and the in-flight records put back in front of its input.
 
-use super::{Task, TaskEffect};
+use super::{KeyedBackend, Task, TaskEffect};
 use crate::bugs::SeededBug;
 use crate::codec::{self, DecodeError, Kind};
 use crate::config::CheckpointConfig;
@@ -12,7 +12,7 @@ use crate::operator::{Operator, OperatorState, RecoveredTransactions, StateMisma
 use crate::probes::{self, Probe};
 use crate::record::{InFlight, StreamEvent};
 use crate::sink::SinkRequest;
-use crate::storage::{StateHandle, StoragePath};
+use crate::storage::StateHandle;
 use crate::trace::EngineEvent;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -164,7 +164,7 @@ impl Task {
     /// A task restored from `read`, the snapshot of a checkpoint, at `now`. A sink re-commits
     /// its pre-committed transactions and aborts the open one (Flink's
     /// `TwoPhaseCommitSinkFunction#initializeState`). With
-    /// `shared_dir`, keyed state goes on in the incremental backend. Restored in-flight
+    /// Keyed state goes on in `backend`. Restored in-flight
     /// records are processed before any new input (Flink's docs, "Unaligned Recovery").
     pub fn restore(
         spec: &TaskSpec,
@@ -172,7 +172,7 @@ impl Task {
         config: &CheckpointConfig,
         now: Tick,
         read: SnapshotRead<'_>,
-        shared_dir: Option<StoragePath>,
+        backend: &KeyedBackend,
         out: &mut Vec<TaskEffect>,
     ) -> Result<Task, RestoreError> {
         let snapshot = decode_snapshot(spec.id, read)?;
@@ -192,10 +192,11 @@ impl Task {
         let (operator, recovered) = Operator::restore(spec, attempt, operator_state)?;
         let mut task = Task::new(spec, attempt, config);
         task.now = now;
-        if let Some(shared_dir) = shared_dir {
-            task.enable_incremental(shared_dir);
-            let lsm = task.lsm.as_mut().expect("enabled");
+        task.use_backend(backend, now);
+        if let Some(lsm) = task.lsm.as_mut() {
             lsm.restored(state.shared.clone(), entries);
+        } else if let Some(changelog) = task.changelog.as_mut() {
+            changelog.restored(state.shared.clone(), entries);
         }
         task.operator = operator;
         task.last_checkpoint = checkpoint;

@@ -240,6 +240,9 @@ impl<'t> StorageCheck<'t> {
     fn not_durable(&self, checkpoint: CheckpointId, file: &str) -> Option<Witness> {
         let written = self.write_of(file);
         let completion = self.completion_of(checkpoint)?;
+        if let Some(started) = self.materialization_of(file) {
+            return self.materialization_not_durable(checkpoint, file, started, completion);
+        }
         let task = file.rsplit('/').next()?;
         let acknowledged = self.latest(|e| {
             matches!(e, TraceEvent::Engine(EngineEvent::Acknowledged { task: t, checkpoint: c })
@@ -271,6 +274,59 @@ impl<'t> StorageCheck<'t> {
                 events.sort_by_key(|event| event.at);
                 events
             },
+        ))
+    }
+
+    /// The start of the changelog materialization that writes `file`, if one does.
+    fn materialization_of(&self, file: &str) -> Option<&'t TraceEntry> {
+        self.latest(|e| {
+            matches!(e, TraceEvent::Engine(EngineEvent::MaterializationStarted { path, .. }) if path == file)
+        })
+    }
+
+    /// Why a completion lists a changelog materialization that was not durable: the task
+    /// referenced it (and dropped the log before it) before its upload succeeded.
+    fn materialization_not_durable(
+        &self,
+        checkpoint: CheckpointId,
+        file: &str,
+        started: &'t TraceEntry,
+        completion: &'t TraceEntry,
+    ) -> Option<Witness> {
+        let TraceEvent::Engine(EngineEvent::MaterializationStarted { task, number, .. }) =
+            &started.event
+        else {
+            unreachable!("found as a materialization's start")
+        };
+        let failed = self.latest(|e| {
+            matches!(e, TraceEvent::Engine(EngineEvent::MaterializationFailed { task: t, number: n, .. })
+                if t == task && n == number)
+        });
+        let mut events = vec![WitnessEvent::of(
+            started,
+            format!("{task} starts materialization {number}"),
+        )];
+        let outcome = match failed {
+            Some(failed) => {
+                events.push(WitnessEvent::of(
+                    failed,
+                    format!("materialization {number} fails"),
+                ));
+                format!("its upload failed at {}", failed.at)
+            }
+            None => "its upload had not succeeded".to_string(),
+        };
+        let what = format!("{checkpoint}'s completion persisted, listing {file}");
+        events.push(WitnessEvent::of(completion, what));
+        let cause = format!(
+            "{task} started materialization {number} at {} and its snapshots referenced it (in place of the changelog before it) at once, but {outcome}: {checkpoint} completed at {} on a materialization that is not durable",
+            started.at, completion.at
+        );
+        Some(Witness::new(
+            "materialization-referenced-before-durable",
+            cause,
+            "changelogs truncated before their materialization was durable".into(),
+            events,
         ))
     }
 

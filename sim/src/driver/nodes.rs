@@ -27,8 +27,10 @@ use snapsim_core::messages::{Address, Message, Node, Outbox};
 use snapsim_core::storage::StorageResponse;
 use snapsim_core::taskmanager::TaskManager;
 use snapsim_core::trace::EngineEvent;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +59,9 @@ pub(crate) fn create(
     world: SharedWorld,
 ) -> NodeId {
     let (plan, cluster) = (config.plan.clone(), config.cluster.clone());
+    // With a bandwidth, storage is an object store: every request at once, each taking its
+    // bytes' time; without, a file system node serving one request at a time.
+    let concurrent = config.schedule.disk.bytes_per_tick.is_some();
     handle
         .create_node()
         .name(address.to_string())
@@ -66,7 +71,7 @@ pub(crate) fn create(
             let clock = clock.clone();
             async move {
                 match address {
-                    Address::Storage => storage_main(clock, world).await,
+                    Address::Storage => storage_main(clock, world, concurrent).await,
                     _ => {
                         let role = role(address, plan, cluster, world.clone());
                         node_main(address, role, clock, world).await
@@ -207,18 +212,20 @@ async fn node_main(address: Address, node: Box<dyn Node + Send>, clock: Clock, w
 }
 
 /// The checkpoint storage node: the [`StorageService`] on the [`SimDisk`], serving requests
-/// one at a time, in arrival order.
-async fn storage_main(clock: Clock, world: SharedWorld) {
+/// one at a time in arrival order, or, `concurrent`, each as it arrives (an object store whose
+/// requests take their bytes' time at the disk's bandwidth, side by side).
+async fn storage_main(clock: Clock, world: SharedWorld, concurrent: bool) {
     let address = Address::Storage;
     let (endpoint, mut incoming) = listen(address, &world).await;
-    let mut links = Links::new(address, endpoint, clock.clone(), world.clone());
-    let service = StorageService {
+    let links = Links::new(address, endpoint, clock.clone(), world.clone());
+    let links = Rc::new(RefCell::new(links));
+    let service = Rc::new(StorageService {
         disk: SimDisk::current(),
         world: SimStorageWorld {
             clock: clock.clone(),
             world: world.clone(),
         },
-    };
+    });
     while let Some((from, message, logged)) = incoming.next().await {
         if !count_input(&world) {
             return futures::future::pending().await;
@@ -229,13 +236,22 @@ async fn storage_main(clock: Clock, world: SharedWorld) {
         let Message::Storage(request) = message else {
             unreachable!("the storage node only serves storage requests, got {message:?}")
         };
-        let result = service.execute(request.op).await;
-        slow_down(address, clock.now(), &world).await;
-        let response = StorageResponse {
-            request: request.request,
-            result,
+        let (service, links) = (service.clone(), links.clone());
+        let (clock, world) = (clock.clone(), world.clone());
+        let serve = async move {
+            let result = service.execute(request.op).await;
+            slow_down(address, clock.now(), &world).await;
+            let response = StorageResponse {
+                request: request.request,
+                result,
+            };
+            let answer = Message::StorageResult(response);
+            links.borrow_mut().send(clock.now(), from, answer);
         };
-        links.send(clock.now(), from, Message::StorageResult(response));
+        match concurrent {
+            true => drop(madsim::task::spawn_local(serve)),
+            false => serve.await,
+        }
     }
 }
 
