@@ -781,18 +781,52 @@ fn throughput_run(
     let mut draws = crate::Draws::new(seed);
     let (mut job, cluster) = crate::builtin::back_pressure_at(&mut draws, throughput);
     algorithm.configure(&mut job.checkpoint);
-    job.bugs.extend(bugs.iter().copied());
     let profile = catalog.profile("none").expect("a built-in profile");
     let schedule = profile.draw(&mut draws.faults, cluster.task_managers);
-    let setup = Setup {
+    let setup = table_setup(job, cluster, schedule, bugs);
+    let judged = judge(catalog, &sink_label(throughput), seed, setup);
+    judged.expect("a valid job").0
+}
+
+/// The setup of a table's run (not a named scenario), with `bugs` switched on.
+fn table_setup(
+    mut job: JobGraph,
+    cluster: ClusterConfig,
+    schedule: FaultSchedule,
+    bugs: &BTreeSet<SeededBug>,
+) -> Setup {
+    job.bugs.extend(bugs.iter().copied());
+    Setup {
         job,
         cluster,
         schedule,
         after: None,
         logs_messages: false,
-    };
-    let judged = judge(catalog, &sink_label(throughput), seed, setup);
-    judged.expect("a valid job").0
+    }
+}
+
+/// Runs `run` for each item of `work` on the runner's threads, each outcome seen by its
+/// `on_done`: the outcomes in `work`'s order.
+fn table_outcomes<W: Sync>(
+    runner: &mut Runner,
+    work: &[W],
+    run: impl Fn(&W, &BTreeSet<SeededBug>) -> Outcome + Sync,
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
+    let bugs = SeededBug::all_named(&runner.bugs).expect("checked by the command line");
+    let on_done = &mut runner.on_done;
+    on_threads(
+        work,
+        runner.jobs,
+        |item| run(item, &bugs),
+        |index, outcome| {
+            on_done(&outcome);
+            outcomes[index] = Some(outcome);
+            Ok::<(), Infallible>(())
+        },
+    )
+    .expect("nothing fails");
+    outcomes.into_iter().map(|o| o.expect("ran")).collect()
 }
 
 /// Checkpoint duration and channel state against the sink's throughput (FLIP-76, Flink's docs on
@@ -806,24 +840,10 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
             work.extend(seeds.clone().map(|seed| (throughput, algorithm, seed)));
         }
     }
-    let mut outcomes: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
-    let bugs = SeededBug::all_named(&runner.bugs).expect("checked by the command line");
-    let on_done = &mut runner.on_done;
     let catalog = runner.catalog;
-    on_threads(
-        &work,
-        runner.jobs,
-        |&(throughput, algorithm, seed)| {
-            throughput_run(catalog, &bugs, throughput, algorithm, seed)
-        },
-        |index, outcome| {
-            on_done(&outcome);
-            outcomes[index] = Some(outcome);
-            Ok::<(), Infallible>(())
-        },
-    )
-    .expect("nothing fails");
-    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("ran")).collect();
+    let outcomes = table_outcomes(runner, &work, |&(throughput, algorithm, seed), bugs| {
+        throughput_run(catalog, bugs, throughput, algorithm, seed)
+    });
     let mut cells = Vec::new();
     for throughput in SINK_THROUGHPUTS {
         for algorithm in algorithms {
@@ -1058,18 +1078,11 @@ fn backend_run(
     seed: u64,
 ) -> Outcome {
     let mut draws = crate::Draws::new(seed);
-    let (mut job, cluster) = crate::builtin::large_state_on(&mut draws, backend);
-    job.bugs.extend(bugs.iter().copied());
+    let (job, cluster) = crate::builtin::large_state_on(&mut draws, backend);
     let profile = catalog.profile("tm-crash").expect("a built-in profile");
     let mut schedule = profile.draw(&mut draws.faults, cluster.task_managers);
     schedule.disk.bytes_per_tick = Some(STORAGE_BYTES_PER_TICK);
-    let setup = Setup {
-        job,
-        cluster,
-        schedule,
-        after: None,
-        logs_messages: false,
-    };
+    let setup = table_setup(job, cluster, schedule, bugs);
     let judged = judge(catalog, &backend_label(backend), seed, setup);
     judged.expect("a valid job").0
 }
@@ -1080,26 +1093,15 @@ pub(crate) fn backends_table(runner: &mut Runner, seeds: Range<u64>) -> CellTabl
     let work: Vec<(StateBackend, u64)> = (BACKENDS.iter())
         .flat_map(|&backend| seeds.clone().map(move |seed| (backend, seed)))
         .collect();
-    let mut outcomes: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
-    let bugs = SeededBug::all_named(&runner.bugs).expect("checked by the command line");
-    let on_done = &mut runner.on_done;
     let catalog = runner.catalog;
-    on_threads(
-        &work,
-        runner.jobs,
-        |&(backend, seed)| backend_run(catalog, &bugs, backend, seed),
-        |index, outcome| {
-            on_done(&outcome);
-            outcomes[index] = Some(outcome);
-            Ok::<(), Infallible>(())
-        },
-    )
-    .expect("nothing fails");
+    let outcomes = table_outcomes(runner, &work, |&(backend, seed), bugs| {
+        backend_run(catalog, bugs, backend, seed)
+    });
     let cells = (BACKENDS.iter())
         .map(|&backend| {
             let runs: Vec<&Outcome> = (work.iter().zip(&outcomes))
                 .filter(|((b, _), _)| *b == backend)
-                .map(|(_, o)| o.as_ref().expect("ran"))
+                .map(|(_, o)| o)
                 .collect();
             let label = backend_label(backend);
             cell_summary(catalog, "aligned", &label, "tm-crash", &runs)
