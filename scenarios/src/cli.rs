@@ -470,8 +470,13 @@ fn list(catalog: &Catalog, json: bool) -> Result<bool, String> {
                     "violates": b.violates(), "reference": b.reference()})
             })
             .collect();
+        let backends: Vec<_> = StateBackend::ALL
+            .iter()
+            .map(|b| serde_json::json!({"name": b.name(), "description": b.description()}))
+            .collect();
         let list = serde_json::json!({ "scenarios": scenarios, "fault_profiles": profiles,
-            "algorithms": algorithms, "checkers": checkers, "seeded_bugs": bugs });
+            "algorithms": algorithms, "state_backends": backends, "checkers": checkers,
+            "seeded_bugs": bugs });
         say!("{list}");
         return Ok(true);
     }
