@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use snapsim_core::algorithm::SnapshotAlgorithm;
 use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::config::{CheckpointingMode, RestartStrategyConfig};
+use snapsim_core::config::{ChangelogOptions, CheckpointingMode, RestartStrategyConfig};
 use snapsim_core::ids::{OperatorId, TaskManagerId, Tick};
 use snapsim_core::job::{
     AggregateFn, FilterFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning,
@@ -71,6 +71,9 @@ pub struct JobParams {
     pub min_pause_ticks: u64,
     /// Keyed state in the incremental backend.
     pub incremental: bool,
+    /// Keyed state in the changelog backend, with these timers (not with `incremental`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<ChangelogOptions>,
     /// Completed checkpoints retained.
     pub retained: u32,
     /// Tolerable checkpoint failures.
@@ -371,6 +374,7 @@ impl JobParams {
         config.max_concurrent = self.max_concurrent;
         config.min_pause_ticks = self.min_pause_ticks;
         config.incremental = self.incremental;
+        config.changelog = self.changelog;
         config.retained = self.retained;
         config.tolerable_failed = self.tolerable_failed;
         config.timeout_ticks = 1_000;
@@ -645,12 +649,26 @@ fn plain_job_params() -> impl Strategy<Value = JobParams> {
         1 => Just(CheckpointingMode::AtLeastOnce),
     ];
     let sizes = (1..=3u16, 1..=4u16, 1..=3u16, 60..=1_200u64, 1..=48u64);
+    // Heap half the time; the changelog with timers short enough to segment and materialize
+    // many times in a run.
+    let backend = prop_oneof![
+        2 => Just((false, None)),
+        1 => Just((true, None)),
+        1 => (5..=20u64, 40..=200u64).prop_map(|(persist, materialize)| {
+            let changelog = ChangelogOptions {
+                persist_delay_ticks: persist,
+                materialization_interval_ticks: materialize,
+                ..ChangelogOptions::default()
+            };
+            (false, Some(changelog))
+        }),
+    ];
     let options = (
         mode,
         20..=200u64,
         1..=3u32,
         0..=60u64,
-        any::<bool>(),
+        backend,
         1..=3u32,
         0..=3u32,
     );
@@ -663,7 +681,7 @@ fn plain_job_params() -> impl Strategy<Value = JobParams> {
             interval_ticks,
             max_concurrent,
             min_pause_ticks,
-            incremental,
+            (incremental, changelog),
             retained,
             tolerable_failed,
         ) = options;
@@ -680,6 +698,7 @@ fn plain_job_params() -> impl Strategy<Value = JobParams> {
             max_concurrent,
             min_pause_ticks,
             incremental,
+            changelog,
             retained,
             tolerable_failed,
             algorithm: None,

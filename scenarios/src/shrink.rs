@@ -147,7 +147,10 @@ fn simpler_case(case: &Case) -> Vec<(String, Case)> {
     });
     job_change("one checkpoint at a time", &|c| c.job.max_concurrent = 1);
     job_change("no min pause", &|c| c.job.min_pause_ticks = 0);
-    job_change("the heap backend", &|c| c.job.incremental = false);
+    job_change("the heap backend", &|c| {
+        c.job.incremental = false;
+        c.job.changelog = None;
+    });
     job_change("one retained checkpoint", &|c| c.job.retained = 1);
     job_change("no tolerable failures", &|c| c.job.tolerable_failed = 0);
     for (i, episode) in case.episodes.iter().enumerate() {

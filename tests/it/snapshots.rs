@@ -30,6 +30,7 @@ fn small_case(records: u64, episodes: Vec<Episode>) -> Case {
             max_concurrent: 1,
             min_pause_ticks: 0,
             incremental: false,
+            changelog: None,
             retained: 1,
             tolerable_failed: 0,
             algorithm: None,

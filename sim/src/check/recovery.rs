@@ -358,7 +358,7 @@ impl<'t> RecoveryCheck<'t> {
             ),
             None => (
                 "restored-uncompleted-checkpoint",
-                format!("{attempt} was deployed at {at} from {restored}, though no checkpoint had completed"),
+                format!("{attempt} was deployed at {at} from {restored}, which never completed (no checkpoint had completed): a restore must take the latest completed checkpoint, or start from nothing"),
                 format!("a failover restored {restored}, which had not completed"),
             ),
         };
