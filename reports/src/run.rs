@@ -399,13 +399,15 @@ impl RunReport {
                     or_dash(span.alignment_max),
                     span.snapshots.to_string(),
                     span.state_bytes.to_string(),
+                    or_dash(span.uploaded_bytes),
+                    or_dash(span.full_bytes),
                 ]
             })
             .collect()
     }
 }
 
-const CHECKPOINT_HEADERS: [&str; 9] = [
+const CHECKPOINT_HEADERS: [&str; 11] = [
     "id",
     "kind",
     "triggered (ms)",
@@ -415,6 +417,8 @@ const CHECKPOINT_HEADERS: [&str; 9] = [
     "longest alignment (ms)",
     "snapshots",
     "state (bytes)",
+    "uploaded (bytes)",
+    "all files (bytes)",
 ];
 
 const FAILOVER_HEADERS: [&str; 5] = [
