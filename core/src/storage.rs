@@ -6,7 +6,7 @@
 //! (one, for both drivers) is in `snapsim-sim`: files with a durable prefix, written, synced
 //! and listed as a distributed file system would.
 
-use crate::ids::{CheckpointId, TaskId};
+use crate::ids::{CheckpointId, TaskId, Tick};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
@@ -285,6 +285,13 @@ pub enum StorageError {
         /// How long the caller waited.
         ticks: u64,
     },
+    /// The request reached the storage after its sender stopped waiting: not executed.
+    #[error("'{operation}' arrived after its deadline {deadline}: not executed")]
+    Expired {
+        operation: String,
+        /// When its sender gave up on it.
+        deadline: Tick,
+    },
     /// A path that breaks the path rules.
     #[error("invalid storage path '{path}'")]
     InvalidPath {
@@ -300,6 +307,11 @@ pub struct StorageRequest {
     pub request: u64,
     /// The operation.
     pub op: StorageOp,
+    /// When the sender stops waiting for the answer. The storage does not execute a request
+    /// that arrives later, as an object store refuses a request signed too long ago: a write
+    /// delayed past it would land after its sender, and the job's clean-up, gave up on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Tick>,
 }
 
 /// The storage node's answer to one request.

@@ -60,15 +60,21 @@ impl<P> StorageClient<P> {
     pub fn send(&mut self, now: Tick, purpose: P, op: StorageOp, out: &mut Outbox) {
         let request = self.next_request;
         self.next_request += 1;
+        let deadline = now.after(self.timeout_ticks);
         let pending = Pending {
             purpose,
-            deadline: now.after(self.timeout_ticks),
+            deadline,
             operation: op.to_string(),
         };
         self.pending.insert(request, pending);
+        let deadline = Some(deadline);
         out.send(
             Address::Storage,
-            Message::Storage(StorageRequest { request, op }),
+            Message::Storage(StorageRequest {
+                request,
+                op,
+                deadline,
+            }),
         );
     }
 

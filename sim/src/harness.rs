@@ -140,6 +140,7 @@ fn new_world(
         sink: before.map(|b| b.sink.clone()).unwrap_or_default(),
         status: None,
         down: BTreeSet::new(),
+        crashes: BTreeMap::new(),
         slow_links: BTreeMap::new(),
         losing_rpcs: BTreeMap::new(),
         slow_nodes: BTreeMap::new(),
@@ -244,8 +245,12 @@ impl Adversary {
     }
 
     fn crash(&self, address: Address) {
-        if !lock(&self.world).down.insert(address) {
-            return;
+        {
+            let mut world = lock(&self.world);
+            if !world.down.insert(address) {
+                return;
+            }
+            *world.crashes.entry(address).or_default() += 1;
         }
         // kill (not restart) resets the node's network and disk state: madsim calls
         // `Simulator::reset_node` on `Handle::kill` only.

@@ -81,6 +81,10 @@ pub(crate) struct World {
     pub(crate) status: Option<JobStatus>,
     /// Nodes killed and not restarted: messages to them are lost.
     pub(crate) down: BTreeSet<Address>,
+    /// How often each node crashed: its incarnation. A message the network still holds when
+    /// its sender has crashed and started again is dropped on arrival, as a rebooted host's old
+    /// connections are.
+    pub(crate) crashes: BTreeMap<Address, u64>,
     pub(crate) slow_links: BTreeMap<(Address, Address), SlowLink>,
     /// Links whose checkpoint RPCs are lost, until when.
     pub(crate) losing_rpcs: BTreeMap<(Address, Address), Tick>,

@@ -19,7 +19,9 @@ use snapsim_core::job::{ExecutionPlan, JobGraph};
 use snapsim_core::jobmanager::JobManager;
 use snapsim_core::messages::{Address, Message, Node, Outbox};
 use snapsim_core::sink::SinkSystem;
-use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageResponse};
+use snapsim_core::storage::{
+    StorageError, StorageOp, StoragePath, StorageReply, StorageRequest, StorageResponse,
+};
 use snapsim_core::taskmanager::TaskManager;
 use snapsim_core::trace::{EngineEvent, JobStatus};
 use std::cell::RefCell;
@@ -146,7 +148,17 @@ impl LocalCluster {
     /// sends, or a test's own operation (to plant, corrupt or remove a file), as an operator
     /// with access to the file system would.
     pub fn storage(&mut self, op: StorageOp) -> Result<StorageReply, StorageError> {
-        let done = self.storage.execute(op).now_or_never();
+        let request = StorageRequest {
+            request: 0,
+            op,
+            deadline: None,
+        };
+        self.serve(request)
+    }
+
+    /// Serves a node's storage request now, tracing what storage did.
+    fn serve(&mut self, request: StorageRequest) -> Result<StorageReply, StorageError> {
+        let done = self.storage.serve(request, self.now).now_or_never();
         let result = done.expect("storage on plain files completes when called");
         let events = std::mem::take(&mut *self.storage.world.0.borrow_mut());
         for event in events {
@@ -297,9 +309,10 @@ impl LocalCluster {
             let Message::Storage(request) = message else {
                 unreachable!("storage only serves storage requests, got {message:?}")
             };
-            let result = self.storage(request.op);
+            let request_id = request.request;
+            let result = self.serve(request);
             let response = StorageResponse {
-                request: request.request,
+                request: request_id,
                 result,
             };
             self.send(Address::Storage, from, Message::StorageResult(response));

@@ -115,6 +115,8 @@ impl Node for WorldSink {
 /// message log), and how the receiver says it has them.
 struct Batch {
     from: Address,
+    /// The sender's incarnation (crashes before it started).
+    incarnation: u64,
     messages: Vec<(Message, Option<usize>)>,
     delivered: oneshot::Sender<()>,
 }
@@ -132,15 +134,20 @@ async fn listen(
     // A client's commands (savepoint, cancel) enter the inbox directly.
     lock(world).inboxes.insert(address, inbox.clone());
     let acceptor = endpoint.clone();
+    let world = world.clone();
     madsim::task::spawn(async move {
         while let Ok((_sender, mut receiver, _peer)) = acceptor.accept1().await {
             let inbox = inbox.clone();
+            let world = world.clone();
             madsim::task::spawn(async move {
                 while let Ok(payload) = receiver.recv().await {
                     let batch = *payload
                         .downcast::<Batch>()
                         .expect("nodes send only batches");
                     let from = batch.from;
+                    if sent_by_an_earlier_life(&world, from, batch.incarnation) {
+                        continue; // Lost with the life that sent it.
+                    }
                     let delivered = batch.messages.into_iter().all(|(message, logged)| {
                         inbox.unbounded_send((from, message, logged)).is_ok()
                     });
@@ -154,6 +161,16 @@ async fn listen(
         }
     });
     (endpoint, incoming)
+}
+
+/// Whether a batch of `from`'s `incarnation` arrives after `from` crashed and started again:
+/// the network held it (a clog, a backoff) past its sender's life, and a restarted host's old
+/// connections are gone, so it is dropped. A batch of a sender still down is delivered, as
+/// packets already on the wire are.
+fn sent_by_an_earlier_life(world: &SharedWorld, from: Address, incarnation: u64) -> bool {
+    let world = lock(world);
+    let crashes = world.crashes.get(&from).copied().unwrap_or(0);
+    incarnation != crashes && !world.down.contains(&from)
 }
 
 /// Counts one input; false once the run's input bound is passed (the node then stops, and
@@ -239,10 +256,11 @@ async fn storage_main(clock: Clock, world: SharedWorld, concurrent: bool) {
         let (service, links) = (service.clone(), links.clone());
         let (clock, world) = (clock.clone(), world.clone());
         let serve = async move {
-            let result = service.execute(request.op).await;
+            let request_id = request.request;
+            let result = service.serve(request, clock.now()).await;
             slow_down(address, clock.now(), &world).await;
             let response = StorageResponse {
-                request: request.request,
+                request: request_id,
                 result,
             };
             let answer = Message::StorageResult(response);
@@ -295,6 +313,8 @@ impl StorageWorld for SimStorageWorld {
 /// A node's outgoing links: one FIFO sender task per peer, started on first use.
 struct Links {
     address: Address,
+    /// The node's incarnation: its batches carry it.
+    incarnation: u64,
     endpoint: Arc<Endpoint>,
     queues: BTreeMap<Address, mpsc::UnboundedSender<Queued>>,
     /// When the last message queued on each link may leave (slow links keep FIFO order).
@@ -305,8 +325,10 @@ struct Links {
 
 impl Links {
     fn new(address: Address, endpoint: Arc<Endpoint>, clock: Clock, world: SharedWorld) -> Links {
+        let incarnation = lock(&world).crashes.get(&address).copied().unwrap_or(0);
         Links {
             address,
+            incarnation,
             endpoint,
             queues: BTreeMap::new(),
             last_ready: BTreeMap::new(),
@@ -354,6 +376,7 @@ impl Links {
             let (queue, messages) = mpsc::unbounded();
             let link = Link {
                 from: self.address,
+                incarnation: self.incarnation,
                 to: target,
                 endpoint: self.endpoint.clone(),
                 clock: self.clock.clone(),
@@ -374,6 +397,7 @@ type Queued = (Tick, Message, Option<usize>);
 /// One direction between two nodes.
 struct Link {
     from: Address,
+    incarnation: u64,
     to: Address,
     endpoint: Arc<Endpoint>,
     clock: Clock,
@@ -436,6 +460,7 @@ impl Link {
             let (delivered, on_delivery) = oneshot::channel();
             let batch = Batch {
                 from: self.from,
+                incarnation: self.incarnation,
                 messages: batch,
                 delivered,
             };

@@ -8,7 +8,8 @@
 use crate::disk::{DiskError, Files, SimDisk};
 use crate::faults::WriteMoment;
 use crate::trace::StorageEvent;
-use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply};
+use snapsim_core::ids::Tick;
+use snapsim_core::storage::{StorageError, StorageOp, StoragePath, StorageReply, StorageRequest};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -94,6 +95,31 @@ pub(crate) struct StorageService<D, W> {
 }
 
 impl<D: Disk, W: StorageWorld> StorageService<D, W> {
+    /// Executes `request` arriving at `now`, unless its deadline passed: then its sender has
+    /// failed it already, and it is refused unexecuted (traced as a failure).
+    pub(crate) async fn serve(
+        &self,
+        request: StorageRequest,
+        now: Tick,
+    ) -> Result<StorageReply, StorageError> {
+        match request.deadline.filter(|&deadline| now > deadline) {
+            Some(deadline) => {
+                let operation = request.op.to_string();
+                let error = StorageError::Expired {
+                    operation: operation.clone(),
+                    deadline,
+                };
+                let error_text = error.to_string();
+                self.world.trace(StorageEvent::Failed {
+                    operation,
+                    error: error_text,
+                });
+                Err(error)
+            }
+            None => self.execute(request.op).await,
+        }
+    }
+
     pub(crate) async fn execute(&self, op: StorageOp) -> Result<StorageReply, StorageError> {
         let operation = op.to_string();
         let result = match op {
