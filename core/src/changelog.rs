@@ -16,8 +16,11 @@
 //! - Flink writes a materialization to `taskowned/`; here it goes to `shared/`, because it is
 //!   the JobManager's shared-state registry that deletes it once no retained checkpoint uses
 //!   it, and in this engine's layout the JobManager never deletes anything in `taskowned/`.
-//! - Flink's TaskManager deletes segments that no completed checkpoint took up
-//!   (`TaskChangelogRegistry`); here they stay until the job's clean-up sweeps them.
+//! - Flink's TaskManager deletes a log file once it is truncated and no checkpoint it could be
+//!   part of is pending (`TaskChangelogRegistry`); here a task deletes the segments and
+//!   materializations that no snapshot ever listed, once dropped, and leaves those a snapshot
+//!   listed to the JobManager's registry (the checkpoint completed) or the job's clean-up (it
+//!   did not).
 //! - A failed segment upload drops that segment and every later one and uploads their changes
 //!   again; the snapshots that referenced it fail (Flink retries the upload, then fails them).
 
@@ -27,6 +30,14 @@ use crate::ids::{Attempt, TaskId, Tick};
 use crate::lsm::{self, Entries, SortedRun};
 use crate::storage::{StateHandle, StateLocation, StoragePath};
 use std::collections::BTreeSet;
+
+/// The file a handle names, if it is one.
+fn file_of(handle: &StateHandle) -> Option<StoragePath> {
+    match &handle.location {
+        StateLocation::File(path) => Some(path.clone()),
+        _ => None,
+    }
+}
 
 /// A file the changelog uploads outside a snapshot's own writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,8 +75,13 @@ pub enum Written {
     /// A segment failed: it and the segments after it are dropped (their changes go into the
     /// next segment); snapshots that referenced it cannot complete.
     SegmentFailed(u64),
-    /// A materialization is durable; the log before it is truncated.
-    Materialized { number: u64, up_to: u64 },
+    /// A materialization is durable; the log before it is truncated, and the files it dropped
+    /// that no snapshot ever listed may go.
+    Materialized {
+        number: u64,
+        up_to: u64,
+        discard: Vec<StoragePath>,
+    },
     /// A materialization failed, the `failures`-th in a row.
     MaterializationFailed { number: u64, failures: u32 },
     /// The answer concerns a file the backend forgot (a materialization given up).
@@ -78,6 +94,8 @@ struct Segment {
     handle: StateHandle,
     run: SortedRun,
     durable: bool,
+    /// A snapshot lists it: only the JobManager's registry or the job's clean-up deletes it.
+    listed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +120,8 @@ pub struct ChangelogBackend {
     options: ChangelogOptions,
     /// The runs the log starts from: the last durable materialization, or what a restore read.
     materialized: Vec<StateHandle>,
+    /// A snapshot lists the materialized runs (restored ones always count as listed).
+    materialized_listed: bool,
     materialized_entries: Entries,
     segments: Vec<Segment>,
     /// What the materialization and the segments add up to; the next segment is the changes
@@ -131,6 +151,7 @@ impl ChangelogBackend {
             prefix: format!("task-{}-attempt-{}", task.0, attempt.0),
             options,
             materialized: Vec::new(),
+            materialized_listed: false,
             materialized_entries: Entries::new(),
             segments: Vec::new(),
             logged: Entries::new(),
@@ -147,6 +168,7 @@ impl ChangelogBackend {
     /// starts from until the first materialization.
     pub fn restored(&mut self, runs: Vec<StateHandle>, entries: Entries) {
         self.materialized = runs;
+        self.materialized_listed = true;
         self.materialized_entries = entries.clone();
         self.logged = entries;
     }
@@ -190,6 +212,8 @@ impl ChangelogBackend {
     /// runs the state consists of.
     pub fn snapshot(&mut self, entries: &Entries) -> ChangelogSnapshot {
         let upload = self.append(entries);
+        self.materialized_listed = true;
+        self.segments.iter_mut().for_each(|s| s.listed = true);
         let runs = (self.materialized.iter().cloned())
             .chain(self.segments.iter().map(|s| s.handle.clone()))
             .collect();
@@ -220,6 +244,7 @@ impl ChangelogBackend {
             handle,
             run,
             durable: false,
+            listed: false,
         });
         self.logged = entries.clone();
         Some(ChangelogUpload {
@@ -259,11 +284,26 @@ impl ChangelogBackend {
         uploads
     }
 
-    /// Later snapshots start from `materialization` instead of the log before it.
-    fn truncate(&mut self, materialization: Materialization) {
-        self.materialized = vec![materialization.handle];
+    /// Later snapshots start from `materialization` instead of the log before it; returns the
+    /// files dropped that no snapshot ever listed.
+    fn truncate(&mut self, materialization: Materialization) -> Vec<StoragePath> {
+        let new = materialization.handle;
+        let old = std::mem::replace(&mut self.materialized, vec![new.clone()]);
+        let mut discard: Vec<StoragePath> = match self.materialized_listed {
+            true => Vec::new(),
+            // Not the new one: the seeded bug truncates at the start and again when durable.
+            false => (old.iter())
+                .filter(|h| **h != new)
+                .filter_map(file_of)
+                .collect(),
+        };
+        self.materialized_listed = false;
         self.materialized_entries = materialization.entries;
-        self.segments.retain(|s| s.sequence > materialization.up_to);
+        let up_to = materialization.up_to;
+        let dropped = (self.segments.iter()).filter(|s| s.sequence <= up_to && !s.listed);
+        discard.extend(dropped.filter_map(|s| file_of(&s.handle)));
+        self.segments.retain(|s| s.sequence > up_to);
+        discard
     }
 
     /// The answer to an upload of `file`.
@@ -284,8 +324,12 @@ impl ChangelogBackend {
                     Some(materialization) => {
                         let up_to = materialization.up_to;
                         self.failed_materializations = 0;
-                        self.truncate(materialization);
-                        Written::Materialized { number, up_to }
+                        let discard = self.truncate(materialization);
+                        Written::Materialized {
+                            number,
+                            up_to,
+                            discard,
+                        }
                     }
                     None => Written::Stale,
                 }
@@ -413,8 +457,10 @@ mod tests {
             materialized,
             Written::Materialized {
                 number: 1,
-                up_to: 3
-            }
+                up_to: 3,
+                discard: Vec::new(),
+            },
+            "a snapshot lists segments 1–3: the registry or the clean-up deletes them"
         );
         let later = changelog.snapshot(&now);
         assert_eq!(later.upload, None, "nothing changed");
@@ -425,6 +471,42 @@ mod tests {
             .contains("materialization-1"));
         assert_eq!(storage.replay(&later.runs), now);
         assert!(later.awaiting.is_empty());
+    }
+
+    #[test]
+    fn files_no_snapshot_listed_are_discarded_once_dropped() {
+        let mut changelog = backend(OPTIONS);
+        let states = [entries(&[(1, 1)]), entries(&[(1, 2)]), entries(&[(1, 3)])];
+        for (i, state) in states.iter().enumerate() {
+            changelog.on_timer(Tick(10 * (i as u64 + 1)), state, false);
+        }
+        let Written::Materialized { discard, .. } =
+            changelog.on_written(ChangelogFile::Materialization(1), true)
+        else {
+            panic!("materialized");
+        };
+        let names: Vec<&str> = discard.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            names,
+            [1, 2, 3].map(|n| format!("ckpt/job/dstl/task-1-attempt-1-segment-{n}")),
+            "segments 1–3, which no snapshot listed"
+        );
+        // A snapshot lists materialization 1; the next one does not discard it.
+        changelog.snapshot(&entries(&[(1, 4)]));
+        changelog.on_timer(Tick(60), &entries(&[(1, 5)]), false);
+        let Written::Materialized { discard, .. } =
+            changelog.on_written(ChangelogFile::Materialization(2), true)
+        else {
+            panic!("materialized");
+        };
+        assert!(
+            discard.iter().all(|p| p.as_str().contains("segment")),
+            "{discard:?}"
+        );
+        assert!(
+            !discard.is_empty(),
+            "segment 5, cut with materialization 2, no snapshot listed"
+        );
     }
 
     #[test]

@@ -112,6 +112,8 @@ enum Request {
     },
     /// A file of a task's changelog.
     Changelog { task: TaskId, file: ChangelogFile },
+    /// A changelog file no snapshot lists, deleted.
+    ChangelogDiscard,
 }
 
 /// A snapshot's writes still outstanding.
@@ -514,6 +516,10 @@ impl TaskManager {
                     let (path, bytes) = (upload.path, upload.bytes);
                     self.request(purpose, StorageOp::Write { path, bytes }, out);
                 }
+                TaskEffect::DiscardChangelog(prefix) => {
+                    let purpose = Request::ChangelogDiscard;
+                    self.request(purpose, StorageOp::DeleteAll { prefix }, out);
+                }
                 TaskEffect::Acknowledge { checkpoint, state } => {
                     out.send(
                         Address::JobManager,
@@ -661,6 +667,7 @@ impl TaskManager {
                 checkpoint,
                 part,
             } => self.on_restore_read(now, task, checkpoint, part, result, out),
+            Request::ChangelogDiscard => {} // Whatever happened, the clean-up sweeps later.
             Request::Changelog { task, file } => {
                 let durable = result.is_ok();
                 self.with_task(task, out, |task, effects| {

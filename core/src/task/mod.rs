@@ -77,6 +77,9 @@ pub enum TaskEffect {
     },
     /// Upload a file of the changelog backend, then call [`Task::on_changelog_written`].
     UploadChangelog(ChangelogUpload),
+    /// Delete a file of the changelog backend that no snapshot lists (fire and forget: one
+    /// left behind goes with the job's clean-up).
+    DiscardChangelog(StoragePath),
     /// Tell the JobManager the snapshot is durable.
     Acknowledge {
         checkpoint: CheckpointId,
@@ -312,7 +315,11 @@ impl Task {
                     self.on_snapshot_failed(checkpoint, out);
                 }
             }
-            Written::Materialized { number, up_to } => {
+            Written::Materialized {
+                number,
+                up_to,
+                discard,
+            } => {
                 let event = EngineEvent::Materialized {
                     task,
                     attempt,
@@ -320,6 +327,7 @@ impl Task {
                     up_to,
                 };
                 out.push(TaskEffect::Trace(event));
+                out.extend(discard.into_iter().map(TaskEffect::DiscardChangelog));
             }
             Written::MaterializationFailed { number, failures } => {
                 probes::hit(Probe::ChangelogMaterializationFailed);
