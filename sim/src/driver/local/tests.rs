@@ -792,6 +792,29 @@ fn assert_retained_checkpoints_are_whole(cluster: &LocalCluster) -> usize {
         .count()
 }
 
+/// Runs `cluster` tick by tick up to 400, crashing `tm` at `crash_at` and restarting it at
+/// `restart_at`, and calls `each_tick` after every tick until the job finished.
+fn run_through_a_crash(
+    cluster: &mut LocalCluster,
+    tm: Address,
+    (crash_at, restart_at): (u64, u64),
+    mut each_tick: impl FnMut(&LocalCluster, u64),
+) {
+    for tick in 1..=400 {
+        if tick == crash_at {
+            cluster.crash(tm);
+        }
+        if tick == restart_at {
+            cluster.restart(tm);
+        }
+        cluster.run_until(Tick(tick));
+        if cluster.job_manager.status() == JobStatus::Finished {
+            break; // Its checkpoints are being deleted now, as the retention says.
+        }
+        each_tick(cluster, tick);
+    }
+}
+
 /// The incremental backend end to end: keyed state goes to `shared/` as runs uploaded
 /// once, retained checkpoints stay whole at every step while old runs are deleted, a crash
 /// restores exactly once from runs, and the finished job leaves no shared file behind.
@@ -802,19 +825,9 @@ fn incremental_checkpoints_keep_retained_state_whole_delete_the_rest_and_restore
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     let mut most_shared = 0;
     let tm = Address::TaskManager(TaskManagerId(1));
-    for tick in 1..=400 {
-        if tick == 70 {
-            cluster.crash(tm);
-        }
-        if tick == 90 {
-            cluster.restart(tm);
-        }
-        cluster.run_until(Tick(tick));
-        if cluster.job_manager.status() == JobStatus::Finished {
-            break; // Its checkpoints are being deleted now, as the retention says.
-        }
-        most_shared = most_shared.max(assert_retained_checkpoints_are_whole(&cluster));
-    }
+    run_through_a_crash(&mut cluster, tm, (70, 90), |cluster, _| {
+        most_shared = most_shared.max(assert_retained_checkpoints_are_whole(cluster));
+    });
     assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     cluster.run_until(cluster.now().after(10));
     assert!(most_shared > 0, "runs were uploaded to shared/");
@@ -880,20 +893,10 @@ fn changelog_checkpoints_stay_whole_and_restore_from_a_materialization_and_its_l
     let mut cluster = LocalCluster::start(plan, ClusterConfig::default());
     let tm = Address::TaskManager(TaskManagerId(1));
     let mut restored_lists_both = false;
-    for tick in 1..=400 {
-        if tick == 120 {
-            cluster.crash(tm);
-        }
-        if tick == 140 {
-            cluster.restart(tm);
-        }
-        cluster.run_until(Tick(tick));
-        if cluster.job_manager.status() == JobStatus::Finished {
-            break;
-        }
-        assert_retained_checkpoints_are_whole(&cluster);
+    run_through_a_crash(&mut cluster, tm, (120, 140), |cluster, tick| {
+        assert_retained_checkpoints_are_whole(cluster);
         let Some(coordinator) = cluster.job_manager.coordinator() else {
-            continue;
+            return;
         };
         let latest = coordinator.store().checkpoints().last();
         let files: Vec<String> = latest.map(|c| c.files()).unwrap_or_default();
@@ -901,7 +904,7 @@ fn changelog_checkpoints_stay_whole_and_restore_from_a_materialization_and_its_l
         if tick == 119 && lists("/shared/") && lists("/dstl/") {
             restored_lists_both = true;
         }
-    }
+    });
     assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     assert!(
         restored_lists_both,
@@ -1119,19 +1122,9 @@ fn concurrent_incremental_checkpoints_keep_every_retained_checkpoint_whole() {
     let cluster = ClusterConfig::default();
     let mut cluster = LocalCluster::start(plan, cluster);
     let tm = Address::TaskManager(TaskManagerId(0));
-    for tick in 1..=400 {
-        if tick == 120 {
-            cluster.crash(tm);
-        }
-        if tick == 140 {
-            cluster.restart(tm);
-        }
-        cluster.run_until(Tick(tick));
-        if cluster.job_manager.status() == JobStatus::Finished {
-            break;
-        }
-        assert_retained_checkpoints_are_whole(&cluster);
-    }
+    run_through_a_crash(&mut cluster, tm, (120, 140), |cluster, _| {
+        assert_retained_checkpoints_are_whole(cluster);
+    });
     assert_eq!(cluster.run_to_end(Tick(100_000)), JobStatus::Finished);
     assert_eq!(final_sums(&cluster), reference_sums());
 }
