@@ -347,9 +347,9 @@ impl ChangelogBackend {
         }
     }
 
-    /// Whether `failures` materializations in a row are more than the task survives.
-    pub fn too_many_failures(&self, failures: u32) -> bool {
-        failures > self.options.materialization_failures_allowed
+    /// Whether the materializations failed in a row are more than the task survives.
+    pub fn too_many_failures(&self) -> bool {
+        self.failed_materializations > self.options.materialization_failures_allowed
     }
 
     /// Drops segment `sequence` and every later one (their changes were counted from it), so
@@ -548,7 +548,13 @@ mod tests {
                 failures: 1
             }
         );
-        assert!(!changelog.too_many_failures(3) && changelog.too_many_failures(4));
+        assert!(!changelog.too_many_failures(), "one failure of 3 allowed");
+        for number in 2..=4 {
+            storage.take(changelog.on_timer(Tick(30 * number), &state, false));
+            changelog.on_written(ChangelogFile::Materialization(number), false);
+            let too_many = number > OPTIONS.materialization_failures_allowed.into();
+            assert_eq!(changelog.too_many_failures(), too_many, "{number} in a row");
+        }
         let snapshot = changelog.snapshot(&state);
         assert!(snapshot
             .runs

@@ -146,15 +146,6 @@ impl StateBackend {
         StateBackend::ALL.into_iter().find(|b| b.name() == name)
     }
 
-    /// The backend `config` chooses.
-    pub fn of(config: &CheckpointConfig) -> StateBackend {
-        match (config.changelog, config.incremental) {
-            (Some(_), _) => StateBackend::Changelog,
-            (None, true) => StateBackend::Incremental,
-            (None, false) => StateBackend::Heap,
-        }
-    }
-
     /// Makes `config` choose this backend (changelog options it has already are kept).
     pub fn configure(self, config: &mut CheckpointConfig) {
         config.incremental = self == StateBackend::Incremental;

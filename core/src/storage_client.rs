@@ -67,13 +67,12 @@ impl<P> StorageClient<P> {
             operation: op.to_string(),
         };
         self.pending.insert(request, pending);
-        let deadline = Some(deadline);
         out.send(
             Address::Storage,
             Message::Storage(StorageRequest {
                 request,
                 op,
-                deadline,
+                deadline: Some(deadline),
             }),
         );
     }

@@ -68,7 +68,13 @@ impl Scenario {
         }
         // Every seed keeps its checkpoints in the same place: seed 0's job tells.
         let (job, _) = (self.job)(&mut Draws::new(0));
-        job.checkpoint.directory.is_none().then(|| {
+        self.refuses_backend_for(backend, &job)
+    }
+
+    /// Why this scenario's `job` (a seed's) cannot run with `backend`, if it cannot.
+    pub fn refuses_backend_for(&self, backend: StateBackend, job: &JobGraph) -> Option<String> {
+        let on_files = job.checkpoint.directory.is_some();
+        (backend != StateBackend::Heap && !on_files).then(|| {
             format!(
                 "scenario {} cannot run with --backend {}: it keeps its checkpoints in the JobManager's memory, and that backend uploads files into a checkpoint directory",
                 self.name,

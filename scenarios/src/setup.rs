@@ -131,9 +131,12 @@ impl Variant {
     /// [`Scenario::refuses`]); an unknown algorithm is no reason (its name is checked apart).
     pub fn refused_by(&self, catalog: &Catalog, scenario: &Scenario) -> Option<String> {
         let backend = self.backend.as_deref().and_then(StateBackend::named);
-        if let Some(reason) = backend.and_then(|backend| scenario.refuses_backend(backend)) {
-            return Some(reason);
-        }
+        let refused = backend.and_then(|backend| scenario.refuses_backend(backend));
+        refused.or_else(|| self.algorithm_refused_by(catalog, scenario))
+    }
+
+    /// Why `scenario` cannot be judged fairly with this variant's algorithm, if it cannot.
+    fn algorithm_refused_by(&self, catalog: &Catalog, scenario: &Scenario) -> Option<String> {
         let algorithm = catalog.algorithm(self.algorithm.as_deref()?).ok()?;
         scenario.refuses(algorithm.as_ref())
     }
@@ -146,7 +149,7 @@ impl Variant {
         seed: u64,
     ) -> Result<Setup, NameError> {
         let profile = catalog.profile(self.faults.as_deref().unwrap_or(scenario.faults))?;
-        if let Some(reason) = self.refused_by(catalog, scenario) {
+        if let Some(reason) = self.algorithm_refused_by(catalog, scenario) {
             return Err(NameError::Refused(reason));
         }
         let mut draws = Draws::new(seed);
@@ -156,7 +159,12 @@ impl Variant {
             job.use_algorithm(algorithm);
         }
         if let Some(name) = &self.backend {
-            state_backend(name)?.configure(&mut job.checkpoint);
+            // Judged on the job drawn, not on seed 0's again as `refused_by` does.
+            let backend = state_backend(name)?;
+            if let Some(reason) = scenario.refuses_backend_for(backend, &job) {
+                return Err(NameError::Refused(reason));
+            }
+            backend.configure(&mut job.checkpoint);
         }
         let mut after = None;
         if scenario.resumes {

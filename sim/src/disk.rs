@@ -175,6 +175,11 @@ impl Files {
         Ok(())
     }
 
+    /// The length of `path`, pending bytes included; 0 for no file.
+    pub fn len(&self, path: &str) -> u64 {
+        self.files.get(path).map_or(0, |f| f.bytes.len() as u64)
+    }
+
     /// All of `path`, pending bytes included (as a page cache would give them).
     pub fn read(&self, path: &str) -> Result<Vec<u8>, DiskError> {
         let file = self.files.get(path).ok_or_else(|| Files::not_found(path))?;
@@ -464,14 +469,15 @@ impl SimDisk {
             let mut state = self.lock();
             let disk = state.nodes.entry(node).or_default();
             let (low, high) = disk.faults.latency_ticks;
-            let transfer = match (disk.faults.bytes_per_tick, moves) {
-                (Some(bandwidth), Moves::Bytes(bytes)) => bytes.div_ceil(bandwidth.max(1)),
-                (Some(bandwidth), Moves::File(path)) => {
-                    let bytes = disk.files.read(path).map_or(0, |b| b.len() as u64);
-                    bytes.div_ceil(bandwidth.max(1))
-                }
-                _ => 0,
+            let moved = |bandwidth: u64| {
+                let bytes = match moves {
+                    Moves::Nothing => 0,
+                    Moves::Bytes(bytes) => bytes,
+                    Moves::File(path) => disk.files.len(path),
+                };
+                bytes.div_ceil(bandwidth.max(1))
             };
+            let transfer = disk.faults.bytes_per_tick.map_or(0, moved);
             state.rng.between(low, high.max(low)) + transfer
         };
         if latency > 0 {

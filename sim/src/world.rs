@@ -106,6 +106,11 @@ pub(crate) struct World {
 pub(crate) type Envelope = (Address, Message, Option<usize>);
 
 impl World {
+    /// How often `node` crashed so far: the life it is in.
+    pub(crate) fn incarnation(&self, node: Address) -> u64 {
+        self.crashes.get(&node).copied().unwrap_or(0)
+    }
+
     pub(crate) fn record(&mut self, at: Tick, node: Address, event: TraceEvent) {
         // Logged as it happens (`snapsim run --log`); nothing is formatted unless asked for.
         tracing::debug!(target: "snapsim::trace", "{} {:?} {:?}", at, node, event);

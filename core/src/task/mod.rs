@@ -261,13 +261,13 @@ impl Task {
 
     /// The changelog's timers: a segment of the changes so far, a materialization.
     fn on_changelog_timer(&mut self, now: Tick, out: &mut Vec<TaskEffect>) {
-        let truncates_early = self.spec.has_bug(SeededBug::ChangelogTruncatedEarly);
         let Some(changelog) = self.changelog.as_mut() else {
             return;
         };
         if now < changelog.next_timer() {
             return;
         }
+        let truncates_early = self.spec.has_bug(SeededBug::ChangelogTruncatedEarly);
         let entries = lsm::split(self.operator.state()).map(|(_, entries)| entries);
         let entries = entries.expect("only keyed operators keep a changelog");
         for upload in changelog.on_timer(now, &entries, truncates_early) {
@@ -337,8 +337,11 @@ impl Task {
                     number,
                     failures,
                 }));
-                let changelog = self.changelog.as_ref().expect("present");
-                if changelog.too_many_failures(failures) {
+                if self
+                    .changelog
+                    .as_ref()
+                    .is_some_and(|c| c.too_many_failures())
+                {
                     let reason = format!("{failures} materializations in a row failed");
                     out.push(TaskEffect::Fail(reason));
                 }

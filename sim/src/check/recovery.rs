@@ -242,17 +242,8 @@ impl<'t> RecoveryCheck<'t> {
     fn triggered(&mut self, checkpoint: CheckpointId, at: Tick) {
         if let Some(highest) = self.highest_triggered.filter(|h| checkpoint <= *h) {
             let message = format!("{checkpoint} triggered after {highest}: ids must increase");
-            let mut events = Vec::new();
-            if let Some(&before) = self.triggered_at.get(&highest) {
-                events.push(WitnessEvent::at_job_manager(
-                    before,
-                    format!("{highest} triggered"),
-                ));
-            }
-            events.push(WitnessEvent::at_job_manager(
-                at,
-                format!("{checkpoint} triggered"),
-            ));
+            let mut events: Vec<WitnessEvent> = self.trigger_of(highest).into_iter().collect();
+            events.push(trigger(checkpoint, at));
             let root = "checkpoint ids that do not increase";
             self.broke("checkpoint-id-not-increasing", root, message, events);
         }
@@ -269,7 +260,7 @@ impl<'t> RecoveryCheck<'t> {
                     self.config.timeout_ticks
                 );
                 let events = vec![
-                    WitnessEvent::at_job_manager(triggered, format!("{checkpoint} triggered")),
+                    trigger(checkpoint, triggered),
                     WitnessEvent::at_job_manager(
                         at,
                         format!("{checkpoint}'s last acknowledgement"),
@@ -292,7 +283,7 @@ impl<'t> RecoveryCheck<'t> {
                         self.config.timeout_ticks
                     );
                     let events = vec![
-                        WitnessEvent::at_job_manager(triggered, format!("{checkpoint} triggered")),
+                        trigger(checkpoint, triggered),
                         WitnessEvent::at_job_manager(
                             at,
                             format!("{checkpoint} aborted as expired"),
@@ -325,6 +316,12 @@ impl<'t> RecoveryCheck<'t> {
         }
     }
 
+    /// The trigger of `checkpoint`, if this run saw it.
+    fn trigger_of(&self, checkpoint: CheckpointId) -> Option<WitnessEvent> {
+        let at = *self.triggered_at.get(&checkpoint)?;
+        Some(trigger(checkpoint, at))
+    }
+
     /// Why restoring `restored` is wrong: when it was triggered, and what had completed.
     fn wrong_restore(
         &self,
@@ -334,13 +331,7 @@ impl<'t> RecoveryCheck<'t> {
     ) -> Option<Witness> {
         let restored = restored?;
         let latest = self.latest_completed;
-        let mut events = Vec::new();
-        if let Some(&triggered) = self.triggered_at.get(&restored) {
-            events.push(WitnessEvent::at_job_manager(
-                triggered,
-                format!("{restored} triggered"),
-            ));
-        }
+        let mut events: Vec<WitnessEvent> = self.trigger_of(restored).into_iter().collect();
         events.push(WitnessEvent::at_job_manager(
             at,
             format!("{attempt} deployed from {restored}"),
@@ -463,4 +454,9 @@ impl Checker for Recovery {
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
         Box::new(RecoveryCheck::new(&run.plan.checkpoint))
     }
+}
+
+/// The JobManager's trigger of `checkpoint` at `at`, as a witness event.
+fn trigger(checkpoint: CheckpointId, at: Tick) -> WitnessEvent {
+    WitnessEvent::at_job_manager(at, format!("{checkpoint} triggered"))
 }

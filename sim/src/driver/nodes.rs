@@ -169,8 +169,7 @@ async fn listen(
 /// packets already on the wire are.
 fn sent_by_an_earlier_life(world: &SharedWorld, from: Address, incarnation: u64) -> bool {
     let world = lock(world);
-    let crashes = world.crashes.get(&from).copied().unwrap_or(0);
-    incarnation != crashes && !world.down.contains(&from)
+    incarnation != world.incarnation(from) && !world.down.contains(&from)
 }
 
 /// Counts one input; false once the run's input bound is passed (the node then stops, and
@@ -325,7 +324,7 @@ struct Links {
 
 impl Links {
     fn new(address: Address, endpoint: Arc<Endpoint>, clock: Clock, world: SharedWorld) -> Links {
-        let incarnation = lock(&world).crashes.get(&address).copied().unwrap_or(0);
+        let incarnation = lock(&world).incarnation(address);
         Links {
             address,
             incarnation,
