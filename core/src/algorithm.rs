@@ -7,8 +7,8 @@
 //! and every task asks it for its handler. The rest of the engine (snapshots, acknowledgements,
 //! the coordinator, restore) is the same for every algorithm.
 
-use crate::barrier::{handler_for, BarrierHandler};
-use crate::config::{CheckpointConfig, CheckpointingMode};
+use crate::barrier::{handler_for, BarrierHandler, NoBarriers};
+use crate::config::{CheckpointConfig, CheckpointingMode, LoggingProtocol};
 use std::fmt;
 use std::sync::Arc;
 
@@ -59,6 +59,13 @@ pub trait SnapshotAlgorithm: Send + Sync {
     /// as Flink would with those options and carries no plugged algorithm.
     fn chosen_by_options(&self) -> bool {
         false
+    }
+    /// Whether it checkpoints without barriers (tasks snapshot on their own and log what they
+    /// send): such a job takes no savepoints and keeps its state in the heap backend.
+    fn without_barriers(&self) -> bool {
+        let mut options = CheckpointConfig::default();
+        self.configure(&mut options);
+        options.logging.is_some()
     }
 }
 
@@ -167,6 +174,62 @@ impl SnapshotAlgorithm for FlinkAlgorithm {
 
     fn handler(&self, options: &CheckpointConfig, channels: u16) -> Box<dyn BarrierHandler> {
         handler_for(options, channels)
+    }
+
+    fn chosen_by_options(&self) -> bool {
+        true
+    }
+}
+
+/// The built-in algorithms without barriers: tasks snapshot on their own and log what they send,
+/// and the JobManager completes recovery lines from their local snapshots
+/// (`crate::recovery_line`). Not Flink modes: the protocols the CheckMate study compares with
+/// Flink's (Siachamis et al., ICDE 2024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogBasedAlgorithm(pub LoggingProtocol);
+
+impl LogBasedAlgorithm {
+    /// Both, in listing order.
+    pub const ALL: [LogBasedAlgorithm; 2] = [
+        LogBasedAlgorithm(LoggingProtocol::Uncoordinated),
+        LogBasedAlgorithm(LoggingProtocol::CommunicationInduced),
+    ];
+}
+
+impl SnapshotAlgorithm for LogBasedAlgorithm {
+    fn name(&self) -> &str {
+        match self.0 {
+            LoggingProtocol::Uncoordinated => "uncoordinated",
+            LoggingProtocol::CommunicationInduced => "communication-induced",
+        }
+    }
+
+    fn description(&self) -> &str {
+        match self.0 {
+            LoggingProtocol::Uncoordinated => "uncoordinated checkpointing: no barriers, each task snapshots on its own timer and logs what it sends; the JobManager completes the latest consistent set of local snapshots (recovery line), restores roll back to it and senders replay their logs; judged exactly-once",
+            LoggingProtocol::CommunicationInduced => "communication-induced checkpointing: uncoordinated, and records carry their sender's snapshot index; a task receiving a higher index takes a forced snapshot first, so recovery lines advance without rolling back (index-based, BCS); judged exactly-once",
+        }
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::ExactlyOnce
+    }
+
+    /// Local snapshots hold the heap backend's whole state, and a savepoint is a coordinated
+    /// snapshot: the incremental backend and savepoints are turned off (a client's savepoint
+    /// request is refused for want of a directory).
+    fn configure(&self, options: &mut CheckpointConfig) {
+        options.mode = CheckpointingMode::ExactlyOnce;
+        options.unaligned = false;
+        options.aligned_timeout_ticks = 0;
+        options.chandy_lamport = false;
+        options.incremental = false;
+        options.savepoint_directory = None;
+        options.logging = Some(self.0);
+    }
+
+    fn handler(&self, _options: &CheckpointConfig, _channels: u16) -> Box<dyn BarrierHandler> {
+        Box::new(NoBarriers)
     }
 
     fn chosen_by_options(&self) -> bool {

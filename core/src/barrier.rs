@@ -99,8 +99,30 @@ pub trait BarrierHandler: fmt::Debug + Send {
     }
 }
 
+/// The handler of a task that checkpoints without barriers (uncoordinated and
+/// communication-induced checkpointing): no barrier or marker ever reaches it, and nothing blocks.
+#[derive(Debug)]
+pub struct NoBarriers;
+
+impl BarrierHandler for NoBarriers {
+    fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier, _: Tick) -> BarrierActions {
+        unreachable!("{} arrived on {channel} of a job without barriers", barrier.id)
+    }
+
+    fn on_cancel_marker(&mut self, channel: ChannelIndex, checkpoint: CheckpointId) -> BarrierActions {
+        unreachable!("a cancellation marker of {checkpoint} arrived on {channel} of a job without barriers")
+    }
+
+    fn is_blocked(&self, _channel: ChannelIndex) -> bool {
+        false
+    }
+}
+
 /// The handler the job's checkpoint options choose for a task with `channels` inputs.
 pub fn handler_for(config: &CheckpointConfig, channels: u16) -> Box<dyn BarrierHandler> {
+    if config.logging.is_some() {
+        return Box::new(NoBarriers);
+    }
     if config.unaligned {
         let timeout = config.aligned_timeout_ticks;
         return Box::new(ChannelStateHandler::unaligned(channels, timeout));

@@ -77,11 +77,17 @@ pub enum SeededBug {
     /// The changelog backend truncates its log when a materialization starts, not once it is
     /// durable: checkpoints reference a materialization that may never become durable.
     ChangelogTruncatedEarly,
+    /// A restored task that checkpoints without barriers does not replay its log on its first
+    /// output channel: the records in transit there at the recovery line are lost.
+    LogReplaySkipped,
+    /// The JobManager's recovery line search never looks at the first channel: a line may hold
+    /// a receiver's snapshot that processed records its sender's snapshot had not sent.
+    RecoveryLineIgnoresChannel,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 20] = [
+    pub const ALL: [SeededBug; 22] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -102,6 +108,8 @@ impl SeededBug {
         SeededBug::AdjacentRecordsSwapped,
         SeededBug::NoClaimDeletesRestored,
         SeededBug::ChangelogTruncatedEarly,
+        SeededBug::LogReplaySkipped,
+        SeededBug::RecoveryLineIgnoresChannel,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -135,6 +143,8 @@ impl SeededBug {
             SeededBug::AdjacentRecordsSwapped => "adjacent-records-swapped",
             SeededBug::NoClaimDeletesRestored => "no-claim-deletes-restored",
             SeededBug::ChangelogTruncatedEarly => "changelog-truncated-early",
+            SeededBug::LogReplaySkipped => "log-replay-skipped",
+            SeededBug::RecoveryLineIgnoresChannel => "recovery-line-ignores-channel",
         }
     }
 
@@ -201,6 +211,12 @@ impl SeededBug {
             SeededBug::ChangelogTruncatedEarly => {
                 "the changelog backend drops its log when a materialization starts, before the materialization is durable"
             }
+            SeededBug::LogReplaySkipped => {
+                "uncoordinated checkpointing: a restored task does not replay its log on its first output channel"
+            }
+            SeededBug::RecoveryLineIgnoresChannel => {
+                "uncoordinated checkpointing: the recovery line search ignores one channel, so a line may hold orphan records"
+            }
         }
     }
 
@@ -240,6 +256,10 @@ impl SeededBug {
             SeededBug::NoClaimDeletesRestored => "storage",
             // A completed checkpoint references a materialization that is not durable.
             SeededBug::ChangelogTruncatedEarly => "storage",
+            // The records in transit on the channel are never processed after the restore.
+            SeededBug::LogReplaySkipped => "exactly-once",
+            // The receiver's snapshot holds inputs its sender's snapshot had not yet sent.
+            SeededBug::RecoveryLineIgnoresChannel => "consistent-cut",
         }
     }
 
@@ -300,6 +320,12 @@ impl SeededBug {
             SeededBug::ChangelogTruncatedEarly => {
                 "ChangelogKeyedStateBackend#handleMaterializationResult (the log is cut only after the materialization's upload succeeded)"
             }
+            SeededBug::LogReplaySkipped => {
+                "sender-based message logging: a restored sender re-sends every logged message its receiver's restored state had not processed (Johnson and Zwaenepoel 1987; CheckMate's replay_from_log)"
+            }
+            SeededBug::RecoveryLineIgnoresChannel => {
+                "the recovery line is a consistent global state: no receiver's checkpoint records a message its sender's checkpoint did not send (Wang 1997, rollback-dependency graph; CheckMate's find_recovery_line)"
+            }
         }
     }
 
@@ -309,6 +335,9 @@ impl SeededBug {
         match self {
             SeededBug::NoClaimDeletesRestored => Some("resume"),
             SeededBug::ChangelogTruncatedEarly => Some("changelog"),
+            SeededBug::LogReplaySkipped | SeededBug::RecoveryLineIgnoresChannel => {
+                Some("uncoordinated")
+            }
             _ => None,
         }
     }

@@ -23,6 +23,9 @@ pub enum Kind {
     HaRecord,
     /// A sorted run of the incremental backend, in `shared/`.
     SharedState,
+    /// A local snapshot of a task that checkpoints without barriers: its snapshot, channel
+    /// counts and log.
+    LoggedSnapshot,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::CheckpointMetadata => 0x4960_672d, // Flink's _metadata magic (`Checkpoints`)
             Kind::HaRecord => 0x4841_5245,           // "HARE"
             Kind::SharedState => 0x5353_5431,        // "SST1"
+            Kind::LoggedSnapshot => 0x4c53_4e50,     // "LSNP"
         }
     }
 }

@@ -102,6 +102,23 @@ pub struct CheckpointConfig {
     /// `incremental`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changelog: Option<ChangelogOptions>,
+    /// Checkpointing without barriers: each task snapshots on its own every interval and logs
+    /// what it sends, and the JobManager completes recovery lines from the local snapshots
+    /// (`crate::recovery_line`). Not a Flink option. EXACTLY_ONCE, heap backend, no channel
+    /// state algorithm, no savepoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingProtocol>,
+}
+
+/// The protocols that checkpoint without barriers (log-based rollback recovery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoggingProtocol {
+    /// Each task snapshots on its own timer only (uncoordinated checkpointing).
+    Uncoordinated,
+    /// As uncoordinated, and a task that receives a record sent after a snapshot with a higher
+    /// index than its own takes a forced snapshot first (communication-induced checkpointing,
+    /// the index-based protocol of Briatico, Ciuffoletti and Simoncini, 1984).
+    CommunicationInduced,
 }
 
 /// The keyed-state backends a job can choose from, by name (`snapsim list`, `--backend`).
@@ -232,6 +249,7 @@ impl Default for CheckpointConfig {
             aligned_timeout_ticks: 0,
             chandy_lamport: false,
             changelog: None,
+            logging: None,
         }
     }
 }
@@ -288,6 +306,13 @@ pub enum ConfigError {
     /// The changelog wraps the heap backend here; Flink also wraps RocksDB's incremental one.
     #[error("the changelog backend materializes the heap backend's full state; it does not wrap the incremental backend (turn one of them off)")]
     ChangelogWithIncremental,
+    /// Checkpointing without barriers rules out an option that needs barriers or other state.
+    #[error("checkpointing without barriers ({protocol:?}) cannot be combined with {option}")]
+    LoggingWith {
+        protocol: LoggingProtocol,
+        /// The option that conflicts.
+        option: &'static str,
+    },
     /// A changelog timer of zero would upload or materialize at every tick.
     #[error("changelog: {option} must be positive")]
     ChangelogTimer { option: &'static str },
@@ -415,6 +440,7 @@ impl CheckpointConfig {
             }
         }
         self.validate_channel_state()?;
+        self.validate_logging()?;
         let limits = &self.memory_storage;
         for (option, value) in [
             ("max state size", limits.max_state_bytes),
@@ -449,6 +475,28 @@ impl CheckpointConfig {
             return Err(ConfigError::ChannelStateConcurrent { algorithm, value });
         }
         Ok(())
+    }
+
+    /// The rules of checkpointing without barriers: its local snapshots hold the heap
+    /// backend's whole state, its exactly-once comes from the recovery line, and its tasks
+    /// snapshot every interval.
+    fn validate_logging(&self) -> Result<(), ConfigError> {
+        let Some(protocol) = self.logging else {
+            return Ok(());
+        };
+        let conflicts = [
+            (self.mode == CheckpointingMode::AtLeastOnce, "AT_LEAST_ONCE mode"),
+            (self.unaligned, "unaligned checkpoints"),
+            (self.chandy_lamport, "Chandy-Lamport"),
+            (self.incremental, "the incremental backend"),
+            (self.changelog.is_some(), "the changelog backend"),
+            (self.savepoint_directory.is_some(), "savepoints"),
+            (self.interval_ticks.is_none(), "periodic checkpointing off (no interval)"),
+        ];
+        match conflicts.into_iter().find(|(conflict, _)| *conflict) {
+            Some((_, option)) => Err(ConfigError::LoggingWith { protocol, option }),
+            None => Ok(()),
+        }
     }
 
     /// The name of the algorithm that records channel state, if the job uses one.

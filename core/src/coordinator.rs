@@ -86,6 +86,9 @@ pub enum CoordinatorEffect {
     },
     /// Record a trace event.
     Trace(EngineEvent),
+    /// The recovery line proposed last is complete as `checkpoint` and being finalized
+    /// (checkpointing without barriers).
+    LineNumbered { checkpoint: CheckpointId },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +212,11 @@ pub struct CheckpointCoordinator {
     started_before: bool,
     /// Seeded bug [`PeriodicNotResumed`](crate::bugs::SeededBug::PeriodicNotResumed).
     periodic_not_resumed: bool,
+    /// Checkpointing without barriers: nothing is triggered; the JobManager proposes recovery
+    /// lines, complete already, and the periodic timer only repeats the final notification.
+    without_barriers: bool,
+    /// The recovery line whose id is being taken: each task's local snapshot.
+    proposed_line: Option<BTreeMap<TaskId, StateHandle>>,
 }
 
 impl CheckpointCoordinator {
@@ -239,6 +247,7 @@ impl CheckpointCoordinator {
         if let Some(latest) = store.latest() {
             failures.on_success(latest.id);
         }
+        let without_barriers = config.logging.is_some();
         CheckpointCoordinator {
             job: job.to_string(),
             config,
@@ -259,7 +268,35 @@ impl CheckpointCoordinator {
             finishing_since: None,
             started_before: false,
             periodic_not_resumed: false,
+            without_barriers,
+            proposed_line: None,
         }
+    }
+
+    /// Whether nothing is being triggered, collected or finalized: a recovery line may be
+    /// proposed.
+    pub fn is_idle(&self) -> bool {
+        self.running && self.triggering.is_none() && self.pending.is_empty()
+    }
+
+    /// Every task processed all its input (the final checkpoint was requested).
+    pub fn is_finishing(&self) -> bool {
+        self.finishing_since.is_some()
+    }
+
+    /// Checkpointing without barriers: completes the recovery line of these local snapshots
+    /// as the next checkpoint id. The id is persisted first (so no id repeats); then the line,
+    /// acknowledged by every task already, is finalized as a triggered checkpoint would be.
+    pub fn propose_line(
+        &mut self,
+        snapshots: BTreeMap<TaskId, StateHandle>,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
+        assert!(self.without_barriers, "only jobs without barriers propose lines");
+        assert!(self.is_idle(), "a line is proposed only when nothing is pending");
+        assert_eq!(snapshots.len(), self.tasks.len(), "a line has every task's snapshot");
+        self.proposed_line = Some(snapshots);
+        self.start_triggering(TriggerKind::RecoveryLine, out);
     }
 
     /// The next id the counter hands out (what the HA record persists).
@@ -437,6 +474,7 @@ impl CheckpointCoordinator {
                             final_checkpoint: true,
                         })
                     }
+                    None if self.without_barriers => {}
                     None => self.queue_request(true, out),
                 }
             }
@@ -533,6 +571,10 @@ impl CheckpointCoordinator {
             .take()
             .expect("a counter write is in flight");
         let savepoint = std::mem::take(&mut self.triggering_savepoint);
+        if let Some(snapshots) = self.proposed_line.take() {
+            self.line_numbered(now, id, snapshots, persisted, out);
+            return;
+        }
         if !persisted {
             let reason = CheckpointFailureReason::TriggerFailure;
             probes::hit(Probe::AbortTriggerFailure);
@@ -570,6 +612,37 @@ impl CheckpointCoordinator {
             }));
         }
         self.try_trigger(now, out);
+    }
+
+    /// The id of a proposed recovery line is persisted (or not): finalize the line.
+    fn line_numbered(
+        &mut self,
+        now: Tick,
+        id: CheckpointId,
+        snapshots: BTreeMap<TaskId, StateHandle>,
+        persisted: bool,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
+        if !persisted || !self.running {
+            let reason = match persisted {
+                false => CheckpointFailureReason::TriggerFailure,
+                true => CheckpointFailureReason::JobFailover,
+            };
+            out.push(CoordinatorEffect::Trace(EngineEvent::CheckpointAborted {
+                checkpoint: id,
+                reason,
+            }));
+            return;
+        }
+        let pending = PendingCheckpoint {
+            savepoint: false,
+            expires_at: now.after(self.config.timeout_ticks),
+            acks: snapshots,
+            phase: Phase::Acknowledged,
+        };
+        self.pending.insert(id, pending);
+        out.push(CoordinatorEffect::LineNumbered { checkpoint: id });
+        self.try_finalize(now, out);
     }
 
     /// `_metadata` of `checkpoint` was written (or not).
@@ -710,7 +783,7 @@ impl CheckpointCoordinator {
     /// Takes the next queued request if the rules allow (Flink's
     /// `CheckpointRequestDecider#chooseRequestToExecute`).
     fn try_trigger(&mut self, now: Tick, out: &mut Vec<CoordinatorEffect>) {
-        if !self.running || self.triggering.is_some() {
+        if !self.running || self.triggering.is_some() || self.without_barriers {
             return;
         }
         if self.final_completed().is_some() {

@@ -30,6 +30,7 @@ pub mod messages;
 pub mod operator;
 pub mod probes;
 pub mod record;
+pub mod recovery_line;
 pub mod retention;
 pub mod sink;
 mod sink_node;

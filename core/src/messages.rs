@@ -2,6 +2,7 @@
 
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId, TaskManagerId, Tick};
 use crate::record::{CheckpointBarrier, StreamEvent};
+use crate::recovery_line::{LineNotice, LocalSnapshot};
 use crate::sink::{SinkReply, SinkRequest};
 pub use crate::status::CheckpointFailureReason;
 use crate::storage::{StateHandle, StorageRequest, StorageResponse};
@@ -137,6 +138,15 @@ pub enum Message {
     Sink(SinkRequest),
     /// Sink system → TaskManager.
     SinkResult(SinkReply),
+    /// TaskManager → JobManager, checkpointing without barriers: a task's local snapshot is
+    /// durable, or (`restored`) the task restored it.
+    LocalSnapshotDone {
+        attempt: Attempt,
+        snapshot: LocalSnapshot,
+        restored: bool,
+    },
+    /// JobManager → TaskManager, checkpointing without barriers: a recovery line completed.
+    RecoveryLineComplete { attempt: Attempt, notice: LineNotice },
 }
 
 impl Message {
@@ -180,6 +190,15 @@ impl Message {
             },
             Message::Sink(request) => request.to_string(),
             Message::SinkResult(reply) => reply.to_string(),
+            Message::LocalSnapshotDone {
+                snapshot, restored, ..
+            } => match restored {
+                true => format!("restored snapshot {} ({})", snapshot.index, snapshot.task),
+                false => format!("snapshot {} ({})", snapshot.index, snapshot.task),
+            },
+            Message::RecoveryLineComplete { notice, .. } => {
+                format!("line {} complete", notice.checkpoint)
+            }
         };
         Some(label)
     }
@@ -194,6 +213,8 @@ impl Message {
                 | Message::Decline { .. }
                 | Message::NotifyCheckpointComplete { .. }
                 | Message::NotifyCheckpointAborted { .. }
+                | Message::LocalSnapshotDone { .. }
+                | Message::RecoveryLineComplete { .. }
         )
     }
 }
@@ -203,7 +224,7 @@ impl Message {
 fn data_label(events: &[StreamEvent]) -> Option<String> {
     let names: Vec<String> = (events.iter())
         .filter_map(|event| match event {
-            StreamEvent::Record(_) | StreamEvent::Watermark(_) => None,
+            StreamEvent::Record(_) | StreamEvent::Watermark(_) | StreamEvent::Logged(_) => None,
             StreamEvent::Barrier(barrier) => Some(format!("barrier {}", barrier.id)),
             StreamEvent::CancelMarker(checkpoint) => Some(format!("cancel {checkpoint}")),
             StreamEvent::EndOfData => Some("end of data".to_string()),

@@ -90,11 +90,17 @@ pub enum Probe {
     ChangelogSegmentFailed,
     /// A changelog materialization failed.
     ChangelogMaterializationFailed,
+    /// A communication-induced task took a forced snapshot.
+    ForcedSnapshot,
+    /// A restored task checkpointing without barriers replayed records of its log.
+    LogReplayed,
+    /// A recovery line rolled a task back past a newer local snapshot (the domino effect).
+    LineRolledBack,
 }
 
 impl Probe {
     /// Every probe, in listing order.
-    pub const ALL: [Probe; 38] = [
+    pub const ALL: [Probe; 41] = [
         Probe::AbortExpired,
         Probe::AbortDeclined,
         Probe::AbortAsyncException,
@@ -133,6 +139,9 @@ impl Probe {
         Probe::ChangelogMaterializing,
         Probe::ChangelogSegmentFailed,
         Probe::ChangelogMaterializationFailed,
+        Probe::ForcedSnapshot,
+        Probe::LogReplayed,
+        Probe::LineRolledBack,
     ];
 
     /// Its name in reports: kebab-case, as serde writes it in results.

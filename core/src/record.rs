@@ -101,6 +101,20 @@ pub enum StreamEvent {
     CancelMarker(CheckpointId),
     /// No more records follow on this channel; barriers still do, until the final checkpoint.
     EndOfData,
+    /// A record of a job that checkpoints without barriers, numbered on its channel (the
+    /// receiver drops a replayed one it already processed).
+    Logged(LoggedRecord),
+}
+
+/// A record numbered on its channel, with its sender's snapshot index (the index
+/// communication-induced checkpointing piggybacks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRecord {
+    /// Its number on the channel, from 1, continued across restores.
+    pub sequence: u64,
+    /// The index of the sender's latest local snapshot when it was sent.
+    pub index: u64,
+    pub record: Record,
 }
 
 /// The records one input channel had in flight for a snapshot (Flink's `ChannelStatePersister`).

@@ -6,7 +6,7 @@
 //! (one, for both drivers) is in `snapsim-sim`: files with a durable prefix, written, synced
 //! and listed as a distributed file system would.
 
-use crate::ids::{CheckpointId, TaskId, Tick};
+use crate::ids::{Attempt, CheckpointId, TaskId, Tick};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
@@ -73,6 +73,18 @@ impl StoragePath {
     /// `{root}/shared/`: files several checkpoints may use (incremental state).
     pub fn shared_dir(root: &str) -> StoragePath {
         StoragePath::new(format!("{root}/shared")).expect("roots are valid paths")
+    }
+
+    /// `{root}/shared/task-{task}-{attempt}-snapshot-{index}`: a local snapshot of checkpointing
+    /// without barriers. It is shared state: every recovery line that contains it references
+    /// it, and the shared-state registry deletes it once no retained checkpoint does.
+    pub fn local_snapshot(root: &str, task: TaskId, attempt: Attempt, index: CheckpointId) -> StoragePath {
+        StoragePath::shared_dir(root).join(&format!("task-{}-{attempt}-snapshot-{}", task.0, index.0))
+    }
+
+    /// Whether the file is in a `shared/` directory (several checkpoints may reference it).
+    pub fn is_shared(&self) -> bool {
+        self.parent().is_some_and(|dir| dir.0.ends_with("/shared"))
     }
 
     /// `{root}/dstl/`: the changelog backend's log segments (Flink writes them to

@@ -124,6 +124,18 @@ struct SnapshotWrites {
     handle: StateHandle,
 }
 
+/// What a snapshot is for, which decides where its file goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SnapshotKind {
+    /// A checkpoint's: `chk-N/task-K`.
+    Checkpoint,
+    /// A savepoint's: the savepoint's own directory.
+    Savepoint,
+    /// A local snapshot of checkpointing without barriers, by the attempt that takes it: in
+    /// `shared/`, since each recovery line that contains it references it.
+    Local(Attempt),
+}
+
 /// A snapshot as its task hands it over: its own file, the new shared runs to upload first,
 /// and every shared run it consists of.
 #[derive(Debug)]
@@ -305,6 +317,7 @@ impl TaskManager {
         let spec = self.plan.task(task);
         let mut fresh = Task::new(spec, attempt, &self.plan.checkpoint);
         fresh.use_backend(backend, now);
+        fresh.schedule_local_snapshots(now);
         self.tasks.insert(task, Slot::Running(Box::new(fresh)));
         out.send(Address::JobManager, Message::TaskRunning { attempt, task });
     }
@@ -506,7 +519,28 @@ impl TaskManager {
                         uploads,
                         shared,
                     };
-                    self.store_snapshot(task, checkpoint, savepoint, files, out);
+                    let kind = match savepoint {
+                        true => SnapshotKind::Savepoint,
+                        false => SnapshotKind::Checkpoint,
+                    };
+                    self.store_snapshot(task, checkpoint, kind, files, out);
+                }
+                TaskEffect::StoreLocal { index, bytes } => {
+                    let files = SnapshotFiles {
+                        bytes,
+                        uploads: Vec::new(),
+                        shared: Vec::new(),
+                    };
+                    let kind = SnapshotKind::Local(attempt);
+                    self.store_snapshot(task, index, kind, files, out);
+                }
+                TaskEffect::LocalSnapshotDone { snapshot, restored } => {
+                    let message = Message::LocalSnapshotDone {
+                        attempt,
+                        snapshot,
+                        restored,
+                    };
+                    out.send(Address::JobManager, message);
                 }
                 TaskEffect::UploadChangelog(upload) => {
                     let purpose = Request::Changelog {
@@ -580,10 +614,11 @@ impl TaskManager {
         &mut self,
         task: TaskId,
         checkpoint: CheckpointId,
-        savepoint: bool,
+        kind: SnapshotKind,
         files: SnapshotFiles,
         out: &mut Outbox,
     ) {
+        let savepoint = kind == SnapshotKind::Savepoint;
         let SnapshotFiles {
             bytes,
             uploads,
@@ -605,9 +640,12 @@ impl TaskManager {
                 .savepoint_dir(&self.plan.job, checkpoint)
                 .expect("savepoints are triggered only when configured")
                 .join(&format!("task-{}", task.0)),
-            CheckpointStorageKind::FileSystem(root) => {
-                StoragePath::task_snapshot(root.as_str(), checkpoint, task)
-            }
+            CheckpointStorageKind::FileSystem(root) => match kind {
+                SnapshotKind::Local(attempt) => {
+                    StoragePath::local_snapshot(root.as_str(), task, attempt, checkpoint)
+                }
+                _ => StoragePath::task_snapshot(root.as_str(), checkpoint, task),
+            },
             CheckpointStorageKind::JobManager(limits) => {
                 let stored = in_memory_state(&limits, bytes);
                 self.stored_in_memory.push((task, checkpoint, stored));
@@ -805,6 +843,14 @@ impl TaskManager {
             } if current(attempt) => {
                 self.on_checkpoint_aborted(checkpoint, latest_completed, out);
             }
+            Message::RecoveryLineComplete { attempt, notice } if current(attempt) => {
+                for task in self.running_ids() {
+                    self.with_task(task, out, |task, effects| {
+                        task.on_line_complete(&notice, effects)
+                    });
+                }
+                self.schedule_sources(now);
+            }
             Message::Data {
                 attempt,
                 target,
@@ -832,6 +878,7 @@ impl TaskManager {
             Message::TriggerCheckpoint { .. }
             | Message::NotifyCheckpointComplete { .. }
             | Message::NotifyCheckpointAborted { .. }
+            | Message::RecoveryLineComplete { .. }
             | Message::Data { .. } => {}
             other => unreachable!("a TaskManager does not handle {other:?}"),
         }

@@ -4,6 +4,7 @@
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId};
 use crate::operator::OperatorState;
 use crate::record::InFlight;
+use crate::recovery_line::{ChannelCounts, ChannelLog};
 use crate::sink::TransactionId;
 pub use crate::status::{CheckpointFailureReason, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub enum TriggerKind {
     Requested,
     /// A savepoint: forced, neither applies.
     Savepoint,
+    /// A recovery line found among local snapshots (checkpointing without barriers): complete
+    /// already, neither applies.
+    RecoveryLine,
 }
 
 /// A task's answer to a checkpoint's barrier.
@@ -291,5 +295,31 @@ pub enum EngineEvent {
         attempt: Attempt,
         number: u64,
         failures: u32,
+    },
+    /// A task took a local snapshot on its own (checkpointing without barriers).
+    LocalSnapshotTaken {
+        task: TaskId,
+        attempt: Attempt,
+        snapshot: CheckpointId,
+        /// Forced by a record with a higher index (communication-induced checkpointing).
+        forced: bool,
+        state: OperatorState,
+        counts: ChannelCounts,
+        /// The sender's log in the snapshot: the records a restore may have to replay.
+        logged: Vec<ChannelLog>,
+    },
+    /// The JobManager found a new recovery line and completes it as `checkpoint`.
+    RecoveryLineFound {
+        checkpoint: CheckpointId,
+        /// Each task's local snapshot in it, by the attempt that took it.
+        members: Vec<(TaskId, Attempt, CheckpointId)>,
+        /// Local snapshots newer than the line's members (the domino effect).
+        rolled_back: u32,
+    },
+    /// A restored task sent the records of its log again, ahead of anything new.
+    LogReplayed {
+        task: TaskId,
+        attempt: Attempt,
+        records: u64,
     },
 }

@@ -49,7 +49,8 @@ pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
             "the swarm's keyed-sum job with its keyed state in the changelog backend (FLIP-158): a log segment every 5–20 ms, a materialization every 40–200 ms",
             "swarm",
             keyed_sum_with_changelog,
-        ),
+        )
+        .refusing_without_barriers("its point is the changelog backend, and local snapshots hold the heap backend's whole state"),
         Scenario::new(
             "co-window",
             "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
@@ -80,13 +81,16 @@ pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
             "tm-crash",
             keyed_sum_in_memory_budget,
         )
-        .refusing_channel_state(MEMORY_BUDGET_REFUSAL),
+        .refusing_channel_state(MEMORY_BUDGET_REFUSAL)
+        .refusing_without_barriers("its budget applies to checkpoint acknowledgements, which a job without barriers does not send, and local snapshots carry the sender logs, which grow with back-pressure"),
         Scenario::new(
             "resume",
             "a new job started from the snapshot an earlier job left (a savepoint before a cancellation, or its latest checkpoint retained on cancellation; CLAIM or NO_CLAIM, drawn), the keyed-sum job on files; judged with the earlier job's output",
             "tm-crash",
             resumed_keyed_sum,
-        ).resuming(),
+        )
+        .resuming()
+        .refusing_without_barriers("its earlier job ends in a savepoint or a retained checkpoint of a coordinated job"),
         Scenario::new(
             "map-only",
             "2 sources (p=2) → map → 2PC sink over forward edges only: every task has one input channel, so nothing ever aligns",

@@ -16,7 +16,7 @@
 
 use crate::profiles::{builtin_profiles, FaultProfile, UnknownProfile};
 use crate::scenario::Scenario;
-use snapsim_core::algorithm::{FlinkAlgorithm, SnapshotAlgorithm};
+use snapsim_core::algorithm::{FlinkAlgorithm, LogBasedAlgorithm, SnapshotAlgorithm};
 use snapsim_sim::check::{builtin_checkers, Checker, Property};
 use std::fmt;
 use std::sync::Arc;
@@ -61,6 +61,9 @@ impl Catalog {
             command: "cargo run --release --".to_string(),
         };
         for algorithm in FlinkAlgorithm::ALL {
+            catalog = catalog.with_algorithm(algorithm);
+        }
+        for algorithm in LogBasedAlgorithm::ALL {
             catalog = catalog.with_algorithm(algorithm);
         }
         for scenario in crate::builtin::builtin_scenarios() {

@@ -27,6 +27,8 @@ pub struct Scenario {
     /// Why the scenario cannot be judged with an algorithm that records channel state, if it
     /// cannot.
     pub refuses_channel_state: Option<&'static str>,
+    /// Why the scenario cannot be judged with an algorithm without barriers, if it cannot.
+    pub refuses_without_barriers: Option<&'static str>,
 }
 
 impl Scenario {
@@ -44,6 +46,7 @@ impl Scenario {
             job: Arc::new(job),
             resumes: false,
             refuses_channel_state: None,
+            refuses_without_barriers: None,
         }
     }
 
@@ -60,6 +63,12 @@ impl Scenario {
         self
     }
 
+    /// The scenario cannot be judged fairly with an algorithm without barriers, for `reason`.
+    pub fn refusing_without_barriers(mut self, reason: &'static str) -> Scenario {
+        self.refuses_without_barriers = Some(reason);
+        self
+    }
+
     /// Why this scenario cannot run with `backend`, if it cannot: a backend that uploads files
     /// needs the checkpoint directory a scenario with state in the JobManager's memory lacks.
     pub fn refuses_backend(&self, backend: StateBackend) -> Option<String> {
@@ -73,6 +82,13 @@ impl Scenario {
 
     /// Why this scenario's `job` (a seed's) cannot run with `backend`, if it cannot.
     pub fn refuses_backend_for(&self, backend: StateBackend, job: &JobGraph) -> Option<String> {
+        if let (Some(protocol), false) = (job.checkpoint.logging, backend == StateBackend::Heap) {
+            return Some(format!(
+                "scenario {} cannot run with --backend {} under {protocol:?} checkpointing: its local snapshots hold the heap backend's whole state",
+                self.name,
+                backend.name()
+            ));
+        }
         let on_files = job.checkpoint.directory.is_some();
         (backend != StateBackend::Heap && !on_files).then(|| {
             format!(
@@ -86,9 +102,10 @@ impl Scenario {
     /// Why this scenario cannot be judged fairly with `algorithm`, if it cannot: then no run
     /// is made, rather than one whose failure would not be a bug.
     pub fn refuses(&self, algorithm: &dyn SnapshotAlgorithm) -> Option<String> {
-        let reason = self
-            .refuses_channel_state
-            .filter(|_| algorithm.records_channel_state())?;
+        let channel_state = (self.refuses_channel_state).filter(|_| algorithm.records_channel_state());
+        let without_barriers =
+            (self.refuses_without_barriers).filter(|_| algorithm.without_barriers());
+        let reason = channel_state.or(without_barriers)?;
         Some(format!(
             "scenario {} cannot be judged with --algorithm {}: {reason}",
             self.name,

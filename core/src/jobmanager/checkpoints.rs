@@ -49,6 +49,10 @@ impl JobManager {
 
     pub(super) fn apply(&mut self, now: Tick, effects: Vec<CoordinatorEffect>, out: &mut Outbox) {
         for effect in effects {
+            if self.is_line_effect(&effect) {
+                self.apply_line_effect(now, effect, out);
+                continue;
+            }
             match effect {
                 CoordinatorEffect::PersistCounter => self.write_ha(now, HaWrite::Counter, out),
                 CoordinatorEffect::Trigger {
@@ -110,8 +114,13 @@ impl JobManager {
                     self.failover(now, cause, out);
                 }
                 CoordinatorEffect::Trace(event) => out.trace(event),
+                CoordinatorEffect::LineNumbered { .. } => {
+                    unreachable!("lines are numbered only in jobs without barriers")
+                }
             }
         }
+        // A line that completed or failed makes way for the next one.
+        self.propose_line(now, out);
     }
 
     /// Sends the barrier of `checkpoint` to the source tasks, where it enters the stream.

@@ -32,6 +32,8 @@ mod checkpoints;
 mod ending;
 mod ha;
 mod restore;
+mod lines;
+use lines::LineTracking;
 
 /// How often an HA record version that does not decode is read before it is judged: torn
 /// (skipped) or corrupted (the job fails). Silent corruption on the read path goes away on
@@ -178,19 +180,25 @@ pub struct JobManager {
     cancel_requested: bool,
     /// Which shared files (incremental state) retained checkpoints still use.
     shared: SharedStateRegistry,
+    /// Checkpointing without barriers: local snapshots and recovery lines.
+    lines: Option<LineTracking>,
 }
 
 /// The shared files a completed checkpoint's state consists of.
+/// A task's own file is shared when it is in `shared/`: a local snapshot of checkpointing
+/// without barriers, which every recovery line containing it references.
 fn shared_files(checkpoint: &CompletedCheckpoint) -> Vec<StoragePath> {
-    checkpoint
-        .task_states
-        .values()
+    let path = |file: &StateHandle| match &file.location {
+        StateLocation::File(path) => Some(path.clone()),
+        _ => None,
+    };
+    let own = (checkpoint.task_states.values())
+        .filter_map(path)
+        .filter(StoragePath::is_shared);
+    let runs = (checkpoint.task_states.values())
         .flat_map(|state| &state.shared)
-        .filter_map(|file| match &file.location {
-            StateLocation::File(path) => Some(path.clone()),
-            _ => None,
-        })
-        .collect()
+        .filter_map(path);
+    own.chain(runs).collect()
 }
 
 impl JobManager {
@@ -215,6 +223,7 @@ impl JobManager {
             end_record: EndRecord::NotDurable,
             cancel_requested: false,
             shared: SharedStateRegistry::default(),
+            lines: LineTracking::of(&plan),
             storage: StorageClient::new(cluster.storage_timeout_ticks),
             plan,
             cluster,
@@ -305,6 +314,9 @@ impl JobManager {
             }
         }
         self.deployed = Some(self.attempt);
+        if let Some(lines) = self.lines.as_mut() {
+            lines.reset();
+        }
         self.tasks = self
             .plan
             .tasks
@@ -638,6 +650,15 @@ impl JobManager {
             | Message::Decline { attempt, .. } => {
                 if self.deployed == Some(attempt) {
                     self.on_task_message(now, message, out);
+                }
+            }
+            Message::LocalSnapshotDone {
+                attempt,
+                snapshot,
+                restored,
+            } => {
+                if self.deployed == Some(attempt) {
+                    self.on_local_snapshot(now, snapshot, restored, out);
                 }
             }
             other => unreachable!("the JobManager does not handle {other:?}"),

@@ -82,8 +82,11 @@ impl Task {
         if let Some(lsm) = self.lsm.as_mut() {
             lsm.on_failed(checkpoint);
         }
-        if self.pending.remove(&checkpoint).is_some() {
-            self.decline(checkpoint, CheckpointFailureReason::AsyncException, out);
+        match self.pending.remove(&checkpoint) {
+            // A local snapshot is no checkpoint of the JobManager's: it is just not reported.
+            Some(pending) if pending.local.is_some() => {}
+            Some(_) => self.decline(checkpoint, CheckpointFailureReason::AsyncException, out),
+            None => {}
         }
     }
 
@@ -299,6 +302,7 @@ impl Task {
                 stored: None,
                 awaiting_sink,
                 awaiting_log,
+                local: None,
             },
         );
         match channel_state {
@@ -416,7 +420,11 @@ impl Task {
         let Some(state) = pending.stored.clone() else {
             return;
         };
-        self.pending.remove(&checkpoint);
+        let pending = self.pending.remove(&checkpoint).expect("present");
+        if let Some(local) = pending.local {
+            self.report_local(checkpoint, state, local, out);
+            return;
+        }
         out.push(TaskEffect::Acknowledge { checkpoint, state });
         out.push(TaskEffect::Trace(EngineEvent::Acknowledged {
             task: self.spec.id,

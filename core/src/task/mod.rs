@@ -17,6 +17,7 @@ use crate::lsm::{self, LsmBackend};
 use crate::operator::{Emitted, Operator, SinkWait};
 use crate::probes::{self, Probe};
 use crate::record::{Record, StreamEvent};
+use crate::recovery_line::{ChannelCounts, LocalSnapshot};
 use crate::sink::{SinkRequest, TransactionId};
 use crate::status::CheckpointFailureReason;
 use crate::storage::{StateHandle, StoragePath};
@@ -27,9 +28,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 mod checkpoint;
 mod commit;
 mod restore;
+mod uncoordinated;
 
 use checkpoint::barrier_handler;
 pub use restore::{SnapshotRead, TaskSnapshot};
+use uncoordinated::LocalCheckpointing;
 
 /// Events one input channel may hold; past this the run is broken (no flow control yet).
 pub const INPUT_QUEUE_EVENTS_MAX: usize = 1 << 22;
@@ -80,6 +83,19 @@ pub enum TaskEffect {
     /// Delete a file of the changelog backend that no snapshot lists (fire and forget: one
     /// left behind goes with the job's clean-up).
     DiscardChangelog(StoragePath),
+    /// Write this local snapshot (checkpointing without barriers) to checkpoint storage, then
+    /// call [`Task::on_snapshot_durable`] or [`Task::on_snapshot_failed`].
+    StoreLocal {
+        index: CheckpointId,
+        /// The encoded [`LoggedSnapshot`].
+        bytes: Vec<u8>,
+    },
+    /// Tell the JobManager a local snapshot is durable, or (`restored`) that the task
+    /// restored it.
+    LocalSnapshotDone {
+        snapshot: LocalSnapshot,
+        restored: bool,
+    },
     /// Tell the JobManager the snapshot is durable.
     Acknowledge {
         checkpoint: CheckpointId,
@@ -162,6 +178,9 @@ struct PendingSnapshot {
     awaiting_sink: Option<SinkWait>,
     /// Changelog segments the snapshot references that are not durable yet.
     awaiting_log: BTreeSet<u64>,
+    /// A local snapshot's channel counts and whether it was taken after the end of input: it
+    /// is reported to the JobManager instead of acknowledged.
+    local: Option<(ChannelCounts, bool)>,
 }
 
 /// Where a task keeps its keyed state between snapshots.
@@ -210,6 +229,8 @@ pub struct Task {
     changelog: Option<ChangelogBackend>,
     /// The snapshot whose channel state is being recorded (unaligned, Chandy-Lamport).
     recording: Option<Recording>,
+    /// Checkpointing without barriers: the task's counts, log and snapshot timer.
+    local: Option<LocalCheckpointing>,
     /// The time of the input being handled.
     now: Tick,
     /// A throttled task's records left to process at `now`.
@@ -388,6 +409,10 @@ impl Task {
             lsm: None,
             changelog: None,
             recording: None,
+            local: (config.logging).map(|protocol| {
+                let interval = config.interval_ticks.expect("validated: logging needs an interval");
+                LocalCheckpointing::new(spec, protocol, interval)
+            }),
             now: Tick(0),
             budget: spec.throughput.unwrap_or(u32::MAX),
             drain_start: 0,
@@ -423,6 +448,13 @@ impl Task {
     ) {
         self.advance_time(now);
         for event in events {
+            let event = match event {
+                StreamEvent::Logged(logged) => match self.accept_logged(channel, logged, out) {
+                    Some(record) => record,
+                    None => continue,
+                },
+                event => event,
+            };
             if let Some(recording) = self.recording.as_mut() {
                 recording.observe(channel, &event);
             }
@@ -465,6 +497,7 @@ impl Task {
         if self.status == TaskStatus::Running {
             self.on_changelog_timer(now, out);
         }
+        self.on_local_timer(now, out);
         if let Some(handler) = self.handler.as_deref_mut() {
             let actions = handler.on_timer(now);
             self.apply(actions, out);
@@ -486,6 +519,7 @@ impl Task {
             .into_iter()
             .chain(next_budget)
             .chain(changelog)
+            .chain(self.next_local_snapshot())
             .min()
     }
 
@@ -614,6 +648,7 @@ impl Task {
                 let actions = self.handler_mut().on_cancel_marker(channel, checkpoint);
                 self.apply(actions, out);
             }
+            StreamEvent::Logged(_) => unreachable!("numbered records are queued as records"),
             StreamEvent::EndOfData => {
                 self.inputs[channel.index()].data_finished = true;
                 self.advance_watermark(out);
@@ -660,6 +695,11 @@ impl Task {
         self.emit(&mut emitted, out);
         self.broadcast(&StreamEvent::EndOfData, out);
         out.push(TaskEffect::DataFinished);
+        if let Some(local) = self.local.as_ref() {
+            // Its snapshot from here on is its last: take it now, so the final line need not
+            // wait for the timer.
+            self.take_local_snapshot(local.next_index(), false, out);
+        }
     }
 
     /// Routes what the operator emitted and sends its sink requests; leaves `emitted` empty.
@@ -684,10 +724,14 @@ impl Task {
                 }
             };
             let (target, channel) = output.targets[position];
+            let event = match self.local.as_mut() {
+                Some(local) => local.log_record(index, position, record),
+                None => StreamEvent::Record(record),
+            };
             out.push(TaskEffect::Emit {
                 target,
                 channel,
-                event: StreamEvent::Record(record),
+                event,
             });
         }
     }

@@ -1,7 +1,7 @@
 //! A task's snapshot as stored, and a task restored from one: its operator state, its
 //! transactions, and the in-flight records put back in front of its input.
 
-use super::{KeyedBackend, Task, TaskEffect};
+use super::{uncoordinated, KeyedBackend, Task, TaskEffect};
 use crate::bugs::SeededBug;
 use crate::codec::{self, DecodeError, Kind};
 use crate::config::CheckpointConfig;
@@ -175,6 +175,9 @@ impl Task {
         backend: &KeyedBackend,
         out: &mut Vec<TaskEffect>,
     ) -> Result<Task, RestoreError> {
+        if config.logging.is_some() {
+            return Task::restore_logged(spec, attempt, config, now, read, out);
+        }
         let snapshot = decode_snapshot(spec.id, read)?;
         let runs = read_shared_runs(spec.id, read)?;
         let SnapshotRead {
@@ -210,6 +213,44 @@ impl Task {
         }));
         task.restore_in_flight(snapshot.in_flight, out)?;
         Ok(task)
+    }
+
+    /// A task that checkpoints without barriers, restored from its local snapshot in the
+    /// recovery line `read.checkpoint`.
+    fn restore_logged(
+        spec: &TaskSpec,
+        attempt: Attempt,
+        config: &CheckpointConfig,
+        now: Tick,
+        read: SnapshotRead<'_>,
+        out: &mut Vec<TaskEffect>,
+    ) -> Result<Task, RestoreError> {
+        let task = spec.id;
+        check_read(task, read.handle, read.bytes)?;
+        let stored = uncoordinated::decode_local(read.bytes)
+            .map_err(|source| RestoreError::Decode { task, source })?;
+        if stored.snapshot.task != task {
+            return Err(RestoreError::WrongSnapshot {
+                task,
+                checkpoint: read.checkpoint,
+                found_task: stored.snapshot.task,
+                found_checkpoint: stored.snapshot.checkpoint,
+            });
+        }
+        let restored_state = stored.snapshot.state.clone();
+        let (operator, recovered) = Operator::restore(spec, attempt, stored.snapshot.state.clone())?;
+        let mut restored = Task::new(spec, attempt, config);
+        restored.now = now;
+        restored.operator = operator;
+        restored.recover_transactions(recovered, out);
+        out.push(TaskEffect::Trace(EngineEvent::Restored {
+            task,
+            checkpoint: read.checkpoint,
+            state: restored_state,
+        }));
+        restored.restore_local(stored, read.handle, out);
+        restored.schedule_local_snapshots(now);
+        Ok(restored)
     }
 
     /// A restored sink re-commits the transactions it had pre-committed (their checkpoint

@@ -4,11 +4,11 @@ use super::witness::{Finding, Witness, WitnessEvent};
 use super::{summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::trace::{TraceEntry, TraceEvent};
-use snapsim_core::ids::{CheckpointId, Tick};
+use snapsim_core::ids::{CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::Address;
 use snapsim_core::trace::{EngineEvent, JobStatus};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 /// Checkpoint progress (a liveness property): while the job runs with periodic checkpointing,
 /// it never goes without a pending checkpoint for longer than the first trigger delay plus two
 /// intervals plus the min pause. A scheduler that stopped after a failover shows here long
@@ -18,9 +18,124 @@ pub fn checkpoint_progress(
     plan: &ExecutionPlan,
     first_trigger_delay: u64,
 ) -> Vec<Violation> {
+    if let Some(local) = LocalProgress::new(plan) {
+        return super::over(local, trace);
+    }
     match Progress::new(plan, first_trigger_delay) {
         Some(progress) => super::over(progress, trace),
         None => Vec::new(),
+    }
+}
+
+/// Progress without barriers: nothing is triggered, so while the job runs every task takes a
+/// local snapshot at least every two intervals and a fifth (its timer fires every interval,
+/// give or take a fifth). Not judged while a TaskManager or the JobManager is down or
+/// restarting: a crashed node's tasks stop until the failover redeploys them.
+struct LocalProgress<'r> {
+    interval: u64,
+    bound: u64,
+    findings: Vec<Finding>,
+    first_at: Option<Tick>,
+    running: bool,
+    /// Per task, its last local snapshot (or when the job began running), as a trace entry.
+    last: BTreeMap<TaskId, (Tick, Option<&'r TraceEntry>)>,
+    running_since: Option<&'r TraceEntry>,
+    final_from_id: Option<CheckpointId>,
+    tasks: Vec<TaskId>,
+}
+
+impl<'r> LocalProgress<'r> {
+    /// `None` for a job with barriers.
+    fn new(plan: &ExecutionPlan) -> Option<LocalProgress<'r>> {
+        plan.checkpoint.logging?;
+        let interval = plan.checkpoint.interval_ticks.expect("validated: logging has an interval");
+        Some(LocalProgress {
+            interval,
+            bound: 2 * interval + interval / 5,
+            findings: Vec::new(),
+            first_at: None,
+            running: false,
+            last: BTreeMap::new(),
+            running_since: None,
+            final_from_id: None,
+            tasks: plan.tasks.iter().map(|t| t.id).collect(),
+        })
+    }
+
+    fn stalled(&mut self, now: Tick) {
+        let late: Vec<TaskId> = (self.last.iter())
+            .filter(|(_, (since, _))| now.since(*since) > self.bound)
+            .map(|(&task, _)| task)
+            .collect();
+        for task in late {
+            let (since, snapshot) = self.last.insert(task, (now, None)).expect("present");
+            self.first_at = self.first_at.or(Some(now));
+            let mut events: Vec<WitnessEvent> = [snapshot, self.running_since]
+                .into_iter()
+                .flatten()
+                .map(|entry| WitnessEvent::of(entry, local_event(entry)))
+                .collect();
+            events.sort_by_key(|event| event.at);
+            let cause = format!(
+                "{task} took no local snapshot from {since} to {now} while the job ran ({} ms; interval {} ms)",
+                now.since(since),
+                self.interval
+            );
+            self.findings.push(Finding {
+                message: cause.clone(),
+                subject: format!("{task} {since} to {now}"),
+                witness: Some(Witness::new(
+                    "no-local-snapshot-while-running",
+                    cause,
+                    "a task's local snapshot timer stopped while the job ran".to_string(),
+                    events,
+                )),
+            });
+        }
+    }
+}
+
+/// A local snapshot or the start of running, as a witness event.
+fn local_event(entry: &TraceEntry) -> String {
+    match &entry.event {
+        TraceEvent::Engine(EngineEvent::LocalSnapshotTaken { task, snapshot, .. }) => {
+            format!("{task} takes local snapshot {snapshot}")
+        }
+        _ => "the job runs".to_string(),
+    }
+}
+
+impl<'r> Judgement<'r> for LocalProgress<'r> {
+    fn observe(&mut self, entry: &'r TraceEntry) {
+        let at = entry.at;
+        if self.running {
+            self.stalled(at);
+        }
+        match &entry.event {
+            TraceEvent::Crash | TraceEvent::Restart => self.running = false,
+            TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) => {
+                self.running = *status == JobStatus::Running;
+                self.final_from_id = None;
+                self.running_since = Some(entry);
+                self.last = self.tasks.iter().map(|&t| (t, (at, None))).collect();
+            }
+            TraceEvent::Engine(EngineEvent::LocalSnapshotTaken { task, .. }) => {
+                self.last.insert(*task, (at, Some(entry)));
+            }
+            TraceEvent::Engine(EngineEvent::InputConsumed { final_from }) => {
+                self.final_from_id = Some(*final_from)
+            }
+            TraceEvent::Engine(EngineEvent::CheckpointCompleted { checkpoint })
+                if self.final_from_id.is_some_and(|first| *checkpoint >= first) =>
+            {
+                self.running = false; // The final line: tasks finish.
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Violation> {
+        summarize_findings(Property::Liveness, self.findings, self.first_at)
     }
 }
 
@@ -205,6 +320,9 @@ impl Checker for CheckpointProgress {
         "while the job runs with periodic checkpointing, checkpoints keep being triggered"
     }
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
+        if let Some(local) = LocalProgress::new(run.plan) {
+            return Box::new(local);
+        }
         match Progress::new(run.plan, run.first_trigger_delay) {
             Some(progress) => Box::new(progress),
             None => super::at_end(Vec::new),
