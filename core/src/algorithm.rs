@@ -167,6 +167,7 @@ impl SnapshotAlgorithm for FlinkAlgorithm {
             _ => 0,
         };
         options.chandy_lamport = *self == FlinkAlgorithm::ChandyLamport;
+        options.logging = None;
         if self.records_channel_state() {
             options.max_concurrent = 1;
         }

@@ -256,8 +256,8 @@ impl SeededBug {
             SeededBug::NoClaimDeletesRestored => "storage",
             // A completed checkpoint references a materialization that is not durable.
             SeededBug::ChangelogTruncatedEarly => "storage",
-            // The records in transit on the channel are never processed after the restore.
-            SeededBug::LogReplaySkipped => "exactly-once",
+            // The restored sender replays fewer records than were in transit at the line.
+            SeededBug::LogReplaySkipped => "recovery",
             // The receiver's snapshot holds inputs its sender's snapshot had not yet sent.
             SeededBug::RecoveryLineIgnoresChannel => "consistent-cut",
         }

@@ -2,7 +2,8 @@
 
 use crate::scenario::{Draws, Scenario};
 use snapsim_core::cluster::ClusterConfig;
-use snapsim_core::config::{ChangelogOptions, RestartStrategyConfig, StateBackend};
+use snapsim_core::algorithm::{LogBasedAlgorithm, SnapshotAlgorithm};
+use snapsim_core::config::{ChangelogOptions, LoggingProtocol, RestartStrategyConfig, StateBackend};
 use snapsim_core::ids::{EventTime, Key, OperatorId};
 use snapsim_core::job::{
     AggregateFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning, SourceLog,
@@ -51,6 +52,12 @@ pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
             keyed_sum_with_changelog,
         )
         .refusing_without_barriers("its point is the changelog backend, and local snapshots hold the heap backend's whole state"),
+        Scenario::new(
+            "uncoordinated",
+            "the swarm's keyed-sum job checkpointed without barriers: each task snapshots on its own timer and logs what it sends, the JobManager completes recovery lines (no savepoints, heap backend)",
+            "swarm",
+            keyed_sum_uncoordinated,
+        ),
         Scenario::new(
             "co-window",
             "two sources → keyed co-sum (two inputs) → 2PC sink, and left → tumbling window → 2PC sink, 3 TaskManagers",
@@ -393,6 +400,12 @@ fn keyed_sum_with_changelog(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
         materialization_interval_ticks: draws.workload.between(40, 200),
         ..ChangelogOptions::default()
     });
+    (job, cluster)
+}
+
+fn keyed_sum_uncoordinated(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
+    let (mut job, cluster) = keyed_sum_for_swarm(draws);
+    LogBasedAlgorithm(LoggingProtocol::Uncoordinated).configure(&mut job.checkpoint);
     (job, cluster)
 }
 

@@ -131,8 +131,8 @@ fn expected_explanation(bug: SeededBug) -> (&'static str, &'static str) {
         B::AdjacentRecordsSwapped => ("reordered-in-transaction", "wrong order"),
         B::NoClaimDeletesRestored => ("restored-snapshot-deleted", "NO_CLAIM"),
         B::ChangelogTruncatedEarly => ("materialization-referenced-before-durable", "not durable"),
-        B::LogReplaySkipped => ("TODO", "TODO"),
-        B::RecoveryLineIgnoresChannel => ("TODO", "TODO"),
+        B::LogReplaySkipped => ("log-not-replayed", "in transit"),
+        B::RecoveryLineIgnoresChannel => ("recovery-line-not-consistent", "orphan"),
     }
 }
 

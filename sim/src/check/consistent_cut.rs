@@ -1,13 +1,14 @@
 //! Consistent cut: every completed checkpoint's state is the reference model's at its source
 //! offsets, with the in-flight records it persisted.
 
+use super::lines::LocalSnapshots;
 use super::witness::{Finding, Witness, WitnessEvent};
 use super::{describe, differing_keys, fmt_opt, summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::model::{fold, Cut, ModelState, ReferenceModel, StateAt};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointingMode;
-use snapsim_core::ids::{CheckpointId, Key, Offset, OperatorId, PartitionId, TaskId, Tick};
+use snapsim_core::ids::{Attempt, CheckpointId, Key, Offset, OperatorId, PartitionId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::{InputRef, Origin, Record};
@@ -47,6 +48,8 @@ struct Cuts<'r> {
     in_flight: BTreeMap<CheckpointId, BTreeMap<TaskId, Vec<&'r Record>>>,
     /// The model's state of each order-free keyed operator, at the last cut checked.
     states: BTreeMap<OperatorId, StateAt<'r>>,
+    /// Checkpointing without barriers: the local snapshots recovery lines are made of.
+    local: LocalSnapshots<'r>,
 }
 
 impl<'r> Cuts<'r> {
@@ -66,6 +69,7 @@ impl<'r> Cuts<'r> {
             snapshots: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             states: BTreeMap::new(),
+            local: LocalSnapshots::default(),
         })
     }
 }
@@ -73,7 +77,16 @@ impl<'r> Cuts<'r> {
 impl<'r> Judgement<'r> for Cuts<'r> {
     fn observe(&mut self, entry: &'r TraceEntry) {
         self.observed += 1;
+        self.local.observe(entry);
         let checkpoint = match &entry.event {
+            TraceEvent::Engine(EngineEvent::RecoveryLineFound {
+                checkpoint,
+                members,
+                ..
+            }) => {
+                self.line_found(*checkpoint, members, entry);
+                return;
+            }
             TraceEvent::Engine(EngineEvent::SnapshotTaken {
                 task,
                 checkpoint,
@@ -108,6 +121,46 @@ impl<'r> Judgement<'r> for Cuts<'r> {
 }
 
 impl<'r> Cuts<'r> {
+    /// A recovery line: its members are the checkpoint's snapshots and the records in transit
+    /// between them its channel state, once it is judged a consistent global state.
+    fn line_found(
+        &mut self,
+        checkpoint: CheckpointId,
+        members: &[(TaskId, Attempt, CheckpointId)],
+        entry: &'r TraceEntry,
+    ) {
+        let line = self.local.line(self.plan, checkpoint, members);
+        let snapshots = (line.members.iter())
+            .map(|(&task, member)| (task, member.state))
+            .collect();
+        self.snapshots.insert(checkpoint, snapshots);
+        self.in_flight.insert(checkpoint, line.in_transit);
+        if line.broken.is_empty() {
+            return;
+        }
+        self.first_at = self.first_at.or(Some(entry.at));
+        let mut events: Vec<WitnessEvent> = (line.members.values())
+            .map(|m| WitnessEvent::of(m.entry, member_event(self.plan, m.entry)))
+            .collect();
+        events.sort_by_key(|event| event.at);
+        events.push(WitnessEvent::of(entry, format!("the JobManager completes them as {checkpoint}")));
+        let cause = format!(
+            "the recovery line {checkpoint} is not a consistent global state: {}",
+            line.broken[0]
+        );
+        let witness = Witness::new(
+            "recovery-line-not-consistent",
+            cause,
+            "a recovery line with orphan or unlogged records".to_string(),
+            events,
+        );
+        self.findings.extend(line.broken.into_iter().map(|message| Finding {
+            message,
+            subject: format!("{checkpoint}"),
+            witness: Some(witness.clone()),
+        }));
+    }
+
     /// Judges the completed `checkpoint` (its completion is `entry`): each order-free keyed
     /// operator's snapshots against the model at the sources' offsets.
     fn judge_checkpoint(&mut self, checkpoint: CheckpointId, entry: &'r TraceEntry) {
@@ -368,6 +421,27 @@ impl CutShown<'_, '_> {
         });
         events
     }
+}
+
+/// A local snapshot's event in a witness: the task, its index and what it counted.
+fn member_event(plan: &ExecutionPlan, entry: &TraceEntry) -> String {
+    let TraceEvent::Engine(EngineEvent::LocalSnapshotTaken {
+        task,
+        snapshot,
+        counts,
+        ..
+    }) = &entry.event
+    else {
+        unreachable!("members are local snapshots")
+    };
+    let name = &plan.tasks[task.index()].name;
+    let received: Vec<String> = (counts.received.iter()).map(|(c, n)| format!("{n} on {c}")).collect();
+    let sent: Vec<String> = (counts.sent.iter()).map(|(c, n)| format!("{n} to {c}")).collect();
+    format!(
+        "{name} takes local snapshot {snapshot}: processed [{}], sent [{}]",
+        received.join(", "),
+        sent.join(", ")
+    )
 }
 
 /// The checkpoint a snapshot, a barrier or recorded channel state belongs to.

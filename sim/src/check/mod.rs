@@ -14,6 +14,7 @@ mod cancellation;
 mod channel_order;
 mod consistent_cut;
 mod final_state;
+mod lines;
 mod notification;
 mod oracle;
 mod output;

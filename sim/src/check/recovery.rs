@@ -1,6 +1,7 @@
 //! Recovery and the configuration's rules: restores use the latest completed checkpoint and
 //! restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold.
 
+use super::lines::LocalSnapshots;
 use super::witness::{Finding, Witness, WitnessEvent};
 use super::{differing_keys, fmt_opt, summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
@@ -29,7 +30,7 @@ struct Coordination {
 ///   `max_concurrent` pending checkpoints; a checkpoint expires at its timeout, not before,
 ///   unless all acknowledgements are in (finalization has its own storage timeouts).
 pub fn recovery(trace: &[TraceEntry], plan: &ExecutionPlan) -> Vec<Violation> {
-    super::over(RecoveryCheck::new(&plan.checkpoint), trace)
+    super::over(RecoveryCheck::new(plan), trace)
 }
 
 /// Each restore of a known snapshot, kept to compare its in-flight records once the trace is
@@ -48,6 +49,7 @@ struct Restore<'t> {
 
 /// The recovery checker's state while it walks the trace, with one method per event kind.
 struct RecoveryCheck<'t> {
+    plan: &'t ExecutionPlan,
     config: &'t CheckpointConfig,
     findings: Vec<Finding>,
     first_at: Option<Tick>,
@@ -61,10 +63,16 @@ struct RecoveryCheck<'t> {
     restores: Vec<Restore<'t>>,
     /// Each task's latest entry in `restores`.
     latest_restore: BTreeMap<TaskId, usize>,
+    /// Checkpointing without barriers: the local snapshots lines are made of, per line and
+    /// sender the records in transit, and per restored task those it must replay.
+    local: LocalSnapshots<'t>,
+    to_replay: BTreeMap<(TaskId, CheckpointId), u64>,
+    replay_due: BTreeMap<TaskId, (CheckpointId, u64, &'t TraceEntry)>,
 }
 
 impl<'t> Judgement<'t> for RecoveryCheck<'t> {
     fn observe(&mut self, entry: &'t TraceEntry) {
+        self.local.observe(entry);
         let event = match &entry.event {
             TraceEvent::Crash | TraceEvent::Restart if entry.node == Address::JobManager => {
                 self.life = Coordination::default();
@@ -82,9 +90,13 @@ impl<'t> Judgement<'t> for RecoveryCheck<'t> {
 }
 
 impl<'t> RecoveryCheck<'t> {
-    fn new(config: &'t CheckpointConfig) -> Self {
+    fn new(plan: &'t ExecutionPlan) -> Self {
         RecoveryCheck {
-            config,
+            plan,
+            config: &plan.checkpoint,
+            local: LocalSnapshots::default(),
+            to_replay: BTreeMap::new(),
+            replay_due: BTreeMap::new(),
             findings: Vec::new(),
             first_at: None,
             latest_completed: None,
@@ -196,6 +208,14 @@ impl<'t> RecoveryCheck<'t> {
                 checkpoint,
                 state,
             } => self.restored(entry, (*task, *checkpoint), state),
+            EngineEvent::RecoveryLineFound {
+                checkpoint,
+                members,
+                ..
+            } => self.line_found(*checkpoint, members),
+            EngineEvent::LogReplayed { task, records, .. } => {
+                self.log_replayed(entry, *task, *records)
+            }
             _ => {}
         }
     }
@@ -357,12 +377,45 @@ impl<'t> RecoveryCheck<'t> {
     }
 
     /// A task's restore (`entry`) of its snapshot of a checkpoint.
+    /// A recovery line: its members are the snapshots of `checkpoint`.
+    fn line_found(&mut self, checkpoint: CheckpointId, members: &[(TaskId, Attempt, CheckpointId)]) {
+        let line = self.local.line(self.plan, checkpoint, members);
+        for (task, member) in line.members {
+            self.snapshots.insert((task, checkpoint), (member.entry, member.state));
+        }
+        for (task, records) in line.to_replay {
+            self.to_replay.insert((task, checkpoint), records);
+        }
+    }
+
+    /// A restored task replayed its log: at least the records in transit from it at the line.
+    fn log_replayed(&mut self, entry: &'t TraceEntry, task: TaskId, records: u64) {
+        let Some((checkpoint, due, restore)) = self.replay_due.remove(&task) else {
+            return;
+        };
+        if records >= due {
+            return;
+        }
+        let message = format!(
+            "{task} replayed {records} records of its log after restoring {checkpoint}, but {due} records it had sent were in transit at that line"
+        );
+        let events = vec![
+            WitnessEvent::of(restore, format!("{task} restores {checkpoint}")),
+            WitnessEvent::of(entry, format!("{task} replays {records} logged records")),
+        ];
+        let root = "restored senders not replaying the records in transit";
+        self.broke("log-not-replayed", root, message, events);
+    }
+
     fn restored(
         &mut self,
         entry: &'t TraceEntry,
         (task, checkpoint): (TaskId, CheckpointId),
         state: &OperatorState,
     ) {
+        if let Some(&due) = self.to_replay.get(&(task, checkpoint)) {
+            self.replay_due.insert(task, (checkpoint, due, entry));
+        }
         // Restores from a path read snapshots of another run: nothing to compare.
         let Some(&(snapshot, snapshotted)) = self.snapshots.get(&(task, checkpoint)) else {
             return;
@@ -452,7 +505,7 @@ impl Checker for Recovery {
         "restores use the latest completed checkpoint and restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold"
     }
     fn judge<'r>(&self, run: &'r JudgedRun<'r>) -> Box<dyn Judgement<'r> + 'r> {
-        Box::new(RecoveryCheck::new(&run.plan.checkpoint))
+        Box::new(RecoveryCheck::new(run.plan))
     }
 }
 
