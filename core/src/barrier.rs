@@ -105,12 +105,26 @@ pub trait BarrierHandler: fmt::Debug + Send {
 pub struct NoBarriers;
 
 impl BarrierHandler for NoBarriers {
-    fn on_barrier(&mut self, channel: ChannelIndex, barrier: CheckpointBarrier, _: Tick) -> BarrierActions {
-        unreachable!("{} arrived on {channel} of a job without barriers", barrier.id)
+    fn on_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        barrier: CheckpointBarrier,
+        _: Tick,
+    ) -> BarrierActions {
+        unreachable!(
+            "{} arrived on {channel} of a job without barriers",
+            barrier.id
+        )
     }
 
-    fn on_cancel_marker(&mut self, channel: ChannelIndex, checkpoint: CheckpointId) -> BarrierActions {
-        unreachable!("a cancellation marker of {checkpoint} arrived on {channel} of a job without barriers")
+    fn on_cancel_marker(
+        &mut self,
+        channel: ChannelIndex,
+        checkpoint: CheckpointId,
+    ) -> BarrierActions {
+        unreachable!(
+            "a cancellation marker of {checkpoint} arrived on {channel} of a job without barriers"
+        )
     }
 
     fn is_blocked(&self, _channel: ChannelIndex) -> bool {

@@ -485,13 +485,19 @@ impl CheckpointConfig {
             return Ok(());
         };
         let conflicts = [
-            (self.mode == CheckpointingMode::AtLeastOnce, "AT_LEAST_ONCE mode"),
+            (
+                self.mode == CheckpointingMode::AtLeastOnce,
+                "AT_LEAST_ONCE mode",
+            ),
             (self.unaligned, "unaligned checkpoints"),
             (self.chandy_lamport, "Chandy-Lamport"),
             (self.incremental, "the incremental backend"),
             (self.changelog.is_some(), "the changelog backend"),
             (self.savepoint_directory.is_some(), "savepoints"),
-            (self.interval_ticks.is_none(), "periodic checkpointing off (no interval)"),
+            (
+                self.interval_ticks.is_none(),
+                "periodic checkpointing off (no interval)",
+            ),
         ];
         match conflicts.into_iter().find(|(conflict, _)| *conflict) {
             Some((_, option)) => Err(ConfigError::LoggingWith { protocol, option }),

@@ -292,9 +292,19 @@ impl CheckpointCoordinator {
         snapshots: BTreeMap<TaskId, StateHandle>,
         out: &mut Vec<CoordinatorEffect>,
     ) {
-        assert!(self.without_barriers, "only jobs without barriers propose lines");
-        assert!(self.is_idle(), "a line is proposed only when nothing is pending");
-        assert_eq!(snapshots.len(), self.tasks.len(), "a line has every task's snapshot");
+        assert!(
+            self.without_barriers,
+            "only jobs without barriers propose lines"
+        );
+        assert!(
+            self.is_idle(),
+            "a line is proposed only when nothing is pending"
+        );
+        assert_eq!(
+            snapshots.len(),
+            self.tasks.len(),
+            "a line has every task's snapshot"
+        );
         self.proposed_line = Some(snapshots);
         self.start_triggering(TriggerKind::RecoveryLine, out);
     }

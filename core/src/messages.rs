@@ -146,7 +146,10 @@ pub enum Message {
         restored: bool,
     },
     /// JobManager → TaskManager, checkpointing without barriers: a recovery line completed.
-    RecoveryLineComplete { attempt: Attempt, notice: LineNotice },
+    RecoveryLineComplete {
+        attempt: Attempt,
+        notice: LineNotice,
+    },
 }
 
 impl Message {

@@ -277,7 +277,10 @@ mod tests {
                 .then_some((ChannelIndex(0), received))
                 .into_iter()
                 .collect(),
-            sent: (task == SOURCE).then_some((EDGE, sent)).into_iter().collect(),
+            sent: (task == SOURCE)
+                .then_some((EDGE, sent))
+                .into_iter()
+                .collect(),
         };
         LocalSnapshot {
             task,

@@ -78,8 +78,14 @@ impl StoragePath {
     /// `{root}/shared/task-{task}-{attempt}-snapshot-{index}`: a local snapshot of checkpointing
     /// without barriers. It is shared state: every recovery line that contains it references
     /// it, and the shared-state registry deletes it once no retained checkpoint does.
-    pub fn local_snapshot(root: &str, task: TaskId, attempt: Attempt, index: CheckpointId) -> StoragePath {
-        StoragePath::shared_dir(root).join(&format!("task-{}-{attempt}-snapshot-{}", task.0, index.0))
+    pub fn local_snapshot(
+        root: &str,
+        task: TaskId,
+        attempt: Attempt,
+        index: CheckpointId,
+    ) -> StoragePath {
+        StoragePath::shared_dir(root)
+            .join(&format!("task-{}-{attempt}-snapshot-{}", task.0, index.0))
     }
 
     /// Whether the file is in a `shared/` directory (several checkpoints may reference it).

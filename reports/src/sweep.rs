@@ -346,7 +346,7 @@ mod tests {
         assert!(!unreached.contains(&"abort-expired".to_string()));
         assert!(report
             .markdown()
-            .contains("1 of 38 coverage probes were reached; never: abort-declined,"));
+            .contains("1 of 41 coverage probes were reached; never: abort-declined,"));
     }
 
     #[test]

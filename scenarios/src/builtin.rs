@@ -1,9 +1,11 @@
 //! The built-in scenarios: the jobs the project judges itself by, drawn from a seed.
 
 use crate::scenario::{Draws, Scenario};
-use snapsim_core::cluster::ClusterConfig;
 use snapsim_core::algorithm::{LogBasedAlgorithm, SnapshotAlgorithm};
-use snapsim_core::config::{ChangelogOptions, LoggingProtocol, RestartStrategyConfig, StateBackend};
+use snapsim_core::cluster::ClusterConfig;
+use snapsim_core::config::{
+    ChangelogOptions, LoggingProtocol, RestartStrategyConfig, StateBackend,
+};
 use snapsim_core::ids::{EventTime, Key, OperatorId};
 use snapsim_core::job::{
     AggregateFn, InputSide, JobGraph, MapFn, OperatorKind, Partitioning, SourceLog,

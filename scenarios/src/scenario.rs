@@ -102,7 +102,8 @@ impl Scenario {
     /// Why this scenario cannot be judged fairly with `algorithm`, if it cannot: then no run
     /// is made, rather than one whose failure would not be a bug.
     pub fn refuses(&self, algorithm: &dyn SnapshotAlgorithm) -> Option<String> {
-        let channel_state = (self.refuses_channel_state).filter(|_| algorithm.records_channel_state());
+        let channel_state =
+            (self.refuses_channel_state).filter(|_| algorithm.records_channel_state());
         let without_barriers =
             (self.refuses_without_barriers).filter(|_| algorithm.without_barriers());
         let reason = channel_state.or(without_barriers)?;

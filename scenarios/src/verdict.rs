@@ -79,7 +79,8 @@ pub struct Stats {
     /// Each completed checkpoint's files, all of them (bytes; on files only).
     #[serde(default)]
     pub full_bytes: Vec<u64>,
-    /// Records replayed after failovers: in-flight records restored from channel state, plus
+    /// Records replayed after failovers: in-flight records restored from channel state (or,
+    /// without barriers, the records restored senders sent again from their logs), plus
     /// source records read again from the restored offsets up to the furthest offsets the
     /// failed attempt snapshotted (a lower bound of what it had read).
     #[serde(default)]
@@ -828,6 +829,11 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
                 task,
                 state: OperatorState::Source { offsets },
                 ..
+            }
+            | EngineEvent::LocalSnapshotTaken {
+                task,
+                state: OperatorState::Source { offsets },
+                ..
             } => {
                 for (partition, offset) in offsets {
                     let seen = furthest.entry((*task, *partition)).or_insert(*offset);
@@ -845,7 +851,9 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
                     }
                 }
             }
-            EngineEvent::InFlightRestored { records, .. } => replayed += records,
+            // Checkpointing without barriers: a restored sender sends its log again.
+            EngineEvent::InFlightRestored { records, .. }
+            | EngineEvent::LogReplayed { records, .. } => replayed += records,
             // Started over without a checkpoint: everything read so far is read again.
             EngineEvent::Deployed { restored: None, .. } => {
                 replayed += furthest.values().map(|offset| offset.0).sum::<u64>();

@@ -159,6 +159,8 @@ struct TimelineReader {
     down: BTreeMap<String, usize>,
     /// Each file written: its size and when.
     written: BTreeMap<String, (u64, u64)>,
+    /// Checkpointing without barriers: each local snapshot's time and encoded state size.
+    local: BTreeMap<(TaskId, Attempt, CheckpointId), (u64, u64)>,
 }
 
 impl TimelineReader {
@@ -174,6 +176,7 @@ impl TimelineReader {
             first_barrier: BTreeMap::new(),
             down: BTreeMap::new(),
             written: BTreeMap::new(),
+            local: BTreeMap::new(),
         }
     }
 
@@ -268,6 +271,21 @@ impl TimelineReader {
                 checkpoint,
                 state,
             } => self.snapshot_taken(*task, *attempt, *checkpoint, state, at),
+            EngineEvent::LocalSnapshotTaken {
+                task,
+                attempt,
+                snapshot,
+                state,
+                ..
+            } => {
+                let bytes = codec::encode(Kind::TaskSnapshot, state).len() as u64;
+                self.local.insert((*task, *attempt, *snapshot), (at, bytes));
+            }
+            EngineEvent::RecoveryLineFound {
+                checkpoint,
+                members,
+                ..
+            } => self.line_found(checkpoint.0, members),
             _ => self.see_job(event, at),
         }
     }
@@ -290,6 +308,22 @@ impl TimelineReader {
         }
         span.uploaded_bytes = Some(uploaded);
         span.full_bytes = Some(full);
+    }
+
+    /// A recovery line is a checkpoint whose snapshots are its members: it counts from the
+    /// oldest of them, as a coordinated checkpoint counts from its trigger.
+    fn line_found(&mut self, checkpoint: u64, members: &[(TaskId, Attempt, CheckpointId)]) {
+        let Some(span) = self.checkpoints.get_mut(&checkpoint) else {
+            return;
+        };
+        let taken: Vec<(u64, u64)> = (members.iter())
+            .filter_map(|member| self.local.get(member).copied())
+            .collect();
+        if let Some(oldest) = taken.iter().map(|(at, _)| *at).min() {
+            span.triggered_at = oldest;
+        }
+        span.snapshots = taken.len() as u32;
+        span.state_bytes = taken.iter().map(|(_, bytes)| bytes).sum();
     }
 
     /// A snapshot counts for its checkpoint, and ends its task's alignment.

@@ -1,4 +1,4 @@
-//! The coverage sweep: twelve runs that together reach every coverage probe of the engine.
+//! The coverage sweep: thirteen runs that together reach every coverage probe of the engine.
 //!
 //! The README's default sweep reaches 27 of the 38 probes; what it misses needs a fault profile
 //! or an algorithm other than the scenarios' own, and a few decisions need rare coincidences
@@ -15,7 +15,7 @@ use snapsim_scenarios::{run_variant, Variant, Verdict};
 use std::collections::BTreeSet;
 
 /// (scenario, fault profile, snapshot algorithm, seed).
-const COVERAGE_SWEEP: [(&str, &str, &str, u64); 12] = [
+const COVERAGE_SWEEP: [(&str, &str, &str, u64); 13] = [
     ("hot-key", "swarm", "unaligned", 2),
     ("resume", "swarm", "aligned-timeout", 0),
     ("memory-budget", "swarm", "aligned", 3),
@@ -28,6 +28,7 @@ const COVERAGE_SWEEP: [(&str, &str, &str, u64); 12] = [
     ("hot-key", "swarm", "aligned", 56),
     ("keyed-sum", "swarm", "aligned", 46),
     ("changelog", "swarm", "aligned", 1),
+    ("uncoordinated", "swarm", "communication-induced", 0),
 ];
 
 /// Why: a probe no run reaches marks a path of the engine that no test exercises under faults;

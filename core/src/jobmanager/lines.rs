@@ -79,9 +79,11 @@ impl JobManager {
     /// pending. Once every task processed all its input, only a final line (every member taken
     /// after its task's end of input, in this attempt) is proposed.
     pub(super) fn propose_line(&mut self, now: Tick, out: &mut Outbox) {
-        let (Some(tracking), Some(coordinator), Some(attempt)) =
-            (self.lines.as_mut(), self.coordinator.as_mut(), self.deployed)
-        else {
+        let (Some(tracking), Some(coordinator), Some(attempt)) = (
+            self.lines.as_mut(),
+            self.coordinator.as_mut(),
+            self.deployed,
+        ) else {
             return;
         };
         if self.status != JobStatus::Running || !coordinator.is_idle() {
@@ -163,9 +165,16 @@ impl JobManager {
     }
 
     /// Carries out a coordinator effect about lines (see [`JobManager::is_line_effect`]).
-    pub(super) fn apply_line_effect(&mut self, now: Tick, effect: CoordinatorEffect, out: &mut Outbox) {
+    pub(super) fn apply_line_effect(
+        &mut self,
+        now: Tick,
+        effect: CoordinatorEffect,
+        out: &mut Outbox,
+    ) {
         match effect {
-            CoordinatorEffect::LineNumbered { checkpoint } => self.on_line_numbered(checkpoint, out),
+            CoordinatorEffect::LineNumbered { checkpoint } => {
+                self.on_line_numbered(checkpoint, out)
+            }
             CoordinatorEffect::NotifyComplete { checkpoint, .. } => {
                 self.notify_line(now, checkpoint, out)
             }

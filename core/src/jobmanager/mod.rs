@@ -31,8 +31,8 @@ use std::sync::Arc;
 mod checkpoints;
 mod ending;
 mod ha;
-mod restore;
 mod lines;
+mod restore;
 use lines::LineTracking;
 
 /// How often an HA record version that does not decode is read before it is judged: torn

@@ -410,7 +410,9 @@ impl Task {
             changelog: None,
             recording: None,
             local: (config.logging).map(|protocol| {
-                let interval = config.interval_ticks.expect("validated: logging needs an interval");
+                let interval = config
+                    .interval_ticks
+                    .expect("validated: logging needs an interval");
                 LocalCheckpointing::new(spec, protocol, interval)
             }),
             now: Tick(0),

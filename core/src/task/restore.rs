@@ -238,7 +238,8 @@ impl Task {
             });
         }
         let restored_state = stored.snapshot.state.clone();
-        let (operator, recovered) = Operator::restore(spec, attempt, stored.snapshot.state.clone())?;
+        let (operator, recovered) =
+            Operator::restore(spec, attempt, stored.snapshot.state.clone())?;
         let mut restored = Task::new(spec, attempt, config);
         restored.now = now;
         restored.operator = operator;

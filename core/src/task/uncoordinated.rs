@@ -51,7 +51,9 @@ impl OutputLog {
     /// Drops the records its receiver processed in a completed line (`received` of them).
     fn truncate(&mut self, received: u64) {
         let first = self.first();
-        let drop = received.saturating_sub(first - 1).min(self.records.len() as u64);
+        let drop = received
+            .saturating_sub(first - 1)
+            .min(self.records.len() as u64);
         self.records.drain(..drop as usize);
     }
 }
@@ -117,7 +119,12 @@ impl LocalCheckpointing {
     }
 
     /// Numbers and logs a record sent to `position` of output `output`.
-    pub(super) fn log_record(&mut self, output: usize, position: usize, record: Record) -> StreamEvent {
+    pub(super) fn log_record(
+        &mut self,
+        output: usize,
+        position: usize,
+        record: Record,
+    ) -> StreamEvent {
         let log = &mut self.outputs[self.output_base[output] + position];
         log.sent += 1;
         log.records.push_back(record);
@@ -184,7 +191,10 @@ impl Task {
         logged: LoggedRecord,
         out: &mut Vec<TaskEffect>,
     ) -> Option<StreamEvent> {
-        let local = self.local.as_mut().expect("only logging tasks receive numbered records");
+        let local = self
+            .local
+            .as_mut()
+            .expect("only logging tasks receive numbered records");
         let arrived = &mut local.arrived[channel.index()];
         if logged.sequence <= *arrived {
             return None; // Replayed, and processed before the snapshot the task restored.
@@ -220,8 +230,16 @@ impl Task {
     ) {
         let awaiting_sink = self.snapshot_sink(index, out);
         let state = self.operator_state_to_snapshot();
-        let local = self.local.as_mut().expect("only logging tasks snapshot on their own");
-        assert!(index > local.index, "{} snapshots {index} after {}", self.spec.id, local.index);
+        let local = self
+            .local
+            .as_mut()
+            .expect("only logging tasks snapshot on their own");
+        assert!(
+            index > local.index,
+            "{} snapshots {index} after {}",
+            self.spec.id,
+            local.index
+        );
         local.index = index;
         local.schedule(self.spec.id, self.now);
         let counts = local.counts(&self.inputs);

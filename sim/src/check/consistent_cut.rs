@@ -8,7 +8,9 @@ use super::{Checker, JudgedRun, Judgement};
 use crate::model::{fold, Cut, ModelState, ReferenceModel, StateAt};
 use crate::trace::{TraceEntry, TraceEvent};
 use snapsim_core::config::CheckpointingMode;
-use snapsim_core::ids::{Attempt, CheckpointId, Key, Offset, OperatorId, PartitionId, TaskId, Tick};
+use snapsim_core::ids::{
+    Attempt, CheckpointId, Key, Offset, OperatorId, PartitionId, TaskId, Tick,
+};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::{InputRef, Origin, Record};
@@ -143,7 +145,10 @@ impl<'r> Cuts<'r> {
             .map(|m| WitnessEvent::of(m.entry, member_event(self.plan, m.entry)))
             .collect();
         events.sort_by_key(|event| event.at);
-        events.push(WitnessEvent::of(entry, format!("the JobManager completes them as {checkpoint}")));
+        events.push(WitnessEvent::of(
+            entry,
+            format!("the JobManager completes them as {checkpoint}"),
+        ));
         let cause = format!(
             "the recovery line {checkpoint} is not a consistent global state: {}",
             line.broken[0]
@@ -154,11 +159,12 @@ impl<'r> Cuts<'r> {
             "a recovery line with orphan or unlogged records".to_string(),
             events,
         );
-        self.findings.extend(line.broken.into_iter().map(|message| Finding {
-            message,
-            subject: format!("{checkpoint}"),
-            witness: Some(witness.clone()),
-        }));
+        self.findings
+            .extend(line.broken.into_iter().map(|message| Finding {
+                message,
+                subject: format!("{checkpoint}"),
+                witness: Some(witness.clone()),
+            }));
     }
 
     /// Judges the completed `checkpoint` (its completion is `entry`): each order-free keyed
@@ -435,8 +441,12 @@ fn member_event(plan: &ExecutionPlan, entry: &TraceEntry) -> String {
         unreachable!("members are local snapshots")
     };
     let name = &plan.tasks[task.index()].name;
-    let received: Vec<String> = (counts.received.iter()).map(|(c, n)| format!("{n} on {c}")).collect();
-    let sent: Vec<String> = (counts.sent.iter()).map(|(c, n)| format!("{n} to {c}")).collect();
+    let received: Vec<String> = (counts.received.iter())
+        .map(|(c, n)| format!("{n} on {c}"))
+        .collect();
+    let sent: Vec<String> = (counts.sent.iter())
+        .map(|(c, n)| format!("{n} to {c}"))
+        .collect();
     format!(
         "{name} takes local snapshot {snapshot}: processed [{}], sent [{}]",
         received.join(", "),

@@ -67,7 +67,12 @@ impl<'r> LocalSnapshots<'r> {
     }
 
     /// The local snapshot `index` that `task` took in `attempt`, if the trace has it.
-    pub fn member(&self, task: TaskId, attempt: Attempt, index: CheckpointId) -> Option<Member<'r>> {
+    pub fn member(
+        &self,
+        task: TaskId,
+        attempt: Attempt,
+        index: CheckpointId,
+    ) -> Option<Member<'r>> {
         self.taken.get(&(task, attempt, index)).copied()
     }
 

@@ -48,7 +48,10 @@ impl<'r> LocalProgress<'r> {
     /// `None` for a job with barriers.
     fn new(plan: &ExecutionPlan) -> Option<LocalProgress<'r>> {
         plan.checkpoint.logging?;
-        let interval = plan.checkpoint.interval_ticks.expect("validated: logging has an interval");
+        let interval = plan
+            .checkpoint
+            .interval_ticks
+            .expect("validated: logging has an interval");
         Some(LocalProgress {
             interval,
             bound: 2 * interval + interval / 5,

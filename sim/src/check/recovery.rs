@@ -378,10 +378,15 @@ impl<'t> RecoveryCheck<'t> {
 
     /// A task's restore (`entry`) of its snapshot of a checkpoint.
     /// A recovery line: its members are the snapshots of `checkpoint`.
-    fn line_found(&mut self, checkpoint: CheckpointId, members: &[(TaskId, Attempt, CheckpointId)]) {
+    fn line_found(
+        &mut self,
+        checkpoint: CheckpointId,
+        members: &[(TaskId, Attempt, CheckpointId)],
+    ) {
         let line = self.local.line(self.plan, checkpoint, members);
         for (task, member) in line.members {
-            self.snapshots.insert((task, checkpoint), (member.entry, member.state));
+            self.snapshots
+                .insert((task, checkpoint), (member.entry, member.state));
         }
         for (task, records) in line.to_replay {
             self.to_replay.insert((task, checkpoint), records);
