@@ -39,6 +39,24 @@ pub struct CellSummary {
     pub replayed_records: Vec<u64>,
     /// Every failover's recovery time (ms).
     pub recovery_ms: Vec<u64>,
+    /// Each run's snapshots per completed checkpoint (one per task with barriers; local
+    /// snapshots per completed line without).
+    pub snapshots_per_checkpoint: Vec<u64>,
+    /// Each run's control messages per completed checkpoint (barriers delivered and
+    /// acknowledgements; local snapshots reported).
+    pub messages_per_checkpoint: Vec<u64>,
+    /// Each run's forced snapshots (communication-induced).
+    pub forced_snapshots: Vec<u64>,
+    /// Every completed recovery line's sender logs (bytes).
+    pub log_bytes: Vec<u64>,
+    /// Every completed recovery line's snapshots rolled past.
+    pub rolled_back: Vec<u64>,
+    /// Every committed transaction's pre-commit to commit (ms).
+    pub commit_delay_ms: Vec<u64>,
+    /// Each finished run's virtual time to finish (ms).
+    pub job_ms: Vec<u64>,
+    /// Every failover's time back to the restored snapshot (ms).
+    pub work_lost_ms: Vec<u64>,
     /// Effects committed more than once, all runs (at-least-once; 0 otherwise).
     pub duplicates: u64,
     /// The failing runs, in seed order.
@@ -67,6 +85,8 @@ pub struct CellTable {
     pub slug: String,
     /// The cells, grouped by scenario and faults, algorithms in order within each group.
     pub cells: Vec<CellSummary>,
+    /// Which figures it shows.
+    pub figures: Figures,
 }
 
 /// How a measured result compares with the literature's expectation.
@@ -106,59 +126,138 @@ pub struct CampaignReport {
     pub tables: Vec<CellTable>,
 }
 
-/// The figures of a cell table, one column each after the cell's names.
-const HEADERS: [&str; 18] = [
-    "algorithm",
-    "scenario",
-    "faults",
-    "runs",
-    "failed",
-    "checkpoints",
-    "checkpoint ms p50",
-    "checkpoint ms p90",
-    "checkpoint ms p99",
-    "alignment ms p50",
-    "alignment ms p99",
-    "uploaded bytes p50",
-    "full bytes p50",
-    "channel-state bytes p50",
-    "channel-state bytes p99",
-    "replayed records per run p50",
-    "recovery ms p50",
-    "recovery ms p99",
+/// A column of a cell table: its name in the CSV and Markdown, the group it stands under on the
+/// page with its short name there (no group: it spans both header rows), and its value.
+struct Column {
+    header: &'static str,
+    group: &'static str,
+    short: &'static str,
+    value: fn(&CellSummary) -> String,
+}
+
+/// The percentile `rank` of `values`, or a dash.
+fn p(values: &[u64], rank: u64) -> String {
+    or_dash(percentile(&mut values.to_vec(), rank))
+}
+
+/// A column without a group.
+const fn named(header: &'static str, value: fn(&CellSummary) -> String) -> Column {
+    Column {
+        header,
+        group: "",
+        short: header,
+        value,
+    }
+}
+
+/// A column under `group`, shown as `short`.
+const fn under(
+    group: &'static str,
+    short: &'static str,
+    header: &'static str,
+    value: fn(&CellSummary) -> String,
+) -> Column {
+    Column {
+        header,
+        group,
+        short,
+        value,
+    }
+}
+
+/// The cell's names and run counts, first in every table.
+const NAMES: [Column; 5] = [
+    named("algorithm", |c| c.algorithm.clone()),
+    named("scenario", |c| c.scenario.clone()),
+    named("faults", |c| c.faults.clone()),
+    named("runs", |c| c.runs.to_string()),
+    named("failed", |c| (c.runs - c.passed).to_string()),
 ];
 
-/// The HTML table's header above [`HEADERS`]: each group's name and how many columns it
-/// spans (the columns' own names then shorten to the percentile).
-const HEADER_GROUPS: [(&str, usize); 7] = [
-    ("", 6),
-    ("checkpoint duration (ms)", 3),
-    ("longest alignment (ms)", 2),
-    ("checkpoint files (bytes)", 2),
-    ("channel state (bytes)", 2),
-    ("records replayed per run", 1),
-    ("recovery (ms)", 2),
+/// The columns of a table of [`Figures::Checkpoints`] after the names.
+const CHECKPOINT_COLUMNS: [Column; 13] = [
+    named("checkpoints", |c| c.checkpoint_ms.len().to_string()),
+    under("checkpoint duration (ms)", "p50", "checkpoint ms p50", |c| p(&c.checkpoint_ms, 50)),
+    under("checkpoint duration (ms)", "p90", "checkpoint ms p90", |c| p(&c.checkpoint_ms, 90)),
+    under("checkpoint duration (ms)", "p99", "checkpoint ms p99", |c| p(&c.checkpoint_ms, 99)),
+    under("longest alignment (ms)", "p50", "alignment ms p50", |c| p(&c.alignment_ms, 50)),
+    under("longest alignment (ms)", "p99", "alignment ms p99", |c| p(&c.alignment_ms, 99)),
+    under("checkpoint files (bytes)", "uploaded p50", "uploaded bytes p50", |c| {
+        p(&c.uploaded_bytes, 50)
+    }),
+    under("checkpoint files (bytes)", "full p50", "full bytes p50", |c| p(&c.full_bytes, 50)),
+    under("channel state (bytes)", "p50", "channel-state bytes p50", |c| {
+        p(&c.in_flight_bytes, 50)
+    }),
+    under("channel state (bytes)", "p99", "channel-state bytes p99", |c| {
+        p(&c.in_flight_bytes, 99)
+    }),
+    under("records replayed per run", "p50", "replayed records per run p50", |c| {
+        p(&c.replayed_records, 50)
+    }),
+    under("recovery (ms)", "p50", "recovery ms p50", |c| p(&c.recovery_ms, 50)),
+    under("recovery (ms)", "p99", "recovery ms p99", |c| p(&c.recovery_ms, 99)),
 ];
 
-/// A column's name under its group: the percentile, after the first word where two columns
-/// of the group share the percentile ("uploaded p50", "full p50").
-fn short_name(column: usize, group: &[usize]) -> String {
-    let percentile = |c: usize| HEADERS[c].rsplit(' ').next().expect("a percentile");
-    let shared = group
-        .iter()
-        .any(|&other| other != column && percentile(other) == percentile(column));
-    match shared {
-        true => {
-            let first = HEADERS[column].split(' ').next().expect("a word");
-            format!("{first} {}", percentile(column))
+/// The columns of a table of [`Figures::Protocols`] after the names.
+const PROTOCOL_COLUMNS: [Column; 15] = [
+    named("checkpoints", |c| c.checkpoint_ms.len().to_string()),
+    under("checkpoint duration (ms)", "p50", "checkpoint ms p50", |c| p(&c.checkpoint_ms, 50)),
+    under("checkpoint duration (ms)", "p99", "checkpoint ms p99", |c| p(&c.checkpoint_ms, 99)),
+    under("per checkpoint, per run", "snapshots p50", "snapshots per checkpoint p50", |c| {
+        p(&c.snapshots_per_checkpoint, 50)
+    }),
+    under("per checkpoint, per run", "messages p50", "control messages per checkpoint p50", |c| {
+        p(&c.messages_per_checkpoint, 50)
+    }),
+    under("forced snapshots per run", "p50", "forced snapshots per run p50", |c| {
+        p(&c.forced_snapshots, 50)
+    }),
+    under("sender logs (bytes)", "p50", "log bytes per checkpoint p50", |c| p(&c.log_bytes, 50)),
+    under("snapshots rolled past", "p50", "rolled back per line p50", |c| p(&c.rolled_back, 50)),
+    under("snapshots rolled past", "p99", "rolled back per line p99", |c| p(&c.rolled_back, 99)),
+    under("commit delay (ms)", "p50", "commit delay ms p50", |c| p(&c.commit_delay_ms, 50)),
+    under("commit delay (ms)", "p99", "commit delay ms p99", |c| p(&c.commit_delay_ms, 99)),
+    under("job to finish (ms)", "p50", "job ms p50", |c| p(&c.job_ms, 50)),
+    under("at a failover", "replayed p50", "replayed records per run p50", |c| {
+        p(&c.replayed_records, 50)
+    }),
+    under("at a failover", "work lost p50", "work lost ms p50", |c| p(&c.work_lost_ms, 50)),
+    under("at a failover", "recovery p50", "recovery ms p50", |c| p(&c.recovery_ms, 50)),
+];
+
+/// Which figures a cell table shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Figures {
+    /// Checkpoint duration, alignment, files, channel state, records replayed and recovery.
+    #[default]
+    Checkpoints,
+    /// What the CheckMate study compares protocols by: snapshots and control messages per
+    /// checkpoint, forced snapshots, sender logs, the domino effect, commit delay, the job's
+    /// time, and what a failover costs.
+    Protocols,
+}
+
+impl Figures {
+    fn columns(self) -> Vec<&'static Column> {
+        let figures: &'static [Column] = match self {
+            Figures::Checkpoints => &CHECKPOINT_COLUMNS,
+            Figures::Protocols => &PROTOCOL_COLUMNS,
+        };
+        NAMES.iter().chain(figures).collect()
+    }
+
+    fn charts(self) -> &'static [Figure] {
+        match self {
+            Figures::Checkpoints => &FIGURES,
+            Figures::Protocols => &PROTOCOL_FIGURES,
         }
-        false => percentile(column).to_string(),
     }
 }
 
 /// A cell table as the page shows it (see [`CellTable::shown`]).
 struct Shown {
-    /// The columns of [`HEADERS`] shown.
+    /// The indices of the table's columns shown.
     columns: Vec<usize>,
     /// The rows, with only those columns.
     rows: Vec<Vec<String>>,
@@ -205,13 +304,52 @@ const FIGURES: [Figure; 5] = [
     },
 ];
 
+const PROTOCOL_FIGURES: [Figure; 6] = [
+    Figure {
+        title: "Snapshots per completed checkpoint, per run, p50",
+        unit: "snapshots",
+        stem: "snapshots-p50",
+        value: |c| percentile(&mut c.snapshots_per_checkpoint.clone(), 50),
+    },
+    Figure {
+        title: "Sender logs held by a recovery line, p50",
+        unit: "bytes",
+        stem: "log-bytes-p50",
+        value: |c| percentile(&mut c.log_bytes.clone(), 50),
+    },
+    Figure {
+        title: "Local snapshots a recovery line rolled past, p99 (the domino effect)",
+        unit: "snapshots",
+        stem: "rolled-back-p99",
+        value: |c| percentile(&mut c.rolled_back.clone(), 99),
+    },
+    Figure {
+        title: "Commit delay p50, pre-commit to commit",
+        unit: "ms",
+        stem: "commit-delay-p50",
+        value: |c| percentile(&mut c.commit_delay_ms.clone(), 50),
+    },
+    Figure {
+        title: "Work lost at a failover p50, back to the restored snapshot",
+        unit: "ms",
+        stem: "work-lost-p50",
+        value: |c| percentile(&mut c.work_lost_ms.clone(), 50),
+    },
+    Figure {
+        title: "Records replayed after recovery, per run, p50",
+        unit: "records",
+        stem: "replayed-p50",
+        value: |c| percentile(&mut c.replayed_records.clone(), 50),
+    },
+];
+
 impl CellTable {
-    /// The table as the page shows it: the columns of [`HEADERS`] that hold a value in some
-    /// row (a table of runs without a failover has no recovery time, say), and the rows with
-    /// only those.
+    /// The table as the page shows it: the columns that hold a value in some row (a table of
+    /// runs without a failover has no recovery time, say), and the rows with only those.
     fn shown(&self) -> Shown {
         let rows = self.rows();
-        let columns: Vec<usize> = (0..HEADERS.len())
+        let count = self.figures.columns().len();
+        let columns: Vec<usize> = (0..count)
             .filter(|&column| rows.iter().any(|row| row[column] != "–"))
             .collect();
         let rows = (rows.into_iter())
@@ -220,9 +358,15 @@ impl CellTable {
         Shown { columns, rows }
     }
 
+    /// The names of the table's columns at `indices`.
+    fn headers(&self, indices: &[usize]) -> Vec<&'static str> {
+        let columns = self.figures.columns();
+        indices.iter().map(|&c| columns[c].header).collect()
+    }
+
     /// The figures each chart draws, of those with a value above zero in some cell.
     fn drawn_figures(&self) -> Vec<&'static Figure> {
-        (FIGURES.iter())
+        (self.figures.charts().iter())
             .filter(|figure| {
                 self.cells
                     .iter()
@@ -234,7 +378,7 @@ impl CellTable {
     /// The figures no chart draws: every cell's value is zero or none.
     fn undrawn_figures(&self) -> Vec<&'static str> {
         let drawn = self.drawn_figures();
-        (FIGURES.iter())
+        (self.figures.charts().iter())
             .filter(|figure| !drawn.iter().any(|d| d.stem == figure.stem))
             .map(|figure| figure.title)
             .collect()
@@ -243,10 +387,10 @@ impl CellTable {
     /// What the page says of the columns (those not in `shown`) and charts it leaves out, if
     /// any.
     fn left_out(&self, shown: &[usize]) -> Option<String> {
-        let empty: Vec<&str> = (0..HEADERS.len())
+        let hidden: Vec<usize> = (0..self.figures.columns().len())
             .filter(|c| !shown.contains(c))
-            .map(|c| HEADERS[c])
             .collect();
+        let empty = self.headers(&hidden);
         let undrawn = self.undrawn_figures();
         let mut parts = Vec::new();
         if !empty.is_empty() {
@@ -272,31 +416,28 @@ impl CellTable {
     /// The table in HTML as `shown`: a header row of column groups (checkpoint duration,
     /// alignment, …) over their percentiles.
     fn html(&self, shown: &Shown) -> String {
+        let columns = self.figures.columns();
         let mut groups = String::new();
         let mut names = String::new();
-        let mut first = 0;
-        for &(group, span) in &HEADER_GROUPS {
-            let in_group: Vec<usize> = (first..first + span)
-                .filter(|c| shown.columns.contains(c))
-                .collect();
-            first += span;
-            match group {
-                "" => {
-                    for &column in &in_group {
-                        out!(groups, "<th rowspan=\"2\">{}</th>", escape(HEADERS[column]));
-                    }
+        let mut at = 0;
+        while at < shown.columns.len() {
+            let group = columns[shown.columns[at]].group;
+            let span = (shown.columns[at..].iter())
+                .take_while(|&&c| columns[c].group == group)
+                .count();
+            let run = &shown.columns[at..at + span];
+            at += span;
+            if group.is_empty() {
+                for &column in run {
+                    out!(groups, "<th rowspan=\"2\">{}</th>", escape(columns[column].header));
                 }
-                _ if in_group.is_empty() => {}
-                _ => {
-                    let colspan = in_group.len();
-                    out!(groups, "<th colspan=\"{colspan}\">{}</th>", escape(group));
-                    for &column in &in_group {
-                        out!(names, "<th>{}</th>", escape(&short_name(column, &in_group)));
-                    }
-                }
+                continue;
+            }
+            out!(groups, "<th colspan=\"{span}\">{}</th>", escape(group));
+            for &column in run {
+                out!(names, "<th>{}</th>", escape(columns[column].short));
             }
         }
-        assert_eq!(first, HEADERS.len(), "the header groups span every column");
         let mut html = format!("<table class=\"cells\"><tr>{groups}</tr><tr>{names}</tr>");
         for row in &shown.rows {
             let cells: String = row
@@ -309,31 +450,9 @@ impl CellTable {
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        self.cells
-            .iter()
-            .map(|c| {
-                let p = |values: &[u64], rank| or_dash(percentile(&mut values.to_vec(), rank));
-                vec![
-                    c.algorithm.clone(),
-                    c.scenario.clone(),
-                    c.faults.clone(),
-                    c.runs.to_string(),
-                    (c.runs - c.passed).to_string(),
-                    c.checkpoint_ms.len().to_string(),
-                    p(&c.checkpoint_ms, 50),
-                    p(&c.checkpoint_ms, 90),
-                    p(&c.checkpoint_ms, 99),
-                    p(&c.alignment_ms, 50),
-                    p(&c.alignment_ms, 99),
-                    p(&c.uploaded_bytes, 50),
-                    p(&c.full_bytes, 50),
-                    p(&c.in_flight_bytes, 50),
-                    p(&c.in_flight_bytes, 99),
-                    p(&c.replayed_records, 50),
-                    p(&c.recovery_ms, 50),
-                    p(&c.recovery_ms, 99),
-                ]
-            })
+        let columns = self.figures.columns();
+        (self.cells.iter())
+            .map(|cell| columns.iter().map(|column| (column.value)(cell)).collect())
             .collect()
     }
 
@@ -426,9 +545,9 @@ impl CellTable {
     /// The table as CSV: a header line, then a line per cell with every figure and the runs
     /// violating each property (one column per property in `properties`).
     fn csv(&self, properties: &[&str]) -> String {
-        let mut text = HEADERS
-            .iter()
-            .chain(["duplicates"].iter())
+        let mut text = (self.figures.columns().iter())
+            .map(|column| column.header)
+            .chain(["duplicates"])
             .map(|h| h.to_string())
             .chain(properties.iter().map(|p| format!("violated {p}")))
             .collect::<Vec<_>>()
@@ -561,7 +680,7 @@ impl CampaignReport {
         for table in &self.tables {
             out!(w, "## {}\n\n{}\n", table.title, table.about);
             let shown = table.shown();
-            let headers: Vec<&str> = shown.columns.iter().map(|&c| HEADERS[c]).collect();
+            let headers = table.headers(&shown.columns);
             out!(w, "{}", markdown_table(&headers, &shown.rows));
             out!(w, "\nCSV: [{0}]({0}).", table.csv_name());
             if let Some(left_out) = table.left_out(&shown.columns) {
@@ -788,6 +907,7 @@ mod tests {
                 title: "Matrix".into(),
                 about: "all of them".into(),
                 slug: "matrix".into(),
+                figures: Figures::Checkpoints,
                 cells: vec![
                     cell("aligned", "back-pressure", vec![100, 200, 300]),
                     failing,
@@ -856,7 +976,7 @@ mod tests {
         let report = report();
         let table = &report.tables[0];
         let columns = table.shown().columns;
-        let shown: Vec<&str> = columns.iter().map(|&c| HEADERS[c]).collect();
+        let shown = table.headers(&columns);
         assert!(!shown.contains(&"recovery ms p50") && shown.contains(&"checkpoint ms p90"));
         assert!((table.left_out(&columns).expect("named")).contains("recovery ms p50"));
         let html = report.html();

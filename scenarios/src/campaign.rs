@@ -8,7 +8,7 @@
 use crate::summary::cell_summary;
 use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
 use crate::{paper, Catalog, Outcome, Variant};
-use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable};
+use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable, Figures};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
@@ -267,6 +267,7 @@ pub fn run_campaign(
             matrix.seeds.start, matrix.seeds.end
         ),
         slug: "matrix".to_string(),
+        figures: Figures::Checkpoints,
         cells,
     });
     report.write(out).map_err(|e| sweep::file_error(out, e))?;

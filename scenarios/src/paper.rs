@@ -26,7 +26,7 @@ use snapsim_core::retention::{ClaimMode, ExternalizedRetention, SharedStateRegis
 use snapsim_core::storage::StoragePath;
 use snapsim_core::testing::keyed_sum_job;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
-use snapsim_reports::campaign::{Agreement, CellSummary, CellTable, Experiment};
+use snapsim_reports::campaign::{Agreement, CellSummary, CellTable, Experiment, Figures};
 use snapsim_reports::percentile;
 use snapsim_sim::check;
 use snapsim_sim::disk::DiskOp;
@@ -873,6 +873,7 @@ pub(crate) fn throughput_table(runner: &mut Runner, seeds: Range<u64>) -> CellTa
             seeds.start, seeds.end
         ),
         slug: "throughput".into(),
+        figures: Figures::Checkpoints,
         cells,
     }
 }
@@ -1121,6 +1122,7 @@ pub(crate) fn backends_table(runner: &mut Runner, seeds: Range<u64>) -> CellTabl
             seeds.start, seeds.end
         ),
         slug: "backends".into(),
+        figures: Figures::Checkpoints,
         cells,
     }
 }

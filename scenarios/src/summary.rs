@@ -42,9 +42,25 @@ pub fn cell_summary(
         in_flight_bytes: all(|o| &o.stats.in_flight_bytes),
         replayed_records: runs.iter().map(|o| o.stats.replayed_records).collect(),
         recovery_ms: all(|o| &o.stats.recovery_ms),
+        snapshots_per_checkpoint: per_checkpoint(runs, |o| o.stats.snapshots),
+        messages_per_checkpoint: per_checkpoint(runs, |o| o.stats.control_messages),
+        forced_snapshots: runs.iter().map(|o| o.stats.forced_snapshots).collect(),
+        log_bytes: all(|o| &o.stats.log_bytes),
+        rolled_back: all(|o| &o.stats.rolled_back),
+        commit_delay_ms: all(|o| &o.stats.commit_delay_ms),
+        job_ms: runs.iter().filter_map(|o| o.stats.finished_ms).collect(),
+        work_lost_ms: all(|o| &o.stats.work_lost_ms),
         duplicates: runs.iter().map(|o| o.stats.duplicates).sum(),
         failures,
     }
+}
+
+/// Each run's `figure` per completed checkpoint (rounded), for runs that completed one.
+fn per_checkpoint(runs: &[&Outcome], figure: fn(&Outcome) -> u64) -> Vec<u64> {
+    (runs.iter())
+        .filter(|o| o.stats.checkpoints_completed > 0)
+        .map(|o| (figure(o) + o.stats.checkpoints_completed / 2) / o.stats.checkpoints_completed)
+        .collect()
 }
 
 /// The command that makes `outcome`'s run again: its replay line when it is a named scenario

@@ -13,7 +13,7 @@ use snapsim_core::job::{ExecutionPlan, JobError, JobGraph};
 use snapsim_core::operator::OperatorState;
 use snapsim_core::probes::Probe;
 use snapsim_core::trace::{EngineEvent, JobStatus};
-use snapsim_sim::analysis::Timeline;
+use snapsim_sim::analysis::{ProtocolFigures, Timeline};
 use snapsim_sim::check::{
     self, Checker, Ending, JudgedRun, Property, Violation, Witness, WitnessEvent,
 };
@@ -85,6 +85,30 @@ pub struct Stats {
     /// failed attempt snapshotted (a lower bound of what it had read).
     #[serde(default)]
     pub replayed_records: u64,
+    /// Snapshots taken (one per task and checkpoint with barriers, every local snapshot
+    /// without), local snapshots forced (communication-induced), and checkpointing's control
+    /// messages (barriers delivered and acknowledgements; local snapshots reported).
+    #[serde(default)]
+    pub snapshots: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forced_snapshots: u64,
+    #[serde(default)]
+    pub control_messages: u64,
+    /// Per completed recovery line, the sender logs in its members (bytes) and the local
+    /// snapshots it rolled past (checkpointing without barriers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_bytes: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back: Vec<u64>,
+    /// Per committed transaction, from the snapshot that pre-committed it to its commit (ms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commit_delay_ms: Vec<u64>,
+    /// Per failover, the time back to the snapshot the restore returns to (ms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub work_lost_ms: Vec<u64>,
+    /// When the job finished (virtual ms), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
     /// How the job ended when it ended for good without finishing and rightly so (its restart
     /// strategy gave up, a client cancelled it); such a run is judged on what it committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -809,6 +833,15 @@ fn stats(result: &RunResult) -> Stats {
     stats.uploaded_bytes = completed().filter_map(|span| span.uploaded_bytes).collect();
     stats.full_bytes = completed().filter_map(|span| span.full_bytes).collect();
     stats.replayed_records = replayed_records(&result.trace);
+    let protocol = ProtocolFigures::from_trace(&result.trace);
+    stats.snapshots = protocol.snapshots;
+    stats.forced_snapshots = protocol.forced_snapshots;
+    stats.control_messages = protocol.control_messages;
+    stats.log_bytes = protocol.log_bytes;
+    stats.rolled_back = protocol.rolled_back;
+    stats.commit_delay_ms = protocol.commit_delay_ms;
+    stats.work_lost_ms = protocol.work_lost_ms;
+    stats.finished_ms = protocol.finished_at;
     stats.recovery_ms = (timeline.recoveries.iter())
         .filter_map(|r| r.duration())
         .collect();
@@ -863,4 +896,8 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
         }
     }
     replayed
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

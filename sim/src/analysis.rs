@@ -9,6 +9,7 @@ use snapsim_core::ids::{Attempt, CheckpointId, TaskId};
 use snapsim_core::messages::Address;
 use snapsim_core::operator::OperatorState;
 use snapsim_core::record::InFlight;
+use snapsim_core::sink::TransactionId;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::BTreeMap;
 
@@ -470,6 +471,125 @@ fn fault_label(fault: &Fault) -> Option<String> {
 }
 
 /// What channel state adds to a snapshot's encoded size.
+/// What checkpointing cost a run and what it cost to recover, as CheckMate compares the
+/// protocols (Siachamis et al., ICDE 2024): snapshots and control messages, the sender logs
+/// and the domino effect of checkpointing without barriers, work lost at a failover, and how
+/// long output waits to be committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolFigures {
+    /// Snapshots taken: one per task and checkpoint with barriers, every local snapshot
+    /// without.
+    pub snapshots: u64,
+    /// Local snapshots forced by a record with a higher index (communication-induced).
+    pub forced_snapshots: u64,
+    /// Control messages of checkpointing: barriers delivered and acknowledgements with
+    /// barriers; local snapshots reported without (the notifications are the same for both).
+    pub control_messages: u64,
+    /// Per completed recovery line, the sender logs its members hold (bytes, encoded).
+    pub log_bytes: Vec<u64>,
+    /// Per completed recovery line, the local snapshots rolled past (the domino effect).
+    pub rolled_back: Vec<u64>,
+    /// Per transaction a sink committed, from the snapshot that pre-committed it to the
+    /// commit (ms): how long output waits for its checkpoint or line to complete.
+    pub commit_delay_ms: Vec<u64>,
+    /// Per failover, from the snapshot the restore goes back to (a checkpoint's trigger, a
+    /// line's oldest member, the job's start when none completed) to the failover (ms).
+    pub work_lost_ms: Vec<u64>,
+    /// When the job finished (ms), if it did.
+    pub finished_at: Option<u64>,
+}
+
+impl ProtocolFigures {
+    /// The figures of a run, read off its trace.
+    pub fn from_trace(trace: &[TraceEntry]) -> ProtocolFigures {
+        let mut figures = ProtocolFigures::default();
+        let mut logs: BTreeMap<(TaskId, Attempt, CheckpointId), u64> = BTreeMap::new();
+        let mut pre_commits: BTreeMap<TransactionId, u64> = BTreeMap::new();
+        let mut running_since = None;
+        for entry in trace {
+            let TraceEvent::Engine(event) = &entry.event else {
+                continue;
+            };
+            let at = entry.at.0;
+            match event {
+                EngineEvent::SnapshotTaken { checkpoint, state, .. } => {
+                    figures.snapshots += 1;
+                    pre_committed(state, *checkpoint, at, &mut pre_commits);
+                }
+                EngineEvent::LocalSnapshotTaken {
+                    task,
+                    attempt,
+                    snapshot,
+                    forced,
+                    state,
+                    logged,
+                    ..
+                } => {
+                    figures.snapshots += 1;
+                    figures.control_messages += 1;
+                    figures.forced_snapshots += u64::from(*forced);
+                    let bytes = codec::encode(Kind::LoggedSnapshot, logged).len() as u64;
+                    logs.insert((*task, *attempt, *snapshot), bytes);
+                    pre_committed(state, *snapshot, at, &mut pre_commits);
+                }
+                EngineEvent::BarrierReceived { .. } | EngineEvent::Acknowledged { .. } => {
+                    figures.control_messages += 1
+                }
+                EngineEvent::RecoveryLineFound {
+                    members,
+                    rolled_back,
+                    ..
+                } => {
+                    figures.rolled_back.push(u64::from(*rolled_back));
+                    let bytes = members.iter().filter_map(|m| logs.get(m)).sum();
+                    figures.log_bytes.push(bytes);
+                }
+                EngineEvent::Committed { transaction, .. } => {
+                    if let Some(from) = pre_commits.remove(transaction) {
+                        figures.commit_delay_ms.push(at - from);
+                    }
+                }
+                EngineEvent::JobStatus { status, .. } => match status {
+                    JobStatus::Running => running_since = running_since.or(Some(at)),
+                    JobStatus::Finished => figures.finished_at = Some(at),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        let timeline = Timeline::from_trace(trace);
+        for recovery in &timeline.recoveries {
+            let from = match recovery.restored {
+                Some(id) => (timeline.checkpoints.iter())
+                    .filter(|span| span.id == id && span.ending == Ending::Completed)
+                    .map(|span| span.triggered_at)
+                    .next_back(),
+                None => running_since,
+            };
+            if let Some(from) = from.filter(|&from| from <= recovery.failed_at) {
+                figures.work_lost_ms.push(recovery.failed_at - from);
+            }
+        }
+        figures
+    }
+}
+
+/// Remembers when a 2PC sink's snapshot `checkpoint` pre-committed its transaction.
+fn pre_committed(
+    state: &OperatorState,
+    checkpoint: CheckpointId,
+    at: u64,
+    pre_commits: &mut BTreeMap<TransactionId, u64>,
+) {
+    if let OperatorState::TwoPhaseCommitSink(sink) = state {
+        for (pending, transaction) in &sink.pending {
+            if *pending == checkpoint {
+                pre_commits.entry(*transaction).or_insert(at);
+            }
+        }
+    }
+}
+
 fn channel_state_bytes(in_flight: &[InFlight]) -> u64 {
     let encoded = |in_flight: &[InFlight]| codec::encode(Kind::TaskSnapshot, &in_flight).len();
     (encoded(in_flight) - encoded(&[])) as u64

@@ -29,14 +29,18 @@ pub fn checkpoint_progress(
 
 /// Progress without barriers: nothing is triggered, so while the job runs every task takes a
 /// local snapshot at least every two intervals and a fifth (its timer fires every interval,
-/// give or take a fifth). Not judged while a TaskManager or the JobManager is down or
-/// restarting: a crashed node's tasks stop until the failover redeploys them.
+/// give or take a fifth). Not judged from a crash or restart of a TaskManager or the
+/// JobManager until the next
+/// deployment runs: a crashed TaskManager's tasks stop, and the JobManager may report the job
+/// running before it learns of the crash.
 struct LocalProgress<'r> {
     interval: u64,
     bound: u64,
     findings: Vec<Finding>,
     first_at: Option<Tick>,
     running: bool,
+    /// A node crashed or restarted since the last deployment.
+    disturbed: bool,
     /// Per task, its last local snapshot (or when the job began running), as a trace entry.
     last: BTreeMap<TaskId, (Tick, Option<&'r TraceEntry>)>,
     running_since: Option<&'r TraceEntry>,
@@ -58,6 +62,7 @@ impl<'r> LocalProgress<'r> {
             findings: Vec::new(),
             first_at: None,
             running: false,
+            disturbed: false,
             last: BTreeMap::new(),
             running_since: None,
             final_from_id: None,
@@ -115,9 +120,14 @@ impl<'r> Judgement<'r> for LocalProgress<'r> {
             self.stalled(at);
         }
         match &entry.event {
-            TraceEvent::Crash | TraceEvent::Restart => self.running = false,
+            // The storage's crash stops no task's timer.
+            TraceEvent::Crash | TraceEvent::Restart if entry.node != Address::Storage => {
+                self.running = false;
+                self.disturbed = true;
+            }
+            TraceEvent::Engine(EngineEvent::Deployed { .. }) => self.disturbed = false,
             TraceEvent::Engine(EngineEvent::JobStatus { status, .. }) => {
-                self.running = *status == JobStatus::Running;
+                self.running = *status == JobStatus::Running && !self.disturbed;
                 self.final_from_id = None;
                 self.running_since = Some(entry);
                 self.last = self.tasks.iter().map(|&t| (t, (at, None))).collect();
