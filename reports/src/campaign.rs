@@ -53,8 +53,8 @@ pub struct CellSummary {
     pub rolled_back: Vec<u64>,
     /// Every committed transaction's pre-commit to commit (ms).
     pub commit_delay_ms: Vec<u64>,
-    /// Each finished run's virtual time to finish (ms).
-    pub job_ms: Vec<u64>,
+    /// Each run's virtual time until every task had processed all its input (ms).
+    pub input_done_ms: Vec<u64>,
     /// Every failover's time back to the restored snapshot (ms).
     pub work_lost_ms: Vec<u64>,
     /// Effects committed more than once, all runs (at-least-once; 0 otherwise).
@@ -177,53 +177,143 @@ const NAMES: [Column; 5] = [
 /// The columns of a table of [`Figures::Checkpoints`] after the names.
 const CHECKPOINT_COLUMNS: [Column; 13] = [
     named("checkpoints", |c| c.checkpoint_ms.len().to_string()),
-    under("checkpoint duration (ms)", "p50", "checkpoint ms p50", |c| p(&c.checkpoint_ms, 50)),
-    under("checkpoint duration (ms)", "p90", "checkpoint ms p90", |c| p(&c.checkpoint_ms, 90)),
-    under("checkpoint duration (ms)", "p99", "checkpoint ms p99", |c| p(&c.checkpoint_ms, 99)),
-    under("longest alignment (ms)", "p50", "alignment ms p50", |c| p(&c.alignment_ms, 50)),
-    under("longest alignment (ms)", "p99", "alignment ms p99", |c| p(&c.alignment_ms, 99)),
-    under("checkpoint files (bytes)", "uploaded p50", "uploaded bytes p50", |c| {
-        p(&c.uploaded_bytes, 50)
+    under(
+        "checkpoint duration (ms)",
+        "p50",
+        "checkpoint ms p50",
+        |c| p(&c.checkpoint_ms, 50),
+    ),
+    under(
+        "checkpoint duration (ms)",
+        "p90",
+        "checkpoint ms p90",
+        |c| p(&c.checkpoint_ms, 90),
+    ),
+    under(
+        "checkpoint duration (ms)",
+        "p99",
+        "checkpoint ms p99",
+        |c| p(&c.checkpoint_ms, 99),
+    ),
+    under("longest alignment (ms)", "p50", "alignment ms p50", |c| {
+        p(&c.alignment_ms, 50)
     }),
-    under("checkpoint files (bytes)", "full p50", "full bytes p50", |c| p(&c.full_bytes, 50)),
-    under("channel state (bytes)", "p50", "channel-state bytes p50", |c| {
-        p(&c.in_flight_bytes, 50)
+    under("longest alignment (ms)", "p99", "alignment ms p99", |c| {
+        p(&c.alignment_ms, 99)
     }),
-    under("channel state (bytes)", "p99", "channel-state bytes p99", |c| {
-        p(&c.in_flight_bytes, 99)
+    under(
+        "checkpoint files (bytes)",
+        "uploaded p50",
+        "uploaded bytes p50",
+        |c| p(&c.uploaded_bytes, 50),
+    ),
+    under(
+        "checkpoint files (bytes)",
+        "full p50",
+        "full bytes p50",
+        |c| p(&c.full_bytes, 50),
+    ),
+    under(
+        "channel state (bytes)",
+        "p50",
+        "channel-state bytes p50",
+        |c| p(&c.in_flight_bytes, 50),
+    ),
+    under(
+        "channel state (bytes)",
+        "p99",
+        "channel-state bytes p99",
+        |c| p(&c.in_flight_bytes, 99),
+    ),
+    under(
+        "records replayed per run",
+        "p50",
+        "replayed records per run p50",
+        |c| p(&c.replayed_records, 50),
+    ),
+    under("recovery (ms)", "p50", "recovery ms p50", |c| {
+        p(&c.recovery_ms, 50)
     }),
-    under("records replayed per run", "p50", "replayed records per run p50", |c| {
-        p(&c.replayed_records, 50)
+    under("recovery (ms)", "p99", "recovery ms p99", |c| {
+        p(&c.recovery_ms, 99)
     }),
-    under("recovery (ms)", "p50", "recovery ms p50", |c| p(&c.recovery_ms, 50)),
-    under("recovery (ms)", "p99", "recovery ms p99", |c| p(&c.recovery_ms, 99)),
 ];
 
 /// The columns of a table of [`Figures::Protocols`] after the names.
 const PROTOCOL_COLUMNS: [Column; 15] = [
     named("checkpoints", |c| c.checkpoint_ms.len().to_string()),
-    under("checkpoint duration (ms)", "p50", "checkpoint ms p50", |c| p(&c.checkpoint_ms, 50)),
-    under("checkpoint duration (ms)", "p99", "checkpoint ms p99", |c| p(&c.checkpoint_ms, 99)),
-    under("per checkpoint, per run", "snapshots p50", "snapshots per checkpoint p50", |c| {
-        p(&c.snapshots_per_checkpoint, 50)
+    under(
+        "checkpoint duration (ms)",
+        "p50",
+        "checkpoint ms p50",
+        |c| p(&c.checkpoint_ms, 50),
+    ),
+    under(
+        "checkpoint duration (ms)",
+        "p99",
+        "checkpoint ms p99",
+        |c| p(&c.checkpoint_ms, 99),
+    ),
+    under(
+        "per checkpoint, per run",
+        "snapshots p50",
+        "snapshots per checkpoint p50",
+        |c| p(&c.snapshots_per_checkpoint, 50),
+    ),
+    under(
+        "per checkpoint, per run",
+        "messages p50",
+        "control messages per checkpoint p50",
+        |c| p(&c.messages_per_checkpoint, 50),
+    ),
+    under(
+        "forced snapshots per run",
+        "p50",
+        "forced snapshots per run p50",
+        |c| p(&c.forced_snapshots, 50),
+    ),
+    under(
+        "sender logs (bytes)",
+        "p50",
+        "log bytes per checkpoint p50",
+        |c| p(&c.log_bytes, 50),
+    ),
+    under(
+        "snapshots rolled past",
+        "p50",
+        "rolled back per line p50",
+        |c| p(&c.rolled_back, 50),
+    ),
+    under(
+        "snapshots rolled past",
+        "p99",
+        "rolled back per line p99",
+        |c| p(&c.rolled_back, 99),
+    ),
+    under("commit delay (ms)", "p50", "commit delay ms p50", |c| {
+        p(&c.commit_delay_ms, 50)
     }),
-    under("per checkpoint, per run", "messages p50", "control messages per checkpoint p50", |c| {
-        p(&c.messages_per_checkpoint, 50)
+    under("commit delay (ms)", "p99", "commit delay ms p99", |c| {
+        p(&c.commit_delay_ms, 99)
     }),
-    under("forced snapshots per run", "p50", "forced snapshots per run p50", |c| {
-        p(&c.forced_snapshots, 50)
+    under(
+        "all input processed (ms)",
+        "p50",
+        "input processed ms p50",
+        |c| p(&c.input_done_ms, 50),
+    ),
+    under(
+        "at a failover",
+        "replayed p50",
+        "replayed records per run p50",
+        |c| p(&c.replayed_records, 50),
+    ),
+    under("at a failover", "work lost p50", "work lost ms p50", |c| {
+        p(&c.work_lost_ms, 50)
     }),
-    under("sender logs (bytes)", "p50", "log bytes per checkpoint p50", |c| p(&c.log_bytes, 50)),
-    under("snapshots rolled past", "p50", "rolled back per line p50", |c| p(&c.rolled_back, 50)),
-    under("snapshots rolled past", "p99", "rolled back per line p99", |c| p(&c.rolled_back, 99)),
-    under("commit delay (ms)", "p50", "commit delay ms p50", |c| p(&c.commit_delay_ms, 50)),
-    under("commit delay (ms)", "p99", "commit delay ms p99", |c| p(&c.commit_delay_ms, 99)),
-    under("job to finish (ms)", "p50", "job ms p50", |c| p(&c.job_ms, 50)),
-    under("at a failover", "replayed p50", "replayed records per run p50", |c| {
-        p(&c.replayed_records, 50)
+    under("at a failover", "recovery p50", "recovery ms p50", |c| {
+        p(&c.recovery_ms, 50)
     }),
-    under("at a failover", "work lost p50", "work lost ms p50", |c| p(&c.work_lost_ms, 50)),
-    under("at a failover", "recovery p50", "recovery ms p50", |c| p(&c.recovery_ms, 50)),
 ];
 
 /// Which figures a cell table shows.
@@ -429,7 +519,11 @@ impl CellTable {
             at += span;
             if group.is_empty() {
                 for &column in run {
-                    out!(groups, "<th rowspan=\"2\">{}</th>", escape(columns[column].header));
+                    out!(
+                        groups,
+                        "<th rowspan=\"2\">{}</th>",
+                        escape(columns[column].header)
+                    );
                 }
                 continue;
             }

@@ -7,7 +7,7 @@
 
 use crate::summary::cell_summary;
 use crate::sweep::{self, run_sweep, Manifest, Shard, SweepError};
-use crate::{paper, Catalog, Outcome, Variant};
+use crate::{checkmate, paper, Catalog, Outcome, Variant};
 use snapsim_reports::campaign::{CampaignReport, CellSummary, CellTable, Figures};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -182,6 +182,10 @@ pub enum Preset {
     /// and measured results, the checkpoint duration against the sink's throughput, and the
     /// default matrix.
     Paper,
+    /// The CheckMate comparison (`crate::checkmate`): coordinated, uncoordinated and
+    /// communication-induced checkpointing on uniform and skewed keys, without faults and with
+    /// a TaskManager crash, and the study's claims measured.
+    Checkmate,
 }
 
 impl Preset {
@@ -190,8 +194,9 @@ impl Preset {
         match name {
             "matrix" => Ok(Preset::Matrix),
             "paper" => Ok(Preset::Paper),
+            "checkmate" => Ok(Preset::Checkmate),
             _ => Err(SweepError::Unknown(format!(
-                "unknown campaign preset '{name}'; known: matrix, paper"
+                "unknown campaign preset '{name}'; known: matrix, paper, checkmate"
             ))),
         }
     }
@@ -202,7 +207,7 @@ pub fn planned_runs(catalog: &Catalog, preset: Preset, matrix: &Matrix) -> u64 {
     let seeds = matrix.seeds.end - matrix.seeds.start;
     matrix.runs(catalog)
         + match preset {
-            Preset::Matrix => 0,
+            Preset::Matrix | Preset::Checkmate => 0,
             Preset::Paper => {
                 paper::SIMULATED_RUNS + paper::throughput_runs(seeds) + paper::backend_runs(seeds)
             }
@@ -231,6 +236,9 @@ pub fn run_campaign(
         title: match preset {
             Preset::Matrix => "snapsim campaign".to_string(),
             Preset::Paper => "snapsim campaign: the experiments of the literature".to_string(),
+            Preset::Checkmate => {
+                "snapsim campaign: checkpointing protocols compared (CheckMate)".to_string()
+            }
         },
         command: command.to_string(),
         ..CampaignReport::default()
@@ -256,6 +264,13 @@ pub fn run_campaign(
         report.tables.push(backends);
     }
     let cells = matrix.run(catalog, jobs, out, &mut on_done)?;
+    if preset == Preset::Checkmate {
+        let table = checkmate::table(&matrix.seeds, cells);
+        report.experiments = checkmate::experiments(&table);
+        report.tables.push(table);
+        report.write(out).map_err(|e| sweep::file_error(out, e))?;
+        return Ok(report);
+    }
     report.tables.push(CellTable {
         title: "Snapshot algorithms side by side".to_string(),
         about: format!(
@@ -277,4 +292,52 @@ pub fn run_campaign(
         "the progress shown counts every run"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkmate::{experiments, table, ALGORITHMS, FAULTS, SCENARIOS};
+    use snapsim_reports::campaign::Agreement;
+
+    /// Why: each claim is a predicate on the measured figures; the comparison must agree on the
+    /// engine as it is, and a protocol that stopped doing what the claim is about turns its row
+    /// UNEXPECTED.
+    #[test]
+    fn the_claims_agree_and_turn_unexpected_when_the_figure_they_are_about_goes() {
+        let catalog = Catalog::builtin();
+        let strings =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+        let matrix = Matrix::new(
+            &catalog,
+            &strings(&ALGORITHMS),
+            &strings(&SCENARIOS),
+            &strings(&FAULTS),
+            0..4,
+            &[],
+        )
+        .expect("known names");
+        let out = std::env::temp_dir().join(format!("snapsim-checkmate-{}", std::process::id()));
+        let cells = matrix
+            .run(&catalog, 2, &out, |_| {})
+            .expect("the matrix runs");
+        let _ = std::fs::remove_dir_all(&out);
+        let table = table(&matrix.seeds, cells);
+        let rows = experiments(&table);
+        for row in &rows {
+            assert_eq!(row.agreement, Agreement::Agrees, "{row:?}");
+        }
+        let mut no_forced = table.clone();
+        (no_forced.cells.iter_mut())
+            .for_each(|c| c.forced_snapshots.iter_mut().for_each(|f| *f = 0));
+        assert_eq!(experiments(&no_forced)[2].agreement, Agreement::Unexpected);
+        let mut no_logs = table.clone();
+        (no_logs.cells.iter_mut()).for_each(|c| c.log_bytes.clear());
+        assert_eq!(experiments(&no_logs)[3].agreement, Agreement::Unexpected);
+        let mut slow_tail = table;
+        for cell in (slow_tail.cells.iter_mut()).filter(|c| c.algorithm == "uncoordinated") {
+            cell.commit_delay_ms.iter_mut().for_each(|ms| *ms *= 10);
+        }
+        assert_eq!(experiments(&slow_tail)[1].agreement, Agreement::Unexpected);
+    }
 }

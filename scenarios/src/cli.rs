@@ -7,6 +7,7 @@
 
 use crate::bench::{self, wall_time, BenchReport};
 use crate::campaign::{self, Matrix, Preset};
+use crate::checkmate;
 use crate::replay::{CaseFile, Replayable, ScenarioRun};
 use crate::sweep::{self, Manifest, Shard, SweepError, SweepSummary};
 use crate::{describe_run, explain_run, report, shrink, Catalog, Variant, Verdict, BUILD_COMMIT};
@@ -216,7 +217,8 @@ enum Command {
     /// seeds; each (algorithm, faults) pair a sweep under cells/) and writes campaign.md,
     /// campaign.html (with charts) and campaign.csv. `--preset paper` also runs the experiments
     /// of the literature with expected and measured results
-    /// (experiments.csv) and checkpoint duration against the sink's throughput.
+    /// (experiments.csv) and checkpoint duration against the sink's throughput; `--preset
+    /// checkmate` compares coordinated, uncoordinated and communication-induced checkpointing.
     Campaign(CampaignArgs),
     /// Joins the result directories of a sharded sweep into the results and report one
     /// unsharded sweep would have written.
@@ -256,7 +258,9 @@ struct SweepArgs {
 /// What `campaign` runs.
 #[derive(Args)]
 struct CampaignArgs {
-    /// `matrix` (the matrix only) or `paper` (the experiments, then the matrix).
+    /// `matrix` (the matrix only), `paper` (the experiments, then the matrix) or `checkmate`
+    /// (coordinated, uncoordinated and communication-induced checkpointing on uniform and
+    /// skewed keys, without faults and with a crash, and the CheckMate study's claims).
     #[arg(long, default_value = "matrix")]
     preset: String,
     /// Snapshot algorithms (repeatable); all by default.
@@ -374,12 +378,18 @@ fn sweep_command(catalog: &Catalog, args: SweepArgs) -> Result<bool, String> {
 fn campaign_command(catalog: &Catalog, args: CampaignArgs) -> Result<bool, String> {
     let preset = Preset::named(&args.preset).map_err(|e| e.to_string())?;
     let seeds = sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?;
-    let (algorithms, faults) = (&args.algorithm, &args.faults);
+    // The CheckMate comparison has its own matrix, unless the command line names one.
+    let or_checkmate = |given: &[String], defaults: &[&str]| -> Vec<String> {
+        match (preset, given.is_empty()) {
+            (Preset::Checkmate, true) => defaults.iter().map(|s| s.to_string()).collect(),
+            _ => given.to_vec(),
+        }
+    };
     let matrix = Matrix::new(
         catalog,
-        algorithms,
-        &args.scenario,
-        faults,
+        &or_checkmate(&args.algorithm, &checkmate::ALGORITHMS),
+        &or_checkmate(&args.scenario, &checkmate::SCENARIOS),
+        &or_checkmate(&args.faults, &checkmate::FAULTS),
         seeds,
         &args.bug,
     )

@@ -8,6 +8,7 @@ pub mod bench;
 mod builtin;
 pub mod campaign;
 pub mod catalog;
+mod checkmate;
 pub mod cli;
 pub mod fuzz;
 pub mod generated;

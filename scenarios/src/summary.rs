@@ -48,7 +48,7 @@ pub fn cell_summary(
         log_bytes: all(|o| &o.stats.log_bytes),
         rolled_back: all(|o| &o.stats.rolled_back),
         commit_delay_ms: all(|o| &o.stats.commit_delay_ms),
-        job_ms: runs.iter().filter_map(|o| o.stats.finished_ms).collect(),
+        input_done_ms: runs.iter().filter_map(|o| o.stats.input_done_ms).collect(),
         work_lost_ms: all(|o| &o.stats.work_lost_ms),
         duplicates: runs.iter().map(|o| o.stats.duplicates).sum(),
         failures,

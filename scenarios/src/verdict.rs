@@ -106,9 +106,9 @@ pub struct Stats {
     /// Per failover, the time back to the snapshot the restore returns to (ms).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub work_lost_ms: Vec<u64>,
-    /// When the job finished (virtual ms), if it did.
+    /// When every task had processed all its input (virtual ms), if they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_ms: Option<u64>,
+    pub input_done_ms: Option<u64>,
     /// How the job ended when it ended for good without finishing and rightly so (its restart
     /// strategy gave up, a client cancelled it); such a run is judged on what it committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -841,7 +841,7 @@ fn stats(result: &RunResult) -> Stats {
     stats.rolled_back = protocol.rolled_back;
     stats.commit_delay_ms = protocol.commit_delay_ms;
     stats.work_lost_ms = protocol.work_lost_ms;
-    stats.finished_ms = protocol.finished_at;
+    stats.input_done_ms = protocol.input_done_at;
     stats.recovery_ms = (timeline.recoveries.iter())
         .filter_map(|r| r.duration())
         .collect();

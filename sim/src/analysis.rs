@@ -495,8 +495,9 @@ pub struct ProtocolFigures {
     /// Per failover, from the snapshot the restore goes back to (a checkpoint's trigger, a
     /// line's oldest member, the job's start when none completed) to the failover (ms).
     pub work_lost_ms: Vec<u64>,
-    /// When the job finished (ms), if it did.
-    pub finished_at: Option<u64>,
+    /// When every task had processed all its input (ms), in the attempt that got there last:
+    /// the throughput the protocol allows, without the wait for the final checkpoint.
+    pub input_done_at: Option<u64>,
 }
 
 impl ProtocolFigures {
@@ -512,7 +513,9 @@ impl ProtocolFigures {
             };
             let at = entry.at.0;
             match event {
-                EngineEvent::SnapshotTaken { checkpoint, state, .. } => {
+                EngineEvent::SnapshotTaken {
+                    checkpoint, state, ..
+                } => {
                     figures.snapshots += 1;
                     pre_committed(state, *checkpoint, at, &mut pre_commits);
                 }
@@ -549,11 +552,11 @@ impl ProtocolFigures {
                         figures.commit_delay_ms.push(at - from);
                     }
                 }
-                EngineEvent::JobStatus { status, .. } => match status {
-                    JobStatus::Running => running_since = running_since.or(Some(at)),
-                    JobStatus::Finished => figures.finished_at = Some(at),
-                    _ => {}
-                },
+                EngineEvent::JobStatus {
+                    status: JobStatus::Running,
+                    ..
+                } => running_since = running_since.or(Some(at)),
+                EngineEvent::InputConsumed { .. } => figures.input_done_at = Some(at),
                 _ => {}
             }
         }
