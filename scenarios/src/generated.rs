@@ -619,6 +619,11 @@ pub fn job_params_with(
         if let Some(algorithm) = &algorithm {
             params.mode = algorithm.guarantee().mode();
             params.algorithm = Some(algorithm.name().to_string());
+            if algorithm.without_barriers() {
+                // Its local snapshots hold the heap backend's whole state.
+                params.incremental = false;
+                params.changelog = None;
+            }
         }
         let sources = match params.shape {
             Shape::CoSum | Shape::ChainJoin => 2,

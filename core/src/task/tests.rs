@@ -281,3 +281,138 @@ fn a_final_notification_after_an_abort_that_carried_it_still_finishes() {
     task.on_committed(transaction, &mut out);
     assert_eq!(task.status(), TaskStatus::Finished);
 }
+
+/// The keyed sum of `keyed_sum_job` checkpointing without barriers, with `protocol`.
+fn logging_sum_task(protocol: crate::config::LoggingProtocol) -> Task {
+    let mut job = keyed_sum_job(8, Some(20));
+    use crate::algorithm::SnapshotAlgorithm;
+    crate::algorithm::LogBasedAlgorithm(protocol).configure(&mut job.checkpoint);
+    let plan = job.build().expect("valid job");
+    let spec = (plan.tasks.iter())
+        .find(|spec| matches!(spec.kind, OperatorKind::KeyedAggregate(_)))
+        .expect("the job has a sum");
+    let mut task = Task::new(spec, Attempt(1), &plan.checkpoint);
+    task.schedule_local_snapshots(Tick(0));
+    task
+}
+
+fn logged(sequence: u64, index: u64) -> StreamEvent {
+    StreamEvent::Logged(crate::record::LoggedRecord {
+        sequence,
+        index,
+        record: record(),
+    })
+}
+
+fn emitted_sequences(out: &[TaskEffect]) -> Vec<u64> {
+    (out.iter())
+        .filter_map(|e| match e {
+            TaskEffect::Emit {
+                event: StreamEvent::Logged(logged),
+                ..
+            } => Some(logged.sequence),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Why: a restored sender replays its whole log; the receiver must process a record it had
+/// processed before its snapshot no second time, and count only processed records in a
+/// snapshot (those still queued are in transit, the sender's log keeps them).
+#[test]
+fn a_logging_task_drops_replayed_records_and_counts_only_what_it_processed() {
+    let mut task = logging_sum_task(crate::config::LoggingProtocol::Uncoordinated);
+    let mut out = Vec::new();
+    let channel = ChannelIndex(0);
+    task.on_data(channel, vec![logged(1, 0), logged(2, 0)], Tick(1), &mut out);
+    assert_eq!(
+        emitted_sequences(&out),
+        [1, 2],
+        "each record numbered on its output"
+    );
+    out.clear();
+    task.on_data(
+        channel,
+        vec![logged(1, 0), logged(2, 0), logged(3, 0)],
+        Tick(2),
+        &mut out,
+    );
+    assert_eq!(
+        emitted_sequences(&out),
+        [3],
+        "1 and 2 came again and were dropped"
+    );
+    let index = task.local.as_ref().expect("logging").next_index();
+    out.clear();
+    task.take_local_snapshot(index, false, &mut out);
+    let counts = (out.iter())
+        .find_map(|e| match e {
+            TaskEffect::Trace(EngineEvent::LocalSnapshotTaken { counts, logged, .. }) => {
+                Some((counts.clone(), logged.clone()))
+            }
+            _ => None,
+        })
+        .expect("a local snapshot");
+    assert_eq!(counts.0.received, [(channel, 3), (ChannelIndex(1), 0)]);
+    assert_eq!(counts.0.sent.iter().map(|(_, n)| n).sum::<u64>(), 3);
+    assert_eq!(counts.1.iter().map(|l| l.records.len()).sum::<usize>(), 3);
+}
+
+/// Why: a sender keeps in its log only what the receivers of the latest line had not
+/// processed; and, communication-induced, a record sent after a snapshot with a higher index
+/// forces a snapshot before it counts.
+#[test]
+fn a_line_cuts_the_log_and_a_higher_index_forces_a_snapshot_first() {
+    let mut task = logging_sum_task(crate::config::LoggingProtocol::CommunicationInduced);
+    let mut out = Vec::new();
+    let channel = ChannelIndex(0);
+    task.on_data(channel, vec![logged(1, 0), logged(2, 0)], Tick(1), &mut out);
+    out.clear();
+    task.on_data(channel, vec![logged(3, 5)], Tick(2), &mut out);
+    let snapshot = |out: &[TaskEffect]| {
+        (out.iter()).find_map(|e| match e {
+            TaskEffect::Trace(EngineEvent::LocalSnapshotTaken {
+                snapshot,
+                forced,
+                counts,
+                logged,
+                ..
+            }) => Some((
+                *snapshot,
+                *forced,
+                counts.received_on(channel),
+                logged.clone(),
+            )),
+            _ => None,
+        })
+    };
+    let (index, forced, received, log) = snapshot(&out).expect("a forced snapshot");
+    assert_eq!(
+        (index, forced, received),
+        (CheckpointId(5), true, 2),
+        "before record 3 counts"
+    );
+    let kept = |log: &[crate::recovery_line::ChannelLog]| -> Vec<(u64, usize)> {
+        log.iter().map(|l| (l.first, l.records.len())).collect()
+    };
+    assert_eq!(
+        kept(&log),
+        [(1, 2)],
+        "records 1 and 2 went to the sum's one output"
+    );
+    let notice = crate::recovery_line::LineNotice {
+        checkpoint: CheckpointId(1),
+        final_line: false,
+        members: [(task.id(), CheckpointId(5))].into(),
+        received: [(log[0].channel, 1)].into(),
+    };
+    task.on_line_complete(&notice, &mut out);
+    out.clear();
+    task.take_local_snapshot(CheckpointId(6), false, &mut out);
+    let (.., log) = snapshot(&out).expect("a snapshot");
+    assert_eq!(
+        kept(&log),
+        [(2, 2)],
+        "record 1, processed in the line, left the log; 2 and 3 stay"
+    );
+}
