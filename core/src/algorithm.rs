@@ -208,7 +208,7 @@ impl SnapshotAlgorithm for LogBasedAlgorithm {
     fn description(&self) -> &str {
         match self.0 {
             LoggingProtocol::Uncoordinated => "uncoordinated checkpointing: no barriers, each task snapshots on its own timer and logs what it sends; the JobManager completes the latest consistent set of local snapshots (recovery line), restores roll back to it and senders replay their logs; judged exactly-once",
-            LoggingProtocol::CommunicationInduced => "communication-induced checkpointing: uncoordinated, and records carry their sender's snapshot index; a task receiving a higher index takes a forced snapshot first, so recovery lines advance without rolling back (index-based, BCS); judged exactly-once",
+            LoggingProtocol::CommunicationInduced => "communication-induced checkpointing: uncoordinated, and records carry their sender's snapshot index; a task receiving a higher index takes a forced snapshot first, which bounds how far a recovery line rolls back (the domino effect; index-based, BCS); judged exactly-once",
         }
     }
 

@@ -174,27 +174,32 @@ const NAMES: [Column; 5] = [
     named("failed", |c| (c.runs - c.passed).to_string()),
 ];
 
+/// Completed checkpoints (or recovery lines).
+const COMPLETED: Column = named("checkpoints", |c| c.checkpoint_ms.len().to_string());
+const DURATION_P50: Column = under(
+    "checkpoint duration (ms)",
+    "p50",
+    "checkpoint ms p50",
+    |c| p(&c.checkpoint_ms, 50),
+);
+const DURATION_P99: Column = under(
+    "checkpoint duration (ms)",
+    "p99",
+    "checkpoint ms p99",
+    |c| p(&c.checkpoint_ms, 99),
+);
+
 /// The columns of a table of [`Figures::Checkpoints`] after the names.
 const CHECKPOINT_COLUMNS: [Column; 13] = [
-    named("checkpoints", |c| c.checkpoint_ms.len().to_string()),
-    under(
-        "checkpoint duration (ms)",
-        "p50",
-        "checkpoint ms p50",
-        |c| p(&c.checkpoint_ms, 50),
-    ),
+    COMPLETED,
+    DURATION_P50,
     under(
         "checkpoint duration (ms)",
         "p90",
         "checkpoint ms p90",
         |c| p(&c.checkpoint_ms, 90),
     ),
-    under(
-        "checkpoint duration (ms)",
-        "p99",
-        "checkpoint ms p99",
-        |c| p(&c.checkpoint_ms, 99),
-    ),
+    DURATION_P99,
     under("longest alignment (ms)", "p50", "alignment ms p50", |c| {
         p(&c.alignment_ms, 50)
     }),
@@ -241,19 +246,9 @@ const CHECKPOINT_COLUMNS: [Column; 13] = [
 
 /// The columns of a table of [`Figures::Protocols`] after the names.
 const PROTOCOL_COLUMNS: [Column; 15] = [
-    named("checkpoints", |c| c.checkpoint_ms.len().to_string()),
-    under(
-        "checkpoint duration (ms)",
-        "p50",
-        "checkpoint ms p50",
-        |c| p(&c.checkpoint_ms, 50),
-    ),
-    under(
-        "checkpoint duration (ms)",
-        "p99",
-        "checkpoint ms p99",
-        |c| p(&c.checkpoint_ms, 99),
-    ),
+    COMPLETED,
+    DURATION_P50,
+    DURATION_P99,
     under(
         "per checkpoint, per run",
         "snapshots p50",
