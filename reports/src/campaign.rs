@@ -245,7 +245,7 @@ const CHECKPOINT_COLUMNS: [Column; 13] = [
 ];
 
 /// The columns of a table of [`Figures::Protocols`] after the names.
-const PROTOCOL_COLUMNS: [Column; 15] = [
+const PROTOCOL_COLUMNS: [Column; 16] = [
     COMPLETED,
     DURATION_P50,
     DURATION_P99,
@@ -268,8 +268,14 @@ const PROTOCOL_COLUMNS: [Column; 15] = [
         |c| p(&c.forced_snapshots, 50),
     ),
     under(
-        "sender logs (bytes)",
-        "p50",
+        "per checkpoint (bytes)",
+        "files p50",
+        "full bytes p50",
+        |c| p(&c.full_bytes, 50),
+    ),
+    under(
+        "per checkpoint (bytes)",
+        "sender logs p50",
         "log bytes per checkpoint p50",
         |c| p(&c.log_bytes, 50),
     ),
@@ -317,9 +323,9 @@ pub enum Figures {
     /// Checkpoint duration, alignment, files, channel state, records replayed and recovery.
     #[default]
     Checkpoints,
-    /// What the CheckMate study compares protocols by: snapshots and control messages per
-    /// checkpoint, forced snapshots, sender logs, the domino effect, commit delay, the job's
-    /// time, and what a failover costs.
+    /// What the CheckMate study compares protocols by: snapshots, control messages and bytes
+    /// per checkpoint, forced snapshots, sender logs, the domino effect, commit delay, the time
+    /// to process all input, and what a failover costs.
     Protocols,
 }
 

@@ -34,8 +34,9 @@ pub fn table(seeds: &Range<u64>, cells: Vec<CellSummary>) -> CellTable {
              hot-key half the records on one key and a slow sum (skew). Per run: snapshots and \
              control messages (barriers delivered and acknowledgements; local snapshots \
              reported) per completed checkpoint or recovery line, forced snapshots, the time until \
-             every task processed all its input. Per line: the sender logs its snapshots hold and the local \
-             snapshots it rolled past. Per committed transaction: pre-commit to commit. Per \
+             every task processed all its input. Per checkpoint or line: its files (each \
+             task's snapshot and _metadata) and the sender logs its snapshots hold; per line \
+             the local snapshots it rolled past. Per committed transaction: pre-commit to commit. Per \
              failover: the time back to the restored snapshot (work lost) and to running \
              again. Checkpoint duration is trigger to completion, or for a line its oldest \
              member to completion. Each (algorithm, faults) pair is a sweep in cells/.",
