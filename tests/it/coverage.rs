@@ -1,6 +1,6 @@
 //! The coverage sweep: thirteen runs that together reach every coverage probe of the engine.
 //!
-//! The README's default sweep reaches 27 of the 38 probes; what it misses needs a fault profile
+//! The README's default sweep reaches 30 of the 41 probes; what it misses needs a fault profile
 //! or an algorithm other than the scenarios' own, and a few decisions need rare coincidences
 //! (a TaskManager's acknowledgements lost just long enough for the next checkpoint to
 //! subsume the pending one, a restart strategy used up, a JobManager that starts over after
