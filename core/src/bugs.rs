@@ -83,11 +83,14 @@ pub enum SeededBug {
     /// The JobManager's recovery line search never looks at the first channel: a line may hold
     /// a receiver's snapshot that processed records its sender's snapshot had not sent.
     RecoveryLineIgnoresChannel,
+    /// Communication-induced checkpointing takes its forced snapshot after the record that
+    /// forces it counts as processed: the snapshot counts a record its state does not hold.
+    ForcedSnapshotAfterRecord,
 }
 
 impl SeededBug {
     /// Every bug, in catalog order.
-    pub const ALL: [SeededBug; 22] = [
+    pub const ALL: [SeededBug; 23] = [
         SeededBug::AlignmentWithoutBlocking,
         SeededBug::CommitAtSnapshot,
         SeededBug::AbortPreCommittedOnRestore,
@@ -110,6 +113,7 @@ impl SeededBug {
         SeededBug::ChangelogTruncatedEarly,
         SeededBug::LogReplaySkipped,
         SeededBug::RecoveryLineIgnoresChannel,
+        SeededBug::ForcedSnapshotAfterRecord,
     ];
 
     /// Whether the failure-free oracle keeps the bug. The oracle is meant to be correct, so it
@@ -145,6 +149,7 @@ impl SeededBug {
             SeededBug::ChangelogTruncatedEarly => "changelog-truncated-early",
             SeededBug::LogReplaySkipped => "log-replay-skipped",
             SeededBug::RecoveryLineIgnoresChannel => "recovery-line-ignores-channel",
+            SeededBug::ForcedSnapshotAfterRecord => "forced-snapshot-after-record",
         }
     }
 
@@ -217,6 +222,9 @@ impl SeededBug {
             SeededBug::RecoveryLineIgnoresChannel => {
                 "uncoordinated checkpointing: the recovery line search ignores one channel, so a line may hold orphan records"
             }
+            SeededBug::ForcedSnapshotAfterRecord => {
+                "communication-induced checkpointing: the forced snapshot counts the record that forced it as processed, though its state does not hold it"
+            }
         }
     }
 
@@ -260,6 +268,8 @@ impl SeededBug {
             SeededBug::LogReplaySkipped => "recovery",
             // The receiver's snapshot holds inputs its sender's snapshot had not yet sent.
             SeededBug::RecoveryLineIgnoresChannel => "consistent-cut",
+            // A line's snapshot lacks a record that is not in transit either.
+            SeededBug::ForcedSnapshotAfterRecord => "consistent-cut",
         }
     }
 
@@ -326,6 +336,9 @@ impl SeededBug {
             SeededBug::RecoveryLineIgnoresChannel => {
                 "the recovery line is a consistent global state: no receiver's checkpoint records a message its sender's checkpoint did not send (Wang 1997, rollback-dependency graph; CheckMate's find_recovery_line)"
             }
+            SeededBug::ForcedSnapshotAfterRecord => {
+                "index-based communication-induced checkpointing takes the forced checkpoint before the message is processed (Briatico, Ciuffoletti and Simoncini 1984; CheckMate's cic_cycle_detection runs before the message)"
+            }
         }
     }
 
@@ -335,9 +348,9 @@ impl SeededBug {
         match self {
             SeededBug::NoClaimDeletesRestored => Some("resume"),
             SeededBug::ChangelogTruncatedEarly => Some("changelog"),
-            SeededBug::LogReplaySkipped | SeededBug::RecoveryLineIgnoresChannel => {
-                Some("uncoordinated")
-            }
+            SeededBug::LogReplaySkipped
+            | SeededBug::RecoveryLineIgnoresChannel
+            | SeededBug::ForcedSnapshotAfterRecord => Some("uncoordinated"),
             _ => None,
         }
     }

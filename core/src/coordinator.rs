@@ -279,6 +279,11 @@ impl CheckpointCoordinator {
         self.running && self.triggering.is_none() && self.pending.is_empty()
     }
 
+    /// The final checkpoint completed: tasks are finishing.
+    pub fn final_done(&self) -> bool {
+        self.final_completed().is_some()
+    }
+
     /// Every task processed all its input (the final checkpoint was requested).
     pub fn is_finishing(&self) -> bool {
         self.finishing_since.is_some()

@@ -177,12 +177,20 @@ impl RecoveryLines {
     /// (the line the attempt started from).
     pub fn add(&mut self, snapshot: LocalSnapshot, restored: bool) {
         let task = snapshot.task;
+        let list = self.snapshots.entry(task).or_default();
+        // A task announces what it restored before anything else (the links are FIFO), and
+        // numbers its snapshots in increasing order.
+        assert!(
+            !restored || list.is_empty(),
+            "{task} announced its restored snapshot after others"
+        );
+        assert!(
+            list.last().is_none_or(|last| last.index < snapshot.index),
+            "{task} reported snapshot {} out of order",
+            snapshot.index
+        );
         if restored {
             self.settled.insert(task, snapshot.index);
-        }
-        let list = self.snapshots.entry(task).or_default();
-        if list.last().is_some_and(|last| last.index >= snapshot.index) {
-            return; // A restored snapshot announced after a newer one (reordered): nothing new.
         }
         list.push(snapshot);
     }
@@ -222,7 +230,13 @@ impl RecoveryLines {
             chosen.insert(*task, latest);
         }
         let skip = usize::from(self.ignores_first_channel);
-        loop {
+        // Each pass rolls some receiver back by at least one snapshot, or ends.
+        let snapshots: usize = self.snapshots.values().map(Vec::len).sum();
+        for pass in 0.. {
+            assert!(
+                pass <= snapshots,
+                "the line search rolls back at most every snapshot"
+            );
             let mut rolled = false;
             for &(sender, channel) in self.channels.iter().skip(skip) {
                 let sent = self.member(sender, &chosen).counts.sent_on(channel);
@@ -243,8 +257,9 @@ impl RecoveryLines {
             }
         }
         let rolled_back = (chosen.iter())
-            .map(|(task, &at)| (self.snapshots[task].len() - 1 - at) as u32)
-            .sum();
+            .map(|(task, &at)| self.snapshots[task].len() - 1 - at)
+            .sum::<usize>();
+        let rolled_back = u32::try_from(rolled_back).expect("fewer snapshots than u32::MAX");
         let members = (chosen.iter())
             .map(|(&task, &at)| (task, self.snapshots[&task][at].clone()))
             .collect();

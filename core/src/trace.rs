@@ -4,7 +4,7 @@
 use crate::ids::{Attempt, ChannelIndex, CheckpointId, TaskId};
 use crate::operator::OperatorState;
 use crate::record::InFlight;
-use crate::recovery_line::{ChannelCounts, ChannelLog};
+use crate::recovery_line::{ChannelCounts, ChannelId, ChannelLog};
 use crate::sink::TransactionId;
 pub use crate::status::{CheckpointFailureReason, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -321,5 +321,7 @@ pub enum EngineEvent {
         task: TaskId,
         attempt: Attempt,
         records: u64,
+        /// Per output channel, the numbers of the first and last record sent again.
+        channels: Vec<(ChannelId, u64, u64)>,
     },
 }

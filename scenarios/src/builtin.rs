@@ -56,7 +56,7 @@ pub(crate) fn builtin_scenarios() -> Vec<Scenario> {
         .refusing_without_barriers("its point is the changelog backend, and local snapshots hold the heap backend's whole state"),
         Scenario::new(
             "uncoordinated",
-            "the swarm's keyed-sum job checkpointed without barriers: each task snapshots on its own timer and logs what it sends, the JobManager completes recovery lines (no savepoints, heap backend)",
+            "the swarm's keyed-sum job checkpointed without barriers, uncoordinated or communication-induced (drawn): each task snapshots on its own timer and logs what it sends, the JobManager completes recovery lines (no savepoints, heap backend)",
             "swarm",
             keyed_sum_uncoordinated,
         ),
@@ -407,7 +407,12 @@ fn keyed_sum_with_changelog(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
 
 fn keyed_sum_uncoordinated(draws: &mut Draws) -> (JobGraph, ClusterConfig) {
     let (mut job, cluster) = keyed_sum_for_swarm(draws);
-    LogBasedAlgorithm(LoggingProtocol::Uncoordinated).configure(&mut job.checkpoint);
+    // Drawn after the swarm's job, so that the job's other draws stay the swarm's.
+    let protocol = match draws.workload.below(2) {
+        0 => LoggingProtocol::Uncoordinated,
+        _ => LoggingProtocol::CommunicationInduced,
+    };
+    LogBasedAlgorithm(protocol).configure(&mut job.checkpoint);
     (job, cluster)
 }
 

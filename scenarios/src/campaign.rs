@@ -334,6 +334,13 @@ mod tests {
         let mut no_logs = table.clone();
         (no_logs.cells.iter_mut()).for_each(|c| c.log_bytes.clear());
         assert_eq!(experiments(&no_logs)[3].agreement, Agreement::Unexpected);
+        let mut missing = table.clone();
+        missing.cells.retain(|c| c.faults != "tm-crash");
+        assert_eq!(
+            experiments(&missing)[0].agreement,
+            Agreement::Unexpected,
+            "not measured"
+        );
         let mut slow_tail = table;
         for cell in (slow_tail.cells.iter_mut()).filter(|c| c.algorithm == "uncoordinated") {
             cell.commit_delay_ms.iter_mut().for_each(|ms| *ms *= 10);

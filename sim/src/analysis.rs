@@ -470,7 +470,6 @@ fn fault_label(fault: &Fault) -> Option<String> {
     })
 }
 
-/// What channel state adds to a snapshot's encoded size.
 /// What checkpointing cost a run and what it cost to recover, as CheckMate compares the
 /// protocols (Siachamis et al., ICDE 2024): snapshots and control messages, the sender logs
 /// and the domino effect of checkpointing without barriers, work lost at a failover, and how
@@ -506,6 +505,8 @@ impl ProtocolFigures {
         let mut figures = ProtocolFigures::default();
         let mut logs: BTreeMap<(TaskId, Attempt, CheckpointId), u64> = BTreeMap::new();
         let mut pre_commits: BTreeMap<TransactionId, u64> = BTreeMap::new();
+        // Lines numbered and not yet completed: snapshots rolled past and logs held.
+        let mut lines: BTreeMap<CheckpointId, (u64, u64)> = BTreeMap::new();
         let mut running_since = None;
         for entry in trace {
             let TraceEvent::Engine(event) = &entry.event else {
@@ -531,21 +532,25 @@ impl ProtocolFigures {
                     figures.snapshots += 1;
                     figures.control_messages += 1;
                     figures.forced_snapshots += u64::from(*forced);
-                    let bytes = codec::encode(Kind::LoggedSnapshot, logged).len() as u64;
-                    logs.insert((*task, *attempt, *snapshot), bytes);
+                    logs.insert((*task, *attempt, *snapshot), added_bytes(logged));
                     pre_committed(state, *snapshot, at, &mut pre_commits);
                 }
                 EngineEvent::BarrierReceived { .. } | EngineEvent::Acknowledged { .. } => {
                     figures.control_messages += 1
                 }
                 EngineEvent::RecoveryLineFound {
+                    checkpoint,
                     members,
                     rolled_back,
-                    ..
                 } => {
-                    figures.rolled_back.push(u64::from(*rolled_back));
                     let bytes = members.iter().filter_map(|m| logs.get(m)).sum();
-                    figures.log_bytes.push(bytes);
+                    lines.insert(*checkpoint, (u64::from(*rolled_back), bytes));
+                }
+                EngineEvent::CheckpointCompleted { checkpoint } => {
+                    if let Some((rolled_back, bytes)) = lines.remove(checkpoint) {
+                        figures.rolled_back.push(rolled_back);
+                        figures.log_bytes.push(bytes);
+                    }
                 }
                 EngineEvent::Committed { transaction, .. } => {
                     if let Some(from) = pre_commits.remove(transaction) {
@@ -593,9 +598,15 @@ fn pre_committed(
     }
 }
 
+/// What channel state adds to a snapshot's encoded size.
 fn channel_state_bytes(in_flight: &[InFlight]) -> u64 {
-    let encoded = |in_flight: &[InFlight]| codec::encode(Kind::TaskSnapshot, &in_flight).len();
-    (encoded(in_flight) - encoded(&[])) as u64
+    added_bytes(&in_flight.to_vec())
+}
+
+/// What `value` adds to an encoded snapshot: its encoding less an empty one's.
+fn added_bytes<T: serde::Serialize + Default>(value: &T) -> u64 {
+    let encoded = |value: &T| codec::encode(Kind::TaskSnapshot, value).len();
+    (encoded(value) - encoded(&T::default())) as u64
 }
 
 #[cfg(test)]

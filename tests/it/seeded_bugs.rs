@@ -133,6 +133,7 @@ fn expected_explanation(bug: SeededBug) -> (&'static str, &'static str) {
         B::ChangelogTruncatedEarly => ("materialization-referenced-before-durable", "not durable"),
         B::LogReplaySkipped => ("log-not-replayed", "in transit"),
         B::RecoveryLineIgnoresChannel => ("recovery-line-not-consistent", "orphan"),
+        B::ForcedSnapshotAfterRecord => ("index-line-not-consistent", "forced snapshot"),
     }
 }
 

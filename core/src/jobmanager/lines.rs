@@ -56,6 +56,7 @@ impl LineTracking {
     pub(super) fn reset(&mut self) {
         self.lines.reset();
         self.proposed = None;
+        self.numbered.clear();
     }
 }
 
@@ -86,7 +87,8 @@ impl JobManager {
         ) else {
             return;
         };
-        if self.status != JobStatus::Running || !coordinator.is_idle() {
+        // After the final line completed, tasks are finishing: nothing more is proposed.
+        if self.status != JobStatus::Running || !coordinator.is_idle() || coordinator.final_done() {
             return;
         }
         let Some(line) = tracking.lines.new_line() else {
@@ -107,7 +109,6 @@ impl JobManager {
     /// The proposed line has its id: trace it and keep its notice for the completion.
     pub(super) fn on_line_numbered(&mut self, checkpoint: CheckpointId, out: &mut Outbox) {
         let attempt = self.deployed;
-        let finishing = self.coordinator.as_ref().is_some_and(|c| c.is_finishing());
         let Some(tracking) = self.lines.as_mut() else {
             return;
         };
@@ -124,7 +125,8 @@ impl JobManager {
         });
         let notice = LineNotice {
             checkpoint,
-            final_line: finishing && attempt.is_some_and(|a| line.is_final(a)),
+            // Whether it may be final; the coordinator decides at its completion.
+            final_line: attempt.is_some_and(|a| line.is_final(a)),
             members: line.indices(),
             received: line.received(tracking.lines.channels()),
         };
@@ -136,13 +138,26 @@ impl JobManager {
 
     /// A line completed (or its final notification is repeated): tell the tasks, and delete the
     /// local snapshots older than its members that no line ever held.
-    pub(super) fn notify_line(&mut self, now: Tick, checkpoint: CheckpointId, out: &mut Outbox) {
+    pub(super) fn notify_line(
+        &mut self,
+        now: Tick,
+        checkpoint: CheckpointId,
+        final_checkpoint: bool,
+        out: &mut Outbox,
+    ) {
         let (Some(tracking), Some(attempt)) = (self.lines.as_mut(), self.deployed) else {
             return;
         };
-        let Some(notice) = tracking.numbered.get(&checkpoint).cloned() else {
-            return; // Numbered in an earlier life of this JobManager: its tasks are gone.
+        let Some(mut notice) = tracking.numbered.get(&checkpoint).cloned() else {
+            return; // Numbered for an earlier attempt or life of this JobManager.
         };
+        // The coordinator says which is the final one; only a line of snapshots taken after
+        // the end of input is proposed once the final checkpoint was requested.
+        assert!(
+            notice.final_line || !final_checkpoint,
+            "{checkpoint} is final, but not all its members were taken after the end of input"
+        );
+        notice.final_line = final_checkpoint;
         let unused = tracking.lines.settle(&notice.members);
         let message = Message::RecoveryLineComplete { attempt, notice };
         self.broadcast(message, out);
@@ -175,9 +190,10 @@ impl JobManager {
             CoordinatorEffect::LineNumbered { checkpoint } => {
                 self.on_line_numbered(checkpoint, out)
             }
-            CoordinatorEffect::NotifyComplete { checkpoint, .. } => {
-                self.notify_line(now, checkpoint, out)
-            }
+            CoordinatorEffect::NotifyComplete {
+                checkpoint,
+                final_checkpoint,
+            } => self.notify_line(now, checkpoint, final_checkpoint, out),
             // Tasks know lines by their own snapshot indices, not by checkpoint ids: an aborted
             // line leaves them as they are, and the next completed line commits up to its
             // members.

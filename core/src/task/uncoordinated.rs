@@ -49,12 +49,16 @@ impl OutputLog {
     }
 
     /// Drops the records its receiver processed in a completed line (`received` of them).
+    /// The log holds everything after an earlier line's count, and lines only advance.
     fn truncate(&mut self, received: u64) {
         let first = self.first();
-        let drop = received
-            .saturating_sub(first - 1)
-            .min(self.records.len() as u64);
-        self.records.drain(..drop as usize);
+        assert!(
+            received + 1 >= first && received <= self.sent,
+            "{}: a line says {received} records were processed, the log holds {first}–{}",
+            self.channel,
+            self.sent
+        );
+        self.records.drain(..(received + 1 - first) as usize);
     }
 }
 
@@ -75,6 +79,8 @@ pub(super) struct LocalCheckpointing {
     arrived: Vec<u64>,
     /// Seeded bug [`SeededBug::LogReplaySkipped`].
     skips_replay: bool,
+    /// Seeded bug [`SeededBug::ForcedSnapshotAfterRecord`].
+    forces_late: bool,
 }
 
 impl LocalCheckpointing {
@@ -100,6 +106,7 @@ impl LocalCheckpointing {
             outputs,
             arrived: vec![0; spec.inputs.len()],
             skips_replay: spec.has_bug(SeededBug::LogReplaySkipped),
+            forces_late: spec.has_bug(SeededBug::ForcedSnapshotAfterRecord),
         }
     }
 
@@ -177,7 +184,9 @@ impl Task {
     /// The local snapshot timer: snapshot if it is due.
     pub(super) fn on_local_timer(&mut self, now: Tick, out: &mut Vec<TaskEffect>) {
         if self.next_local_snapshot().is_some_and(|at| at <= now) {
-            let index = self.local.as_ref().expect("checked").next_index();
+            let index = (self.local.as_ref())
+                .expect("a task with a local snapshot time checkpoints without barriers")
+                .next_index();
             self.take_local_snapshot(index, false, out);
         }
     }
@@ -210,6 +219,10 @@ impl Task {
         let forced = local.protocol == LoggingProtocol::CommunicationInduced
             && logged.index > local.index.0
             && self.status < TaskStatus::Committing;
+        if local.forces_late {
+            // Seeded bug: the record counts as arrived (so as processed) before the snapshot.
+            *arrived = logged.sequence;
+        }
         if forced {
             // Before the record counts as arrived: the snapshot must not hold it.
             probes::hit(Probe::ForcedSnapshot);
@@ -228,18 +241,17 @@ impl Task {
         forced: bool,
         out: &mut Vec<TaskEffect>,
     ) {
+        let latest = (self.local.as_ref())
+            .expect("only logging tasks snapshot on their own")
+            .index;
+        assert!(
+            index > latest,
+            "{} snapshots {index} after {latest}",
+            self.spec.id
+        );
         let awaiting_sink = self.snapshot_sink(index, out);
         let state = self.operator_state_to_snapshot();
-        let local = self
-            .local
-            .as_mut()
-            .expect("only logging tasks snapshot on their own");
-        assert!(
-            index > local.index,
-            "{} snapshots {index} after {}",
-            self.spec.id,
-            local.index
-        );
+        let local = self.local.as_mut().expect("checked above");
         local.index = index;
         local.schedule(self.spec.id, self.now);
         let counts = local.counts(&self.inputs);
@@ -305,9 +317,8 @@ impl Task {
     /// A recovery line completed: commit up to this task's member, and keep in the log only
     /// what the line's receivers had not processed.
     pub fn on_line_complete(&mut self, notice: &LineNotice, out: &mut Vec<TaskEffect>) {
-        let Some(&member) = notice.members.get(&self.spec.id) else {
-            return;
-        };
+        let member =
+            *(notice.members.get(&self.spec.id)).expect("a line has every task's snapshot");
         if let Some(local) = self.local.as_mut() {
             for log in &mut local.outputs {
                 log.truncate(notice.received.get(&log.channel).copied().unwrap_or(0));
@@ -336,6 +347,13 @@ impl Task {
                 .find(|o| o.channel == log.channel)
                 .expect("the snapshot's channels are the task's");
             output.sent = log.first - 1 + log.records.len() as u64;
+            assert_eq!(
+                output.sent,
+                stored.counts.sent_on(log.channel),
+                "{}'s log for {} ends where its count says",
+                self.spec.id,
+                log.channel
+            );
             output.records = log.records.iter().copied().collect();
         }
         self.last_checkpoint = index;
@@ -358,26 +376,29 @@ impl Task {
     /// Sends every logged record again, in order, on its channel.
     fn replay_log(&mut self, out: &mut Vec<TaskEffect>) {
         let local = self.local.as_ref().expect("a logging task");
-        let mut records = 0;
+        let mut channels = Vec::new();
         for (position, log) in local.outputs.iter().enumerate() {
-            if local.skips_replay && position == 0 {
-                continue; // Seeded bug: the first channel's in-transit records are lost.
+            if log.records.is_empty() || (local.skips_replay && position == 0) {
+                continue; // Seeded bug (the second case): the first channel's log is lost.
             }
+            let (target, channel) = (log.channel.receiver, log.channel.channel);
             for (offset, record) in log.records.iter().enumerate() {
                 let event = StreamEvent::Logged(LoggedRecord {
                     sequence: log.first() + offset as u64,
                     index: local.index.0,
                     record: *record,
                 });
-                let (target, channel) = (log.channel.receiver, log.channel.channel);
                 out.push(TaskEffect::Emit {
                     target,
                     channel,
                     event,
                 });
-                records += 1;
             }
+            channels.push((log.channel, log.first(), log.sent));
         }
+        let records = (channels.iter())
+            .map(|(_, first, last)| last + 1 - first)
+            .sum();
         if records > 0 {
             probes::hit(Probe::LogReplayed);
         }
@@ -385,6 +406,7 @@ impl Task {
             task: self.spec.id,
             attempt: self.attempt,
             records,
+            channels,
         }));
     }
 }

@@ -1,13 +1,13 @@
 //! Consistent cut: every completed checkpoint's state is the reference model's at its source
 //! offsets, with the in-flight records it persisted.
 
-use super::lines::LocalSnapshots;
+use super::lines::{IndexLines, LocalSnapshots, Member};
 use super::witness::{Finding, Witness, WitnessEvent};
 use super::{describe, differing_keys, fmt_opt, summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
 use crate::model::{fold, Cut, ModelState, ReferenceModel, StateAt};
 use crate::trace::{TraceEntry, TraceEvent};
-use snapsim_core::config::CheckpointingMode;
+use snapsim_core::config::{CheckpointingMode, LoggingProtocol};
 use snapsim_core::ids::{
     Attempt, CheckpointId, Key, Offset, OperatorId, PartitionId, TaskId, Tick,
 };
@@ -52,6 +52,8 @@ struct Cuts<'r> {
     states: BTreeMap<OperatorId, StateAt<'r>>,
     /// Checkpointing without barriers: the local snapshots recovery lines are made of.
     local: LocalSnapshots<'r>,
+    /// Communication-induced checkpointing: the index-based lines its guarantee is about.
+    index_lines: Option<IndexLines<'r>>,
 }
 
 impl<'r> Cuts<'r> {
@@ -72,6 +74,8 @@ impl<'r> Cuts<'r> {
             in_flight: BTreeMap::new(),
             states: BTreeMap::new(),
             local: LocalSnapshots::default(),
+            index_lines: (plan.checkpoint.logging == Some(LoggingProtocol::CommunicationInduced))
+                .then(IndexLines::default),
         })
     }
 }
@@ -80,6 +84,9 @@ impl<'r> Judgement<'r> for Cuts<'r> {
     fn observe(&mut self, entry: &'r TraceEntry) {
         self.observed += 1;
         self.local.observe(entry);
+        if let Some(index_lines) = self.index_lines.as_mut() {
+            index_lines.observe(entry, &self.local);
+        }
         let checkpoint = match &entry.event {
             TraceEvent::Engine(EngineEvent::RecoveryLineFound {
                 checkpoint,
@@ -117,7 +124,11 @@ impl<'r> Judgement<'r> for Cuts<'r> {
         self.judge_checkpoint(checkpoint, entry);
     }
 
-    fn finish(self: Box<Self>) -> Vec<Violation> {
+    fn finish(mut self: Box<Self>) -> Vec<Violation> {
+        let broken = (self.index_lines.take()).map_or(Vec::new(), |lines| lines.broken(self.plan));
+        for (why, members) in broken {
+            self.index_line_broken(why, members);
+        }
         summarize_findings(Property::ConsistentCut, self.findings, self.first_at)
     }
 }
@@ -165,6 +176,31 @@ impl<'r> Cuts<'r> {
                 subject: format!("{checkpoint}"),
                 witness: Some(witness.clone()),
             }));
+    }
+
+    /// Communication-induced checkpointing broke its guarantee: the first snapshots of each
+    /// task at some index are not a consistent global state.
+    fn index_line_broken(&mut self, why: String, members: Vec<Member<'r>>) {
+        let mut events: Vec<WitnessEvent> = (members.iter())
+            .map(|m| WitnessEvent::of(m.entry, member_event(self.plan, m.entry)))
+            .collect();
+        events.sort_by_key(|event| event.at);
+        let at = events.last().map(|e| e.at);
+        self.first_at = self.first_at.min(at).or(self.first_at).or(at);
+        let cause = format!(
+            "communication-induced checkpointing took a snapshot that no index-based line can use: {why}; a forced snapshot must come before the record that forces it counts as processed"
+        );
+        let witness = Witness::new(
+            "index-line-not-consistent",
+            cause.clone(),
+            "forced snapshots that do not keep index-based lines consistent".to_string(),
+            events,
+        );
+        self.findings.push(Finding {
+            message: cause,
+            subject: why,
+            witness: Some(witness),
+        });
     }
 
     /// Judges the completed `checkpoint` (its completion is `entry`): each order-free keyed

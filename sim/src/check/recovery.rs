@@ -11,6 +11,7 @@ use snapsim_core::ids::{Attempt, CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::OperatorState;
+use snapsim_core::recovery_line::ChannelId;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
 /// What the recovery checker tracks about one JobManager life.
@@ -66,8 +67,8 @@ struct RecoveryCheck<'t> {
     /// Checkpointing without barriers: the local snapshots lines are made of, per line and
     /// sender the records in transit, and per restored task those it must replay.
     local: LocalSnapshots<'t>,
-    to_replay: BTreeMap<(TaskId, CheckpointId), u64>,
-    replay_due: BTreeMap<TaskId, (CheckpointId, u64, &'t TraceEntry)>,
+    to_replay: BTreeMap<(TaskId, CheckpointId), Vec<(ChannelId, u64, u64)>>,
+    replay_due: BTreeMap<TaskId, (CheckpointId, Vec<(ChannelId, u64, u64)>, &'t TraceEntry)>,
 }
 
 impl<'t> Judgement<'t> for RecoveryCheck<'t> {
@@ -213,8 +214,8 @@ impl<'t> RecoveryCheck<'t> {
                 members,
                 ..
             } => self.line_found(*checkpoint, members),
-            EngineEvent::LogReplayed { task, records, .. } => {
-                self.log_replayed(entry, *task, *records)
+            EngineEvent::LogReplayed { task, channels, .. } => {
+                self.log_replayed(entry, *task, channels)
             }
             _ => {}
         }
@@ -376,7 +377,6 @@ impl<'t> RecoveryCheck<'t> {
         Some(Witness::new(shape, cause, root, events))
     }
 
-    /// A task's restore (`entry`) of its snapshot of a checkpoint.
     /// A recovery line: its members are the snapshots of `checkpoint`.
     fn line_found(
         &mut self,
@@ -393,32 +393,46 @@ impl<'t> RecoveryCheck<'t> {
         }
     }
 
-    /// A restored task replayed its log: at least the records in transit from it at the line.
-    fn log_replayed(&mut self, entry: &'t TraceEntry, task: TaskId, records: u64) {
+    /// A restored task replayed its log: on each channel, at least the records in transit from
+    /// it at the line.
+    fn log_replayed(
+        &mut self,
+        entry: &'t TraceEntry,
+        task: TaskId,
+        replayed: &[(ChannelId, u64, u64)],
+    ) {
         let Some((checkpoint, due, restore)) = self.replay_due.remove(&task) else {
             return;
         };
-        if records >= due {
+        let covered = |&(channel, from, to): &(ChannelId, u64, u64)| {
+            (replayed.iter()).any(|&(c, first, last)| c == channel && first <= from && to <= last)
+        };
+        let Some(&(channel, from, to)) = due.iter().find(|range| !covered(range)) else {
             return;
-        }
+        };
         let message = format!(
-            "{task} replayed {records} records of its log after restoring {checkpoint}, but {due} records it had sent were in transit at that line"
+            "{task} did not replay records {from}–{to} of {channel} after restoring {checkpoint}: they were in transit at that line"
         );
+        let sent = replayed
+            .iter()
+            .map(|(c, first, last)| format!("{first}–{last} on {c}"));
+        let sent: Vec<String> = sent.collect();
         let events = vec![
             WitnessEvent::of(restore, format!("{task} restores {checkpoint}")),
-            WitnessEvent::of(entry, format!("{task} replays {records} logged records")),
+            WitnessEvent::of(entry, format!("{task} replays [{}]", sent.join(", "))),
         ];
         let root = "restored senders not replaying the records in transit";
         self.broke("log-not-replayed", root, message, events);
     }
 
+    /// A task's restore (`entry`) of its snapshot of a checkpoint.
     fn restored(
         &mut self,
         entry: &'t TraceEntry,
         (task, checkpoint): (TaskId, CheckpointId),
         state: &OperatorState,
     ) {
-        if let Some(&due) = self.to_replay.get(&(task, checkpoint)) {
+        if let Some(due) = self.to_replay.get(&(task, checkpoint)).cloned() {
             self.replay_due.insert(task, (checkpoint, due, entry));
         }
         // Restores from a path read snapshots of another run: nothing to compare.
@@ -451,6 +465,17 @@ impl<'t> RecoveryCheck<'t> {
 
     /// Flags the restores whose in-flight records differ from those recorded, and summarizes.
     fn violations(mut self) -> Vec<Violation> {
+        for (task, (checkpoint, _, restore)) in std::mem::take(&mut self.replay_due) {
+            let message = format!(
+                "{task} restored {checkpoint} and never replayed its log, though records it had sent were in transit at that line"
+            );
+            let events = vec![WitnessEvent::of(
+                restore,
+                format!("{task} restores {checkpoint}"),
+            )];
+            let root = "restored senders not replaying the records in transit";
+            self.broke("log-not-replayed", root, message, events);
+        }
         for restore in std::mem::take(&mut self.restores) {
             let Restore {
                 entry,
