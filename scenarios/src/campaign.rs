@@ -244,34 +244,54 @@ pub fn run_campaign(
         ..CampaignReport::default()
     };
     if preset == Preset::Paper {
-        let mut runner = paper::Runner {
-            catalog,
-            jobs,
-            seeds: paper::SEEDS,
-            bugs: matrix.bugs.clone(),
-            on_done: &mut on_done,
-        };
-        report.experiments = paper::experiments(&mut runner);
-        let throughput = paper::throughput_table(&mut runner, matrix.seeds.clone());
-        report
-            .experiments
-            .extend(paper::back_pressure_experiments(&throughput));
-        report.tables.push(throughput);
-        let backends = paper::backends_table(&mut runner, matrix.seeds.clone());
-        report
-            .experiments
-            .push(paper::changelog_experiment(&backends));
-        report.tables.push(backends);
+        run_paper(catalog, jobs, matrix, &mut on_done, &mut report);
     }
     let cells = matrix.run(catalog, jobs, out, &mut on_done)?;
-    if preset == Preset::Checkmate {
-        let table = checkmate::table(&matrix.seeds, cells);
-        report.experiments = checkmate::experiments(&table);
-        report.tables.push(table);
-        report.write(out).map_err(|e| sweep::file_error(out, e))?;
-        return Ok(report);
+    match preset {
+        Preset::Checkmate => {
+            let table = checkmate::table(&matrix.seeds, cells);
+            report.experiments = checkmate::experiments(&table);
+            report.tables.push(table);
+        }
+        Preset::Matrix | Preset::Paper => report.tables.push(matrix_table(matrix, cells)),
     }
-    report.tables.push(CellTable {
+    report.write(out).map_err(|e| sweep::file_error(out, e))?;
+    assert_eq!(
+        runs,
+        planned_runs(catalog, preset, matrix),
+        "the progress shown counts every run"
+    );
+    Ok(report)
+}
+
+/// The paper preset's experiments and tables before the matrix: the experiments of the
+/// literature, checkpoint duration against the sink's throughput, the keyed-state backends.
+fn run_paper(
+    catalog: &Catalog,
+    jobs: usize,
+    matrix: &Matrix,
+    on_done: &mut dyn FnMut(&Outcome),
+    report: &mut CampaignReport,
+) {
+    let mut runner = paper::Runner {
+        catalog,
+        jobs,
+        seeds: paper::SEEDS,
+        bugs: matrix.bugs.clone(),
+        on_done,
+    };
+    report.experiments = paper::experiments(&mut runner);
+    let throughput = paper::throughput_table(&mut runner, matrix.seeds.clone());
+    (report.experiments).extend(paper::back_pressure_experiments(&throughput));
+    report.tables.push(throughput);
+    let backends = paper::backends_table(&mut runner, matrix.seeds.clone());
+    (report.experiments).push(paper::changelog_experiment(&backends));
+    report.tables.push(backends);
+}
+
+/// The matrix's table: every algorithm side by side.
+fn matrix_table(matrix: &Matrix, cells: Vec<CellSummary>) -> CellTable {
+    CellTable {
         title: "Snapshot algorithms side by side".to_string(),
         about: format!(
             "Every algorithm on the same scenarios, fault profiles and seeds ({}..{}); \
@@ -284,14 +304,7 @@ pub fn run_campaign(
         slug: "matrix".to_string(),
         figures: Figures::Checkpoints,
         cells,
-    });
-    report.write(out).map_err(|e| sweep::file_error(out, e))?;
-    assert_eq!(
-        runs,
-        planned_runs(catalog, preset, matrix),
-        "the progress shown counts every run"
-    );
-    Ok(report)
+    }
 }
 
 #[cfg(test)]

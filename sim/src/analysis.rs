@@ -502,84 +502,116 @@ pub struct ProtocolFigures {
 impl ProtocolFigures {
     /// The figures of a run, read off its trace.
     pub fn from_trace(trace: &[TraceEntry]) -> ProtocolFigures {
-        let mut figures = ProtocolFigures::default();
-        let mut logs: BTreeMap<(TaskId, Attempt, CheckpointId), u64> = BTreeMap::new();
-        let mut pre_commits: BTreeMap<TransactionId, u64> = BTreeMap::new();
-        // Lines numbered and not yet completed: snapshots rolled past and logs held.
-        let mut lines: BTreeMap<CheckpointId, (u64, u64)> = BTreeMap::new();
-        let mut running_since = None;
+        let mut reader = ProtocolReader::default();
         for entry in trace {
-            let TraceEvent::Engine(event) = &entry.event else {
-                continue;
-            };
-            let at = entry.at.0;
-            match event {
-                EngineEvent::SnapshotTaken {
-                    checkpoint, state, ..
-                } => {
-                    figures.snapshots += 1;
-                    pre_committed(state, *checkpoint, at, &mut pre_commits);
-                }
-                EngineEvent::LocalSnapshotTaken {
-                    task,
-                    attempt,
-                    snapshot,
-                    forced,
-                    state,
-                    logged,
-                    ..
-                } => {
-                    figures.snapshots += 1;
-                    figures.control_messages += 1;
-                    figures.forced_snapshots += u64::from(*forced);
-                    logs.insert((*task, *attempt, *snapshot), added_bytes(logged));
-                    pre_committed(state, *snapshot, at, &mut pre_commits);
-                }
-                EngineEvent::BarrierReceived { .. } | EngineEvent::Acknowledged { .. } => {
-                    figures.control_messages += 1
-                }
-                EngineEvent::RecoveryLineFound {
-                    checkpoint,
-                    members,
-                    rolled_back,
-                } => {
-                    let bytes = members.iter().filter_map(|m| logs.get(m)).sum();
-                    lines.insert(*checkpoint, (u64::from(*rolled_back), bytes));
-                }
-                EngineEvent::CheckpointCompleted { checkpoint } => {
-                    if let Some((rolled_back, bytes)) = lines.remove(checkpoint) {
-                        figures.rolled_back.push(rolled_back);
-                        figures.log_bytes.push(bytes);
-                    }
-                }
-                EngineEvent::Committed { transaction, .. } => {
-                    if let Some(from) = pre_commits.remove(transaction) {
-                        figures.commit_delay_ms.push(at - from);
-                    }
-                }
-                EngineEvent::JobStatus {
-                    status: JobStatus::Running,
-                    ..
-                } => running_since = running_since.or(Some(at)),
-                EngineEvent::InputConsumed { .. } => figures.input_done_at = Some(at),
-                _ => {}
+            if let TraceEvent::Engine(event) = &entry.event {
+                reader.see(event, entry.at.0);
             }
         }
-        let timeline = Timeline::from_trace(trace);
-        for recovery in &timeline.recoveries {
-            let from = match recovery.restored {
-                Some(id) => (timeline.checkpoints.iter())
-                    .filter(|span| span.id == id && span.ending == Ending::Completed)
-                    .map(|span| span.triggered_at)
-                    .next_back(),
-                None => running_since,
-            };
-            if let Some(from) = from.filter(|&from| from <= recovery.failed_at) {
-                figures.work_lost_ms.push(recovery.failed_at - from);
-            }
-        }
+        let mut figures = reader.figures;
+        figures.work_lost_ms = work_lost(&Timeline::from_trace(trace), reader.running_since);
         figures
     }
+}
+
+/// [`ProtocolFigures`] being read off a trace, with what pairs events up.
+#[derive(Default)]
+struct ProtocolReader {
+    figures: ProtocolFigures,
+    /// Each local snapshot's sender logs (bytes).
+    logs: BTreeMap<(TaskId, Attempt, CheckpointId), u64>,
+    /// Transactions pre-committed and not yet committed, with when.
+    pre_commits: BTreeMap<TransactionId, u64>,
+    /// Lines numbered and not yet completed: snapshots rolled past and logs held.
+    lines: BTreeMap<CheckpointId, (u64, u64)>,
+    /// When the job first ran.
+    running_since: Option<u64>,
+}
+
+impl ProtocolReader {
+    fn see(&mut self, event: &EngineEvent, at: u64) {
+        let figures = &mut self.figures;
+        match event {
+            EngineEvent::SnapshotTaken {
+                checkpoint, state, ..
+            } => {
+                figures.snapshots += 1;
+                pre_committed(state, *checkpoint, at, &mut self.pre_commits);
+            }
+            EngineEvent::LocalSnapshotTaken {
+                task,
+                attempt,
+                snapshot,
+                forced,
+                state,
+                logged,
+                ..
+            } => {
+                figures.snapshots += 1;
+                figures.control_messages += 1;
+                figures.forced_snapshots += u64::from(*forced);
+                self.logs
+                    .insert((*task, *attempt, *snapshot), added_bytes(logged));
+                pre_committed(state, *snapshot, at, &mut self.pre_commits);
+            }
+            EngineEvent::BarrierReceived { .. } | EngineEvent::Acknowledged { .. } => {
+                figures.control_messages += 1
+            }
+            _ => self.see_lines_and_output(event, at),
+        }
+    }
+
+    /// Lines numbered and completed, commits, and the job's progress.
+    fn see_lines_and_output(&mut self, event: &EngineEvent, at: u64) {
+        let figures = &mut self.figures;
+        match event {
+            EngineEvent::RecoveryLineFound {
+                checkpoint,
+                members,
+                rolled_back,
+            } => {
+                let bytes = members.iter().filter_map(|m| self.logs.get(m)).sum();
+                self.lines
+                    .insert(*checkpoint, (u64::from(*rolled_back), bytes));
+            }
+            EngineEvent::CheckpointCompleted { checkpoint } => {
+                if let Some((rolled_back, bytes)) = self.lines.remove(checkpoint) {
+                    figures.rolled_back.push(rolled_back);
+                    figures.log_bytes.push(bytes);
+                }
+            }
+            EngineEvent::Committed { transaction, .. } => {
+                if let Some(from) = self.pre_commits.remove(transaction) {
+                    figures.commit_delay_ms.push(at - from);
+                }
+            }
+            EngineEvent::JobStatus {
+                status: JobStatus::Running,
+                ..
+            } => self.running_since = self.running_since.or(Some(at)),
+            EngineEvent::InputConsumed { .. } => figures.input_done_at = Some(at),
+            _ => {}
+        }
+    }
+}
+
+/// Per failover, the time back to what the restore returns to: the restored checkpoint's
+/// trigger (a line's oldest member), or the job's start when none had completed.
+fn work_lost(timeline: &Timeline, running_since: Option<u64>) -> Vec<u64> {
+    let mut lost = Vec::new();
+    for recovery in &timeline.recoveries {
+        let from = match recovery.restored {
+            Some(id) => (timeline.checkpoints.iter())
+                .filter(|span| span.id == id && span.ending == Ending::Completed)
+                .map(|span| span.triggered_at)
+                .next_back(),
+            None => running_since,
+        };
+        if let Some(from) = from.filter(|&from| from <= recovery.failed_at) {
+            lost.push(recovery.failed_at - from);
+        }
+    }
+    lost
 }
 
 /// Remembers when a 2PC sink's snapshot `checkpoint` pre-committed its transaction.
