@@ -17,6 +17,9 @@ use snapsim_core::recovery_line::{ChannelCounts, ChannelId, ChannelLog};
 use snapsim_core::trace::EngineEvent;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Records on a channel by their numbers, first to last.
+pub(super) type RecordRange = (ChannelId, u64, u64);
+
 /// One local snapshot's trace event, taken apart.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Member<'r> {
@@ -33,7 +36,7 @@ pub(super) struct LineState<'r> {
     pub in_transit: BTreeMap<TaskId, Vec<&'r Record>>,
     /// Per sender, the numbers of the first and last record it has in transit on each channel
     /// (a restore must replay them).
-    pub to_replay: BTreeMap<TaskId, Vec<(ChannelId, u64, u64)>>,
+    pub to_replay: BTreeMap<TaskId, Vec<RecordRange>>,
     /// Why the line is not a consistent global state, one message per channel.
     pub broken: Vec<String>,
 }

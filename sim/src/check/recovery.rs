@@ -1,7 +1,7 @@
 //! Recovery and the configuration's rules: restores use the latest completed checkpoint and
 //! restore what was snapshotted; ids increase; min pause, max concurrent and timeout hold.
 
-use super::lines::LocalSnapshots;
+use super::lines::{LocalSnapshots, RecordRange};
 use super::witness::{Finding, Witness, WitnessEvent};
 use super::{differing_keys, fmt_opt, summarize_findings, Property, Violation};
 use super::{Checker, JudgedRun, Judgement};
@@ -11,7 +11,6 @@ use snapsim_core::ids::{Attempt, CheckpointId, TaskId, Tick};
 use snapsim_core::job::ExecutionPlan;
 use snapsim_core::messages::{Address, CheckpointFailureReason};
 use snapsim_core::operator::OperatorState;
-use snapsim_core::recovery_line::ChannelId;
 use snapsim_core::trace::{EngineEvent, JobStatus, TriggerKind};
 use std::collections::{BTreeMap, BTreeSet};
 /// What the recovery checker tracks about one JobManager life.
@@ -67,8 +66,9 @@ struct RecoveryCheck<'t> {
     /// Checkpointing without barriers: the local snapshots lines are made of, per line and
     /// sender the records in transit, and per restored task those it must replay.
     local: LocalSnapshots<'t>,
-    to_replay: BTreeMap<(TaskId, CheckpointId), Vec<(ChannelId, u64, u64)>>,
-    replay_due: BTreeMap<TaskId, (CheckpointId, Vec<(ChannelId, u64, u64)>, &'t TraceEntry)>,
+    to_replay: BTreeMap<(TaskId, CheckpointId), Vec<RecordRange>>,
+    /// Per restored task, the records it must replay, with the line and its restore.
+    replay_due: BTreeMap<TaskId, (CheckpointId, Vec<RecordRange>, &'t TraceEntry)>,
 }
 
 impl<'t> Judgement<'t> for RecoveryCheck<'t> {
@@ -395,16 +395,11 @@ impl<'t> RecoveryCheck<'t> {
 
     /// A restored task replayed its log: on each channel, at least the records in transit from
     /// it at the line.
-    fn log_replayed(
-        &mut self,
-        entry: &'t TraceEntry,
-        task: TaskId,
-        replayed: &[(ChannelId, u64, u64)],
-    ) {
+    fn log_replayed(&mut self, entry: &'t TraceEntry, task: TaskId, replayed: &[RecordRange]) {
         let Some((checkpoint, due, restore)) = self.replay_due.remove(&task) else {
             return;
         };
-        let covered = |&(channel, from, to): &(ChannelId, u64, u64)| {
+        let covered = |&(channel, from, to): &RecordRange| {
             (replayed.iter()).any(|&(c, first, last)| c == channel && first <= from && to <= last)
         };
         let Some(&(channel, from, to)) = due.iter().find(|range| !covered(range)) else {
