@@ -139,16 +139,17 @@ pub enum Message {
     /// Sink system → TaskManager.
     SinkResult(SinkReply),
     /// TaskManager → JobManager, checkpointing without barriers: a task's local snapshot is
-    /// durable, or (`restored`) the task restored it.
+    /// durable, or (`restored`) the task restored it. (Boxed, as is the notice below: every
+    /// message is as large as the largest.)
     LocalSnapshotDone {
         attempt: Attempt,
-        snapshot: LocalSnapshot,
+        snapshot: Box<LocalSnapshot>,
         restored: bool,
     },
     /// JobManager → TaskManager, checkpointing without barriers: a recovery line completed.
     RecoveryLineComplete {
         attempt: Attempt,
-        notice: LineNotice,
+        notice: Box<LineNotice>,
     },
 }
 

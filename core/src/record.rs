@@ -102,8 +102,9 @@ pub enum StreamEvent {
     /// No more records follow on this channel; barriers still do, until the final checkpoint.
     EndOfData,
     /// A record of a job that checkpoints without barriers, numbered on its channel (the
-    /// receiver drops a replayed one it already processed).
-    Logged(LoggedRecord),
+    /// receiver drops a replayed one it already processed). Boxed: every event is as large as
+    /// the largest, and plain records are most of them.
+    Logged(Box<LoggedRecord>),
 }
 
 /// A record numbered on its channel, with its sender's snapshot index (the index

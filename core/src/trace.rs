@@ -297,16 +297,17 @@ pub enum EngineEvent {
         failures: u32,
     },
     /// A task took a local snapshot on its own (checkpointing without barriers).
+    /// (The bulky parts are boxed: every trace entry is as large as the largest event.)
     LocalSnapshotTaken {
         task: TaskId,
         attempt: Attempt,
         snapshot: CheckpointId,
         /// Forced by a record with a higher index (communication-induced checkpointing).
         forced: bool,
-        state: OperatorState,
-        counts: ChannelCounts,
+        state: Box<OperatorState>,
+        counts: Box<ChannelCounts>,
         /// The sender's log in the snapshot: the records a restore may have to replay.
-        logged: Vec<ChannelLog>,
+        logged: Box<[ChannelLog]>,
     },
     /// The JobManager found a new recovery line and completes it as `checkpoint`.
     RecoveryLineFound {

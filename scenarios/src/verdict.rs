@@ -833,7 +833,7 @@ fn stats(result: &RunResult) -> Stats {
     stats.uploaded_bytes = completed().filter_map(|span| span.uploaded_bytes).collect();
     stats.full_bytes = completed().filter_map(|span| span.full_bytes).collect();
     stats.replayed_records = replayed_records(&result.trace);
-    let protocol = ProtocolFigures::from_trace(&result.trace);
+    let protocol = ProtocolFigures::from_trace(&result.trace, &timeline);
     stats.snapshots = protocol.snapshots;
     stats.forced_snapshots = protocol.forced_snapshots;
     stats.control_messages = protocol.control_messages;
@@ -857,17 +857,17 @@ fn replayed_records(trace: &[TraceEntry]) -> u64 {
         let TraceEvent::Engine(event) = &entry.event else {
             continue;
         };
+        // A source's snapshot, with or without barriers.
+        let snapshotted = match event {
+            EngineEvent::SnapshotTaken { task, state, .. } => Some((task, state)),
+            EngineEvent::LocalSnapshotTaken { task, state, .. } => Some((task, &**state)),
+            _ => None,
+        };
         match event {
-            EngineEvent::SnapshotTaken {
-                task,
-                state: OperatorState::Source { offsets },
-                ..
-            }
-            | EngineEvent::LocalSnapshotTaken {
-                task,
-                state: OperatorState::Source { offsets },
-                ..
-            } => {
+            _ if snapshotted.is_some() => {
+                let Some((task, OperatorState::Source { offsets })) = snapshotted else {
+                    continue;
+                };
                 for (partition, offset) in offsets {
                     let seen = furthest.entry((*task, *partition)).or_insert(*offset);
                     *seen = (*seen).max(*offset);

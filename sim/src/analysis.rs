@@ -500,8 +500,8 @@ pub struct ProtocolFigures {
 }
 
 impl ProtocolFigures {
-    /// The figures of a run, read off its trace.
-    pub fn from_trace(trace: &[TraceEntry]) -> ProtocolFigures {
+    /// The figures of a run, read off its trace and its timeline (read off the same trace).
+    pub fn from_trace(trace: &[TraceEntry], timeline: &Timeline) -> ProtocolFigures {
         let mut reader = ProtocolReader::default();
         for entry in trace {
             if let TraceEvent::Engine(event) = &entry.event {
@@ -509,7 +509,7 @@ impl ProtocolFigures {
             }
         }
         let mut figures = reader.figures;
-        figures.work_lost_ms = work_lost(&Timeline::from_trace(trace), reader.running_since);
+        figures.work_lost_ms = work_lost(timeline, reader.running_since);
         figures
     }
 }

@@ -159,6 +159,7 @@ impl JobManager {
         );
         notice.final_line = final_checkpoint;
         let unused = tracking.lines.settle(&notice.members);
+        let notice = Box::new(notice);
         let message = Message::RecoveryLineComplete { attempt, notice };
         self.broadcast(message, out);
         for state in unused {

@@ -658,7 +658,7 @@ impl JobManager {
                 restored,
             } => {
                 if self.deployed == Some(attempt) {
-                    self.on_local_snapshot(now, snapshot, restored, out);
+                    self.on_local_snapshot(now, *snapshot, restored, out);
                 }
             }
             other => unreachable!("the JobManager does not handle {other:?}"),

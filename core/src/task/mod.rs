@@ -93,7 +93,7 @@ pub enum TaskEffect {
     /// Tell the JobManager a local snapshot is durable, or (`restored`) that the task
     /// restored it.
     LocalSnapshotDone {
-        snapshot: LocalSnapshot,
+        snapshot: Box<LocalSnapshot>,
         restored: bool,
     },
     /// Tell the JobManager the snapshot is durable.
@@ -451,7 +451,7 @@ impl Task {
         self.advance_time(now);
         for event in events {
             let event = match event {
-                StreamEvent::Logged(logged) => match self.accept_logged(channel, logged, out) {
+                StreamEvent::Logged(logged) => match self.accept_logged(channel, *logged, out) {
                     Some(record) => record,
                     None => continue,
                 },

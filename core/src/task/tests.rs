@@ -297,11 +297,11 @@ fn logging_sum_task(protocol: crate::config::LoggingProtocol) -> Task {
 }
 
 fn logged(sequence: u64, index: u64) -> StreamEvent {
-    StreamEvent::Logged(crate::record::LoggedRecord {
+    StreamEvent::Logged(Box::new(crate::record::LoggedRecord {
         sequence,
         index,
         record: record(),
-    })
+    }))
 }
 
 fn emitted_sequences(out: &[TaskEffect]) -> Vec<u64> {

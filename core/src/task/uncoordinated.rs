@@ -135,11 +135,11 @@ impl LocalCheckpointing {
         let log = &mut self.outputs[self.output_base[output] + position];
         log.sent += 1;
         log.records.push_back(record);
-        StreamEvent::Logged(LoggedRecord {
+        StreamEvent::Logged(Box::new(LoggedRecord {
             sequence: log.sent,
             index: self.index.0,
             record,
-        })
+        }))
     }
 
     fn counts(&self, inputs: &[super::InputChannel]) -> ChannelCounts {
@@ -262,9 +262,9 @@ impl Task {
             attempt: self.attempt,
             snapshot: index,
             forced,
-            state: state.clone(),
-            counts: counts.clone(),
-            logged: log.clone(),
+            state: Box::new(state.clone()),
+            counts: Box::new(counts.clone()),
+            logged: log.clone().into_boxed_slice(),
         }));
         let stored = LoggedSnapshot {
             snapshot: TaskSnapshot {
@@ -309,7 +309,7 @@ impl Task {
             after_end,
         };
         out.push(TaskEffect::LocalSnapshotDone {
-            snapshot,
+            snapshot: Box::new(snapshot),
             restored: false,
         });
     }
@@ -368,7 +368,7 @@ impl Task {
             after_end: stored.after_end,
         };
         out.push(TaskEffect::LocalSnapshotDone {
-            snapshot,
+            snapshot: Box::new(snapshot),
             restored: true,
         });
     }
@@ -383,11 +383,11 @@ impl Task {
             }
             let (target, channel) = (log.channel.receiver, log.channel.channel);
             for (offset, record) in log.records.iter().enumerate() {
-                let event = StreamEvent::Logged(LoggedRecord {
+                let event = StreamEvent::Logged(Box::new(LoggedRecord {
                     sequence: log.first() + offset as u64,
                     index: local.index.0,
                     record: *record,
-                });
+                }));
                 out.push(TaskEffect::Emit {
                     target,
                     channel,
