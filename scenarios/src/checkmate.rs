@@ -7,10 +7,10 @@
 //! The study measures throughput and end-to-end latency on NexMark queries over Kafka; here
 //! the job runs in virtual time and its output is exactly-once (2PC sinks commit what a
 //! checkpoint or recovery line holds), so the figures are the engine's own: the time until
-//! every task processed all its input (throughput), the delay from pre-commit to commit (how long output waits: latency),
-//! snapshots and control messages per checkpoint, the sender logs a line holds, the snapshots
-//! a line rolls past (the domino effect), and at a failover the records replayed and the work
-//! lost.
+//! every task processed all its input (throughput), the delay from pre-commit to commit (how
+//! long output waits: latency), snapshots and control messages per checkpoint, the sender
+//! logs a line holds, the snapshots a line rolls past (the domino effect), and at a failover
+//! the records replayed and the work lost.
 
 use snapsim_reports::campaign::{Agreement, CellSummary, CellTable, Experiment, Figures};
 use snapsim_reports::percentile;

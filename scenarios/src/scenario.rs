@@ -82,7 +82,8 @@ impl Scenario {
 
     /// Why this scenario's `job` (a seed's) cannot run with `backend`, if it cannot.
     pub fn refuses_backend_for(&self, backend: StateBackend, job: &JobGraph) -> Option<String> {
-        if let (Some(protocol), false) = (job.checkpoint.logging, backend == StateBackend::Heap) {
+        let protocol = job.checkpoint.logging;
+        if let Some(protocol) = protocol.filter(|_| backend != StateBackend::Heap) {
             return Some(format!(
                 "scenario {} cannot run with --backend {} under {protocol:?} checkpointing: its local snapshots hold the heap backend's whole state",
                 self.name,

@@ -85,19 +85,21 @@ pub struct Stats {
     /// failed attempt snapshotted (a lower bound of what it had read).
     #[serde(default)]
     pub replayed_records: u64,
-    /// Snapshots taken (one per task and checkpoint with barriers, every local snapshot
-    /// without), local snapshots forced (communication-induced), and checkpointing's control
-    /// messages (barriers delivered and acknowledgements; local snapshots reported).
+    /// Snapshots taken: one per task and checkpoint with barriers, every local snapshot
+    /// without.
     #[serde(default)]
     pub snapshots: u64,
+    /// Local snapshots forced by a record with a higher index (communication-induced).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub forced_snapshots: u64,
+    /// Checkpointing's control messages: barriers delivered and acknowledgements; local
+    /// snapshots reported.
     #[serde(default)]
     pub control_messages: u64,
-    /// Per completed recovery line, the sender logs in its members (bytes) and the local
-    /// snapshots it rolled past (checkpointing without barriers).
+    /// Per completed recovery line, the sender logs in its members (bytes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_bytes: Vec<u64>,
+    /// Per completed recovery line, the local snapshots it rolled past (the domino effect).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rolled_back: Vec<u64>,
     /// Per committed transaction, from the snapshot that pre-committed it to its commit (ms).
