@@ -10,6 +10,7 @@ use crate::bugs::SeededBug;
 use crate::config::{CheckpointConfig, ConfigError, RestartStrategyConfig};
 use crate::ids::{ChannelIndex, Key, OperatorId, PartitionId, TaskId};
 use crate::record::SourceRecord;
+use crate::recovery_line::ChannelId;
 use crate::retention::ClaimMode;
 use crate::storage::StoragePath;
 use serde::{Deserialize, Serialize};
@@ -713,6 +714,12 @@ impl TaskSpec {
     pub fn has_bug(&self, bug: SeededBug) -> bool {
         self.bugs.contains(&bug)
     }
+
+    /// Its output channels, output by output, each named by its receiving end.
+    pub fn output_channels(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        (self.outputs.iter().flat_map(|output| &output.targets))
+            .map(|&(receiver, channel)| ChannelId { receiver, channel })
+    }
 }
 
 /// A validated job expanded into tasks and channels.
@@ -839,6 +846,16 @@ impl ExecutionPlan {
                 }
             }
         }
+    }
+
+    /// Every data channel, with its sender, in task order.
+    pub fn channels(&self) -> Vec<(TaskId, ChannelId)> {
+        (self.tasks.iter())
+            .flat_map(|task| {
+                task.output_channels()
+                    .map(move |channel| (task.id, channel))
+            })
+            .collect()
     }
 
     /// Whether seeded `bug` is switched on (for every task of the job).

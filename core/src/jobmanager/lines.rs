@@ -9,7 +9,7 @@ use crate::ids::{CheckpointId, Tick};
 use crate::job::ExecutionPlan;
 use crate::messages::{Message, Outbox};
 use crate::probes::{self, Probe};
-use crate::recovery_line::{ChannelId, Line, LineNotice, LocalSnapshot, RecoveryLines};
+use crate::recovery_line::{Line, LineNotice, LocalSnapshot, RecoveryLines};
 use crate::status::JobStatus;
 use crate::storage::{StateLocation, StorageOp};
 use crate::trace::EngineEvent;
@@ -33,15 +33,7 @@ impl LineTracking {
     pub(super) fn of(plan: &ExecutionPlan) -> Option<LineTracking> {
         plan.checkpoint.logging?;
         let tasks = plan.tasks.iter().map(|t| t.id).collect();
-        let mut channels = Vec::new();
-        for task in &plan.tasks {
-            for output in &task.outputs {
-                for &(receiver, channel) in &output.targets {
-                    channels.push((task.id, ChannelId { receiver, channel }));
-                }
-            }
-        }
-        let mut lines = RecoveryLines::new(tasks, channels);
+        let mut lines = RecoveryLines::new(tasks, plan.channels());
         if plan.has_bug(SeededBug::RecoveryLineIgnoresChannel) {
             lines = lines.ignoring_first_channel();
         }

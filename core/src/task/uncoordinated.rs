@@ -85,18 +85,21 @@ pub(super) struct LocalCheckpointing {
 
 impl LocalCheckpointing {
     pub(super) fn new(spec: &TaskSpec, protocol: LoggingProtocol, interval: u64) -> Self {
-        let mut output_base = Vec::new();
-        let mut outputs = Vec::new();
-        for output in &spec.outputs {
-            output_base.push(outputs.len());
-            for &(receiver, channel) in &output.targets {
-                outputs.push(OutputLog {
-                    channel: ChannelId { receiver, channel },
-                    sent: 0,
-                    records: VecDeque::new(),
-                });
-            }
-        }
+        // Output `o`'s targets start at `output_base[o]` in `outputs` (output channels in order).
+        let output_base = (spec.outputs.iter())
+            .scan(0, |next, output| {
+                let base = *next;
+                *next += output.targets.len();
+                Some(base)
+            })
+            .collect();
+        let outputs = (spec.output_channels())
+            .map(|channel| OutputLog {
+                channel,
+                sent: 0,
+                records: VecDeque::new(),
+            })
+            .collect();
         LocalCheckpointing {
             protocol,
             interval,

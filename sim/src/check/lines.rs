@@ -98,13 +98,8 @@ impl<'r> LocalSnapshots<'r> {
                 )),
             }
         }
-        for sender in &plan.tasks {
-            for output in &sender.outputs {
-                for &(receiver, channel) in &output.targets {
-                    let channel = ChannelId { receiver, channel };
-                    line.judge_channel(checkpoint, sender.id, channel);
-                }
-            }
+        for (sender, channel) in plan.channels() {
+            line.judge_channel(checkpoint, sender, channel);
         }
         line
     }
@@ -224,6 +219,7 @@ impl<'r> IndexLines<'r> {
     /// Why some index's line is not consistent, one message per attempt at most.
     pub fn broken(&self, plan: &ExecutionPlan) -> Vec<(String, Vec<Member<'r>>)> {
         let mut broken = Vec::new();
+        let channels = plan.channels();
         for (attempt, tasks) in &self.attempts {
             let indices: BTreeSet<CheckpointId> = (tasks.values().flatten())
                 .map(|member| member_index(member.entry))
@@ -237,12 +233,8 @@ impl<'r> IndexLines<'r> {
                 let Some(line) = line else {
                     continue;
                 };
-                let orphan = (plan.tasks.iter()).find_map(|sender| {
-                    let outputs = sender.outputs.iter().flat_map(|o| &o.targets);
-                    outputs.copied().find_map(|(receiver, channel)| {
-                        let channel = ChannelId { receiver, channel };
-                        orphans(&line[&sender.id], &line[&receiver], sender.id, channel)
-                    })
+                let orphan = (channels.iter()).find_map(|&(sender, channel)| {
+                    orphans(&line[&sender], &line[&channel.receiver], sender, channel)
                 });
                 if let Some(why) = orphan {
                     let index = n.0;
